@@ -1,0 +1,79 @@
+//! Extractors that give bad requests the same problem+json shape as everything else.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use scanq::domain::{CorrelationId, TenantId};
+
+use crate::error::AppError;
+use crate::state::AppState;
+
+/// A JSON body: 413 past the size limit (before parsing), 400 when it is not JSON.
+pub struct JsonBody(pub serde_json::Value);
+
+impl FromRequest<AppState> for JsonBody {
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                AppError::TooLarge(state.inner.cfg.max_body_bytes)
+            } else {
+                AppError::Malformed(e.body_text())
+            }
+        })?;
+        serde_json::from_slice(&bytes)
+            .map(JsonBody)
+            .map_err(|e| AppError::Malformed(format!("body is not valid JSON: {e}")))
+    }
+}
+
+/// The correlation ID from the path; an impossible ID is simply not found.
+pub struct JobId(pub CorrelationId);
+
+impl FromRequestParts<AppState> for JobId {
+    type Rejection = AppError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let axum::extract::Path(params) =
+            axum::extract::Path::<Vec<(String, String)>>::from_request_parts(parts, state)
+                .await
+                .map_err(|_| AppError::NotFound)?;
+        let id = params
+            .iter()
+            .find(|(k, _)| k == "id")
+            .map(|(_, v)| v.as_str())
+            .ok_or(AppError::NotFound)?;
+        CorrelationId::parse(id)
+            .map(JobId)
+            .map_err(|_| AppError::NotFound)
+    }
+}
+
+/// Who is calling: the tenant whose jobs they may see. Filled in by the auth layer; in open
+/// mode (no tokens, loopback only) everyone is the `default` tenant.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub tenant: TenantId,
+    pub name: String,
+    pub admin: bool,
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = AppError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(parts.extensions.get::<Caller>().cloned().unwrap_or(Caller {
+            tenant: TenantId::default_tenant(),
+            name: "open".into(),
+            admin: true,
+        }))
+    }
+}

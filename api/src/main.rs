@@ -1,0 +1,48 @@
+//! `scanq-api` binary: load config, start telemetry, bind, run.
+
+use clap::{Parser, Subcommand};
+use scanq::catalog::Catalog;
+use scanq::config::Config;
+
+#[derive(Parser, Debug)]
+#[command(name = "scanq-api", version, about = "scanq HTTP API (REST, SSE, MCP)")]
+struct Cli {
+    /// TOML configuration file (also SCANQ_CONFIG).
+    #[arg(long)]
+    config: Option<std::path::PathBuf>,
+    /// Print the effective configuration (secrets redacted) and exit.
+    #[arg(long)]
+    print_config: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Serve the API (the default).
+    Serve,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let cfg = Config::load(cli.config.as_deref())?;
+    if cli.print_config {
+        print!("{}", cfg.redacted_toml());
+        return Ok(());
+    }
+    scanq::telemetry::init(cfg.log_format);
+    let catalog = Catalog::load(cfg.catalog.as_deref())?;
+    let listener = tokio::net::TcpListener::bind(cfg.api_addr).await?;
+    scanq_api::run(listener, cfg, catalog, shutdown_signal()).await
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("install SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

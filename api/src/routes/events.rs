@@ -1,0 +1,104 @@
+//! `GET /v1/jobs/{id}/events`: Server-Sent Events (`state`, `progress`, `output`, `done`).
+//! Each event's id is its position in the job's event stream; `Last-Event-ID` (or
+//! `?last_event_id=`) resumes after it without loss or repetition. The stream ends after `done`,
+//! whose data is the final job document. `?include=output` adds `output` events, which are
+//! otherwise left out to keep dashboards light.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use futures::Stream;
+use serde::Deserialize;
+
+use crate::error::AppError;
+use crate::extract::{Caller, JobId};
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/v1/jobs/{id}/events", get(events))
+}
+
+#[derive(Debug, Deserialize)]
+struct Params {
+    last_event_id: Option<u64>,
+    include: Option<String>,
+}
+
+async fn events(
+    State(state): State<AppState>,
+    caller: Caller,
+    JobId(id): JobId,
+    headers: HeaderMap,
+    Query(p): Query<Params>,
+) -> Result<Response, AppError> {
+    let Some((tool, _)) = state.queue().get(&caller.tenant, &id).await? else {
+        return Err(AppError::NotFound);
+    };
+    let after = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .or(p.last_event_id)
+        .unwrap_or(0);
+    let with_output = p
+        .include
+        .as_deref()
+        .is_some_and(|i| i.split(',').any(|x| x == "output"));
+    let stream = event_stream(state, caller, id, tool, after, with_output);
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
+fn event_stream(
+    state: AppState,
+    caller: Caller,
+    id: scanq::domain::CorrelationId,
+    tool: scanq::domain::ToolName,
+    mut after: u64,
+    with_output: bool,
+) -> impl Stream<Item = Result<Event, Infallible>> {
+    async_stream::stream! {
+        let job_ref = scanq::keys::job_ref(&caller.tenant, &id);
+        let mut sub = state.inner.listener.subscribe(&format!("{tool}/{job_ref}"));
+        loop {
+            let batch = match state.queue().events(&tool, &caller.tenant, &id, after, 200).await {
+                Ok(b) => b,
+                Err(err) => {
+                    tracing::warn!(correlation_id = %id, error = %err, "Event stream read failed");
+                    sub.wait(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            let empty = batch.is_empty();
+            for ev in batch {
+                after = ev.position;
+                if ev.kind == "output" && !with_output {
+                    continue;
+                }
+                if ev.kind == "done" {
+                    let doc = state.queue().get(&caller.tenant, &id).await.ok().flatten().map(|(_, d)| d);
+                    let data = serde_json::to_string(&doc).unwrap_or_else(|_| "null".into());
+                    yield Ok(Event::default().id(ev.position.to_string()).event("done").data(data));
+                    return;
+                }
+                yield Ok(Event::default().id(ev.position.to_string()).event(ev.kind).data(ev.data));
+            }
+            if empty {
+                // Nothing new: wait for a notification (re-read at least every 15 s), and stop
+                // if the job has expired meanwhile.
+                if !sub.wait(Duration::from_secs(15)).await
+                    && matches!(state.queue().get(&caller.tenant, &id).await, Ok(None))
+                {
+                    return;
+                }
+            }
+        }
+    }
+}

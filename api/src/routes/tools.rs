@@ -1,0 +1,40 @@
+//! `GET /v1/tools`: the catalog — description, templates, flag policy, limits and enabled flag.
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+use crate::error::AppError;
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/v1/tools", get(list))
+}
+
+async fn list(State(state): State<AppState>) -> Result<Json<Value>, AppError> {
+    let tools: Vec<Value> = state
+        .inner
+        .catalog
+        .tools()
+        .map(|(name, spec)| {
+            json!({
+                "name": name,
+                "description": spec.description,
+                "executor": spec.executor,
+                "enabled": spec.enabled,
+                "templates": spec.templates,
+                "args": spec.args,
+                "default_timeout_sec": spec.default_timeout_sec,
+                "max_timeout_sec": spec.max_timeout_sec,
+                "max_hosts": spec.max_hosts.unwrap_or(state.inner.cfg.max_hosts),
+                "output_caps": {"stdout": spec.stdout_cap, "stderr": spec.stderr_cap},
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "tools": tools,
+        "targets": state.inner.targets.describe(),
+        "allow_intrusive": state.inner.cfg.allow_intrusive,
+    })))
+}

@@ -1,0 +1,39 @@
+//! The one application state passed to every handler.
+
+use std::sync::Arc;
+
+use scanq::catalog::Catalog;
+use scanq::config::Config;
+use scanq::metrics::Metrics;
+use scanq::queue::{Listener, Queue};
+use scanq::request::Policy;
+use scanq::validate::TargetPolicy;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub inner: Arc<Inner>,
+}
+
+pub struct Inner {
+    pub cfg: Config,
+    pub catalog: Catalog,
+    pub targets: TargetPolicy,
+    pub queue: Queue,
+    pub listener: Listener,
+    pub metrics: Metrics,
+}
+
+impl AppState {
+    pub fn queue(&self) -> &Queue {
+        &self.inner.queue
+    }
+
+    pub fn policy(&self) -> Policy<'_> {
+        Policy {
+            catalog: &self.inner.catalog,
+            targets: &self.inner.targets,
+            allow_intrusive: self.inner.cfg.allow_intrusive,
+            default_max_attempts: self.inner.cfg.default_max_attempts,
+        }
+    }
+}

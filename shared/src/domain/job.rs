@@ -1,0 +1,318 @@
+//! The job's life cycle and its public document.
+//!
+//! ```text
+//! queued ──claim──▶ running ──▶ succeeded | failed | cancelled
+//!   ▲                 │
+//!   └── scheduled ◀───┘ (retry back-off, delay, open breaker)
+//! ```
+//! The full state machine is drawn in `docs/job-states.md`.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// A string that names no variant; the message lists the accepted ones.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{value}` is not one of: {accepted}")]
+pub struct UnknownVariant {
+    pub value: String,
+    pub accepted: &'static str,
+}
+
+macro_rules! string_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+            pub const ACCEPTED: &'static str = concat!($($text, " "),+);
+
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = UnknownVariant;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    _ => Err(UnknownVariant { value: s.to_owned(), accepted: Self::ACCEPTED.trim_ascii_end() }),
+                }
+            }
+        }
+    };
+}
+
+string_enum!(
+    /// Where a job is in its life. `scheduled` waits for a retry back-off, a delay or an open breaker.
+    JobState {
+        Queued => "queued",
+        Scheduled => "scheduled",
+        Running => "running",
+        Succeeded => "succeeded",
+        Failed => "failed",
+        Cancelled => "cancelled",
+    }
+);
+
+impl JobState {
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
+    }
+}
+
+string_enum!(
+    /// Queue priority. Workers read `high` first but give `normal` and `low` a share of every
+    /// round, so no priority starves (see `scripts/lua/claim.lua`).
+    Priority {
+        High => "high",
+        Normal => "normal",
+        Low => "low",
+    }
+);
+
+string_enum!(
+    /// The public error kinds of DESIGN §2.
+    ErrorType {
+        ValidationError => "validation_error",
+        NotFound => "not_found",
+        Timeout => "timeout",
+        ExecutionError => "execution_error",
+        ResourceExhausted => "resource_exhausted",
+        CircuitBreakerOpen => "circuit_breaker_open",
+        Cancelled => "cancelled",
+        WorkerLost => "worker_lost",
+        Unknown => "unknown",
+    }
+);
+
+impl ErrorType {
+    /// What a person can do about it.
+    pub fn recovery_suggestion(self) -> &'static str {
+        match self {
+            Self::ValidationError => "Fix the field named in the error and submit again.",
+            Self::NotFound => {
+                "The tool binary is missing on the worker: install it or disable the tool."
+            }
+            Self::Timeout => "Narrow the scan (fewer ports or hosts) or raise timeout_sec.",
+            Self::ExecutionError => "Read result.stderr; check the arguments and the target.",
+            Self::ResourceExhausted => {
+                "The tool hit a sandbox limit: narrow the scan or ask an operator to raise the limit."
+            }
+            Self::CircuitBreakerOpen => {
+                "The tool is failing fleet-wide; retry after retry_after_sec or check GET /v1/breakers."
+            }
+            Self::Cancelled => "The job was cancelled; submit it again if it is still needed.",
+            Self::WorkerLost => {
+                "The worker running the job died repeatedly; retry with POST /v1/jobs/{id}/retry."
+            }
+            Self::Unknown => {
+                "Retry later; if it persists, report the correlation ID to an operator."
+            }
+        }
+    }
+}
+
+/// Live progress of a running job.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProgressInfo {
+    pub percent: f64,
+    pub eta_sec: Option<u64>,
+    pub phase: Option<String>,
+}
+
+/// What the tool produced.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct JobResult {
+    pub exit_code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    pub truncated_stdout: bool,
+    pub truncated_stderr: bool,
+    pub timed_out: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parsed: Option<serde_json::Value>,
+}
+
+/// Why a job failed (or is waiting), with advice.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorInfo {
+    #[serde(rename = "type")]
+    pub kind: ErrorType,
+    pub message: String,
+    pub recovery_suggestion: String,
+    pub retry_after_sec: Option<u64>,
+}
+
+impl ErrorInfo {
+    pub fn new(kind: ErrorType, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+            recovery_suggestion: kind.recovery_suggestion().to_owned(),
+            retry_after_sec: None,
+        }
+    }
+}
+
+/// The job document of DESIGN §2, as served by `GET /v1/jobs/{id}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobDocument {
+    pub correlation_id: String,
+    pub tool: String,
+    pub target: String,
+    pub args: Vec<String>,
+    pub template: Option<String>,
+    pub state: JobState,
+    pub attempt: u32,
+    pub max_attempts: u32,
+    pub priority: Priority,
+    pub timeout_sec: u64,
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub retry_at: Option<String>,
+    pub queue_wait_ms: Option<u64>,
+    pub duration_ms: Option<u64>,
+    pub worker: Option<String>,
+    pub progress: Option<ProgressInfo>,
+    pub result: Option<JobResult>,
+    pub error: Option<ErrorInfo>,
+}
+
+fn rfc3339(ms: u64) -> String {
+    let secs = ms / 1000;
+    let millis = ms % 1000;
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    let (h, m, s) = (rem / 3600, (rem % 3600) / 60, rem % 60);
+    // Civil-from-days (Howard Hinnant's algorithm), valid for the Unix era.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let mo = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(mo <= 2);
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{m:02}:{s:02}.{millis:03}Z")
+}
+
+impl JobDocument {
+    /// Builds the document from the job hash as the scripts write it (field names in
+    /// `scripts/lua/*.lua`). Returns `None` when the hash is empty or not a job.
+    pub fn from_hash(h: &HashMap<String, String>) -> Option<Self> {
+        let get = |k: &str| h.get(k).filter(|v| !v.is_empty());
+        let num = |k: &str| get(k).and_then(|v| v.parse::<u64>().ok());
+        fn json<T: serde::de::DeserializeOwned>(h: &HashMap<String, String>, k: &str) -> Option<T> {
+            h.get(k)
+                .filter(|v| !v.is_empty())
+                .and_then(|v| serde_json::from_str(v).ok())
+        }
+        let mut error: Option<ErrorInfo> = json(h, "error");
+        let state: JobState = get("state")?.parse().ok()?;
+        if let (Some(e), Some(retry_at), Some(now)) =
+            (error.as_mut(), num("retry_at_ms"), num("updated_ms"))
+            && state == JobState::Scheduled
+        {
+            e.retry_after_sec = Some(retry_at.saturating_sub(now).div_ceil(1000));
+        }
+        Some(Self {
+            correlation_id: get("cid")?.clone(),
+            tool: get("tool")?.clone(),
+            target: get("target").cloned().unwrap_or_default(),
+            args: json(h, "args").unwrap_or_default(),
+            template: get("template").cloned(),
+            state,
+            attempt: num("attempt").unwrap_or(0) as u32,
+            max_attempts: num("max_attempts").unwrap_or(1) as u32,
+            priority: get("priority")
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(Priority::Normal),
+            timeout_sec: num("timeout_sec").unwrap_or(0),
+            created_at: rfc3339(num("created_ms").unwrap_or(0)),
+            started_at: num("started_ms").map(rfc3339),
+            finished_at: num("finished_ms").map(rfc3339),
+            retry_at: num("retry_at_ms")
+                .filter(|_| state == JobState::Scheduled)
+                .map(rfc3339),
+            queue_wait_ms: num("queue_wait_ms"),
+            duration_ms: num("duration_ms"),
+            worker: get("worker").cloned(),
+            progress: json(h, "progress"),
+            result: json(h, "result"),
+            error,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_state_round_trips_through_its_string() {
+        for s in JobState::ALL {
+            assert_eq!(s.as_str().parse::<JobState>().unwrap(), *s);
+            assert_eq!(
+                serde_json::to_string(s).unwrap(),
+                format!("\"{}\"", s.as_str())
+            );
+        }
+        for p in Priority::ALL {
+            assert_eq!(p.as_str().parse::<Priority>().unwrap(), *p);
+        }
+        for e in ErrorType::ALL {
+            assert_eq!(e.as_str().parse::<ErrorType>().unwrap(), *e);
+            assert!(!e.recovery_suggestion().is_empty());
+        }
+    }
+
+    #[test]
+    fn unknown_strings_list_what_is_accepted() {
+        let err = "urgent".parse::<Priority>().unwrap_err();
+        assert_eq!(err.accepted, "high normal low");
+    }
+
+    #[test]
+    fn timestamps_render_as_rfc3339() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(1_795_000_000_123), "2026-11-18T11:06:40.123Z");
+    }
+
+    #[test]
+    fn a_job_hash_becomes_a_document() {
+        let h: HashMap<String, String> = [
+            ("cid", "scan-1"),
+            ("tool", "nmap"),
+            ("target", "10.0.0.5"),
+            ("args", "[\"-p\",\"22\"]"),
+            ("state", "queued"),
+            ("attempt", "0"),
+            ("max_attempts", "3"),
+            ("priority", "high"),
+            ("created_ms", "1000"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let doc = JobDocument::from_hash(&h).unwrap();
+        assert_eq!(doc.args, vec!["-p", "22"]);
+        assert_eq!(doc.priority, Priority::High);
+        assert_eq!(doc.state, JobState::Queued);
+        assert!(JobDocument::from_hash(&HashMap::new()).is_none());
+    }
+}

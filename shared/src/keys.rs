@@ -1,0 +1,225 @@
+//! The Redis key schema: the only place where key names are built.
+//!
+//! Every key starts with the configured prefix (`SCANQ_KEY_PREFIX`, so each test and each
+//! deployment has its own keyspace). Keys that one script touches together carry the same hash
+//! tag, `{<tool>}`, so every multi-key script stays inside one Redis Cluster slot:
+//!
+//! | key | type | what |
+//! |---|---|---|
+//! | `P:{T}:q:<priority>` | stream | ready jobs of tool T (consumer group `workers`) |
+//! | `P:{T}:job:<tenant>/<cid>` | hash | one job (fields: see `scripts/lua/enqueue.lua`) |
+//! | `P:{T}:ev:<tenant>/<cid>` | stream | the job's events, ids `0-<n>` (SSE position) |
+//! | `P:{T}:scheduled` | zset | jobs waiting for a time (retry back-off, delay, breaker) |
+//! | `P:{T}:leases` | zset | running jobs, score = lease expiry (ms) |
+//! | `P:{T}:dead` | zset | failed jobs (dead letters), score = finish time |
+//! | `P:{T}:counts` | hash | jobs per state, kept by the scripts (O(1) stats) |
+//! | `P:{T}:backlog:<tenant>` | zset | a tenant's jobs over its fair-share window |
+//! | `P:{T}:fair` | hash | jobs per tenant inside the window |
+//! | `P:{T}:breaker[:hist|:probes|:window]` | hash/list/zset | the tool's circuit breaker |
+//! | `P:{T}:stats:wait`, `P:{T}:stats:run` | zset | recent samples for percentiles |
+//! | `P:idx:<tenant>:<cid>` | string | which tool holds a correlation ID |
+//! | `P:jobs:<tenant>` | zset | the tenant's jobs, newest first (listing) |
+//! | `P:workers` | zset | live workers, score = heartbeat expiry |
+//! | `P:worker:<id>` | string | a worker's self-description (JSON) |
+//! | `P:tools:disabled` | set | tools disabled cluster-wide |
+//! | `P:notify`, `P:cancel` | pub/sub channels | job events; cancellation requests |
+//!
+//! A job is named inside its tool's keyspace by its *ref*, `<tenant>/<cid>` (neither part may
+//! contain `/`). Scripts that reach a job found in a zset build its key from a prefix passed in
+//! `KEYS` plus the ref, so the key still comes from here.
+
+use crate::domain::{CorrelationId, Priority, TenantId, ToolName};
+
+/// The consumer group every worker joins on every queue stream.
+pub const GROUP: &str = "workers";
+
+#[derive(Debug, Clone)]
+pub struct Keys {
+    prefix: String,
+}
+
+/// A job's name inside its tool's keyspace: `<tenant>/<cid>`.
+pub fn job_ref(tenant: &TenantId, cid: &CorrelationId) -> String {
+    format!("{tenant}/{cid}")
+}
+
+impl Keys {
+    /// `prefix` must be non-empty and free of `{`, `}` and spaces (checked by the config).
+    pub fn new(prefix: &str) -> Self {
+        Self {
+            prefix: prefix.to_owned(),
+        }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    pub fn tool(&self, tool: &ToolName) -> ToolKeys {
+        ToolKeys {
+            base: format!("{}:{{{}}}", self.prefix, tool),
+        }
+    }
+
+    pub fn index(&self, tenant: &TenantId, cid: &CorrelationId) -> String {
+        format!("{}:idx:{}:{}", self.prefix, tenant, cid)
+    }
+
+    pub fn tenant_jobs(&self, tenant: &TenantId) -> String {
+        format!("{}:jobs:{}", self.prefix, tenant)
+    }
+
+    /// Pattern matching every tenant's job list (admin listing).
+    pub fn tenant_jobs_pattern(&self) -> String {
+        format!("{}:jobs:*", self.prefix)
+    }
+
+    pub fn workers(&self) -> String {
+        format!("{}:workers", self.prefix)
+    }
+
+    pub fn worker(&self, id: &str) -> String {
+        format!("{}:worker:{}", self.prefix, id)
+    }
+
+    pub fn disabled_tools(&self) -> String {
+        format!("{}:tools:disabled", self.prefix)
+    }
+
+    pub fn notify_channel(&self) -> String {
+        format!("{}:notify", self.prefix)
+    }
+
+    pub fn cancel_channel(&self) -> String {
+        format!("{}:cancel", self.prefix)
+    }
+
+    pub fn rate_limit(&self, token_name: &str) -> String {
+        format!("{}:rl:{}", self.prefix, token_name)
+    }
+
+    pub fn tenant_limits(&self, tenant: &TenantId) -> String {
+        format!("{}:tenant:{}", self.prefix, tenant)
+    }
+}
+
+/// Keys of one tool; all share the hash tag `{tool}`.
+#[derive(Debug, Clone)]
+pub struct ToolKeys {
+    base: String,
+}
+
+impl ToolKeys {
+    pub fn stream(&self, priority: Priority) -> String {
+        format!("{}:q:{}", self.base, priority.as_str())
+    }
+
+    /// The three priority streams, highest first.
+    pub fn streams(&self) -> [String; 3] {
+        [
+            self.stream(Priority::High),
+            self.stream(Priority::Normal),
+            self.stream(Priority::Low),
+        ]
+    }
+
+    pub fn job(&self, job_ref: &str) -> String {
+        format!("{}job:{}", self.job_prefix(), job_ref)
+    }
+
+    /// `job(ref) == job_prefix() + ref`; passed to scripts that reach jobs found in a zset.
+    pub fn job_prefix(&self) -> String {
+        format!("{}:", self.base)
+    }
+
+    pub fn events(&self, job_ref: &str) -> String {
+        format!("{}ev:{}", self.job_prefix(), job_ref)
+    }
+
+    pub fn scheduled(&self) -> String {
+        format!("{}:scheduled", self.base)
+    }
+
+    pub fn leases(&self) -> String {
+        format!("{}:leases", self.base)
+    }
+
+    pub fn dead(&self) -> String {
+        format!("{}:dead", self.base)
+    }
+
+    pub fn counts(&self) -> String {
+        format!("{}:counts", self.base)
+    }
+
+    pub fn backlog_prefix(&self) -> String {
+        format!("{}:backlog:", self.base)
+    }
+
+    pub fn fair(&self) -> String {
+        format!("{}:fair", self.base)
+    }
+
+    pub fn breaker(&self) -> String {
+        format!("{}:breaker", self.base)
+    }
+
+    pub fn breaker_history(&self) -> String {
+        format!("{}:breaker:hist", self.base)
+    }
+
+    pub fn breaker_probes(&self) -> String {
+        format!("{}:breaker:probes", self.base)
+    }
+
+    pub fn breaker_window(&self) -> String {
+        format!("{}:breaker:window", self.base)
+    }
+
+    pub fn wait_samples(&self) -> String {
+        format!("{}:stats:wait", self.base)
+    }
+
+    pub fn run_samples(&self) -> String {
+        format!("{}:stats:run", self.base)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slot_tag(key: &str) -> &str {
+        let open = key.find('{').unwrap();
+        let close = key[open..].find('}').unwrap() + open;
+        &key[open + 1..close]
+    }
+
+    #[test]
+    fn every_tool_key_shares_the_tools_hash_tag() {
+        let keys = Keys::new("scanq");
+        let t = keys.tool(&ToolName::parse("nmap").unwrap());
+        let r = "blue/scan-1";
+        for k in [
+            t.stream(Priority::Low),
+            t.job(r),
+            t.events(r),
+            t.scheduled(),
+            t.leases(),
+            t.dead(),
+            t.counts(),
+            t.backlog_prefix(),
+            t.fair(),
+            t.breaker(),
+            t.breaker_history(),
+            t.breaker_probes(),
+            t.breaker_window(),
+            t.wait_samples(),
+            t.run_samples(),
+        ] {
+            assert_eq!(slot_tag(&k), "nmap", "{k}");
+            assert!(k.starts_with("scanq:"), "{k}");
+        }
+        assert_eq!(t.job(r), format!("{}job:{r}", t.job_prefix()));
+    }
+}

@@ -1,0 +1,25 @@
+//! `scanq`: the core shared by `scanq-api` and `scanq-worker`.
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`domain`] | identifiers, job states, priorities, error kinds, the job document |
+//! | [`validate`] | typed targets and scope policy, argument policy (DESIGN §4) |
+//! | [`catalog`] | the tool catalog (built-in default + operator file) |
+//! | [`request`] | a submit body turned into a checked `JobSpec` |
+//! | [`keys`] | every Redis key name |
+//! | [`scripts`] | the Lua scripts and their typed wrappers |
+//! | [`queue`] | the queue as the API uses it (submit, read, wait, cancel, list) |
+//! | [`config`] | one typed configuration |
+//! | [`telemetry`] | logging set-up |
+//! | [`metrics`] | Prometheus metric definitions |
+
+pub mod catalog;
+pub mod config;
+pub mod domain;
+pub mod keys;
+pub mod metrics;
+pub mod queue;
+pub mod request;
+pub mod scripts;
+pub mod telemetry;
+pub mod validate;

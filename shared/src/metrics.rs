@@ -1,0 +1,135 @@
+//! Prometheus metrics (DESIGN §7), declared once here; call sites use these typed handles.
+//! Histograms use exponential buckets from 1 ms to ~9 h so both 10 ms no-op jobs and hour-long
+//! scans get useful quantiles.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+fn job_buckets() -> Vec<f64> {
+    prometheus::exponential_buckets(0.001, 2.5, 20).expect("valid buckets")
+}
+
+/// Metrics of one process (API or worker). Each gets its own registry so tests can run several
+/// services in one process.
+#[derive(Clone, Debug)]
+pub struct Metrics {
+    registry: Registry,
+    pub jobs_submitted: IntCounterVec,
+    pub jobs_finished: IntCounterVec,
+    pub queue_wait: HistogramVec,
+    pub run_time: HistogramVec,
+    pub jobs_running: IntGaugeVec,
+    pub queue_depth: IntGaugeVec,
+    pub queue_oldest_age: IntGaugeVec,
+    pub breaker_state: IntGaugeVec,
+    pub breaker_transitions: IntCounterVec,
+    pub breaker_calls: IntCounterVec,
+    pub http_requests: IntCounterVec,
+    pub http_duration: HistogramVec,
+    pub workers_alive: IntGauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("unique metric");
+            c
+        };
+        let gauge = |name: &str, help: &str, labels: &[&str]| {
+            let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("unique metric");
+            g
+        };
+        let histogram = |name: &str, help: &str, labels: &[&str], buckets: Vec<f64>| {
+            let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)
+                .expect("valid metric");
+            registry
+                .register(Box::new(h.clone()))
+                .expect("unique metric");
+            h
+        };
+        let workers_alive = IntGauge::new("scanq_workers_alive", "Workers with a live heartbeat")
+            .expect("valid metric");
+        registry
+            .register(Box::new(workers_alive.clone()))
+            .expect("unique metric");
+        Self {
+            jobs_submitted: counter("scanq_jobs_submitted_total", "Jobs accepted", &["tool"]),
+            jobs_finished: counter(
+                "scanq_jobs_finished_total",
+                "Jobs that reached a terminal state",
+                &["tool", "state", "error_type"],
+            ),
+            queue_wait: histogram(
+                "scanq_job_queue_wait_seconds",
+                "Time from ready to started",
+                &["tool"],
+                job_buckets(),
+            ),
+            run_time: histogram(
+                "scanq_job_run_seconds",
+                "Time the tool ran",
+                &["tool"],
+                job_buckets(),
+            ),
+            jobs_running: gauge("scanq_jobs_running", "Jobs running", &["tool"]),
+            queue_depth: gauge("scanq_queue_depth", "Jobs queued or scheduled", &["tool"]),
+            queue_oldest_age: gauge(
+                "scanq_queue_oldest_age_seconds",
+                "Age of the oldest queued job",
+                &["tool"],
+            ),
+            breaker_state: gauge(
+                "scanq_breaker_state",
+                "Breaker state: 0 closed, 1 open, 2 half-open",
+                &["tool"],
+            ),
+            breaker_transitions: counter(
+                "scanq_breaker_transitions_total",
+                "Breaker state changes",
+                &["tool", "from", "to"],
+            ),
+            breaker_calls: counter(
+                "scanq_breaker_calls_total",
+                "Breaker decisions and outcomes",
+                &["tool", "result"],
+            ),
+            http_requests: counter(
+                "scanq_http_requests_total",
+                "HTTP requests",
+                &["route", "method", "status"],
+            ),
+            http_duration: histogram(
+                "scanq_http_request_duration_seconds",
+                "HTTP request latency",
+                &["route"],
+                prometheus::exponential_buckets(0.0001, 2.0, 20).expect("valid buckets"),
+            ),
+            workers_alive,
+            registry,
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .expect("text encoding never fails");
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}

@@ -1,0 +1,352 @@
+//! A submit request turned into a checked [`JobSpec`] exactly once (DESIGN §2, §4). The API and
+//! the MCP front door both go through [`JobSpec::from_json`]; the worker re-checks what it reads
+//! from Redis with [`recheck`], since a job written by anything else is not trusted.
+
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::catalog::{Catalog, ToolSpec};
+use crate::domain::{CorrelationId, Priority, ToolName};
+use crate::validate::{ArgContext, Target, TargetPolicy, ToolArgs, ValidationError};
+
+/// Fields a submit body may carry.
+pub const FIELDS: &[&str] = &[
+    "tool",
+    "target",
+    "template",
+    "args",
+    "timeout_sec",
+    "priority",
+    "correlation_id",
+    "max_attempts",
+    "intrusive",
+    "queue_if_unavailable",
+    "delay_sec",
+];
+
+/// What the server needs to judge a request.
+#[derive(Debug, Clone)]
+pub struct Policy<'a> {
+    pub catalog: &'a Catalog,
+    pub targets: &'a TargetPolicy,
+    pub allow_intrusive: bool,
+    pub default_max_attempts: u32,
+}
+
+/// A validated job request.
+#[derive(Debug, Clone)]
+pub struct JobSpec {
+    pub tool: ToolName,
+    pub target: Target,
+    pub template: Option<String>,
+    /// Template arguments followed by the request's, normalized.
+    pub args: ToolArgs,
+    pub timeout_sec: u64,
+    pub priority: Priority,
+    pub correlation_id: Option<CorrelationId>,
+    pub max_attempts: u32,
+    pub intrusive: bool,
+    pub queue_if_unavailable: bool,
+    pub delay_ms: u64,
+    /// The request's own `args` text, kept so the worker can re-apply the policy.
+    pub raw_args: String,
+    /// Digest of the request's meaning: same digest = same request (idempotency).
+    pub request_hash: String,
+}
+
+/// Why a request was refused before validation could name a field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestError {
+    /// The tool is not in the catalog (404).
+    UnknownTool(String),
+    Invalid(ValidationError),
+}
+
+impl From<ValidationError> for RequestError {
+    fn from(e: ValidationError) -> Self {
+        Self::Invalid(e)
+    }
+}
+
+fn invalid(field: &str, message: impl Into<String>, hint: impl Into<String>) -> RequestError {
+    RequestError::Invalid(ValidationError::new(field, message, hint))
+}
+
+fn string_field<'a>(
+    obj: &'a Map<String, Value>,
+    field: &str,
+    hint: &str,
+) -> Result<Option<&'a str>, RequestError> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(invalid(field, "must be a string", hint)),
+    }
+}
+
+fn uint_field(
+    obj: &Map<String, Value>,
+    field: &str,
+    lo: u64,
+    hi: u64,
+) -> Result<Option<u64>, RequestError> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => match v.as_u64() {
+            Some(n) if (lo..=hi).contains(&n) => Ok(Some(n)),
+            _ => Err(invalid(
+                field,
+                format!("must be a whole number from {lo} to {hi}"),
+                format!("e.g. {lo}"),
+            )),
+        },
+    }
+}
+
+fn bool_field(obj: &Map<String, Value>, field: &str) -> Result<bool, RequestError> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(_) => Err(invalid(field, "must be true or false", "true or false")),
+    }
+}
+
+impl JobSpec {
+    /// Parses a submit body. `tool` may be given by the route (MCP: one tool per catalog tool).
+    pub fn from_json(body: &Value, policy: &Policy<'_>) -> Result<Self, RequestError> {
+        let Some(obj) = body.as_object() else {
+            return Err(invalid(
+                "body",
+                "must be a JSON object",
+                "{\"tool\":\"nmap\",\"target\":\"10.0.0.5\"}",
+            ));
+        };
+        if let Some(unknown) = obj.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+            return Err(invalid(
+                unknown,
+                format!("`{unknown}` is not a known field"),
+                format!("accepted fields: {}", FIELDS.join(", ")),
+            ));
+        }
+        let names = policy.catalog.names().join(", ");
+        let tool_text = string_field(obj, "tool", &names)?
+            .ok_or_else(|| invalid("tool", "is required", format!("one of: {names}")))?;
+        let tool = ToolName::parse(tool_text)
+            .map_err(|_| RequestError::UnknownTool(tool_text.to_owned()))?;
+        let spec = policy
+            .catalog
+            .get(&tool)
+            .ok_or_else(|| RequestError::UnknownTool(tool_text.to_owned()))?;
+
+        let target_text = string_field(obj, "target", "e.g. 10.0.0.5")?
+            .ok_or_else(|| invalid("target", "is required", "an IPv4 address, CIDR or hostname"))?;
+        let target: Target = target_text.parse()?;
+        policy.targets.check(&target, spec.max_hosts)?;
+
+        let intrusive = bool_field(obj, "intrusive")?;
+        let ctx = ArgContext {
+            server_allows_intrusive: policy.allow_intrusive,
+            request_intrusive: intrusive,
+        };
+        let template = string_field(obj, "template", "a template name from GET /v1/tools")?;
+        let template_args = match template {
+            Some(t) => spec.template_args(t, &ctx)?,
+            None => ToolArgs::default(),
+        };
+        let raw_args = string_field(obj, "args", "e.g. \"-p 22,80 -sV\"")?.unwrap_or("");
+        let request_args = spec.args.parse_args(raw_args, &ctx)?;
+        let args = ToolArgs::merge(&template_args, &request_args, &spec.args);
+
+        let timeout_sec = uint_field(obj, "timeout_sec", 1, spec.max_timeout_sec)?
+            .unwrap_or(spec.default_timeout_sec);
+        let priority = match string_field(obj, "priority", Priority::ACCEPTED)? {
+            None => Priority::Normal,
+            Some(p) => p.parse().map_err(|_| {
+                invalid(
+                    "priority",
+                    format!("`{p}` is not a priority"),
+                    "one of: high, normal, low",
+                )
+            })?,
+        };
+        let correlation_id = match string_field(obj, "correlation_id", "[A-Za-z0-9._:-]{1,64}")? {
+            None => None,
+            Some(c) => Some(
+                CorrelationId::parse(c)
+                    .map_err(|e| invalid("correlation_id", e.0, "[A-Za-z0-9._:-]{1,64}"))?,
+            ),
+        };
+        let max_attempts = uint_field(obj, "max_attempts", 1, 20)?
+            .map(|n| n as u32)
+            .unwrap_or(policy.default_max_attempts);
+        let delay_ms = uint_field(obj, "delay_sec", 0, 30 * 86_400)?.unwrap_or(0) * 1000;
+        let queue_if_unavailable = bool_field(obj, "queue_if_unavailable")?;
+
+        let canonical = serde_json::json!([
+            tool.as_str(),
+            target.to_string(),
+            template,
+            args.as_slice(),
+            timeout_sec,
+            priority.as_str(),
+            max_attempts,
+            intrusive,
+        ]);
+        let request_hash = hex::encode(&Sha256::digest(canonical.to_string().as_bytes())[..16]);
+        Ok(Self {
+            tool,
+            target,
+            template: template.map(str::to_owned),
+            args,
+            timeout_sec,
+            priority,
+            correlation_id,
+            max_attempts,
+            intrusive,
+            queue_if_unavailable,
+            delay_ms,
+            raw_args: raw_args.to_owned(),
+            request_hash,
+        })
+    }
+}
+
+/// The worker's second look at a job read from Redis: the target must still parse and lie in
+/// scope, and the template and request arguments must still pass the tool's policy. Returns
+/// the arguments to run, rebuilt from the stored request rather than trusted from storage.
+pub fn recheck(
+    spec: &ToolSpec,
+    targets: &TargetPolicy,
+    allow_intrusive: bool,
+    stored: &StoredRequest<'_>,
+) -> Result<(Target, ToolArgs), ValidationError> {
+    let target: Target = stored.target.parse()?;
+    targets.check(&target, spec.max_hosts)?;
+    let ctx = ArgContext {
+        server_allows_intrusive: allow_intrusive,
+        request_intrusive: stored.intrusive,
+    };
+    let template_args = match stored.template {
+        Some(t) if !t.is_empty() => spec.template_args(t, &ctx)?,
+        _ => ToolArgs::default(),
+    };
+    let request_args = spec.args.parse_args(stored.raw_args, &ctx)?;
+    Ok((
+        target,
+        ToolArgs::merge(&template_args, &request_args, &spec.args),
+    ))
+}
+
+/// The parts of a stored job the worker re-checks.
+#[derive(Debug, Clone, Copy)]
+pub struct StoredRequest<'a> {
+    pub target: &'a str,
+    pub template: Option<&'a str>,
+    pub raw_args: &'a str,
+    pub intrusive: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn with_policy<T>(f: impl FnOnce(&Policy<'_>) -> T) -> T {
+        let catalog = Catalog::builtin();
+        let targets = TargetPolicy::default();
+        f(&Policy {
+            catalog: &catalog,
+            targets: &targets,
+            allow_intrusive: false,
+            default_max_attempts: 3,
+        })
+    }
+
+    fn field_of(body: Value) -> String {
+        with_policy(|p| match JobSpec::from_json(&body, p).unwrap_err() {
+            RequestError::Invalid(e) => e.field,
+            RequestError::UnknownTool(t) => format!("unknown tool {t}"),
+        })
+    }
+
+    #[test]
+    fn a_minimal_request_gets_the_defaults() {
+        let spec = with_policy(|p| {
+            JobSpec::from_json(
+                &json!({"tool":"nmap","target":"10.0.0.5","template":"quick"}),
+                p,
+            )
+        })
+        .unwrap();
+        assert_eq!(spec.priority, Priority::Normal);
+        assert_eq!(spec.timeout_sec, 600);
+        assert_eq!(spec.max_attempts, 3);
+        assert!(spec.args.as_slice().contains(&"-sT".to_owned()));
+    }
+
+    #[test]
+    fn each_bad_field_is_named() {
+        assert_eq!(field_of(json!({"target":"10.0.0.5"})), "tool");
+        assert_eq!(field_of(json!({"tool":"nmap"})), "target");
+        assert_eq!(
+            field_of(json!({"tool":"nmap","target":"10.0.0.5","bogus":1})),
+            "bogus"
+        );
+        assert_eq!(
+            field_of(json!({"tool":"nmap","target":"10.0.0.5","priority":"urgent"})),
+            "priority"
+        );
+        assert_eq!(
+            field_of(json!({"tool":"nmap","target":"10.0.0.5","timeout_sec":0})),
+            "timeout_sec"
+        );
+        assert_eq!(
+            field_of(json!({"tool":"nmap","target":"10.0.0.5","template":"nope"})),
+            "template"
+        );
+        assert_eq!(
+            field_of(json!({"tool":"nmap","target":"10.0.0.5","correlation_id":"a b"})),
+            "correlation_id"
+        );
+        assert_eq!(
+            field_of(json!({"tool":"nmap","target":"10.0.0.5","args":"; rm -rf /"})),
+            "args"
+        );
+        assert_eq!(
+            field_of(json!({"tool":"nmap","target":"8.8.8.8"})),
+            "target"
+        );
+        assert_eq!(field_of(json!([1])), "body");
+        assert_eq!(
+            field_of(json!({"tool":"nope","target":"10.0.0.5"})),
+            "unknown tool nope"
+        );
+    }
+
+    #[test]
+    fn the_same_request_has_the_same_hash_and_a_different_one_does_not() {
+        let a = with_policy(|p| {
+            JobSpec::from_json(
+                &json!({"tool":"nmap","target":"10.0.0.5","args":"-p 22"}),
+                p,
+            )
+        })
+        .unwrap();
+        let b = with_policy(|p| {
+            JobSpec::from_json(
+                &json!({"tool":"nmap","target":"10.0.0.5","args":"-p 22"}),
+                p,
+            )
+        })
+        .unwrap();
+        let c = with_policy(|p| {
+            JobSpec::from_json(
+                &json!({"tool":"nmap","target":"10.0.0.5","args":"-p 23"}),
+                p,
+            )
+        })
+        .unwrap();
+        assert_eq!(a.request_hash, b.request_hash);
+        assert_ne!(a.request_hash, c.request_hash);
+    }
+}

@@ -1,0 +1,40 @@
+-- common.lua: helpers prepended to every job script (after the generated prelude that defines
+-- the table S of job-state strings from Rust's JobState, so no state is retyped here).
+-- Defines only locals; reads no KEYS/ARGV.
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- Appends an event to the job's event stream with the id 0-<n> (n = its position) and tells
+-- listeners through the notify channel.
+local function emit(evkey, jobkey, kind, data, maxlen, channel, tag)
+  local seq = redis.call('HINCRBY', jobkey, 'evseq', 1)
+  redis.call('XADD', evkey, 'MAXLEN', '~', maxlen, '0-' .. seq, 'type', kind, 'data', data)
+  if channel ~= '' then
+    redis.call('PUBLISH', channel, tag)
+  end
+  return seq
+end
+
+-- Moves a job between states, keeping the per-tool counts hash exact.
+local function move(countskey, jobkey, from, to, now)
+  if from and from ~= '' then
+    redis.call('HINCRBY', countskey, from, -1)
+  end
+  redis.call('HINCRBY', countskey, to, 1)
+  redis.call('HSET', jobkey, 'state', to, 'updated_ms', now)
+end
+
+local function state_event(to, now, extra)
+  local e = { state = to, at_ms = now }
+  if extra then
+    for k, v in pairs(extra) do e[k] = v end
+  end
+  return cjson.encode(e)
+end
+
+local function is_terminal(state)
+  return state == S.succeeded or state == S.failed or state == S.cancelled
+end

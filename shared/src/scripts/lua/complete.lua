@@ -1,0 +1,74 @@
+-- complete.lua: record the outcome of a batch of attempts of one tool, each fenced by its token:
+-- write result/error, move the state, release the lease, append the state and done events,
+-- schedule a retry or file a dead letter, and set the retention TTLs.
+-- KEYS[1] leases zset  KEYS[2] counts hash  KEYS[3] scheduled zset  KEYS[4] dead zset
+-- KEYS[5] job key prefix  KEYS[6..8] streams high, normal, low  KEYS[9] run-samples list
+-- ARGV[1] result ttl ms  ARGV[2] dead ttl ms  ARGV[3] max events  ARGV[4] notify channel
+-- ARGV[5] tool name, then groups of 6: ref, fence, outcome, result json, error json, delay ms
+-- outcome: 'succeeded' | 'failed' | 'cancelled' | 'retry' (scheduled after delay if attempts
+-- remain, else failed) | 'handback' (worker shutting down: queued again at once, the attempt
+-- does not count)
+-- Returns one status per job: the new state, or 'stale' when the fence no longer matches.
+
+local leases, counts, sched, dead, prefix = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local result_ttl, dead_ttl = tonumber(ARGV[1]), tonumber(ARGV[2])
+local maxlen, channel, tool = tonumber(ARGV[3]), ARGV[4], ARGV[5]
+local streams = { high = KEYS[6], normal = KEYS[7], low = KEYS[8] }
+local now = now_ms()
+local out = {}
+
+for i = 6, #ARGV, 6 do
+  local ref, fence, outcome = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local result, err, delay = ARGV[i + 3], ARGV[i + 4], tonumber(ARGV[i + 5])
+  local job = prefix .. 'job:' .. ref
+  local ev = prefix .. 'ev:' .. ref
+  local h = redis.call('HMGET', job, 'fence', 'state', 'cancel_requested', 'attempt',
+    'max_attempts', 'started_ms', 'priority')
+  if h[1] ~= fence or h[2] ~= S.running then
+    out[#out + 1] = 'stale'
+  else
+    if h[3] == '1' and outcome ~= S.succeeded then
+      outcome = S.cancelled
+    end
+    local attempt, max_attempts = tonumber(h[4]), tonumber(h[5])
+    if outcome == 'retry' and attempt >= max_attempts then
+      outcome = S.failed
+    end
+    redis.call('ZREM', leases, ref)
+    if result ~= '' then redis.call('HSET', job, 'result', result) end
+    if err ~= '' then redis.call('HSET', job, 'error', err) end
+    local tag = tool .. '/' .. ref
+    if outcome == 'retry' then
+      redis.call('HSET', job, 'retry_at_ms', now + delay)
+      redis.call('ZADD', sched, now + delay, ref)
+      move(counts, job, S.running, S.scheduled, now)
+      emit(ev, job, 'state', state_event(S.scheduled, now, { retry_at_ms = now + delay }), maxlen, channel, tag)
+      out[#out + 1] = S.scheduled
+    elseif outcome == 'handback' then
+      redis.call('HINCRBY', job, 'attempt', -1)
+      redis.call('HSET', job, 'ready_ms', now)
+      redis.call('XADD', streams[h[7]] or streams.normal, '*', 'ref', ref)
+      move(counts, job, S.running, S.queued, now)
+      emit(ev, job, 'state', state_event(S.queued, now, { reason = 'handed back' }), maxlen, channel, tag)
+      out[#out + 1] = S.queued
+    else
+      local duration = now - tonumber(h[6] or now)
+      redis.call('HSET', job, 'finished_ms', now, 'duration_ms', duration)
+      redis.call('LPUSH', KEYS[9], duration)
+      redis.call('LTRIM', KEYS[9], 0, 999)
+      move(counts, job, S.running, outcome, now)
+      local ttl = result_ttl
+      if outcome == S.failed then
+        redis.call('ZADD', dead, now, ref)
+        ttl = dead_ttl
+      end
+      emit(ev, job, 'state', state_event(outcome, now), maxlen, '', '')
+      emit(ev, job, 'done', state_event(outcome, now), maxlen, channel, tag)
+      redis.call('PEXPIRE', job, ttl)
+      redis.call('PEXPIRE', ev, ttl)
+      out[#out + 1] = outcome
+    end
+  end
+end
+redis.call('ZREMRANGEBYSCORE', dead, '-inf', now - dead_ttl)
+return out

@@ -1,0 +1,361 @@
+//! The Lua scripts that change queue state, one file each under `lua/` (each opens with its
+//! `KEYS / ARGV / Returns` header), and their typed Rust wrappers. Every script is built as
+//! *prelude + common.lua + body*: the prelude is generated here from [`JobState`] so the scripts
+//! use the same state strings as Rust without retyping them.
+//!
+//! Scripts run with `EVALSHA` (falling back to `EVAL` once per Redis restart); `load_all` loads
+//! them up front so readiness can report it.
+
+mod reply;
+
+use redis::aio::ConnectionLike;
+use redis::{RedisResult, Script, Value};
+
+use crate::domain::JobState;
+use crate::keys::{GROUP, ToolKeys};
+
+pub use reply::{
+    CancelOutcome, Claimed, ClaimedJob, EnqueueOutcome, ReapReport, RenewStatus, RetryOutcome,
+};
+
+const COMMON: &str = include_str!("lua/common.lua");
+
+fn build(body: &str) -> Script {
+    let mut prelude = String::from("local S = {");
+    for s in JobState::ALL {
+        prelude.push_str(&format!("{0} = '{0}', ", s.as_str()));
+    }
+    prelude.push_str("}\n");
+    Script::new(&format!("{prelude}{COMMON}\n{body}"))
+}
+
+/// Settings the scripts need besides keys.
+#[derive(Debug, Clone)]
+pub struct ScriptSettings {
+    pub notify_channel: String,
+    pub cancel_channel: String,
+    pub max_events: u64,
+    pub lease_ms: u64,
+    pub result_ttl_ms: u64,
+    pub dead_ttl_ms: u64,
+    pub job_ttl_ms: u64,
+    pub max_queue_len: u64,
+    pub max_deliveries: u32,
+    pub retry_base_ms: u64,
+    pub retry_max_ms: u64,
+}
+
+/// One outcome reported by a worker (see `complete.lua`).
+#[derive(Debug, Clone)]
+pub struct Completion {
+    pub job_ref: String,
+    pub fence: u64,
+    /// `succeeded` | `failed` | `cancelled` | `retry` | `handback`
+    pub outcome: &'static str,
+    pub result_json: String,
+    pub error_json: String,
+    pub delay_ms: u64,
+}
+
+#[derive(Debug)]
+pub struct Scripts {
+    enqueue: Script,
+    claim: Script,
+    renew: Script,
+    complete: Script,
+    reap: Script,
+    cancel: Script,
+    retry: Script,
+    event: Script,
+}
+
+impl Default for Scripts {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Scripts {
+    pub fn new() -> Self {
+        Self {
+            enqueue: build(include_str!("lua/enqueue.lua")),
+            claim: build(include_str!("lua/claim.lua")),
+            renew: build(include_str!("lua/renew.lua")),
+            complete: build(include_str!("lua/complete.lua")),
+            reap: build(include_str!("lua/reap.lua")),
+            cancel: build(include_str!("lua/cancel.lua")),
+            retry: build(include_str!("lua/retry.lua")),
+            event: build(include_str!("lua/event.lua")),
+        }
+    }
+
+    fn all(&self) -> [&Script; 8] {
+        [
+            &self.enqueue,
+            &self.claim,
+            &self.renew,
+            &self.complete,
+            &self.reap,
+            &self.cancel,
+            &self.retry,
+            &self.event,
+        ]
+    }
+
+    /// Loads every script into Redis's script cache.
+    pub async fn load_all(&self, con: &mut impl ConnectionLike) -> RedisResult<()> {
+        for s in self.all() {
+            s.prepare_invoke().load_async(con).await?;
+        }
+        Ok(())
+    }
+
+    /// Whether every script is in Redis's script cache.
+    pub async fn loaded(&self, con: &mut impl ConnectionLike) -> RedisResult<bool> {
+        let mut cmd = redis::cmd("SCRIPT");
+        cmd.arg("EXISTS");
+        for s in self.all() {
+            cmd.arg(s.get_hash());
+        }
+        let found: Vec<i64> = cmd.query_async(con).await?;
+        Ok(found.iter().all(|f| *f == 1))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub async fn enqueue(
+        &self,
+        con: &mut impl ConnectionLike,
+        tk: &ToolKeys,
+        set: &ScriptSettings,
+        job_ref: &str,
+        request_hash: &str,
+        stream: &str,
+        delay_ms: u64,
+        tag: &str,
+        fields: &[(&str, String)],
+    ) -> RedisResult<EnqueueOutcome> {
+        let mut inv = self.enqueue.prepare_invoke();
+        inv.key(tk.job(job_ref))
+            .key(stream)
+            .key(tk.events(job_ref))
+            .key(tk.scheduled())
+            .key(tk.counts())
+            .arg(job_ref)
+            .arg(request_hash)
+            .arg(set.max_queue_len)
+            .arg(set.job_ttl_ms)
+            .arg(delay_ms)
+            .arg(set.max_events)
+            .arg(&set.notify_channel)
+            .arg(tag);
+        for (k, v) in fields {
+            inv.arg(*k).arg(v);
+        }
+        let v: Value = inv.invoke_async(con).await?;
+        reply::enqueue(v)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub async fn claim(
+        &self,
+        con: &mut impl ConnectionLike,
+        tk: &ToolKeys,
+        set: &ScriptSettings,
+        consumer: &str,
+        want: usize,
+        round: u64,
+        tool: &str,
+    ) -> RedisResult<Claimed> {
+        let mut inv = self.claim.prepare_invoke();
+        for s in tk.streams() {
+            inv.key(s);
+        }
+        inv.key(tk.leases())
+            .key(tk.counts())
+            .key(tk.job_prefix())
+            .key(tk.wait_samples())
+            .arg(GROUP)
+            .arg(consumer)
+            .arg(want)
+            .arg(set.lease_ms)
+            .arg(round)
+            .arg(set.max_events)
+            .arg(&set.notify_channel)
+            .arg(tool);
+        let v: Value = inv.invoke_async(con).await?;
+        reply::claimed(v)
+    }
+
+    pub async fn renew(
+        &self,
+        con: &mut impl ConnectionLike,
+        tk: &ToolKeys,
+        set: &ScriptSettings,
+        jobs: &[(String, u64)],
+    ) -> RedisResult<Vec<RenewStatus>> {
+        let mut inv = self.renew.prepare_invoke();
+        inv.key(tk.leases()).key(tk.job_prefix()).arg(set.lease_ms);
+        for (r, fence) in jobs {
+            inv.arg(r).arg(*fence);
+        }
+        let v: Vec<String> = inv.invoke_async(con).await?;
+        Ok(v.iter().map(|s| RenewStatus::from_reply(s)).collect())
+    }
+
+    pub async fn complete(
+        &self,
+        con: &mut impl ConnectionLike,
+        tk: &ToolKeys,
+        set: &ScriptSettings,
+        tool: &str,
+        batch: &[Completion],
+    ) -> RedisResult<Vec<String>> {
+        let mut inv = self.complete.prepare_invoke();
+        inv.key(tk.leases())
+            .key(tk.counts())
+            .key(tk.scheduled())
+            .key(tk.dead())
+            .key(tk.job_prefix());
+        for s in tk.streams() {
+            inv.key(s);
+        }
+        inv.key(tk.run_samples())
+            .arg(set.result_ttl_ms)
+            .arg(set.dead_ttl_ms)
+            .arg(set.max_events)
+            .arg(&set.notify_channel)
+            .arg(tool);
+        for c in batch {
+            inv.arg(&c.job_ref)
+                .arg(c.fence)
+                .arg(c.outcome)
+                .arg(&c.result_json)
+                .arg(&c.error_json)
+                .arg(c.delay_ms);
+        }
+        inv.invoke_async(con).await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub async fn reap(
+        &self,
+        con: &mut impl ConnectionLike,
+        tk: &ToolKeys,
+        set: &ScriptSettings,
+        tool: &str,
+        limit: usize,
+        lost_error_json: &str,
+        cancelled_error_json: &str,
+    ) -> RedisResult<ReapReport> {
+        let mut inv = self.reap.prepare_invoke();
+        inv.key(tk.scheduled())
+            .key(tk.leases())
+            .key(tk.counts())
+            .key(tk.dead())
+            .key(tk.job_prefix());
+        for s in tk.streams() {
+            inv.key(s);
+        }
+        inv.arg(limit)
+            .arg(set.max_deliveries)
+            .arg(set.retry_base_ms)
+            .arg(set.retry_max_ms)
+            .arg(set.result_ttl_ms)
+            .arg(set.dead_ttl_ms)
+            .arg(set.max_events)
+            .arg(&set.notify_channel)
+            .arg(tool)
+            .arg(fastrand::f64())
+            .arg(lost_error_json)
+            .arg(cancelled_error_json);
+        let v: Value = inv.invoke_async(con).await?;
+        reply::reaped(v)
+    }
+
+    pub async fn cancel(
+        &self,
+        con: &mut impl ConnectionLike,
+        tk: &ToolKeys,
+        set: &ScriptSettings,
+        job_ref: &str,
+        tag: &str,
+        cancelled_error_json: &str,
+    ) -> RedisResult<CancelOutcome> {
+        let v: Value = self
+            .cancel
+            .prepare_invoke()
+            .key(tk.job(job_ref))
+            .key(tk.scheduled())
+            .key(tk.counts())
+            .key(tk.events(job_ref))
+            .arg(job_ref)
+            .arg(set.result_ttl_ms)
+            .arg(set.max_events)
+            .arg(&set.notify_channel)
+            .arg(&set.cancel_channel)
+            .arg(tag)
+            .arg(cancelled_error_json)
+            .invoke_async(con)
+            .await?;
+        reply::cancelled(v)
+    }
+
+    pub async fn retry(
+        &self,
+        con: &mut impl ConnectionLike,
+        tk: &ToolKeys,
+        set: &ScriptSettings,
+        job_ref: &str,
+        tag: &str,
+    ) -> RedisResult<RetryOutcome> {
+        let mut inv = self.retry.prepare_invoke();
+        inv.key(tk.job(job_ref))
+            .key(tk.dead())
+            .key(tk.counts())
+            .key(tk.events(job_ref));
+        for s in tk.streams() {
+            inv.key(s);
+        }
+        let v: Value = inv
+            .arg(job_ref)
+            .arg(set.job_ttl_ms)
+            .arg(set.max_events)
+            .arg(&set.notify_channel)
+            .arg(tag)
+            .invoke_async(con)
+            .await?;
+        reply::retried(v)
+    }
+
+    /// Appends a progress or output event for a running attempt; `Ok(None)` when the attempt
+    /// is no longer current (fenced out).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn event(
+        &self,
+        con: &mut impl ConnectionLike,
+        tk: &ToolKeys,
+        set: &ScriptSettings,
+        job_ref: &str,
+        fence: u64,
+        kind: &str,
+        data_json: &str,
+        progress_json: &str,
+        tag: &str,
+    ) -> RedisResult<Option<u64>> {
+        let pos: u64 = self
+            .event
+            .prepare_invoke()
+            .key(tk.job(job_ref))
+            .key(tk.events(job_ref))
+            .arg(fence)
+            .arg(kind)
+            .arg(data_json)
+            .arg(set.max_events)
+            .arg(&set.notify_channel)
+            .arg(tag)
+            .arg(progress_json)
+            .invoke_async(con)
+            .await?;
+        Ok((pos > 0).then_some(pos))
+    }
+}

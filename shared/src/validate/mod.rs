@@ -1,0 +1,42 @@
+//! The safe-scan contract's validation layer: what a scan may target and which tool arguments
+//! it may carry. Pure functions over parsed types, no I/O except the resolver that the worker
+//! uses to re-check a hostname just before a run.
+//!
+//! - [`target`]: parsing a `target` string into a canonical [`Target`].
+//! - [`scope`]: the operator's [`TargetPolicy`] (allow/deny lists, special ranges, CIDR cap).
+//! - [`resolve`]: [`resolve_for_scan`], which gives the tool a checked address.
+//! - [`args`] with [`values`], [`script`] and `forbidden`: the catalog's [`ArgPolicy`] and the
+//!   parser that turns an `args` string into normalized [`ToolArgs`].
+//! - [`adversarial`]: a table of hostile inputs that every layer (this one, HTTP, MCP) must refuse.
+//!
+//! Every refusal is a [`ValidationError`] naming the field (`target` or `args`) and a hint.
+
+pub mod adversarial;
+pub mod args;
+mod error;
+mod forbidden;
+pub mod resolve;
+pub mod scope;
+pub mod script;
+pub mod target;
+pub mod values;
+
+pub use args::{ArgContext, ArgPolicy, FlagSpec, ToolArgs};
+pub use error::ValidationError;
+pub use resolve::{BoxFuture, Resolver, StaticResolver, SystemResolver, resolve_for_scan};
+pub use scope::TargetPolicy;
+pub use script::ScriptPolicy;
+pub use target::{Hostname, Target};
+pub use values::ValueType;
+
+/// The nmap argument policy of the built-in catalog (`catalog/default.toml`).
+#[cfg(test)]
+pub(crate) fn nmap_policy() -> ArgPolicy {
+    let catalog = crate::catalog::Catalog::builtin();
+    let nmap = crate::domain::ToolName::parse("nmap").expect("valid name");
+    catalog
+        .get(&nmap)
+        .expect("nmap in the built-in catalog")
+        .args
+        .clone()
+}

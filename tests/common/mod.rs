@@ -1,0 +1,464 @@
+//! The test harness: a throwaway `redis-server` per test, the API and workers started for real
+//! (in-process on port 0, or as processes from `target/<profile>/`), fake tools written as small
+//! scripts, and polling with a deadline. Everything started here is stopped on drop.
+
+use std::future::Future;
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use scanq::catalog::Catalog;
+use scanq::config::Config;
+
+/// A free loopback port (bound then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// A key prefix unique to this test process and call.
+pub fn unique_prefix(name: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "t{}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed),
+        name
+    )
+}
+
+/// Polls `f` until it returns `Some`, or panics after `limit` naming `what`.
+pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    let mut pause = Duration::from_millis(5);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for: {what}"
+        );
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(100));
+    }
+}
+
+/// A private redis-server on a free loopback port, with its data in a temporary directory.
+pub struct RedisServer {
+    child: Option<Child>,
+    pub port: u16,
+    dir: tempfile::TempDir,
+    args: Vec<String>,
+}
+
+impl RedisServer {
+    pub async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// Starts with extra `redis-server` arguments (e.g. `--appendonly yes`).
+    pub async fn start_with(extra: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut server = Self {
+            child: None,
+            port: free_port(),
+            dir,
+            args: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        server.spawn().await;
+        server
+    }
+
+    async fn spawn(&mut self) {
+        let mut args: Vec<String> = vec![
+            "--port".into(),
+            self.port.to_string(),
+            "--bind".into(),
+            "127.0.0.1".into(),
+            "--dir".into(),
+            self.dir.path().display().to_string(),
+            "--save".into(),
+            "".into(),
+        ];
+        if !self.args.iter().any(|a| a == "--appendonly") {
+            args.extend(["--appendonly".into(), "no".into()]);
+        }
+        args.extend(self.args.iter().cloned());
+        let child = Command::new("redis-server")
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (make test installs it)");
+        self.child = Some(child);
+        let client = self.client();
+        eventually(Duration::from_secs(10), "redis-server answers PING", || {
+            let client = client.clone();
+            async move {
+                let mut con = client.get_multiplexed_async_connection().await.ok()?;
+                let pong: String = redis::cmd("PING").query_async(&mut con).await.ok()?;
+                (pong == "PONG").then_some(())
+            }
+        })
+        .await;
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    pub fn client(&self) -> redis::Client {
+        redis::Client::open(self.url()).expect("valid url")
+    }
+
+    pub async fn con(&self) -> redis::aio::MultiplexedConnection {
+        self.client()
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connect to test redis")
+    }
+
+    /// Kills the server (SIGKILL: no clean shutdown).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again on the same port and data directory.
+    pub async fn restart(&mut self) {
+        self.kill();
+        self.spawn().await;
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A configuration for tests: its own key prefix, short leases, loopback allowed.
+pub fn test_config(redis: &RedisServer, name: &str) -> Config {
+    Config {
+        redis_url: redis.url(),
+        key_prefix: unique_prefix(name),
+        allowed_targets: "127.0.0.0/8,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,.lab.internal".into(),
+        lease_sec: 2,
+        heartbeat_sec: 1,
+        worker_grace_sec: 5,
+        reap_interval_ms: 100,
+        retry_base_ms: 100,
+        retry_max_ms: 1000,
+        worker_concurrency: 8,
+        redis_pool_size: 16,
+        ..Config::default()
+    }
+}
+
+/// A directory of fake tools and a catalog that names them.
+pub struct Fixture {
+    pub dir: tempfile::TempDir,
+}
+
+impl Default for Fixture {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Fixture {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+        Self { dir }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Writes an executable script.
+    pub fn script(&self, name: &str, body: &str) -> PathBuf {
+        let p = self.path(name);
+        std::fs::write(&p, body).expect("write script");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        p
+    }
+
+    /// Writes a catalog file with the given TOML body (extending the built-in catalog).
+    pub fn catalog(&self, toml: &str) -> PathBuf {
+        let p = self.path("catalog.toml");
+        std::fs::write(&p, toml).expect("write catalog");
+        p
+    }
+}
+
+/// The standard fake tool: `fake [--sleep-ms N] [--exit N] [--out-kb N] [--children N]
+/// [--ignore-term] TARGET`. Each start is recorded as a line in `starts` (when given).
+pub fn fake_tool_script(starts: Option<&Path>) -> String {
+    let record = starts
+        .map(|p| format!("echo \"$$ $*\" >> {}\n", p.display()))
+        .unwrap_or_default();
+    format!(
+        r#"#!/bin/bash
+{record}sleep_ms=0; code=0; out_kb=0; children=0; ignore=0
+while [ $# -gt 1 ]; do
+  case "$1" in
+    --sleep-ms) sleep_ms=$2; shift 2;;
+    --exit) code=$2; shift 2;;
+    --out-kb) out_kb=$2; shift 2;;
+    --children) children=$2; shift 2;;
+    --ignore-term) ignore=1; shift;;
+    *) shift;;
+  esac
+done
+target=$1
+[ $ignore = 1 ] && trap '' TERM
+for i in $(seq 1 $children); do sleep 1000 & echo "child $!"; done
+if [ $out_kb -gt 0 ]; then head -c $((out_kb*1024)) /dev/zero | tr '\0' 'x'; fi
+echo "scanned $target"
+if [ $sleep_ms -gt 0 ]; then sleep $(awk "BEGIN{{print $sleep_ms/1000}}"); fi
+exit $code
+"#
+    )
+}
+
+/// The catalog section for the fake tool at `command`.
+pub fn fake_tool_catalog(name: &str, command: &Path, extra: &str) -> String {
+    format!(
+        r#"
+[tools.{name}]
+executor = "exec"
+command = "{}"
+default_timeout_sec = 30
+max_timeout_sec = 600
+{extra}
+[[tools.{name}.args.flags]]
+name = "--sleep-ms"
+value = {{ type = "int", min = 0, max = 3600000 }}
+[[tools.{name}.args.flags]]
+name = "--exit"
+value = {{ type = "int", min = 0, max = 255 }}
+[[tools.{name}.args.flags]]
+name = "--out-kb"
+value = {{ type = "int", min = 0, max = 100000 }}
+[[tools.{name}.args.flags]]
+name = "--children"
+value = {{ type = "int", min = 0, max = 10 }}
+[[tools.{name}.args.flags]]
+name = "--ignore-term"
+"#,
+        command.display()
+    )
+}
+
+/// In-process `noop` and `sleep` tools.
+pub const INPROCESS_TOOLS: &str = r#"
+[tools.noop]
+executor = "noop"
+[tools.sleep]
+executor = "sleep"
+default_timeout_sec = 60
+[[tools.sleep.args.flags]]
+name = "--ms"
+value = { type = "int", min = 0, max = 3600000 }
+[[tools.sleep.args.flags]]
+name = "--fail"
+"#;
+
+/// A service running in this process until dropped.
+pub struct Task {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    handle: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Task {
+    /// Asks it to shut down and waits for it.
+    pub async fn shutdown(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(h) = self.handle.take() {
+            let _ = h.await;
+        }
+    }
+}
+
+impl Drop for Task {
+    fn drop(&mut self) {
+        if let Some(h) = self.handle.take() {
+            h.abort();
+        }
+    }
+}
+
+/// Starts the API in-process on a free port; returns its base URL.
+pub async fn start_api(cfg: Config, catalog: Catalog) -> (Task, String) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(async move {
+        let shutdown = async {
+            let _ = rx.await;
+        };
+        if let Err(e) = scanq_api::run(listener, cfg, catalog, shutdown).await {
+            eprintln!("api stopped: {e}");
+        }
+    });
+    (
+        Task {
+            stop: Some(tx),
+            handle: Some(handle),
+        },
+        url,
+    )
+}
+
+/// Starts a worker in-process.
+pub async fn start_worker(cfg: Config, catalog: Catalog) -> Task {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(async move {
+        let shutdown = async {
+            let _ = rx.await;
+        };
+        if let Err(e) = scanq_worker::run(cfg, catalog, listener, shutdown).await {
+            eprintln!("worker stopped: {e}");
+        }
+    });
+    Task {
+        stop: Some(tx),
+        handle: Some(handle),
+    }
+}
+
+/// Path of a workspace binary next to the test executable (`target/<profile>/<name>`).
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let mut dir = exe.parent().expect("deps dir").to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let p = dir.join(name);
+    assert!(
+        p.exists(),
+        "{} not built: run `cargo build --workspace` first (make test does)",
+        p.display()
+    );
+    p
+}
+
+/// A child process killed (SIGKILL) on drop.
+pub struct Proc {
+    pub child: Child,
+}
+
+impl Proc {
+    /// Spawns a workspace binary with the configuration passed as `SCANQ_*` variables.
+    pub fn spawn(name: &str, cfg: &Config, extra_env: &[(&str, String)]) -> Self {
+        let mut cmd = Command::new(bin(name));
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdin(Stdio::null());
+        for (k, v) in config_env(cfg) {
+            cmd.env(k, v);
+        }
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        if std::env::var_os("SCANQ_TEST_LOGS").is_none() {
+            cmd.stdout(Stdio::null()).stderr(Stdio::null());
+        }
+        Self {
+            child: cmd.spawn().expect("spawn binary"),
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), sig);
+    }
+
+    /// Waits for exit with a deadline; returns the exit status.
+    pub async fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let child = &mut self.child;
+        eventually(limit, "process exit", || {
+            let r = child.try_wait().ok().flatten();
+            async move { r }
+        })
+        .await
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The `SCANQ_*` variables that reproduce `cfg` in a child process.
+pub fn config_env(cfg: &Config) -> Vec<(String, String)> {
+    let v = serde_json::to_value(cfg).expect("serializable");
+    let mut out = vec![];
+    for (k, val) in v.as_object().expect("object") {
+        let s = match val {
+            serde_json::Value::Null => continue,
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        out.push((format!("SCANQ_{}", k.to_uppercase()), s));
+    }
+    out
+}
+
+/// A test HTTP client.
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .expect("client")
+}
+
+/// Polls `GET /v1/jobs/{id}` until the job is terminal; returns the document.
+pub async fn wait_done(base: &str, id: &str, limit: Duration) -> serde_json::Value {
+    let client = http();
+    eventually(limit, &format!("job {id} terminal"), || {
+        let client = client.clone();
+        let url = format!("{base}/v1/jobs/{id}?wait=5");
+        async move {
+            let doc: serde_json::Value = client.get(&url).send().await.ok()?.json().await.ok()?;
+            matches!(
+                doc["state"].as_str(),
+                Some("succeeded" | "failed" | "cancelled")
+            )
+            .then_some(doc)
+        }
+    })
+    .await
+}

@@ -1,0 +1,38 @@
+//! `scanq-worker`: claims jobs from Redis, runs each tool in the sandbox, keeps its leases
+//! alive, and reports results fenced by the attempt's token.
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`runner`] | the worker: claim step (`process_one`), the loop, leases, reaping, drain |
+//! | `execute` | one attempt: re-check, run the executor, classify the outcome |
+//! | `completer` | batched, retried result writes |
+//! | `http` | `/healthz` and `/metrics` |
+//! | [`sandbox`] | the sandboxed subprocess runner |
+
+mod completer;
+mod execute;
+mod http;
+pub mod runner;
+pub mod sandbox;
+
+pub use runner::{Processed, Worker};
+
+use std::future::Future;
+
+use scanq::catalog::Catalog;
+use scanq::config::Config;
+
+/// Runs a worker until `shutdown` resolves, then drains (DESIGN §3): stops claiming, lets running
+/// jobs finish within the grace period, hands the rest back, and returns.
+pub async fn run(
+    cfg: Config,
+    catalog: Catalog,
+    metrics_listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let worker = Worker::connect(cfg, catalog).await?;
+    let http = tokio::spawn(http::serve(metrics_listener, worker.clone()));
+    worker.run(shutdown).await;
+    http.abort();
+    Ok(())
+}
