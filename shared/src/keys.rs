@@ -176,6 +176,16 @@ impl ToolKeys {
         format!("{}:breaker:window", self.base)
     }
 
+    /// The four breaker keys in the shape the breaker module takes.
+    pub fn breaker_keys(&self) -> crate::breaker::BreakerKeys {
+        crate::breaker::BreakerKeys {
+            state: self.breaker(),
+            hist: self.breaker_history(),
+            probes: self.breaker_probes(),
+            window: self.breaker_window(),
+        }
+    }
+
     pub fn wait_samples(&self) -> String {
         format!("{}:stats:wait", self.base)
     }

@@ -4,6 +4,7 @@
 //! |---|---|
 //! | [`domain`] | identifiers, job states, priorities, error kinds, the job document |
 //! | [`validate`] | typed targets and scope policy, argument policy (DESIGN §4) |
+//! | [`breaker`] | the per-tool circuit breaker shared by the fleet (Lua + wrapper) |
 //! | [`catalog`] | the tool catalog (built-in default + operator file) |
 //! | [`request`] | a submit body turned into a checked `JobSpec` |
 //! | [`keys`] | every Redis key name |
@@ -13,6 +14,7 @@
 //! | [`telemetry`] | logging set-up |
 //! | [`metrics`] | Prometheus metric definitions |
 
+pub mod breaker;
 pub mod catalog;
 pub mod config;
 pub mod domain;
