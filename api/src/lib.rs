@@ -6,6 +6,8 @@
 //! | `routes::jobs` | submit, read/long-poll, cancel, retry, list |
 //! | `routes::events` | SSE event streams |
 //! | `routes::tools` | the catalog |
+//! | `routes::breakers` | breakers and tool switches (admin) |
+//! | `gate` | the submit gate (open breaker, disabled tool) |
 //! | `routes::health` | healthz, readyz, metrics |
 //! | `error` | `AppError` → problem+json |
 //! | `extract` | body, path and caller extractors |
@@ -13,6 +15,7 @@
 
 mod error;
 mod extract;
+mod gate;
 mod routes;
 mod state;
 
@@ -52,6 +55,7 @@ pub async fn state(cfg: Config, catalog: Catalog) -> anyhow::Result<AppState> {
             queue,
             listener,
             metrics: Metrics::new(),
+            breaker_cache: gate::BreakerCache::default(),
         }),
     })
 }
@@ -62,6 +66,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::jobs::router())
         .merge(routes::events::router())
         .merge(routes::tools::router())
+        .merge(routes::breakers::router())
         .merge(routes::health::router())
         .layer(DefaultBodyLimit::max(state.inner.cfg.max_body_bytes))
         .layer(middleware::from_fn_with_state(state.clone(), track))

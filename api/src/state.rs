@@ -21,6 +21,7 @@ pub struct Inner {
     pub queue: Queue,
     pub listener: Listener,
     pub metrics: Metrics,
+    pub breaker_cache: crate::gate::BreakerCache,
 }
 
 impl AppState {

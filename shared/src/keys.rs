@@ -21,7 +21,7 @@
 //! | `P:jobs:<tenant>` | zset | the tenant's jobs, newest first (listing) |
 //! | `P:workers` | zset | live workers, score = heartbeat expiry |
 //! | `P:worker:<id>` | string | a worker's self-description (JSON) |
-//! | `P:tools:disabled` | set | tools disabled cluster-wide |
+//! | `P:{T}:disabled` | string | present while tool T is disabled cluster-wide |
 //! | `P:notify`, `P:cancel` | pub/sub channels | job events; cancellation requests |
 //!
 //! A job is named inside its tool's keyspace by its *ref*, `<tenant>/<cid>` (neither part may
@@ -80,10 +80,6 @@ impl Keys {
 
     pub fn worker(&self, id: &str) -> String {
         format!("{}:worker:{}", self.prefix, id)
-    }
-
-    pub fn disabled_tools(&self) -> String {
-        format!("{}:tools:disabled", self.prefix)
     }
 
     pub fn notify_channel(&self) -> String {
@@ -186,6 +182,11 @@ impl ToolKeys {
         }
     }
 
+    /// Present while the tool is disabled cluster-wide (read by `claim.lua`).
+    pub fn disabled(&self) -> String {
+        format!("{}:disabled", self.base)
+    }
+
     pub fn wait_samples(&self) -> String {
         format!("{}:stats:wait", self.base)
     }
@@ -226,6 +227,7 @@ mod tests {
             t.breaker_window(),
             t.wait_samples(),
             t.run_samples(),
+            t.disabled(),
         ] {
             assert_eq!(slot_tag(&k), "nmap", "{k}");
             assert!(k.starts_with("scanq:"), "{k}");

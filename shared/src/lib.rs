@@ -13,6 +13,7 @@
 //! | [`config`] | one typed configuration |
 //! | [`telemetry`] | logging set-up |
 //! | [`metrics`] | Prometheus metric definitions |
+//! | [`nmap`] | nmap XML results and live progress |
 
 pub mod breaker;
 pub mod catalog;
@@ -20,6 +21,7 @@ pub mod config;
 pub mod domain;
 pub mod keys;
 pub mod metrics;
+pub mod nmap;
 pub mod queue;
 pub mod request;
 pub mod scripts;

@@ -305,6 +305,28 @@ fn sandbox_spec(
     s
 }
 
+/// How many addresses a target covers (for progress across host groups).
+fn expected_hosts(address: &str) -> u64 {
+    match address.parse::<ipnet::Ipv4Net>() {
+        Ok(net) => 1u64 << (32 - net.prefix_len()),
+        Err(_) => 1,
+    }
+}
+
+/// The tool's structured result (catalog `parser = "nmap"`), also from truncated output.
+fn parse_output(spec: &ToolSpec, stdout: &[u8]) -> Option<serde_json::Value> {
+    match spec.parser.as_deref() {
+        Some("nmap") => match scanq::nmap::parse_xml_bytes(stdout) {
+            Ok(report) => serde_json::to_value(report).ok(),
+            Err(err) => {
+                tracing::warn!(error = %err, "nmap output could not be parsed");
+                None
+            }
+        },
+        _ => None,
+    }
+}
+
 async fn exec(
     worker: &Worker,
     spec: &ToolSpec,
@@ -314,7 +336,15 @@ async fn exec(
     job: &RunningJob,
 ) -> Ran {
     let sb = sandbox_spec(worker, spec, args, address, timeout);
-    let out = match sandbox::run(&sb, job.cancel.clone(), None).await {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let live = crate::live::Live {
+        parser: spec.progress.clone(),
+        expected_hosts: Some(expected_hosts(address)),
+    };
+    let reporter = tokio::spawn(crate::live::report(worker.clone(), job.clone(), live, rx));
+    let ran = sandbox::run(&sb, job.cancel.clone(), Some(tx)).await;
+    let _ = reporter.await;
+    let out = match ran {
         Ok(out) => out,
         Err(SpawnError::NotFound { program }) => {
             return Ran::Failed(
@@ -354,7 +384,7 @@ async fn exec(
         truncated_stdout: out.truncated_stdout,
         truncated_stderr: out.truncated_stderr,
         timed_out: out.timed_out,
-        parsed: None,
+        parsed: parse_output(spec, &out.stdout),
     };
     if out.cancelled {
         return Ran::Failed(

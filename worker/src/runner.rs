@@ -588,10 +588,19 @@ impl Worker {
                         tracing::warn!(tool = %tool, job = %job, state = %state, "Lease lapsed; job taken over");
                     }
                 }
-                let disabled: HashSet<String> = redis::cmd("SMEMBERS")
-                    .arg(self.inner.keys.disabled_tools())
-                    .query_async(&mut con)
-                    .await?;
+                let mut pipe = redis::pipe();
+                for (_, tk) in &self.inner.tools {
+                    pipe.exists(tk.disabled());
+                }
+                let flags: Vec<bool> = pipe.query_async(&mut con).await?;
+                let disabled: HashSet<String> = self
+                    .inner
+                    .tools
+                    .iter()
+                    .zip(flags)
+                    .filter(|(_, d)| *d)
+                    .map(|((t, _), _)| t.to_string())
+                    .collect();
                 *self.inner.disabled.lock().expect("disabled lock") = disabled;
                 Ok(())
             }

@@ -31,6 +31,11 @@ async fn submit(
     JsonBody(body): JsonBody,
 ) -> Result<Response, AppError> {
     let spec = JobSpec::from_json(&body, &state.policy())?;
+    state
+        .inner
+        .breaker_cache
+        .check(state.queue(), &spec.tool, spec.queue_if_unavailable)
+        .await?;
     let submitted = state.queue().submit(&caller.tenant, &spec).await?;
     let doc = submitted.document;
     tracing::info!(

@@ -11,6 +11,7 @@ use redis::AsyncCommands;
 
 pub use listen::{Listener, Subscription};
 
+use crate::breaker::{Breaker, BreakerSettings, ForceAction, Snapshot, Transition};
 use crate::config::Config;
 use crate::domain::{
     CorrelationId, ErrorInfo, ErrorType, JobDocument, JobState, TenantId, ToolName,
@@ -97,6 +98,7 @@ pub struct Queue {
     pool: Pool,
     keys: Keys,
     scripts: std::sync::Arc<Scripts>,
+    breaker: std::sync::Arc<Breaker>,
     settings: ScriptSettings,
     job_ttl_ms: u64,
 }
@@ -109,6 +111,7 @@ impl Queue {
             pool,
             keys,
             scripts: std::sync::Arc::new(Scripts::new()),
+            breaker: std::sync::Arc::new(Breaker::new()),
             job_ttl_ms: cfg.job_ttl_sec * 1000,
         }
     }
@@ -453,6 +456,46 @@ impl Queue {
             }
         }
         Ok((out, None))
+    }
+
+    /// The tool's breaker as dashboards see it.
+    pub async fn breaker_snapshot(&self, tool: &ToolName) -> Result<Snapshot, QueueError> {
+        let mut con = self.connection().await?;
+        let keys = self.keys.tool(tool).breaker_keys();
+        Ok(self.breaker.snapshot(&mut con, &keys, None).await?)
+    }
+
+    /// Admin action on the tool's breaker; the transition made, if any.
+    pub async fn breaker_force(
+        &self,
+        tool: &ToolName,
+        settings: &BreakerSettings,
+        action: ForceAction,
+    ) -> Result<Option<Transition>, QueueError> {
+        let mut con = self.connection().await?;
+        let keys = self.keys.tool(tool).breaker_keys();
+        Ok(self
+            .breaker
+            .force(&mut con, &keys, settings, None, action)
+            .await?)
+    }
+
+    /// Enables or disables a tool cluster-wide: workers stop claiming it at once.
+    pub async fn set_tool_enabled(&self, tool: &ToolName, enabled: bool) -> Result<(), QueueError> {
+        let mut con = self.connection().await?;
+        let key = self.keys.tool(tool).disabled();
+        if enabled {
+            let _: () = con.del(key).await?;
+        } else {
+            let _: () = con.set(key, "1").await?;
+        }
+        Ok(())
+    }
+
+    /// Whether the tool is disabled cluster-wide.
+    pub async fn tool_disabled(&self, tool: &ToolName) -> Result<bool, QueueError> {
+        let mut con = self.connection().await?;
+        Ok(con.exists(self.keys.tool(tool).disabled()).await?)
     }
 
     /// Jobs per state for one tool (kept exact by the scripts).

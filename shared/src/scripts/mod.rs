@@ -203,6 +203,7 @@ impl Scripts {
             .key(bk.hist)
             .key(bk.probes)
             .key(bk.window)
+            .key(tk.disabled())
             .arg(GROUP)
             .arg(consumer)
             .arg(want)

@@ -8,6 +8,7 @@
 -- KEYS[6] job key prefix (job key = prefix .. 'job:' .. ref; events = prefix .. 'ev:' .. ref)
 -- KEYS[7] wait-samples list  KEYS[8] scheduled zset
 -- KEYS[9..12] breaker state hash, history list, probes zset, window zset
+-- KEYS[13] the tool's disabled flag (nothing is claimed while it exists)
 -- ARGV[1] group  ARGV[2] consumer (worker id)  ARGV[3] how many  ARGV[4] lease ms
 -- ARGV[5] round number  ARGV[6] max events  ARGV[7] notify channel  ARGV[8] tool name
 -- ARGV[9] breaker settings JSON  ARGV[10] error JSON for jobs held back by an open breaker
@@ -71,8 +72,9 @@ local function hold(ref, job, delay)
     maxlen, channel, tool .. '/' .. ref)
 end
 
+local disabled = redis.call('EXISTS', KEYS[13]) == 1
 for _, i in ipairs(order) do
-  if #jobs >= want or retry_after > 0 then break end
+  if disabled or #jobs >= want or retry_after > 0 then break end
   for _, ref in ipairs(read(KEYS[i], want - #jobs)) do
       local job = prefix .. 'job:' .. ref
       local st = redis.call('HMGET', job, 'state', 'ready_ms', 'created_ms', 'deliveries')
@@ -84,7 +86,9 @@ for _, i in ipairs(order) do
         local wait_ms, tr
         decision, gen, wait_ms, tr = breaker_admit(bk, cfg, now, consumer, probe)
         if tr then transitions[#transitions + 1] = breaker_transition_json(tr) end
-        if decision == 'reject' then retry_after = math.max(tonumber(wait_ms), 1) end
+        -- Held jobs come back within 5 s at most, so a breaker closed by an operator (or a
+        -- probe) lets them run soon; while it stays open they are simply held again.
+        if decision == 'reject' then retry_after = math.min(math.max(tonumber(wait_ms), 1), 5000) end
       end
       if st[1] == S.queued and decision == 'reject' then
         hold(ref, job, retry_after)
