@@ -215,7 +215,7 @@ pub fn fake_tool_script(starts: Option<&Path>) -> String {
         .unwrap_or_default();
     format!(
         r#"#!/bin/bash
-{record}sleep_ms=0; code=0; out_kb=0; children=0; ignore=0
+{record}sleep_ms=0; code=0; out_kb=0; children=0; ignore=0; progress=0
 while [ $# -gt 1 ]; do
   case "$1" in
     --sleep-ms) sleep_ms=$2; shift 2;;
@@ -223,12 +223,17 @@ while [ $# -gt 1 ]; do
     --out-kb) out_kb=$2; shift 2;;
     --children) children=$2; shift 2;;
     --ignore-term) ignore=1; shift;;
+    --progress) progress=$2; shift 2;;
     *) shift;;
   esac
 done
 target=$1
 [ $ignore = 1 ] && trap '' TERM
 for i in $(seq 1 $children); do sleep 1000 & echo "child $!"; done
+for i in $(seq 1 $progress); do
+  echo "<taskprogress task=\"Connect Scan\" time=\"1\" percent=\"$((i*100/(progress+1))).00\" remaining=\"$((progress-i))\" etc=\"2\"/>"
+  sleep 0.4
+done
 if [ $out_kb -gt 0 ]; then head -c $((out_kb*1024)) /dev/zero | tr '\0' 'x'; fi
 echo "scanned $target"
 if [ $sleep_ms -gt 0 ]; then sleep $(awk "BEGIN{{print $sleep_ms/1000}}"); fi
@@ -261,6 +266,9 @@ name = "--children"
 value = {{ type = "int", min = 0, max = 10 }}
 [[tools.{name}.args.flags]]
 name = "--ignore-term"
+[[tools.{name}.args.flags]]
+name = "--progress"
+value = {{ type = "int", min = 0, max = 100 }}
 "#,
         command.display()
     )
@@ -461,4 +469,68 @@ pub async fn wait_done(base: &str, id: &str, limit: Duration) -> serde_json::Val
         }
     })
     .await
+}
+
+/// One Server-Sent Event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SseEvent {
+    pub id: Option<u64>,
+    pub event: String,
+    pub data: String,
+}
+
+/// Reads SSE events from `url` until `stop` says so (or the stream ends), with a deadline.
+pub async fn read_sse(
+    url: &str,
+    last_event_id: Option<u64>,
+    limit: Duration,
+    mut stop: impl FnMut(&SseEvent) -> bool,
+) -> Vec<SseEvent> {
+    use futures::StreamExt;
+    let mut req = http().get(url);
+    if let Some(id) = last_event_id {
+        req = req.header("Last-Event-ID", id.to_string());
+    }
+    let resp = req.send().await.expect("sse request");
+    assert_eq!(resp.status(), 200, "sse status");
+    let mut body = resp.bytes_stream();
+    let mut buf = String::new();
+    let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let next = tokio::time::timeout_at(deadline, body.next()).await;
+        let Ok(Some(Ok(bytes))) = next else {
+            return out;
+        };
+        buf.push_str(&String::from_utf8_lossy(&bytes));
+        while let Some(end) = buf.find("\n\n") {
+            let block: String = buf.drain(..end + 2).collect();
+            let mut ev = SseEvent {
+                id: None,
+                event: "message".into(),
+                data: String::new(),
+            };
+            let mut any = false;
+            for line in block.lines() {
+                if let Some(v) = line.strip_prefix("id:") {
+                    ev.id = v.trim().parse().ok();
+                    any = true;
+                } else if let Some(v) = line.strip_prefix("event:") {
+                    ev.event = v.trim().to_owned();
+                    any = true;
+                } else if let Some(v) = line.strip_prefix("data:") {
+                    ev.data.push_str(v.strip_prefix(' ').unwrap_or(v));
+                    any = true;
+                }
+            }
+            if !any {
+                continue;
+            }
+            let done = stop(&ev);
+            out.push(ev);
+            if done {
+                return out;
+            }
+        }
+    }
 }
