@@ -534,3 +534,59 @@ pub async fn read_sse(
         }
     }
 }
+
+/// Live (non-zombie) processes whose process group is `pgid`.
+pub fn group_members(pgid: i32) -> Vec<i32> {
+    let mut out = vec![];
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for entry in dir.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // Fields after the command (which may hold spaces) start after the last ')'.
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if fields.len() > 2 && fields[0] != "Z" && fields[2].parse() == Ok(pgid) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// Lines of a file, or none when it does not exist yet.
+pub fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// POSTs a JSON body to `{base}{path}`.
+pub async fn post_json(base: &str, path: &str, body: &serde_json::Value) -> reqwest::Response {
+    http()
+        .post(format!("{base}{path}"))
+        .json(body)
+        .send()
+        .await
+        .expect("post")
+}
+
+/// GETs `{base}{path}` as JSON.
+pub async fn get_json(base: &str, path: &str) -> serde_json::Value {
+    http()
+        .get(format!("{base}{path}"))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .unwrap_or(serde_json::Value::Null)
+}

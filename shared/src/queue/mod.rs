@@ -209,9 +209,17 @@ impl Queue {
             EnqueueOutcome::Created { state, created_ms } => {
                 let list = self.keys.tenant_jobs(tenant);
                 let member = format!("{}/{}", spec.tool, cid);
+                let oldest = created_ms.saturating_sub(self.job_ttl_ms);
                 let _: () = redis::pipe()
                     .zadd(&list, &member, created_ms)
+                    .ignore()
+                    .cmd("ZREMRANGEBYSCORE")
+                    .arg(&list)
+                    .arg("-inf")
+                    .arg(format!("({oldest}"))
+                    .ignore()
                     .pexpire(&list, self.job_ttl_ms as i64)
+                    .ignore()
                     .query_async(&mut con)
                     .await?;
                 let h: HashMap<String, String> = fields
