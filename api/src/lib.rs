@@ -6,11 +6,15 @@
 //! | `routes::jobs` | submit, read/long-poll, cancel, retry, list |
 //! | `routes::events` | SSE event streams |
 //! | `routes::tools` | the catalog |
-//! | `routes::health` | healthz, readyz, metrics |
+//! | `routes::health` | healthz, readyz, health, metrics |
+//! | `routes::stats` | fleet statistics |
+//! | `routes::workers` | live workers |
+//! | `checks` | the checks behind `/health` |
 //! | `error` | `AppError` → problem+json |
 //! | `extract` | body, path and caller extractors |
 //! | `state` | `AppState` |
 
+mod checks;
 mod error;
 mod extract;
 mod routes;
@@ -28,8 +32,10 @@ use scanq::catalog::Catalog;
 use scanq::config::Config;
 use scanq::metrics::Metrics;
 use scanq::queue::{Listener, Queue};
+use scanq::stats::Stats;
 use scanq::validate::TargetPolicy;
 
+use checks::SystemProbe;
 pub use error::AppError;
 pub use state::AppState;
 
@@ -38,7 +44,8 @@ pub async fn state(cfg: Config, catalog: Catalog) -> anyhow::Result<AppState> {
     let targets = TargetPolicy::parse(&cfg.allowed_targets, &cfg.denied_targets, cfg.max_hosts)
         .map_err(|e| anyhow::anyhow!("allowed_targets/denied_targets: {e}"))?;
     let pool = scanq::queue::pool(&cfg).map_err(anyhow::Error::msg)?;
-    let queue = Queue::new(pool, &cfg);
+    let queue = Queue::new(pool.clone(), &cfg);
+    let stats = Stats::new(pool, queue.keys().clone());
     let client = redis::Client::open(cfg.redis_url.as_str())?;
     let listener = Listener::start(client, queue.keys().notify_channel());
     if let Err(err) = queue.prepare().await {
@@ -52,6 +59,8 @@ pub async fn state(cfg: Config, catalog: Catalog) -> anyhow::Result<AppState> {
             queue,
             listener,
             metrics: Metrics::new(),
+            stats,
+            system: SystemProbe::new(),
         }),
     })
 }
@@ -63,6 +72,8 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::events::router())
         .merge(routes::tools::router())
         .merge(routes::health::router())
+        .merge(routes::stats::router())
+        .merge(routes::workers::router())
         .layer(DefaultBodyLimit::max(state.inner.cfg.max_body_bytes))
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)

@@ -3,4 +3,6 @@
 pub mod events;
 pub mod health;
 pub mod jobs;
+pub mod stats;
 pub mod tools;
+pub mod workers;
