@@ -496,3 +496,98 @@ fn the_prometheus_parser_refuses_malformed_text() {
         );
     }
 }
+
+/// The metric names of DESIGN §7 (the public contract dashboards rely on).
+const DESIGN_METRICS: &[&str] = &[
+    "scanq_jobs_submitted_total",
+    "scanq_jobs_finished_total",
+    "scanq_job_queue_wait_seconds",
+    "scanq_job_run_seconds",
+    "scanq_jobs_running",
+    "scanq_queue_depth",
+    "scanq_queue_oldest_age_seconds",
+    "scanq_breaker_state",
+    "scanq_breaker_transitions_total",
+    "scanq_http_requests_total",
+    "scanq_http_request_duration_seconds",
+    "scanq_workers_alive",
+];
+
+#[test]
+fn the_grafana_dashboard_queries_only_the_designed_metrics_and_covers_them() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/grafana-scanq.json");
+    let dashboard: Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("dashboard file"))
+            .expect("JSON");
+    let exprs: Vec<&str> = dashboard["panels"]
+        .as_array()
+        .expect("panels")
+        .iter()
+        .flat_map(|p| p["targets"].as_array().into_iter().flatten())
+        .map(|t| t["expr"].as_str().expect("expr"))
+        .collect();
+    let mut used = std::collections::BTreeSet::new();
+    for expr in &exprs {
+        for (i, _) in expr.match_indices("scanq_") {
+            let name: String = expr[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            let family = ["_bucket", "_count", "_sum"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .filter(|f| DESIGN_METRICS.contains(f))
+                .unwrap_or(&name)
+                .to_owned();
+            assert!(
+                DESIGN_METRICS.contains(&family.as_str()),
+                "{name} is not a DESIGN §7 metric"
+            );
+            used.insert(family);
+        }
+    }
+    for wanted in [
+        "scanq_queue_depth",
+        "scanq_queue_oldest_age_seconds",
+        "scanq_jobs_finished_total",
+        "scanq_job_queue_wait_seconds",
+        "scanq_job_run_seconds",
+        "scanq_breaker_state",
+        "scanq_workers_alive",
+        "scanq_http_requests_total",
+        "scanq_http_request_duration_seconds",
+    ] {
+        assert!(
+            used.contains(wanted),
+            "the dashboard does not chart {wanted}"
+        );
+    }
+    // Every DESIGN metric is one this code base registers under that name.
+    let m = scanq::metrics::Metrics::new();
+    m.jobs_submitted.with_label_values(&["t"]).inc();
+    m.jobs_finished.with_label_values(&["t", "s", "e"]).inc();
+    m.queue_wait.with_label_values(&["t"]).observe(1.0);
+    m.run_time.with_label_values(&["t"]).observe(1.0);
+    m.jobs_running.with_label_values(&["t"]).set(1);
+    m.queue_depth.with_label_values(&["t"]).set(1);
+    m.queue_oldest_age.with_label_values(&["t"]).set(1);
+    m.breaker_state.with_label_values(&["t"]).set(1);
+    m.breaker_transitions
+        .with_label_values(&["t", "closed", "open"])
+        .inc();
+    m.http_requests
+        .with_label_values(&["r", "GET", "200"])
+        .inc();
+    m.http_duration.with_label_values(&["r"]).observe(1.0);
+    m.workers_alive.set(1);
+    let text = m.render();
+    parse_prometheus(&text);
+    for name in DESIGN_METRICS {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(&format!("# TYPE {name} "))),
+            "{name} is not registered"
+        );
+    }
+}
