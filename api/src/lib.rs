@@ -8,11 +8,15 @@
 //! | `routes::tools` | the catalog |
 //! | `routes::breakers` | breakers and tool switches (admin) |
 //! | `gate` | the submit gate (open breaker, disabled tool) |
-//! | `routes::health` | healthz, readyz, metrics |
+//! | `routes::health` | healthz, readyz, health, metrics |
+//! | `routes::stats` | fleet statistics |
+//! | `routes::workers` | live workers |
+//! | `checks` | the checks behind `/health` |
 //! | `error` | `AppError` → problem+json |
 //! | `extract` | body, path and caller extractors |
 //! | `state` | `AppState` |
 
+mod checks;
 mod error;
 mod extract;
 mod gate;
@@ -31,8 +35,10 @@ use scanq::catalog::Catalog;
 use scanq::config::Config;
 use scanq::metrics::Metrics;
 use scanq::queue::{Listener, Queue};
+use scanq::stats::Stats;
 use scanq::validate::TargetPolicy;
 
+use checks::SystemProbe;
 pub use error::AppError;
 pub use state::AppState;
 
@@ -41,7 +47,8 @@ pub async fn state(cfg: Config, catalog: Catalog) -> anyhow::Result<AppState> {
     let targets = TargetPolicy::parse(&cfg.allowed_targets, &cfg.denied_targets, cfg.max_hosts)
         .map_err(|e| anyhow::anyhow!("allowed_targets/denied_targets: {e}"))?;
     let pool = scanq::queue::pool(&cfg).map_err(anyhow::Error::msg)?;
-    let queue = Queue::new(pool, &cfg);
+    let queue = Queue::new(pool.clone(), &cfg);
+    let stats = Stats::new(pool, queue.keys().clone());
     let client = redis::Client::open(cfg.redis_url.as_str())?;
     let listener = Listener::start(client, queue.keys().notify_channel());
     if let Err(err) = queue.prepare().await {
@@ -56,6 +63,8 @@ pub async fn state(cfg: Config, catalog: Catalog) -> anyhow::Result<AppState> {
             listener,
             metrics: Metrics::new(),
             breaker_cache: gate::BreakerCache::default(),
+            stats,
+            system: SystemProbe::new(),
         }),
     })
 }
@@ -68,6 +77,8 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::tools::router())
         .merge(routes::breakers::router())
         .merge(routes::health::router())
+        .merge(routes::stats::router())
+        .merge(routes::workers::router())
         .layer(DefaultBodyLimit::max(state.inner.cfg.max_body_bytes))
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)

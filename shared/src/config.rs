@@ -61,6 +61,12 @@ pub struct Config {
     /// How often a worker promotes due jobs and reclaims expired leases.
     pub reap_interval_ms: u64,
     pub heartbeat_sec: u64,
+    /// `GET /health` reports CPU use above this percentage (informational).
+    pub health_cpu_percent: u8,
+    /// `GET /health` reports memory use above this percentage (informational).
+    pub health_memory_percent: u8,
+    /// `GET /health` reports the temporary directory's disk fuller than this (informational).
+    pub health_disk_percent: u8,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -103,6 +109,9 @@ impl Default for Config {
             tool_user: None,
             reap_interval_ms: 500,
             heartbeat_sec: 5,
+            health_cpu_percent: 90,
+            health_memory_percent: 90,
+            health_disk_percent: 90,
         }
     }
 }
@@ -177,6 +186,9 @@ impl Config {
         range("max_hosts", self.max_hosts, 1, 1 << 24)?;
         range("reap_interval_ms", self.reap_interval_ms, 10, 60_000)?;
         range("heartbeat_sec", self.heartbeat_sec, 1, 600)?;
+        range("health_cpu_percent", self.health_cpu_percent, 1, 100)?;
+        range("health_memory_percent", self.health_memory_percent, 1, 100)?;
+        range("health_disk_percent", self.health_disk_percent, 1, 100)?;
         Ok(())
     }
 

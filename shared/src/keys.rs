@@ -16,7 +16,7 @@
 //! | `P:{T}:backlog:<tenant>` | zset | a tenant's jobs over its fair-share window |
 //! | `P:{T}:fair` | hash | jobs per tenant inside the window |
 //! | `P:{T}:breaker[:hist|:probes|:window]` | hash/list/zset | the tool's circuit breaker |
-//! | `P:{T}:stats:wait`, `P:{T}:stats:run` | zset | recent samples for percentiles |
+//! | `P:{T}:stats:wait`, `P:{T}:stats:run` | list | newest 1000 wait / run times (ms), for percentiles |
 //! | `P:idx:<tenant>:<cid>` | string | which tool holds a correlation ID |
 //! | `P:jobs:<tenant>` | zset | the tenant's jobs, newest first (listing) |
 //! | `P:workers` | zset | live workers, score = heartbeat expiry |

@@ -10,6 +10,7 @@
 //! | [`keys`] | every Redis key name |
 //! | [`scripts`] | the Lua scripts and their typed wrappers |
 //! | [`queue`] | the queue as the API uses it (submit, read, wait, cancel, list) |
+//! | [`stats`] | fleet-wide numbers: counts, queue depth and age, percentiles, live workers |
 //! | [`config`] | one typed configuration |
 //! | [`telemetry`] | logging set-up |
 //! | [`metrics`] | Prometheus metric definitions |
@@ -25,5 +26,6 @@ pub mod nmap;
 pub mod queue;
 pub mod request;
 pub mod scripts;
+pub mod stats;
 pub mod telemetry;
 pub mod validate;

@@ -358,6 +358,30 @@ pub async fn start_worker(cfg: Config, catalog: Catalog) -> Task {
     }
 }
 
+/// Starts a worker in-process; returns it with the base URL of its `/metrics` and `/healthz`.
+pub async fn start_worker_with_metrics(cfg: Config, catalog: Catalog) -> (Task, String) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(async move {
+        let shutdown = async {
+            let _ = rx.await;
+        };
+        if let Err(e) = scanq_worker::run(cfg, catalog, listener, shutdown).await {
+            eprintln!("worker stopped: {e}");
+        }
+    });
+    (
+        Task {
+            stop: Some(tx),
+            handle: Some(handle),
+        },
+        url,
+    )
+}
+
 /// Path of a workspace binary next to the test executable (`target/<profile>/<name>`).
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");

@@ -19,6 +19,8 @@ pub struct Finished {
     pub tag: String,
     pub tool: ToolName,
     pub completion: Completion,
+    /// When the attempt was claimed (for `scanq_job_run_seconds`).
+    pub started: std::time::Instant,
     pub span: tracing::Span,
 }
 
@@ -114,7 +116,18 @@ async fn write(worker: &Worker, tool: &ToolName, items: Vec<Finished>) {
         let _enter = f.span.enter();
         if state == "stale" {
             tracing::warn!("Result refused: the attempt was taken over (fencing)");
-        } else if matches!(state.as_str(), "succeeded" | "failed" | "cancelled") {
+            worker.forget(&f.tag);
+            continue;
+        }
+        if state != "queued" {
+            // The attempt ran (finished, or scheduled for a retry); a hand-back did not count.
+            inner
+                .metrics
+                .run_time
+                .with_label_values(&[tool.as_str()])
+                .observe(f.started.elapsed().as_secs_f64());
+        }
+        if matches!(state.as_str(), "succeeded" | "failed" | "cancelled") {
             let error_type = serde_json::from_str::<ErrorInfo>(&f.completion.error_json)
                 .map(|e| e.kind.as_str().to_owned())
                 .unwrap_or_default();

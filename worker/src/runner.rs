@@ -324,11 +324,18 @@ impl Worker {
             .lock()
             .expect("running lock")
             .insert(tag.clone(), running.clone());
-        self.inner
-            .metrics
-            .jobs_running
-            .with_label_values(&[tool.as_str()])
-            .inc();
+        let m = &self.inner.metrics;
+        m.jobs_running.with_label_values(&[tool.as_str()]).inc();
+        if let Some(wait_ms) = job
+            .fields
+            .get("queue_wait_ms")
+            .and_then(|w| w.parse::<u64>().ok())
+        {
+            m.queue_wait
+                .with_label_values(&[tool.as_str()])
+                .observe(wait_ms as f64 / 1000.0);
+        }
+        let started = std::time::Instant::now();
         let cid = job.fields.get("cid").cloned().unwrap_or_default();
         let span = tracing::info_span!("job", correlation_id = %cid, tool = %tool);
         let worker = self.clone();
@@ -347,6 +354,7 @@ impl Worker {
                             tag,
                             tool,
                             completion,
+                            started,
                             span: tracing::Span::current(),
                         });
                     }

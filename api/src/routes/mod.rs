@@ -4,4 +4,6 @@ pub mod breakers;
 pub mod events;
 pub mod health;
 pub mod jobs;
+pub mod stats;
 pub mod tools;
+pub mod workers;

@@ -76,10 +76,19 @@ pub fn script_settings(cfg: &Config, keys: &Keys) -> ScriptSettings {
     }
 }
 
-/// A connection pool for short commands.
+/// A connection pool for short commands. Checking a connection out never hangs: waiting for a
+/// free slot, connecting and the recycle `PING` are each bounded, so a Redis outage turns into
+/// an error (503) within seconds rather than a stuck request.
 pub fn pool(cfg: &Config) -> Result<Pool, String> {
     let mut pc = deadpool_redis::Config::from_url(cfg.redis_url.clone());
-    pc.pool = Some(deadpool_redis::PoolConfig::new(cfg.redis_pool_size));
+    pc.pool = Some(deadpool_redis::PoolConfig {
+        timeouts: deadpool_redis::Timeouts {
+            wait: Some(Duration::from_secs(2)),
+            create: Some(Duration::from_secs(2)),
+            recycle: Some(Duration::from_secs(1)),
+        },
+        ..deadpool_redis::PoolConfig::new(cfg.redis_pool_size)
+    });
     pc.create_pool(Some(Runtime::Tokio1))
         .map_err(|e| format!("redis pool: {e}"))
 }
