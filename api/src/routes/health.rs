@@ -32,7 +32,9 @@ async fn readyz(State(state): State<AppState>) -> Response {
         Ok(Ok(true)) => (StatusCode::OK, Json(json!({"status": "ready"}))).into_response(),
         Ok(Ok(false)) => {
             // Scripts missing (Redis restarted without persistence): load them again.
-            let _ = state.queue().prepare().await;
+            if state.queue().prepare().await.is_ok() {
+                return (StatusCode::OK, Json(json!({"status": "ready"}))).into_response();
+            }
             (
                 StatusCode::SERVICE_UNAVAILABLE,
                 [(header::RETRY_AFTER, "1")],
