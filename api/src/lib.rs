@@ -7,6 +7,7 @@
 //! | `routes::events` | SSE event streams |
 //! | `routes::tools` | the catalog |
 //! | `routes::breakers` | breakers and tool switches (admin) |
+//! | `routes::dashboard` | the dashboard page at `/` |
 //! | `gate` | the submit gate (open breaker, disabled tool) |
 //! | `routes::health` | healthz, readyz, health, metrics |
 //! | `routes::stats` | fleet statistics |
@@ -76,6 +77,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::events::router())
         .merge(routes::tools::router())
         .merge(routes::breakers::router())
+        .merge(routes::dashboard::router())
         .merge(routes::health::router())
         .merge(routes::stats::router())
         .merge(routes::workers::router())

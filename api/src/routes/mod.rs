@@ -1,6 +1,7 @@
 //! HTTP routes, one module per resource, each exporting `router()`.
 
 pub mod breakers;
+pub mod dashboard;
 pub mod events;
 pub mod health;
 pub mod jobs;
