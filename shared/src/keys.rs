@@ -22,6 +22,10 @@
 //! | `P:workers` | zset | live workers, score = heartbeat expiry |
 //! | `P:worker:<id>` | string | a worker's self-description (JSON) |
 //! | `P:tools:disabled` | set | tools disabled cluster-wide |
+//! | `P:rl:<token name>` | hash | the token's request bucket (`tokens`, `ts`), see `ratelimit.lua` |
+//! | `P:tenant:<tenant>` | hash | the tenant's caps as last set by the API (`max_queued`, `max_running`) |
+//! | `P:tenant:<tenant>:queued` | zset | job keys of the tenant's queued/scheduled jobs, score = stale-after ms |
+//! | `P:tenant:<tenant>:running` | zset | job keys of the tenant's running jobs, score = stale-after ms |
 //! | `P:notify`, `P:cancel` | pub/sub channels | job events; cancellation requests |
 //!
 //! A job is named inside its tool's keyspace by its *ref*, `<tenant>/<cid>` (neither part may
@@ -100,6 +104,16 @@ impl Keys {
 
     pub fn tenant_limits(&self, tenant: &TenantId) -> String {
         format!("{}:tenant:{}", self.prefix, tenant)
+    }
+
+    /// The tenant's waiting (queued or scheduled) jobs, by job key; see `tenant_admit.lua`.
+    pub fn tenant_queued(&self, tenant: &TenantId) -> String {
+        format!("{}:tenant:{}:queued", self.prefix, tenant)
+    }
+
+    /// The tenant's running jobs, by job key.
+    pub fn tenant_running(&self, tenant: &TenantId) -> String {
+        format!("{}:tenant:{}:running", self.prefix, tenant)
     }
 }
 
