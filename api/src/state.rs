@@ -9,6 +9,8 @@ use scanq::queue::{Listener, Queue};
 use scanq::request::Policy;
 use scanq::validate::TargetPolicy;
 
+use crate::auth::Auth;
+
 #[derive(Clone)]
 pub struct AppState {
     pub inner: Arc<Inner>,
@@ -21,6 +23,7 @@ pub struct Inner {
     pub queue: Queue,
     pub listener: Listener,
     pub metrics: Metrics,
+    pub auth: Auth,
 }
 
 impl AppState {
