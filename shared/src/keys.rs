@@ -108,12 +108,18 @@ impl Keys {
 
     /// The tenant's waiting (queued or scheduled) jobs, by job key; see `tenant_admit.lua`.
     pub fn tenant_queued(&self, tenant: &TenantId) -> String {
-        format!("{}:tenant:{}:queued", self.prefix, tenant)
+        format!("{}{}:queued", self.tenant_prefix(), tenant)
     }
 
     /// The tenant's running jobs, by job key.
     pub fn tenant_running(&self, tenant: &TenantId) -> String {
-        format!("{}:tenant:{}:running", self.prefix, tenant)
+        format!("{}{}:running", self.tenant_prefix(), tenant)
+    }
+
+    /// `tenant_queued(t) == tenant_prefix() + t + ":queued"` (and `:running`); passed to
+    /// scripts that find a job's tenant in its ref (`<tenant>/<cid>`).
+    pub fn tenant_prefix(&self) -> String {
+        format!("{}:tenant:", self.prefix)
     }
 }
 
@@ -235,5 +241,24 @@ mod tests {
             assert!(k.starts_with("scanq:"), "{k}");
         }
         assert_eq!(t.job(r), format!("{}job:{r}", t.job_prefix()));
+    }
+
+    #[test]
+    fn tenant_keys_are_the_tenant_prefix_plus_the_tenant() {
+        let keys = Keys::new("scanq");
+        let blue = TenantId::parse("blue").unwrap();
+        assert_eq!(
+            keys.tenant_queued(&blue),
+            format!("{}blue:queued", keys.tenant_prefix())
+        );
+        assert_eq!(
+            keys.tenant_running(&blue),
+            format!("{}blue:running", keys.tenant_prefix())
+        );
+        assert_eq!(
+            keys.tenant_limits(&blue),
+            format!("{}blue", keys.tenant_prefix())
+        );
+        assert_eq!(keys.rate_limit("ci"), "scanq:rl:ci");
     }
 }
