@@ -528,3 +528,18 @@ async fn a_log_capture_of_a_whole_run_contains_no_token_and_no_redis_password() 
         .find(|a| a["audit"] == "cancel" && a["token"] == "viewer");
     assert!(refused_cancel.is_none(), "a 403 never reaches the handler");
 }
+
+#[tokio::test]
+async fn an_unreadable_tls_file_stops_the_api_with_the_file_named() {
+    let redis = RedisServer::start().await;
+    let mut cfg = test_config(&redis, "tlsfile");
+    cfg.redis_url = format!("rediss://scanq-api:{API_PASSWORD}@127.0.0.1:1/");
+    cfg.redis_tls_ca_file = Some("/nonexistent/scanq-ca.pem".into());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let err = scanq_api::run(listener, cfg, Catalog::builtin(), async {})
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("/nonexistent/scanq-ca.pem"), "{err}");
+    assert!(!err.contains(API_PASSWORD), "{err}");
+}
