@@ -12,6 +12,7 @@ use scanq::stats::Stats;
 use scanq::validate::TargetPolicy;
 
 use crate::checks::SystemProbe;
+use crate::auth::Auth;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -28,6 +29,7 @@ pub struct Inner {
     pub breaker_cache: crate::gate::BreakerCache,
     pub stats: Stats,
     pub system: SystemProbe,
+    pub auth: Auth,
 }
 
 impl AppState {

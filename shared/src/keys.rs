@@ -22,6 +22,10 @@
 //! | `P:workers` | zset | live workers, score = heartbeat expiry |
 //! | `P:worker:<id>` | string | a worker's self-description (JSON) |
 //! | `P:{T}:disabled` | string | present while tool T is disabled cluster-wide |
+//! | `P:rl:<token name>` | hash | the token's request bucket (`tokens`, `ts`), see `ratelimit.lua` |
+//! | `P:tenant:<tenant>` | hash | the tenant's caps as last set by the API (`max_queued`, `max_running`) |
+//! | `P:tenant:<tenant>:queued` | zset | job keys of the tenant's queued/scheduled jobs, score = stale-after ms |
+//! | `P:tenant:<tenant>:running` | zset | job keys of the tenant's running jobs, score = stale-after ms |
 //! | `P:notify`, `P:cancel` | pub/sub channels | job events; cancellation requests |
 //!
 //! A job is named inside its tool's keyspace by its *ref*, `<tenant>/<cid>` (neither part may
@@ -96,6 +100,22 @@ impl Keys {
 
     pub fn tenant_limits(&self, tenant: &TenantId) -> String {
         format!("{}:tenant:{}", self.prefix, tenant)
+    }
+
+    /// The tenant's waiting (queued or scheduled) jobs, by job key; see `tenant_admit.lua`.
+    pub fn tenant_queued(&self, tenant: &TenantId) -> String {
+        format!("{}{}:queued", self.tenant_prefix(), tenant)
+    }
+
+    /// The tenant's running jobs, by job key.
+    pub fn tenant_running(&self, tenant: &TenantId) -> String {
+        format!("{}{}:running", self.tenant_prefix(), tenant)
+    }
+
+    /// `tenant_queued(t) == tenant_prefix() + t + ":queued"` (and `:running`); passed to
+    /// scripts that find a job's tenant in its ref (`<tenant>/<cid>`).
+    pub fn tenant_prefix(&self) -> String {
+        format!("{}:tenant:", self.prefix)
     }
 }
 
@@ -233,5 +253,24 @@ mod tests {
             assert!(k.starts_with("scanq:"), "{k}");
         }
         assert_eq!(t.job(r), format!("{}job:{r}", t.job_prefix()));
+    }
+
+    #[test]
+    fn tenant_keys_are_the_tenant_prefix_plus_the_tenant() {
+        let keys = Keys::new("scanq");
+        let blue = TenantId::parse("blue").unwrap();
+        assert_eq!(
+            keys.tenant_queued(&blue),
+            format!("{}blue:queued", keys.tenant_prefix())
+        );
+        assert_eq!(
+            keys.tenant_running(&blue),
+            format!("{}blue:running", keys.tenant_prefix())
+        );
+        assert_eq!(
+            keys.tenant_limits(&blue),
+            format!("{}blue", keys.tenant_prefix())
+        );
+        assert_eq!(keys.rate_limit("ci"), "scanq:rl:ci");
     }
 }

@@ -60,6 +60,8 @@ pub struct RedisServer {
     pub port: u16,
     dir: tempfile::TempDir,
     args: Vec<String>,
+    /// The `default` user's password (`--requirepass`), when the server has one.
+    password: Option<String>,
 }
 
 impl RedisServer {
@@ -75,9 +77,53 @@ impl RedisServer {
             port: free_port(),
             dir,
             args: extra.iter().map(|s| s.to_string()).collect(),
+            password: None,
         };
         server.spawn().await;
         server
+    }
+
+    /// Starts with a password on the `default` user (which [`RedisServer::url`] and
+    /// [`RedisServer::con`] then use) and extra arguments, e.g. `--user NAME on >PASS …` ACLs.
+    pub async fn start_secured(password: &str, extra: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut args: Vec<String> = vec!["--requirepass".into(), password.into()];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut server = Self {
+            child: None,
+            port: free_port(),
+            dir,
+            args,
+            password: Some(password.into()),
+        };
+        server.spawn().await;
+        server
+    }
+
+    /// The server's data directory (for ACL files, certificates, …).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The URL for another (ACL) user.
+    pub fn url_as(&self, user: &str, password: &str) -> String {
+        format!("redis://{user}:{password}@127.0.0.1:{}/", self.port)
+    }
+
+    /// Freezes the server (SIGSTOP): connections open but nothing answers.
+    pub fn pause(&self) {
+        self.send(nix::sys::signal::Signal::SIGSTOP);
+    }
+
+    /// Thaws a paused server (SIGCONT).
+    pub fn resume(&self) {
+        self.send(nix::sys::signal::Signal::SIGCONT);
+    }
+
+    fn send(&self, sig: nix::sys::signal::Signal) {
+        if let Some(c) = &self.child {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), sig);
+        }
     }
 
     async fn spawn(&mut self) {
@@ -115,7 +161,10 @@ impl RedisServer {
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
+        match &self.password {
+            Some(pw) => format!("redis://:{pw}@127.0.0.1:{}/", self.port),
+            None => format!("redis://127.0.0.1:{}/", self.port),
+        }
     }
 
     pub fn client(&self) -> redis::Client {
@@ -131,6 +180,7 @@ impl RedisServer {
 
     /// Kills the server (SIGKILL: no clean shutdown).
     pub fn kill(&mut self) {
+        self.resume();
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
@@ -406,12 +456,45 @@ pub struct Proc {
 impl Proc {
     /// Spawns a workspace binary with the configuration passed as `SCANQ_*` variables.
     pub fn spawn(name: &str, cfg: &Config, extra_env: &[(&str, String)]) -> Self {
+        let mut cmd = Self::command(name, cfg, extra_env, "warn");
+        if std::env::var_os("SCANQ_TEST_LOGS").is_none() {
+            cmd.stdout(Stdio::null()).stderr(Stdio::null());
+        }
+        Self {
+            child: cmd.spawn().expect("spawn binary"),
+        }
+    }
+
+    /// Like [`Proc::spawn`], with stdout and stderr appended to `log` (whatever
+    /// `SCANQ_TEST_LOGS` says), for tests that read what a process printed.
+    pub fn spawn_logged(
+        name: &str,
+        cfg: &Config,
+        extra_env: &[(&str, String)],
+        log: &Path,
+    ) -> Self {
+        let mut p = Self::command(name, cfg, extra_env, "info");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("open log file");
+        p.stdout(file.try_clone().expect("dup log file"))
+            .stderr(file);
+        Self {
+            child: p.spawn().expect("spawn binary"),
+        }
+    }
+
+    /// The command for a workspace binary: cleared environment, `RUST_LOG` (from the test's
+    /// environment, else `log_level`), the configuration as `SCANQ_*`, then `extra_env`.
+    fn command(name: &str, cfg: &Config, extra_env: &[(&str, String)], log_level: &str) -> Command {
         let mut cmd = Command::new(bin(name));
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env(
                 "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+                std::env::var("RUST_LOG").unwrap_or_else(|_| log_level.into()),
             )
             .stdin(Stdio::null());
         for (k, v) in config_env(cfg) {
@@ -420,12 +503,7 @@ impl Proc {
         for (k, v) in extra_env {
             cmd.env(k, v);
         }
-        if std::env::var_os("SCANQ_TEST_LOGS").is_none() {
-            cmd.stdout(Stdio::null()).stderr(Stdio::null());
-        }
-        Self {
-            child: cmd.spawn().expect("spawn binary"),
-        }
+        cmd
     }
 
     pub fn pid(&self) -> i32 {
@@ -479,12 +557,28 @@ pub fn http() -> reqwest::Client {
 
 /// Polls `GET /v1/jobs/{id}` until the job is terminal; returns the document.
 pub async fn wait_done(base: &str, id: &str, limit: Duration) -> serde_json::Value {
+    wait_done_as(base, None, id, limit).await
+}
+
+/// [`wait_done`] with a bearer token.
+pub async fn wait_done_as(
+    base: &str,
+    token: Option<&str>,
+    id: &str,
+    limit: Duration,
+) -> serde_json::Value {
     let client = http();
+    let token = token.map(str::to_owned);
     eventually(limit, &format!("job {id} terminal"), || {
         let client = client.clone();
         let url = format!("{base}/v1/jobs/{id}?wait=5");
+        let token = token.clone();
         async move {
-            let doc: serde_json::Value = client.get(&url).send().await.ok()?.json().await.ok()?;
+            let mut req = client.get(&url);
+            if let Some(t) = token {
+                req = req.bearer_auth(t);
+            }
+            let doc: serde_json::Value = req.send().await.ok()?.json().await.ok()?;
             matches!(
                 doc["state"].as_str(),
                 Some("succeeded" | "failed" | "cancelled")
@@ -613,4 +707,42 @@ pub async fn get_json(base: &str, path: &str) -> serde_json::Value {
         .json()
         .await
         .unwrap_or(serde_json::Value::Null)
+}
+/// A tokens file written for a test, with the plaintext of each token it lists.
+pub struct Tokens {
+    pub path: PathBuf,
+    tokens: std::collections::HashMap<String, String>,
+}
+
+impl Tokens {
+    /// Writes `dir/tokens.toml` with one entry per `(name, tenant, scopes)` and `extra` TOML
+    /// appended (e.g. `[tenants.blue]` caps or per-token limits).
+    pub fn write(dir: &Path, entries: &[(&str, &str, &str)], extra: &str) -> Self {
+        let mut text = String::new();
+        let mut tokens = std::collections::HashMap::new();
+        for (name, tenant, scopes) in entries {
+            let token = scanq_api::auth::generate_token().expect("token");
+            let tenant = scanq::domain::TenantId::parse(tenant).expect("tenant");
+            let scopes = scanq_api::auth::Scopes::parse_list(scopes).expect("scopes");
+            text.push_str(&scanq_api::auth::entry_toml(name, &tenant, scopes, &token));
+            text.push('\n');
+            tokens.insert(name.to_string(), token);
+        }
+        text.push_str(extra);
+        let path = dir.join("tokens.toml");
+        std::fs::write(&path, text).expect("write tokens file");
+        Self { path, tokens }
+    }
+
+    /// The plaintext token named `name`.
+    pub fn get(&self, name: &str) -> &str {
+        self.tokens
+            .get(name)
+            .unwrap_or_else(|| panic!("no token {name}"))
+    }
+
+    /// Every plaintext token (to check that none leaks).
+    pub fn all(&self) -> impl Iterator<Item = &str> {
+        self.tokens.values().map(String::as_str)
+    }
 }

@@ -130,7 +130,7 @@ impl Worker {
     ) -> anyhow::Result<Self> {
         let keys = Keys::new(&cfg.key_prefix);
         let pool = scanq::queue::pool(&cfg).map_err(anyhow::Error::msg)?;
-        let client = redis::Client::open(cfg.redis_url.as_str())?;
+        let client = scanq::queue::client(&cfg).map_err(anyhow::Error::msg)?;
         let targets = TargetPolicy::parse(&cfg.allowed_targets, &cfg.denied_targets, cfg.max_hosts)
             .map_err(|e| anyhow::anyhow!("allowed_targets/denied_targets: {e}"))?;
         let tools: Vec<(ToolName, ToolKeys)> = catalog

@@ -1,6 +1,7 @@
 //! The queue as the API sees it: submit, read, wait, cancel, retry and list jobs, each one call
 //! into Redis through the scripts. Handlers call this; they never send Redis commands themselves.
 
+mod limits;
 mod listen;
 
 use std::collections::HashMap;
@@ -9,6 +10,7 @@ use std::time::Duration;
 use deadpool_redis::{Pool, Runtime};
 use redis::AsyncCommands;
 
+pub use limits::retry_after_secs;
 pub use listen::{Listener, Subscription};
 
 use crate::breaker::{Breaker, BreakerSettings, ForceAction, Snapshot, Transition};
@@ -30,6 +32,8 @@ pub enum QueueError {
     Conflict { state: String },
     #[error("queue full ({depth} jobs waiting)")]
     Full { depth: u64 },
+    #[error("tenant has {queued} jobs waiting (cap {cap})")]
+    TenantFull { queued: u64, cap: u64 },
     #[error("job not found")]
     NotFound,
     #[error("job already {state}")]
@@ -76,20 +80,50 @@ pub fn script_settings(cfg: &Config, keys: &Keys) -> ScriptSettings {
     }
 }
 
-/// A connection pool for short commands. Checking a connection out never hangs: waiting for a
-/// free slot, connecting and the recycle `PING` are each bounded, so a Redis outage turns into
-/// an error (503) within seconds rather than a stuck request.
+/// A Redis client for `cfg.redis_url` (`redis://`, `rediss://` for TLS, `unix://`), trusting
+/// `redis_tls_ca_file` and presenting `redis_tls_cert_file`/`redis_tls_key_file` when set.
+/// Errors name the URL with its password redacted.
+pub fn client(cfg: &Config) -> Result<redis::Client, String> {
+    let url = crate::config::redact_url(&cfg.redis_url);
+    let read = |p: &std::path::Path| {
+        std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))
+    };
+    let tls = cfg.redis_tls_ca_file.is_some() || cfg.redis_tls_cert_file.is_some();
+    let client = if tls {
+        let client_tls = match (&cfg.redis_tls_cert_file, &cfg.redis_tls_key_file) {
+            (Some(cert), Some(key)) => Some(redis::ClientTlsConfig {
+                client_cert: read(cert)?,
+                client_key: read(key)?,
+            }),
+            _ => None,
+        };
+        let root_cert = cfg.redis_tls_ca_file.as_deref().map(read).transpose()?;
+        redis::Client::build_with_tls(
+            cfg.redis_url.as_str(),
+            redis::TlsCertificates {
+                client_tls,
+                root_cert,
+            },
+        )
+    } else {
+        redis::Client::open(cfg.redis_url.as_str())
+    };
+    client.map_err(|e| cfg.redact_secrets(&format!("redis url {url}: {e}")))
+}
+
+/// A connection pool for short commands (same connection settings as [`client`]). Checking a
+/// connection out never hangs: waiting for a free slot, connecting and the recycle `PING` are each
+/// bounded, so a Redis outage turns into an error (503) within seconds rather than a stuck request.
 pub fn pool(cfg: &Config) -> Result<Pool, String> {
-    let mut pc = deadpool_redis::Config::from_url(cfg.redis_url.clone());
-    pc.pool = Some(deadpool_redis::PoolConfig {
-        timeouts: deadpool_redis::Timeouts {
-            wait: Some(Duration::from_secs(2)),
-            create: Some(Duration::from_secs(2)),
-            recycle: Some(Duration::from_secs(1)),
-        },
-        ..deadpool_redis::PoolConfig::new(cfg.redis_pool_size)
-    });
-    pc.create_pool(Some(Runtime::Tokio1))
+    let info = client(cfg)?.get_connection_info().clone();
+    let manager = deadpool_redis::Manager::new(info).map_err(|e| format!("redis pool: {e}"))?;
+    Pool::builder(manager)
+        .max_size(cfg.redis_pool_size)
+        .wait_timeout(Some(Duration::from_secs(2)))
+        .create_timeout(Some(Duration::from_secs(2)))
+        .recycle_timeout(Some(Duration::from_secs(1)))
+        .runtime(Runtime::Tokio1)
+        .build()
         .map_err(|e| format!("redis pool: {e}"))
 }
 
@@ -380,6 +414,9 @@ impl Queue {
                 &cancelled_error(),
             )
             .await?;
+        if out == CancelOutcome::Cancelled {
+            self.forget_queued(tenant, &tool, cid).await?;
+        }
         match out {
             CancelOutcome::Missing => Err(QueueError::NotFound),
             CancelOutcome::Final { state } => Err(QueueError::Final { state }),
@@ -407,7 +444,7 @@ impl Queue {
             )
             .await?
         {
-            RetryOutcome::Queued => Ok(()),
+            RetryOutcome::Queued => self.note_queued(tenant, &tool, cid).await,
             RetryOutcome::NotRetryable { state } => Err(QueueError::Final { state }),
             RetryOutcome::Missing => Err(QueueError::NotFound),
         }

@@ -6,6 +6,7 @@
 //! Scripts run with `EVALSHA` (falling back to `EVAL` once per Redis restart); `load_all` loads
 //! them up front so readiness can report it.
 
+mod limits;
 mod reply;
 
 use redis::aio::ConnectionLike;
@@ -14,6 +15,7 @@ use redis::{RedisResult, Script, Value};
 use crate::domain::JobState;
 use crate::keys::{GROUP, ToolKeys};
 
+pub use limits::{AdmitOutcome, LimitScripts, Rate, RateDecision, TenantCaps};
 pub use reply::{
     CancelOutcome, Claimed, ClaimedJob, Completed, EnqueueOutcome, ReapReport, RenewStatus,
     RetryOutcome,
