@@ -163,14 +163,12 @@ async fn chaos_kill_nine_of_random_workers_loses_no_job_and_respects_max_attempt
     }
 
     // Kill a random worker about once a second and start a replacement, for ~12 s.
-    let mut next = 3;
-    for _ in 0..12 {
+    for next in 3..15 {
         tokio::time::sleep(Duration::from_secs(1)).await; // the chaos schedule, not a wait
         let victim = fastrand_index(workers.len());
         workers[victim].signal(Signal::SIGKILL);
         workers.remove(victim);
         workers.push(worker_proc(&cfg, &format!("c{next}")));
-        next += 1;
     }
 
     // Every job reaches a terminal state; none is missing or stuck.

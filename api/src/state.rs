@@ -11,8 +11,8 @@ use scanq::request::Policy;
 use scanq::stats::Stats;
 use scanq::validate::TargetPolicy;
 
-use crate::checks::SystemProbe;
 use crate::auth::Auth;
+use crate::checks::SystemProbe;
 
 #[derive(Clone)]
 pub struct AppState {

@@ -41,6 +41,9 @@ pub struct Config {
     pub redis_pool_size: usize,
     /// Jobs delivered this many times without finishing go dead as `worker_lost`.
     pub max_deliveries: u32,
+    /// Fair share across tenants: ready-stream entries per tenant and tool before the tenant's
+    /// further jobs wait in its own backlog (0 = off). See docs/queue.md.
+    pub fair_window: u64,
     pub default_max_attempts: u32,
     pub retry_base_ms: u64,
     pub retry_max_ms: u64,
@@ -122,6 +125,7 @@ impl Default for Config {
             log_format: LogFormat::Text,
             redis_pool_size: 32,
             max_deliveries: 5,
+            fair_window: 100,
             default_max_attempts: 3,
             retry_base_ms: 1000,
             retry_max_ms: 300_000,
@@ -201,6 +205,7 @@ impl Config {
         range("worker_grace_sec", self.worker_grace_sec, 0, 86_400)?;
         range("redis_pool_size", self.redis_pool_size, 1, 1024)?;
         range("max_deliveries", self.max_deliveries, 1, 100)?;
+        range("fair_window", self.fair_window, 0, 1_000_000)?;
         range("default_max_attempts", self.default_max_attempts, 1, 100)?;
         range("retry_base_ms", self.retry_base_ms, 1, 3_600_000)?;
         range(

@@ -92,6 +92,29 @@ async fn write(worker: &Worker, tool: &ToolName, items: Vec<Finished>) {
         match res {
             Ok(done) => break done,
             Err(err) => {
+                // Redis unreachable (or restarting) is worth waiting for; a refusal by Redis
+                // itself (a script error) will not heal: drop the batch and let the leases lapse,
+                // so the reaper retries those jobs instead of this writer stalling for ever.
+                let transient = err.downcast_ref::<redis::RedisError>().is_none_or(|e| {
+                    e.is_io_error()
+                        || e.is_connection_dropped()
+                        || e.is_connection_refusal()
+                        || e.is_timeout()
+                        || matches!(
+                            e.kind(),
+                            redis::ErrorKind::Server(
+                                redis::ServerErrorKind::BusyLoading
+                                    | redis::ServerErrorKind::TryAgain
+                            )
+                        )
+                });
+                if !transient {
+                    tracing::error!(error = %err, jobs = items.len(), "Redis refused the results; the jobs will be retried after their leases lapse");
+                    for f in &items {
+                        worker.forget(&f.tag);
+                    }
+                    return;
+                }
                 if !logged {
                     tracing::warn!(error = %err, jobs = items.len(), "Writing results failed; retrying with back-off");
                     logged = true;

@@ -75,6 +75,7 @@ pub fn script_settings(cfg: &Config, keys: &Keys) -> ScriptSettings {
         job_ttl_ms: cfg.job_ttl_sec * 1000,
         max_queue_len: cfg.max_queue_len,
         max_deliveries: cfg.max_deliveries,
+        fair_window: cfg.fair_window,
         retry_base_ms: cfg.retry_base_ms,
         retry_max_ms: cfg.retry_max_ms,
     }

@@ -53,6 +53,8 @@ pub struct ScriptSettings {
     pub job_ttl_ms: u64,
     pub max_queue_len: u64,
     pub max_deliveries: u32,
+    /// Ready-stream entries per tenant and tool before further jobs wait in the tenant's backlog.
+    pub fair_window: u64,
     pub retry_base_ms: u64,
     pub retry_max_ms: u64,
 }
@@ -164,6 +166,8 @@ impl Scripts {
             .key(tk.events(job_ref))
             .key(tk.scheduled())
             .key(tk.counts())
+            .key(tk.fair())
+            .key(tk.backlog_prefix())
             .arg(job_ref)
             .arg(request_hash)
             .arg(set.max_queue_len)
@@ -171,7 +175,8 @@ impl Scripts {
             .arg(delay_ms)
             .arg(set.max_events)
             .arg(&set.notify_channel)
-            .arg(tag);
+            .arg(tag)
+            .arg(set.fair_window);
         for (k, v) in fields {
             inv.arg(*k).arg(v);
         }
@@ -206,6 +211,8 @@ impl Scripts {
             .key(bk.probes)
             .key(bk.window)
             .key(tk.disabled())
+            .key(tk.fair())
+            .key(tk.backlog_prefix())
             .arg(GROUP)
             .arg(consumer)
             .arg(want)
@@ -236,6 +243,7 @@ impl Scripts {
         Ok(v.iter().map(|s| RenewStatus::from_reply(s)).collect())
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub async fn complete(
         &self,
         con: &mut impl ConnectionLike,
@@ -261,6 +269,7 @@ impl Scripts {
             .key(bk.hist)
             .key(bk.probes)
             .key(bk.window)
+            .key(tk.fair())
             .arg(set.result_ttl_ms)
             .arg(set.dead_ttl_ms)
             .arg(set.max_events)
@@ -302,6 +311,7 @@ impl Scripts {
         for s in tk.streams() {
             inv.key(s);
         }
+        inv.key(tk.fair());
         inv.arg(limit)
             .arg(set.max_deliveries)
             .arg(set.retry_base_ms)
@@ -362,6 +372,7 @@ impl Scripts {
         for s in tk.streams() {
             inv.key(s);
         }
+        inv.key(tk.fair());
         let v: Value = inv
             .arg(job_ref)
             .arg(set.job_ttl_ms)

@@ -9,6 +9,8 @@
 -- KEYS[7] wait-samples list  KEYS[8] scheduled zset
 -- KEYS[9..12] breaker state hash, history list, probes zset, window zset
 -- KEYS[13] the tool's disabled flag (nothing is claimed while it exists)
+-- KEYS[14] fair-share hash  KEYS[15] backlog key prefix (see enqueue.lua): each entry read
+-- leaves its tenant's share, and the tenant's next backlogged job takes its place
 -- ARGV[1] group  ARGV[2] consumer (worker id)  ARGV[3] how many  ARGV[4] lease ms
 -- ARGV[5] round number  ARGV[6] max events  ARGV[7] notify channel  ARGV[8] tool name
 -- ARGV[9] breaker settings JSON  ARGV[10] error JSON for jobs held back by an open breaker
@@ -57,7 +59,24 @@ local function read(stream, count)
   for _, entry in ipairs(reply[1][2]) do
     redis.call('XACK', stream, group, entry[1])
     redis.call('XDEL', stream, entry[1])
-    out[#out + 1] = entry[2][2]
+    local ref = entry[2][2]
+    local tenant = tenant_of(ref)
+    if redis.call('HINCRBY', KEYS[14], tenant, -1) <= 0 then
+      redis.call('HDEL', KEYS[14], tenant)
+    end
+    -- Refill the tenant's share from its backlog (skipping jobs cancelled meanwhile).
+    local backlog = KEYS[15] .. tenant
+    while true do
+      local next_ref = redis.call('LPOP', backlog)
+      if not next_ref then break end
+      local h = redis.call('HMGET', prefix .. 'job:' .. next_ref, 'state', 'priority')
+      if h[1] == S.queued then
+        local pstream = ({ high = KEYS[1], normal = KEYS[2], low = KEYS[3] })[h[2]] or KEYS[2]
+        ready(pstream, KEYS[14], next_ref)
+        break
+      end
+    end
+    out[#out + 1] = ref
   end
   return out
 end

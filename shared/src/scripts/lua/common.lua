@@ -35,6 +35,18 @@ local function state_event(to, now, extra)
   return cjson.encode(e)
 end
 
+-- The tenant of a job ref `<tenant>/<cid>`.
+local function tenant_of(ref)
+  return string.match(ref, '^([^/]*)/') or ''
+end
+
+-- Puts a job on a ready stream and counts it in its tenant's share of the stream (see the
+-- fair-share window in enqueue.lua and claim.lua).
+local function ready(stream, fairkey, ref)
+  redis.call('XADD', stream, '*', 'ref', ref)
+  redis.call('HINCRBY', fairkey, tenant_of(ref), 1)
+end
+
 local function is_terminal(state)
   return state == S.succeeded or state == S.failed or state == S.cancelled
 end

@@ -3,7 +3,7 @@
 -- schedule a retry or file a dead letter, and set the retention TTLs.
 -- KEYS[1] leases zset  KEYS[2] counts hash  KEYS[3] scheduled zset  KEYS[4] dead zset
 -- KEYS[5] job key prefix  KEYS[6..8] streams high, normal, low  KEYS[9] run-samples list
--- KEYS[10..13] breaker state hash, history list, probes zset, window zset
+-- KEYS[10..13] breaker state hash, history list, probes zset, window zset  KEYS[14] fair-share hash
 -- ARGV[1] result ttl ms  ARGV[2] dead ttl ms  ARGV[3] max events  ARGV[4] notify channel
 -- ARGV[5] tool name  ARGV[6] breaker settings JSON  ARGV[7] worker id, then groups of 8:
 -- ref, fence, outcome, result json, error json, delay ms, breaker outcome
@@ -63,7 +63,7 @@ for i = 8, #ARGV, 8 do
     elseif outcome == 'handback' then
       redis.call('HINCRBY', job, 'attempt', -1)
       redis.call('HSET', job, 'ready_ms', now)
-      redis.call('XADD', streams[h[7]] or streams.normal, '*', 'ref', ref)
+      ready(streams[h[7]] or streams.normal, KEYS[14], ref)
       move(counts, job, S.running, S.queued, now)
       emit(ev, job, 'state', state_event(S.queued, now, { reason = 'handed back' }), maxlen, channel, tag)
       out[#out + 1] = S.queued

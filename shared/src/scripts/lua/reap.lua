@@ -6,7 +6,7 @@
 --     scheduled for a retry with exponential back-off and jitter. The fence is bumped so the
 --     old worker can no longer write a result.
 -- KEYS[1] scheduled zset  KEYS[2] leases zset  KEYS[3] counts hash  KEYS[4] dead zset
--- KEYS[5] job key prefix  KEYS[6..8] streams high, normal, low
+-- KEYS[5] job key prefix  KEYS[6..8] streams high, normal, low  KEYS[9] fair-share hash
 -- ARGV[1] batch limit  ARGV[2] max deliveries  ARGV[3] retry base ms  ARGV[4] retry max ms
 -- ARGV[5] result ttl ms  ARGV[6] dead ttl ms  ARGV[7] max events  ARGV[8] notify channel
 -- ARGV[9] tool name  ARGV[10] random number in [0,1) for jitter  ARGV[11] worker-lost error json
@@ -28,7 +28,7 @@ for _, ref in ipairs(redis.call('ZRANGEBYSCORE', sched, '-inf', now, 'LIMIT', 0,
   local job = prefix .. 'job:' .. ref
   local h = redis.call('HMGET', job, 'state', 'priority')
   if h[1] == S.scheduled then
-    redis.call('XADD', streams[h[2]] or streams.normal, '*', 'ref', ref)
+    ready(streams[h[2]] or streams.normal, KEYS[9], ref)
     redis.call('HSET', job, 'ready_ms', now)
     move(counts, job, S.scheduled, S.queued, now)
     emit(prefix .. 'ev:' .. ref, job, 'state', state_event(S.queued, now), maxlen, channel, tool .. '/' .. ref)

@@ -1,6 +1,6 @@
 -- retry.lua: queue a failed (dead) or cancelled job again, with fresh attempt counts.
 -- KEYS[1] job hash  KEYS[2] dead zset  KEYS[3] counts hash  KEYS[4] events stream
--- KEYS[5..7] streams high, normal, low
+-- KEYS[5..7] streams high, normal, low  KEYS[8] fair-share hash
 -- ARGV[1] ref  ARGV[2] job ttl ms  ARGV[3] max events  ARGV[4] notify channel  ARGV[5] tag
 -- Returns {'queued'} | {'not_retryable', state} | {'missing'}
 
@@ -19,7 +19,7 @@ redis.call('ZREM', dead, ref)
 redis.call('HDEL', job, 'result', 'error', 'finished_ms', 'duration_ms', 'started_ms',
   'worker', 'progress', 'retry_at_ms', 'queue_wait_ms')
 redis.call('HSET', job, 'attempt', 0, 'deliveries', 0, 'cancel_requested', '0', 'ready_ms', now)
-redis.call('XADD', streams[h[2]] or streams.normal, '*', 'ref', ref)
+ready(streams[h[2]] or streams.normal, KEYS[8], ref)
 move(counts, job, h[1], S.queued, now)
 emit(ev, job, 'state', state_event(S.queued, now, { reason = 'retry' }), tonumber(ARGV[3]), ARGV[4], ARGV[5])
 redis.call('PEXPIRE', job, ttl)
