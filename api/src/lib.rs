@@ -7,12 +7,14 @@
 //! | `routes::events` | SSE event streams |
 //! | `routes::tools` | the catalog |
 //! | `routes::health` | healthz, readyz, metrics |
+//! | `mcp` | `/mcp`: MCP Streamable HTTP, tools, tasks, and the `mcp-stdio` bridge |
 //! | `error` | `AppError` → problem+json |
 //! | `extract` | body, path and caller extractors |
 //! | `state` | `AppState` |
 
 mod error;
 mod extract;
+pub mod mcp;
 mod routes;
 mod state;
 
@@ -63,6 +65,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::events::router())
         .merge(routes::tools::router())
         .merge(routes::health::router())
+        .merge(mcp::router())
         .layer(DefaultBodyLimit::max(state.inner.cfg.max_body_bytes))
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)

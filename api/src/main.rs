@@ -21,11 +21,25 @@ struct Cli {
 enum Command {
     /// Serve the API (the default).
     Serve,
+    /// Speak MCP on stdin/stdout and forward it to a scanq API's `/mcp` (for clients that
+    /// launch MCP servers as subprocesses).
+    McpStdio {
+        /// Base URL of the scanq API (or its `/mcp` URL).
+        #[arg(long, env = "SCANQ_URL", default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// Bearer token for the API.
+        #[arg(long, env = "SCANQ_TOKEN")]
+        token: Option<String>,
+    },
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Some(Command::McpStdio { url, token }) = cli.command {
+        // stdout carries the protocol: no telemetry, no config file needed.
+        return scanq_api::mcp::stdio::run(&url, token).await;
+    }
     let cfg = Config::load(cli.config.as_deref())?;
     if cli.print_config {
         print!("{}", cfg.redacted_toml());

@@ -22,6 +22,7 @@
 //! | `P:workers` | zset | live workers, score = heartbeat expiry |
 //! | `P:worker:<id>` | string | a worker's self-description (JSON) |
 //! | `P:tools:disabled` | set | tools disabled cluster-wide |
+//! | `P:mcp:session:<id>` | string | an MCP session (tenant, protocol version), idle TTL |
 //! | `P:notify`, `P:cancel` | pub/sub channels | job events; cancellation requests |
 //!
 //! A job is named inside its tool's keyspace by its *ref*, `<tenant>/<cid>` (neither part may
@@ -96,6 +97,11 @@ impl Keys {
 
     pub fn rate_limit(&self, token_name: &str) -> String {
         format!("{}:rl:{}", self.prefix, token_name)
+    }
+
+    /// An MCP session of a 2025-era client (`Mcp-Session-Id`).
+    pub fn mcp_session(&self, id: &str) -> String {
+        format!("{}:mcp:session:{}", self.prefix, id)
     }
 
     pub fn tenant_limits(&self, tenant: &TenantId) -> String {

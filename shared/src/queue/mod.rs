@@ -2,6 +2,7 @@
 //! into Redis through the scripts. Handlers call this; they never send Redis commands themselves.
 
 mod listen;
+mod sessions;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -10,6 +11,7 @@ use deadpool_redis::{Pool, Runtime};
 use redis::AsyncCommands;
 
 pub use listen::{Listener, Subscription};
+pub use sessions::McpSession;
 
 use crate::config::Config;
 use crate::domain::{
