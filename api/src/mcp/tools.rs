@@ -482,20 +482,16 @@ async fn scan(ctx: &mut Ctx, tool: &ToolName, params: &Value) -> Result<Value, R
     Ok(finished_or_status(&doc))
 }
 
-/// A scan tool's answer: the job view, plus the first result page once it is finished.
+/// A scan tool's answer: the job view, plus the first result page once it is finished. The text
+/// stays short; `job_result` serves the output itself.
 pub fn finished_or_status(doc: &scanq::domain::JobDocument) -> Value {
     let mut structured = view::job_view(doc);
-    let mut text = view::job_text(doc);
-    if doc.state.is_terminal() {
-        if let Ok((page, page_text)) = view::result_page(doc, None, 1) {
-            structured["result"] = page;
-            text = page_text;
-        }
-    } else {
-        structured["result"] = Value::Null;
-    }
+    structured["result"] = match view::result_page(doc, None, 1) {
+        Ok((page, _)) if doc.state.is_terminal() => page,
+        _ => Value::Null,
+    };
     let failed = matches!(doc.state, JobState::Failed | JobState::Cancelled);
-    tool_result(structured, text, failed)
+    tool_result(structured, view::job_text(doc), failed)
 }
 
 async fn status(ctx: &mut Ctx, params: &Value) -> Result<Value, RpcError> {

@@ -292,7 +292,7 @@ async fn run(
     }
     let first = tokio::select! {
         biased;
-        note = rx.recv() => note,
+        Some(note) = rx.recv() => Some(note),
         outcome = &mut running.0 => {
             let (status, body) = reply(outcome);
             return json_reply(status, body);

@@ -83,7 +83,7 @@ pub fn job_view(doc: &JobDocument) -> Value {
 /// One line about a job.
 pub fn job_line(doc: &JobDocument) -> String {
     let mut line = format!(
-        "{}: {} {} is {}",
+        "{} ({} {}): {}",
         doc.correlation_id, doc.tool, doc.target, doc.state
     );
     if let Some(p) = doc.progress.as_ref().filter(|_| !doc.state.is_terminal()) {
