@@ -18,7 +18,7 @@ use scanq::queue::QueueError;
 use serde_json::{Value, json};
 
 use super::protocol::{INVALID_PARAMS, META_RELATED_TASK, RpcError};
-use super::tools::{self, MAX_WAIT_SEC};
+use super::tools::{self, MAX_WAIT_SEC, Need};
 use super::{Ctx, follow};
 use crate::state::AppState;
 
@@ -112,6 +112,10 @@ fn not_found(id: &str) -> RpcError {
     RpcError::new(INVALID_PARAMS, format!("task `{id}` not found")).with_data(json!({"taskId": id}))
 }
 
+fn permit(ctx: &Ctx, need: Need) -> Result<(), RpcError> {
+    tools::permitted(&ctx.caller, need).map_err(|detail| RpcError::new(INVALID_PARAMS, detail))
+}
+
 async fn load(ctx: &Ctx, id: &CorrelationId) -> Result<JobDocument, RpcError> {
     ctx.state
         .queue()
@@ -123,6 +127,7 @@ async fn load(ctx: &Ctx, id: &CorrelationId) -> Result<JobDocument, RpcError> {
 
 /// `tasks/get` (both eras).
 pub async fn get(ctx: &mut Ctx, params: &Value) -> Result<Value, RpcError> {
+    permit(ctx, Need::Read)?;
     let id = task_id(params)?;
     let doc = load(ctx, &id).await?;
     if !ctx.era.is_modern() {
@@ -156,6 +161,7 @@ pub async fn get(ctx: &mut Ctx, params: &Value) -> Result<Value, RpcError> {
 /// `tasks/result` (2025-11-25): the tool result once the job is terminal, waiting for it
 /// within this request (at most 50 s, below the usual client time-out).
 pub async fn result(ctx: &mut Ctx, params: &Value) -> Result<Value, RpcError> {
+    permit(ctx, Need::Read)?;
     let id = task_id(params)?;
     let tool = ctx
         .state
@@ -181,6 +187,7 @@ pub async fn result(ctx: &mut Ctx, params: &Value) -> Result<Value, RpcError> {
 
 /// `tasks/list` (2025-11-25): the caller's tasks, newest first, `LIST_PAGE` per page.
 pub async fn list(ctx: &mut Ctx, params: &Value) -> Result<Value, RpcError> {
+    permit(ctx, Need::Read)?;
     let cursor =
         match params.get("cursor") {
             None | Some(Value::Null) => None,
@@ -205,6 +212,7 @@ pub async fn list(ctx: &mut Ctx, params: &Value) -> Result<Value, RpcError> {
 /// `tasks/cancel` (both eras). A running job is killed by its worker; this waits a few seconds
 /// for that so the answer usually says `cancelled`.
 pub async fn cancel(ctx: &mut Ctx, params: &Value) -> Result<Value, RpcError> {
+    permit(ctx, Need::Cancel)?;
     let id = task_id(params)?;
     let out = ctx.state.queue().cancel(&ctx.caller.tenant, &id).await;
     tracing::info!(audit = "cancel", via = "mcp-task", token = %ctx.caller.name, tenant = %ctx.caller.tenant, correlation_id = %id, outcome = ?out, "Cancel requested");

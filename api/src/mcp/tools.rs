@@ -23,6 +23,32 @@ use crate::state::AppState;
 pub const MAX_WAIT_SEC: u64 = 50;
 const SCAN_SUFFIX: &str = "_scan";
 
+/// What a call needs from the caller's token: the REST scopes (`read`, `submit`, `cancel`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    Read,
+    Submit,
+    Cancel,
+}
+
+/// Whether the caller's token may make a call that needs `need`; the refusal's text otherwise.
+/// Merge seam: token scopes arrive with the auth layer (branch `auth`), whose `/mcp` rule only
+/// authenticates and leaves scopes to each MCP tool. There this becomes
+/// `caller.require(Scope::Read | Submit | Cancel)`; until then every caller may.
+pub fn permitted(_caller: &crate::extract::Caller, _need: Need) -> Result<(), String> {
+    Ok(())
+}
+
+fn forbidden(detail: String) -> Value {
+    refused(
+        "validation_error",
+        403,
+        None,
+        detail,
+        "use a token with this scope",
+    )
+}
+
 /// A `tools/call` result.
 pub fn tool_result(structured: Value, text: String, is_error: bool) -> Value {
     json!({
@@ -345,6 +371,13 @@ pub async fn call(ctx: &mut Ctx, params: &Value) -> Result<Value, RpcError> {
             "tool `{name}` does not support task execution (execution.taskSupport is forbidden)"
         )));
     }
+    let need = match name {
+        "job_cancel" => Need::Cancel,
+        _ => Need::Read,
+    };
+    if let Err(detail) = permitted(&ctx.caller, need) {
+        return Ok(forbidden(detail));
+    }
     match name {
         "job_status" => status(ctx, params).await,
         "job_result" => result(ctx, params).await,
@@ -392,6 +425,9 @@ fn submit_body(
 
 async fn scan(ctx: &mut Ctx, tool: &ToolName, params: &Value) -> Result<Value, RpcError> {
     let handshake_task = params.get("task").is_some() && ctx.era.handshake_tasks();
+    if let Err(detail) = permitted(&ctx.caller, Need::Submit) {
+        return Ok(forbidden(detail));
+    }
     let spec = ctx
         .state
         .inner
