@@ -580,3 +580,162 @@ async fn with_redis_down_sessions_fail_with_503_and_calls_with_a_retryable_rpc_e
             .contains("retry")
     );
 }
+
+#[tokio::test]
+async fn tokens_tenants_and_scopes_are_those_of_rest() {
+    let redis = RedisServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = Tokens::write(
+        dir.path(),
+        &[
+            ("blue-agent", "blue", "submit,read,cancel"),
+            ("red-agent", "red", "submit,read,cancel"),
+            ("blue-viewer", "blue", "read"),
+        ],
+        "",
+    );
+    let fixture = Fixture::new();
+    let catalog = Catalog::load(Some(&fixture.catalog(INPROCESS_TOOLS))).unwrap();
+    let mut cfg = test_config(&redis, "mcp-auth");
+    cfg.api_tokens_file = Some(tokens.path.clone());
+    let (_api, base) = start_api(cfg.clone(), catalog.clone()).await;
+    let _worker = start_worker(cfg, catalog).await;
+    let bearer = |name: &str| format!("Bearer {}", tokens.get(name));
+    let call = |auth: Option<String>, name: &'static str, args: Value| {
+        let base = base.clone();
+        async move {
+            let mut headers = vec![
+                ("mcp-protocol-version", MODERN.to_owned()),
+                ("mcp-method", "tools/call".to_owned()),
+                ("mcp-name", name.to_owned()),
+            ];
+            if let Some(a) = auth {
+                headers.push(("authorization", a));
+            }
+            let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            post(
+                &base,
+                &h,
+                modern_request(
+                    1,
+                    "tools/call",
+                    json!({"name": name, "arguments": args}),
+                    false,
+                ),
+            )
+            .await
+        }
+    };
+
+    let anonymous = call(None, "job_list", json!({})).await;
+    let wrong = call(Some("Bearer nope".into()), "job_list", json!({})).await;
+    let blue = call(
+        Some(bearer("blue-agent")),
+        "noop_scan",
+        json!({"target": "10.0.0.5", "correlation_id": "blue-1"}),
+    )
+    .await;
+    let red_reads_blue = call(
+        Some(bearer("red-agent")),
+        "job_status",
+        json!({"correlation_id": "blue-1"}),
+    )
+    .await;
+    let viewer_scans = call(
+        Some(bearer("blue-viewer")),
+        "noop_scan",
+        json!({"target": "10.0.0.5"}),
+    )
+    .await;
+    let viewer_reads = call(
+        Some(bearer("blue-viewer")),
+        "job_status",
+        json!({"correlation_id": "blue-1"}),
+    )
+    .await;
+    let viewer_cancels = call(
+        Some(bearer("blue-viewer")),
+        "job_cancel",
+        json!({"correlation_id": "blue-1"}),
+    )
+    .await;
+    let blue_token = bearer("blue-agent");
+    let blue_init = post(
+        &base,
+        &[("authorization", &blue_token)],
+        json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{}}}),
+    )
+    .await;
+    let blue_session = blue_init.headers["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let red_uses_blue_session = post(
+        &base,
+        &[
+            ("authorization", &bearer("red-agent")),
+            ("mcp-session-id", &blue_session),
+        ],
+        json!({"jsonrpc":"2.0","id":1,"method":"tools/list"}),
+    )
+    .await;
+
+    assert_eq!(anonymous.status, 401);
+    assert_eq!(wrong.status, 401);
+    assert_eq!(blue.body["result"]["isError"], false, "{}", blue.body);
+    let r = &red_reads_blue.body["result"];
+    assert_eq!(r["isError"], true);
+    assert_eq!(r["structuredContent"]["error_type"], "not_found");
+    assert_eq!(viewer_scans.body["result"]["isError"], true);
+    assert_eq!(
+        viewer_scans.body["result"]["structuredContent"]["status"],
+        403
+    );
+    assert_eq!(
+        viewer_reads.body["result"]["isError"], false,
+        "{}",
+        viewer_reads.body
+    );
+    assert_eq!(
+        viewer_cancels.body["result"]["structuredContent"]["status"],
+        403
+    );
+    assert_eq!(red_uses_blue_session.status, 404);
+}
+
+#[tokio::test]
+async fn a_json_only_client_may_wait_past_the_request_timeout() {
+    let redis = RedisServer::start().await;
+    let fixture = Fixture::new();
+    let catalog = Catalog::load(Some(&fixture.catalog(INPROCESS_TOOLS))).unwrap();
+    let mut cfg = test_config(&redis, "mcp-json-wait");
+    cfg.request_timeout_sec = 1;
+    let (_api, base) = start_api(cfg.clone(), catalog.clone()).await;
+    let _worker = start_worker(cfg, catalog).await;
+
+    let resp = http()
+        .post(format!("{base}/mcp"))
+        .header("content-type", "application/json")
+        .header("accept", "application/json")
+        .header("mcp-protocol-version", MODERN)
+        .body(
+            modern_request(
+                1,
+                "tools/call",
+                json!({"name":"sleep_scan","arguments":{"target":"10.0.0.5","args":"--ms 2500","wait_sec":20}}),
+                false,
+            )
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "application/json");
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(
+        body["result"]["structuredContent"]["state"], "succeeded",
+        "{body}"
+    );
+}

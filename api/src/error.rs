@@ -36,6 +36,12 @@ pub enum AppError {
     Unavailable(String),
     #[error("circuit breaker open for {tool}")]
     BreakerOpen { tool: String, retry_after: u64 },
+    #[error("request URI longer than {0} bytes")]
+    UriTooLong(usize),
+    #[error("request headers larger than {0} bytes")]
+    HeadersTooLarge(usize),
+    #[error("the request took longer than {0} s")]
+    TimedOut(u64),
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
 }
@@ -50,6 +56,12 @@ impl From<QueueError> for AppError {
                 tracing::warn!(depth, "Queue full; refusing submit");
                 Self::QueueFull { retry_after: 5 }
             }
+            QueueError::TenantFull { queued, cap } => Self::RateLimited {
+                retry_after: 2,
+                detail: format!(
+                    "your tenant has {queued} jobs waiting, its cap is {cap}; retry when some have started"
+                ),
+            },
             QueueError::NotFound => Self::NotFound,
             QueueError::Final { state } => Self::Conflict(format!("job is already {state}")),
             e @ (QueueError::Redis(_) | QueueError::Pool(_)) => {
@@ -112,6 +124,17 @@ impl AppError {
                 "circuit_breaker_open",
                 "Circuit breaker open",
             ),
+            Self::UriTooLong(_) => (StatusCode::URI_TOO_LONG, "validation_error", "URI too long"),
+            Self::HeadersTooLarge(_) => (
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "validation_error",
+                "Request headers too large",
+            ),
+            Self::TimedOut(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "timeout",
+                "Request timed out",
+            ),
             Self::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "unknown",
@@ -156,6 +179,7 @@ impl IntoResponse for AppError {
                 body["detail"] = json!(detail);
             }
             Self::Unavailable(_) => retry_after = Some(2),
+            Self::TimedOut(_) => retry_after = Some(1),
             Self::BreakerOpen { retry_after: r, .. } => {
                 retry_after = Some(*r);
                 body["recovery_suggestion"] =

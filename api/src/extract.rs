@@ -6,6 +6,7 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use scanq::domain::{CorrelationId, TenantId};
 
+use crate::auth::{Scope, Scopes};
 use crate::error::AppError;
 use crate::state::AppState;
 
@@ -54,13 +55,45 @@ impl FromRequestParts<AppState> for JobId {
     }
 }
 
-/// Who is calling: the tenant whose jobs they may see. Filled in by the auth layer; in open
-/// mode (no tokens, loopback only) everyone is the `default` tenant.
+/// Who is calling: the tenant whose jobs they may see, and what they may do. Filled in by the
+/// auth layer (`auth::layer`); in open mode (no tokens, loopback only) everyone is the
+/// `default` tenant with every scope.
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub tenant: TenantId,
+    /// The token's name (`open` in open mode); logged, never the token.
     pub name: String,
     pub admin: bool,
+    pub scopes: Scopes,
+}
+
+impl Caller {
+    /// The caller of open mode.
+    pub fn open() -> Self {
+        Self {
+            tenant: TenantId::default_tenant(),
+            name: "open".into(),
+            admin: true,
+            scopes: Scopes::all(),
+        }
+    }
+
+    /// Whether the caller holds `scope` (admin holds every scope).
+    pub fn can(&self, scope: Scope) -> bool {
+        self.scopes.allows(scope)
+    }
+
+    /// `Ok` when the caller holds `scope`, else the 403 to answer.
+    pub fn require(&self, scope: Scope) -> Result<(), AppError> {
+        if self.can(scope) {
+            Ok(())
+        } else {
+            Err(AppError::Forbidden(format!(
+                "token `{}` lacks the `{scope}` scope",
+                self.name
+            )))
+        }
+    }
 }
 
 impl FromRequestParts<AppState> for Caller {
@@ -68,12 +101,13 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(
         parts: &mut Parts,
-        _state: &AppState,
+        state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        Ok(parts.extensions.get::<Caller>().cloned().unwrap_or(Caller {
-            tenant: TenantId::default_tenant(),
-            name: "open".into(),
-            admin: true,
-        }))
+        match parts.extensions.get::<Caller>() {
+            Some(c) => Ok(c.clone()),
+            // A route the auth layer does not cover gets no one in auth mode.
+            None if state.inner.auth.is_open() => Ok(Caller::open()),
+            None => Err(AppError::Unauthorized),
+        }
     }
 }

@@ -8,17 +8,33 @@
 //! | `routes::tools` | the catalog |
 //! | `routes::health` | healthz, readyz, metrics |
 //! | `mcp` | `/mcp`: MCP Streamable HTTP, tools, tasks, and the `mcp-stdio` bridge |
+//! | `routes::breakers` | breakers and tool switches (admin) |
+//! | `routes::dashboard` | the dashboard page at `/` |
+//! | `gate` | the submit gate (open breaker, disabled tool) |
+//! | `routes::health` | healthz, readyz, health, metrics |
+//! | `routes::stats` | fleet statistics |
+//! | `routes::workers` | live workers |
+//! | `checks` | the checks behind `/health` |
+//! | [`auth`] | tokens file, bearer auth, scopes, tenants, request rate |
+//! | `guard` | URI/header size limits, request timeout, CORS |
+//! | `audit` | the audit log line |
 //! | `error` | `AppError` → problem+json |
 //! | `extract` | body, path and caller extractors |
 //! | `state` | `AppState` |
 
+mod audit;
+pub mod auth;
+mod checks;
 mod error;
 mod extract;
+mod gate;
+mod guard;
 pub mod mcp;
 mod routes;
 mod state;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -30,21 +46,26 @@ use scanq::catalog::Catalog;
 use scanq::config::Config;
 use scanq::metrics::Metrics;
 use scanq::queue::{Listener, Queue};
+use scanq::stats::Stats;
 use scanq::validate::TargetPolicy;
 
+use checks::SystemProbe;
 pub use error::AppError;
 pub use state::AppState;
 
 /// Builds the application state (connects the pool and the notification listener).
 pub async fn state(cfg: Config, catalog: Catalog) -> anyhow::Result<AppState> {
+    let auth = auth::Auth::load(cfg.api_tokens_file.as_deref()).map_err(anyhow::Error::msg)?;
     let targets = TargetPolicy::parse(&cfg.allowed_targets, &cfg.denied_targets, cfg.max_hosts)
         .map_err(|e| anyhow::anyhow!("allowed_targets/denied_targets: {e}"))?;
     let pool = scanq::queue::pool(&cfg).map_err(anyhow::Error::msg)?;
-    let queue = Queue::new(pool, &cfg);
-    let client = redis::Client::open(cfg.redis_url.as_str())?;
+    let queue = Queue::new(pool.clone(), &cfg);
+    let stats = Stats::new(pool, queue.keys().clone());
+    let client = scanq::queue::client(&cfg).map_err(anyhow::Error::msg)?;
     let listener = Listener::start(client, queue.keys().notify_channel());
     if let Err(err) = queue.prepare().await {
-        tracing::warn!(error = %err, "Redis not reachable at start; will keep trying");
+        let error = cfg.redact_secrets(&err.to_string());
+        tracing::warn!(%error, "Redis not reachable at start; will keep trying");
     }
     Ok(AppState {
         inner: Arc::new(state::Inner {
@@ -54,6 +75,10 @@ pub async fn state(cfg: Config, catalog: Catalog) -> anyhow::Result<AppState> {
             queue,
             listener,
             metrics: Metrics::new(),
+            breaker_cache: gate::BreakerCache::default(),
+            stats,
+            system: SystemProbe::new(),
+            auth,
         }),
     })
 }
@@ -64,9 +89,21 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::jobs::router())
         .merge(routes::events::router())
         .merge(routes::tools::router())
+        .merge(routes::breakers::router())
+        .merge(routes::dashboard::router())
         .merge(routes::health::router())
         .merge(mcp::router())
+        .merge(routes::stats::router())
+        .merge(routes::workers::router())
         .layer(DefaultBodyLimit::max(state.inner.cfg.max_body_bytes))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::layer::authorize,
+        ))
+        .layer(middleware::from_fn_with_state(state.clone(), guard::limits))
+        .layer(tower::util::option_layer(guard::cors(
+            &state.inner.cfg.cors_origin_list(),
+        )))
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
 }
@@ -91,7 +128,19 @@ async fn track(State(state): State<AppState>, req: Request, next: Next) -> Respo
     resp
 }
 
-/// Serves the API on a bound listener until `shutdown` resolves.
+/// The message for a start in open mode on a non-loopback address.
+fn open_mode_refusal(addr: SocketAddr) -> String {
+    format!(
+        "refusing to serve without authentication on {addr}: no tokens file is configured. \
+         Create a token with `scanq-api token new --name NAME --tenant TENANT --scopes submit,read,cancel`, \
+         add the lines it prints to a tokens file and set SCANQ_API_TOKENS_FILE to that file; \
+         or bind to a loopback address (SCANQ_API_ADDR=127.0.0.1:8080) for open local use"
+    )
+}
+
+/// Serves the API on a bound listener until `shutdown` resolves. Without a tokens file it serves
+/// only on a loopback address (open mode); on any other address it refuses to start. SIGHUP
+/// re-reads the tokens file.
 pub async fn run(
     listener: tokio::net::TcpListener,
     cfg: Config,
@@ -99,10 +148,50 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
+    if cfg.api_tokens_file.is_none() {
+        anyhow::ensure!(
+            addr.ip().to_canonical().is_loopback(),
+            open_mode_refusal(addr)
+        );
+        tracing::warn!(addr = %addr, "No tokens file: serving WITHOUT authentication (loopback only); set SCANQ_API_TOKENS_FILE to require tokens");
+    }
     let state = state(cfg, catalog).await?;
+    let reload = tokio::spawn(reload_on_sighup(state.clone()));
     tracing::info!(addr = %addr, "API listening");
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    let served = axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await;
+    reload.abort();
+    served?;
     Ok(())
+}
+
+/// Re-reads the tokens file on every SIGHUP.
+async fn reload_on_sighup(state: AppState) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(error) => {
+            tracing::error!(%error, "Cannot listen for SIGHUP; tokens reload only by restart");
+            return;
+        }
+    };
+    while hup.recv().await.is_some() {
+        state.inner.auth.reload_logged();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_open_mode_refusal_says_how_to_make_a_token() {
+        let msg = open_mode_refusal("0.0.0.0:8080".parse().unwrap());
+        assert!(msg.contains("scanq-api token new"), "{msg}");
+        assert!(msg.contains("SCANQ_API_TOKENS_FILE"), "{msg}");
+    }
 }

@@ -31,14 +31,65 @@ enum Command {
         #[arg(long, env = "SCANQ_TOKEN")]
         token: Option<String>,
     },
+    /// Manage API tokens.
+    Token {
+        #[command(subcommand)]
+        action: TokenCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum TokenCommand {
+    /// Make a fresh random token: prints it once, and the entry to add to the tokens file
+    /// (which stores only its SHA-256).
+    New {
+        /// The token's name, shown in logs and audit lines (unique in the file).
+        #[arg(long)]
+        name: String,
+        /// The tenant its jobs belong to.
+        #[arg(long)]
+        tenant: String,
+        /// Comma-separated: submit, read, cancel, admin.
+        #[arg(long)]
+        scopes: String,
+    },
+}
+
+/// `scanq-api token new`: the text to print, or what is wrong with the arguments.
+fn new_token(name: &str, tenant: &str, scopes: &str) -> Result<String, String> {
+    use scanq_api::auth::{Scopes, entry_toml, generate_token, tokens::check_name};
+    check_name(name)?;
+    let tenant = scanq::domain::TenantId::parse(tenant).map_err(|e| e.0)?;
+    let scopes = Scopes::parse_list(scopes)?;
+    let token = generate_token()?;
+    Ok(format!(
+        "Token `{name}` for tenant `{tenant}` (shown only now; it is stored nowhere):\n\n    {token}\n\n\
+         Add this entry to the tokens file (SCANQ_API_TOKENS_FILE), then send the API SIGHUP:\n\n{}",
+        entry_toml(name, &tenant, scopes, &token)
+    ))
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if let Some(Command::McpStdio { url, token }) = cli.command {
+    if let Some(Command::McpStdio { url, token }) = &cli.command {
         // stdout carries the protocol: no telemetry, no config file needed.
-        return scanq_api::mcp::stdio::run(&url, token).await;
+        return scanq_api::mcp::stdio::run(url, token.clone()).await;
+    }
+    if let Some(Command::Token {
+        action:
+            TokenCommand::New {
+                name,
+                tenant,
+                scopes,
+            },
+    }) = &cli.command
+    {
+        print!(
+            "{}",
+            new_token(name, tenant, scopes).map_err(anyhow::Error::msg)?
+        );
+        return Ok(());
     }
     let cfg = Config::load(cli.config.as_deref())?;
     if cli.print_config {

@@ -4,10 +4,15 @@ use std::sync::Arc;
 
 use scanq::catalog::Catalog;
 use scanq::config::Config;
+use scanq::domain::ToolName;
 use scanq::metrics::Metrics;
 use scanq::queue::{Listener, Queue};
 use scanq::request::Policy;
+use scanq::stats::Stats;
 use scanq::validate::TargetPolicy;
+
+use crate::auth::Auth;
+use crate::checks::SystemProbe;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -21,11 +26,24 @@ pub struct Inner {
     pub queue: Queue,
     pub listener: Listener,
     pub metrics: Metrics,
+    pub breaker_cache: crate::gate::BreakerCache,
+    pub stats: Stats,
+    pub system: SystemProbe,
+    pub auth: Auth,
 }
 
 impl AppState {
     pub fn queue(&self) -> &Queue {
         &self.inner.queue
+    }
+
+    /// Every catalog tool's name, in catalog order.
+    pub fn tool_names(&self) -> Vec<ToolName> {
+        self.inner
+            .catalog
+            .tools()
+            .map(|(name, _)| name.clone())
+            .collect()
     }
 
     pub fn policy(&self) -> Policy<'_> {

@@ -69,6 +69,38 @@ pub struct Config {
     pub mcp_allowed_hosts: String,
     /// Idle lifetime of an MCP session (2025-era clients); each request renews it.
     pub mcp_session_ttl_sec: u64,
+    /// `GET /health` reports CPU use above this percentage (informational).
+    pub health_cpu_percent: u8,
+    /// `GET /health` reports memory use above this percentage (informational).
+    pub health_memory_percent: u8,
+    /// `GET /health` reports the temporary directory's disk fuller than this (informational).
+    pub health_disk_percent: u8,
+    /// CA certificate (PEM) that signed the Redis server's certificate (`rediss://`); without it
+    /// the public web roots are trusted.
+    pub redis_tls_ca_file: Option<PathBuf>,
+    /// Client certificate and key (PEM) for Redis servers that require TLS client auth.
+    pub redis_tls_cert_file: Option<PathBuf>,
+    pub redis_tls_key_file: Option<PathBuf>,
+    /// `/metrics` answers loopback peers without a token; false: a token with `read` always.
+    pub metrics_open: bool,
+    /// Comma-separated origins allowed by CORS (`https://dash.example`); empty: CORS off.
+    pub cors_origins: String,
+    /// A request that has not produced a response after this long gets 503 (long-polls get
+    /// their `wait` on top).
+    pub request_timeout_sec: u64,
+    /// Request headers larger than this in total get 431.
+    pub max_header_bytes: usize,
+    /// Request URIs (path + query) longer than this get 414.
+    pub max_uri_bytes: usize,
+    /// Per-token request rate (token bucket refill per second, fleet-wide); 0 = no limit.
+    /// A token in the tokens file may set its own.
+    pub rate_limit_per_sec: f64,
+    /// Per-token burst (bucket size).
+    pub rate_limit_burst: u32,
+    /// Queued + scheduled jobs per tenant beyond which submits get 429.
+    pub tenant_max_queued: u64,
+    /// Running jobs per tenant (enforced when workers claim); 0 = no cap.
+    pub tenant_max_running: u64,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -114,6 +146,21 @@ impl Default for Config {
             mcp_allowed_origins: String::new(),
             mcp_allowed_hosts: String::new(),
             mcp_session_ttl_sec: 86_400,
+            health_cpu_percent: 90,
+            health_memory_percent: 90,
+            health_disk_percent: 90,
+            redis_tls_ca_file: None,
+            redis_tls_cert_file: None,
+            redis_tls_key_file: None,
+            metrics_open: true,
+            cors_origins: String::new(),
+            request_timeout_sec: 30,
+            max_header_bytes: 16 * 1024,
+            max_uri_bytes: 8 * 1024,
+            rate_limit_per_sec: 50.0,
+            rate_limit_burst: 100,
+            tenant_max_queued: 10_000,
+            tenant_max_running: 0,
         }
     }
 }
@@ -194,7 +241,47 @@ impl Config {
             60,
             30 * 86_400,
         )?;
+        range("health_cpu_percent", self.health_cpu_percent, 1, 100)?;
+        range("health_memory_percent", self.health_memory_percent, 1, 100)?;
+        range("health_disk_percent", self.health_disk_percent, 1, 100)?;
+        range("request_timeout_sec", self.request_timeout_sec, 1, 3600)?;
+        range("max_header_bytes", self.max_header_bytes, 1024, 1024 * 1024)?;
+        range("max_uri_bytes", self.max_uri_bytes, 256, 64 * 1024)?;
+        range("rate_limit_per_sec", self.rate_limit_per_sec, 0.0, 1e6)?;
+        range("rate_limit_burst", self.rate_limit_burst, 1, 1_000_000)?;
+        range(
+            "tenant_max_queued",
+            self.tenant_max_queued,
+            1,
+            1_000_000_000,
+        )?;
+        range("tenant_max_running", self.tenant_max_running, 0, 1_000_000)?;
+        if self.redis_tls_cert_file.is_some() != self.redis_tls_key_file.is_some() {
+            return Err(ConfigError::Invalid {
+                key: "redis_tls_cert_file",
+                message: "set redis_tls_cert_file and redis_tls_key_file together".into(),
+            });
+        }
+        for origin in self.cors_origin_list() {
+            if !(origin.starts_with("http://") || origin.starts_with("https://")) {
+                return Err(ConfigError::Invalid {
+                    key: "cors_origins",
+                    message: format!(
+                        "`{origin}` is not an origin; accepted: comma-separated https://host[:port]"
+                    ),
+                });
+            }
+        }
         Ok(())
+    }
+
+    /// The CORS origins, trimmed, without empty entries.
+    pub fn cors_origin_list(&self) -> Vec<&str> {
+        self.cors_origins
+            .split(',')
+            .map(str::trim)
+            .filter(|o| !o.is_empty())
+            .collect()
     }
 
     /// The configuration as TOML with secrets (Redis password) redacted.
@@ -203,6 +290,24 @@ impl Config {
         copy.redis_url = redact_url(&self.redis_url);
         toml::to_string_pretty(&copy).unwrap_or_default()
     }
+}
+
+impl Config {
+    /// `text` with the Redis password (if the URL has one) replaced by `***`, for messages that
+    /// may quote a library's error.
+    pub fn redact_secrets(&self, text: &str) -> String {
+        match url_password(&self.redis_url) {
+            Some(pw) if !pw.is_empty() => text.replace(pw, "***"),
+            _ => text.to_owned(),
+        }
+    }
+}
+
+/// The password part of `scheme://user:password@host…`, if any.
+fn url_password(url: &str) -> Option<&str> {
+    let rest = &url[url.find("://")? + 3..];
+    let userinfo = &rest[..rest.rfind('@')?];
+    userinfo.split_once(':').map(|(_, pw)| pw)
 }
 
 /// `redis://user:secret@host` → `redis://user:***@host`.
@@ -256,5 +361,42 @@ mod tests {
             ..Config::default()
         };
         assert!(!cfg.redacted_toml().contains("hunter2"));
+        assert_eq!(
+            cfg.redact_secrets("auth failed for hunter2 at host"),
+            "auth failed for *** at host"
+        );
+    }
+
+    #[test]
+    fn tls_client_cert_and_key_go_together() {
+        let cfg = Config {
+            redis_tls_cert_file: Some("client.pem".into()),
+            ..Config::default()
+        };
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains("redis_tls_cert_file"), "{err}");
+    }
+
+    #[test]
+    fn cors_origins_must_be_origins() {
+        let ok = Config {
+            cors_origins: " https://dash.example , http://127.0.0.1:3000".into(),
+            ..Config::default()
+        };
+        ok.validate().unwrap();
+        assert_eq!(
+            ok.cors_origin_list(),
+            ["https://dash.example", "http://127.0.0.1:3000"]
+        );
+        let bad = Config {
+            cors_origins: "*".into(),
+            ..Config::default()
+        };
+        assert!(
+            bad.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("cors_origins")
+        );
     }
 }

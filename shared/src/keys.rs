@@ -16,13 +16,18 @@
 //! | `P:{T}:backlog:<tenant>` | zset | a tenant's jobs over its fair-share window |
 //! | `P:{T}:fair` | hash | jobs per tenant inside the window |
 //! | `P:{T}:breaker[:hist|:probes|:window]` | hash/list/zset | the tool's circuit breaker |
-//! | `P:{T}:stats:wait`, `P:{T}:stats:run` | zset | recent samples for percentiles |
+//! | `P:{T}:stats:wait`, `P:{T}:stats:run` | list | newest 1000 wait / run times (ms), for percentiles |
 //! | `P:idx:<tenant>:<cid>` | string | which tool holds a correlation ID |
 //! | `P:jobs:<tenant>` | zset | the tenant's jobs, newest first (listing) |
 //! | `P:workers` | zset | live workers, score = heartbeat expiry |
 //! | `P:worker:<id>` | string | a worker's self-description (JSON) |
 //! | `P:tools:disabled` | set | tools disabled cluster-wide |
 //! | `P:mcp:session:<id>` | string | an MCP session (tenant, protocol version), idle TTL |
+//! | `P:{T}:disabled` | string | present while tool T is disabled cluster-wide |
+//! | `P:rl:<token name>` | hash | the token's request bucket (`tokens`, `ts`), see `ratelimit.lua` |
+//! | `P:tenant:<tenant>` | hash | the tenant's caps as last set by the API (`max_queued`, `max_running`) |
+//! | `P:tenant:<tenant>:queued` | zset | job keys of the tenant's queued/scheduled jobs, score = stale-after ms |
+//! | `P:tenant:<tenant>:running` | zset | job keys of the tenant's running jobs, score = stale-after ms |
 //! | `P:notify`, `P:cancel` | pub/sub channels | job events; cancellation requests |
 //!
 //! A job is named inside its tool's keyspace by its *ref*, `<tenant>/<cid>` (neither part may
@@ -83,10 +88,6 @@ impl Keys {
         format!("{}:worker:{}", self.prefix, id)
     }
 
-    pub fn disabled_tools(&self) -> String {
-        format!("{}:tools:disabled", self.prefix)
-    }
-
     pub fn notify_channel(&self) -> String {
         format!("{}:notify", self.prefix)
     }
@@ -106,6 +107,22 @@ impl Keys {
 
     pub fn tenant_limits(&self, tenant: &TenantId) -> String {
         format!("{}:tenant:{}", self.prefix, tenant)
+    }
+
+    /// The tenant's waiting (queued or scheduled) jobs, by job key; see `tenant_admit.lua`.
+    pub fn tenant_queued(&self, tenant: &TenantId) -> String {
+        format!("{}{}:queued", self.tenant_prefix(), tenant)
+    }
+
+    /// The tenant's running jobs, by job key.
+    pub fn tenant_running(&self, tenant: &TenantId) -> String {
+        format!("{}{}:running", self.tenant_prefix(), tenant)
+    }
+
+    /// `tenant_queued(t) == tenant_prefix() + t + ":queued"` (and `:running`); passed to
+    /// scripts that find a job's tenant in its ref (`<tenant>/<cid>`).
+    pub fn tenant_prefix(&self) -> String {
+        format!("{}:tenant:", self.prefix)
     }
 }
 
@@ -182,6 +199,21 @@ impl ToolKeys {
         format!("{}:breaker:window", self.base)
     }
 
+    /// The four breaker keys in the shape the breaker module takes.
+    pub fn breaker_keys(&self) -> crate::breaker::BreakerKeys {
+        crate::breaker::BreakerKeys {
+            state: self.breaker(),
+            hist: self.breaker_history(),
+            probes: self.breaker_probes(),
+            window: self.breaker_window(),
+        }
+    }
+
+    /// Present while the tool is disabled cluster-wide (read by `claim.lua`).
+    pub fn disabled(&self) -> String {
+        format!("{}:disabled", self.base)
+    }
+
     pub fn wait_samples(&self) -> String {
         format!("{}:stats:wait", self.base)
     }
@@ -222,10 +254,30 @@ mod tests {
             t.breaker_window(),
             t.wait_samples(),
             t.run_samples(),
+            t.disabled(),
         ] {
             assert_eq!(slot_tag(&k), "nmap", "{k}");
             assert!(k.starts_with("scanq:"), "{k}");
         }
         assert_eq!(t.job(r), format!("{}job:{r}", t.job_prefix()));
+    }
+
+    #[test]
+    fn tenant_keys_are_the_tenant_prefix_plus_the_tenant() {
+        let keys = Keys::new("scanq");
+        let blue = TenantId::parse("blue").unwrap();
+        assert_eq!(
+            keys.tenant_queued(&blue),
+            format!("{}blue:queued", keys.tenant_prefix())
+        );
+        assert_eq!(
+            keys.tenant_running(&blue),
+            format!("{}blue:running", keys.tenant_prefix())
+        );
+        assert_eq!(
+            keys.tenant_limits(&blue),
+            format!("{}blue", keys.tenant_prefix())
+        );
+        assert_eq!(keys.rate_limit("ci"), "scanq:rl:ci");
     }
 }

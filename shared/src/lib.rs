@@ -4,22 +4,28 @@
 //! |---|---|
 //! | [`domain`] | identifiers, job states, priorities, error kinds, the job document |
 //! | [`validate`] | typed targets and scope policy, argument policy (DESIGN §4) |
+//! | [`breaker`] | the per-tool circuit breaker shared by the fleet (Lua + wrapper) |
 //! | [`catalog`] | the tool catalog (built-in default + operator file) |
 //! | [`request`] | a submit body turned into a checked `JobSpec` |
 //! | [`keys`] | every Redis key name |
 //! | [`scripts`] | the Lua scripts and their typed wrappers |
 //! | [`queue`] | the queue as the API uses it (submit, read, wait, cancel, list) |
+//! | [`stats`] | fleet-wide numbers: counts, queue depth and age, percentiles, live workers |
 //! | [`config`] | one typed configuration |
 //! | [`telemetry`] | logging set-up |
 //! | [`metrics`] | Prometheus metric definitions |
+//! | [`nmap`] | nmap XML results and live progress |
 
+pub mod breaker;
 pub mod catalog;
 pub mod config;
 pub mod domain;
 pub mod keys;
 pub mod metrics;
+pub mod nmap;
 pub mod queue;
 pub mod request;
 pub mod scripts;
+pub mod stats;
 pub mod telemetry;
 pub mod validate;

@@ -60,6 +60,8 @@ pub struct RedisServer {
     pub port: u16,
     dir: tempfile::TempDir,
     args: Vec<String>,
+    /// The `default` user's password (`--requirepass`), when the server has one.
+    password: Option<String>,
 }
 
 impl RedisServer {
@@ -75,9 +77,53 @@ impl RedisServer {
             port: free_port(),
             dir,
             args: extra.iter().map(|s| s.to_string()).collect(),
+            password: None,
         };
         server.spawn().await;
         server
+    }
+
+    /// Starts with a password on the `default` user (which [`RedisServer::url`] and
+    /// [`RedisServer::con`] then use) and extra arguments, e.g. `--user NAME on >PASS …` ACLs.
+    pub async fn start_secured(password: &str, extra: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut args: Vec<String> = vec!["--requirepass".into(), password.into()];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut server = Self {
+            child: None,
+            port: free_port(),
+            dir,
+            args,
+            password: Some(password.into()),
+        };
+        server.spawn().await;
+        server
+    }
+
+    /// The server's data directory (for ACL files, certificates, …).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The URL for another (ACL) user.
+    pub fn url_as(&self, user: &str, password: &str) -> String {
+        format!("redis://{user}:{password}@127.0.0.1:{}/", self.port)
+    }
+
+    /// Freezes the server (SIGSTOP): connections open but nothing answers.
+    pub fn pause(&self) {
+        self.send(nix::sys::signal::Signal::SIGSTOP);
+    }
+
+    /// Thaws a paused server (SIGCONT).
+    pub fn resume(&self) {
+        self.send(nix::sys::signal::Signal::SIGCONT);
+    }
+
+    fn send(&self, sig: nix::sys::signal::Signal) {
+        if let Some(c) = &self.child {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), sig);
+        }
     }
 
     async fn spawn(&mut self) {
@@ -115,7 +161,10 @@ impl RedisServer {
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
+        match &self.password {
+            Some(pw) => format!("redis://:{pw}@127.0.0.1:{}/", self.port),
+            None => format!("redis://127.0.0.1:{}/", self.port),
+        }
     }
 
     pub fn client(&self) -> redis::Client {
@@ -131,6 +180,7 @@ impl RedisServer {
 
     /// Kills the server (SIGKILL: no clean shutdown).
     pub fn kill(&mut self) {
+        self.resume();
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
@@ -215,7 +265,7 @@ pub fn fake_tool_script(starts: Option<&Path>) -> String {
         .unwrap_or_default();
     format!(
         r#"#!/bin/bash
-{record}sleep_ms=0; code=0; out_kb=0; children=0; ignore=0
+{record}sleep_ms=0; code=0; out_kb=0; children=0; ignore=0; progress=0
 while [ $# -gt 1 ]; do
   case "$1" in
     --sleep-ms) sleep_ms=$2; shift 2;;
@@ -223,12 +273,17 @@ while [ $# -gt 1 ]; do
     --out-kb) out_kb=$2; shift 2;;
     --children) children=$2; shift 2;;
     --ignore-term) ignore=1; shift;;
+    --progress) progress=$2; shift 2;;
     *) shift;;
   esac
 done
 target=$1
 [ $ignore = 1 ] && trap '' TERM
 for i in $(seq 1 $children); do sleep 1000 & echo "child $!"; done
+for i in $(seq 1 $progress); do
+  echo "<taskprogress task=\"Connect Scan\" time=\"1\" percent=\"$((i*100/(progress+1))).00\" remaining=\"$((progress-i))\" etc=\"2\"/>"
+  sleep 0.4
+done
 if [ $out_kb -gt 0 ]; then head -c $((out_kb*1024)) /dev/zero | tr '\0' 'x'; fi
 echo "scanned $target"
 if [ $sleep_ms -gt 0 ]; then sleep $(awk "BEGIN{{print $sleep_ms/1000}}"); fi
@@ -261,6 +316,9 @@ name = "--children"
 value = {{ type = "int", min = 0, max = 10 }}
 [[tools.{name}.args.flags]]
 name = "--ignore-term"
+[[tools.{name}.args.flags]]
+name = "--progress"
+value = {{ type = "int", min = 0, max = 100 }}
 "#,
         command.display()
     )
@@ -350,6 +408,30 @@ pub async fn start_worker(cfg: Config, catalog: Catalog) -> Task {
     }
 }
 
+/// Starts a worker in-process; returns it with the base URL of its `/metrics` and `/healthz`.
+pub async fn start_worker_with_metrics(cfg: Config, catalog: Catalog) -> (Task, String) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(async move {
+        let shutdown = async {
+            let _ = rx.await;
+        };
+        if let Err(e) = scanq_worker::run(cfg, catalog, listener, shutdown).await {
+            eprintln!("worker stopped: {e}");
+        }
+    });
+    (
+        Task {
+            stop: Some(tx),
+            handle: Some(handle),
+        },
+        url,
+    )
+}
+
 /// Path of a workspace binary next to the test executable (`target/<profile>/<name>`).
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
@@ -374,12 +456,45 @@ pub struct Proc {
 impl Proc {
     /// Spawns a workspace binary with the configuration passed as `SCANQ_*` variables.
     pub fn spawn(name: &str, cfg: &Config, extra_env: &[(&str, String)]) -> Self {
+        let mut cmd = Self::command(name, cfg, extra_env, "warn");
+        if std::env::var_os("SCANQ_TEST_LOGS").is_none() {
+            cmd.stdout(Stdio::null()).stderr(Stdio::null());
+        }
+        Self {
+            child: cmd.spawn().expect("spawn binary"),
+        }
+    }
+
+    /// Like [`Proc::spawn`], with stdout and stderr appended to `log` (whatever
+    /// `SCANQ_TEST_LOGS` says), for tests that read what a process printed.
+    pub fn spawn_logged(
+        name: &str,
+        cfg: &Config,
+        extra_env: &[(&str, String)],
+        log: &Path,
+    ) -> Self {
+        let mut p = Self::command(name, cfg, extra_env, "info");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("open log file");
+        p.stdout(file.try_clone().expect("dup log file"))
+            .stderr(file);
+        Self {
+            child: p.spawn().expect("spawn binary"),
+        }
+    }
+
+    /// The command for a workspace binary: cleared environment, `RUST_LOG` (from the test's
+    /// environment, else `log_level`), the configuration as `SCANQ_*`, then `extra_env`.
+    fn command(name: &str, cfg: &Config, extra_env: &[(&str, String)], log_level: &str) -> Command {
         let mut cmd = Command::new(bin(name));
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env(
                 "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+                std::env::var("RUST_LOG").unwrap_or_else(|_| log_level.into()),
             )
             .stdin(Stdio::null());
         for (k, v) in config_env(cfg) {
@@ -388,12 +503,7 @@ impl Proc {
         for (k, v) in extra_env {
             cmd.env(k, v);
         }
-        if std::env::var_os("SCANQ_TEST_LOGS").is_none() {
-            cmd.stdout(Stdio::null()).stderr(Stdio::null());
-        }
-        Self {
-            child: cmd.spawn().expect("spawn binary"),
-        }
+        cmd
     }
 
     pub fn pid(&self) -> i32 {
@@ -447,12 +557,28 @@ pub fn http() -> reqwest::Client {
 
 /// Polls `GET /v1/jobs/{id}` until the job is terminal; returns the document.
 pub async fn wait_done(base: &str, id: &str, limit: Duration) -> serde_json::Value {
+    wait_done_as(base, None, id, limit).await
+}
+
+/// [`wait_done`] with a bearer token.
+pub async fn wait_done_as(
+    base: &str,
+    token: Option<&str>,
+    id: &str,
+    limit: Duration,
+) -> serde_json::Value {
     let client = http();
+    let token = token.map(str::to_owned);
     eventually(limit, &format!("job {id} terminal"), || {
         let client = client.clone();
         let url = format!("{base}/v1/jobs/{id}?wait=5");
+        let token = token.clone();
         async move {
-            let doc: serde_json::Value = client.get(&url).send().await.ok()?.json().await.ok()?;
+            let mut req = client.get(&url);
+            if let Some(t) = token {
+                req = req.bearer_auth(t);
+            }
+            let doc: serde_json::Value = req.send().await.ok()?.json().await.ok()?;
             matches!(
                 doc["state"].as_str(),
                 Some("succeeded" | "failed" | "cancelled")
@@ -461,4 +587,162 @@ pub async fn wait_done(base: &str, id: &str, limit: Duration) -> serde_json::Val
         }
     })
     .await
+}
+
+/// One Server-Sent Event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SseEvent {
+    pub id: Option<u64>,
+    pub event: String,
+    pub data: String,
+}
+
+/// Reads SSE events from `url` until `stop` says so (or the stream ends), with a deadline.
+pub async fn read_sse(
+    url: &str,
+    last_event_id: Option<u64>,
+    limit: Duration,
+    mut stop: impl FnMut(&SseEvent) -> bool,
+) -> Vec<SseEvent> {
+    use futures::StreamExt;
+    let mut req = http().get(url);
+    if let Some(id) = last_event_id {
+        req = req.header("Last-Event-ID", id.to_string());
+    }
+    let resp = req.send().await.expect("sse request");
+    assert_eq!(resp.status(), 200, "sse status");
+    let mut body = resp.bytes_stream();
+    let mut buf = String::new();
+    let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let next = tokio::time::timeout_at(deadline, body.next()).await;
+        let Ok(Some(Ok(bytes))) = next else {
+            return out;
+        };
+        buf.push_str(&String::from_utf8_lossy(&bytes));
+        while let Some(end) = buf.find("\n\n") {
+            let block: String = buf.drain(..end + 2).collect();
+            let mut ev = SseEvent {
+                id: None,
+                event: "message".into(),
+                data: String::new(),
+            };
+            let mut any = false;
+            for line in block.lines() {
+                if let Some(v) = line.strip_prefix("id:") {
+                    ev.id = v.trim().parse().ok();
+                    any = true;
+                } else if let Some(v) = line.strip_prefix("event:") {
+                    ev.event = v.trim().to_owned();
+                    any = true;
+                } else if let Some(v) = line.strip_prefix("data:") {
+                    ev.data.push_str(v.strip_prefix(' ').unwrap_or(v));
+                    any = true;
+                }
+            }
+            if !any {
+                continue;
+            }
+            let done = stop(&ev);
+            out.push(ev);
+            if done {
+                return out;
+            }
+        }
+    }
+}
+
+/// Live (non-zombie) processes whose process group is `pgid`.
+pub fn group_members(pgid: i32) -> Vec<i32> {
+    let mut out = vec![];
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for entry in dir.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // Fields after the command (which may hold spaces) start after the last ')'.
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if fields.len() > 2 && fields[0] != "Z" && fields[2].parse() == Ok(pgid) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// Lines of a file, or none when it does not exist yet.
+pub fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// POSTs a JSON body to `{base}{path}`.
+pub async fn post_json(base: &str, path: &str, body: &serde_json::Value) -> reqwest::Response {
+    http()
+        .post(format!("{base}{path}"))
+        .json(body)
+        .send()
+        .await
+        .expect("post")
+}
+
+/// GETs `{base}{path}` as JSON.
+pub async fn get_json(base: &str, path: &str) -> serde_json::Value {
+    http()
+        .get(format!("{base}{path}"))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .unwrap_or(serde_json::Value::Null)
+}
+/// A tokens file written for a test, with the plaintext of each token it lists.
+pub struct Tokens {
+    pub path: PathBuf,
+    tokens: std::collections::HashMap<String, String>,
+}
+
+impl Tokens {
+    /// Writes `dir/tokens.toml` with one entry per `(name, tenant, scopes)` and `extra` TOML
+    /// appended (e.g. `[tenants.blue]` caps or per-token limits).
+    pub fn write(dir: &Path, entries: &[(&str, &str, &str)], extra: &str) -> Self {
+        let mut text = String::new();
+        let mut tokens = std::collections::HashMap::new();
+        for (name, tenant, scopes) in entries {
+            let token = scanq_api::auth::generate_token().expect("token");
+            let tenant = scanq::domain::TenantId::parse(tenant).expect("tenant");
+            let scopes = scanq_api::auth::Scopes::parse_list(scopes).expect("scopes");
+            text.push_str(&scanq_api::auth::entry_toml(name, &tenant, scopes, &token));
+            text.push('\n');
+            tokens.insert(name.to_string(), token);
+        }
+        text.push_str(extra);
+        let path = dir.join("tokens.toml");
+        std::fs::write(&path, text).expect("write tokens file");
+        Self { path, tokens }
+    }
+
+    /// The plaintext token named `name`.
+    pub fn get(&self, name: &str) -> &str {
+        self.tokens
+            .get(name)
+            .unwrap_or_else(|| panic!("no token {name}"))
+    }
+
+    /// Every plaintext token (to check that none leaks).
+    pub fn all(&self) -> impl Iterator<Item = &str> {
+        self.tokens.values().map(String::as_str)
+    }
 }

@@ -19,6 +19,8 @@ pub struct Finished {
     pub tag: String,
     pub tool: ToolName,
     pub completion: Completion,
+    /// When the attempt was claimed (for `scanq_job_run_seconds`).
+    pub started: std::time::Instant,
     pub span: tracing::Span,
 }
 
@@ -43,13 +45,27 @@ async fn write(worker: &Worker, tool: &ToolName, items: Vec<Finished>) {
     let completions: Vec<Completion> = items.iter().map(|f| f.completion.clone()).collect();
     let mut backoff = Duration::from_millis(50);
     let mut logged = false;
-    let states = loop {
+    let done = loop {
         let res = async {
             let mut con = inner.pool.get().await?;
-            let states = inner
+            let breaker_json = inner
+                .breaker_json
+                .get(tool)
+                .map(String::as_str)
+                .unwrap_or("{}");
+            let done = inner
                 .scripts
-                .complete(&mut con, &tk, &inner.settings, tool.as_str(), &completions)
+                .complete(
+                    &mut con,
+                    &tk,
+                    &inner.settings,
+                    tool.as_str(),
+                    breaker_json,
+                    &inner.id,
+                    &completions,
+                )
                 .await?;
+            let states = done.states.clone();
             // Finished jobs keep their correlation-ID index only as long as their result.
             let mut pipe = redis::pipe();
             for (f, state) in items.iter().zip(&states) {
@@ -70,11 +86,11 @@ async fn write(worker: &Worker, tool: &ToolName, items: Vec<Finished>) {
                 }
             }
             let _: () = pipe.query_async(&mut con).await?;
-            anyhow::Ok(states)
+            anyhow::Ok(done)
         }
         .await;
         match res {
-            Ok(states) => break states,
+            Ok(done) => break done,
             Err(err) => {
                 if !logged {
                     tracing::warn!(error = %err, jobs = items.len(), "Writing results failed; retrying with back-off");
@@ -88,11 +104,30 @@ async fn write(worker: &Worker, tool: &ToolName, items: Vec<Finished>) {
     if logged {
         tracing::info!(jobs = items.len(), "Results written after retry");
     }
-    for (f, state) in items.iter().zip(states) {
+    worker.note_transitions(tool, &done.transitions);
+    for label in done.breaker.iter().filter(|l| !l.is_empty()) {
+        inner
+            .metrics
+            .breaker_calls
+            .with_label_values(&[tool.as_str(), label.as_str()])
+            .inc();
+    }
+    for (f, state) in items.iter().zip(done.states) {
         let _enter = f.span.enter();
         if state == "stale" {
             tracing::warn!("Result refused: the attempt was taken over (fencing)");
-        } else if matches!(state.as_str(), "succeeded" | "failed" | "cancelled") {
+            worker.forget(&f.tag);
+            continue;
+        }
+        if state != "queued" {
+            // The attempt ran (finished, or scheduled for a retry); a hand-back did not count.
+            inner
+                .metrics
+                .run_time
+                .with_label_values(&[tool.as_str()])
+                .observe(f.started.elapsed().as_secs_f64());
+        }
+        if matches!(state.as_str(), "succeeded" | "failed" | "cancelled") {
             let error_type = serde_json::from_str::<ErrorInfo>(&f.completion.error_json)
                 .map(|e| e.kind.as_str().to_owned())
                 .unwrap_or_default();

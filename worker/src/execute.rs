@@ -18,12 +18,17 @@ use tokio_util::sync::CancellationToken;
 use crate::runner::{RunningJob, Worker, stop};
 use crate::sandbox::{self, Limits, SandboxSpec, SpawnError};
 
-/// What the executor reported, before the stop reason is applied.
+/// What the executor reported, before the stop reason is applied. The `&str` is the failure
+/// kind the breaker is told about (`spawn_error`, `signal`, `resource_exhausted`, `timeout`,
+/// `exit_nonzero`, …; `ignored` for outcomes that say nothing about the tool's health); the
+/// tool's `breaker.failure_kinds` decide which of them count as failures.
 enum Ran {
     Succeeded(JobResult),
-    Failed(ErrorInfo, Option<JobResult>),
-    Retry(ErrorInfo, Option<JobResult>),
+    Failed(ErrorInfo, Option<JobResult>, &'static str),
+    Retry(ErrorInfo, Option<JobResult>, &'static str),
 }
+
+const IGNORED: &str = "ignored";
 
 pub fn binary_present(command: &str) -> bool {
     if command.contains('/') {
@@ -41,6 +46,16 @@ fn backoff_ms(worker: &Worker, attempt: u64) -> u64 {
         .saturating_mul(1u64 << attempt.saturating_sub(1).min(30));
     let capped = exp.min(cfg.retry_max_ms) as f64;
     (capped * (0.5 + fastrand::f64())) as u64
+}
+
+/// What the breaker hears about an attempt.
+fn breaker_verdict(spec: Option<&ToolSpec>, kind: Option<&str>) -> &'static str {
+    match (spec, kind) {
+        (_, None) => "success",
+        (_, Some(IGNORED)) | (None, _) => "ignored",
+        (Some(spec), Some(k)) if spec.breaker.counts_as_failure(k) => "failure",
+        _ => "success",
+    }
 }
 
 fn completion(
@@ -61,6 +76,8 @@ fn completion(
             .map(|e| serde_json::to_string(e).expect("serializable"))
             .unwrap_or_default(),
         delay_ms,
+        breaker_outcome: "ignored",
+        breaker_reason: String::new(),
     }
 }
 
@@ -128,6 +145,7 @@ pub async fn attempt(
                 Err(e) => Ran::Failed(
                     ErrorInfo::new(ErrorType::ValidationError, e.to_string()),
                     None,
+                    "ignored",
                 ),
             }
         }
@@ -146,28 +164,46 @@ pub async fn attempt(
             let e = ErrorInfo::new(ErrorType::Cancelled, "cancelled on request");
             let result = match &ran {
                 Ran::Succeeded(r) => Some(r),
-                Ran::Failed(_, r) | Ran::Retry(_, r) => r.as_ref(),
+                Ran::Failed(_, r, _) | Ran::Retry(_, r, _) => r.as_ref(),
             };
             tracing::info!("Job cancelled");
             return Some(completion(job, "cancelled", result, Some(&e), 0));
         }
         _ => {}
     }
-    Some(match ran {
+    let (mut c, kind, reason) = match ran {
         Ran::Succeeded(r) => {
             tracing::info!("Job succeeded");
-            completion(job, "succeeded", Some(&r), None, 0)
+            (
+                completion(job, "succeeded", Some(&r), None, 0),
+                None,
+                String::new(),
+            )
         }
-        Ran::Failed(e, r) => {
+        Ran::Failed(e, r, kind) => {
             tracing::info!(error_type = %e.kind, error = %e.message, "Job failed");
-            completion(job, "failed", r.as_ref(), Some(&e), 0)
+            (
+                completion(job, "failed", r.as_ref(), Some(&e), 0),
+                Some(kind),
+                e.message,
+            )
         }
-        Ran::Retry(e, r) => {
+        Ran::Retry(e, r, kind) => {
             let delay = backoff_ms(worker, attempt);
             tracing::info!(error_type = %e.kind, error = %e.message, delay_ms = delay, "Job will be retried");
-            completion(job, "retry", r.as_ref(), Some(&e), delay)
+            (
+                completion(job, "retry", r.as_ref(), Some(&e), delay),
+                Some(kind),
+                e.message,
+            )
         }
-    })
+    };
+    c.breaker_outcome = breaker_verdict(Some(spec), kind);
+    c.breaker_reason = match kind {
+        Some(k) if c.breaker_outcome == "failure" => format!("{k}: {reason}"),
+        _ => String::new(),
+    };
+    Some(c)
 }
 
 /// Wakes on the cancel channel for this job and asks Redis what happened (a wake-up may also
@@ -227,12 +263,14 @@ async fn sleep_executor(args: &[String], timeout: Duration, cancel: &Cancellatio
         return Ran::Failed(
             ErrorInfo::new(ErrorType::Timeout, "sleep exceeded timeout_sec"),
             None,
+            "timeout",
         );
     }
     if fail {
         return Ran::Failed(
             ErrorInfo::new(ErrorType::ExecutionError, "asked to fail"),
             None,
+            "exit_nonzero",
         );
     }
     Ran::Succeeded(JobResult {
@@ -267,6 +305,28 @@ fn sandbox_spec(
     s
 }
 
+/// How many addresses a target covers (for progress across host groups).
+fn expected_hosts(address: &str) -> u64 {
+    match address.parse::<ipnet::Ipv4Net>() {
+        Ok(net) => 1u64 << (32 - net.prefix_len()),
+        Err(_) => 1,
+    }
+}
+
+/// The tool's structured result (catalog `parser = "nmap"`), also from truncated output.
+fn parse_output(spec: &ToolSpec, stdout: &[u8]) -> Option<serde_json::Value> {
+    match spec.parser.as_deref() {
+        Some("nmap") => match scanq::nmap::parse_xml_bytes(stdout) {
+            Ok(report) => serde_json::to_value(report).ok(),
+            Err(err) => {
+                tracing::warn!(error = %err, "nmap output could not be parsed");
+                None
+            }
+        },
+        _ => None,
+    }
+}
+
 async fn exec(
     worker: &Worker,
     spec: &ToolSpec,
@@ -276,7 +336,15 @@ async fn exec(
     job: &RunningJob,
 ) -> Ran {
     let sb = sandbox_spec(worker, spec, args, address, timeout);
-    let out = match sandbox::run(&sb, job.cancel.clone(), None).await {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let live = crate::live::Live {
+        parser: spec.progress.clone(),
+        expected_hosts: Some(expected_hosts(address)),
+    };
+    let reporter = tokio::spawn(crate::live::report(worker.clone(), job.clone(), live, rx));
+    let ran = sandbox::run(&sb, job.cancel.clone(), Some(tx)).await;
+    let _ = reporter.await;
+    let out = match ran {
         Ok(out) => out,
         Err(SpawnError::NotFound { program }) => {
             return Ran::Failed(
@@ -285,6 +353,7 @@ async fn exec(
                     format!("`{program}` is not installed on worker {}", worker.id()),
                 ),
                 None,
+                "spawn_error",
             );
         }
         Err(SpawnError::ResourceExhausted(what)) => {
@@ -294,6 +363,7 @@ async fn exec(
                     format!("could not start the tool: {what} exhausted"),
                 ),
                 None,
+                "resource_exhausted",
             );
         }
         Err(err) => {
@@ -303,6 +373,7 @@ async fn exec(
                     format!("could not start the tool: {err}"),
                 ),
                 None,
+                "spawn_error",
             );
         }
     };
@@ -313,12 +384,13 @@ async fn exec(
         truncated_stdout: out.truncated_stdout,
         truncated_stderr: out.truncated_stderr,
         timed_out: out.timed_out,
-        parsed: None,
+        parsed: parse_output(spec, &out.stdout),
     };
     if out.cancelled {
         return Ran::Failed(
             ErrorInfo::new(ErrorType::Cancelled, "cancelled"),
             Some(result),
+            "ignored",
         );
     }
     if out.timed_out {
@@ -330,9 +402,9 @@ async fn exec(
             ),
         );
         return if spec.retry_on_timeout {
-            Ran::Retry(e, Some(result))
+            Ran::Retry(e, Some(result), "timeout")
         } else {
-            Ran::Failed(e, Some(result))
+            Ran::Failed(e, Some(result), "timeout")
         };
     }
     if let Some(limit) = out.resource_exhausted {
@@ -342,6 +414,7 @@ async fn exec(
                 format!("the tool hit its {limit} limit"),
             ),
             Some(result),
+            "resource_exhausted",
         );
     }
     match (out.exit_code, out.signal) {
@@ -352,6 +425,7 @@ async fn exec(
                 format!("the tool exited with code {code}"),
             ),
             Some(result),
+            "exit_nonzero",
         ),
         (None, Some(sig)) => Ran::Failed(
             ErrorInfo::new(
@@ -359,10 +433,12 @@ async fn exec(
                 format!("the tool was killed by signal {sig}"),
             ),
             Some(result),
+            "signal",
         ),
         (None, None) => Ran::Failed(
             ErrorInfo::new(ErrorType::Unknown, "the tool ended without an exit status"),
             Some(result),
+            "signal",
         ),
     }
 }

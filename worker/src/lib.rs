@@ -7,11 +7,13 @@
 //! | `execute` | one attempt: re-check, run the executor, classify the outcome |
 //! | `completer` | batched, retried result writes |
 //! | `http` | `/healthz` and `/metrics` |
+//! | `live` | progress and output events while a tool runs |
 //! | [`sandbox`] | the sandboxed subprocess runner |
 
 mod completer;
 mod execute;
 mod http;
+mod live;
 pub mod runner;
 pub mod sandbox;
 

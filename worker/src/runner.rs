@@ -11,13 +11,14 @@ use std::time::Duration;
 
 use deadpool_redis::Pool;
 use redis::aio::MultiplexedConnection;
+use scanq::breaker::{OpenCache, Transition};
 use scanq::catalog::{Catalog, Executor};
 use scanq::config::Config;
 use scanq::domain::{ErrorInfo, ErrorType, ToolName};
 use scanq::keys::{Keys, ToolKeys};
 use scanq::metrics::Metrics;
 use scanq::queue::{Listener, cancelled_error, script_settings};
-use scanq::scripts::{ClaimedJob, RenewStatus, ScriptSettings, Scripts};
+use scanq::scripts::{BreakerArgs, ClaimedJob, RenewStatus, ScriptSettings, Scripts};
 use scanq::validate::{Resolver, SystemResolver, TargetPolicy};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -88,6 +89,11 @@ pub(crate) struct Inner {
     pub last_ids: Mutex<HashMap<String, String>>,
     pub listener: Listener,
     pub blocking: tokio::sync::Mutex<Option<MultiplexedConnection>>,
+    /// Each tool's breaker settings as the scripts take them (JSON).
+    pub breaker_json: HashMap<ToolName, String>,
+    pub held_error_json: String,
+    /// Tools whose breaker refused recently, until when (no Redis call per job while open).
+    pub open: OpenCache,
 }
 
 /// A worker process's shared state; cheap to clone.
@@ -124,7 +130,7 @@ impl Worker {
     ) -> anyhow::Result<Self> {
         let keys = Keys::new(&cfg.key_prefix);
         let pool = scanq::queue::pool(&cfg).map_err(anyhow::Error::msg)?;
-        let client = redis::Client::open(cfg.redis_url.as_str())?;
+        let client = scanq::queue::client(&cfg).map_err(anyhow::Error::msg)?;
         let targets = TargetPolicy::parse(&cfg.allowed_targets, &cfg.denied_targets, cfg.max_hosts)
             .map_err(|e| anyhow::anyhow!("allowed_targets/denied_targets: {e}"))?;
         let tools: Vec<(ToolName, ToolKeys)> = catalog
@@ -132,6 +138,15 @@ impl Worker {
             .filter(|(_, spec)| spec.enabled)
             .map(|(name, _)| (name.clone(), keys.tool(name)))
             .collect();
+        let breaker_json = catalog
+            .tools()
+            .map(|(name, spec)| (name.clone(), spec.breaker.to_json()))
+            .collect();
+        let held_error_json = serde_json::to_string(&ErrorInfo::new(
+            ErrorType::CircuitBreakerOpen,
+            "the tool's circuit breaker is open; the job waits until it may run",
+        ))
+        .expect("serializable");
         let (tx, rx) = mpsc::unbounded_channel();
         let listener = Listener::start(client.clone(), keys.cancel_channel());
         let inner = Arc::new(Inner {
@@ -154,6 +169,9 @@ impl Worker {
             last_ids: Mutex::default(),
             listener,
             blocking: tokio::sync::Mutex::new(None),
+            breaker_json,
+            held_error_json,
+            open: OpenCache::new(),
             cfg,
         });
         let worker = Self { inner };
@@ -217,9 +235,18 @@ impl Worker {
                 .lock()
                 .expect("disabled lock")
                 .contains(tool.as_str())
+                || inner.open.is_open(tool.as_str()).is_some()
             {
                 continue;
             }
+            let breaker = BreakerArgs {
+                settings_json: inner
+                    .breaker_json
+                    .get(tool)
+                    .map(String::as_str)
+                    .unwrap_or("{}"),
+                held_error_json: &inner.held_error_json,
+            };
             let claimed = inner
                 .scripts
                 .claim(
@@ -230,8 +257,20 @@ impl Worker {
                     free,
                     round,
                     tool.as_str(),
+                    breaker,
                 )
                 .await?;
+            self.note_transitions(tool, &claimed.transitions);
+            if claimed.retry_after_ms > 0 {
+                inner
+                    .open
+                    .note_rejected(tool.as_str(), claimed.retry_after_ms);
+                inner
+                    .metrics
+                    .breaker_calls
+                    .with_label_values(&[tool.as_str(), "rejected"])
+                    .inc();
+            }
             if !claimed.last_ids.is_empty() {
                 let mut ids = inner.last_ids.lock().expect("last ids lock");
                 for (s, id) in tk.streams().into_iter().zip(claimed.last_ids) {
@@ -251,6 +290,26 @@ impl Worker {
         })
     }
 
+    /// Logs and counts breaker transitions reported by a script.
+    pub(crate) fn note_transitions(&self, tool: &ToolName, transitions: &[String]) {
+        for t in transitions {
+            let Ok(t) = serde_json::from_str::<Transition>(t) else {
+                continue;
+            };
+            tracing::warn!(tool = %tool, from = %t.from, to = %t.to, reason = %t.reason, generation = t.generation, "Breaker transition");
+            let m = &self.inner.metrics;
+            m.breaker_transitions
+                .with_label_values(&[tool.as_str(), t.from.as_str(), t.to.as_str()])
+                .inc();
+            m.breaker_state
+                .with_label_values(&[tool.as_str()])
+                .set(t.to.gauge_value());
+            if matches!(t.to.as_str(), "closed" | "disabled" | "half_open") {
+                self.inner.open.clear(tool.as_str());
+            }
+        }
+    }
+
     fn start(&self, tool: ToolName, job: ClaimedJob) {
         let running = RunningJob {
             tool: tool.clone(),
@@ -265,11 +324,18 @@ impl Worker {
             .lock()
             .expect("running lock")
             .insert(tag.clone(), running.clone());
-        self.inner
-            .metrics
-            .jobs_running
-            .with_label_values(&[tool.as_str()])
-            .inc();
+        let m = &self.inner.metrics;
+        m.jobs_running.with_label_values(&[tool.as_str()]).inc();
+        if let Some(wait_ms) = job
+            .fields
+            .get("queue_wait_ms")
+            .and_then(|w| w.parse::<u64>().ok())
+        {
+            m.queue_wait
+                .with_label_values(&[tool.as_str()])
+                .observe(wait_ms as f64 / 1000.0);
+        }
+        let started = std::time::Instant::now();
         let cid = job.fields.get("cid").cloned().unwrap_or_default();
         let span = tracing::info_span!("job", correlation_id = %cid, tool = %tool);
         let worker = self.clone();
@@ -288,6 +354,7 @@ impl Worker {
                             tag,
                             tool,
                             completion,
+                            started,
                             span: tracing::Span::current(),
                         });
                     }
@@ -529,10 +596,19 @@ impl Worker {
                         tracing::warn!(tool = %tool, job = %job, state = %state, "Lease lapsed; job taken over");
                     }
                 }
-                let disabled: HashSet<String> = redis::cmd("SMEMBERS")
-                    .arg(self.inner.keys.disabled_tools())
-                    .query_async(&mut con)
-                    .await?;
+                let mut pipe = redis::pipe();
+                for (_, tk) in &self.inner.tools {
+                    pipe.exists(tk.disabled());
+                }
+                let flags: Vec<bool> = pipe.query_async(&mut con).await?;
+                let disabled: HashSet<String> = self
+                    .inner
+                    .tools
+                    .iter()
+                    .zip(flags)
+                    .filter(|(_, d)| *d)
+                    .map(|((t, _), _)| t.to_string())
+                    .collect();
                 *self.inner.disabled.lock().expect("disabled lock") = disabled;
                 Ok(())
             }

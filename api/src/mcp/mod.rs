@@ -33,6 +33,7 @@ use serde_json::{Value, json};
 use crate::extract::Caller;
 use crate::state::AppState;
 use protocol::{Era, HANDSHAKE_VERSIONS, MODERN_VERSIONS, RpcError, TASKS_EXTENSION};
+pub use tools::MAX_WAIT_SEC;
 
 pub fn router() -> Router<AppState> {
     Router::new().route(

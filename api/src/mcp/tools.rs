@@ -17,6 +17,9 @@ use serde_json::{Map, Value, json};
 use super::protocol::RpcError;
 use super::view::{self, View};
 use super::{Ctx, follow, tasks};
+use crate::audit;
+use crate::auth::Scope;
+use crate::error::AppError;
 use crate::state::AppState;
 
 /// Longest a tool call may wait for a job: below the ~60 s after which real clients give up.
@@ -24,6 +27,7 @@ pub const MAX_WAIT_SEC: u64 = 50;
 const SCAN_SUFFIX: &str = "_scan";
 
 /// What a call needs from the caller's token: the REST scopes (`read`, `submit`, `cancel`).
+/// The auth layer only authenticates `/mcp`; each tool checks its own scope here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Need {
     Read,
@@ -32,11 +36,18 @@ pub enum Need {
 }
 
 /// Whether the caller's token may make a call that needs `need`; the refusal's text otherwise.
-/// Merge seam: token scopes arrive with the auth layer (branch `auth`), whose `/mcp` rule only
-/// authenticates and leaves scopes to each MCP tool. There this becomes
-/// `caller.require(Scope::Read | Submit | Cancel)`; until then every caller may.
-pub fn permitted(_caller: &crate::extract::Caller, _need: Need) -> Result<(), String> {
-    Ok(())
+pub fn permitted(caller: &crate::extract::Caller, need: Need) -> Result<(), String> {
+    let scope = match need {
+        Need::Read => Scope::Read,
+        Need::Submit => Scope::Submit,
+        Need::Cancel => Scope::Cancel,
+    };
+    if caller.can(scope) {
+        Ok(())
+    } else {
+        tracing::info!(token = %caller.name, tenant = %caller.tenant, scope = %scope, "Refused MCP call: missing scope");
+        Err(format!("token `{}` lacks the `{scope}` scope", caller.name))
+    }
 }
 
 fn forbidden(detail: String) -> Value {
@@ -128,8 +139,29 @@ fn queue_refusal(err: QueueError) -> Result<Value, RpcError> {
             format!("the job is already {state}"),
             "only queued, scheduled or running jobs can be cancelled",
         ),
+        QueueError::TenantFull { queued, cap } => refused(
+            "resource_exhausted",
+            429,
+            None,
+            format!("your tenant has {queued} jobs waiting, its cap is {cap}"),
+            "retry when some of them have started",
+        ),
         e @ (QueueError::Redis(_) | QueueError::Pool(_)) => return Err(e.into()),
     })
+}
+
+/// A refusal of the submit gate (open breaker, disabled tool) as a tool result.
+fn app_refusal(err: AppError) -> Value {
+    match err {
+        AppError::BreakerOpen { tool, retry_after } => refused(
+            "circuit_breaker_open",
+            503,
+            None,
+            format!("the circuit breaker of {tool} is open (the tool is failing fleet-wide)"),
+            &format!("retry after {retry_after} s"),
+        ),
+        other => refused("unknown", 503, None, other.to_string(), "retry later"),
+    }
 }
 
 fn bad(field: &str, message: impl Into<String>, hint: impl Into<String>) -> Value {
@@ -478,22 +510,57 @@ async fn scan(ctx: &mut Ctx, tool: &ToolName, params: &Value) -> Result<Value, R
             return Err(RpcError::invalid_params(format!("unknown tool `{t}`")));
         }
     };
-    let submitted = match ctx.state.queue().submit(&ctx.caller.tenant, &spec).await {
+    // The same gate and caps as `POST /v1/jobs`: an open breaker or a disabled tool turns the
+    // submit away, and the tenant's queued cap holds.
+    if let Err(e) = ctx
+        .state
+        .inner
+        .breaker_cache
+        .check(ctx.state.queue(), &spec.tool, spec.queue_if_unavailable)
+        .await
+    {
+        return refuse(app_refusal(e));
+    }
+    let caps = ctx
+        .state
+        .inner
+        .auth
+        .caps_for(&ctx.caller.tenant, &ctx.state.inner.cfg);
+    let submitted = match caps {
+        Some(caps) => {
+            ctx.state
+                .queue()
+                .submit_within(&ctx.caller.tenant, &spec, caps)
+                .await
+        }
+        None => ctx.state.queue().submit(&ctx.caller.tenant, &spec).await,
+    };
+    let target = spec.target.to_string();
+    let submitted = match submitted {
         Ok(s) => s,
-        Err(e) => return queue_refusal(e).and_then(refuse),
+        Err(e) => {
+            let cid = spec.correlation_id.as_ref().map(|c| c.to_string());
+            let subject = audit::Subject {
+                correlation_id: cid.as_deref().unwrap_or(""),
+                tool: spec.tool.as_str(),
+                target: &target,
+            };
+            audit::record("submit", &ctx.caller, subject, "refused");
+            return queue_refusal(e).and_then(refuse);
+        }
     };
     let doc = submitted.document;
-    tracing::info!(
-        audit = "submit",
-        via = "mcp",
-        token = %ctx.caller.name,
-        tenant = %ctx.caller.tenant,
-        correlation_id = %doc.correlation_id,
-        tool = %doc.tool,
-        target = %doc.target,
-        outcome = if submitted.created { "created" } else { "existing" },
-        "Job submitted"
-    );
+    let subject = audit::Subject {
+        correlation_id: &doc.correlation_id,
+        tool: &doc.tool,
+        target: &doc.target,
+    };
+    let outcome = if submitted.created {
+        "created"
+    } else {
+        "existing"
+    };
+    audit::record("submit", &ctx.caller, subject, outcome);
     if submitted.created {
         ctx.state
             .inner

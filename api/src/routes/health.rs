@@ -1,4 +1,12 @@
 //! Liveness, readiness, health and metrics endpoints.
+//!
+//! `/healthz` says the process is alive; `/readyz` that Redis answers and the scripts are
+//! loaded (it fails within a second when Redis is down); `/health` runs every check of
+//! [`crate::checks`] and answers 200 (healthy or degraded) or 503 (unhealthy) with all of them.
+//! `/metrics` first sets the fleet-wide gauges that need Redis reads (queue depth, oldest
+//! queued age, live workers), then renders this process's registry.
+
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -7,23 +15,26 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
+use crate::checks;
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        .route("/health", get(health))
         .route("/metrics", get(metrics))
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
-    let check =
-        tokio::time::timeout(std::time::Duration::from_secs(1), state.queue().ready()).await;
+    let check = tokio::time::timeout(Duration::from_secs(1), state.queue().ready()).await;
     match check {
         Ok(Ok(true)) => (StatusCode::OK, Json(json!({"status": "ready"}))).into_response(),
         Ok(Ok(false)) => {
             // Scripts missing (Redis restarted without persistence): load them again.
-            let _ = state.queue().prepare().await;
+            if state.queue().prepare().await.is_ok() {
+                return (StatusCode::OK, Json(json!({"status": "ready"}))).into_response();
+            }
             (
                 StatusCode::SERVICE_UNAVAILABLE,
                 [(header::RETRY_AFTER, "1")],
@@ -40,7 +51,47 @@ async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
+async fn health(State(state): State<AppState>) -> Response {
+    let report = checks::run(&state).await;
+    let status = match report.status {
+        checks::Status::Unhealthy => StatusCode::SERVICE_UNAVAILABLE,
+        checks::Status::Healthy | checks::Status::Degraded => StatusCode::OK,
+    };
+    (status, Json(report)).into_response()
+}
+
+/// Sets the gauges read from Redis. When Redis does not answer in time the per-tool gauges are
+/// dropped (a scrape then shows no stale depth) and no worker is counted alive.
+async fn fleet_gauges(state: &AppState) {
+    let m = &state.inner.metrics;
+    let stats = &state.inner.stats;
+    let tools = state.tool_names();
+    let read = async { tokio::try_join!(stats.queues(&tools), stats.workers_alive()) };
+    match tokio::time::timeout(Duration::from_secs(1), read).await {
+        Ok(Ok((queues, alive))) => {
+            for q in queues {
+                m.queue_depth
+                    .with_label_values(&[q.tool.as_str()])
+                    .set(q.depth);
+                m.queue_oldest_age
+                    .with_label_values(&[q.tool.as_str()])
+                    .set(q.oldest_age_ms.map_or(0, |ms| (ms / 1000) as i64));
+            }
+            m.workers_alive.set(alive as i64);
+        }
+        failed => {
+            if let Ok(Err(err)) = failed {
+                tracing::warn!(error = %err, "Metrics: fleet gauges not read");
+            }
+            m.queue_depth.reset();
+            m.queue_oldest_age.reset();
+            m.workers_alive.set(0);
+        }
+    }
+}
+
 async fn metrics(State(state): State<AppState>) -> Response {
+    fleet_gauges(&state).await;
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.inner.metrics.render(),

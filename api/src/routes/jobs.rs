@@ -7,13 +7,14 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use scanq::domain::{JobState, ToolName};
+use scanq::domain::{CorrelationId, JobDocument, JobState, ToolName};
 use scanq::queue::QueueError;
 use scanq::request::JobSpec;
 use scanq::scripts::CancelOutcome;
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::audit::{self, Subject};
 use crate::error::AppError;
 use crate::extract::{Caller, JobId, JsonBody};
 use crate::state::AppState;
@@ -31,18 +32,47 @@ async fn submit(
     JsonBody(body): JsonBody,
 ) -> Result<Response, AppError> {
     let spec = JobSpec::from_json(&body, &state.policy())?;
-    let submitted = state.queue().submit(&caller.tenant, &spec).await?;
+    state
+        .inner
+        .breaker_cache
+        .check(state.queue(), &spec.tool, spec.queue_if_unavailable)
+        .await?;
+    let caps = state.inner.auth.caps_for(&caller.tenant, &state.inner.cfg);
+    let submitted = match caps {
+        Some(caps) => {
+            state
+                .queue()
+                .submit_within(&caller.tenant, &spec, caps)
+                .await
+        }
+        None => state.queue().submit(&caller.tenant, &spec).await,
+    };
+    let submitted = match submitted {
+        Ok(s) => s,
+        Err(err) => {
+            let cid = spec.correlation_id.as_ref().map(|c| c.to_string());
+            let target = spec.target.to_string();
+            let subject = Subject {
+                correlation_id: cid.as_deref().unwrap_or(""),
+                tool: spec.tool.as_str(),
+                target: &target,
+            };
+            audit::record("submit", &caller, subject, refusal(&err));
+            return Err(err.into());
+        }
+    };
     let doc = submitted.document;
-    tracing::info!(
-        audit = "submit",
-        token = %caller.name,
-        tenant = %caller.tenant,
-        correlation_id = %doc.correlation_id,
-        tool = %doc.tool,
-        target = %doc.target,
-        outcome = if submitted.created { "created" } else { "existing" },
-        "Job submitted"
-    );
+    let subject = Subject {
+        correlation_id: &doc.correlation_id,
+        tool: &doc.tool,
+        target: &doc.target,
+    };
+    let outcome = if submitted.created {
+        "created"
+    } else {
+        "existing"
+    };
+    audit::record("submit", &caller, subject, outcome);
     let status = if submitted.created {
         state
             .inner
@@ -60,6 +90,17 @@ async fn submit(
         resp.headers_mut().insert(header::LOCATION, v);
     }
     Ok(resp)
+}
+
+/// The audit outcome of a refused queue call.
+fn refusal(err: &QueueError) -> &'static str {
+    match err {
+        QueueError::Conflict { .. } | QueueError::Final { .. } => "conflict",
+        QueueError::Full { .. } => "queue_full",
+        QueueError::TenantFull { .. } => "tenant_full",
+        QueueError::NotFound => "not_found",
+        QueueError::Redis(_) | QueueError::Pool(_) => "unavailable",
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -96,10 +137,23 @@ async fn cancel(
     JobId(id): JobId,
 ) -> Result<Response, AppError> {
     let out = state.queue().cancel(&caller.tenant, &id).await;
-    tracing::info!(audit = "cancel", token = %caller.name, tenant = %caller.tenant, correlation_id = %id, outcome = ?out, "Cancel requested");
-    let (status, outcome) = match out {
-        Ok(CancelOutcome::Cancelled) => (StatusCode::OK, "cancelled"),
-        Ok(_) => (StatusCode::ACCEPTED, "cancel_requested"),
+    let doc = match &out {
+        Ok(_) => state
+            .queue()
+            .get(&caller.tenant, &id)
+            .await?
+            .map(|(_, d)| d),
+        Err(_) => None,
+    };
+    let outcome = match &out {
+        Ok(CancelOutcome::Cancelled) => "cancelled",
+        Ok(_) => "cancel_requested",
+        Err(e) => refusal(e),
+    };
+    audit::record("cancel", &caller, subject(&id, doc.as_ref()), outcome);
+    let status = match out {
+        Ok(CancelOutcome::Cancelled) => StatusCode::OK,
+        Ok(_) => StatusCode::ACCEPTED,
         Err(QueueError::Final { state: s }) => {
             return Err(AppError::Conflict(format!(
                 "job is already {s}; only queued, scheduled or running jobs can be cancelled"
@@ -107,12 +161,16 @@ async fn cancel(
         }
         Err(e) => return Err(e.into()),
     };
-    let doc = state
-        .queue()
-        .get(&caller.tenant, &id)
-        .await?
-        .map(|(_, d)| d);
     Ok((status, Json(json!({"outcome": outcome, "job": doc}))).into_response())
+}
+
+/// The audit subject of a job known by its ID (and its document, when it was read).
+fn subject<'a>(id: &'a CorrelationId, doc: Option<&'a JobDocument>) -> Subject<'a> {
+    Subject {
+        correlation_id: id.as_str(),
+        tool: doc.map_or("", |d| d.tool.as_str()),
+        target: doc.map_or("", |d| d.target.as_str()),
+    }
 }
 
 async fn retry(
@@ -121,7 +179,19 @@ async fn retry(
     JobId(id): JobId,
 ) -> Result<Response, AppError> {
     let out = state.queue().retry(&caller.tenant, &id).await;
-    tracing::info!(audit = "retry", token = %caller.name, tenant = %caller.tenant, correlation_id = %id, ok = out.is_ok(), "Retry requested");
+    let doc = match &out {
+        Ok(()) => state
+            .queue()
+            .get(&caller.tenant, &id)
+            .await?
+            .map(|(_, d)| d),
+        Err(_) => None,
+    };
+    let outcome = match &out {
+        Ok(()) => "queued",
+        Err(e) => refusal(e),
+    };
+    audit::record("retry", &caller, subject(&id, doc.as_ref()), outcome);
     match out {
         Ok(()) => {}
         Err(QueueError::Final { state: s }) => {
@@ -131,11 +201,6 @@ async fn retry(
         }
         Err(e) => return Err(e.into()),
     }
-    let doc = state
-        .queue()
-        .get(&caller.tenant, &id)
-        .await?
-        .map(|(_, d)| d);
     Ok((StatusCode::ACCEPTED, Json(doc)).into_response())
 }
 

@@ -1,6 +1,10 @@
 //! HTTP routes, one module per resource, each exporting `router()`.
 
+pub mod breakers;
+pub mod dashboard;
 pub mod events;
 pub mod health;
 pub mod jobs;
+pub mod stats;
 pub mod tools;
+pub mod workers;

@@ -82,6 +82,9 @@ pub struct ToolSpec {
     pub args: ArgPolicy,
     #[serde(default)]
     pub limits: SandboxLimits,
+    /// The tool's circuit breaker (DESIGN §6).
+    #[serde(default)]
+    pub breaker: crate::breaker::BreakerSettings,
 }
 
 fn default_timeout() -> u64 {
@@ -209,6 +212,9 @@ impl ToolSpec {
                 self.max_timeout_sec
             ));
         }
+        self.breaker
+            .validate()
+            .map_err(|m| format!("tools.{name}.breaker.{m}"))?;
         self.args
             .validate_policy()
             .map_err(|m| format!("tools.{name}.args: {m}"))?;

@@ -1,6 +1,7 @@
 //! The queue as the API sees it: submit, read, wait, cancel, retry and list jobs, each one call
 //! into Redis through the scripts. Handlers call this; they never send Redis commands themselves.
 
+mod limits;
 mod listen;
 mod sessions;
 
@@ -10,9 +11,11 @@ use std::time::Duration;
 use deadpool_redis::{Pool, Runtime};
 use redis::AsyncCommands;
 
+pub use limits::retry_after_secs;
 pub use listen::{Listener, Subscription};
 pub use sessions::McpSession;
 
+use crate::breaker::{Breaker, BreakerSettings, ForceAction, Snapshot, Transition};
 use crate::config::Config;
 use crate::domain::{
     CorrelationId, ErrorInfo, ErrorType, JobDocument, JobState, TenantId, ToolName,
@@ -31,6 +34,8 @@ pub enum QueueError {
     Conflict { state: String },
     #[error("queue full ({depth} jobs waiting)")]
     Full { depth: u64 },
+    #[error("tenant has {queued} jobs waiting (cap {cap})")]
+    TenantFull { queued: u64, cap: u64 },
     #[error("job not found")]
     NotFound,
     #[error("job already {state}")]
@@ -77,11 +82,50 @@ pub fn script_settings(cfg: &Config, keys: &Keys) -> ScriptSettings {
     }
 }
 
-/// A connection pool for short commands.
+/// A Redis client for `cfg.redis_url` (`redis://`, `rediss://` for TLS, `unix://`), trusting
+/// `redis_tls_ca_file` and presenting `redis_tls_cert_file`/`redis_tls_key_file` when set.
+/// Errors name the URL with its password redacted.
+pub fn client(cfg: &Config) -> Result<redis::Client, String> {
+    let url = crate::config::redact_url(&cfg.redis_url);
+    let read = |p: &std::path::Path| {
+        std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))
+    };
+    let tls = cfg.redis_tls_ca_file.is_some() || cfg.redis_tls_cert_file.is_some();
+    let client = if tls {
+        let client_tls = match (&cfg.redis_tls_cert_file, &cfg.redis_tls_key_file) {
+            (Some(cert), Some(key)) => Some(redis::ClientTlsConfig {
+                client_cert: read(cert)?,
+                client_key: read(key)?,
+            }),
+            _ => None,
+        };
+        let root_cert = cfg.redis_tls_ca_file.as_deref().map(read).transpose()?;
+        redis::Client::build_with_tls(
+            cfg.redis_url.as_str(),
+            redis::TlsCertificates {
+                client_tls,
+                root_cert,
+            },
+        )
+    } else {
+        redis::Client::open(cfg.redis_url.as_str())
+    };
+    client.map_err(|e| cfg.redact_secrets(&format!("redis url {url}: {e}")))
+}
+
+/// A connection pool for short commands (same connection settings as [`client`]). Checking a
+/// connection out never hangs: waiting for a free slot, connecting and the recycle `PING` are each
+/// bounded, so a Redis outage turns into an error (503) within seconds rather than a stuck request.
 pub fn pool(cfg: &Config) -> Result<Pool, String> {
-    let mut pc = deadpool_redis::Config::from_url(cfg.redis_url.clone());
-    pc.pool = Some(deadpool_redis::PoolConfig::new(cfg.redis_pool_size));
-    pc.create_pool(Some(Runtime::Tokio1))
+    let info = client(cfg)?.get_connection_info().clone();
+    let manager = deadpool_redis::Manager::new(info).map_err(|e| format!("redis pool: {e}"))?;
+    Pool::builder(manager)
+        .max_size(cfg.redis_pool_size)
+        .wait_timeout(Some(Duration::from_secs(2)))
+        .create_timeout(Some(Duration::from_secs(2)))
+        .recycle_timeout(Some(Duration::from_secs(1)))
+        .runtime(Runtime::Tokio1)
+        .build()
         .map_err(|e| format!("redis pool: {e}"))
 }
 
@@ -99,6 +143,7 @@ pub struct Queue {
     pool: Pool,
     keys: Keys,
     scripts: std::sync::Arc<Scripts>,
+    breaker: std::sync::Arc<Breaker>,
     settings: ScriptSettings,
     job_ttl_ms: u64,
 }
@@ -111,6 +156,7 @@ impl Queue {
             pool,
             keys,
             scripts: std::sync::Arc::new(Scripts::new()),
+            breaker: std::sync::Arc::new(Breaker::new()),
             job_ttl_ms: cfg.job_ttl_sec * 1000,
         }
     }
@@ -208,9 +254,17 @@ impl Queue {
             EnqueueOutcome::Created { state, created_ms } => {
                 let list = self.keys.tenant_jobs(tenant);
                 let member = format!("{}/{}", spec.tool, cid);
+                let oldest = created_ms.saturating_sub(self.job_ttl_ms);
                 let _: () = redis::pipe()
                     .zadd(&list, &member, created_ms)
+                    .ignore()
+                    .cmd("ZREMRANGEBYSCORE")
+                    .arg(&list)
+                    .arg("-inf")
+                    .arg(format!("({oldest}"))
+                    .ignore()
                     .pexpire(&list, self.job_ttl_ms as i64)
+                    .ignore()
                     .query_async(&mut con)
                     .await?;
                 let h: HashMap<String, String> = fields
@@ -362,6 +416,9 @@ impl Queue {
                 &cancelled_error(),
             )
             .await?;
+        if out == CancelOutcome::Cancelled {
+            self.forget_queued(tenant, &tool, cid).await?;
+        }
         match out {
             CancelOutcome::Missing => Err(QueueError::NotFound),
             CancelOutcome::Final { state } => Err(QueueError::Final { state }),
@@ -389,7 +446,7 @@ impl Queue {
             )
             .await?
         {
-            RetryOutcome::Queued => Ok(()),
+            RetryOutcome::Queued => self.note_queued(tenant, &tool, cid).await,
             RetryOutcome::NotRetryable { state } => Err(QueueError::Final { state }),
             RetryOutcome::Missing => Err(QueueError::NotFound),
         }
@@ -455,6 +512,46 @@ impl Queue {
             }
         }
         Ok((out, None))
+    }
+
+    /// The tool's breaker as dashboards see it.
+    pub async fn breaker_snapshot(&self, tool: &ToolName) -> Result<Snapshot, QueueError> {
+        let mut con = self.connection().await?;
+        let keys = self.keys.tool(tool).breaker_keys();
+        Ok(self.breaker.snapshot(&mut con, &keys, None).await?)
+    }
+
+    /// Admin action on the tool's breaker; the transition made, if any.
+    pub async fn breaker_force(
+        &self,
+        tool: &ToolName,
+        settings: &BreakerSettings,
+        action: ForceAction,
+    ) -> Result<Option<Transition>, QueueError> {
+        let mut con = self.connection().await?;
+        let keys = self.keys.tool(tool).breaker_keys();
+        Ok(self
+            .breaker
+            .force(&mut con, &keys, settings, None, action)
+            .await?)
+    }
+
+    /// Enables or disables a tool cluster-wide: workers stop claiming it at once.
+    pub async fn set_tool_enabled(&self, tool: &ToolName, enabled: bool) -> Result<(), QueueError> {
+        let mut con = self.connection().await?;
+        let key = self.keys.tool(tool).disabled();
+        if enabled {
+            let _: () = con.del(key).await?;
+        } else {
+            let _: () = con.set(key, "1").await?;
+        }
+        Ok(())
+    }
+
+    /// Whether the tool is disabled cluster-wide.
+    pub async fn tool_disabled(&self, tool: &ToolName) -> Result<bool, QueueError> {
+        let mut con = self.connection().await?;
+        Ok(con.exists(self.keys.tool(tool).disabled()).await?)
     }
 
     /// Jobs per state for one tool (kept exact by the scripts).

@@ -6,6 +6,7 @@
 //! Scripts run with `EVALSHA` (falling back to `EVAL` once per Redis restart); `load_all` loads
 //! them up front so readiness can report it.
 
+mod limits;
 mod reply;
 
 use redis::aio::ConnectionLike;
@@ -14,19 +15,30 @@ use redis::{RedisResult, Script, Value};
 use crate::domain::JobState;
 use crate::keys::{GROUP, ToolKeys};
 
+pub use limits::{AdmitOutcome, LimitScripts, Rate, RateDecision, TenantCaps};
 pub use reply::{
-    CancelOutcome, Claimed, ClaimedJob, EnqueueOutcome, ReapReport, RenewStatus, RetryOutcome,
+    CancelOutcome, Claimed, ClaimedJob, Completed, EnqueueOutcome, ReapReport, RenewStatus,
+    RetryOutcome,
 };
 
 const COMMON: &str = include_str!("lua/common.lua");
 
 fn build(body: &str) -> Script {
+    Script::new(&source(body, ""))
+}
+
+/// Scripts that also move the tool's circuit breaker get its Lua library after the helpers.
+fn build_with_breaker(body: &str) -> Script {
+    Script::new(&source(body, crate::breaker::LIB_LUA))
+}
+
+fn source(body: &str, lib: &str) -> String {
     let mut prelude = String::from("local S = {");
     for s in JobState::ALL {
         prelude.push_str(&format!("{0} = '{0}', ", s.as_str()));
     }
     prelude.push_str("}\n");
-    Script::new(&format!("{prelude}{COMMON}\n{body}"))
+    format!("{prelude}{COMMON}\n{lib}\n{body}")
 }
 
 /// Settings the scripts need besides keys.
@@ -55,6 +67,18 @@ pub struct Completion {
     pub result_json: String,
     pub error_json: String,
     pub delay_ms: u64,
+    /// What the breaker hears: `success` | `failure` | `ignored`.
+    pub breaker_outcome: &'static str,
+    /// Why, for a failure (shown in the breaker's last errors).
+    pub breaker_reason: String,
+}
+
+/// The tool's breaker as the claim and completion scripts need it.
+#[derive(Debug, Clone, Copy)]
+pub struct BreakerArgs<'a> {
+    pub settings_json: &'a str,
+    /// Stored as the error of jobs held back while the breaker is open.
+    pub held_error_json: &'a str,
 }
 
 #[derive(Debug)]
@@ -79,9 +103,9 @@ impl Scripts {
     pub fn new() -> Self {
         Self {
             enqueue: build(include_str!("lua/enqueue.lua")),
-            claim: build(include_str!("lua/claim.lua")),
+            claim: build_with_breaker(include_str!("lua/claim.lua")),
             renew: build(include_str!("lua/renew.lua")),
-            complete: build(include_str!("lua/complete.lua")),
+            complete: build_with_breaker(include_str!("lua/complete.lua")),
             reap: build(include_str!("lua/reap.lua")),
             cancel: build(include_str!("lua/cancel.lua")),
             retry: build(include_str!("lua/retry.lua")),
@@ -165,6 +189,7 @@ impl Scripts {
         want: usize,
         round: u64,
         tool: &str,
+        breaker: BreakerArgs<'_>,
     ) -> RedisResult<Claimed> {
         let mut inv = self.claim.prepare_invoke();
         for s in tk.streams() {
@@ -174,6 +199,13 @@ impl Scripts {
             .key(tk.counts())
             .key(tk.job_prefix())
             .key(tk.wait_samples())
+            .key(tk.scheduled());
+        let bk = tk.breaker_keys();
+        inv.key(bk.state)
+            .key(bk.hist)
+            .key(bk.probes)
+            .key(bk.window)
+            .key(tk.disabled())
             .arg(GROUP)
             .arg(consumer)
             .arg(want)
@@ -181,7 +213,9 @@ impl Scripts {
             .arg(round)
             .arg(set.max_events)
             .arg(&set.notify_channel)
-            .arg(tool);
+            .arg(tool)
+            .arg(breaker.settings_json)
+            .arg(breaker.held_error_json);
         let v: Value = inv.invoke_async(con).await?;
         reply::claimed(v)
     }
@@ -208,8 +242,10 @@ impl Scripts {
         tk: &ToolKeys,
         set: &ScriptSettings,
         tool: &str,
+        breaker_settings_json: &str,
+        worker_id: &str,
         batch: &[Completion],
-    ) -> RedisResult<Vec<String>> {
+    ) -> RedisResult<Completed> {
         let mut inv = self.complete.prepare_invoke();
         inv.key(tk.leases())
             .key(tk.counts())
@@ -219,21 +255,31 @@ impl Scripts {
         for s in tk.streams() {
             inv.key(s);
         }
+        let bk = tk.breaker_keys();
         inv.key(tk.run_samples())
+            .key(bk.state)
+            .key(bk.hist)
+            .key(bk.probes)
+            .key(bk.window)
             .arg(set.result_ttl_ms)
             .arg(set.dead_ttl_ms)
             .arg(set.max_events)
             .arg(&set.notify_channel)
-            .arg(tool);
+            .arg(tool)
+            .arg(breaker_settings_json)
+            .arg(worker_id);
         for c in batch {
             inv.arg(&c.job_ref)
                 .arg(c.fence)
                 .arg(c.outcome)
                 .arg(&c.result_json)
                 .arg(&c.error_json)
-                .arg(c.delay_ms);
+                .arg(c.delay_ms)
+                .arg(c.breaker_outcome)
+                .arg(&c.breaker_reason);
         }
-        inv.invoke_async(con).await
+        let v: Value = inv.invoke_async(con).await?;
+        reply::completed(v)
     }
 
     #[allow(clippy::too_many_arguments)]

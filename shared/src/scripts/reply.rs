@@ -75,12 +75,42 @@ pub struct Claimed {
     /// Last id generated on each priority stream (high, normal, low) when fewer jobs than asked
     /// for were found; the worker blocks on them.
     pub last_ids: Vec<String>,
+    /// > 0 when the tool's breaker refused: do not ask again before this many ms.
+    pub retry_after_ms: u64,
+    /// Breaker transitions made by the claim (JSON of `breaker::Transition`).
+    pub transitions: Vec<String>,
+}
+
+/// What `complete.lua` did with a batch.
+#[derive(Debug, Clone, Default)]
+pub struct Completed {
+    /// Per job: the new state, or `stale` when fenced out.
+    pub states: Vec<String>,
+    /// Per job: what the breaker recorded (`success` | `failure` | `ignored`, '' when stale).
+    pub breaker: Vec<String>,
+    /// Breaker transitions made (JSON).
+    pub transitions: Vec<String>,
+}
+
+pub fn completed(v: Value) -> RedisResult<Completed> {
+    let mut parts = array(v)?.into_iter();
+    Ok(Completed {
+        states: strings(parts.next().unwrap_or(Value::Nil))?,
+        breaker: strings(parts.next().unwrap_or(Value::Nil))?,
+        transitions: strings(parts.next().unwrap_or(Value::Nil))?,
+    })
 }
 
 pub fn claimed(v: Value) -> RedisResult<Claimed> {
     let mut parts = array(v)?.into_iter();
     let jobs = array(parts.next().ok_or_else(|| bad("claim"))?)?;
     let last_ids = strings(parts.next().unwrap_or(Value::Nil))?;
+    let retry_after_ms = parts
+        .next()
+        .and_then(|v| text(&v))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let transitions = strings(parts.next().unwrap_or(Value::Nil))?;
     let mut out = Vec::with_capacity(jobs.len());
     for j in jobs {
         let s = strings(j)?;
@@ -106,6 +136,8 @@ pub fn claimed(v: Value) -> RedisResult<Claimed> {
     Ok(Claimed {
         jobs: out,
         last_ids,
+        retry_after_ms,
+        transitions,
     })
 }
 

@@ -34,6 +34,8 @@ struct Rules {
     nets: Vec<Ipv4Net>,
     /// Suffixes with their leading dot, lower-cased (`.lab.internal`).
     suffixes: Vec<String>,
+    /// Exact names (a bare `scanner-1.lab.internal` or `localhost` entry), lower-cased.
+    names: Vec<String>,
 }
 
 impl Rules {
@@ -52,11 +54,7 @@ impl Rules {
             match target {
                 Target::Ip(ip) => rules.nets.push(Ipv4Net::from(ip)),
                 Target::Cidr(net) => rules.nets.push(net),
-                Target::Host(_) => {
-                    return Err(format!(
-                        "{which} entry `{entry}`: hostname rules start with a dot, e.g. `.{entry}`"
-                    ));
-                }
+                Target::Host(h) => rules.names.push(h.as_str().to_owned()),
             }
         }
         Ok(rules)
@@ -66,6 +64,11 @@ impl Rules {
         self.suffixes
             .iter()
             .find(|suffix| host.as_str().ends_with(suffix.as_str()))
+            .or_else(|| {
+                self.names
+                    .iter()
+                    .find(|name| host.as_str() == name.as_str())
+            })
             .map(String::as_str)
     }
 
@@ -75,6 +78,7 @@ impl Rules {
             .iter()
             .map(ToString::to_string)
             .chain(self.suffixes.iter().map(|s| format!("*{s}")))
+            .chain(self.names.iter().cloned())
             .collect();
         if items.is_empty() {
             "none".to_owned()

@@ -6,17 +6,34 @@
 -- normal and low get the first pick in some rounds: no priority starves.
 -- KEYS[1..3] streams high, normal, low   KEYS[4] leases zset   KEYS[5] counts hash
 -- KEYS[6] job key prefix (job key = prefix .. 'job:' .. ref; events = prefix .. 'ev:' .. ref)
--- KEYS[7] wait-samples list
+-- KEYS[7] wait-samples list  KEYS[8] scheduled zset
+-- KEYS[9..12] breaker state hash, history list, probes zset, window zset
+-- KEYS[13] the tool's disabled flag (nothing is claimed while it exists)
 -- ARGV[1] group  ARGV[2] consumer (worker id)  ARGV[3] how many  ARGV[4] lease ms
 -- ARGV[5] round number  ARGV[6] max events  ARGV[7] notify channel  ARGV[8] tool name
--- Returns {jobs, last_ids}: jobs = array of {ref, fence, field, value, …} (the whole job hash);
--- last_ids = the last id generated on each stream (for a blocking wait when nothing was claimed).
+-- ARGV[9] breaker settings JSON  ARGV[10] error JSON for jobs held back by an open breaker
+-- The tool's circuit breaker (breaker/lua/lib.lua, prepended) is consulted in the same step:
+-- closed → jobs start; half-open → each job must win a probe slot; open → the jobs read are
+-- moved to `scheduled` until the breaker may admit again (this never counts as an attempt).
+-- Returns {jobs, last_ids, retry_after_ms, transitions}: jobs = array of {ref, fence, field,
+-- value, …} (the whole job hash); last_ids = the last id generated on each stream (for a
+-- blocking wait when nothing was claimed); retry_after_ms > 0 when the breaker refused;
+-- transitions = breaker transitions made here, as JSON.
 
 local group, consumer = ARGV[1], ARGV[2]
 local want, lease = tonumber(ARGV[3]), tonumber(ARGV[4])
 local round = tonumber(ARGV[5]) % 10
 local maxlen, channel, tool = tonumber(ARGV[6]), ARGV[7], ARGV[8]
 local prefix = KEYS[6]
+local sched = KEYS[8]
+local bk = { state = KEYS[9], hist = KEYS[10], probes = KEYS[11], window = KEYS[12] }
+local cfg = cjson.decode(ARGV[9])
+local held_error = ARGV[10]
+local bstate = redis.call('HGET', bk.state, 'state') or 'closed'
+local per_job = not (bstate == 'closed' or bstate == 'disabled')
+local bgen = tonumber(redis.call('HGET', bk.state, 'generation') or '0')
+local retry_after = 0
+local transitions = {}
 
 local order
 if round < 6 then order = { 1, 2, 3 }
@@ -25,26 +42,58 @@ else order = { 3, 1, 2 } end
 
 local now = now_ms()
 local jobs = {}
-for _, i in ipairs(order) do
-  if #jobs >= want then break end
-  local stream = KEYS[i]
+
+local function read(stream, count)
   local ok, reply = pcall(redis.call, 'XREADGROUP', 'GROUP', group, consumer,
-    'COUNT', want - #jobs, 'STREAMS', stream, '>')
+    'COUNT', count, 'STREAMS', stream, '>')
   if not ok then
     -- The group does not exist yet: create it at the beginning of the stream.
     redis.call('XGROUP', 'CREATE', stream, group, '0', 'MKSTREAM')
-    reply = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', want - #jobs,
+    reply = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', count,
       'STREAMS', stream, '>')
   end
-  if reply then
-    for _, entry in ipairs(reply[1][2]) do
-      local id, f = entry[1], entry[2]
-      redis.call('XACK', stream, group, id)
-      redis.call('XDEL', stream, id)
-      local ref = f[2]
+  if not reply then return {} end
+  local out = {}
+  for _, entry in ipairs(reply[1][2]) do
+    redis.call('XACK', stream, group, entry[1])
+    redis.call('XDEL', stream, entry[1])
+    out[#out + 1] = entry[2][2]
+  end
+  return out
+end
+
+-- Holds a queued job back while the breaker refuses: scheduled for when it may admit again.
+local function hold(ref, job, delay)
+  redis.call('HSET', job, 'retry_at_ms', now + delay, 'error', held_error)
+  redis.call('ZADD', sched, now + delay, ref)
+  move(KEYS[5], job, S.queued, S.scheduled, now)
+  emit(prefix .. 'ev:' .. ref, job, 'state',
+    state_event(S.scheduled, now, { retry_at_ms = now + delay, reason = 'circuit_breaker_open' }),
+    maxlen, channel, tool .. '/' .. ref)
+end
+
+local disabled = redis.call('EXISTS', KEYS[13]) == 1
+for _, i in ipairs(order) do
+  if disabled or #jobs >= want or retry_after > 0 then break end
+  for _, ref in ipairs(read(KEYS[i], want - #jobs)) do
       local job = prefix .. 'job:' .. ref
-      local st = redis.call('HMGET', job, 'state', 'ready_ms', 'created_ms')
-      if st[1] == S.queued then
+      local st = redis.call('HMGET', job, 'state', 'ready_ms', 'created_ms', 'deliveries')
+      local decision, gen, probe = 'allow', bgen, ''
+      if st[1] == S.queued and retry_after > 0 then
+        decision = 'reject'
+      elseif st[1] == S.queued and per_job then
+        probe = ref .. '#' .. (tonumber(st[4] or '0') + 1)
+        local wait_ms, tr
+        decision, gen, wait_ms, tr = breaker_admit(bk, cfg, now, consumer, probe)
+        if tr then transitions[#transitions + 1] = breaker_transition_json(tr) end
+        -- Held jobs come back within 5 s at most, so a breaker closed by an operator (or a
+        -- probe) lets them run soon; while it stays open they are simply held again.
+        if decision == 'reject' then retry_after = math.min(math.max(tonumber(wait_ms), 1), 5000) end
+      end
+      if st[1] == S.queued and decision == 'reject' then
+        hold(ref, job, retry_after)
+      elseif st[1] == S.queued then
+        redis.call('HSET', job, 'bgen', gen, 'probe', probe)
         redis.call('HINCRBY', job, 'attempt', 1)
         redis.call('HINCRBY', job, 'deliveries', 1)
         local fence = redis.call('HINCRBY', job, 'fence', 1)
@@ -64,6 +113,16 @@ for _, i in ipairs(order) do
         jobs[#jobs + 1] = item
       end
       -- Anything else (cancelled while queued, expired) is simply dropped from the stream.
+  end
+end
+
+-- While the breaker refuses, hold back a bounded batch of what is queued, so those jobs show
+-- as scheduled with their retry time instead of looking stuck.
+if retry_after > 0 then
+  for i = 1, 3 do
+    for _, ref in ipairs(read(KEYS[i], 200)) do
+      local job = prefix .. 'job:' .. ref
+      if redis.call('HGET', job, 'state') == S.queued then hold(ref, job, retry_after) end
     end
   end
 end
@@ -81,4 +140,4 @@ if #jobs < want then
     last[i] = id
   end
 end
-return { jobs, last }
+return { jobs, last, retry_after, transitions }

@@ -3,30 +3,46 @@
 -- schedule a retry or file a dead letter, and set the retention TTLs.
 -- KEYS[1] leases zset  KEYS[2] counts hash  KEYS[3] scheduled zset  KEYS[4] dead zset
 -- KEYS[5] job key prefix  KEYS[6..8] streams high, normal, low  KEYS[9] run-samples list
+-- KEYS[10..13] breaker state hash, history list, probes zset, window zset
 -- ARGV[1] result ttl ms  ARGV[2] dead ttl ms  ARGV[3] max events  ARGV[4] notify channel
--- ARGV[5] tool name, then groups of 6: ref, fence, outcome, result json, error json, delay ms
+-- ARGV[5] tool name  ARGV[6] breaker settings JSON  ARGV[7] worker id, then groups of 8:
+-- ref, fence, outcome, result json, error json, delay ms, breaker outcome
+-- ('success' | 'failure' | 'ignored'), breaker reason
+-- Each fenced outcome is also reported to the tool's breaker (lib.lua, prepended) under the
+-- generation the job was admitted in, so a result from before a trip cannot move it.
 -- outcome: 'succeeded' | 'failed' | 'cancelled' | 'retry' (scheduled after delay if attempts
 -- remain, else failed) | 'handback' (worker shutting down: queued again at once, the attempt
 -- does not count)
--- Returns one status per job: the new state, or 'stale' when the fence no longer matches.
+-- Returns {statuses, breaker results, transitions}: one status per job (the new state, or
+-- 'stale' when the fence no longer matches), the breaker's label per job as recorded ('' for
+-- stale), and the breaker transitions made here as JSON.
 
 local leases, counts, sched, dead, prefix = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local result_ttl, dead_ttl = tonumber(ARGV[1]), tonumber(ARGV[2])
 local maxlen, channel, tool = tonumber(ARGV[3]), ARGV[4], ARGV[5]
 local streams = { high = KEYS[6], normal = KEYS[7], low = KEYS[8] }
+local bk = { state = KEYS[10], hist = KEYS[11], probes = KEYS[12], window = KEYS[13] }
+local cfg = cjson.decode(ARGV[6])
+local worker = ARGV[7]
 local now = now_ms()
-local out = {}
+local out, recorded, transitions = {}, {}, {}
 
-for i = 6, #ARGV, 6 do
+for i = 8, #ARGV, 8 do
   local ref, fence, outcome = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local result, err, delay = ARGV[i + 3], ARGV[i + 4], tonumber(ARGV[i + 5])
+  local b_outcome, b_reason = ARGV[i + 6], ARGV[i + 7]
   local job = prefix .. 'job:' .. ref
   local ev = prefix .. 'ev:' .. ref
   local h = redis.call('HMGET', job, 'fence', 'state', 'cancel_requested', 'attempt',
-    'max_attempts', 'started_ms', 'priority')
+    'max_attempts', 'started_ms', 'priority', 'bgen', 'probe')
   if h[1] ~= fence or h[2] ~= S.running then
     out[#out + 1] = 'stale'
+    recorded[#recorded + 1] = ''
   else
+    local tr, label = breaker_record(bk, cfg, now, tonumber(h[8] or '0'), b_outcome, worker,
+      h[9] or '', b_reason)
+    recorded[#recorded + 1] = label
+    if tr then transitions[#transitions + 1] = breaker_transition_json(tr) end
     if h[3] == '1' and outcome ~= S.succeeded then
       outcome = S.cancelled
     end
@@ -71,4 +87,4 @@ for i = 6, #ARGV, 6 do
   end
 end
 redis.call('ZREMRANGEBYSCORE', dead, '-inf', now - dead_ttl)
-return out
+return { out, recorded, transitions }

@@ -83,4 +83,6 @@ for _, ref in ipairs(redis.call('ZRANGEBYSCORE', leases, '-inf', now, 'LIMIT', 0
     taken[#taken + 1] = { ref, to }
   end
 end
+-- Dead letters past their retention leave the listing even when no job finishes.
+redis.call('ZREMRANGEBYSCORE', dead, '-inf', now - dead_ttl)
 return { promoted, taken }

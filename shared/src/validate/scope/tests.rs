@@ -133,11 +133,22 @@ fn cidr_size_cap_names_the_limit_and_honours_the_override() {
 }
 
 #[test]
+fn a_bare_name_in_the_list_allows_exactly_that_name() {
+    let policy = TargetPolicy::parse("10.0.0.0/8,scanner.lab.internal", "", 1024).unwrap();
+    policy.check(&target("scanner.lab.internal"), None).unwrap();
+    assert!(
+        policy
+            .check(&target("x.scanner.lab.internal"), None)
+            .is_err()
+    );
+    assert!(policy.check(&target("other.lab.internal"), None).is_err());
+}
+
+#[test]
 fn policy_parse_refuses_bad_entries() {
     for (allow, deny) in [
         ("10.0.0.5/8", ""),
         ("010.0.0.0/8", ""),
-        ("lab.internal", ""),
         (".lab..internal", ""),
         ("::1", ""),
         ("", "not an entry!"),

@@ -1,0 +1,16 @@
+# Multi-stage build of both scanq binaries.
+FROM rust:1-bookworm AS build
+WORKDIR /src
+COPY . .
+RUN cargo build --release --bins -p scanq-api -p scanq-worker
+
+FROM debian:bookworm-slim AS runtime
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends nmap ca-certificates tini \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --uid 10001 --home /nonexistent --shell /usr/sbin/nologin scanq \
+ && useradd --system --uid 10002 --home /nonexistent --shell /usr/sbin/nologin scanq-tool
+COPY --from=build /src/target/release/scanq-api /src/target/release/scanq-worker /usr/local/bin/
+USER scanq
+ENTRYPOINT ["/usr/bin/tini", "--"]
+CMD ["scanq-api"]

@@ -1,0 +1,28 @@
+//! The audit trail: one structured log line (`audit = <action>`) per submit, cancel, retry and
+//! admin action, naming the token (never the token itself), tenant, correlation ID, tool, target
+//! and outcome. The target's field is `scan_target`: `target` is the log line's own (module)
+//! field in JSON logs.
+
+use crate::extract::Caller;
+
+/// What was acted on; fields unknown to the action stay empty.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Subject<'a> {
+    pub correlation_id: &'a str,
+    pub tool: &'a str,
+    pub target: &'a str,
+}
+
+/// Writes the audit line.
+pub fn record(action: &'static str, caller: &Caller, subject: Subject<'_>, outcome: &str) {
+    tracing::info!(
+        audit = action,
+        token = %caller.name,
+        tenant = %caller.tenant,
+        correlation_id = subject.correlation_id,
+        tool = subject.tool,
+        scan_target = subject.target,
+        outcome,
+        "Audit"
+    );
+}

@@ -1,0 +1,111 @@
+//! Authentication and authorization (DESIGN §2, §8).
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`tokens`] | the tokens file: entries, scopes, tenant caps, hashing and lookup |
+//! | [`layer`] | the middleware: bearer token → `Caller`, scope per route, request rate |
+//!
+//! With a tokens file (`SCANQ_API_TOKENS_FILE`) every `/v1` and `/mcp` request needs
+//! `Authorization: Bearer <token>`; the file is read again on SIGHUP ([`Auth::reload`]), and a
+//! file that fails to parse leaves the previous tokens in force. Without one the API is *open*:
+//! everyone is the `default` tenant with every scope, which `run` allows only on loopback.
+
+pub mod layer;
+pub mod tokens;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use scanq::config::Config;
+use scanq::domain::TenantId;
+use scanq::scripts::{Rate, TenantCaps};
+
+pub use tokens::{Scope, Scopes, Token, TokenSet, entry_toml, generate_token, hash_token};
+
+/// The tokens in force, swapped whole on reload.
+#[derive(Debug)]
+pub struct Auth {
+    path: Option<PathBuf>,
+    set: RwLock<Arc<TokenSet>>,
+}
+
+impl Auth {
+    /// Open mode: no tokens file.
+    pub fn open() -> Self {
+        Self {
+            path: None,
+            set: RwLock::new(Arc::new(TokenSet::default())),
+        }
+    }
+
+    /// Loads the tokens file, or open mode when there is none.
+    pub fn load(path: Option<&Path>) -> Result<Self, String> {
+        let Some(path) = path else {
+            return Ok(Self::open());
+        };
+        let set = TokenSet::load(path)?;
+        if set.is_empty() {
+            tracing::warn!(path = %path.display(), "Tokens file lists no token; every /v1 request will get 401");
+        }
+        Ok(Self {
+            path: Some(path.to_owned()),
+            set: RwLock::new(Arc::new(set)),
+        })
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.path.is_none()
+    }
+
+    /// The tokens in force now.
+    pub fn current(&self) -> Arc<TokenSet> {
+        self.set.read().expect("tokens lock").clone()
+    }
+
+    /// Reads the file again; on error the previous tokens stay in force. Returns how many
+    /// tokens are in force.
+    pub fn reload(&self) -> Result<usize, String> {
+        let Some(path) = &self.path else {
+            return Ok(0);
+        };
+        let set = TokenSet::load(path)?;
+        let n = set.len();
+        *self.set.write().expect("tokens lock") = Arc::new(set);
+        Ok(n)
+    }
+
+    /// Reloads and logs the outcome (the SIGHUP handler).
+    pub fn reload_logged(&self) {
+        match self.reload() {
+            Ok(_) if self.is_open() => {
+                tracing::info!("SIGHUP: no tokens file configured; nothing to reload")
+            }
+            Ok(tokens) => tracing::info!(tokens, "Tokens file reloaded"),
+            Err(error) => {
+                tracing::error!(%error, "Tokens file reload failed; the previous tokens stay in force")
+            }
+        }
+    }
+
+    /// The request rate of a token: its own, else the configured default; None = unlimited.
+    pub fn rate_for(&self, token: &Token, cfg: &Config) -> Option<Rate> {
+        let rate = token.rate.unwrap_or(Rate {
+            per_sec: cfg.rate_limit_per_sec,
+            burst: cfg.rate_limit_burst,
+        });
+        (rate.per_sec > 0.0).then_some(rate)
+    }
+
+    /// The caps of a tenant, or None in open mode (one tenant: only the per-tool queue length
+    /// applies).
+    pub fn caps_for(&self, tenant: &TenantId, cfg: &Config) -> Option<TenantCaps> {
+        if self.is_open() {
+            return None;
+        }
+        let limits = self.current().tenant_limits(tenant);
+        Some(TenantCaps {
+            max_queued: limits.max_queued.unwrap_or(cfg.tenant_max_queued),
+            max_running: limits.max_running.unwrap_or(cfg.tenant_max_running),
+        })
+    }
+}

@@ -1,0 +1,466 @@
+//! The tokens file (`SCANQ_API_TOKENS_FILE`, TOML): who may call, for which tenant, with which
+//! scopes and limits. Only the SHA-256 of each token is stored; a presented token is hashed and
+//! compared with every entry in constant time.
+//!
+//! ```toml
+//! [[tokens]]
+//! name = "ci"                  # shown in logs and audit lines; unique
+//! tenant = "blue"              # every job it submits belongs to this tenant
+//! scopes = ["submit", "read"]  # submit, read, cancel, admin (admin implies all, any tenant)
+//! sha256 = "9f86d0…"           # from `scanq-api token new`
+//! rate_per_sec = 5             # optional: this token's request rate (default: config)
+//! burst = 10                   # optional: its burst
+//!
+//! [tenants.blue]               # optional caps for a tenant (default: config)
+//! max_queued = 100
+//! max_running = 10
+//! ```
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::path::Path;
+
+use scanq::domain::TenantId;
+use scanq::scripts::Rate;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+/// What a token may do. `admin` implies every other scope and every tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scope {
+    Submit,
+    Read,
+    Cancel,
+    Admin,
+}
+
+impl Scope {
+    pub const ALL: [Scope; 4] = [Scope::Submit, Scope::Read, Scope::Cancel, Scope::Admin];
+    pub const ACCEPTED: &'static str = "submit, read, cancel, admin";
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Submit => "submit",
+            Self::Read => "read",
+            Self::Cancel => "cancel",
+            Self::Admin => "admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|x| x.as_str() == s)
+            .ok_or_else(|| format!("unknown scope `{s}`; accepted: {}", Self::ACCEPTED))
+    }
+
+    fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A set of scopes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Scopes(u8);
+
+impl Scopes {
+    /// Every scope (the open-mode caller).
+    pub fn all() -> Self {
+        Self::from_iter(Scope::ALL)
+    }
+
+    /// Whether `scope` is granted (directly or through `admin`).
+    pub fn allows(self, scope: Scope) -> bool {
+        self.0 & (scope.bit() | Scope::Admin.bit()) != 0
+    }
+
+    pub fn is_admin(self) -> bool {
+        self.0 & Scope::Admin.bit() != 0
+    }
+
+    /// Parses `submit,read` (comma-separated).
+    pub fn parse_list(s: &str) -> Result<Self, String> {
+        let scopes: Vec<Scope> = s
+            .split(',')
+            .map(str::trim)
+            .filter(|x| !x.is_empty())
+            .map(Scope::parse)
+            .collect::<Result<_, _>>()?;
+        if scopes.is_empty() {
+            return Err(format!("give at least one scope: {}", Scope::ACCEPTED));
+        }
+        Ok(Self::from_iter(scopes))
+    }
+
+    pub fn iter(self) -> impl Iterator<Item = Scope> {
+        Scope::ALL
+            .into_iter()
+            .filter(move |s| self.0 & s.bit() != 0)
+    }
+}
+
+impl FromIterator<Scope> for Scopes {
+    fn from_iter<I: IntoIterator<Item = Scope>>(iter: I) -> Self {
+        Self(iter.into_iter().fold(0, |acc, s| acc | s.bit()))
+    }
+}
+
+/// SHA-256 of a token, lowercase hex (what the tokens file stores).
+pub fn hash_token(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// A checked token entry.
+#[derive(Clone)]
+pub struct Token {
+    pub name: String,
+    pub tenant: TenantId,
+    pub scopes: Scopes,
+    pub rate: Option<Rate>,
+    digest: [u8; 32],
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Token")
+            .field("name", &self.name)
+            .field("tenant", &self.tenant)
+            .field("scopes", &self.scopes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Caps of one tenant from the file; unset values fall back to the configuration.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantLimits {
+    pub max_queued: Option<u64>,
+    pub max_running: Option<u64>,
+}
+
+/// Every token of one version of the file.
+#[derive(Debug, Default)]
+pub struct TokenSet {
+    tokens: Vec<Token>,
+    tenants: HashMap<TenantId, TenantLimits>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    tokens: Vec<RawToken>,
+    #[serde(default)]
+    tenants: BTreeMap<String, TenantLimits>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawToken {
+    name: String,
+    tenant: String,
+    scopes: Vec<String>,
+    sha256: String,
+    rate_per_sec: Option<f64>,
+    burst: Option<u32>,
+}
+
+/// A token name: it appears in logs and in a Redis key.
+pub fn check_name(name: &str) -> Result<(), String> {
+    let ok = |c: char| c.is_ascii_alphanumeric() || "._-".contains(c);
+    if name.is_empty() || name.len() > 64 || !name.chars().all(ok) {
+        return Err(format!(
+            "token name `{name}` must be 1-64 characters from A-Z a-z 0-9 . _ -"
+        ));
+    }
+    Ok(())
+}
+
+impl TokenSet {
+    /// Reads and checks a tokens file; the error names the file and the entry.
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("tokens file {}: {e}", path.display()))?;
+        Self::parse(&text).map_err(|e| format!("tokens file {}: {e}", path.display()))
+    }
+
+    pub fn parse(text: &str) -> Result<Self, String> {
+        // The message and line only: toml's full error quotes the line, which could be a
+        // plaintext token pasted by mistake.
+        let raw: RawFile = toml::from_str(text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].lines().count().max(1));
+            match line {
+                Some(n) => format!("line {n}: {}", e.message()),
+                None => e.message().to_owned(),
+            }
+        })?;
+        let mut names = HashSet::new();
+        let mut digests = HashSet::new();
+        let mut tokens = Vec::with_capacity(raw.tokens.len());
+        for (i, t) in raw.tokens.into_iter().enumerate() {
+            let at = format!("token #{} (`{}`)", i + 1, t.name);
+            check_name(&t.name).map_err(|e| format!("{at}: {e}"))?;
+            if !names.insert(t.name.clone()) {
+                return Err(format!(
+                    "{at}: the name is used twice; names must be unique"
+                ));
+            }
+            let tenant = TenantId::parse(&t.tenant).map_err(|e| format!("{at}: {e}"))?;
+            let scopes =
+                Scopes::parse_list(&t.scopes.join(",")).map_err(|e| format!("{at}: {e}"))?;
+            let digest = decode_digest(&t.sha256).map_err(|e| format!("{at}: {e}"))?;
+            if !digests.insert(digest) {
+                return Err(format!("{at}: the same token is listed twice"));
+            }
+            let rate = match (t.rate_per_sec, t.burst) {
+                (None, None) => None,
+                (per_sec, burst) => {
+                    let per_sec = per_sec.unwrap_or(1.0);
+                    if !(0.0..=1e6).contains(&per_sec) {
+                        return Err(format!(
+                            "{at}: rate_per_sec {per_sec} is out of range; accepted: 0..=1000000 (0 = no limit)"
+                        ));
+                    }
+                    let burst = burst.unwrap_or_else(|| (per_sec * 2.0).ceil().max(1.0) as u32);
+                    if burst == 0 {
+                        return Err(format!("{at}: burst must be at least 1"));
+                    }
+                    Some(Rate { per_sec, burst })
+                }
+            };
+            tokens.push(Token {
+                name: t.name,
+                tenant,
+                scopes,
+                rate,
+                digest,
+            });
+        }
+        let mut tenants = HashMap::new();
+        for (name, limits) in raw.tenants {
+            let tenant = TenantId::parse(&name).map_err(|e| format!("[tenants.{name}]: {e}"))?;
+            if limits.max_queued == Some(0) {
+                return Err(format!("[tenants.{name}]: max_queued must be at least 1"));
+            }
+            tenants.insert(tenant, limits);
+        }
+        Ok(Self { tokens, tenants })
+    }
+
+    /// The entry whose digest matches the presented token. Every entry is compared (in
+    /// constant time each), so the time taken does not depend on which entry matched.
+    pub fn find(&self, presented: &str) -> Option<&Token> {
+        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        let mut found = None;
+        for t in &self.tokens {
+            let hit = t.digest.ct_eq(&digest);
+            if bool::from(hit) {
+                found = Some(t);
+            }
+        }
+        found
+    }
+
+    pub fn len(&self) -> usize {
+        self.tokens.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tokens.is_empty()
+    }
+
+    pub fn tenant_limits(&self, tenant: &TenantId) -> TenantLimits {
+        self.tenants.get(tenant).copied().unwrap_or_default()
+    }
+}
+
+fn decode_digest(hex_digest: &str) -> Result<[u8; 32], String> {
+    let bytes = hex::decode(hex_digest.trim())
+        .ok()
+        .filter(|b| b.len() == 32)
+        .ok_or("sha256 must be 64 hex digits (the line `scanq-api token new` prints)")?;
+    let mut out = [0u8; 32];
+    out.copy_from_slice(&bytes);
+    Ok(out)
+}
+
+/// A fresh random token: `sq_` and 64 hex digits (256 bits from the OS).
+pub fn generate_token() -> Result<String, String> {
+    let mut bytes = [0u8; 32];
+    getrandom::getrandom(&mut bytes).map_err(|e| format!("no randomness from the OS: {e}"))?;
+    Ok(format!("sq_{}", hex::encode(bytes)))
+}
+
+/// The `[[tokens]]` entry for a token, as `scanq-api token new` prints it.
+pub fn entry_toml(name: &str, tenant: &TenantId, scopes: Scopes, token: &str) -> String {
+    let scopes: Vec<String> = scopes.iter().map(|s| format!("\"{s}\"")).collect();
+    format!(
+        "[[tokens]]\nname = \"{name}\"\ntenant = \"{tenant}\"\nscopes = [{}]\nsha256 = \"{}\"\n",
+        scopes.join(", "),
+        hash_token(token)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(entries: &str) -> String {
+        entries.to_owned()
+    }
+
+    #[test]
+    fn a_listed_token_is_found_by_its_plaintext_and_nothing_else_is() {
+        let token = generate_token().unwrap();
+        let tenant = TenantId::parse("blue").unwrap();
+        let set = TokenSet::parse(&entry_toml(
+            "ci",
+            &tenant,
+            Scopes::parse_list("submit,read").unwrap(),
+            &token,
+        ))
+        .unwrap();
+
+        let found = set.find(&token).expect("found");
+        assert_eq!(found.name, "ci");
+        assert_eq!(found.tenant, tenant);
+        assert!(found.scopes.allows(Scope::Submit) && found.scopes.allows(Scope::Read));
+        assert!(!found.scopes.allows(Scope::Cancel));
+        assert!(set.find("sq_wrong").is_none());
+        assert!(set.find(&token[..token.len() - 1]).is_none());
+        assert!(set.find("").is_none());
+    }
+
+    #[test]
+    fn generated_tokens_are_fresh_and_long() {
+        let a = generate_token().unwrap();
+        let b = generate_token().unwrap();
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 3 + 64);
+        assert!(a.starts_with("sq_"));
+    }
+
+    #[test]
+    fn admin_implies_every_scope() {
+        let admin = Scopes::parse_list("admin").unwrap();
+        assert!(Scope::ALL.iter().all(|s| admin.allows(*s)));
+        assert!(admin.is_admin());
+        assert!(!Scopes::parse_list("read").unwrap().is_admin());
+    }
+
+    #[test]
+    fn bad_entries_are_refused_with_the_entry_named() {
+        let digest = hash_token("x");
+        let cases = [
+            (
+                format!(
+                    "[[tokens]]\nname=\"a b\"\ntenant=\"t\"\nscopes=[\"read\"]\nsha256=\"{digest}\""
+                ),
+                "token name",
+            ),
+            (
+                format!(
+                    "[[tokens]]\nname=\"a\"\ntenant=\"t/x\"\nscopes=[\"read\"]\nsha256=\"{digest}\""
+                ),
+                "tenant",
+            ),
+            (
+                format!(
+                    "[[tokens]]\nname=\"a\"\ntenant=\"t\"\nscopes=[\"write\"]\nsha256=\"{digest}\""
+                ),
+                "unknown scope `write`",
+            ),
+            (
+                format!("[[tokens]]\nname=\"a\"\ntenant=\"t\"\nscopes=[]\nsha256=\"{digest}\""),
+                "at least one scope",
+            ),
+            (
+                "[[tokens]]\nname=\"a\"\ntenant=\"t\"\nscopes=[\"read\"]\nsha256=\"abc\"".into(),
+                "64 hex digits",
+            ),
+            (
+                format!(
+                    "[[tokens]]\nname=\"a\"\ntenant=\"t\"\nscopes=[\"read\"]\nsha256=\"{digest}\"\ncolour=1"
+                ),
+                "unknown field",
+            ),
+            (
+                format!(
+                    "[[tokens]]\nname=\"a\"\ntenant=\"t\"\nscopes=[\"read\"]\nsha256=\"{digest}\"\n\
+                     [[tokens]]\nname=\"a\"\ntenant=\"u\"\nscopes=[\"read\"]\nsha256=\"{}\"",
+                    hash_token("y")
+                ),
+                "used twice",
+            ),
+            (
+                format!(
+                    "[[tokens]]\nname=\"a\"\ntenant=\"t\"\nscopes=[\"read\"]\nsha256=\"{digest}\"\n\
+                     [[tokens]]\nname=\"b\"\ntenant=\"u\"\nscopes=[\"read\"]\nsha256=\"{digest}\""
+                ),
+                "listed twice",
+            ),
+            ("[tenants.blue]\nmax_queued = 0".into(), "max_queued"),
+        ];
+        for (text, expected) in cases {
+            let err = TokenSet::parse(&file(&text)).unwrap_err();
+            assert!(err.contains(expected), "{text}\n→ {err}");
+        }
+    }
+
+    #[test]
+    fn errors_never_quote_the_file() {
+        let token = generate_token().unwrap();
+        for text in [
+            format!("[[tokens]]\nname=\"a\"\ntenant=\"t\"\nscopes=[\"read\"]\nsha256=\"{token}\""),
+            format!("[[tokens]]\nname=\"a\"\ntenant=\"t\"\nscopes=[\"read\"]\nsha256={token}"),
+        ] {
+            let err = TokenSet::parse(&text).unwrap_err();
+            assert!(!err.contains(&token[3..20]), "{err}");
+        }
+    }
+
+    #[test]
+    fn limits_come_from_the_entry_and_the_tenant_table() {
+        let text = format!(
+            "[[tokens]]\nname=\"a\"\ntenant=\"blue\"\nscopes=[\"read\"]\nsha256=\"{}\"\nrate_per_sec=2\n\
+             [tenants.blue]\nmax_queued=3\n",
+            hash_token("tok")
+        );
+        let set = TokenSet::parse(&text).unwrap();
+        let t = set.find("tok").unwrap();
+        assert_eq!(
+            t.rate,
+            Some(Rate {
+                per_sec: 2.0,
+                burst: 4
+            })
+        );
+        let blue = set.tenant_limits(&TenantId::parse("blue").unwrap());
+        assert_eq!(blue.max_queued, Some(3));
+        assert_eq!(blue.max_running, None);
+        assert_eq!(
+            set.tenant_limits(&TenantId::parse("red").unwrap()),
+            TenantLimits::default()
+        );
+    }
+
+    #[test]
+    fn debug_output_never_shows_the_digest() {
+        let set = TokenSet::parse(&format!(
+            "[[tokens]]\nname=\"a\"\ntenant=\"t\"\nscopes=[\"read\"]\nsha256=\"{}\"",
+            hash_token("tok")
+        ))
+        .unwrap();
+        let dbg = format!("{:?}", set.find("tok").unwrap());
+        assert!(!dbg.contains(&hash_token("tok")[..8]), "{dbg}");
+    }
+}

@@ -1,0 +1,300 @@
+//! The checks behind `GET /health` (DESIGN §7). They run concurrently, each under its own
+//! timeout, and each carries a priority: a failed *critical* check makes the service unhealthy
+//! (503), a failed *important* one degraded (200), and an *informational* one only reports.
+//!
+//! | check | priority | passes when |
+//! |---|---|---|
+//! | `redis` | critical | Redis answers `PING` and the scripts are loaded |
+//! | `workers` | important | at least one worker's heartbeat is live |
+//! | `tool_binaries` | important | every enabled catalog tool is present on some live worker |
+//! | `cpu`, `memory`, `disk` | informational | use is at or under `health_*_percent` |
+
+use std::future::Future;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use sysinfo::{Disks, System};
+
+use crate::state::AppState;
+
+/// How long any one check may take before it counts as failed.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    Critical,
+    Important,
+    Informational,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Healthy,
+    Degraded,
+    Unhealthy,
+}
+
+/// One check's outcome.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub name: &'static str,
+    pub priority: Priority,
+    /// `pass` or `fail`.
+    pub status: &'static str,
+    pub duration_ms: u64,
+    pub detail: String,
+    /// The measured value, for checks against a threshold (percent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub observed: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f64>,
+}
+
+/// Every check and the verdict drawn from them.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub status: Status,
+    pub checks: Vec<Check>,
+}
+
+/// What a check found: passed or not, a sentence, and optionally a measured value.
+struct Finding {
+    ok: bool,
+    detail: String,
+    observed: Option<(f64, f64)>,
+}
+
+impl Finding {
+    fn new(ok: bool, detail: impl Into<String>) -> Self {
+        Self {
+            ok,
+            detail: detail.into(),
+            observed: None,
+        }
+    }
+
+    fn into_check(self, name: &'static str, priority: Priority, duration_ms: u64) -> Check {
+        Check {
+            name,
+            priority,
+            status: if self.ok { "pass" } else { "fail" },
+            duration_ms,
+            detail: self.detail,
+            observed: self.observed.map(|(v, _)| (v * 10.0).round() / 10.0),
+            threshold: self.observed.map(|(_, t)| t),
+        }
+    }
+}
+
+async fn timed(
+    name: &'static str,
+    priority: Priority,
+    check: impl Future<Output = Finding>,
+) -> Check {
+    let start = Instant::now();
+    let finding = tokio::time::timeout(CHECK_TIMEOUT, check)
+        .await
+        .unwrap_or_else(|_| {
+            Finding::new(
+                false,
+                format!("no answer within {} ms", CHECK_TIMEOUT.as_millis()),
+            )
+        });
+    finding.into_check(name, priority, start.elapsed().as_millis() as u64)
+}
+
+/// Runs every check concurrently.
+pub async fn run(state: &AppState) -> Report {
+    let (redis, workers, binaries, system) = tokio::join!(
+        timed("redis", Priority::Critical, redis(state)),
+        timed("workers", Priority::Important, workers(state)),
+        timed("tool_binaries", Priority::Important, binaries(state)),
+        system(state),
+    );
+    let mut checks = vec![redis, workers, binaries];
+    checks.extend(system);
+    let failed = |p: Priority| checks.iter().any(|c| c.priority == p && c.status == "fail");
+    let status = if failed(Priority::Critical) {
+        Status::Unhealthy
+    } else if failed(Priority::Important) {
+        Status::Degraded
+    } else {
+        Status::Healthy
+    };
+    Report { status, checks }
+}
+
+async fn redis(state: &AppState) -> Finding {
+    match state.queue().ready().await {
+        Ok(true) => Finding::new(true, "reachable, scripts loaded"),
+        Ok(false) => Finding::new(false, "reachable, but the scripts are not loaded"),
+        Err(err) => {
+            tracing::warn!(error = %err, "Health: Redis unreachable");
+            Finding::new(false, "unreachable")
+        }
+    }
+}
+
+async fn workers(state: &AppState) -> Finding {
+    match state.inner.stats.workers().await {
+        Ok(w) if w.is_empty() => Finding::new(
+            false,
+            "no live worker: submitted jobs wait until a worker starts",
+        ),
+        Ok(w) => Finding::new(true, format!("{} live", w.len())),
+        Err(_) => Finding::new(false, "cannot read heartbeats: Redis unreachable"),
+    }
+}
+
+async fn binaries(state: &AppState) -> Finding {
+    let workers = match state.inner.stats.workers().await {
+        Ok(w) => w,
+        Err(_) => return Finding::new(false, "cannot read heartbeats: Redis unreachable"),
+    };
+    let missing: Vec<&str> = state
+        .inner
+        .catalog
+        .tools()
+        .filter(|(_, spec)| spec.enabled)
+        .map(|(name, _)| name.as_str())
+        .filter(|name| {
+            !workers
+                .iter()
+                .any(|w| w.tools.get(*name).copied().unwrap_or(false))
+        })
+        .collect();
+    if missing.is_empty() {
+        Finding::new(true, "every tool is present on a live worker")
+    } else {
+        Finding::new(
+            false,
+            format!("no live worker can run: {}", missing.join(", ")),
+        )
+    }
+}
+
+/// CPU, memory and disk, measured together on a blocking thread.
+async fn system(state: &AppState) -> Vec<Check> {
+    let cfg = &state.inner.cfg;
+    let limits = [
+        ("cpu", f64::from(cfg.health_cpu_percent)),
+        ("memory", f64::from(cfg.health_memory_percent)),
+        ("disk", f64::from(cfg.health_disk_percent)),
+    ];
+    let start = Instant::now();
+    let probe = state.clone();
+    let sample = tokio::time::timeout(
+        CHECK_TIMEOUT,
+        tokio::task::spawn_blocking(move || probe.inner.system.sample()),
+    )
+    .await;
+    let duration_ms = start.elapsed().as_millis() as u64;
+    let values: [Result<(f64, String), String>; 3] = match sample {
+        Ok(Ok(s)) => [
+            Ok((s.cpu_percent, "CPU use over the last interval".into())),
+            Ok((s.memory_percent, "memory in use".into())),
+            s.disk_percent
+                .map(|(p, mount)| (p, format!("disk of {mount} in use")))
+                .ok_or_else(|| "no disk found for the temporary directory".to_owned()),
+        ],
+        _ => std::array::from_fn(|_| Err("system probe did not answer in time".to_owned())),
+    };
+    limits
+        .into_iter()
+        .zip(values)
+        .map(|((name, limit), value)| {
+            let finding = match value {
+                Ok((v, what)) => Finding {
+                    ok: v <= limit,
+                    detail: format!("{what}: {v:.1}% (threshold {limit}%)"),
+                    observed: Some((v, limit)),
+                },
+                Err(e) => Finding::new(false, e),
+            };
+            finding.into_check(name, Priority::Informational, duration_ms)
+        })
+        .collect()
+}
+
+/// One measurement of the machine.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    pub cpu_percent: f64,
+    pub memory_percent: f64,
+    /// Use of the disk holding the temporary directory (where tools run), with its mount point.
+    pub disk_percent: Option<(f64, String)>,
+}
+
+/// The API's view of its machine. CPU use is measured between two refreshes, so the probe
+/// keeps its `System` and reports the use since the previous sample (at least sysinfo's
+/// minimum interval apart).
+pub struct SystemProbe {
+    inner: Mutex<(System, Disks, Instant)>,
+}
+
+impl Default for SystemProbe {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SystemProbe {
+    pub fn new() -> Self {
+        let mut sys = System::new();
+        sys.refresh_cpu_usage();
+        Self {
+            inner: Mutex::new((sys, Disks::new_with_refreshed_list(), Instant::now())),
+        }
+    }
+
+    /// Blocks for up to sysinfo's minimum CPU interval when sampled twice in quick succession.
+    pub fn sample(&self) -> Sample {
+        let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let (sys, disks, at) = &mut *guard;
+        let since = at.elapsed();
+        if since < sysinfo::MINIMUM_CPU_UPDATE_INTERVAL {
+            std::thread::sleep(sysinfo::MINIMUM_CPU_UPDATE_INTERVAL - since);
+        }
+        sys.refresh_cpu_usage();
+        *at = Instant::now();
+        sys.refresh_memory();
+        disks.refresh(true);
+        let percent = |used: u64, total: u64| {
+            if total == 0 {
+                0.0
+            } else {
+                used as f64 * 100.0 / total as f64
+            }
+        };
+        let memory_percent = percent(
+            sys.total_memory().saturating_sub(sys.available_memory()),
+            sys.total_memory(),
+        );
+        let tmp = std::env::temp_dir();
+        let disk_percent = disks
+            .list()
+            .iter()
+            .filter(|d| tmp.starts_with(d.mount_point()) && d.total_space() > 0)
+            .max_by_key(|d| d.mount_point().as_os_str().len())
+            .map(|d| {
+                (
+                    percent(d.total_space() - d.available_space(), d.total_space()),
+                    d.mount_point().display().to_string(),
+                )
+            });
+        Sample {
+            cpu_percent: f64::from(sys.global_cpu_usage()),
+            memory_percent,
+            disk_percent,
+        }
+    }
+}
+
+impl std::fmt::Debug for SystemProbe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SystemProbe")
+    }
+}

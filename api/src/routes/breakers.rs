@@ -1,0 +1,112 @@
+//! Circuit breakers and cluster-wide tool switches (DESIGN §6): `GET /v1/breakers`,
+//! `GET /v1/breakers/{tool}`, `POST /v1/breakers/{tool}/{open|close|reset}`,
+//! `POST /v1/tools/{tool}/{enable|disable}`.
+
+use axum::extract::{Path, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use scanq::breaker::ForceAction;
+use scanq::domain::ToolName;
+use scanq::validate::ValidationError;
+use serde_json::{Value, json};
+
+use crate::error::AppError;
+use crate::extract::Caller;
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/breakers", get(list))
+        .route("/v1/breakers/{tool}", get(one))
+        .route("/v1/breakers/{tool}/{action}", post(force))
+        .route("/v1/tools/{tool}/{action}", post(switch))
+}
+
+fn tool_of(state: &AppState, tool: &str) -> Result<ToolName, AppError> {
+    let name = ToolName::parse(tool).map_err(|_| AppError::UnknownTool(tool.to_owned()))?;
+    state
+        .inner
+        .catalog
+        .get(&name)
+        .ok_or_else(|| AppError::UnknownTool(tool.to_owned()))?;
+    Ok(name)
+}
+
+async fn list(State(state): State<AppState>) -> Result<Json<Value>, AppError> {
+    let mut out = serde_json::Map::new();
+    for name in state.inner.catalog.names() {
+        let tool = tool_of(&state, &name)?;
+        let snap = state.queue().breaker_snapshot(&tool).await?;
+        out.insert(
+            name,
+            serde_json::to_value(snap).map_err(anyhow::Error::from)?,
+        );
+    }
+    Ok(Json(json!({ "breakers": out })))
+}
+
+async fn one(
+    State(state): State<AppState>,
+    Path(tool): Path<String>,
+) -> Result<Json<Value>, AppError> {
+    let tool = tool_of(&state, &tool)?;
+    let snap = state.queue().breaker_snapshot(&tool).await?;
+    Ok(Json(
+        serde_json::to_value(snap).map_err(anyhow::Error::from)?,
+    ))
+}
+
+async fn force(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((tool, action)): Path<(String, String)>,
+) -> Result<Json<Value>, AppError> {
+    let name = tool_of(&state, &tool)?;
+    let action: ForceAction = match action.as_str() {
+        "open" | "close" | "reset" => action.parse().map_err(|_| AppError::NotFound)?,
+        _ => {
+            return Err(AppError::Validation(ValidationError::new(
+                "action",
+                format!("`{action}` is not a breaker action"),
+                "one of: open, close, reset",
+            )));
+        }
+    };
+    let settings = &state.inner.catalog.get(&name).expect("checked").breaker;
+    let transition = state.queue().breaker_force(&name, settings, action).await?;
+    tracing::info!(audit = "breaker", token = %caller.name, tenant = %caller.tenant, tool = %name, action = action.as_str(), changed = transition.is_some(), "Breaker action");
+    if let Some(t) = &transition {
+        let m = &state.inner.metrics;
+        m.breaker_transitions
+            .with_label_values(&[name.as_str(), t.from.as_str(), t.to.as_str()])
+            .inc();
+        m.breaker_state
+            .with_label_values(&[name.as_str()])
+            .set(t.to.gauge_value());
+    }
+    state.inner.breaker_cache.forget(name.as_str());
+    let snap = state.queue().breaker_snapshot(&name).await?;
+    Ok(Json(json!({ "transition": transition, "breaker": snap })))
+}
+
+async fn switch(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((tool, action)): Path<(String, String)>,
+) -> Result<Json<Value>, AppError> {
+    let name = tool_of(&state, &tool)?;
+    let enabled = match action.as_str() {
+        "enable" => true,
+        "disable" => false,
+        _ => {
+            return Err(AppError::Validation(ValidationError::new(
+                "action",
+                format!("`{action}` is not a tool action"),
+                "one of: enable, disable",
+            )));
+        }
+    };
+    state.queue().set_tool_enabled(&name, enabled).await?;
+    tracing::info!(audit = "tool", token = %caller.name, tenant = %caller.tenant, tool = %name, enabled, "Tool switched");
+    Ok(Json(json!({ "tool": name, "enabled": enabled })))
+}

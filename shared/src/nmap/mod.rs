@@ -1,0 +1,25 @@
+//! Understanding nmap's output: the parsed report stored as a job's `result.parsed`
+//! ([`parse_xml`]) and live progress from its stdout while it runs ([`progress_parser`]).
+//!
+//! The worker runs nmap with `-oX - --stats-every 1s`, so stdout is one XML document with
+//! `<taskprogress>` elements interleaved. During the run the same bytes feed a
+//! [`ProgressParser`]; at the end they are parsed into an [`NmapReport`], which tolerates a
+//! cut-off document (timeout, cancel, output cap). Nothing here does I/O beyond reading the
+//! given reader. How progress is computed is described in `docs/nmap.md`.
+
+mod lines;
+mod progress;
+mod report;
+mod tags;
+mod xml;
+
+pub use lines::PercentLines;
+pub use progress::{
+    NmapProgress, PROGRESS_PARSER_NAMES, Progress, ProgressParser, progress_parser,
+    progress_parser_for_hosts,
+};
+pub use report::{
+    Address, ExtraPorts, Host, HostStatus, Hostname, NmapReport, OsMatch, Port, RunStats, Script,
+    Service,
+};
+pub use xml::{ParseError, parse_xml, parse_xml_bytes};

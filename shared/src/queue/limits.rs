@@ -1,0 +1,141 @@
+//! Fleet-wide limits, kept in Redis so that every API instance shares them: the per-token
+//! request bucket and the per-tenant cap on queued jobs (DESIGN §2: 429 with `Retry-After`).
+//!
+//! The tenant's queued set (`keys::tenant_queued`) holds the job keys of its waiting jobs. The
+//! API adds a job when it admits it and removes it when a submit creates nothing or a waiting job
+//! is cancelled; `tenant_admit.lua` drops entries whose job has moved on whenever the tenant
+//! looks full, so the count heals even where a script does not keep it. Workers keep the running
+//! set (`keys::tenant_running`) in their claim and completion scripts.
+
+use std::sync::LazyLock;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use redis::AsyncCommands;
+
+use super::{Queue, QueueError, Submitted};
+use crate::domain::{CorrelationId, TenantId, ToolName};
+use crate::keys::job_ref;
+use crate::request::JobSpec;
+use crate::scripts::{AdmitOutcome, LimitScripts, Rate, RateDecision, TenantCaps};
+
+static SCRIPTS: LazyLock<LimitScripts> = LazyLock::new(LimitScripts::new);
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl Queue {
+    /// Takes one request from the bucket of the token named `token`.
+    pub async fn take_request(&self, token: &str, rate: Rate) -> Result<RateDecision, QueueError> {
+        let mut con = self.connection().await?;
+        Ok(SCRIPTS
+            .take(&mut con, &self.keys.rate_limit(token), rate, None)
+            .await?)
+    }
+
+    /// [`Queue::submit`] under the tenant's cap on queued jobs: a tenant with `max_queued`
+    /// jobs waiting gets [`QueueError::TenantFull`].
+    pub async fn submit_within(
+        &self,
+        tenant: &TenantId,
+        spec: &JobSpec,
+        caps: TenantCaps,
+    ) -> Result<Submitted, QueueError> {
+        let mut spec = spec.clone();
+        let cid = spec
+            .correlation_id
+            .get_or_insert_with(CorrelationId::generate)
+            .clone();
+        let job_key = self.keys.tool(&spec.tool).job(&job_ref(tenant, &cid));
+        let admitted = {
+            let mut con = self.connection().await?;
+            SCRIPTS
+                .admit(
+                    &mut con,
+                    &self.keys.tenant_queued(tenant),
+                    &self.keys.tenant_running(tenant),
+                    &self.keys.tenant_limits(tenant),
+                    &job_key,
+                    self.job_ttl_ms,
+                    caps,
+                )
+                .await?
+        };
+        let added = match admitted {
+            AdmitOutcome::Full { queued } => {
+                return Err(QueueError::TenantFull {
+                    queued,
+                    cap: caps.max_queued,
+                });
+            }
+            AdmitOutcome::Admitted { added, .. } => added,
+        };
+        let out = self.submit(tenant, &spec).await;
+        let created = matches!(out, Ok(Submitted { created: true, .. }));
+        if added && !created {
+            // Nothing new waits: give the place back.
+            if let Err(err) = self.forget_queued(tenant, &spec.tool, &cid).await {
+                tracing::warn!(correlation_id = %cid, error = %err, "Could not release a tenant queue place");
+            }
+        }
+        out
+    }
+
+    /// Removes a job from its tenant's queued set (it was cancelled or never made).
+    pub async fn forget_queued(
+        &self,
+        tenant: &TenantId,
+        tool: &ToolName,
+        cid: &CorrelationId,
+    ) -> Result<(), QueueError> {
+        let mut con = self.connection().await?;
+        let job_key = self.keys.tool(tool).job(&job_ref(tenant, cid));
+        let _: i64 = con.zrem(self.keys.tenant_queued(tenant), job_key).await?;
+        Ok(())
+    }
+
+    /// Counts a job in its tenant's queued set again (a retry queued it).
+    pub async fn note_queued(
+        &self,
+        tenant: &TenantId,
+        tool: &ToolName,
+        cid: &CorrelationId,
+    ) -> Result<(), QueueError> {
+        let mut con = self.connection().await?;
+        let job_key = self.keys.tool(tool).job(&job_ref(tenant, cid));
+        let stale_after = now_ms() + self.job_ttl_ms;
+        let _: i64 = con
+            .zadd(self.keys.tenant_queued(tenant), job_key, stale_after)
+            .await?;
+        Ok(())
+    }
+
+    /// How many of the tenant's jobs the queued set counts now (stats, tests).
+    pub async fn tenant_queued(&self, tenant: &TenantId) -> Result<u64, QueueError> {
+        let mut con = self.connection().await?;
+        let key = self.keys.tenant_queued(tenant);
+        let _: i64 = con.zrembyscore(&key, "-inf", now_ms()).await?;
+        Ok(con.zcard(&key).await?)
+    }
+}
+
+/// Seconds to put in `Retry-After` for a refused request (at least 1).
+pub fn retry_after_secs(d: Duration) -> u64 {
+    d.as_millis().div_ceil(1000).max(1) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_rounds_up_to_whole_seconds() {
+        assert_eq!(retry_after_secs(Duration::from_millis(1)), 1);
+        assert_eq!(retry_after_secs(Duration::from_millis(1000)), 1);
+        assert_eq!(retry_after_secs(Duration::from_millis(1001)), 2);
+        assert_eq!(retry_after_secs(Duration::ZERO), 1);
+    }
+}

@@ -1,0 +1,134 @@
+//! Wrappers of the two fleet-wide limit scripts: the per-token request bucket
+//! (`lua/ratelimit.lua`) and the per-tenant queued cap (`lua/tenant_admit.lua`).
+
+use std::time::Duration;
+
+use redis::aio::ConnectionLike;
+use redis::{ErrorKind, RedisError, RedisResult, Script};
+
+/// A token bucket: `burst` requests at once, refilled at `per_sec`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rate {
+    pub per_sec: f64,
+    pub burst: u32,
+}
+
+/// What the bucket said about one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateDecision {
+    Allowed { remaining: u64 },
+    Limited { retry_after: Duration },
+}
+
+/// What the tenant's cap said about a new job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdmitOutcome {
+    /// `added`: false when the job was already counted (a resubmit of a waiting job).
+    Admitted {
+        queued: u64,
+        added: bool,
+    },
+    Full {
+        queued: u64,
+    },
+}
+
+/// Caps of one tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TenantCaps {
+    pub max_queued: u64,
+    /// Stored for the workers' claim step; 0 = no cap.
+    pub max_running: u64,
+}
+
+#[derive(Debug)]
+pub struct LimitScripts {
+    rate: Script,
+    admit: Script,
+}
+
+impl Default for LimitScripts {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn bad(what: &str) -> RedisError {
+    RedisError::from((
+        ErrorKind::UnexpectedReturnType,
+        "unexpected script reply",
+        what.to_owned(),
+    ))
+}
+
+impl LimitScripts {
+    pub fn new() -> Self {
+        Self {
+            rate: super::build(include_str!("lua/ratelimit.lua")),
+            admit: super::build(include_str!("lua/tenant_admit.lua")),
+        }
+    }
+
+    /// Takes one request from the bucket at `key`; `now_ms` overrides Redis's clock (tests).
+    pub async fn take(
+        &self,
+        con: &mut impl ConnectionLike,
+        key: &str,
+        rate: Rate,
+        now_ms: Option<u64>,
+    ) -> RedisResult<RateDecision> {
+        let (allowed, left, retry_ms): (i64, i64, i64) = self
+            .rate
+            .prepare_invoke()
+            .key(key)
+            .arg(rate.per_sec)
+            .arg(rate.burst)
+            .arg(1)
+            .arg(now_ms.map(|n| n.to_string()).unwrap_or_default())
+            .invoke_async(con)
+            .await?;
+        Ok(if allowed == 1 {
+            RateDecision::Allowed {
+                remaining: left.max(0) as u64,
+            }
+        } else {
+            RateDecision::Limited {
+                retry_after: Duration::from_millis(retry_ms.max(1) as u64),
+            }
+        })
+    }
+
+    /// Reserves a queued place for `job_key` under the tenant's cap.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn admit(
+        &self,
+        con: &mut impl ConnectionLike,
+        queued_key: &str,
+        running_key: &str,
+        caps_key: &str,
+        job_key: &str,
+        life_ms: u64,
+        caps: TenantCaps,
+    ) -> RedisResult<AdmitOutcome> {
+        let (word, n, added): (String, u64, i64) = self
+            .admit
+            .prepare_invoke()
+            .key(queued_key)
+            .key(running_key)
+            .key(caps_key)
+            .arg(job_key)
+            .arg(life_ms)
+            .arg(caps.max_queued)
+            .arg(caps.max_running)
+            .invoke_async(con)
+            .await?;
+        match word.as_str() {
+            "admitted" => Ok(AdmitOutcome::Admitted {
+                queued: n,
+                added: added == 1,
+            }),
+            "full" => Ok(AdmitOutcome::Full { queued: n }),
+            _ => Err(bad("tenant_admit")),
+        }
+    }
+}

@@ -1,0 +1,313 @@
+//! Fleet-wide numbers read from Redis: per-tool counts by state, queue depth, the age of the
+//! oldest ready job, percentiles of recent queue waits and run times (`GET /v1/stats`), the
+//! gauges the API sets when `/metrics` is scraped, and the live workers (`GET /v1/workers`).
+//!
+//! Everything here only reads, and every read is O(1) or bounded: the scripts keep the counts
+//! hash exact, the sample lists capped at 1000 (`claim.lua` pushes queue waits, `complete.lua`
+//! run times), and the oldest ready job is the first entry of each priority stream (claimed
+//! entries are deleted by `claim.lua`, so the first entry is the oldest one not yet taken).
+//! Clocks are Redis's (`TIME`), the same clock that stamps stream ids and heartbeats.
+
+use std::collections::BTreeMap;
+
+use deadpool_redis::Pool;
+use redis::streams::StreamRangeReply;
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{JobState, ToolName};
+use crate::keys::{Keys, ToolKeys};
+use crate::queue::QueueError;
+
+/// Percentiles of one capped sample list, in milliseconds (`None` without samples).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Percentiles {
+    /// How many samples the percentiles were taken over (at most 1000, the newest).
+    pub samples: usize,
+    pub p50_ms: Option<u64>,
+    pub p95_ms: Option<u64>,
+    pub p99_ms: Option<u64>,
+}
+
+impl Percentiles {
+    /// Nearest-rank percentiles: the smallest sample with at least q·n samples at or below it.
+    pub fn of(mut samples: Vec<u64>) -> Self {
+        samples.sort_unstable();
+        let n = samples.len();
+        let rank = |q: f64| -> Option<u64> {
+            if n == 0 {
+                return None;
+            }
+            let idx = ((q * n as f64).ceil() as usize).clamp(1, n) - 1;
+            Some(samples[idx])
+        };
+        Self {
+            samples: n,
+            p50_ms: rank(0.50),
+            p95_ms: rank(0.95),
+            p99_ms: rank(0.99),
+        }
+    }
+}
+
+/// Queue depth and the age of the oldest ready job of one tool (what `/metrics` exports).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct QueueGauge {
+    pub tool: String,
+    /// Jobs queued or scheduled (the number the queue-length limit is checked against).
+    pub depth: i64,
+    /// Age of the oldest job ready to run, in ms; `None` when nothing is queued.
+    pub oldest_age_ms: Option<u64>,
+}
+
+/// Everything `GET /v1/stats` says about one tool.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ToolStats {
+    pub tool: String,
+    /// Jobs per state; every state is present. Terminal states are running totals (job records
+    /// expire, their count does not; a retried job leaves `failed`).
+    pub counts: BTreeMap<String, i64>,
+    pub queue_depth: i64,
+    pub oldest_queued_age_ms: Option<u64>,
+    /// Time from ready to claimed, over the most recent claims.
+    pub queue_wait: Percentiles,
+    /// Time from claimed to finished, over the most recent finished attempts.
+    pub run_time: Percentiles,
+}
+
+/// A live worker as it describes itself in its heartbeat (`worker/src/runner.rs`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerInfo {
+    pub id: String,
+    #[serde(default)]
+    pub version: String,
+    #[serde(default)]
+    pub pid: u32,
+    #[serde(default)]
+    pub started_ms: u64,
+    #[serde(default)]
+    pub concurrency: u32,
+    /// Jobs it runs, as `<tool>/<tenant>/<correlation id>`.
+    #[serde(default)]
+    pub running: Vec<String>,
+    /// Each catalog tool of the worker and whether its binary is present there.
+    #[serde(default)]
+    pub tools: BTreeMap<String, bool>,
+    /// When its heartbeat lapses unless renewed (Redis clock, ms).
+    #[serde(default)]
+    pub heartbeat_expires_ms: u64,
+}
+
+/// Reads the fleet's numbers; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Stats {
+    pool: Pool,
+    keys: Keys,
+}
+
+/// One tool's raw reads: counts, the first entry of each priority stream, and optionally the
+/// two sample lists.
+type ToolReply = (
+    BTreeMap<String, i64>,
+    StreamRangeReply,
+    StreamRangeReply,
+    StreamRangeReply,
+    Vec<u64>,
+    Vec<u64>,
+);
+
+/// The ms part of a stream entry id (`<ms>-<seq>`).
+fn id_ms(id: &str) -> Option<u64> {
+    id.split_once('-').and_then(|(ms, _)| ms.parse().ok())
+}
+
+fn counted(counts: &BTreeMap<String, i64>, state: JobState) -> i64 {
+    counts.get(state.as_str()).copied().unwrap_or(0)
+}
+
+impl Stats {
+    pub fn new(pool: Pool, keys: Keys) -> Self {
+        Self { pool, keys }
+    }
+
+    async fn connection(&self) -> Result<deadpool_redis::Connection, QueueError> {
+        Ok(self.pool.get().await?)
+    }
+
+    /// Redis's clock in ms.
+    async fn now_ms(con: &mut deadpool_redis::Connection) -> Result<u64, QueueError> {
+        let (s, us): (u64, u64) = redis::cmd("TIME").query_async(con).await?;
+        Ok(s * 1000 + us / 1000)
+    }
+
+    /// One round trip per tool; `samples` adds the two sample lists (up to 1000 each).
+    async fn read(
+        &self,
+        con: &mut deadpool_redis::Connection,
+        tk: &ToolKeys,
+        samples: bool,
+    ) -> Result<ToolReply, QueueError> {
+        // LRANGE 1 0 is an empty range: the reply keeps its shape without reading the lists.
+        let (first, last) = if samples { (0, 999) } else { (1, 0) };
+        let mut pipe = redis::pipe();
+        pipe.hgetall(tk.counts());
+        for s in tk.streams() {
+            pipe.cmd("XRANGE")
+                .arg(s)
+                .arg("-")
+                .arg("+")
+                .arg("COUNT")
+                .arg(1);
+        }
+        pipe.lrange(tk.wait_samples(), first, last)
+            .lrange(tk.run_samples(), first, last);
+        Ok(pipe.query_async(con).await?)
+    }
+
+    fn gauge(tool: &ToolName, now: u64, reply: &ToolReply) -> QueueGauge {
+        let (counts, high, normal, low, _, _) = reply;
+        let queued = counted(counts, JobState::Queued);
+        // Entries of jobs cancelled while queued stay in the stream until a worker skips them,
+        // so with no job queued there is no oldest one, whatever the streams hold.
+        let oldest = (queued > 0)
+            .then(|| {
+                [high, normal, low]
+                    .into_iter()
+                    .filter_map(|r| r.ids.first().and_then(|e| id_ms(&e.id)))
+                    .min()
+            })
+            .flatten();
+        QueueGauge {
+            tool: tool.to_string(),
+            depth: queued + counted(counts, JobState::Scheduled),
+            oldest_age_ms: oldest.map(|ms| now.saturating_sub(ms)),
+        }
+    }
+
+    /// Depth and oldest age of each tool's queue (no samples read: cheap enough per scrape).
+    pub async fn queues(&self, tools: &[ToolName]) -> Result<Vec<QueueGauge>, QueueError> {
+        let mut con = self.connection().await?;
+        let now = Self::now_ms(&mut con).await?;
+        let mut out = Vec::with_capacity(tools.len());
+        for tool in tools {
+            let reply = self.read(&mut con, &self.keys.tool(tool), false).await?;
+            out.push(Self::gauge(tool, now, &reply));
+        }
+        Ok(out)
+    }
+
+    /// Counts, depth, oldest age and percentiles of each tool.
+    pub async fn tools(&self, tools: &[ToolName]) -> Result<Vec<ToolStats>, QueueError> {
+        let mut con = self.connection().await?;
+        let now = Self::now_ms(&mut con).await?;
+        let mut out = Vec::with_capacity(tools.len());
+        for tool in tools {
+            let reply = self.read(&mut con, &self.keys.tool(tool), true).await?;
+            let gauge = Self::gauge(tool, now, &reply);
+            let (raw, _, _, _, wait, run) = reply;
+            let counts = JobState::ALL
+                .iter()
+                .map(|s| (s.as_str().to_owned(), counted(&raw, *s)))
+                .collect();
+            out.push(ToolStats {
+                tool: gauge.tool,
+                counts,
+                queue_depth: gauge.depth,
+                oldest_queued_age_ms: gauge.oldest_age_ms,
+                queue_wait: Percentiles::of(wait),
+                run_time: Percentiles::of(run),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Workers whose heartbeat has not lapsed.
+    pub async fn workers_alive(&self) -> Result<u64, QueueError> {
+        let mut con = self.connection().await?;
+        let now = Self::now_ms(&mut con).await?;
+        let n: u64 = redis::cmd("ZCOUNT")
+            .arg(self.keys.workers())
+            .arg(format!("({now}"))
+            .arg("+inf")
+            .query_async(&mut con)
+            .await?;
+        Ok(n)
+    }
+
+    /// Live workers with their self-descriptions, by id. A worker whose description has
+    /// already expired (it lapses with the heartbeat) is left out.
+    pub async fn workers(&self) -> Result<Vec<WorkerInfo>, QueueError> {
+        let mut con = self.connection().await?;
+        let now = Self::now_ms(&mut con).await?;
+        let live: Vec<(String, u64)> = redis::cmd("ZRANGE")
+            .arg(self.keys.workers())
+            .arg(format!("({now}"))
+            .arg("+inf")
+            .arg("BYSCORE")
+            .arg("WITHSCORES")
+            .query_async(&mut con)
+            .await?;
+        if live.is_empty() {
+            return Ok(Vec::new());
+        }
+        let docs: Vec<Option<String>> = redis::cmd("MGET")
+            .arg(
+                live.iter()
+                    .map(|(id, _)| self.keys.worker(id))
+                    .collect::<Vec<_>>(),
+            )
+            .query_async(&mut con)
+            .await?;
+        let mut out: Vec<WorkerInfo> = live
+            .into_iter()
+            .zip(docs)
+            .filter_map(|((id, expires), doc)| {
+                let mut info: WorkerInfo = match serde_json::from_str(&doc?) {
+                    Ok(info) => info,
+                    Err(err) => {
+                        tracing::warn!(worker = %id, error = %err, "Unreadable worker heartbeat");
+                        return None;
+                    }
+                };
+                info.heartbeat_expires_ms = expires;
+                Some(info)
+            })
+            .collect();
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_use_the_nearest_rank() {
+        let p = Percentiles::of((1..=100).rev().collect());
+        assert_eq!(p.samples, 100);
+        assert_eq!(
+            (p.p50_ms, p.p95_ms, p.p99_ms),
+            (Some(50), Some(95), Some(99))
+        );
+
+        let p = Percentiles::of(vec![300, 100, 200]);
+        assert_eq!(
+            (p.p50_ms, p.p95_ms, p.p99_ms),
+            (Some(200), Some(300), Some(300))
+        );
+
+        let one = Percentiles::of(vec![7]);
+        assert_eq!((one.p50_ms, one.p99_ms), (Some(7), Some(7)));
+    }
+
+    #[test]
+    fn no_samples_give_no_percentiles() {
+        assert_eq!(Percentiles::of(vec![]), Percentiles::default());
+    }
+
+    #[test]
+    fn a_stream_id_gives_its_milliseconds() {
+        assert_eq!(id_ms("1700000000123-4"), Some(1_700_000_000_123));
+        assert_eq!(id_ms("garbage"), None);
+    }
+}

@@ -1,0 +1,427 @@
+//! Each queue script called directly against a real Redis: enqueue (idempotency, conflict,
+//! back-pressure, delay), claim (priorities without starvation, skipping cancelled jobs, the
+//! disabled switch), renew (ok / cancel / lost), complete (fencing, retry, dead letters,
+//! hand-back), reap (promotion, takeover, poison jobs), cancel, retry and event.
+
+use std::collections::HashMap;
+
+use redis::AsyncCommands;
+use scanq::config::Config;
+use scanq::domain::{Priority, ToolName};
+use scanq::keys::{Keys, ToolKeys};
+use scanq::queue::script_settings;
+use scanq::scripts::{
+    BreakerArgs, CancelOutcome, Completion, EnqueueOutcome, RenewStatus, RetryOutcome,
+    ScriptSettings, Scripts,
+};
+use scanq_tests::*;
+
+struct Fx {
+    _redis: RedisServer,
+    con: redis::aio::MultiplexedConnection,
+    scripts: Scripts,
+    set: ScriptSettings,
+    tk: ToolKeys,
+}
+
+const BREAKER: BreakerArgs<'static> = BreakerArgs {
+    settings_json: "{}",
+    held_error_json: "{}",
+};
+
+async fn fx() -> Fx {
+    let redis = RedisServer::start().await;
+    let con = redis.con().await;
+    let cfg = Config {
+        lease_sec: 30,
+        max_queue_len: 5,
+        max_deliveries: 2,
+        retry_base_ms: 1,
+        retry_max_ms: 1,
+        ..Config::default()
+    };
+    let keys = Keys::new(&unique_prefix("s"));
+    let set = script_settings(&cfg, &keys);
+    let tk = keys.tool(&ToolName::parse("t").unwrap());
+    Fx {
+        _redis: redis,
+        con,
+        scripts: Scripts::new(),
+        set,
+        tk,
+    }
+}
+
+impl Fx {
+    async fn enqueue(&mut self, r: &str, hash: &str, prio: Priority, delay: u64) -> EnqueueOutcome {
+        let fields = [
+            ("tool", "t".to_owned()),
+            ("cid", r.to_owned()),
+            ("priority", prio.as_str().to_owned()),
+            ("max_attempts", "2".to_owned()),
+        ];
+        self.scripts
+            .enqueue(
+                &mut self.con,
+                &self.tk,
+                &self.set,
+                r,
+                hash,
+                &self.tk.stream(prio),
+                delay,
+                "tag",
+                &fields,
+            )
+            .await
+            .unwrap()
+    }
+
+    async fn claim(&mut self, want: usize, round: u64) -> Vec<(String, u64)> {
+        let c = self
+            .scripts
+            .claim(
+                &mut self.con,
+                &self.tk,
+                &self.set,
+                "w1",
+                want,
+                round,
+                "t",
+                BREAKER,
+            )
+            .await
+            .unwrap();
+        c.jobs.into_iter().map(|j| (j.job_ref, j.fence)).collect()
+    }
+
+    async fn complete(&mut self, r: &str, fence: u64, outcome: &'static str) -> String {
+        let c = Completion {
+            job_ref: r.into(),
+            fence,
+            outcome,
+            result_json: String::new(),
+            error_json: String::new(),
+            delay_ms: 0,
+            breaker_outcome: "ignored",
+            breaker_reason: String::new(),
+        };
+        let done = self
+            .scripts
+            .complete(&mut self.con, &self.tk, &self.set, "t", "{}", "w1", &[c])
+            .await
+            .unwrap();
+        done.states[0].clone()
+    }
+
+    async fn state(&mut self, r: &str) -> String {
+        let s: Option<String> = self.con.hget(self.tk.job(r), "state").await.unwrap();
+        s.unwrap_or_default()
+    }
+
+    async fn counts(&mut self) -> HashMap<String, i64> {
+        self.con.hgetall(self.tk.counts()).await.unwrap()
+    }
+}
+
+#[tokio::test]
+async fn enqueue_is_idempotent_refuses_conflicts_and_respects_the_queue_limit() {
+    let mut f = fx().await;
+    assert!(matches!(
+        f.enqueue("a/1", "h", Priority::Normal, 0).await,
+        EnqueueOutcome::Created { .. }
+    ));
+    assert!(matches!(
+        f.enqueue("a/1", "h", Priority::Normal, 0).await,
+        EnqueueOutcome::Exists { .. }
+    ));
+    assert!(matches!(
+        f.enqueue("a/1", "other", Priority::Normal, 0).await,
+        EnqueueOutcome::Conflict { .. }
+    ));
+    for i in 2..=5 {
+        f.enqueue(&format!("a/{i}"), "h", Priority::Normal, 0).await;
+    }
+    assert_eq!(
+        f.enqueue("a/6", "h", Priority::Normal, 0).await,
+        EnqueueOutcome::Full { depth: 5 }
+    );
+    assert_eq!(f.counts().await["queued"], 5);
+    assert_eq!(f.state("a/6").await, "");
+}
+
+#[tokio::test]
+async fn a_delayed_job_is_scheduled_and_promoted_when_due() {
+    let mut f = fx().await;
+    f.enqueue("a/d", "h", Priority::Normal, 1).await;
+    assert_eq!(f.state("a/d").await, "scheduled");
+    let report = eventually(std::time::Duration::from_secs(5), "promotion", || {
+        let mut con = f.con.clone();
+        let (scripts, tk, set) = (&f.scripts, f.tk.clone(), f.set.clone());
+        async move {
+            let r = scripts
+                .reap(&mut con, &tk, &set, "t", 10, "{}", "{}")
+                .await
+                .ok()?;
+            (r.promoted == 1).then_some(r)
+        }
+    })
+    .await;
+    assert_eq!(report.promoted, 1);
+    assert_eq!(f.state("a/d").await, "queued");
+}
+
+#[tokio::test]
+async fn claim_prefers_high_priority_but_low_gets_the_first_pick_in_some_rounds() {
+    let mut f = fx().await;
+    f.enqueue("a/low", "h", Priority::Low, 0).await;
+    f.enqueue("a/high", "h", Priority::High, 0).await;
+    // Round 0: high first.
+    assert_eq!(f.claim(1, 0).await[0].0, "a/high");
+    f.enqueue("a/high2", "h", Priority::High, 0).await;
+    // Round 9: low gets the first pick.
+    assert_eq!(f.claim(1, 9).await[0].0, "a/low");
+    let c = f.counts().await;
+    assert_eq!((c["running"], c["queued"]), (2, 1));
+}
+
+#[tokio::test]
+async fn claim_skips_cancelled_jobs_and_nothing_while_the_tool_is_disabled() {
+    let mut f = fx().await;
+    f.enqueue("a/x", "h", Priority::Normal, 0).await;
+    let out = f
+        .scripts
+        .cancel(&mut f.con, &f.tk, &f.set, "a/x", "tag", "{}")
+        .await
+        .unwrap();
+    assert_eq!(out, CancelOutcome::Cancelled);
+    assert!(f.claim(5, 0).await.is_empty());
+
+    f.enqueue("a/y", "h", Priority::Normal, 0).await;
+    let _: () = f.con.set(f.tk.disabled(), "1").await.unwrap();
+    assert!(f.claim(5, 0).await.is_empty());
+    let _: () = f.con.del(f.tk.disabled()).await.unwrap();
+    assert_eq!(f.claim(5, 0).await.len(), 1);
+}
+
+#[tokio::test]
+async fn renew_extends_reports_cancel_requests_and_lost_attempts() {
+    let mut f = fx().await;
+    f.enqueue("a/1", "h", Priority::Normal, 0).await;
+    f.enqueue("a/2", "h", Priority::Normal, 0).await;
+    let jobs = f.claim(2, 0).await;
+    let out = f
+        .scripts
+        .cancel(&mut f.con, &f.tk, &f.set, &jobs[0].0, "tag", "{}")
+        .await
+        .unwrap();
+    assert_eq!(out, CancelOutcome::Requested);
+    let pairs = vec![jobs[0].clone(), (jobs[1].0.clone(), jobs[1].1 + 7)];
+    let st = f
+        .scripts
+        .renew(&mut f.con, &f.tk, &f.set, &pairs)
+        .await
+        .unwrap();
+    assert_eq!(st, vec![RenewStatus::Cancel, RenewStatus::Lost]);
+}
+
+#[tokio::test]
+async fn complete_is_fenced_retries_then_files_a_dead_letter() {
+    let mut f = fx().await;
+    f.enqueue("a/1", "h", Priority::Normal, 0).await;
+    let (r, fence) = f.claim(1, 0).await.remove(0);
+    assert_eq!(f.complete(&r, fence + 1, "succeeded").await, "stale");
+    assert_eq!(f.complete(&r, fence, "retry").await, "scheduled");
+    // Promote and run the second (last) attempt; a retry now fails it for good.
+    eventually(std::time::Duration::from_secs(5), "promoted", || {
+        let mut con = f.con.clone();
+        let (scripts, tk, set) = (&f.scripts, f.tk.clone(), f.set.clone());
+        async move {
+            (scripts
+                .reap(&mut con, &tk, &set, "t", 10, "{}", "{}")
+                .await
+                .ok()?
+                .promoted
+                == 1)
+                .then_some(())
+        }
+    })
+    .await;
+    let (r, fence) = f.claim(1, 0).await.remove(0);
+    assert_eq!(f.complete(&r, fence, "retry").await, "failed");
+    let dead: Vec<String> = f.con.zrange(f.tk.dead(), 0, -1).await.unwrap();
+    assert_eq!(dead, vec!["a/1"]);
+    // A failed job can be retried from the dead letters.
+    let out = f
+        .scripts
+        .retry(&mut f.con, &f.tk, &f.set, "a/1", "tag")
+        .await
+        .unwrap();
+    assert_eq!(out, RetryOutcome::Queued);
+    assert_eq!(f.state("a/1").await, "queued");
+    let dead: Vec<String> = f.con.zrange(f.tk.dead(), 0, -1).await.unwrap();
+    assert!(dead.is_empty());
+}
+
+#[tokio::test]
+async fn a_handed_back_job_is_queued_at_once_without_counting_the_attempt() {
+    let mut f = fx().await;
+    f.enqueue("a/1", "h", Priority::Normal, 0).await;
+    let (r, fence) = f.claim(1, 0).await.remove(0);
+    assert_eq!(f.complete(&r, fence, "handback").await, "queued");
+    let attempt: String = f.con.hget(f.tk.job(&r), "attempt").await.unwrap();
+    assert_eq!(attempt, "0");
+    assert_eq!(f.claim(1, 0).await.len(), 1);
+}
+
+#[tokio::test]
+async fn reap_takes_over_lapsed_leases_and_poison_jobs_go_dead() {
+    let mut f = fx().await;
+    f.set.lease_ms = 1;
+    f.enqueue("a/1", "h", Priority::Normal, 0).await;
+    let (_, fence) = f.claim(1, 0).await.remove(0);
+    let taken = eventually(std::time::Duration::from_secs(5), "takeover", || {
+        let mut con = f.con.clone();
+        let (scripts, tk, set) = (&f.scripts, f.tk.clone(), f.set.clone());
+        async move {
+            let r = scripts
+                .reap(
+                    &mut con,
+                    &tk,
+                    &set,
+                    "t",
+                    10,
+                    "{\"type\":\"worker_lost\"}",
+                    "{}",
+                )
+                .await
+                .ok()?;
+            (!r.taken_over.is_empty()).then_some(r.taken_over)
+        }
+    })
+    .await;
+    assert_eq!(taken, vec![("a/1".to_owned(), "scheduled".to_owned())]);
+    // The old attempt can no longer write.
+    assert_eq!(f.complete("a/1", fence, "succeeded").await, "stale");
+
+    // Second delivery lapses too: max_deliveries (2) reached → dead as worker_lost.
+    eventually(std::time::Duration::from_secs(5), "second delivery", || {
+        let mut con = f.con.clone();
+        let (scripts, tk, set) = (&f.scripts, f.tk.clone(), f.set.clone());
+        async move {
+            scripts
+                .reap(&mut con, &tk, &set, "t", 10, "{}", "{}")
+                .await
+                .ok()?;
+            let c = scripts
+                .claim(&mut con, &tk, &set, "w1", 1, 0, "t", BREAKER)
+                .await
+                .ok()?;
+            (!c.jobs.is_empty()).then_some(())
+        }
+    })
+    .await;
+    eventually(std::time::Duration::from_secs(5), "dead", || {
+        let mut con = f.con.clone();
+        let (scripts, tk, set) = (&f.scripts, f.tk.clone(), f.set.clone());
+        async move {
+            let r = scripts
+                .reap(
+                    &mut con,
+                    &tk,
+                    &set,
+                    "t",
+                    10,
+                    "{\"type\":\"worker_lost\"}",
+                    "{}",
+                )
+                .await
+                .ok()?;
+            (r.taken_over.first()?.1 == "failed").then_some(())
+        }
+    })
+    .await;
+    let err: String = f.con.hget(f.tk.job("a/1"), "error").await.unwrap();
+    assert!(err.contains("worker_lost"));
+}
+
+#[tokio::test]
+async fn cancel_answers_for_finished_and_missing_jobs_and_events_are_fenced() {
+    let mut f = fx().await;
+    f.enqueue("a/1", "h", Priority::Normal, 0).await;
+    let (r, fence) = f.claim(1, 0).await.remove(0);
+    let pos = f
+        .scripts
+        .event(
+            &mut f.con,
+            &f.tk,
+            &f.set,
+            &r,
+            fence,
+            "progress",
+            "{}",
+            "{\"percent\":5}",
+            "tag",
+        )
+        .await
+        .unwrap();
+    assert!(pos.is_some());
+    let stale = f
+        .scripts
+        .event(
+            &mut f.con,
+            &f.tk,
+            &f.set,
+            &r,
+            fence + 1,
+            "progress",
+            "{}",
+            "",
+            "tag",
+        )
+        .await
+        .unwrap();
+    assert_eq!(stale, None);
+    f.complete(&r, fence, "succeeded").await;
+    let out = f
+        .scripts
+        .cancel(&mut f.con, &f.tk, &f.set, &r, "tag", "{}")
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        CancelOutcome::Final {
+            state: "succeeded".into()
+        }
+    );
+    let out = f
+        .scripts
+        .cancel(&mut f.con, &f.tk, &f.set, "a/none", "tag", "{}")
+        .await
+        .unwrap();
+    assert_eq!(out, CancelOutcome::Missing);
+    let out = f
+        .scripts
+        .retry(&mut f.con, &f.tk, &f.set, &r, "tag")
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        RetryOutcome::NotRetryable {
+            state: "succeeded".into()
+        }
+    );
+    // Event positions are 0-1, 0-2, … in order.
+    let ids: Vec<String> = redis::cmd("XRANGE")
+        .arg(f.tk.events(&r))
+        .arg("-")
+        .arg("+")
+        .query_async::<redis::streams::StreamRangeReply>(&mut f.con)
+        .await
+        .unwrap()
+        .ids
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    let expected: Vec<String> = (1..=ids.len()).map(|i| format!("0-{i}")).collect();
+    assert_eq!(ids, expected);
+}
