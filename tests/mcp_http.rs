@@ -72,9 +72,9 @@ async fn post(base: &str, headers: &[(&str, &str)], body: Value) -> Reply {
         .is_some_and(|v| v.to_str().unwrap_or("").starts_with("text/event-stream"))
     {
         text.lines()
+            .rev()
             .filter_map(|l| l.strip_prefix("data: "))
-            .filter_map(|d| serde_json::from_str(d).ok())
-            .last()
+            .find_map(|d| serde_json::from_str(d).ok())
             .unwrap_or(Value::Null)
     } else {
         serde_json::from_str(&text).unwrap_or(Value::Null)
