@@ -739,3 +739,75 @@ async fn a_json_only_client_may_wait_past_the_request_timeout() {
         "{body}"
     );
 }
+
+/// Runs `scanq-api mcp-stdio` with `args`, writes `lines` to it, and returns what it printed.
+async fn bridge(args: &[&str], lines: &[String]) -> Vec<Value> {
+    use tokio::io::AsyncWriteExt;
+    let mut child = tokio::process::Command::new(bin("scanq-api"))
+        .arg("mcp-stdio")
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn the bridge");
+    let mut stdin = child.stdin.take().unwrap();
+    for l in lines {
+        stdin.write_all(format!("{l}\n").as_bytes()).await.unwrap();
+    }
+    drop(stdin);
+    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("bridge exits at EOF")
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON message per line"))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_stdio_bridge_turns_http_refusals_and_an_unreachable_api_into_rpc_errors() {
+    let redis = RedisServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = Tokens::write(dir.path(), &[("agent", "blue", "read,submit")], "");
+    let fixture = Fixture::new();
+    let catalog = Catalog::load(Some(&fixture.catalog(INPROCESS_TOOLS))).unwrap();
+    let mut cfg = test_config(&redis, "mcp-bridge");
+    cfg.api_tokens_file = Some(tokens.path.clone());
+    let (_api, base) = start_api(cfg, catalog).await;
+    let list = modern_request(5, "tools/list", json!({}), false).to_string();
+    let note = json!({"jsonrpc":"2.0","method":"notifications/initialized"}).to_string();
+
+    let refused = bridge(&["--url", &base], &[list.clone(), note.clone()]).await;
+    let allowed = bridge(
+        &["--url", &base, "--token", tokens.get("agent")],
+        &[list.clone()],
+    )
+    .await;
+    let unreachable = bridge(
+        &["--url", &format!("http://127.0.0.1:{}", free_port())],
+        &[list],
+    )
+    .await;
+    let garbage = bridge(&["--url", &base], &["{".to_owned()]).await;
+
+    assert_eq!(
+        refused.len(),
+        1,
+        "the notification gets no reply: {refused:?}"
+    );
+    assert_eq!(refused[0]["id"], 5);
+    assert_eq!(refused[0]["error"]["data"]["http_status"], 401);
+    assert!(allowed[0]["result"]["tools"].as_array().unwrap().len() >= 5);
+    assert_eq!(unreachable[0]["id"], 5);
+    assert!(
+        unreachable[0]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot reach")
+    );
+    assert_eq!(garbage[0]["error"]["code"], -32700);
+}
