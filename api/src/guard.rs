@@ -35,11 +35,16 @@ pub async fn limits(State(state): State<AppState>, req: Request, next: Next) -> 
     if header_bytes > cfg.max_header_bytes {
         return AppError::HeadersTooLarge(cfg.max_header_bytes).into_response();
     }
-    let wait = axum::extract::Query::<WaitParam>::try_from_uri(req.uri())
-        .ok()
-        .and_then(|q| q.0.wait)
-        .unwrap_or(0)
-        .min(cfg.max_wait_sec);
+    // An MCP call may wait (`wait_sec`, `tasks/result`) up to the MCP limit before answering.
+    let wait = if req.uri().path() == "/mcp" {
+        crate::mcp::MAX_WAIT_SEC
+    } else {
+        axum::extract::Query::<WaitParam>::try_from_uri(req.uri())
+            .ok()
+            .and_then(|q| q.0.wait)
+            .unwrap_or(0)
+            .min(cfg.max_wait_sec)
+    };
     let limit = Duration::from_secs(cfg.request_timeout_sec + wait);
     match tokio::time::timeout(limit, next.run(req)).await {
         Ok(resp) => resp,

@@ -6,6 +6,8 @@
 //! | `routes::jobs` | submit, read/long-poll, cancel, retry, list |
 //! | `routes::events` | SSE event streams |
 //! | `routes::tools` | the catalog |
+//! | `routes::health` | healthz, readyz, metrics |
+//! | `mcp` | `/mcp`: MCP Streamable HTTP, tools, tasks, and the `mcp-stdio` bridge |
 //! | `routes::breakers` | breakers and tool switches (admin) |
 //! | `routes::dashboard` | the dashboard page at `/` |
 //! | `gate` | the submit gate (open breaker, disabled tool) |
@@ -27,6 +29,7 @@ mod error;
 mod extract;
 mod gate;
 mod guard;
+pub mod mcp;
 mod routes;
 mod state;
 
@@ -89,6 +92,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::breakers::router())
         .merge(routes::dashboard::router())
         .merge(routes::health::router())
+        .merge(mcp::router())
         .merge(routes::stats::router())
         .merge(routes::workers::router())
         .layer(DefaultBodyLimit::max(state.inner.cfg.max_body_bytes))

@@ -21,6 +21,16 @@ struct Cli {
 enum Command {
     /// Serve the API (the default).
     Serve,
+    /// Speak MCP on stdin/stdout and forward it to a scanq API's `/mcp` (for clients that
+    /// launch MCP servers as subprocesses).
+    McpStdio {
+        /// Base URL of the scanq API (or its `/mcp` URL).
+        #[arg(long, env = "SCANQ_URL", default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// Bearer token for the API.
+        #[arg(long, env = "SCANQ_TOKEN")]
+        token: Option<String>,
+    },
     /// Manage API tokens.
     Token {
         #[command(subcommand)]
@@ -62,6 +72,10 @@ fn new_token(name: &str, tenant: &str, scopes: &str) -> Result<String, String> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Some(Command::McpStdio { url, token }) = &cli.command {
+        // stdout carries the protocol: no telemetry, no config file needed.
+        return scanq_api::mcp::stdio::run(url, token.clone()).await;
+    }
     if let Some(Command::Token {
         action:
             TokenCommand::New {

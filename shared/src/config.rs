@@ -64,6 +64,14 @@ pub struct Config {
     /// How often a worker promotes due jobs and reclaims expired leases.
     pub reap_interval_ms: u64,
     pub heartbeat_sec: u64,
+    /// Extra `Origin`s allowed on `/mcp` (comma list, `*` for any). Requests without `Origin`
+    /// and from `http(s)://localhost`, `127.0.0.1` or `[::1]` (any port) are always allowed.
+    pub mcp_allowed_origins: String,
+    /// Extra `Host` names allowed on `/mcp` (comma list of `host` or `host:port`, `*` for any).
+    /// Loopback names and the API's own address are always allowed (DNS-rebinding guard).
+    pub mcp_allowed_hosts: String,
+    /// Idle lifetime of an MCP session (2025-era clients); each request renews it.
+    pub mcp_session_ttl_sec: u64,
     /// `GET /health` reports CPU use above this percentage (informational).
     pub health_cpu_percent: u8,
     /// `GET /health` reports memory use above this percentage (informational).
@@ -139,6 +147,9 @@ impl Default for Config {
             tool_user: None,
             reap_interval_ms: 500,
             heartbeat_sec: 5,
+            mcp_allowed_origins: String::new(),
+            mcp_allowed_hosts: String::new(),
+            mcp_session_ttl_sec: 86_400,
             health_cpu_percent: 90,
             health_memory_percent: 90,
             health_disk_percent: 90,
@@ -229,6 +240,12 @@ impl Config {
         range("max_hosts", self.max_hosts, 1, 1 << 24)?;
         range("reap_interval_ms", self.reap_interval_ms, 10, 60_000)?;
         range("heartbeat_sec", self.heartbeat_sec, 1, 600)?;
+        range(
+            "mcp_session_ttl_sec",
+            self.mcp_session_ttl_sec,
+            60,
+            30 * 86_400,
+        )?;
         range("health_cpu_percent", self.health_cpu_percent, 1, 100)?;
         range("health_memory_percent", self.health_memory_percent, 1, 100)?;
         range("health_disk_percent", self.health_disk_percent, 1, 100)?;

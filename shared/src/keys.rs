@@ -21,6 +21,8 @@
 //! | `P:jobs:<tenant>` | zset | the tenant's jobs, newest first (listing) |
 //! | `P:workers` | zset | live workers, score = heartbeat expiry |
 //! | `P:worker:<id>` | string | a worker's self-description (JSON) |
+//! | `P:tools:disabled` | set | tools disabled cluster-wide |
+//! | `P:mcp:session:<id>` | string | an MCP session (tenant, protocol version), idle TTL |
 //! | `P:{T}:disabled` | string | present while tool T is disabled cluster-wide |
 //! | `P:rl:<token name>` | hash | the token's request bucket (`tokens`, `ts`), see `ratelimit.lua` |
 //! | `P:tenant:<tenant>` | hash | the tenant's caps as last set by the API (`max_queued`, `max_running`) |
@@ -96,6 +98,11 @@ impl Keys {
 
     pub fn rate_limit(&self, token_name: &str) -> String {
         format!("{}:rl:{}", self.prefix, token_name)
+    }
+
+    /// An MCP session of a 2025-era client (`Mcp-Session-Id`).
+    pub fn mcp_session(&self, id: &str) -> String {
+        format!("{}:mcp:session:{}", self.prefix, id)
     }
 
     pub fn tenant_limits(&self, tenant: &TenantId) -> String {

@@ -3,6 +3,7 @@
 
 mod limits;
 mod listen;
+mod sessions;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -12,6 +13,7 @@ use redis::AsyncCommands;
 
 pub use limits::retry_after_secs;
 pub use listen::{Listener, Subscription};
+pub use sessions::McpSession;
 
 use crate::breaker::{Breaker, BreakerSettings, ForceAction, Snapshot, Transition};
 use crate::config::Config;

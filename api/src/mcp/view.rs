@@ -1,0 +1,436 @@
+//! What MCP tools return: a compact view of a job, and its result page by page (each page well
+//! under ~20 KB so it fits a model's context), with the JSON Schemas that describe them and the
+//! short text renderings that go next to the structured content.
+
+use scanq::domain::{JobDocument, JobState};
+use serde_json::{Value, json};
+
+/// Bytes of raw output per page, and the budget for one page of parsed items.
+pub const PAGE_BYTES: usize = 16 * 1024;
+
+/// Which part of a result a page shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    Parsed,
+    Stdout,
+    Stderr,
+}
+
+impl View {
+    pub const NAMES: [&'static str; 3] = ["parsed", "stdout", "stderr"];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "parsed" => Some(Self::Parsed),
+            "stdout" => Some(Self::Stdout),
+            "stderr" => Some(Self::Stderr),
+            _ => None,
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Parsed => "parsed",
+            Self::Stdout => "stdout",
+            Self::Stderr => "stderr",
+        }
+    }
+}
+
+fn next_step(doc: &JobDocument) -> String {
+    let id = &doc.correlation_id;
+    match doc.state {
+        JobState::Queued | JobState::Scheduled | JobState::Running => format!(
+            "Not finished yet. Call job_status with correlation_id \"{id}\" and wait_sec up to 50 \
+             to follow it, then job_result once it is done."
+        ),
+        JobState::Succeeded | JobState::Failed => format!(
+            "Finished. Call job_result with correlation_id \"{id}\" to read the result page by page."
+        ),
+        JobState::Cancelled => "Cancelled. Submit the scan again if it is still needed.".into(),
+    }
+}
+
+/// The compact job view (`job_status`, submit tools, `job_cancel`, `job_list` items).
+pub fn job_view(doc: &JobDocument) -> Value {
+    json!({
+        "correlation_id": doc.correlation_id,
+        "tool": doc.tool,
+        "target": doc.target,
+        "state": doc.state.as_str(),
+        "terminal": doc.state.is_terminal(),
+        "attempt": doc.attempt,
+        "max_attempts": doc.max_attempts,
+        "progress": doc.progress.as_ref().map(|p| json!({
+            "percent": p.percent, "phase": p.phase, "eta_sec": p.eta_sec,
+        })),
+        "created_at": doc.created_at,
+        "started_at": doc.started_at,
+        "finished_at": doc.finished_at,
+        "queue_wait_ms": doc.queue_wait_ms,
+        "duration_ms": doc.duration_ms,
+        "exit_code": doc.result.as_ref().and_then(|r| r.exit_code),
+        "error": doc.error.as_ref().map(|e| json!({
+            "type": e.kind.as_str(),
+            "message": e.message,
+            "recovery_suggestion": e.recovery_suggestion,
+            "retry_after_sec": e.retry_after_sec,
+        })),
+        "next_step": next_step(doc),
+    })
+}
+
+/// One line about a job.
+pub fn job_line(doc: &JobDocument) -> String {
+    let mut line = format!(
+        "{} ({} {}): {}",
+        doc.correlation_id, doc.tool, doc.target, doc.state
+    );
+    if let Some(p) = doc.progress.as_ref().filter(|_| !doc.state.is_terminal()) {
+        line.push_str(&format!(" ({:.0}%", p.percent));
+        if let Some(phase) = &p.phase {
+            line.push_str(&format!(", {phase}"));
+        }
+        line.push(')');
+    }
+    if let Some(ms) = doc.duration_ms {
+        line.push_str(&format!(" after {:.1} s", ms as f64 / 1000.0));
+    }
+    if let Some(code) = doc.result.as_ref().and_then(|r| r.exit_code) {
+        line.push_str(&format!(", exit code {code}"));
+    }
+    if let Some(e) = &doc.error {
+        line.push_str(&format!(
+            " [{}: {} {}]",
+            e.kind, e.message, e.recovery_suggestion
+        ));
+    }
+    line
+}
+
+/// The text next to a job view.
+pub fn job_text(doc: &JobDocument) -> String {
+    format!("{}.\n{}", job_line(doc), next_step(doc))
+}
+
+/// Why a page request cannot be served.
+#[derive(Debug)]
+pub struct PageError {
+    pub field: &'static str,
+    pub message: String,
+    pub hint: String,
+}
+
+fn parsed_items(doc: &JobDocument) -> Option<Vec<Value>> {
+    let parsed = doc.result.as_ref()?.parsed.as_ref()?;
+    match parsed.get("hosts") {
+        Some(Value::Array(hosts)) => Some(hosts.clone()),
+        _ if parsed.is_null() => None,
+        _ => Some(vec![parsed.clone()]),
+    }
+}
+
+/// Splits items into pages of at most `PAGE_BYTES` serialized (one oversized item is its own page).
+fn item_pages(items: Vec<Value>) -> Vec<Vec<Value>> {
+    let mut pages: Vec<Vec<Value>> = vec![];
+    let mut size = 0;
+    for item in items {
+        let len = item.to_string().len();
+        match pages.last_mut() {
+            Some(page) if !page.is_empty() && size + len <= PAGE_BYTES => {
+                size += len;
+                page.push(item);
+            }
+            _ => {
+                size = len;
+                pages.push(vec![item]);
+            }
+        }
+    }
+    pages
+}
+
+/// Splits text into chunks of at most `PAGE_BYTES`, on character boundaries.
+fn text_pages(text: &str) -> Vec<&str> {
+    let mut out = vec![];
+    let mut rest = text;
+    while !rest.is_empty() {
+        let mut end = rest.len().min(PAGE_BYTES);
+        while !rest.is_char_boundary(end) {
+            end -= 1;
+        }
+        out.push(&rest[..end]);
+        rest = &rest[end..];
+    }
+    out
+}
+
+/// One page of a job's result. `view` defaults to `parsed` when the tool's output was parsed,
+/// else `stdout`; `page` is 1-based.
+pub fn result_page(
+    doc: &JobDocument,
+    view: Option<View>,
+    page: usize,
+) -> Result<(Value, String), PageError> {
+    let items = parsed_items(doc);
+    let view = view.unwrap_or(if items.is_some() {
+        View::Parsed
+    } else {
+        View::Stdout
+    });
+    let result = doc.result.clone().unwrap_or_default();
+    let (page_items, page_text, pages) = match view {
+        View::Parsed => {
+            let pages = item_pages(items.clone().unwrap_or_default());
+            let n = pages.len();
+            (pages.into_iter().nth(page - 1), None, n)
+        }
+        View::Stdout | View::Stderr => {
+            let text = if view == View::Stdout {
+                &result.stdout
+            } else {
+                &result.stderr
+            };
+            let chunks = text_pages(text);
+            let n = chunks.len();
+            (None, chunks.get(page - 1).map(|s| (*s).to_owned()), n)
+        }
+    };
+    if page > pages.max(1) {
+        return Err(PageError {
+            field: "page",
+            message: format!("page {page} is past the last page ({})", pages.max(1)),
+            hint: format!("a page from 1 to {}", pages.max(1)),
+        });
+    }
+    let items_out = page_items.unwrap_or_default();
+    let text_out = page_text.unwrap_or_default();
+    let next_page = (page < pages).then_some(page + 1);
+    let structured = json!({
+        "correlation_id": doc.correlation_id,
+        "state": doc.state.as_str(),
+        "terminal": doc.state.is_terminal(),
+        "view": view.as_str(),
+        "page": page,
+        "pages": pages,
+        "next_page": next_page,
+        "summary": {
+            "exit_code": result.exit_code,
+            "timed_out": result.timed_out,
+            "truncated_stdout": result.truncated_stdout,
+            "truncated_stderr": result.truncated_stderr,
+            "stdout_bytes": result.stdout.len(),
+            "stderr_bytes": result.stderr.len(),
+            "parsed_items": items.as_ref().map(Vec::len),
+        },
+        "items": items_out,
+        "text": text_out,
+        "error": job_view(doc)["error"],
+        "next_step": match next_page {
+            Some(n) if doc.state.is_terminal() => format!(
+                "More output: call job_result with correlation_id \"{}\", view \"{}\" and page {n}.",
+                doc.correlation_id, view.as_str()
+            ),
+            _ => next_step(doc),
+        },
+    });
+    let mut text = format!(
+        "{}.\n{} page {page} of {}",
+        job_line(doc),
+        view.as_str(),
+        pages.max(1)
+    );
+    if let Some(n) = next_page {
+        text.push_str(&format!(" (next: page {n})"));
+    }
+    text.push_str(":\n");
+    if view == View::Parsed {
+        for item in structured["items"].as_array().into_iter().flatten() {
+            text.push_str(&item.to_string());
+            text.push('\n');
+        }
+    } else {
+        text.push_str(&text_out);
+    }
+    if !doc.state.is_terminal() {
+        text = format!("{}.\n{}", job_line(doc), next_step(doc));
+    }
+    Ok((structured, text))
+}
+
+fn nullable(t: &str) -> Value {
+    json!({"type": [t, "null"]})
+}
+
+fn error_schema() -> Value {
+    json!({
+        "type": ["object", "null"],
+        "properties": {
+            "type": {"type": "string"},
+            "message": {"type": "string"},
+            "recovery_suggestion": {"type": "string"},
+            "retry_after_sec": nullable("integer"),
+        },
+    })
+}
+
+fn states() -> Vec<&'static str> {
+    JobState::ALL.iter().map(|s| s.as_str()).collect()
+}
+
+/// Schema of [`job_view`]; `extra` adds properties (e.g. the submit tool's `result`).
+pub fn job_schema(extra: Value) -> Value {
+    let mut schema = json!({
+        "type": "object",
+        "properties": {
+            "correlation_id": {"type": "string"},
+            "tool": {"type": "string"},
+            "target": {"type": "string"},
+            "state": {"type": "string", "enum": states()},
+            "terminal": {"type": "boolean"},
+            "attempt": {"type": "integer"},
+            "max_attempts": {"type": "integer"},
+            "progress": {
+                "type": ["object", "null"],
+                "properties": {
+                    "percent": {"type": "number"},
+                    "phase": nullable("string"),
+                    "eta_sec": nullable("integer"),
+                },
+            },
+            "created_at": {"type": "string"},
+            "started_at": nullable("string"),
+            "finished_at": nullable("string"),
+            "queue_wait_ms": nullable("integer"),
+            "duration_ms": nullable("integer"),
+            "exit_code": nullable("integer"),
+            "error": error_schema(),
+            "next_step": {"type": "string"},
+        },
+        "required": ["correlation_id", "tool", "target", "state", "terminal", "next_step"],
+    });
+    if let (Some(props), Some(extra)) = (schema["properties"].as_object_mut(), extra.as_object()) {
+        props.extend(extra.clone());
+    }
+    schema
+}
+
+/// Schema of [`result_page`].
+pub fn result_schema() -> Value {
+    json!({
+        "type": "object",
+        "properties": {
+            "correlation_id": {"type": "string"},
+            "state": {"type": "string", "enum": states()},
+            "terminal": {"type": "boolean"},
+            "view": {"type": "string", "enum": View::NAMES},
+            "page": {"type": "integer", "minimum": 1},
+            "pages": {"type": "integer", "minimum": 0},
+            "next_page": nullable("integer"),
+            "summary": {
+                "type": "object",
+                "properties": {
+                    "exit_code": nullable("integer"),
+                    "timed_out": {"type": "boolean"},
+                    "truncated_stdout": {"type": "boolean"},
+                    "truncated_stderr": {"type": "boolean"},
+                    "stdout_bytes": {"type": "integer"},
+                    "stderr_bytes": {"type": "integer"},
+                    "parsed_items": nullable("integer"),
+                },
+            },
+            "items": {"type": "array", "description": "parsed items (hosts) on this page"},
+            "text": {"type": "string", "description": "raw output on this page"},
+            "error": error_schema(),
+            "next_step": {"type": "string"},
+        },
+        "required": ["correlation_id", "state", "view", "page", "pages", "items", "text"],
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use scanq::domain::JobResult;
+
+    fn doc(state: &str) -> JobDocument {
+        let h: HashMap<String, String> = [
+            ("cid", "scan-1"),
+            ("tool", "nmap"),
+            ("target", "127.0.0.1"),
+            ("state", state),
+            ("created_ms", "1000"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        JobDocument::from_hash(&h).unwrap()
+    }
+
+    #[test]
+    fn raw_output_is_paged_under_the_budget_on_char_boundaries() {
+        let mut d = doc("succeeded");
+        d.result = Some(JobResult {
+            stdout: "é".repeat(20_000),
+            ..JobResult::default()
+        });
+        let (first, _) = result_page(&d, None, 1).unwrap();
+        assert_eq!(first["view"], "stdout");
+        assert_eq!(first["pages"], 3);
+        assert_eq!(first["next_page"], 2);
+        assert!(first.to_string().len() < 20 * 1024);
+        let (last, _) = result_page(&d, None, 3).unwrap();
+        assert_eq!(last["next_page"], Value::Null);
+        let total: usize = (1..=3)
+            .map(|p| {
+                result_page(&d, None, p).unwrap().0["text"]
+                    .as_str()
+                    .unwrap()
+                    .len()
+            })
+            .sum();
+        assert_eq!(total, 40_000);
+        let err = result_page(&d, None, 4).unwrap_err();
+        assert_eq!(err.field, "page");
+    }
+
+    #[test]
+    fn parsed_hosts_are_paged_by_size() {
+        let mut d = doc("succeeded");
+        let hosts: Vec<Value> = (0..400)
+            .map(|i| json!({"address": format!("10.0.{}.{}", i / 256, i % 256), "ports": vec![json!({"port": 80, "state": "open", "service": "http"}); 3]}))
+            .collect();
+        d.result = Some(JobResult {
+            parsed: Some(json!({ "hosts": hosts })),
+            ..JobResult::default()
+        });
+        let (first, text) = result_page(&d, None, 1).unwrap();
+        assert_eq!(first["view"], "parsed");
+        assert_eq!(first["summary"]["parsed_items"], 400);
+        let pages = first["pages"].as_u64().unwrap();
+        assert!(pages > 1, "{pages}");
+        assert!(first.to_string().len() < 20 * 1024);
+        assert!(text.contains("10.0.0.0"));
+        let count: usize = (1..=pages as usize)
+            .map(|p| {
+                result_page(&d, None, p).unwrap().0["items"]
+                    .as_array()
+                    .unwrap()
+                    .len()
+            })
+            .sum();
+        assert_eq!(count, 400);
+    }
+
+    #[test]
+    fn an_unfinished_job_says_how_to_follow_it() {
+        let d = doc("running");
+        let view = job_view(&d);
+        assert_eq!(view["terminal"], false);
+        assert!(view["next_step"].as_str().unwrap().contains("job_status"));
+        let (page, _) = result_page(&d, None, 1).unwrap();
+        assert_eq!(page["pages"], 0);
+    }
+}
