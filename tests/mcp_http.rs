@@ -784,7 +784,7 @@ async fn the_stdio_bridge_turns_http_refusals_and_an_unreachable_api_into_rpc_er
     let refused = bridge(&["--url", &base], &[list.clone(), note.clone()]).await;
     let allowed = bridge(
         &["--url", &base, "--token", tokens.get("agent")],
-        &[list.clone()],
+        std::slice::from_ref(&list),
     )
     .await;
     let unreachable = bridge(
