@@ -509,3 +509,63 @@ async fn after_the_ttls_pass_the_keyspace_returns_to_its_baseline() {
     .await;
     drop(e.fx);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_drain_one_queue_and_each_job_runs_exactly_once() {
+    let e = env("once", &[]).await;
+    let (_api, base) = start_api(e.cfg.clone(), e.catalog.clone()).await;
+    let _a = worker_proc(&e.cfg, "once-a");
+    let _b = worker_proc(&e.cfg, "once-b");
+    for i in 0..100u32 {
+        let target = format!("127.0.1.{}", i + 1);
+        let r = post_json(&base, "/v1/jobs", &json!({"tool":"fake","target":target,"args":"--sleep-ms 20","correlation_id":format!("o{i}")})).await;
+        assert_eq!(r.status(), 202);
+    }
+    let mut workers = std::collections::HashSet::new();
+    for i in 0..100 {
+        let d = wait_done(&base, &format!("o{i}"), Duration::from_secs(60)).await;
+        assert_eq!(d["state"], "succeeded", "{d}");
+        assert_eq!(d["attempt"], 1);
+        workers.insert(d["worker"].as_str().unwrap().to_owned());
+    }
+    let mut starts: HashMap<String, usize> = HashMap::new();
+    for line in lines(&e.starts) {
+        *starts
+            .entry(line.split_whitespace().last().unwrap().to_owned())
+            .or_default() += 1;
+    }
+    assert_eq!(starts.len(), 100);
+    assert!(starts.values().all(|n| *n == 1), "a job ran twice");
+    assert_eq!(workers.len(), 2, "both workers took jobs: {workers:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_over_its_timeout_is_killed_with_its_children_and_fails_as_timeout() {
+    let e = env("timeout", &[]).await;
+    let (_api, base) = start_api(e.cfg.clone(), e.catalog.clone()).await;
+    let _w = start_worker(e.cfg.clone(), e.catalog.clone()).await;
+    post_json(
+        &base,
+        "/v1/jobs",
+        &json!({"tool":"fake","target":"127.0.0.1","correlation_id":"slow","timeout_sec":1,
+        "args":"--sleep-ms 60000 --children 2 --ignore-term","max_attempts":1}),
+    )
+    .await;
+    let pgid: i32 = eventually(Duration::from_secs(10), "tool started", || {
+        let l = lines(&e.starts);
+        async move { l.first()?.split_whitespace().next()?.parse().ok() }
+    })
+    .await;
+
+    let done = wait_done(&base, "slow", Duration::from_secs(30)).await;
+
+    assert_eq!(done["state"], "failed", "{done}");
+    assert_eq!(done["error"]["type"], "timeout");
+    assert_eq!(done["result"]["timed_out"], true);
+    eventually(
+        Duration::from_secs(10),
+        "no process left behind",
+        || async move { group_members(pgid).is_empty().then_some(()) },
+    )
+    .await;
+}
