@@ -364,19 +364,26 @@ impl Drop for Task {
     }
 }
 
-/// Starts the API in-process on a free port; returns its base URL.
-pub async fn start_api(cfg: Config, catalog: Catalog) -> (Task, String) {
+/// Runs a service in-process on a loopback listener until its [`Task`] is shut down or dropped;
+/// returns the task and the listener's base URL.
+async fn serve<F, Fut>(name: &'static str, run: F) -> (Task, String)
+where
+    F: FnOnce(tokio::net::TcpListener, futures::future::BoxFuture<'static, ()>) -> Fut
+        + Send
+        + 'static,
+    Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+{
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let shutdown: futures::future::BoxFuture<'static, ()> = Box::pin(async move {
+        let _ = rx.await;
+    });
     let handle = tokio::spawn(async move {
-        let shutdown = async {
-            let _ = rx.await;
-        };
-        if let Err(e) = scanq_api::run(listener, cfg, catalog, shutdown).await {
-            eprintln!("api stopped: {e}");
+        if let Err(e) = run(listener, shutdown).await {
+            eprintln!("{name} stopped: {e}");
         }
     });
     (
@@ -386,50 +393,24 @@ pub async fn start_api(cfg: Config, catalog: Catalog) -> (Task, String) {
         },
         url,
     )
+}
+
+/// Starts the API in-process on a free port; returns its base URL.
+pub async fn start_api(cfg: Config, catalog: Catalog) -> (Task, String) {
+    serve("api", move |l, stop| scanq_api::run(l, cfg, catalog, stop)).await
 }
 
 /// Starts a worker in-process.
 pub async fn start_worker(cfg: Config, catalog: Catalog) -> Task {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let handle = tokio::spawn(async move {
-        let shutdown = async {
-            let _ = rx.await;
-        };
-        if let Err(e) = scanq_worker::run(cfg, catalog, listener, shutdown).await {
-            eprintln!("worker stopped: {e}");
-        }
-    });
-    Task {
-        stop: Some(tx),
-        handle: Some(handle),
-    }
+    start_worker_with_metrics(cfg, catalog).await.0
 }
 
 /// Starts a worker in-process; returns it with the base URL of its `/metrics` and `/healthz`.
 pub async fn start_worker_with_metrics(cfg: Config, catalog: Catalog) -> (Task, String) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let handle = tokio::spawn(async move {
-        let shutdown = async {
-            let _ = rx.await;
-        };
-        if let Err(e) = scanq_worker::run(cfg, catalog, listener, shutdown).await {
-            eprintln!("worker stopped: {e}");
-        }
-    });
-    (
-        Task {
-            stop: Some(tx),
-            handle: Some(handle),
-        },
-        url,
-    )
+    serve("worker", move |l, stop| {
+        scanq_worker::run(cfg, catalog, l, stop)
+    })
+    .await
 }
 
 /// Path of a workspace binary next to the test executable (`target/<profile>/<name>`).
