@@ -82,24 +82,7 @@ done || true
 
 echo
 echo "  Result:"
-curl -sf "$API/v1/jobs/$ID" | python3 -c '
-import json, sys
-doc = json.load(sys.stdin)
-print(f"    state: {doc[\"state\"]}  duration: {doc.get(\"duration_ms\")} ms  worker: {doc.get(\"worker\")}")
-parsed = (doc.get("result") or {}).get("parsed")
-if parsed:
-    for h in parsed.get("hosts", []):
-        addrs = ", ".join(a.get("addr", "") for a in h.get("addresses", []))
-        print(f"    host {addrs}: {h.get(\"status\", {}).get(\"state\")}")
-        for p in h.get("ports", []):
-            svc = (p.get("service") or {}).get("name") or ""
-            print(f"      {p[\"port\"]}/{p[\"protocol\"]:<4} {p[\"state\"]:<9} {svc}")
-else:
-    out = (doc.get("result") or {}).get("stdout", "")
-    print("    " + "\n    ".join(out.splitlines()[-15:]))
-if doc.get("error"):
-    print(f"    error: {doc[\"error\"]}")
-'
+curl -sf "$API/v1/jobs/$ID" | python3 scripts/show-result.py
 echo
 echo "  The stack keeps serving at $API — press Ctrl-C to stop."
 wait
