@@ -212,6 +212,19 @@ impl ToolSpec {
                 self.max_timeout_sec
             ));
         }
+        if let Some(p) = &self.progress
+            && !crate::nmap::PROGRESS_PARSER_NAMES.contains(&p.as_str())
+        {
+            return Err(format!(
+                "tools.{name}.progress `{p}` is not a progress parser; accepted: {}",
+                crate::nmap::PROGRESS_PARSER_NAMES.join(", ")
+            ));
+        }
+        if let Some(p) = self.parser.as_deref().filter(|p| *p != "nmap") {
+            return Err(format!(
+                "tools.{name}.parser `{p}` is not a result parser; accepted: nmap"
+            ));
+        }
         self.breaker
             .validate()
             .map_err(|m| format!("tools.{name}.breaker.{m}"))?;
@@ -289,5 +302,8 @@ mod tests {
         assert!(err.to_string().contains("tools.x.command"), "{err}");
         let bad = "[tools.x]\nexecutor = \"noop\"\nbogus = 1\n";
         assert!(Catalog::from_sources(DEFAULT_CATALOG, Some(("ops.toml", bad))).is_err());
+        let bad = "[tools.x]\nexecutor = \"noop\"\nprogress = \"magic\"\n";
+        let err = Catalog::from_sources(DEFAULT_CATALOG, Some(("ops.toml", bad))).unwrap_err();
+        assert!(err.to_string().contains("tools.x.progress"), "{err}");
     }
 }
