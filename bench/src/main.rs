@@ -135,6 +135,7 @@ async fn redis_info(redis: &Redis) -> anyhow::Result<(String, Option<u32>)> {
 }
 
 async fn run(cli: &Cli) -> anyhow::Result<Report> {
+    use anyhow::Context;
     let limit = Duration::from_secs(cli.timeout_sec);
     let settings = Settings {
         worker_concurrency: cli.worker_concurrency,
@@ -180,23 +181,34 @@ async fn run(cli: &Cli) -> anyhow::Result<Report> {
         let clients = submit::clients(cli.clients)?;
         submit::run(&phase, &clients, cli.clients as u64 * 4, limit).await?;
         let meter = Meter::start(&redis, watch).await?;
-        let r = submit::run(&phase, &clients, cli.submit_jobs, limit).await?;
+        let r = submit::run(&phase, &clients, cli.submit_jobs, limit)
+            .await
+            .context("submit phase")?;
         let usage = meter.stop(&redis).await?;
         drop(api);
-        redis.clean(&phase.cfg.key_prefix).await?;
+        redis
+            .clean(&phase.cfg.key_prefix)
+            .await
+            .context("clean up")?;
         report.submit = Some((r, usage));
     }
 
     if cli.runs(Only::Drain) {
         let phase = Phase::new(&redis, "drain", &settings)?;
-        let prefill = drain::prefill(&phase, cli.jobs, 128, limit).await?;
+        let prefill = drain::prefill(&phase, cli.jobs, 128, limit)
+            .await
+            .context("drain phase: pre-fill")?;
         let mut meter = Meter::start(&redis, base.clone()).await?;
         // The workers join the watch when they start, from zero CPU.
-        let (r, workers) =
-            drain::run(&phase, cli.jobs, cli.workers, &mut meter.watch, limit).await?;
+        let (r, workers) = drain::run(&phase, cli.jobs, cli.workers, &mut meter.watch, limit)
+            .await
+            .context("drain phase")?;
         let usage = meter.stop(&redis).await?;
         drop(workers);
-        redis.clean(&phase.cfg.key_prefix).await?;
+        redis
+            .clean(&phase.cfg.key_prefix)
+            .await
+            .context("clean up")?;
         report.drain = Some((r, prefill, usage));
     }
 
@@ -215,11 +227,16 @@ async fn run(cli: &Cli) -> anyhow::Result<Report> {
         let http = e2e::client()?;
         e2e::run(&http, &phase, "warm-up", 50, limit).await?;
         let meter = Meter::start(&redis, watch).await?;
-        let r = e2e::run(&http, &phase, "e2e", cli.e2e_jobs, limit).await?;
+        let r = e2e::run(&http, &phase, "e2e", cli.e2e_jobs, limit)
+            .await
+            .context("latency phase")?;
         let usage = meter.stop(&redis).await?;
         drop(workers);
         drop(api);
-        redis.clean(&phase.cfg.key_prefix).await?;
+        redis
+            .clean(&phase.cfg.key_prefix)
+            .await
+            .context("clean up")?;
         report.e2e = Some((r, usage));
     }
     Ok(report)

@@ -67,8 +67,11 @@ impl Redis {
 
     pub async fn con(&self) -> anyhow::Result<redis::aio::MultiplexedConnection> {
         let client = redis::Client::open(self.url())?;
+        // The bench's own commands (FLUSHALL, INFO, counts) may wait behind a busy server;
+        // FLUSHALL of a big drain takes longer than the default 500 ms response timeout.
         let config = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(5)));
+            .set_connection_timeout(Some(Duration::from_secs(5)))
+            .set_response_timeout(Some(Duration::from_secs(60)));
         client
             .get_multiplexed_async_connection_with_config(&config)
             .await
