@@ -17,10 +17,14 @@ pub struct E2eResult {
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
+    /// The POST alone (the rest is the wait for the result).
+    pub post_p50_ms: f64,
+    pub post_p99_ms: f64,
 }
 
-/// Submits one job and waits for its result; the finished document.
-async fn one(http: &reqwest::Client, base: &str, cid: &str) -> anyhow::Result<Value> {
+/// Submits one job and waits for its result; how long the POST took.
+async fn one(http: &reqwest::Client, base: &str, cid: &str) -> anyhow::Result<Duration> {
+    let start = Instant::now();
     let body = format!(r#"{{"tool":"{TOOL}","target":"{TARGET}","correlation_id":"{cid}"}}"#);
     let resp = http
         .post(format!("{base}/v1/jobs"))
@@ -37,6 +41,7 @@ async fn one(http: &reqwest::Client, base: &str, cid: &str) -> anyhow::Result<Va
         );
     }
     resp.bytes().await?;
+    let posted = start.elapsed();
     // A long-poll returns the document as it is when the wait ends; ask again until final.
     for _ in 0..3 {
         let doc: Value = http
@@ -48,7 +53,7 @@ async fn one(http: &reqwest::Client, base: &str, cid: &str) -> anyhow::Result<Va
             .json()
             .await?;
         match doc["state"].as_str() {
-            Some("succeeded") => return Ok(doc),
+            Some("succeeded") => return Ok(posted),
             Some("failed" | "cancelled") => bail!("benchmark job {cid} did not succeed: {doc}"),
             _ => {}
         }
@@ -75,11 +80,13 @@ pub async fn run(
 ) -> anyhow::Result<E2eResult> {
     let base = phase.api_url();
     let mut h = histogram();
+    let mut post = histogram();
     let run = async {
         for i in 0..count {
             let cid = format!("{name}-{i}");
             let t = Instant::now();
-            one(http, &base, &cid).await?;
+            let posted = one(http, &base, &cid).await?;
+            post.record(posted.as_micros().max(1) as u64)?;
             h.record(t.elapsed().as_micros().max(1) as u64)?;
         }
         anyhow::Ok(())
@@ -92,5 +99,7 @@ pub async fn run(
         p50_ms: ms(&h, 0.5),
         p99_ms: ms(&h, 0.99),
         max_ms: h.max() as f64 / 1000.0,
+        post_p50_ms: ms(&post, 0.5),
+        post_p99_ms: ms(&post, 0.99),
     })
 }
