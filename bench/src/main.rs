@@ -1,1 +1,283 @@
-fn main() {}
+//! `scanq-bench`: measures, against a redis-server it starts itself (or `--redis-url`),
+//! (a) HTTP submit throughput with K concurrent clients, (b) drain throughput of a pre-filled
+//! queue of N `noop` jobs with W worker processes, and (c) end-to-end latency (HTTP submit +
+//! wait for the result) over sequential jobs. It runs the real `scanq-api` and `scanq-worker`
+//! binaries found next to itself, prints a table, and with `--json` one JSON line on stdout.
+//! Results and how to reproduce them: `BENCHMARKS.md`.
+//!
+//! | module | owns |
+//! |---|---|
+//! | `stack` | redis, the phase's config and catalog, starting the binaries |
+//! | `submit`, `drain`, `e2e` | the three measurements |
+//! | `usage` | CPU per process, Redis command statistics |
+//! | `report` | the table and the JSON line |
+
+mod drain;
+mod e2e;
+mod report;
+mod stack;
+mod submit;
+mod usage;
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, ValueEnum};
+use serde_json::json;
+
+use crate::report::{Report, Usage};
+use crate::stack::{Phase, Redis, Settings};
+use crate::usage::{CpuSplit, Watch, command_delta, command_stats};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Only {
+    Submit,
+    Drain,
+    E2e,
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "scanq-bench",
+    version,
+    about = "scanq benchmark: submit throughput, drain throughput, end-to-end latency"
+)]
+struct Cli {
+    /// Jobs in the pre-filled queue of the drain phase (N).
+    #[arg(long, default_value_t = 50_000, value_parser = clap::value_parser!(u64).range(1..=2_000_000))]
+    jobs: u64,
+    /// Worker processes (W) for the drain and latency phases.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    workers: u32,
+    /// Job slots per worker process (SCANQ_WORKER_CONCURRENCY).
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    worker_concurrency: u32,
+    /// Concurrent HTTP clients (K) of the submit phase, one connection each.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    clients: u32,
+    /// Jobs posted in the submit phase.
+    #[arg(long, default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..=2_000_000))]
+    submit_jobs: u64,
+    /// Sequential jobs (M) timed in the latency phase.
+    #[arg(long, default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    e2e_jobs: u64,
+    /// Run one phase only.
+    #[arg(long, value_enum)]
+    only: Option<Only>,
+    /// Print one JSON line on stdout (the table goes to stderr).
+    #[arg(long)]
+    json: bool,
+    /// Use this Redis instead of starting one (only keys under the run's own prefixes are
+    /// written, and removed afterwards).
+    #[arg(long)]
+    redis_url: Option<String>,
+    /// Job lease (SCANQ_LEASE_SEC); renewal runs every third of it.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    lease_sec: u64,
+    /// How often workers promote due jobs and reclaim lapsed leases (SCANQ_REAP_INTERVAL_MS).
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(10..=60_000))]
+    reap_interval_ms: u64,
+    /// Time limit of each phase, in seconds.
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    timeout_sec: u64,
+}
+
+impl Cli {
+    fn runs(&self, phase: Only) -> bool {
+        self.only.is_none_or(|o| o == phase)
+    }
+}
+
+/// A phase's timed part: CPU and Redis command counters read at the start and at the end.
+struct Meter {
+    watch: Watch,
+    cpu: std::collections::BTreeMap<&'static str, f64>,
+    stats: usage::CommandStats,
+    started: Instant,
+}
+
+impl Meter {
+    async fn start(redis: &Redis, watch: Watch) -> anyhow::Result<Self> {
+        let stats = command_stats(&mut redis.con().await?).await?;
+        Ok(Self {
+            cpu: watch.sample(),
+            watch,
+            stats,
+            started: Instant::now(),
+        })
+    }
+
+    async fn stop(self, redis: &Redis) -> anyhow::Result<Usage> {
+        let wall = self.started.elapsed().as_secs_f64();
+        let cpu = CpuSplit::between(&self.cpu, &self.watch.sample(), wall);
+        let after = command_stats(&mut redis.con().await?).await?;
+        Ok(Usage {
+            cpu,
+            commands: command_delta(&self.stats, &after),
+        })
+    }
+}
+
+async fn redis_info(redis: &Redis) -> anyhow::Result<(String, Option<u32>)> {
+    let info: String = redis::cmd("INFO")
+        .arg("server")
+        .query_async(&mut redis.con().await?)
+        .await?;
+    let field = |name: &str| {
+        info.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+            .map(|v| v.trim().to_owned())
+    };
+    Ok((
+        field("redis_version").unwrap_or_default(),
+        field("process_id").and_then(|p| p.parse().ok()),
+    ))
+}
+
+async fn run(cli: &Cli) -> anyhow::Result<Report> {
+    use anyhow::Context;
+    let limit = Duration::from_secs(cli.timeout_sec);
+    let settings = Settings {
+        worker_concurrency: cli.worker_concurrency,
+        lease_sec: cli.lease_sec,
+        reap_interval_ms: cli.reap_interval_ms,
+    };
+    let redis = Redis::start(cli.redis_url.clone()).await?;
+    let (version, redis_pid) = redis_info(&redis).await?;
+    let mut base = Watch::default();
+    if let Some(pid) = redis_pid {
+        base.add("redis", pid);
+    }
+    base.add("bench", std::process::id());
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let build = if cfg!(debug_assertions) {
+        "DEBUG build (numbers not meaningful; use --release)"
+    } else {
+        "release build"
+    };
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_default();
+    let mut report = Report {
+        header: format!(
+            "scanq-bench: {build}, {cpus} CPUs (load average {load} at start), redis-server {version}; redis, API, workers and load generator share the machine"
+        ),
+        settings: json!({
+            "jobs": cli.jobs, "workers": cli.workers, "worker_concurrency": cli.worker_concurrency,
+            "clients": cli.clients, "submit_jobs": cli.submit_jobs, "e2e_jobs": cli.e2e_jobs,
+            "lease_sec": cli.lease_sec, "reap_interval_ms": cli.reap_interval_ms,
+            "redis_version": version, "cpus": cpus, "loadavg_at_start": load, "release": !cfg!(debug_assertions),
+        }),
+        ..Report::default()
+    };
+
+    if cli.runs(Only::Submit) {
+        let phase = Phase::new(&redis, "submit", &settings)?;
+        let api = phase.start_api(Duration::from_secs(20)).await?;
+        let mut watch = base.clone();
+        watch.add("api", api.child.id());
+        // Warm-up: open every connection and let the API fill its Redis pool.
+        let clients = submit::clients(cli.clients)?;
+        submit::run(&phase, &clients, cli.clients as u64 * 4, limit).await?;
+        let meter = Meter::start(&redis, watch).await?;
+        let r = submit::run(&phase, &clients, cli.submit_jobs, limit)
+            .await
+            .context("submit phase")?;
+        let usage = meter.stop(&redis).await?;
+        drop(api);
+        redis
+            .clean(&phase.cfg.key_prefix)
+            .await
+            .context("clean up")?;
+        report.submit = Some((r, usage));
+    }
+
+    if cli.runs(Only::Drain) {
+        let phase = Phase::new(&redis, "drain", &settings)?;
+        let prefill = drain::prefill(&phase, cli.jobs, 128, limit)
+            .await
+            .context("drain phase: pre-fill")?;
+        let mut meter = Meter::start(&redis, base.clone()).await?;
+        // The workers join the watch when they start, from zero CPU.
+        let (r, workers) = drain::run(&phase, cli.jobs, cli.workers, &mut meter.watch, limit)
+            .await
+            .context("drain phase")?;
+        let usage = meter.stop(&redis).await?;
+        drop(workers);
+        redis
+            .clean(&phase.cfg.key_prefix)
+            .await
+            .context("clean up")?;
+        report.drain = Some((r, prefill, usage));
+    }
+
+    if cli.runs(Only::E2e) {
+        let phase = Phase::new(&redis, "e2e", &settings)?;
+        let api = phase.start_api(Duration::from_secs(20)).await?;
+        let mut workers = phase.start_workers(cli.workers)?;
+        phase
+            .wait_workers(&redis, &mut workers, Duration::from_secs(20))
+            .await?;
+        let mut watch = base.clone();
+        watch.add("api", api.child.id());
+        for w in &workers {
+            watch.add("workers", w.child.id());
+        }
+        let http = e2e::client()?;
+        e2e::run(&http, &phase, "warm-up", 50, limit).await?;
+        let meter = Meter::start(&redis, watch).await?;
+        let r = e2e::run(&http, &phase, "e2e", cli.e2e_jobs, limit)
+            .await
+            .context("latency phase")?;
+        let usage = meter.stop(&redis).await?;
+        drop(workers);
+        drop(api);
+        redis
+            .clean(&phase.cfg.key_prefix)
+            .await
+            .context("clean up")?;
+        report.e2e = Some((r, usage));
+    }
+    Ok(report)
+}
+
+/// SIGINT or SIGTERM.
+async fn interrupted() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // On a signal the running phase is dropped, which kills every process it started.
+    let outcome = tokio::select! {
+        r = run(&cli) => r,
+        sig = interrupted() => Err(anyhow::anyhow!("interrupted by {sig}; stopped everything started")),
+    };
+    match outcome {
+        Ok(report) => {
+            if cli.json {
+                eprintln!("{}", report.table());
+                println!("{}", report.json());
+            } else {
+                println!("{}", report.table());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("scanq-bench: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! The benchmark tool run end to end with tiny numbers, so it cannot rot: it starts its own
+//! redis-server, API and worker processes, prints one JSON line with the headline numbers, and
+//! stops everything it started — also when interrupted. Needs the workspace binaries built
+//! (`cargo build --workspace`, which `make test` does).
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const BENCH: &str = env!("CARGO_BIN_EXE_scanq-bench");
+
+/// Polls `f` until true, or panics after `limit`.
+fn eventually(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The pids of a process's children, from `/proc/<pid>/task/*/children`.
+fn children(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return vec![];
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|s| {
+            s.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
+}
+
+fn alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+#[test]
+fn a_tiny_run_reports_all_headline_numbers_as_one_json_line() {
+    let out = Command::new(BENCH)
+        .args([
+            "--jobs",
+            "200",
+            "--submit-jobs",
+            "200",
+            "--clients",
+            "4",
+            "--e2e-jobs",
+            "20",
+            "--worker-concurrency",
+            "32",
+            "--timeout-sec",
+            "60",
+            "--json",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run scanq-bench");
+
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "scanq-bench failed: {stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "exactly one JSON line on stdout: {stdout}");
+    let doc: Value = serde_json::from_str(lines[0]).expect("valid JSON");
+    for key in [
+        "drain_jobs_per_sec",
+        "submit_jobs_per_sec",
+        "e2e_p50_ms",
+        "e2e_p99_ms",
+    ] {
+        let v = doc[key].as_f64().unwrap_or(0.0);
+        assert!(v > 0.0, "{key} is a positive number: {doc}");
+    }
+    assert!(doc["e2e_p50_ms"].as_f64() <= doc["e2e_p99_ms"].as_f64());
+    assert!(
+        stderr.contains("(b) drain, 200 noop jobs"),
+        "table on stderr: {stderr}"
+    );
+}
+
+#[test]
+fn one_phase_can_run_alone_and_the_others_are_null() {
+    let out = Command::new(BENCH)
+        .args(["--only", "e2e", "--e2e-jobs", "10", "--json"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run scanq-bench");
+
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+    assert!(doc["e2e_p99_ms"].as_f64().is_some(), "{doc}");
+    assert!(doc["drain_jobs_per_sec"].is_null(), "{doc}");
+    assert!(doc["submit_jobs_per_sec"].is_null(), "{doc}");
+}
+
+#[test]
+fn an_unreachable_redis_fails_fast_with_a_message() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let started = Instant::now();
+
+    let out = Command::new(BENCH)
+        .args([
+            "--redis-url",
+            &format!("redis://127.0.0.1:{port}/"),
+            "--json",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run scanq-bench");
+
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cannot connect to redis"), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn interrupting_the_bench_stops_every_process_it_started() {
+    // A latency run long enough to be still going when the signal comes.
+    let mut bench = Command::new(BENCH)
+        .args([
+            "--only",
+            "e2e",
+            "--e2e-jobs",
+            "100000",
+            "--timeout-sec",
+            "60",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run scanq-bench");
+    let pid = bench.id();
+    // redis-server, scanq-api and one scanq-worker.
+    let mut started = vec![];
+    eventually(Duration::from_secs(20), "three child processes", || {
+        started = children(pid);
+        started.len() >= 3
+    });
+
+    send_signal(pid, "INT");
+    let status = bench.wait().expect("wait");
+
+    assert!(!status.success());
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut bench.stderr.take().expect("stderr"), &mut stderr)
+        .expect("read stderr");
+    assert!(stderr.contains("interrupted by SIGINT"), "{stderr}");
+    for child in started {
+        assert!(
+            !alive(child),
+            "child {child} still running after the bench exited"
+        );
+    }
+}
+
+/// Sends a signal with the `kill` command (no unsafe, no extra dependency).
+fn send_signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .args([format!("-{sig}"), pid.to_string()])
+        .status()
+        .expect("kill")
+        .success();
+    assert!(ok, "kill -{sig} {pid}");
+}
