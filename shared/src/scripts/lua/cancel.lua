@@ -24,10 +24,7 @@ end
 if state == S.scheduled then
   redis.call('ZREM', sched, ref)
 end
-redis.call('HSET', job, 'finished_ms', now, 'error', ARGV[7])
-move(counts, job, state, S.cancelled, now)
-emit(ev, job, 'state', state_event(S.cancelled, now), maxlen, '', '')
-emit(ev, job, 'done', state_event(S.cancelled, now), maxlen, ARGV[4], ARGV[6])
-redis.call('PEXPIRE', job, ttl)
-redis.call('PEXPIRE', ev, ttl)
+redis.call('HSET', job, 'error', ARGV[7])
+finish({ job = job, ev = ev, ref = ref, from = state, to = S.cancelled, now = now,
+  counts = counts, result_ttl = ttl, maxlen = maxlen, channel = ARGV[4], tag = ARGV[6] })
 return { 'cancelled' }

@@ -47,6 +47,28 @@ local function ready(stream, fairkey, ref)
   redis.call('HINCRBY', fairkey, tenant_of(ref), 1)
 end
 
+-- Ends a job for good: finish time (and run time when it ran), the state move, a dead letter
+-- for a failure, the final `state` and `done` events, and the retention TTLs.
+-- f = { job, ev, ref, from, to, now, started (nil if it never ran), counts, dead, result_ttl,
+--       dead_ttl, maxlen, channel, tag }
+local function finish(f)
+  if f.started then
+    redis.call('HSET', f.job, 'finished_ms', f.now, 'duration_ms', f.now - f.started)
+  else
+    redis.call('HSET', f.job, 'finished_ms', f.now)
+  end
+  move(f.counts, f.job, f.from, f.to, f.now)
+  local ttl = f.result_ttl
+  if f.to == S.failed then
+    redis.call('ZADD', f.dead, f.now, f.ref)
+    ttl = f.dead_ttl
+  end
+  emit(f.ev, f.job, 'state', state_event(f.to, f.now), f.maxlen, '', '')
+  emit(f.ev, f.job, 'done', state_event(f.to, f.now), f.maxlen, f.channel, f.tag)
+  redis.call('PEXPIRE', f.job, ttl)
+  redis.call('PEXPIRE', f.ev, ttl)
+end
+
 local function is_terminal(state)
   return state == S.succeeded or state == S.failed or state == S.cancelled
 end

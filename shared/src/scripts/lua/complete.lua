@@ -68,20 +68,12 @@ for i = 8, #ARGV, 8 do
       emit(ev, job, 'state', state_event(S.queued, now, { reason = 'handed back' }), maxlen, channel, tag)
       out[#out + 1] = S.queued
     else
-      local duration = now - tonumber(h[6] or now)
-      redis.call('HSET', job, 'finished_ms', now, 'duration_ms', duration)
-      redis.call('LPUSH', KEYS[9], duration)
+      local started = tonumber(h[6] or now)
+      redis.call('LPUSH', KEYS[9], now - started)
       redis.call('LTRIM', KEYS[9], 0, 999)
-      move(counts, job, S.running, outcome, now)
-      local ttl = result_ttl
-      if outcome == S.failed then
-        redis.call('ZADD', dead, now, ref)
-        ttl = dead_ttl
-      end
-      emit(ev, job, 'state', state_event(outcome, now), maxlen, '', '')
-      emit(ev, job, 'done', state_event(outcome, now), maxlen, channel, tag)
-      redis.call('PEXPIRE', job, ttl)
-      redis.call('PEXPIRE', ev, ttl)
+      finish({ job = job, ev = ev, ref = ref, from = S.running, to = outcome, now = now,
+        started = started, counts = counts, dead = dead, result_ttl = result_ttl,
+        dead_ttl = dead_ttl, maxlen = maxlen, channel = channel, tag = tag })
       out[#out + 1] = outcome
     end
   end

@@ -68,17 +68,9 @@ for _, ref in ipairs(redis.call('ZRANGEBYSCORE', leases, '-inf', now, 'LIMIT', 0
       move(counts, job, S.running, S.scheduled, now)
       emit(ev, job, 'state', state_event(S.scheduled, now, { retry_at_ms = now + delay, reason = 'lease expired' }), maxlen, channel, tag)
     else
-      redis.call('HSET', job, 'finished_ms', now, 'duration_ms', now - tonumber(h[6] or now))
-      move(counts, job, S.running, to, now)
-      local ttl = result_ttl
-      if to == S.failed then
-        redis.call('ZADD', dead, now, ref)
-        ttl = dead_ttl
-      end
-      emit(ev, job, 'state', state_event(to, now), maxlen, '', '')
-      emit(ev, job, 'done', state_event(to, now), maxlen, channel, tag)
-      redis.call('PEXPIRE', job, ttl)
-      redis.call('PEXPIRE', ev, ttl)
+      finish({ job = job, ev = ev, ref = ref, from = S.running, to = to, now = now,
+        started = tonumber(h[6] or now), counts = counts, dead = dead, result_ttl = result_ttl,
+        dead_ttl = dead_ttl, maxlen = maxlen, channel = channel, tag = tag })
     end
     taken[#taken + 1] = { ref, to }
   end
