@@ -15,6 +15,7 @@
 //! | `P:{T}:counts` | hash | jobs per state, kept by the scripts (O(1) stats) |
 //! | `P:{T}:backlog:<tenant>` | zset | a tenant's jobs over its fair-share window |
 //! | `P:{T}:fair` | hash | jobs per tenant inside the window |
+//! | `P:{T}:running_by` | hash | running jobs per tenant (per-tenant running caps) |
 //! | `P:{T}:breaker[:hist|:probes|:window]` | hash/list/zset | the tool's circuit breaker |
 //! | `P:{T}:stats:wait`, `P:{T}:stats:run` | list | newest 1000 wait / run times (ms), for percentiles |
 //! | `P:idx:<tenant>:<cid>` | string | which tool holds a correlation ID |
@@ -209,6 +210,11 @@ impl ToolKeys {
         }
     }
 
+    /// Running jobs of this tool per tenant (for per-tenant running caps).
+    pub fn running_by_tenant(&self) -> String {
+        format!("{}:running_by", self.base)
+    }
+
     /// Present while the tool is disabled cluster-wide (read by `claim.lua`).
     pub fn disabled(&self) -> String {
         format!("{}:disabled", self.base)
@@ -255,6 +261,7 @@ mod tests {
             t.wait_samples(),
             t.run_samples(),
             t.disabled(),
+            t.running_by_tenant(),
         ] {
             assert_eq!(slot_tag(&k), "nmap", "{k}");
             assert!(k.starts_with("scanq:"), "{k}");

@@ -73,7 +73,7 @@ impl Queue {
             }
             AdmitOutcome::Admitted { added, .. } => added,
         };
-        let out = self.submit(tenant, &spec).await;
+        let out = self.submit_capped(tenant, &spec, caps.max_running).await;
         let created = matches!(out, Ok(Submitted { created: true, .. }));
         if added && !created {
             // Nothing new waits: give the place back.

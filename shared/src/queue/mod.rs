@@ -193,8 +193,19 @@ impl Queue {
     }
 
     /// Enqueues a validated job for `tenant` (idempotent per correlation ID).
-    #[tracing::instrument(skip_all, fields(tool = %spec.tool))]
     pub async fn submit(&self, tenant: &TenantId, spec: &JobSpec) -> Result<Submitted, QueueError> {
+        self.submit_capped(tenant, spec, 0).await
+    }
+
+    /// [`Queue::submit`] for a tenant that may run at most `max_running` jobs of this tool at
+    /// once (0 = no cap); the workers' claim enforces it.
+    #[tracing::instrument(skip_all, fields(tool = %spec.tool))]
+    pub async fn submit_capped(
+        &self,
+        tenant: &TenantId,
+        spec: &JobSpec,
+        max_running: u64,
+    ) -> Result<Submitted, QueueError> {
         let cid = spec
             .correlation_id
             .clone()
@@ -235,6 +246,7 @@ impl Queue {
                 "intrusive",
                 if spec.intrusive { "1" } else { "0" }.to_owned(),
             ),
+            ("max_running", max_running.to_string()),
         ];
         let tag = format!("{}/{}", spec.tool, r);
         let outcome = self

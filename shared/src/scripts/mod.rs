@@ -213,6 +213,7 @@ impl Scripts {
             .key(tk.disabled())
             .key(tk.fair())
             .key(tk.backlog_prefix())
+            .key(tk.running_by_tenant())
             .arg(GROUP)
             .arg(consumer)
             .arg(want)
@@ -270,6 +271,8 @@ impl Scripts {
             .key(bk.probes)
             .key(bk.window)
             .key(tk.fair())
+            .key(tk.backlog_prefix())
+            .key(tk.running_by_tenant())
             .arg(set.result_ttl_ms)
             .arg(set.dead_ttl_ms)
             .arg(set.max_events)
@@ -312,6 +315,7 @@ impl Scripts {
             inv.key(s);
         }
         inv.key(tk.fair());
+        inv.key(tk.backlog_prefix()).key(tk.running_by_tenant());
         inv.arg(limit)
             .arg(set.max_deliveries)
             .arg(set.retry_base_ms)

@@ -11,6 +11,8 @@
 -- KEYS[13] the tool's disabled flag (nothing is claimed while it exists)
 -- KEYS[14] fair-share hash  KEYS[15] backlog key prefix (see enqueue.lua): each entry read
 -- leaves its tenant's share, and the tenant's next backlogged job takes its place
+-- KEYS[16] running-per-tenant hash: a job whose tenant already runs its `max_running` jobs of
+-- this tool goes back to the front of the tenant's backlog (let in again when one finishes)
 -- ARGV[1] group  ARGV[2] consumer (worker id)  ARGV[3] how many  ARGV[4] lease ms
 -- ARGV[5] round number  ARGV[6] max events  ARGV[7] notify channel  ARGV[8] tool name
 -- ARGV[9] breaker settings JSON  ARGV[10] error JSON for jobs held back by an open breaker
@@ -27,6 +29,7 @@ local want, lease = tonumber(ARGV[3]), tonumber(ARGV[4])
 local round = tonumber(ARGV[5]) % 10
 local maxlen, channel, tool = tonumber(ARGV[6]), ARGV[7], ARGV[8]
 local prefix = KEYS[6]
+local streams_by = { high = KEYS[1], normal = KEYS[2], low = KEYS[3] }
 local sched = KEYS[8]
 local bk = { state = KEYS[9], hist = KEYS[10], probes = KEYS[11], window = KEYS[12] }
 local cfg = cjson.decode(ARGV[9])
@@ -64,18 +67,6 @@ local function read(stream, count)
     if redis.call('HINCRBY', KEYS[14], tenant, -1) <= 0 then
       redis.call('HDEL', KEYS[14], tenant)
     end
-    -- Refill the tenant's share from its backlog (skipping jobs cancelled meanwhile).
-    local backlog = KEYS[15] .. tenant
-    while true do
-      local next_ref = redis.call('LPOP', backlog)
-      if not next_ref then break end
-      local h = redis.call('HMGET', prefix .. 'job:' .. next_ref, 'state', 'priority')
-      if h[1] == S.queued then
-        local pstream = ({ high = KEYS[1], normal = KEYS[2], low = KEYS[3] })[h[2]] or KEYS[2]
-        ready(pstream, KEYS[14], next_ref)
-        break
-      end
-    end
     out[#out + 1] = ref
   end
   return out
@@ -96,9 +87,21 @@ for _, i in ipairs(order) do
   if disabled or #jobs >= want or retry_after > 0 then break end
   for _, ref in ipairs(read(KEYS[i], want - #jobs)) do
       local job = prefix .. 'job:' .. ref
-      local st = redis.call('HMGET', job, 'state', 'ready_ms', 'created_ms', 'deliveries')
+      local st = redis.call('HMGET', job, 'state', 'ready_ms', 'created_ms', 'deliveries', 'max_running')
+      local tenant = tenant_of(ref)
+      local cap = tonumber(st[5] or '0') or 0
       local decision, gen, probe = 'allow', bgen, ''
-      if st[1] == S.queued and retry_after > 0 then
+      if st[1] == S.queued and cap > 0
+          and tonumber(redis.call('HGET', KEYS[16], tenant) or '0') >= cap then
+        decision = 'capped'
+        redis.call('LPUSH', KEYS[15] .. tenant, ref)
+      else
+        -- The entry left the tenant's share: its next backlogged job takes the place.
+        refill(KEYS[14], KEYS[15], prefix, streams_by, tenant)
+      end
+      if decision == 'capped' then
+        -- Waits at the front of its tenant's backlog.
+      elseif st[1] == S.queued and retry_after > 0 then
         decision = 'reject'
       elseif st[1] == S.queued and per_job then
         probe = ref .. '#' .. (tonumber(st[4] or '0') + 1)
@@ -111,7 +114,8 @@ for _, i in ipairs(order) do
       end
       if st[1] == S.queued and decision == 'reject' then
         hold(ref, job, retry_after)
-      elseif st[1] == S.queued then
+      elseif st[1] == S.queued and decision ~= 'capped' then
+        redis.call('HINCRBY', KEYS[16], tenant, 1)
         redis.call('HSET', job, 'bgen', gen, 'probe', probe)
         redis.call('HINCRBY', job, 'attempt', 1)
         redis.call('HINCRBY', job, 'deliveries', 1)

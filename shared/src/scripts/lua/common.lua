@@ -69,6 +69,28 @@ local function finish(f)
   redis.call('PEXPIRE', f.ev, ttl)
 end
 
+-- Moves the tenant's next backlogged job (skipping jobs cancelled meanwhile) onto its ready
+-- stream. `streams` maps priority → stream key.
+local function refill(fairkey, backlog_prefix, job_prefix, streams, tenant)
+  local backlog = backlog_prefix .. tenant
+  while true do
+    local ref = redis.call('LPOP', backlog)
+    if not ref then return end
+    local h = redis.call('HMGET', job_prefix .. 'job:' .. ref, 'state', 'priority')
+    if h[1] == S.queued then
+      ready(streams[h[2]] or streams.normal, fairkey, ref)
+      return
+    end
+  end
+end
+
+-- A job of `tenant` stops running on this tool (its per-tenant running count goes down).
+local function left_running(running_by, tenant)
+  if redis.call('HINCRBY', running_by, tenant, -1) <= 0 then
+    redis.call('HDEL', running_by, tenant)
+  end
+end
+
 local function is_terminal(state)
   return state == S.succeeded or state == S.failed or state == S.cancelled
 end

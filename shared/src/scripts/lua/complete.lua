@@ -4,6 +4,8 @@
 -- KEYS[1] leases zset  KEYS[2] counts hash  KEYS[3] scheduled zset  KEYS[4] dead zset
 -- KEYS[5] job key prefix  KEYS[6..8] streams high, normal, low  KEYS[9] run-samples list
 -- KEYS[10..13] breaker state hash, history list, probes zset, window zset  KEYS[14] fair-share hash
+-- KEYS[15] backlog key prefix  KEYS[16] running-per-tenant hash (a capped tenant's next waiting
+-- job is let in when one of its jobs stops running)
 -- ARGV[1] result ttl ms  ARGV[2] dead ttl ms  ARGV[3] max events  ARGV[4] notify channel
 -- ARGV[5] tool name  ARGV[6] breaker settings JSON  ARGV[7] worker id, then groups of 8:
 -- ref, fence, outcome, result json, error json, delay ms, breaker outcome
@@ -34,7 +36,7 @@ for i = 8, #ARGV, 8 do
   local job = prefix .. 'job:' .. ref
   local ev = prefix .. 'ev:' .. ref
   local h = redis.call('HMGET', job, 'fence', 'state', 'cancel_requested', 'attempt',
-    'max_attempts', 'started_ms', 'priority', 'bgen', 'probe')
+    'max_attempts', 'started_ms', 'priority', 'bgen', 'probe', 'max_running')
   if h[1] ~= fence or h[2] ~= S.running then
     out[#out + 1] = 'stale'
     recorded[#recorded + 1] = ''
@@ -42,6 +44,11 @@ for i = 8, #ARGV, 8 do
     local tr, label = breaker_record(bk, cfg, now, tonumber(h[8] or '0'), b_outcome, worker,
       h[9] or '', b_reason)
     recorded[#recorded + 1] = label
+    local tenant = tenant_of(ref)
+    left_running(KEYS[16], tenant)
+    if tonumber(h[10] or '0') > 0 then
+      refill(KEYS[14], KEYS[15], prefix, streams, tenant)
+    end
     if tr then transitions[#transitions + 1] = breaker_transition_json(tr) end
     if h[3] == '1' and outcome ~= S.succeeded then
       outcome = S.cancelled

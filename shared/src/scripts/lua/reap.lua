@@ -7,6 +7,7 @@
 --     old worker can no longer write a result.
 -- KEYS[1] scheduled zset  KEYS[2] leases zset  KEYS[3] counts hash  KEYS[4] dead zset
 -- KEYS[5] job key prefix  KEYS[6..8] streams high, normal, low  KEYS[9] fair-share hash
+-- KEYS[10] backlog key prefix  KEYS[11] running-per-tenant hash
 -- ARGV[1] batch limit  ARGV[2] max deliveries  ARGV[3] retry base ms  ARGV[4] retry max ms
 -- ARGV[5] result ttl ms  ARGV[6] dead ttl ms  ARGV[7] max events  ARGV[8] notify channel
 -- ARGV[9] tool name  ARGV[10] random number in [0,1) for jitter  ARGV[11] worker-lost error json
@@ -42,8 +43,12 @@ for _, ref in ipairs(redis.call('ZRANGEBYSCORE', leases, '-inf', now, 'LIMIT', 0
   local job = prefix .. 'job:' .. ref
   local ev = prefix .. 'ev:' .. ref
   local h = redis.call('HMGET', job, 'state', 'cancel_requested', 'attempt', 'max_attempts',
-    'deliveries', 'started_ms')
+    'deliveries', 'started_ms', 'max_running')
   if h[1] == S.running then
+    left_running(KEYS[11], tenant_of(ref))
+    if tonumber(h[7] or '0') > 0 then
+      refill(KEYS[9], KEYS[10], prefix, streams, tenant_of(ref))
+    end
     redis.call('HINCRBY', job, 'fence', 1)
     local attempt, max_attempts = tonumber(h[3]), tonumber(h[4])
     local tag = tool .. '/' .. ref
