@@ -569,3 +569,28 @@ async fn a_job_over_its_timeout_is_killed_with_its_children_and_fails_as_timeout
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_with_run_at_waits_scheduled_until_its_time() {
+    let e = env("runat", &[]).await;
+    let (_api, base) = start_api(e.cfg.clone(), e.catalog.clone()).await;
+    let _w = start_worker(e.cfg.clone(), e.catalog.clone()).await;
+    let at = std::time::SystemTime::now() + Duration::from_secs(2);
+    let r = post_json(
+        &base,
+        "/v1/jobs",
+        &json!({"tool":"noop","target":"10.0.0.5","correlation_id":"later",
+        "run_at": humantime::format_rfc3339_seconds(at).to_string()}),
+    )
+    .await;
+    assert_eq!(r.status(), 202);
+    let doc: Value = r.json().await.unwrap();
+    assert_eq!(doc["state"], "scheduled", "{doc}");
+    let done = wait_done(&base, "later", Duration::from_secs(20)).await;
+    assert_eq!(done["state"], "succeeded");
+    let started = humantime::parse_rfc3339(done["started_at"].as_str().unwrap()).unwrap();
+    assert!(
+        started + Duration::from_secs(1) >= at,
+        "started before its time"
+    );
+}

@@ -22,6 +22,7 @@ pub const FIELDS: &[&str] = &[
     "intrusive",
     "queue_if_unavailable",
     "delay_sec",
+    "run_at",
 ];
 
 /// What the server needs to judge a request.
@@ -179,7 +180,39 @@ impl JobSpec {
         let max_attempts = uint_field(obj, "max_attempts", 1, 20)?
             .map(|n| n as u32)
             .unwrap_or(policy.default_max_attempts);
-        let delay_ms = uint_field(obj, "delay_sec", 0, 30 * 86_400)?.unwrap_or(0) * 1000;
+        let mut delay_ms = uint_field(obj, "delay_sec", 0, 30 * 86_400)?.unwrap_or(0) * 1000;
+        if let Some(at) = string_field(
+            obj,
+            "run_at",
+            "an RFC 3339 UTC time, e.g. 2026-11-22T03:00:00Z",
+        )? {
+            if delay_ms > 0 {
+                return Err(invalid(
+                    "run_at",
+                    "cannot be combined with delay_sec",
+                    "send one of run_at or delay_sec",
+                ));
+            }
+            let when = humantime::parse_rfc3339(at).map_err(|_| {
+                invalid(
+                    "run_at",
+                    format!("`{at}` is not an RFC 3339 UTC time"),
+                    "e.g. 2026-11-22T03:00:00Z",
+                )
+            })?;
+            let ahead = when
+                .duration_since(std::time::SystemTime::now())
+                .unwrap_or_default()
+                .as_millis() as u64;
+            if ahead > 30 * 86_400 * 1000 {
+                return Err(invalid(
+                    "run_at",
+                    "is more than 30 days ahead",
+                    "a time within the next 30 days",
+                ));
+            }
+            delay_ms = ahead;
+        }
         let queue_if_unavailable = bool_field(obj, "queue_if_unavailable")?;
 
         let canonical = serde_json::json!([
@@ -317,6 +350,20 @@ mod tests {
             "target"
         );
         assert_eq!(field_of(json!([1])), "body");
+        assert_eq!(
+            field_of(json!({"tool":"nmap","target":"10.0.0.5","run_at":"tomorrow"})),
+            "run_at"
+        );
+        assert_eq!(
+            field_of(json!({"tool":"nmap","target":"10.0.0.5","run_at":"2099-01-01T00:00:00Z"})),
+            "run_at"
+        );
+        assert_eq!(
+            field_of(
+                json!({"tool":"nmap","target":"10.0.0.5","delay_sec":5,"run_at":"2026-01-01T00:00:00Z"})
+            ),
+            "run_at"
+        );
         assert_eq!(
             field_of(json!({"tool":"nope","target":"10.0.0.5"})),
             "unknown tool nope"
