@@ -20,10 +20,15 @@ pub struct E2eResult {
     /// The POST alone (the rest is the wait for the result).
     pub post_p50_ms: f64,
     pub post_p99_ms: f64,
+    /// Means of the job document's `queue_wait_ms` (enqueue → claim) and `duration_ms`
+    /// (claim → result written), from Redis `TIME` in whole milliseconds: averaged over many
+    /// jobs they show the share of each step.
+    pub queue_wait_mean_ms: f64,
+    pub run_mean_ms: f64,
 }
 
-/// Submits one job and waits for its result; how long the POST took.
-async fn one(http: &reqwest::Client, base: &str, cid: &str) -> anyhow::Result<Duration> {
+/// Submits one job and waits for its result; how long the POST took, and the document.
+async fn one(http: &reqwest::Client, base: &str, cid: &str) -> anyhow::Result<(Duration, Value)> {
     let start = Instant::now();
     let body = format!(r#"{{"tool":"{TOOL}","target":"{TARGET}","correlation_id":"{cid}"}}"#);
     let resp = http
@@ -53,7 +58,7 @@ async fn one(http: &reqwest::Client, base: &str, cid: &str) -> anyhow::Result<Du
             .json()
             .await?;
         match doc["state"].as_str() {
-            Some("succeeded") => return Ok(posted),
+            Some("succeeded") => return Ok((posted, doc)),
             Some("failed" | "cancelled") => bail!("benchmark job {cid} did not succeed: {doc}"),
             _ => {}
         }
@@ -81,11 +86,14 @@ pub async fn run(
     let base = phase.api_url();
     let mut h = histogram();
     let mut post = histogram();
+    let (mut wait_ms, mut run_ms) = (0.0, 0.0);
     let run = async {
         for i in 0..count {
             let cid = format!("{name}-{i}");
             let t = Instant::now();
-            let posted = one(http, &base, &cid).await?;
+            let (posted, doc) = one(http, &base, &cid).await?;
+            wait_ms += doc["queue_wait_ms"].as_f64().unwrap_or(0.0);
+            run_ms += doc["duration_ms"].as_f64().unwrap_or(0.0);
             post.record(posted.as_micros().max(1) as u64)?;
             h.record(t.elapsed().as_micros().max(1) as u64)?;
         }
@@ -101,5 +109,7 @@ pub async fn run(
         max_ms: h.max() as f64 / 1000.0,
         post_p50_ms: ms(&post, 0.5),
         post_p99_ms: ms(&post, 0.99),
+        queue_wait_mean_ms: wait_ms / count.max(1) as f64,
+        run_mean_ms: run_ms / count.max(1) as f64,
     })
 }

@@ -22,6 +22,7 @@ mod usage;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use serde_json::json;
 
@@ -135,17 +136,11 @@ async fn redis_info(redis: &Redis) -> anyhow::Result<(String, Option<u32>)> {
 }
 
 async fn run(cli: &Cli) -> anyhow::Result<Report> {
-    use anyhow::Context;
-    let limit = Duration::from_secs(cli.timeout_sec);
-    let settings = Settings {
-        worker_concurrency: cli.worker_concurrency,
-        lease_sec: cli.lease_sec,
-        reap_interval_ms: cli.reap_interval_ms,
-    };
     let redis = Redis::start(cli.redis_url.clone()).await?;
     let (version, redis_pid) = redis_info(&redis).await?;
     let mut base = Watch::default();
-    if let Some(pid) = redis_pid {
+    // Only a redis-server on this host has its CPU time in our /proc.
+    if let Some(pid) = redis_pid.filter(|p| is_redis_server(*p)) {
         base.add("redis", pid);
     }
     base.add("bench", std::process::id());
@@ -171,75 +166,103 @@ async fn run(cli: &Cli) -> anyhow::Result<Report> {
         }),
         ..Report::default()
     };
-
+    let bench = Bench {
+        cli,
+        redis: &redis,
+        base,
+        limit: Duration::from_secs(cli.timeout_sec),
+        settings: Settings {
+            worker_concurrency: cli.worker_concurrency,
+            lease_sec: cli.lease_sec,
+            reap_interval_ms: cli.reap_interval_ms,
+        },
+    };
     if cli.runs(Only::Submit) {
-        let phase = Phase::new(&redis, "submit", &settings)?;
+        report.submit = Some(bench.submit().await.context("submit phase")?);
+    }
+    if cli.runs(Only::Drain) {
+        report.drain = Some(bench.drain().await.context("drain phase")?);
+    }
+    if cli.runs(Only::E2e) {
+        report.e2e = Some(bench.e2e().await.context("latency phase")?);
+    }
+    Ok(report)
+}
+
+fn is_redis_server(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .is_ok_and(|c| c.trim_end().starts_with("redis-server"))
+}
+
+/// What every phase needs.
+struct Bench<'a> {
+    cli: &'a Cli,
+    redis: &'a Redis,
+    /// The processes watched in every phase (redis, this one).
+    base: Watch,
+    limit: Duration,
+    settings: Settings,
+}
+
+impl Bench<'_> {
+    /// (a): API only, K clients.
+    async fn submit(&self) -> anyhow::Result<(submit::SubmitResult, Usage)> {
+        let cli = self.cli;
+        let phase = Phase::new(self.redis, "submit", &self.settings)?;
         let api = phase.start_api(Duration::from_secs(20)).await?;
-        let mut watch = base.clone();
+        let mut watch = self.base.clone();
         watch.add("api", api.child.id());
         // Warm-up: open every connection and let the API fill its Redis pool.
         let clients = submit::clients(cli.clients)?;
-        submit::run(&phase, &clients, cli.clients as u64 * 4, limit).await?;
-        let meter = Meter::start(&redis, watch).await?;
-        let r = submit::run(&phase, &clients, cli.submit_jobs, limit)
-            .await
-            .context("submit phase")?;
-        let usage = meter.stop(&redis).await?;
+        submit::run(&phase, &clients, cli.clients as u64 * 4, self.limit).await?;
+        let meter = Meter::start(self.redis, watch).await?;
+        let r = submit::run(&phase, &clients, cli.submit_jobs, self.limit).await?;
+        let usage = meter.stop(self.redis).await?;
         drop(api);
-        redis
-            .clean(&phase.cfg.key_prefix)
-            .await
-            .context("clean up")?;
-        report.submit = Some((r, usage));
+        self.redis.clean(&phase.cfg.key_prefix).await?;
+        Ok((r, usage))
     }
 
-    if cli.runs(Only::Drain) {
-        let phase = Phase::new(&redis, "drain", &settings)?;
-        let prefill = drain::prefill(&phase, cli.jobs, 128, limit)
+    /// (b): pre-fill N jobs, then W workers drain them; returns the pre-fill rate too.
+    async fn drain(&self) -> anyhow::Result<(drain::DrainResult, f64, Usage)> {
+        let cli = self.cli;
+        let phase = Phase::new(self.redis, "drain", &self.settings)?;
+        let prefill = drain::prefill(&phase, cli.jobs, 128, self.limit)
             .await
-            .context("drain phase: pre-fill")?;
-        let mut meter = Meter::start(&redis, base.clone()).await?;
+            .context("pre-fill")?;
+        let mut meter = Meter::start(self.redis, self.base.clone()).await?;
         // The workers join the watch when they start, from zero CPU.
-        let (r, workers) = drain::run(&phase, cli.jobs, cli.workers, &mut meter.watch, limit)
-            .await
-            .context("drain phase")?;
-        let usage = meter.stop(&redis).await?;
+        let (r, workers) =
+            drain::run(&phase, cli.jobs, cli.workers, &mut meter.watch, self.limit).await?;
+        let usage = meter.stop(self.redis).await?;
         drop(workers);
-        redis
-            .clean(&phase.cfg.key_prefix)
-            .await
-            .context("clean up")?;
-        report.drain = Some((r, prefill, usage));
+        self.redis.clean(&phase.cfg.key_prefix).await?;
+        Ok((r, prefill, usage))
     }
 
-    if cli.runs(Only::E2e) {
-        let phase = Phase::new(&redis, "e2e", &settings)?;
+    /// (c): API and W idle workers, one job at a time.
+    async fn e2e(&self) -> anyhow::Result<(e2e::E2eResult, Usage)> {
+        let phase = Phase::new(self.redis, "e2e", &self.settings)?;
         let api = phase.start_api(Duration::from_secs(20)).await?;
-        let mut workers = phase.start_workers(cli.workers)?;
+        let mut workers = phase.start_workers(self.cli.workers)?;
         phase
-            .wait_workers(&redis, &mut workers, Duration::from_secs(20))
+            .wait_workers(self.redis, &mut workers, Duration::from_secs(20))
             .await?;
-        let mut watch = base.clone();
+        let mut watch = self.base.clone();
         watch.add("api", api.child.id());
         for w in &workers {
             watch.add("workers", w.child.id());
         }
         let http = e2e::client()?;
-        e2e::run(&http, &phase, "warm-up", 50, limit).await?;
-        let meter = Meter::start(&redis, watch).await?;
-        let r = e2e::run(&http, &phase, "e2e", cli.e2e_jobs, limit)
-            .await
-            .context("latency phase")?;
-        let usage = meter.stop(&redis).await?;
+        e2e::run(&http, &phase, "warm-up", 50, self.limit).await?;
+        let meter = Meter::start(self.redis, watch).await?;
+        let r = e2e::run(&http, &phase, "e2e", self.cli.e2e_jobs, self.limit).await?;
+        let usage = meter.stop(self.redis).await?;
         drop(workers);
         drop(api);
-        redis
-            .clean(&phase.cfg.key_prefix)
-            .await
-            .context("clean up")?;
-        report.e2e = Some((r, usage));
+        self.redis.clean(&phase.cfg.key_prefix).await?;
+        Ok((r, usage))
     }
-    Ok(report)
 }
 
 /// SIGINT or SIGTERM.

@@ -138,8 +138,8 @@ impl Report {
                 r.p99_ms <= E2E_P99_TARGET_MS,
             ));
             t.push(format!(
-                "    max {:.3} ms; the POST alone: p50 {:.3} ms, p99 {:.3} ms",
-                r.max_ms, r.post_p50_ms, r.post_p99_ms
+                "    max {:.3} ms; the POST alone: p50 {:.3} ms, p99 {:.3} ms; mean enqueue → claim {:.2} ms, claim → result {:.2} ms",
+                r.max_ms, r.post_p50_ms, r.post_p99_ms, r.queue_wait_mean_ms, r.run_mean_ms
             ));
             t.extend(u.lines(r.jobs).into_iter().map(|l| format!("    {l}")));
         }
@@ -174,6 +174,8 @@ impl Report {
             v["e2e"] = json!({
                 "jobs": r.jobs, "max_ms": round(r.max_ms, 3),
                 "post_p50_ms": round(r.post_p50_ms, 3), "post_p99_ms": round(r.post_p99_ms, 3),
+                "queue_wait_mean_ms": round(r.queue_wait_mean_ms, 3),
+                "run_mean_ms": round(r.run_mean_ms, 3),
                 "usage": u.json(r.jobs),
             });
         }

@@ -178,3 +178,46 @@ fn send_signal(pid: u32, sig: &str) {
         .success();
     assert!(ok, "kill -{sig} {pid}");
 }
+
+#[tokio::test]
+async fn with_an_existing_redis_only_the_runs_own_keys_are_written_and_removed() {
+    let redis = scanq_tests::RedisServer::start().await;
+    let mut con = redis.con().await;
+    let _: () = redis::cmd("SET")
+        .arg("someone-elses-key")
+        .arg("kept")
+        .query_async(&mut con)
+        .await
+        .expect("set");
+
+    let out = tokio::process::Command::new(BENCH)
+        .args([
+            "--redis-url",
+            &redis.url(),
+            "--jobs",
+            "100",
+            "--submit-jobs",
+            "100",
+            "--clients",
+            "4",
+            "--e2e-jobs",
+            "5",
+            "--json",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .expect("run scanq-bench");
+
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut con)
+        .await
+        .expect("keys");
+    assert_eq!(keys, vec!["someone-elses-key".to_owned()]);
+}
