@@ -145,12 +145,14 @@ async fn the_fleet_stops_on_a_failing_tool_probes_once_and_recovers_together() {
         async move { s.get(before).copied() }
     })
     .await;
-    // While that probe runs (1.5 s), nobody else starts one.
-    tokio::time::sleep(Duration::from_millis(800)).await; // observation window, not a wait-for
+    // The breaker holds exactly that one probe slot fleet-wide.
+    let snap = breaker(&base, "flaky").await;
+    assert_eq!(snap["state"], "half_open", "{snap}");
+    assert_eq!(snap["probes_in_flight"], 1, "{snap}");
     assert_eq!(
         starts(fx.dir.path()).len(),
         before + 1,
-        "a second job started while the probe ran"
+        "a second job started with the probe"
     );
 
     // Kill the probe's worker: its lease and probe slot expire, and another probe is admitted.
@@ -160,15 +162,21 @@ async fn the_fleet_stops_on_a_failing_tool_probes_once_and_recovers_together() {
         .expect("probe ran on one of our workers");
     workers[idx].signal(nix::sys::signal::Signal::SIGKILL);
     workers.remove(idx);
-    eventually(
+    // Nothing else starts until the dead probe's slot lapses; then exactly one new probe does.
+    let n = eventually(
         Duration::from_secs(20),
         "a second probe after the kill",
         || {
             let n = starts(fx.dir.path()).len();
-            async move { (n > before + 1).then_some(()) }
+            async move { (n > before + 1).then_some(n) }
         },
     )
     .await;
+    assert_eq!(
+        n,
+        before + 2,
+        "more than one probe was admitted after the kill"
+    );
 
     // Probe successes close it and the held jobs drain.
     eventually(Duration::from_secs(30), "breaker closed", || {
@@ -329,8 +337,18 @@ async fn a_disabled_tool_is_not_claimed_until_enabled() {
     assert!(refused.headers().contains_key("retry-after"));
     let r = submit(&base, json!({"tool":"noop","target":"10.0.0.5","correlation_id":"later","queue_if_unavailable":true})).await;
     assert_eq!(r.status(), 202);
-    // Workers refresh the switch within a reap interval; the job stays queued meanwhile.
-    tokio::time::sleep(Duration::from_millis(500)).await; // observation window
+    // A job of an enabled tool submitted afterwards runs to the end: the worker has claimed
+    // since, and still left the disabled tool's job queued.
+    let r = submit(
+        &base,
+        json!({"tool":"sleep","target":"10.0.0.5","args":"--ms 10","correlation_id":"marker"}),
+    )
+    .await;
+    assert_eq!(r.status(), 202);
+    assert_eq!(
+        wait_done(&base, "marker", Duration::from_secs(10)).await["state"],
+        "succeeded"
+    );
     let v: Value = http()
         .get(format!("{base}/v1/jobs/later"))
         .send()

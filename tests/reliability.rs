@@ -162,14 +162,46 @@ async fn chaos_kill_nine_of_random_workers_loses_no_job_and_respects_max_attempt
         targets.insert(target, format!("c{i}"));
     }
 
-    // Kill a random worker about once a second and start a replacement, for ~12 s.
+    // Kill a random worker each time 30 more attempts have started (several times a second at
+    // this load) and start a replacement, up to 12 times or until the queue is empty.
+    let mut kills = 0;
     for next in 3..15 {
-        tokio::time::sleep(Duration::from_secs(1)).await; // the chaos schedule, not a wait
+        let seen = lines(&e.starts).len();
+        let more_work = eventually(
+            Duration::from_secs(60),
+            "30 more starts or an empty queue",
+            || {
+                let (base, starts) = (base.clone(), e.starts.clone());
+                async move {
+                    if lines(&starts).len() >= seen + 30 {
+                        return Some(true);
+                    }
+                    let stats = get_json(&base, "/v1/stats").await;
+                    let fake = stats["tools"]
+                        .as_array()?
+                        .iter()
+                        .find(|t| t["tool"] == "fake")?;
+                    let c = &fake["counts"];
+                    let pending =
+                        c["queued"].as_i64()? + c["scheduled"].as_i64()? + c["running"].as_i64()?;
+                    (pending == 0).then_some(false)
+                }
+            },
+        )
+        .await;
+        if !more_work {
+            break;
+        }
         let victim = fastrand_index(workers.len());
         workers[victim].signal(Signal::SIGKILL);
         workers.remove(victim);
         workers.push(worker_proc(&cfg, &format!("c{next}")));
+        kills += 1;
     }
+    assert!(
+        kills >= 3,
+        "only {kills} workers were killed while jobs ran"
+    );
 
     // Every job reaches a terminal state; none is missing or stuck.
     let mut finished = HashMap::new();

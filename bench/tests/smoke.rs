@@ -16,6 +16,7 @@ fn eventually(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
     while !f() {
         assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        // The polling interval of this deadline-bounded poll.
         std::thread::sleep(Duration::from_millis(20));
     }
 }

@@ -49,6 +49,7 @@ where
             Instant::now() < deadline,
             "timed out after {limit:?} waiting for: {what}"
         );
+        // The polling interval of this deadline-bounded poll.
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_millis(100));
     }
