@@ -3,6 +3,8 @@
 //! and outcome. The target's field is `scan_target`: `target` is the log line's own (module)
 //! field in JSON logs.
 
+use scanq::queue::QueueError;
+
 use crate::extract::Caller;
 
 /// What was acted on; fields unknown to the action stay empty.
@@ -25,4 +27,15 @@ pub fn record(action: &'static str, caller: &Caller, subject: Subject<'_>, outco
         outcome,
         "Audit"
     );
+}
+
+/// The audit outcome of a refused queue call.
+pub fn refusal(err: &QueueError) -> &'static str {
+    match err {
+        QueueError::Conflict { .. } | QueueError::Final { .. } => "conflict",
+        QueueError::Full { .. } => "queue_full",
+        QueueError::TenantFull { .. } => "tenant_full",
+        QueueError::NotFound => "not_found",
+        QueueError::Redis(_) | QueueError::Pool(_) => "unavailable",
+    }
 }

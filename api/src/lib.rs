@@ -11,6 +11,7 @@
 //! | `routes::breakers` | breakers and tool switches (admin) |
 //! | `routes::dashboard` | the dashboard page at `/` |
 //! | `gate` | the submit gate (open breaker, disabled tool) |
+//! | `submit` | the one submit path of REST and MCP (gate, caps, enqueue, audit, metric) |
 //! | `routes::health` | healthz, readyz, health, metrics |
 //! | `routes::stats` | fleet statistics |
 //! | `routes::workers` | live workers |
@@ -32,6 +33,7 @@ mod guard;
 pub mod mcp;
 mod routes;
 mod state;
+mod submit;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -17,7 +17,6 @@ use serde_json::{Map, Value, json};
 use super::protocol::RpcError;
 use super::view::{self, View};
 use super::{Ctx, follow, tasks};
-use crate::audit;
 use crate::auth::Scope;
 use crate::error::AppError;
 use crate::state::AppState;
@@ -510,65 +509,12 @@ async fn scan(ctx: &mut Ctx, tool: &ToolName, params: &Value) -> Result<Value, R
             return Err(RpcError::invalid_params(format!("unknown tool `{t}`")));
         }
     };
-    // The same gate and caps as `POST /v1/jobs`: an open breaker or a disabled tool turns the
-    // submit away, and the tenant's queued cap holds.
-    if let Err(e) = ctx
-        .state
-        .inner
-        .breaker_cache
-        .check(ctx.state.queue(), &spec.tool, spec.queue_if_unavailable)
-        .await
-    {
-        return refuse(app_refusal(e));
-    }
-    let caps = ctx
-        .state
-        .inner
-        .auth
-        .caps_for(&ctx.caller.tenant, &ctx.state.inner.cfg);
-    let submitted = match caps {
-        Some(caps) => {
-            ctx.state
-                .queue()
-                .submit_within(&ctx.caller.tenant, &spec, caps)
-                .await
-        }
-        None => ctx.state.queue().submit(&ctx.caller.tenant, &spec).await,
+    // The same gate, caps, audit and metric as `POST /v1/jobs`.
+    let doc = match crate::submit::submit(&ctx.state, &ctx.caller, &spec).await {
+        Ok(s) => s.document,
+        Err(crate::submit::Refused::Gate(e)) => return refuse(app_refusal(e)),
+        Err(crate::submit::Refused::Queue(e)) => return queue_refusal(e).and_then(refuse),
     };
-    let target = spec.target.to_string();
-    let submitted = match submitted {
-        Ok(s) => s,
-        Err(e) => {
-            let cid = spec.correlation_id.as_ref().map(|c| c.to_string());
-            let subject = audit::Subject {
-                correlation_id: cid.as_deref().unwrap_or(""),
-                tool: spec.tool.as_str(),
-                target: &target,
-            };
-            audit::record("submit", &ctx.caller, subject, "refused");
-            return queue_refusal(e).and_then(refuse);
-        }
-    };
-    let doc = submitted.document;
-    let subject = audit::Subject {
-        correlation_id: &doc.correlation_id,
-        tool: &doc.tool,
-        target: &doc.target,
-    };
-    let outcome = if submitted.created {
-        "created"
-    } else {
-        "existing"
-    };
-    audit::record("submit", &ctx.caller, subject, outcome);
-    if submitted.created {
-        ctx.state
-            .inner
-            .metrics
-            .jobs_submitted
-            .with_label_values(&[doc.tool.as_str()])
-            .inc();
-    }
     let cid = CorrelationId::parse(&doc.correlation_id).expect("stored ids are valid");
     if handshake_task {
         return Ok(tasks::created(&ctx.state, &doc));

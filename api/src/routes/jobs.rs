@@ -18,6 +18,7 @@ use crate::audit::{self, Subject};
 use crate::error::AppError;
 use crate::extract::{Caller, JobId, JsonBody};
 use crate::state::AppState;
+use crate::submit::Refused;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -32,54 +33,15 @@ async fn submit(
     JsonBody(body): JsonBody,
 ) -> Result<Response, AppError> {
     let spec = JobSpec::from_json(&body, &state.policy())?;
-    state
-        .inner
-        .breaker_cache
-        .check(state.queue(), &spec.tool, spec.queue_if_unavailable)
-        .await?;
-    let caps = state.inner.auth.caps_for(&caller.tenant, &state.inner.cfg);
-    let submitted = match caps {
-        Some(caps) => {
-            state
-                .queue()
-                .submit_within(&caller.tenant, &spec, caps)
-                .await
-        }
-        None => state.queue().submit(&caller.tenant, &spec).await,
-    };
-    let submitted = match submitted {
-        Ok(s) => s,
-        Err(err) => {
-            let cid = spec.correlation_id.as_ref().map(|c| c.to_string());
-            let target = spec.target.to_string();
-            let subject = Subject {
-                correlation_id: cid.as_deref().unwrap_or(""),
-                tool: spec.tool.as_str(),
-                target: &target,
-            };
-            audit::record("submit", &caller, subject, refusal(&err));
-            return Err(err.into());
-        }
-    };
+    let submitted = crate::submit::submit(&state, &caller, &spec)
+        .await
+        .map_err(|r| match r {
+            Refused::Gate(e) => e,
+            Refused::Queue(e) => e.into(),
+        })?;
+    let created = submitted.created;
     let doc = submitted.document;
-    let subject = Subject {
-        correlation_id: &doc.correlation_id,
-        tool: &doc.tool,
-        target: &doc.target,
-    };
-    let outcome = if submitted.created {
-        "created"
-    } else {
-        "existing"
-    };
-    audit::record("submit", &caller, subject, outcome);
-    let status = if submitted.created {
-        state
-            .inner
-            .metrics
-            .jobs_submitted
-            .with_label_values(&[doc.tool.as_str()])
-            .inc();
+    let status = if created {
         StatusCode::ACCEPTED
     } else {
         StatusCode::OK
@@ -90,17 +52,6 @@ async fn submit(
         resp.headers_mut().insert(header::LOCATION, v);
     }
     Ok(resp)
-}
-
-/// The audit outcome of a refused queue call.
-fn refusal(err: &QueueError) -> &'static str {
-    match err {
-        QueueError::Conflict { .. } | QueueError::Final { .. } => "conflict",
-        QueueError::Full { .. } => "queue_full",
-        QueueError::TenantFull { .. } => "tenant_full",
-        QueueError::NotFound => "not_found",
-        QueueError::Redis(_) | QueueError::Pool(_) => "unavailable",
-    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -148,7 +99,7 @@ async fn cancel(
     let outcome = match &out {
         Ok(CancelOutcome::Cancelled) => "cancelled",
         Ok(_) => "cancel_requested",
-        Err(e) => refusal(e),
+        Err(e) => audit::refusal(e),
     };
     audit::record("cancel", &caller, subject(&id, doc.as_ref()), outcome);
     let status = match out {
@@ -189,7 +140,7 @@ async fn retry(
     };
     let outcome = match &out {
         Ok(()) => "queued",
-        Err(e) => refusal(e),
+        Err(e) => audit::refusal(e),
     };
     audit::record("retry", &caller, subject(&id, doc.as_ref()), outcome);
     match out {
