@@ -425,3 +425,34 @@ async fn cancel_answers_for_finished_and_missing_jobs_and_events_are_fenced() {
     let expected: Vec<String> = (1..=ids.len()).map(|i| format!("0-{i}")).collect();
     assert_eq!(ids, expected);
 }
+
+#[tokio::test]
+async fn renewing_several_tools_is_one_pipeline_and_survives_a_script_flush() {
+    let mut f = fx().await;
+    f.enqueue("a/1", "h", Priority::Normal, 0).await;
+    let (r, fence) = f.claim(1, 0).await.remove(0);
+    let other = Keys::new("other-prefix").tool(&ToolName::parse("u").unwrap());
+    let _: () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut f.con)
+        .await
+        .unwrap();
+
+    let replies = f
+        .scripts
+        .renew_all(
+            &mut f.con,
+            &f.set,
+            &[
+                (f.tk.clone(), vec![(r, fence)]),
+                (other, vec![("a/x".into(), 1)]),
+            ],
+        )
+        .await
+        .unwrap();
+
+    assert_eq!(
+        replies,
+        vec![vec![RenewStatus::Ok], vec![RenewStatus::Lost]]
+    );
+}

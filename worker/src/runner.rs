@@ -188,6 +188,17 @@ impl Worker {
         &self.inner.metrics
     }
 
+    /// A snapshot of the jobs running (or finishing) on this worker.
+    pub(crate) fn running_jobs(&self) -> Vec<RunningJob> {
+        self.inner
+            .running
+            .lock()
+            .expect("running lock")
+            .values()
+            .cloned()
+            .collect()
+    }
+
     /// Jobs running (or finishing) on this worker.
     pub fn running(&self) -> usize {
         self.inner.running.lock().expect("running lock").len()
@@ -493,14 +504,7 @@ impl Worker {
                 _ = tokio::time::sleep(Duration::from_millis(200)) => {}
             }
         }
-        let left: Vec<RunningJob> = self
-            .inner
-            .running
-            .lock()
-            .expect("running lock")
-            .values()
-            .cloned()
-            .collect();
+        let left = self.running_jobs();
         if !left.is_empty() {
             tracing::info!(jobs = left.len(), "Handing back unfinished jobs");
         }
@@ -529,14 +533,7 @@ impl Worker {
     }
 
     pub(crate) async fn renew_once(&self) -> anyhow::Result<()> {
-        let jobs: Vec<RunningJob> = self
-            .inner
-            .running
-            .lock()
-            .expect("running lock")
-            .values()
-            .cloned()
-            .collect();
+        let jobs = self.running_jobs();
         if jobs.is_empty() {
             return Ok(());
         }
@@ -544,20 +541,21 @@ impl Worker {
         for j in jobs {
             by_tool.entry(j.tool.clone()).or_default().push(j);
         }
+        let by_tool: Vec<(ToolName, Vec<RunningJob>)> = by_tool.into_iter().collect();
+        let request: Vec<_> = by_tool
+            .iter()
+            .map(|(tool, jobs)| {
+                let pairs = jobs.iter().map(|j| (j.job_ref.clone(), j.fence)).collect();
+                (self.inner.keys.tool(tool), pairs)
+            })
+            .collect();
         let mut con = self.inner.pool.get().await?;
-        for (tool, jobs) in by_tool {
-            let pairs: Vec<(String, u64)> =
-                jobs.iter().map(|j| (j.job_ref.clone(), j.fence)).collect();
-            let statuses = self
-                .inner
-                .scripts
-                .renew(
-                    &mut con,
-                    &self.inner.keys.tool(&tool),
-                    &self.inner.settings,
-                    &pairs,
-                )
-                .await?;
+        let replies = self
+            .inner
+            .scripts
+            .renew_all(&mut con, &self.inner.settings, &request)
+            .await?;
+        for ((_, jobs), statuses) in by_tool.iter().zip(replies) {
             for (job, status) in jobs.iter().zip(statuses) {
                 match status {
                     RenewStatus::Ok => {}

@@ -228,6 +228,20 @@ impl Scripts {
         reply::claimed(v)
     }
 
+    fn renew_invocation<'a>(
+        &'a self,
+        tk: &ToolKeys,
+        set: &ScriptSettings,
+        jobs: &[(String, u64)],
+    ) -> redis::ScriptInvocation<'a> {
+        let mut inv = self.renew.prepare_invoke();
+        inv.key(tk.leases()).key(tk.job_prefix()).arg(set.lease_ms);
+        for (r, fence) in jobs {
+            inv.arg(r).arg(*fence);
+        }
+        inv
+    }
+
     pub async fn renew(
         &self,
         con: &mut impl ConnectionLike,
@@ -235,13 +249,36 @@ impl Scripts {
         set: &ScriptSettings,
         jobs: &[(String, u64)],
     ) -> RedisResult<Vec<RenewStatus>> {
-        let mut inv = self.renew.prepare_invoke();
-        inv.key(tk.leases()).key(tk.job_prefix()).arg(set.lease_ms);
-        for (r, fence) in jobs {
-            inv.arg(r).arg(*fence);
-        }
-        let v: Vec<String> = inv.invoke_async(con).await?;
+        let v: Vec<String> = self
+            .renew_invocation(tk, set, jobs)
+            .invoke_async(con)
+            .await?;
         Ok(v.iter().map(|s| RenewStatus::from_reply(s)).collect())
+    }
+
+    /// Renews the jobs of several tools in one round trip (one pipelined `EVALSHA` per tool;
+    /// after a Redis restart the scripts are loaded once and the pipeline is sent again).
+    pub async fn renew_all(
+        &self,
+        con: &mut impl ConnectionLike,
+        set: &ScriptSettings,
+        per_tool: &[(ToolKeys, Vec<(String, u64)>)],
+    ) -> RedisResult<Vec<Vec<RenewStatus>>> {
+        let mut pipe = redis::pipe();
+        for (tk, jobs) in per_tool {
+            pipe.invoke_script(&self.renew_invocation(tk, set, jobs));
+        }
+        let replies: Vec<Vec<String>> = match pipe.query_async(con).await {
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                self.load_all(con).await?;
+                pipe.query_async(con).await?
+            }
+            other => other?,
+        };
+        Ok(replies
+            .iter()
+            .map(|v| v.iter().map(|s| RenewStatus::from_reply(s)).collect())
+            .collect())
     }
 
     #[allow(clippy::too_many_arguments)]
