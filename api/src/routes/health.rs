@@ -78,6 +78,14 @@ async fn fleet_gauges(state: &AppState) {
                     .set(q.oldest_age_ms.map_or(0, |ms| (ms / 1000) as i64));
             }
             m.workers_alive.set(alive as i64);
+            // Breaker state of every tool, fleet-wide (transitions also move it as they happen).
+            for tool in &tools {
+                if let Ok(snap) = state.queue().breaker_snapshot(tool).await {
+                    m.breaker_state
+                        .with_label_values(&[tool.as_str()])
+                        .set(snap.state.gauge_value());
+                }
+            }
         }
         failed => {
             if let Ok(Err(err)) = failed {
