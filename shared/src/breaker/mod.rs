@@ -13,7 +13,7 @@ mod settings;
 mod state;
 
 pub use cache::{MAX_REMEMBERED, OpenCache};
-pub use settings::{BreakerSettings, DEFAULT_FAILURE_KINDS, TripMode};
+pub use settings::{BreakerSettings, TripMode};
 pub use state::{
     Admission, BreakerState, FailureNote, ForceAction, Outcome, Snapshot, Transition, UnknownName,
 };

@@ -18,13 +18,7 @@ pub enum TripMode {
     Rate,
 }
 
-/// The failure kinds that count against the breaker unless a tool says otherwise.
-pub const DEFAULT_FAILURE_KINDS: [&str; 4] = [
-    "spawn_error",
-    "signal",
-    "resource_exhausted",
-    "infra_timeout",
-];
+use crate::domain::FailureKind;
 
 /// One tool's breaker settings. Every field has a default, so a catalog may set only some.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -56,8 +50,9 @@ pub struct BreakerSettings {
     pub success_threshold: u32,
     /// Lease of one probe slot, in seconds; a probe that does not report in time frees it.
     pub probe_lease_sec: u64,
-    /// Failure kinds (as classified by the worker) that count as breaker failures.
-    pub failure_kinds: Vec<String>,
+    /// Failure kinds (as classified by the worker) that count as breaker failures; a kind the
+    /// worker never emits is refused when the catalog is read.
+    pub failure_kinds: Vec<FailureKind>,
 }
 
 impl Default for BreakerSettings {
@@ -76,10 +71,7 @@ impl Default for BreakerSettings {
             half_open_max_probes: 1,
             success_threshold: 2,
             probe_lease_sec: 30,
-            failure_kinds: DEFAULT_FAILURE_KINDS
-                .iter()
-                .map(|k| k.to_string())
-                .collect(),
+            failure_kinds: FailureKind::DEFAULT_BREAKER.to_vec(),
         }
     }
 }
@@ -134,22 +126,12 @@ impl BreakerSettings {
         at_least_one("half_open_max_probes", self.half_open_max_probes.into())?;
         at_least_one("success_threshold", self.success_threshold.into())?;
         seconds("probe_lease_sec", self.probe_lease_sec)?;
-        if let Some(bad) = self.failure_kinds.iter().find(|k| {
-            k.is_empty()
-                || !k
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-        }) {
-            return Err(format!(
-                "failure_kinds entries must be non-empty snake_case words, got {bad:?}"
-            ));
-        }
         Ok(())
     }
 
     /// Whether a failure of this kind counts against the breaker for this tool.
-    pub fn counts_as_failure(&self, kind: &str) -> bool {
-        self.failure_kinds.iter().any(|k| k == kind)
+    pub fn counts_as_failure(&self, kind: FailureKind) -> bool {
+        self.failure_kinds.contains(&kind)
     }
 
     /// The JSON the Lua scripts decode as `cfg`.
@@ -285,13 +267,6 @@ mod tests {
                     ..Default::default()
                 },
             ),
-            (
-                "failure_kinds",
-                BreakerSettings {
-                    failure_kinds: vec!["".into()],
-                    ..Default::default()
-                },
-            ),
         ];
         for (key, settings) in cases {
             let err = settings.validate().unwrap_err();
@@ -302,16 +277,24 @@ mod tests {
     #[test]
     fn only_listed_kinds_count_as_failures() {
         let s = BreakerSettings::default();
-        assert!(s.counts_as_failure("spawn_error"));
-        assert!(s.counts_as_failure("infra_timeout"));
-        assert!(!s.counts_as_failure("timeout"));
-        assert!(!s.counts_as_failure("validation_error"));
+        assert!(s.counts_as_failure(FailureKind::SpawnError));
+        assert!(!s.counts_as_failure(FailureKind::Timeout));
+        assert!(!s.counts_as_failure(FailureKind::ExitNonzero));
         let custom = BreakerSettings {
-            failure_kinds: vec!["timeout".into()],
+            failure_kinds: vec![FailureKind::Timeout],
             ..Default::default()
         };
-        assert!(custom.counts_as_failure("timeout"));
-        assert!(!custom.counts_as_failure("spawn_error"));
+        assert!(custom.counts_as_failure(FailureKind::Timeout));
+        assert!(!custom.counts_as_failure(FailureKind::SpawnError));
+    }
+
+    #[test]
+    fn a_kind_nothing_emits_is_refused_with_the_accepted_ones() {
+        let err = toml::from_str::<BreakerSettings>(r#"failure_kinds = ["infra_timeout"]"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("infra_timeout"), "{err}");
+        assert!(err.contains("spawn_error"), "{err}");
     }
 
     #[test]
