@@ -7,12 +7,12 @@ use std::collections::HashMap;
 
 use redis::AsyncCommands;
 use scanq::config::Config;
-use scanq::domain::{Priority, ToolName};
+use scanq::domain::{Priority, ToolName, Verdict};
 use scanq::keys::{Keys, ToolKeys};
 use scanq::queue::script_settings;
 use scanq::scripts::{
-    BreakerArgs, CancelOutcome, Completion, EnqueueOutcome, RenewStatus, RetryOutcome,
-    ScriptSettings, Scripts,
+    BreakerArgs, CancelOutcome, CompleteStatus, Completion, EnqueueOutcome, RenewStatus,
+    RetryOutcome, ScriptSettings, Scripts,
 };
 use scanq_tests::*;
 
@@ -69,7 +69,6 @@ impl Fx {
                 hash,
                 &self.tk.stream(prio),
                 delay,
-                "tag",
                 &fields,
             )
             .await
@@ -98,11 +97,11 @@ impl Fx {
         let c = Completion {
             job_ref: r.into(),
             fence,
-            outcome,
+            outcome: outcome.parse().unwrap(),
             result_json: String::new(),
             error_json: String::new(),
             delay_ms: 0,
-            breaker_outcome: "ignored",
+            verdict: Verdict::Ignored,
             breaker_reason: String::new(),
         };
         let done = self
@@ -110,7 +109,10 @@ impl Fx {
             .complete(&mut self.con, &self.tk, &self.set, "t", "{}", "w1", &[c])
             .await
             .unwrap();
-        done.states[0].clone()
+        match done.states[0] {
+            CompleteStatus::Stale => "stale".to_owned(),
+            CompleteStatus::Moved(s) => s.as_str().to_owned(),
+        }
     }
 
     async fn state(&mut self, r: &str) -> String {
@@ -190,7 +192,7 @@ async fn claim_skips_cancelled_jobs_and_nothing_while_the_tool_is_disabled() {
     f.enqueue("a/x", "h", Priority::Normal, 0).await;
     let out = f
         .scripts
-        .cancel(&mut f.con, &f.tk, &f.set, "a/x", "tag", "{}")
+        .cancel(&mut f.con, &f.tk, &f.set, "a/x", "t", "{}")
         .await
         .unwrap();
     assert_eq!(out, CancelOutcome::Cancelled);
@@ -211,7 +213,7 @@ async fn renew_extends_reports_cancel_requests_and_lost_attempts() {
     let jobs = f.claim(2, 0).await;
     let out = f
         .scripts
-        .cancel(&mut f.con, &f.tk, &f.set, &jobs[0].0, "tag", "{}")
+        .cancel(&mut f.con, &f.tk, &f.set, &jobs[0].0, "t", "{}")
         .await
         .unwrap();
     assert_eq!(out, CancelOutcome::Requested);
@@ -253,7 +255,7 @@ async fn complete_is_fenced_retries_then_files_a_dead_letter() {
     // A failed job can be retried from the dead letters.
     let out = f
         .scripts
-        .retry(&mut f.con, &f.tk, &f.set, "a/1", "tag")
+        .retry(&mut f.con, &f.tk, &f.set, "a/1", "t")
         .await
         .unwrap();
     assert_eq!(out, RetryOutcome::Queued);
@@ -360,7 +362,7 @@ async fn cancel_answers_for_finished_and_missing_jobs_and_events_are_fenced() {
             "progress",
             "{}",
             "{\"percent\":5}",
-            "tag",
+            "t",
         )
         .await
         .unwrap();
@@ -376,7 +378,7 @@ async fn cancel_answers_for_finished_and_missing_jobs_and_events_are_fenced() {
             "progress",
             "{}",
             "",
-            "tag",
+            "t",
         )
         .await
         .unwrap();
@@ -384,7 +386,7 @@ async fn cancel_answers_for_finished_and_missing_jobs_and_events_are_fenced() {
     f.complete(&r, fence, "succeeded").await;
     let out = f
         .scripts
-        .cancel(&mut f.con, &f.tk, &f.set, &r, "tag", "{}")
+        .cancel(&mut f.con, &f.tk, &f.set, &r, "t", "{}")
         .await
         .unwrap();
     assert_eq!(
@@ -395,13 +397,13 @@ async fn cancel_answers_for_finished_and_missing_jobs_and_events_are_fenced() {
     );
     let out = f
         .scripts
-        .cancel(&mut f.con, &f.tk, &f.set, "a/none", "tag", "{}")
+        .cancel(&mut f.con, &f.tk, &f.set, "a/none", "t", "{}")
         .await
         .unwrap();
     assert_eq!(out, CancelOutcome::Missing);
     let out = f
         .scripts
-        .retry(&mut f.con, &f.tk, &f.set, &r, "tag")
+        .retry(&mut f.con, &f.tk, &f.set, &r, "t")
         .await
         .unwrap();
     assert_eq!(

@@ -159,6 +159,7 @@ pub async fn run(
     }
     let state = state(cfg, catalog).await?;
     let reload = tokio::spawn(reload_on_sighup(state.clone()));
+    let sweeper = tokio::spawn(sweep_listings(state.clone()));
     tracing::info!(addr = %addr, "API listening");
     let served = axum::serve(
         listener,
@@ -167,8 +168,29 @@ pub async fn run(
     .with_graceful_shutdown(shutdown)
     .await;
     reload.abort();
+    sweeper.abort();
     served?;
     Ok(())
+}
+
+/// Keeps the tenants' job listings as small as the jobs they point to: a bounded sweep step
+/// (members whose job expired leave) about every second, more often while it finds work.
+async fn sweep_listings(state: AppState) {
+    const BUDGET: usize = 2000;
+    loop {
+        let pause = match state.queue().sweep_listings(BUDGET).await {
+            Ok(s) if s.checked >= BUDGET => std::time::Duration::from_millis(100),
+            Ok(_) => std::time::Duration::from_millis(1000),
+            Err(err) => {
+                tracing::debug!(error = %err, "Listing sweep failed");
+                std::time::Duration::from_secs(5)
+            }
+        };
+        tokio::time::sleep(
+            pause + std::time::Duration::from_millis(u64::from(std::process::id() % 200)),
+        )
+        .await;
+    }
 }
 
 /// Re-reads the tokens file on every SIGHUP.

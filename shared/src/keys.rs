@@ -7,8 +7,8 @@
 //! | key | type | what |
 //! |---|---|---|
 //! | `P:{T}:q:<priority>` | stream | ready jobs of tool T (consumer group `workers`) |
-//! | `P:{T}:job:<tenant>/<cid>` | hash | one job (fields: see `scripts/lua/enqueue.lua`) |
-//! | `P:{T}:ev:<tenant>/<cid>` | stream | the job's events, ids `0-<n>` (SSE position) |
+//! | `P:{T}:job:<tenant>/<cid>` | hash | one job: the request, state, times, attempt, fence, result (see below) |
+//! | `P:{T}:ev:<tenant>/<cid>` | stream | the job's events, ids `0-<n>` (SSE position); **created lazily** (below) |
 //! | `P:{T}:scheduled` | zset | jobs waiting for a time (retry back-off, delay, breaker) |
 //! | `P:{T}:leases` | zset | running jobs, score = lease expiry (ms) |
 //! | `P:{T}:dead` | zset | failed jobs (dead letters), score = finish time |
@@ -18,8 +18,8 @@
 //! | `P:{T}:running_by` | hash | running jobs per tenant (per-tenant running caps) |
 //! | `P:{T}:breaker[:hist|:probes|:window]` | hash/list/zset | the tool's circuit breaker |
 //! | `P:{T}:stats:wait`, `P:{T}:stats:run` | list | newest 1000 wait / run times (ms), for percentiles |
-//! | `P:idx:<tenant>:<cid>` | string | which tool holds a correlation ID |
-//! | `P:jobs:<tenant>` | zset | the tenant's jobs, newest first (listing) |
+//! | `P:idx:<tenant>:<cid>` | string | which tool holds a correlation ID; expires with the job |
+//! | `P:jobs:<tenant>` | zset | the tenant's jobs (`<tool>/<cid>`, score = created ms), newest first (listing); members of expired jobs are swept |
 //! | `P:workers` | zset | live workers, score = heartbeat expiry |
 //! | `P:worker:<id>` | string | a worker's self-description (JSON) |
 //! | `P:tools:disabled` | set | tools disabled cluster-wide |
@@ -32,13 +32,31 @@
 //! | `P:notify`, `P:cancel` | pub/sub channels | job events; cancellation requests |
 //!
 //! A job is named inside its tool's keyspace by its *ref*, `<tenant>/<cid>` (neither part may
-//! contain `/`). Scripts that reach a job found in a zset build its key from a prefix passed in
-//! `KEYS` plus the ref, so the key still comes from here.
+//! contain `/`; [`crate::domain::JobId`] builds every form). Scripts that reach a job found in a
+//! zset build its key from the tool's prefix passed in `KEYS` plus [`JOB_SEGMENT`] (or
+//! [`EVENTS_SEGMENT`]) plus the ref; the segments reach Lua through the generated prelude, so
+//! the key still comes from here.
+//!
+//! **What a queued job stores** (Engine v2): one hash — the request fields (`tool`, `tenant`,
+//! `cid`, `target`, `args`, `args_raw`, `template`, `priority`, `timeout_sec`, `max_attempts`,
+//! `intrusive`, `max_running`), `req_hash`, `state`, `created_ms`, `ready_ms`, `evseq` — plus
+//! one entry in its priority stream, one index string and one listing member. Counters that a
+//! queued job does not need yet (`attempt`, `deliveries`, `fence`) are absent (read as 0). No
+//! event stream exists: it is created, seeded with the states the job already had, by the first
+//! `progress`/`output` event or when an SSE client starts watching (`watch.lua`). Until then
+//! `evseq` still counts every event, so positions never change. A watcher (SSE, long-poll, MCP
+//! follow) registers in the hash (`watch` = until when, ms); only then are changes published on
+//! `P:notify`.
 
 use crate::domain::{CorrelationId, Priority, TenantId, ToolName};
 
 /// The consumer group every worker joins on every queue stream.
 pub const GROUP: &str = "workers";
+
+/// Key segment of a job hash inside its tool's keyspace: `P:{T}:` + this + ref.
+pub const JOB_SEGMENT: &str = "job:";
+/// Key segment of a job's event stream: `P:{T}:` + this + ref.
+pub const EVENTS_SEGMENT: &str = "ev:";
 
 #[derive(Debug, Clone)]
 pub struct Keys {
@@ -47,7 +65,7 @@ pub struct Keys {
 
 /// A job's name inside its tool's keyspace: `<tenant>/<cid>`.
 pub fn job_ref(tenant: &TenantId, cid: &CorrelationId) -> String {
-    format!("{tenant}/{cid}")
+    crate::domain::job_id_ref(tenant, cid)
 }
 
 impl Keys {
@@ -66,6 +84,11 @@ impl Keys {
         ToolKeys {
             base: format!("{}:{{{}}}", self.prefix, tool),
         }
+    }
+
+    /// The hash of a job.
+    pub fn job(&self, id: &crate::domain::JobId) -> String {
+        self.tool(&id.tool).job(&id.job_ref())
     }
 
     pub fn index(&self, tenant: &TenantId, cid: &CorrelationId) -> String {
@@ -148,7 +171,7 @@ impl ToolKeys {
     }
 
     pub fn job(&self, job_ref: &str) -> String {
-        format!("{}job:{}", self.job_prefix(), job_ref)
+        format!("{}{JOB_SEGMENT}{}", self.job_prefix(), job_ref)
     }
 
     /// `job(ref) == job_prefix() + ref`; passed to scripts that reach jobs found in a zset.
@@ -157,7 +180,7 @@ impl ToolKeys {
     }
 
     pub fn events(&self, job_ref: &str) -> String {
-        format!("{}ev:{}", self.job_prefix(), job_ref)
+        format!("{}{EVENTS_SEGMENT}{}", self.job_prefix(), job_ref)
     }
 
     pub fn scheduled(&self) -> String {

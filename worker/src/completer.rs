@@ -6,18 +6,16 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use scanq::domain::{ErrorInfo, ToolName};
-use scanq::keys::ToolKeys;
-use scanq::scripts::Completion;
+use scanq::domain::{ErrorInfo, JobId, JobState, ToolName};
+use scanq::scripts::{CompleteStatus, Completion};
 use tokio::sync::mpsc;
 
-use crate::Worker;
+use crate::state::SharedRef;
 
 /// A finished attempt waiting to be written.
 #[derive(Debug)]
 pub struct Finished {
-    pub tag: String,
-    pub tool: ToolName,
+    pub id: JobId,
     pub completion: Completion,
     /// When the attempt was claimed (for `scanq_job_run_seconds`).
     pub started: std::time::Instant,
@@ -26,95 +24,36 @@ pub struct Finished {
 
 const MAX_BATCH: usize = 512;
 
-pub async fn run(worker: Worker, mut rx: mpsc::UnboundedReceiver<Finished>) {
+pub async fn run(w: SharedRef, mut rx: mpsc::UnboundedReceiver<Finished>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let mut by_tool: HashMap<ToolName, Vec<Finished>> = HashMap::new();
         for f in batch.drain(..) {
-            by_tool.entry(f.tool.clone()).or_default().push(f);
+            by_tool.entry(f.id.tool.clone()).or_default().push(f);
         }
         for (tool, items) in by_tool {
-            write(&worker, &tool, items).await;
+            write(&w, &tool, items).await;
         }
     }
 }
 
-async fn write(worker: &Worker, tool: &ToolName, items: Vec<Finished>) {
-    let inner = &worker.inner;
-    let tk: ToolKeys = inner.keys.tool(tool);
+async fn write(w: &SharedRef, tool: &ToolName, items: Vec<Finished>) {
     let completions: Vec<Completion> = items.iter().map(|f| f.completion.clone()).collect();
     let mut backoff = Duration::from_millis(50);
     let mut logged = false;
     let done = loop {
-        let res = async {
-            let mut con = inner.pool.get().await?;
-            let breaker_json = inner
-                .breaker_json
-                .get(tool)
-                .map(String::as_str)
-                .unwrap_or("{}");
-            let done = inner
-                .scripts
-                .complete(
-                    &mut con,
-                    &tk,
-                    &inner.settings,
-                    tool.as_str(),
-                    breaker_json,
-                    &inner.id,
-                    &completions,
-                )
-                .await?;
-            let states = done.states.clone();
-            // Finished jobs keep their correlation-ID index only as long as their result.
-            let mut pipe = redis::pipe();
-            for (f, state) in items.iter().zip(&states) {
-                if matches!(state.as_str(), "succeeded" | "failed" | "cancelled")
-                    && let Some((tenant, cid)) = f.completion.job_ref.split_once('/')
-                    && let (Ok(t), Ok(c)) = (
-                        scanq::domain::TenantId::parse(tenant),
-                        scanq::domain::CorrelationId::parse(cid),
-                    )
-                {
-                    let ttl = if state == "failed" {
-                        inner.cfg.dead_ttl_sec
-                    } else {
-                        inner.cfg.result_ttl_sec
-                    };
-                    pipe.pexpire(inner.keys.index(&t, &c), (ttl * 1000) as i64)
-                        .ignore();
-                }
-            }
-            let _: () = pipe.query_async(&mut con).await?;
-            anyhow::Ok(done)
-        }
-        .await;
-        match res {
+        match w.queue.complete(tool, &completions).await {
             Ok(done) => break done,
-            Err(err) => {
-                // Redis unreachable (or restarting) is worth waiting for; a refusal by Redis
-                // itself (a script error) will not heal: drop the batch and let the leases lapse,
-                // so the reaper retries those jobs instead of this writer stalling for ever.
-                let transient = err.downcast_ref::<redis::RedisError>().is_none_or(|e| {
-                    e.is_io_error()
-                        || e.is_connection_dropped()
-                        || e.is_connection_refusal()
-                        || e.is_timeout()
-                        || matches!(
-                            e.kind(),
-                            redis::ErrorKind::Server(
-                                redis::ServerErrorKind::BusyLoading
-                                    | redis::ServerErrorKind::TryAgain
-                            )
-                        )
-                });
-                if !transient {
-                    tracing::error!(error = %err, jobs = items.len(), "Redis refused the results; the jobs will be retried after their leases lapse");
-                    for f in &items {
-                        worker.forget(&f.tag);
-                    }
-                    return;
+            Err(err) if !err.is_transient() => {
+                // Drop the batch and let the leases lapse, so the reaper retries those jobs
+                // instead of this writer stalling for ever.
+                tracing::error!(error = %err, jobs = items.len(), "Redis refused the results; the jobs will be retried after their leases lapse");
+                for f in &items {
+                    w.forget(&f.id);
                 }
+                return;
+            }
+            Err(err) => {
                 if !logged {
                     tracing::warn!(error = %err, jobs = items.len(), "Writing results failed; retrying with back-off");
                     logged = true;
@@ -127,39 +66,38 @@ async fn write(worker: &Worker, tool: &ToolName, items: Vec<Finished>) {
     if logged {
         tracing::info!(jobs = items.len(), "Results written after retry");
     }
-    worker.note_transitions(tool, &done.transitions);
-    for label in done.breaker.iter().filter(|l| !l.is_empty()) {
-        inner
-            .metrics
+    crate::runner::note_transitions(w, tool, &done.transitions);
+    for verdict in done.breaker.iter().flatten() {
+        w.metrics
             .breaker_calls
-            .with_label_values(&[tool.as_str(), label.as_str()])
+            .with_label_values(&[tool.as_str(), verdict.as_str()])
             .inc();
     }
     for (f, state) in items.iter().zip(done.states) {
         let _enter = f.span.enter();
-        if state == "stale" {
-            tracing::warn!("Result refused: the attempt was taken over (fencing)");
-            worker.forget(&f.tag);
-            continue;
+        match state {
+            CompleteStatus::Stale => {
+                tracing::warn!("Result refused: the attempt was taken over (fencing)");
+            }
+            CompleteStatus::Moved(s) => {
+                if s != JobState::Queued {
+                    // The attempt ran (finished, or scheduled for a retry); a hand-back did not.
+                    w.metrics
+                        .run_time
+                        .with_label_values(&[tool.as_str()])
+                        .observe(f.started.elapsed().as_secs_f64());
+                }
+                if s.is_terminal() {
+                    let error_type = serde_json::from_str::<ErrorInfo>(&f.completion.error_json)
+                        .map(|e| e.kind.as_str().to_owned())
+                        .unwrap_or_default();
+                    w.metrics
+                        .jobs_finished
+                        .with_label_values(&[tool.as_str(), s.as_str(), error_type.as_str()])
+                        .inc();
+                }
+            }
         }
-        if state != "queued" {
-            // The attempt ran (finished, or scheduled for a retry); a hand-back did not count.
-            inner
-                .metrics
-                .run_time
-                .with_label_values(&[tool.as_str()])
-                .observe(f.started.elapsed().as_secs_f64());
-        }
-        if matches!(state.as_str(), "succeeded" | "failed" | "cancelled") {
-            let error_type = serde_json::from_str::<ErrorInfo>(&f.completion.error_json)
-                .map(|e| e.kind.as_str().to_owned())
-                .unwrap_or_default();
-            inner
-                .metrics
-                .jobs_finished
-                .with_label_values(&[tool.as_str(), state.as_str(), error_type.as_str()])
-                .inc();
-        }
-        worker.forget(&f.tag);
+        w.forget(&f.id);
     }
 }

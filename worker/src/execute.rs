@@ -1,34 +1,19 @@
 //! One attempt of one job: re-check what was read from Redis, run the tool's executor, and turn
-//! the outcome into a [`Completion`] (or nothing, when the attempt was taken over).
-//!
-//! Classification (DESIGN §3): spawn failures and resource exhaustion are retried; a timeout is
-//! retried only when the tool says so; a missing binary, a validation failure and a tool that
-//! exits non-zero are final; a cancelled job is never retried.
+//! the outcome into a [`Completion`] (or nothing, when the attempt was taken over) with the
+//! rules of [`crate::classify`].
 
 use std::path::Path;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use scanq::catalog::{Executor, ToolSpec};
-use scanq::domain::{ErrorInfo, ErrorType, JobResult};
+use scanq::domain::{ErrorInfo, ErrorType, FailureKind, JobResult, Outcome, StopReason};
 use scanq::request::{StoredRequest, recheck};
 use scanq::scripts::{ClaimedJob, Completion, RenewStatus};
 use tokio_util::sync::CancellationToken;
 
-use crate::runner::{RunningJob, Worker, stop};
+use crate::classify::{self, Exit, Ran};
 use crate::sandbox::{self, Limits, SandboxSpec, SpawnError};
-
-/// What the executor reported, before the stop reason is applied. The `&str` is the failure
-/// kind the breaker is told about (`spawn_error`, `signal`, `resource_exhausted`, `timeout`,
-/// `exit_nonzero`, …; `ignored` for outcomes that say nothing about the tool's health); the
-/// tool's `breaker.failure_kinds` decide which of them count as failures.
-enum Ran {
-    Succeeded(JobResult),
-    Failed(ErrorInfo, Option<JobResult>, &'static str),
-    Retry(ErrorInfo, Option<JobResult>, &'static str),
-}
-
-const IGNORED: &str = "ignored";
+use crate::state::{RunningJob, SharedRef};
 
 pub fn binary_present(command: &str) -> bool {
     if command.contains('/') {
@@ -39,93 +24,37 @@ pub fn binary_present(command: &str) -> bool {
         .any(|dir| Path::new(dir).join(command).is_file())
 }
 
-fn backoff_ms(worker: &Worker, attempt: u64) -> u64 {
-    let cfg = &worker.inner.cfg;
-    let exp = cfg
-        .retry_base_ms
-        .saturating_mul(1u64 << attempt.saturating_sub(1).min(30));
-    let capped = exp.min(cfg.retry_max_ms) as f64;
-    (capped * (0.5 + fastrand::f64())) as u64
-}
-
-/// What the breaker hears about an attempt.
-fn breaker_verdict(spec: Option<&ToolSpec>, kind: Option<&str>) -> &'static str {
-    match (spec, kind) {
-        (_, None) => "success",
-        (_, Some(IGNORED)) | (None, _) => "ignored",
-        (Some(spec), Some(k)) if spec.breaker.counts_as_failure(k) => "failure",
-        _ => "success",
-    }
-}
-
-fn completion(
-    job: &RunningJob,
-    outcome: &'static str,
-    result: Option<&JobResult>,
-    error: Option<&ErrorInfo>,
-    delay_ms: u64,
-) -> Completion {
-    Completion {
-        job_ref: job.job_ref.clone(),
-        fence: job.fence,
-        outcome,
-        result_json: result
-            .map(|r| serde_json::to_string(r).expect("serializable"))
-            .unwrap_or_default(),
-        error_json: error
-            .map(|e| serde_json::to_string(e).expect("serializable"))
-            .unwrap_or_default(),
-        delay_ms,
-        breaker_outcome: "ignored",
-        breaker_reason: String::new(),
-    }
-}
-
 /// Runs one attempt; `None` when the attempt is no longer ours (its result must not be written).
-pub async fn attempt(
-    worker: &Worker,
-    job: &RunningJob,
-    claimed: &ClaimedJob,
-) -> Option<Completion> {
-    let f = &claimed.fields;
-    let field = |k: &str| f.get(k).map(String::as_str).unwrap_or("");
-    let attempt: u64 = field("attempt").parse().unwrap_or(1);
-    let Some(spec) = worker.inner.catalog.get(&job.tool) else {
+pub async fn attempt(w: &SharedRef, job: &RunningJob, claimed: &ClaimedJob) -> Option<Completion> {
+    let job_ref = claimed.job_ref.as_str();
+    let Some(spec) = w.catalog.get(&job.id.tool) else {
         let e = ErrorInfo::new(
             ErrorType::NotFound,
-            format!("tool {} is not in this worker's catalog", job.tool),
+            format!("tool {} is not in this worker's catalog", job.id.tool),
         );
-        return Some(completion(job, "failed", None, Some(&e), 0));
+        let c = classify::completion(job_ref, job.fence, Outcome::Failed, None, Some(&e), 0);
+        return Some(c);
     };
     let stored = StoredRequest {
-        target: field("target"),
-        template: Some(field("template")),
-        raw_args: field("args_raw"),
-        intrusive: field("intrusive") == "1",
+        target: &claimed.target,
+        template: Some(&claimed.template),
+        raw_args: &claimed.args_raw,
+        intrusive: claimed.intrusive,
     };
-    let checked = recheck(
-        spec,
-        &worker.inner.targets,
-        worker.inner.cfg.allow_intrusive,
-        &stored,
-    );
-    let (target, args) = match checked {
+    let (target, args) = match recheck(spec, &w.targets, w.cfg.allow_intrusive, &stored) {
         Ok(ok) => ok,
         Err(e) => {
             tracing::warn!(field = %e.field, error = %e.message, "Job refused by the worker's check");
             let info = ErrorInfo::new(ErrorType::ValidationError, e.to_string());
-            return Some(completion(job, "failed", None, Some(&info), 0));
+            let c = classify::completion(job_ref, job.fence, Outcome::Failed, None, Some(&info), 0);
+            return Some(c);
         }
     };
-    let timeout = Duration::from_secs(
-        field("timeout_sec")
-            .parse()
-            .unwrap_or(spec.default_timeout_sec),
-    );
-    tracing::info!(attempt, "Job started");
+    let timeout = Duration::from_secs(claimed.timeout_sec.unwrap_or(spec.default_timeout_sec));
+    tracing::info!(attempt = claimed.attempt, "Job started");
 
     let watcher = (spec.executor != Executor::Noop)
-        .then(|| tokio::spawn(watch_cancel(worker.clone(), job.clone())));
+        .then(|| tokio::spawn(watch_cancel(w.clone(), job.clone())));
     let ran = match spec.executor {
         Executor::Noop => Ran::Succeeded(JobResult {
             exit_code: Some(0),
@@ -134,107 +63,65 @@ pub async fn attempt(
         Executor::Sleep => sleep_executor(args.as_slice(), timeout, &job.cancel).await,
         Executor::Exec => {
             let resolved = scanq::validate::resolve_for_scan(
-                &worker.inner.targets,
-                worker.inner.resolver.as_ref(),
+                &w.targets,
+                w.resolver.as_ref(),
                 &target,
                 spec.max_hosts,
             )
             .await;
             match resolved {
-                Ok(address) => exec(worker, spec, args.as_slice(), &address, timeout, job).await,
+                Ok(address) => exec(w, spec, args.as_slice(), &address, timeout, job).await,
                 Err(e) => Ran::Failed(
                     ErrorInfo::new(ErrorType::ValidationError, e.to_string()),
                     None,
-                    "ignored",
+                    None,
                 ),
             }
         }
     };
-    if let Some(w) = watcher {
-        w.abort();
+    if let Some(watcher) = watcher {
+        watcher.abort();
     }
-
-    match job.reason.load(Ordering::SeqCst) {
-        stop::LOST => {
-            tracing::warn!("Attempt taken over by another worker; result dropped");
-            return None;
+    let delay = classify::backoff_ms(
+        w.cfg.retry_base_ms,
+        w.cfg.retry_max_ms,
+        claimed.attempt,
+        fastrand::f64(),
+    );
+    let stopped = job.stopped();
+    match (&stopped, &ran) {
+        (Some(StopReason::Lost), _) => {
+            tracing::warn!("Attempt taken over by another worker; result dropped")
         }
-        stop::HANDBACK => return Some(completion(job, "handback", None, None, 0)),
-        stop::CANCEL => {
-            let e = ErrorInfo::new(ErrorType::Cancelled, "cancelled on request");
-            let result = match &ran {
-                Ran::Succeeded(r) => Some(r),
-                Ran::Failed(_, r, _) | Ran::Retry(_, r, _) => r.as_ref(),
-            };
-            tracing::info!("Job cancelled");
-            return Some(completion(job, "cancelled", result, Some(&e), 0));
+        (Some(StopReason::Cancel), _) => tracing::info!("Job cancelled"),
+        (Some(StopReason::Handback), _) => tracing::info!("Job handed back"),
+        (None, Ran::Succeeded(_)) => tracing::info!("Job succeeded"),
+        (None, Ran::Failed(e, _, _)) => {
+            tracing::info!(error_type = %e.kind, error = %e.message, "Job failed")
         }
-        _ => {}
+        (None, Ran::Retry(e, _, _)) => {
+            tracing::info!(error_type = %e.kind, error = %e.message, delay_ms = delay, "Job will be retried")
+        }
     }
-    let (mut c, kind, reason) = match ran {
-        Ran::Succeeded(r) => {
-            tracing::info!("Job succeeded");
-            (
-                completion(job, "succeeded", Some(&r), None, 0),
-                None,
-                String::new(),
-            )
-        }
-        Ran::Failed(e, r, kind) => {
-            tracing::info!(error_type = %e.kind, error = %e.message, "Job failed");
-            (
-                completion(job, "failed", r.as_ref(), Some(&e), 0),
-                Some(kind),
-                e.message,
-            )
-        }
-        Ran::Retry(e, r, kind) => {
-            let delay = backoff_ms(worker, attempt);
-            tracing::info!(error_type = %e.kind, error = %e.message, delay_ms = delay, "Job will be retried");
-            (
-                completion(job, "retry", r.as_ref(), Some(&e), delay),
-                Some(kind),
-                e.message,
-            )
-        }
-    };
-    c.breaker_outcome = breaker_verdict(Some(spec), kind);
-    c.breaker_reason = match kind {
-        Some(k) if c.breaker_outcome == "failure" => format!("{k}: {reason}"),
-        _ => String::new(),
-    };
-    Some(c)
+    classify::classify(spec, job_ref, job.fence, stopped, ran, delay)
 }
 
 /// Wakes on the cancel channel for this job and asks Redis what happened (a wake-up may also
 /// be a reconnect); lease renewal is the fallback if a message is missed.
-async fn watch_cancel(worker: Worker, job: RunningJob) {
-    let tag = format!("{}/{}", job.tool, job.job_ref);
-    let mut sub = worker.inner.listener.subscribe(&tag);
+async fn watch_cancel(w: SharedRef, job: RunningJob) {
+    let mut sub = w.cancels.subscribe(&job.id.tag());
     loop {
         if !sub.wait(Duration::from_secs(3600)).await {
             continue;
         }
-        let Ok(mut con) = worker.inner.pool.get().await else {
-            continue;
-        };
-        let status = worker
-            .inner
-            .scripts
-            .renew(
-                &mut con,
-                &worker.inner.keys.tool(&job.tool),
-                &worker.inner.settings,
-                &[(job.job_ref.clone(), job.fence)],
-            )
-            .await;
+        let status = w.queue.renew(&[(job.id.clone(), job.fence)]).await;
         match status.ok().and_then(|s| s.first().copied()) {
             Some(RenewStatus::Cancel) => {
-                job.stop(stop::CANCEL);
+                job.stop(StopReason::Cancel);
                 return;
             }
             Some(RenewStatus::Lost) => {
-                job.stop(stop::LOST);
+                job.stop(StopReason::Lost);
                 return;
             }
             _ => {}
@@ -263,14 +150,14 @@ async fn sleep_executor(args: &[String], timeout: Duration, cancel: &Cancellatio
         return Ran::Failed(
             ErrorInfo::new(ErrorType::Timeout, "sleep exceeded timeout_sec"),
             None,
-            "timeout",
+            Some(FailureKind::Timeout),
         );
     }
     if fail {
         return Ran::Failed(
             ErrorInfo::new(ErrorType::ExecutionError, "asked to fail"),
             None,
-            "exit_nonzero",
+            Some(FailureKind::ExitNonzero),
         );
     }
     Ran::Succeeded(JobResult {
@@ -280,7 +167,7 @@ async fn sleep_executor(args: &[String], timeout: Duration, cancel: &Cancellatio
 }
 
 fn sandbox_spec(
-    worker: &Worker,
+    w: &SharedRef,
     spec: &ToolSpec,
     args: &[String],
     address: &str,
@@ -293,7 +180,7 @@ fn sandbox_spec(
     s.timeout = timeout;
     s.stdout_cap = spec.stdout_cap;
     s.stderr_cap = spec.stderr_cap;
-    s.run_as = worker.inner.cfg.tool_user.clone();
+    s.run_as = w.cfg.tool_user.clone();
     let mb = |v: Option<u64>| v.map(|m| m * 1024 * 1024);
     s.limits = Limits {
         cpu_sec: spec.limits.cpu_sec,
@@ -328,20 +215,20 @@ fn parse_output(spec: &ToolSpec, stdout: &[u8]) -> Option<serde_json::Value> {
 }
 
 async fn exec(
-    worker: &Worker,
+    w: &SharedRef,
     spec: &ToolSpec,
     args: &[String],
     address: &str,
     timeout: Duration,
     job: &RunningJob,
 ) -> Ran {
-    let sb = sandbox_spec(worker, spec, args, address, timeout);
+    let sb = sandbox_spec(w, spec, args, address, timeout);
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let live = crate::live::Live {
         parser: spec.progress.clone(),
         expected_hosts: Some(expected_hosts(address)),
     };
-    let reporter = tokio::spawn(crate::live::report(worker.clone(), job.clone(), live, rx));
+    let reporter = tokio::spawn(crate::live::report(w.clone(), job.clone(), live, rx));
     let ran = sandbox::run(&sb, job.cancel.clone(), Some(tx)).await;
     let _ = reporter.await;
     let out = match ran {
@@ -350,10 +237,10 @@ async fn exec(
             return Ran::Failed(
                 ErrorInfo::new(
                     ErrorType::NotFound,
-                    format!("`{program}` is not installed on worker {}", worker.id()),
+                    format!("`{program}` is not installed on worker {}", w.queue.id()),
                 ),
                 None,
-                "spawn_error",
+                Some(FailureKind::SpawnError),
             );
         }
         Err(SpawnError::ResourceExhausted(what)) => {
@@ -363,7 +250,7 @@ async fn exec(
                     format!("could not start the tool: {what} exhausted"),
                 ),
                 None,
-                "resource_exhausted",
+                Some(FailureKind::ResourceExhausted),
             );
         }
         Err(err) => {
@@ -373,7 +260,7 @@ async fn exec(
                     format!("could not start the tool: {err}"),
                 ),
                 None,
-                "spawn_error",
+                Some(FailureKind::SpawnError),
             );
         }
     };
@@ -386,59 +273,12 @@ async fn exec(
         timed_out: out.timed_out,
         parsed: parse_output(spec, &out.stdout),
     };
-    if out.cancelled {
-        return Ran::Failed(
-            ErrorInfo::new(ErrorType::Cancelled, "cancelled"),
-            Some(result),
-            "ignored",
-        );
-    }
-    if out.timed_out {
-        let e = ErrorInfo::new(
-            ErrorType::Timeout,
-            format!(
-                "the tool ran longer than {} s and was killed",
-                timeout.as_secs()
-            ),
-        );
-        return if spec.retry_on_timeout {
-            Ran::Retry(e, Some(result), "timeout")
-        } else {
-            Ran::Failed(e, Some(result), "timeout")
-        };
-    }
-    if let Some(limit) = out.resource_exhausted {
-        return Ran::Retry(
-            ErrorInfo::new(
-                ErrorType::ResourceExhausted,
-                format!("the tool hit its {limit} limit"),
-            ),
-            Some(result),
-            "resource_exhausted",
-        );
-    }
-    match (out.exit_code, out.signal) {
-        (Some(0), _) => Ran::Succeeded(result),
-        (Some(code), _) => Ran::Failed(
-            ErrorInfo::new(
-                ErrorType::ExecutionError,
-                format!("the tool exited with code {code}"),
-            ),
-            Some(result),
-            "exit_nonzero",
-        ),
-        (None, Some(sig)) => Ran::Failed(
-            ErrorInfo::new(
-                ErrorType::ExecutionError,
-                format!("the tool was killed by signal {sig}"),
-            ),
-            Some(result),
-            "signal",
-        ),
-        (None, None) => Ran::Failed(
-            ErrorInfo::new(ErrorType::Unknown, "the tool ended without an exit status"),
-            Some(result),
-            "signal",
-        ),
-    }
+    let exit = Exit {
+        exit_code: out.exit_code,
+        signal: out.signal,
+        timed_out: out.timed_out,
+        cancelled: out.cancelled,
+        resource_exhausted: out.resource_exhausted,
+    };
+    classify::classify_exit(exit, result, timeout.as_secs(), spec.retry_on_timeout)
 }

@@ -1,21 +1,30 @@
 //! `scanq-worker`: claims jobs from Redis, runs each tool in the sandbox, keeps its leases
 //! alive, and reports results fenced by the attempt's token.
 //!
+//! Every Redis command goes through the queue's worker half, [`scanq::queue::Consumer`]; this
+//! crate sends none of its own.
+//!
 //! | module | owns |
 //! |---|---|
-//! | [`runner`] | the worker: claim step (`process_one`), the loop, leases, reaping, drain |
-//! | `execute` | one attempt: re-check, run the executor, classify the outcome |
+//! | [`runner`] | the worker: claim step (`process_one`), the loop, drain |
+//! | `duties` | lease renewal, reaping, heartbeats |
+//! | `state` | what the parts share: config, consumer, running set |
+//! | `execute` | one attempt: re-check, run the executor |
+//! | [`classify`] | outcome classification, breaker verdicts, back-off (pure) |
 //! | `completer` | batched, retried result writes |
 //! | `http` | `/healthz` and `/metrics` |
 //! | `live` | progress and output events while a tool runs |
 //! | [`sandbox`] | the sandboxed subprocess runner |
 
+pub mod classify;
 mod completer;
+mod duties;
 mod execute;
 mod http;
 mod live;
 pub mod runner;
 pub mod sandbox;
+mod state;
 
 pub use runner::{Processed, Worker};
 

@@ -5,12 +5,12 @@
 
 use std::time::{Duration, Instant};
 
-use scanq::domain::{ProgressInfo, ToolName};
+use scanq::domain::ProgressInfo;
 use scanq::nmap::progress_parser_for_hosts;
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use crate::runner::{RunningJob, Worker};
 use crate::sandbox::{OutputChunk, Stream};
+use crate::state::{RunningJob, SharedRef};
 
 /// At most this many bytes of output per `output` event.
 pub const OUTPUT_EVENT_BYTES: usize = 4096;
@@ -25,7 +25,7 @@ pub struct Live {
 
 /// Consumes the sandbox's output tap until the tool ends.
 pub async fn report(
-    worker: Worker,
+    w: SharedRef,
     job: RunningJob,
     live: Live,
     mut rx: UnboundedReceiver<OutputChunk>,
@@ -61,44 +61,28 @@ pub async fn report(
                 };
                 let data =
                     serde_json::json!({"stream": stream, "text": String::from_utf8_lossy(piece)});
-                send(&worker, &job, "output", &data.to_string(), "").await;
+                send(&w, &job, "output", &data.to_string(), "").await;
             }
         }
         let due = last_sent.is_none_or(|t| t.elapsed() >= PROGRESS_EVERY);
         if due && let Some(p) = pending.take() {
             let json = serde_json::to_string(&p).expect("serializable");
-            send(&worker, &job, "progress", &json, &json).await;
+            send(&w, &job, "progress", &json, &json).await;
             last_sent = Some(Instant::now());
         }
     }
     if let Some(p) = pending.take() {
         let json = serde_json::to_string(&p).expect("serializable");
-        send(&worker, &job, "progress", &json, &json).await;
+        send(&w, &job, "progress", &json, &json).await;
     }
 }
 
-async fn send(worker: &Worker, job: &RunningJob, kind: &str, data: &str, progress: &str) {
-    let inner = &worker.inner;
-    let tool: &ToolName = &job.tool;
-    let Ok(mut con) = inner.pool.get().await else {
-        return;
-    };
-    let tag = format!("{tool}/{}", job.job_ref);
-    let res = inner
-        .scripts
-        .event(
-            &mut con,
-            &inner.keys.tool(tool),
-            &inner.settings,
-            &job.job_ref,
-            job.fence,
-            kind,
-            data,
-            progress,
-            &tag,
-        )
-        .await;
-    if let Err(err) = res {
+async fn send(w: &SharedRef, job: &RunningJob, kind: &str, data: &str, progress: &str) {
+    if let Err(err) = w
+        .queue
+        .event(&job.id, job.fence, kind, data, progress)
+        .await
+    {
         tracing::debug!(error = %err, "Live event not written");
     }
 }

@@ -66,11 +66,17 @@ pub async fn follow(
     wait: Duration,
 ) -> Result<Option<JobDocument>, RpcError> {
     let tenant = ctx.caller.tenant.clone();
-    let tag = format!("{tool}/{}", scanq::keys::job_ref(&tenant, cid));
+    let tag = scanq::queue::Queue::tag(tool, &tenant, cid);
     let mut sub = ctx.state.inner.listener.subscribe(&tag);
     let deadline = tokio::time::Instant::now() + wait;
     loop {
-        let Some((_, doc)) = ctx.state.queue().get(&tenant, cid).await? else {
+        // Registered as a watcher (renewed on every read), so the job's changes are published.
+        let Some((_, doc)) = ctx
+            .state
+            .queue()
+            .watch(&tenant, cid, scanq::scripts::WatchMode::Notify)
+            .await?
+        else {
             return Ok(None);
         };
         if let Some(p) = ctx.progress.as_mut() {

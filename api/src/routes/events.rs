@@ -3,6 +3,12 @@
 //! `?last_event_id=`) resumes after it without loss or repetition. The stream ends after `done`,
 //! whose data is the final job document. `?include=output` adds `output` events, which are
 //! otherwise left out to keep dashboards light.
+//!
+//! A job's event stream exists only once somebody watches it (or it reported progress): the
+//! handler registers as a watcher (`Queue::watch`, renewed while it streams), which creates the
+//! stream seeded with the events the client missed, synthesized from the job document (its
+//! creation state at position 1 and its current state at the current position; for a finished
+//! job its final `state` and `done`). From then on every event is stored.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -15,6 +21,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use futures::Stream;
 use serde::Deserialize;
+
+use scanq::scripts::WatchMode;
 
 use crate::error::AppError;
 use crate::extract::{Caller, JobId};
@@ -65,9 +73,22 @@ fn event_stream(
     with_output: bool,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
     async_stream::stream! {
-        let job_ref = scanq::keys::job_ref(&caller.tenant, &id);
-        let mut sub = state.inner.listener.subscribe(&format!("{tool}/{job_ref}"));
+        let tag = scanq::queue::Queue::tag(&tool, &caller.tenant, &id);
+        let mut sub = state.inner.listener.subscribe(&tag);
+        let mut registered: Option<tokio::time::Instant> = None;
         loop {
+            // (Re-)register as a watcher before reading, so nothing slips in between.
+            if registered.is_none_or(|t| t.elapsed() >= Duration::from_secs(15)) {
+                match state.queue().watch(&caller.tenant, &id, WatchMode::Stream).await {
+                    Ok(Some(_)) => registered = Some(tokio::time::Instant::now()),
+                    Ok(None) => return,
+                    Err(err) => {
+                        tracing::warn!(correlation_id = %id, error = %err, "Watch registration failed");
+                        sub.wait(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                }
+            }
             let batch = match state.queue().events(&tool, &caller.tenant, &id, after, 200).await {
                 Ok(b) => b,
                 Err(err) => {

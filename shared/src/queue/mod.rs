@@ -1,28 +1,45 @@
-//! The queue as the API sees it: submit, read, wait, cancel, retry and list jobs, each one call
-//! into Redis through the scripts. Handlers call this; they never send Redis commands themselves.
+//! The queue in Redis, in two halves:
+//! - [`Queue`] — the API's half: submit, read, watch, cancel, retry and list jobs, each one call
+//!   into Redis through the scripts. Handlers call this; they never send Redis commands.
+//! - [`Consumer`] — the worker's half: claim, renew, report events, complete, reap, heartbeat,
+//!   block for work. The worker crate sends no Redis command of its own.
+//!
+//! | module | owns |
+//! |---|---|
+//! | `connect` | client, pool, the settings every script call takes |
+//! | `consumer` | the worker's half |
+//! | `listing` | the tenant's job listing and its sweeping |
+//! | `listen` | pub/sub wake-ups |
+//! | `limits`, `sessions` | tenant caps, MCP sessions |
 
+mod connect;
+mod consumer;
 mod limits;
 mod listen;
+mod listing;
 mod sessions;
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use deadpool_redis::{Pool, Runtime};
+use deadpool_redis::Pool;
 use redis::AsyncCommands;
 
+pub use connect::{cancelled_error, client, pool, script_settings};
+pub use consumer::{ClaimRound, Consumer, Heartbeat, StartedJob};
 pub use limits::retry_after_secs;
 pub use listen::{Listener, Subscription};
 pub use sessions::McpSession;
 
 use crate::breaker::{Breaker, BreakerSettings, ForceAction, Snapshot, Transition};
 use crate::config::Config;
-use crate::domain::{
-    CorrelationId, ErrorInfo, ErrorType, JobDocument, JobState, TenantId, ToolName,
-};
-use crate::keys::{Keys, ToolKeys, job_ref};
+use crate::domain::{CorrelationId, JobDocument, JobId, TenantId, ToolName};
+use crate::keys::Keys;
 use crate::request::JobSpec;
-use crate::scripts::{CancelOutcome, EnqueueOutcome, RetryOutcome, ScriptSettings, Scripts};
+use crate::scripts::{
+    CancelOutcome, EnqueueOutcome, RetryOutcome, ScriptSettings, Scripts, WatchMode,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
@@ -47,6 +64,27 @@ impl QueueError {
     pub fn is_unavailable(&self) -> bool {
         matches!(self, Self::Redis(_) | Self::Pool(_))
     }
+
+    /// Whether trying again may succeed: Redis unreachable or restarting. A refusal by Redis
+    /// itself (a script error) will not heal.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Redis(e) => {
+                e.is_io_error()
+                    || e.is_connection_dropped()
+                    || e.is_connection_refusal()
+                    || e.is_timeout()
+                    || matches!(
+                        e.kind(),
+                        redis::ErrorKind::Server(
+                            redis::ServerErrorKind::BusyLoading | redis::ServerErrorKind::TryAgain
+                        )
+                    )
+            }
+            Self::Pool(_) => true,
+            _ => false,
+        }
+    }
 }
 
 /// Result of a submit.
@@ -65,88 +103,23 @@ pub struct JobEvent {
     pub data: String,
 }
 
-/// Builds the script settings from the configuration.
-pub fn script_settings(cfg: &Config, keys: &Keys) -> ScriptSettings {
-    ScriptSettings {
-        notify_channel: keys.notify_channel(),
-        cancel_channel: keys.cancel_channel(),
-        max_events: cfg.max_events_per_job,
-        lease_ms: cfg.lease_sec * 1000,
-        result_ttl_ms: cfg.result_ttl_sec * 1000,
-        dead_ttl_ms: cfg.dead_ttl_sec * 1000,
-        job_ttl_ms: cfg.job_ttl_sec * 1000,
-        max_queue_len: cfg.max_queue_len,
-        max_deliveries: cfg.max_deliveries,
-        fair_window: cfg.fair_window,
-        retry_base_ms: cfg.retry_base_ms,
-        retry_max_ms: cfg.retry_max_ms,
-    }
-}
-
-/// A Redis client for `cfg.redis_url` (`redis://`, `rediss://` for TLS, `unix://`), trusting
-/// `redis_tls_ca_file` and presenting `redis_tls_cert_file`/`redis_tls_key_file` when set.
-/// Errors name the URL with its password redacted.
-pub fn client(cfg: &Config) -> Result<redis::Client, String> {
-    let url = crate::config::redact_url(&cfg.redis_url);
-    let read = |p: &std::path::Path| {
-        std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))
-    };
-    let tls = cfg.redis_tls_ca_file.is_some() || cfg.redis_tls_cert_file.is_some();
-    let client = if tls {
-        let client_tls = match (&cfg.redis_tls_cert_file, &cfg.redis_tls_key_file) {
-            (Some(cert), Some(key)) => Some(redis::ClientTlsConfig {
-                client_cert: read(cert)?,
-                client_key: read(key)?,
-            }),
-            _ => None,
-        };
-        let root_cert = cfg.redis_tls_ca_file.as_deref().map(read).transpose()?;
-        redis::Client::build_with_tls(
-            cfg.redis_url.as_str(),
-            redis::TlsCertificates {
-                client_tls,
-                root_cert,
-            },
-        )
-    } else {
-        redis::Client::open(cfg.redis_url.as_str())
-    };
-    client.map_err(|e| cfg.redact_secrets(&format!("redis url {url}: {e}")))
-}
-
-/// A connection pool for short commands (same connection settings as [`client`]). Checking a
-/// connection out never hangs: waiting for a free slot, connecting and the recycle `PING` are each
-/// bounded, so a Redis outage turns into an error (503) within seconds rather than a stuck request.
-pub fn pool(cfg: &Config) -> Result<Pool, String> {
-    let info = client(cfg)?.get_connection_info().clone();
-    let manager = deadpool_redis::Manager::new(info).map_err(|e| format!("redis pool: {e}"))?;
-    Pool::builder(manager)
-        .max_size(cfg.redis_pool_size)
-        .wait_timeout(Some(Duration::from_secs(2)))
-        .create_timeout(Some(Duration::from_secs(2)))
-        .recycle_timeout(Some(Duration::from_secs(1)))
-        .runtime(Runtime::Tokio1)
-        .build()
-        .map_err(|e| format!("redis pool: {e}"))
-}
-
-/// The error document stored with a cancelled job.
-pub fn cancelled_error() -> String {
-    serde_json::to_string(&ErrorInfo::new(
-        ErrorType::Cancelled,
-        "cancelled on request",
-    ))
-    .expect("serializable")
-}
+/// How long one watch registration lasts; watchers renew it at least this often / 4.
+const WATCH_MS: u64 = 60_000;
+/// Entries of the correlation ID → tool cache before it starts afresh.
+const LOCATE_CACHE: usize = 50_000;
 
 #[derive(Debug, Clone)]
 pub struct Queue {
     pool: Pool,
     keys: Keys,
-    scripts: std::sync::Arc<Scripts>,
-    breaker: std::sync::Arc<Breaker>,
+    scripts: Arc<Scripts>,
+    breaker: Arc<Breaker>,
     settings: ScriptSettings,
     job_ttl_ms: u64,
+    /// `<tenant>/<cid>` → tool, for jobs this process has seen. The mapping never changes while
+    /// the job lives; a hit whose job is gone is checked again against Redis.
+    located: Arc<Mutex<HashMap<String, ToolName>>>,
+    sweep: Arc<Mutex<listing::SweepCursor>>,
 }
 
 impl Queue {
@@ -156,9 +129,11 @@ impl Queue {
             settings: script_settings(cfg, &keys),
             pool,
             keys,
-            scripts: std::sync::Arc::new(Scripts::new()),
-            breaker: std::sync::Arc::new(Breaker::new()),
+            scripts: Arc::new(Scripts::new()),
+            breaker: Arc::new(Breaker::new()),
             job_ttl_ms: cfg.job_ttl_sec * 1000,
+            located: Arc::default(),
+            sweep: Arc::default(),
         }
     }
 
@@ -199,6 +174,9 @@ impl Queue {
 
     /// [`Queue::submit`] for a tenant that may run at most `max_running` jobs of this tool at
     /// once (0 = no cap); the workers' claim enforces it.
+    ///
+    /// Two round trips: claim the correlation ID for this tool (`SET NX GET`), then the enqueue
+    /// script pipelined with the listing entry.
     #[tracing::instrument(skip_all, fields(tool = %spec.tool))]
     pub async fn submit_capped(
         &self,
@@ -210,12 +188,13 @@ impl Queue {
             .correlation_id
             .clone()
             .unwrap_or_else(CorrelationId::generate);
-        let r = job_ref(tenant, &cid);
+        let id = JobId::new(spec.tool.clone(), tenant.clone(), cid);
+        let r = id.job_ref();
         let tk = self.keys.tool(&spec.tool);
         let mut con = self.connection().await?;
         // Claim the correlation ID for this tool; a different tool under the same ID conflicts.
         let previous: Option<String> = redis::cmd("SET")
-            .arg(self.keys.index(tenant, &cid))
+            .arg(self.keys.index(tenant, &id.cid))
             .arg(spec.tool.as_str())
             .arg("NX")
             .arg("GET")
@@ -223,7 +202,7 @@ impl Queue {
             .arg(self.job_ttl_ms)
             .query_async(&mut con)
             .await?;
-        if let Some(prev) = previous
+        if let Some(prev) = &previous
             && prev != spec.tool.as_str()
         {
             return Err(QueueError::Conflict {
@@ -231,62 +210,68 @@ impl Queue {
             });
         }
         let args = serde_json::to_string(spec.args.as_slice()).expect("serializable");
-        let fields = [
+        let mut fields = vec![
             ("tool", spec.tool.to_string()),
             ("tenant", tenant.to_string()),
-            ("cid", cid.to_string()),
+            ("cid", id.cid.to_string()),
             ("target", spec.target.to_string()),
             ("args", args),
             ("args_raw", spec.raw_args.clone()),
-            ("template", spec.template.clone().unwrap_or_default()),
             ("priority", spec.priority.as_str().to_owned()),
             ("timeout_sec", spec.timeout_sec.to_string()),
             ("max_attempts", spec.max_attempts.to_string()),
-            (
-                "intrusive",
-                if spec.intrusive { "1" } else { "0" }.to_owned(),
-            ),
-            ("max_running", max_running.to_string()),
         ];
-        let tag = format!("{}/{}", spec.tool, r);
-        let outcome = self
-            .scripts
-            .enqueue(
-                &mut con,
-                &tk,
-                &self.settings,
-                &r,
-                &spec.request_hash,
-                &tk.stream(spec.priority),
-                spec.delay_ms,
-                &tag,
-                &fields,
-            )
-            .await?;
+        // Defaults are left out of the hash (read back as their defaults).
+        if let Some(t) = spec.template.clone().filter(|t| !t.is_empty()) {
+            fields.push(("template", t));
+        }
+        if spec.intrusive {
+            fields.push(("intrusive", "1".to_owned()));
+        }
+        if max_running > 0 {
+            fields.push(("max_running", max_running.to_string()));
+        }
+        let listed_at = listing::now_ms();
+        let invocation = self.scripts.enqueue_invocation(
+            &tk,
+            &self.settings,
+            &r,
+            &spec.request_hash,
+            &tk.stream(spec.priority),
+            spec.delay_ms,
+            &fields,
+        );
+        let mut pipe = redis::pipe();
+        pipe.invoke_script(&invocation);
+        if previous.is_none() {
+            // Listed at once (a 202'd job is listable); removed again below if not created.
+            pipe.cmd("ZADD")
+                .arg(self.keys.tenant_jobs(tenant))
+                .arg("NX")
+                .arg(listed_at)
+                .arg(id.member())
+                .ignore();
+        }
+        let (reply,): (redis::Value,) = match pipe.query_async(&mut con).await {
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                self.scripts.load_all(&mut con).await?;
+                pipe.query_async(&mut con).await?
+            }
+            other => other?,
+        };
+        let outcome = Scripts::enqueue_reply(reply)?;
+        if !matches!(outcome, EnqueueOutcome::Created { .. }) && previous.is_none() {
+            let _: () = con.zrem(self.keys.tenant_jobs(tenant), id.member()).await?;
+        }
         let created = match outcome {
             EnqueueOutcome::Created { state, created_ms } => {
-                let list = self.keys.tenant_jobs(tenant);
-                let member = format!("{}/{}", spec.tool, cid);
-                let oldest = created_ms.saturating_sub(self.job_ttl_ms);
-                let _: () = redis::pipe()
-                    .zadd(&list, &member, created_ms)
-                    .ignore()
-                    .cmd("ZREMRANGEBYSCORE")
-                    .arg(&list)
-                    .arg("-inf")
-                    .arg(format!("({oldest}"))
-                    .ignore()
-                    .pexpire(&list, self.job_ttl_ms as i64)
-                    .ignore()
-                    .query_async(&mut con)
-                    .await?;
+                self.remember(&id);
                 let h: HashMap<String, String> = fields
                     .iter()
                     .map(|(k, v)| ((*k).to_owned(), v.clone()))
                     .chain([
                         ("state".to_owned(), state),
                         ("created_ms".to_owned(), created_ms.to_string()),
-                        ("attempt".to_owned(), "0".to_owned()),
                     ])
                     .collect();
                 return Ok(Submitted {
@@ -298,24 +283,20 @@ impl Queue {
             EnqueueOutcome::Conflict { state } => return Err(QueueError::Conflict { state }),
             EnqueueOutcome::Full { depth } => return Err(QueueError::Full { depth }),
         };
-        let document = self
-            .read(&mut con, &tk, &r)
-            .await?
-            .ok_or(QueueError::NotFound)?;
+        let h: HashMap<String, String> = con.hgetall(tk.job(&r)).await?;
+        let document = JobDocument::from_hash(&h).ok_or(QueueError::NotFound)?;
         Ok(Submitted { created, document })
     }
 
-    async fn read(
-        &self,
-        con: &mut deadpool_redis::Connection,
-        tk: &ToolKeys,
-        r: &str,
-    ) -> Result<Option<JobDocument>, QueueError> {
-        let h: HashMap<String, String> = con.hgetall(tk.job(r)).await?;
-        Ok(JobDocument::from_hash(&h))
+    fn remember(&self, id: &JobId) {
+        let mut map = self.located.lock().expect("located lock");
+        if map.len() >= LOCATE_CACHE {
+            map.clear();
+        }
+        map.insert(id.job_ref(), id.tool.clone());
     }
 
-    /// Which tool holds this tenant's correlation ID.
+    /// Which tool holds this tenant's correlation ID (from Redis's index).
     pub async fn locate(
         &self,
         tenant: &TenantId,
@@ -323,7 +304,42 @@ impl Queue {
     ) -> Result<Option<ToolName>, QueueError> {
         let mut con = self.connection().await?;
         let tool: Option<String> = con.get(self.keys.index(tenant, cid)).await?;
-        Ok(tool.and_then(|t| ToolName::parse(&t).ok()))
+        let tool = tool.and_then(|t| ToolName::parse(&t).ok());
+        if let Some(t) = &tool {
+            self.remember(&JobId::new(t.clone(), tenant.clone(), cid.clone()));
+        }
+        Ok(tool)
+    }
+
+    /// Reads a job through `read` (a plain read or a watch registration), trying the cached tool
+    /// first; a cached tool whose job is gone is looked up again.
+    async fn find<F, Fut>(
+        &self,
+        tenant: &TenantId,
+        cid: &CorrelationId,
+        read: F,
+    ) -> Result<Option<(ToolName, JobDocument)>, QueueError>
+    where
+        F: Fn(JobId) -> Fut,
+        Fut: std::future::Future<Output = Result<HashMap<String, String>, QueueError>>,
+    {
+        let cached = self
+            .located
+            .lock()
+            .expect("located lock")
+            .get(&crate::keys::job_ref(tenant, cid))
+            .cloned();
+        if let Some(tool) = cached {
+            let h = read(JobId::new(tool.clone(), tenant.clone(), cid.clone())).await?;
+            if let Some(doc) = JobDocument::from_hash(&h) {
+                return Ok(Some((tool, doc)));
+            }
+        }
+        let Some(tool) = self.locate(tenant, cid).await? else {
+            return Ok(None);
+        };
+        let h = read(JobId::new(tool.clone(), tenant.clone(), cid.clone())).await?;
+        Ok(JobDocument::from_hash(&h).map(|d| (tool, d)))
     }
 
     /// The job document, or None (also for another tenant's ID).
@@ -332,14 +348,43 @@ impl Queue {
         tenant: &TenantId,
         cid: &CorrelationId,
     ) -> Result<Option<(ToolName, JobDocument)>, QueueError> {
-        let Some(tool) = self.locate(tenant, cid).await? else {
-            return Ok(None);
-        };
-        let mut con = self.connection().await?;
-        let doc = self
-            .read(&mut con, &self.keys.tool(&tool), &job_ref(tenant, cid))
-            .await?;
-        Ok(doc.map(|d| (tool, d)))
+        self.find(tenant, cid, |id| async move {
+            let mut con = self.connection().await?;
+            Ok(con.hgetall(self.keys.job(&id)).await?)
+        })
+        .await
+    }
+
+    /// Registers a watcher (for about a minute; call again to extend) and reads the job: from
+    /// now on its changes are published, and with [`WatchMode::Stream`] its events are stored.
+    /// Subscribe to the job's tag *before* calling this, so no change can slip in between.
+    pub async fn watch(
+        &self,
+        tenant: &TenantId,
+        cid: &CorrelationId,
+        mode: WatchMode,
+    ) -> Result<Option<(ToolName, JobDocument)>, QueueError> {
+        self.find(tenant, cid, |id| async move {
+            let mut con = self.connection().await?;
+            let tk = self.keys.tool(&id.tool);
+            Ok(self
+                .scripts
+                .watch(
+                    &mut con,
+                    &tk,
+                    &id.job_ref(),
+                    id.tool.as_str(),
+                    WATCH_MS,
+                    mode,
+                )
+                .await?)
+        })
+        .await
+    }
+
+    /// The notify tag of a job (what [`Listener::subscribe`] takes).
+    pub fn tag(tool: &ToolName, tenant: &TenantId, cid: &CorrelationId) -> String {
+        JobId::new(tool.clone(), tenant.clone(), cid.clone()).tag()
     }
 
     /// Long-poll: the document once terminal, or as it is when `timeout` passes.
@@ -350,19 +395,18 @@ impl Queue {
         cid: &CorrelationId,
         timeout: Duration,
     ) -> Result<Option<JobDocument>, QueueError> {
-        let Some(tool) = self.locate(tenant, cid).await? else {
+        let Some((tool, doc)) = self.get(tenant, cid).await? else {
             return Ok(None);
         };
-        let r = job_ref(tenant, cid);
-        let tk = self.keys.tool(&tool);
-        let mut sub = listener.subscribe(&format!("{tool}/{r}"));
+        if doc.state.is_terminal() || timeout.is_zero() {
+            return Ok(Some(doc));
+        }
+        let mut sub = listener.subscribe(&Self::tag(&tool, tenant, cid));
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let doc = {
-                let mut con = self.connection().await?;
-                self.read(&mut con, &tk, &r).await?
+            let Some((_, doc)) = self.watch(tenant, cid, WatchMode::Notify).await? else {
+                return Ok(None);
             };
-            let Some(doc) = doc else { return Ok(None) };
             let now = tokio::time::Instant::now();
             if doc.state.is_terminal() || now >= deadline {
                 return Ok(Some(doc));
@@ -373,7 +417,8 @@ impl Queue {
         }
     }
 
-    /// Events after position `after`, at most `max`.
+    /// Stored events after position `after`, at most `max` (a job's stream exists only once it
+    /// had a progress/output event or an SSE watcher: see [`Queue::watch`]).
     pub async fn events(
         &self,
         tool: &ToolName,
@@ -383,7 +428,8 @@ impl Queue {
         max: usize,
     ) -> Result<Vec<JobEvent>, QueueError> {
         let mut con = self.connection().await?;
-        let key = self.keys.tool(tool).events(&job_ref(tenant, cid));
+        let id = JobId::new(tool.clone(), tenant.clone(), cid.clone());
+        let key = self.keys.tool(tool).events(&id.job_ref());
         let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
             .arg(&key)
             .arg(format!("(0-{after}"))
@@ -416,7 +462,7 @@ impl Queue {
         let Some(tool) = self.locate(tenant, cid).await? else {
             return Err(QueueError::NotFound);
         };
-        let r = job_ref(tenant, cid);
+        let id = JobId::new(tool.clone(), tenant.clone(), cid.clone());
         let mut con = self.connection().await?;
         let out = self
             .scripts
@@ -424,12 +470,19 @@ impl Queue {
                 &mut con,
                 &self.keys.tool(&tool),
                 &self.settings,
-                &r,
-                &format!("{tool}/{r}"),
+                &id.job_ref(),
+                tool.as_str(),
                 &cancelled_error(),
             )
             .await?;
         if out == CancelOutcome::Cancelled {
+            // The index lives as long as the cancelled job's result.
+            let _: () = con
+                .pexpire(
+                    self.keys.index(tenant, cid),
+                    self.settings.result_ttl_ms as i64,
+                )
+                .await?;
             self.forget_queued(tenant, &tool, cid).await?;
         }
         match out {
@@ -443,7 +496,7 @@ impl Queue {
         let Some(tool) = self.locate(tenant, cid).await? else {
             return Err(QueueError::NotFound);
         };
-        let r = job_ref(tenant, cid);
+        let id = JobId::new(tool.clone(), tenant.clone(), cid.clone());
         let mut con = self.connection().await?;
         let _: () = con
             .pexpire(self.keys.index(tenant, cid), self.job_ttl_ms as i64)
@@ -454,8 +507,8 @@ impl Queue {
                 &mut con,
                 &self.keys.tool(&tool),
                 &self.settings,
-                &r,
-                &format!("{tool}/{r}"),
+                &id.job_ref(),
+                tool.as_str(),
             )
             .await?
         {
@@ -463,68 +516,6 @@ impl Queue {
             RetryOutcome::NotRetryable { state } => Err(QueueError::Final { state }),
             RetryOutcome::Missing => Err(QueueError::NotFound),
         }
-    }
-
-    /// The tenant's jobs, newest first. `cursor` is the created-ms bound of the previous page.
-    pub async fn list(
-        &self,
-        tenant: &TenantId,
-        state: Option<JobState>,
-        tool: Option<&ToolName>,
-        limit: usize,
-        cursor: Option<u64>,
-    ) -> Result<(Vec<JobDocument>, Option<u64>), QueueError> {
-        let mut con = self.connection().await?;
-        let list = self.keys.tenant_jobs(tenant);
-        let mut out = Vec::new();
-        let mut max = cursor.map_or("+inf".to_owned(), |c| format!("({c}"));
-        // Filters are applied after reading; read in pages until the page is full.
-        for _ in 0..20 {
-            let page: Vec<(String, f64)> = redis::cmd("ZRANGE")
-                .arg(&list)
-                .arg(&max)
-                .arg("-inf")
-                .arg("BYSCORE")
-                .arg("REV")
-                .arg("LIMIT")
-                .arg(0)
-                .arg(limit * 2)
-                .arg("WITHSCORES")
-                .query_async(&mut con)
-                .await?;
-            if page.is_empty() {
-                return Ok((out, None));
-            }
-            let mut pipe = redis::pipe();
-            let mut refs = Vec::new();
-            for (member, score) in &page {
-                let Some((t, c)) = member.split_once('/') else {
-                    continue;
-                };
-                let (Ok(t), Ok(c)) = (ToolName::parse(t), CorrelationId::parse(c)) else {
-                    continue;
-                };
-                pipe.hgetall(self.keys.tool(&t).job(&job_ref(tenant, &c)));
-                refs.push(*score);
-            }
-            let hashes: Vec<HashMap<String, String>> = pipe.query_async(&mut con).await?;
-            for (h, score) in hashes.iter().zip(refs) {
-                max = format!("({score}");
-                let Some(doc) = JobDocument::from_hash(h) else {
-                    continue;
-                };
-                if state.is_some_and(|s| s != doc.state)
-                    || tool.is_some_and(|t| t.as_str() != doc.tool)
-                {
-                    continue;
-                }
-                out.push(doc);
-                if out.len() == limit {
-                    return Ok((out, Some(score as u64)));
-                }
-            }
-        }
-        Ok((out, None))
     }
 
     /// The tool's breaker as dashboards see it.

@@ -12,13 +12,13 @@ mod reply;
 use redis::aio::ConnectionLike;
 use redis::{RedisResult, Script, Value};
 
-use crate::domain::JobState;
+use crate::domain::{JobState, Outcome, Verdict};
 use crate::keys::{GROUP, ToolKeys};
 
 pub use limits::{AdmitOutcome, LimitScripts, Rate, RateDecision, TenantCaps};
 pub use reply::{
-    CancelOutcome, Claimed, ClaimedJob, Completed, EnqueueOutcome, ReapReport, RenewStatus,
-    RetryOutcome,
+    CancelOutcome, Claimed, ClaimedJob, CompleteStatus, Completed, EnqueueOutcome, ReapReport,
+    RenewStatus, RetryOutcome,
 };
 
 const COMMON: &str = include_str!("lua/common.lua");
@@ -32,13 +32,24 @@ fn build_with_breaker(body: &str) -> Script {
     Script::new(&source(body, crate::breaker::LIB_LUA))
 }
 
-fn source(body: &str, lib: &str) -> String {
-    let mut prelude = String::from("local S = {");
+/// The generated prelude: `S` (job states), `K` (key segments of a job inside its tool's
+/// keyspace), `Q` (settings a script fills from its ARGV). Nothing here is retyped in Lua.
+fn prelude() -> String {
+    let mut p = String::from("local S = {");
     for s in JobState::ALL {
-        prelude.push_str(&format!("{0} = '{0}', ", s.as_str()));
+        p.push_str(&format!("{0} = '{0}', ", s.as_str()));
     }
-    prelude.push_str("}\n");
-    format!("{prelude}{COMMON}\n{lib}\n{body}")
+    p.push_str("}\n");
+    p.push_str(&format!(
+        "local K = {{ job = '{}', ev = '{}' }}\nlocal Q = {{ maxev = 1000, channel = '' }}\n",
+        crate::keys::JOB_SEGMENT,
+        crate::keys::EVENTS_SEGMENT
+    ));
+    p
+}
+
+fn source(body: &str, lib: &str) -> String {
+    format!("{}{COMMON}\n{lib}\n{body}", prelude())
 }
 
 /// Settings the scripts need besides keys.
@@ -64,15 +75,23 @@ pub struct ScriptSettings {
 pub struct Completion {
     pub job_ref: String,
     pub fence: u64,
-    /// `succeeded` | `failed` | `cancelled` | `retry` | `handback`
-    pub outcome: &'static str,
+    pub outcome: Outcome,
     pub result_json: String,
     pub error_json: String,
     pub delay_ms: u64,
-    /// What the breaker hears: `success` | `failure` | `ignored`.
-    pub breaker_outcome: &'static str,
+    /// What the breaker hears.
+    pub verdict: Verdict,
     /// Why, for a failure (shown in the breaker's last errors).
     pub breaker_reason: String,
+}
+
+/// How a watcher registers with [`Scripts::watch`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WatchMode {
+    /// Publish the job's changes (long-poll, MCP follow).
+    Notify,
+    /// Also store its events from now on (SSE), creating the event stream if needed.
+    Stream,
 }
 
 /// The tool's breaker as the claim and completion scripts need it.
@@ -93,6 +112,7 @@ pub struct Scripts {
     cancel: Script,
     retry: Script,
     event: Script,
+    watch: Script,
 }
 
 impl Default for Scripts {
@@ -112,11 +132,13 @@ impl Scripts {
             cancel: build(include_str!("lua/cancel.lua")),
             retry: build(include_str!("lua/retry.lua")),
             event: build(include_str!("lua/event.lua")),
+            watch: build(include_str!("lua/watch.lua")),
         }
     }
 
-    fn all(&self) -> [&Script; 8] {
+    fn all(&self) -> [&Script; 9] {
         [
+            &self.watch,
             &self.enqueue,
             &self.claim,
             &self.renew,
@@ -157,13 +179,30 @@ impl Scripts {
         request_hash: &str,
         stream: &str,
         delay_ms: u64,
-        tag: &str,
         fields: &[(&str, String)],
     ) -> RedisResult<EnqueueOutcome> {
+        let v: Value = self
+            .enqueue_invocation(tk, set, job_ref, request_hash, stream, delay_ms, fields)
+            .invoke_async(con)
+            .await?;
+        reply::enqueue(v)
+    }
+
+    /// The enqueue call, for a caller that pipelines it with its own commands.
+    #[allow(clippy::too_many_arguments)]
+    pub fn enqueue_invocation<'a>(
+        &'a self,
+        tk: &ToolKeys,
+        set: &ScriptSettings,
+        job_ref: &str,
+        request_hash: &str,
+        stream: &str,
+        delay_ms: u64,
+        fields: &[(&str, String)],
+    ) -> redis::ScriptInvocation<'a> {
         let mut inv = self.enqueue.prepare_invoke();
         inv.key(tk.job(job_ref))
             .key(stream)
-            .key(tk.events(job_ref))
             .key(tk.scheduled())
             .key(tk.counts())
             .key(tk.fair())
@@ -173,14 +212,15 @@ impl Scripts {
             .arg(set.max_queue_len)
             .arg(set.job_ttl_ms)
             .arg(delay_ms)
-            .arg(set.max_events)
-            .arg(&set.notify_channel)
-            .arg(tag)
             .arg(set.fair_window);
         for (k, v) in fields {
             inv.arg(*k).arg(v);
         }
-        let v: Value = inv.invoke_async(con).await?;
+        inv
+    }
+
+    /// Decodes the enqueue reply of a pipeline.
+    pub fn enqueue_reply(v: Value) -> RedisResult<EnqueueOutcome> {
         reply::enqueue(v)
     }
 
@@ -223,7 +263,8 @@ impl Scripts {
             .arg(&set.notify_channel)
             .arg(tool)
             .arg(breaker.settings_json)
-            .arg(breaker.held_error_json);
+            .arg(breaker.held_error_json)
+            .arg(set.fair_window);
         let v: Value = inv.invoke_async(con).await?;
         reply::claimed(v)
     }
@@ -253,7 +294,7 @@ impl Scripts {
             .renew_invocation(tk, set, jobs)
             .invoke_async(con)
             .await?;
-        Ok(v.iter().map(|s| RenewStatus::from_reply(s)).collect())
+        reply::renewed(&v, jobs.len())
     }
 
     /// Renews the jobs of several tools in one round trip (one pipelined `EVALSHA` per tool;
@@ -275,23 +316,22 @@ impl Scripts {
             }
             other => other?,
         };
-        Ok(replies
+        replies
             .iter()
-            .map(|v| v.iter().map(|s| RenewStatus::from_reply(s)).collect())
-            .collect())
+            .zip(per_tool)
+            .map(|(v, (_, jobs))| reply::renewed(v, jobs.len()))
+            .collect()
     }
 
-    #[allow(clippy::too_many_arguments)]
-    pub async fn complete(
-        &self,
-        con: &mut impl ConnectionLike,
+    pub fn complete_invocation<'a>(
+        &'a self,
         tk: &ToolKeys,
         set: &ScriptSettings,
         tool: &str,
         breaker_settings_json: &str,
         worker_id: &str,
         batch: &[Completion],
-    ) -> RedisResult<Completed> {
+    ) -> redis::ScriptInvocation<'a> {
         let mut inv = self.complete.prepare_invoke();
         inv.key(tk.leases())
             .key(tk.counts())
@@ -320,15 +360,37 @@ impl Scripts {
         for c in batch {
             inv.arg(&c.job_ref)
                 .arg(c.fence)
-                .arg(c.outcome)
+                .arg(c.outcome.as_str())
                 .arg(&c.result_json)
                 .arg(&c.error_json)
                 .arg(c.delay_ms)
-                .arg(c.breaker_outcome)
+                .arg(c.verdict.as_str())
                 .arg(&c.breaker_reason);
         }
-        let v: Value = inv.invoke_async(con).await?;
-        reply::completed(v)
+        inv
+    }
+
+    /// Decodes the reply of [`Scripts::complete_invocation`] for a batch of `n` jobs.
+    pub fn complete_reply(v: Value, n: usize) -> RedisResult<Completed> {
+        reply::completed(v, n)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub async fn complete(
+        &self,
+        con: &mut impl ConnectionLike,
+        tk: &ToolKeys,
+        set: &ScriptSettings,
+        tool: &str,
+        breaker_settings_json: &str,
+        worker_id: &str,
+        batch: &[Completion],
+    ) -> RedisResult<Completed> {
+        let v: Value = self
+            .complete_invocation(tk, set, tool, breaker_settings_json, worker_id, batch)
+            .invoke_async(con)
+            .await?;
+        reply::completed(v, batch.len())
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -375,22 +437,21 @@ impl Scripts {
         tk: &ToolKeys,
         set: &ScriptSettings,
         job_ref: &str,
-        tag: &str,
+        tool: &str,
         cancelled_error_json: &str,
     ) -> RedisResult<CancelOutcome> {
         let v: Value = self
             .cancel
             .prepare_invoke()
-            .key(tk.job(job_ref))
+            .key(tk.job_prefix())
             .key(tk.scheduled())
             .key(tk.counts())
-            .key(tk.events(job_ref))
             .arg(job_ref)
             .arg(set.result_ttl_ms)
             .arg(set.max_events)
             .arg(&set.notify_channel)
             .arg(&set.cancel_channel)
-            .arg(tag)
+            .arg(tool)
             .arg(cancelled_error_json)
             .invoke_async(con)
             .await?;
@@ -403,13 +464,10 @@ impl Scripts {
         tk: &ToolKeys,
         set: &ScriptSettings,
         job_ref: &str,
-        tag: &str,
+        tool: &str,
     ) -> RedisResult<RetryOutcome> {
         let mut inv = self.retry.prepare_invoke();
-        inv.key(tk.job(job_ref))
-            .key(tk.dead())
-            .key(tk.counts())
-            .key(tk.events(job_ref));
+        inv.key(tk.job_prefix()).key(tk.dead()).key(tk.counts());
         for s in tk.streams() {
             inv.key(s);
         }
@@ -419,7 +477,7 @@ impl Scripts {
             .arg(set.job_ttl_ms)
             .arg(set.max_events)
             .arg(&set.notify_channel)
-            .arg(tag)
+            .arg(tool)
             .invoke_async(con)
             .await?;
         reply::retried(v)
@@ -438,22 +496,46 @@ impl Scripts {
         kind: &str,
         data_json: &str,
         progress_json: &str,
-        tag: &str,
+        tool: &str,
     ) -> RedisResult<Option<u64>> {
         let pos: u64 = self
             .event
             .prepare_invoke()
-            .key(tk.job(job_ref))
-            .key(tk.events(job_ref))
+            .key(tk.job_prefix())
+            .arg(job_ref)
             .arg(fence)
             .arg(kind)
             .arg(data_json)
             .arg(set.max_events)
             .arg(&set.notify_channel)
-            .arg(tag)
+            .arg(tool)
             .arg(progress_json)
             .invoke_async(con)
             .await?;
         Ok((pos > 0).then_some(pos))
+    }
+
+    /// Registers a watcher for `lifetime_ms` and returns the job hash (empty when it is gone).
+    pub async fn watch(
+        &self,
+        con: &mut impl ConnectionLike,
+        tk: &ToolKeys,
+        job_ref: &str,
+        tool: &str,
+        lifetime_ms: u64,
+        mode: WatchMode,
+    ) -> RedisResult<std::collections::HashMap<String, String>> {
+        self.watch
+            .prepare_invoke()
+            .key(tk.job_prefix())
+            .arg(job_ref)
+            .arg(tool)
+            .arg(lifetime_ms)
+            .arg(match mode {
+                WatchMode::Notify => "notify",
+                WatchMode::Stream => "stream",
+            })
+            .invoke_async(con)
+            .await
     }
 }

@@ -1,8 +1,8 @@
 //! Decoding of script replies into typed outcomes.
 
-use std::collections::HashMap;
-
 use redis::{ErrorKind, RedisError, RedisResult, Value};
+
+use crate::domain::{JobState, Verdict};
 
 fn bad(what: &str) -> RedisError {
     RedisError::from((
@@ -61,12 +61,20 @@ pub fn enqueue(v: Value) -> RedisResult<EnqueueOutcome> {
     })
 }
 
-/// A job handed to a worker by `claim.lua`.
-#[derive(Debug, Clone)]
+/// A job handed to a worker by `claim.lua`: only what the worker needs to run it.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClaimedJob {
     pub job_ref: String,
     pub fence: u64,
-    pub fields: HashMap<String, String>,
+    /// This attempt's number (1 for the first).
+    pub attempt: u64,
+    pub queue_wait_ms: u64,
+    pub target: String,
+    pub template: String,
+    pub args_raw: String,
+    pub intrusive: bool,
+    /// `None` when the job did not set one (the tool's default applies).
+    pub timeout_sec: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -81,22 +89,63 @@ pub struct Claimed {
     pub transitions: Vec<String>,
 }
 
+/// What `complete.lua` made of one attempt's outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompleteStatus {
+    /// The job's new state (a retry is `scheduled`, a hand-back `queued`).
+    Moved(JobState),
+    /// The fence no longer matched: another worker owns the job; nothing was written.
+    Stale,
+}
+
+impl CompleteStatus {
+    fn parse(s: &str) -> RedisResult<Self> {
+        if s == "stale" {
+            return Ok(Self::Stale);
+        }
+        s.parse::<JobState>()
+            .map(Self::Moved)
+            .map_err(|e| bad(&format!("complete status: {e}")))
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Moved(s) if s.is_terminal())
+    }
+}
+
 /// What `complete.lua` did with a batch.
 #[derive(Debug, Clone, Default)]
 pub struct Completed {
-    /// Per job: the new state, or `stale` when fenced out.
-    pub states: Vec<String>,
-    /// Per job: what the breaker recorded (`success` | `failure` | `ignored`, '' when stale).
-    pub breaker: Vec<String>,
+    /// Per job, in the order sent.
+    pub states: Vec<CompleteStatus>,
+    /// Per job: what the breaker recorded (`None` when stale).
+    pub breaker: Vec<Option<Verdict>>,
     /// Breaker transitions made (JSON).
     pub transitions: Vec<String>,
 }
 
-pub fn completed(v: Value) -> RedisResult<Completed> {
+pub fn completed(v: Value, n: usize) -> RedisResult<Completed> {
     let mut parts = array(v)?.into_iter();
+    let states = strings(parts.next().unwrap_or(Value::Nil))?
+        .iter()
+        .map(|s| CompleteStatus::parse(s))
+        .collect::<RedisResult<Vec<_>>>()?;
+    let breaker = strings(parts.next().unwrap_or(Value::Nil))?
+        .iter()
+        .map(|s| match s.as_str() {
+            "" => Ok(None),
+            v => v
+                .parse::<Verdict>()
+                .map(Some)
+                .map_err(|e| bad(&format!("breaker verdict: {e}"))),
+        })
+        .collect::<RedisResult<Vec<_>>>()?;
+    if states.len() != n || breaker.len() != n {
+        return Err(bad("complete: one status per job"));
+    }
     Ok(Completed {
-        states: strings(parts.next().unwrap_or(Value::Nil))?,
-        breaker: strings(parts.next().unwrap_or(Value::Nil))?,
+        states,
+        breaker,
         transitions: strings(parts.next().unwrap_or(Value::Nil))?,
     })
 }
@@ -114,23 +163,28 @@ pub fn claimed(v: Value) -> RedisResult<Claimed> {
     let mut out = Vec::with_capacity(jobs.len());
     for j in jobs {
         let s = strings(j)?;
-        if s.len() < 2 {
-            return Err(bad("claim job"));
-        }
-        let mut it = s.into_iter();
-        let job_ref = it.next().unwrap_or_default();
-        let fence = it
-            .next()
-            .and_then(|f| f.parse().ok())
-            .ok_or_else(|| bad("fence"))?;
-        let mut fields = HashMap::new();
-        while let (Some(k), Some(v)) = (it.next(), it.next()) {
-            fields.insert(k, v);
-        }
-        out.push(ClaimedJob {
+        let [
             job_ref,
             fence,
-            fields,
+            attempt,
+            wait,
+            target,
+            template,
+            args_raw,
+            intrusive,
+            timeout,
+        ] = <[String; 9]>::try_from(s).map_err(|_| bad("claim job: 9 fields"))?;
+        let num = |v: &str, what: &str| v.parse::<u64>().map_err(|_| bad(what));
+        out.push(ClaimedJob {
+            fence: num(&fence, "fence")?,
+            attempt: num(&attempt, "attempt")?,
+            queue_wait_ms: num(&wait, "queue wait")?,
+            timeout_sec: timeout.parse().ok(),
+            intrusive: intrusive == "1",
+            job_ref,
+            target,
+            template,
+            args_raw,
         });
     }
     Ok(Claimed {
@@ -151,13 +205,22 @@ pub enum RenewStatus {
 }
 
 impl RenewStatus {
-    pub fn from_reply(s: &str) -> Self {
+    /// An unknown reply is an error, never silently `Lost`.
+    pub fn parse(s: &str) -> RedisResult<Self> {
         match s {
-            "ok" => Self::Ok,
-            "cancel" => Self::Cancel,
-            _ => Self::Lost,
+            "ok" => Ok(Self::Ok),
+            "cancel" => Ok(Self::Cancel),
+            "lost" => Ok(Self::Lost),
+            other => Err(bad(&format!("renew status `{other}`"))),
         }
     }
+}
+
+pub fn renewed(v: &[String], n: usize) -> RedisResult<Vec<RenewStatus>> {
+    if v.len() != n {
+        return Err(bad("renew: one status per job"));
+    }
+    v.iter().map(|s| RenewStatus::parse(s)).collect()
 }
 
 #[derive(Debug, Clone, Default)]

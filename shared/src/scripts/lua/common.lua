@@ -1,30 +1,41 @@
--- common.lua: helpers prepended to every job script (after the generated prelude that defines
--- the table S of job-state strings from Rust's JobState, so no state is retyped here).
+-- common.lua: helpers prepended to every job script, after the generated prelude that defines
+--   S  the job-state strings (from Rust's JobState),
+--   K  the key segments of a job inside its tool's keyspace (from keys.rs: K.job, K.ev),
+--   Q  settings a script sets from its ARGV before using the helpers (Q.channel, Q.maxev).
 -- Defines only locals; reads no KEYS/ARGV.
+--
+-- The data model these helpers keep (docs/queue.md): a job is one hash. Its event stream is
+-- created lazily — by the first progress/output event or by a watcher (SSE) registering — and
+-- the hash says whether it exists (`evs` = '1'). `evseq` counts every event the job ever had,
+-- stored or not, so positions stay stable. `watch` holds the time (ms) until which a watcher
+-- (SSE, long-poll, MCP follow) is registered: only then are changes published.
 
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
--- Appends an event to the job's event stream with the id 0-<n> (n = its position) and tells
--- listeners through the notify channel.
-local function emit(evkey, jobkey, kind, data, maxlen, channel, tag)
-  local seq = redis.call('HINCRBY', jobkey, 'evseq', 1)
-  redis.call('XADD', evkey, 'MAXLEN', '~', maxlen, '0-' .. seq, 'type', kind, 'data', data)
-  if channel ~= '' then
-    redis.call('PUBLISH', channel, tag)
-  end
-  return seq
+-- The fields every script that changes a job reads with its own.
+local JOB_BASE = { 'state', 'evseq', 'evs', 'watch' }
+
+-- A job of this tool by its ref `<tenant>/<cid>`; `prefix` is the tool's key prefix.
+local function job_at(prefix, ref, tool)
+  return { key = prefix .. K.job .. ref, ev = prefix .. K.ev .. ref, ref = ref,
+    tag = tool .. '/' .. ref }
 end
 
--- Moves a job between states, keeping the per-tool counts hash exact.
-local function move(countskey, jobkey, from, to, now)
-  if from and from ~= '' then
-    redis.call('HINCRBY', countskey, from, -1)
+-- Reads the base fields and `fields` into j.h (absent fields are nil); false when the job is gone.
+local function load(j, fields)
+  local names = {}
+  for _, f in ipairs(JOB_BASE) do names[#names + 1] = f end
+  for _, f in ipairs(fields) do names[#names + 1] = f end
+  local v = redis.call('HMGET', j.key, unpack(names))
+  j.h = {}
+  for i, f in ipairs(names) do
+    if v[i] then j.h[f] = v[i] end
   end
-  redis.call('HINCRBY', countskey, to, 1)
-  redis.call('HSET', jobkey, 'state', to, 'updated_ms', now)
+  j.seq = tonumber(j.h.evseq or '0')
+  return j.h.state ~= nil
 end
 
 local function state_event(to, now, extra)
@@ -33,6 +44,72 @@ local function state_event(to, now, extra)
     for k, v in pairs(extra) do e[k] = v end
   end
   return cjson.encode(e)
+end
+
+-- Takes the next event position; stores the event if the job's stream exists and tells a
+-- registered watcher. The caller writes j.seq back with `save`.
+local function emit(j, kind, data, now)
+  j.seq = j.seq + 1
+  if j.h.evs == '1' then
+    redis.call('XADD', j.ev, 'MAXLEN', '~', Q.maxev, '0-' .. j.seq, 'type', kind, 'data', data)
+  end
+  if tonumber(j.h.watch or '0') >= now then
+    redis.call('PUBLISH', Q.channel, j.tag)
+  end
+end
+
+-- One HSET for everything a step changes: the given field/value pairs, the event position and
+-- the update time.
+local function save(j, now, pairs_)
+  redis.call('HSET', j.key, 'evseq', j.seq, 'updated_ms', now, unpack(pairs_))
+end
+
+-- Per-state count changes, applied once per script run (`flush_counts`).
+local deltas = {}
+local function count(from, to)
+  if from then deltas[from] = (deltas[from] or 0) - 1 end
+  deltas[to] = (deltas[to] or 0) + 1
+end
+local function flush_counts(countskey)
+  for st, d in pairs(deltas) do
+    if d ~= 0 then redis.call('HINCRBY', countskey, st, d) end
+  end
+  deltas = {}
+end
+
+-- Creates the job's event stream if it does not exist yet, seeded with what a watcher missed,
+-- synthesized from the hash: the creation state at position 1 and the current state at the
+-- current position (for a finished job: its final `state` and `done`). Needs j.h fields
+-- created_ms, updated_ms, worker, retry_at_ms (load them with SEED_FIELDS).
+local SEED_FIELDS = { 'created_ms', 'updated_ms', 'worker', 'retry_at_ms', 'attempt' }
+local function is_terminal(state)
+  return state == S.succeeded or state == S.failed or state == S.cancelled
+end
+local function seed(j)
+  if j.h.evs == '1' then return end
+  local st = j.h.state
+  local at = tonumber(j.h.updated_ms or j.h.created_ms or '0')
+  local created = tonumber(j.h.created_ms or '0')
+  local function add(pos, kind, data)
+    redis.call('XADD', j.ev, '0-' .. pos, 'type', kind, 'data', data)
+  end
+  local first = S.queued
+  if j.seq <= 1 then first = st end
+  local extra = { synthesized = true }
+  if j.seq >= 1 then add(1, 'state', state_event(first, created, extra)) end
+  if is_terminal(st) and j.seq >= 3 then
+    add(j.seq - 1, 'state', state_event(st, at, extra))
+    add(j.seq, 'done', state_event(st, at, extra))
+  elseif j.seq >= 2 then
+    local e = { synthesized = true }
+    if st == S.running then e.worker = j.h.worker end
+    if st == S.scheduled then e.retry_at_ms = tonumber(j.h.retry_at_ms) end
+    add(j.seq, 'state', state_event(st, at, e))
+  end
+  local ttl = redis.call('PTTL', j.key)
+  if ttl > 0 then redis.call('PEXPIRE', j.ev, ttl) end
+  redis.call('HSET', j.key, 'evs', '1')
+  j.h.evs = '1'
 end
 
 -- The tenant of a job ref `<tenant>/<cid>`.
@@ -47,39 +124,45 @@ local function ready(stream, fairkey, ref)
   redis.call('HINCRBY', fairkey, tenant_of(ref), 1)
 end
 
--- Ends a job for good: finish time (and run time when it ran), the state move, a dead letter
--- for a failure, the final `state` and `done` events, and the retention TTLs.
--- f = { job, ev, ref, from, to, now, started (nil if it never ran), counts, dead, result_ttl,
---       dead_ttl, maxlen, channel, tag }
+-- Ends a job for good: finish time (and run time when it ran), the state change, a dead letter
+-- for a failure, the final `state` and `done` events, and the retention TTLs. `set` holds the
+-- caller's own field/value pairs for the same HSET.
+-- f = { j, from, to, now, started (nil if it never ran), dead, result_ttl, dead_ttl, set }
 local function finish(f)
+  local j, set = f.j, f.set or {}
+  set[#set + 1] = 'finished_ms'
+  set[#set + 1] = f.now
   if f.started then
-    redis.call('HSET', f.job, 'finished_ms', f.now, 'duration_ms', f.now - f.started)
-  else
-    redis.call('HSET', f.job, 'finished_ms', f.now)
+    set[#set + 1] = 'duration_ms'
+    set[#set + 1] = f.now - f.started
   end
-  move(f.counts, f.job, f.from, f.to, f.now)
+  set[#set + 1] = 'state'
+  set[#set + 1] = f.to
+  count(f.from, f.to)
   local ttl = f.result_ttl
   if f.to == S.failed then
-    redis.call('ZADD', f.dead, f.now, f.ref)
+    redis.call('ZADD', f.dead, f.now, j.ref)
     ttl = f.dead_ttl
   end
-  emit(f.ev, f.job, 'state', state_event(f.to, f.now), f.maxlen, '', '')
-  emit(f.ev, f.job, 'done', state_event(f.to, f.now), f.maxlen, f.channel, f.tag)
-  redis.call('PEXPIRE', f.job, ttl)
-  redis.call('PEXPIRE', f.ev, ttl)
+  emit(j, 'state', state_event(f.to, f.now), f.now)
+  emit(j, 'done', state_event(f.to, f.now), f.now)
+  save(j, f.now, set)
+  redis.call('PEXPIRE', j.key, ttl)
+  if j.h.evs == '1' then redis.call('PEXPIRE', j.ev, ttl) end
 end
 
--- Moves the tenant's next backlogged job (skipping jobs cancelled meanwhile) onto its ready
--- stream. `streams` maps priority → stream key.
-local function refill(fairkey, backlog_prefix, job_prefix, streams, tenant)
+-- Moves up to `n` of the tenant's backlogged jobs (skipping jobs cancelled meanwhile) onto
+-- their ready streams. `streams` maps priority → stream key.
+local function refill(fairkey, backlog_prefix, job_prefix, streams, tenant, n)
   local backlog = backlog_prefix .. tenant
-  while true do
+  local moved = 0
+  while moved < n do
     local ref = redis.call('LPOP', backlog)
     if not ref then return end
-    local h = redis.call('HMGET', job_prefix .. 'job:' .. ref, 'state', 'priority')
+    local h = redis.call('HMGET', job_prefix .. K.job .. ref, 'state', 'priority')
     if h[1] == S.queued then
       ready(streams[h[2]] or streams.normal, fairkey, ref)
-      return
+      moved = moved + 1
     end
   end
 end
@@ -89,8 +172,4 @@ local function left_running(running_by, tenant)
   if redis.call('HINCRBY', running_by, tenant, -1) <= 0 then
     redis.call('HDEL', running_by, tenant)
   end
-end
-
-local function is_terminal(state)
-  return state == S.succeeded or state == S.failed or state == S.cancelled
 end

@@ -1,19 +1,20 @@
--- enqueue.lua: create a job atomically (job hash + stream entry or schedule + first event),
--- with correlation-ID idempotency and the queue-length limit.
--- KEYS[1] job hash      KEYS[2] the priority's stream   KEYS[3] events stream
--- KEYS[4] scheduled zset  KEYS[5] counts hash  KEYS[6] fair-share hash (tenant → entries in
--- the streams)  KEYS[7] backlog key prefix (+ tenant = that tenant's backlog list)
+-- enqueue.lua: create a job atomically (one job hash + a ready-stream entry or a schedule), with
+-- correlation-ID idempotency and the queue-length limit. No event stream is created: nobody can
+-- be watching a job that does not exist yet (its creation is event 1, `evseq` = 1).
+-- KEYS[1] job hash  KEYS[2] the priority's stream  KEYS[3] scheduled zset  KEYS[4] counts hash
+-- KEYS[5] fair-share hash (tenant → entries in the streams)  KEYS[6] backlog key prefix
+-- (+ tenant = that tenant's backlog list)
 -- ARGV[1] ref  ARGV[2] request hash  ARGV[3] max queue length  ARGV[4] job ttl ms
--- ARGV[5] delay ms  ARGV[6] max events  ARGV[7] notify channel  ARGV[8] notify tag
--- ARGV[9] fair-share window: a tenant with this many entries in the ready streams has further
--- jobs wait in its own backlog list, moved to the stream as its entries are claimed, so one
--- tenant's flood cannot starve another (0 = no window)
--- ARGV[10..] field, value pairs of the job (tool, tenant, cid, target, args, …)
+-- ARGV[5] delay ms  ARGV[6] fair-share window: a tenant with this many entries in the ready
+-- streams has further jobs wait in its own backlog list, moved to the stream as its entries are
+-- claimed, so one tenant's flood cannot starve another (0 = no window)
+-- ARGV[7..] field, value pairs of the job (tool, cid, target, args, …)
 -- Returns {'created', state, created_ms} | {'exists', state} | {'conflict', state} | {'full', depth}
 
-local job, stream, ev, sched, counts = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local job, stream, sched, counts, fair = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local ref, hash = ARGV[1], ARGV[2]
 local max_len, ttl, delay = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local window = tonumber(ARGV[6])
 
 local existing = redis.call('HMGET', job, 'req_hash', 'state')
 if existing[2] then
@@ -23,38 +24,31 @@ if existing[2] then
   return { 'conflict', existing[2] }
 end
 
-local depth = tonumber(redis.call('HGET', counts, S.queued) or '0')
-  + tonumber(redis.call('HGET', counts, S.scheduled) or '0')
+local c = redis.call('HMGET', counts, S.queued, S.scheduled)
+local depth = tonumber(c[1] or '0') + tonumber(c[2] or '0')
 if depth >= max_len then
   return { 'full', depth }
 end
 
 local now = now_ms()
-local fields = {}
-for i = 10, #ARGV do
-  fields[#fields + 1] = ARGV[i]
-end
-redis.call('HSET', job, 'req_hash', hash, 'created_ms', now, 'attempt', 0, 'deliveries', 0,
-  'fence', 0, 'evseq', 0, unpack(fields))
-redis.call('PEXPIRE', job, ttl)
-
-local state
+local state, when_field
 if delay > 0 then
-  state = S.scheduled
+  state, when_field = S.scheduled, 'retry_at_ms'
   redis.call('ZADD', sched, now + delay, ref)
-  redis.call('HSET', job, 'retry_at_ms', now + delay)
 else
-  state = S.queued
-  local window = tonumber(ARGV[9])
-  local share = tonumber(redis.call('HGET', KEYS[6], tenant_of(ref)) or '0')
-  if window > 0 and share >= window then
-    redis.call('RPUSH', KEYS[7] .. tenant_of(ref), ref)
+  state, when_field = S.queued, 'ready_ms'
+  local tenant = tenant_of(ref)
+  if window > 0 and redis.call('HINCRBY', fair, tenant, 1) > window then
+    -- Over the tenant's share: wait in its backlog instead.
+    redis.call('HINCRBY', fair, tenant, -1)
+    redis.call('RPUSH', KEYS[6] .. tenant, ref)
   else
-    ready(stream, KEYS[6], ref)
+    redis.call('XADD', stream, '*', 'ref', ref)
+    if window == 0 then redis.call('HINCRBY', fair, tenant, 1) end
   end
-  redis.call('HSET', job, 'ready_ms', now)
 end
-move(counts, job, nil, state, now)
-emit(ev, job, 'state', state_event(state, now), tonumber(ARGV[6]), ARGV[7], ARGV[8])
-redis.call('PEXPIRE', ev, ttl)
+redis.call('HSET', job, 'state', state, 'req_hash', hash, 'created_ms', now, 'evseq', 1,
+  when_field, now + delay, unpack(ARGV, 7))
+redis.call('PEXPIRE', job, ttl)
+redis.call('HINCRBY', counts, state, 1)
 return { 'created', state, now }

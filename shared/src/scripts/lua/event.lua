@@ -1,15 +1,25 @@
--- event.lua: a running attempt reports progress or output, fenced by its token.
--- KEYS[1] job hash  KEYS[2] events stream
--- ARGV[1] fence  ARGV[2] event type ('progress' | 'output')  ARGV[3] data json
--- ARGV[4] max events  ARGV[5] notify channel  ARGV[6] tag
--- ARGV[7] value for the job's `progress` field ('' = leave it)
+-- event.lua: a running attempt reports progress or output, fenced by its token. The first such
+-- event creates the job's event stream (seeded with the states it had, see `seed`).
+-- KEYS[1] the tool's key prefix
+-- ARGV[1] ref  ARGV[2] fence  ARGV[3] event type ('progress' | 'output')  ARGV[4] data json
+-- ARGV[5] max events  ARGV[6] notify channel  ARGV[7] tool name
+-- ARGV[8] value for the job's `progress` field ('' = leave it)
 -- Returns the event position, or 0 when the attempt is no longer current.
 
-local h = redis.call('HMGET', KEYS[1], 'fence', 'state')
-if h[1] ~= ARGV[1] or h[2] ~= S.running then
+Q.maxev, Q.channel = tonumber(ARGV[5]), ARGV[6]
+local j = job_at(KEYS[1], ARGV[1], ARGV[7])
+local fields = { 'fence' }
+for _, f in ipairs(SEED_FIELDS) do fields[#fields + 1] = f end
+load(j, fields)
+if j.h.fence ~= ARGV[2] or j.h.state ~= S.running then
   return 0
 end
-if ARGV[7] ~= '' then
-  redis.call('HSET', KEYS[1], 'progress', ARGV[7])
+seed(j)
+local now = now_ms()
+emit(j, ARGV[3], ARGV[4], now)
+if ARGV[8] ~= '' then
+  save(j, now, { 'progress', ARGV[8] })
+else
+  save(j, now, {})
 end
-return emit(KEYS[2], KEYS[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[6])
+return j.seq

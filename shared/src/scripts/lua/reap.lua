@@ -6,7 +6,7 @@
 --     scheduled for a retry with exponential back-off and jitter. The fence is bumped so the
 --     old worker can no longer write a result.
 -- KEYS[1] scheduled zset  KEYS[2] leases zset  KEYS[3] counts hash  KEYS[4] dead zset
--- KEYS[5] job key prefix  KEYS[6..8] streams high, normal, low  KEYS[9] fair-share hash
+-- KEYS[5] the tool's key prefix  KEYS[6..8] streams high, normal, low  KEYS[9] fair-share hash
 -- KEYS[10] backlog key prefix  KEYS[11] running-per-tenant hash
 -- ARGV[1] batch limit  ARGV[2] max deliveries  ARGV[3] retry base ms  ARGV[4] retry max ms
 -- ARGV[5] result ttl ms  ARGV[6] dead ttl ms  ARGV[7] max events  ARGV[8] notify channel
@@ -19,67 +19,69 @@ local streams = { high = KEYS[6], normal = KEYS[7], low = KEYS[8] }
 local limit, max_deliveries = tonumber(ARGV[1]), tonumber(ARGV[2])
 local base, cap = tonumber(ARGV[3]), tonumber(ARGV[4])
 local result_ttl, dead_ttl = tonumber(ARGV[5]), tonumber(ARGV[6])
-local maxlen, channel, tool, rnd = tonumber(ARGV[7]), ARGV[8], ARGV[9], tonumber(ARGV[10])
+Q.maxev, Q.channel = tonumber(ARGV[7]), ARGV[8]
+local tool, rnd = ARGV[9], tonumber(ARGV[10])
 local lost_err, cancel_err = ARGV[11], ARGV[12]
 local now = now_ms()
 
 local promoted = 0
-for _, ref in ipairs(redis.call('ZRANGEBYSCORE', sched, '-inf', now, 'LIMIT', 0, limit)) do
-  redis.call('ZREM', sched, ref)
-  local job = prefix .. 'job:' .. ref
-  local h = redis.call('HMGET', job, 'state', 'priority')
-  if h[1] == S.scheduled then
-    ready(streams[h[2]] or streams.normal, KEYS[9], ref)
-    redis.call('HSET', job, 'ready_ms', now)
-    move(counts, job, S.scheduled, S.queued, now)
-    emit(prefix .. 'ev:' .. ref, job, 'state', state_event(S.queued, now), maxlen, channel, tool .. '/' .. ref)
+local due = redis.call('ZRANGEBYSCORE', sched, '-inf', now, 'LIMIT', 0, limit)
+if #due > 0 then redis.call('ZREM', sched, unpack(due)) end
+for _, ref in ipairs(due) do
+  local j = job_at(prefix, ref, tool)
+  if load(j, { 'priority' }) and j.h.state == S.scheduled then
+    ready(streams[j.h.priority] or streams.normal, KEYS[9], ref)
+    count(S.scheduled, S.queued)
+    emit(j, 'state', state_event(S.queued, now), now)
+    save(j, now, { 'state', S.queued, 'ready_ms', now })
     promoted = promoted + 1
   end
 end
 
 local taken = {}
-for _, ref in ipairs(redis.call('ZRANGEBYSCORE', leases, '-inf', now, 'LIMIT', 0, limit)) do
-  redis.call('ZREM', leases, ref)
-  local job = prefix .. 'job:' .. ref
-  local ev = prefix .. 'ev:' .. ref
-  local h = redis.call('HMGET', job, 'state', 'cancel_requested', 'attempt', 'max_attempts',
-    'deliveries', 'started_ms', 'max_running')
-  if h[1] == S.running then
-    left_running(KEYS[11], tenant_of(ref))
-    if tonumber(h[7] or '0') > 0 then
-      refill(KEYS[9], KEYS[10], prefix, streams, tenant_of(ref))
+local lapsed = redis.call('ZRANGEBYSCORE', leases, '-inf', now, 'LIMIT', 0, limit)
+if #lapsed > 0 then redis.call('ZREM', leases, unpack(lapsed)) end
+for _, ref in ipairs(lapsed) do
+  local j = job_at(prefix, ref, tool)
+  load(j, { 'cancel_requested', 'attempt', 'max_attempts', 'deliveries', 'started_ms',
+    'max_running', 'fence' })
+  local h = j.h
+  if h.state == S.running then
+    if tonumber(h.max_running or '0') > 0 then
+      left_running(KEYS[11], tenant_of(ref))
+      refill(KEYS[9], KEYS[10], prefix, streams, tenant_of(ref), 1)
     end
-    redis.call('HINCRBY', job, 'fence', 1)
-    local attempt, max_attempts = tonumber(h[3]), tonumber(h[4])
-    local tag = tool .. '/' .. ref
+    -- The fence moves on, so the old worker can no longer write a result.
+    local set = { 'fence', tonumber(h.fence or '0') + 1 }
+    local attempt, max_attempts = tonumber(h.attempt), tonumber(h.max_attempts)
     local to
-    if h[2] == '1' then
+    if h.cancel_requested == '1' then
       to = S.cancelled
-    elseif attempt >= max_attempts or tonumber(h[5]) >= max_deliveries then
+    elseif attempt >= max_attempts or tonumber(h.deliveries) >= max_deliveries then
       to = S.failed
     else
       to = S.scheduled
     end
-    if to == S.cancelled then
-      redis.call('HSET', job, 'error', cancel_err)
-    else
-      redis.call('HSET', job, 'error', lost_err)
-    end
+    set[#set + 1] = 'error'
+    if to == S.cancelled then set[#set + 1] = cancel_err else set[#set + 1] = lost_err end
     if to == S.scheduled then
       local delay = math.min(cap, base * 2 ^ (attempt - 1))
       delay = math.floor(delay * (0.5 + rnd))
-      redis.call('HSET', job, 'retry_at_ms', now + delay)
       redis.call('ZADD', sched, now + delay, ref)
-      move(counts, job, S.running, S.scheduled, now)
-      emit(ev, job, 'state', state_event(S.scheduled, now, { retry_at_ms = now + delay, reason = 'lease expired' }), maxlen, channel, tag)
+      count(S.running, S.scheduled)
+      emit(j, 'state', state_event(S.scheduled, now, { retry_at_ms = now + delay, reason = 'lease expired' }), now)
+      set[#set + 1] = 'state'; set[#set + 1] = S.scheduled
+      set[#set + 1] = 'retry_at_ms'; set[#set + 1] = now + delay
+      save(j, now, set)
     else
-      finish({ job = job, ev = ev, ref = ref, from = S.running, to = to, now = now,
-        started = tonumber(h[6] or now), counts = counts, dead = dead, result_ttl = result_ttl,
-        dead_ttl = dead_ttl, maxlen = maxlen, channel = channel, tag = tag })
+      finish({ j = j, from = S.running, to = to, now = now,
+        started = tonumber(h.started_ms or now), dead = dead, result_ttl = result_ttl,
+        dead_ttl = dead_ttl, set = set })
     end
     taken[#taken + 1] = { ref, to }
   end
 end
+flush_counts(counts)
 -- Dead letters past their retention leave the listing even when no job finishes.
 redis.call('ZREMRANGEBYSCORE', dead, '-inf', now - dead_ttl)
 return { promoted, taken }

@@ -1,27 +1,30 @@
 -- retry.lua: queue a failed (dead) or cancelled job again, with fresh attempt counts.
--- KEYS[1] job hash  KEYS[2] dead zset  KEYS[3] counts hash  KEYS[4] events stream
--- KEYS[5..7] streams high, normal, low  KEYS[8] fair-share hash
--- ARGV[1] ref  ARGV[2] job ttl ms  ARGV[3] max events  ARGV[4] notify channel  ARGV[5] tag
+-- KEYS[1] the tool's key prefix  KEYS[2] dead zset  KEYS[3] counts hash
+-- KEYS[4..6] streams high, normal, low  KEYS[7] fair-share hash
+-- ARGV[1] ref  ARGV[2] job ttl ms  ARGV[3] max events  ARGV[4] notify channel  ARGV[5] tool name
 -- Returns {'queued'} | {'not_retryable', state} | {'missing'}
 
-local job, dead, counts, ev = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local streams = { high = KEYS[5], normal = KEYS[6], low = KEYS[7] }
-local ref, ttl = ARGV[1], tonumber(ARGV[2])
-local h = redis.call('HMGET', job, 'state', 'priority')
-if not h[1] then
+Q.maxev, Q.channel = tonumber(ARGV[3]), ARGV[4]
+local streams = { high = KEYS[4], normal = KEYS[5], low = KEYS[6] }
+local ttl = tonumber(ARGV[2])
+local j = job_at(KEYS[1], ARGV[1], ARGV[5])
+if not load(j, { 'priority' }) then
   return { 'missing' }
 end
-if h[1] ~= S.failed and h[1] ~= S.cancelled then
-  return { 'not_retryable', h[1] }
+local state = j.h.state
+if state ~= S.failed and state ~= S.cancelled then
+  return { 'not_retryable', state }
 end
 local now = now_ms()
-redis.call('ZREM', dead, ref)
-redis.call('HDEL', job, 'result', 'error', 'finished_ms', 'duration_ms', 'started_ms',
+redis.call('ZREM', KEYS[2], j.ref)
+redis.call('HDEL', j.key, 'result', 'error', 'finished_ms', 'duration_ms', 'started_ms',
   'worker', 'progress', 'retry_at_ms', 'queue_wait_ms')
-redis.call('HSET', job, 'attempt', 0, 'deliveries', 0, 'cancel_requested', '0', 'ready_ms', now)
-ready(streams[h[2]] or streams.normal, KEYS[8], ref)
-move(counts, job, h[1], S.queued, now)
-emit(ev, job, 'state', state_event(S.queued, now, { reason = 'retry' }), tonumber(ARGV[3]), ARGV[4], ARGV[5])
-redis.call('PEXPIRE', job, ttl)
-redis.call('PEXPIRE', ev, ttl)
+ready(streams[j.h.priority] or streams.normal, KEYS[7], j.ref)
+count(state, S.queued)
+emit(j, 'state', state_event(S.queued, now, { reason = 'retry' }), now)
+save(j, now, { 'state', S.queued, 'attempt', 0, 'deliveries', 0, 'cancel_requested', '0',
+  'ready_ms', now })
+flush_counts(KEYS[3])
+redis.call('PEXPIRE', j.key, ttl)
+if j.h.evs == '1' then redis.call('PEXPIRE', j.ev, ttl) end
 return { 'queued' }

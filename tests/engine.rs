@@ -1,0 +1,197 @@
+//! Engine v2's data model against a real Redis: the worker step driven directly
+//! (`Worker::process_one`), no event stream for a job nobody watches (and SSE still tells a late
+//! client the whole story), watchers registering, and listings that shrink with their jobs.
+
+use std::time::Duration;
+
+use redis::AsyncCommands;
+use scanq::catalog::Catalog;
+use scanq::config::Config;
+use scanq_tests::*;
+use scanq_worker::{Processed, Worker};
+use serde_json::{Value, json};
+
+fn catalog() -> Catalog {
+    let fx = Fixture::new();
+    Catalog::load(Some(&fx.catalog(INPROCESS_TOOLS))).unwrap()
+}
+
+async fn submit(base: &str, body: Value) {
+    let r = post_json(base, "/v1/jobs", &body).await;
+    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+}
+
+async fn keys(redis: &RedisServer, cfg: &Config, pattern: &str) -> Vec<String> {
+    let mut con = redis.con().await;
+    con.keys(format!("{}:{pattern}", cfg.key_prefix))
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_worker_step_claims_runs_and_reports_against_a_real_redis() {
+    let redis = RedisServer::start().await;
+    let cfg = Config {
+        worker_concurrency: 1,
+        ..test_config(&redis, "step")
+    };
+    let (_api, base) = start_api(cfg.clone(), catalog()).await;
+    let worker = Worker::connect(cfg.clone(), catalog()).await.unwrap();
+
+    assert_eq!(worker.process_one().await.unwrap(), Processed::Empty);
+    submit(
+        &base,
+        json!({"tool":"sleep","target":"10.0.0.5","args":"--ms 300","correlation_id":"a"}),
+    )
+    .await;
+    submit(
+        &base,
+        json!({"tool":"noop","target":"10.0.0.5","correlation_id":"b"}),
+    )
+    .await;
+    let first = eventually(Duration::from_secs(10), "a claim", || async {
+        match worker.process_one().await.unwrap() {
+            Processed::Claimed(n) => Some(n),
+            _ => None,
+        }
+    })
+    .await;
+    assert_eq!(first, 1, "one slot, one job");
+    assert_eq!(worker.running(), 1);
+    // The slot is taken until the first job's result is written.
+    assert_eq!(worker.process_one().await.unwrap(), Processed::Full);
+    eventually(Duration::from_secs(10), "the slot freed", || async {
+        (worker.running() == 0).then_some(())
+    })
+    .await;
+    eventually(Duration::from_secs(10), "the second claim", || async {
+        matches!(worker.process_one().await.unwrap(), Processed::Claimed(1)).then_some(())
+    })
+    .await;
+    for id in ["a", "b"] {
+        let doc = wait_done(&base, id, Duration::from_secs(10)).await;
+        assert_eq!(doc["state"], "succeeded", "{doc}");
+        assert_eq!(doc["attempt"], 1);
+        assert!(doc["worker"].as_str().unwrap().len() > 3);
+    }
+    assert_eq!(worker.process_one().await.unwrap(), Processed::Empty);
+}
+
+#[tokio::test]
+async fn a_job_nobody_watches_has_no_event_stream_and_a_late_sse_client_still_gets_the_story() {
+    let redis = RedisServer::start().await;
+    let cfg = test_config(&redis, "lazy");
+    let (_api, base) = start_api(cfg.clone(), catalog()).await;
+
+    submit(
+        &base,
+        json!({"tool":"noop","target":"10.0.0.5","correlation_id":"q"}),
+    )
+    .await;
+    // Queued, nobody watching: a hash, no stream.
+    assert_eq!(keys(&redis, &cfg, "{noop}:job:*").await.len(), 1);
+    assert!(keys(&redis, &cfg, "{noop}:ev:*").await.is_empty());
+
+    let _worker = start_worker(cfg.clone(), catalog()).await;
+    let doc = wait_done(&base, "q", Duration::from_secs(10)).await;
+    assert_eq!(doc["state"], "succeeded");
+    assert!(
+        keys(&redis, &cfg, "{noop}:ev:*").await.is_empty(),
+        "finished without a watcher: still no stream"
+    );
+
+    // A client that connects after the fact gets the creation state, the final state and done.
+    let events = read_sse(
+        &format!("{base}/v1/jobs/q/events"),
+        None,
+        Duration::from_secs(10),
+        |e| e.event == "done",
+    )
+    .await;
+    let kinds: Vec<&str> = events.iter().map(|e| e.event.as_str()).collect();
+    assert_eq!(kinds, ["state", "state", "done"], "{kinds:?}");
+    let ids: Vec<u64> = events.iter().map(|e| e.id.unwrap()).collect();
+    assert_eq!(
+        ids,
+        [1, 3, 4],
+        "queued, (running folded in), succeeded, done"
+    );
+    let first: Value = serde_json::from_str(&events[0].data).unwrap();
+    assert_eq!(first["state"], "queued");
+    let done: Value = serde_json::from_str(&events[2].data).unwrap();
+    assert_eq!(done["state"], "succeeded");
+    // Resuming after the last id stays lossless: nothing is repeated.
+    let again = read_sse(
+        &format!("{base}/v1/jobs/q/events"),
+        Some(1),
+        Duration::from_secs(10),
+        |e| e.event == "done",
+    )
+    .await;
+    assert_eq!(
+        again.iter().map(|e| e.id.unwrap()).collect::<Vec<_>>(),
+        [3, 4]
+    );
+}
+
+#[tokio::test]
+async fn a_long_poll_registers_as_a_watcher_and_is_woken_by_the_result() {
+    let redis = RedisServer::start().await;
+    let cfg = test_config(&redis, "watch");
+    let (_api, base) = start_api(cfg.clone(), catalog()).await;
+    let _worker = start_worker(cfg.clone(), catalog()).await;
+    submit(
+        &base,
+        json!({"tool":"sleep","target":"10.0.0.5","args":"--ms 500","correlation_id":"w"}),
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let doc = get_json(&base, "/v1/jobs/w?wait=20").await;
+    assert_eq!(doc["state"], "succeeded", "{doc}");
+    // Woken by the publish, not by the 5 s re-read.
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    let mut con = redis.con().await;
+    let job: String = keys(&redis, &cfg, "{sleep}:job:*").await.remove(0);
+    let watch: Option<u64> = con.hget(&job, "watch").await.unwrap();
+    assert!(watch.is_some(), "the long-poll registered in the job hash");
+    // A notify-only watcher creates no stream.
+    assert!(keys(&redis, &cfg, "{sleep}:ev:*").await.is_empty());
+}
+
+#[tokio::test]
+async fn the_tenant_listing_shrinks_with_the_jobs_it_points_to() {
+    let redis = RedisServer::start().await;
+    let cfg = Config {
+        result_ttl_sec: 1,
+        ..test_config(&redis, "sweep")
+    };
+    let (_api, base) = start_api(cfg.clone(), catalog()).await;
+    let _worker = start_worker(cfg.clone(), catalog()).await;
+    for i in 0..30 {
+        submit(
+            &base,
+            json!({"tool":"noop","target":"10.0.0.5","correlation_id":format!("s{i}")}),
+        )
+        .await;
+    }
+    let list = keys(&redis, &cfg, "jobs:*").await.remove(0);
+    let mut con = redis.con().await;
+    let listed: u64 = con.zcard(&list).await.unwrap();
+    assert_eq!(listed, 30);
+    wait_done(&base, "s29", Duration::from_secs(10)).await;
+    // Results expire after 1 s; the API's sweeper then drops their listing entries and the
+    // correlation-ID index expires with them.
+    eventually(Duration::from_secs(20), "the listing emptied", || async {
+        let mut con = redis.con().await;
+        let n: u64 = con.zcard(&list).await.unwrap();
+        (n == 0).then_some(())
+    })
+    .await;
+    assert!(keys(&redis, &cfg, "idx:*").await.is_empty());
+    let page = get_json(&base, "/v1/jobs").await;
+    assert_eq!(page["jobs"].as_array().map(Vec::len), Some(0), "{page}");
+}

@@ -1,0 +1,119 @@
+//! The background duties that keep jobs safe while the claim loop runs: lease renewal (one
+//! round trip for all of this worker's jobs), reaping (due jobs, lapsed leases — any worker
+//! does it for all), and heartbeats.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use scanq::catalog::Executor;
+use scanq::domain::StopReason;
+use scanq::queue::Heartbeat;
+use scanq::scripts::RenewStatus;
+use tokio::task::JoinHandle;
+
+use crate::execute;
+use crate::state::SharedRef;
+
+pub fn spawn(w: SharedRef) -> [JoinHandle<()>; 3] {
+    [
+        tokio::spawn(renew_loop(w.clone())),
+        tokio::spawn(reap_loop(w.clone())),
+        tokio::spawn(heartbeat_loop(w)),
+    ]
+}
+
+async fn renew_loop(w: SharedRef) {
+    let every = Duration::from_millis((w.cfg.lease_sec * 1000 / 3).max(200));
+    loop {
+        tokio::time::sleep(every).await;
+        if let Err(err) = renew_once(&w).await {
+            tracing::warn!(error = %err, "Lease renewal failed");
+        }
+    }
+}
+
+/// Renews the leases of all running jobs and stops those that were cancelled or lost.
+pub async fn renew_once(w: &SharedRef) -> anyhow::Result<()> {
+    let jobs = w.running_jobs();
+    if jobs.is_empty() {
+        return Ok(());
+    }
+    let request: Vec<_> = jobs.iter().map(|j| (j.id.clone(), j.fence)).collect();
+    let statuses = w.queue.renew(&request).await?;
+    for (job, status) in jobs.iter().zip(statuses) {
+        match status {
+            RenewStatus::Ok => {}
+            RenewStatus::Cancel => job.stop(StopReason::Cancel),
+            RenewStatus::Lost => {
+                tracing::warn!(job = %job.id, "Lease lost to another worker; stopping the tool");
+                job.stop(StopReason::Lost);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Promotes due jobs and takes over lapsed leases, for every tool; refreshes disabled tools.
+async fn reap_loop(w: SharedRef) {
+    let base = w.cfg.reap_interval_ms;
+    let mut failing = false;
+    loop {
+        tokio::time::sleep(Duration::from_millis(base / 2 + fastrand::u64(..=base))).await;
+        match w.queue.reap(500).await {
+            Ok(reports) => {
+                for (tool, report) in reports {
+                    for (job, state) in report.taken_over {
+                        tracing::warn!(tool = %tool, job = %job, state = %state, "Lease lapsed; job taken over");
+                    }
+                }
+                if failing {
+                    tracing::info!("Redis reachable again");
+                    failing = false;
+                }
+            }
+            Err(err) if !failing => {
+                tracing::warn!(error = %err, "Reaping failed; Redis unreachable?");
+                failing = true;
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+async fn heartbeat_loop(w: SharedRef) {
+    let every = Duration::from_secs(w.cfg.heartbeat_sec);
+    let started_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    loop {
+        let doc = Heartbeat {
+            id: w.queue.id().to_owned(),
+            version: env!("CARGO_PKG_VERSION"),
+            pid: std::process::id(),
+            started_ms,
+            concurrency: w.cfg.worker_concurrency,
+            running: w
+                .running
+                .lock()
+                .expect("running lock")
+                .keys()
+                .cloned()
+                .collect(),
+            tools: w
+                .catalog
+                .tools()
+                .map(|(name, spec)| {
+                    let present =
+                        spec.executor != Executor::Exec || execute::binary_present(&spec.command);
+                    (name.to_string(), present)
+                })
+                .collect::<HashMap<_, _>>(),
+        };
+        let _ = w
+            .queue
+            .heartbeat(&doc, Duration::from_secs(w.cfg.heartbeat_sec * 3))
+            .await;
+        tokio::time::sleep(every).await;
+    }
+}

@@ -1,0 +1,92 @@
+//! What every part of a worker shares: its configuration, its half of the queue
+//! ([`Consumer`]), the catalog and target policy, metrics, and the set of jobs it runs. The
+//! parts (`runner`, `execute`, `live`, `completer`, `duties`) depend on this module and not on
+//! each other's internals.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use scanq::catalog::Catalog;
+use scanq::config::Config;
+use scanq::domain::{JobId, StopReason};
+use scanq::metrics::Metrics;
+use scanq::queue::{Consumer, Listener};
+use scanq::validate::{Resolver, TargetPolicy};
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use crate::completer::Finished;
+
+/// A job this worker is running (or whose result it has not yet written).
+#[derive(Debug, Clone)]
+pub struct RunningJob {
+    pub id: JobId,
+    pub fence: u64,
+    pub cancel: CancellationToken,
+    reason: Arc<Mutex<Option<StopReason>>>,
+}
+
+impl RunningJob {
+    pub fn new(id: JobId, fence: u64) -> Self {
+        Self {
+            id,
+            fence,
+            cancel: CancellationToken::new(),
+            reason: Arc::default(),
+        }
+    }
+
+    /// Stops the attempt; the first reason given wins.
+    pub fn stop(&self, reason: StopReason) {
+        self.reason
+            .lock()
+            .expect("stop reason lock")
+            .get_or_insert(reason);
+        self.cancel.cancel();
+    }
+
+    /// Why the attempt was stopped, if it was.
+    pub fn stopped(&self) -> Option<StopReason> {
+        *self.reason.lock().expect("stop reason lock")
+    }
+}
+
+/// The worker's shared state.
+pub struct Shared {
+    pub cfg: Config,
+    pub catalog: Catalog,
+    pub queue: Consumer,
+    pub metrics: Metrics,
+    pub targets: TargetPolicy,
+    pub resolver: Arc<dyn Resolver>,
+    /// Wakes attempts whose job got a cancel request (tag → waiter).
+    pub cancels: Listener,
+    /// Jobs running (or finishing) here, by tag.
+    pub running: Mutex<HashMap<String, RunningJob>>,
+    /// Finished attempts on their way to the completer.
+    pub finished: mpsc::UnboundedSender<Finished>,
+    pub slot_freed: Notify,
+}
+
+impl Shared {
+    pub fn running_jobs(&self) -> Vec<RunningJob> {
+        self.running
+            .lock()
+            .expect("running lock")
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    pub fn running_count(&self) -> usize {
+        self.running.lock().expect("running lock").len()
+    }
+
+    /// Drops a job from the running set (its result is written, or it is no longer ours).
+    pub fn forget(&self, id: &JobId) {
+        self.running.lock().expect("running lock").remove(&id.tag());
+        self.slot_freed.notify_one();
+    }
+}
+
+pub type SharedRef = Arc<Shared>;
