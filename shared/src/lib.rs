@@ -12,10 +12,12 @@
 //! | [`queue`] | the queue as the API uses it (submit, read, wait, cancel, list) |
 //! | [`stats`] | fleet-wide numbers: counts, queue depth and age, percentiles, live workers |
 //! | [`config`] | one typed configuration |
+//! | [`boot`] | the binaries' start-up: config, `--print-config`, telemetry, catalog, shutdown signal |
 //! | [`telemetry`] | logging set-up |
 //! | [`metrics`] | Prometheus metric definitions |
 //! | [`nmap`] | nmap XML results and live progress |
 
+pub mod boot;
 pub mod breaker;
 pub mod catalog;
 pub mod config;
