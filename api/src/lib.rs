@@ -20,7 +20,7 @@
 //! | [`auth`] | tokens file, bearer auth, scopes, tenants, request rate |
 //! | `guard` | URI/header size limits, request timeout, CORS |
 //! | `audit` | the audit log line |
-//! | `error` | `AppError` → problem+json |
+//! | `error` | `AppError` → `Problem`: problem+json for REST, `isError` results for MCP |
 //! | `extract` | body, path and caller extractors |
 //! | `state` | `AppState` |
 
