@@ -11,8 +11,6 @@ use scanq::request::RequestError;
 use scanq::validate::ValidationError;
 use serde_json::{Value, json};
 
-use crate::auth::Scope;
-
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     #[error("malformed request: {0}")]
@@ -35,8 +33,10 @@ pub enum AppError {
     Unauthorized,
     #[error("{0}")]
     Forbidden(String),
+    /// The caller's token lacks a scope (`auth::Scope::as_str`; kept as text so this module
+    /// does not depend on `auth`, which depends on it).
     #[error("token `{token}` lacks the `{scope}` scope")]
-    MissingScope { token: String, scope: Scope },
+    MissingScope { token: String, scope: &'static str },
     #[error("service unavailable: {0}")]
     Unavailable(String),
     #[error("circuit breaker open for {tool}")]

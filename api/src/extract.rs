@@ -90,7 +90,7 @@ impl Caller {
         } else {
             Err(AppError::MissingScope {
                 token: self.name.clone(),
-                scope,
+                scope: scope.as_str(),
             })
         }
     }
