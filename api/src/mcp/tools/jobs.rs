@@ -9,7 +9,8 @@ use scanq::scripts::CancelOutcome;
 use scanq::validate::ValidationError;
 use serde_json::{Value, json};
 
-use super::{Outcome, args};
+use super::args;
+use super::failure::Outcome;
 use crate::auth::Scope;
 use crate::error::AppError;
 use crate::mcp::view::{self, View};

@@ -11,65 +11,22 @@
 //! | `scan` | the scan tools |
 //! | `jobs` | the job tools |
 //! | `args` | reading the `arguments` object |
+//! | `failure` | why a tool gave no result: a refusal (`AppError`) or a JSON-RPC error |
 
 mod args;
+mod failure;
 mod jobs;
 mod scan;
 mod schema;
 
 use scanq::domain::ToolName;
-use scanq::queue::QueueError;
-use scanq::validate::ValidationError;
 use serde_json::{Value, json};
 
 use super::protocol::RpcError;
 use super::{Ctx, reply};
-use crate::error::AppError;
+use failure::{Failure, Outcome};
+use schema::SCAN_SUFFIX;
 pub use schema::list;
-
-/// The name suffix of the scan tools (`nmap_scan`).
-const SCAN_SUFFIX: &str = "_scan";
-
-/// Why a tool did not give its result.
-#[derive(Debug)]
-enum Failure {
-    /// Refused for the caller: an `isError` result (or -32602 for a task-augmented scan).
-    Refused(AppError),
-    /// The call itself failed (the queue store is unreachable): a JSON-RPC error.
-    Rpc(RpcError),
-}
-
-impl From<AppError> for Failure {
-    fn from(e: AppError) -> Self {
-        Self::Refused(e)
-    }
-}
-
-impl From<ValidationError> for Failure {
-    fn from(e: ValidationError) -> Self {
-        Self::Refused(AppError::Validation(e))
-    }
-}
-
-impl From<RpcError> for Failure {
-    fn from(e: RpcError) -> Self {
-        Self::Rpc(e)
-    }
-}
-
-/// Redis down stays a JSON-RPC error ("retry shortly"); every other queue refusal is the
-/// caller's, mapped like REST (conflict 409, queue full 429, not found 404…).
-impl From<QueueError> for Failure {
-    fn from(e: QueueError) -> Self {
-        if e.is_unavailable() {
-            Self::Rpc(e.into())
-        } else {
-            Self::Refused(e.into())
-        }
-    }
-}
-
-type Outcome = Result<Value, Failure>;
 
 /// Handles `tools/call`: the tool's result, or (for task-augmented scans) the task handle.
 pub async fn call(ctx: &mut Ctx, params: &Value) -> Result<Value, RpcError> {

@@ -10,8 +10,9 @@ use scanq::request::{JobSpec, fields};
 use scanq::validate::{ArgContext, ValidationError};
 use serde_json::{Map, Value, json};
 
+use super::args;
+use super::failure::{Failure, Outcome};
 use super::schema::port_flag;
-use super::{Failure, Outcome, args};
 use crate::auth::Scope;
 use crate::error::AppError;
 use crate::mcp::{Ctx, follow, reply, tasks};

@@ -7,10 +7,12 @@ use scanq::domain::JobState;
 use scanq::validate::ValueType;
 use serde_json::{Value, json};
 
-use super::SCAN_SUFFIX;
 use crate::mcp::MAX_WAIT_SEC;
 use crate::mcp::view::{self, View};
 use crate::state::AppState;
+
+/// The name suffix of the scan tools (`nmap_scan`).
+pub(super) const SCAN_SUFFIX: &str = "_scan";
 
 /// Whether a tool takes a port list (then the submit tool offers `ports`).
 pub(super) fn port_flag(spec: &ToolSpec) -> Option<&str> {
