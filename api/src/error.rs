@@ -1,6 +1,7 @@
-//! One error type for the API, rendered as RFC 9457 `application/problem+json` with a stable
-//! body (`type`, `title`, `status`, `detail`, `error_type`, and `field`/`hint` for validation).
-//! Internal causes are logged, never sent.
+//! One error type for the API and its one mapping to a [`Problem`]: the RFC 9457
+//! `application/problem+json` body of a REST refusal (`type`, `title`, `status`, `detail`,
+//! `error_type`, and `field`/`hint` where they help), and the same fields in the `isError`
+//! result of an MCP tool call (`mcp::reply`). Internal causes are logged, never sent.
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -8,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use scanq::queue::QueueError;
 use scanq::request::RequestError;
 use scanq::validate::ValidationError;
-use serde_json::json;
+use serde_json::{Value, json};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -32,6 +33,10 @@ pub enum AppError {
     Unauthorized,
     #[error("{0}")]
     Forbidden(String),
+    /// The caller's token lacks a scope (`auth::Scope::as_str`; kept as text so this module
+    /// does not depend on `auth`, which depends on it).
+    #[error("token `{token}` lacks the `{scope}` scope")]
+    MissingScope { token: String, scope: &'static str },
     #[error("service unavailable: {0}")]
     Unavailable(String),
     #[error("circuit breaker open for {tool}")]
@@ -72,6 +77,12 @@ impl From<QueueError> for AppError {
     }
 }
 
+impl From<ValidationError> for AppError {
+    fn from(err: ValidationError) -> Self {
+        Self::Validation(err)
+    }
+}
+
 impl From<RequestError> for AppError {
     fn from(err: RequestError) -> Self {
         match err {
@@ -82,6 +93,17 @@ impl From<RequestError> for AppError {
 }
 
 impl AppError {
+    /// A cancel the queue refused; a job that already finished is a 409 that says which jobs
+    /// can be cancelled.
+    pub fn from_cancel(err: QueueError) -> Self {
+        match err {
+            QueueError::Final { state } => Self::Conflict(format!(
+                "job is already {state}; only queued, scheduled or running jobs can be cancelled"
+            )),
+            other => other.into(),
+        }
+    }
+
     fn parts(&self) -> (StatusCode, &'static str, &'static str) {
         match self {
             Self::Malformed(_) => (
@@ -113,7 +135,9 @@ impl AppError {
                 "Rate limited",
             ),
             Self::Unauthorized => (StatusCode::UNAUTHORIZED, "validation_error", "Unauthorized"),
-            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "validation_error", "Forbidden"),
+            Self::Forbidden(_) | Self::MissingScope { .. } => {
+                (StatusCode::FORBIDDEN, "validation_error", "Forbidden")
+            }
             Self::Unavailable(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unknown",
@@ -144,57 +168,124 @@ impl AppError {
     }
 }
 
-impl IntoResponse for AppError {
-    fn into_response(self) -> Response {
-        let (status, error_type, title) = self.parts();
+/// What a client is told about a refusal, whichever front door it came through.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Problem {
+    pub status: StatusCode,
+    /// One of DESIGN §2's error types (`validation_error`, `not_found`, …).
+    pub error_type: &'static str,
+    pub title: &'static str,
+    pub detail: String,
+    /// The request field that was refused.
+    pub field: Option<String>,
+    /// What would be accepted instead, or what to do next.
+    pub hint: Option<String>,
+    /// Seconds after which a retry may succeed (`Retry-After`, `retry_after_sec`).
+    pub retry_after: Option<u64>,
+    /// The job-level suggestion, for refusals that share a job error type (open breaker).
+    pub recovery_suggestion: Option<&'static str>,
+}
+
+impl Problem {
+    /// The problem+json body. MCP's `isError` tool results carry the same object.
+    pub fn body(&self) -> Value {
         let mut body = json!({
-            "type": format!("urn:scanq:problem:{error_type}"),
-            "title": title,
-            "status": status.as_u16(),
-            "detail": self.to_string(),
-            "error_type": error_type,
+            "type": format!("urn:scanq:problem:{}", self.error_type),
+            "title": self.title,
+            "status": self.status.as_u16(),
+            "detail": self.detail,
+            "error_type": self.error_type,
         });
-        let mut retry_after = None;
-        match &self {
+        if let Some(field) = &self.field {
+            body["field"] = json!(field);
+        }
+        if let Some(hint) = &self.hint {
+            body["hint"] = json!(hint);
+        }
+        if let Some(suggestion) = self.recovery_suggestion {
+            body["recovery_suggestion"] = json!(suggestion);
+            body["retry_after_sec"] = json!(self.retry_after);
+        }
+        body
+    }
+}
+
+impl AppError {
+    /// The one mapping from an error to what the client is told. Logs an internal cause,
+    /// which never reaches the client.
+    pub fn problem(&self) -> Problem {
+        let (status, error_type, title) = self.parts();
+        let mut p = Problem {
+            status,
+            error_type,
+            title,
+            detail: self.to_string(),
+            field: None,
+            hint: None,
+            retry_after: None,
+            recovery_suggestion: None,
+        };
+        match self {
             Self::Validation(v) => {
-                body["field"] = json!(v.field);
-                body["hint"] = json!(v.hint);
-                body["detail"] = json!(format!("{}: {}", v.field, v.message));
+                p.field = Some(v.field.clone());
+                p.hint = Some(v.hint.clone());
+                p.detail = format!("{}: {}", v.field, v.message);
             }
             Self::Malformed(_) => {
-                body["field"] = json!("body");
-                body["hint"] =
-                    json!("send a JSON object, e.g. {\"tool\":\"nmap\",\"target\":\"10.0.0.5\"}");
+                p.field = Some("body".into());
+                p.hint = Some(
+                    "send a JSON object, e.g. {\"tool\":\"nmap\",\"target\":\"10.0.0.5\"}".into(),
+                );
             }
             Self::UnknownTool(_) => {
-                body["field"] = json!("tool");
-                body["hint"] = json!("GET /v1/tools lists the tools");
+                p.field = Some("tool".into());
+                p.hint = Some("GET /v1/tools lists the tools".into());
             }
-            Self::QueueFull { retry_after: r } => retry_after = Some(*r),
+            Self::NotFound => {
+                p.hint = Some(
+                    "check the correlation_id: a job is visible only to its own tenant, and \
+                     finished jobs expire after a while"
+                        .into(),
+                );
+            }
+            Self::MissingScope { scope, .. } => {
+                p.hint = Some(format!("use a token that holds the `{scope}` scope"));
+            }
+            Self::QueueFull { retry_after: r } => {
+                p.retry_after = Some(*r);
+                p.hint = Some(format!("retry in {r} s"));
+            }
             Self::RateLimited {
                 retry_after: r,
                 detail,
             } => {
-                retry_after = Some(*r);
-                body["detail"] = json!(detail);
+                p.retry_after = Some(*r);
+                p.detail = detail.clone();
             }
-            Self::Unavailable(_) => retry_after = Some(2),
-            Self::TimedOut(_) => retry_after = Some(1),
+            Self::Unavailable(_) => p.retry_after = Some(2),
+            Self::TimedOut(_) => p.retry_after = Some(1),
             Self::BreakerOpen { retry_after: r, .. } => {
-                retry_after = Some(*r);
-                body["recovery_suggestion"] =
-                    json!(scanq::domain::ErrorType::CircuitBreakerOpen.recovery_suggestion());
-                body["retry_after_sec"] = json!(r);
+                p.retry_after = Some(*r);
+                p.hint = Some(format!("retry in {r} s"));
+                p.recovery_suggestion =
+                    Some(scanq::domain::ErrorType::CircuitBreakerOpen.recovery_suggestion());
             }
             Self::Internal(err) => tracing::error!(error = %err, "Internal error"),
             _ => {}
         }
-        let mut resp = (status, Json(body)).into_response();
+        p
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let problem = self.problem();
+        let mut resp = (problem.status, Json(problem.body())).into_response();
         resp.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
-        if let Some(r) = retry_after {
+        if let Some(r) = problem.retry_after {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(r));
         }

@@ -88,10 +88,10 @@ impl Caller {
         if self.can(scope) {
             Ok(())
         } else {
-            Err(AppError::Forbidden(format!(
-                "token `{}` lacks the `{scope}` scope",
-                self.name
-            )))
+            Err(AppError::MissingScope {
+                token: self.name.clone(),
+                scope: scope.as_str(),
+            })
         }
     }
 }

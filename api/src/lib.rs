@@ -16,10 +16,11 @@
 //! | `routes::stats` | fleet statistics |
 //! | `routes::workers` | live workers |
 //! | `checks` | the checks behind `/health` |
+//! | `system` | CPU, memory and disk samples of the API's machine |
 //! | [`auth`] | tokens file, bearer auth, scopes, tenants, request rate |
 //! | `guard` | URI/header size limits, request timeout, CORS |
 //! | `audit` | the audit log line |
-//! | `error` | `AppError` → problem+json |
+//! | `error` | `AppError` → `Problem`: problem+json for REST, `isError` results for MCP |
 //! | `extract` | body, path and caller extractors |
 //! | `state` | `AppState` |
 
@@ -34,6 +35,7 @@ pub mod mcp;
 mod routes;
 mod state;
 mod submit;
+mod system;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -51,9 +53,9 @@ use scanq::queue::{Listener, Queue};
 use scanq::stats::Stats;
 use scanq::validate::TargetPolicy;
 
-use checks::SystemProbe;
 pub use error::AppError;
 pub use state::AppState;
+use system::SystemProbe;
 
 /// Builds the application state (connects the pool and the notification listener).
 pub async fn state(cfg: Config, catalog: Catalog) -> anyhow::Result<AppState> {

@@ -1,8 +1,7 @@
 //! `scanq-api` binary: load config, start telemetry, bind, run.
 
 use clap::{Parser, Subcommand};
-use scanq::catalog::Catalog;
-use scanq::config::Config;
+use scanq::boot::{Booted, boot, shutdown_signal};
 
 #[derive(Parser, Debug)]
 #[command(name = "scanq-api", version, about = "scanq HTTP API (REST, SSE, MCP)")]
@@ -91,23 +90,9 @@ async fn main() -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    let cfg = Config::load(cli.config.as_deref())?;
-    if cli.print_config {
-        print!("{}", cfg.redacted_toml());
+    let Some(Booted { cfg, catalog }) = boot(cli.config.as_deref(), cli.print_config)? else {
         return Ok(());
-    }
-    scanq::telemetry::init(cfg.log_format);
-    let catalog = Catalog::load(cfg.catalog.as_deref())?;
+    };
     let listener = tokio::net::TcpListener::bind(cfg.api_addr).await?;
     scanq_api::run(listener, cfg, catalog, shutdown_signal()).await
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("install SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
 }

@@ -12,7 +12,7 @@ use scanq::stats::Stats;
 use scanq::validate::TargetPolicy;
 
 use crate::auth::Auth;
-use crate::checks::SystemProbe;
+use crate::system::SystemProbe;
 
 #[derive(Clone)]
 pub struct AppState {

@@ -6,16 +6,18 @@
 //! | [`validate`] | typed targets and scope policy, argument policy (DESIGN §4) |
 //! | [`breaker`] | the per-tool circuit breaker shared by the fleet (Lua + wrapper) |
 //! | [`catalog`] | the tool catalog (built-in default + operator file) |
-//! | [`request`] | a submit body turned into a checked `JobSpec` |
+//! | [`request`] | a submit body turned into a checked `JobSpec`; typed JSON fields ([`request::fields`]) |
 //! | [`keys`] | every Redis key name |
 //! | [`scripts`] | the Lua scripts and their typed wrappers |
 //! | [`queue`] | the queue as the API uses it (submit, read, wait, cancel, list) |
 //! | [`stats`] | fleet-wide numbers: counts, queue depth and age, percentiles, live workers |
 //! | [`config`] | one typed configuration |
+//! | [`boot`] | the binaries' start-up: config, `--print-config`, telemetry, catalog, shutdown signal |
 //! | [`telemetry`] | logging set-up |
 //! | [`metrics`] | Prometheus metric definitions |
 //! | [`nmap`] | nmap XML results and live progress |
 
+pub mod boot;
 pub mod breaker;
 pub mod catalog;
 pub mod config;

@@ -1,8 +1,11 @@
 //! A submit request turned into a checked [`JobSpec`] exactly once (DESIGN §2, §4). The API and
 //! the MCP front door both go through [`JobSpec::from_json`]; the worker re-checks what it reads
 //! from Redis with [`recheck`], since a job written by anything else is not trusted.
+//! [`fields`] reads a JSON object's typed fields for both front doors.
 
-use serde_json::{Map, Value};
+pub mod fields;
+
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::catalog::{Catalog, ToolSpec};
@@ -73,45 +76,6 @@ fn invalid(field: &str, message: impl Into<String>, hint: impl Into<String>) -> 
     RequestError::Invalid(ValidationError::new(field, message, hint))
 }
 
-fn string_field<'a>(
-    obj: &'a Map<String, Value>,
-    field: &str,
-    hint: &str,
-) -> Result<Option<&'a str>, RequestError> {
-    match obj.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(invalid(field, "must be a string", hint)),
-    }
-}
-
-fn uint_field(
-    obj: &Map<String, Value>,
-    field: &str,
-    lo: u64,
-    hi: u64,
-) -> Result<Option<u64>, RequestError> {
-    match obj.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => match v.as_u64() {
-            Some(n) if (lo..=hi).contains(&n) => Ok(Some(n)),
-            _ => Err(invalid(
-                field,
-                format!("must be a whole number from {lo} to {hi}"),
-                format!("e.g. {lo}"),
-            )),
-        },
-    }
-}
-
-fn bool_field(obj: &Map<String, Value>, field: &str) -> Result<bool, RequestError> {
-    match obj.get(field) {
-        None | Some(Value::Null) => Ok(false),
-        Some(Value::Bool(b)) => Ok(*b),
-        Some(_) => Err(invalid(field, "must be true or false", "true or false")),
-    }
-}
-
 impl JobSpec {
     /// Parses a submit body. `tool` may be given by the route (MCP: one tool per catalog tool).
     pub fn from_json(body: &Value, policy: &Policy<'_>) -> Result<Self, RequestError> {
@@ -122,15 +86,9 @@ impl JobSpec {
                 "{\"tool\":\"nmap\",\"target\":\"10.0.0.5\"}",
             ));
         };
-        if let Some(unknown) = obj.keys().find(|k| !FIELDS.contains(&k.as_str())) {
-            return Err(invalid(
-                unknown,
-                format!("`{unknown}` is not a known field"),
-                format!("accepted fields: {}", FIELDS.join(", ")),
-            ));
-        }
+        fields::only(obj, FIELDS)?;
         let names = policy.catalog.names().join(", ");
-        let tool_text = string_field(obj, "tool", &names)?
+        let tool_text = fields::string(obj, "tool", &names)?
             .ok_or_else(|| invalid("tool", "is required", format!("one of: {names}")))?;
         let tool = ToolName::parse(tool_text)
             .map_err(|_| RequestError::UnknownTool(tool_text.to_owned()))?;
@@ -139,28 +97,28 @@ impl JobSpec {
             .get(&tool)
             .ok_or_else(|| RequestError::UnknownTool(tool_text.to_owned()))?;
 
-        let target_text = string_field(obj, "target", "e.g. 10.0.0.5")?
+        let target_text = fields::string(obj, "target", "e.g. 10.0.0.5")?
             .ok_or_else(|| invalid("target", "is required", "an IPv4 address, CIDR or hostname"))?;
         let target: Target = target_text.parse()?;
         policy.targets.check(&target, spec.max_hosts)?;
 
-        let intrusive = bool_field(obj, "intrusive")?;
+        let intrusive = fields::boolean(obj, "intrusive")?;
         let ctx = ArgContext {
             server_allows_intrusive: policy.allow_intrusive,
             request_intrusive: intrusive,
         };
-        let template = string_field(obj, "template", "a template name from GET /v1/tools")?;
+        let template = fields::string(obj, "template", "a template name from GET /v1/tools")?;
         let template_args = match template {
             Some(t) => spec.template_args(t, &ctx)?,
             None => ToolArgs::default(),
         };
-        let raw_args = string_field(obj, "args", "e.g. \"-p 22,80 -sV\"")?.unwrap_or("");
+        let raw_args = fields::string(obj, "args", "e.g. \"-p 22,80 -sV\"")?.unwrap_or("");
         let request_args = spec.args.parse_args(raw_args, &ctx)?;
         let args = ToolArgs::merge(&template_args, &request_args, &spec.args);
 
-        let timeout_sec = uint_field(obj, "timeout_sec", 1, spec.max_timeout_sec)?
+        let timeout_sec = fields::uint(obj, "timeout_sec", 1, spec.max_timeout_sec)?
             .unwrap_or(spec.default_timeout_sec);
-        let priority = match string_field(obj, "priority", Priority::ACCEPTED)? {
+        let priority = match fields::string(obj, "priority", Priority::ACCEPTED)? {
             None => Priority::Normal,
             Some(p) => p.parse().map_err(|_| {
                 invalid(
@@ -170,18 +128,18 @@ impl JobSpec {
                 )
             })?,
         };
-        let correlation_id = match string_field(obj, "correlation_id", "[A-Za-z0-9._:-]{1,64}")? {
+        let correlation_id = match fields::string(obj, "correlation_id", "[A-Za-z0-9._:-]{1,64}")? {
             None => None,
             Some(c) => Some(
                 CorrelationId::parse(c)
                     .map_err(|e| invalid("correlation_id", e.0, "[A-Za-z0-9._:-]{1,64}"))?,
             ),
         };
-        let max_attempts = uint_field(obj, "max_attempts", 1, 20)?
+        let max_attempts = fields::uint(obj, "max_attempts", 1, 20)?
             .map(|n| n as u32)
             .unwrap_or(policy.default_max_attempts);
-        let mut delay_ms = uint_field(obj, "delay_sec", 0, 30 * 86_400)?.unwrap_or(0) * 1000;
-        if let Some(at) = string_field(
+        let mut delay_ms = fields::uint(obj, "delay_sec", 0, 30 * 86_400)?.unwrap_or(0) * 1000;
+        if let Some(at) = fields::string(
             obj,
             "run_at",
             "an RFC 3339 UTC time, e.g. 2026-11-22T03:00:00Z",
@@ -213,7 +171,7 @@ impl JobSpec {
             }
             delay_ms = ahead;
         }
-        let queue_if_unavailable = bool_field(obj, "queue_if_unavailable")?;
+        let queue_if_unavailable = fields::boolean(obj, "queue_if_unavailable")?;
 
         let canonical = serde_json::json!([
             tool.as_str(),

@@ -1,8 +1,7 @@
 //! `scanq-worker` binary: load config, start telemetry, bind the metrics port, run.
 
 use clap::Parser;
-use scanq::catalog::Catalog;
-use scanq::config::Config;
+use scanq::boot::{Booted, boot, shutdown_signal};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -22,24 +21,9 @@ struct Cli {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let cfg = Config::load(cli.config.as_deref())?;
-    if cli.print_config {
-        print!("{}", cfg.redacted_toml());
+    let Some(Booted { cfg, catalog }) = boot(cli.config.as_deref(), cli.print_config)? else {
         return Ok(());
-    }
-    scanq::telemetry::init(cfg.log_format);
-    let catalog = Catalog::load(cfg.catalog.as_deref())?;
+    };
     let listener = tokio::net::TcpListener::bind(cfg.worker_metrics_addr).await?;
     scanq_worker::run(cfg, catalog, listener, shutdown_signal()).await
-}
-
-/// SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("install SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
 }

@@ -11,6 +11,9 @@ use tokio::sync::mpsc;
 use super::Ctx;
 use super::protocol::{RpcError, notification};
 
+/// Longest a tool call may wait for a job: below the ~60 s after which real clients give up.
+pub const MAX_WAIT_SEC: u64 = 50;
+
 /// The client's progress token and the channel to its response stream.
 #[derive(Debug)]
 pub struct Progress {

@@ -7,7 +7,12 @@
 //! | `protocol` | JSON-RPC framing, revisions, error codes |
 //! | `transport` | Streamable HTTP: POST/GET/DELETE, sessions, JSON or SSE replies |
 //! | `guard` | `Origin` and `Host` checks (403) |
-//! | `tools` | the tools, generated from the catalog, and their calls |
+//! | `tools` | `tools/list` and `tools/call`: dispatch to the tool modules below |
+//! | `tools::schema` | the tool definitions, generated from the catalog |
+//! | `tools::scan` | the `<tool>_scan` tools: arguments → the REST submit path |
+//! | `tools::jobs` | `job_status`, `job_result`, `job_cancel`, `job_list` |
+//! | `tools::args` | the `arguments` object, read with the REST field helpers |
+//! | `reply` | tool results, and refusals from the REST problem mapping (`AppError`) |
 //! | `tasks` | MCP Tasks backed by jobs (taskId = correlation ID) |
 //! | `follow` | bounded waiting with monotonic progress notifications |
 //! | `view` | compact job views, paginated results, schemas, text renderings |
@@ -20,6 +25,7 @@
 mod follow;
 mod guard;
 mod protocol;
+mod reply;
 pub mod stdio;
 mod tasks;
 mod tools;
@@ -30,10 +36,12 @@ use axum::Router;
 use axum::routing::post;
 use serde_json::{Value, json};
 
+use crate::auth::Scope;
+use crate::error::AppError;
 use crate::extract::Caller;
 use crate::state::AppState;
+pub use follow::MAX_WAIT_SEC;
 use protocol::{Era, HANDSHAKE_VERSIONS, MODERN_VERSIONS, RpcError, TASKS_EXTENSION};
-pub use tools::MAX_WAIT_SEC;
 
 pub fn router() -> Router<AppState> {
     Router::new().route(
@@ -51,6 +59,16 @@ pub(crate) struct Ctx {
     pub era: Era,
     /// Set when the client sent a progress token and the reply can carry notifications.
     pub progress: Option<follow::Progress>,
+}
+
+impl Ctx {
+    /// The REST scope check (`read`, `submit`, `cancel`) for one call: the auth layer only
+    /// authenticates `/mcp`, so each tool and task method checks its own scope here.
+    pub fn require(&self, scope: Scope) -> Result<(), AppError> {
+        self.caller.require(scope).inspect_err(|_| {
+            tracing::info!(token = %self.caller.name, tenant = %self.caller.tenant, scope = %scope, "Refused MCP call: missing scope");
+        })
+    }
 }
 
 const INSTRUCTIONS: &str = "scanq runs network scans as background jobs. Start one with a \

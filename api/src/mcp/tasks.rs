@@ -17,9 +17,10 @@ use scanq::domain::{CorrelationId, JobDocument, JobState};
 use scanq::queue::QueueError;
 use serde_json::{Value, json};
 
+use super::follow::{self, MAX_WAIT_SEC};
 use super::protocol::{INVALID_PARAMS, META_RELATED_TASK, RpcError};
-use super::tools::{self, MAX_WAIT_SEC, Need};
-use super::{Ctx, follow};
+use super::{Ctx, reply};
+use crate::auth::Scope;
 use crate::state::AppState;
 
 /// How often clients should poll `tasks/get`.
@@ -112,8 +113,9 @@ fn not_found(id: &str) -> RpcError {
     RpcError::new(INVALID_PARAMS, format!("task `{id}` not found")).with_data(json!({"taskId": id}))
 }
 
-fn permit(ctx: &Ctx, need: Need) -> Result<(), RpcError> {
-    tools::permitted(&ctx.caller, need).map_err(|detail| RpcError::new(INVALID_PARAMS, detail))
+/// The scope check, refused as -32602 carrying the REST problem document.
+fn permit(ctx: &Ctx, scope: Scope) -> Result<(), RpcError> {
+    ctx.require(scope).map_err(|e| reply::rpc_refusal(&e))
 }
 
 async fn load(ctx: &Ctx, id: &CorrelationId) -> Result<JobDocument, RpcError> {
@@ -127,7 +129,7 @@ async fn load(ctx: &Ctx, id: &CorrelationId) -> Result<JobDocument, RpcError> {
 
 /// `tasks/get` (both eras).
 pub async fn get(ctx: &mut Ctx, params: &Value) -> Result<Value, RpcError> {
-    permit(ctx, Need::Read)?;
+    permit(ctx, Scope::Read)?;
     let id = task_id(params)?;
     let doc = load(ctx, &id).await?;
     if !ctx.era.is_modern() {
@@ -136,7 +138,7 @@ pub async fn get(ctx: &mut Ctx, params: &Value) -> Result<Value, RpcError> {
     let mut t = modern_task(&ctx.state, &doc);
     match doc.state {
         JobState::Succeeded => {
-            let mut r = tools::finished_or_status(&doc);
+            let mut r = reply::finished_or_status(&doc);
             r["resultType"] = json!("complete");
             t["result"] = r;
         }
@@ -161,7 +163,7 @@ pub async fn get(ctx: &mut Ctx, params: &Value) -> Result<Value, RpcError> {
 /// `tasks/result` (2025-11-25): the tool result once the job is terminal, waiting for it
 /// within this request (at most 50 s, below the usual client time-out).
 pub async fn result(ctx: &mut Ctx, params: &Value) -> Result<Value, RpcError> {
-    permit(ctx, Need::Read)?;
+    permit(ctx, Scope::Read)?;
     let id = task_id(params)?;
     let tool = ctx
         .state
@@ -180,14 +182,14 @@ pub async fn result(ctx: &mut Ctx, params: &Value) -> Result<Value, RpcError> {
         )
         .with_data(json!({"taskId": id.as_str(), "pollInterval": POLL_INTERVAL_MS})));
     }
-    let mut r = tools::finished_or_status(&doc);
+    let mut r = reply::finished_or_status(&doc);
     r["_meta"] = json!({ META_RELATED_TASK: {"taskId": id.as_str()} });
     Ok(r)
 }
 
 /// `tasks/list` (2025-11-25): the caller's tasks, newest first, `LIST_PAGE` per page.
 pub async fn list(ctx: &mut Ctx, params: &Value) -> Result<Value, RpcError> {
-    permit(ctx, Need::Read)?;
+    permit(ctx, Scope::Read)?;
     let cursor =
         match params.get("cursor") {
             None | Some(Value::Null) => None,
@@ -212,7 +214,7 @@ pub async fn list(ctx: &mut Ctx, params: &Value) -> Result<Value, RpcError> {
 /// `tasks/cancel` (both eras). A running job is killed by its worker; this waits a few seconds
 /// for that so the answer usually says `cancelled`.
 pub async fn cancel(ctx: &mut Ctx, params: &Value) -> Result<Value, RpcError> {
-    permit(ctx, Need::Cancel)?;
+    permit(ctx, Scope::Cancel)?;
     let id = task_id(params)?;
     let out = ctx.state.queue().cancel(&ctx.caller.tenant, &id).await;
     tracing::info!(audit = "cancel", via = "mcp-task", token = %ctx.caller.name, tenant = %ctx.caller.tenant, correlation_id = %id, outcome = ?out, "Cancel requested");

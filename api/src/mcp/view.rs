@@ -3,6 +3,7 @@
 //! short text renderings that go next to the structured content.
 
 use scanq::domain::{JobDocument, JobState};
+use scanq::validate::ValidationError;
 use serde_json::{Value, json};
 
 /// Bytes of raw output per page, and the budget for one page of parsed items.
@@ -113,14 +114,6 @@ pub fn job_text(doc: &JobDocument) -> String {
     format!("{}.\n{}", job_line(doc), next_step(doc))
 }
 
-/// Why a page request cannot be served.
-#[derive(Debug)]
-pub struct PageError {
-    pub field: &'static str,
-    pub message: String,
-    pub hint: String,
-}
-
 fn parsed_items(doc: &JobDocument) -> Option<Vec<Value>> {
     let parsed = doc.result.as_ref()?.parsed.as_ref()?;
     match parsed.get("hosts") {
@@ -171,7 +164,7 @@ pub fn result_page(
     doc: &JobDocument,
     view: Option<View>,
     page: usize,
-) -> Result<(Value, String), PageError> {
+) -> Result<(Value, String), ValidationError> {
     let items = parsed_items(doc);
     let view = view.unwrap_or(if items.is_some() {
         View::Parsed
@@ -197,11 +190,11 @@ pub fn result_page(
         }
     };
     if page > pages.max(1) {
-        return Err(PageError {
-            field: "page",
-            message: format!("page {page} is past the last page ({})", pages.max(1)),
-            hint: format!("a page from 1 to {}", pages.max(1)),
-        });
+        return Err(ValidationError::new(
+            "page",
+            format!("page {page} is past the last page ({})", pages.max(1)),
+            format!("a page from 1 to {}", pages.max(1)),
+        ));
     }
     let items_out = page_items.unwrap_or_default();
     let text_out = page_text.unwrap_or_default();

@@ -105,12 +105,7 @@ async fn cancel(
     let status = match out {
         Ok(CancelOutcome::Cancelled) => StatusCode::OK,
         Ok(_) => StatusCode::ACCEPTED,
-        Err(QueueError::Final { state: s }) => {
-            return Err(AppError::Conflict(format!(
-                "job is already {s}; only queued, scheduled or running jobs can be cancelled"
-            )));
-        }
-        Err(e) => return Err(e.into()),
+        Err(e) => return Err(AppError::from_cancel(e)),
     };
     Ok((status, Json(json!({"outcome": outcome, "job": doc}))).into_response())
 }

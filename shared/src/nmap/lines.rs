@@ -8,7 +8,7 @@
 //! outside 0..=100 too, and the percent never goes backwards. Only the unfinished last line
 //! is carried between chunks, and a line longer than [`MAX_LINE_BYTES`] is dropped.
 
-use super::progress::{Progress, ProgressParser, report_if_forward};
+use super::parser::{Progress, ProgressParser, report_if_forward};
 
 /// Longest line kept while waiting for its end.
 pub(crate) const MAX_LINE_BYTES: usize = 4096;

@@ -8,15 +8,16 @@
 //! given reader. How progress is computed is described in `docs/nmap.md`.
 
 mod lines;
+mod parser;
 mod progress;
 mod report;
 mod tags;
 mod xml;
 
 pub use lines::PercentLines;
+pub use parser::{Progress, ProgressParser};
 pub use progress::{
-    NmapProgress, PROGRESS_PARSER_NAMES, Progress, ProgressParser, progress_parser,
-    progress_parser_for_hosts,
+    NmapProgress, PROGRESS_PARSER_NAMES, progress_parser, progress_parser_for_hosts,
 };
 pub use report::{
     Address, ExtraPorts, Host, HostStatus, Hostname, NmapReport, OsMatch, Port, RunStats, Script,

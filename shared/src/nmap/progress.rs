@@ -1,7 +1,6 @@
 //! Live progress of a running tool, computed from its stdout as it arrives.
 //!
-//! Owns the [`ProgressParser`] trait that the worker feeds with raw stdout chunks, the
-//! catalog's names for parsers ([`progress_parser`]), and [`NmapProgress`], which turns nmap's
+//! Owns the catalog's names for parsers ([`progress_parser`]) and [`NmapProgress`], which turns nmap's
 //! per-task `<taskbegin>`/`<taskprogress>`/`<taskend>` elements (written with
 //! `-oX - --stats-every Ns`) into one overall percent that never goes backwards.
 //!
@@ -11,29 +10,9 @@
 //! fraction; see `docs/nmap.md` for the formula. It is capped at 99% until `<runstats>` or
 //! `</nmaprun>` arrives, which sets 100%.
 
-use serde::{Deserialize, Serialize};
-
 use super::lines::PercentLines;
+use super::parser::{Progress, ProgressParser, report_if_forward};
 use super::tags::{Tag, TagScanner};
-
-/// Progress of one job, as stored in the job document's `progress`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Progress {
-    /// Overall percent done, 0..=100, never decreasing within one run.
-    pub percent: f64,
-    /// Seconds left in the current phase, when the tool says.
-    pub eta_sec: Option<u64>,
-    /// What the tool is doing now, e.g. `Connect Scan`.
-    pub phase: Option<String>,
-}
-
-/// Incremental progress tracker fed with raw stdout chunks as they arrive.
-///
-/// Chunks may split lines and elements anywhere. `feed` returns `Some` only when progress
-/// moved forward (a higher percent or a new phase), never a lower percent than before.
-pub trait ProgressParser: Send {
-    fn feed(&mut self, chunk: &[u8]) -> Option<Progress>;
-}
 
 /// The names a catalog tool may give as its `progress` parser.
 pub const PROGRESS_PARSER_NAMES: &[&str] = &["nmap", "percent-lines", "lines-percent"];
@@ -319,23 +298,6 @@ impl ProgressParser for NmapProgress {
         }
         let now = self.current();
         report_if_forward(&mut self.reported, now)
-    }
-}
-
-/// Returns `now` and remembers it when it moved forward from the last report.
-pub(crate) fn report_if_forward(
-    reported: &mut Option<Progress>,
-    now: Progress,
-) -> Option<Progress> {
-    let forward = match reported {
-        None => now.percent > 0.0 || now.phase.is_some(),
-        Some(last) => now.percent > last.percent || now.phase != last.phase,
-    };
-    if forward {
-        *reported = Some(now.clone());
-        Some(now)
-    } else {
-        None
     }
 }
 

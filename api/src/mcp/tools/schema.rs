@@ -1,0 +1,163 @@
+//! The tool definitions of `tools/list`, generated from the catalog on every call: each scan
+//! tool's `inputSchema` names the server's target scope, the tool's allowed flags, templates
+//! and limits; every tool has an `outputSchema` (`view`) and annotations.
+
+use scanq::catalog::ToolSpec;
+use scanq::domain::JobState;
+use scanq::validate::ValueType;
+use serde_json::{Value, json};
+
+use crate::mcp::MAX_WAIT_SEC;
+use crate::mcp::view::{self, View};
+use crate::state::AppState;
+
+/// The name suffix of the scan tools (`nmap_scan`).
+pub(super) const SCAN_SUFFIX: &str = "_scan";
+
+/// Whether a tool takes a port list (then the submit tool offers `ports`).
+pub(super) fn port_flag(spec: &ToolSpec) -> Option<&str> {
+    spec.args
+        .flags
+        .iter()
+        .find(|f| matches!(f.value, ValueType::Ports { .. }))
+        .map(|f| f.name.as_str())
+}
+
+fn value_hint(v: &ValueType) -> String {
+    match v {
+        ValueType::None => String::new(),
+        ValueType::Ports { .. } => " <ports>".into(),
+        ValueType::Int { min, max } => format!(" <{min}-{max}>"),
+        ValueType::Duration { .. } => " <time>".into(),
+        ValueType::Timing { min, max } => format!(" <{min}-{max}>"),
+        ValueType::ScriptExpr => " <script categories>".into(),
+        ValueType::OneOf { values } => format!(" <{}>", values.join("|")),
+    }
+}
+
+fn scan_input_schema(state: &AppState, spec: &ToolSpec) -> Value {
+    let flags: Vec<String> = spec
+        .args
+        .flags
+        .iter()
+        .map(|f| format!("{}{}", f.name, value_hint(&f.value)))
+        .collect();
+    let mut props = json!({
+        "target": {"type": "string", "description": format!(
+            "What to scan: an IPv4 address, an IPv4 CIDR or a hostname. Server scope: {}",
+            state.inner.targets.describe())},
+        "args": {"type": "string", "maxLength": spec.args.max_bytes, "description": format!(
+            "Extra flags, space-separated, no shell syntax and no targets. Allowed: {}",
+            flags.join(", "))},
+        "timeout_sec": {"type": "integer", "minimum": 1, "maximum": spec.max_timeout_sec,
+            "description": format!("Kill the tool after this long (default {}).", spec.default_timeout_sec)},
+        "correlation_id": {"type": "string", "description":
+            "Your handle for the job ([A-Za-z0-9._:-], 1-64 characters); sending the same request \
+             with the same id again returns the existing job. Made by the server when left out."},
+        "intrusive": {"type": "boolean", "description":
+            "Confirm intrusive flags or scripts (the server must allow them too)."},
+        "wait_sec": {"type": "integer", "minimum": 0, "maximum": MAX_WAIT_SEC, "description":
+            "Wait up to this long (0-50 s) for the job to finish before answering; progress is \
+             streamed meanwhile. 0 (default) answers at once."},
+    });
+    if !spec.templates.is_empty() {
+        let names: Vec<&String> = spec.templates.keys().collect();
+        let presets: Vec<String> = spec
+            .templates
+            .iter()
+            .map(|(k, v)| format!("{k} = `{v}`"))
+            .collect();
+        props["template"] = json!({"type": "string", "enum": names,
+            "description": format!("Argument preset: {}", presets.join("; "))});
+    }
+    if let Some(flag) = port_flag(spec) {
+        props["ports"] = json!({"type": "string", "description": format!(
+            "Ports to scan (passed as {flag}): e.g. 22, 1-1024, 22,80,443")});
+    }
+    json!({"type": "object", "properties": props, "required": ["target"], "additionalProperties": false})
+}
+
+fn annotations(title: &str, read_only: bool, open_world: bool) -> Value {
+    json!({
+        "title": title,
+        "readOnlyHint": read_only,
+        "destructiveHint": false,
+        "idempotentHint": read_only,
+        "openWorldHint": open_world,
+    })
+}
+
+/// Every tool definition (`tools/list`).
+pub fn list(state: &AppState) -> Vec<Value> {
+    let mut tools = vec![];
+    for (name, spec) in state.inner.catalog.tools().filter(|(_, s)| s.enabled) {
+        let description = format!(
+            "{} Starts a {name} job and returns its correlation_id at once (the scan runs in the \
+             background and may take minutes). Follow it with job_status (wait_sec up to 50) and \
+             read it with job_result.",
+            spec.description.trim()
+        );
+        tools.push(json!({
+            "name": format!("{name}{SCAN_SUFFIX}"),
+            "title": format!("Run {name}"),
+            "description": description.trim(),
+            "inputSchema": scan_input_schema(state, spec),
+            "outputSchema": view::job_schema(json!({
+                "result": {"type": ["object", "null"], "description": "first result page (job_result's shape) once finished"},
+            })),
+            "annotations": annotations(&format!("Run {name}"), false, true),
+            "execution": {"taskSupport": "optional"},
+        }));
+    }
+    let id_prop =
+        json!({"type": "string", "description": "the correlation_id a scan tool returned"});
+    tools.push(json!({
+        "name": "job_status",
+        "title": "Job status",
+        "description": "State, progress and timing of a job. With wait_sec (0-50) it waits that long for the job to finish, streaming progress.",
+        "inputSchema": {"type": "object", "properties": {
+            "correlation_id": id_prop,
+            "wait_sec": {"type": "integer", "minimum": 0, "maximum": MAX_WAIT_SEC},
+        }, "required": ["correlation_id"], "additionalProperties": false},
+        "outputSchema": view::job_schema(json!({})),
+        "annotations": annotations("Job status", true, false),
+    }));
+    tools.push(json!({
+        "name": "job_result",
+        "title": "Job result",
+        "description": "A finished job's result, one page (under ~20 KB) at a time: parsed items (hosts) when the tool's output was parsed, or the raw stdout/stderr.",
+        "inputSchema": {"type": "object", "properties": {
+            "correlation_id": id_prop,
+            "view": {"type": "string", "enum": View::NAMES, "description": "parsed (default when available), stdout or stderr"},
+            "page": {"type": "integer", "minimum": 1, "description": "1-based page (default 1)"},
+        }, "required": ["correlation_id"], "additionalProperties": false},
+        "outputSchema": view::result_schema(),
+        "annotations": annotations("Job result", true, false),
+    }));
+    tools.push(json!({
+        "name": "job_cancel",
+        "title": "Cancel job",
+        "description": "Cancels a queued, scheduled or running job (a running tool is killed). Finished jobs are left as they are.",
+        "inputSchema": {"type": "object", "properties": {"correlation_id": id_prop},
+            "required": ["correlation_id"], "additionalProperties": false},
+        "outputSchema": view::job_schema(json!({"outcome": {"type": "string", "enum": ["cancelled", "cancel_requested"]}})),
+        "annotations": annotations("Cancel job", false, false),
+    }));
+    tools.push(json!({
+        "name": "job_list",
+        "title": "List jobs",
+        "description": "Your jobs, newest first, optionally filtered by state or tool; pass next_cursor back as cursor for the next page.",
+        "inputSchema": {"type": "object", "properties": {
+            "state": {"type": "string", "enum": JobState::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>()},
+            "tool": {"type": "string", "enum": state.inner.catalog.names()},
+            "limit": {"type": "integer", "minimum": 1, "maximum": 100, "description": "default 20"},
+            "cursor": {"type": "string"},
+        }, "additionalProperties": false},
+        "outputSchema": {"type": "object", "properties": {
+            "jobs": {"type": "array", "items": view::job_schema(json!({}))},
+            "next_cursor": {"type": ["string", "null"]},
+        }, "required": ["jobs", "next_cursor"]},
+        "annotations": annotations("List jobs", true, false),
+    }));
+    tools
+}
