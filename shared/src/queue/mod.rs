@@ -34,7 +34,7 @@ pub use sessions::McpSession;
 
 use crate::breaker::{Breaker, BreakerSettings, ForceAction, Snapshot, Transition};
 use crate::config::Config;
-use crate::domain::{CorrelationId, JobDocument, JobId, TenantId, ToolName};
+use crate::domain::{CorrelationId, JobDocument, JobId, Priority, TenantId, ToolName};
 use crate::keys::Keys;
 use crate::request::JobSpec;
 use crate::scripts::{
@@ -212,16 +212,22 @@ impl Queue {
         let args = serde_json::to_string(spec.args.as_slice()).expect("serializable");
         let mut fields = vec![
             ("tool", spec.tool.to_string()),
-            ("tenant", tenant.to_string()),
             ("cid", id.cid.to_string()),
             ("target", spec.target.to_string()),
-            ("args", args),
-            ("args_raw", spec.raw_args.clone()),
-            ("priority", spec.priority.as_str().to_owned()),
             ("timeout_sec", spec.timeout_sec.to_string()),
             ("max_attempts", spec.max_attempts.to_string()),
         ];
-        // Defaults are left out of the hash (read back as their defaults).
+        // Defaults are left out of the hash (read back as their defaults): every byte of a
+        // queued job is paid for as long as it waits. The tenant is in the key.
+        if !spec.args.as_slice().is_empty() {
+            fields.push(("args", args));
+        }
+        if !spec.raw_args.is_empty() {
+            fields.push(("args_raw", spec.raw_args.clone()));
+        }
+        if spec.priority != Priority::Normal {
+            fields.push(("priority", spec.priority.as_str().to_owned()));
+        }
         if let Some(t) = spec.template.clone().filter(|t| !t.is_empty()) {
             fields.push(("template", t));
         }
@@ -387,7 +393,26 @@ impl Queue {
         JobId::new(tool.clone(), tenant.clone(), cid.clone()).tag()
     }
 
-    /// Long-poll: the document once terminal, or as it is when `timeout` passes.
+    /// The tool that holds a correlation ID: this process's cache, else Redis's index.
+    async fn tool_of(
+        &self,
+        tenant: &TenantId,
+        cid: &CorrelationId,
+    ) -> Result<Option<ToolName>, QueueError> {
+        let cached = self
+            .located
+            .lock()
+            .expect("located lock")
+            .get(&crate::keys::job_ref(tenant, cid))
+            .cloned();
+        match cached {
+            Some(t) => Ok(Some(t)),
+            None => self.locate(tenant, cid).await,
+        }
+    }
+
+    /// Long-poll: the document once terminal, or as it is when `timeout` passes. One round trip
+    /// per read: subscribe locally, then register and read in one script.
     pub async fn wait_terminal(
         &self,
         listener: &Listener,
@@ -395,18 +420,24 @@ impl Queue {
         cid: &CorrelationId,
         timeout: Duration,
     ) -> Result<Option<JobDocument>, QueueError> {
-        let Some((tool, doc)) = self.get(tenant, cid).await? else {
+        if timeout.is_zero() {
+            return Ok(self.get(tenant, cid).await?.map(|(_, d)| d));
+        }
+        let Some(mut tool) = self.tool_of(tenant, cid).await? else {
             return Ok(None);
         };
-        if doc.state.is_terminal() || timeout.is_zero() {
-            return Ok(Some(doc));
-        }
         let mut sub = listener.subscribe(&Self::tag(&tool, tenant, cid));
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let Some((_, doc)) = self.watch(tenant, cid, WatchMode::Notify).await? else {
+            let Some((found, doc)) = self.watch(tenant, cid, WatchMode::Notify).await? else {
                 return Ok(None);
             };
+            if found != tool {
+                // The ID now belongs to another tool's job (the cached one expired): follow it.
+                sub = listener.subscribe(&Self::tag(&found, tenant, cid));
+                tool = found;
+                continue;
+            }
             let now = tokio::time::Instant::now();
             if doc.state.is_terminal() || now >= deadline {
                 return Ok(Some(doc));

@@ -31,12 +31,12 @@ if depth >= max_len then
 end
 
 local now = now_ms()
-local state, when_field
+local state, when = S.queued, {}
 if delay > 0 then
-  state, when_field = S.scheduled, 'retry_at_ms'
+  state, when = S.scheduled, { 'retry_at_ms', now + delay }
   redis.call('ZADD', sched, now + delay, ref)
 else
-  state, when_field = S.queued, 'ready_ms'
+  -- Ready since its creation (claim.lua reads `ready_ms`, else `created_ms`).
   local tenant = tenant_of(ref)
   if window > 0 and redis.call('HINCRBY', fair, tenant, 1) > window then
     -- Over the tenant's share: wait in its backlog instead.
@@ -47,8 +47,10 @@ else
     if window == 0 then redis.call('HINCRBY', fair, tenant, 1) end
   end
 end
-redis.call('HSET', job, 'state', state, 'req_hash', hash, 'created_ms', now, 'evseq', 1,
-  when_field, now + delay, unpack(ARGV, 7))
+local fields = { 'state', state, 'req_hash', hash, 'created_ms', now, 'evseq', 1 }
+for _, v in ipairs(when) do fields[#fields + 1] = v end
+for i = 7, #ARGV do fields[#fields + 1] = ARGV[i] end
+redis.call('HSET', job, unpack(fields))
 redis.call('PEXPIRE', job, ttl)
 redis.call('HINCRBY', counts, state, 1)
 return { 'created', state, now }
