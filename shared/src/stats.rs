@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use deadpool_redis::Pool;
+use crate::queue::Pool;
 use redis::streams::StreamRangeReply;
 use serde::{Deserialize, Serialize};
 
@@ -129,12 +129,12 @@ impl Stats {
         Self { pool, keys }
     }
 
-    async fn connection(&self) -> Result<deadpool_redis::Connection, QueueError> {
+    async fn connection(&self) -> Result<crate::queue::Connection, QueueError> {
         Ok(self.pool.get().await?)
     }
 
     /// Redis's clock in ms.
-    async fn now_ms(con: &mut deadpool_redis::Connection) -> Result<u64, QueueError> {
+    async fn now_ms(con: &mut crate::queue::Connection) -> Result<u64, QueueError> {
         let (s, us): (u64, u64) = redis::cmd("TIME").query_async(con).await?;
         Ok(s * 1000 + us / 1000)
     }
@@ -142,7 +142,7 @@ impl Stats {
     /// One round trip per tool; `samples` adds the two sample lists (up to 1000 each).
     async fn read(
         &self,
-        con: &mut deadpool_redis::Connection,
+        con: &mut crate::queue::Connection,
         tk: &ToolKeys,
         samples: bool,
     ) -> Result<ToolReply, QueueError> {

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use deadpool_redis::{Pool, Runtime};
+use std::sync::{Arc, Mutex};
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use crate::config::Config;
 use crate::domain::{ErrorInfo, ErrorType};
@@ -58,20 +60,67 @@ pub fn client(cfg: &Config) -> Result<redis::Client, String> {
     client.map_err(|e| cfg.redact_secrets(&format!("redis url {url}: {e}")))
 }
 
-/// A connection pool for short commands (same connection settings as [`client`]). Checking a
-/// connection out never hangs: waiting for a free slot, connecting and the recycle `PING` are each
-/// bounded, so a Redis outage turns into an error (503) within seconds rather than a stuck request.
+/// Why no connection could be had (Redis unreachable, or the connect timed out).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct PoolError(String);
+
+/// The shared connection for short commands: one multiplexed connection per process
+/// (redis-rs's `ConnectionManager`: requests of all tasks are pipelined on one socket, and it
+/// reconnects by itself after a failure). Checking it out costs no round trip — unlike a
+/// classic pool, whose recycle `PING` was one extra round trip per request — and never hangs:
+/// connecting is bounded (2 s), so a Redis outage turns into an error (503) within seconds
+/// rather than a stuck request. Cheap to clone.
+#[derive(Clone)]
+pub struct Pool {
+    client: redis::Client,
+    config: ConnectionManagerConfig,
+    con: Arc<Mutex<Option<ConnectionManager>>>,
+    connecting: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool").finish_non_exhaustive()
+    }
+}
+
+/// A connection checked out of the [`Pool`] (a handle on the shared multiplexed connection).
+pub type Connection = ConnectionManager;
+
+impl Pool {
+    pub async fn get(&self) -> Result<Connection, PoolError> {
+        if let Some(c) = self.con.lock().expect("pool lock").as_ref() {
+            return Ok(c.clone());
+        }
+        let _one = self.connecting.lock().await;
+        if let Some(c) = self.con.lock().expect("pool lock").as_ref() {
+            return Ok(c.clone());
+        }
+        let made = tokio::time::timeout(
+            Duration::from_secs(2),
+            ConnectionManager::new_with_config(self.client.clone(), self.config.clone()),
+        )
+        .await
+        .map_err(|_| PoolError("connecting to redis timed out".into()))?
+        .map_err(|e| PoolError(format!("connecting to redis: {e}")))?;
+        *self.con.lock().expect("pool lock") = Some(made.clone());
+        Ok(made)
+    }
+}
+
+/// The connection for short commands (same connection settings as [`client`]).
 pub fn pool(cfg: &Config) -> Result<Pool, String> {
-    let info = client(cfg)?.get_connection_info().clone();
-    let manager = deadpool_redis::Manager::new(info).map_err(|e| format!("redis pool: {e}"))?;
-    Pool::builder(manager)
-        .max_size(cfg.redis_pool_size)
-        .wait_timeout(Some(Duration::from_secs(2)))
-        .create_timeout(Some(Duration::from_secs(2)))
-        .recycle_timeout(Some(Duration::from_secs(1)))
-        .runtime(Runtime::Tokio1)
-        .build()
-        .map_err(|e| format!("redis pool: {e}"))
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(2)))
+        .set_number_of_retries(1)
+        .set_max_delay(Duration::from_millis(500));
+    Ok(Pool {
+        client: client(cfg)?,
+        config,
+        con: Arc::default(),
+        connecting: Arc::default(),
+    })
 }
 
 /// The error document stored with a cancelled job.

@@ -8,10 +8,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use deadpool_redis::Pool;
 use redis::aio::MultiplexedConnection;
 
-use super::connect::{cancelled_error, client, pool, script_settings};
+use super::connect::{Pool, cancelled_error, client, pool, script_settings};
 use crate::breaker::{OpenCache, Transition};
 use crate::catalog::Catalog;
 use crate::config::Config;

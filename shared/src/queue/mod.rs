@@ -23,10 +23,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use deadpool_redis::Pool;
 use redis::AsyncCommands;
 
-pub use connect::{cancelled_error, client, pool, script_settings};
+pub use connect::{Connection, Pool, PoolError, cancelled_error, client, pool, script_settings};
 pub use consumer::{ClaimRound, Consumer, Heartbeat, StartedJob};
 pub use limits::retry_after_secs;
 pub use listen::{Listener, Subscription};
@@ -46,7 +45,7 @@ pub enum QueueError {
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
     #[error("redis pool: {0}")]
-    Pool(#[from] deadpool_redis::PoolError),
+    Pool(#[from] PoolError),
     #[error("correlation id already used for a different request (job is {state})")]
     Conflict { state: String },
     #[error("queue full ({depth} jobs waiting)")]
@@ -149,7 +148,7 @@ impl Queue {
         &self.scripts
     }
 
-    pub async fn connection(&self) -> Result<deadpool_redis::Connection, QueueError> {
+    pub async fn connection(&self) -> Result<Connection, QueueError> {
         Ok(self.pool.get().await?)
     }
 
