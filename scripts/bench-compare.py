@@ -172,6 +172,11 @@ def comparison(doc):
 def table(doc):
     out = []
     rows = comparison(doc)
+    b = doc.get("bullmq") or {}
+    version = next((r.get("version") for r in b.get("rows", []) if r.get("version")), None)
+    st = (doc.get("scanq") or {}).get("settings") or {}
+    out.append(f"scanq-bench ({st.get('cpus')} CPUs, redis-server {st.get('redis_version')}, load {st.get('loadavg_at_start')}) "
+               f"vs BullMQ {version or 'n/a'}, one run, {doc.get('started_at')}")
     w = max(len(r[0]) for r in rows)
     out.append(f"{'measure':<{w}}  {'scanq':>12}  {'BullMQ':>12}  {'scanq/BullMQ':>12}  better when")
     out.append("-" * (w + 60))
