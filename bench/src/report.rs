@@ -153,7 +153,7 @@ impl Lifecycle {
             })
             .collect();
         json!({
-            "calls": round(self.calls(), 2), "usec": round(self.usec(), 1),
+            "calls": round(self.calls(), 3), "usec": round(self.usec(), 1),
             "bench_polls_per_job": round(self.bench_polls_per_job, 3), "by_command": by,
         })
     }
