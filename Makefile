@@ -24,9 +24,12 @@ deps:
 test-tools:
 	@if [ -x scripts/install-test-tools.sh ]; then ./scripts/install-test-tools.sh; fi
 
+# scanq-bench and ../shared/peers/bullmq/run.sh in one run, then one side-by-side table; the
+# combined JSON goes to .run/bench/ (git-ignored). scanq-bench flags: make bench BENCH_ARGS="--jobs 20000".
+# Not part of `make test`.
 bench: deps
 	$(CARGO) build --release --workspace
-	$(CARGO) run --release -p scanq-bench --
+	CARGO="$(CARGO)" python3 scripts/bench-compare.py -- $(BENCH_ARGS)
 
 compose-check:
 	docker compose config --quiet && echo "docker-compose.yml is valid"

@@ -26,6 +26,9 @@ pub struct DrainResult {
     pub jobs_per_sec: f64,
     /// From starting the worker processes to the last result written.
     pub with_startup_secs: f64,
+    /// How often the bench read the counts hash (one `HGETALL` each, plus the pool's
+    /// check-out), which Redis's command statistics of the phase include.
+    pub polls: u64,
 }
 
 /// Puts `n` jobs in the queue with `tasks` concurrent submitters; returns jobs/s.
@@ -104,8 +107,10 @@ pub async fn run(
     }
     let deadline = spawned + limit;
     let mut first: Option<Instant> = None;
+    let mut polls = 0;
     loop {
         let counts = queue.counts(&tool).await?;
+        polls += 1;
         let now = Instant::now();
         if first.is_none() && count(&counts, "queued") < n {
             first = Some(now);
@@ -123,6 +128,7 @@ pub async fn run(
                 secs,
                 jobs_per_sec: n as f64 / secs,
                 with_startup_secs: now.duration_since(spawned).as_secs_f64(),
+                polls,
             };
             return Ok((result, procs));
         }

@@ -1,19 +1,21 @@
 //! `scanq-bench`: measures, against a redis-server it starts itself (or `--redis-url`),
 //! (a) HTTP submit throughput with K concurrent clients, (b) drain throughput of a pre-filled
-//! queue of N `noop` jobs with W worker processes, and (c) end-to-end latency (HTTP submit +
-//! wait for the result) over sequential jobs. It runs the real `scanq-api` and `scanq-worker`
+//! queue of N `noop` jobs with W worker processes, (c) end-to-end latency (HTTP submit + wait
+//! for the result) over sequential jobs, and (d) Redis memory per queued job, with the resident
+//! memory of idle API and worker processes. It runs the real `scanq-api` and `scanq-worker`
 //! binaries found next to itself, prints a table, and with `--json` one JSON line on stdout.
-//! Results and how to reproduce them: `BENCHMARKS.md`.
+//! Results and how to reproduce them: `BENCHMARKS.md`; `make bench` runs it next to BullMQ.
 //!
 //! | module | owns |
 //! |---|---|
 //! | `stack` | redis, the phase's config and catalog, starting the binaries |
-//! | `submit`, `drain`, `e2e` | the three measurements |
-//! | `usage` | CPU per process, Redis command statistics |
+//! | `submit`, `drain`, `e2e`, `memory` | the four measurements |
+//! | `usage` | CPU and resident memory per process, Redis command and memory statistics |
 //! | `report` | the table and the JSON line |
 
 mod drain;
 mod e2e;
+mod memory;
 mod report;
 mod stack;
 mod submit;
@@ -28,20 +30,25 @@ use serde_json::json;
 
 use crate::report::{Report, Usage};
 use crate::stack::{Phase, Redis, Settings};
-use crate::usage::{CpuSplit, Watch, command_delta, command_stats};
+use crate::usage::{CpuSplit, Watch, command_delta, command_stats, rss};
+
+/// How long an idle API and worker are left alone before their resident size is read: start-up
+/// allocations (pools, slots, the catalog) are done by then.
+const IDLE_SETTLE: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Only {
     Submit,
     Drain,
     E2e,
+    Memory,
 }
 
 #[derive(Parser, Debug)]
 #[command(
     name = "scanq-bench",
     version,
-    about = "scanq benchmark: submit throughput, drain throughput, end-to-end latency"
+    about = "scanq benchmark: submit throughput, drain throughput, end-to-end latency, memory per queued job"
 )]
 struct Cli {
     /// Jobs in the pre-filled queue of the drain phase (N).
@@ -62,6 +69,9 @@ struct Cli {
     /// Sequential jobs (M) timed in the latency phase.
     #[arg(long, default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     e2e_jobs: u64,
+    /// Jobs posted (no worker running) to measure Redis memory per queued job.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=2_000_000))]
+    memory_jobs: u64,
     /// Run one phase only.
     #[arg(long, value_enum)]
     only: Option<Only>,
@@ -161,6 +171,7 @@ async fn run(cli: &Cli) -> anyhow::Result<Report> {
         settings: json!({
             "jobs": cli.jobs, "workers": cli.workers, "worker_concurrency": cli.worker_concurrency,
             "clients": cli.clients, "submit_jobs": cli.submit_jobs, "e2e_jobs": cli.e2e_jobs,
+            "memory_jobs": cli.memory_jobs,
             "lease_sec": cli.lease_sec, "reap_interval_ms": cli.reap_interval_ms,
             "redis_version": version, "cpus": cpus, "loadavg_at_start": load, "release": !cfg!(debug_assertions),
         }),
@@ -178,13 +189,23 @@ async fn run(cli: &Cli) -> anyhow::Result<Report> {
         },
     };
     if cli.runs(Only::Submit) {
-        report.submit = Some(bench.submit().await.context("submit phase")?);
+        let (r, usage, api_peak) = bench.submit().await.context("submit phase")?;
+        report.submit = Some((r, usage));
+        report.rss.api_peak_submit_kib = api_peak;
     }
     if cli.runs(Only::Drain) {
-        report.drain = Some(bench.drain().await.context("drain phase")?);
+        let (r, prefill, usage, worker_peak) = bench.drain().await.context("drain phase")?;
+        report.drain = Some((r, prefill, usage));
+        report.rss.worker_peak_drain_kib = worker_peak;
     }
     if cli.runs(Only::E2e) {
         report.e2e = Some(bench.e2e().await.context("latency phase")?);
+    }
+    if cli.runs(Only::Memory) {
+        let (r, api_idle, worker_idle) = bench.memory().await.context("memory phase")?;
+        report.memory = Some(r);
+        report.rss.api_idle_kib = api_idle;
+        report.rss.worker_idle_kib = worker_idle;
     }
     Ok(report)
 }
@@ -205,8 +226,8 @@ struct Bench<'a> {
 }
 
 impl Bench<'_> {
-    /// (a): API only, K clients.
-    async fn submit(&self) -> anyhow::Result<(submit::SubmitResult, Usage)> {
+    /// (a): API only, K clients; also the API's peak resident size (KiB).
+    async fn submit(&self) -> anyhow::Result<(submit::SubmitResult, Usage, Option<u64>)> {
         let cli = self.cli;
         let phase = Phase::new(self.redis, "submit", &self.settings)?;
         let api = phase.start_api(Duration::from_secs(20)).await?;
@@ -218,13 +239,15 @@ impl Bench<'_> {
         let meter = Meter::start(self.redis, watch).await?;
         let r = submit::run(&phase, &clients, cli.submit_jobs, self.limit).await?;
         let usage = meter.stop(self.redis).await?;
+        let api_peak = rss(api.child.id()).map(|r| r.peak_kib);
         drop(api);
         self.redis.clean(&phase.cfg.key_prefix).await?;
-        Ok((r, usage))
+        Ok((r, usage, api_peak))
     }
 
-    /// (b): pre-fill N jobs, then W workers drain them; returns the pre-fill rate too.
-    async fn drain(&self) -> anyhow::Result<(drain::DrainResult, f64, Usage)> {
+    /// (b): pre-fill N jobs, then W workers drain them; returns the pre-fill rate too, and the
+    /// biggest peak resident size (KiB) of a worker.
+    async fn drain(&self) -> anyhow::Result<(drain::DrainResult, f64, Usage, Option<u64>)> {
         let cli = self.cli;
         let phase = Phase::new(self.redis, "drain", &self.settings)?;
         let prefill = drain::prefill(&phase, cli.jobs, 128, self.limit)
@@ -235,9 +258,13 @@ impl Bench<'_> {
         let (r, workers) =
             drain::run(&phase, cli.jobs, cli.workers, &mut meter.watch, self.limit).await?;
         let usage = meter.stop(self.redis).await?;
+        let worker_peak = workers
+            .iter()
+            .filter_map(|w| rss(w.child.id()).map(|r| r.peak_kib))
+            .max();
         drop(workers);
         self.redis.clean(&phase.cfg.key_prefix).await?;
-        Ok((r, prefill, usage))
+        Ok((r, prefill, usage, worker_peak))
     }
 
     /// (c): API and W idle workers, one job at a time.
@@ -262,6 +289,37 @@ impl Bench<'_> {
         drop(api);
         self.redis.clean(&phase.cfg.key_prefix).await?;
         Ok((r, usage))
+    }
+
+    /// (d): the resident size (KiB) of an idle API and an idle worker; then, with the worker
+    /// stopped, Redis memory per job queued through the API.
+    async fn memory(&self) -> anyhow::Result<(memory::MemoryResult, Option<u64>, Option<u64>)> {
+        let cli = self.cli;
+        let phase = Phase::new(self.redis, "memory", &self.settings)?;
+        let api = phase.start_api(Duration::from_secs(20)).await?;
+        let mut workers = phase.start_workers(1)?;
+        phase
+            .wait_workers(self.redis, &mut workers, Duration::from_secs(20))
+            .await?;
+        tokio::time::sleep(IDLE_SETTLE).await;
+        let api_idle = rss(api.child.id()).map(|r| r.now_kib);
+        let worker_idle = rss(workers[0].child.id()).map(|r| r.now_kib);
+        drop(workers);
+
+        // Warm-up, as in (a): every client connects and the API's Redis pool fills up, so the
+        // connections' buffers are in both readings and the delta is the jobs alone.
+        let clients = submit::clients(cli.clients)?;
+        let warm_up = cli.clients as u64 * 4;
+        submit::run(&phase, &clients, warm_up, self.limit).await?;
+        let before = memory::read(self.redis).await?;
+        submit::run(&phase, &clients, cli.memory_jobs, self.limit).await?;
+        let after = memory::read(self.redis).await?;
+        let jobs_in_redis = warm_up + cli.memory_jobs;
+        let kinds = memory::breakdown(self.redis, &phase, jobs_in_redis).await?;
+        drop(api);
+        self.redis.clean(&phase.cfg.key_prefix).await?;
+        let r = memory::MemoryResult::new(cli.memory_jobs, jobs_in_redis, &before, &after, kinds);
+        Ok((r, api_idle, worker_idle))
     }
 }
 

@@ -1,10 +1,13 @@
 //! The results of a run: a table for people and one JSON line for scripts, each measurement next
-//! to its target (issue 2) and to where the CPU time went.
+//! to its target (issue 2) and to where the CPU time and the memory went.
+
+use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
 use crate::drain::DrainResult;
 use crate::e2e::E2eResult;
+use crate::memory::MemoryResult;
 use crate::submit::SubmitResult;
 use crate::usage::CpuSplit;
 
@@ -50,12 +53,109 @@ impl Usage {
             .map(|(n, calls, usec)| {
                 (
                     n.clone(),
-                    json!({"calls": calls, "usec_per_job": round(*usec as f64 / jobs.max(1) as f64, 2)}),
+                    json!({
+                        "calls": calls,
+                        "calls_per_job": round(*calls as f64 / jobs.max(1) as f64, 3),
+                        "usec_per_job": round(*usec as f64 / jobs.max(1) as f64, 2),
+                    }),
                 )
             })
             .collect();
         v["redis_commands"] = Value::Object(cmds);
         v
+    }
+}
+
+/// Resident memory (`VmRSS`, `VmHWM`) of the scanq processes, KiB; None when not measured.
+#[derive(Debug, Clone, Default)]
+pub struct RssSummary {
+    /// The API after start-up, no load (memory phase).
+    pub api_idle_kib: Option<u64>,
+    /// One worker after it registered, empty queue (memory phase).
+    pub worker_idle_kib: Option<u64>,
+    /// The API's peak over the submit phase.
+    pub api_peak_submit_kib: Option<u64>,
+    /// The biggest worker's peak over the drain phase.
+    pub worker_peak_drain_kib: Option<u64>,
+}
+
+impl RssSummary {
+    fn line(&self) -> Option<String> {
+        let parts: Vec<String> = [
+            ("API idle", self.api_idle_kib),
+            ("worker idle", self.worker_idle_kib),
+            ("API peak in (a)", self.api_peak_submit_kib),
+            ("worker peak in (b)", self.worker_peak_drain_kib),
+        ]
+        .into_iter()
+        .filter_map(|(what, kib)| Some(format!("{what} {:.1} MiB", kib? as f64 / 1024.0)))
+        .collect();
+        (!parts.is_empty()).then(|| parts.join(", "))
+    }
+
+    fn json(&self) -> Value {
+        json!({
+            "api_idle": self.api_idle_kib, "worker_idle": self.worker_idle_kib,
+            "api_peak_submit": self.api_peak_submit_kib,
+            "worker_peak_drain": self.worker_peak_drain_kib,
+        })
+    }
+}
+
+/// Redis commands per job over its whole life: the submit phase's per accepted submit plus the
+/// drain phase's per drained job (script calls and the commands the scripts run alike).
+#[derive(Debug, Clone)]
+pub struct Lifecycle {
+    /// Calls and µs per job, by command, busiest first.
+    pub by_command: Vec<(String, f64, f64)>,
+    /// The bench's own progress polls in the drain, per job (included above).
+    pub bench_polls_per_job: f64,
+}
+
+impl Lifecycle {
+    pub fn new(submit: &(SubmitResult, Usage), drain: &(DrainResult, f64, Usage)) -> Self {
+        let mut by: BTreeMap<&str, (f64, f64)> = BTreeMap::new();
+        for (jobs, usage) in [(submit.0.jobs, &submit.1), (drain.0.jobs, &drain.2)] {
+            for (name, calls, usec) in &usage.commands {
+                let e = by.entry(name).or_default();
+                e.0 += *calls as f64 / jobs.max(1) as f64;
+                e.1 += *usec as f64 / jobs.max(1) as f64;
+            }
+        }
+        let mut by_command: Vec<(String, f64, f64)> = by
+            .into_iter()
+            .map(|(n, (c, u))| (n.to_owned(), c, u))
+            .collect();
+        by_command.sort_by(|a, b| b.1.total_cmp(&a.1));
+        Self {
+            by_command,
+            bench_polls_per_job: drain.0.polls as f64 / drain.0.jobs.max(1) as f64,
+        }
+    }
+
+    pub fn calls(&self) -> f64 {
+        self.by_command.iter().map(|c| c.1).sum()
+    }
+
+    pub fn usec(&self) -> f64 {
+        self.by_command.iter().map(|c| c.2).sum()
+    }
+
+    fn json(&self) -> Value {
+        let by: serde_json::Map<String, Value> = self
+            .by_command
+            .iter()
+            .map(|(n, c, u)| {
+                (
+                    n.clone(),
+                    json!({"calls": round(*c, 3), "usec": round(*u, 2)}),
+                )
+            })
+            .collect();
+        json!({
+            "calls": round(self.calls(), 3), "usec": round(self.usec(), 1),
+            "bench_polls_per_job": round(self.bench_polls_per_job, 3), "by_command": by,
+        })
     }
 }
 
@@ -67,6 +167,8 @@ pub struct Report {
     pub submit: Option<(SubmitResult, Usage)>,
     pub drain: Option<(DrainResult, f64, Usage)>,
     pub e2e: Option<(E2eResult, Usage)>,
+    pub memory: Option<MemoryResult>,
+    pub rss: RssSummary,
 }
 
 fn round(x: f64, digits: i32) -> f64 {
@@ -79,8 +181,8 @@ fn verdict(ok: bool) -> &'static str {
 }
 
 fn thousands(x: f64) -> String {
-    let s = format!("{:.0}", x);
-    let mut out = String::new();
+    let s = format!("{:.0}", x.abs());
+    let mut out = String::from(if x <= -0.5 { "-" } else { "" });
     for (i, c) in s.chars().enumerate() {
         if i > 0 && (s.len() - i) % 3 == 0 {
             out.push(',');
@@ -143,7 +245,61 @@ impl Report {
             ));
             t.extend(u.lines(r.jobs).into_iter().map(|l| format!("    {l}")));
         }
+        if let Some(m) = &self.memory {
+            t.push(format!(
+                "{:<52} {:>16}   (lower is better)",
+                format!("(d) Redis memory per queued job, {} jobs", m.jobs),
+                format!("{} B/job", thousands(m.bytes_per_job)),
+            ));
+            t.push(format!(
+                "    used_memory {} → {} bytes; by key kind (MEMORY USAGE, amortised over {} jobs):",
+                thousands(m.used_memory_before as f64),
+                thousands(m.used_memory_after as f64),
+                m.jobs_in_redis
+            ));
+            for k in m.kinds.iter().filter(|k| k.bytes_per_job >= 0.5) {
+                let what = if k.label.is_empty() {
+                    k.redis_type.clone()
+                } else {
+                    format!("{} ({})", k.label, k.redis_type)
+                };
+                t.push(format!(
+                    "      {:>7.0} B/job  {what:<30} {} ({} keys)",
+                    k.bytes_per_job, k.pattern, k.keys
+                ));
+            }
+            t.push(format!(
+                "      {:>7.0} B/job  rest of the delta (expiry table, allocator; < 0: MEMORY USAGE over-counts)",
+                m.unattributed_per_job()
+            ));
+        }
+        if let Some(line) = self.rss.line() {
+            t.push(format!("(e) resident memory (VmRSS / peak VmHWM): {line}"));
+        }
+        if let Some(l) = self.lifecycle() {
+            let top: Vec<String> = l
+                .by_command
+                .iter()
+                .take(10)
+                .map(|(n, c, _)| format!("{} {c:.2}", n.to_uppercase()))
+                .collect();
+            t.push(format!(
+                "(f) Redis commands per job, submit (a) + drain (b): {:.1} calls, {:.0} µs of Redis time",
+                l.calls(),
+                l.usec()
+            ));
+            t.push(format!("    {}", top.join(", ")));
+            t.push(format!(
+                "    (script calls and the commands inside scripts alike; includes the bench's drain polls, {:.2} per job)",
+                l.bench_polls_per_job
+            ));
+        }
         t.join("\n")
+    }
+
+    /// Commands per job over submit + drain, when both ran.
+    pub fn lifecycle(&self) -> Option<Lifecycle> {
+        Some(Lifecycle::new(self.submit.as_ref()?, self.drain.as_ref()?))
     }
 
     /// One line; the four headline keys are always present (null when the phase did not run).
@@ -153,6 +309,8 @@ impl Report {
             "submit_jobs_per_sec": self.submit.as_ref().map(|(r, _)| round(r.jobs_per_sec, 0)),
             "e2e_p50_ms": self.e2e.as_ref().map(|(r, _)| round(r.p50_ms, 3)),
             "e2e_p99_ms": self.e2e.as_ref().map(|(r, _)| round(r.p99_ms, 3)),
+            "memory_bytes_per_job": self.memory.as_ref().map(|m| round(m.bytes_per_job, 0)),
+            "rss_kib": self.rss.json(),
             "settings": self.settings,
         });
         if let Some((r, u)) = &self.submit {
@@ -179,6 +337,46 @@ impl Report {
                 "usage": u.json(r.jobs),
             });
         }
+        if let Some((r, _, _)) = &self.drain {
+            v["drain"]["bench_polls"] = json!(r.polls);
+        }
+        if let Some(m) = &self.memory {
+            let kinds: Vec<Value> = m
+                .kinds
+                .iter()
+                .map(|k| {
+                    json!({
+                        "pattern": k.pattern, "label": k.label, "type": k.redis_type,
+                        "keys": k.keys, "sampled": k.sampled, "mean_bytes": round(k.mean_bytes, 1),
+                        "bytes_per_job": round(k.bytes_per_job, 1),
+                    })
+                })
+                .collect();
+            v["memory"] = json!({
+                "jobs": m.jobs, "jobs_in_redis": m.jobs_in_redis,
+                "used_memory_before": m.used_memory_before, "used_memory_after": m.used_memory_after,
+                "dataset_before": m.dataset_before, "dataset_after": m.dataset_after,
+                "bytes_per_job": round(m.bytes_per_job, 1),
+                "unattributed_bytes_per_job": round(m.unattributed_per_job(), 1),
+                "kinds": kinds,
+            });
+        }
+        if let Some(l) = self.lifecycle() {
+            v["commands_per_job"] = l.json();
+        }
         v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thousands_are_separated_and_signs_kept() {
+        assert_eq!(thousands(1_234_567.4), "1,234,567");
+        assert_eq!(thousands(999.0), "999");
+        assert_eq!(thousands(-1_234.0), "-1,234");
+        assert_eq!(thousands(0.2), "0");
     }
 }

@@ -1,5 +1,6 @@
-//! Where the time goes: CPU seconds spent by each process of a phase (from `/proc/<pid>/stat`)
-//! and Redis's own accounting of the commands it ran (`INFO commandstats`).
+//! Where the time and memory go: CPU seconds and resident memory of each process of a phase
+//! (from `/proc/<pid>/stat` and `/proc/<pid>/status`), Redis's own accounting of the commands it
+//! ran (`INFO commandstats`) and of its memory (`INFO memory`).
 
 use std::collections::BTreeMap;
 
@@ -18,6 +19,36 @@ fn cpu_seconds(pid: u32) -> Option<f64> {
     let utime: f64 = fields.get(11)?.parse().ok()?;
     let stime: f64 = fields.get(12)?.parse().ok()?;
     Some((utime + stime) / TICKS_PER_SEC)
+}
+
+/// Resident memory of a process, in KiB, from `/proc/<pid>/status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rss {
+    /// `VmRSS`: resident now.
+    pub now_kib: u64,
+    /// `VmHWM`: the peak resident size over the process's life so far.
+    pub peak_kib: u64,
+}
+
+/// The resident memory of `pid` (None if it is gone or not on this host).
+pub fn rss(pid: u32) -> Option<Rss> {
+    parse_rss(&std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?)
+}
+
+fn parse_rss(status: &str) -> Option<Rss> {
+    let field = |name: &str| -> Option<u64> {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    };
+    Some(Rss {
+        now_kib: field("VmRSS")?,
+        peak_kib: field("VmHWM")?,
+    })
 }
 
 /// The processes watched during a phase, by role (`redis`, `api`, `workers`, `bench`).
@@ -144,6 +175,20 @@ pub fn command_delta(before: &CommandStats, after: &CommandStats) -> Vec<(String
     d
 }
 
+/// Integer fields of `INFO memory` (`used_memory`, `used_memory_dataset`, …).
+pub async fn memory_info(
+    con: &mut redis::aio::MultiplexedConnection,
+) -> anyhow::Result<BTreeMap<String, u64>> {
+    let info: String = redis::cmd("INFO").arg("memory").query_async(con).await?;
+    Ok(info
+        .lines()
+        .filter_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            Some((k.to_owned(), v.trim().parse().ok()?))
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,7 +204,22 @@ mod tests {
     }
 
     #[test]
-    fn this_process_has_a_cpu_time() {
+    fn status_lines_give_resident_and_peak_memory() {
+        let status =
+            "Name:\tscanq-worker\nVmPeak:\t  900000 kB\nVmHWM:\t    9000 kB\nVmRSS:\t    8000 kB\n";
+
+        assert_eq!(
+            parse_rss(status),
+            Some(Rss {
+                now_kib: 8000,
+                peak_kib: 9000
+            })
+        );
+    }
+
+    #[test]
+    fn this_process_has_a_cpu_time_and_a_resident_size() {
+        assert!(rss(std::process::id()).is_some_and(|r| r.now_kib > 0));
         assert!(cpu_seconds(std::process::id()).is_some());
     }
 }

@@ -53,6 +53,8 @@ fn a_tiny_run_reports_all_headline_numbers_as_one_json_line() {
             "4",
             "--e2e-jobs",
             "20",
+            "--memory-jobs",
+            "200",
             "--worker-concurrency",
             "32",
             "--timeout-sec",
@@ -74,15 +76,71 @@ fn a_tiny_run_reports_all_headline_numbers_as_one_json_line() {
         "submit_jobs_per_sec",
         "e2e_p50_ms",
         "e2e_p99_ms",
+        "memory_bytes_per_job",
     ] {
         let v = doc[key].as_f64().unwrap_or(0.0);
         assert!(v > 0.0, "{key} is a positive number: {doc}");
     }
     assert!(doc["e2e_p50_ms"].as_f64() <= doc["e2e_p99_ms"].as_f64());
+    for key in [
+        "api_idle",
+        "worker_idle",
+        "api_peak_submit",
+        "worker_peak_drain",
+    ] {
+        let kib = doc["rss_kib"][key].as_u64().unwrap_or(0);
+        assert!(kib > 0, "rss_kib.{key} is a positive number: {doc}");
+    }
+    let commands = doc["commands_per_job"]["calls"].as_f64().unwrap_or(0.0);
+    assert!(commands > 1.0, "Redis commands per job: {doc}");
     assert!(
         stderr.contains("(b) drain, 200 noop jobs"),
         "table on stderr: {stderr}"
     );
+    assert!(
+        stderr.contains("(d) Redis memory per queued job, 200 jobs"),
+        "table on stderr: {stderr}"
+    );
+}
+
+#[test]
+fn the_memory_phase_sizes_the_job_hashes_among_the_key_kinds() {
+    let out = Command::new(BENCH)
+        .args([
+            "--only",
+            "memory",
+            "--memory-jobs",
+            "100",
+            "--clients",
+            "4",
+            "--json",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run scanq-bench");
+
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+    assert!(doc["drain_jobs_per_sec"].is_null(), "{doc}");
+    assert!(doc["memory_bytes_per_job"].as_f64() > Some(0.0), "{doc}");
+    let memory = &doc["memory"];
+    assert_eq!(memory["jobs"], 100, "{doc}");
+    // 4 clients × 4 warm-up jobs, then the 100 measured.
+    assert_eq!(memory["jobs_in_redis"], 116, "{doc}");
+    let kinds = memory["kinds"].as_array().expect("kinds");
+    let job = kinds
+        .iter()
+        .find(|k| k["label"] == "job hash")
+        .unwrap_or_else(|| panic!("a job hash kind: {doc}"));
+    assert_eq!(job["keys"], 116, "{doc}");
+    assert_eq!(job["type"], "hash", "{doc}");
+    assert!(job["bytes_per_job"].as_f64() > Some(0.0), "{doc}");
+    assert!(doc["rss_kib"]["worker_idle"].as_u64() > Some(0), "{doc}");
+    assert!(doc["rss_kib"]["worker_peak_drain"].is_null(), "{doc}");
 }
 
 #[test]
@@ -102,6 +160,7 @@ fn one_phase_can_run_alone_and_the_others_are_null() {
     assert!(doc["e2e_p99_ms"].as_f64().is_some(), "{doc}");
     assert!(doc["drain_jobs_per_sec"].is_null(), "{doc}");
     assert!(doc["submit_jobs_per_sec"].is_null(), "{doc}");
+    assert!(doc["memory_bytes_per_job"].is_null(), "{doc}");
 }
 
 #[test]
@@ -203,6 +262,8 @@ async fn with_an_existing_redis_only_the_runs_own_keys_are_written_and_removed()
             "4",
             "--e2e-jobs",
             "5",
+            "--memory-jobs",
+            "50",
             "--json",
         ])
         .stdin(Stdio::null())
