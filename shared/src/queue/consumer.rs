@@ -71,7 +71,6 @@ pub struct Consumer {
     cancelled_error_json: String,
     open: OpenCache,
     disabled: Mutex<HashSet<ToolName>>,
-    last_ids: Mutex<HashMap<String, String>>,
     blocking: tokio::sync::Mutex<Option<MultiplexedConnection>>,
 }
 
@@ -117,7 +116,6 @@ impl Consumer {
             cancelled_error_json: cancelled_error(),
             open: OpenCache::new(),
             disabled: Mutex::default(),
-            last_ids: Mutex::default(),
             blocking: tokio::sync::Mutex::new(None),
         })
     }
@@ -212,12 +210,6 @@ impl Consumer {
                 self.open
                     .note_rejected(t.name.as_str(), claimed.retry_after_ms);
                 out.refused.push(t.name.clone());
-            }
-            if !claimed.last_ids.is_empty() {
-                let mut ids = self.last_ids.lock().expect("last ids lock");
-                for (s, id) in t.keys.streams().into_iter().zip(claimed.last_ids) {
-                    ids.insert(s, id);
-                }
             }
             free = free.saturating_sub(claimed.jobs.len());
             for job in claimed.jobs {
@@ -461,20 +453,25 @@ impl Consumer {
         }
     }
 
-    /// Blocks (on a dedicated connection without response timeout) until a new entry arrives
-    /// on any of the worker's ready streams, or `timeout` passes.
+    /// Blocks (on a dedicated connection without response timeout) until any of the worker's
+    /// claimable ready streams holds an entry, or `timeout` passes. A ready stream holds only
+    /// unclaimed entries (the claim deletes what it takes), so reading from `0-0` returns at once
+    /// while work is waiting and blocks while there is none: no entry can slip in between a
+    /// claim and the wait. Disabled tools and tools whose breaker refused are left out (their
+    /// entries would wake the worker for nothing).
     pub async fn wait_for_work(&self, timeout: Duration) {
-        let ids: Vec<(String, String)> = {
-            let last = self.last_ids.lock().expect("last ids lock");
+        let streams: Vec<String> = {
+            let disabled = self.disabled.lock().expect("disabled lock");
             self.tools
                 .iter()
+                .filter(|t| !disabled.contains(&t.name) && self.open.is_open(t.name.as_str()).is_none())
                 .flat_map(|t| t.keys.streams())
-                .map(|s| {
-                    let id = last.get(&s).cloned().unwrap_or_else(|| "$".into());
-                    (s, id)
-                })
                 .collect()
         };
+        if streams.is_empty() {
+            tokio::time::sleep(timeout).await;
+            return;
+        }
         let mut guard = self.blocking.lock().await;
         if guard.is_none() {
             let config = redis::AsyncConnectionConfig::new().set_response_timeout(None);
@@ -497,11 +494,11 @@ impl Consumer {
             .arg("COUNT")
             .arg(1)
             .arg("STREAMS");
-        for (s, _) in &ids {
+        for s in &streams {
             cmd.arg(s);
         }
-        for (_, id) in &ids {
-            cmd.arg(id);
+        for _ in &streams {
+            cmd.arg("0-0");
         }
         let res: redis::RedisResult<redis::Value> = cmd.query_async(con).await;
         if res.is_err() {

@@ -24,9 +24,9 @@
 -- moved to `scheduled` until the breaker may admit again (this never counts as an attempt).
 -- Returns {jobs, last_ids, retry_after_ms, transitions}: jobs = array of
 -- {ref, fence, attempt, queue_wait_ms, target, template, args_raw, intrusive, timeout_sec}
--- (only what the worker needs); last_ids = the last id generated on each stream (for a
--- blocking wait when fewer jobs than asked for were found); retry_after_ms > 0 when the breaker
--- refused; transitions = breaker transitions made here, as JSON.
+-- (only what the worker needs); last_ids = always empty (kept for the reply's shape: a stream
+-- holds only unclaimed entries, so an idle worker blocks reading from `0-0`); retry_after_ms > 0
+-- when the breaker refused; transitions = breaker transitions made here, as JSON.
 
 local group, consumer = ARGV[1], ARGV[2]
 local want, lease = tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -86,8 +86,7 @@ end
 local function hold(j, delay)
   redis.call('ZADD', sched, now + delay, j.ref)
   count(S.queued, S.scheduled)
-  emit(j, 'state',
-    state_event(S.scheduled, now, { retry_at_ms = now + delay, reason = 'circuit_breaker_open' }), now)
+  emit_state(j, 'state', S.scheduled, now, { retry_at_ms = now + delay, reason = 'circuit_breaker_open' })
   save(j, now, { 'state', S.scheduled, 'retry_at_ms', now + delay, 'error', held_error })
 end
 
@@ -142,7 +141,7 @@ for _, i in ipairs(order) do
         redis.call('HDEL', j.key, 'finished_ms', 'duration_ms', 'retry_at_ms')
       end
       count(S.queued, S.running)
-      emit(j, 'state', state_event(S.running, now, { worker = consumer }), now)
+      emit_state(j, 'state', S.running, now, { worker = consumer })
       save(j, now, set)
       leases[#leases + 1] = now + lease
       leases[#leases + 1] = ref
@@ -182,17 +181,4 @@ if #waits > 0 then
   redis.call('LTRIM', KEYS[7], 0, 999)
 end
 
-local last = {}
-if #jobs < want then
-  for i = 1, 3 do
-    local ok, info = pcall(redis.call, 'XINFO', 'STREAM', KEYS[i])
-    local id = '0-0'
-    if ok then
-      for k = 1, #info, 2 do
-        if info[k] == 'last-generated-id' then id = info[k + 1] end
-      end
-    end
-    last[i] = id
-  end
-end
-return { jobs, last, retry_after, transitions }
+return { jobs, {}, retry_after, transitions }

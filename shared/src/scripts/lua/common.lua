@@ -25,17 +25,25 @@ local function job_at(prefix, ref, tool)
 end
 
 -- Reads the base fields and `fields` into j.h (absent fields are nil); false when the job is gone.
+-- The full field list is built once per list (callers pass a constant table).
+local names_of = {}
 local function load(j, fields)
-  local names = {}
-  for _, f in ipairs(JOB_BASE) do names[#names + 1] = f end
-  for _, f in ipairs(fields) do names[#names + 1] = f end
-  local v = redis.call('HMGET', j.key, unpack(names))
-  j.h = {}
-  for i, f in ipairs(names) do
-    if v[i] then j.h[f] = v[i] end
+  local names = names_of[fields]
+  if not names then
+    names = {}
+    for _, f in ipairs(JOB_BASE) do names[#names + 1] = f end
+    for _, f in ipairs(fields) do names[#names + 1] = f end
+    names_of[fields] = names
   end
-  j.seq = tonumber(j.h.evseq or '0')
-  return j.h.state ~= nil
+  local v = redis.call('HMGET', j.key, unpack(names))
+  local h = {}
+  for i = 1, #names do
+    if v[i] then h[names[i]] = v[i] end
+  end
+  j.h = h
+  -- Every job has had its creation event; `evseq` is written from the second on.
+  j.seq = tonumber(h.evseq or '1')
+  return h.state ~= nil
 end
 
 local function state_event(to, now, extra)
@@ -53,7 +61,19 @@ local function emit(j, kind, data, now)
   if j.h.evs == '1' then
     redis.call('XADD', j.ev, 'MAXLEN', '~', Q.maxev, '0-' .. j.seq, 'type', kind, 'data', data)
   end
-  if tonumber(j.h.watch or '0') >= now then
+  if j.h.watch and tonumber(j.h.watch) >= now then
+    redis.call('PUBLISH', Q.channel, j.tag)
+  end
+end
+
+-- `emit` of a state change (`kind` = 'state' | 'done'); the JSON is only built when stored.
+local function emit_state(j, kind, st, now, extra)
+  j.seq = j.seq + 1
+  if j.h.evs == '1' then
+    redis.call('XADD', j.ev, 'MAXLEN', '~', Q.maxev, '0-' .. j.seq, 'type', kind,
+      'data', state_event(st, now, extra))
+  end
+  if j.h.watch and tonumber(j.h.watch) >= now then
     redis.call('PUBLISH', Q.channel, j.tag)
   end
 end
@@ -144,8 +164,8 @@ local function finish(f)
     redis.call('ZADD', f.dead, f.now, j.ref)
     ttl = f.dead_ttl
   end
-  emit(j, 'state', state_event(f.to, f.now), f.now)
-  emit(j, 'done', state_event(f.to, f.now), f.now)
+  emit_state(j, 'state', f.to, f.now)
+  emit_state(j, 'done', f.to, f.now)
   save(j, f.now, set)
   redis.call('PEXPIRE', j.key, ttl)
   if j.h.evs == '1' then redis.call('PEXPIRE', j.ev, ttl) end

@@ -81,7 +81,7 @@ for i = 8, #ARGV, 8 do
     if outcome == 'retry' then
       redis.call('ZADD', sched, now + delay, ref)
       count(S.running, S.scheduled)
-      emit(j, 'state', state_event(S.scheduled, now, { retry_at_ms = now + delay }), now)
+      emit_state(j, 'state', S.scheduled, now, { retry_at_ms = now + delay })
       set[#set + 1] = 'state'; set[#set + 1] = S.scheduled
       set[#set + 1] = 'retry_at_ms'; set[#set + 1] = now + delay
       save(j, now, set)
@@ -90,7 +90,7 @@ for i = 8, #ARGV, 8 do
       redis.call('XADD', streams[h.priority] or streams.normal, '*', 'ref', ref)
       redis.call('HINCRBY', KEYS[14], tenant, 1)
       count(S.running, S.queued)
-      emit(j, 'state', state_event(S.queued, now, { reason = 'handed back' }), now)
+      emit_state(j, 'state', S.queued, now, { reason = 'handed back' })
       set[#set + 1] = 'state'; set[#set + 1] = S.queued
       set[#set + 1] = 'attempt'; set[#set + 1] = attempt - 1
       set[#set + 1] = 'ready_ms'; set[#set + 1] = now

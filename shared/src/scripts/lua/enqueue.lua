@@ -1,6 +1,6 @@
 -- enqueue.lua: create a job atomically (one job hash + a ready-stream entry or a schedule), with
 -- correlation-ID idempotency and the queue-length limit. No event stream is created: nobody can
--- be watching a job that does not exist yet (its creation is event 1, `evseq` = 1).
+-- be watching a job that does not exist yet (its creation is event 1; `evseq` is absent = 1).
 -- KEYS[1] job hash  KEYS[2] the priority's stream  KEYS[3] scheduled zset  KEYS[4] counts hash
 -- KEYS[5] fair-share hash (tenant → entries in the streams)  KEYS[6] backlog key prefix
 -- (+ tenant = that tenant's backlog list)
@@ -47,7 +47,7 @@ else
     if window == 0 then redis.call('HINCRBY', fair, tenant, 1) end
   end
 end
-local fields = { 'state', state, 'req_hash', hash, 'created_ms', now, 'evseq', 1 }
+local fields = { 'state', state, 'req_hash', hash, 'created_ms', now }
 for _, v in ipairs(when) do fields[#fields + 1] = v end
 for i = 7, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', job, unpack(fields))

@@ -32,7 +32,7 @@ for _, ref in ipairs(due) do
   if load(j, { 'priority' }) and j.h.state == S.scheduled then
     ready(streams[j.h.priority] or streams.normal, KEYS[9], ref)
     count(S.scheduled, S.queued)
-    emit(j, 'state', state_event(S.queued, now), now)
+    emit_state(j, 'state', S.queued, now)
     save(j, now, { 'state', S.queued, 'ready_ms', now })
     promoted = promoted + 1
   end
@@ -69,7 +69,7 @@ for _, ref in ipairs(lapsed) do
       delay = math.floor(delay * (0.5 + rnd))
       redis.call('ZADD', sched, now + delay, ref)
       count(S.running, S.scheduled)
-      emit(j, 'state', state_event(S.scheduled, now, { retry_at_ms = now + delay, reason = 'lease expired' }), now)
+      emit_state(j, 'state', S.scheduled, now, { retry_at_ms = now + delay, reason = 'lease expired' })
       set[#set + 1] = 'state'; set[#set + 1] = S.scheduled
       set[#set + 1] = 'retry_at_ms'; set[#set + 1] = now + delay
       save(j, now, set)

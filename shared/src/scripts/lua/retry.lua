@@ -21,7 +21,7 @@ redis.call('HDEL', j.key, 'result', 'error', 'finished_ms', 'duration_ms', 'star
   'worker', 'progress', 'retry_at_ms', 'queue_wait_ms')
 ready(streams[j.h.priority] or streams.normal, KEYS[7], j.ref)
 count(state, S.queued)
-emit(j, 'state', state_event(S.queued, now, { reason = 'retry' }), now)
+emit_state(j, 'state', S.queued, now, { reason = 'retry' })
 save(j, now, { 'state', S.queued, 'attempt', 0, 'deliveries', 0, 'cancel_requested', '0',
   'ready_ms', now })
 flush_counts(KEYS[3])
