@@ -195,3 +195,34 @@ async fn the_tenant_listing_shrinks_with_the_jobs_it_points_to() {
     let page = get_json(&base, "/v1/jobs").await;
     assert_eq!(page["jobs"].as_array().map(Vec::len), Some(0), "{page}");
 }
+
+#[tokio::test]
+async fn the_listing_is_the_index_another_tool_conflicts_until_the_job_expired() {
+    let redis = RedisServer::start().await;
+    let cfg = Config {
+        result_ttl_sec: 1,
+        ..test_config(&redis, "index")
+    };
+    let (_api, base) = start_api(cfg.clone(), catalog()).await;
+    let _worker = start_worker(cfg.clone(), catalog()).await;
+    submit(&base, json!({"tool":"noop","target":"10.0.0.5","correlation_id":"x"})).await;
+    wait_done(&base, "x", Duration::from_secs(10)).await;
+    let other = json!({"tool":"sleep","target":"10.0.0.5","args":"--ms 1","correlation_id":"x"});
+    let r = post_json(&base, "/v1/jobs", &other).await;
+    assert_eq!(r.status(), 409, "another tool under a live job's ID");
+    // Once the first job expired, its ID may name a job of another tool.
+    eventually(Duration::from_secs(10), "the first job expired", || async {
+        let mut con = redis.con().await;
+        let n: Vec<String> = con
+            .keys(format!("{}:{{noop}}:job:*", cfg.key_prefix))
+            .await
+            .unwrap();
+        n.is_empty().then_some(())
+    })
+    .await;
+    submit(&base, other).await;
+    let doc = wait_done(&base, "x", Duration::from_secs(10)).await;
+    assert_eq!(doc["tool"], "sleep", "{doc}");
+    let page = get_json(&base, "/v1/jobs?tool=sleep").await;
+    assert_eq!(page["jobs"][0]["correlation_id"], "x", "{page}");
+}

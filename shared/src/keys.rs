@@ -18,8 +18,8 @@
 //! | `P:{T}:running_by` | hash | running jobs per tenant (per-tenant running caps) |
 //! | `P:{T}:breaker[:hist|:probes|:window]` | hash/list/zset | the tool's circuit breaker |
 //! | `P:{T}:stats:wait`, `P:{T}:stats:run` | list | newest 1000 wait / run times (ms), for percentiles |
-//! | `P:idx:<tenant>:<cid>` | string | which tool holds a correlation ID; expires with the job |
-//! | `P:jobs:<tenant>` | zset | the tenant's jobs (`<tool>/<cid>`, score = created ms), newest first (listing); members of expired jobs are swept |
+//! | `P:jobs:<tenant>` | zset | the tenant's jobs, newest first, **and** its correlation-ID index: member = cid, score = created ms × 1024 + tool number; members of expired jobs are swept |
+//! | `P:tools:no` | hash | tool → its number in listing scores (assigned once) |
 //! | `P:workers` | zset | live workers, score = heartbeat expiry |
 //! | `P:worker:<id>` | string | a worker's self-description (JSON) |
 //! | `P:tools:disabled` | set | tools disabled cluster-wide |
@@ -40,7 +40,8 @@
 //! **What a queued job stores** (Engine v2): one hash — the request fields (`tool`, `tenant`,
 //! `cid`, `target`, `args`, `args_raw`, `template`, `priority`, `timeout_sec`, `max_attempts`,
 //! `intrusive`, `max_running`), `req_hash`, `state`, `created_ms`, `ready_ms`, `evseq` — plus
-//! one entry in its priority stream, one index string and one listing member. Counters that a
+//! one entry in its priority stream and one member of its tenant's listing (which is also the
+//! correlation-ID index). Counters that a
 //! queued job does not need yet (`attempt`, `deliveries`, `fence`) are absent (read as 0). No
 //! event stream exists: it is created, seeded with the states the job already had, by the first
 //! `progress`/`output` event or when an SSE client starts watching (`watch.lua`). Until then
@@ -91,8 +92,9 @@ impl Keys {
         self.tool(&id.tool).job(&id.job_ref())
     }
 
-    pub fn index(&self, tenant: &TenantId, cid: &CorrelationId) -> String {
-        format!("{}:idx:{}:{}", self.prefix, tenant, cid)
+    /// Tool → number (for the listing's scores; see `queue/listing.rs`).
+    pub fn tool_numbers(&self) -> String {
+        format!("{}:tools:no", self.prefix)
     }
 
     pub fn tenant_jobs(&self, tenant: &TenantId) -> String {

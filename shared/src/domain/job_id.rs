@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | [`JobId::job_ref`] | `<tenant>/<cid>` | the job inside its tool's keyspace (stream entries, zsets, script arguments) |
 //! | [`JobId::tag`] | `<tool>/<tenant>/<cid>` | notify and cancel messages, the worker's running set |
-//! | [`JobId::member`] | `<tool>/<cid>` | the tenant's listing |
+//! | `cid` alone | `<cid>` | the tenant's listing (the tool is in the member's score) |
 
 use std::fmt;
 
@@ -33,11 +33,6 @@ impl JobId {
         format!("{}/{}/{}", self.tool, self.tenant, self.cid)
     }
 
-    /// `<tool>/<cid>`: the job in its tenant's listing.
-    pub fn member(&self) -> String {
-        format!("{}/{}", self.tool, self.cid)
-    }
-
     /// The job a script names by its ref inside `tool`'s keyspace.
     pub fn from_ref(tool: &ToolName, job_ref: &str) -> Option<Self> {
         let (tenant, cid) = job_ref.split_once('/')?;
@@ -48,15 +43,6 @@ impl JobId {
         })
     }
 
-    /// The job a tenant's listing names by `<tool>/<cid>`.
-    pub fn from_member(tenant: &TenantId, member: &str) -> Option<Self> {
-        let (tool, cid) = member.split_once('/')?;
-        Some(Self {
-            tool: ToolName::parse(tool).ok()?,
-            tenant: tenant.clone(),
-            cid: CorrelationId::parse(cid).ok()?,
-        })
-    }
 }
 
 /// `<tenant>/<cid>`, for callers that do not know the tool yet.
@@ -83,12 +69,7 @@ mod tests {
         );
         assert_eq!(id.job_ref(), "blue/scan-1");
         assert_eq!(id.tag(), "nmap/blue/scan-1");
-        assert_eq!(id.member(), "nmap/scan-1");
         assert_eq!(JobId::from_ref(&id.tool, &id.job_ref()), Some(id.clone()));
-        assert_eq!(
-            JobId::from_member(&id.tenant, &id.member()),
-            Some(id.clone())
-        );
         assert_eq!(JobId::from_ref(&id.tool, "no-slash"), None);
     }
 }

@@ -14,10 +14,10 @@ use super::connect::{Pool, cancelled_error, client, pool, script_settings};
 use crate::breaker::{OpenCache, Transition};
 use crate::catalog::Catalog;
 use crate::config::Config;
-use crate::domain::{ErrorInfo, ErrorType, JobId, JobState, ToolName};
+use crate::domain::{ErrorInfo, ErrorType, JobId, ToolName};
 use crate::keys::{GROUP, Keys, ToolKeys};
 use crate::scripts::{
-    BreakerArgs, ClaimedJob, CompleteStatus, Completed, Completion, ReapReport, RenewStatus,
+    BreakerArgs, ClaimedJob, Completed, Completion, ReapReport, RenewStatus,
     ScriptSettings, Scripts,
 };
 
@@ -296,85 +296,26 @@ impl Consumer {
             .await?)
     }
 
-    /// How long the correlation-ID index of a job in `state` is kept (None: as it is).
-    fn index_ttl_ms(&self, state: CompleteStatus) -> Option<u64> {
-        match state {
-            CompleteStatus::Moved(JobState::Failed) => Some(self.settings.dead_ttl_ms),
-            CompleteStatus::Moved(s) if s.is_terminal() => Some(self.settings.result_ttl_ms),
-            _ => None,
-        }
-    }
-
-    /// Writes a batch of one tool's outcomes. The index of each job that finishes is given the
-    /// job's retention in the same round trip (predicted from the outcome; corrected in a second
-    /// round trip only when the script decided otherwise — a retry out of attempts, a stale
-    /// attempt, a cancel).
+    /// Writes a batch of one tool's outcomes (one script call).
     pub async fn complete(
         &self,
         tool: &ToolName,
         batch: &[Completion],
     ) -> Result<Completed, super::QueueError> {
-        let t = self.tool(tool);
-        let breaker_json = t.map_or("{}", |t| t.breaker_json.as_str());
-        let tk = self.keys.tool(tool);
-        let ids: Vec<Option<JobId>> = batch
-            .iter()
-            .map(|c| JobId::from_ref(tool, &c.job_ref))
-            .collect();
-        let predicted: Vec<Option<u64>> = batch
-            .iter()
-            .map(|c| match c.outcome {
-                crate::domain::Outcome::Succeeded | crate::domain::Outcome::Cancelled => {
-                    self.index_ttl_ms(CompleteStatus::Moved(JobState::Succeeded))
-                }
-                crate::domain::Outcome::Failed => {
-                    self.index_ttl_ms(CompleteStatus::Moved(JobState::Failed))
-                }
-                _ => None,
-            })
-            .collect();
-        let invocation = self.scripts.complete_invocation(
-            &tk,
-            &self.settings,
-            tool.as_str(),
-            breaker_json,
-            &self.id,
-            batch,
-        );
-        let mut pipe = redis::pipe();
-        pipe.invoke_script(&invocation);
-        for (id, ttl) in ids.iter().zip(&predicted) {
-            if let (Some(id), Some(ttl)) = (id, ttl) {
-                pipe.pexpire(self.keys.index(&id.tenant, &id.cid), *ttl as i64)
-                    .ignore();
-            }
-        }
+        let breaker_json = self.tool(tool).map_or("{}", |t| t.breaker_json.as_str());
         let mut con = self.pool.get().await?;
-        let (reply,): (redis::Value,) = match pipe.query_async(&mut con).await {
-            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
-                self.scripts.load_all(&mut con).await?;
-                pipe.query_async(&mut con).await?
-            }
-            other => other?,
-        };
-        let done = Scripts::complete_reply(reply, batch.len())?;
-        let mut fix = redis::pipe();
-        let mut fixes = 0;
-        for ((id, ttl), state) in ids.iter().zip(&predicted).zip(&done.states) {
-            let Some(id) = id else { continue };
-            let wanted = self.index_ttl_ms(*state);
-            if wanted != *ttl {
-                // A job that goes on (stale, retried) keeps its index as long as a queued job.
-                let ms = wanted.unwrap_or(self.settings.job_ttl_ms);
-                fix.pexpire(self.keys.index(&id.tenant, &id.cid), ms as i64)
-                    .ignore();
-                fixes += 1;
-            }
-        }
-        if fixes > 0 {
-            let _: () = fix.query_async(&mut con).await?;
-        }
-        Ok(done)
+        Ok(self
+            .scripts
+            .complete(
+                &mut con,
+                &self.keys.tool(tool),
+                &self.settings,
+                tool.as_str(),
+                breaker_json,
+                &self.id,
+                batch,
+            )
+            .await?)
     }
 
     /// The queue's clock work for every tool (due jobs, lapsed leases), and a refresh of which

@@ -1,14 +1,42 @@
-//! The tenant's job listing (`P:jobs:<tenant>`, members `<tool>/<cid>`, score = created ms) and
-//! its upkeep. A listing entry is written at submit; jobs expire on their own TTLs (a minute to
-//! a week), so the sweeper walks every listing oldest-first in bounded steps and removes the
-//! members whose job is gone: a listing shrinks with the jobs it points to, whatever their TTL.
+//! The tenant's listing, which is also its correlation-ID index: one sorted set per tenant,
+//! `P:jobs:<tenant>`, member = correlation ID, score = `created_ms × 1024 + tool number`.
+//! - listing: newest first by score (the tool number only breaks ties within a millisecond);
+//! - index: `ZSCORE` tells which tool holds an ID (`score mod 1024`), and `ZADD NX` claims an ID
+//!   for a tool atomically at submit (a second tool under the same ID gets 409);
+//! - the numbers come from `P:tools:no` (tool → number, assigned once, fleet-wide, at most
+//!   [`MAX_TOOLS`]); `created_ms × 1024 + n` stays an exact double until the year 2248.
+//!
+//! One member per job, instead of a listing entry *and* an index key, saves ~180 bytes per job
+//! and two commands per job (no index `SET`, no index `PEXPIRE` when the job finishes). Jobs
+//! expire on their own TTLs (a minute to a week), so the sweeper walks every listing oldest-first
+//! in bounded steps and removes the members whose job is gone: a listing shrinks with the jobs it
+//! points to, whatever their TTL.
 
 use std::collections::HashMap;
 
 use redis::AsyncCommands;
 
 use super::{Queue, QueueError};
-use crate::domain::{JobDocument, JobId, JobState, TenantId, ToolName};
+use crate::domain::{CorrelationId, JobDocument, JobId, JobState, TenantId, ToolName};
+
+/// Tools a deployment can number (the score keeps 10 bits for the tool).
+pub const MAX_TOOLS: u64 = 1024;
+
+/// The listing score of a job created at `created_ms` by tool number `no`.
+pub(super) fn score(created_ms: u64, no: u64) -> u64 {
+    created_ms * MAX_TOOLS + no
+}
+
+fn tool_no_of(score: u64) -> u64 {
+    score % MAX_TOOLS
+}
+
+/// Tool ↔ number, as assigned in `P:tools:no` (cached; assignments never change).
+#[derive(Debug, Default)]
+pub(super) struct ToolNumbers {
+    by_tool: HashMap<ToolName, u64>,
+    by_no: HashMap<u64, ToolName>,
+}
 
 pub(super) fn now_ms() -> u64 {
     std::time::SystemTime::now()
@@ -34,6 +62,64 @@ pub struct Swept {
 }
 
 impl Queue {
+    /// The number of `tool` (assigned on first use, fleet-wide).
+    pub(super) async fn tool_no(&self, tool: &ToolName) -> Result<u64, QueueError> {
+        if let Some(n) = self.numbers.lock().expect("numbers lock").by_tool.get(tool) {
+            return Ok(*n);
+        }
+        let key = self.keys.tool_numbers();
+        let mut con = self.connection().await?;
+        let mut n: Option<u64> = con.hget(&key, tool.as_str()).await?;
+        if n.is_none() {
+            // `#next` counts assignments; a lost race only skips a number.
+            let next: u64 = con.hincr(&key, "#next", 1).await?;
+            if next >= MAX_TOOLS {
+                return Err(QueueError::Redis(redis::RedisError::from((
+                    redis::ErrorKind::Client,
+                    "more than 1024 tools numbered in this keyspace",
+                ))));
+            }
+            let _: bool = con.hset_nx(&key, tool.as_str(), next).await?;
+            n = con.hget(&key, tool.as_str()).await?;
+        }
+        let n = n.unwrap_or(0);
+        let mut map = self.numbers.lock().expect("numbers lock");
+        map.by_tool.insert(tool.clone(), n);
+        map.by_no.insert(n, tool.clone());
+        Ok(n)
+    }
+
+    /// The tool with number `no` (reloading the numbers once when it is not known yet).
+    pub(super) async fn tool_by_no(&self, no: u64) -> Result<Option<ToolName>, QueueError> {
+        if let Some(t) = self.numbers.lock().expect("numbers lock").by_no.get(&no) {
+            return Ok(Some(t.clone()));
+        }
+        let mut con = self.connection().await?;
+        let all: HashMap<String, u64> = con.hgetall(self.keys.tool_numbers()).await?;
+        let mut map = self.numbers.lock().expect("numbers lock");
+        for (t, n) in all {
+            if let Ok(t) = ToolName::parse(&t) {
+                map.by_tool.insert(t.clone(), n);
+                map.by_no.insert(n, t);
+            }
+        }
+        Ok(map.by_no.get(&no).cloned())
+    }
+
+    /// Which tool holds this tenant's correlation ID (the listing's score), if any.
+    pub(super) async fn indexed(
+        &self,
+        tenant: &TenantId,
+        cid: &CorrelationId,
+    ) -> Result<Option<ToolName>, QueueError> {
+        let mut con = self.connection().await?;
+        let s: Option<f64> = con.zscore(self.keys.tenant_jobs(tenant), cid.as_str()).await?;
+        match s {
+            Some(s) => self.tool_by_no(tool_no_of(s as u64)).await,
+            None => Ok(None),
+        }
+    }
+
     /// The tenant's jobs, newest first. `cursor` is the created-ms bound of the previous page.
     pub async fn list(
         &self,
@@ -67,7 +153,7 @@ impl Queue {
             let mut pipe = redis::pipe();
             let mut refs = Vec::new();
             for (member, score) in &page {
-                let Some(id) = JobId::from_member(tenant, member) else {
+                let Some(id) = self.listed(tenant, member, *score).await? else {
                     continue;
                 };
                 pipe.hgetall(self.keys.job(&id));
@@ -164,8 +250,8 @@ impl Queue {
                 let mut pipe = redis::pipe();
                 let mut gone: Vec<&String> = Vec::new();
                 let mut asked: Vec<&String> = Vec::new();
-                for (member, _) in &page {
-                    match JobId::from_member(&tenant, member) {
+                for (member, score) in &page {
+                    match self.listed(&tenant, member, *score).await? {
                         Some(id) => {
                             pipe.exists(self.keys.job(&id));
                             asked.push(member);
@@ -198,5 +284,39 @@ impl Queue {
         .await;
         *self.sweep.lock().expect("sweep lock") = cur;
         res.map(|_| done)
+    }
+
+    /// The job a listing member names (its tool from the score).
+    async fn listed(
+        &self,
+        tenant: &TenantId,
+        member: &str,
+        score: f64,
+    ) -> Result<Option<JobId>, QueueError> {
+        let Ok(cid) = CorrelationId::parse(member) else {
+            return Ok(None);
+        };
+        Ok(self
+            .tool_by_no(tool_no_of(score as u64))
+            .await?
+            .map(|tool| JobId::new(tool, tenant.clone(), cid)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_score_keeps_time_order_and_the_tool_exactly() {
+        let now = 1_800_000_000_000u64;
+        for no in [0, 1, 7, MAX_TOOLS - 1] {
+            let s = score(now, no);
+            assert_eq!((s as f64) as u64, s, "exact as a double");
+            assert_eq!(tool_no_of((s as f64) as u64), no);
+            assert!(score(now + 1, 0) > s);
+        }
+        // Year 2248 still fits in a double's 53 bits.
+        assert!(score(8_796_093_022_207, MAX_TOOLS - 1) < (1u64 << 53));
     }
 }

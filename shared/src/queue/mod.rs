@@ -119,6 +119,7 @@ pub struct Queue {
     /// the job lives; a hit whose job is gone is checked again against Redis.
     located: Arc<Mutex<HashMap<String, ToolName>>>,
     sweep: Arc<Mutex<listing::SweepCursor>>,
+    numbers: Arc<Mutex<listing::ToolNumbers>>,
 }
 
 impl Queue {
@@ -133,6 +134,7 @@ impl Queue {
             job_ttl_ms: cfg.job_ttl_sec * 1000,
             located: Arc::default(),
             sweep: Arc::default(),
+            numbers: Arc::default(),
         }
     }
 
@@ -190,23 +192,35 @@ impl Queue {
         let id = JobId::new(spec.tool.clone(), tenant.clone(), cid);
         let r = id.job_ref();
         let tk = self.keys.tool(&spec.tool);
+        let no = self.tool_no(&spec.tool).await?;
+        let list = self.keys.tenant_jobs(tenant);
         let mut con = self.connection().await?;
-        // Claim the correlation ID for this tool; a different tool under the same ID conflicts.
-        let previous: Option<String> = redis::cmd("SET")
-            .arg(self.keys.index(tenant, &id.cid))
-            .arg(spec.tool.as_str())
+        // Claim the correlation ID for this tool in the tenant's listing (its index).
+        let listed_at = listing::score(listing::now_ms(), no);
+        let added: i64 = redis::cmd("ZADD")
+            .arg(&list)
             .arg("NX")
-            .arg("GET")
-            .arg("PX")
-            .arg(self.job_ttl_ms)
+            .arg(listed_at)
+            .arg(id.cid.as_str())
             .query_async(&mut con)
             .await?;
-        if let Some(prev) = &previous
-            && prev != spec.tool.as_str()
-        {
-            return Err(QueueError::Conflict {
-                state: "owned by another tool".into(),
-            });
+        let fresh = added == 1;
+        if !fresh {
+            match self.indexed(tenant, &id.cid).await? {
+                Some(t) if t == spec.tool => {}
+                Some(t) => {
+                    // Held by another tool: a conflict while that job exists; an expired one's
+                    // ID may be reused.
+                    let other = JobId::new(t, tenant.clone(), id.cid.clone());
+                    let exists: bool = con.exists(self.keys.job(&other)).await?;
+                    if exists {
+                        return Err(QueueError::Conflict {
+                            state: "owned by another tool".into(),
+                        });
+                    }
+                }
+                None => {}
+            }
         }
         let args = serde_json::to_string(spec.args.as_slice()).expect("serializable");
         let mut fields = vec![
@@ -236,7 +250,6 @@ impl Queue {
         if max_running > 0 {
             fields.push(("max_running", max_running.to_string()));
         }
-        let listed_at = listing::now_ms();
         let invocation = self.scripts.enqueue_invocation(
             &tk,
             &self.settings,
@@ -246,27 +259,23 @@ impl Queue {
             spec.delay_ms,
             &fields,
         );
-        let mut pipe = redis::pipe();
-        pipe.invoke_script(&invocation);
-        if previous.is_none() {
-            // Listed at once (a 202'd job is listable); removed again below if not created.
-            pipe.cmd("ZADD")
-                .arg(self.keys.tenant_jobs(tenant))
-                .arg("NX")
-                .arg(listed_at)
-                .arg(id.member())
-                .ignore();
-        }
-        let (reply,): (redis::Value,) = match pipe.query_async(&mut con).await {
-            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
-                self.scripts.load_all(&mut con).await?;
-                pipe.query_async(&mut con).await?
-            }
-            other => other?,
-        };
+        let reply: redis::Value = invocation.invoke_async(&mut con).await?;
         let outcome = Scripts::enqueue_reply(reply)?;
-        if !matches!(outcome, EnqueueOutcome::Created { .. }) && previous.is_none() {
-            let _: () = con.zrem(self.keys.tenant_jobs(tenant), id.member()).await?;
+        match &outcome {
+            EnqueueOutcome::Created { .. } if !fresh => {
+                // An expired job's ID reused: list it as new, under this tool.
+                let _: () = redis::cmd("ZADD")
+                    .arg(&list)
+                    .arg("XX")
+                    .arg(listed_at)
+                    .arg(id.cid.as_str())
+                    .query_async(&mut con)
+                    .await?;
+            }
+            EnqueueOutcome::Full { .. } if fresh => {
+                let _: () = con.zrem(&list, id.cid.as_str()).await?;
+            }
+            _ => {}
         }
         let created = match outcome {
             EnqueueOutcome::Created { state, created_ms } => {
@@ -301,15 +310,13 @@ impl Queue {
         map.insert(id.job_ref(), id.tool.clone());
     }
 
-    /// Which tool holds this tenant's correlation ID (from Redis's index).
+    /// Which tool holds this tenant's correlation ID (from the tenant's listing).
     pub async fn locate(
         &self,
         tenant: &TenantId,
         cid: &CorrelationId,
     ) -> Result<Option<ToolName>, QueueError> {
-        let mut con = self.connection().await?;
-        let tool: Option<String> = con.get(self.keys.index(tenant, cid)).await?;
-        let tool = tool.and_then(|t| ToolName::parse(&t).ok());
+        let tool = self.indexed(tenant, cid).await?;
         if let Some(t) = &tool {
             self.remember(&JobId::new(t.clone(), tenant.clone(), cid.clone()));
         }
@@ -506,13 +513,6 @@ impl Queue {
             )
             .await?;
         if out == CancelOutcome::Cancelled {
-            // The index lives as long as the cancelled job's result.
-            let _: () = con
-                .pexpire(
-                    self.keys.index(tenant, cid),
-                    self.settings.result_ttl_ms as i64,
-                )
-                .await?;
             self.forget_queued(tenant, &tool, cid).await?;
         }
         match out {
@@ -528,9 +528,6 @@ impl Queue {
         };
         let id = JobId::new(tool.clone(), tenant.clone(), cid.clone());
         let mut con = self.connection().await?;
-        let _: () = con
-            .pexpire(self.keys.index(tenant, cid), self.job_ttl_ms as i64)
-            .await?;
         match self
             .scripts
             .retry(
