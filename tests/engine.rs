@@ -205,7 +205,11 @@ async fn the_listing_is_the_index_another_tool_conflicts_until_the_job_expired()
     };
     let (_api, base) = start_api(cfg.clone(), catalog()).await;
     let _worker = start_worker(cfg.clone(), catalog()).await;
-    submit(&base, json!({"tool":"noop","target":"10.0.0.5","correlation_id":"x"})).await;
+    submit(
+        &base,
+        json!({"tool":"noop","target":"10.0.0.5","correlation_id":"x"}),
+    )
+    .await;
     wait_done(&base, "x", Duration::from_secs(10)).await;
     let other = json!({"tool":"sleep","target":"10.0.0.5","args":"--ms 1","correlation_id":"x"});
     let r = post_json(&base, "/v1/jobs", &other).await;

@@ -67,7 +67,7 @@ impl Fx {
                 &self.set,
                 r,
                 hash,
-                &self.tk.stream(prio),
+                prio,
                 delay,
                 &fields,
             )

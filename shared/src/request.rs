@@ -183,7 +183,8 @@ impl JobSpec {
             max_attempts,
             intrusive,
         ]);
-        let request_hash = hex::encode(&Sha256::digest(canonical.to_string().as_bytes())[..16]);
+        // 64 bits: it only tells apart two requests under the same tenant and correlation ID.
+        let request_hash = hex::encode(&Sha256::digest(canonical.to_string().as_bytes())[..8]);
         Ok(Self {
             tool,
             target,

@@ -216,7 +216,21 @@ fn rfc3339(ms: u64) -> String {
 impl JobDocument {
     /// Builds the document from the job hash as the scripts write it (field names in
     /// `scripts/lua/*.lua`). Returns `None` when the hash is empty or not a job.
+    /// The document of job `id` from its hash, which leaves out what its key already says
+    /// (tool, correlation ID).
+    pub fn from_job(id: &super::JobId, h: &HashMap<String, String>) -> Option<Self> {
+        let mut doc = Self::from_hash_parts(h, Some(id))?;
+        doc.tool = id.tool.to_string();
+        doc.correlation_id = id.cid.to_string();
+        Some(doc)
+    }
+
+    /// The document from a hash that names its tool and correlation ID itself.
     pub fn from_hash(h: &HashMap<String, String>) -> Option<Self> {
+        Self::from_hash_parts(h, None)
+    }
+
+    fn from_hash_parts(h: &HashMap<String, String>, id: Option<&super::JobId>) -> Option<Self> {
         let get = |k: &str| h.get(k).filter(|v| !v.is_empty());
         let num = |k: &str| get(k).and_then(|v| v.parse::<u64>().ok());
         fn json<T: serde::de::DeserializeOwned>(h: &HashMap<String, String>, k: &str) -> Option<T> {
@@ -233,8 +247,14 @@ impl JobDocument {
             e.retry_after_sec = Some(retry_at.saturating_sub(now).div_ceil(1000));
         }
         Some(Self {
-            correlation_id: get("cid")?.clone(),
-            tool: get("tool")?.clone(),
+            correlation_id: match id {
+                Some(id) => id.cid.to_string(),
+                None => get("cid")?.clone(),
+            },
+            tool: match id {
+                Some(id) => id.tool.to_string(),
+                None => get("tool")?.clone(),
+            },
             target: get("target").cloned().unwrap_or_default(),
             args: json(h, "args").unwrap_or_default(),
             template: get("template").cloned(),

@@ -42,7 +42,6 @@ impl JobId {
             cid: CorrelationId::parse(cid).ok()?,
         })
     }
-
 }
 
 /// `<tenant>/<cid>`, for callers that do not know the tool yet.

@@ -17,8 +17,8 @@ use crate::config::Config;
 use crate::domain::{ErrorInfo, ErrorType, JobId, ToolName};
 use crate::keys::{GROUP, Keys, ToolKeys};
 use crate::scripts::{
-    BreakerArgs, ClaimedJob, Completed, Completion, ReapReport, RenewStatus,
-    ScriptSettings, Scripts,
+    BreakerArgs, ClaimedJob, Completed, Completion, ReapReport, RenewStatus, ScriptSettings,
+    Scripts,
 };
 
 /// A job this worker claimed: who it is, and what it needs to run.
@@ -405,7 +405,9 @@ impl Consumer {
             let disabled = self.disabled.lock().expect("disabled lock");
             self.tools
                 .iter()
-                .filter(|t| !disabled.contains(&t.name) && self.open.is_open(t.name.as_str()).is_none())
+                .filter(|t| {
+                    !disabled.contains(&t.name) && self.open.is_open(t.name.as_str()).is_none()
+                })
                 .flat_map(|t| t.keys.streams())
                 .collect()
         };

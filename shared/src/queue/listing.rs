@@ -113,7 +113,9 @@ impl Queue {
         cid: &CorrelationId,
     ) -> Result<Option<ToolName>, QueueError> {
         let mut con = self.connection().await?;
-        let s: Option<f64> = con.zscore(self.keys.tenant_jobs(tenant), cid.as_str()).await?;
+        let s: Option<f64> = con
+            .zscore(self.keys.tenant_jobs(tenant), cid.as_str())
+            .await?;
         match s {
             Some(s) => self.tool_by_no(tool_no_of(s as u64)).await,
             None => Ok(None),
@@ -157,13 +159,13 @@ impl Queue {
                     continue;
                 };
                 pipe.hgetall(self.keys.job(&id));
-                refs.push((member.clone(), *score));
+                refs.push((member.clone(), *score, id));
             }
             let hashes: Vec<HashMap<String, String>> = pipe.query_async(&mut con).await?;
             let mut gone = Vec::new();
-            for (h, (member, score)) in hashes.iter().zip(refs) {
+            for (h, (member, score, id)) in hashes.iter().zip(refs) {
                 max = format!("({score}");
-                let Some(doc) = JobDocument::from_hash(h) else {
+                let Some(doc) = JobDocument::from_job(&id, h) else {
                     gone.push(member);
                     continue;
                 };

@@ -224,14 +224,12 @@ impl Queue {
         }
         let args = serde_json::to_string(spec.args.as_slice()).expect("serializable");
         let mut fields = vec![
-            ("tool", spec.tool.to_string()),
-            ("cid", id.cid.to_string()),
             ("target", spec.target.to_string()),
             ("timeout_sec", spec.timeout_sec.to_string()),
             ("max_attempts", spec.max_attempts.to_string()),
         ];
         // Defaults are left out of the hash (read back as their defaults): every byte of a
-        // queued job is paid for as long as it waits. The tenant is in the key.
+        // queued job is paid for as long as it waits. Tool, tenant and ID are in the key.
         if !spec.args.as_slice().is_empty() {
             fields.push(("args", args));
         }
@@ -255,7 +253,7 @@ impl Queue {
             &self.settings,
             &r,
             &spec.request_hash,
-            &tk.stream(spec.priority),
+            spec.priority,
             spec.delay_ms,
             &fields,
         );
@@ -290,7 +288,7 @@ impl Queue {
                     .collect();
                 return Ok(Submitted {
                     created: true,
-                    document: JobDocument::from_hash(&h).ok_or(QueueError::NotFound)?,
+                    document: JobDocument::from_job(&id, &h).ok_or(QueueError::NotFound)?,
                 });
             }
             EnqueueOutcome::Exists { .. } => false,
@@ -298,7 +296,7 @@ impl Queue {
             EnqueueOutcome::Full { depth } => return Err(QueueError::Full { depth }),
         };
         let h: HashMap<String, String> = con.hgetall(tk.job(&r)).await?;
-        let document = JobDocument::from_hash(&h).ok_or(QueueError::NotFound)?;
+        let document = JobDocument::from_job(&id, &h).ok_or(QueueError::NotFound)?;
         Ok(Submitted { created, document })
     }
 
@@ -342,16 +340,18 @@ impl Queue {
             .get(&crate::keys::job_ref(tenant, cid))
             .cloned();
         if let Some(tool) = cached {
-            let h = read(JobId::new(tool.clone(), tenant.clone(), cid.clone())).await?;
-            if let Some(doc) = JobDocument::from_hash(&h) {
+            let id = JobId::new(tool.clone(), tenant.clone(), cid.clone());
+            let h = read(id.clone()).await?;
+            if let Some(doc) = JobDocument::from_job(&id, &h) {
                 return Ok(Some((tool, doc)));
             }
         }
         let Some(tool) = self.locate(tenant, cid).await? else {
             return Ok(None);
         };
-        let h = read(JobId::new(tool.clone(), tenant.clone(), cid.clone())).await?;
-        Ok(JobDocument::from_hash(&h).map(|d| (tool, d)))
+        let id = JobId::new(tool.clone(), tenant.clone(), cid.clone());
+        let h = read(id.clone()).await?;
+        Ok(JobDocument::from_job(&id, &h).map(|d| (tool, d)))
     }
 
     /// The job document, or None (also for another tenant's ID).

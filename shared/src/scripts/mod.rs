@@ -12,7 +12,7 @@ mod reply;
 use redis::aio::ConnectionLike;
 use redis::{RedisResult, Script, Value};
 
-use crate::domain::{JobState, Outcome, Verdict};
+use crate::domain::{JobState, Outcome, Priority, Verdict};
 use crate::keys::{GROUP, ToolKeys};
 
 pub use limits::{AdmitOutcome, LimitScripts, Rate, RateDecision, TenantCaps};
@@ -177,12 +177,12 @@ impl Scripts {
         set: &ScriptSettings,
         job_ref: &str,
         request_hash: &str,
-        stream: &str,
+        priority: Priority,
         delay_ms: u64,
         fields: &[(&str, String)],
     ) -> RedisResult<EnqueueOutcome> {
         let v: Value = self
-            .enqueue_invocation(tk, set, job_ref, request_hash, stream, delay_ms, fields)
+            .enqueue_invocation(tk, set, job_ref, request_hash, priority, delay_ms, fields)
             .invoke_async(con)
             .await?;
         reply::enqueue(v)
@@ -196,13 +196,13 @@ impl Scripts {
         set: &ScriptSettings,
         job_ref: &str,
         request_hash: &str,
-        stream: &str,
+        priority: Priority,
         delay_ms: u64,
         fields: &[(&str, String)],
     ) -> redis::ScriptInvocation<'a> {
         let mut inv = self.enqueue.prepare_invoke();
         inv.key(tk.job(job_ref))
-            .key(stream)
+            .key(tk.stream(priority))
             .key(tk.scheduled())
             .key(tk.counts())
             .key(tk.fair())
@@ -212,7 +212,8 @@ impl Scripts {
             .arg(set.max_queue_len)
             .arg(set.job_ttl_ms)
             .arg(delay_ms)
-            .arg(set.fair_window);
+            .arg(set.fair_window)
+            .arg(priority.as_str());
         for (k, v) in fields {
             inv.arg(*k).arg(v);
         }

@@ -92,7 +92,7 @@ end
 
 local FIELDS = { 'ready_ms', 'created_ms', 'deliveries', 'max_running', 'attempt', 'fence',
   'probe', 'cancel_requested', 'finished_ms', 'retry_at_ms', 'target', 'template', 'args_raw',
-  'intrusive', 'timeout_sec' }
+  'intrusive', 'timeout_sec', 'priority' }
 
 local disabled = redis.call('EXISTS', KEYS[13]) == 1
 for _, i in ipairs(order) do
@@ -107,7 +107,7 @@ for _, i in ipairs(order) do
     if h.state == S.queued and cap > 0
         and tonumber(redis.call('HGET', running_by, tenant) or '0') >= cap then
       decision = 'capped'
-      redis.call('LPUSH', KEYS[15] .. tenant, ref)
+      redis.call('LPUSH', KEYS[15] .. tenant, backlog_item(h.priority, ref))
     else
       freed[tenant] = (freed[tenant] or 0) + 1
     end
@@ -171,7 +171,7 @@ for tenant, n in pairs(left) do
   if share <= 0 then redis.call('HDEL', KEYS[14], tenant) end
   -- A tenant at its window may have a backlog waiting for the places just freed.
   if (freed[tenant] or 0) > 0 and (window == 0 or share + n >= window) then
-    refill(KEYS[14], KEYS[15], prefix, streams_by, tenant, freed[tenant])
+    refill(KEYS[14], KEYS[15], streams_by, tenant, freed[tenant])
   end
 end
 if #leases > 0 then redis.call('ZADD', KEYS[4], unpack(leases)) end

@@ -171,20 +171,23 @@ local function finish(f)
   if j.h.evs == '1' then redis.call('PEXPIRE', j.ev, ttl) end
 end
 
--- Moves up to `n` of the tenant's backlogged jobs (skipping jobs cancelled meanwhile) onto
--- their ready streams. `streams` maps priority → stream key.
-local function refill(fairkey, backlog_prefix, job_prefix, streams, tenant, n)
-  local backlog = backlog_prefix .. tenant
-  local moved = 0
-  while moved < n do
-    local ref = redis.call('LPOP', backlog)
-    if not ref then return end
-    local h = redis.call('HMGET', job_prefix .. K.job .. ref, 'state', 'priority')
-    if h[1] == S.queued then
-      ready(streams[h[2]] or streams.normal, fairkey, ref)
-      moved = moved + 1
-    end
+-- A tenant's backlog holds `<priority>|<ref>` items, so moving one needs no read of the job.
+local function backlog_item(priority, ref)
+  return (priority or 'normal') .. '|' .. ref
+end
+
+-- Moves up to `n` of the tenant's backlogged jobs onto their ready streams (one LPOP, one
+-- share update). A job cancelled meanwhile is dropped by the claim like any other.
+-- `streams` maps priority → stream key.
+local function refill(fairkey, backlog_prefix, streams, tenant, n)
+  local items = redis.call('LPOP', backlog_prefix .. tenant, n)
+  if not items then return end
+  for _, item in ipairs(items) do
+    local p, ref = string.match(item, '^(%a+)|(.*)$')
+    if not p then p, ref = 'normal', item end
+    redis.call('XADD', streams[p] or streams.normal, '*', 'ref', ref)
   end
+  redis.call('HINCRBY', fairkey, tenant, #items)
 end
 
 -- A job of `tenant` stops running on this tool (its per-tenant running count goes down).

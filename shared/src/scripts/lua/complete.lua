@@ -65,7 +65,7 @@ for i = 8, #ARGV, 8 do
     local tenant = tenant_of(ref)
     if tonumber(h.max_running or '0') > 0 then
       left_running(KEYS[16], tenant)
-      refill(KEYS[14], KEYS[15], prefix, streams, tenant, 1)
+      refill(KEYS[14], KEYS[15], streams, tenant, 1)
     end
     if h.cancel_requested == '1' and outcome ~= S.succeeded then
       outcome = S.cancelled

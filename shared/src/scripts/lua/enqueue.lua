@@ -8,7 +8,7 @@
 -- ARGV[5] delay ms  ARGV[6] fair-share window: a tenant with this many entries in the ready
 -- streams has further jobs wait in its own backlog list, moved to the stream as its entries are
 -- claimed, so one tenant's flood cannot starve another (0 = no window)
--- ARGV[7..] field, value pairs of the job (tool, cid, target, args, …)
+-- ARGV[7] priority  ARGV[8..] field, value pairs of the job (target, args, …)
 -- Returns {'created', state, created_ms} | {'exists', state} | {'conflict', state} | {'full', depth}
 
 local job, stream, sched, counts, fair = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
@@ -41,7 +41,7 @@ else
   if window > 0 and redis.call('HINCRBY', fair, tenant, 1) > window then
     -- Over the tenant's share: wait in its backlog instead.
     redis.call('HINCRBY', fair, tenant, -1)
-    redis.call('RPUSH', KEYS[6] .. tenant, ref)
+    redis.call('RPUSH', KEYS[6] .. tenant, backlog_item(ARGV[7], ref))
   else
     redis.call('XADD', stream, '*', 'ref', ref)
     if window == 0 then redis.call('HINCRBY', fair, tenant, 1) end
@@ -49,7 +49,7 @@ else
 end
 local fields = { 'state', state, 'req_hash', hash, 'created_ms', now }
 for _, v in ipairs(when) do fields[#fields + 1] = v end
-for i = 7, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 8, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', job, unpack(fields))
 redis.call('PEXPIRE', job, ttl)
 redis.call('HINCRBY', counts, state, 1)

@@ -49,7 +49,7 @@ for _, ref in ipairs(lapsed) do
   if h.state == S.running then
     if tonumber(h.max_running or '0') > 0 then
       left_running(KEYS[11], tenant_of(ref))
-      refill(KEYS[9], KEYS[10], prefix, streams, tenant_of(ref), 1)
+      refill(KEYS[9], KEYS[10], streams, tenant_of(ref), 1)
     end
     -- The fence moves on, so the old worker can no longer write a result.
     local set = { 'fence', tonumber(h.fence or '0') + 1 }
