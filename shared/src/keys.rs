@@ -12,9 +12,8 @@
 //! | `P:{T}:scheduled` | zset | jobs waiting for a time (retry back-off, delay, breaker) |
 //! | `P:{T}:leases` | zset | running jobs, score = lease expiry (ms) |
 //! | `P:{T}:dead` | zset | failed jobs (dead letters), score = finish time |
-//! | `P:{T}:counts` | hash | jobs per state, kept by the scripts (O(1) stats) |
+//! | `P:{T}:counts` | hash | jobs per state, kept by the scripts (O(1) stats), and each tenant's entries in the ready streams (`share:<tenant>`, the fair-share window) |
 //! | `P:{T}:backlog:<tenant>` | zset | a tenant's jobs over its fair-share window |
-//! | `P:{T}:fair` | hash | jobs per tenant inside the window |
 //! | `P:{T}:running_by` | hash | running jobs per tenant (per-tenant running caps) |
 //! | `P:{T}:breaker[:hist|:probes|:window]` | hash/list/zset | the tool's circuit breaker |
 //! | `P:{T}:stats:wait`, `P:{T}:stats:run` | list | newest 1000 wait / run times (ms), for percentiles |
@@ -205,10 +204,6 @@ impl ToolKeys {
         format!("{}:backlog:", self.base)
     }
 
-    pub fn fair(&self) -> String {
-        format!("{}:fair", self.base)
-    }
-
     pub fn breaker(&self) -> String {
         format!("{}:breaker", self.base)
     }
@@ -278,7 +273,6 @@ mod tests {
             t.dead(),
             t.counts(),
             t.backlog_prefix(),
-            t.fair(),
             t.breaker(),
             t.breaker_history(),
             t.breaker_probes(),

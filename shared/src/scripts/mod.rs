@@ -205,7 +205,6 @@ impl Scripts {
             .key(tk.stream(priority))
             .key(tk.scheduled())
             .key(tk.counts())
-            .key(tk.fair())
             .key(tk.backlog_prefix())
             .arg(job_ref)
             .arg(request_hash)
@@ -252,7 +251,7 @@ impl Scripts {
             .key(bk.probes)
             .key(bk.window)
             .key(tk.disabled())
-            .key(tk.fair())
+            .key(tk.counts())
             .key(tk.backlog_prefix())
             .key(tk.running_by_tenant())
             .arg(GROUP)
@@ -348,7 +347,7 @@ impl Scripts {
             .key(bk.hist)
             .key(bk.probes)
             .key(bk.window)
-            .key(tk.fair())
+            .key(tk.counts())
             .key(tk.backlog_prefix())
             .key(tk.running_by_tenant())
             .arg(set.result_ttl_ms)
@@ -414,7 +413,7 @@ impl Scripts {
         for s in tk.streams() {
             inv.key(s);
         }
-        inv.key(tk.fair());
+        inv.key(tk.counts());
         inv.key(tk.backlog_prefix()).key(tk.running_by_tenant());
         inv.arg(limit)
             .arg(set.max_deliveries)
@@ -472,7 +471,7 @@ impl Scripts {
         for s in tk.streams() {
             inv.key(s);
         }
-        inv.key(tk.fair());
+        inv.key(tk.counts());
         let v: Value = inv
             .arg(job_ref)
             .arg(set.job_ttl_ms)

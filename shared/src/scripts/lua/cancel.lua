@@ -18,7 +18,7 @@ end
 local now = now_ms()
 if state == S.running then
   redis.call('HSET', j.key, 'cancel_requested', '1')
-  redis.call('PUBLISH', ARGV[5], j.tag)
+  redis.call('PUBLISH', ARGV[5], tag_of(j))
   return { 'requested' }
 end
 if state == S.scheduled then

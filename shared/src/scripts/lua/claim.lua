@@ -11,7 +11,7 @@
 -- KEYS[7] wait-samples list  KEYS[8] scheduled zset
 -- KEYS[9..12] breaker state hash, history list, probes zset, window zset
 -- KEYS[13] the tool's disabled flag (nothing is claimed while it exists)
--- KEYS[14] fair-share hash  KEYS[15] backlog key prefix (see enqueue.lua): each entry read
+-- KEYS[14] counts hash again (fair shares, `share:<tenant>`)  KEYS[15] backlog key prefix (see enqueue.lua): each entry read
 -- leaves its tenant's share, and the tenant's next backlogged job takes its place
 -- KEYS[16] running-per-tenant hash: a job whose tenant already runs its `max_running` jobs of
 -- this tool goes back to the front of the tenant's backlog (let in again when one finishes)
@@ -167,10 +167,10 @@ end
 
 -- Once per call: the tenants' shares of the streams (and their backlogs), leases, counts, samples.
 for tenant, n in pairs(left) do
-  local share = redis.call('HINCRBY', KEYS[14], tenant, -n)
-  if share <= 0 then redis.call('HDEL', KEYS[14], tenant) end
+  local left_share = redis.call('HINCRBY', KEYS[14], share(tenant), -n)
+  if left_share <= 0 then redis.call('HDEL', KEYS[14], share(tenant)) end
   -- A tenant at its window may have a backlog waiting for the places just freed.
-  if (freed[tenant] or 0) > 0 and (window == 0 or share + n >= window) then
+  if (freed[tenant] or 0) > 0 and (window == 0 or left_share + n >= window) then
     refill(KEYS[14], KEYS[15], streams_by, tenant, freed[tenant])
   end
 end

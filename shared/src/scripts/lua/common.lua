@@ -19,9 +19,15 @@ end
 local JOB_BASE = { 'state', 'evseq', 'evs', 'watch' }
 
 -- A job of this tool by its ref `<tenant>/<cid>`; `prefix` is the tool's key prefix.
+-- (Its stream key `j.ev` and notify tag `j.tag` are built only when needed: `ev_key`, `tag_of`.)
 local function job_at(prefix, ref, tool)
-  return { key = prefix .. K.job .. ref, ev = prefix .. K.ev .. ref, ref = ref,
-    tag = tool .. '/' .. ref }
+  return { key = prefix .. K.job .. ref, prefix = prefix, ref = ref, tool = tool }
+end
+local function ev_key(j)
+  return j.prefix .. K.ev .. j.ref
+end
+local function tag_of(j)
+  return j.tool .. '/' .. j.ref
 end
 
 -- Reads the base fields and `fields` into j.h (absent fields are nil); false when the job is gone.
@@ -59,10 +65,10 @@ end
 local function emit(j, kind, data, now)
   j.seq = j.seq + 1
   if j.h.evs == '1' then
-    redis.call('XADD', j.ev, 'MAXLEN', '~', Q.maxev, '0-' .. j.seq, 'type', kind, 'data', data)
+    redis.call('XADD', ev_key(j), 'MAXLEN', '~', Q.maxev, '0-' .. j.seq, 'type', kind, 'data', data)
   end
   if j.h.watch and tonumber(j.h.watch) >= now then
-    redis.call('PUBLISH', Q.channel, j.tag)
+    redis.call('PUBLISH', Q.channel, tag_of(j))
   end
 end
 
@@ -70,11 +76,11 @@ end
 local function emit_state(j, kind, st, now, extra)
   j.seq = j.seq + 1
   if j.h.evs == '1' then
-    redis.call('XADD', j.ev, 'MAXLEN', '~', Q.maxev, '0-' .. j.seq, 'type', kind,
+    redis.call('XADD', ev_key(j), 'MAXLEN', '~', Q.maxev, '0-' .. j.seq, 'type', kind,
       'data', state_event(st, now, extra))
   end
   if j.h.watch and tonumber(j.h.watch) >= now then
-    redis.call('PUBLISH', Q.channel, j.tag)
+    redis.call('PUBLISH', Q.channel, tag_of(j))
   end
 end
 
@@ -111,7 +117,7 @@ local function seed(j)
   local at = tonumber(j.h.updated_ms or j.h.created_ms or '0')
   local created = tonumber(j.h.created_ms or '0')
   local function add(pos, kind, data)
-    redis.call('XADD', j.ev, '0-' .. pos, 'type', kind, 'data', data)
+    redis.call('XADD', ev_key(j), '0-' .. pos, 'type', kind, 'data', data)
   end
   local first = S.queued
   if j.seq <= 1 then first = st end
@@ -127,7 +133,7 @@ local function seed(j)
     add(j.seq, 'state', state_event(st, at, e))
   end
   local ttl = redis.call('PTTL', j.key)
-  if ttl > 0 then redis.call('PEXPIRE', j.ev, ttl) end
+  if ttl > 0 then redis.call('PEXPIRE', ev_key(j), ttl) end
   redis.call('HSET', j.key, 'evs', '1')
   j.h.evs = '1'
 end
@@ -139,9 +145,13 @@ end
 
 -- Puts a job on a ready stream and counts it in its tenant's share of the stream (see the
 -- fair-share window in enqueue.lua and claim.lua).
+local function share(tenant)
+  return 'share:' .. tenant
+end
+
 local function ready(stream, fairkey, ref)
   redis.call('XADD', stream, '*', 'ref', ref)
-  redis.call('HINCRBY', fairkey, tenant_of(ref), 1)
+  redis.call('HINCRBY', fairkey, share(tenant_of(ref)), 1)
 end
 
 -- Ends a job for good: finish time (and run time when it ran), the state change, a dead letter
@@ -168,7 +178,7 @@ local function finish(f)
   emit_state(j, 'done', f.to, f.now)
   save(j, f.now, set)
   redis.call('PEXPIRE', j.key, ttl)
-  if j.h.evs == '1' then redis.call('PEXPIRE', j.ev, ttl) end
+  if j.h.evs == '1' then redis.call('PEXPIRE', ev_key(j), ttl) end
 end
 
 -- A tenant's backlog holds `<priority>|<ref>` items, so moving one needs no read of the job.
@@ -187,7 +197,7 @@ local function refill(fairkey, backlog_prefix, streams, tenant, n)
     if not p then p, ref = 'normal', item end
     redis.call('XADD', streams[p] or streams.normal, '*', 'ref', ref)
   end
-  redis.call('HINCRBY', fairkey, tenant, #items)
+  redis.call('HINCRBY', fairkey, share(tenant), #items)
 end
 
 -- A job of `tenant` stops running on this tool (its per-tenant running count goes down).

@@ -6,7 +6,7 @@
 -- per call.
 -- KEYS[1] leases zset  KEYS[2] counts hash  KEYS[3] scheduled zset  KEYS[4] dead zset
 -- KEYS[5] the tool's key prefix  KEYS[6..8] streams high, normal, low  KEYS[9] run-samples list
--- KEYS[10..13] breaker state hash, history list, probes zset, window zset  KEYS[14] fair-share hash
+-- KEYS[10..13] breaker state hash, history list, probes zset, window zset  KEYS[14] counts hash again (fair shares, `share:<tenant>`)
 -- KEYS[15] backlog key prefix  KEYS[16] running-per-tenant hash (a capped tenant's next waiting
 -- job is let in when one of its jobs stops running)
 -- ARGV[1] result ttl ms  ARGV[2] dead ttl ms  ARGV[3] max events  ARGV[4] notify channel
@@ -88,7 +88,7 @@ for i = 8, #ARGV, 8 do
       out[#out + 1] = S.scheduled
     elseif outcome == 'handback' then
       redis.call('XADD', streams[h.priority] or streams.normal, '*', 'ref', ref)
-      redis.call('HINCRBY', KEYS[14], tenant, 1)
+      redis.call('HINCRBY', KEYS[14], share(tenant), 1)
       count(S.running, S.queued)
       emit_state(j, 'state', S.queued, now, { reason = 'handed back' })
       set[#set + 1] = 'state'; set[#set + 1] = S.queued

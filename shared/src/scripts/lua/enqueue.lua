@@ -2,8 +2,8 @@
 -- correlation-ID idempotency and the queue-length limit. No event stream is created: nobody can
 -- be watching a job that does not exist yet (its creation is event 1; `evseq` is absent = 1).
 -- KEYS[1] job hash  KEYS[2] the priority's stream  KEYS[3] scheduled zset  KEYS[4] counts hash
--- KEYS[5] fair-share hash (tenant → entries in the streams)  KEYS[6] backlog key prefix
--- (+ tenant = that tenant's backlog list)
+-- (jobs per state, and each tenant's entries in the ready streams as `share:<tenant>`)
+-- KEYS[5] backlog key prefix (+ tenant = that tenant's backlog list)
 -- ARGV[1] ref  ARGV[2] request hash  ARGV[3] max queue length  ARGV[4] job ttl ms
 -- ARGV[5] delay ms  ARGV[6] fair-share window: a tenant with this many entries in the ready
 -- streams has further jobs wait in its own backlog list, moved to the stream as its entries are
@@ -11,7 +11,7 @@
 -- ARGV[7] priority  ARGV[8..] field, value pairs of the job (target, args, …)
 -- Returns {'created', state, created_ms} | {'exists', state} | {'conflict', state} | {'full', depth}
 
-local job, stream, sched, counts, fair = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local job, stream, sched, counts = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local ref, hash = ARGV[1], ARGV[2]
 local max_len, ttl, delay = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local window = tonumber(ARGV[6])
@@ -24,10 +24,11 @@ if existing[2] then
   return { 'conflict', existing[2] }
 end
 
-local c = redis.call('HMGET', counts, S.queued, S.scheduled)
-local depth = tonumber(c[1] or '0') + tonumber(c[2] or '0')
-if depth >= max_len then
-  return { 'full', depth }
+local tenant = tenant_of(ref)
+local c = redis.call('HMGET', counts, S.queued, S.scheduled, share(tenant))
+local queued, scheduled = tonumber(c[1] or '0'), tonumber(c[2] or '0')
+if queued + scheduled >= max_len then
+  return { 'full', queued + scheduled }
 end
 
 local now = now_ms()
@@ -35,16 +36,17 @@ local state, when = S.queued, {}
 if delay > 0 then
   state, when = S.scheduled, { 'retry_at_ms', now + delay }
   redis.call('ZADD', sched, now + delay, ref)
+  redis.call('HSET', counts, S.scheduled, scheduled + 1)
 else
   -- Ready since its creation (claim.lua reads `ready_ms`, else `created_ms`).
-  local tenant = tenant_of(ref)
-  if window > 0 and redis.call('HINCRBY', fair, tenant, 1) > window then
-    -- Over the tenant's share: wait in its backlog instead.
-    redis.call('HINCRBY', fair, tenant, -1)
-    redis.call('RPUSH', KEYS[6] .. tenant, backlog_item(ARGV[7], ref))
+  local in_stream = tonumber(c[3] or '0')
+  if window > 0 and in_stream >= window then
+    -- Over the tenant's share of the stream: wait in its backlog instead.
+    redis.call('RPUSH', KEYS[5] .. tenant, backlog_item(ARGV[7], ref))
+    redis.call('HSET', counts, S.queued, queued + 1)
   else
     redis.call('XADD', stream, '*', 'ref', ref)
-    if window == 0 then redis.call('HINCRBY', fair, tenant, 1) end
+    redis.call('HSET', counts, S.queued, queued + 1, share(tenant), in_stream + 1)
   end
 end
 local fields = { 'state', state, 'req_hash', hash, 'created_ms', now }
@@ -52,5 +54,4 @@ for _, v in ipairs(when) do fields[#fields + 1] = v end
 for i = 8, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', job, unpack(fields))
 redis.call('PEXPIRE', job, ttl)
-redis.call('HINCRBY', counts, state, 1)
 return { 'created', state, now }

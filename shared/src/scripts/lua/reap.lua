@@ -6,7 +6,7 @@
 --     scheduled for a retry with exponential back-off and jitter. The fence is bumped so the
 --     old worker can no longer write a result.
 -- KEYS[1] scheduled zset  KEYS[2] leases zset  KEYS[3] counts hash  KEYS[4] dead zset
--- KEYS[5] the tool's key prefix  KEYS[6..8] streams high, normal, low  KEYS[9] fair-share hash
+-- KEYS[5] the tool's key prefix  KEYS[6..8] streams high, normal, low  KEYS[9] counts hash again (fair shares)
 -- KEYS[10] backlog key prefix  KEYS[11] running-per-tenant hash
 -- ARGV[1] batch limit  ARGV[2] max deliveries  ARGV[3] retry base ms  ARGV[4] retry max ms
 -- ARGV[5] result ttl ms  ARGV[6] dead ttl ms  ARGV[7] max events  ARGV[8] notify channel

@@ -1,6 +1,6 @@
 -- retry.lua: queue a failed (dead) or cancelled job again, with fresh attempt counts.
 -- KEYS[1] the tool's key prefix  KEYS[2] dead zset  KEYS[3] counts hash
--- KEYS[4..6] streams high, normal, low  KEYS[7] fair-share hash
+-- KEYS[4..6] streams high, normal, low  KEYS[7] counts hash again (fair shares)
 -- ARGV[1] ref  ARGV[2] job ttl ms  ARGV[3] max events  ARGV[4] notify channel  ARGV[5] tool name
 -- Returns {'queued'} | {'not_retryable', state} | {'missing'}
 
@@ -26,5 +26,5 @@ save(j, now, { 'state', S.queued, 'attempt', 0, 'deliveries', 0, 'cancel_request
   'ready_ms', now })
 flush_counts(KEYS[3])
 redis.call('PEXPIRE', j.key, ttl)
-if j.h.evs == '1' then redis.call('PEXPIRE', j.ev, ttl) end
+if j.h.evs == '1' then redis.call('PEXPIRE', ev_key(j), ttl) end
 return { 'queued' }
