@@ -40,7 +40,6 @@ pub async fn prefill(phase: &Phase, n: u64, tasks: u64, limit: Duration) -> anyh
 
 async fn prefill_inner(phase: &Phase, n: u64, tasks: u64) -> anyhow::Result<f64> {
     let mut cfg = phase.cfg.clone();
-    cfg.redis_pool_size = tasks.clamp(1, 64) as usize;
     let pool = scanq::queue::pool(&cfg).map_err(anyhow::Error::msg)?;
     let queue = Queue::new(pool, &cfg);
     queue.prepare().await.context("load the scripts")?;
@@ -92,7 +91,6 @@ pub async fn run(
     limit: Duration,
 ) -> anyhow::Result<(DrainResult, Vec<scanq_tests::Proc>)> {
     let mut cfg = phase.cfg.clone();
-    cfg.redis_pool_size = 2;
     let queue = Queue::new(scanq::queue::pool(&cfg).map_err(anyhow::Error::msg)?, &cfg);
     let tool = phase.tool();
     let before = queue.counts(&tool).await?;

@@ -38,7 +38,6 @@ pub struct Config {
     pub lease_sec: u64,
     pub worker_grace_sec: u64,
     pub log_format: LogFormat,
-    pub redis_pool_size: usize,
     /// Jobs delivered this many times without finishing go dead as `worker_lost`.
     pub max_deliveries: u32,
     /// Fair share across tenants: ready-stream entries per tenant and tool before the tenant's
@@ -131,7 +130,6 @@ impl Default for Config {
             lease_sec: 30,
             worker_grace_sec: 30,
             log_format: LogFormat::Text,
-            redis_pool_size: 32,
             max_deliveries: 5,
             fair_window: 100,
             default_max_attempts: 3,
@@ -214,7 +212,6 @@ impl Config {
         range("lease_sec", self.lease_sec, 1, 3600)?;
         range("worker_concurrency", self.worker_concurrency, 1, 4096)?;
         range("worker_grace_sec", self.worker_grace_sec, 0, 86_400)?;
-        range("redis_pool_size", self.redis_pool_size, 1, 1024)?;
         range("max_deliveries", self.max_deliveries, 1, 100)?;
         range("fair_window", self.fair_window, 0, 1_000_000)?;
         range("default_max_attempts", self.default_max_attempts, 1, 100)?;

@@ -214,7 +214,6 @@ pub fn test_config(redis: &RedisServer, name: &str) -> Config {
         retry_base_ms: 100,
         retry_max_ms: 1000,
         worker_concurrency: 8,
-        redis_pool_size: 16,
         ..Config::default()
     }
 }

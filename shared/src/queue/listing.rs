@@ -237,11 +237,19 @@ impl Queue {
                         .await?;
                 }
                 let from = cur.after.map_or("-inf".to_owned(), |a| format!("({a}"));
+                // No job can have expired before the shortest retention has passed since its
+                // creation: younger members are not checked at all.
+                let shortest = self
+                    .settings
+                    .result_ttl_ms
+                    .min(self.settings.dead_ttl_ms)
+                    .min(self.job_ttl_ms);
+                let young = score(now_ms().saturating_sub(shortest), 0);
                 let step = (budget - done.checked).clamp(1, 500);
                 let page: Vec<(String, f64)> = redis::cmd("ZRANGE")
                     .arg(&list)
                     .arg(&from)
-                    .arg("+inf")
+                    .arg(format!("({young}"))
                     .arg("BYSCORE")
                     .arg("LIMIT")
                     .arg(0)

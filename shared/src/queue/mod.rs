@@ -300,6 +300,14 @@ impl Queue {
         Ok(Submitted { created, document })
     }
 
+    fn cached_tool(&self, tenant: &TenantId, cid: &CorrelationId) -> Option<ToolName> {
+        self.located
+            .lock()
+            .expect("located lock")
+            .get(&crate::keys::job_ref(tenant, cid))
+            .cloned()
+    }
+
     fn remember(&self, id: &JobId) {
         let mut map = self.located.lock().expect("located lock");
         if map.len() >= LOCATE_CACHE {
@@ -333,13 +341,7 @@ impl Queue {
         F: Fn(JobId) -> Fut,
         Fut: std::future::Future<Output = Result<HashMap<String, String>, QueueError>>,
     {
-        let cached = self
-            .located
-            .lock()
-            .expect("located lock")
-            .get(&crate::keys::job_ref(tenant, cid))
-            .cloned();
-        if let Some(tool) = cached {
+        if let Some(tool) = self.cached_tool(tenant, cid) {
             let id = JobId::new(tool.clone(), tenant.clone(), cid.clone());
             let h = read(id.clone()).await?;
             if let Some(doc) = JobDocument::from_job(&id, &h) {
@@ -405,13 +407,7 @@ impl Queue {
         tenant: &TenantId,
         cid: &CorrelationId,
     ) -> Result<Option<ToolName>, QueueError> {
-        let cached = self
-            .located
-            .lock()
-            .expect("located lock")
-            .get(&crate::keys::job_ref(tenant, cid))
-            .cloned();
-        match cached {
+        match self.cached_tool(tenant, cid) {
             Some(t) => Ok(Some(t)),
             None => self.locate(tenant, cid).await,
         }
