@@ -39,7 +39,7 @@ pub async fn prefill(phase: &Phase, n: u64, tasks: u64, limit: Duration) -> anyh
 }
 
 async fn prefill_inner(phase: &Phase, n: u64, tasks: u64) -> anyhow::Result<f64> {
-    let mut cfg = phase.cfg.clone();
+    let cfg = phase.cfg.clone();
     let pool = scanq::queue::pool(&cfg).map_err(anyhow::Error::msg)?;
     let queue = Queue::new(pool, &cfg);
     queue.prepare().await.context("load the scripts")?;
@@ -90,7 +90,7 @@ pub async fn run(
     watch: &mut Watch,
     limit: Duration,
 ) -> anyhow::Result<(DrainResult, Vec<scanq_tests::Proc>)> {
-    let mut cfg = phase.cfg.clone();
+    let cfg = phase.cfg.clone();
     let queue = Queue::new(scanq::queue::pool(&cfg).map_err(anyhow::Error::msg)?, &cfg);
     let tool = phase.tool();
     let before = queue.counts(&tool).await?;
