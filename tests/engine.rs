@@ -183,8 +183,16 @@ async fn the_tenant_listing_shrinks_with_the_jobs_it_points_to() {
     let listed: u64 = con.zcard(&list).await.unwrap();
     assert_eq!(listed, 30);
     wait_done(&base, "s29", Duration::from_secs(10)).await;
-    // Results expire after 1 s; the API's sweeper then drops their listing entries and the
-    // correlation-ID index expires with them.
+    // Members the sweeper cannot resolve go too: an unknown tool number, a malformed ID.
+    let ten_s_ago = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+        - 10_000;
+    let _: () = con.zadd(&list, "orphan", ten_s_ago * 1024 + 999).await.unwrap();
+    let _: () = con.zadd(&list, "not an id!", ten_s_ago * 1024).await.unwrap();
+    // Results expire after 1 s; the API's sweeper then drops their listing entries (the listing
+    // is also the correlation-ID index).
     eventually(Duration::from_secs(20), "the listing emptied", || async {
         let mut con = redis.con().await;
         let n: u64 = con.zcard(&list).await.unwrap();
