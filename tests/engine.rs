@@ -189,8 +189,14 @@ async fn the_tenant_listing_shrinks_with_the_jobs_it_points_to() {
         .unwrap()
         .as_millis() as u64
         - 10_000;
-    let _: () = con.zadd(&list, "orphan", ten_s_ago * 1024 + 999).await.unwrap();
-    let _: () = con.zadd(&list, "not an id!", ten_s_ago * 1024).await.unwrap();
+    let _: () = con
+        .zadd(&list, "orphan", ten_s_ago * 1024 + 999)
+        .await
+        .unwrap();
+    let _: () = con
+        .zadd(&list, "not an id!", ten_s_ago * 1024)
+        .await
+        .unwrap();
     // Results expire after 1 s; the API's sweeper then drops their listing entries (the listing
     // is also the correlation-ID index).
     eventually(Duration::from_secs(20), "the listing emptied", || async {
