@@ -18,7 +18,10 @@ struct Cli {
     print_config: bool,
 }
 
-#[tokio::main]
+/// One thread: the worker's own work is small (the tools are subprocesses), and keeping the
+/// claim, the attempt tasks and the completer on one thread saves a cross-thread wake-up per
+/// hop — measured: end-to-end p50 −0.15 ms, drain +12 %, less CPU (BENCHMARKS.md).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let Some(Booted { cfg, catalog }) = boot(cli.config.as_deref(), cli.print_config)? else {
