@@ -13,7 +13,7 @@
 //! | `P:{T}:leases` | zset | running jobs, score = lease expiry (ms) |
 //! | `P:{T}:dead` | zset | failed jobs (dead letters), score = finish time |
 //! | `P:{T}:counts` | hash | jobs per state, kept by the scripts (O(1) stats), and each tenant's entries in the ready streams (`share:<tenant>`, the fair-share window) |
-//! | `P:{T}:backlog:<tenant>` | zset | a tenant's jobs over its fair-share window |
+//! | `P:{T}:backlog:<tenant>` | list | a tenant's jobs over its fair-share window, as `<priority>|<ref>` items |
 //! | `P:{T}:running_by` | hash | running jobs per tenant (per-tenant running caps) |
 //! | `P:{T}:breaker[:hist|:probes|:window]` | hash/list/zset | the tool's circuit breaker |
 //! | `P:{T}:stats:wait`, `P:{T}:stats:run` | list | newest 1000 wait / run times (ms), for percentiles |

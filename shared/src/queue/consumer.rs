@@ -200,9 +200,6 @@ impl Consumer {
                 .await?;
             for tr in &claimed.transitions {
                 if let Ok(tr) = serde_json::from_str::<Transition>(tr) {
-                    if matches!(tr.to.as_str(), "closed" | "disabled" | "half_open") {
-                        self.open.clear(t.name.as_str());
-                    }
                     out.transitions.push((t.name.clone(), tr));
                 }
             }
@@ -223,7 +220,8 @@ impl Consumer {
         Ok(out)
     }
 
-    /// Notes breaker transitions seen elsewhere (completions), for the open-breaker memory.
+    /// Notes a breaker transition (from a claim or a completion) for the open-breaker memory:
+    /// a breaker that closed or half-opened is asked again at once.
     pub fn note_transition(&self, tool: &ToolName, tr: &Transition) {
         if matches!(tr.to.as_str(), "closed" | "disabled" | "half_open") {
             self.open.clear(tool.as_str());

@@ -8,20 +8,23 @@
 //! |---|---|
 //! | `connect` | client, pool, the settings every script call takes |
 //! | `consumer` | the worker's half |
-//! | `listing` | the tenant's job listing and its sweeping |
+//! | `read` | reading, watching and long-polling jobs, the ID → tool cache |
+//! | `listing` | the tenant's listing (also the correlation-ID index) and its sweeping |
+//! | `admin` | breakers, tool switches, counts |
 //! | `listen` | pub/sub wake-ups |
 //! | `limits`, `sessions` | tenant caps, MCP sessions |
 
+mod admin;
 mod connect;
 mod consumer;
 mod limits;
 mod listen;
 mod listing;
+mod read;
 mod sessions;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use redis::AsyncCommands;
 
@@ -31,14 +34,12 @@ pub use limits::retry_after_secs;
 pub use listen::{Listener, Subscription};
 pub use sessions::McpSession;
 
-use crate::breaker::{Breaker, BreakerSettings, ForceAction, Snapshot, Transition};
+use crate::breaker::Breaker;
 use crate::config::Config;
 use crate::domain::{CorrelationId, JobDocument, JobId, Priority, TenantId, ToolName};
 use crate::keys::Keys;
 use crate::request::JobSpec;
-use crate::scripts::{
-    CancelOutcome, EnqueueOutcome, RetryOutcome, ScriptSettings, Scripts, WatchMode,
-};
+use crate::scripts::{CancelOutcome, EnqueueOutcome, RetryOutcome, ScriptSettings, Scripts};
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
@@ -248,17 +249,19 @@ impl Queue {
         if max_running > 0 {
             fields.push(("max_running", max_running.to_string()));
         }
-        let invocation = self.scripts.enqueue_invocation(
-            &tk,
-            &self.settings,
-            &r,
-            &spec.request_hash,
-            spec.priority,
-            spec.delay_ms,
-            &fields,
-        );
-        let reply: redis::Value = invocation.invoke_async(&mut con).await?;
-        let outcome = Scripts::enqueue_reply(reply)?;
+        let outcome = self
+            .scripts
+            .enqueue(
+                &mut con,
+                &tk,
+                &self.settings,
+                &r,
+                &spec.request_hash,
+                spec.priority,
+                spec.delay_ms,
+                &fields,
+            )
+            .await?;
         match &outcome {
             EnqueueOutcome::Created { .. } if !fresh => {
                 // An expired job's ID reused: list it as new, under this tool.
@@ -298,193 +301,6 @@ impl Queue {
         let h: HashMap<String, String> = con.hgetall(tk.job(&r)).await?;
         let document = JobDocument::from_job(&id, &h).ok_or(QueueError::NotFound)?;
         Ok(Submitted { created, document })
-    }
-
-    fn cached_tool(&self, tenant: &TenantId, cid: &CorrelationId) -> Option<ToolName> {
-        self.located
-            .lock()
-            .expect("located lock")
-            .get(&crate::keys::job_ref(tenant, cid))
-            .cloned()
-    }
-
-    fn remember(&self, id: &JobId) {
-        let mut map = self.located.lock().expect("located lock");
-        if map.len() >= LOCATE_CACHE {
-            map.clear();
-        }
-        map.insert(id.job_ref(), id.tool.clone());
-    }
-
-    /// Which tool holds this tenant's correlation ID (from the tenant's listing).
-    pub async fn locate(
-        &self,
-        tenant: &TenantId,
-        cid: &CorrelationId,
-    ) -> Result<Option<ToolName>, QueueError> {
-        let tool = self.indexed(tenant, cid).await?;
-        if let Some(t) = &tool {
-            self.remember(&JobId::new(t.clone(), tenant.clone(), cid.clone()));
-        }
-        Ok(tool)
-    }
-
-    /// Reads a job through `read` (a plain read or a watch registration), trying the cached tool
-    /// first; a cached tool whose job is gone is looked up again.
-    async fn find<F, Fut>(
-        &self,
-        tenant: &TenantId,
-        cid: &CorrelationId,
-        read: F,
-    ) -> Result<Option<(ToolName, JobDocument)>, QueueError>
-    where
-        F: Fn(JobId) -> Fut,
-        Fut: std::future::Future<Output = Result<HashMap<String, String>, QueueError>>,
-    {
-        if let Some(tool) = self.cached_tool(tenant, cid) {
-            let id = JobId::new(tool.clone(), tenant.clone(), cid.clone());
-            let h = read(id.clone()).await?;
-            if let Some(doc) = JobDocument::from_job(&id, &h) {
-                return Ok(Some((tool, doc)));
-            }
-        }
-        let Some(tool) = self.locate(tenant, cid).await? else {
-            return Ok(None);
-        };
-        let id = JobId::new(tool.clone(), tenant.clone(), cid.clone());
-        let h = read(id.clone()).await?;
-        Ok(JobDocument::from_job(&id, &h).map(|d| (tool, d)))
-    }
-
-    /// The job document, or None (also for another tenant's ID).
-    pub async fn get(
-        &self,
-        tenant: &TenantId,
-        cid: &CorrelationId,
-    ) -> Result<Option<(ToolName, JobDocument)>, QueueError> {
-        self.find(tenant, cid, |id| async move {
-            let mut con = self.connection().await?;
-            Ok(con.hgetall(self.keys.job(&id)).await?)
-        })
-        .await
-    }
-
-    /// Registers a watcher (for about a minute; call again to extend) and reads the job: from
-    /// now on its changes are published, and with [`WatchMode::Stream`] its events are stored.
-    /// Subscribe to the job's tag *before* calling this, so no change can slip in between.
-    pub async fn watch(
-        &self,
-        tenant: &TenantId,
-        cid: &CorrelationId,
-        mode: WatchMode,
-    ) -> Result<Option<(ToolName, JobDocument)>, QueueError> {
-        self.find(tenant, cid, |id| async move {
-            let mut con = self.connection().await?;
-            let tk = self.keys.tool(&id.tool);
-            Ok(self
-                .scripts
-                .watch(
-                    &mut con,
-                    &tk,
-                    &id.job_ref(),
-                    id.tool.as_str(),
-                    WATCH_MS,
-                    mode,
-                )
-                .await?)
-        })
-        .await
-    }
-
-    /// The notify tag of a job (what [`Listener::subscribe`] takes).
-    pub fn tag(tool: &ToolName, tenant: &TenantId, cid: &CorrelationId) -> String {
-        JobId::new(tool.clone(), tenant.clone(), cid.clone()).tag()
-    }
-
-    /// The tool that holds a correlation ID: this process's cache, else Redis's index.
-    async fn tool_of(
-        &self,
-        tenant: &TenantId,
-        cid: &CorrelationId,
-    ) -> Result<Option<ToolName>, QueueError> {
-        match self.cached_tool(tenant, cid) {
-            Some(t) => Ok(Some(t)),
-            None => self.locate(tenant, cid).await,
-        }
-    }
-
-    /// Long-poll: the document once terminal, or as it is when `timeout` passes. One round trip
-    /// per read: subscribe locally, then register and read in one script.
-    pub async fn wait_terminal(
-        &self,
-        listener: &Listener,
-        tenant: &TenantId,
-        cid: &CorrelationId,
-        timeout: Duration,
-    ) -> Result<Option<JobDocument>, QueueError> {
-        if timeout.is_zero() {
-            return Ok(self.get(tenant, cid).await?.map(|(_, d)| d));
-        }
-        let Some(mut tool) = self.tool_of(tenant, cid).await? else {
-            return Ok(None);
-        };
-        let mut sub = listener.subscribe(&Self::tag(&tool, tenant, cid));
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let Some((found, doc)) = self.watch(tenant, cid, WatchMode::Notify).await? else {
-                return Ok(None);
-            };
-            if found != tool {
-                // The ID now belongs to another tool's job (the cached one expired): follow it.
-                sub = listener.subscribe(&Self::tag(&found, tenant, cid));
-                tool = found;
-                continue;
-            }
-            let now = tokio::time::Instant::now();
-            if doc.state.is_terminal() || now >= deadline {
-                return Ok(Some(doc));
-            }
-            // Re-read at least every 5 s even without a message (belt and braces).
-            let wait = (deadline - now).min(Duration::from_secs(5));
-            sub.wait(wait).await;
-        }
-    }
-
-    /// Stored events after position `after`, at most `max` (a job's stream exists only once it
-    /// had a progress/output event or an SSE watcher: see [`Queue::watch`]).
-    pub async fn events(
-        &self,
-        tool: &ToolName,
-        tenant: &TenantId,
-        cid: &CorrelationId,
-        after: u64,
-        max: usize,
-    ) -> Result<Vec<JobEvent>, QueueError> {
-        let mut con = self.connection().await?;
-        let id = JobId::new(tool.clone(), tenant.clone(), cid.clone());
-        let key = self.keys.tool(tool).events(&id.job_ref());
-        let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
-            .arg(&key)
-            .arg(format!("(0-{after}"))
-            .arg("+")
-            .arg("COUNT")
-            .arg(max)
-            .query_async(&mut con)
-            .await?;
-        Ok(reply
-            .ids
-            .into_iter()
-            .filter_map(|e| {
-                let position = e.id.strip_prefix("0-")?.parse().ok()?;
-                let kind: String = e.get("type")?;
-                let data: String = e.get("data")?;
-                Some(JobEvent {
-                    position,
-                    kind,
-                    data,
-                })
-            })
-            .collect())
     }
 
     pub async fn cancel(
@@ -539,51 +355,5 @@ impl Queue {
             RetryOutcome::NotRetryable { state } => Err(QueueError::Final { state }),
             RetryOutcome::Missing => Err(QueueError::NotFound),
         }
-    }
-
-    /// The tool's breaker as dashboards see it.
-    pub async fn breaker_snapshot(&self, tool: &ToolName) -> Result<Snapshot, QueueError> {
-        let mut con = self.connection().await?;
-        let keys = self.keys.tool(tool).breaker_keys();
-        Ok(self.breaker.snapshot(&mut con, &keys, None).await?)
-    }
-
-    /// Admin action on the tool's breaker; the transition made, if any.
-    pub async fn breaker_force(
-        &self,
-        tool: &ToolName,
-        settings: &BreakerSettings,
-        action: ForceAction,
-    ) -> Result<Option<Transition>, QueueError> {
-        let mut con = self.connection().await?;
-        let keys = self.keys.tool(tool).breaker_keys();
-        Ok(self
-            .breaker
-            .force(&mut con, &keys, settings, None, action)
-            .await?)
-    }
-
-    /// Enables or disables a tool cluster-wide: workers stop claiming it at once.
-    pub async fn set_tool_enabled(&self, tool: &ToolName, enabled: bool) -> Result<(), QueueError> {
-        let mut con = self.connection().await?;
-        let key = self.keys.tool(tool).disabled();
-        if enabled {
-            let _: () = con.del(key).await?;
-        } else {
-            let _: () = con.set(key, "1").await?;
-        }
-        Ok(())
-    }
-
-    /// Whether the tool is disabled cluster-wide.
-    pub async fn tool_disabled(&self, tool: &ToolName) -> Result<bool, QueueError> {
-        let mut con = self.connection().await?;
-        Ok(con.exists(self.keys.tool(tool).disabled()).await?)
-    }
-
-    /// Jobs per state for one tool (kept exact by the scripts).
-    pub async fn counts(&self, tool: &ToolName) -> Result<HashMap<String, i64>, QueueError> {
-        let mut con = self.connection().await?;
-        Ok(con.hgetall(self.keys.tool(tool).counts()).await?)
     }
 }

@@ -1,0 +1,57 @@
+//! Operators' actions and reads: a tool's breaker, the cluster-wide tool switch, state counts.
+
+use std::collections::HashMap;
+
+use redis::AsyncCommands;
+
+use super::{Queue, QueueError};
+use crate::breaker::{BreakerSettings, ForceAction, Snapshot, Transition};
+use crate::domain::ToolName;
+
+impl Queue {
+    /// The tool's breaker as dashboards see it.
+    pub async fn breaker_snapshot(&self, tool: &ToolName) -> Result<Snapshot, QueueError> {
+        let mut con = self.connection().await?;
+        let keys = self.keys.tool(tool).breaker_keys();
+        Ok(self.breaker.snapshot(&mut con, &keys, None).await?)
+    }
+
+    /// Admin action on the tool's breaker; the transition made, if any.
+    pub async fn breaker_force(
+        &self,
+        tool: &ToolName,
+        settings: &BreakerSettings,
+        action: ForceAction,
+    ) -> Result<Option<Transition>, QueueError> {
+        let mut con = self.connection().await?;
+        let keys = self.keys.tool(tool).breaker_keys();
+        Ok(self
+            .breaker
+            .force(&mut con, &keys, settings, None, action)
+            .await?)
+    }
+
+    /// Enables or disables a tool cluster-wide: workers stop claiming it at once.
+    pub async fn set_tool_enabled(&self, tool: &ToolName, enabled: bool) -> Result<(), QueueError> {
+        let mut con = self.connection().await?;
+        let key = self.keys.tool(tool).disabled();
+        if enabled {
+            let _: () = con.del(key).await?;
+        } else {
+            let _: () = con.set(key, "1").await?;
+        }
+        Ok(())
+    }
+
+    /// Whether the tool is disabled cluster-wide.
+    pub async fn tool_disabled(&self, tool: &ToolName) -> Result<bool, QueueError> {
+        let mut con = self.connection().await?;
+        Ok(con.exists(self.keys.tool(tool).disabled()).await?)
+    }
+
+    /// Jobs per state for one tool (kept exact by the scripts).
+    pub async fn counts(&self, tool: &ToolName) -> Result<HashMap<String, i64>, QueueError> {
+        let mut con = self.connection().await?;
+        Ok(con.hgetall(self.keys.tool(tool).counts()).await?)
+    }
+}

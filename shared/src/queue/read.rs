@@ -1,0 +1,200 @@
+//! Reading jobs: finding which tool holds an ID (this process's cache, else the listing),
+//! reading or watching a job, the long-poll, and the stored events.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use redis::AsyncCommands;
+
+use super::{JobEvent, LOCATE_CACHE, Listener, Queue, QueueError, WATCH_MS};
+use crate::domain::{CorrelationId, JobDocument, JobId, TenantId, ToolName};
+use crate::scripts::WatchMode;
+
+impl Queue {
+    fn cached_tool(&self, tenant: &TenantId, cid: &CorrelationId) -> Option<ToolName> {
+        self.located
+            .lock()
+            .expect("located lock")
+            .get(&crate::keys::job_ref(tenant, cid))
+            .cloned()
+    }
+
+    pub(super) fn remember(&self, id: &JobId) {
+        let mut map = self.located.lock().expect("located lock");
+        if map.len() >= LOCATE_CACHE {
+            map.clear();
+        }
+        map.insert(id.job_ref(), id.tool.clone());
+    }
+
+    /// Which tool holds this tenant's correlation ID (from the tenant's listing).
+    pub async fn locate(
+        &self,
+        tenant: &TenantId,
+        cid: &CorrelationId,
+    ) -> Result<Option<ToolName>, QueueError> {
+        let tool = self.indexed(tenant, cid).await?;
+        if let Some(t) = &tool {
+            self.remember(&JobId::new(t.clone(), tenant.clone(), cid.clone()));
+        }
+        Ok(tool)
+    }
+
+    /// Reads a job through `read` (a plain read or a watch registration), trying the cached tool
+    /// first; a cached tool whose job is gone is looked up again.
+    async fn find<F, Fut>(
+        &self,
+        tenant: &TenantId,
+        cid: &CorrelationId,
+        read: F,
+    ) -> Result<Option<(ToolName, JobDocument)>, QueueError>
+    where
+        F: Fn(JobId) -> Fut,
+        Fut: std::future::Future<Output = Result<HashMap<String, String>, QueueError>>,
+    {
+        if let Some(tool) = self.cached_tool(tenant, cid) {
+            let id = JobId::new(tool.clone(), tenant.clone(), cid.clone());
+            let h = read(id.clone()).await?;
+            if let Some(doc) = JobDocument::from_job(&id, &h) {
+                return Ok(Some((tool, doc)));
+            }
+        }
+        let Some(tool) = self.locate(tenant, cid).await? else {
+            return Ok(None);
+        };
+        let id = JobId::new(tool.clone(), tenant.clone(), cid.clone());
+        let h = read(id.clone()).await?;
+        Ok(JobDocument::from_job(&id, &h).map(|d| (tool, d)))
+    }
+
+    /// The job document, or None (also for another tenant's ID).
+    pub async fn get(
+        &self,
+        tenant: &TenantId,
+        cid: &CorrelationId,
+    ) -> Result<Option<(ToolName, JobDocument)>, QueueError> {
+        self.find(tenant, cid, |id| async move {
+            let mut con = self.connection().await?;
+            Ok(con.hgetall(self.keys.job(&id)).await?)
+        })
+        .await
+    }
+
+    /// Registers a watcher (for about a minute; call again to extend) and reads the job: from
+    /// now on its changes are published, and with [`WatchMode::Stream`] its events are stored.
+    /// Subscribe to the job's tag *before* calling this, so no change can slip in between.
+    pub async fn watch(
+        &self,
+        tenant: &TenantId,
+        cid: &CorrelationId,
+        mode: WatchMode,
+    ) -> Result<Option<(ToolName, JobDocument)>, QueueError> {
+        self.find(tenant, cid, |id| async move {
+            let mut con = self.connection().await?;
+            let tk = self.keys.tool(&id.tool);
+            Ok(self
+                .scripts
+                .watch(
+                    &mut con,
+                    &tk,
+                    &id.job_ref(),
+                    id.tool.as_str(),
+                    WATCH_MS,
+                    mode,
+                )
+                .await?)
+        })
+        .await
+    }
+
+    /// The notify tag of a job (what [`Listener::subscribe`] takes).
+    pub fn tag(tool: &ToolName, tenant: &TenantId, cid: &CorrelationId) -> String {
+        JobId::new(tool.clone(), tenant.clone(), cid.clone()).tag()
+    }
+
+    /// The tool that holds a correlation ID: this process's cache, else Redis's index.
+    async fn tool_of(
+        &self,
+        tenant: &TenantId,
+        cid: &CorrelationId,
+    ) -> Result<Option<ToolName>, QueueError> {
+        match self.cached_tool(tenant, cid) {
+            Some(t) => Ok(Some(t)),
+            None => self.locate(tenant, cid).await,
+        }
+    }
+
+    /// Long-poll: the document once terminal, or as it is when `timeout` passes. One round trip
+    /// per read: subscribe locally, then register and read in one script.
+    pub async fn wait_terminal(
+        &self,
+        listener: &Listener,
+        tenant: &TenantId,
+        cid: &CorrelationId,
+        timeout: Duration,
+    ) -> Result<Option<JobDocument>, QueueError> {
+        if timeout.is_zero() {
+            return Ok(self.get(tenant, cid).await?.map(|(_, d)| d));
+        }
+        let Some(mut tool) = self.tool_of(tenant, cid).await? else {
+            return Ok(None);
+        };
+        let mut sub = listener.subscribe(&Self::tag(&tool, tenant, cid));
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let Some((found, doc)) = self.watch(tenant, cid, WatchMode::Notify).await? else {
+                return Ok(None);
+            };
+            if found != tool {
+                // The ID now belongs to another tool's job (the cached one expired): follow it.
+                sub = listener.subscribe(&Self::tag(&found, tenant, cid));
+                tool = found;
+                continue;
+            }
+            let now = tokio::time::Instant::now();
+            if doc.state.is_terminal() || now >= deadline {
+                return Ok(Some(doc));
+            }
+            // Re-read at least every 5 s even without a message (belt and braces).
+            let wait = (deadline - now).min(Duration::from_secs(5));
+            sub.wait(wait).await;
+        }
+    }
+
+    /// Stored events after position `after`, at most `max` (a job's stream exists only once it
+    /// had a progress/output event or an SSE watcher: see [`Queue::watch`]).
+    pub async fn events(
+        &self,
+        tool: &ToolName,
+        tenant: &TenantId,
+        cid: &CorrelationId,
+        after: u64,
+        max: usize,
+    ) -> Result<Vec<JobEvent>, QueueError> {
+        let mut con = self.connection().await?;
+        let id = JobId::new(tool.clone(), tenant.clone(), cid.clone());
+        let key = self.keys.tool(tool).events(&id.job_ref());
+        let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+            .arg(&key)
+            .arg(format!("(0-{after}"))
+            .arg("+")
+            .arg("COUNT")
+            .arg(max)
+            .query_async(&mut con)
+            .await?;
+        Ok(reply
+            .ids
+            .into_iter()
+            .filter_map(|e| {
+                let position = e.id.strip_prefix("0-")?.parse().ok()?;
+                let kind: String = e.get("type")?;
+                let data: String = e.get("data")?;
+                Some(JobEvent {
+                    position,
+                    kind,
+                    data,
+                })
+            })
+            .collect())
+    }
+}

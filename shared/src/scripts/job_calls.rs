@@ -1,0 +1,137 @@
+//! The calls of the scripts that the API's half of the queue makes: enqueue, cancel, retry, and
+//! a watcher's registration.
+
+use redis::aio::ConnectionLike;
+use redis::{RedisResult, Value};
+
+use super::reply::{CancelOutcome, EnqueueOutcome, RetryOutcome};
+use super::{ScriptSettings, Scripts, WatchMode, reply};
+use crate::domain::Priority;
+use crate::keys::ToolKeys;
+
+impl Scripts {
+    #[allow(clippy::too_many_arguments)]
+    pub async fn enqueue(
+        &self,
+        con: &mut impl ConnectionLike,
+        tk: &ToolKeys,
+        set: &ScriptSettings,
+        job_ref: &str,
+        request_hash: &str,
+        priority: Priority,
+        delay_ms: u64,
+        fields: &[(&str, String)],
+    ) -> RedisResult<EnqueueOutcome> {
+        let v: Value = self
+            .enqueue_invocation(tk, set, job_ref, request_hash, priority, delay_ms, fields)
+            .invoke_async(con)
+            .await?;
+        reply::enqueue(v)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn enqueue_invocation<'a>(
+        &'a self,
+        tk: &ToolKeys,
+        set: &ScriptSettings,
+        job_ref: &str,
+        request_hash: &str,
+        priority: Priority,
+        delay_ms: u64,
+        fields: &[(&str, String)],
+    ) -> redis::ScriptInvocation<'a> {
+        let mut inv = self.enqueue.prepare_invoke();
+        inv.key(tk.job(job_ref))
+            .key(tk.stream(priority))
+            .key(tk.scheduled())
+            .key(tk.counts())
+            .key(tk.backlog_prefix())
+            .arg(job_ref)
+            .arg(request_hash)
+            .arg(set.max_queue_len)
+            .arg(set.job_ttl_ms)
+            .arg(delay_ms)
+            .arg(set.fair_window)
+            .arg(priority.as_str());
+        for (k, v) in fields {
+            inv.arg(*k).arg(v);
+        }
+        inv
+    }
+
+    pub async fn cancel(
+        &self,
+        con: &mut impl ConnectionLike,
+        tk: &ToolKeys,
+        set: &ScriptSettings,
+        job_ref: &str,
+        tool: &str,
+        cancelled_error_json: &str,
+    ) -> RedisResult<CancelOutcome> {
+        let v: Value = self
+            .cancel
+            .prepare_invoke()
+            .key(tk.job_prefix())
+            .key(tk.scheduled())
+            .key(tk.counts())
+            .arg(job_ref)
+            .arg(set.result_ttl_ms)
+            .arg(set.max_events)
+            .arg(&set.notify_channel)
+            .arg(&set.cancel_channel)
+            .arg(tool)
+            .arg(cancelled_error_json)
+            .invoke_async(con)
+            .await?;
+        reply::cancelled(v)
+    }
+
+    pub async fn retry(
+        &self,
+        con: &mut impl ConnectionLike,
+        tk: &ToolKeys,
+        set: &ScriptSettings,
+        job_ref: &str,
+        tool: &str,
+    ) -> RedisResult<RetryOutcome> {
+        let mut inv = self.retry.prepare_invoke();
+        inv.key(tk.job_prefix()).key(tk.dead()).key(tk.counts());
+        for s in tk.streams() {
+            inv.key(s);
+        }
+        inv.key(tk.counts());
+        let v: Value = inv
+            .arg(job_ref)
+            .arg(set.job_ttl_ms)
+            .arg(set.max_events)
+            .arg(&set.notify_channel)
+            .arg(tool)
+            .invoke_async(con)
+            .await?;
+        reply::retried(v)
+    }
+
+    /// Registers a watcher for `lifetime_ms` and returns the job hash (empty when it is gone).
+    pub async fn watch(
+        &self,
+        con: &mut impl ConnectionLike,
+        tk: &ToolKeys,
+        job_ref: &str,
+        tool: &str,
+        lifetime_ms: u64,
+        mode: WatchMode,
+    ) -> RedisResult<std::collections::HashMap<String, String>> {
+        self.watch
+            .prepare_invoke()
+            .key(tk.job_prefix())
+            .arg(job_ref)
+            .arg(tool)
+            .arg(lifetime_ms)
+            .arg(match mode {
+                WatchMode::Notify => "notify",
+                WatchMode::Stream => "stream",
+            })
+            .invoke_async(con)
+            .await
+    }
+}
