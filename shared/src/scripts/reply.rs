@@ -80,9 +80,6 @@ pub struct ClaimedJob {
 #[derive(Debug, Clone, Default)]
 pub struct Claimed {
     pub jobs: Vec<ClaimedJob>,
-    /// Last id generated on each priority stream (high, normal, low) when fewer jobs than asked
-    /// for were found; the worker blocks on them.
-    pub last_ids: Vec<String>,
     /// > 0 when the tool's breaker refused: do not ask again before this many ms.
     pub retry_after_ms: u64,
     /// Breaker transitions made by the claim (JSON of `breaker::Transition`).
@@ -153,7 +150,6 @@ pub fn completed(v: Value, n: usize) -> RedisResult<Completed> {
 pub fn claimed(v: Value) -> RedisResult<Claimed> {
     let mut parts = array(v)?.into_iter();
     let jobs = array(parts.next().ok_or_else(|| bad("claim"))?)?;
-    let last_ids = strings(parts.next().unwrap_or(Value::Nil))?;
     let retry_after_ms = parts
         .next()
         .and_then(|v| text(&v))
@@ -189,7 +185,6 @@ pub fn claimed(v: Value) -> RedisResult<Claimed> {
     }
     Ok(Claimed {
         jobs: out,
-        last_ids,
         retry_after_ms,
         transitions,
     })
@@ -367,7 +362,6 @@ mod tests {
                 "1",
                 "",
             ])]),
-            arr(vec![]),
             Value::Int(0),
             arr(vec![]),
         ]);
@@ -388,14 +382,12 @@ mod tests {
         );
         let short = arr(vec![
             arr(vec![job(&["t/c", "3"])]),
-            arr(vec![]),
             Value::Int(0),
             arr(vec![]),
         ]);
         assert!(claimed(short).is_err());
         let bad_fence = arr(vec![
             arr(vec![job(&["t/c", "x", "1", "0", "", "", "", "0", ""])]),
-            arr(vec![]),
             Value::Int(0),
             arr(vec![]),
         ]);

@@ -22,11 +22,11 @@
 -- The tool's circuit breaker (breaker/lua/lib.lua, prepended) is consulted in the same step:
 -- closed → jobs start; half-open → each job must win a probe slot; open → the jobs read are
 -- moved to `scheduled` until the breaker may admit again (this never counts as an attempt).
--- Returns {jobs, last_ids, retry_after_ms, transitions}: jobs = array of
+-- Returns {jobs, retry_after_ms, transitions}: jobs = array of
 -- {ref, fence, attempt, queue_wait_ms, target, template, args_raw, intrusive, timeout_sec}
--- (only what the worker needs); last_ids = always empty (kept for the reply's shape: a stream
--- holds only unclaimed entries, so an idle worker blocks reading from `0-0`); retry_after_ms > 0
--- when the breaker refused; transitions = breaker transitions made here, as JSON.
+-- (only what the worker needs); retry_after_ms > 0 when the breaker refused; transitions =
+-- breaker transitions made here, as JSON. (An idle worker then blocks reading the ready streams
+-- from `0-0`: a stream holds only unclaimed entries.)
 
 local group, consumer = ARGV[1], ARGV[2]
 local want, lease = tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -181,4 +181,4 @@ if #waits > 0 then
   redis.call('LTRIM', KEYS[7], 0, 999)
 end
 
-return { jobs, {}, retry_after, transitions }
+return { jobs, retry_after, transitions }
