@@ -126,12 +126,16 @@ pub async fn run(state: &AppState) -> Report {
 }
 
 async fn redis(state: &AppState) -> Finding {
+    let mode = state.queue().pool().mode();
     match state.queue().ready().await {
-        Ok(true) => Finding::new(true, "reachable, scripts loaded"),
-        Ok(false) => Finding::new(false, "reachable, but the scripts are not loaded"),
+        Ok(true) => Finding::new(true, format!("{mode}: reachable, scripts loaded")),
+        Ok(false) => Finding::new(
+            false,
+            format!("{mode}: reachable, but the scripts are not loaded"),
+        ),
         Err(err) => {
             tracing::warn!(error = %err, "Health: Redis unreachable");
-            Finding::new(false, "unreachable")
+            Finding::new(false, format!("{mode}: unreachable"))
         }
     }
 }

@@ -69,6 +69,12 @@ impl From<QueueError> for AppError {
             },
             QueueError::NotFound => Self::NotFound,
             QueueError::Final { state } => Self::Conflict(format!("job is already {state}")),
+            e @ QueueError::NotReplicated { .. } => {
+                tracing::warn!(error = %e, "Submit not acknowledged by enough replicas; taken back");
+                Self::Unavailable(format!(
+                    "the queue store could not confirm the job on enough replicas ({e}); nothing was queued, retry shortly"
+                ))
+            }
             e @ (QueueError::Redis(_) | QueueError::Pool(_)) => {
                 tracing::error!(error = %e, "Redis unavailable");
                 Self::Unavailable("the queue store is unreachable; retry shortly".into())

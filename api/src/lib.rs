@@ -64,9 +64,8 @@ pub async fn state(cfg: Config, catalog: Catalog) -> anyhow::Result<AppState> {
         .map_err(|e| anyhow::anyhow!("allowed_targets/denied_targets: {e}"))?;
     let pool = scanq::queue::pool(&cfg).map_err(anyhow::Error::msg)?;
     let queue = Queue::new(pool.clone(), &cfg);
-    let stats = Stats::new(pool, queue.keys().clone());
-    let client = scanq::queue::client(&cfg).map_err(anyhow::Error::msg)?;
-    let listener = Listener::start(client, queue.keys().notify_channel());
+    let stats = Stats::new(pool.clone(), queue.keys().clone());
+    let listener = Listener::start(pool, queue.keys().notify_channel());
     if let Err(err) = queue.prepare().await {
         let error = cfg.redact_secrets(&err.to_string());
         tracing::warn!(%error, "Redis not reachable at start; will keep trying");

@@ -103,6 +103,19 @@ pub struct Config {
     pub tenant_max_queued: u64,
     /// Running jobs per tenant (enforced when workers claim); 0 = no cap.
     pub tenant_max_running: u64,
+    /// Talk to a Redis Cluster: `redis_url` then holds comma-separated seed node URLs.
+    pub redis_cluster: bool,
+    /// Comma-separated Sentinel addresses (`host:port`); non-empty = Sentinel mode, with the
+    /// primary named `redis_master_name` (credentials, TLS and db still come from `redis_url`).
+    pub redis_sentinels: String,
+    pub redis_master_name: String,
+    /// Partitions per tool queue, each under its own hash tag (a catalog tool may set its own).
+    pub queue_partitions: u32,
+    /// Replicas that must acknowledge an enqueue (and a worker's results) before it counts
+    /// (`WAIT`); 0 = answer as soon as the primary has it.
+    pub redis_min_replicas_ack: u32,
+    /// How long to wait for those acknowledgements before answering 503.
+    pub redis_min_replicas_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -163,6 +176,12 @@ impl Default for Config {
             rate_limit_burst: 100,
             tenant_max_queued: 10_000,
             tenant_max_running: 0,
+            redis_cluster: false,
+            redis_sentinels: String::new(),
+            redis_master_name: String::new(),
+            queue_partitions: 1,
+            redis_min_replicas_ack: 0,
+            redis_min_replicas_timeout_ms: 1000,
         }
     }
 }
@@ -264,6 +283,15 @@ impl Config {
                 message: "set redis_tls_cert_file and redis_tls_key_file together".into(),
             });
         }
+        range("queue_partitions", self.queue_partitions, 1, 64)?;
+        range("redis_min_replicas_ack", self.redis_min_replicas_ack, 0, 16)?;
+        range(
+            "redis_min_replicas_timeout_ms",
+            self.redis_min_replicas_timeout_ms,
+            10,
+            60_000,
+        )?;
+        crate::queue::RedisMode::from_config(self)?;
         for origin in self.cors_origin_list() {
             if !(origin.starts_with("http://") || origin.starts_with("https://")) {
                 return Err(ConfigError::Invalid {
@@ -298,10 +326,15 @@ impl Config {
     /// `text` with the Redis password (if the URL has one) replaced by `***`, for messages that
     /// may quote a library's error.
     pub fn redact_secrets(&self, text: &str) -> String {
-        match url_password(&self.redis_url) {
-            Some(pw) if !pw.is_empty() => text.replace(pw, "***"),
-            _ => text.to_owned(),
+        let mut out = text.to_owned();
+        for url in self.redis_url.split(',') {
+            if let Some(pw) = url_password(url.trim())
+                && !pw.is_empty()
+            {
+                out = out.replace(pw, "***");
+            }
         }
+        out
     }
 }
 
@@ -312,8 +345,15 @@ fn url_password(url: &str) -> Option<&str> {
     userinfo.split_once(':').map(|(_, pw)| pw)
 }
 
-/// `redis://user:secret@host` → `redis://user:***@host`.
+/// `redis://user:secret@host` → `redis://user:***@host` (each of a comma-separated list).
 pub fn redact_url(url: &str) -> String {
+    if url.contains(',') {
+        return url.split(',').map(redact_url).collect::<Vec<_>>().join(",");
+    }
+    redact_one(url)
+}
+
+fn redact_one(url: &str) -> String {
     let Some(scheme_end) = url.find("://") else {
         return url.to_owned();
     };

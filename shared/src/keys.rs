@@ -18,6 +18,7 @@
 //! | `P:{T}:breaker[:hist|:probes|:window]` | hash/list/zset | the tool's circuit breaker |
 //! | `P:{T}:stats:wait`, `P:{T}:stats:run` | list | newest 1000 wait / run times (ms), for percentiles |
 //! | `P:jobs:<tenant>` | zset | the tenant's jobs, newest first, **and** its correlation-ID index: member = cid, score = created ms × 1024 + tool number; members of expired jobs are swept |
+//! | `P:tenants` | set | every tenant that submitted (walked by the listing sweeper) |
 //! | `P:tools:no` | hash | tool → its number in listing scores (assigned once) |
 //! | `P:workers` | zset | live workers, score = heartbeat expiry |
 //! | `P:worker:<id>` | string | a worker's self-description (JSON) |
@@ -25,9 +26,9 @@
 //! | `P:mcp:session:<id>` | string | an MCP session (tenant, protocol version), idle TTL |
 //! | `P:{T}:disabled` | string | present while tool T is disabled cluster-wide |
 //! | `P:rl:<token name>` | hash | the token's request bucket (`tokens`, `ts`), see `ratelimit.lua` |
-//! | `P:tenant:<tenant>` | hash | the tenant's caps as last set by the API (`max_queued`, `max_running`) |
-//! | `P:tenant:<tenant>:queued` | zset | job keys of the tenant's queued/scheduled jobs, score = stale-after ms |
-//! | `P:tenant:<tenant>:running` | zset | job keys of the tenant's running jobs, score = stale-after ms |
+//! | `P:tenant:{<tenant>}` | hash | the tenant's caps as last set by the API (`max_queued`, `max_running`) |
+//! | `P:tenant:{<tenant>}:queued` | zset | job keys of the tenant's queued/scheduled jobs, score = stale-after ms |
+//! | `P:tenant:{<tenant>}:running` | zset | job keys of the tenant's running jobs, score = stale-after ms |
 //! | `P:notify`, `P:cancel` | pub/sub channels | job events; cancellation requests |
 //!
 //! A job is named inside its tool's keyspace by its *ref*, `<tenant>/<cid>` (neither part may
@@ -105,6 +106,12 @@ impl Keys {
         format!("{}:jobs:*", self.prefix)
     }
 
+    /// Every tenant that ever submitted (the listing sweeper walks it; a keyspace `SCAN` would
+    /// see one node of a cluster only).
+    pub fn tenants(&self) -> String {
+        format!("{}:tenants", self.prefix)
+    }
+
     pub fn workers(&self) -> String {
         format!("{}:workers", self.prefix)
     }
@@ -130,23 +137,23 @@ impl Keys {
         format!("{}:mcp:session:{}", self.prefix, id)
     }
 
+    /// The tenant's caps; with its queued and running sets under the tenant's hash tag.
     pub fn tenant_limits(&self, tenant: &TenantId) -> String {
-        format!("{}:tenant:{}", self.prefix, tenant)
+        format!("{}{{{}}}", self.tenant_prefix(), tenant)
     }
 
     /// The tenant's waiting (queued or scheduled) jobs, by job key; see `tenant_admit.lua`.
     pub fn tenant_queued(&self, tenant: &TenantId) -> String {
-        format!("{}{}:queued", self.tenant_prefix(), tenant)
+        format!("{}:queued", self.tenant_limits(tenant))
     }
 
     /// The tenant's running jobs, by job key.
     pub fn tenant_running(&self, tenant: &TenantId) -> String {
-        format!("{}{}:running", self.tenant_prefix(), tenant)
+        format!("{}:running", self.tenant_limits(tenant))
     }
 
-    /// `tenant_queued(t) == tenant_prefix() + t + ":queued"` (and `:running`); passed to
-    /// scripts that find a job's tenant in its ref (`<tenant>/<cid>`).
-    pub fn tenant_prefix(&self) -> String {
+    /// Start of every tenant key (`P:tenant:{<tenant>}…`).
+    fn tenant_prefix(&self) -> String {
         format!("{}:tenant:", self.prefix)
     }
 }
@@ -292,18 +299,9 @@ mod tests {
     fn tenant_keys_are_the_tenant_prefix_plus_the_tenant() {
         let keys = Keys::new("scanq");
         let blue = TenantId::parse("blue").unwrap();
-        assert_eq!(
-            keys.tenant_queued(&blue),
-            format!("{}blue:queued", keys.tenant_prefix())
-        );
-        assert_eq!(
-            keys.tenant_running(&blue),
-            format!("{}blue:running", keys.tenant_prefix())
-        );
-        assert_eq!(
-            keys.tenant_limits(&blue),
-            format!("{}blue", keys.tenant_prefix())
-        );
+        assert_eq!(keys.tenant_limits(&blue), "scanq:tenant:{blue}");
+        assert_eq!(keys.tenant_queued(&blue), "scanq:tenant:{blue}:queued");
+        assert_eq!(keys.tenant_running(&blue), "scanq:tenant:{blue}:running");
         assert_eq!(keys.rate_limit("ci"), "scanq:rl:ci");
     }
 }

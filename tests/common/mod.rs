@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 use scanq::catalog::Catalog;
 use scanq::config::Config;
 
+mod topology;
+pub use topology::*;
+
 /// A free loopback port (bound then released).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -63,6 +66,8 @@ pub struct RedisServer {
     args: Vec<String>,
     /// The `default` user's password (`--requirepass`), when the server has one.
     password: Option<String>,
+    /// A Sentinel's configuration file (the server then runs with `--sentinel`).
+    sentinel_conf: Option<PathBuf>,
 }
 
 impl RedisServer {
@@ -79,6 +84,7 @@ impl RedisServer {
             dir,
             args: extra.iter().map(|s| s.to_string()).collect(),
             password: None,
+            sentinel_conf: None,
         };
         server.spawn().await;
         server
@@ -96,9 +102,41 @@ impl RedisServer {
             dir,
             args,
             password: Some(password.into()),
+            sentinel_conf: None,
         };
         server.spawn().await;
         server
+    }
+
+    /// A Sentinel watching the primary on `primary_port` under `name` (fast failover settings).
+    pub async fn start_sentinel(primary_port: u16, name: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let conf = dir.path().join("sentinel.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "sentinel monitor {name} 127.0.0.1 {primary_port} 2\n\
+                 sentinel down-after-milliseconds {name} 1000\n\
+                 sentinel failover-timeout {name} 5000\n\
+                 sentinel parallel-syncs {name} 1\n"
+            ),
+        )
+        .expect("write sentinel.conf");
+        let mut server = Self {
+            child: None,
+            port: free_port(),
+            dir,
+            args: vec![],
+            password: None,
+            sentinel_conf: Some(conf),
+        };
+        server.spawn().await;
+        server
+    }
+
+    /// Whether the server process is running (not killed by the test).
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
     }
 
     /// The server's data directory (for ACL files, certificates, …).
@@ -128,7 +166,15 @@ impl RedisServer {
     }
 
     async fn spawn(&mut self) {
-        let mut args: Vec<String> = vec![
+        let mut args: Vec<String> = self
+            .sentinel_conf
+            .iter()
+            .map(|c| c.display().to_string())
+            .collect();
+        if self.sentinel_conf.is_some() {
+            args.push("--sentinel".into());
+        }
+        args.extend([
             "--port".into(),
             self.port.to_string(),
             "--bind".into(),
@@ -137,7 +183,7 @@ impl RedisServer {
             self.dir.path().display().to_string(),
             "--save".into(),
             "".into(),
-        ];
+        ]);
         if !self.args.iter().any(|a| a == "--appendonly") {
             args.extend(["--appendonly".into(), "no".into()]);
         }

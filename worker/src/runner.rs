@@ -93,7 +93,7 @@ impl Worker {
             .map_err(|e| anyhow::anyhow!("allowed_targets/denied_targets: {e}"))?;
         let id = cfg.worker_id.clone().unwrap_or_else(default_id);
         let queue = Consumer::new(&cfg, &catalog, id).map_err(anyhow::Error::msg)?;
-        let cancels = Listener::start(queue.client().clone(), queue.keys().cancel_channel());
+        let cancels = Listener::start(queue.pool().clone(), queue.keys().cancel_channel());
         let (tx, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             cfg,

@@ -1,10 +1,15 @@
-//! Connecting to Redis (client, pool) and the settings every script call takes.
+//! Connecting to Redis in each mode (standalone, cluster, Sentinel) and the settings every
+//! script call takes.
 
 use std::time::Duration;
 
 use std::sync::{Arc, Mutex};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::{ClusterClient, ClusterClientBuilder};
+
+use super::conn::Conn;
+use super::mode::RedisMode;
 
 use crate::config::Config;
 use crate::domain::{ErrorInfo, ErrorType};
@@ -29,35 +34,42 @@ pub fn script_settings(cfg: &Config, keys: &Keys) -> ScriptSettings {
     }
 }
 
-/// A Redis client for `cfg.redis_url` (`redis://`, `rediss://` for TLS, `unix://`), trusting
+/// A Redis client for `cfg.redis_url` (standalone mode).
+pub fn client(cfg: &Config) -> Result<redis::Client, String> {
+    client_for(cfg, cfg.redis_url.split(',').next().unwrap_or("").trim())
+}
+
+/// A Redis client for `url` (`redis://`, `rediss://` for TLS, `unix://`), trusting
 /// `redis_tls_ca_file` and presenting `redis_tls_cert_file`/`redis_tls_key_file` when set.
 /// Errors name the URL with its password redacted.
-pub fn client(cfg: &Config) -> Result<redis::Client, String> {
-    let url = crate::config::redact_url(&cfg.redis_url);
+pub fn client_for(cfg: &Config, url: &str) -> Result<redis::Client, String> {
+    let shown = crate::config::redact_url(url);
+    let client = match tls_certificates(cfg)? {
+        Some(certs) => redis::Client::build_with_tls(url, certs),
+        None => redis::Client::open(url),
+    };
+    client.map_err(|e| cfg.redact_secrets(&format!("redis url {shown}: {e}")))
+}
+
+fn tls_certificates(cfg: &Config) -> Result<Option<redis::TlsCertificates>, String> {
     let read = |p: &std::path::Path| {
         std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))
     };
-    let tls = cfg.redis_tls_ca_file.is_some() || cfg.redis_tls_cert_file.is_some();
-    let client = if tls {
-        let client_tls = match (&cfg.redis_tls_cert_file, &cfg.redis_tls_key_file) {
-            (Some(cert), Some(key)) => Some(redis::ClientTlsConfig {
-                client_cert: read(cert)?,
-                client_key: read(key)?,
-            }),
-            _ => None,
-        };
-        let root_cert = cfg.redis_tls_ca_file.as_deref().map(read).transpose()?;
-        redis::Client::build_with_tls(
-            cfg.redis_url.as_str(),
-            redis::TlsCertificates {
-                client_tls,
-                root_cert,
-            },
-        )
-    } else {
-        redis::Client::open(cfg.redis_url.as_str())
+    if cfg.redis_tls_ca_file.is_none() && cfg.redis_tls_cert_file.is_none() {
+        return Ok(None);
+    }
+    let client_tls = match (&cfg.redis_tls_cert_file, &cfg.redis_tls_key_file) {
+        (Some(cert), Some(key)) => Some(redis::ClientTlsConfig {
+            client_cert: read(cert)?,
+            client_key: read(key)?,
+        }),
+        _ => None,
     };
-    client.map_err(|e| cfg.redact_secrets(&format!("redis url {url}: {e}")))
+    let root_cert = cfg.redis_tls_ca_file.as_deref().map(read).transpose()?;
+    Ok(Some(redis::TlsCertificates {
+        client_tls,
+        root_cert,
+    }))
 }
 
 /// Why no connection could be had (Redis unreachable, or the connect timed out).
@@ -65,18 +77,40 @@ pub fn client(cfg: &Config) -> Result<redis::Client, String> {
 #[error("{0}")]
 pub struct PoolError(String);
 
+/// How connections are made in each mode.
+enum Backend {
+    Standalone {
+        client: redis::Client,
+        config: ConnectionManagerConfig,
+    },
+    Cluster {
+        client: ClusterClient,
+        /// Same nodes without response timeout, for blocking reads.
+        blocking: ClusterClient,
+        /// One client per seed, for pub/sub (a cluster forwards `PUBLISH` to every node).
+        seeds: Vec<redis::Client>,
+    },
+    Sentinel {
+        sentinels: Vec<redis::Client>,
+        master: String,
+        /// The configured URL: credentials, TLS scheme and db for the data nodes.
+        url: String,
+        cfg: Box<Config>,
+    },
+}
+
 /// The shared connection for short commands: one multiplexed connection per process
-/// (redis-rs's `ConnectionManager`: requests of all tasks are pipelined on one socket, and it
-/// reconnects by itself after a failure). Checking it out costs no round trip — unlike a
-/// classic pool, whose recycle `PING` was one extra round trip per request — and never hangs:
-/// connecting is bounded (2 s), so a Redis outage turns into an error (503) within seconds
-/// rather than a stuck request. Cheap to clone.
+/// (standalone: redis-rs's `ConnectionManager`; cluster: redis-rs's cluster connection, which
+/// holds one multiplexed connection per node; Sentinel: a connection to the primary the
+/// Sentinels name, replaced when it fails or is demoted). Requests of all tasks are pipelined;
+/// checking it out costs no round trip and never hangs: connecting is bounded (2 s), so a Redis
+/// outage turns into an error (503) within seconds rather than a stuck request. Cheap to clone.
 #[derive(Clone)]
 pub struct Pool {
-    client: redis::Client,
-    config: ConnectionManagerConfig,
-    con: Arc<Mutex<Option<ConnectionManager>>>,
+    backend: Arc<Backend>,
+    con: Arc<Mutex<Option<Conn>>>,
     connecting: Arc<tokio::sync::Mutex<()>>,
+    seed_turn: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl std::fmt::Debug for Pool {
@@ -86,40 +120,238 @@ impl std::fmt::Debug for Pool {
 }
 
 /// A connection checked out of the [`Pool`] (a handle on the shared multiplexed connection).
-pub type Connection = ConnectionManager;
+pub type Connection = Conn;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+async fn bounded<T>(
+    what: &str,
+    f: impl std::future::Future<Output = redis::RedisResult<T>>,
+) -> Result<T, PoolError> {
+    tokio::time::timeout(CONNECT_TIMEOUT, f)
+        .await
+        .map_err(|_| PoolError(format!("connecting to {what} timed out")))?
+        .map_err(|e| PoolError(format!("connecting to {what}: {e}")))
+}
 
 impl Pool {
     pub async fn get(&self) -> Result<Connection, PoolError> {
-        if let Some(c) = self.con.lock().expect("pool lock").as_ref() {
-            return Ok(c.clone());
+        if let Some(c) = self.cached() {
+            return Ok(c);
         }
         let _one = self.connecting.lock().await;
-        if let Some(c) = self.con.lock().expect("pool lock").as_ref() {
-            return Ok(c.clone());
+        if let Some(c) = self.cached() {
+            return Ok(c);
         }
-        let made = tokio::time::timeout(
-            Duration::from_secs(2),
-            ConnectionManager::new_with_config(self.client.clone(), self.config.clone()),
-        )
-        .await
-        .map_err(|_| PoolError("connecting to redis timed out".into()))?
-        .map_err(|e| PoolError(format!("connecting to redis: {e}")))?;
+        let made = self.connect(false).await?;
         *self.con.lock().expect("pool lock") = Some(made.clone());
         Ok(made)
     }
+
+    fn cached(&self) -> Option<Conn> {
+        let mut slot = self.con.lock().expect("pool lock");
+        if slot.as_ref().is_some_and(Conn::is_stale) {
+            *slot = None;
+        }
+        slot.clone()
+    }
+
+    /// A connection of its own, without response timeout (blocking reads).
+    pub async fn dedicated(&self) -> Result<Connection, PoolError> {
+        self.connect(true).await
+    }
+
+    /// The mode's name (`standalone`, `cluster`, `sentinel`) for logs and `/health`.
+    pub fn mode(&self) -> &'static str {
+        match *self.backend {
+            Backend::Standalone { .. } => "standalone",
+            Backend::Cluster { .. } => "cluster",
+            Backend::Sentinel { .. } => "sentinel",
+        }
+    }
+
+    async fn connect(&self, blocking: bool) -> Result<Conn, PoolError> {
+        match &*self.backend {
+            Backend::Standalone { client, config } => {
+                if blocking {
+                    let config = redis::AsyncConnectionConfig::new()
+                        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+                        .set_response_timeout(None);
+                    let c = bounded(
+                        "redis",
+                        client.get_multiplexed_async_connection_with_config(&config),
+                    )
+                    .await?;
+                    return Ok(Conn::plain(c));
+                }
+                let c = bounded(
+                    "redis",
+                    ConnectionManager::new_with_config(client.clone(), config.clone()),
+                )
+                .await?;
+                Ok(Conn::Managed(c))
+            }
+            Backend::Cluster {
+                client, blocking: b, ..
+            } => {
+                let which = if blocking { b } else { client };
+                let c = bounded("the redis cluster", which.get_async_connection()).await?;
+                Ok(Conn::Cluster(c))
+            }
+            Backend::Sentinel { .. } => {
+                let client = self.sentinel_primary().await?;
+                let mut config =
+                    redis::AsyncConnectionConfig::new().set_connection_timeout(Some(CONNECT_TIMEOUT));
+                if blocking {
+                    config = config.set_response_timeout(None);
+                }
+                let mut c = bounded(
+                    "the redis primary",
+                    client.get_multiplexed_async_connection_with_config(&config),
+                )
+                .await?;
+                // A Sentinel may still name a primary that was demoted: accept only a primary.
+                let role: redis::Value = redis::cmd("ROLE")
+                    .query_async(&mut c)
+                    .await
+                    .map_err(|e| PoolError(format!("asking the primary its role: {e}")))?;
+                let is_primary = matches!(&role, redis::Value::Array(v)
+                    if matches!(v.first(), Some(redis::Value::BulkString(r)) if r == b"master"));
+                if !is_primary {
+                    return Err(PoolError(
+                        "the server the Sentinels name is not a primary (failover in progress)".into(),
+                    ));
+                }
+                Ok(Conn::plain(c))
+            }
+        }
+    }
+
+    /// Asks the Sentinels, in turn, where the primary is; a client for it.
+    async fn sentinel_primary(&self) -> Result<redis::Client, PoolError> {
+        let Backend::Sentinel {
+            sentinels,
+            master,
+            url,
+            cfg,
+        } = &*self.backend
+        else {
+            return Err(PoolError("not in sentinel mode".into()));
+        };
+        let mut last = String::from("no sentinel configured");
+        for s in sentinels {
+            let asked = async {
+                let mut c = bounded("a sentinel", s.get_multiplexed_async_connection()).await?;
+                let addr: Option<(String, u16)> = redis::cmd("SENTINEL")
+                    .arg("get-master-addr-by-name")
+                    .arg(master)
+                    .query_async(&mut c)
+                    .await
+                    .map_err(|e| PoolError(format!("asking a sentinel: {e}")))?;
+                addr.ok_or_else(|| PoolError(format!("the sentinels do not know `{master}`")))
+            };
+            match asked.await {
+                Ok((host, port)) => {
+                    return client_for(cfg, &with_addr(url, &host, port)).map_err(PoolError);
+                }
+                Err(e) => last = e.0,
+            }
+        }
+        Err(PoolError(last))
+    }
+
+    /// A client to subscribe with: the server itself; in a cluster a seed node, in turn (a
+    /// cluster forwards every `PUBLISH` to all nodes); with Sentinel the current primary.
+    pub async fn pubsub_client(&self) -> Result<redis::Client, PoolError> {
+        match &*self.backend {
+            Backend::Standalone { client, .. } => Ok(client.clone()),
+            Backend::Cluster { seeds, .. } => {
+                let turn = self
+                    .seed_turn
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Ok(seeds[turn % seeds.len()].clone())
+            }
+            Backend::Sentinel { .. } => self.sentinel_primary().await,
+        }
+    }
 }
 
-/// The connection for short commands (same connection settings as [`client`]).
+/// `url` with its host and port replaced (keeps scheme, credentials, db).
+fn with_addr(url: &str, host: &str, port: u16) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("redis", url));
+    let (userinfo, hostpart) = match rest.rfind('@') {
+        Some(at) => (&rest[..=at], &rest[at + 1..]),
+        None => ("", rest),
+    };
+    let path = hostpart.find('/').map_or("", |i| &hostpart[i..]);
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    };
+    format!("{scheme}://{userinfo}{host}:{port}{path}")
+}
+
+/// The connections for `cfg`'s mode (nothing is connected until first use).
 pub fn pool(cfg: &Config) -> Result<Pool, String> {
-    let config = ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(Duration::from_secs(2)))
-        .set_number_of_retries(1)
-        .set_max_delay(Duration::from_millis(500));
+    let mode = RedisMode::from_config(cfg).map_err(|e| e.to_string())?;
+    let backend = match mode {
+        RedisMode::Standalone { .. } => Backend::Standalone {
+            client: client(cfg)?,
+            config: ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(CONNECT_TIMEOUT))
+                .set_number_of_retries(1)
+                .set_max_delay(Duration::from_millis(500)),
+        },
+        RedisMode::Cluster { seeds } => {
+            let build = |blocking: bool| {
+                let mut b = ClusterClientBuilder::new(seeds.clone())
+                    .connection_timeout(CONNECT_TIMEOUT)
+                    .retries(6)
+                    .max_retry_wait(1000)
+                    .min_retry_wait(50);
+                b = if blocking {
+                    b.response_timeout(Duration::from_secs(3600))
+                } else {
+                    b.response_timeout(Duration::from_secs(5))
+                };
+                if let Some(certs) = tls_certificates(cfg)? {
+                    b = b.certs(certs);
+                }
+                b.build()
+                    .map_err(|e| cfg.redact_secrets(&format!("redis cluster seeds: {e}")))
+            };
+            Backend::Cluster {
+                client: build(false)?,
+                blocking: build(true)?,
+                seeds: seeds
+                    .iter()
+                    .map(|u| client_for(cfg, u))
+                    .collect::<Result<_, _>>()?,
+            }
+        }
+        RedisMode::Sentinel {
+            sentinels,
+            master,
+            url,
+        } => Backend::Sentinel {
+            sentinels: sentinels
+                .iter()
+                .map(|(h, p)| {
+                    redis::Client::open(with_addr("redis://", h, *p))
+                        .map_err(|e| format!("redis_sentinels {h}:{p}: {e}"))
+                })
+                .collect::<Result<_, _>>()?,
+            master,
+            url,
+            cfg: Box::new(cfg.clone()),
+        },
+    };
     Ok(Pool {
-        client: client(cfg)?,
-        config,
+        backend: Arc::new(backend),
         con: Arc::default(),
         connecting: Arc::default(),
+        seed_turn: Arc::default(),
     })
 }
 

@@ -8,9 +8,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
-
-use super::connect::{Pool, cancelled_error, client, pool, script_settings};
+use super::Conn;
+use super::connect::{Pool, cancelled_error, pool, script_settings};
 use crate::breaker::{OpenCache, Transition};
 use crate::catalog::Catalog;
 use crate::config::Config;
@@ -60,7 +59,6 @@ struct ToolQueue {
 
 pub struct Consumer {
     pool: Pool,
-    client: redis::Client,
     keys: Keys,
     scripts: Scripts,
     settings: ScriptSettings,
@@ -71,7 +69,9 @@ pub struct Consumer {
     cancelled_error_json: String,
     open: OpenCache,
     disabled: Mutex<HashSet<ToolName>>,
-    blocking: tokio::sync::Mutex<Option<MultiplexedConnection>>,
+    blocking: tokio::sync::Mutex<Vec<Conn>>,
+    /// Replicas that must acknowledge a claim or a result (0 = none), and the wait for them.
+    replicas: (u32, u64),
 }
 
 impl std::fmt::Debug for Consumer {
@@ -99,7 +99,6 @@ impl Consumer {
             .collect();
         Ok(Self {
             pool: pool(cfg)?,
-            client: client(cfg)?,
             settings: script_settings(cfg, &keys),
             keys,
             scripts: Scripts::new(),
@@ -116,7 +115,8 @@ impl Consumer {
             cancelled_error_json: cancelled_error(),
             open: OpenCache::new(),
             disabled: Mutex::default(),
-            blocking: tokio::sync::Mutex::new(None),
+            blocking: tokio::sync::Mutex::new(Vec::new()),
+            replicas: (cfg.redis_min_replicas_ack, cfg.redis_min_replicas_timeout_ms),
         })
     }
 
@@ -124,9 +124,9 @@ impl Consumer {
         &self.id
     }
 
-    /// The Redis client (for the worker's cancel-channel listener).
-    pub fn client(&self) -> &redis::Client {
-        &self.client
+    /// The connections (for the worker's cancel-channel listener).
+    pub fn pool(&self) -> &Pool {
+        &self.pool
     }
 
     pub fn keys(&self) -> &Keys {
@@ -209,6 +209,16 @@ impl Consumer {
                 out.refused.push(t.name.clone());
             }
             free = free.saturating_sub(claimed.jobs.len());
+            if !claimed.jobs.is_empty() && !self.replicated(&mut con, &t.keys).await {
+                // Not started: were the primary lost now, a promoted replica would hand these
+                // jobs out again. They come back when their leases lapse.
+                tracing::warn!(
+                    tool = %t.name,
+                    jobs = claimed.jobs.len(),
+                    "Claim not confirmed by enough replicas; not starting those jobs (they return when their leases lapse)"
+                );
+                continue;
+            }
             for job in claimed.jobs {
                 let Some(id) = JobId::from_ref(&t.name, &job.job_ref) else {
                     tracing::error!(job = %job.job_ref, "Claimed a job with a malformed ref");
@@ -302,18 +312,45 @@ impl Consumer {
     ) -> Result<Completed, super::QueueError> {
         let breaker_json = self.tool(tool).map_or("{}", |t| t.breaker_json.as_str());
         let mut con = self.pool.get().await?;
-        Ok(self
+        let tk = self.keys.tool(tool);
+        let done = self
             .scripts
             .complete(
                 &mut con,
-                &self.keys.tool(tool),
+                &tk,
                 &self.settings,
                 tool.as_str(),
                 breaker_json,
                 &self.id,
                 batch,
             )
-            .await?)
+            .await?;
+        if !self.replicated(&mut con, &tk).await {
+            // Written to the primary only: a failover now could lose these results, and the
+            // jobs would then run again after their leases lapse (at-least-once).
+            tracing::warn!(%tool, jobs = batch.len(), "Results not confirmed by enough replicas");
+        }
+        Ok(done)
+    }
+
+    /// With `redis_min_replicas_ack`: whether enough replicas acknowledged this connection's
+    /// writes to the server holding `tk`'s keys (asked up to three times). Always true without.
+    async fn replicated(&self, con: &mut Conn, tk: &ToolKeys) -> bool {
+        let (wanted, wait_ms) = self.replicas;
+        if wanted == 0 {
+            return true;
+        }
+        for _ in 0..3 {
+            match con.wait_replicas(&tk.counts(), wanted, wait_ms).await {
+                Ok(acked) if acked >= wanted => return true,
+                Ok(_) => {}
+                Err(err) => {
+                    tracing::warn!(error = %err, "WAIT for replicas failed");
+                    return false;
+                }
+            }
+        }
+        false
     }
 
     /// The queue's clock work for every tool (due jobs, lapsed leases), and a refresh of which
@@ -413,37 +450,52 @@ impl Consumer {
             tokio::time::sleep(timeout).await;
             return;
         }
+        // One XREAD can only name keys of one slot in a cluster: one read per slot, each on a
+        // connection of its own, and the first to return wakes the worker. (A read left blocking
+        // is answered when its entry arrives or it times out; the next read on its connection
+        // queues behind it, so no wake-up is lost.)
+        let groups: Vec<Vec<String>> = if self.pool.mode() == "cluster" {
+            let mut by_slot: Vec<(u16, Vec<String>)> = Vec::new();
+            for s in streams {
+                let slot = super::slot(s.as_bytes());
+                match by_slot.iter_mut().find(|(x, _)| *x == slot) {
+                    Some((_, v)) => v.push(s),
+                    None => by_slot.push((slot, vec![s])),
+                }
+            }
+            by_slot.into_iter().map(|(_, v)| v).collect()
+        } else {
+            vec![streams]
+        };
         let mut guard = self.blocking.lock().await;
-        if guard.is_none() {
-            let config = redis::AsyncConnectionConfig::new().set_response_timeout(None);
-            match self
-                .client
-                .get_multiplexed_async_connection_with_config(&config)
-                .await
-            {
-                Ok(con) => *guard = Some(con),
+        while guard.len() < groups.len() {
+            match self.pool.dedicated().await {
+                Ok(con) => guard.push(con),
                 Err(_) => {
                     tokio::time::sleep(timeout.min(Duration::from_millis(500))).await;
                     return;
                 }
             }
         }
-        let Some(con) = guard.as_mut() else { return };
-        let mut cmd = redis::cmd("XREAD");
-        cmd.arg("BLOCK")
-            .arg(timeout.as_millis() as u64)
-            .arg("COUNT")
-            .arg(1)
-            .arg("STREAMS");
-        for s in &streams {
-            cmd.arg(s);
-        }
-        for _ in &streams {
-            cmd.arg("0-0");
-        }
-        let res: redis::RedisResult<redis::Value> = cmd.query_async(con).await;
+        let reads = groups.iter().zip(guard.iter()).map(|(streams, con)| {
+            let mut con = con.clone();
+            let mut cmd = redis::cmd("XREAD");
+            cmd.arg("BLOCK")
+                .arg(timeout.as_millis() as u64)
+                .arg("COUNT")
+                .arg(1)
+                .arg("STREAMS");
+            for s in streams {
+                cmd.arg(s);
+            }
+            for _ in streams {
+                cmd.arg("0-0");
+            }
+            Box::pin(async move { cmd.query_async::<redis::Value>(&mut con).await })
+        });
+        let (res, _, _) = futures::future::select_all(reads).await;
         if res.is_err() {
-            *guard = None;
+            guard.clear();
         }
     }
 }

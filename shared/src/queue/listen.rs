@@ -70,10 +70,10 @@ impl Drop for Subscription {
 
 impl Listener {
     /// Starts listening on `channel`. Reconnects with back-off for as long as the listener lives.
-    pub fn start(client: redis::Client, channel: String) -> Self {
+    pub fn start(pool: super::Pool, channel: String) -> Self {
         let waiters: Waiters = Arc::default();
         let (all, _) = watch::channel(0u64);
-        let task = tokio::spawn(run(client, channel, waiters.clone(), all.clone()));
+        let task = tokio::spawn(run(pool, channel, waiters.clone(), all.clone()));
         Self {
             waiters,
             all,
@@ -114,11 +114,15 @@ impl Listener {
     }
 }
 
-async fn run(client: redis::Client, channel: String, waiters: Waiters, all: watch::Sender<u64>) {
+async fn run(pool: super::Pool, channel: String, waiters: Waiters, all: watch::Sender<u64>) {
     let mut backoff = Duration::from_millis(100);
     let mut logged = false;
     loop {
-        match client.get_async_pubsub().await {
+        let pubsub = match pool.pubsub_client().await {
+            Ok(client) => client.get_async_pubsub().await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match pubsub {
             Ok(mut pubsub) => {
                 if pubsub.subscribe(&channel).await.is_ok() {
                     if logged {

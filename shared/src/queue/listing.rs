@@ -45,7 +45,7 @@ pub(super) fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// Where the sweeper is: the SCAN cursor over listings, and the position in the current one.
+/// Where the sweeper is: the SSCAN cursor over the tenant registry, and the position in the current one.
 #[derive(Debug, Default)]
 pub(super) struct SweepCursor {
     scan: u64,
@@ -200,16 +200,21 @@ impl Queue {
         let res = async {
             while done.checked < budget {
                 if cur.lists.is_empty() {
-                    let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                    // The registry of tenants, not a keyspace SCAN: one key, so it reads the
+                    // same on one server and across a cluster's nodes.
+                    let (next, tenants): (u64, Vec<String>) = redis::cmd("SSCAN")
+                        .arg(self.keys.tenants())
                         .arg(cur.scan)
-                        .arg("MATCH")
-                        .arg(self.keys.tenant_jobs_pattern())
                         .arg("COUNT")
                         .arg(100)
                         .query_async(&mut con)
                         .await?;
                     cur.scan = next;
-                    cur.lists = keys;
+                    cur.lists = tenants
+                        .iter()
+                        .filter_map(|t| TenantId::parse(t).ok())
+                        .map(|t| self.keys.tenant_jobs(&t))
+                        .collect();
                     cur.after = None;
                     if cur.lists.is_empty() {
                         if next == 0 {

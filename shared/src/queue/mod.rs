@@ -15,11 +15,13 @@
 //! | `limits`, `sessions` | tenant caps, MCP sessions |
 
 mod admin;
+mod conn;
 mod connect;
 mod consumer;
 mod limits;
 mod listen;
 mod listing;
+mod mode;
 mod read;
 mod sessions;
 
@@ -28,7 +30,11 @@ use std::sync::{Arc, Mutex};
 
 use redis::AsyncCommands;
 
-pub use connect::{Connection, Pool, PoolError, cancelled_error, client, pool, script_settings};
+pub use conn::{Conn, slot};
+pub use connect::{
+    Connection, Pool, PoolError, cancelled_error, client, client_for, pool, script_settings,
+};
+pub use mode::RedisMode;
 pub use consumer::{ClaimRound, Consumer, Heartbeat, StartedJob};
 pub use limits::retry_after_secs;
 pub use listen::{Listener, Subscription};
@@ -57,12 +63,18 @@ pub enum QueueError {
     NotFound,
     #[error("job already {state}")]
     Final { state: String },
+    /// The write reached the primary but not enough replicas in time (and was taken back).
+    #[error("only {acked} of {wanted} replicas acknowledged the write")]
+    NotReplicated { acked: u32, wanted: u32 },
 }
 
 impl QueueError {
     /// Whether Redis itself is unreachable (503) rather than a logical refusal.
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, Self::Redis(_) | Self::Pool(_))
+        matches!(
+            self,
+            Self::Redis(_) | Self::Pool(_) | Self::NotReplicated { .. }
+        )
     }
 
     /// Whether trying again may succeed: Redis unreachable or restarting. A refusal by Redis
@@ -81,7 +93,7 @@ impl QueueError {
                         )
                     )
             }
-            Self::Pool(_) => true,
+            Self::Pool(_) | Self::NotReplicated { .. } => true,
             _ => false,
         }
     }
@@ -116,10 +128,14 @@ pub struct Queue {
     breaker: Arc<Breaker>,
     settings: ScriptSettings,
     job_ttl_ms: u64,
+    /// Replicas that must acknowledge an enqueue (0 = none), and how long to wait for them.
+    replicas: (u32, u64),
     /// `<tenant>/<cid>` → tool, for jobs this process has seen. The mapping never changes while
     /// the job lives; a hit whose job is gone is checked again against Redis.
     located: Arc<Mutex<HashMap<String, ToolName>>>,
     sweep: Arc<Mutex<listing::SweepCursor>>,
+    /// Tenants this process has put in the tenant registry.
+    registered: Arc<Mutex<std::collections::HashSet<TenantId>>>,
     numbers: Arc<Mutex<listing::ToolNumbers>>,
 }
 
@@ -133,8 +149,10 @@ impl Queue {
             scripts: Arc::new(Scripts::new()),
             breaker: Arc::new(Breaker::new()),
             job_ttl_ms: cfg.job_ttl_sec * 1000,
+            replicas: (cfg.redis_min_replicas_ack, cfg.redis_min_replicas_timeout_ms),
             located: Arc::default(),
             sweep: Arc::default(),
+            registered: Arc::default(),
             numbers: Arc::default(),
         }
     }
@@ -196,6 +214,13 @@ impl Queue {
         let no = self.tool_no(&spec.tool).await?;
         let list = self.keys.tenant_jobs(tenant);
         let mut con = self.connection().await?;
+        if !self.registered.lock().expect("registry lock").contains(tenant) {
+            let _: () = con.sadd(self.keys.tenants(), tenant.as_str()).await?;
+            self.registered
+                .lock()
+                .expect("registry lock")
+                .insert(tenant.clone());
+        }
         // Claim the correlation ID for this tool in the tenant's listing (its index).
         let listed_at = listing::score(listing::now_ms(), no);
         let added: i64 = redis::cmd("ZADD")
@@ -262,6 +287,23 @@ impl Queue {
                 &fields,
             )
             .await?;
+        if let EnqueueOutcome::Created { .. } = &outcome
+            && self.replicas.0 > 0
+        {
+            let (wanted, wait_ms) = self.replicas;
+            let acked = con.wait_replicas(&tk.job(&r), wanted, wait_ms).await?;
+            if acked < wanted
+                && self
+                    .scripts
+                    .withdraw(&mut con, &tk, &r, &spec.request_hash)
+                    .await?
+            {
+                if fresh {
+                    let _: () = con.zrem(&list, id.cid.as_str()).await?;
+                }
+                return Err(QueueError::NotReplicated { acked, wanted });
+            }
+        }
         match &outcome {
             EnqueueOutcome::Created { .. } if !fresh => {
                 // An expired job's ID reused: list it as new, under this tool.

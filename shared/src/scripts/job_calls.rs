@@ -59,6 +59,27 @@ impl Scripts {
         inv
     }
 
+    /// Takes back a job just created (see withdraw.lua); true when it was removed.
+    pub async fn withdraw(
+        &self,
+        con: &mut impl ConnectionLike,
+        tk: &ToolKeys,
+        job_ref: &str,
+        request_hash: &str,
+    ) -> RedisResult<bool> {
+        let v: String = self
+            .withdraw
+            .prepare_invoke()
+            .key(tk.job(job_ref))
+            .key(tk.scheduled())
+            .key(tk.counts())
+            .arg(job_ref)
+            .arg(request_hash)
+            .invoke_async(con)
+            .await?;
+        Ok(v == "withdrawn")
+    }
+
     pub async fn cancel(
         &self,
         con: &mut impl ConnectionLike,

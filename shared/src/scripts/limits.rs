@@ -98,7 +98,9 @@ impl LimitScripts {
         })
     }
 
-    /// Reserves a queued place for `job_key` under the tenant's cap.
+    /// Reserves a queued place for `job_key` under the tenant's cap. When the tenant looks full
+    /// the entries are checked against their jobs (read here, outside the script: they live in
+    /// other slots) and those that moved on are dropped in a second call.
     #[allow(clippy::too_many_arguments)]
     pub async fn admit(
         &self,
@@ -110,25 +112,63 @@ impl LimitScripts {
         life_ms: u64,
         caps: TenantCaps,
     ) -> RedisResult<AdmitOutcome> {
-        let (word, n, added): (String, u64, i64) = self
-            .admit
-            .prepare_invoke()
-            .key(queued_key)
-            .key(running_key)
-            .key(caps_key)
-            .arg(job_key)
-            .arg(life_ms)
-            .arg(caps.max_queued)
-            .arg(caps.max_running)
-            .invoke_async(con)
-            .await?;
-        match word.as_str() {
-            "admitted" => Ok(AdmitOutcome::Admitted {
-                queued: n,
-                added: added == 1,
-            }),
-            "full" => Ok(AdmitOutcome::Full { queued: n }),
-            _ => Err(bad("tenant_admit")),
+        let mut moved: Vec<(String, String)> = Vec::new();
+        for _ in 0..2 {
+            let mut inv = self.admit.prepare_invoke();
+            inv.key(queued_key)
+                .key(running_key)
+                .key(caps_key)
+                .arg(job_key)
+                .arg(life_ms)
+                .arg(caps.max_queued)
+                .arg(caps.max_running);
+            for (k, state) in &moved {
+                inv.arg(k).arg(state);
+            }
+            let reply: Vec<redis::Value> = inv.invoke_async(con).await?;
+            let word: String = reply
+                .first()
+                .map(redis::from_redis_value_ref)
+                .transpose()?
+                .ok_or_else(|| bad("tenant_admit"))?;
+            let num = |i: usize| -> RedisResult<u64> {
+                Ok(reply
+                    .get(i)
+                    .map(redis::from_redis_value_ref)
+                    .transpose()?
+                    .unwrap_or(0))
+            };
+            match word.as_str() {
+                "admitted" => {
+                    return Ok(AdmitOutcome::Admitted {
+                        queued: num(1)?,
+                        added: num(2)? == 1,
+                    });
+                }
+                "full" => return Ok(AdmitOutcome::Full { queued: num(1)? }),
+                "check" => {
+                    let keys: Vec<String> = reply[3..]
+                        .iter()
+                        .map(redis::from_redis_value_ref)
+                        .collect::<Result<_, _>>()?;
+                    let mut pipe = redis::pipe();
+                    for k in &keys {
+                        pipe.hget(k, "state");
+                    }
+                    let states: Vec<Option<String>> = pipe.query_async(con).await?;
+                    moved = keys
+                        .into_iter()
+                        .zip(states)
+                        .filter(|(_, s)| !matches!(s.as_deref(), Some("queued" | "scheduled")))
+                        .map(|(k, s)| (k, s.unwrap_or_default()))
+                        .collect();
+                    if moved.is_empty() {
+                        return Ok(AdmitOutcome::Full { queued: num(1)? });
+                    }
+                }
+                _ => return Err(bad("tenant_admit")),
+            }
         }
+        Err(bad("tenant_admit"))
     }
 }

@@ -114,6 +114,7 @@ pub struct Scripts {
     retry: Script,
     event: Script,
     watch: Script,
+    withdraw: Script,
 }
 
 impl Default for Scripts {
@@ -134,11 +135,13 @@ impl Scripts {
             retry: build(include_str!("lua/retry.lua")),
             event: build(include_str!("lua/event.lua")),
             watch: build(include_str!("lua/watch.lua")),
+            withdraw: build(include_str!("lua/withdraw.lua")),
         }
     }
 
-    fn all(&self) -> [&Script; 9] {
+    fn all(&self) -> [&Script; 10] {
         [
+            &self.withdraw,
             &self.watch,
             &self.enqueue,
             &self.claim,
