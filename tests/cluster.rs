@@ -266,7 +266,9 @@ async fn a_master_killed_mid_burst_loses_no_acknowledged_job() {
     let mut cfg = cluster.config("cluster-chaos");
     cfg.redis_min_replicas_ack = 1;
     cfg.redis_min_replicas_timeout_ms = 500;
-    cfg.lease_sec = 3;
+    // Longer than a failover takes (~2 s here), as the default 30 s is: a lease that lapses
+    // while its shard fails over is taken over, and the job runs again.
+    cfg.lease_sec = 10;
     let s = stack(cfg);
     let (_a, base) = start_api(s.cfg.clone(), s.catalog.clone()).await;
     let _w1 = start_worker(s.cfg.clone(), s.catalog.clone()).await;
@@ -277,6 +279,12 @@ async fn a_master_killed_mid_burst_loses_no_acknowledged_job() {
         .counts();
     let victim = cluster.master_of(&victim_key).await;
 
+    // The victim is killed mid-burst; once its replica has taken over it comes back (as a
+    // replica of the new master), so its shard can acknowledge writes again.
+    let mut node = Some(cluster.nodes.remove(victim));
+    let survivor = cluster.nodes[0].port;
+    let victim_port = node.as_ref().unwrap().port;
+    let mut revive: Option<tokio::task::JoinHandle<RedisServer>> = None;
     let client = http();
     let mut accepted = Vec::new();
     let mut refused = 0;
@@ -285,12 +293,20 @@ async fn a_master_killed_mid_burst_loses_no_acknowledged_job() {
     let burst = 120;
     for i in 0..burst {
         if i == burst / 3 {
-            cluster.nodes[victim].kill();
+            let mut n = node.take().unwrap();
+            n.kill();
+            let slot = scanq::queue::slot(victim_key.as_bytes());
+            revive = Some(tokio::spawn(async move {
+                wait_slot_moved(survivor, slot, victim_port).await;
+                n.restart().await;
+                n
+            }));
         }
         let id = format!("c-{i}");
+        // The argument tells the runs apart in the starts file.
         let r = client
             .post(format!("{base}/v1/jobs"))
-            .json(&json!({"tool":"fake","target":"127.0.0.1","correlation_id":id}))
+            .json(&json!({"tool":"fake","target":"127.0.0.1","args":format!("--sleep-ms {i}"),"correlation_id":id}))
             .send()
             .await;
         match r.map(|r| r.status().as_u16()) {
@@ -310,7 +326,7 @@ async fn a_master_killed_mid_burst_loses_no_acknowledged_job() {
                     async move {
                         let r = client
                             .post(format!("{base}/v1/jobs"))
-                            .json(&json!({"tool":"fake","target":"127.0.0.1","correlation_id":id}))
+                            .json(&json!({"tool":"fake","target":"127.0.0.1","args":format!("--sleep-ms {i}"),"correlation_id":id}))
                             .send()
                             .await
                             .ok()?;
@@ -326,11 +342,22 @@ async fn a_master_killed_mid_burst_loses_no_acknowledged_job() {
             Err(e) => panic!("request failed: {e}"),
         }
     }
+    let revived = revive.unwrap().await.unwrap();
     for id in &accepted {
         let d = wait_done(&base, id, Duration::from_secs(60)).await;
         assert_eq!(d["state"], "succeeded", "{d}");
     }
     let starts = lines(&s.starts);
+    let mut runs: std::collections::HashMap<String, usize> = Default::default();
+    for l in &starts {
+        let args = l.split_once(' ').map_or("", |x| x.1).to_owned();
+        *runs.entry(args).or_default() += 1;
+    }
+    let twice: Vec<_> = runs.iter().filter(|(_, n)| **n > 1).collect();
+    for (args, _) in &twice {
+        let i = args.split_whitespace().nth(1).unwrap_or("");
+        eprintln!("ran twice: {args}: {}", get_json(&base, &format!("/v1/jobs/c-{i}")).await);
+    }
     assert_eq!(
         starts.len(),
         accepted.len(),
@@ -341,4 +368,31 @@ async fn a_master_killed_mid_burst_loses_no_acknowledged_job() {
         accepted.len(),
         longest_gap
     );
+    drop(revived);
+}
+
+/// Waits until the node on `port` no longer serves `slot` as master (a replica took over).
+async fn wait_slot_moved(ask_port: u16, slot: u16, old_port: u16) {
+    eventually(Duration::from_secs(30), "failover of the killed master", || async move {
+        let c = redis::Client::open(format!("redis://127.0.0.1:{ask_port}/")).ok()?;
+        let mut con = c.get_multiplexed_async_connection().await.ok()?;
+        let slots: Vec<redis::Value> = redis::cmd("CLUSTER")
+            .arg("SLOTS")
+            .query_async(&mut con)
+            .await
+            .ok()?;
+        for s in slots {
+            if let redis::Value::Array(v) = s {
+                let lo: u16 = redis::from_redis_value_ref(v.first()?).ok()?;
+                let hi: u16 = redis::from_redis_value_ref(v.get(1)?).ok()?;
+                if (lo..=hi).contains(&slot) {
+                    let redis::Value::Array(m) = v.get(2)? else { return None };
+                    let port: u16 = redis::from_redis_value_ref(m.get(1)?).ok()?;
+                    return (port != old_port).then_some(());
+                }
+            }
+        }
+        None
+    })
+    .await;
 }

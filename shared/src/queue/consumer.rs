@@ -211,12 +211,31 @@ impl Consumer {
             free = free.saturating_sub(claimed.jobs.len());
             if !claimed.jobs.is_empty() && !self.replicated(&mut con, &t.keys).await {
                 // Not started: were the primary lost now, a promoted replica would hand these
-                // jobs out again. They come back when their leases lapse.
+                // jobs out again. Handed back at once (the attempt does not count), and this
+                // tool is left alone for a second, as for a refusing breaker.
                 tracing::warn!(
                     tool = %t.name,
                     jobs = claimed.jobs.len(),
-                    "Claim not confirmed by enough replicas; not starting those jobs (they return when their leases lapse)"
+                    "Claim not confirmed by enough replicas; handing the jobs back"
                 );
+                self.open.note_rejected(t.name.as_str(), 1000);
+                let back: Vec<Completion> = claimed
+                    .jobs
+                    .iter()
+                    .map(|j| Completion {
+                        job_ref: j.job_ref.clone(),
+                        fence: j.fence,
+                        outcome: crate::domain::Outcome::Handback,
+                        result_json: String::new(),
+                        error_json: String::new(),
+                        delay_ms: 0,
+                        verdict: crate::domain::Verdict::Ignored,
+                        breaker_reason: String::new(),
+                    })
+                    .collect();
+                if let Err(err) = self.complete(&t.name, &back).await {
+                    tracing::warn!(error = %err, "Handing back failed; the jobs return when their leases lapse");
+                }
                 continue;
             }
             for job in claimed.jobs {
@@ -326,9 +345,13 @@ impl Consumer {
             )
             .await?;
         if !self.replicated(&mut con, &tk).await {
-            // Written to the primary only: a failover now could lose these results, and the
-            // jobs would then run again after their leases lapse (at-least-once).
-            tracing::warn!(%tool, jobs = batch.len(), "Results not confirmed by enough replicas");
+            // Written to the primary only: a failover now could lose these results and run the
+            // jobs again. The caller writes them again (fenced, so a result that did arrive
+            // answers `stale`) until they are confirmed.
+            return Err(super::QueueError::NotReplicated {
+                acked: 0,
+                wanted: self.replicas.0,
+            });
         }
         Ok(done)
     }

@@ -81,17 +81,14 @@ impl QueueError {
     /// itself (a script error) will not heal.
     pub fn is_transient(&self) -> bool {
         match self {
+            // Unreachable, restarting, failing over (cluster down, moved, read-only replica,
+            // no connection to a slot's node): anything redis-rs itself would retry.
             Self::Redis(e) => {
                 e.is_io_error()
                     || e.is_connection_dropped()
                     || e.is_connection_refusal()
                     || e.is_timeout()
-                    || matches!(
-                        e.kind(),
-                        redis::ErrorKind::Server(
-                            redis::ServerErrorKind::BusyLoading | redis::ServerErrorKind::TryAgain
-                        )
-                    )
+                    || !matches!(e.retry_method(), redis::RetryMethod::NoRetry)
             }
             Self::Pool(_) | Self::NotReplicated { .. } => true,
             _ => false,
