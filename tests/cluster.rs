@@ -104,7 +104,10 @@ async fn the_core_scenarios_pass_on_a_redis_cluster() {
         .unwrap();
     assert_eq!(redis_check["status"], "pass", "{health}");
     assert!(
-        redis_check["detail"].as_str().unwrap().starts_with("cluster"),
+        redis_check["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("cluster"),
         "{health}"
     );
 
@@ -161,14 +164,18 @@ async fn the_core_scenarios_pass_on_a_redis_cluster() {
         .unwrap();
     assert!(retry.status().is_success(), "{}", retry.status());
     let starts = s.starts.clone();
-    eventually(Duration::from_secs(15), "retried job ran and failed again", || {
-        let base = base.clone();
-        let starts = starts.clone();
-        async move {
-            let d = get_json(&base, "/v1/jobs/dead").await;
-            (d["state"] == "failed" && lines(&starts).len() == 12 + 2).then_some(())
-        }
-    })
+    eventually(
+        Duration::from_secs(15),
+        "retried job ran and failed again",
+        || {
+            let base = base.clone();
+            let starts = starts.clone();
+            async move {
+                let d = get_json(&base, "/v1/jobs/dead").await;
+                (d["state"] == "failed" && lines(&starts).len() == 12 + 2).then_some(())
+            }
+        },
+    )
     .await;
 
     // SSE resume with Last-Event-ID on the other API.
@@ -319,7 +326,7 @@ async fn a_master_killed_mid_burst_loses_no_acknowledged_job() {
                 assert!(st == 503 || st == 500, "status {st}");
                 refused += 1;
                 // Retry the same ID once the cluster has failed over.
-                let again = eventually(Duration::from_secs(30), "submit after failover", || {
+                eventually(Duration::from_secs(30), "submit after failover", || {
                     let client = client.clone();
                     let base = base.clone();
                     let id = id.clone();
@@ -334,7 +341,6 @@ async fn a_master_killed_mid_burst_loses_no_acknowledged_job() {
                     }
                 })
                 .await;
-                let _ = again;
                 accepted.push(id);
                 longest_gap = longest_gap.max(last_ok.elapsed());
                 last_ok = Instant::now();
@@ -356,7 +362,10 @@ async fn a_master_killed_mid_burst_loses_no_acknowledged_job() {
     let twice: Vec<_> = runs.iter().filter(|(_, n)| **n > 1).collect();
     for (args, _) in &twice {
         let i = args.split_whitespace().nth(1).unwrap_or("");
-        eprintln!("ran twice: {args}: {}", get_json(&base, &format!("/v1/jobs/c-{i}")).await);
+        eprintln!(
+            "ran twice: {args}: {}",
+            get_json(&base, &format!("/v1/jobs/c-{i}")).await
+        );
     }
     assert_eq!(
         starts.len(),
@@ -373,26 +382,32 @@ async fn a_master_killed_mid_burst_loses_no_acknowledged_job() {
 
 /// Waits until the node on `port` no longer serves `slot` as master (a replica took over).
 async fn wait_slot_moved(ask_port: u16, slot: u16, old_port: u16) {
-    eventually(Duration::from_secs(30), "failover of the killed master", || async move {
-        let c = redis::Client::open(format!("redis://127.0.0.1:{ask_port}/")).ok()?;
-        let mut con = c.get_multiplexed_async_connection().await.ok()?;
-        let slots: Vec<redis::Value> = redis::cmd("CLUSTER")
-            .arg("SLOTS")
-            .query_async(&mut con)
-            .await
-            .ok()?;
-        for s in slots {
-            if let redis::Value::Array(v) = s {
-                let lo: u16 = redis::from_redis_value_ref(v.first()?).ok()?;
-                let hi: u16 = redis::from_redis_value_ref(v.get(1)?).ok()?;
-                if (lo..=hi).contains(&slot) {
-                    let redis::Value::Array(m) = v.get(2)? else { return None };
-                    let port: u16 = redis::from_redis_value_ref(m.get(1)?).ok()?;
-                    return (port != old_port).then_some(());
+    eventually(
+        Duration::from_secs(30),
+        "failover of the killed master",
+        || async move {
+            let c = redis::Client::open(format!("redis://127.0.0.1:{ask_port}/")).ok()?;
+            let mut con = c.get_multiplexed_async_connection().await.ok()?;
+            let slots: Vec<redis::Value> = redis::cmd("CLUSTER")
+                .arg("SLOTS")
+                .query_async(&mut con)
+                .await
+                .ok()?;
+            for s in slots {
+                if let redis::Value::Array(v) = s {
+                    let lo: u16 = redis::from_redis_value_ref(v.first()?).ok()?;
+                    let hi: u16 = redis::from_redis_value_ref(v.get(1)?).ok()?;
+                    if (lo..=hi).contains(&slot) {
+                        let redis::Value::Array(m) = v.get(2)? else {
+                            return None;
+                        };
+                        let port: u16 = redis::from_redis_value_ref(m.get(1)?).ok()?;
+                        return (port != old_port).then_some(());
+                    }
                 }
             }
-        }
-        None
-    })
+            None
+        },
+    )
     .await;
 }

@@ -36,7 +36,10 @@ async fn a_primary_killed_mid_burst_fails_over_without_losing_a_job() {
         .unwrap();
     assert_eq!(redis_check["status"], "pass", "{health}");
     assert!(
-        redis_check["detail"].as_str().unwrap().starts_with("sentinel"),
+        redis_check["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("sentinel"),
         "{health}"
     );
 

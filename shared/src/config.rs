@@ -109,8 +109,6 @@ pub struct Config {
     /// primary named `redis_master_name` (credentials, TLS and db still come from `redis_url`).
     pub redis_sentinels: String,
     pub redis_master_name: String,
-    /// Partitions per tool queue, each under its own hash tag (a catalog tool may set its own).
-    pub queue_partitions: u32,
     /// Replicas that must acknowledge an enqueue (and a worker's results) before it counts
     /// (`WAIT`); 0 = answer as soon as the primary has it.
     pub redis_min_replicas_ack: u32,
@@ -179,7 +177,6 @@ impl Default for Config {
             redis_cluster: false,
             redis_sentinels: String::new(),
             redis_master_name: String::new(),
-            queue_partitions: 1,
             redis_min_replicas_ack: 0,
             redis_min_replicas_timeout_ms: 1000,
         }
@@ -283,7 +280,6 @@ impl Config {
                 message: "set redis_tls_cert_file and redis_tls_key_file together".into(),
             });
         }
-        range("queue_partitions", self.queue_partitions, 1, 64)?;
         range("redis_min_replicas_ack", self.redis_min_replicas_ack, 0, 16)?;
         range(
             "redis_min_replicas_timeout_ms",

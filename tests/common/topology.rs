@@ -104,7 +104,10 @@ impl RedisCluster {
             .find(|(lo, hi, _)| (*lo..=*hi).contains(&slot))
             .map(|(_, _, p)| *p)
             .expect("slot served");
-        self.nodes.iter().position(|n| n.port == port).expect("node")
+        self.nodes
+            .iter()
+            .position(|n| n.port == port)
+            .expect("node")
     }
 
     /// (node index asked, [(first slot, last slot, primary port)]).
@@ -116,8 +119,10 @@ impl RedisCluster {
             let Ok(mut con) = n.client().get_multiplexed_async_connection().await else {
                 continue;
             };
-            let slots: redis::RedisResult<Vec<redis::Value>> =
-                redis::cmd("CLUSTER").arg("SLOTS").query_async(&mut con).await;
+            let slots: redis::RedisResult<Vec<redis::Value>> = redis::cmd("CLUSTER")
+                .arg("SLOTS")
+                .query_async(&mut con)
+                .await;
             let Ok(slots) = slots else { continue };
             let mut out = Vec::new();
             for s in slots {
@@ -161,12 +166,8 @@ pub const MASTER_NAME: &str = "scanq";
 impl SentinelSet {
     pub async fn start() -> Self {
         let primary = RedisServer::start().await;
-        let replica = RedisServer::start_with(&[
-            "--replicaof",
-            "127.0.0.1",
-            &primary.port.to_string(),
-        ])
-        .await;
+        let replica =
+            RedisServer::start_with(&["--replicaof", "127.0.0.1", &primary.port.to_string()]).await;
         let mut sentinels = Vec::new();
         for _ in 0..3 {
             sentinels.push(RedisServer::start_sentinel(primary.port, MASTER_NAME).await);
@@ -180,25 +181,29 @@ impl SentinelSet {
         set.wait_primary(port, Duration::from_secs(20)).await;
         // The replica is in sync and known to the Sentinels before the test starts.
         let ports: Vec<u16> = set.sentinels.iter().map(|s| s.port).collect();
-        eventually(Duration::from_secs(20), "sentinels know the replica", || {
-            let ports = ports.clone();
-            async move {
-                for p in ports {
-                    let c = redis::Client::open(format!("redis://127.0.0.1:{p}/")).ok()?;
-                    let mut con = c.get_multiplexed_async_connection().await.ok()?;
-                    let r: Vec<redis::Value> = redis::cmd("SENTINEL")
-                        .arg("REPLICAS")
-                        .arg(MASTER_NAME)
-                        .query_async(&mut con)
-                        .await
-                        .ok()?;
-                    if r.is_empty() {
-                        return None;
+        eventually(
+            Duration::from_secs(20),
+            "sentinels know the replica",
+            || {
+                let ports = ports.clone();
+                async move {
+                    for p in ports {
+                        let c = redis::Client::open(format!("redis://127.0.0.1:{p}/")).ok()?;
+                        let mut con = c.get_multiplexed_async_connection().await.ok()?;
+                        let r: Vec<redis::Value> = redis::cmd("SENTINEL")
+                            .arg("REPLICAS")
+                            .arg(MASTER_NAME)
+                            .query_async(&mut con)
+                            .await
+                            .ok()?;
+                        if r.is_empty() {
+                            return None;
+                        }
                     }
+                    Some(())
                 }
-                Some(())
-            }
-        })
+            },
+        )
         .await;
         set
     }

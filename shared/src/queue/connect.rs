@@ -77,7 +77,9 @@ fn tls_certificates(cfg: &Config) -> Result<Option<redis::TlsCertificates>, Stri
 #[error("{0}")]
 pub struct PoolError(String);
 
-/// How connections are made in each mode.
+/// How connections are made in each mode (one per process, behind an `Arc`: the size
+/// difference between the variants does not matter).
+#[allow(clippy::large_enum_variant)]
 enum Backend {
     Standalone {
         client: redis::Client,
@@ -192,7 +194,9 @@ impl Pool {
                 Ok(Conn::Managed(c))
             }
             Backend::Cluster {
-                client, blocking: b, ..
+                client,
+                blocking: b,
+                ..
             } => {
                 let which = if blocking { b } else { client };
                 let c = bounded("the redis cluster", which.get_async_connection()).await?;
@@ -200,8 +204,8 @@ impl Pool {
             }
             Backend::Sentinel { .. } => {
                 let client = self.sentinel_primary().await?;
-                let mut config =
-                    redis::AsyncConnectionConfig::new().set_connection_timeout(Some(CONNECT_TIMEOUT));
+                let mut config = redis::AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(CONNECT_TIMEOUT));
                 if blocking {
                     config = config.set_response_timeout(None);
                 }
@@ -219,7 +223,8 @@ impl Pool {
                     if matches!(v.first(), Some(redis::Value::BulkString(r)) if r == b"master"));
                 if !is_primary {
                     return Err(PoolError(
-                        "the server the Sentinels name is not a primary (failover in progress)".into(),
+                        "the server the Sentinels name is not a primary (failover in progress)"
+                            .into(),
                     ));
                 }
                 Ok(Conn::plain(c))

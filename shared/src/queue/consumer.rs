@@ -51,27 +51,27 @@ pub struct Heartbeat {
     pub tools: HashMap<String, bool>,
 }
 
-struct ToolQueue {
-    name: ToolName,
-    keys: ToolKeys,
+pub(super) struct ToolQueue {
+    pub(super) name: ToolName,
+    pub(super) keys: ToolKeys,
     breaker_json: String,
 }
 
 pub struct Consumer {
-    pool: Pool,
-    keys: Keys,
+    pub(super) pool: Pool,
+    pub(super) keys: Keys,
     scripts: Scripts,
     settings: ScriptSettings,
     id: String,
-    tools: Vec<ToolQueue>,
+    pub(super) tools: Vec<ToolQueue>,
     held_error_json: String,
     lost_error_json: String,
     cancelled_error_json: String,
-    open: OpenCache,
-    disabled: Mutex<HashSet<ToolName>>,
-    blocking: tokio::sync::Mutex<Vec<Conn>>,
+    pub(super) open: OpenCache,
+    pub(super) disabled: Mutex<HashSet<ToolName>>,
+    pub(super) blocking: tokio::sync::Mutex<Vec<Conn>>,
     /// Replicas that must acknowledge a claim or a result (0 = none), and the wait for them.
-    replicas: (u32, u64),
+    pub(super) replicas: (u32, u64),
 }
 
 impl std::fmt::Debug for Consumer {
@@ -116,7 +116,10 @@ impl Consumer {
             open: OpenCache::new(),
             disabled: Mutex::default(),
             blocking: tokio::sync::Mutex::new(Vec::new()),
-            replicas: (cfg.redis_min_replicas_ack, cfg.redis_min_replicas_timeout_ms),
+            replicas: (
+                cfg.redis_min_replicas_ack,
+                cfg.redis_min_replicas_timeout_ms,
+            ),
         })
     }
 
@@ -356,26 +359,6 @@ impl Consumer {
         Ok(done)
     }
 
-    /// With `redis_min_replicas_ack`: whether enough replicas acknowledged this connection's
-    /// writes to the server holding `tk`'s keys (asked up to three times). Always true without.
-    async fn replicated(&self, con: &mut Conn, tk: &ToolKeys) -> bool {
-        let (wanted, wait_ms) = self.replicas;
-        if wanted == 0 {
-            return true;
-        }
-        for _ in 0..3 {
-            match con.wait_replicas(&tk.counts(), wanted, wait_ms).await {
-                Ok(acked) if acked >= wanted => return true,
-                Ok(_) => {}
-                Err(err) => {
-                    tracing::warn!(error = %err, "WAIT for replicas failed");
-                    return false;
-                }
-            }
-        }
-        false
-    }
-
     /// The queue's clock work for every tool (due jobs, lapsed leases), and a refresh of which
     /// tools are disabled cluster-wide.
     pub async fn reap(
@@ -449,76 +432,6 @@ impl Consumer {
                 .zrem(self.keys.workers(), &self.id)
                 .query_async(&mut con)
                 .await;
-        }
-    }
-
-    /// Blocks (on a dedicated connection without response timeout) until any of the worker's
-    /// claimable ready streams holds an entry, or `timeout` passes. A ready stream holds only
-    /// unclaimed entries (the claim deletes what it takes), so reading from `0-0` returns at once
-    /// while work is waiting and blocks while there is none: no entry can slip in between a
-    /// claim and the wait. Disabled tools and tools whose breaker refused are left out (their
-    /// entries would wake the worker for nothing).
-    pub async fn wait_for_work(&self, timeout: Duration) {
-        let streams: Vec<String> = {
-            let disabled = self.disabled.lock().expect("disabled lock");
-            self.tools
-                .iter()
-                .filter(|t| {
-                    !disabled.contains(&t.name) && self.open.is_open(t.name.as_str()).is_none()
-                })
-                .flat_map(|t| t.keys.streams())
-                .collect()
-        };
-        if streams.is_empty() {
-            tokio::time::sleep(timeout).await;
-            return;
-        }
-        // One XREAD can only name keys of one slot in a cluster: one read per slot, each on a
-        // connection of its own, and the first to return wakes the worker. (A read left blocking
-        // is answered when its entry arrives or it times out; the next read on its connection
-        // queues behind it, so no wake-up is lost.)
-        let groups: Vec<Vec<String>> = if self.pool.mode() == "cluster" {
-            let mut by_slot: Vec<(u16, Vec<String>)> = Vec::new();
-            for s in streams {
-                let slot = super::slot(s.as_bytes());
-                match by_slot.iter_mut().find(|(x, _)| *x == slot) {
-                    Some((_, v)) => v.push(s),
-                    None => by_slot.push((slot, vec![s])),
-                }
-            }
-            by_slot.into_iter().map(|(_, v)| v).collect()
-        } else {
-            vec![streams]
-        };
-        let mut guard = self.blocking.lock().await;
-        while guard.len() < groups.len() {
-            match self.pool.dedicated().await {
-                Ok(con) => guard.push(con),
-                Err(_) => {
-                    tokio::time::sleep(timeout.min(Duration::from_millis(500))).await;
-                    return;
-                }
-            }
-        }
-        let reads = groups.iter().zip(guard.iter()).map(|(streams, con)| {
-            let mut con = con.clone();
-            let mut cmd = redis::cmd("XREAD");
-            cmd.arg("BLOCK")
-                .arg(timeout.as_millis() as u64)
-                .arg("COUNT")
-                .arg(1)
-                .arg("STREAMS");
-            for s in streams {
-                cmd.arg(s);
-            }
-            for _ in streams {
-                cmd.arg("0-0");
-            }
-            Box::pin(async move { cmd.query_async::<redis::Value>(&mut con).await })
-        });
-        let (res, _, _) = futures::future::select_all(reads).await;
-        if res.is_err() {
-            guard.clear();
         }
     }
 }

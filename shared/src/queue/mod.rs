@@ -11,6 +11,8 @@
 //! | `read` | reading, watching and long-polling jobs, the ID → tool cache |
 //! | `listing` | the tenant's listing (also the correlation-ID index) and its sweeping |
 //! | `admin` | breakers, tool switches, counts |
+//! | `conn`, `connect`, `mode` | the connection in each Redis mode (standalone, cluster, Sentinel) |
+//! | `wait` | the worker's blocking wait for work and its wait for replicas |
 //! | `listen` | pub/sub wake-ups |
 //! | `limits`, `sessions` | tenant caps, MCP sessions |
 
@@ -24,6 +26,7 @@ mod listing;
 mod mode;
 mod read;
 mod sessions;
+mod wait;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -34,10 +37,10 @@ pub use conn::{Conn, slot};
 pub use connect::{
     Connection, Pool, PoolError, cancelled_error, client, client_for, pool, script_settings,
 };
-pub use mode::RedisMode;
 pub use consumer::{ClaimRound, Consumer, Heartbeat, StartedJob};
 pub use limits::retry_after_secs;
 pub use listen::{Listener, Subscription};
+pub use mode::RedisMode;
 pub use sessions::McpSession;
 
 use crate::breaker::Breaker;
@@ -146,7 +149,10 @@ impl Queue {
             scripts: Arc::new(Scripts::new()),
             breaker: Arc::new(Breaker::new()),
             job_ttl_ms: cfg.job_ttl_sec * 1000,
-            replicas: (cfg.redis_min_replicas_ack, cfg.redis_min_replicas_timeout_ms),
+            replicas: (
+                cfg.redis_min_replicas_ack,
+                cfg.redis_min_replicas_timeout_ms,
+            ),
             located: Arc::default(),
             sweep: Arc::default(),
             registered: Arc::default(),
@@ -211,7 +217,12 @@ impl Queue {
         let no = self.tool_no(&spec.tool).await?;
         let list = self.keys.tenant_jobs(tenant);
         let mut con = self.connection().await?;
-        if !self.registered.lock().expect("registry lock").contains(tenant) {
+        if !self
+            .registered
+            .lock()
+            .expect("registry lock")
+            .contains(tenant)
+        {
             let _: () = con.sadd(self.keys.tenants(), tenant.as_str()).await?;
             self.registered
                 .lock()

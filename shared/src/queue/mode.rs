@@ -180,7 +180,10 @@ mod tests {
             c.redis_master_name = "m".into();
         })
         .unwrap_err();
-        assert!(e.contains("`redis_sentinels`") && e.contains("host:port"), "{e}");
+        assert!(
+            e.contains("`redis_sentinels`") && e.contains("host:port"),
+            "{e}"
+        );
         let e = mode(|c| {
             c.redis_cluster = true;
             c.redis_url = "unix:///tmp/r.sock".into();
