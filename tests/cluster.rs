@@ -1,5 +1,6 @@
 //! Beyond one Redis (DESIGN §9): the core scenarios on a real 3-master / 3-replica Redis
-//! Cluster, and a chaos run that kills a
+//! Cluster, with tools spread over 3 partitions on 3 masters (the breaker's trip and probe
+//! among them), and a chaos run that kills a
 //! master in the middle of a submit burst and a drain.
 
 use std::path::PathBuf;
@@ -44,8 +45,8 @@ fn stack(mut cfg: Config) -> Stack {
     );
     let cat = fx.catalog(&format!(
         "{}{}{}{}",
-        fake_tool_catalog("fake", &fake, ""),
-        fake_tool_catalog("flaky", &flaky, ""),
+        fake_tool_catalog("fake", &fake, "partitions = 3"),
+        fake_tool_catalog("flaky", &flaky, "partitions = 3"),
         BREAKER,
         INPROCESS_TOOLS
     ));
@@ -127,6 +128,20 @@ async fn the_core_scenarios_pass_on_a_redis_cluster() {
         let d = wait_done(&base_b, id, Duration::from_secs(30)).await;
         assert_eq!(d["state"], "succeeded", "{d}");
     }
+    let keys = scanq::keys::Keys::for_fleet(&s.cfg, Some(&s.catalog));
+    let fake = scanq::domain::ToolName::parse("fake").unwrap();
+    let mut masters = std::collections::HashSet::new();
+    let mut used = std::collections::HashSet::new();
+    for tk in keys.partitions_of(&fake) {
+        masters.insert(cluster.master_of(&tk.counts()).await);
+    }
+    for id in &ids {
+        let tenant = scanq::domain::TenantId::parse("default").unwrap();
+        let cid = scanq::domain::CorrelationId::parse(id).unwrap();
+        used.insert(keys.partition_of(&scanq::domain::JobId::new(fake.clone(), tenant, cid)));
+    }
+    assert_eq!(masters.len(), 3, "the 3 partitions live on 3 masters");
+    assert_eq!(used.len(), 3, "the jobs went to every partition");
 
     // Idempotency: same request → 200 with the same job; different request → 409.
     let body = json!({"tool":"noop","target":"127.0.0.1","correlation_id":"idem"});

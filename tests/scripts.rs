@@ -87,10 +87,28 @@ impl Fx {
                 round,
                 "t",
                 BREAKER,
+                "",
             )
             .await
             .unwrap();
         c.jobs.into_iter().map(|j| (j.job_ref, j.fence)).collect()
+    }
+
+    async fn claim_raw(&mut self, want: usize) -> scanq::scripts::Claimed {
+        self.scripts
+            .claim(
+                &mut self.con,
+                &self.tk,
+                &self.set,
+                "w1",
+                want,
+                0,
+                "t",
+                BREAKER,
+                "",
+            )
+            .await
+            .unwrap()
     }
 
     async fn complete(&mut self, r: &str, fence: u64, outcome: &'static str) -> String {
@@ -315,7 +333,7 @@ async fn reap_takes_over_lapsed_leases_and_poison_jobs_go_dead() {
                 .await
                 .ok()?;
             let c = scripts
-                .claim(&mut con, &tk, &set, "w1", 1, 0, "t", BREAKER)
+                .claim(&mut con, &tk, &set, "w1", 1, 0, "t", BREAKER, "")
                 .await
                 .ok()?;
             (!c.jobs.is_empty()).then_some(())
@@ -457,4 +475,120 @@ async fn renewing_several_tools_is_one_pipeline_and_survives_a_script_flush() {
         replies,
         vec![vec![RenewStatus::Ok], vec![RenewStatus::Lost]]
     );
+}
+
+#[tokio::test]
+async fn withdraw_takes_back_only_a_waiting_job_of_the_same_request() {
+    let mut f = fx().await;
+    f.enqueue("a/1", "h", Priority::Normal, 0).await;
+    f.enqueue("a/2", "h", Priority::Normal, 60_000).await;
+    f.enqueue("a/3", "h", Priority::High, 0).await;
+    let tk = f.tk.clone();
+    // Another request under the same ID is not taken back.
+    assert!(
+        !f.scripts
+            .withdraw(&mut f.con, &tk, "a/1", "other")
+            .await
+            .unwrap()
+    );
+    assert!(
+        f.scripts
+            .withdraw(&mut f.con, &tk, "a/1", "h")
+            .await
+            .unwrap()
+    );
+    assert!(
+        f.scripts
+            .withdraw(&mut f.con, &tk, "a/2", "h")
+            .await
+            .unwrap()
+    );
+    assert_eq!(f.state("a/1").await, "");
+    let sched: i64 = f.con.zcard(tk.scheduled()).await.unwrap();
+    assert_eq!(sched, 0);
+    let c = f.counts().await;
+    assert_eq!((c["queued"], c["scheduled"]), (1, 0), "{c:?}");
+    // A job a worker already took is left to run; the withdrawn one's entry is skipped.
+    let claimed = f.claim(5, 0).await;
+    assert_eq!(claimed.len(), 1, "{claimed:?}");
+    assert_eq!(claimed[0].0, "a/3");
+    assert!(
+        !f.scripts
+            .withdraw(&mut f.con, &tk, "a/3", "h")
+            .await
+            .unwrap()
+    );
+    assert_eq!(f.state("a/3").await, "running");
+}
+
+#[tokio::test]
+async fn a_gated_claim_stamps_the_home_generation_or_the_probe_and_a_gated_completion_owes_them() {
+    let mut f = fx().await;
+    f.enqueue("a/1", "h", Priority::Normal, 0).await;
+    f.enqueue("a/2", "h", Priority::Normal, 0).await;
+    let tk = f.tk.clone();
+    let closed = f
+        .scripts
+        .claim(
+            &mut f.con, &tk, &f.set, "w1", 1, 0, "t", BREAKER, "closed:7",
+        )
+        .await
+        .unwrap();
+    assert_eq!(closed.jobs.len(), 1);
+    assert_eq!(closed.home, None, "a gated claim does not read a breaker");
+    let first = closed.jobs[0].clone();
+    let bgen: String = f.con.hget(tk.job(&first.job_ref), "bgen").await.unwrap();
+    assert_eq!(bgen, "7");
+    let probe = f
+        .scripts
+        .claim(
+            &mut f.con,
+            &tk,
+            &f.set,
+            "w1",
+            1,
+            0,
+            "t",
+            BREAKER,
+            "probe:w1:0:1:3",
+        )
+        .await
+        .unwrap();
+    assert_eq!(probe.jobs.len(), 1);
+    let second = probe.jobs[0].clone();
+    let h: HashMap<String, String> = f.con.hgetall(tk.job(&second.job_ref)).await.unwrap();
+    assert_eq!((h["probe"].as_str(), h["bgen"].as_str()), ("w1:0:1", "3"));
+    // Completed without breaker settings: nothing recorded here, the reply owes both.
+    let done = f
+        .scripts
+        .complete(
+            &mut f.con,
+            &tk,
+            &f.set,
+            "t",
+            "",
+            "w1",
+            &[first.clone(), second.clone()].map(|j| Completion {
+                job_ref: j.job_ref,
+                fence: j.fence,
+                outcome: "succeeded".parse().unwrap(),
+                result_json: String::new(),
+                error_json: String::new(),
+                delay_ms: 0,
+                verdict: Verdict::Success,
+                breaker_reason: String::new(),
+            }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        done.owed,
+        vec![Some((7, String::new())), Some((3, "w1:0:1".to_owned()))]
+    );
+    let breaker: HashMap<String, String> = f.con.hgetall(tk.breaker()).await.unwrap();
+    assert!(breaker.is_empty(), "{breaker:?}");
+    // Ungated, the home's claim reports its breaker.
+    f.enqueue("a/3", "h", Priority::Normal, 0).await;
+    let home = f.claim_raw(1).await;
+    assert_eq!(home.home.unwrap().state, "closed");
 }

@@ -63,7 +63,7 @@ pub async fn state(cfg: Config, catalog: Catalog) -> anyhow::Result<AppState> {
     let targets = TargetPolicy::parse(&cfg.allowed_targets, &cfg.denied_targets, cfg.max_hosts)
         .map_err(|e| anyhow::anyhow!("allowed_targets/denied_targets: {e}"))?;
     let pool = scanq::queue::pool(&cfg).map_err(anyhow::Error::msg)?;
-    let queue = Queue::new(pool.clone(), &cfg);
+    let queue = Queue::with_catalog(pool.clone(), &cfg, &catalog);
     let stats = Stats::new(pool.clone(), queue.keys().clone());
     let listener = Listener::start(pool, queue.keys().notify_channel());
     if let Err(err) = queue.prepare().await {

@@ -109,6 +109,9 @@ pub struct Config {
     /// primary named `redis_master_name` (credentials, TLS and db still come from `redis_url`).
     pub redis_sentinels: String,
     pub redis_master_name: String,
+    /// Partitions per tool queue, each under its own hash tag, so one tool spans several
+    /// cluster masters (a catalog tool may set its own `partitions`).
+    pub queue_partitions: u16,
     /// Replicas that must acknowledge an enqueue (and a worker's results) before it counts
     /// (`WAIT`); 0 = answer as soon as the primary has it.
     pub redis_min_replicas_ack: u32,
@@ -177,6 +180,7 @@ impl Default for Config {
             redis_cluster: false,
             redis_sentinels: String::new(),
             redis_master_name: String::new(),
+            queue_partitions: 1,
             redis_min_replicas_ack: 0,
             redis_min_replicas_timeout_ms: 1000,
         }
@@ -280,6 +284,12 @@ impl Config {
                 message: "set redis_tls_cert_file and redis_tls_key_file together".into(),
             });
         }
+        range(
+            "queue_partitions",
+            self.queue_partitions,
+            1,
+            crate::keys::MAX_PARTITIONS,
+        )?;
         range("redis_min_replicas_ack", self.redis_min_replicas_ack, 0, 16)?;
         range(
             "redis_min_replicas_timeout_ms",

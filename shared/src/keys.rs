@@ -59,9 +59,15 @@ pub const JOB_SEGMENT: &str = "job:";
 /// Key segment of a job's event stream: `P:{T}:` + this + ref.
 pub const EVENTS_SEGMENT: &str = "ev:";
 
+/// The most partitions a tool's queue may have.
+pub const MAX_PARTITIONS: u16 = 64;
+
 #[derive(Debug, Clone)]
 pub struct Keys {
     prefix: String,
+    /// Partitions of the tools that set their own; others have `default_partitions`.
+    partitions: std::sync::Arc<std::collections::HashMap<ToolName, u16>>,
+    default_partitions: u16,
 }
 
 /// A job's name inside its tool's keyspace: `<tenant>/<cid>`.
@@ -74,7 +80,83 @@ impl Keys {
     pub fn new(prefix: &str) -> Self {
         Self {
             prefix: prefix.to_owned(),
+            partitions: Default::default(),
+            default_partitions: 1,
         }
+    }
+
+    /// The keys of a fleet: `cfg`'s prefix and default partitions, the catalog's own per tool.
+    pub fn for_fleet(
+        cfg: &crate::config::Config,
+        catalog: Option<&crate::catalog::Catalog>,
+    ) -> Self {
+        Self::new(&cfg.key_prefix).with_partitions(
+            catalog.map(|c| c.partitions()).unwrap_or_default(),
+            cfg.queue_partitions,
+        )
+    }
+
+    /// With each tool's queue split into partitions: `by_tool` for the tools that set their
+    /// own, `default` for the rest. Every process of a fleet must use the same numbers.
+    pub fn with_partitions(
+        mut self,
+        by_tool: std::collections::HashMap<ToolName, u16>,
+        default: u16,
+    ) -> Self {
+        self.partitions = std::sync::Arc::new(by_tool);
+        self.default_partitions = default.max(1);
+        self
+    }
+
+    /// How many partitions `tool`'s queue has.
+    pub fn partitions(&self, tool: &ToolName) -> u16 {
+        self.partitions
+            .get(tool)
+            .copied()
+            .unwrap_or(self.default_partitions)
+            .clamp(1, MAX_PARTITIONS)
+    }
+
+    /// The keys of partition `p` of `tool`'s queue. Partition 0 is the tool's home (`{T}`): it
+    /// also holds the breaker and the disabled flag. Partition `p` of `n` is tagged `{T~k}`
+    /// with the smallest `k` whose slot falls in the `(home + p) mod n`-th of `n` equal ranges
+    /// of the slot space, so on a cluster whose masters hold equal ranges (as `redis-cli
+    /// --cluster create` makes them) the partitions land on different masters.
+    pub fn partition(&self, tool: &ToolName, p: u16) -> ToolKeys {
+        if p == 0 {
+            return self.tool(tool);
+        }
+        let n = u32::from(self.partitions(tool).max(p + 1));
+        let range = |key: &str| u32::from(slot(key.as_bytes())) * n / 16384;
+        let want = (range(tool.as_str()) + u32::from(p)) % n;
+        let tag = (1u32..)
+            .map(|k| format!("{tool}~{k}"))
+            .find(|t| range(t) == want)
+            .expect("some suffix lands in every range");
+        ToolKeys {
+            base: format!("{}:{{{}}}", self.prefix, tag),
+        }
+    }
+
+    /// Every partition of `tool`, home first.
+    pub fn partitions_of(&self, tool: &ToolName) -> Vec<ToolKeys> {
+        (0..self.partitions(tool))
+            .map(|p| self.partition(tool, p))
+            .collect()
+    }
+
+    /// The partition a job lives in: fixed by its ref, so every process finds it.
+    pub fn partition_of(&self, id: &crate::domain::JobId) -> u16 {
+        let n = self.partitions(&id.tool);
+        if n <= 1 {
+            return 0;
+        }
+        crc16(id.job_ref().as_bytes()) % n
+    }
+
+    /// The keys of the partition that holds `id`.
+    pub fn job_keys(&self, id: &crate::domain::JobId) -> ToolKeys {
+        self.partition(&id.tool, self.partition_of(id))
     }
 
     pub fn prefix(&self) -> &str {
@@ -89,7 +171,7 @@ impl Keys {
 
     /// The hash of a job.
     pub fn job(&self, id: &crate::domain::JobId) -> String {
-        self.tool(&id.tool).job(&id.job_ref())
+        self.job_keys(id).job(&id.job_ref())
     }
 
     /// Tool → number (for the listing's scores; see `queue/listing.rs`).
@@ -158,7 +240,33 @@ impl Keys {
     }
 }
 
-/// Keys of one tool; all share the hash tag `{tool}`.
+/// The Redis Cluster slot of a key: CRC16 (XMODEM) of its hash tag (the part between the first
+/// `{` and the next `}`, when non-empty) or of the whole key, modulo 16384.
+pub fn slot(key: &[u8]) -> u16 {
+    let tagged = key.iter().position(|&b| b == b'{').and_then(|open| {
+        let close = key[open + 1..].iter().position(|&b| b == b'}')?;
+        (close > 0).then(|| &key[open + 1..open + 1 + close])
+    });
+    crc16(tagged.unwrap_or(key)) % 16384
+}
+
+fn crc16(data: &[u8]) -> u16 {
+    let mut crc: u16 = 0;
+    for &b in data {
+        crc ^= (b as u16) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc
+}
+
+/// Keys of one partition of a tool's queue; all share its hash tag (`{tool}` for the home
+/// partition).
 #[derive(Debug, Clone)]
 pub struct ToolKeys {
     base: String,
@@ -293,6 +401,28 @@ mod tests {
             assert!(k.starts_with("scanq:"), "{k}");
         }
         assert_eq!(t.job(r), format!("{}job:{r}", t.job_prefix()));
+    }
+
+    #[test]
+    fn partitions_spread_over_equal_slot_ranges_and_jobs_stay_put() {
+        let nmap = ToolName::parse("nmap").unwrap();
+        let keys = Keys::new("scanq").with_partitions(Default::default(), 3);
+        let ranges: std::collections::HashSet<u32> = keys
+            .partitions_of(&nmap)
+            .iter()
+            .map(|t| u32::from(slot(t.counts().as_bytes())) * 3 / 16384)
+            .collect();
+        assert_eq!(ranges.len(), 3, "one partition per third of the slots");
+        assert_eq!(keys.partition(&nmap, 0).counts(), "scanq:{nmap}:counts");
+        let id = crate::domain::JobId::new(
+            nmap.clone(),
+            TenantId::parse("blue").unwrap(),
+            CorrelationId::parse("scan-1").unwrap(),
+        );
+        assert_eq!(keys.job(&id), keys.job(&id));
+        assert!(keys.partition_of(&id) < 3);
+        let one = Keys::new("scanq");
+        assert_eq!(one.job(&id), "scanq:{nmap}:job:blue/scan-1");
     }
 
     #[test]

@@ -163,6 +163,38 @@ impl Stats {
         Ok(pipe.query_async(con).await?)
     }
 
+    /// [`Stats::read`] over every partition of `tool`'s queue, merged: counts added, the
+    /// oldest entry of each priority kept, samples joined.
+    async fn read_tool(
+        &self,
+        con: &mut crate::queue::Connection,
+        tool: &ToolName,
+        samples: bool,
+    ) -> Result<ToolReply, QueueError> {
+        let mut parts = self.keys.partitions_of(tool).into_iter();
+        let home = parts.next().expect("a home partition");
+        let mut acc = self.read(con, &home, samples).await?;
+        for tk in parts {
+            let (counts, high, normal, low, wait, run) = self.read(con, &tk, samples).await?;
+            for (k, v) in counts {
+                *acc.0.entry(k).or_default() += v;
+            }
+            for (mine, theirs) in [(&mut acc.1, high), (&mut acc.2, normal), (&mut acc.3, low)] {
+                let older = match (mine.ids.first(), theirs.ids.first()) {
+                    (None, Some(_)) => true,
+                    (Some(a), Some(b)) => id_ms(&b.id) < id_ms(&a.id),
+                    _ => false,
+                };
+                if older {
+                    *mine = theirs;
+                }
+            }
+            acc.4.extend(wait);
+            acc.5.extend(run);
+        }
+        Ok(acc)
+    }
+
     fn gauge(tool: &ToolName, now: u64, reply: &ToolReply) -> QueueGauge {
         let (counts, high, normal, low, _, _) = reply;
         let queued = counted(counts, JobState::Queued);
@@ -189,7 +221,7 @@ impl Stats {
         let now = Self::now_ms(&mut con).await?;
         let mut out = Vec::with_capacity(tools.len());
         for tool in tools {
-            let reply = self.read(&mut con, &self.keys.tool(tool), false).await?;
+            let reply = self.read_tool(&mut con, tool, false).await?;
             out.push(Self::gauge(tool, now, &reply));
         }
         Ok(out)
@@ -201,7 +233,7 @@ impl Stats {
         let now = Self::now_ms(&mut con).await?;
         let mut out = Vec::with_capacity(tools.len());
         for tool in tools {
-            let reply = self.read(&mut con, &self.keys.tool(tool), true).await?;
+            let reply = self.read_tool(&mut con, tool, true).await?;
             let gauge = Self::gauge(tool, now, &reply);
             let (raw, _, _, _, wait, run) = reply;
             let counts = JobState::ALL

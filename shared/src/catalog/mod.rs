@@ -85,6 +85,10 @@ pub struct ToolSpec {
     /// The tool's circuit breaker (DESIGN §6).
     #[serde(default)]
     pub breaker: crate::breaker::BreakerSettings,
+    /// Partitions of the tool's queue, each under its own hash tag (docs/scaling.md); unset:
+    /// `queue_partitions` of the configuration.
+    #[serde(default)]
+    pub partitions: Option<u16>,
 }
 
 fn default_timeout() -> u64 {
@@ -194,6 +198,14 @@ impl Catalog {
         self.tools.iter()
     }
 
+    /// Tool → partitions, for the tools that set their own.
+    pub fn partitions(&self) -> std::collections::HashMap<ToolName, u16> {
+        self.tools
+            .iter()
+            .filter_map(|(t, spec)| Some((t.clone(), spec.partitions?)))
+            .collect()
+    }
+
     pub fn names(&self) -> Vec<String> {
         self.tools.keys().map(|t| t.to_string()).collect()
     }
@@ -223,6 +235,14 @@ impl ToolSpec {
         if let Some(p) = self.parser.as_deref().filter(|p| *p != "nmap") {
             return Err(format!(
                 "tools.{name}.parser `{p}` is not a result parser; accepted: nmap"
+            ));
+        }
+        if let Some(n) = self.partitions
+            && !(1..=crate::keys::MAX_PARTITIONS).contains(&n)
+        {
+            return Err(format!(
+                "tools.{name}.partitions {n} is out of range; accepted: 1..={}",
+                crate::keys::MAX_PARTITIONS
             ));
         }
         self.breaker

@@ -49,9 +49,18 @@ impl Queue {
         Ok(con.exists(self.keys.tool(tool).disabled()).await?)
     }
 
-    /// Jobs per state for one tool (kept exact by the scripts).
+    /// Jobs per state for one tool (kept exact by the scripts), over all its partitions.
     pub async fn counts(&self, tool: &ToolName) -> Result<HashMap<String, i64>, QueueError> {
         let mut con = self.connection().await?;
-        Ok(con.hgetall(self.keys.tool(tool).counts()).await?)
+        let mut pipe = redis::pipe();
+        for tk in self.keys.partitions_of(tool) {
+            pipe.hgetall(tk.counts());
+        }
+        let parts: Vec<HashMap<String, i64>> = pipe.query_async(&mut con).await?;
+        let mut out: HashMap<String, i64> = HashMap::new();
+        for (k, v) in parts.into_iter().flatten() {
+            *out.entry(k).or_default() += v;
+        }
+        Ok(out)
     }
 }

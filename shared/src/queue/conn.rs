@@ -192,30 +192,7 @@ fn command_slot(cmd: &Cmd) -> Option<u16> {
     Some(slot(key))
 }
 
-/// The Redis Cluster slot of a key: CRC16 (XMODEM) of its hash tag (the part between the first
-/// `{` and the next `}`, when non-empty) or of the whole key, modulo 16384.
-pub fn slot(key: &[u8]) -> u16 {
-    let tagged = key.iter().position(|&b| b == b'{').and_then(|open| {
-        let close = key[open + 1..].iter().position(|&b| b == b'}')?;
-        (close > 0).then(|| &key[open + 1..open + 1 + close])
-    });
-    crc16(tagged.unwrap_or(key)) % 16384
-}
-
-fn crc16(data: &[u8]) -> u16 {
-    let mut crc: u16 = 0;
-    for &b in data {
-        crc ^= (b as u16) << 8;
-        for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 {
-                (crc << 1) ^ 0x1021
-            } else {
-                crc << 1
-            };
-        }
-    }
-    crc
-}
+pub use crate::keys::slot;
 
 #[cfg(test)]
 mod tests {

@@ -16,8 +16,7 @@ use crate::config::Config;
 use crate::domain::{ErrorInfo, ErrorType, JobId, ToolName};
 use crate::keys::{GROUP, Keys, ToolKeys};
 use crate::scripts::{
-    BreakerArgs, ClaimedJob, Completed, Completion, ReapReport, RenewStatus, ScriptSettings,
-    Scripts,
+    ClaimedJob, Completed, Completion, ReapReport, RenewStatus, ScriptSettings, Scripts,
 };
 
 /// A job this worker claimed: who it is, and what it needs to run.
@@ -53,18 +52,20 @@ pub struct Heartbeat {
 
 pub(super) struct ToolQueue {
     pub(super) name: ToolName,
-    pub(super) keys: ToolKeys,
-    breaker_json: String,
+    /// Its queue's partitions, the home (breaker, disabled flag) first.
+    pub(super) parts: Vec<ToolKeys>,
+    pub(super) breaker_json: String,
+    pub(super) breaker: crate::breaker::BreakerSettings,
 }
 
 pub struct Consumer {
     pub(super) pool: Pool,
     pub(super) keys: Keys,
-    scripts: Scripts,
-    settings: ScriptSettings,
-    id: String,
+    pub(super) scripts: Scripts,
+    pub(super) settings: ScriptSettings,
+    pub(super) id: String,
     pub(super) tools: Vec<ToolQueue>,
-    held_error_json: String,
+    pub(super) held_error_json: String,
     lost_error_json: String,
     cancelled_error_json: String,
     pub(super) open: OpenCache,
@@ -72,6 +73,9 @@ pub struct Consumer {
     pub(super) blocking: tokio::sync::Mutex<Vec<Conn>>,
     /// Replicas that must acknowledge a claim or a result (0 = none), and the wait for them.
     pub(super) replicas: (u32, u64),
+    /// The home breaker of each partitioned tool as last read (see `claim.rs`).
+    pub(super) home: Mutex<HashMap<ToolName, (std::time::Instant, crate::scripts::HomeBreaker)>>,
+    pub(super) breakers: crate::breaker::Breaker,
 }
 
 impl std::fmt::Debug for Consumer {
@@ -87,14 +91,15 @@ fn error_json(kind: ErrorType, message: &str) -> String {
 impl Consumer {
     /// A consumer for the enabled tools of `catalog`, named `id`.
     pub fn new(cfg: &Config, catalog: &Catalog, id: String) -> Result<Self, String> {
-        let keys = Keys::new(&cfg.key_prefix);
+        let keys = Keys::for_fleet(cfg, Some(catalog));
         let tools = catalog
             .tools()
             .filter(|(_, spec)| spec.enabled)
             .map(|(name, spec)| ToolQueue {
                 name: name.clone(),
-                keys: keys.tool(name),
+                parts: keys.partitions_of(name),
                 breaker_json: spec.breaker.to_json(),
+                breaker: spec.breaker.clone(),
             })
             .collect();
         Ok(Self {
@@ -120,6 +125,8 @@ impl Consumer {
                 cfg.redis_min_replicas_ack,
                 cfg.redis_min_replicas_timeout_ms,
             ),
+            home: Mutex::default(),
+            breakers: crate::breaker::Breaker::new(),
         })
     }
 
@@ -136,7 +143,7 @@ impl Consumer {
         &self.keys
     }
 
-    fn tool(&self, name: &ToolName) -> Option<&ToolQueue> {
+    pub(super) fn tool(&self, name: &ToolName) -> Option<&ToolQueue> {
         self.tools.iter().find(|t| &t.name == name)
     }
 
@@ -147,7 +154,7 @@ impl Consumer {
             return;
         };
         for t in &self.tools {
-            for s in t.keys.streams() {
+            for s in t.parts.iter().flat_map(|p| p.streams()) {
                 let _: redis::RedisResult<()> = redis::cmd("XGROUP")
                     .arg("CREATE")
                     .arg(&s)
@@ -158,98 +165,6 @@ impl Consumer {
                     .await;
             }
         }
-    }
-
-    /// One claim step for up to `free` jobs across the worker's tools, starting with the tool
-    /// `round` points at.
-    pub async fn claim(&self, free: usize, round: u64) -> Result<ClaimRound, super::QueueError> {
-        let mut out = ClaimRound::default();
-        let n = self.tools.len();
-        if n == 0 || free == 0 {
-            return Ok(out);
-        }
-        let mut free = free;
-        let mut con = self.pool.get().await?;
-        for i in 0..n {
-            let t = &self.tools[(round as usize + i) % n];
-            if free == 0 {
-                break;
-            }
-            if self
-                .disabled
-                .lock()
-                .expect("disabled lock")
-                .contains(&t.name)
-                || self.open.is_open(t.name.as_str()).is_some()
-            {
-                continue;
-            }
-            let breaker = BreakerArgs {
-                settings_json: &t.breaker_json,
-                held_error_json: &self.held_error_json,
-            };
-            let claimed = self
-                .scripts
-                .claim(
-                    &mut con,
-                    &t.keys,
-                    &self.settings,
-                    &self.id,
-                    free,
-                    round,
-                    t.name.as_str(),
-                    breaker,
-                )
-                .await?;
-            for tr in &claimed.transitions {
-                if let Ok(tr) = serde_json::from_str::<Transition>(tr) {
-                    out.transitions.push((t.name.clone(), tr));
-                }
-            }
-            if claimed.retry_after_ms > 0 {
-                self.open
-                    .note_rejected(t.name.as_str(), claimed.retry_after_ms);
-                out.refused.push(t.name.clone());
-            }
-            free = free.saturating_sub(claimed.jobs.len());
-            if !claimed.jobs.is_empty() && !self.replicated(&mut con, &t.keys).await {
-                // Not started: were the primary lost now, a promoted replica would hand these
-                // jobs out again. Handed back at once (the attempt does not count), and this
-                // tool is left alone for a second, as for a refusing breaker.
-                tracing::warn!(
-                    tool = %t.name,
-                    jobs = claimed.jobs.len(),
-                    "Claim not confirmed by enough replicas; handing the jobs back"
-                );
-                self.open.note_rejected(t.name.as_str(), 1000);
-                let back: Vec<Completion> = claimed
-                    .jobs
-                    .iter()
-                    .map(|j| Completion {
-                        job_ref: j.job_ref.clone(),
-                        fence: j.fence,
-                        outcome: crate::domain::Outcome::Handback,
-                        result_json: String::new(),
-                        error_json: String::new(),
-                        delay_ms: 0,
-                        verdict: crate::domain::Verdict::Ignored,
-                        breaker_reason: String::new(),
-                    })
-                    .collect();
-                if let Err(err) = self.complete(&t.name, &back).await {
-                    tracing::warn!(error = %err, "Handing back failed; the jobs return when their leases lapse");
-                }
-                continue;
-            }
-            for job in claimed.jobs {
-                let Some(id) = JobId::from_ref(&t.name, &job.job_ref) else {
-                    tracing::error!(job = %job.job_ref, "Claimed a job with a malformed ref");
-                    continue;
-                };
-                out.started.push(StartedJob { id, job });
-            }
-        }
-        Ok(out)
     }
 
     /// Notes a breaker transition (from a claim or a completion) for the open-breaker memory:
@@ -269,21 +184,26 @@ impl Consumer {
         if jobs.is_empty() {
             return Ok(vec![]);
         }
-        let mut groups: Vec<(ToolName, Vec<usize>)> = Vec::new();
+        // One group per partition (a script call each, all in one pipeline).
+        let mut groups: Vec<(ToolKeys, Vec<usize>)> = Vec::new();
         for (i, (id, _)) in jobs.iter().enumerate() {
-            match groups.iter_mut().find(|(t, _)| t == &id.tool) {
+            let tk = self.keys.job_keys(id);
+            match groups
+                .iter_mut()
+                .find(|(t, _)| t.job_prefix() == tk.job_prefix())
+            {
                 Some((_, v)) => v.push(i),
-                None => groups.push((id.tool.clone(), vec![i])),
+                None => groups.push((tk, vec![i])),
             }
         }
         let request: Vec<(ToolKeys, Vec<(String, u64)>)> = groups
             .iter()
-            .map(|(tool, idx)| {
+            .map(|(tk, idx)| {
                 let pairs = idx
                     .iter()
                     .map(|&i| (jobs[i].0.job_ref(), jobs[i].1))
                     .collect();
-                (self.keys.tool(tool), pairs)
+                (tk.clone(), pairs)
             })
             .collect();
         let mut con = self.pool.get().await?;
@@ -314,7 +234,7 @@ impl Consumer {
             .scripts
             .event(
                 &mut con,
-                &self.keys.tool(&id.tool),
+                &self.keys.job_keys(id),
                 &self.settings,
                 &id.job_ref(),
                 fence,
@@ -326,16 +246,59 @@ impl Consumer {
             .await?)
     }
 
-    /// Writes a batch of one tool's outcomes (one script call).
+    /// Writes a batch of one tool's outcomes: one script call per partition the jobs are in.
+    /// Outcomes of jobs outside the home partition are then reported to the home breaker.
     pub async fn complete(
         &self,
         tool: &ToolName,
         batch: &[Completion],
     ) -> Result<Completed, super::QueueError> {
-        let breaker_json = self.tool(tool).map_or("{}", |t| t.breaker_json.as_str());
+        let mut by_part: Vec<(u16, Vec<usize>)> = Vec::new();
+        for (i, c) in batch.iter().enumerate() {
+            let p = JobId::from_ref(tool, &c.job_ref).map_or(0, |id| self.keys.partition_of(&id));
+            match by_part.iter_mut().find(|(q, _)| *q == p) {
+                Some((_, v)) => v.push(i),
+                None => by_part.push((p, vec![i])),
+            }
+        }
+        if let [(p, _)] = by_part.as_slice() {
+            return self.complete_in(tool, *p, batch).await;
+        }
+        let mut out = Completed {
+            states: vec![crate::scripts::CompleteStatus::Stale; batch.len()],
+            breaker: vec![None; batch.len()],
+            ..Completed::default()
+        };
+        for (p, idx) in by_part {
+            let part: Vec<Completion> = idx.iter().map(|&i| batch[i].clone()).collect();
+            let done = self.complete_in(tool, p, &part).await?;
+            for (k, &i) in idx.iter().enumerate() {
+                out.states[i] = done.states[k];
+                out.breaker[i] = done.breaker[k];
+            }
+            out.transitions.extend(done.transitions);
+        }
+        Ok(out)
+    }
+
+    /// [`Consumer::complete`] for the jobs of partition `p`.
+    async fn complete_in(
+        &self,
+        tool: &ToolName,
+        p: u16,
+        batch: &[Completion],
+    ) -> Result<Completed, super::QueueError> {
+        let t = self.tool(tool);
+        // Outside the home partition the breaker lives in another slot: the script reports
+        // what to tell it instead (see `claim.rs`).
+        let breaker_json = match t {
+            Some(t) if p == 0 => t.breaker_json.as_str(),
+            Some(_) => "",
+            None => "{}",
+        };
         let mut con = self.pool.get().await?;
-        let tk = self.keys.tool(tool);
-        let done = self
+        let tk = self.keys.partition(tool, p);
+        let mut done = self
             .scripts
             .complete(
                 &mut con,
@@ -356,6 +319,9 @@ impl Consumer {
                 wanted: self.replicas.0,
             });
         }
+        if let Some(t) = t.filter(|_| p > 0) {
+            self.report_to_home(&mut con, t, batch, &mut done).await?;
+        }
         Ok(done)
     }
 
@@ -368,23 +334,25 @@ impl Consumer {
         let mut con = self.pool.get().await?;
         let mut out = Vec::with_capacity(self.tools.len());
         for t in &self.tools {
-            let report = self
-                .scripts
-                .reap(
-                    &mut con,
-                    &t.keys,
-                    &self.settings,
-                    t.name.as_str(),
-                    limit,
-                    &self.lost_error_json,
-                    &self.cancelled_error_json,
-                )
-                .await?;
-            out.push((t.name.clone(), report));
+            for tk in &t.parts {
+                let report = self
+                    .scripts
+                    .reap(
+                        &mut con,
+                        tk,
+                        &self.settings,
+                        t.name.as_str(),
+                        limit,
+                        &self.lost_error_json,
+                        &self.cancelled_error_json,
+                    )
+                    .await?;
+                out.push((t.name.clone(), report));
+            }
         }
         let mut pipe = redis::pipe();
         for t in &self.tools {
-            pipe.exists(t.keys.disabled());
+            pipe.exists(t.parts[0].disabled());
         }
         let flags: Vec<bool> = pipe.query_async(&mut con).await?;
         *self.disabled.lock().expect("disabled lock") = self

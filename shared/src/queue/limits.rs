@@ -13,8 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use redis::AsyncCommands;
 
 use super::{Queue, QueueError, Submitted};
-use crate::domain::{CorrelationId, TenantId, ToolName};
-use crate::keys::job_ref;
+use crate::domain::{CorrelationId, JobId, TenantId, ToolName};
 use crate::request::JobSpec;
 use crate::scripts::{AdmitOutcome, LimitScripts, Rate, RateDecision, TenantCaps};
 
@@ -49,7 +48,9 @@ impl Queue {
             .correlation_id
             .get_or_insert_with(CorrelationId::generate)
             .clone();
-        let job_key = self.keys.tool(&spec.tool).job(&job_ref(tenant, &cid));
+        let job_key = self
+            .keys
+            .job(&JobId::new(spec.tool.clone(), tenant.clone(), cid.clone()));
         let admitted = {
             let mut con = self.connection().await?;
             SCRIPTS
@@ -92,7 +93,9 @@ impl Queue {
         cid: &CorrelationId,
     ) -> Result<(), QueueError> {
         let mut con = self.connection().await?;
-        let job_key = self.keys.tool(tool).job(&job_ref(tenant, cid));
+        let job_key = self
+            .keys
+            .job(&JobId::new(tool.clone(), tenant.clone(), cid.clone()));
         let _: i64 = con.zrem(self.keys.tenant_queued(tenant), job_key).await?;
         Ok(())
     }
@@ -105,7 +108,9 @@ impl Queue {
         cid: &CorrelationId,
     ) -> Result<(), QueueError> {
         let mut con = self.connection().await?;
-        let job_key = self.keys.tool(tool).job(&job_ref(tenant, cid));
+        let job_key = self
+            .keys
+            .job(&JobId::new(tool.clone(), tenant.clone(), cid.clone()));
         let stale_after = now_ms() + self.job_ttl_ms;
         let _: i64 = con
             .zadd(self.keys.tenant_queued(tenant), job_key, stale_after)

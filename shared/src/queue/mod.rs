@@ -8,6 +8,7 @@
 //! |---|---|
 //! | `connect` | client, pool, the settings every script call takes |
 //! | `consumer` | the worker's half |
+//! | `claim` | the claim step across tools and partitions; partitions following the home breaker |
 //! | `read` | reading, watching and long-polling jobs, the ID → tool cache |
 //! | `listing` | the tenant's listing (also the correlation-ID index) and its sweeping |
 //! | `admin` | breakers, tool switches, counts |
@@ -17,6 +18,7 @@
 //! | `limits`, `sessions` | tenant caps, MCP sessions |
 
 mod admin;
+mod claim;
 mod conn;
 mod connect;
 mod consumer;
@@ -140,8 +142,17 @@ pub struct Queue {
 }
 
 impl Queue {
+    /// A queue whose tools all have `cfg.queue_partitions` partitions.
     pub fn new(pool: Pool, cfg: &Config) -> Self {
-        let keys = Keys::new(&cfg.key_prefix);
+        Self::with_keys(pool, cfg, Keys::for_fleet(cfg, None))
+    }
+
+    /// A queue that knows the catalog's tools' own partition counts.
+    pub fn with_catalog(pool: Pool, cfg: &Config, catalog: &crate::catalog::Catalog) -> Self {
+        Self::with_keys(pool, cfg, Keys::for_fleet(cfg, Some(catalog)))
+    }
+
+    fn with_keys(pool: Pool, cfg: &Config, keys: Keys) -> Self {
         Self {
             settings: script_settings(cfg, &keys),
             pool,
@@ -213,7 +224,7 @@ impl Queue {
             .unwrap_or_else(CorrelationId::generate);
         let id = JobId::new(spec.tool.clone(), tenant.clone(), cid);
         let r = id.job_ref();
-        let tk = self.keys.tool(&spec.tool);
+        let tk = self.keys.job_keys(&id);
         let no = self.tool_no(&spec.tool).await?;
         let list = self.keys.tenant_jobs(tenant);
         let mut con = self.connection().await?;
@@ -367,7 +378,7 @@ impl Queue {
             .scripts
             .cancel(
                 &mut con,
-                &self.keys.tool(&tool),
+                &self.keys.job_keys(&id),
                 &self.settings,
                 &id.job_ref(),
                 tool.as_str(),
@@ -394,7 +405,7 @@ impl Queue {
             .scripts
             .retry(
                 &mut con,
-                &self.keys.tool(&tool),
+                &self.keys.job_keys(&id),
                 &self.settings,
                 &id.job_ref(),
                 tool.as_str(),

@@ -91,7 +91,7 @@ impl Queue {
     ) -> Result<Option<(ToolName, JobDocument)>, QueueError> {
         self.find(tenant, cid, |id| async move {
             let mut con = self.connection().await?;
-            let tk = self.keys.tool(&id.tool);
+            let tk = self.keys.job_keys(&id);
             Ok(self
                 .scripts
                 .watch(
@@ -173,7 +173,7 @@ impl Queue {
     ) -> Result<Vec<JobEvent>, QueueError> {
         let mut con = self.connection().await?;
         let id = JobId::new(tool.clone(), tenant.clone(), cid.clone());
-        let key = self.keys.tool(tool).events(&id.job_ref());
+        let key = self.keys.job_keys(&id).events(&id.job_ref());
         let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
             .arg(&key)
             .arg(format!("(0-{after}"))

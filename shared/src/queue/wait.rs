@@ -21,7 +21,7 @@ impl Consumer {
                 .filter(|t| {
                     !disabled.contains(&t.name) && self.open.is_open(t.name.as_str()).is_none()
                 })
-                .flat_map(|t| t.keys.streams())
+                .flat_map(|t| t.parts.iter().flat_map(|p| p.streams()))
                 .collect()
         };
         if streams.is_empty() {

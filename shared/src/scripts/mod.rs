@@ -18,8 +18,8 @@ use crate::domain::{JobState, Outcome, Verdict};
 
 pub use limits::{AdmitOutcome, LimitScripts, Rate, RateDecision, TenantCaps};
 pub use reply::{
-    CancelOutcome, Claimed, ClaimedJob, CompleteStatus, Completed, EnqueueOutcome, ReapReport,
-    RenewStatus, RetryOutcome,
+    CancelOutcome, Claimed, ClaimedJob, CompleteStatus, Completed, EnqueueOutcome, HomeBreaker,
+    ReapReport, RenewStatus, RetryOutcome,
 };
 
 const COMMON: &str = include_str!("lua/common.lua");

@@ -84,6 +84,18 @@ pub struct Claimed {
     pub retry_after_ms: u64,
     /// Breaker transitions made by the claim (JSON of `breaker::Transition`).
     pub transitions: Vec<String>,
+    /// The breaker after an ungated claim (the tool's home partition).
+    pub home: Option<HomeBreaker>,
+}
+
+/// The tool's breaker as the home partition's claim left it; what a partitioned tool's other
+/// partitions follow (docs/scaling.md).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HomeBreaker {
+    pub state: String,
+    pub generation: u64,
+    /// Closed with no failure streak: a success would change nothing.
+    pub clean: bool,
 }
 
 /// What `complete.lua` made of one attempt's outcome.
@@ -119,6 +131,9 @@ pub struct Completed {
     pub breaker: Vec<Option<Verdict>>,
     /// Breaker transitions made (JSON).
     pub transitions: Vec<String>,
+    /// Without breaker settings (a partition other than the home): per job, the generation
+    /// and probe to report to the home breaker (`None` when stale).
+    pub owed: Vec<Option<(u64, String)>>,
 }
 
 pub fn completed(v: Value, n: usize) -> RedisResult<Completed> {
@@ -140,10 +155,25 @@ pub fn completed(v: Value, n: usize) -> RedisResult<Completed> {
     if states.len() != n || breaker.len() != n {
         return Err(bad("complete: one status per job"));
     }
+    let transitions = strings(parts.next().unwrap_or(Value::Nil))?;
+    let mut owed = Vec::new();
+    if let Some(list) = parts.next() {
+        for item in array(list)? {
+            let s = strings(item)?;
+            owed.push(match s.as_slice() {
+                [generation, probe] => Some((
+                    generation.parse().map_err(|_| bad("owed generation"))?,
+                    probe.clone(),
+                )),
+                _ => None,
+            });
+        }
+    }
     Ok(Completed {
         states,
         breaker,
-        transitions: strings(parts.next().unwrap_or(Value::Nil))?,
+        transitions,
+        owed,
     })
 }
 
@@ -183,10 +213,21 @@ pub fn claimed(v: Value) -> RedisResult<Claimed> {
             args_raw,
         });
     }
+    let home = match (parts.next(), parts.next(), parts.next()) {
+        (Some(state), Some(generation), Some(clean)) => Some(HomeBreaker {
+            state: text(&state).ok_or_else(|| bad("claim: breaker state"))?,
+            generation: text(&generation)
+                .and_then(|g| g.parse().ok())
+                .ok_or_else(|| bad("claim: breaker generation"))?,
+            clean: text(&clean).as_deref() == Some("1"),
+        }),
+        _ => None,
+    };
     Ok(Claimed {
         jobs: out,
         retry_after_ms,
         transitions,
+        home,
     })
 }
 

@@ -20,6 +20,7 @@ impl Scripts {
         round: u64,
         tool: &str,
         breaker: BreakerArgs<'_>,
+        gate: &str,
     ) -> RedisResult<Claimed> {
         let mut inv = self.claim.prepare_invoke();
         for s in tk.streams() {
@@ -49,7 +50,8 @@ impl Scripts {
             .arg(tool)
             .arg(breaker.settings_json)
             .arg(breaker.held_error_json)
-            .arg(set.fair_window);
+            .arg(set.fair_window)
+            .arg(gate);
         let v: Value = inv.invoke_async(con).await?;
         reply::claimed(v)
     }

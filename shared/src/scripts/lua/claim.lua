@@ -19,13 +19,19 @@
 -- ARGV[5] round number  ARGV[6] max events  ARGV[7] notify channel  ARGV[8] tool name
 -- ARGV[9] breaker settings JSON  ARGV[10] error JSON for jobs held back by an open breaker
 -- ARGV[11] fair-share window (as in enqueue.lua)
+-- ARGV[12] breaker gate: '' = the breaker in KEYS[9..12] decides (the tool's home partition);
+-- for the other partitions of a partitioned tool (docs/scaling.md) the worker asked the home
+-- breaker first and passes its answer: 'closed:<generation>' (jobs start, stamped with that
+-- generation) or 'probe:<probe id>:<generation>' (the first job read is that probe)
 -- The tool's circuit breaker (breaker/lua/lib.lua, prepended) is consulted in the same step:
 -- closed → jobs start; half-open → each job must win a probe slot; open → the jobs read are
 -- moved to `scheduled` until the breaker may admit again (this never counts as an attempt).
 -- Returns {jobs, retry_after_ms, transitions}: jobs = array of
 -- {ref, fence, attempt, queue_wait_ms, target, template, args_raw, intrusive, timeout_sec}
 -- (only what the worker needs); retry_after_ms > 0 when the breaker refused; transitions =
--- breaker transitions made here, as JSON. (An idle worker then blocks reading the ready streams
+-- breaker transitions made here, as JSON; then, with no gate, the breaker after the call:
+-- state, generation, and 1 when a success would change nothing (closed, no failure streak).
+-- (An idle worker then blocks reading the ready streams
 -- from `0-0`: a stream holds only unclaimed entries.)
 
 local group, consumer = ARGV[1], ARGV[2]
@@ -39,10 +45,22 @@ local streams_by = { high = KEYS[1], normal = KEYS[2], low = KEYS[3] }
 local bk = { state = KEYS[9], hist = KEYS[10], probes = KEYS[11], window = KEYS[12] }
 local cfg = cjson.decode(ARGV[9])
 local held_error = ARGV[10]
+local gate = ARGV[12] or ''
 local b = redis.call('HMGET', bk.state, 'state', 'generation')
 local bstate = b[1] or 'closed'
 local per_job = not (bstate == 'closed' or bstate == 'disabled')
 local bgen = tonumber(b[2] or '0')
+local gate_probe = ''
+if gate ~= '' then
+  local kind, rest = string.match(gate, '^(%a+):(.*)$')
+  per_job = false
+  if kind == 'probe' then
+    gate_probe, bgen = string.match(rest, '^(.*):(%d+)$')
+    bgen = tonumber(bgen)
+  else
+    bgen = tonumber(rest)
+  end
+end
 local retry_after = 0
 local transitions = {}
 
@@ -103,7 +121,8 @@ for _, i in ipairs(order) do
     local h = j.h
     local tenant = tenant_of(ref)
     local cap = tonumber(h.max_running or '0') or 0
-    local decision, gen, probe = 'allow', bgen, ''
+    -- (A gated probe goes to the one job this call may start: the worker asks for one.)
+    local decision, gen, probe = 'allow', bgen, gate_probe
     if h.state == S.queued and cap > 0
         and tonumber(redis.call('HGET', running_by, tenant) or '0') >= cap then
       decision = 'capped'
@@ -181,4 +200,9 @@ if #waits > 0 then
   redis.call('LTRIM', KEYS[7], 0, 999)
 end
 
-return { jobs, retry_after, transitions }
+if gate ~= '' then
+  return { jobs, retry_after, transitions }
+end
+local after = bk_load(bk)
+local clean = (after.state == 'closed' and after.consecutive == 0) and 1 or 0
+return { jobs, retry_after, transitions, after.state, after.generation, clean }

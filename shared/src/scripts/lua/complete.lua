@@ -14,13 +14,17 @@
 -- ref, fence, outcome, result json, error json, delay ms, breaker verdict
 -- ('success' | 'failure' | 'ignored'), breaker reason
 -- Each fenced outcome is also reported to the tool's breaker (lib.lua, prepended) under the
--- generation the job was admitted in, so a result from before a trip cannot move it.
+-- generation the job was admitted in, so a result from before a trip cannot move it. With no
+-- breaker settings (ARGV[6] = '': a partition other than the tool's home, docs/scaling.md) the
+-- breaker lives in another slot: nothing is recorded here, and the reply says, per job, the
+-- generation and probe the worker must report to the home breaker.
 -- outcome: 'succeeded' | 'failed' | 'cancelled' | 'retry' (scheduled after delay if attempts
 -- remain, else failed) | 'handback' (worker shutting down: queued again at once, the attempt
 -- does not count)
 -- Returns {statuses, breaker results, transitions}: one status per job (the new state, or
 -- 'stale' when the fence no longer matches), the breaker's label per job as recorded ('' for
--- stale), and the breaker transitions made here as JSON.
+-- stale), and the breaker transitions made here as JSON; without breaker settings a fourth
+-- element: per job {generation, probe id} ({} when stale).
 
 local leases, counts, sched, dead, prefix = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local result_ttl, dead_ttl = tonumber(ARGV[1]), tonumber(ARGV[2])
@@ -28,7 +32,9 @@ Q.maxev, Q.channel = tonumber(ARGV[3]), ARGV[4]
 local tool = ARGV[5]
 local streams = { high = KEYS[6], normal = KEYS[7], low = KEYS[8] }
 local bk = { state = KEYS[10], hist = KEYS[11], probes = KEYS[12], window = KEYS[13] }
-local cfg = cjson.decode(ARGV[6])
+local follow = ARGV[6] == ''
+local cfg = (not follow) and cjson.decode(ARGV[6]) or {}
+local owed = {}
 local rate_mode = cfg and cfg.mode == 'rate'
 local worker = ARGV[7]
 local now = now_ms()
@@ -50,10 +56,16 @@ for i = 8, #ARGV, 8 do
   if h.fence ~= fence or h.state ~= S.running then
     out[#out + 1] = 'stale'
     recorded[#recorded + 1] = ''
+    owed[#owed + 1] = {}
   else
-    if not bst then bst = bk_load(bk) end
     local gen = tonumber(h.bgen or '0')
-    if b_outcome == 'success' and not rate_mode and bst.state == 'closed'
+    if follow then
+      recorded[#recorded + 1] = b_outcome
+      owed[#owed + 1] = { gen, h.probe or '' }
+    elseif not bst then bst = bk_load(bk) end
+    if follow then
+      -- Reported to the home breaker by the worker.
+    elseif b_outcome == 'success' and not rate_mode and bst.state == 'closed'
         and bst.consecutive == 0 and gen == bst.generation and (h.probe or '') == '' then
       recorded[#recorded + 1] = 'success'
     else
@@ -112,4 +124,5 @@ if #runs > 0 then
   redis.call('LTRIM', KEYS[9], 0, 999)
 end
 redis.call('ZREMRANGEBYSCORE', dead, '-inf', now - dead_ttl)
+if follow then return { out, recorded, transitions, owed } end
 return { out, recorded, transitions }
