@@ -12,7 +12,9 @@
 //! | `submit`, `drain`, `e2e`, `memory` | the four measurements |
 //! | `usage` | CPU and resident memory per process, Redis command and memory statistics |
 //! | `report` | the table and the JSON line |
+//! | `cluster` | `--redis-cluster`: submit and drain on 1, 2 and 3 masters with as many partitions |
 
+mod cluster;
 mod drain;
 mod e2e;
 mod memory;
@@ -82,6 +84,13 @@ struct Cli {
     /// written, and removed afterwards).
     #[arg(long)]
     redis_url: Option<String>,
+    /// Instead of the four phases: start Redis Clusters of 1, 2 and 3 masters (the `noop`
+    /// queue split into as many partitions) and measure submit and drain on each.
+    #[arg(long)]
+    redis_cluster: bool,
+    /// Largest cluster (masters) of `--redis-cluster`.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=8))]
+    cluster_masters: u64,
     /// Job lease (SCANQ_LEASE_SEC); renewal runs every third of it.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
     lease_sec: u64,
@@ -323,6 +332,56 @@ impl Bench<'_> {
     }
 }
 
+/// `--redis-cluster`.
+async fn cluster_main(cli: &Cli) -> ExitCode {
+    let settings = Settings {
+        worker_concurrency: cli.worker_concurrency,
+        lease_sec: cli.lease_sec,
+        reap_interval_ms: cli.reap_interval_ms,
+    };
+    let run = cluster::run(
+        cli.cluster_masters as usize,
+        cli.jobs,
+        cli.submit_jobs,
+        cli.clients,
+        cli.workers,
+        &settings,
+        Duration::from_secs(cli.timeout_sec),
+    );
+    let outcome = tokio::select! {
+        r = run => r,
+        sig = interrupted() => Err(anyhow::anyhow!("interrupted by {sig}; stopped everything started")),
+    };
+    match outcome {
+        Ok(rows) => {
+            let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+            let table = format!(
+                "scanq-bench --redis-cluster: {} build, {cpus} CPUs shared by every master, the API, the workers and the load\n{}",
+                if cfg!(debug_assertions) {
+                    "DEBUG"
+                } else {
+                    "release"
+                },
+                cluster::table(&rows)
+            );
+            if cli.json {
+                eprintln!("{table}");
+                println!(
+                    "{}",
+                    json!({"cluster": cluster::json(&rows), "cpus": cpus, "workers": cli.workers, "jobs": cli.jobs, "submit_jobs": cli.submit_jobs, "clients": cli.clients})
+                );
+            } else {
+                println!("{table}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("scanq-bench: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// SIGINT or SIGTERM.
 async fn interrupted() -> &'static str {
     use tokio::signal::unix::{SignalKind, signal};
@@ -341,6 +400,9 @@ async fn interrupted() -> &'static str {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.redis_cluster {
+        return cluster_main(&cli).await;
+    }
     // On a signal the running phase is dropped, which kills every process it started.
     let outcome = tokio::select! {
         r = run(&cli) => r,

@@ -125,12 +125,23 @@ pub struct Phase {
 
 impl Phase {
     pub fn new(redis: &Redis, name: &str, s: &Settings) -> anyhow::Result<Self> {
+        Self::at(&redis.url(), |_| {}, name, s)
+    }
+
+    /// A phase against the Redis at `url`, its configuration adjusted by `adjust` (cluster mode,
+    /// partitions).
+    pub fn at(
+        url: &str,
+        adjust: impl FnOnce(&mut Config),
+        name: &str,
+        s: &Settings,
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let catalog_path = dir.path().join("catalog.toml");
         std::fs::write(&catalog_path, CATALOG)?;
         let catalog = Catalog::load(Some(&catalog_path))?;
-        let cfg = Config {
-            redis_url: redis.url(),
+        let mut cfg = Config {
+            redis_url: url.to_owned(),
             key_prefix: format!("scanq-bench-{}-{name}", std::process::id()),
             api_addr: loopback(free_port()),
             catalog: Some(catalog_path),
@@ -141,6 +152,7 @@ impl Phase {
             max_queue_len: 1_000_000_000,
             ..Config::default()
         };
+        adjust(&mut cfg);
         cfg.validate()?;
         Ok(Self {
             cfg,
@@ -154,7 +166,7 @@ impl Phase {
     }
 
     pub fn keys(&self) -> Keys {
-        Keys::new(&self.cfg.key_prefix)
+        Keys::for_fleet(&self.cfg, Some(&self.catalog))
     }
 
     pub fn api_url(&self) -> String {

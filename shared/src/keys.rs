@@ -2,7 +2,10 @@
 //!
 //! Every key starts with the configured prefix (`SCANQ_KEY_PREFIX`, so each test and each
 //! deployment has its own keyspace). Keys that one script touches together carry the same hash
-//! tag, `{<tool>}`, so every multi-key script stays inside one Redis Cluster slot:
+//! tag, `{<tool>}` (or `{<tool>~<k>}` for the further partitions of a partitioned tool, see
+//! [`Keys::partition`] and docs/scaling.md), so every multi-key script stays inside one Redis
+//! Cluster slot. `{T}` below is the tool's home partition, which alone holds the breaker and the
+//! disabled flag:
 //!
 //! | key | type | what |
 //! |---|---|---|

@@ -56,6 +56,50 @@ impl RedisCluster {
         cluster
     }
 
+    /// A cluster of `masters` primaries and no replicas (any number, 1 included, which
+    /// `redis-cli --cluster create` refuses): each node gets an equal range of the slots with
+    /// `CLUSTER ADDSLOTSRANGE`, then they meet.
+    pub async fn start_masters(masters: usize) -> Self {
+        let mut nodes = Vec::new();
+        for _ in 0..masters {
+            nodes.push(
+                RedisServer::start_with(&[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-node-timeout",
+                    "1000",
+                ])
+                .await,
+            );
+        }
+        for (i, n) in nodes.iter().enumerate() {
+            let lo = i * 16384 / masters;
+            let hi = (i + 1) * 16384 / masters - 1;
+            let mut con = n.con().await;
+            let _: () = redis::cmd("CLUSTER")
+                .arg("ADDSLOTSRANGE")
+                .arg(lo)
+                .arg(hi)
+                .query_async(&mut con)
+                .await
+                .expect("addslotsrange");
+            if i > 0 {
+                let _: () = redis::cmd("CLUSTER")
+                    .arg("MEET")
+                    .arg("127.0.0.1")
+                    .arg(nodes[0].port)
+                    .query_async(&mut con)
+                    .await
+                    .expect("cluster meet");
+            }
+        }
+        let cluster = Self { nodes };
+        cluster.wait_ok(Duration::from_secs(30)).await;
+        cluster
+    }
+
     /// Comma-separated seed URLs (every node).
     pub fn seeds(&self) -> String {
         self.nodes
