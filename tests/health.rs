@@ -174,7 +174,7 @@ async fn health_is_unhealthy_and_readiness_fails_fast_when_redis_is_down() {
     assert_eq!(status, 503, "{report}");
     assert_eq!(report["status"], "unhealthy");
     assert_eq!(check(&report, "redis")["status"], "fail");
-    assert_eq!(check(&report, "redis")["detail"], "unreachable");
+    assert_eq!(check(&report, "redis")["detail"], "standalone: unreachable");
     // The informational checks still ran and reported.
     assert!(
         check(&report, "cpu")["observed"].as_f64().is_some(),
