@@ -147,9 +147,6 @@ async fn chaos_kill_nine_of_random_workers_loses_no_job_and_respects_max_attempt
     cfg.lease_sec = 1;
     cfg.worker_concurrency = 8;
     let (_api, base) = start_api(cfg.clone(), e.catalog.clone()).await;
-    let mut workers: Vec<Proc> = (0..3)
-        .map(|i| worker_proc(&cfg, &format!("c{i}")))
-        .collect();
 
     // 300 jobs of 50-500 ms, each with its own loopback target so the fake tool's start log
     // says which job started (the fake tool sends no packets).
@@ -161,6 +158,11 @@ async fn chaos_kill_nine_of_random_workers_loses_no_job_and_respects_max_attempt
         assert_eq!(r.status(), 202);
         targets.insert(target, format!("c{i}"));
     }
+    // The workers start once every job is queued, so the kills below fall in the drain however
+    // slowly the submits went.
+    let mut workers: Vec<Proc> = (0..3)
+        .map(|i| worker_proc(&cfg, &format!("c{i}")))
+        .collect();
 
     // Kill a random worker each time 30 more attempts have started (several times a second at
     // this load) and start a replacement, up to 12 times or until the queue is empty.
