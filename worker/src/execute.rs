@@ -223,6 +223,11 @@ async fn exec(
     job: &RunningJob,
 ) -> Ran {
     let sb = sandbox_spec(w, spec, args, address, timeout);
+    let command: Vec<String> = std::iter::once(sb.program.clone())
+        .chain(sb.args.iter().cloned())
+        .collect();
+    // The audit trail's record of what ran (the API's lines record what was asked).
+    tracing::info!(audit = "exec", argv = ?command, run_as = ?sb.run_as, "Audit");
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let live = crate::live::Live {
         parser: spec.progress.clone(),
@@ -272,6 +277,7 @@ async fn exec(
         truncated_stderr: out.truncated_stderr,
         timed_out: out.timed_out,
         parsed: parse_output(spec, &out.stdout),
+        command,
     };
     let exit = Exit {
         exit_code: out.exit_code,

@@ -146,6 +146,10 @@ pub struct JobResult {
     pub timed_out: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parsed: Option<serde_json::Value>,
+    /// The exact argv that ran, program first (after templates, policy, output flags and the
+    /// resolved address): what to run again to reproduce the scan. Empty for in-process tools.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub command: Vec<String>,
 }
 
 /// Why a job failed (or is waiting), with advice.
