@@ -222,7 +222,25 @@ async fn exec(
     timeout: Duration,
     job: &RunningJob,
 ) -> Ran {
-    let sb = sandbox_spec(w, spec, args, address, timeout);
+    let mut sb = sandbox_spec(w, spec, args, address, timeout);
+    let lease = match &w.egress {
+        Some(egress) => match egress.confine(address).await {
+            Ok(lease) => Some(lease),
+            Err(e) => {
+                tracing::error!(error = %e, "Could not confine the tool");
+                return Ran::Retry(
+                    ErrorInfo::new(
+                        ErrorType::ExecutionError,
+                        format!("could not confine the tool's network: {e}"),
+                    ),
+                    None,
+                    Some(FailureKind::SpawnError),
+                );
+            }
+        },
+        None => None,
+    };
+    sb.run_as_uid = lease.as_ref().map(crate::confine::Lease::uid);
     let command: Vec<String> = std::iter::once(sb.program.clone())
         .chain(sb.args.iter().cloned())
         .collect();
@@ -236,6 +254,17 @@ async fn exec(
     let reporter = tokio::spawn(crate::live::report(w.clone(), job.clone(), live, rx));
     let ran = sandbox::run(&sb, job.cancel.clone(), Some(tx)).await;
     let _ = reporter.await;
+    let confinement = match lease {
+        Some(lease) => Some(lease.release().await),
+        None => None,
+    };
+    if let Some(c) = confinement.as_ref().filter(|c| c.refused_attempts > 0) {
+        w.metrics
+            .egress_refused
+            .with_label_values(&[job.id.tool.as_str()])
+            .inc_by(c.refused_attempts);
+        tracing::warn!(refused = c.refused_attempts, allowed = ?c.allowed, "The tool tried to reach addresses outside its target");
+    }
     let out = match ran {
         Ok(out) => out,
         Err(SpawnError::NotFound { program }) => {
@@ -278,6 +307,7 @@ async fn exec(
         timed_out: out.timed_out,
         parsed: parse_output(spec, &out.stdout),
         command,
+        confinement,
     };
     let exit = Exit {
         exit_code: out.exit_code,

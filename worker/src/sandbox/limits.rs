@@ -47,6 +47,15 @@ pub(crate) fn tool_user(run_as: Option<&str>) -> Result<Option<ToolUser>, SpawnE
     }))
 }
 
+/// A numeric identity with no passwd entry (uid = gid), when the worker runs as root.
+pub(crate) fn pool_user(uid: u32) -> Option<ToolUser> {
+    Uid::effective().is_root().then(|| ToolUser {
+        name: uid.to_string(),
+        uid: Uid::from_raw(uid),
+        gid: Gid::from_raw(uid),
+    })
+}
+
 /// Gives the tool user the temporary working directory (it stays mode 0700).
 pub(crate) fn hand_over_workdir(dir: &Path, user: &ToolUser) -> Result<(), SpawnError> {
     chown(dir, Some(user.uid), Some(user.gid)).map_err(|e| SpawnError::Io(e.into()))

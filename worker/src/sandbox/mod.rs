@@ -109,7 +109,10 @@ pub async fn run(
     output: Option<UnboundedSender<OutputChunk>>,
 ) -> Result<RunOutcome, SpawnError> {
     let program = spec::resolve_program(&spec.program, &spec.path_env)?;
-    let user = limits::tool_user(spec.run_as.as_deref())?;
+    let user = match spec.run_as_uid {
+        Some(uid) => limits::pool_user(uid),
+        None => limits::tool_user(spec.run_as.as_deref())?,
+    };
     let workdir = tempfile::Builder::new()
         .prefix("scanq-sandbox-")
         .tempdir()?;
