@@ -9,6 +9,7 @@ use scanq::catalog::{Executor, ToolSpec};
 use scanq::domain::{ErrorInfo, ErrorType, FailureKind, JobResult, Outcome, StopReason};
 use scanq::request::{StoredRequest, recheck};
 use scanq::scripts::{ClaimedJob, Completion, RenewStatus};
+use scanq::untrusted;
 use tokio_util::sync::CancellationToken;
 
 use crate::classify::{self, Exit, Ran};
@@ -204,7 +205,10 @@ fn expected_hosts(address: &str) -> u64 {
 fn parse_output(spec: &ToolSpec, stdout: &[u8]) -> Option<serde_json::Value> {
     match spec.parser.as_deref() {
         Some("nmap") => match scanq::nmap::parse_xml_bytes(stdout) {
-            Ok(report) => serde_json::to_value(report).ok(),
+            Ok(report) => serde_json::to_value(report).ok().map(|mut v| {
+                untrusted::clean_json(&mut v, untrusted::MAX_FIELD_CHARS);
+                v
+            }),
             Err(err) => {
                 tracing::warn!(error = %err, "nmap output could not be parsed");
                 None
@@ -300,8 +304,9 @@ async fn exec(
     };
     let result = JobResult {
         exit_code: out.exit_code,
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        // Untrusted: the scanned hosts write into it (docs/sandbox.md, "Untrusted output").
+        stdout: untrusted::clean(&String::from_utf8_lossy(&out.stdout), usize::MAX),
+        stderr: untrusted::clean(&String::from_utf8_lossy(&out.stderr), usize::MAX),
         truncated_stdout: out.truncated_stdout,
         truncated_stderr: out.truncated_stderr,
         timed_out: out.timed_out,
