@@ -1,7 +1,8 @@
-//! Egress confinement (docs/sandbox.md): as root, each `exec` run may reach only its job's
-//! resolved target, the kernel refuses the rest and the job reports it; rules are gone after the
-//! job, after a cancel, and after a SIGKILLed worker is restarted. Loopback only: the listeners
-//! are on 127.0.0.1, 127.0.0.2 and 127.0.0.3.
+//! The kernel-enforced layers (docs/sandbox.md). Egress confinement: as root, each `exec` run may
+//! reach only its job's resolved target, the kernel refuses the rest and the job reports it;
+//! rules are gone after the job, after a cancel, and after a SIGKILLed worker is restarted.
+//! Seccomp: a tool that makes a denied system call is killed and classified. Loopback only: the
+//! listeners are on 127.0.0.1, 127.0.0.2 and 127.0.0.3.
 
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
@@ -330,4 +331,60 @@ async fn required_confinement_without_the_privilege_refuses_to_start() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("SCANQ_EGRESS_CONFINEMENT=required"), "{err}");
     assert!(err.contains("CAP_NET_ADMIN"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tool_that_calls_a_denied_syscall_is_killed_and_not_retried() {
+    let redis = RedisServer::start().await;
+    let fixture = Fixture::new();
+    // ptrace(PTRACE_TRACEME): harmless without the filter, a sandbox violation with it.
+    let tool = fixture.script(
+        "tracer",
+        &format!(
+            "#!/usr/bin/python3\nimport ctypes, sys\nprint('calling ptrace', flush=True)\n\
+             r = ctypes.CDLL(None, use_errno=True).syscall({}, 0, 0, 0, 0)\n\
+             print('ptrace returned', r, flush=True)\n",
+            libc_ptrace()
+        ),
+    );
+    let path = fixture.catalog(&fake_tool_catalog("tracer", &tool, ""));
+    let catalog = Catalog::load(Some(&path)).expect("catalog");
+    let cfg = test_config(&redis, "seccomp");
+    let (_api, base) = start_api(cfg.clone(), catalog.clone()).await;
+    let _worker = start_worker(cfg, catalog).await;
+    submit(
+        &base,
+        json!({"tool":"tracer","target":"127.0.0.1","correlation_id":"t","max_attempts":3}),
+    )
+    .await;
+    let done = wait_done(&base, "t", Duration::from_secs(30)).await;
+
+    assert_eq!(done["state"], "failed", "{done}");
+    assert_eq!(
+        done["attempt"], 1,
+        "a sandbox violation is not retried: {done}"
+    );
+    assert_eq!(done["error"]["type"], "execution_error");
+    assert!(
+        done["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("sandbox violation"),
+        "{done}"
+    );
+    let out = done["result"]["stdout"].as_str().unwrap();
+    assert!(out.contains("calling ptrace"), "the tool ran: {out}");
+    assert!(
+        !out.contains("ptrace returned"),
+        "the call never returned: {out}"
+    );
+}
+
+/// The ptrace system call number of this architecture.
+fn libc_ptrace() -> i64 {
+    match std::env::consts::ARCH {
+        "x86_64" => 101,
+        "aarch64" => 117,
+        other => panic!("no ptrace number for {other}"),
+    }
 }

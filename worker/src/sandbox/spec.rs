@@ -38,6 +38,9 @@ pub struct SandboxSpec {
     /// A numeric uid (used as gid too) with no passwd entry: the per-run identity of egress
     /// confinement (`crate::confine`). Takes precedence over `run_as`; root only.
     pub run_as_uid: Option<u32>,
+    /// Install the seccomp filter (`seccomp::DENIED` kills the tool). Sets `no_new_privs`, so
+    /// file capabilities of the program (setcap) do not apply.
+    pub seccomp: bool,
     pub stdout_cap: usize,
     pub stderr_cap: usize,
 }
@@ -58,6 +61,7 @@ impl SandboxSpec {
             limits: Limits::default(),
             run_as: None,
             run_as_uid: None,
+            seccomp: false,
             stdout_cap: DEFAULT_STDOUT_CAP,
             stderr_cap: DEFAULT_STDERR_CAP,
         }
