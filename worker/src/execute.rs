@@ -250,7 +250,7 @@ async fn exec(
         .chain(sb.args.iter().cloned())
         .collect();
     // The audit trail's record of what ran (the API's lines record what was asked).
-    tracing::info!(audit = "exec", argv = ?command, run_as = ?sb.run_as, "Audit");
+    tracing::info!(audit = "exec", argv = ?command, run_as = ?sb.run_as, uid = ?sb.run_as_uid, "Audit");
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let live = crate::live::Live {
         parser: spec.progress.clone(),
