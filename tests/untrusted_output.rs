@@ -62,6 +62,28 @@ async fn a_hostile_banner_is_cleaned_kept_in_its_field_and_fenced_for_agents() {
         "the OSC title sequence is dropped whole: {stdout:?}"
     );
 
+    // Live output events carry it cleaned too.
+    let events = read_sse(
+        &format!("{base}/v1/jobs/b/events?include=output"),
+        None,
+        Duration::from_secs(20),
+        |e| e.event == "done",
+    )
+    .await;
+    let outputs: Vec<&SseEvent> = events.iter().filter(|e| e.event == "output").collect();
+    assert!(
+        outputs.iter().any(|e| e.data.contains("IGNORE PREVIOUS")),
+        "{events:?}"
+    );
+    for e in &outputs {
+        let v: Value = serde_json::from_str(&e.data).unwrap();
+        let text = v["text"].as_str().unwrap();
+        assert!(
+            !text.contains('\u{1b}') && !text.contains('\u{7}'),
+            "{text:?}"
+        );
+    }
+
     // MCP: the text rendering has the notice, and the banner only between the fence lines.
     let reply: Value = http()
         .post(format!("{base}/mcp"))
