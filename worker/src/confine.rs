@@ -182,7 +182,10 @@ impl Egress {
             if !alive {
                 tracing::warn!(uid, owner = ?owner, "Removing a stale confinement left by a dead worker");
                 kill_uid(uid);
-                self.remove(uid).await?;
+                // Another worker starting at the same time may have removed it first.
+                if let Err(e) = self.remove(uid).await {
+                    tracing::warn!(uid, error = %e, "Stale confinement not removed");
+                }
             }
         }
         Ok(())
