@@ -6,7 +6,7 @@ RUN cargo build --release --bins -p scanq-api -p scanq-worker
 
 FROM debian:bookworm-slim AS runtime
 RUN apt-get update \
- && apt-get install -y --no-install-recommends nmap ca-certificates tini \
+ && apt-get install -y --no-install-recommends nmap nftables ca-certificates tini \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --home /nonexistent --shell /usr/sbin/nologin scanq \
  && useradd --system --uid 10002 --home /nonexistent --shell /usr/sbin/nologin scanq-tool

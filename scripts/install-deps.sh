@@ -6,6 +6,8 @@ command -v redis-server >/dev/null || need+=(redis-server)
 command -v nmap >/dev/null || need+=(nmap)
 command -v curl >/dev/null || need+=(curl)
 command -v openssl >/dev/null || need+=(openssl)
+# Egress confinement of tool runs (docs/sandbox.md).
+[ -x /usr/sbin/nft ] || command -v nft >/dev/null || need+=(nftables)
 command -v npm >/dev/null || need+=(nodejs npm)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi

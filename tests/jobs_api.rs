@@ -140,6 +140,54 @@ async fn bad_requests_get_problem_documents_naming_the_field() {
 }
 
 #[tokio::test]
+async fn a_body_naming_a_key_twice_is_refused_naming_the_key() {
+    let s = stack().await;
+    // A reader that takes the first `target` would see 127.0.0.1; last-value-wins would run
+    // 10.0.0.5. Neither happens: the request is refused.
+    let (status, p, h) = post(
+        &s.base,
+        r#"{"tool":"noop","target":"127.0.0.1","target":"10.0.0.5"}"#,
+    )
+    .await;
+    assert_eq!(status, 400, "{p}");
+    assert_eq!(h["content-type"], "application/problem+json");
+    assert_eq!(p["field"], "target", "{p}");
+    assert!(
+        p["detail"]
+            .as_str()
+            .unwrap()
+            .contains("duplicate key `target`"),
+        "{p}"
+    );
+    assert!(p["hint"].as_str().unwrap().contains("once"), "{p}");
+
+    // Same keys in different objects are not duplicates; only a true repeat is.
+    let (status, p, _) = post(
+        &s.base,
+        r#"{"tool":"noop","tool":"noop","target":"10.0.0.5"}"#,
+    )
+    .await;
+    assert_eq!((status, p["field"].as_str()), (400, Some("tool")), "{p}");
+
+    // A refused flag is refused for what nmap would really make of it.
+    let (status, p, _) = post(
+        &s.base,
+        r#"{"tool":"nmap","target":"10.0.0.5","args":"-excludef /tmp/x"}"#,
+    )
+    .await;
+    assert_eq!(status, 422, "{p}");
+    let detail = p["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("`--excludefile`") && detail.contains("reads a file"),
+        "{p}"
+    );
+    assert!(!detail.contains("interface"), "{p}");
+
+    let list = get_json(&s.base, "/v1/jobs").await;
+    assert_eq!(list["jobs"].as_array().unwrap().len(), 0, "{list}");
+}
+
+#[tokio::test]
 async fn an_unknown_job_is_not_found() {
     let s = stack().await;
     let resp = http()

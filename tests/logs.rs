@@ -47,9 +47,14 @@ async fn the_api_and_the_worker_log_the_same_correlation_id_for_a_job() {
     )
     .await;
     assert_eq!(r.status(), 202);
+    let done = wait_done(&base, "trace-me", Duration::from_secs(30)).await;
+    assert_eq!(done["state"], "succeeded");
+    // The effective command is on record: program, policy-checked args, resolved address.
+    let fake_path = fake.display().to_string();
     assert_eq!(
-        wait_done(&base, "trace-me", Duration::from_secs(30)).await["state"],
-        "succeeded"
+        done["result"]["command"],
+        json!([fake_path, "127.0.0.1"]),
+        "{done}"
     );
 
     let parse = |p: &std::path::Path| -> Vec<Value> {
@@ -82,4 +87,14 @@ async fn the_api_and_the_worker_log_the_same_correlation_id_for_a_job() {
         .collect();
     assert!(messages.contains(&"Job started"), "{messages:?}");
     assert!(messages.contains(&"Job succeeded"), "{messages:?}");
+    // ...and in the worker's audit trail, with the job's correlation ID.
+    let exec = worker_lines
+        .iter()
+        .find(|l| l["audit"] == "exec")
+        .expect("the worker's exec audit line");
+    let argv = exec["argv"].as_str().unwrap();
+    assert!(
+        argv.contains(&fake_path) && argv.contains("127.0.0.1"),
+        "{exec}"
+    );
 }

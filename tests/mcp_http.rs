@@ -347,6 +347,42 @@ async fn validation_errors_are_tool_results_naming_the_field_and_unknown_tools_a
 }
 
 #[tokio::test]
+async fn a_tool_call_naming_an_argument_twice_is_refused_naming_it() {
+    let s = stack("mcp-dup").await;
+    let meta = format!(
+        r#"{{"io.modelcontextprotocol/protocolVersion":"{MODERN}","io.modelcontextprotocol/clientCapabilities":{{}}}}"#
+    );
+    let body = format!(
+        r#"{{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{{"name":"nmap_scan","_meta":{meta},"arguments":{{"target":"127.0.0.1","target":"10.0.0.5"}}}}}}"#
+    );
+    let resp = http()
+        .post(format!("{}/mcp", s.base))
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", MODERN)
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "nmap_scan")
+        .body(body)
+        .send()
+        .await
+        .expect("post /mcp");
+    assert_eq!(resp.status().as_u16(), 400);
+    let reply: Value = resp.json().await.expect("json-rpc error");
+    assert_eq!(reply["id"], 7, "{reply}");
+    assert_eq!(reply["error"]["code"], -32602, "{reply}");
+    assert_eq!(reply["error"]["data"]["field"], "target", "{reply}");
+    let message = reply["error"]["message"].as_str().unwrap();
+    assert!(message.contains("duplicate key `target`"), "{reply}");
+    assert!(message.contains("$.params.arguments"), "{reply}");
+    let listed = modern(&s.base, "tools/call", json!({"name": "job_list"}), false).await;
+    assert_eq!(
+        listed.body["result"]["structuredContent"]["jobs"],
+        json!([]),
+        "nothing was enqueued"
+    );
+}
+
+#[tokio::test]
 async fn another_tenants_job_and_task_are_not_found() {
     let s = stack("mcp-tenant").await;
     let pool = scanq::queue::pool(&s.cfg).unwrap();

@@ -146,9 +146,22 @@ async fn workers(state: &AppState) -> Finding {
             false,
             "no live worker: submitted jobs wait until a worker starts",
         ),
-        Ok(w) => Finding::new(true, format!("{} live", w.len())),
+        Ok(w) => {
+            let modes: Vec<String> = w
+                .iter()
+                .map(|w| format!("{}: {}", w.id, or_unknown(&w.confinement)))
+                .collect();
+            Finding::new(
+                true,
+                format!("{} live; egress confinement {}", w.len(), modes.join(", ")),
+            )
+        }
         Err(_) => Finding::new(false, "cannot read heartbeats: Redis unreachable"),
     }
+}
+
+fn or_unknown(mode: &str) -> &str {
+    if mode.is_empty() { "unknown" } else { mode }
 }
 
 async fn binaries(state: &AppState) -> Finding {

@@ -8,6 +8,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use scanq::queue::QueueError;
 use scanq::request::RequestError;
+use scanq::request::strict::StrictJsonError;
 use scanq::validate::ValidationError;
 use serde_json::{Value, json};
 
@@ -15,6 +16,10 @@ use serde_json::{Value, json};
 pub enum AppError {
     #[error("malformed request: {0}")]
     Malformed(String),
+    /// A JSON object names `key` twice (`detail` says where); refused so that every reader
+    /// of the request sees the same one.
+    #[error("{detail}")]
+    DuplicateKey { key: String, detail: String },
     #[error("{0}")]
     Validation(ValidationError),
     #[error("unknown tool `{0}`")]
@@ -83,6 +88,18 @@ impl From<QueueError> for AppError {
     }
 }
 
+impl From<StrictJsonError> for AppError {
+    fn from(err: StrictJsonError) -> Self {
+        match err {
+            StrictJsonError::DuplicateKey { ref key, .. } => Self::DuplicateKey {
+                key: key.clone(),
+                detail: err.to_string(),
+            },
+            StrictJsonError::Syntax(e) => Self::Malformed(format!("body is not valid JSON: {e}")),
+        }
+    }
+}
+
 impl From<ValidationError> for AppError {
     fn from(err: ValidationError) -> Self {
         Self::Validation(err)
@@ -112,7 +129,7 @@ impl AppError {
 
     fn parts(&self) -> (StatusCode, &'static str, &'static str) {
         match self {
-            Self::Malformed(_) => (
+            Self::Malformed(_) | Self::DuplicateKey { .. } => (
                 StatusCode::BAD_REQUEST,
                 "validation_error",
                 "Malformed request",
@@ -242,6 +259,10 @@ impl AppError {
                 p.hint = Some(
                     "send a JSON object, e.g. {\"tool\":\"nmap\",\"target\":\"10.0.0.5\"}".into(),
                 );
+            }
+            Self::DuplicateKey { key, .. } => {
+                p.field = Some(key.clone());
+                p.hint = Some(format!("send `{key}` once, with the one value you mean"));
             }
             Self::UnknownTool(_) => {
                 p.field = Some("tool".into());

@@ -10,7 +10,8 @@ use crate::auth::{Scope, Scopes};
 use crate::error::AppError;
 use crate::state::AppState;
 
-/// A JSON body: 413 past the size limit (before parsing), 400 when it is not JSON.
+/// A JSON body: 413 past the size limit (before parsing), 400 when it is not JSON or an object
+/// in it names a key twice (no parser differentials: see `scanq::request::strict`).
 pub struct JsonBody(pub serde_json::Value);
 
 impl FromRequest<AppState> for JsonBody {
@@ -24,9 +25,9 @@ impl FromRequest<AppState> for JsonBody {
                 AppError::Malformed(e.body_text())
             }
         })?;
-        serde_json::from_slice(&bytes)
+        scanq::request::strict::parse(&bytes)
             .map(JsonBody)
-            .map_err(|e| AppError::Malformed(format!("body is not valid JSON: {e}")))
+            .map_err(AppError::from)
     }
 }
 

@@ -117,6 +117,24 @@ pub struct Config {
     pub redis_min_replicas_ack: u32,
     /// How long to wait for those acknowledgements before answering 503.
     pub redis_min_replicas_timeout_ms: u64,
+    /// Kernel egress confinement of `exec` tools (nftables, docs/sandbox.md).
+    pub egress_confinement: EgressConfinement,
+    /// The uids (`first-last`) given one per confined run; the kernel matches its packets by uid.
+    pub sandbox_uid_range: String,
+}
+
+/// `SCANQ_EGRESS_CONFINEMENT`: whether each `exec` tool run is confined by the kernel to its
+/// job's resolved target addresses.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum EgressConfinement {
+    /// Confine when the worker has the privilege (root or CAP_NET_ADMIN and `nft`); otherwise
+    /// run unconfined with a warning.
+    Auto,
+    /// Confine, and refuse to start without the privilege.
+    Required,
+    /// Never confine.
+    Off,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -183,6 +201,8 @@ impl Default for Config {
             queue_partitions: 1,
             redis_min_replicas_ack: 0,
             redis_min_replicas_timeout_ms: 1000,
+            egress_confinement: EgressConfinement::Auto,
+            sandbox_uid_range: "61000-61127".into(),
         }
     }
 }
@@ -278,6 +298,7 @@ impl Config {
             1_000_000_000,
         )?;
         range("tenant_max_running", self.tenant_max_running, 0, 1_000_000)?;
+        self.sandbox_uids()?;
         if self.redis_tls_cert_file.is_some() != self.redis_tls_key_file.is_some() {
             return Err(ConfigError::Invalid {
                 key: "redis_tls_cert_file",
@@ -309,6 +330,31 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// `sandbox_uid_range` as `(first, last)`: unprivileged uids (1000..=4294967294), at most
+    /// 65536 of them.
+    pub fn sandbox_uids(&self) -> Result<(u32, u32), ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            key: "sandbox_uid_range",
+            message,
+        };
+        let (a, b) = self
+            .sandbox_uid_range
+            .split_once('-')
+            .ok_or_else(|| invalid("accepted: `first-last`, e.g. 61000-61127".into()))?;
+        let parse = |v: &str| {
+            v.trim()
+                .parse::<u32>()
+                .map_err(|_| invalid(format!("`{v}` is not a uid; accepted: first-last")))
+        };
+        let (first, last) = (parse(a)?, parse(b)?);
+        if first < 1000 || last < first || last == u32::MAX || last - first >= 65536 {
+            return Err(invalid(format!(
+                "{first}-{last}: accepted: 1000 <= first <= last, at most 65536 uids"
+            )));
+        }
+        Ok((first, last))
     }
 
     /// The CORS origins, trimmed, without empty entries.
@@ -413,6 +459,19 @@ mod tests {
             cfg.redact_secrets("auth failed for hunter2 at host"),
             "auth failed for *** at host"
         );
+    }
+
+    #[test]
+    fn the_sandbox_uid_range_is_checked() {
+        assert_eq!(Config::default().sandbox_uids().unwrap(), (61000, 61127));
+        for bad in ["61000", "0-10", "61127-61000", "a-b", "1000-900000"] {
+            let cfg = Config {
+                sandbox_uid_range: bad.into(),
+                ..Config::default()
+            };
+            let err = cfg.validate().unwrap_err().to_string();
+            assert!(err.contains("sandbox_uid_range"), "{bad}: {err}");
+        }
     }
 
     #[test]

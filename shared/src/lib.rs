@@ -16,6 +16,7 @@
 //! | [`telemetry`] | logging set-up |
 //! | [`metrics`] | Prometheus metric definitions |
 //! | [`nmap`] | nmap XML results and live progress |
+//! | [`untrusted`] | cleaning and fencing text the scanned hosts control |
 
 pub mod boot;
 pub mod breaker;
@@ -30,4 +31,5 @@ pub mod request;
 pub mod scripts;
 pub mod stats;
 pub mod telemetry;
+pub mod untrusted;
 pub mod validate;

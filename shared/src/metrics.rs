@@ -29,6 +29,8 @@ pub struct Metrics {
     pub http_requests: IntCounterVec,
     pub http_duration: HistogramVec,
     pub workers_alive: IntGauge,
+    /// Packets of confined tool runs that the kernel refused (worker; docs/sandbox.md).
+    pub egress_refused: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -120,6 +122,11 @@ impl Metrics {
                 prometheus::exponential_buckets(0.0001, 2.0, 20).expect("valid buckets"),
             ),
             workers_alive,
+            egress_refused: counter(
+                "scanq_egress_refused_packets_total",
+                "Packets of confined tool runs refused by the kernel (nftables counters)",
+                &["tool"],
+            ),
             registry,
         }
     }

@@ -1,9 +1,11 @@
 //! A submit request turned into a checked [`JobSpec`] exactly once (DESIGN §2, §4). The API and
 //! the MCP front door both go through [`JobSpec::from_json`]; the worker re-checks what it reads
 //! from Redis with [`recheck`], since a job written by anything else is not trusted.
-//! [`fields`] reads a JSON object's typed fields for both front doors.
+//! [`fields`] reads a JSON object's typed fields for both front doors; [`strict`] parses their
+//! JSON refusing duplicate keys.
 
 pub mod fields;
+pub mod strict;
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};

@@ -86,6 +86,9 @@ pub struct WorkerInfo {
     pub started_ms: u64,
     #[serde(default)]
     pub concurrency: u32,
+    /// Egress confinement of its tool runs (`nftables`, `unconfined`, `off`).
+    #[serde(default)]
+    pub confinement: String,
     /// Jobs it runs, as `<tool>/<tenant>/<correlation id>`.
     #[serde(default)]
     pub running: Vec<String>,

@@ -260,6 +260,9 @@ pub fn test_config(redis: &RedisServer, name: &str) -> Config {
         retry_base_ms: 100,
         retry_max_ms: 1000,
         worker_concurrency: 8,
+        // Tests that are about confinement turn it on (tests/confinement.rs); the rest run the
+        // tools as the test's own user, as before.
+        egress_confinement: scanq::config::EgressConfinement::Off,
         ..Config::default()
     }
 }

@@ -183,6 +183,18 @@ pub fn classify_exit(
             Some(result),
             Some(FailureKind::ExitNonzero),
         ),
+        (None, Some(sig)) if sig == crate::sandbox::seccomp::KILL_SIGNAL => {
+            let mut e = ErrorInfo::new(
+                ErrorType::ExecutionError,
+                "sandbox violation: the tool made a system call the sandbox forbids (seccomp) \
+                 and was killed",
+            );
+            e.recovery_suggestion = "Not retried: the tool tried something a scanner never \
+                needs (see docs/sandbox.md, Seccomp). Check the tool and its arguments; an \
+                operator can read the worker log for the call."
+                .into();
+            Ran::Failed(e, Some(result), Some(FailureKind::Signal))
+        }
         (None, Some(sig)) => Ran::Failed(
             ErrorInfo::new(
                 ErrorType::ExecutionError,
@@ -239,6 +251,10 @@ mod tests {
         assert!(matches!(
             classify_exit(exit(None, Some(9)), r(), 5, false),
             Ran::Failed(_, _, Some(FailureKind::Signal))
+        ));
+        assert!(matches!(
+            classify_exit(exit(None, Some(libc::SIGSYS)), r(), 5, false),
+            Ran::Failed(e, _, Some(FailureKind::Signal)) if e.message.starts_with("sandbox violation")
         ));
         let timed = Exit {
             timed_out: true,

@@ -93,6 +93,7 @@ async fn heartbeat_loop(w: SharedRef) {
             pid: std::process::id(),
             started_ms,
             concurrency: w.cfg.worker_concurrency,
+            confinement: w.confinement.as_str(),
             running: w
                 .running
                 .lock()

@@ -9,6 +9,7 @@ use scanq::catalog::{Executor, ToolSpec};
 use scanq::domain::{ErrorInfo, ErrorType, FailureKind, JobResult, Outcome, StopReason};
 use scanq::request::{StoredRequest, recheck};
 use scanq::scripts::{ClaimedJob, Completion, RenewStatus};
+use scanq::untrusted;
 use tokio_util::sync::CancellationToken;
 
 use crate::classify::{self, Exit, Ran};
@@ -181,6 +182,7 @@ fn sandbox_spec(
     s.stdout_cap = spec.stdout_cap;
     s.stderr_cap = spec.stderr_cap;
     s.run_as = w.cfg.tool_user.clone();
+    s.seccomp = true;
     let mb = |v: Option<u64>| v.map(|m| m * 1024 * 1024);
     s.limits = Limits {
         cpu_sec: spec.limits.cpu_sec,
@@ -204,7 +206,10 @@ fn expected_hosts(address: &str) -> u64 {
 fn parse_output(spec: &ToolSpec, stdout: &[u8]) -> Option<serde_json::Value> {
     match spec.parser.as_deref() {
         Some("nmap") => match scanq::nmap::parse_xml_bytes(stdout) {
-            Ok(report) => serde_json::to_value(report).ok(),
+            Ok(report) => serde_json::to_value(report).ok().map(|mut v| {
+                untrusted::clean_json(&mut v, untrusted::MAX_FIELD_CHARS);
+                v
+            }),
             Err(err) => {
                 tracing::warn!(error = %err, "nmap output could not be parsed");
                 None
@@ -222,7 +227,30 @@ async fn exec(
     timeout: Duration,
     job: &RunningJob,
 ) -> Ran {
-    let sb = sandbox_spec(w, spec, args, address, timeout);
+    let mut sb = sandbox_spec(w, spec, args, address, timeout);
+    let lease = match &w.egress {
+        Some(egress) => match egress.confine(address).await {
+            Ok(lease) => Some(lease),
+            Err(e) => {
+                tracing::error!(error = %e, "Could not confine the tool");
+                return Ran::Retry(
+                    ErrorInfo::new(
+                        ErrorType::ExecutionError,
+                        format!("could not confine the tool's network: {e}"),
+                    ),
+                    None,
+                    Some(FailureKind::SpawnError),
+                );
+            }
+        },
+        None => None,
+    };
+    sb.run_as_uid = lease.as_ref().map(crate::confine::Lease::uid);
+    let command: Vec<String> = std::iter::once(sb.program.clone())
+        .chain(sb.args.iter().cloned())
+        .collect();
+    // The audit trail's record of what ran (the API's lines record what was asked).
+    tracing::info!(audit = "exec", argv = ?command, run_as = ?sb.run_as, uid = ?sb.run_as_uid, "Audit");
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let live = crate::live::Live {
         parser: spec.progress.clone(),
@@ -231,6 +259,17 @@ async fn exec(
     let reporter = tokio::spawn(crate::live::report(w.clone(), job.clone(), live, rx));
     let ran = sandbox::run(&sb, job.cancel.clone(), Some(tx)).await;
     let _ = reporter.await;
+    let confinement = match lease {
+        Some(lease) => Some(lease.release().await),
+        None => None,
+    };
+    if let Some(c) = confinement.as_ref().filter(|c| c.refused_attempts > 0) {
+        w.metrics
+            .egress_refused
+            .with_label_values(&[job.id.tool.as_str()])
+            .inc_by(c.refused_attempts);
+        tracing::warn!(refused = c.refused_attempts, allowed = ?c.allowed, "The tool tried to reach addresses outside its target");
+    }
     let out = match ran {
         Ok(out) => out,
         Err(SpawnError::NotFound { program }) => {
@@ -266,12 +305,15 @@ async fn exec(
     };
     let result = JobResult {
         exit_code: out.exit_code,
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        // Untrusted: the scanned hosts write into it (docs/sandbox.md, "Untrusted output").
+        stdout: untrusted::clean(&String::from_utf8_lossy(&out.stdout), usize::MAX),
+        stderr: untrusted::clean(&String::from_utf8_lossy(&out.stderr), usize::MAX),
         truncated_stdout: out.truncated_stdout,
         truncated_stderr: out.truncated_stderr,
         timed_out: out.timed_out,
         parsed: parse_output(spec, &out.stdout),
+        command,
+        confinement,
     };
     let exit = Exit {
         exit_code: out.exit_code,

@@ -12,12 +12,14 @@
 //! | `execute` | one attempt: re-check, run the executor |
 //! | [`classify`] | outcome classification, breaker verdicts, back-off (pure) |
 //! | `completer` | batched, retried result writes |
+//! | [`confine`] | egress confinement: per-run uid and nftables rules |
 //! | `http` | `/healthz` and `/metrics` |
 //! | `live` | progress and output events while a tool runs |
 //! | [`sandbox`] | the sandboxed subprocess runner |
 
 pub mod classify;
 mod completer;
+pub mod confine;
 mod duties;
 mod execute;
 mod http;

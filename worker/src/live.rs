@@ -59,8 +59,9 @@ pub async fn report(
                     Stream::Stdout => "stdout",
                     Stream::Stderr => "stderr",
                 };
-                let data =
-                    serde_json::json!({"stream": stream, "text": String::from_utf8_lossy(piece)});
+                // Untrusted, like the result's stdout (docs/sandbox.md, "Untrusted output").
+                let text = scanq::untrusted::clean(&String::from_utf8_lossy(piece), usize::MAX);
+                let data = serde_json::json!({"stream": stream, "text": text});
                 send(&w, &job, "output", &data.to_string(), "").await;
             }
         }

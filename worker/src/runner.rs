@@ -91,6 +91,8 @@ impl Worker {
     ) -> anyhow::Result<Self> {
         let targets = TargetPolicy::parse(&cfg.allowed_targets, &cfg.denied_targets, cfg.max_hosts)
             .map_err(|e| anyhow::anyhow!("allowed_targets/denied_targets: {e}"))?;
+        // Before Redis: a worker that must confine and cannot refuses to start at once.
+        let (confinement, egress) = crate::confine::setup(&cfg).await?;
         let id = cfg.worker_id.clone().unwrap_or_else(default_id);
         let queue = Consumer::new(&cfg, &catalog, id).map_err(anyhow::Error::msg)?;
         let cancels = Listener::start(queue.pool().clone(), queue.keys().cancel_channel());
@@ -106,6 +108,8 @@ impl Worker {
             running: Mutex::new(HashMap::new()),
             finished: tx,
             slot_freed: Notify::new(),
+            confinement,
+            egress,
         });
         tokio::spawn(completer::run(shared.clone(), rx));
         shared.queue.ensure_groups().await;

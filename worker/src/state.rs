@@ -66,6 +66,9 @@ pub struct Shared {
     /// Finished attempts on their way to the completer.
     pub finished: mpsc::UnboundedSender<Finished>,
     pub slot_freed: Notify,
+    /// How tool runs are confined, and the confinement when it is on.
+    pub confinement: crate::confine::Status,
+    pub egress: Option<Arc<crate::confine::Egress>>,
 }
 
 impl Shared {

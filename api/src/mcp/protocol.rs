@@ -192,6 +192,35 @@ pub fn error_response(id: Option<&Value>, err: &RpcError) -> Value {
     json!({"jsonrpc": "2.0", "id": id.cloned().unwrap_or(Value::Null), "error": err.to_json()})
 }
 
+/// The reply to a message the strict parser refused, and the request's id when a lax read
+/// still finds one. A duplicate key (anywhere, tool arguments included) is invalid params
+/// naming the key, never a silent last-value-wins.
+pub fn strict_parse_error(
+    err: &scanq::request::strict::StrictJsonError,
+    raw: &[u8],
+) -> (RpcError, Option<Value>) {
+    match err.duplicate_key() {
+        Some(key) => {
+            let id = serde_json::from_slice::<Value>(raw)
+                .ok()
+                .and_then(|v| v.get("id").cloned());
+            let data = json!({
+                "error_type": "validation_error",
+                "field": key,
+                "hint": format!("send `{key}` once, with the one value you mean"),
+            });
+            (
+                RpcError::invalid_params(err.to_string()).with_data(data),
+                id,
+            )
+        }
+        None => (
+            RpcError::new(PARSE_ERROR, format!("parse error: {err}")),
+            None,
+        ),
+    }
+}
+
 /// A notification from the server.
 pub fn notification(method: &str, params: Value) -> Value {
     json!({"jsonrpc": "2.0", "method": method, "params": params})

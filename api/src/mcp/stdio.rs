@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
 
-use super::protocol::{self, INTERNAL_ERROR, META_PROTOCOL_VERSION, PARSE_ERROR, RpcError};
+use super::protocol::{self, INTERNAL_ERROR, META_PROTOCOL_VERSION, RpcError};
 
 #[derive(Debug, Default)]
 struct Session {
@@ -70,11 +70,12 @@ pub async fn run(url: &str, token: Option<String>) -> anyhow::Result<()> {
         if line.trim().is_empty() {
             continue;
         }
-        let msg: Value = match serde_json::from_str(&line) {
+        // Strict here too: re-serialising a lax parse would hide a duplicate key from the server.
+        let msg: Value = match scanq::request::strict::parse(line.as_bytes()) {
             Ok(v) => v,
             Err(e) => {
-                let err = RpcError::new(PARSE_ERROR, format!("parse error: {e}"));
-                bridge.write(&protocol::error_response(None, &err));
+                let (err, id) = protocol::strict_parse_error(&e, line.as_bytes());
+                bridge.write(&protocol::error_response(id.as_ref(), &err));
                 continue;
             }
         };

@@ -25,8 +25,8 @@ use tokio::task::JoinHandle;
 
 use super::protocol::{
     self, Era, HANDSHAKE_VERSIONS, HEADER_MISMATCH, INVALID_PARAMS, INVALID_REQUEST, Incoming,
-    META_CLIENT_CAPABILITIES, META_PROTOCOL_VERSION, MODERN_VERSIONS, PARSE_ERROR, RpcError,
-    TASKS_EXTENSION, UNSUPPORTED_PROTOCOL_VERSION,
+    META_CLIENT_CAPABILITIES, META_PROTOCOL_VERSION, MODERN_VERSIONS, RpcError, TASKS_EXTENSION,
+    UNSUPPORTED_PROTOCOL_VERSION,
 };
 use super::{Ctx, dispatch, follow, guard};
 use crate::error::AppError;
@@ -92,11 +92,11 @@ pub async fn post(
     if !accept_json && !accept_sse {
         return Ok(StatusCode::NOT_ACCEPTABLE.into_response());
     }
-    let value: Value = match serde_json::from_slice(&body) {
+    let value: Value = match scanq::request::strict::parse(&body) {
         Ok(v) => v,
         Err(e) => {
-            let err = RpcError::new(PARSE_ERROR, format!("parse error: {e}"));
-            return Ok(rpc_error(400, None, err));
+            let (err, id) = protocol::strict_parse_error(&e, &body);
+            return Ok(rpc_error(400, id.as_ref(), err));
         }
     };
     let msg = match Incoming::parse(&value) {

@@ -30,6 +30,7 @@ async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<Valu
                 "started_ms": w.started_ms,
                 "heartbeat_expires_ms": w.heartbeat_expires_ms,
                 "concurrency": w.concurrency,
+                "confinement": w.confinement,
                 "running": w.running.len(),
                 "running_jobs": caller.admin.then_some(&w.running),
                 "tools": w.tools,

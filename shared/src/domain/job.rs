@@ -146,6 +146,26 @@ pub struct JobResult {
     pub timed_out: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parsed: Option<serde_json::Value>,
+    /// The exact argv that ran, program first (after templates, policy, output flags and the
+    /// resolved address): what to run again to reproduce the scan. Empty for in-process tools.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub command: Vec<String>,
+    /// How the kernel confined the run's traffic, when it did (egress confinement).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confinement: Option<Confinement>,
+}
+
+/// A confined run's record: what it could reach and how often it tried to go elsewhere.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Confinement {
+    /// `nftables`.
+    pub mode: String,
+    /// The run's own uid, which the rules matched.
+    pub uid: u32,
+    /// The addresses (or CIDR) the tool could reach.
+    pub allowed: Vec<String>,
+    /// Packets to anywhere else, refused by the kernel (a refused TCP connect is one).
+    pub refused_attempts: u64,
 }
 
 /// Why a job failed (or is waiting), with advice.

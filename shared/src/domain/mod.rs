@@ -9,7 +9,8 @@ mod outcome;
 
 pub use ids::{CorrelationId, IdError, TenantId, ToolName};
 pub use job::{
-    ErrorInfo, ErrorType, JobDocument, JobResult, JobState, Priority, ProgressInfo, UnknownVariant,
+    Confinement, ErrorInfo, ErrorType, JobDocument, JobResult, JobState, Priority, ProgressInfo,
+    UnknownVariant,
 };
 pub use job_id::{JobId, ref_of as job_id_ref};
 pub use outcome::{FailureKind, Outcome, StopReason, Verdict};

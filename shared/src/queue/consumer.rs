@@ -44,6 +44,8 @@ pub struct Heartbeat {
     pub pid: u32,
     pub started_ms: u64,
     pub concurrency: u32,
+    /// Egress confinement of its tool runs: `nftables`, `unconfined` or `off`.
+    pub confinement: &'static str,
     /// Tags of the jobs running here.
     pub running: Vec<String>,
     /// Tool → its binary is present on this worker.

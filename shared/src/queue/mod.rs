@@ -198,7 +198,15 @@ impl Queue {
     pub async fn ready(&self) -> Result<bool, QueueError> {
         let mut con = self.connection().await?;
         let pong: String = redis::cmd("PING").query_async(&mut con).await?;
-        Ok(pong == "PONG" && self.scripts.loaded(&mut con).await?)
+        if pong != "PONG" {
+            return Ok(false);
+        }
+        if !self.scripts.loaded(&mut con).await? {
+            // A server that lost its script cache (a restart, or a node that joined a cluster
+            // after a failover) gets the scripts again rather than a not-ready answer.
+            self.scripts.load_all(&mut con).await?;
+        }
+        Ok(self.scripts.loaded(&mut con).await?)
     }
 
     /// Enqueues a validated job for `tenant` (idempotent per correlation ID).

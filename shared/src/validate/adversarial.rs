@@ -262,6 +262,7 @@ pub const CASES: &[AdversarialCase] = &[
     a("script_args_file", "--script-args-file /tmp/a"),
     a("script_args_newtargets", "--script-args newtargets"),
     a("excludefile", "--excludefile /tmp/x"),
+    a("excludefile_abbreviated", "-excludef /tmp/x"),
     a("stylesheet", "--stylesheet /tmp/x.xsl"),
     a("webxml", "--webxml"),
     a("append_output", "--append-output"),

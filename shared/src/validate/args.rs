@@ -186,7 +186,7 @@ impl ArgPolicy {
     }
 
     /// The never-allowed list, so catalog load can refuse a policy that lists one.
-    pub fn forbidden_reason(flag: &str) -> Option<&'static str> {
+    pub fn forbidden_reason(flag: &str) -> Option<std::borrow::Cow<'static, str>> {
         never_reason(flag)
     }
 

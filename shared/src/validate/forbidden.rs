@@ -1,7 +1,11 @@
 //! Flags that no policy may allow (they read or write files, pick targets of their own, or send
 //! traffic from or through other hosts), and raw-packet flags that need root and are refused
 //! unless the operator's policy lists them. nmap parses options with `getopt_long_only`, so a
-//! long option is also honoured with one dash (`-datadir`): both spellings are matched here.
+//! long option is also honoured with one dash (`-datadir`), and an unambiguous prefix of a long
+//! option is that option (`-excludef` is `--excludefile`): every spelling is matched here, and the
+//! refusal names the option nmap would really read.
+
+use std::borrow::Cow;
 
 /// `(flag, reason)`: never allowed, whatever the catalog says.
 const NEVER: &[(&str, &str)] = &[
@@ -86,14 +90,41 @@ fn lookup(table: &'static [(&'static str, &'static str)], token: &str) -> Option
     })
 }
 
-/// The reason a flag may never be allowed, if it is on the never-allowed list.
-pub(crate) fn never_reason(token: &str) -> Option<&'static str> {
-    lookup(NEVER, token).or_else(|| {
-        // `-iL/etc/passwd`, `-oN/tmp/x`, `-S10.0.0.1`: short options with an attached value.
-        NEVER.iter().find_map(|(flag, reason)| {
-            let short = !flag.starts_with("--") && flag.len() <= 3;
-            (short && token.starts_with(flag) && token.len() > flag.len()).then_some(*reason)
-        })
+/// nmap long options that are themselves a prefix of a never-allowed one: spelled in full they
+/// are that option, not an abbreviation (`--script` is not `--script-args`).
+const EXACT_LONG: &[&str] = &["script", "exclude", "data"];
+
+/// The never-allowed long option that `token` abbreviates (`-excludef`, `--datad=/x`), if any.
+fn abbreviation(token: &str) -> Option<(&'static str, &'static str)> {
+    let name = token.split_once('=').map_or(token, |(name, _)| name);
+    let body = name.strip_prefix("--").or_else(|| name.strip_prefix('-'))?;
+    if body.len() < 2 || EXACT_LONG.contains(&body) {
+        return None;
+    }
+    NEVER.iter().copied().find(|(flag, _)| {
+        flag.strip_prefix("--")
+            .is_some_and(|long| long.len() > body.len() && long.starts_with(body))
+    })
+}
+
+/// The reason a flag may never be allowed, if it is on the never-allowed list in any spelling.
+pub(crate) fn never_reason(token: &str) -> Option<Cow<'static, str>> {
+    if let Some(reason) = lookup(NEVER, token) {
+        return Some(Cow::Borrowed(reason));
+    }
+    // nmap matches long options (and their prefixes) before short ones, so this comes first:
+    // `-excludef` reads a file; it does not pick the interface `xcludef` with `-e`.
+    if let Some((flag, reason)) = abbreviation(token) {
+        let name = token.split_once('=').map_or(token, |(name, _)| name);
+        return Some(Cow::Owned(format!(
+            "nmap reads `{name}` as an abbreviation of `{flag}`, and {reason}"
+        )));
+    }
+    // `-iL/etc/passwd`, `-oN/tmp/x`, `-S10.0.0.1`: short options with an attached value.
+    NEVER.iter().find_map(|(flag, reason)| {
+        let short = !flag.starts_with("--") && flag.len() <= 3;
+        (short && token.starts_with(flag) && token.len() > flag.len())
+            .then_some(Cow::Borrowed(*reason))
     })
 }
 
@@ -133,6 +164,43 @@ mod tests {
     fn ordinary_flags_are_not_on_the_never_list() {
         for token in [
             "-sV", "-sT", "-p", "--script", "-Pn", "-v", "--open", "-sC", "-T4",
+        ] {
+            assert_eq!(never_reason(token), None, "{token}");
+        }
+    }
+
+    #[test]
+    fn an_abbreviated_long_option_is_refused_for_what_it_really_is() {
+        for token in [
+            "-excludef",
+            "--excludef",
+            "-excludefi=/tmp/x",
+            "-datad",
+            "--proxi",
+            "-resu",
+        ] {
+            let reason = never_reason(token).expect(token);
+            assert!(reason.contains("abbreviation of `--"), "{token}: {reason}");
+            assert!(!reason.contains("interface"), "{token}: {reason}");
+        }
+        assert!(
+            never_reason("-excludef")
+                .unwrap()
+                .contains("`--excludefile`, and it reads a file")
+        );
+        // Attached short values are still what they were.
+        assert!(never_reason("-eeth0").unwrap().contains("interface"));
+    }
+
+    #[test]
+    fn full_long_options_that_prefix_a_forbidden_one_are_not_abbreviations() {
+        for token in [
+            "--script",
+            "-script",
+            "--exclude",
+            "--data",
+            "--script-timeout",
+            "--reason",
         ] {
             assert_eq!(never_reason(token), None, "{token}");
         }

@@ -47,6 +47,15 @@ pub(crate) fn tool_user(run_as: Option<&str>) -> Result<Option<ToolUser>, SpawnE
     }))
 }
 
+/// A numeric identity with no passwd entry (uid = gid), when the worker runs as root.
+pub(crate) fn pool_user(uid: u32) -> Option<ToolUser> {
+    Uid::effective().is_root().then(|| ToolUser {
+        name: uid.to_string(),
+        uid: Uid::from_raw(uid),
+        gid: Gid::from_raw(uid),
+    })
+}
+
 /// Gives the tool user the temporary working directory (it stays mode 0700).
 pub(crate) fn hand_over_workdir(dir: &Path, user: &ToolUser) -> Result<(), SpawnError> {
     chown(dir, Some(user.uid), Some(user.gid)).map_err(|e| SpawnError::Io(e.into()))
@@ -132,14 +141,29 @@ impl ChildSetup {
     }
 }
 
-/// Installs `setup` as the command's pre-exec hook.
-pub(crate) fn install(cmd: &mut tokio::process::Command, setup: ChildSetup) {
+/// Installs `setup` as the command's pre-exec hook, and then the seccomp `filter` (compiled in
+/// the parent), last before `exec`.
+pub(crate) fn install(
+    cmd: &mut tokio::process::Command,
+    setup: ChildSetup,
+    filter: Option<seccompiler::BpfProgram>,
+) {
     // SAFETY: the closure runs in the child between fork and exec, where only async-signal-safe
-    // work is allowed. It captures a `Copy` value by move (no heap, no shared state with the
-    // parent) and calls only setrlimit, setgroups, setgid, setuid, prctl and getppid through
-    // nix's thin wrappers, none of which allocate or take locks; errors are built with
-    // `io::Error::from_raw_os_error`, which does not allocate either.
+    // work is allowed. It captures a `Copy` value and an already-built filter by move (no heap
+    // allocation and no shared state with the parent happen in the child) and calls only
+    // setrlimit, setgroups, setgid, setuid, prctl, getppid and seccomp, through nix's and
+    // seccompiler's thin wrappers, none of which allocate or take locks (`apply_filter` builds
+    // its `sock_fprog` on the stack); errors are raw OS errors, which do not allocate either.
     unsafe {
-        cmd.pre_exec(move || setup.apply());
+        cmd.pre_exec(move || {
+            setup.apply()?;
+            if let Some(filter) = &filter {
+                seccompiler::apply_filter(filter).map_err(|e| match e {
+                    seccompiler::Error::Prctl(io) | seccompiler::Error::Seccomp(io) => io,
+                    _ => io::Error::from_raw_os_error(libc::EINVAL),
+                })?;
+            }
+            Ok(())
+        });
     }
 }

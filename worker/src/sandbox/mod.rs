@@ -5,11 +5,12 @@
 //! not enforced is written down in `docs/sandbox.md`.
 //!
 //! Submodules: `spec` (what to run), `limits` (the child's pre-exec setup, the only `unsafe`),
-//! `output` (capped pipe readers), `kill` (group kills).
+//! `output` (capped pipe readers), `kill` (group kills), `seccomp` (the system-call filter).
 
 mod kill;
 mod limits;
 mod output;
+pub mod seccomp;
 mod spec;
 
 use std::os::unix::process::ExitStatusExt;
@@ -109,7 +110,10 @@ pub async fn run(
     output: Option<UnboundedSender<OutputChunk>>,
 ) -> Result<RunOutcome, SpawnError> {
     let program = spec::resolve_program(&spec.program, &spec.path_env)?;
-    let user = limits::tool_user(spec.run_as.as_deref())?;
+    let user = match spec.run_as_uid {
+        Some(uid) => limits::pool_user(uid),
+        None => limits::tool_user(spec.run_as.as_deref())?,
+    };
     let workdir = tempfile::Builder::new()
         .prefix("scanq-sandbox-")
         .tempdir()?;
@@ -131,7 +135,12 @@ pub async fn run(
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
-    limits::install(&mut cmd, limits::ChildSetup::plan(spec, user.as_ref()));
+    let filter = spec.seccomp.then(seccomp::compile).transpose()?;
+    limits::install(
+        &mut cmd,
+        limits::ChildSetup::plan(spec, user.as_ref()),
+        filter,
+    );
 
     // Registered before the spawn so the child's SIGCHLD cannot be missed.
     let mut sigchld = signal(SignalKind::child())?;

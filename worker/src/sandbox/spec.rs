@@ -35,6 +35,12 @@ pub struct SandboxSpec {
     pub limits: Limits,
     /// User to run as. Only applied when the worker runs as root; `None` = no switch.
     pub run_as: Option<String>,
+    /// A numeric uid (used as gid too) with no passwd entry: the per-run identity of egress
+    /// confinement (`crate::confine`). Takes precedence over `run_as`; root only.
+    pub run_as_uid: Option<u32>,
+    /// Install the seccomp filter (`seccomp::DENIED` kills the tool). Sets `no_new_privs`, so
+    /// file capabilities of the program (setcap) do not apply.
+    pub seccomp: bool,
     pub stdout_cap: usize,
     pub stderr_cap: usize,
 }
@@ -54,6 +60,8 @@ impl SandboxSpec {
             kill_grace: DEFAULT_KILL_GRACE,
             limits: Limits::default(),
             run_as: None,
+            run_as_uid: None,
+            seccomp: false,
             stdout_cap: DEFAULT_STDOUT_CAP,
             stderr_cap: DEFAULT_STDERR_CAP,
         }
