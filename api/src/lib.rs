@@ -5,6 +5,7 @@
 //! |---|---|
 //! | `routes::jobs` | submit, read/long-poll, cancel, retry, list |
 //! | `routes::events` | SSE event streams |
+//! | `routes::exports` | result.xml, result.csv and the diff of two scans |
 //! | `routes::tools` | the catalog |
 //! | `routes::health` | healthz, readyz, metrics |
 //! | `mcp` | `/mcp`: MCP Streamable HTTP, tools, tasks, and the `mcp-stdio` bridge |
@@ -92,6 +93,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(routes::jobs::router())
         .merge(routes::events::router())
+        .merge(routes::exports::router())
         .merge(routes::tools::router())
         .merge(routes::breakers::router())
         .merge(routes::dashboard::router())

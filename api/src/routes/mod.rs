@@ -3,6 +3,7 @@
 pub mod breakers;
 pub mod dashboard;
 pub mod events;
+pub mod exports;
 pub mod health;
 pub mod jobs;
 pub mod stats;
