@@ -5,6 +5,7 @@
 //! |---|---|
 //! | `routes::jobs` | submit, read/long-poll, cancel, retry, list |
 //! | `routes::events` | SSE event streams |
+//! | `routes::schedules` | schedules: upsert, list, read, delete, pause, resume, trigger, runs |
 //! | `routes::exports` | result.xml, result.csv and the diff of two scans |
 //! | `routes::tools` | the catalog |
 //! | `routes::health` | healthz, readyz, metrics |
@@ -72,8 +73,11 @@ pub async fn state(cfg: Config, catalog: Catalog) -> anyhow::Result<AppState> {
         let error = cfg.redact_secrets(&err.to_string());
         tracing::warn!(%error, "Redis not reachable at start; will keep trying");
     }
+    let scheduler =
+        scanq::schedule::Scheduler::new(queue.clone(), catalog.clone(), targets.clone(), &cfg);
     Ok(AppState {
         inner: Arc::new(state::Inner {
+            scheduler,
             cfg,
             catalog,
             targets,
@@ -94,6 +98,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::jobs::router())
         .merge(routes::events::router())
         .merge(routes::exports::router())
+        .merge(routes::schedules::router())
         .merge(routes::tools::router())
         .merge(routes::breakers::router())
         .merge(routes::dashboard::router())
@@ -164,6 +169,7 @@ pub async fn run(
     let state = state(cfg, catalog).await?;
     let reload = tokio::spawn(reload_on_sighup(state.clone()));
     let sweeper = tokio::spawn(sweep_listings(state.clone()));
+    let schedules = tokio::spawn(fire_schedules(state.clone()));
     tracing::info!(addr = %addr, "API listening");
     let served = axum::serve(
         listener,
@@ -173,6 +179,7 @@ pub async fn run(
     .await;
     reload.abort();
     sweeper.abort();
+    schedules.abort();
     served?;
     Ok(())
 }
@@ -195,6 +202,15 @@ async fn sweep_listings(state: AppState) {
         )
         .await;
     }
+}
+
+/// Fires due schedules, like every other API and worker process (no leader).
+async fn fire_schedules(state: AppState) {
+    let counter = state.inner.metrics.schedule_runs.clone();
+    let scheduler = state.inner.scheduler.clone();
+    scheduler
+        .run(move |r| counter.with_label_values(&[r.label()]).inc())
+        .await;
 }
 
 /// Re-reads the tokens file on every SIGHUP.

@@ -103,6 +103,10 @@ pub struct Config {
     pub tenant_max_queued: u64,
     /// Running jobs per tenant (enforced when workers claim); 0 = no cap.
     pub tenant_max_running: u64,
+    /// Schedules with `every_sec` below this are refused (422).
+    pub schedule_min_every_sec: u64,
+    /// How often each API and worker process looks for due schedules.
+    pub schedule_tick_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -163,6 +167,8 @@ impl Default for Config {
             rate_limit_burst: 100,
             tenant_max_queued: 10_000,
             tenant_max_running: 0,
+            schedule_min_every_sec: 60,
+            schedule_tick_ms: 250,
         }
     }
 }
@@ -236,6 +242,13 @@ impl Config {
         range("max_wait_sec", self.max_wait_sec, 1, 3600)?;
         range("max_hosts", self.max_hosts, 1, 1 << 24)?;
         range("reap_interval_ms", self.reap_interval_ms, 10, 60_000)?;
+        range(
+            "schedule_min_every_sec",
+            self.schedule_min_every_sec,
+            1,
+            86_400,
+        )?;
+        range("schedule_tick_ms", self.schedule_tick_ms, 10, 60_000)?;
         range("heartbeat_sec", self.heartbeat_sec, 1, 600)?;
         range(
             "mcp_session_ttl_sec",

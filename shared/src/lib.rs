@@ -27,6 +27,7 @@ pub mod metrics;
 pub mod nmap;
 pub mod queue;
 pub mod request;
+pub mod schedule;
 pub mod scripts;
 pub mod stats;
 pub mod telemetry;

@@ -29,6 +29,8 @@ pub struct Metrics {
     pub http_requests: IntCounterVec,
     pub http_duration: HistogramVec,
     pub workers_alive: IntGauge,
+    /// Claimed schedule slots by `result`: fired, skipped, missed, refused.
+    pub schedule_runs: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -69,6 +71,11 @@ impl Metrics {
             .expect("unique metric");
         Self {
             jobs_submitted: counter("scanq_jobs_submitted_total", "Jobs accepted", &["tool"]),
+            schedule_runs: counter(
+                "scanq_schedule_runs_total",
+                "Schedule slots this process claimed, by result",
+                &["result"],
+            ),
             jobs_finished: counter(
                 "scanq_jobs_finished_total",
                 "Jobs that reached a terminal state",

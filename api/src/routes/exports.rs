@@ -83,20 +83,31 @@ struct DiffParams {
     against: Option<String>,
 }
 
-/// What changed from job `against` (older) to job `id` (newer), with ndiff semantics.
+/// What changed from job `against` (older) to job `id` (newer), with ndiff semantics; for a
+/// scheduled run, `against` defaults to the schedule's previous succeeded run.
 async fn diff(
     State(state): State<AppState>,
     caller: Caller,
     JobId(id): JobId,
     Query(p): Query<DiffParams>,
 ) -> Result<Response, AppError> {
+    let newer = document(&state, &caller, &id).await?;
     let against = match p.against.as_deref() {
         None | Some("") => {
-            return Err(AppError::Validation(ValidationError::new(
-                "against",
-                "give the job to compare with".to_owned(),
-                "?against={correlation_id} of another finished nmap job of your tenant",
-            )));
+            let previous = match &newer.schedule_id {
+                Some(s) => {
+                    super::schedules::previous_succeeded(&state, &caller.tenant, s, id.as_str())
+                        .await?
+                }
+                None => None,
+            };
+            previous.ok_or_else(|| {
+                AppError::Validation(ValidationError::new(
+                    "against",
+                    "give the job to compare with (this job has no earlier succeeded run of a schedule)",
+                    "?against={correlation_id} of another finished nmap job of your tenant",
+                ))
+            })?
         }
         Some(a) => CorrelationId::parse(a).map_err(|e| {
             AppError::Validation(ValidationError::new(
@@ -106,7 +117,6 @@ async fn diff(
             ))
         })?,
     };
-    let newer = document(&state, &caller, &id).await?;
     let older = document(&state, &caller, &against).await?;
     let b = finished_report(&newer).map_err(refused)?;
     let a = finished_report(&older).map_err(refused)?;

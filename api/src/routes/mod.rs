@@ -6,6 +6,7 @@ pub mod events;
 pub mod exports;
 pub mod health;
 pub mod jobs;
+pub mod schedules;
 pub mod stats;
 pub mod tools;
 pub mod workers;

@@ -192,6 +192,9 @@ pub struct JobDocument {
     pub progress: Option<ProgressInfo>,
     pub result: Option<JobResult>,
     pub error: Option<ErrorInfo>,
+    /// The schedule that started this run (`/v1/schedules/{id}`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule_id: Option<String>,
 }
 
 fn rfc3339(ms: u64) -> String {
@@ -277,6 +280,7 @@ impl JobDocument {
             progress: json(h, "progress"),
             result: json(h, "result"),
             error,
+            schedule_id: get("schedule_id").cloned(),
         })
     }
 }
