@@ -107,6 +107,12 @@ pub struct Config {
     pub schedule_min_every_sec: u64,
     /// How often each API and worker process looks for due schedules.
     pub schedule_tick_ms: u64,
+    /// Comma-separated URL prefixes a webhook may target (`SCANQ_WEBHOOK_ALLOWED_URLS`).
+    pub webhook_allowed_urls: String,
+    /// First retry delay of a failed webhook delivery; doubles per attempt up to an hour.
+    pub webhook_retry_base_ms: u64,
+    /// A delivery that has failed for this long is given up.
+    pub webhook_give_up_sec: u64,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -169,6 +175,9 @@ impl Default for Config {
             tenant_max_running: 0,
             schedule_min_every_sec: 60,
             schedule_tick_ms: 250,
+            webhook_allowed_urls: "http://127.0.0.1:,http://localhost:,http://[::1]:".into(),
+            webhook_retry_base_ms: 1000,
+            webhook_give_up_sec: 86_400,
         }
     }
 }
@@ -249,6 +258,18 @@ impl Config {
             86_400,
         )?;
         range("schedule_tick_ms", self.schedule_tick_ms, 10, 60_000)?;
+        range(
+            "webhook_retry_base_ms",
+            self.webhook_retry_base_ms,
+            10,
+            3_600_000,
+        )?;
+        range(
+            "webhook_give_up_sec",
+            self.webhook_give_up_sec,
+            1,
+            7 * 86_400,
+        )?;
         range("heartbeat_sec", self.heartbeat_sec, 1, 600)?;
         range(
             "mcp_session_ttl_sec",

@@ -32,3 +32,4 @@ pub mod scripts;
 pub mod stats;
 pub mod telemetry;
 pub mod validate;
+pub mod webhook;

@@ -31,6 +31,8 @@ pub struct Metrics {
     pub workers_alive: IntGauge,
     /// Claimed schedule slots by `result`: fired, skipped, missed, refused.
     pub schedule_runs: IntCounterVec,
+    /// Webhook delivery attempts by `outcome`: delivered, failed, gave_up, dropped.
+    pub webhook_deliveries: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -75,6 +77,11 @@ impl Metrics {
                 "scanq_schedule_runs_total",
                 "Schedule slots this process claimed, by result",
                 &["result"],
+            ),
+            webhook_deliveries: counter(
+                "scanq_webhook_deliveries_total",
+                "Webhook delivery attempts this process made, by outcome",
+                &["outcome"],
             ),
             jobs_finished: counter(
                 "scanq_jobs_finished_total",

@@ -95,7 +95,10 @@ impl Worker {
         let queue = Consumer::new(&cfg, &catalog, id).map_err(anyhow::Error::msg)?;
         let cancels = Listener::start(queue.client().clone(), queue.keys().cancel_channel());
         let (tx, rx) = mpsc::unbounded_channel();
+        let pool = scanq::queue::pool(&cfg).map_err(anyhow::Error::msg)?;
+        let job_events = scanq::webhook::JobEvents::new(scanq::queue::Queue::new(pool, &cfg));
         let shared = Arc::new(Shared {
+            job_events,
             cfg,
             catalog,
             queue,

@@ -66,6 +66,8 @@ pub struct Shared {
     /// Finished attempts on their way to the completer.
     pub finished: mpsc::UnboundedSender<Finished>,
     pub slot_freed: Notify,
+    /// Emits webhook events and change summaries of finished jobs (never blocks a job).
+    pub job_events: scanq::webhook::JobEvents,
 }
 
 impl Shared {

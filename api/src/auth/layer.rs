@@ -33,7 +33,8 @@ pub enum Access {
 /// The access rule of a route. Everything under `/v1` needs a token: reads need `read`;
 /// `POST /v1/jobs` and `POST /v1/jobs/{id}/retry` need `submit`; `DELETE /v1/jobs/{id}` needs
 /// `cancel`; schedules are as jobs: `PUT /v1/schedules/{id}` and its `pause`, `resume` and
-/// `trigger` need `submit`, `DELETE` needs `cancel`; any other change (breakers, tool
+/// `trigger` need `submit`, `DELETE` needs `cancel`; webhooks likewise (`POST /v1/webhooks`
+/// `submit`, `DELETE /v1/webhooks/{id}` `cancel`); any other change (breakers, tool
 /// enable/disable, …) needs `admin`.
 pub fn access(method: &Method, path: &str) -> Access {
     if path == "/metrics" {
@@ -55,6 +56,8 @@ pub fn access(method: &Method, path: &str) -> Access {
         (&Method::PUT, ["v1", "schedules", _])
         | (&Method::POST, ["v1", "schedules", _, "pause" | "resume" | "trigger"]) => Scope::Submit,
         (&Method::DELETE, ["v1", "schedules", _]) => Scope::Cancel,
+        (&Method::POST, ["v1", "webhooks"]) => Scope::Submit,
+        (&Method::DELETE, ["v1", "webhooks", _]) => Scope::Cancel,
         _ => Scope::Admin,
     };
     Access::Token(Some(scope))

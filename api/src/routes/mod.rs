@@ -9,4 +9,5 @@ pub mod jobs;
 pub mod schedules;
 pub mod stats;
 pub mod tools;
+pub mod webhooks;
 pub mod workers;

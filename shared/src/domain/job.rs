@@ -195,6 +195,10 @@ pub struct JobDocument {
     /// The schedule that started this run (`/v1/schedules/{id}`), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule_id: Option<String>,
+    /// For a scheduled run that succeeded: what changed since the schedule's previous
+    /// succeeded run (`against`, `changed`, `summary` counts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change: Option<serde_json::Value>,
 }
 
 fn rfc3339(ms: u64) -> String {
@@ -281,6 +285,7 @@ impl JobDocument {
             result: json(h, "result"),
             error,
             schedule_id: get("schedule_id").cloned(),
+            change: json(h, "change"),
         })
     }
 }
