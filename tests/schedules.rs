@@ -440,3 +440,135 @@ async fn a_claimant_killed_mid_fire_neither_loses_nor_doubles_its_slot() {
     let slots: BTreeSet<u64> = listed.iter().map(|(_, s)| *s).collect();
     assert_eq!(slots.len(), listed.len(), "no slot fired twice: {listed:?}");
 }
+
+/// One MCP call in a 2025-11-25 session; returns the JSON-RPC `result`.
+async fn mcp(base: &str, session: &str, name: &str, arguments: Value) -> Value {
+    let r = http()
+        .post(format!("{base}/mcp"))
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-session-id", session)
+        .header("mcp-protocol-version", "2025-11-25")
+        .body(json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":name,"arguments":arguments}}).to_string())
+        .send()
+        .await
+        .unwrap();
+    let text = r.text().await.unwrap();
+    let msg: Value = text
+        .lines()
+        .rev()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .find_map(|d| serde_json::from_str(d).ok())
+        .or_else(|| serde_json::from_str(&text).ok())
+        .unwrap_or(Value::Null);
+    msg["result"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_sets_up_a_recurring_scan_and_reads_what_changed_over_mcp() {
+    let open_a = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let a = open_a.local_addr().unwrap().port();
+    let b = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let redis = RedisServer::start().await;
+    let mut cfg = test_config(&redis, "schedmcp");
+    cfg.schedule_min_every_sec = 1;
+    cfg.schedule_tick_ms = 100;
+    let catalog = Catalog::builtin();
+    let (_api, base) = start_api(cfg.clone(), catalog.clone()).await;
+    let _worker = start_worker(cfg, catalog).await;
+    let init = http()
+        .post(format!("{base}/mcp"))
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(
+            json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{
+            "protocolVersion":"2025-11-25","capabilities":{},
+            "clientInfo":{"name":"test","version":"0"}}})
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let session = init.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+
+    // A bad cadence is refused like on REST, naming the field.
+    let bad = mcp(
+        &base,
+        &session,
+        "schedule_upsert",
+        json!({"id":"hourly","tool":"nmap","target":"127.0.0.1","cron":"every hour"}),
+    )
+    .await;
+    assert_eq!(bad["isError"], true, "{bad}");
+    assert!(bad.to_string().contains("cron"), "{bad}");
+    let made = mcp(
+        &base,
+        &session,
+        "schedule_upsert",
+        json!({
+        "id":"hourly","tool":"nmap","target":"127.0.0.1",
+        "args":format!("-sT -Pn -n -p {a},{b}"),"every_sec":1}),
+    )
+    .await;
+    assert_eq!(made["structuredContent"]["created"], true, "{made}");
+    let first = eventually(Duration::from_secs(30), "a succeeded run", || async {
+        let listed = mcp(&base, &session, "schedule_list", json!({})).await;
+        let s = listed["structuredContent"]["schedules"][0].clone();
+        (s["last_run"]["state"] == "succeeded")
+            .then(|| s["last_run"]["correlation_id"].as_str().unwrap().to_owned())
+    })
+    .await;
+    let open_b = std::net::TcpListener::bind(("127.0.0.1", b)).unwrap();
+    let changed = eventually(Duration::from_secs(30), "a run that changed", || async {
+        let listed = mcp(&base, &session, "schedule_list", json!({})).await;
+        let s = listed["structuredContent"]["schedules"][0].clone();
+        (s["last_change"]["changed"] == true)
+            .then(|| s["last_change"]["run"].as_str().unwrap().to_owned())
+    })
+    .await;
+    let paused = mcp(&base, &session, "schedule_pause", json!({"id":"hourly"})).await;
+    assert_eq!(
+        paused["structuredContent"]["schedule"]["paused"], true,
+        "{paused}"
+    );
+    let diff = mcp(
+        &base,
+        &session,
+        "job_diff",
+        json!({"correlation_id": changed}),
+    )
+    .await;
+    let d = &diff["structuredContent"];
+    assert_eq!(d["changed"], true, "{diff}");
+    assert_eq!(d["summary"]["ports_opened"], 1, "{diff}");
+    assert_eq!(d["hosts"][0]["ports"][0]["port"], b, "{diff}");
+    assert!(
+        diff["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("opened 1"),
+        "{diff}"
+    );
+    let same = mcp(
+        &base,
+        &session,
+        "job_diff",
+        json!({"correlation_id": first, "against": first}),
+    )
+    .await;
+    assert_eq!(same["structuredContent"]["changed"], false, "{same}");
+    let resumed = mcp(&base, &session, "schedule_resume", json!({"id":"hourly"})).await;
+    assert_eq!(
+        resumed["structuredContent"]["schedule"]["paused"], false,
+        "{resumed}"
+    );
+    mcp(&base, &session, "schedule_pause", json!({"id":"hourly"})).await;
+    drop((open_a, open_b));
+}

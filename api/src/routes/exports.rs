@@ -6,8 +6,8 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use scanq::domain::{CorrelationId, JobDocument};
-use scanq::nmap::{NoReport, diff_reports, finished_report, to_csv};
+use scanq::domain::{CorrelationId, JobDocument, TenantId};
+use scanq::nmap::{NoReport, ScanDiff, diff_reports, finished_report, to_csv};
 use scanq::validate::ValidationError;
 use serde::Deserialize;
 use serde_json::json;
@@ -83,21 +83,28 @@ struct DiffParams {
     against: Option<String>,
 }
 
-/// What changed from job `against` (older) to job `id` (newer), with ndiff semantics; for a
-/// scheduled run, `against` defaults to the schedule's previous succeeded run.
-async fn diff(
-    State(state): State<AppState>,
-    caller: Caller,
-    JobId(id): JobId,
-    Query(p): Query<DiffParams>,
-) -> Result<Response, AppError> {
-    let newer = document(&state, &caller, &id).await?;
-    let against = match p.against.as_deref() {
+/// The diff of job `id` (newer) against job `against` (older), both of `tenant`: the two job
+/// IDs and what changed. `against` defaults to the schedule's previous succeeded run.
+pub async fn diff_jobs(
+    state: &AppState,
+    tenant: &TenantId,
+    id: &CorrelationId,
+    against: Option<&str>,
+) -> Result<(String, String, ScanDiff), AppError> {
+    let get = |c: CorrelationId| async move {
+        state
+            .queue()
+            .get(tenant, &c)
+            .await?
+            .map(|(_, d)| d)
+            .ok_or(AppError::NotFound)
+    };
+    let newer = get(id.clone()).await?;
+    let against = match against {
         None | Some("") => {
             let previous = match &newer.schedule_id {
                 Some(s) => {
-                    super::schedules::previous_succeeded(&state, &caller.tenant, s, id.as_str())
-                        .await?
+                    super::schedules::previous_succeeded(state, tenant, s, id.as_str()).await?
                 }
                 None => None,
             };
@@ -117,13 +124,28 @@ async fn diff(
             ))
         })?,
     };
-    let older = document(&state, &caller, &against).await?;
+    let older = get(against).await?;
     let b = finished_report(&newer).map_err(refused)?;
     let a = finished_report(&older).map_err(refused)?;
-    let d = diff_reports(&a, &b);
+    Ok((
+        newer.correlation_id,
+        older.correlation_id,
+        diff_reports(&a, &b),
+    ))
+}
+
+/// What changed from job `against` (older) to job `id` (newer), with ndiff semantics; for a
+/// scheduled run, `against` defaults to the schedule's previous succeeded run.
+async fn diff(
+    State(state): State<AppState>,
+    caller: Caller,
+    JobId(id): JobId,
+    Query(p): Query<DiffParams>,
+) -> Result<Response, AppError> {
+    let (job, against, d) = diff_jobs(&state, &caller.tenant, &id, p.against.as_deref()).await?;
     Ok(Json(json!({
-        "job": newer.correlation_id,
-        "against": older.correlation_id,
+        "job": job,
+        "against": against,
         "changed": !d.is_empty(),
         "summary": d.summary,
         "hosts": d.hosts,
