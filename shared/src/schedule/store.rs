@@ -170,16 +170,15 @@ impl ScheduleStore {
         let next = next_due.map(|(s, _)| s.to_string()).unwrap_or_default();
         let mut pipe = redis::pipe();
         pipe.atomic()
-            .hset_multiple(
-                &key,
-                &[
-                    ("def", json.as_str()),
-                    ("next_slot", next.as_str()),
-                    ("anchor_ms", &now_ms.to_string()),
-                    ("updated_ms", &now_ms.to_string()),
-                    ("firing", ""),
-                ],
-            )
+            .cmd("HSET")
+            .arg(&key)
+            .arg(&[
+                ("def", json.as_str()),
+                ("next_slot", next.as_str()),
+                ("anchor_ms", &now_ms.to_string()),
+                ("updated_ms", &now_ms.to_string()),
+                ("firing", ""),
+            ])
             .ignore()
             .hset_nx(&key, "created_ms", now_ms)
             .ignore()
@@ -246,14 +245,13 @@ impl ScheduleStore {
                 .zrem(self.keys.due(), &m)
                 .ignore(),
             Some((slot, due)) => pipe
-                .hset_multiple(
-                    &key,
-                    &[
-                        ("paused", "0".to_owned()),
-                        ("next_slot", slot.to_string()),
-                        ("firing", String::new()),
-                    ],
-                )
+                .cmd("HSET")
+                .arg(&key)
+                .arg(&[
+                    ("paused", "0".to_owned()),
+                    ("next_slot", slot.to_string()),
+                    ("firing", String::new()),
+                ])
                 .ignore()
                 .zadd(self.keys.due(), &m, due)
                 .ignore(),

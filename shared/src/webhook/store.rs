@@ -132,16 +132,15 @@ impl WebhookStore {
         let mut con = self.pool.get().await?;
         let () = redis::pipe()
             .atomic()
-            .hset_multiple(
-                self.keys.sub(&m),
-                &[
-                    ("url", sub.url.clone()),
-                    ("events", events.join(",")),
-                    ("schedule_id", sub.schedule_id.clone().unwrap_or_default()),
-                    ("secret", sub.secret.clone()),
-                    ("created_ms", sub.created_ms.to_string()),
-                ],
-            )
+            .cmd("HSET")
+            .arg(self.keys.sub(&m))
+            .arg(&[
+                ("url", sub.url.clone()),
+                ("events", events.join(",")),
+                ("schedule_id", sub.schedule_id.clone().unwrap_or_default()),
+                ("secret", sub.secret.clone()),
+                ("created_ms", sub.created_ms.to_string()),
+            ])
             .ignore()
             .zadd(self.keys.subs(tenant), &sub.id, sub.created_ms)
             .ignore()
