@@ -572,3 +572,47 @@ async fn an_agent_sets_up_a_recurring_scan_and_reads_what_changed_over_mcp() {
     mcp(&base, &session, "schedule_pause", json!({"id":"hourly"})).await;
     drop((open_a, open_b));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disabled_tool_does_not_make_a_schedule_pile_up_runs() {
+    let redis = RedisServer::start().await;
+    let (cfg, catalog, _fx) = setup(&redis, "scheddisabled");
+    let (_api, base) = start_api(cfg.clone(), catalog.clone()).await;
+    let (_worker, wm) = start_worker_with_metrics(cfg, catalog).await;
+    let metrics = vec![base.clone(), wm];
+    assert!(
+        post(&base, "/v1/tools/noop/disable")
+            .await
+            .status()
+            .is_success()
+    );
+
+    let body = json!({"tool":"noop","target":"10.0.0.5","every_sec":1});
+    assert_eq!(put(&base, "idle", &body).await.status(), 201);
+    // The first run waits (the tool is off); every later slot is skipped, not queued.
+    eventually(Duration::from_secs(15), "two skipped slots", || async {
+        (fired(&metrics, "skipped").await >= 2).then_some(())
+    })
+    .await;
+    let listed = runs(&base, "idle").await;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["state"], "queued", "{listed:?}");
+
+    // Switched back on, the waiting run completes and the schedule fires again.
+    assert!(
+        post(&base, "/v1/tools/noop/enable")
+            .await
+            .status()
+            .is_success()
+    );
+    let first = listed[0]["correlation_id"].as_str().unwrap();
+    assert_eq!(
+        wait_done(&base, first, Duration::from_secs(15)).await["state"],
+        "succeeded"
+    );
+    eventually(Duration::from_secs(15), "firing resumed", || async {
+        (runs(&base, "idle").await.len() >= 2).then_some(())
+    })
+    .await;
+    assert_eq!(post(&base, "/v1/schedules/idle/pause").await.status(), 200);
+}
