@@ -9,7 +9,7 @@ use serde_json::json;
 use super::store::{Delivery, HookError, WebhookStore};
 use super::{AllowedUrls, EventType, signature};
 use crate::config::Config;
-use crate::domain::{CorrelationId, JobState, TenantId};
+use crate::domain::{CorrelationId, JobId, JobState, TenantId};
 use crate::nmap::{diff_reports, finished_report};
 use crate::queue::Queue;
 use crate::schedule::ScheduleStore;
@@ -161,16 +161,38 @@ impl JobEvents {
         }
     }
 
-    /// [`on_job_finished`] in the background: never blocks or fails the caller.
-    pub fn finished(&self, tenant: TenantId, cid: CorrelationId) {
+    /// [`on_job_finished`] in the background: never blocks or fails the caller. Two small
+    /// reads first, so a job of a tenant without subscriptions that no schedule started costs
+    /// no read of its (possibly large) document.
+    pub fn finished(&self, job: JobId) {
         let me = self.clone();
         tokio::spawn(async move {
-            if let Err(err) =
-                on_job_finished(&me.queue, &me.schedules, &me.hooks, &tenant, &cid).await
-            {
+            let (tenant, cid) = (job.tenant.clone(), job.cid.clone());
+            let result = match me.concerned(&job).await {
+                Ok(true) => {
+                    on_job_finished(&me.queue, &me.schedules, &me.hooks, &tenant, &cid).await
+                }
+                Ok(false) => Ok(()),
+                Err(e) => Err(e),
+            };
+            if let Err(err) = result {
                 tracing::warn!(error = %err, correlation_id = %cid, "Could not emit the job's webhook events");
             }
         });
+    }
+
+    /// Whether the job's tenant has subscriptions or a schedule started the job.
+    async fn concerned(&self, job: &JobId) -> Result<bool, HookError> {
+        if self.hooks.has_subscriptions(&job.tenant).await? {
+            return Ok(true);
+        }
+        let mut con = self.queue.pool().get().await?;
+        let schedule: Option<String> = redis::cmd("HGET")
+            .arg(self.queue.keys().job(job))
+            .arg("schedule_id")
+            .query_async(&mut con)
+            .await?;
+        Ok(schedule.is_some_and(|s| !s.is_empty()))
     }
 }
 
@@ -245,7 +267,7 @@ pub async fn on_job_finished(
     let change =
         json!({"against": prev.correlation_id, "changed": !d.is_empty(), "summary": d.summary});
     let mut con = queue.pool().get().await?;
-    let job = crate::domain::JobId::new(tool, tenant.clone(), cid.clone());
+    let job = JobId::new(tool, tenant.clone(), cid.clone());
     let () = redis::cmd("HSET")
         .arg(queue.keys().job(&job))
         .arg("change")

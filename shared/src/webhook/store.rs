@@ -162,6 +162,16 @@ impl WebhookStore {
         Ok(Subscription::from_hash(id, &h))
     }
 
+    /// Whether the tenant has any subscription (one `ZCARD`).
+    pub async fn has_subscriptions(&self, tenant: &TenantId) -> Result<bool, HookError> {
+        let mut con = self.pool.get().await?;
+        let n: u64 = redis::cmd("ZCARD")
+            .arg(self.keys.subs(tenant))
+            .query_async(&mut con)
+            .await?;
+        Ok(n > 0)
+    }
+
     pub async fn list(&self, tenant: &TenantId) -> Result<Vec<Subscription>, HookError> {
         let mut con = self.pool.get().await?;
         let ids: Vec<String> = redis::cmd("ZRANGE")
