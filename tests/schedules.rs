@@ -197,7 +197,7 @@ async fn each_slot_fires_exactly_once_across_two_apis_and_three_workers() {
     assert!(
         slots
             .windows(2)
-            .all(|w| w[0] > w[1] && (w[0] - w[1]) % 1000 == 0),
+            .all(|w| w[0] > w[1] && (w[0] - w[1]).is_multiple_of(1000)),
         "{slots:?}"
     );
     for run in &listed {
@@ -237,7 +237,7 @@ async fn each_slot_fires_exactly_once_across_two_apis_and_three_workers() {
         .map(|r| ms(&r["slot_at"]))
         .collect();
     assert!(
-        after[0] > after[1] && (after[0] - after[1]) % 1000 == 0,
+        after[0] > after[1] && (after[0] - after[1]).is_multiple_of(1000),
         "{after:?}"
     );
     for w in workers {
