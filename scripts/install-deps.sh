@@ -5,6 +5,7 @@ need=()
 command -v redis-server >/dev/null || need+=(redis-server)
 command -v nmap >/dev/null || need+=(nmap)
 command -v curl >/dev/null || need+=(curl)
+command -v ndiff >/dev/null || need+=(ndiff)
 command -v openssl >/dev/null || need+=(openssl)
 # Egress confinement of tool runs (docs/sandbox.md).
 [ -x /usr/sbin/nft ] || command -v nft >/dev/null || need+=(nftables)

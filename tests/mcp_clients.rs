@@ -364,11 +364,27 @@ async fn the_inspector_cli_lists_and_calls_every_tool() {
         ),
         ("job_list", vec!["limit=10"]),
         ("job_cancel", vec!["correlation_id=insp-4"]),
+        (
+            "schedule_upsert",
+            vec![
+                "id=insp-s",
+                "tool=noop",
+                "target=10.0.0.5",
+                "every_sec=3600",
+            ],
+        ),
+        ("schedule_list", vec![]),
+        ("schedule_pause", vec!["id=insp-s"]),
+        ("schedule_resume", vec!["id=insp-s"]),
+        ("job_diff", vec!["correlation_id=insp-1", "against=insp-1"]),
     ];
     let mut called = vec!["nmap_scan".to_owned()];
     for (name, args) in calls {
-        let mut a = vec!["--method", "tools/call", "--tool-name", name, "--tool-arg"];
-        a.extend(args);
+        let mut a = vec!["--method", "tools/call", "--tool-name", name];
+        if !args.is_empty() {
+            a.push("--tool-arg");
+            a.extend(args);
+        }
         let r = inspector(&program, &s.url, &a).await;
         assert_ne!(r["isError"], true, "{name}: {r}");
         assert!(r["structuredContent"].is_object(), "{name}: {r}");

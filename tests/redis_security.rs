@@ -135,6 +135,88 @@ async fn run_jobs(f: &Flow) {
     assert_eq!(list["jobs"].as_array().unwrap().len(), 2, "{list}");
 }
 
+/// A schedule that fires, a webhook whose deliveries fail and are retried, exports and a diff:
+/// what scan programs do to Redis.
+async fn run_programs(f: &Flow) {
+    let client = http();
+    let send = |m: reqwest::Method, path: &str, body: Option<Value>| {
+        let mut r = client
+            .request(m, format!("{}{path}", f.base))
+            .bearer_auth(&f.token);
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        r.send()
+    };
+    // Nothing listens on this loopback port: every delivery fails and is retried.
+    let url = format!("http://127.0.0.1:{}/hook", free_port());
+    let r = send(
+        reqwest::Method::POST,
+        "/v1/webhooks",
+        Some(json!({"url": url, "events": ["job.succeeded"]})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let hook: Value = r.json().await.unwrap();
+    let body = json!({"tool": "fake", "target": "127.0.0.1", "every_sec": 1});
+    let r = send(reqwest::Method::PUT, "/v1/schedules/tick", Some(body))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let runs = eventually(Duration::from_secs(20), "two finished runs", || async {
+        let v: Value = send(reqwest::Method::GET, "/v1/schedules/tick/runs", None)
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        let runs = v["runs"].as_array()?.clone();
+        let done = runs.iter().filter(|r| r["state"] == "succeeded").count();
+        (done >= 2).then_some(runs)
+    })
+    .await;
+    for path in ["/v1/schedules/tick/pause", "/v1/schedules/tick/trigger"] {
+        let r = send(reqwest::Method::POST, path, None).await.unwrap();
+        assert!(r.status().is_success(), "{path}: {}", r.status());
+    }
+    let run = runs[0]["correlation_id"].as_str().unwrap();
+    for path in [
+        format!("/v1/jobs/{run}/result.csv"),
+        format!("/v1/jobs/{run}/diff"),
+    ] {
+        let r = send(reqwest::Method::GET, &path, None).await.unwrap();
+        assert_eq!(r.status(), 409, "{path}: fake output is no nmap report");
+    }
+    let id = hook["id"].as_str().unwrap().to_owned();
+    eventually(
+        Duration::from_secs(20),
+        "failed deliveries logged",
+        || async {
+            let v: Value = send(reqwest::Method::GET, &format!("/v1/webhooks/{id}"), None)
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            let failed = v["deliveries"]
+                .as_array()?
+                .iter()
+                .filter(|d| d["outcome"] == "failed")
+                .count();
+            (failed >= 2).then_some(())
+        },
+    )
+    .await;
+    for path in [
+        "/v1/schedules/tick".to_owned(),
+        format!("/v1/webhooks/{id}"),
+    ] {
+        let r = send(reqwest::Method::DELETE, &path, None).await.unwrap();
+        assert_eq!(r.status(), 204, "{path}");
+    }
+}
+
 fn fake_catalog(fixture: &Fixture) -> Catalog {
     let fake = fixture.script("fake", &fake_tool_script(None));
     Catalog::load(Some(
@@ -158,6 +240,9 @@ async fn api_and_worker_run_jobs_as_acl_users_with_only_the_documented_commands(
     );
     let mut cfg = test_config(&redis, "acl");
     cfg.key_prefix = prefix;
+    cfg.schedule_min_every_sec = 1;
+    cfg.schedule_tick_ms = 100;
+    cfg.webhook_retry_base_ms = 100;
     cfg.api_tokens_file = Some(tokens.path.clone());
 
     let api_cfg = Config {
@@ -171,11 +256,12 @@ async fn api_and_worker_run_jobs_as_acl_users_with_only_the_documented_commands(
     let (_api, base) = start_api(api_cfg, catalog.clone()).await;
     let _worker = start_worker(worker_cfg, catalog).await;
 
-    run_jobs(&Flow {
+    let flow = Flow {
         base,
         token: tokens.get("ci").to_owned(),
-    })
-    .await;
+    };
+    run_jobs(&flow).await;
+    run_programs(&flow).await;
 
     let denied = acl_denials(&redis).await;
     assert!(denied.is_empty(), "Redis refused: {denied:#?}");

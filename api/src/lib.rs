@@ -5,6 +5,9 @@
 //! |---|---|
 //! | `routes::jobs` | submit, read/long-poll, cancel, retry, list |
 //! | `routes::events` | SSE event streams |
+//! | `routes::schedules` | schedules: upsert, list, read, delete, pause, resume, trigger, runs |
+//! | `routes::webhooks` | webhook subscriptions and their delivery logs |
+//! | `routes::exports` | result.xml, result.csv and the diff of two scans |
 //! | `routes::tools` | the catalog |
 //! | `routes::health` | healthz, readyz, metrics |
 //! | `mcp` | `/mcp`: MCP Streamable HTTP, tools, tasks, and the `mcp-stdio` bridge |
@@ -70,8 +73,16 @@ pub async fn state(cfg: Config, catalog: Catalog) -> anyhow::Result<AppState> {
         let error = cfg.redact_secrets(&err.to_string());
         tracing::warn!(%error, "Redis not reachable at start; will keep trying");
     }
+    let scheduler =
+        scanq::schedule::Scheduler::new(queue.clone(), catalog.clone(), targets.clone(), &cfg);
+    let webhooks = scanq::webhook::Dispatcher::new(
+        scanq::webhook::WebhookStore::new(queue.pool().clone(), queue.keys().prefix()),
+        &cfg,
+    );
     Ok(AppState {
         inner: Arc::new(state::Inner {
+            scheduler,
+            webhooks,
             cfg,
             catalog,
             targets,
@@ -91,6 +102,9 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(routes::jobs::router())
         .merge(routes::events::router())
+        .merge(routes::exports::router())
+        .merge(routes::schedules::router())
+        .merge(routes::webhooks::router())
         .merge(routes::tools::router())
         .merge(routes::breakers::router())
         .merge(routes::dashboard::router())
@@ -161,6 +175,8 @@ pub async fn run(
     let state = state(cfg, catalog).await?;
     let reload = tokio::spawn(reload_on_sighup(state.clone()));
     let sweeper = tokio::spawn(sweep_listings(state.clone()));
+    let schedules = tokio::spawn(fire_schedules(state.clone()));
+    let webhooks = tokio::spawn(deliver_webhooks(state.clone()));
     tracing::info!(addr = %addr, "API listening");
     let served = axum::serve(
         listener,
@@ -170,6 +186,8 @@ pub async fn run(
     .await;
     reload.abort();
     sweeper.abort();
+    schedules.abort();
+    webhooks.abort();
     served?;
     Ok(())
 }
@@ -192,6 +210,27 @@ async fn sweep_listings(state: AppState) {
         )
         .await;
     }
+}
+
+/// Fires due schedules, like every other API and worker process (no leader).
+async fn fire_schedules(state: AppState) {
+    let counter = state.inner.metrics.schedule_runs.clone();
+    let scheduler = state.inner.scheduler.clone();
+    scheduler
+        .run(move |r| counter.with_label_values(&[r.label()]).inc())
+        .await;
+}
+
+/// Delivers due webhook events, like every other API and worker process.
+async fn deliver_webhooks(state: AppState) {
+    let counter = state.inner.metrics.webhook_deliveries.clone();
+    let every = std::time::Duration::from_millis(state.inner.cfg.schedule_tick_ms);
+    state
+        .inner
+        .webhooks
+        .clone()
+        .run(every, move |o| counter.with_label_values(&[o]).inc())
+        .await;
 }
 
 /// Re-reads the tokens file on every SIGHUP.

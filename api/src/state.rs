@@ -30,6 +30,10 @@ pub struct Inner {
     pub stats: Stats,
     pub system: SystemProbe,
     pub auth: Auth,
+    /// Fires due schedules (this process takes part like every other) and serves `trigger`.
+    pub scheduler: scanq::schedule::Scheduler,
+    /// Delivers due webhook events (this process takes part like every other).
+    pub webhooks: scanq::webhook::Dispatcher,
 }
 
 impl AppState {

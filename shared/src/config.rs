@@ -121,6 +121,16 @@ pub struct Config {
     pub egress_confinement: EgressConfinement,
     /// The uids (`first-last`) given one per confined run; the kernel matches its packets by uid.
     pub sandbox_uid_range: String,
+    /// Schedules with `every_sec` below this are refused (422).
+    pub schedule_min_every_sec: u64,
+    /// How often each API and worker process looks for due schedules.
+    pub schedule_tick_ms: u64,
+    /// Comma-separated URL prefixes a webhook may target (`SCANQ_WEBHOOK_ALLOWED_URLS`).
+    pub webhook_allowed_urls: String,
+    /// First retry delay of a failed webhook delivery; doubles per attempt up to an hour.
+    pub webhook_retry_base_ms: u64,
+    /// A delivery that has failed for this long is given up.
+    pub webhook_give_up_sec: u64,
 }
 
 /// `SCANQ_EGRESS_CONFINEMENT`: whether each `exec` tool run is confined by the kernel to its
@@ -203,6 +213,11 @@ impl Default for Config {
             redis_min_replicas_timeout_ms: 1000,
             egress_confinement: EgressConfinement::Auto,
             sandbox_uid_range: "61000-61127".into(),
+            schedule_min_every_sec: 60,
+            schedule_tick_ms: 250,
+            webhook_allowed_urls: "http://127.0.0.1:,http://localhost:,http://[::1]:".into(),
+            webhook_retry_base_ms: 1000,
+            webhook_give_up_sec: 86_400,
         }
     }
 }
@@ -276,6 +291,25 @@ impl Config {
         range("max_wait_sec", self.max_wait_sec, 1, 3600)?;
         range("max_hosts", self.max_hosts, 1, 1 << 24)?;
         range("reap_interval_ms", self.reap_interval_ms, 10, 60_000)?;
+        range(
+            "schedule_min_every_sec",
+            self.schedule_min_every_sec,
+            1,
+            86_400,
+        )?;
+        range("schedule_tick_ms", self.schedule_tick_ms, 10, 60_000)?;
+        range(
+            "webhook_retry_base_ms",
+            self.webhook_retry_base_ms,
+            10,
+            3_600_000,
+        )?;
+        range(
+            "webhook_give_up_sec",
+            self.webhook_give_up_sec,
+            1,
+            7 * 86_400,
+        )?;
         range("heartbeat_sec", self.heartbeat_sec, 1, 600)?;
         range(
             "mcp_session_ttl_sec",

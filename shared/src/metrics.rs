@@ -31,6 +31,10 @@ pub struct Metrics {
     pub workers_alive: IntGauge,
     /// Packets of confined tool runs that the kernel refused (worker; docs/sandbox.md).
     pub egress_refused: IntCounterVec,
+    /// Claimed schedule slots by `result`: fired, skipped, missed, refused.
+    pub schedule_runs: IntCounterVec,
+    /// Webhook delivery attempts by `outcome`: delivered, failed, gave_up, dropped.
+    pub webhook_deliveries: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -71,6 +75,16 @@ impl Metrics {
             .expect("unique metric");
         Self {
             jobs_submitted: counter("scanq_jobs_submitted_total", "Jobs accepted", &["tool"]),
+            schedule_runs: counter(
+                "scanq_schedule_runs_total",
+                "Schedule slots this process claimed, by result",
+                &["result"],
+            ),
+            webhook_deliveries: counter(
+                "scanq_webhook_deliveries_total",
+                "Webhook delivery attempts this process made, by outcome",
+                &["outcome"],
+            ),
             jobs_finished: counter(
                 "scanq_jobs_finished_total",
                 "Jobs that reached a terminal state",

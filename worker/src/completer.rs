@@ -95,6 +95,7 @@ async fn write(w: &SharedRef, tool: &ToolName, items: Vec<Finished>) {
                         .jobs_finished
                         .with_label_values(&[tool.as_str(), s.as_str(), error_type.as_str()])
                         .inc();
+                    w.job_events.finished(f.id.clone());
                 }
             }
         }

@@ -1,6 +1,6 @@
 //! The background duties that keep jobs safe while the claim loop runs: lease renewal (one
 //! round trip for all of this worker's jobs), reaping (due jobs, lapsed leases — any worker
-//! does it for all), and heartbeats.
+//! does it for all), firing due schedules, delivering webhooks, and heartbeats.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -14,12 +14,36 @@ use tokio::task::JoinHandle;
 use crate::execute;
 use crate::state::SharedRef;
 
-pub fn spawn(w: SharedRef) -> [JoinHandle<()>; 3] {
+pub fn spawn(w: SharedRef) -> [JoinHandle<()>; 5] {
     [
         tokio::spawn(renew_loop(w.clone())),
         tokio::spawn(reap_loop(w.clone())),
+        tokio::spawn(fire_schedules(w.clone())),
+        tokio::spawn(deliver_webhooks(w.clone())),
         tokio::spawn(heartbeat_loop(w)),
     ]
+}
+
+/// Delivers due webhook events, like every API and worker process.
+async fn deliver_webhooks(w: SharedRef) {
+    let dispatcher = scanq::webhook::Dispatcher::new(w.job_events.hooks.clone(), &w.cfg);
+    let counter = w.metrics.webhook_deliveries.clone();
+    dispatcher
+        .run(Duration::from_millis(w.cfg.schedule_tick_ms), move |o| {
+            counter.with_label_values(&[o]).inc()
+        })
+        .await;
+}
+
+/// Fires due schedules, like every API and worker process (`scanq::schedule`): no leader.
+async fn fire_schedules(w: SharedRef) {
+    let queue = w.job_events.queue.clone();
+    let scheduler =
+        scanq::schedule::Scheduler::new(queue, w.catalog.clone(), w.targets.clone(), &w.cfg);
+    let counter = w.metrics.schedule_runs.clone();
+    scheduler
+        .run(move |r| counter.with_label_values(&[r.label()]).inc())
+        .await;
 }
 
 async fn renew_loop(w: SharedRef) {

@@ -97,7 +97,15 @@ impl Worker {
         let queue = Consumer::new(&cfg, &catalog, id).map_err(anyhow::Error::msg)?;
         let cancels = Listener::start(queue.pool().clone(), queue.keys().cancel_channel());
         let (tx, rx) = mpsc::unbounded_channel();
+        // The API's half of the queue, for firing schedules and reading finished jobs: same
+        // connection, same partitions as the catalog says.
+        let job_events = scanq::webhook::JobEvents::new(scanq::queue::Queue::with_catalog(
+            queue.pool().clone(),
+            &cfg,
+            &catalog,
+        ));
         let shared = Arc::new(Shared {
+            job_events,
             cfg,
             catalog,
             queue,

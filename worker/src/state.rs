@@ -69,6 +69,8 @@ pub struct Shared {
     /// How tool runs are confined, and the confinement when it is on.
     pub confinement: crate::confine::Status,
     pub egress: Option<Arc<crate::confine::Egress>>,
+    /// Emits webhook events and change summaries of finished jobs (never blocks a job).
+    pub job_events: scanq::webhook::JobEvents,
 }
 
 impl Shared {

@@ -32,7 +32,10 @@ pub enum Access {
 
 /// The access rule of a route. Everything under `/v1` needs a token: reads need `read`;
 /// `POST /v1/jobs` and `POST /v1/jobs/{id}/retry` need `submit`; `DELETE /v1/jobs/{id}` needs
-/// `cancel`; any other change (breakers, tool enable/disable, …) needs `admin`.
+/// `cancel`; schedules are as jobs: `PUT /v1/schedules/{id}` and its `pause`, `resume` and
+/// `trigger` need `submit`, `DELETE` needs `cancel`; webhooks likewise (`POST /v1/webhooks`
+/// `submit`, `DELETE /v1/webhooks/{id}` `cancel`); any other change (breakers, tool
+/// enable/disable, …) needs `admin`.
 pub fn access(method: &Method, path: &str) -> Access {
     if path == "/metrics" {
         return Access::Metrics;
@@ -50,6 +53,11 @@ pub fn access(method: &Method, path: &str) -> Access {
             Scope::Submit
         }
         (&Method::DELETE, ["v1", "jobs", _]) => Scope::Cancel,
+        (&Method::PUT, ["v1", "schedules", _])
+        | (&Method::POST, ["v1", "schedules", _, "pause" | "resume" | "trigger"]) => Scope::Submit,
+        (&Method::DELETE, ["v1", "schedules", _]) => Scope::Cancel,
+        (&Method::POST, ["v1", "webhooks"]) => Scope::Submit,
+        (&Method::DELETE, ["v1", "webhooks", _]) => Scope::Cancel,
         _ => Scope::Admin,
     };
     Access::Token(Some(scope))
@@ -191,6 +199,10 @@ mod tests {
             (Method::POST, "/v1/breakers/nmap/open", t(Scope::Admin)),
             (Method::POST, "/v1/tools/nmap/disable", t(Scope::Admin)),
             (Method::PUT, "/v1/jobs/a", t(Scope::Admin)),
+            (Method::PUT, "/v1/schedules/a", t(Scope::Submit)),
+            (Method::POST, "/v1/schedules/a/trigger", t(Scope::Submit)),
+            (Method::DELETE, "/v1/schedules/a", t(Scope::Cancel)),
+            (Method::GET, "/v1/schedules/a/runs", t(Scope::Read)),
             (Method::POST, "/v1/anything-new", t(Scope::Admin)),
         ];
         for (m, p, want) in cases {

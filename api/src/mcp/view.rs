@@ -124,7 +124,7 @@ fn parsed_items(doc: &JobDocument) -> Option<Vec<Value>> {
 }
 
 /// Splits items into pages of at most `PAGE_BYTES` serialized (one oversized item is its own page).
-fn item_pages(items: Vec<Value>) -> Vec<Vec<Value>> {
+pub(crate) fn item_pages(items: Vec<Value>) -> Vec<Vec<Value>> {
     let mut pages: Vec<Vec<Value>> = vec![];
     let mut size = 0;
     for item in items {

@@ -3,8 +3,11 @@
 pub mod breakers;
 pub mod dashboard;
 pub mod events;
+pub mod exports;
 pub mod health;
 pub mod jobs;
+pub mod schedules;
 pub mod stats;
 pub mod tools;
+pub mod webhooks;
 pub mod workers;

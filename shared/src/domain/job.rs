@@ -212,6 +212,13 @@ pub struct JobDocument {
     pub progress: Option<ProgressInfo>,
     pub result: Option<JobResult>,
     pub error: Option<ErrorInfo>,
+    /// The schedule that started this run (`/v1/schedules/{id}`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule_id: Option<String>,
+    /// For a scheduled run that succeeded: what changed since the schedule's previous
+    /// succeeded run (`against`, `changed`, `summary` counts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change: Option<serde_json::Value>,
 }
 
 fn rfc3339(ms: u64) -> String {
@@ -297,6 +304,8 @@ impl JobDocument {
             progress: json(h, "progress"),
             result: json(h, "result"),
             error,
+            schedule_id: get("schedule_id").cloned(),
+            change: json(h, "change"),
         })
     }
 }

@@ -8,6 +8,7 @@ mod job_id;
 mod outcome;
 
 pub use ids::{CorrelationId, IdError, TenantId, ToolName};
+pub(crate) use job::string_enum;
 pub use job::{
     Confinement, ErrorInfo, ErrorType, JobDocument, JobResult, JobState, Priority, ProgressInfo,
     UnknownVariant,

@@ -7,6 +7,8 @@
 //! cut-off document (timeout, cancel, output cap). Nothing here does I/O beyond reading the
 //! given reader. How progress is computed is described in `docs/nmap.md`.
 
+mod diff;
+mod export;
 mod lines;
 mod parser;
 mod progress;
@@ -14,6 +16,11 @@ mod report;
 mod tags;
 mod xml;
 
+pub use diff::{
+    Change, DiffSummary, HostChange, HostDiff, PortChange, PortDiff, PortSide, ScanDiff,
+    ScriptDiff, diff_reports,
+};
+pub use export::{CSV_HEADER, NoReport, finished_report, to_csv};
 pub use lines::PercentLines;
 pub use parser::{Progress, ProgressParser};
 pub use progress::{

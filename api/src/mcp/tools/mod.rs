@@ -1,5 +1,6 @@
 //! The MCP tools: one `<tool>_scan` per enabled catalog tool (so a new catalog tool appears by
-//! itself), plus `job_status`, `job_result`, `job_cancel` and `job_list`. Each returns
+//! itself), plus `job_status`, `job_result`, `job_cancel`, `job_list`, `job_diff` and the
+//! schedule tools (`schedule_upsert`, `schedule_list`, `schedule_pause`, `schedule_resume`). Each returns
 //! `structuredContent` matching its `outputSchema` and a short text. A refusal (bad argument,
 //! unknown job, conflict, full queue, open breaker, missing scope) is an [`AppError`], turned
 //! into an `isError` result by the REST problem mapping in `reply`; an unknown tool is a
@@ -10,12 +11,14 @@
 //! | `schema` | the tool definitions (`tools/list`) |
 //! | `scan` | the scan tools |
 //! | `jobs` | the job tools |
+//! | `programs` | the schedule tools and `job_diff` |
 //! | `args` | reading the `arguments` object |
 //! | `failure` | why a tool gave no result: a refusal (`AppError`) or a JSON-RPC error |
 
 mod args;
 mod failure;
 mod jobs;
+mod programs;
 mod scan;
 mod schema;
 
@@ -54,6 +57,11 @@ pub async fn call(ctx: &mut Ctx, params: &Value) -> Result<Value, RpcError> {
         "job_result" => jobs::result(ctx, params).await,
         "job_cancel" => jobs::cancel(ctx, params).await,
         "job_list" => jobs::list(ctx, params).await,
+        "job_diff" => programs::diff(ctx, params).await,
+        "schedule_upsert" => programs::upsert(ctx, params).await,
+        "schedule_list" => programs::list(ctx, params).await,
+        "schedule_pause" => programs::set_paused(ctx, params, true).await,
+        "schedule_resume" => programs::set_paused(ctx, params, false).await,
         _ => {
             return Err(RpcError::invalid_params(format!("unknown tool `{name}`"))
                 .with_data(json!({"hint": "tools/list names the tools"})));

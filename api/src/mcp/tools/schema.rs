@@ -159,5 +159,9 @@ pub fn list(state: &AppState) -> Vec<Value> {
         }, "required": ["jobs", "next_cursor"]},
         "annotations": annotations("List jobs", true, false),
     }));
+    tools.extend(super::programs::definitions(
+        &state.inner.catalog.names(),
+        |title, read_only| annotations(title, read_only, false),
+    ));
     tools
 }

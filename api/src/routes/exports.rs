@@ -1,0 +1,154 @@
+//! `/v1/jobs/{id}/result.xml`, `/v1/jobs/{id}/result.csv` and `/v1/jobs/{id}/diff`: a finished
+//! nmap job's result in forms other tools read, and what changed between two scans.
+
+use axum::extract::{Query, State};
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use scanq::domain::{CorrelationId, JobDocument, TenantId};
+use scanq::nmap::{NoReport, ScanDiff, diff_reports, finished_report, to_csv};
+use scanq::validate::ValidationError;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::error::AppError;
+use crate::extract::{Caller, JobId};
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/jobs/{id}/result.xml", get(result_xml))
+        .route("/v1/jobs/{id}/result.csv", get(result_csv))
+        .route("/v1/jobs/{id}/diff", get(diff))
+}
+
+async fn document(
+    state: &AppState,
+    caller: &Caller,
+    id: &CorrelationId,
+) -> Result<JobDocument, AppError> {
+    state
+        .queue()
+        .get(&caller.tenant, id)
+        .await?
+        .map(|(_, d)| d)
+        .ok_or(AppError::NotFound)
+}
+
+fn refused(e: NoReport) -> AppError {
+    AppError::Conflict(e.to_string())
+}
+
+fn typed(body: String, content_type: &'static str, truncated: bool) -> Response {
+    let mut resp = body.into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if truncated {
+        h.insert("scanq-truncated", HeaderValue::from_static("true"));
+    }
+    resp
+}
+
+/// nmap's XML exactly as the tool wrote it (the job's stdout); `Scanq-Truncated: true` when the
+/// output cap cut it.
+async fn result_xml(
+    State(state): State<AppState>,
+    caller: Caller,
+    JobId(id): JobId,
+) -> Result<Response, AppError> {
+    let doc = document(&state, &caller, &id).await?;
+    finished_report(&doc).map_err(refused)?;
+    let result = doc.result.unwrap_or_default();
+    Ok(typed(
+        result.stdout,
+        "application/xml; charset=utf-8",
+        result.truncated_stdout,
+    ))
+}
+
+async fn result_csv(
+    State(state): State<AppState>,
+    caller: Caller,
+    JobId(id): JobId,
+) -> Result<Response, AppError> {
+    let doc = document(&state, &caller, &id).await?;
+    let report = finished_report(&doc).map_err(refused)?;
+    let truncated = doc.result.is_some_and(|r| r.truncated_stdout);
+    Ok(typed(to_csv(&report), "text/csv; charset=utf-8", truncated))
+}
+
+#[derive(Debug, Deserialize)]
+struct DiffParams {
+    against: Option<String>,
+}
+
+/// The diff of job `id` (newer) against job `against` (older), both of `tenant`: the two job
+/// IDs and what changed. `against` defaults to the schedule's previous succeeded run.
+pub async fn diff_jobs(
+    state: &AppState,
+    tenant: &TenantId,
+    id: &CorrelationId,
+    against: Option<&str>,
+) -> Result<(String, String, ScanDiff), AppError> {
+    let get = |c: CorrelationId| async move {
+        state
+            .queue()
+            .get(tenant, &c)
+            .await?
+            .map(|(_, d)| d)
+            .ok_or(AppError::NotFound)
+    };
+    let newer = get(id.clone()).await?;
+    let against = match against {
+        None | Some("") => {
+            let previous = match &newer.schedule_id {
+                Some(s) => {
+                    super::schedules::previous_succeeded(state, tenant, s, id.as_str()).await?
+                }
+                None => None,
+            };
+            previous.ok_or_else(|| {
+                AppError::Validation(ValidationError::new(
+                    "against",
+                    "give the job to compare with (this job has no earlier succeeded run of a schedule)",
+                    "?against={correlation_id} of another finished nmap job of your tenant",
+                ))
+            })?
+        }
+        Some(a) => CorrelationId::parse(a).map_err(|e| {
+            AppError::Validation(ValidationError::new(
+                "against",
+                e.to_string(),
+                "a correlation_id: [A-Za-z0-9._:-]{1,64}",
+            ))
+        })?,
+    };
+    let older = get(against).await?;
+    let b = finished_report(&newer).map_err(refused)?;
+    let a = finished_report(&older).map_err(refused)?;
+    Ok((
+        newer.correlation_id,
+        older.correlation_id,
+        diff_reports(&a, &b),
+    ))
+}
+
+/// What changed from job `against` (older) to job `id` (newer), with ndiff semantics; for a
+/// scheduled run, `against` defaults to the schedule's previous succeeded run.
+async fn diff(
+    State(state): State<AppState>,
+    caller: Caller,
+    JobId(id): JobId,
+    Query(p): Query<DiffParams>,
+) -> Result<Response, AppError> {
+    let (job, against, d) = diff_jobs(&state, &caller.tenant, &id, p.against.as_deref()).await?;
+    Ok(Json(json!({
+        "job": job,
+        "against": against,
+        "changed": !d.is_empty(),
+        "summary": d.summary,
+        "hosts": d.hosts,
+    }))
+    .into_response())
+}

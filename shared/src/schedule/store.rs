@@ -1,0 +1,389 @@
+//! Schedules in Redis, all under their own hash tag `{sched}` (one cluster slot; no script
+//! touches another tag):
+//!
+//! | key | type | what |
+//! |---|---|---|
+//! | `P:{sched}:def:<tenant>/<id>` | hash | `def` (JSON), `paused`, `next_slot` (ms, '' = ended), `anchor_ms`, `created_ms`, `updated_ms`, `last_run`, `last_slot` |
+//! | `P:{sched}:due` | zset | member `<tenant>/<id>`, score = when it is due (slot + jitter, or a claim's lease end) |
+//! | `P:{sched}:list:<tenant>` | zset | the tenant's schedule ids, score = created ms |
+//! | `P:{sched}:runs:<tenant>/<id>` | zset | the schedule's runs (correlation IDs), score = slot ms |
+
+use std::collections::HashMap;
+
+use redis::Script;
+
+use super::ScheduleDef;
+use crate::domain::TenantId;
+use crate::queue::{Pool, PoolError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("redis pool: {0}")]
+    Pool(#[from] PoolError),
+    #[error("queue: {0}")]
+    Queue(#[from] crate::queue::QueueError),
+    #[error("stored schedule is unreadable: {0}")]
+    Corrupt(String),
+}
+
+/// The `{sched}` keys; the only place they are built.
+#[derive(Debug, Clone)]
+struct SchedKeys {
+    base: String,
+}
+
+impl SchedKeys {
+    fn new(prefix: &str) -> Self {
+        Self {
+            base: format!("{prefix}:{{sched}}:"),
+        }
+    }
+    fn def_prefix(&self) -> String {
+        format!("{}def:", self.base)
+    }
+    fn def(&self, member: &str) -> String {
+        format!("{}{member}", self.def_prefix())
+    }
+    fn due(&self) -> String {
+        format!("{}due", self.base)
+    }
+    fn list(&self, tenant: &TenantId) -> String {
+        format!("{}list:{tenant}", self.base)
+    }
+    fn runs(&self, member: &str) -> String {
+        format!("{}runs:{member}", self.base)
+    }
+}
+
+/// The due-zset member of a schedule.
+pub fn member(tenant: &TenantId, id: &str) -> String {
+    format!("{tenant}/{id}")
+}
+
+/// A schedule as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScheduleView {
+    pub id: String,
+    pub def: ScheduleDef,
+    pub paused: bool,
+    /// The next slot (ms), `None` when the schedule has ended.
+    pub next_slot: Option<u64>,
+    pub anchor_ms: u64,
+    pub created_ms: u64,
+    pub updated_ms: u64,
+    pub last_run: Option<String>,
+}
+
+impl ScheduleView {
+    fn from_hash(id: &str, h: &HashMap<String, String>) -> Result<Option<Self>, StoreError> {
+        let Some(def) = h.get("def") else {
+            return Ok(None);
+        };
+        let num = |k: &str| h.get(k).and_then(|v| v.parse::<u64>().ok());
+        Ok(Some(Self {
+            id: id.to_owned(),
+            def: serde_json::from_str(def).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            paused: h.get("paused").is_some_and(|p| p == "1"),
+            next_slot: num("next_slot"),
+            anchor_ms: num("anchor_ms").unwrap_or(0),
+            created_ms: num("created_ms").unwrap_or(0),
+            updated_ms: num("updated_ms").unwrap_or(0),
+            last_run: h.get("last_run").filter(|v| !v.is_empty()).cloned(),
+        }))
+    }
+}
+
+/// A due schedule this process claimed.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub now_ms: u64,
+    pub member: String,
+    pub tenant: TenantId,
+    pub id: String,
+    pub def: ScheduleDef,
+    pub slot: u64,
+    pub slot_text: String,
+    pub anchor_ms: u64,
+    pub last_run: Option<String>,
+    /// The slot being fired (see `claim.lua`).
+    pub firing: u64,
+    /// An earlier claimant of this slot died before committing.
+    pub retry: bool,
+}
+
+/// The schedules of every tenant in Redis.
+#[derive(Clone)]
+pub struct ScheduleStore {
+    pool: Pool,
+    keys: SchedKeys,
+    claim: std::sync::Arc<Script>,
+    commit: std::sync::Arc<Script>,
+}
+
+impl ScheduleStore {
+    pub fn new(pool: Pool, prefix: &str) -> Self {
+        Self {
+            pool,
+            keys: SchedKeys::new(prefix),
+            claim: std::sync::Arc::new(Script::new(include_str!("lua/claim.lua"))),
+            commit: std::sync::Arc::new(Script::new(include_str!("lua/commit.lua"))),
+        }
+    }
+
+    /// Redis's clock (ms).
+    pub async fn now_ms(&self) -> Result<u64, StoreError> {
+        let mut con = self.pool.get().await?;
+        let (s, us): (u64, u64) = redis::cmd("TIME").query_async(&mut con).await?;
+        Ok(s * 1000 + us / 1000)
+    }
+
+    pub async fn get(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+    ) -> Result<Option<ScheduleView>, StoreError> {
+        let mut con = self.pool.get().await?;
+        let h: HashMap<String, String> = redis::cmd("HGETALL")
+            .arg(self.keys.def(&member(tenant, id)))
+            .query_async(&mut con)
+            .await?;
+        ScheduleView::from_hash(id, &h)
+    }
+
+    /// Creates or replaces a schedule; `next_slot` is its first slot. A replaced schedule keeps
+    /// its creation time, pause state and runs. Returns true when it was created.
+    pub async fn put(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        def: &ScheduleDef,
+        now_ms: u64,
+        next_due: Option<(u64, u64)>,
+    ) -> Result<bool, StoreError> {
+        let m = member(tenant, id);
+        let key = self.keys.def(&m);
+        let existing = self.get(tenant, id).await?;
+        let paused = existing.as_ref().is_some_and(|e| e.paused);
+        let json = serde_json::to_string(def).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let next = next_due.map(|(s, _)| s.to_string()).unwrap_or_default();
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("HSET")
+            .arg(&key)
+            .arg(&[
+                ("def", json.as_str()),
+                ("next_slot", next.as_str()),
+                ("anchor_ms", &now_ms.to_string()),
+                ("updated_ms", &now_ms.to_string()),
+                ("firing", ""),
+            ])
+            .ignore()
+            .hset_nx(&key, "created_ms", now_ms)
+            .ignore()
+            .zadd(self.keys.list(tenant), id, now_ms)
+            .ignore();
+        match next_due {
+            Some((_, due)) if !paused => pipe.zadd(self.keys.due(), &m, due).ignore(),
+            _ => pipe.zrem(self.keys.due(), &m).ignore(),
+        };
+        let mut con = self.pool.get().await?;
+        let () = pipe.query_async(&mut con).await?;
+        Ok(existing.is_none())
+    }
+
+    /// The tenant's schedules, oldest first.
+    pub async fn list(&self, tenant: &TenantId) -> Result<Vec<ScheduleView>, StoreError> {
+        let mut con = self.pool.get().await?;
+        let ids: Vec<String> = redis::cmd("ZRANGE")
+            .arg(self.keys.list(tenant))
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut con)
+            .await?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(v) = self.get(tenant, &id).await? {
+                out.push(v);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes a schedule and its run list (the runs' jobs stay). False when there was none.
+    pub async fn delete(&self, tenant: &TenantId, id: &str) -> Result<bool, StoreError> {
+        let m = member(tenant, id);
+        let mut con = self.pool.get().await?;
+        let (n, _, _, _): (u64, u64, u64, u64) = redis::pipe()
+            .atomic()
+            .del(self.keys.def(&m))
+            .zrem(self.keys.due(), &m)
+            .zrem(self.keys.list(tenant), id)
+            .del(self.keys.runs(&m))
+            .query_async(&mut con)
+            .await?;
+        Ok(n > 0)
+    }
+
+    /// Pauses (no slot fires) or resumes a schedule; a resumed schedule continues at
+    /// `next_due` (its first slot after now: missed slots are not fired).
+    pub async fn set_paused(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        next_due: Option<(u64, u64)>,
+    ) -> Result<(), StoreError> {
+        let m = member(tenant, id);
+        let key = self.keys.def(&m);
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        match next_due {
+            None => pipe
+                .hset(&key, "paused", "1")
+                .ignore()
+                .zrem(self.keys.due(), &m)
+                .ignore(),
+            Some((slot, due)) => pipe
+                .cmd("HSET")
+                .arg(&key)
+                .arg(&[
+                    ("paused", "0".to_owned()),
+                    ("next_slot", slot.to_string()),
+                    ("firing", String::new()),
+                ])
+                .ignore()
+                .zadd(self.keys.due(), &m, due)
+                .ignore(),
+        };
+        let mut con = self.pool.get().await?;
+        let () = pipe.query_async(&mut con).await?;
+        Ok(())
+    }
+
+    /// Claims one due schedule for `lease_ms`; `Err(now)` when none is due.
+    pub async fn claim(&self, lease_ms: u64) -> Result<Result<Claimed, u64>, StoreError> {
+        let mut con = self.pool.get().await?;
+        let reply: Vec<String> = self
+            .claim
+            .key(self.keys.due())
+            .arg(self.keys.def_prefix())
+            .arg(lease_ms)
+            .invoke_async(&mut con)
+            .await?;
+        let now_ms = reply.first().and_then(|n| n.parse().ok()).unwrap_or(0);
+        let [_, m, def, slot, anchor, last_run, firing, retry] = reply.as_slice() else {
+            return Ok(Err(now_ms));
+        };
+        let (tenant, id) = m
+            .split_once('/')
+            .ok_or_else(|| StoreError::Corrupt(format!("due member `{m}`")))?;
+        Ok(Ok(Claimed {
+            now_ms,
+            member: m.clone(),
+            tenant: TenantId::parse(tenant).map_err(|e| StoreError::Corrupt(e.0))?,
+            id: id.to_owned(),
+            def: serde_json::from_str(def).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            slot: slot
+                .parse()
+                .map_err(|_| StoreError::Corrupt(format!("slot `{slot}`")))?,
+            slot_text: slot.clone(),
+            anchor_ms: anchor.parse().unwrap_or(0),
+            last_run: Some(last_run.clone()).filter(|r| !r.is_empty()),
+            firing: firing.parse().unwrap_or(0),
+            retry: retry == "1",
+        }))
+    }
+
+    /// Moves the slot being fired to a later (catch-up) slot before its run is enqueued, so a
+    /// claimant that takes over after a crash fires the same slot.
+    pub async fn mark_firing(&self, c: &Claimed, slot: u64) -> Result<(), StoreError> {
+        let mut con = self.pool.get().await?;
+        let () = redis::cmd("HSET")
+            .arg(self.keys.def(&c.member))
+            .arg("firing")
+            .arg(slot)
+            .query_async(&mut con)
+            .await?;
+        Ok(())
+    }
+
+    /// Holds the claimed slot (its `firing` stays set) and looks at it again at `due_ms`.
+    pub async fn defer(&self, c: &Claimed, due_ms: u64) -> Result<(), StoreError> {
+        let mut con = self.pool.get().await?;
+        let _: u64 = redis::cmd("ZADD")
+            .arg(self.keys.due())
+            .arg("XX")
+            .arg(due_ms)
+            .arg(&c.member)
+            .query_async(&mut con)
+            .await?;
+        Ok(())
+    }
+
+    /// Records the claimed slot (with its run, if one was enqueued) and moves the schedule on.
+    /// False when the claim was stale (the schedule changed meanwhile).
+    pub async fn commit(
+        &self,
+        c: &Claimed,
+        run: Option<(&str, u64)>,
+        next_due: Option<(u64, u64)>,
+    ) -> Result<bool, StoreError> {
+        let mut con = self.pool.get().await?;
+        let (next, due) = next_due.map_or((String::new(), 0), |(s, d)| (s.to_string(), d));
+        let n: u64 = self
+            .commit
+            .key(self.keys.def(&c.member))
+            .key(self.keys.due())
+            .key(self.keys.runs(&c.member))
+            .arg(&c.member)
+            .arg(&c.slot_text)
+            .arg(run.map_or("", |r| r.0))
+            .arg(next)
+            .arg(due)
+            .arg(run.map_or(0, |r| r.1))
+            .invoke_async(&mut con)
+            .await?;
+        Ok(n == 1)
+    }
+
+    /// Records a run started outside the cadence (`trigger`), without moving the next slot.
+    pub async fn record_run(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        cid: &str,
+        at_ms: u64,
+    ) -> Result<(), StoreError> {
+        let m = member(tenant, id);
+        let mut con = self.pool.get().await?;
+        let () = redis::pipe()
+            .atomic()
+            .zadd(self.keys.runs(&m), cid, at_ms)
+            .ignore()
+            .hset(self.keys.def(&m), "last_run", cid)
+            .ignore()
+            .query_async(&mut con)
+            .await?;
+        Ok(())
+    }
+
+    /// The schedule's runs, newest first: (correlation ID, slot ms).
+    pub async fn runs(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        let mut con = self.pool.get().await?;
+        let flat: Vec<(String, f64)> = redis::cmd("ZRANGE")
+            .arg(self.keys.runs(&member(tenant, id)))
+            .arg(0)
+            .arg(limit.saturating_sub(1) as i64)
+            .arg("REV")
+            .arg("WITHSCORES")
+            .query_async(&mut con)
+            .await?;
+        Ok(flat.into_iter().map(|(c, s)| (c, s as u64)).collect())
+    }
+}

@@ -1,0 +1,289 @@
+//! Delivering the outbox ([`Dispatcher`], run by every API and worker process) and the events
+//! of a finished job ([`on_job_finished`], called by the worker once a result is written).
+//! Nothing here can block or fail a job: emission errors are logged, delivery runs apart.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::store::{Delivery, HookError, WebhookStore};
+use super::{AllowedUrls, EventType, signature};
+use crate::config::Config;
+use crate::domain::{CorrelationId, JobId, JobState, TenantId};
+use crate::nmap::{diff_reports, finished_report};
+use crate::queue::Queue;
+use crate::schedule::ScheduleStore;
+
+/// How long an attempt holds a delivery (longer than the request timeout).
+const LEASE_MS: u64 = 20_000;
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+const MAX_BACKOFF_MS: u64 = 3_600_000;
+
+/// Sends due deliveries; cheap to clone.
+#[derive(Clone)]
+pub struct Dispatcher {
+    pub store: WebhookStore,
+    http: reqwest::Client,
+    allowed: AllowedUrls,
+    retry_base_ms: u64,
+    give_up_ms: u64,
+}
+
+impl Dispatcher {
+    pub fn new(store: WebhookStore, cfg: &Config) -> Self {
+        Self {
+            store,
+            http: reqwest::Client::builder()
+                .timeout(REQUEST_TIMEOUT)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("an HTTP client"),
+            allowed: AllowedUrls::parse(&cfg.webhook_allowed_urls),
+            retry_base_ms: cfg.webhook_retry_base_ms,
+            give_up_ms: cfg.webhook_give_up_sec * 1000,
+        }
+    }
+
+    /// Attempts every due delivery once (at most 100 per step); `on_outcome` sees each
+    /// outcome (`delivered`, `failed`, `gave_up`, `dropped`).
+    pub async fn tick(&self, on_outcome: &(dyn Fn(&str) + Sync)) -> Result<usize, HookError> {
+        let mut n = 0;
+        while n < 100 {
+            let Some(d) = self.store.claim(LEASE_MS).await? else {
+                break;
+            };
+            on_outcome(self.attempt(&d).await?);
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Runs [`Dispatcher::tick`] forever.
+    pub async fn run(self, every: Duration, on_outcome: impl Fn(&str) + Sync) {
+        let base = every.as_millis() as u64;
+        loop {
+            if let Err(err) = self.tick(&on_outcome).await {
+                tracing::debug!(error = %err, "Webhook tick failed");
+            }
+            tokio::time::sleep(Duration::from_millis(base / 2 + fastrand::u64(..=base))).await;
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(delivery = %d.member))]
+    async fn attempt(&self, d: &Delivery) -> Result<&'static str, HookError> {
+        let attempt = d.attempts + 1;
+        let Some(sub) = self.store.get(&d.tenant, &d.sub_id).await? else {
+            self.store.finish(d, &json!({}), None, "dropped").await?;
+            return Ok("dropped");
+        };
+        let ts = d.now_ms / 1000;
+        let (status, error) = if !self.allowed.allows(&sub.url) {
+            (
+                None,
+                Some(format!(
+                    "URL not allowed by SCANQ_WEBHOOK_ALLOWED_URLS ({})",
+                    self.allowed.as_list()
+                )),
+            )
+        } else {
+            let sent = self
+                .http
+                .post(&sub.url)
+                .header("content-type", "application/json")
+                .header(
+                    "scanq-signature",
+                    signature(&sub.secret, ts, d.body.as_bytes()),
+                )
+                .header("scanq-event", &d.event)
+                .header("scanq-idempotency-key", &d.event_id)
+                .header("scanq-delivery-attempt", attempt.to_string())
+                .body(d.body.clone())
+                .send()
+                .await;
+            match sent {
+                Ok(r) if r.status().is_success() => (Some(r.status().as_u16()), None),
+                Ok(r) => (
+                    Some(r.status().as_u16()),
+                    Some(format!("HTTP {}", r.status())),
+                ),
+                Err(e) => (None, Some(without_url(&e))),
+            }
+        };
+        let delivered = error.is_none();
+        let backoff = (self.retry_base_ms << (attempt - 1).min(20)).min(MAX_BACKOFF_MS);
+        let give_up = !delivered && d.now_ms + backoff > d.first_ms + self.give_up_ms;
+        let outcome = match (delivered, give_up) {
+            (true, _) => "delivered",
+            (false, true) => "gave_up",
+            (false, false) => "failed",
+        };
+        let entry = json!({
+            "event_id": d.event_id, "event": d.event, "attempt": attempt,
+            "at": crate::schedule::rfc3339(d.now_ms), "status": status,
+            "outcome": outcome, "error": error,
+        });
+        let next = (!delivered && !give_up).then_some(d.now_ms + backoff);
+        self.store.finish(d, &entry, next, outcome).await?;
+        if !delivered {
+            tracing::info!(attempt, outcome, status, "Webhook delivery failed");
+        }
+        Ok(outcome)
+    }
+}
+
+/// An HTTP error without the URL (which may hold a token the subscriber put there).
+fn without_url(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connection failed"
+    } else {
+        "request failed"
+    };
+    kind.to_owned()
+}
+
+/// What a process needs to emit the events of finished jobs; cheap to clone.
+#[derive(Clone)]
+pub struct JobEvents {
+    pub queue: Queue,
+    pub schedules: ScheduleStore,
+    pub hooks: WebhookStore,
+}
+
+impl JobEvents {
+    pub fn new(queue: Queue) -> Self {
+        let prefix = queue.keys().prefix().to_owned();
+        Self {
+            schedules: ScheduleStore::new(queue.pool().clone(), &prefix),
+            hooks: WebhookStore::new(queue.pool().clone(), &prefix),
+            queue,
+        }
+    }
+
+    /// [`on_job_finished`] in the background: never blocks or fails the caller. Two small
+    /// reads first, so a job of a tenant without subscriptions that no schedule started costs
+    /// no read of its (possibly large) document.
+    pub fn finished(&self, job: JobId) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let (tenant, cid) = (job.tenant.clone(), job.cid.clone());
+            let result = match me.concerned(&job).await {
+                Ok(true) => {
+                    on_job_finished(&me.queue, &me.schedules, &me.hooks, &tenant, &cid).await
+                }
+                Ok(false) => Ok(()),
+                Err(e) => Err(e),
+            };
+            if let Err(err) = result {
+                tracing::warn!(error = %err, correlation_id = %cid, "Could not emit the job's webhook events");
+            }
+        });
+    }
+
+    /// Whether the job's tenant has subscriptions or a schedule started the job.
+    async fn concerned(&self, job: &JobId) -> Result<bool, HookError> {
+        if self.hooks.has_subscriptions(&job.tenant).await? {
+            return Ok(true);
+        }
+        let mut con = self.queue.pool().get().await?;
+        let schedule: Option<String> = redis::cmd("HGET")
+            .arg(self.queue.keys().job(job))
+            .arg("schedule_id")
+            .query_async(&mut con)
+            .await?;
+        Ok(schedule.is_some_and(|s| !s.is_empty()))
+    }
+}
+
+/// The events of a job that reached a terminal state: `job.succeeded`, `job.failed` (and
+/// `job.dead` once its attempts are used up); for a scheduled run that succeeded, its change
+/// summary against the schedule's previous succeeded run (stored as the job's `change`) and
+/// `schedule.changed` when it differs. Errors are the caller's to log; the job is unaffected.
+pub async fn on_job_finished(
+    queue: &Queue,
+    schedules: &ScheduleStore,
+    hooks: &WebhookStore,
+    tenant: &TenantId,
+    cid: &CorrelationId,
+) -> Result<(), HookError> {
+    let Ok(Some((tool, doc))) = queue.get(tenant, cid).await else {
+        return Ok(());
+    };
+    let schedule = doc.schedule_id.as_deref();
+    let data = json!({
+        "correlation_id": doc.correlation_id, "tool": doc.tool, "target": doc.target,
+        "state": doc.state, "attempt": doc.attempt, "max_attempts": doc.max_attempts,
+        "finished_at": doc.finished_at, "schedule_id": doc.schedule_id, "error": doc.error,
+    });
+    let mut events = Vec::new();
+    match doc.state {
+        JobState::Succeeded => events.push(EventType::JobSucceeded),
+        JobState::Failed => {
+            events.push(EventType::JobFailed);
+            if doc.attempt >= doc.max_attempts {
+                events.push(EventType::JobDead);
+            }
+        }
+        _ => {}
+    }
+    for e in events {
+        let body =
+            json!({"id": format!("{e}:{cid}"), "type": e.as_str(), "data": data}).to_string();
+        hooks
+            .emit(tenant, e, &format!("{e}:{cid}"), schedule, &body)
+            .await?;
+    }
+    let (Some(schedule), JobState::Succeeded) = (schedule, doc.state) else {
+        return Ok(());
+    };
+    // The previous succeeded run of the same schedule (this run may not be listed yet).
+    let Ok(runs) = schedules.runs(tenant, schedule, 50).await else {
+        return Ok(());
+    };
+    let older = match runs.iter().position(|(c, _)| c == cid.as_str()) {
+        Some(pos) => &runs[pos + 1..],
+        None => &runs[..],
+    };
+    let mut previous = None;
+    for (c, _) in older {
+        let Ok(c) = CorrelationId::parse(c) else {
+            continue;
+        };
+        if let Ok(Some((_, d))) = queue.get(tenant, &c).await
+            && d.state == JobState::Succeeded
+        {
+            previous = Some(d);
+            break;
+        }
+    }
+    let Some(prev) = previous else {
+        return Ok(());
+    };
+    let (Ok(a), Ok(b)) = (finished_report(&prev), finished_report(&doc)) else {
+        return Ok(());
+    };
+    let d = diff_reports(&a, &b);
+    let change =
+        json!({"against": prev.correlation_id, "changed": !d.is_empty(), "summary": d.summary});
+    let mut con = queue.pool().get().await?;
+    let job = JobId::new(tool, tenant.clone(), cid.clone());
+    let () = redis::cmd("HSET")
+        .arg(queue.keys().job(&job))
+        .arg("change")
+        .arg(change.to_string())
+        .query_async(&mut con)
+        .await?;
+    if !d.is_empty() {
+        let e = EventType::ScheduleChanged;
+        let body = json!({"id": format!("{e}:{cid}"), "type": e.as_str(), "data": {
+            "schedule_id": schedule, "run": cid.as_str(), "against": prev.correlation_id,
+            "summary": d.summary, "hosts": d.hosts,
+        }})
+        .to_string();
+        hooks
+            .emit(tenant, e, &format!("{e}:{cid}"), Some(schedule), &body)
+            .await?;
+    }
+    Ok(())
+}
