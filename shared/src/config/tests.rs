@@ -1,0 +1,82 @@
+//! Unit tests of the configuration.
+use super::*;
+
+#[test]
+fn defaults_are_valid() {
+    Config::default().validate().unwrap();
+}
+
+#[test]
+fn out_of_range_values_name_the_key() {
+    let cfg = Config {
+        lease_sec: 0,
+        ..Config::default()
+    };
+    let err = cfg.validate().unwrap_err().to_string();
+    assert!(
+        err.contains("lease_sec") && err.contains("1..=3600"),
+        "{err}"
+    );
+}
+
+#[test]
+fn passwords_are_redacted() {
+    assert_eq!(redact_url("redis://u:pw@h:1/0"), "redis://u:***@h:1/0");
+    assert_eq!(redact_url("redis://:pw@h"), "redis://:***@h");
+    assert_eq!(redact_url("redis://h:1"), "redis://h:1");
+    let cfg = Config {
+        redis_url: "redis://scanq:hunter2@127.0.0.1:6379".into(),
+        ..Config::default()
+    };
+    assert!(!cfg.redacted_toml().contains("hunter2"));
+    assert_eq!(
+        cfg.redact_secrets("auth failed for hunter2 at host"),
+        "auth failed for *** at host"
+    );
+}
+
+#[test]
+fn the_sandbox_uid_range_is_checked() {
+    assert_eq!(Config::default().sandbox_uids().unwrap(), (61000, 61127));
+    for bad in ["61000", "0-10", "61127-61000", "a-b", "1000-900000"] {
+        let cfg = Config {
+            sandbox_uid_range: bad.into(),
+            ..Config::default()
+        };
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains("sandbox_uid_range"), "{bad}: {err}");
+    }
+}
+
+#[test]
+fn tls_client_cert_and_key_go_together() {
+    let cfg = Config {
+        redis_tls_cert_file: Some("client.pem".into()),
+        ..Config::default()
+    };
+    let err = cfg.validate().unwrap_err().to_string();
+    assert!(err.contains("redis_tls_cert_file"), "{err}");
+}
+
+#[test]
+fn cors_origins_must_be_origins() {
+    let ok = Config {
+        cors_origins: " https://dash.example , http://127.0.0.1:3000".into(),
+        ..Config::default()
+    };
+    ok.validate().unwrap();
+    assert_eq!(
+        ok.cors_origin_list(),
+        ["https://dash.example", "http://127.0.0.1:3000"]
+    );
+    let bad = Config {
+        cors_origins: "*".into(),
+        ..Config::default()
+    };
+    assert!(
+        bad.validate()
+            .unwrap_err()
+            .to_string()
+            .contains("cors_origins")
+    );
+}
