@@ -62,16 +62,8 @@ async fn a_primary_killed_mid_burst_fails_over_without_losing_a_job() {
                 eventually(Duration::from_secs(30), "replica promoted", || {
                     let sentinels = sentinels.clone();
                     async move {
-                        let c = redis::Client::open(format!("redis://127.0.0.1:{}/", sentinels[0]))
-                            .ok()?;
-                        let mut con = c.get_multiplexed_async_connection().await.ok()?;
-                        let addr: Option<(String, u16)> = redis::cmd("SENTINEL")
-                            .arg("get-master-addr-by-name")
-                            .arg(MASTER_NAME)
-                            .query_async(&mut con)
-                            .await
-                            .ok()?;
-                        (addr.map(|a| a.1) == Some(replica_port)).then_some(())
+                        (sentinel_primary_port(sentinels[0]).await == Some(replica_port))
+                            .then_some(())
                     }
                 })
                 .await;

@@ -10,6 +10,19 @@ use scanq::config::Config;
 
 use crate::{RedisServer, eventually, test_config};
 
+/// Arguments of a cluster node: fast failure detection, and a replica may take over even right
+/// after a restart of the test.
+const CLUSTER_NODE: &[&str] = &[
+    "--cluster-enabled",
+    "yes",
+    "--cluster-config-file",
+    "nodes.conf",
+    "--cluster-node-timeout",
+    "1000",
+    "--cluster-replica-validity-factor",
+    "0",
+];
+
 /// A Redis Cluster of `masters` primaries with `replicas` replicas each.
 pub struct RedisCluster {
     pub nodes: Vec<RedisServer>,
@@ -19,22 +32,7 @@ impl RedisCluster {
     pub async fn start(masters: usize, replicas: usize) -> Self {
         let mut nodes = Vec::new();
         for _ in 0..masters * (1 + replicas) {
-            nodes.push(
-                RedisServer::start_with(&[
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-config-file",
-                    "nodes.conf",
-                    "--cluster-node-timeout",
-                    "1000",
-                    // A replica may take over even right after a restart of the test.
-                    "--cluster-replica-validity-factor",
-                    "0",
-                    "--appendonly",
-                    "no",
-                ])
-                .await,
-            );
+            nodes.push(RedisServer::start_with(CLUSTER_NODE).await);
         }
         let mut create = Command::new("redis-cli");
         create.arg("--cluster").arg("create");
@@ -62,17 +60,7 @@ impl RedisCluster {
     pub async fn start_masters(masters: usize) -> Self {
         let mut nodes = Vec::new();
         for _ in 0..masters {
-            nodes.push(
-                RedisServer::start_with(&[
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-config-file",
-                    "nodes.conf",
-                    "--cluster-node-timeout",
-                    "1000",
-                ])
-                .await,
-            );
+            nodes.push(RedisServer::start_with(CLUSTER_NODE).await);
         }
         for (i, n) in nodes.iter().enumerate() {
             let lo = i * 16384 / masters;
@@ -204,6 +192,29 @@ pub struct SentinelSet {
     pub sentinels: Vec<RedisServer>,
 }
 
+/// The port of the primary as the Sentinel on `sentinel_port` names it.
+pub async fn sentinel_primary_port(sentinel_port: u16) -> Option<u16> {
+    let c = redis::Client::open(format!("redis://127.0.0.1:{sentinel_port}/")).ok()?;
+    let mut con = c.get_multiplexed_async_connection().await.ok()?;
+    let addr: Option<(String, u16)> = redis::cmd("SENTINEL")
+        .arg("get-master-addr-by-name")
+        .arg(MASTER_NAME)
+        .query_async(&mut con)
+        .await
+        .ok()?;
+    addr.map(|a| a.1)
+}
+
+/// The `detail` of the `redis` check of a `/health` report, after asserting that it passed.
+pub fn redis_check_detail(health: &serde_json::Value) -> String {
+    let check = health["checks"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["name"] == "redis"))
+        .unwrap_or_else(|| panic!("no redis check in {health}"));
+    assert_eq!(check["status"], "pass", "{health}");
+    check["detail"].as_str().unwrap_or("").to_owned()
+}
+
 /// What the Sentinels call the primary.
 pub const MASTER_NAME: &str = "scanq";
 
@@ -259,15 +270,7 @@ impl SentinelSet {
             let ports = ports.clone();
             async move {
                 for p in ports {
-                    let c = redis::Client::open(format!("redis://127.0.0.1:{p}/")).ok()?;
-                    let mut con = c.get_multiplexed_async_connection().await.ok()?;
-                    let addr: Option<(String, u16)> = redis::cmd("SENTINEL")
-                        .arg("get-master-addr-by-name")
-                        .arg(MASTER_NAME)
-                        .query_async(&mut con)
-                        .await
-                        .ok()?;
-                    if addr.map(|a| a.1) != Some(port) {
+                    if sentinel_primary_port(p).await != Some(port) {
                         return None;
                     }
                 }
