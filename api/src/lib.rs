@@ -21,7 +21,8 @@
 //! | `guard` | URI/header size limits, request timeout, CORS |
 //! | `audit` | the audit log line |
 //! | `error` | `AppError` → `Problem`: problem+json for REST, `isError` results for MCP |
-//! | `extract` | body, path and caller extractors |
+//! | `extract` | body, query, path and caller extractors (every rejection is problem+json) |
+//! | `openapi` | `/openapi.json`, generated from the handlers' types and annotations |
 //! | `state` | `AppState` |
 
 mod audit;
@@ -32,6 +33,7 @@ mod extract;
 mod gate;
 mod guard;
 pub mod mcp;
+mod openapi;
 mod routes;
 mod state;
 mod submit;
@@ -99,6 +101,7 @@ pub fn router(state: AppState) -> Router {
         .merge(mcp::router())
         .merge(routes::stats::router())
         .merge(routes::workers::router())
+        .fallback(no_route)
         .layer(DefaultBodyLimit::max(state.inner.cfg.max_body_bytes))
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -110,6 +113,14 @@ pub fn router(state: AppState) -> Router {
         )))
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
+}
+
+/// Any path no route serves: a problem document like every other refusal.
+async fn no_route(method: axum::http::Method, uri: axum::http::Uri) -> AppError {
+    AppError::NoRoute {
+        method: method.to_string(),
+        path: uri.path().chars().take(200).collect(),
+    }
 }
 
 /// HTTP metrics per matched route.

@@ -1,7 +1,6 @@
 //! `GET /`: a small self-contained dashboard (queues, breakers, workers, recent jobs) that
 //! polls the JSON API every two seconds. It holds no data of its own and needs no build step.
-//! `GET /openapi.json`: the OpenAPI 3.1 document of the REST API (kept next to the routes; a
-//! test checks that every route it names answers).
+//! `GET /openapi.json` is generated in `crate::openapi`.
 
 use axum::Router;
 use axum::response::Html;
@@ -10,18 +9,9 @@ use axum::routing::get;
 use crate::state::AppState;
 
 const PAGE: &str = include_str!("assets/dashboard.html");
-const OPENAPI: &str = include_str!("assets/openapi.json");
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/", get(|| async { Html(PAGE) }))
-        .route(
-            "/openapi.json",
-            get(|| async {
-                (
-                    [(axum::http::header::CONTENT_TYPE, "application/json")],
-                    OPENAPI,
-                )
-            }),
-        )
+        .route("/openapi.json", get(crate::openapi::openapi_json))
 }

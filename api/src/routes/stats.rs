@@ -13,7 +13,10 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/v1/stats", get(stats))
 }
 
-async fn stats(State(state): State<AppState>) -> Result<Json<Value>, AppError> {
+/// Per tool: jobs by state, queue depth, oldest queued age, wait/run percentiles.
+#[utoipa::path(get, path = "/v1/stats", operation_id = "stats", tag = "fleet",
+    responses((status = 200, description = "`tools`: one entry per catalog tool", body = Object)))]
+pub(crate) async fn stats(State(state): State<AppState>) -> Result<Json<Value>, AppError> {
     let tools = state.inner.stats.tools(&state.tool_names()).await?;
     Ok(Json(json!({ "tools": tools })))
 }

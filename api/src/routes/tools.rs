@@ -6,13 +6,19 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use crate::error::AppError;
+#[allow(unused_imports)]
+use crate::error::ProblemBody;
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/v1/tools", get(list))
 }
 
-async fn list(State(state): State<AppState>) -> Result<Json<Value>, AppError> {
+/// The catalog: each tool's description, templates, flag policy, limits and enabled flag,
+/// with the server's target scope.
+#[utoipa::path(get, path = "/v1/tools", operation_id = "list_tools", tag = "tools",
+    responses((status = 200, description = "The catalog", body = Object)))]
+pub(crate) async fn list(State(state): State<AppState>) -> Result<Json<Value>, AppError> {
     let tools: Vec<Value> = state
         .inner
         .catalog
