@@ -133,6 +133,16 @@ async fn query_path_and_route_rejections_are_problem_documents_naming_the_field(
         .await
         .unwrap();
     assert_problem(r, 400, Some("body")).await;
+    // A run_at long past is refused rather than run at once (up to 5 minutes is clock skew).
+    let r = http()
+        .post(format!("{}/v1/jobs", s.base))
+        .bearer_auth(&s.admin)
+        .json(&serde_json::json!({"tool": "noop", "target": "127.0.0.1",
+            "run_at": "2000-01-01T00:00:00Z"}))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(r, 422, Some("run_at")).await;
 }
 
 #[tokio::test]

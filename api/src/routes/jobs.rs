@@ -62,8 +62,9 @@ pub struct SubmitBody {
     /// Start no earlier than this many seconds from now (at most 30 days).
     #[schema(minimum = 0, maximum = 2_592_000)]
     delay_sec: Option<u64>,
-    /// Start no earlier than this RFC 3339 UTC time, within the next 30 days; a time already
-    /// past runs at once. Not together with `delay_sec`.
+    /// Start no earlier than this RFC 3339 UTC time, within the next 30 days. A time up to
+    /// 5 minutes past (clock skew) runs at once; an older one is refused. Not together with
+    /// `delay_sec`.
     #[schema(format = DateTime)]
     run_at: Option<String>,
 }

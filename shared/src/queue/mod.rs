@@ -32,6 +32,7 @@ pub use connect::{Connection, Pool, PoolError, cancelled_error, client, pool, sc
 pub use consumer::{ClaimRound, Consumer, Heartbeat, StartedJob};
 pub use limits::retry_after_secs;
 pub use listen::{Listener, Subscription};
+pub use listing::{TenantTally, ToolTally};
 pub use sessions::McpSession;
 
 use crate::breaker::Breaker;
