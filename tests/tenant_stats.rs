@@ -30,7 +30,7 @@ async fn call(
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
-fn noop<'a>(stats: &'a Value) -> &'a Value {
+fn noop(stats: &Value) -> &Value {
     stats["tools"]
         .as_array()
         .unwrap()
