@@ -52,8 +52,8 @@ use scanq::catalog::Catalog;
 use scanq::config::Config;
 use scanq::metrics::Metrics;
 use scanq::queue::{Listener, Queue};
+use scanq::reload::{Live, LiveCell};
 use scanq::stats::Stats;
-use scanq::validate::TargetPolicy;
 
 pub use error::AppError;
 pub use state::AppState;
@@ -62,8 +62,7 @@ use system::SystemProbe;
 /// Builds the application state (connects the pool and the notification listener).
 pub async fn state(cfg: Config, catalog: Catalog) -> anyhow::Result<AppState> {
     let auth = auth::Auth::load(cfg.api_tokens_file.as_deref()).map_err(anyhow::Error::msg)?;
-    let targets = TargetPolicy::parse(&cfg.allowed_targets, &cfg.denied_targets, cfg.max_hosts)
-        .map_err(|e| anyhow::anyhow!("allowed_targets/denied_targets: {e}"))?;
+    let live = Live::new(cfg.clone(), catalog).map_err(anyhow::Error::msg)?;
     let pool = scanq::queue::pool(&cfg).map_err(anyhow::Error::msg)?;
     let queue = Queue::new(pool.clone(), &cfg);
     let stats = Stats::new(pool, queue.keys().clone());
@@ -76,8 +75,7 @@ pub async fn state(cfg: Config, catalog: Catalog) -> anyhow::Result<AppState> {
     Ok(AppState {
         inner: Arc::new(state::Inner {
             cfg,
-            catalog,
-            targets,
+            live: LiveCell::new(live),
             queue,
             listener,
             metrics: Metrics::new(),
@@ -155,7 +153,7 @@ fn open_mode_refusal(addr: SocketAddr) -> String {
 
 /// Serves the API on a bound listener until `shutdown` resolves. Without a tokens file it serves
 /// only on a loopback address (open mode); on any other address it refuses to start. SIGHUP
-/// re-reads the tokens file.
+/// re-reads the config file, catalog and target scope (`scanq::reload`) and the tokens file.
 pub async fn run(
     listener: tokio::net::TcpListener,
     cfg: Config,
@@ -171,7 +169,9 @@ pub async fn run(
         tracing::warn!(addr = %addr, "No tokens file: serving WITHOUT authentication (loopback only); set SCANQ_API_TOKENS_FILE to require tokens");
     }
     let state = state(cfg, catalog).await?;
-    let reload = tokio::spawn(reload_on_sighup(state.clone()));
+    // Installed before anything is served, so a SIGHUP never meets the default action (exit).
+    let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
+    let reload = tokio::spawn(reload_on_sighup(state.clone(), hup));
     let sweeper = tokio::spawn(sweep_listings(state.clone()));
     tracing::info!(addr = %addr, "API listening");
     let served = axum::serve(
@@ -206,17 +206,24 @@ async fn sweep_listings(state: AppState) {
     }
 }
 
-/// Re-reads the tokens file on every SIGHUP.
-async fn reload_on_sighup(state: AppState) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut hup = match signal(SignalKind::hangup()) {
+/// On every SIGHUP: reads the config file, catalog and target scope again and swaps them in
+/// whole (or keeps the running set, naming the bad key), and re-reads the tokens file.
+async fn reload_on_sighup(state: AppState, hup: std::io::Result<tokio::signal::unix::Signal>) {
+    let mut hup = match hup {
         Ok(s) => s,
         Err(error) => {
-            tracing::error!(%error, "Cannot listen for SIGHUP; tokens reload only by restart");
+            tracing::error!(%error, "Cannot listen for SIGHUP; configuration and tokens reload only by restart");
             return;
         }
     };
     while hup.recv().await.is_some() {
+        let outcome = state.inner.live.reload(|_| Ok(()));
+        state
+            .inner
+            .metrics
+            .config_reloads
+            .with_label_values(&[outcome.as_str()])
+            .inc();
         state.inner.auth.reload_logged();
     }
 }

@@ -84,7 +84,8 @@ const OPEN: &[&str] = &["/healthz", "/readyz", "/health", "/openapi.json"];
 /// The document for this server: the generated one plus what its live state decides.
 pub fn document(state: &AppState) -> Value {
     let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_else(|_| json!({}));
-    let catalog = &state.inner.catalog;
+    let live = state.live();
+    let catalog = &live.catalog;
     let tools: Vec<String> = catalog.names();
     let templates: std::collections::BTreeSet<String> = catalog
         .tools()

@@ -101,6 +101,8 @@ async fn heartbeat_loop(w: SharedRef) {
                 .cloned()
                 .collect(),
             tools: w
+                .live
+                .current()
                 .catalog
                 .tools()
                 .map(|(name, spec)| {

@@ -26,7 +26,7 @@ pub fn router() -> Router<AppState> {
 fn tool_of(state: &AppState, tool: &str) -> Result<ToolName, AppError> {
     let name = ToolName::parse(tool).map_err(|_| AppError::UnknownTool(tool.to_owned()))?;
     state
-        .inner
+        .live()
         .catalog
         .get(&name)
         .ok_or_else(|| AppError::UnknownTool(tool.to_owned()))?;
@@ -38,7 +38,7 @@ fn tool_of(state: &AppState, tool: &str) -> Result<ToolName, AppError> {
     responses((status = 200, description = "`breakers`: tool → snapshot", body = Object)))]
 pub(crate) async fn list(State(state): State<AppState>) -> Result<Json<Value>, AppError> {
     let mut out = serde_json::Map::new();
-    for name in state.inner.catalog.names() {
+    for name in state.live().catalog.names() {
         let tool = tool_of(&state, &name)?;
         let snap = state.queue().breaker_snapshot(&tool).await?;
         out.insert(
@@ -86,7 +86,8 @@ pub(crate) async fn force(
             )));
         }
     };
-    let settings = &state.inner.catalog.get(&name).expect("checked").breaker;
+    let live = state.live();
+    let settings = &live.catalog.get(&name).expect("checked").breaker;
     let transition = state.queue().breaker_force(&name, settings, action).await?;
     tracing::info!(audit = "breaker", token = %caller.name, tenant = %caller.tenant, tool = %name, action = action.as_str(), changed = transition.is_some(), "Breaker action");
     if let Some(t) = &transition {

@@ -87,7 +87,7 @@ pub(crate) async fn submit(
     caller: Caller,
     JsonBody(body): JsonBody,
 ) -> Result<Response, AppError> {
-    let spec = JobSpec::from_json(&body, &state.policy())?;
+    let spec = JobSpec::from_json(&body, &state.live().policy())?;
     let submitted = crate::submit::submit(&state, &caller, &spec)
         .await
         .map_err(|r| match r {
