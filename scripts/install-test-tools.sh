@@ -4,6 +4,7 @@
 #   .tools/venv-mcp1  Python SDK `mcp` 1.27.x (2025-11-25 tasks)
 #   .tools/node       MCP Inspector CLI (npm @modelcontextprotocol/inspector)
 #   .tools/venv-schemathesis  schemathesis, which fuzzes the API against /openapi.json
+#   .tools/venv-selenium      selenium, which drives headless Chromium through the dashboard
 # Idempotent: each part is skipped when it is already installed at the pinned version.
 # Uses only pip and npm against their registries.
 set -euo pipefail
@@ -13,6 +14,7 @@ MCP2_VERSION="${MCP2_VERSION:-2.3.0}"
 MCP1_VERSION="${MCP1_VERSION:-1.27.2}"
 INSPECTOR_VERSION="${INSPECTOR_VERSION:-2.12.0}"
 SCHEMATHESIS_VERSION="${SCHEMATHESIS_VERSION:-4.32.5}"
+SELENIUM_VERSION="${SELENIUM_VERSION:-4.51.0}"
 mkdir -p "$TOOLS"
 
 venv() {
@@ -29,6 +31,7 @@ venv() {
 venv "$TOOLS/venv-mcp2" "$MCP2_VERSION"
 venv "$TOOLS/venv-mcp1" "$MCP1_VERSION"
 venv "$TOOLS/venv-schemathesis" "$SCHEMATHESIS_VERSION" schemathesis
+venv "$TOOLS/venv-selenium" "$SELENIUM_VERSION" selenium
 
 if [ -f "$TOOLS/node/node_modules/@modelcontextprotocol/inspector/package.json" ] &&
    grep -q "\"version\": \"$INSPECTOR_VERSION\"" "$TOOLS/node/node_modules/@modelcontextprotocol/inspector/package.json"; then

@@ -15,6 +15,7 @@
 //! | `routes::health` | healthz, readyz, health, metrics |
 //! | `routes::stats` | fleet statistics |
 //! | `routes::workers` | live workers |
+//! | `routes::whoami` | the caller (token, tenant, scopes) |
 //! | `checks` | the checks behind `/health` |
 //! | `system` | CPU, memory and disk samples of the API's machine |
 //! | [`auth`] | tokens file, bearer auth, scopes, tenants, request rate |
@@ -99,6 +100,7 @@ pub fn router(state: AppState) -> Router {
         .merge(mcp::router())
         .merge(routes::stats::router())
         .merge(routes::workers::router())
+        .merge(routes::whoami::router())
         .fallback(no_route)
         .layer(DefaultBodyLimit::max(state.inner.cfg.max_body_bytes))
         .layer(middleware::from_fn_with_state(

@@ -53,6 +53,7 @@ pub struct ToolParam {
         routes::breakers::switch,
         routes::workers::list,
         routes::stats::stats,
+        routes::whoami::whoami,
         routes::health::healthz,
         routes::health::readyz,
         routes::health::health,

@@ -7,4 +7,5 @@ pub mod health;
 pub mod jobs;
 pub mod stats;
 pub mod tools;
+pub mod whoami;
 pub mod workers;
