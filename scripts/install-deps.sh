@@ -11,6 +11,9 @@ command -v openssl >/dev/null || need+=(openssl)
 [ -x /usr/sbin/nft ] || command -v nft >/dev/null || need+=(nftables)
 command -v npm >/dev/null || need+=(nodejs npm)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
+# Headless Chromium and its driver for the dashboard test (tests/dashboard.rs).
+command -v chromium >/dev/null || need+=(chromium)
+command -v chromedriver >/dev/null || need+=(chromium-driver)
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 echo "Installing: ${need[*]}"
 SUDO=""

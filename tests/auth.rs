@@ -731,7 +731,8 @@ async fn a_route_outside_the_auth_layer_gets_no_caller_in_auth_mode() {
     for path in ["/v1//jobs", "/%76%31/jobs", "/V1/jobs"] {
         let r = call(&s.base, Method::GET, path, None, None).await;
         assert!(r.status == 401 || r.status == 404, "{path}: {}", r.status);
-        assert!(!r.body.contains("jobs\""), "{path}: {}", r.body);
+        // No job list (a 404 is a problem document naming the path).
+        assert!(!r.body.contains("\"jobs\":"), "{path}: {}", r.body);
     }
     let _ = (&s.cfg, &s.catalog);
 }

@@ -274,36 +274,8 @@ async fn the_long_poll_returns_as_soon_as_the_job_finishes() {
 }
 
 #[tokio::test]
-async fn the_openapi_document_and_the_dashboard_are_served_and_every_documented_path_exists() {
+async fn the_dashboard_is_served() {
     let s = stack().await;
-    let spec: Value = http()
-        .get(format!("{}/openapi.json", s.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(spec["openapi"], "3.1.0");
-    for (path, ops) in spec["paths"].as_object().unwrap() {
-        let concrete = path
-            .replace("{id}", "no-such-job")
-            .replace("{tool}", "noop")
-            .replace("{action}", "bogus");
-        for method in ops.as_object().unwrap().keys() {
-            let m = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
-            let r = http()
-                .request(m, format!("{}{concrete}", s.base))
-                .send()
-                .await
-                .unwrap();
-            assert_ne!(r.status().as_u16(), 405, "{method} {path}");
-            assert!(
-                r.status().as_u16() != 404 || path.contains('{'),
-                "{method} {path} is not routed"
-            );
-        }
-    }
     let page = http()
         .get(format!("{}/", s.base))
         .send()

@@ -169,8 +169,8 @@ async fn binaries(state: &AppState) -> Finding {
         Ok(w) => w,
         Err(_) => return Finding::new(false, "cannot read heartbeats: Redis unreachable"),
     };
-    let missing: Vec<&str> = state
-        .inner
+    let live = state.live();
+    let missing: Vec<&str> = live
         .catalog
         .tools()
         .filter(|(_, spec)| spec.enabled)

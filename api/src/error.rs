@@ -26,6 +26,8 @@ pub enum AppError {
     UnknownTool(String),
     #[error("job not found")]
     NotFound,
+    #[error("no route {method} {path}")]
+    NoRoute { method: String, path: String },
     #[error("{0}")]
     Conflict(String),
     #[error("request body larger than {0} bytes")]
@@ -141,6 +143,7 @@ impl AppError {
             ),
             Self::UnknownTool(_) => (StatusCode::NOT_FOUND, "not_found", "Unknown tool"),
             Self::NotFound => (StatusCode::NOT_FOUND, "not_found", "Not found"),
+            Self::NoRoute { .. } => (StatusCode::NOT_FOUND, "not_found", "No such route"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "validation_error", "Conflict"),
             Self::TooLarge(_) => (
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -209,6 +212,30 @@ pub struct Problem {
     pub recovery_suggestion: Option<&'static str>,
 }
 
+/// The problem+json body as documented in `/openapi.json` ([`Problem::body`] writes it).
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = Problem)]
+pub struct ProblemBody {
+    /// `urn:scanq:problem:<error_type>`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    /// One of DESIGN §2's error types.
+    pub error_type: scanq::domain::ErrorType,
+    /// The request field, path or query parameter that was refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// What would be accepted instead, or what to do next.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recovery_suggestion: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after_sec: Option<u64>,
+}
+
 impl Problem {
     /// The problem+json body. MCP's `isError` tool results carry the same object.
     pub fn body(&self) -> Value {
@@ -274,6 +301,9 @@ impl AppError {
                      finished jobs expire after a while"
                         .into(),
                 );
+            }
+            Self::NoRoute { .. } => {
+                p.hint = Some("GET /openapi.json lists every route and its methods".into());
             }
             Self::MissingScope { scope, .. } => {
                 p.hint = Some(format!("use a token that holds the `{scope}` scope"));

@@ -5,6 +5,8 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use scanq::domain::{CorrelationId, TenantId};
+use scanq::validate::ValidationError;
+use serde::de::DeserializeOwned;
 
 use crate::auth::{Scope, Scopes};
 use crate::error::AppError;
@@ -28,6 +30,53 @@ impl FromRequest<AppState> for JsonBody {
         scanq::request::strict::parse(&bytes)
             .map(JsonBody)
             .map_err(AppError::from)
+    }
+}
+
+/// Query parameters, typed. A refusal names the parameter (422 problem+json), where axum's own
+/// `Query` answers `400 text/plain`.
+pub struct Params<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Params<T> {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or_default();
+        let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(de)
+            .map(Params)
+            .map_err(|e| {
+                let field = match e.path().to_string() {
+                    p if p == "." => "query".to_owned(),
+                    p => p,
+                };
+                AppError::Validation(ValidationError::new(
+                    &field,
+                    e.inner().to_string(),
+                    "see this route's parameters in GET /openapi.json",
+                ))
+            })
+    }
+}
+
+/// Path segments, typed; a segment that is not valid percent-encoded UTF-8 is refused as
+/// problem+json naming the path.
+pub struct PathParams<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for PathParams<T> {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(v)| PathParams(v))
+            .map_err(|e| {
+                AppError::Validation(ValidationError::new(
+                    "path",
+                    e.body_text(),
+                    "percent-encoded UTF-8 path segments",
+                ))
+            })
     }
 }
 

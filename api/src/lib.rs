@@ -18,13 +18,15 @@
 //! | `routes::health` | healthz, readyz, health, metrics |
 //! | `routes::stats` | fleet statistics |
 //! | `routes::workers` | live workers |
+//! | `routes::whoami` | the caller (token, tenant, scopes) |
 //! | `checks` | the checks behind `/health` |
 //! | `system` | CPU, memory and disk samples of the API's machine |
 //! | [`auth`] | tokens file, bearer auth, scopes, tenants, request rate |
 //! | `guard` | URI/header size limits, request timeout, CORS |
 //! | `audit` | the audit log line |
 //! | `error` | `AppError` → `Problem`: problem+json for REST, `isError` results for MCP |
-//! | `extract` | body, path and caller extractors |
+//! | `extract` | body, query, path and caller extractors (every rejection is problem+json) |
+//! | `openapi` | `/openapi.json`, generated from the handlers' types and annotations |
 //! | `state` | `AppState` |
 
 mod audit;
@@ -35,6 +37,7 @@ mod extract;
 mod gate;
 mod guard;
 pub mod mcp;
+mod openapi;
 mod routes;
 mod state;
 mod submit;
@@ -53,8 +56,8 @@ use scanq::catalog::Catalog;
 use scanq::config::Config;
 use scanq::metrics::Metrics;
 use scanq::queue::{Listener, Queue};
+use scanq::reload::{Live, LiveCell};
 use scanq::stats::Stats;
-use scanq::validate::TargetPolicy;
 
 pub use error::AppError;
 pub use state::AppState;
@@ -63,18 +66,22 @@ use system::SystemProbe;
 /// Builds the application state (connects the pool and the notification listener).
 pub async fn state(cfg: Config, catalog: Catalog) -> anyhow::Result<AppState> {
     let auth = auth::Auth::load(cfg.api_tokens_file.as_deref()).map_err(anyhow::Error::msg)?;
-    let targets = TargetPolicy::parse(&cfg.allowed_targets, &cfg.denied_targets, cfg.max_hosts)
-        .map_err(|e| anyhow::anyhow!("allowed_targets/denied_targets: {e}"))?;
     let pool = scanq::queue::pool(&cfg).map_err(anyhow::Error::msg)?;
     let queue = Queue::with_catalog(pool.clone(), &cfg, &catalog);
+    let live = Live::new(cfg.clone(), catalog).map_err(anyhow::Error::msg)?;
     let stats = Stats::new(pool.clone(), queue.keys().clone());
     let listener = Listener::start(pool, queue.keys().notify_channel());
     if let Err(err) = queue.prepare().await {
         let error = cfg.redact_secrets(&err.to_string());
         tracing::warn!(%error, "Redis not reachable at start; will keep trying");
     }
-    let scheduler =
-        scanq::schedule::Scheduler::new(queue.clone(), catalog.clone(), targets.clone(), &cfg);
+    // The catalog and scope in force at start (a SIGHUP reload does not reach the scheduler yet).
+    let scheduler = scanq::schedule::Scheduler::new(
+        queue.clone(),
+        live.catalog.clone(),
+        live.targets.clone(),
+        &cfg,
+    );
     let webhooks = scanq::webhook::Dispatcher::new(
         scanq::webhook::WebhookStore::new(queue.pool().clone(), queue.keys().prefix()),
         &cfg,
@@ -84,8 +91,7 @@ pub async fn state(cfg: Config, catalog: Catalog) -> anyhow::Result<AppState> {
             scheduler,
             webhooks,
             cfg,
-            catalog,
-            targets,
+            live: LiveCell::new(live),
             queue,
             listener,
             metrics: Metrics::new(),
@@ -112,6 +118,8 @@ pub fn router(state: AppState) -> Router {
         .merge(mcp::router())
         .merge(routes::stats::router())
         .merge(routes::workers::router())
+        .merge(routes::whoami::router())
+        .fallback(no_route)
         .layer(DefaultBodyLimit::max(state.inner.cfg.max_body_bytes))
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -123,6 +131,14 @@ pub fn router(state: AppState) -> Router {
         )))
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
+}
+
+/// Any path no route serves: a problem document like every other refusal.
+async fn no_route(method: axum::http::Method, uri: axum::http::Uri) -> AppError {
+    AppError::NoRoute {
+        method: method.to_string(),
+        path: uri.path().chars().take(200).collect(),
+    }
 }
 
 /// HTTP metrics per matched route.
@@ -157,7 +173,7 @@ fn open_mode_refusal(addr: SocketAddr) -> String {
 
 /// Serves the API on a bound listener until `shutdown` resolves. Without a tokens file it serves
 /// only on a loopback address (open mode); on any other address it refuses to start. SIGHUP
-/// re-reads the tokens file.
+/// re-reads the config file, catalog and target scope (`scanq::reload`) and the tokens file.
 pub async fn run(
     listener: tokio::net::TcpListener,
     cfg: Config,
@@ -173,7 +189,9 @@ pub async fn run(
         tracing::warn!(addr = %addr, "No tokens file: serving WITHOUT authentication (loopback only); set SCANQ_API_TOKENS_FILE to require tokens");
     }
     let state = state(cfg, catalog).await?;
-    let reload = tokio::spawn(reload_on_sighup(state.clone()));
+    // Installed before anything is served, so a SIGHUP never meets the default action (exit).
+    let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
+    let reload = tokio::spawn(reload_on_sighup(state.clone(), hup));
     let sweeper = tokio::spawn(sweep_listings(state.clone()));
     let schedules = tokio::spawn(fire_schedules(state.clone()));
     let webhooks = tokio::spawn(deliver_webhooks(state.clone()));
@@ -233,17 +251,24 @@ async fn deliver_webhooks(state: AppState) {
         .await;
 }
 
-/// Re-reads the tokens file on every SIGHUP.
-async fn reload_on_sighup(state: AppState) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut hup = match signal(SignalKind::hangup()) {
+/// On every SIGHUP: reads the config file, catalog and target scope again and swaps them in
+/// whole (or keeps the running set, naming the bad key), and re-reads the tokens file.
+async fn reload_on_sighup(state: AppState, hup: std::io::Result<tokio::signal::unix::Signal>) {
+    let mut hup = match hup {
         Ok(s) => s,
         Err(error) => {
-            tracing::error!(%error, "Cannot listen for SIGHUP; tokens reload only by restart");
+            tracing::error!(%error, "Cannot listen for SIGHUP; configuration and tokens reload only by restart");
             return;
         }
     };
     while hup.recv().await.is_some() {
+        let outcome = state.inner.live.reload(|_| Ok(()));
+        state
+            .inner
+            .metrics
+            .config_reloads
+            .with_label_values(&[outcome.as_str()])
+            .inc();
         state.inner.auth.reload_logged();
     }
 }

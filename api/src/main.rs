@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use scanq::boot::{Booted, boot, shutdown_signal};
+use scanq_api::auth::new_token;
 
 #[derive(Parser, Debug)]
 #[command(name = "scanq-api", version, about = "scanq HTTP API (REST, SSE, MCP)")]
@@ -52,20 +53,6 @@ enum TokenCommand {
         #[arg(long)]
         scopes: String,
     },
-}
-
-/// `scanq-api token new`: the text to print, or what is wrong with the arguments.
-fn new_token(name: &str, tenant: &str, scopes: &str) -> Result<String, String> {
-    use scanq_api::auth::{Scopes, entry_toml, generate_token, tokens::check_name};
-    check_name(name)?;
-    let tenant = scanq::domain::TenantId::parse(tenant).map_err(|e| e.0)?;
-    let scopes = Scopes::parse_list(scopes)?;
-    let token = generate_token()?;
-    Ok(format!(
-        "Token `{name}` for tenant `{tenant}` (shown only now; it is stored nowhere):\n\n    {token}\n\n\
-         Add this entry to the tokens file (SCANQ_API_TOKENS_FILE), then send the API SIGHUP:\n\n{}",
-        entry_toml(name, &tenant, scopes, &token)
-    ))
 }
 
 #[tokio::main]

@@ -2,14 +2,12 @@
 
 use std::sync::Arc;
 
-use scanq::catalog::Catalog;
 use scanq::config::Config;
 use scanq::domain::ToolName;
 use scanq::metrics::Metrics;
 use scanq::queue::{Listener, Queue};
-use scanq::request::Policy;
+use scanq::reload::{Live, LiveCell};
 use scanq::stats::Stats;
-use scanq::validate::TargetPolicy;
 
 use crate::auth::Auth;
 use crate::system::SystemProbe;
@@ -20,9 +18,11 @@ pub struct AppState {
 }
 
 pub struct Inner {
+    /// The configuration the process started with: the keys fixed at start are read here;
+    /// the reloadable ones (catalog, target scope, …) through [`AppState::live`].
     pub cfg: Config,
-    pub catalog: Catalog,
-    pub targets: TargetPolicy,
+    /// The reloadable set in force (SIGHUP swaps it whole).
+    pub live: LiveCell,
     pub queue: Queue,
     pub listener: Listener,
     pub metrics: Metrics,
@@ -41,21 +41,18 @@ impl AppState {
         &self.inner.queue
     }
 
+    /// The reloadable set in force: catalog, target scope and their configuration keys. Take
+    /// it once per request and use that one set throughout.
+    pub fn live(&self) -> Arc<Live> {
+        self.inner.live.current()
+    }
+
     /// Every catalog tool's name, in catalog order.
     pub fn tool_names(&self) -> Vec<ToolName> {
-        self.inner
+        self.live()
             .catalog
             .tools()
             .map(|(name, _)| name.clone())
             .collect()
-    }
-
-    pub fn policy(&self) -> Policy<'_> {
-        Policy {
-            catalog: &self.inner.catalog,
-            targets: &self.inner.targets,
-            allow_intrusive: self.inner.cfg.allow_intrusive,
-            default_max_attempts: self.inner.cfg.default_max_attempts,
-        }
     }
 }

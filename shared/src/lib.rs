@@ -12,6 +12,7 @@
 //! | [`queue`] | the queue as the API uses it (submit, read, wait, cancel, list) |
 //! | [`stats`] | fleet-wide numbers: counts, queue depth and age, percentiles, live workers |
 //! | [`config`] | one typed configuration |
+//! | [`reload`] | the reloadable set (catalog, scope, …) and its SIGHUP swap |
 //! | [`boot`] | the binaries' start-up: config, `--print-config`, telemetry, catalog, shutdown signal |
 //! | [`telemetry`] | logging set-up |
 //! | [`metrics`] | Prometheus metric definitions |
@@ -27,6 +28,7 @@ pub mod keys;
 pub mod metrics;
 pub mod nmap;
 pub mod queue;
+pub mod reload;
 pub mod request;
 pub mod schedule;
 pub mod scripts;

@@ -27,6 +27,8 @@ pub struct Metrics {
     pub breaker_transitions: IntCounterVec,
     pub breaker_calls: IntCounterVec,
     pub http_requests: IntCounterVec,
+    /// SIGHUP reloads of config, catalog and target scope, by `result` (`ok`, `refused`).
+    pub config_reloads: IntCounterVec,
     pub http_duration: HistogramVec,
     pub workers_alive: IntGauge,
     /// Packets of confined tool runs that the kernel refused (worker; docs/sandbox.md).
@@ -124,6 +126,17 @@ impl Metrics {
                 "Breaker decisions and outcomes",
                 &["tool", "result"],
             ),
+            config_reloads: {
+                let c = counter(
+                    "scanq_config_reloads_total",
+                    "Configuration reloads (SIGHUP) by result",
+                    &["result"],
+                );
+                for result in ["ok", "refused"] {
+                    c.with_label_values(&[result]);
+                }
+                c
+            },
             http_requests: counter(
                 "scanq_http_requests_total",
                 "HTTP requests",

@@ -30,6 +30,10 @@ pub const FIELDS: &[&str] = &[
     "run_at",
 ];
 
+/// How far in the past a `run_at` may lie and still be taken as "now" (clocks of clients and
+/// server differ a little); anything older is refused rather than silently run at once.
+pub const RUN_AT_SKEW_SEC: u64 = 300;
+
 /// What the server needs to judge a request.
 #[derive(Debug, Clone)]
 pub struct Policy<'a> {
@@ -160,10 +164,19 @@ impl JobSpec {
                     "e.g. 2026-11-22T03:00:00Z",
                 )
             })?;
-            let ahead = when
-                .duration_since(std::time::SystemTime::now())
-                .unwrap_or_default()
-                .as_millis() as u64;
+            let now = std::time::SystemTime::now();
+            if now
+                .duration_since(when)
+                .is_ok_and(|behind| behind.as_secs() > RUN_AT_SKEW_SEC)
+            {
+                return Err(invalid(
+                    "run_at",
+                    format!("`{at}` is more than {RUN_AT_SKEW_SEC} s in the past"),
+                    "a time from now to 30 days ahead (up to 5 minutes past is taken as now, \
+                     for clock skew); leave run_at out to run at once",
+                ));
+            }
+            let ahead = when.duration_since(now).unwrap_or_default().as_millis() as u64;
             if ahead > 30 * 86_400 * 1000 {
                 return Err(invalid(
                     "run_at",
@@ -261,6 +274,26 @@ mod tests {
             RequestError::Invalid(e) => e.field,
             RequestError::UnknownTool(t) => format!("unknown tool {t}"),
         })
+    }
+
+    #[test]
+    fn run_at_in_the_past_is_now_within_the_skew_and_refused_beyond_it() {
+        let at = |secs_ago: u64| {
+            let t = std::time::SystemTime::now() - std::time::Duration::from_secs(secs_ago);
+            humantime::format_rfc3339_seconds(t).to_string()
+        };
+        let spec = with_policy(|p| {
+            JobSpec::from_json(
+                &json!({"tool":"nmap","target":"10.0.0.5","run_at": at(60)}),
+                p,
+            )
+        })
+        .unwrap();
+        assert_eq!(spec.delay_ms, 0);
+        let body = json!({"tool":"nmap","target":"10.0.0.5","run_at": at(RUN_AT_SKEW_SEC + 60)});
+        assert_eq!(field_of(body), "run_at");
+        let body = json!({"tool":"nmap","target":"10.0.0.5","run_at": "2000-01-01T00:00:00Z"});
+        assert_eq!(field_of(body), "run_at");
     }
 
     #[test]

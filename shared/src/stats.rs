@@ -1,5 +1,6 @@
 //! Fleet-wide numbers read from Redis: per-tool counts by state, queue depth, the age of the
-//! oldest ready job, percentiles of recent queue waits and run times (`GET /v1/stats`), the
+//! oldest ready job, percentiles of recent queue waits and run times (`GET /v1/stats`; a
+//! tenant's token sees its own counts instead, [`ToolStats::for_tenant`]), the
 //! gauges the API sets when `/metrics` is scraped, and the live workers (`GET /v1/workers`).
 //!
 //! Everything here only reads, and every read is O(1) or bounded: the scripts keep the counts
@@ -72,6 +73,30 @@ pub struct ToolStats {
     pub queue_wait: Percentiles,
     /// Time from claimed to finished, over the most recent finished attempts.
     pub run_time: Percentiles,
+}
+
+impl ToolStats {
+    /// The same numbers for one tenant: its own counts, depth and oldest queued age (from
+    /// `tally`), next to the fleet's queue-wait and run-time percentiles, which are the service
+    /// level every tenant gets and name no job.
+    pub fn for_tenant(self, tally: &crate::queue::TenantTally, now_ms: u64) -> Self {
+        let own = tally.tools.get(&self.tool);
+        let count = |s: JobState| {
+            own.and_then(|t| t.counts.get(s.as_str()).copied())
+                .unwrap_or(0)
+        };
+        Self {
+            counts: JobState::ALL
+                .iter()
+                .map(|s| (s.as_str().to_owned(), count(*s)))
+                .collect(),
+            queue_depth: count(JobState::Queued) + count(JobState::Scheduled),
+            oldest_queued_age_ms: own
+                .and_then(|t| t.oldest_queued_ms)
+                .map(|ms| now_ms.saturating_sub(ms)),
+            ..self
+        }
+    }
 }
 
 /// A live worker as it describes itself in its heartbeat (`worker/src/runner.rs`).

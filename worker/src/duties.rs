@@ -38,8 +38,11 @@ async fn deliver_webhooks(w: SharedRef) {
 /// Fires due schedules, like every API and worker process (`scanq::schedule`): no leader.
 async fn fire_schedules(w: SharedRef) {
     let queue = w.job_events.queue.clone();
+    // The catalog and scope in force at start (a SIGHUP reload does not reach running
+    // schedulers yet).
+    let live = w.live.current();
     let scheduler =
-        scanq::schedule::Scheduler::new(queue, w.catalog.clone(), w.targets.clone(), &w.cfg);
+        scanq::schedule::Scheduler::new(queue, live.catalog.clone(), live.targets.clone(), &w.cfg);
     let counter = w.metrics.schedule_runs.clone();
     scheduler
         .run(move |r| counter.with_label_values(&[r.label()]).inc())
@@ -126,6 +129,8 @@ async fn heartbeat_loop(w: SharedRef) {
                 .cloned()
                 .collect(),
             tools: w
+                .live
+                .current()
                 .catalog
                 .tools()
                 .map(|(name, spec)| {

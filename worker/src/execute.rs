@@ -28,7 +28,10 @@ pub fn binary_present(command: &str) -> bool {
 /// Runs one attempt; `None` when the attempt is no longer ours (its result must not be written).
 pub async fn attempt(w: &SharedRef, job: &RunningJob, claimed: &ClaimedJob) -> Option<Completion> {
     let job_ref = claimed.job_ref.as_str();
-    let Some(spec) = w.catalog.get(&job.id.tool) else {
+    // One set for the whole attempt, whatever a reload swaps in meanwhile; a job queued before
+    // a reload is checked against the scope in force when it is claimed.
+    let live = w.live.current();
+    let Some(spec) = live.catalog.get(&job.id.tool) else {
         let e = ErrorInfo::new(
             ErrorType::NotFound,
             format!("tool {} is not in this worker's catalog", job.id.tool),
@@ -42,7 +45,7 @@ pub async fn attempt(w: &SharedRef, job: &RunningJob, claimed: &ClaimedJob) -> O
         raw_args: &claimed.args_raw,
         intrusive: claimed.intrusive,
     };
-    let (target, args) = match recheck(spec, &w.targets, w.cfg.allow_intrusive, &stored) {
+    let (target, args) = match recheck(spec, &live.targets, live.cfg.allow_intrusive, &stored) {
         Ok(ok) => ok,
         Err(e) => {
             tracing::warn!(field = %e.field, error = %e.message, "Job refused by the worker's check");
@@ -64,7 +67,7 @@ pub async fn attempt(w: &SharedRef, job: &RunningJob, claimed: &ClaimedJob) -> O
         Executor::Sleep => sleep_executor(args.as_slice(), timeout, &job.cancel).await,
         Executor::Exec => {
             let resolved = scanq::validate::resolve_for_scan(
-                &w.targets,
+                &live.targets,
                 w.resolver.as_ref(),
                 &target,
                 spec.max_hosts,

@@ -45,7 +45,42 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let worker = Worker::connect(cfg, catalog).await?;
     let http = tokio::spawn(http::serve(metrics_listener, worker.clone()));
+    // Installed before anything is served, so a SIGHUP never meets the default action (exit).
+    let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
+    let reload = tokio::spawn(reload_on_sighup(worker.shared.clone(), hup));
     worker.run(shutdown).await;
     http.abort();
+    reload.abort();
     Ok(())
+}
+
+/// On every SIGHUP: reads the config file, catalog and target scope again and swaps them in
+/// whole, or keeps the running set and names what was wrong. The tools a worker claims are
+/// fixed at its start, so a catalog that adds or removes one is refused here (restart the
+/// worker for it); their flags, templates, limits and the scope reload.
+async fn reload_on_sighup(w: state::SharedRef, hup: std::io::Result<tokio::signal::unix::Signal>) {
+    let mut hup = match hup {
+        Ok(s) => s,
+        Err(error) => {
+            tracing::error!(%error, "Cannot listen for SIGHUP; configuration reloads only by restart");
+            return;
+        }
+    };
+    while hup.recv().await.is_some() {
+        let serving = w.live.current().catalog.names();
+        let outcome = w.live.reload(|new| {
+            let names = new.catalog.names();
+            if names == serving {
+                return Ok(());
+            }
+            Err(format!(
+                "catalog: this worker claims the tools {serving:?} and the new catalog has \
+                 {names:?}; adding or removing a tool takes a worker restart"
+            ))
+        });
+        w.metrics
+            .config_reloads
+            .with_label_values(&[outcome.as_str()])
+            .inc();
+    }
 }

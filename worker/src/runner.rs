@@ -14,7 +14,8 @@ use scanq::config::Config;
 use scanq::domain::{StopReason, ToolName};
 use scanq::metrics::Metrics;
 use scanq::queue::{Consumer, Listener, StartedJob};
-use scanq::validate::{Resolver, SystemResolver, TargetPolicy};
+use scanq::reload::{Live, LiveCell};
+use scanq::validate::{Resolver, SystemResolver};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -89,8 +90,6 @@ impl Worker {
         catalog: Catalog,
         resolver: Arc<dyn Resolver>,
     ) -> anyhow::Result<Self> {
-        let targets = TargetPolicy::parse(&cfg.allowed_targets, &cfg.denied_targets, cfg.max_hosts)
-            .map_err(|e| anyhow::anyhow!("allowed_targets/denied_targets: {e}"))?;
         // Before Redis: a worker that must confine and cannot refuses to start at once.
         let (confinement, egress) = crate::confine::setup(&cfg).await?;
         let id = cfg.worker_id.clone().unwrap_or_else(default_id);
@@ -104,13 +103,13 @@ impl Worker {
             &cfg,
             &catalog,
         ));
+        let live = Live::new(cfg.clone(), catalog).map_err(anyhow::Error::msg)?;
         let shared = Arc::new(Shared {
             job_events,
             cfg,
-            catalog,
+            live: LiveCell::new(live),
             queue,
             metrics: Metrics::new(),
-            targets,
             resolver,
             cancels,
             running: Mutex::new(HashMap::new()),
@@ -221,7 +220,7 @@ impl Worker {
         }
         let duties = crate::duties::spawn(self.shared.clone());
         let w = &self.shared;
-        tracing::info!(worker = %self.id(), tools = ?w.catalog.names(), concurrency = w.cfg.worker_concurrency, "Worker started");
+        tracing::info!(worker = %self.id(), tools = ?w.live.current().catalog.names(), concurrency = w.cfg.worker_concurrency, "Worker started");
         let mut failing = false;
         let idle_wait = Duration::from_millis(w.cfg.reap_interval_ms.clamp(100, 2000));
         while !stop.is_cancelled() {

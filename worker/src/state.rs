@@ -6,12 +6,12 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use scanq::catalog::Catalog;
 use scanq::config::Config;
 use scanq::domain::{JobId, StopReason};
 use scanq::metrics::Metrics;
 use scanq::queue::{Consumer, Listener};
-use scanq::validate::{Resolver, TargetPolicy};
+use scanq::reload::LiveCell;
+use scanq::validate::Resolver;
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
@@ -53,11 +53,12 @@ impl RunningJob {
 
 /// The worker's shared state.
 pub struct Shared {
+    /// The configuration the worker started with (keys fixed at start).
     pub cfg: Config,
-    pub catalog: Catalog,
+    /// The reloadable set in force: catalog, target scope, `allow_intrusive` (SIGHUP swaps it).
+    pub live: LiveCell,
     pub queue: Consumer,
     pub metrics: Metrics,
-    pub targets: TargetPolicy,
     pub resolver: Arc<dyn Resolver>,
     /// Wakes attempts whose job got a cancel request (tag → waiter).
     pub cancels: Listener,

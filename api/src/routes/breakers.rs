@@ -2,7 +2,7 @@
 //! `GET /v1/breakers/{tool}`, `POST /v1/breakers/{tool}/{open|close|reset}`,
 //! `POST /v1/tools/{tool}/{enable|disable}`.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use scanq::breaker::ForceAction;
@@ -10,8 +10,9 @@ use scanq::domain::ToolName;
 use scanq::validate::ValidationError;
 use serde_json::{Value, json};
 
-use crate::error::AppError;
-use crate::extract::Caller;
+use crate::error::{AppError, ProblemBody};
+use crate::extract::{Caller, PathParams};
+use crate::openapi::ToolParam;
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -25,16 +26,19 @@ pub fn router() -> Router<AppState> {
 fn tool_of(state: &AppState, tool: &str) -> Result<ToolName, AppError> {
     let name = ToolName::parse(tool).map_err(|_| AppError::UnknownTool(tool.to_owned()))?;
     state
-        .inner
+        .live()
         .catalog
         .get(&name)
         .ok_or_else(|| AppError::UnknownTool(tool.to_owned()))?;
     Ok(name)
 }
 
-async fn list(State(state): State<AppState>) -> Result<Json<Value>, AppError> {
+/// Every tool's breaker.
+#[utoipa::path(get, path = "/v1/breakers", operation_id = "list_breakers", tag = "breakers",
+    responses((status = 200, description = "`breakers`: tool → snapshot", body = Object)))]
+pub(crate) async fn list(State(state): State<AppState>) -> Result<Json<Value>, AppError> {
     let mut out = serde_json::Map::new();
-    for name in state.inner.catalog.names() {
+    for name in state.live().catalog.names() {
         let tool = tool_of(&state, &name)?;
         let snap = state.queue().breaker_snapshot(&tool).await?;
         out.insert(
@@ -45,9 +49,13 @@ async fn list(State(state): State<AppState>) -> Result<Json<Value>, AppError> {
     Ok(Json(json!({ "breakers": out })))
 }
 
-async fn one(
+/// One tool's breaker: state, counters, recent transitions.
+#[utoipa::path(get, path = "/v1/breakers/{tool}", operation_id = "get_breaker", tag = "breakers", params(ToolParam),
+    responses((status = 200, description = "The breaker snapshot", body = Object),
+        (status = 404, description = "Unknown tool", body = ProblemBody, content_type = "application/problem+json")))]
+pub(crate) async fn one(
     State(state): State<AppState>,
-    Path(tool): Path<String>,
+    PathParams(tool): PathParams<String>,
 ) -> Result<Json<Value>, AppError> {
     let tool = tool_of(&state, &tool)?;
     let snap = state.queue().breaker_snapshot(&tool).await?;
@@ -56,10 +64,16 @@ async fn one(
     ))
 }
 
-async fn force(
+/// Force a breaker open or closed, or reset it (admin).
+#[utoipa::path(post, path = "/v1/breakers/{tool}/{action}", operation_id = "force_breaker", tag = "breakers",
+    params(ToolParam, ("action" = String, Path, description = "open, close or reset", pattern = "^(open|close|reset)$")),
+    responses((status = 200, description = "`transition` (or null) and the new `breaker`", body = Object),
+        (status = 404, description = "Unknown tool", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 422, description = "Unknown action", body = ProblemBody, content_type = "application/problem+json")))]
+pub(crate) async fn force(
     State(state): State<AppState>,
     caller: Caller,
-    Path((tool, action)): Path<(String, String)>,
+    PathParams((tool, action)): PathParams<(String, String)>,
 ) -> Result<Json<Value>, AppError> {
     let name = tool_of(&state, &tool)?;
     let action: ForceAction = match action.as_str() {
@@ -72,7 +86,8 @@ async fn force(
             )));
         }
     };
-    let settings = &state.inner.catalog.get(&name).expect("checked").breaker;
+    let live = state.live();
+    let settings = &live.catalog.get(&name).expect("checked").breaker;
     let transition = state.queue().breaker_force(&name, settings, action).await?;
     tracing::info!(audit = "breaker", token = %caller.name, tenant = %caller.tenant, tool = %name, action = action.as_str(), changed = transition.is_some(), "Breaker action");
     if let Some(t) = &transition {
@@ -89,10 +104,16 @@ async fn force(
     Ok(Json(json!({ "transition": transition, "breaker": snap })))
 }
 
-async fn switch(
+/// Enable or disable a tool fleet-wide (admin).
+#[utoipa::path(post, path = "/v1/tools/{tool}/{action}", operation_id = "switch_tool", tag = "tools",
+    params(ToolParam, ("action" = String, Path, description = "enable or disable", pattern = "^(enable|disable)$")),
+    responses((status = 200, description = "`tool` and `enabled`", body = Object),
+        (status = 404, description = "Unknown tool", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 422, description = "Unknown action", body = ProblemBody, content_type = "application/problem+json")))]
+pub(crate) async fn switch(
     State(state): State<AppState>,
     caller: Caller,
-    Path((tool, action)): Path<(String, String)>,
+    PathParams((tool, action)): PathParams<(String, String)>,
 ) -> Result<Json<Value>, AppError> {
     let name = tool_of(&state, &tool)?;
     let enabled = match action.as_str() {

@@ -14,50 +14,86 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use futures::Stream;
 use serde::Deserialize;
+use utoipa::IntoParams;
 
 use scanq::scripts::WatchMode;
 
-use crate::error::AppError;
-use crate::extract::{Caller, JobId};
+use crate::error::{AppError, ProblemBody};
+use crate::extract::{Caller, JobId, Params};
+use crate::openapi::JobIdParam;
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/v1/jobs/{id}/events", get(events))
 }
 
-#[derive(Debug, Deserialize)]
-struct Params {
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct EventParams {
+    /// Resume after this event id (the `Last-Event-ID` header wins when both are sent).
+    #[param(minimum = 0)]
     last_event_id: Option<u64>,
+    /// `output` adds the tool's output lines as `output` events.
+    #[param(pattern = "^output$")]
     include: Option<String>,
 }
 
-async fn events(
+/// The job's events as Server-Sent Events: `state`, `progress`, `output`, `done`.
+#[utoipa::path(get, path = "/v1/jobs/{id}/events", operation_id = "job_events", tag = "jobs",
+    params(JobIdParam, EventParams,
+        ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this event id", minimum = 0, nullable = false)),
+    responses(
+        (status = 200, description = "An event stream; ends after `done`, whose data is the final job document", content_type = "text/event-stream", body = String),
+        (status = 404, description = "No such job for this tenant", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 422, description = "A parameter or header was refused", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub(crate) async fn events(
     State(state): State<AppState>,
     caller: Caller,
     JobId(id): JobId,
     headers: HeaderMap,
-    Query(p): Query<Params>,
+    Params(p): Params<EventParams>,
 ) -> Result<Response, AppError> {
+    let bad = |field: &str, msg: &str, hint: &str| {
+        AppError::Validation(scanq::validate::ValidationError::new(field, msg, hint))
+    };
+    let header_id = match headers.get("last-event-id") {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .ok_or_else(|| {
+                    bad(
+                        "Last-Event-ID",
+                        "must be an event id",
+                        "the id of the last event received, e.g. 7",
+                    )
+                })?,
+        ),
+    };
+    let with_output = match p.include.as_deref() {
+        None => false,
+        Some("output") => true,
+        Some(other) => {
+            return Err(bad(
+                "include",
+                &format!("`{other}` is not something to include"),
+                "output",
+            ));
+        }
+    };
     let Some((tool, _)) = state.queue().get(&caller.tenant, &id).await? else {
         return Err(AppError::NotFound);
     };
-    let after = headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .or(p.last_event_id)
-        .unwrap_or(0);
-    let with_output = p
-        .include
-        .as_deref()
-        .is_some_and(|i| i.split(',').any(|x| x == "output"));
+    let after = header_id.or(p.last_event_id).unwrap_or(0);
     let stream = event_stream(state, caller, id, tool, after, with_output);
     Ok(Sse::new(stream)
         .keep_alive(KeepAlive::default())

@@ -20,13 +20,24 @@ use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
 }
 
-async fn readyz(State(state): State<AppState>) -> Response {
+/// The process is alive.
+#[utoipa::path(get, path = "/healthz", tag = "meta",
+    responses((status = 200, description = "`ok`", body = String, content_type = "text/plain")))]
+pub(crate) async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Redis answers and the scripts are loaded.
+#[utoipa::path(get, path = "/readyz", tag = "meta",
+    responses((status = 200, description = "`{\"status\":\"ready\"}`", body = Object),
+        (status = 503, description = "Not ready (`Retry-After`)", body = Object)))]
+pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
     let check = tokio::time::timeout(Duration::from_secs(1), state.queue().ready()).await;
     match check {
         Ok(Ok(true)) => (StatusCode::OK, Json(json!({"status": "ready"}))).into_response(),
@@ -51,7 +62,11 @@ async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
-async fn health(State(state): State<AppState>) -> Response {
+/// Every check with its priority.
+#[utoipa::path(get, path = "/health", tag = "meta",
+    responses((status = 200, description = "Healthy or degraded", body = Object),
+        (status = 503, description = "A critical check failed", body = Object)))]
+pub(crate) async fn health(State(state): State<AppState>) -> Response {
     let report = checks::run(&state).await;
     let status = match report.status {
         checks::Status::Unhealthy => StatusCode::SERVICE_UNAVAILABLE,
@@ -98,7 +113,10 @@ async fn fleet_gauges(state: &AppState) {
     }
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
+/// Prometheus metrics.
+#[utoipa::path(get, path = "/metrics", tag = "meta",
+    responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
+pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     fleet_gauges(&state).await;
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

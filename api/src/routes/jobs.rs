@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -11,12 +11,14 @@ use scanq::domain::{CorrelationId, JobDocument, JobState, ToolName};
 use scanq::queue::QueueError;
 use scanq::request::JobSpec;
 use scanq::scripts::CancelOutcome;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::audit::{self, Subject};
 use crate::error::AppError;
-use crate::extract::{Caller, JobId, JsonBody};
+use crate::error::ProblemBody;
+use crate::extract::{Caller, JobId, JsonBody, Params};
+use crate::openapi::JobIdParam;
 use crate::state::AppState;
 use crate::submit::Refused;
 
@@ -27,12 +29,65 @@ pub fn router() -> Router<AppState> {
         .route("/v1/jobs/{id}/retry", post(retry))
 }
 
-async fn submit(
+/// A submit request (DESIGN §2). The handler reads the body as JSON and checks it field by
+/// field with `JobSpec::from_json`, so a refusal names the field; this type describes the same
+/// fields for `/openapi.json` (a test holds it to `scanq::request::FIELDS`). `tool`, `template`
+/// and the `timeout_sec` maximum are filled in from the live catalog.
+#[allow(dead_code)]
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = Submit)]
+pub struct SubmitBody {
+    /// A catalog tool (GET /v1/tools).
+    tool: String,
+    /// An IPv4 address, an IPv4 CIDR or a hostname, inside the server's target scope.
+    #[schema(min_length = 1, max_length = 253)]
+    target: String,
+    /// A template of the tool (GET /v1/tools).
+    template: Option<String>,
+    /// Extra flags, split with shell rules; each must be in the tool's flag policy.
+    #[schema(max_length = 2048)]
+    args: Option<String>,
+    #[schema(minimum = 1)]
+    timeout_sec: Option<u64>,
+    priority: Option<scanq::domain::Priority>,
+    #[schema(pattern = "^[A-Za-z0-9._:-]{1,64}$")]
+    correlation_id: Option<String>,
+    #[schema(minimum = 1, maximum = 20)]
+    max_attempts: Option<u32>,
+    /// Needed (with the server's `allow_intrusive`) for intrusive flags.
+    intrusive: Option<bool>,
+    /// Queue the job even while the tool's breaker is open, instead of 503.
+    queue_if_unavailable: Option<bool>,
+    /// Start no earlier than this many seconds from now (at most 30 days).
+    #[schema(minimum = 0, maximum = 2_592_000)]
+    delay_sec: Option<u64>,
+    /// Start no earlier than this RFC 3339 UTC time, within the next 30 days. A time up to
+    /// 5 minutes past (clock skew) runs at once; an older one is refused. Not together with
+    /// `delay_sec`.
+    #[schema(format = DateTime)]
+    run_at: Option<String>,
+}
+
+/// Submit a job.
+#[utoipa::path(post, path = "/v1/jobs", operation_id = "submit_job", tag = "jobs",
+    request_body(content = SubmitBody, content_type = "application/json"),
+    responses(
+        (status = 202, description = "Accepted; `Location` names the job", body = JobDocument),
+        (status = 200, description = "The same request was already accepted (idempotent)", body = JobDocument),
+        (status = 400, description = "Body is not JSON", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown tool", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "correlation_id names a different request", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 422, description = "A field was refused (`field`, `hint`)", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "Breaker open or queue store down (`Retry-After`)", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub(crate) async fn submit(
     State(state): State<AppState>,
     caller: Caller,
     JsonBody(body): JsonBody,
 ) -> Result<Response, AppError> {
-    let spec = JobSpec::from_json(&body, &state.policy())?;
+    let spec = JobSpec::from_json(&body, &state.live().policy())?;
     let submitted = crate::submit::submit(&state, &caller, &spec)
         .await
         .map_err(|r| match r {
@@ -54,17 +109,35 @@ async fn submit(
     Ok(resp)
 }
 
-#[derive(Debug, Deserialize)]
-struct ReadParams {
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ReadParams {
+    /// Long-poll up to this many seconds (capped by the server's `max_wait_sec`) for a
+    /// terminal state.
+    #[param(minimum = 0, maximum = 86_400)]
     wait: Option<u64>,
 }
 
-async fn read(
+/// A job's document; `?wait=` long-polls for a terminal state.
+#[utoipa::path(get, path = "/v1/jobs/{id}", operation_id = "get_job", tag = "jobs", params(JobIdParam, ReadParams),
+    responses(
+        (status = 200, description = "The job document", body = JobDocument),
+        (status = 404, description = "No such job for this tenant", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 422, description = "A parameter was refused", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub(crate) async fn read(
     State(state): State<AppState>,
     caller: Caller,
     JobId(id): JobId,
-    Query(p): Query<ReadParams>,
+    Params(p): Params<ReadParams>,
 ) -> Result<Response, AppError> {
+    if p.wait.is_some_and(|w| w > 86_400) {
+        return Err(AppError::Validation(scanq::validate::ValidationError::new(
+            "wait",
+            "must be at most 86400 seconds",
+            "0..=86400; the server caps the wait at its max_wait_sec",
+        )));
+    }
     let doc = match p.wait.filter(|w| *w > 0) {
         Some(wait) => {
             let wait = Duration::from_secs(wait.min(state.inner.cfg.max_wait_sec));
@@ -82,7 +155,23 @@ async fn read(
     Ok(Json(doc.ok_or(AppError::NotFound)?).into_response())
 }
 
-async fn cancel(
+/// What a cancel did.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CancelReply {
+    /// `cancelled` (it will never run) or `cancel_requested` (its worker stops it).
+    outcome: &'static str,
+    job: Option<JobDocument>,
+}
+
+/// Cancel a job: a queued job never runs; a running one is killed.
+#[utoipa::path(delete, path = "/v1/jobs/{id}", operation_id = "cancel_job", tag = "jobs", params(JobIdParam),
+    responses(
+        (status = 200, description = "Cancelled", body = CancelReply),
+        (status = 202, description = "Cancel requested; the worker stops the run", body = CancelReply),
+        (status = 404, description = "No such job for this tenant", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "The job already finished", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub(crate) async fn cancel(
     State(state): State<AppState>,
     caller: Caller,
     JobId(id): JobId,
@@ -107,7 +196,7 @@ async fn cancel(
         Ok(_) => StatusCode::ACCEPTED,
         Err(e) => return Err(AppError::from_cancel(e)),
     };
-    Ok((status, Json(json!({"outcome": outcome, "job": doc}))).into_response())
+    Ok((status, Json(CancelReply { outcome, job: doc })).into_response())
 }
 
 /// The audit subject of a job known by its ID (and its document, when it was read).
@@ -119,7 +208,14 @@ fn subject<'a>(id: &'a CorrelationId, doc: Option<&'a JobDocument>) -> Subject<'
     }
 }
 
-async fn retry(
+/// Re-run a failed or cancelled job (admin or owner).
+#[utoipa::path(post, path = "/v1/jobs/{id}/retry", operation_id = "retry_job", tag = "jobs", params(JobIdParam),
+    responses(
+        (status = 202, description = "Queued again", body = JobDocument),
+        (status = 404, description = "No such job for this tenant", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "The job is not failed or cancelled", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub(crate) async fn retry(
     State(state): State<AppState>,
     caller: Caller,
     JobId(id): JobId,
@@ -150,31 +246,53 @@ async fn retry(
     Ok((StatusCode::ACCEPTED, Json(doc)).into_response())
 }
 
-#[derive(Debug, Deserialize)]
-struct ListParams {
-    state: Option<String>,
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ListParams {
+    /// Only jobs in this state.
+    #[param(inline)]
+    state: Option<JobState>,
+    /// Only jobs of this tool.
+    #[param(pattern = "^[A-Za-z0-9_-]{1,32}$")]
     tool: Option<String>,
-    limit: Option<usize>,
+    /// Page size (default 50).
+    #[param(minimum = 1, maximum = 500)]
+    limit: Option<u64>,
+    /// `next_cursor` of the previous page.
+    #[param(minimum = 0, maximum = 9_223_372_036_854_775_807_i64)]
     cursor: Option<u64>,
+    /// Admins: list this tenant's jobs. Others may name only their own tenant. (Applied by
+    /// the auth layer, for every route.)
+    #[allow(dead_code)]
+    #[param(pattern = "^[A-Za-z0-9_-]{0,64}$")]
+    tenant: Option<String>,
 }
 
-async fn list(
+/// One page of jobs, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobList {
+    jobs: Vec<JobDocument>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    next_cursor: Option<u64>,
+}
+
+/// The caller's jobs, newest first, paginated.
+#[utoipa::path(get, path = "/v1/jobs", operation_id = "list_jobs", tag = "jobs", params(ListParams),
+    responses(
+        (status = 200, description = "One page of jobs", body = JobList),
+        (status = 422, description = "A parameter was refused", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub(crate) async fn list(
     State(state): State<AppState>,
     caller: Caller,
-    Query(p): Query<ListParams>,
+    Params(p): Params<ListParams>,
 ) -> Result<Response, AppError> {
     let bad = |field: &str, msg: String, hint: &str| {
         AppError::Validation(scanq::validate::ValidationError::new(field, msg, hint))
     };
-    let job_state = match p.state.as_deref() {
-        None | Some("") => None,
-        Some(s) => Some(
-            s.parse::<JobState>()
-                .map_err(|e| bad("state", e.to_string(), JobState::ACCEPTED))?,
-        ),
-    };
+    let job_state = p.state;
     let tool = match p.tool.as_deref() {
-        None | Some("") => None,
+        None => None,
         Some(t) => Some(
             ToolName::parse(t).map_err(|e| bad("tool", e.0, "a tool name from GET /v1/tools"))?,
         ),
@@ -183,9 +301,21 @@ async fn list(
     if !(1..=500).contains(&limit) {
         return Err(bad("limit", format!("{limit} is out of range"), "1..=500"));
     }
+    let limit = limit as usize;
+    if p.cursor.is_some_and(|c| c > i64::MAX as u64) {
+        return Err(bad(
+            "cursor",
+            "is past the last page".into(),
+            "a next_cursor from a previous page",
+        ));
+    }
     let (jobs, next) = state
         .queue()
         .list(&caller.tenant, job_state, tool.as_ref(), limit, p.cursor)
         .await?;
-    Ok(Json(json!({"jobs": jobs, "next_cursor": next})).into_response())
+    Ok(Json(JobList {
+        jobs,
+        next_cursor: next,
+    })
+    .into_response())
 }

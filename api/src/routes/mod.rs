@@ -10,4 +10,5 @@ pub mod schedules;
 pub mod stats;
 pub mod tools;
 pub mod webhooks;
+pub mod whoami;
 pub mod workers;

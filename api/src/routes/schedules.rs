@@ -129,11 +129,8 @@ pub async fn put_schedule(
     body: &Value,
 ) -> Result<(bool, Value), AppError> {
     let id = schedule_id(id)?;
-    let def = ScheduleDef::from_json(
-        body,
-        &state.policy(),
-        state.inner.cfg.schedule_min_every_sec,
-    )?;
+    let live = state.live();
+    let def = ScheduleDef::from_json(body, &live.policy(), state.inner.cfg.schedule_min_every_sec)?;
     let store = &scheduler(state).store;
     let now = store.now_ms().await?;
     let next = Scheduler::next_due(&def, &id, now, now);

@@ -15,7 +15,13 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/v1/workers", get(list))
 }
 
-async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, AppError> {
+/// Live workers, their heartbeats and running jobs (named for admins only).
+#[utoipa::path(get, path = "/v1/workers", operation_id = "list_workers", tag = "fleet",
+    responses((status = 200, description = "`count` and `workers`", body = Object)))]
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Value>, AppError> {
     let workers: Vec<Value> = state
         .inner
         .stats

@@ -24,6 +24,10 @@ pub enum ConfigError {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
+    /// The TOML file this configuration was read from (`--config`, `SCANQ_CONFIG`), which a
+    /// reload (`scanq::reload`) reads again. Not a key of the file itself.
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
     /// `redis://[user:password@]host:port[/db]`, `rediss://…` for TLS, or `unix:///path`.
     pub redis_url: String,
     pub key_prefix: String,
@@ -161,6 +165,7 @@ pub enum LogFormat {
 impl Default for Config {
     fn default() -> Self {
         Self {
+            source: None,
             redis_url: "redis://127.0.0.1:6379".into(),
             key_prefix: "scanq".into(),
             api_addr: "127.0.0.1:8080".parse().expect("valid default"),
@@ -246,11 +251,13 @@ impl Config {
     pub fn load(file: Option<&std::path::Path>) -> Result<Self, ConfigError> {
         let mut fig = Figment::from(Serialized::defaults(Config::default()));
         let env_file = std::env::var_os("SCANQ_CONFIG").map(PathBuf::from);
-        if let Some(path) = file.map(PathBuf::from).or(env_file) {
+        let source = file.map(PathBuf::from).or(env_file);
+        if let Some(path) = &source {
             fig = fig.merge(Toml::file_exact(path));
         }
         fig = fig.merge(Env::prefixed("SCANQ_").ignore(&["CONFIG"]));
-        let cfg: Config = fig.extract().map_err(Box::new)?;
+        let mut cfg: Config = fig.extract().map_err(Box::new)?;
+        cfg.source = source;
         cfg.validate()?;
         Ok(cfg)
     }

@@ -24,7 +24,7 @@ pub struct UnknownVariant {
 macro_rules! string_enum {
     ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
         #[serde(rename_all = "snake_case")]
         pub enum $name { $($(#[$vmeta])* $variant),+ }
 
@@ -128,7 +128,7 @@ impl ErrorType {
 }
 
 /// Live progress of a running job.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ProgressInfo {
     pub percent: f64,
     pub eta_sec: Option<u64>,
@@ -136,7 +136,7 @@ pub struct ProgressInfo {
 }
 
 /// What the tool produced.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JobResult {
     pub exit_code: Option<i32>,
     pub stdout: String,
@@ -156,7 +156,7 @@ pub struct JobResult {
 }
 
 /// A confined run's record: what it could reach and how often it tried to go elsewhere.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Confinement {
     /// `nftables`.
     pub mode: String,
@@ -169,7 +169,7 @@ pub struct Confinement {
 }
 
 /// Why a job failed (or is waiting), with advice.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorInfo {
     #[serde(rename = "type")]
     pub kind: ErrorType,
@@ -190,7 +190,7 @@ impl ErrorInfo {
 }
 
 /// The job document of DESIGN §2, as served by `GET /v1/jobs/{id}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JobDocument {
     pub correlation_id: String,
     pub tool: String,

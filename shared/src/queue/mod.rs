@@ -42,6 +42,7 @@ pub use connect::{
 pub use consumer::{ClaimRound, Consumer, Heartbeat, StartedJob};
 pub use limits::retry_after_secs;
 pub use listen::{Listener, Subscription};
+pub use listing::{TenantTally, ToolTally};
 pub use mode::RedisMode;
 pub use sessions::McpSession;
 

@@ -75,7 +75,7 @@ fn scan_tool(ctx: &Ctx, name: &str) -> Option<ToolName> {
     let tool = ToolName::parse(name.strip_suffix(SCAN_SUFFIX)?).ok()?;
     let enabled = ctx
         .state
-        .inner
+        .live()
         .catalog
         .get(&tool)
         .is_some_and(|s| s.enabled);

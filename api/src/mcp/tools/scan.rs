@@ -35,12 +35,12 @@ const ACCEPTED: &[&str] = &[
 /// job is still running.
 pub(super) async fn call(ctx: &mut Ctx, tool: &ToolName, params: &Value, as_task: bool) -> Outcome {
     ctx.require(Scope::Submit)?;
-    let spec = ctx
-        .state
-        .inner
+    let live = ctx.state.live();
+    // A reload may have removed the tool since the caller looked it up.
+    let spec = live
         .catalog
         .get(tool)
-        .expect("checked by the caller");
+        .ok_or_else(|| AppError::UnknownTool(tool.to_string()))?;
     let mut accepted = ACCEPTED.to_vec();
     if port_flag(spec).is_some() {
         accepted.push("ports");
@@ -48,7 +48,7 @@ pub(super) async fn call(ctx: &mut Ctx, tool: &ToolName, params: &Value, as_task
     let args = args::arguments(params, &accepted)?;
     let wait = args::wait_sec(args)?;
     let body = submit_body(&ctx.state, tool, args)?;
-    let job = JobSpec::from_json(&body, &ctx.state.policy()).map_err(AppError::from)?;
+    let job = JobSpec::from_json(&body, &ctx.state.live().policy()).map_err(AppError::from)?;
     // The same gate, caps, audit and metric as `POST /v1/jobs`.
     let doc = crate::submit::submit(&ctx.state, &ctx.caller, &job)
         .await
@@ -80,11 +80,10 @@ fn submit_body(
     tool: &ToolName,
     args: &Map<String, Value>,
 ) -> Result<Value, ValidationError> {
-    let spec = state
-        .inner
-        .catalog
-        .get(tool)
-        .expect("checked by the caller");
+    let live = state.live();
+    let spec = live.catalog.get(tool).ok_or_else(|| {
+        ValidationError::new("tool", "is no longer in the catalog", "GET /v1/tools")
+    })?;
     let mut body: Map<String, Value> = args
         .iter()
         .filter(|(k, _)| !matches!(k.as_str(), "wait_sec" | "ports"))
@@ -94,7 +93,7 @@ fn submit_body(
     if let Some(ports) = fields::string(args, "ports", "e.g. 22,80,443")? {
         let flag = port_flag(spec).expect("ports is only accepted for tools with a port flag");
         let ctx = ArgContext {
-            server_allows_intrusive: state.inner.cfg.allow_intrusive,
+            server_allows_intrusive: live.cfg.allow_intrusive,
             request_intrusive: args.get("intrusive") == Some(&Value::Bool(true)),
         };
         spec.args

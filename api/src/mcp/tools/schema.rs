@@ -45,7 +45,7 @@ fn scan_input_schema(state: &AppState, spec: &ToolSpec) -> Value {
     let mut props = json!({
         "target": {"type": "string", "description": format!(
             "What to scan: an IPv4 address, an IPv4 CIDR or a hostname. Server scope: {}",
-            state.inner.targets.describe())},
+            state.live().targets.describe())},
         "args": {"type": "string", "maxLength": spec.args.max_bytes, "description": format!(
             "Extra flags, space-separated, no shell syntax and no targets. Allowed: {}",
             flags.join(", "))},
@@ -90,7 +90,8 @@ fn annotations(title: &str, read_only: bool, open_world: bool) -> Value {
 /// Every tool definition (`tools/list`).
 pub fn list(state: &AppState) -> Vec<Value> {
     let mut tools = vec![];
-    for (name, spec) in state.inner.catalog.tools().filter(|(_, s)| s.enabled) {
+    let live = state.live();
+    for (name, spec) in live.catalog.tools().filter(|(_, s)| s.enabled) {
         let description = format!(
             "{} Starts a {name} job and returns its correlation_id at once (the scan runs in the \
              background and may take minutes). Follow it with job_status (wait_sec up to 50) and \
@@ -149,7 +150,7 @@ pub fn list(state: &AppState) -> Vec<Value> {
         "description": "Your jobs, newest first, optionally filtered by state or tool; pass next_cursor back as cursor for the next page.",
         "inputSchema": {"type": "object", "properties": {
             "state": {"type": "string", "enum": JobState::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>()},
-            "tool": {"type": "string", "enum": state.inner.catalog.names()},
+            "tool": {"type": "string", "enum": state.live().catalog.names()},
             "limit": {"type": "integer", "minimum": 1, "maximum": 100, "description": "default 20"},
             "cursor": {"type": "string"},
         }, "additionalProperties": false},
@@ -160,7 +161,7 @@ pub fn list(state: &AppState) -> Vec<Value> {
         "annotations": annotations("List jobs", true, false),
     }));
     tools.extend(super::programs::definitions(
-        &state.inner.catalog.names(),
+        &state.live().catalog.names(),
         |title, read_only| annotations(title, read_only, false),
     ));
     tools

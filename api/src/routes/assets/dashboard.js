@@ -1,0 +1,198 @@
+// scanq dashboard: a hash-routed page over the REST API (no build step, no CDN).
+// Views: #/ overview, #/jobs list, #/jobs/ID detail, #/breakers, #/workers, #/tools, #/dead.
+"use strict";
+const $ = (id) => document.getElementById(id);
+const esc = (v) => String(v ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
+const tokenBox = $("token");
+tokenBox.value = localStorage.getItem("scanq-token") || "";
+tokenBox.onchange = () => { localStorage.setItem("scanq-token", tokenBox.value); whoami().then(route); };
+let me = { admin: false, scopes: [] };
+let timer = null;
+let stream = null;
+const samples = {}; // tool -> [{depth, running}] sampled by the overview, newest last
+
+function headers(extra) {
+  const h = Object.assign({}, extra || {});
+  if (tokenBox.value) h.Authorization = "Bearer " + tokenBox.value;
+  return h;
+}
+async function api(path, method) {
+  const r = await fetch(path, { method: method || "GET", headers: headers() });
+  const body = await r.json().catch(() => null);
+  if (!r.ok) throw new Error((body && (body.detail + (body.hint ? " — " + body.hint : ""))) || path + ": " + r.status);
+  return body;
+}
+const can = (scope) => me.admin || me.scopes.includes(scope);
+function status(text, bad) { const s = $("status"); s.textContent = text; s.className = bad ? "bad" : "muted"; }
+function table(head, rows) {
+  return "<table><tr>" + head.map((h) => `<th>${esc(h)}</th>`).join("") + "</tr>" +
+    rows.map((r) => "<tr>" + r.map((c) => `<td>${c}</td>`).join("") + "</tr>").join("") + "</table>";
+}
+function act(label, path, method, cls) {
+  return `<button class="${cls || ""}" data-path="${esc(path)}" data-method="${method || "POST"}">${esc(label)}</button>`;
+}
+document.addEventListener("click", async (e) => {
+  const b = e.target.closest("button[data-path]");
+  if (!b) return;
+  try { await api(b.dataset.path, b.dataset.method); status(b.textContent + ": done"); }
+  catch (err) { status(err.message, true); }
+  route();
+});
+function spark(values) {
+  if (values.length < 2) return '<svg class="spark"></svg>';
+  const max = Math.max(1, ...values);
+  const pts = values.map((v, i) => `${(i * 100) / (values.length - 1)},${30 - (v * 28) / max}`).join(" ");
+  return `<svg class="spark" viewBox="0 0 100 31" preserveAspectRatio="none"><polyline points="${pts}"/></svg>`;
+}
+const jobLink = (id) => `<a href="#/jobs/${encodeURIComponent(id)}">${esc(id)}</a>`;
+const pct = (j) => j.progress ? `<progress max="100" value="${j.progress.percent}"></progress> ${j.progress.percent.toFixed(0)}%` : "";
+
+async function overview() {
+  const stats = await api("/v1/stats");
+  const cards = (stats.tools || []).map((t) => {
+    const h = (samples[t.tool] = (samples[t.tool] || []).concat([{ depth: t.queue_depth, running: t.counts.running }]).slice(-90));
+    return `<div class="card" data-tool="${esc(t.tool)}"><b>${esc(t.tool)}</b>
+      <div>depth <b>${t.queue_depth}</b> · running <b>${t.counts.running}</b> · oldest ${t.oldest_queued_age_ms ?? "-"} ms</div>
+      <div class="muted">queue depth</div>${spark(h.map((x) => x.depth))}
+      <div class="muted">running</div>${spark(h.map((x) => x.running))}
+      <div>finished ok ${t.counts.succeeded} · failed ${t.counts.failed} · cancelled ${t.counts.cancelled}</div>
+      <div>wait p50/p95/p99 ${t.queue_wait.p50_ms ?? "-"}/${t.queue_wait.p95_ms ?? "-"}/${t.queue_wait.p99_ms ?? "-"} ms</div>
+      <div>run p50/p95/p99 ${t.run_time.p50_ms ?? "-"}/${t.run_time.p95_ms ?? "-"}/${t.run_time.p99_ms ?? "-"} ms</div></div>`;
+  });
+  return `<h2>Overview <span class="muted">(${esc(stats.scope)})</span></h2><div class="cards">${cards.join("")}</div>`;
+}
+
+function filters() {
+  const p = new URLSearchParams(location.hash.split("?")[1] || "");
+  return { state: p.get("state") || "", tool: p.get("tool") || "", tenant: p.get("tenant") || "", target: p.get("target") || "", since: p.get("since") || "" };
+}
+async function jobs(dead) {
+  const f = filters();
+  const q = new URLSearchParams({ limit: "50" });
+  if (dead) q.set("state", "failed"); else if (f.state) q.set("state", f.state);
+  if (f.tool) q.set("tool", f.tool);
+  if (f.tenant && me.admin) q.set("tenant", f.tenant);
+  let list = [], cursor = null, pages = 0;
+  do { // newest first; a few pages so the client-side filters have something to work on
+    if (cursor) q.set("cursor", cursor);
+    const page = await api("/v1/jobs?" + q);
+    list = list.concat(page.jobs); cursor = page.next_cursor; pages++;
+  } while (cursor && pages < (Number(new URLSearchParams(location.hash.split("?")[1] || "").get("pages")) || 1));
+  list = list.filter((j) => (!f.target || j.target.includes(f.target)) && (!f.since || j.created_at >= f.since));
+  const rows = list.map((j) => [jobLink(j.correlation_id), esc(j.tool), esc(j.target), `<span class="state">${esc(j.state)}</span>`, pct(j), esc(j.created_at)]);
+  const bulk = me.admin && list.length ? `<div>${list.length} shown:
+    <button id="bulk-cancel">Cancel all shown</button><button id="bulk-retry">Retry all shown</button></div>` : "";
+  const form = dead ? "<h2>Dead letters (failed jobs)</h2>" : `<h2>Jobs</h2><form class="filters" id="filter">
+    <select name="state"><option value="">any state</option>${["queued", "scheduled", "running", "succeeded", "failed", "cancelled"].map((s) => `<option ${s === f.state ? "selected" : ""}>${s}</option>`).join("")}</select>
+    <input name="tool" placeholder="tool" value="${esc(f.tool)}"> ${me.admin ? `<input name="tenant" placeholder="tenant" value="${esc(f.tenant)}">` : ""}
+    <input name="target" placeholder="target contains" value="${esc(f.target)}"> <input name="since" placeholder="since (RFC 3339)" value="${esc(f.since)}">
+    <button>Filter</button></form>`;
+  setTimeout(() => {
+    const form = $("filter");
+    if (form) form.onsubmit = (e) => { e.preventDefault(); location.hash = "#/jobs?" + new URLSearchParams(new FormData(form)); };
+    const each = (method, path) => async () => {
+      for (const j of list) { try { await api(path(j), method); } catch (e) { status(j.correlation_id + ": " + e.message, true); } }
+      route();
+    };
+    if ($("bulk-cancel")) $("bulk-cancel").onclick = each("DELETE", (j) => "/v1/jobs/" + encodeURIComponent(j.correlation_id));
+    if ($("bulk-retry")) $("bulk-retry").onclick = each("POST", (j) => "/v1/jobs/" + encodeURIComponent(j.correlation_id) + "/retry");
+  });
+  const more = cursor ? `<a href="#/jobs?${new URLSearchParams(Object.assign({}, f, { pages: pages + 1 }))}">more…</a>` : "";
+  return form + bulk + table(["id", "tool", "target", "state", "progress", "created"], rows) + more;
+}
+
+function resultTable(parsed) {
+  if (!parsed || !parsed.hosts) return "<p class='muted'>no parsed result</p>";
+  const rows = [];
+  for (const h of parsed.hosts) {
+    const addr = esc((h.addresses || [])[0]?.addr);
+    if (!(h.ports || []).length) rows.push([addr, "", "", esc(h.status?.state), "", ""]);
+    for (const p of h.ports || []) rows.push([addr, esc(p.protocol), esc(p.port), esc(p.state), esc(p.service?.name), esc([p.service?.product, p.service?.version].filter(Boolean).join(" "))]);
+  }
+  return table(["host", "proto", "port", "state", "service", "version"], rows);
+}
+async function follow(id) { // SSE over fetch, so the bearer token travels in a header
+  const ctl = new AbortController(); stream = ctl;
+  const r = await fetch(`/v1/jobs/${encodeURIComponent(id)}/events?include=output`, { headers: headers({ Accept: "text/event-stream" }), signal: ctl.signal });
+  const reader = r.body.getReader(); const dec = new TextDecoder(); let buf = "";
+  for (;;) {
+    const { value, done } = await reader.read(); if (done) return;
+    buf += dec.decode(value, { stream: true });
+    let i;
+    while ((i = buf.indexOf("\n\n")) >= 0) {
+      const block = buf.slice(0, i); buf = buf.slice(i + 2);
+      const kind = (block.match(/^event: ?(.*)$/m) || [])[1]; const data = block.split("\n").filter((l) => l.startsWith("data:")).map((l) => l.slice(5).trim()).join("\n");
+      if (!kind) continue;
+      if (kind === "output") { // raw output, live
+        try { const o = JSON.parse(data); const pre = $(o.stream === "stderr" ? "stderr" : "stdout"); if (pre) pre.textContent += o.text; } catch (e) { /* not JSON */ }
+        continue;
+      }
+      const t = $("timeline"); if (t) t.insertAdjacentHTML("beforeend", `<li>${esc(new Date().toLocaleTimeString())} <b>${esc(kind)}</b> ${esc(data.slice(0, 200))}</li>`);
+      if (kind === "progress") { try { const p = JSON.parse(data); $("bar").value = p.percent; $("phase").textContent = `${p.phase || ""} ${p.percent.toFixed(0)}%${p.eta_sec != null ? ", ETA " + p.eta_sec + " s" : ""}`; } catch (e) { /* not JSON */ } }
+      if (kind === "state") { try { $("state").textContent = JSON.parse(data).state || data; } catch (e) { $("state").textContent = data; } }
+      if (kind === "done") { ctl.abort(); setTimeout(route, 100); return; }
+    }
+  }
+}
+async function detail(id) {
+  const j = await api("/v1/jobs/" + encodeURIComponent(id));
+  const actions = [];
+  if (can("cancel") && !["succeeded", "failed", "cancelled"].includes(j.state)) actions.push(act("Cancel", "/v1/jobs/" + encodeURIComponent(id), "DELETE", "cancel"));
+  if (can("submit") && ["failed", "cancelled"].includes(j.state)) actions.push(act("Retry", "/v1/jobs/" + encodeURIComponent(id) + "/retry", "POST", "retry"));
+  const doc = ["tool", "target", "args", "attempt", "max_attempts", "priority", "created_at", "started_at", "finished_at", "queue_wait_ms", "duration_ms", "worker"]
+    .map((k) => [esc(k), esc(Array.isArray(j[k]) ? j[k].join(" ") : j[k])]);
+  if (j.error) doc.push(["error", `<span class="bad">${esc(j.error.type)}: ${esc(j.error.message)}</span><br>${esc(j.error.recovery_suggestion)}`]);
+  const p = j.progress || { percent: j.state === "succeeded" ? 100 : 0 };
+  const live = !["succeeded", "failed", "cancelled"].includes(j.state);
+  if (live) setTimeout(() => follow(id).catch(() => {}));
+  return `<h2>Job ${esc(id)} — <span id="state">${esc(j.state)}</span></h2><div>${actions.join("")}</div>
+    <p><progress id="bar" max="100" value="${p.percent}"></progress> <span id="phase">${esc(p.phase || "")} ${p.percent.toFixed(0)}%</span></p>
+    ${table(["field", "value"], doc)}<h2>Result</h2>${resultTable(j.result?.parsed)}
+    <h2>stdout</h2><pre id="stdout">${esc(j.result?.stdout)}</pre><h2>stderr</h2><pre id="stderr">${esc(j.result?.stderr)}</pre>
+    <h2>Events</h2><ol id="timeline"></ol>`;
+}
+async function breakers() {
+  const b = (await api("/v1/breakers")).breakers || {};
+  return "<h2>Breakers</h2>" + Object.entries(b).map(([tool, s]) =>
+    `<h3>${esc(tool)}: <span class="${s.state === "closed" ? "ok" : "bad"}">${esc(s.state)}</span></h3>
+    ${me.admin ? ["open", "close", "reset"].map((a) => act(a, `/v1/breakers/${tool}/${a}`)).join("") : ""}
+    ${table(["at", "from", "to", "reason"], (s.history || []).slice(0, 20).map((t) => [esc(t.at_ms ? new Date(t.at_ms).toISOString() : ""), esc(t.from), esc(t.to), esc(t.reason)]))}`).join("");
+}
+async function workers() {
+  const w = await api("/v1/workers");
+  return "<h2>Workers</h2>" + table(["id", "version", "pid", "running", "concurrency", "confinement", "heartbeat expires", "jobs"],
+    (w.workers || []).map((x) => [esc(x.id), esc(x.version), esc(x.pid), esc(x.running), esc(x.concurrency), esc(x.confinement), esc(new Date(x.heartbeat_expires_ms).toISOString()), (x.running_jobs || []).map((t) => esc(t)).join("<br>")]));
+}
+async function tools() {
+  const t = await api("/v1/tools");
+  return `<h2>Tools</h2><p class="muted">targets ${esc(t.targets)}</p>` + table(["tool", "enabled", "templates", "description", ""],
+    t.tools.map((x) => [esc(x.name), esc(x.enabled), esc(Object.keys(x.templates || {}).join(", ")), esc(x.description), me.admin ? act("enable", `/v1/tools/${x.name}/enable`) + act("disable", `/v1/tools/${x.name}/disable`) : ""]));
+}
+
+async function route() {
+  clearTimeout(timer);
+  if (stream) { stream.abort(); stream = null; }
+  const hash = location.hash.slice(1) || "/";
+  const path = hash.split("?")[0];
+  try {
+    let html;
+    if (path === "/") html = await overview();
+    else if (path === "/jobs") html = await jobs(false);
+    else if (path === "/dead") html = await jobs(true);
+    else if (path.startsWith("/jobs/")) html = await detail(decodeURIComponent(path.slice(6)));
+    else if (path === "/breakers") html = await breakers();
+    else if (path === "/workers") html = await workers();
+    else if (path === "/tools") html = await tools();
+    else html = "<p>no such page</p>";
+    $("view").innerHTML = html;
+    status("updated " + new Date().toLocaleTimeString());
+  } catch (e) { status(e.message, true); }
+  // Lists refresh every 2 s; a job detail follows its own event stream instead.
+  if (!path.startsWith("/jobs/")) timer = setTimeout(route, 2000);
+}
+async function whoami() {
+  try { me = await api("/v1/whoami"); $("who").textContent = `${me.name} · tenant ${me.tenant}${me.admin ? " · admin" : ""}`; }
+  catch (e) { me = { admin: false, scopes: [] }; $("who").textContent = e.message; }
+}
+window.addEventListener("hashchange", route);
+whoami().then(route);

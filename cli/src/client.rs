@@ -1,0 +1,145 @@
+//! The REST client: one base URL and bearer token, JSON in and out, refusals turned into
+//! [`Failure::Refused`] with the server's problem document, and the job event stream (SSE).
+
+use futures::StreamExt;
+use reqwest::Method;
+use serde_json::Value;
+
+/// Why a command did not succeed; each maps to one exit code (see `main`).
+#[derive(Debug)]
+pub enum Failure {
+    /// The server refused the request (exit 3): its status and problem document.
+    Refused { status: u16, problem: Value },
+    /// The job ended other than `succeeded` (exit 4).
+    JobFailed(Value),
+    /// The server could not be reached, or answered something unreadable (exit 1).
+    Other(String),
+}
+
+impl From<reqwest::Error> for Failure {
+    fn from(e: reqwest::Error) -> Self {
+        Self::Other(format!("cannot talk to the scanq API: {e}"))
+    }
+}
+
+pub struct Api {
+    base: String,
+    token: Option<String>,
+    http: reqwest::Client,
+}
+
+impl Api {
+    pub fn new(url: &str, token: Option<String>) -> Result<Self, Failure> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .build()?;
+        Ok(Self {
+            base: url.trim_end_matches('/').to_owned(),
+            token: token.filter(|t| !t.is_empty()),
+            http,
+        })
+    }
+
+    fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        let req = self.http.request(method, format!("{}{path}", self.base));
+        match &self.token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        }
+    }
+
+    /// Sends a request and reads a JSON answer; any status ≥ 400 is a refusal.
+    pub async fn json(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, Failure> {
+        let mut req = self.request(method, path);
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().await?;
+        let status = resp.status().as_u16();
+        let text = resp.text().await?;
+        let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        if status >= 400 {
+            return Err(Failure::Refused {
+                status,
+                problem: value,
+            });
+        }
+        Ok(value)
+    }
+
+    pub async fn get(&self, path: &str) -> Result<Value, Failure> {
+        self.json(Method::GET, path, None).await
+    }
+
+    /// Follows a job's event stream until `done`, calling `on_event(kind, data)` for each
+    /// event; returns the final job document (the data of `done`).
+    pub async fn follow(
+        &self,
+        id: &str,
+        mut on_event: impl FnMut(&str, &Value),
+    ) -> Result<Value, Failure> {
+        let resp = self
+            .request(Method::GET, &format!("/v1/jobs/{id}/events"))
+            .header("accept", "text/event-stream")
+            .send()
+            .await?;
+        let status = resp.status().as_u16();
+        if status >= 400 {
+            let text = resp.text().await?;
+            return Err(Failure::Refused {
+                status,
+                problem: serde_json::from_str(&text).unwrap_or(Value::String(text)),
+            });
+        }
+        let mut body = resp.bytes_stream();
+        let mut buf = String::new();
+        while let Some(chunk) = body.next().await {
+            buf.push_str(&String::from_utf8_lossy(&chunk?));
+            while let Some(end) = buf.find("\n\n") {
+                let block: String = buf.drain(..end + 2).collect();
+                let (kind, data) = parse_event(&block);
+                let data: Value = serde_json::from_str(&data).unwrap_or(Value::String(data));
+                if kind == "done" {
+                    return Ok(data);
+                }
+                if !kind.is_empty() {
+                    on_event(&kind, &data);
+                }
+            }
+        }
+        // The stream ended without `done` (the job expired meanwhile): read it once more.
+        self.get(&format!("/v1/jobs/{id}")).await
+    }
+}
+
+/// The `event:` name and joined `data:` lines of one SSE block (comments ignored).
+fn parse_event(block: &str) -> (String, String) {
+    let mut kind = String::new();
+    let mut data: Vec<&str> = Vec::new();
+    for line in block.lines() {
+        if let Some(v) = line.strip_prefix("event:") {
+            kind = v.trim().to_owned();
+        } else if let Some(v) = line.strip_prefix("data:") {
+            data.push(v.strip_prefix(' ').unwrap_or(v));
+        }
+    }
+    (kind, data.join("\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_block_gives_its_name_and_data() {
+        let (k, d) = parse_event("id: 3\nevent: progress\ndata: {\"percent\":5}\n\n");
+        assert_eq!((k.as_str(), d.as_str()), ("progress", "{\"percent\":5}"));
+        let (k, _) = parse_event(": keep-alive\n\n");
+        assert!(k.is_empty());
+    }
+}

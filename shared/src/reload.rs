@@ -1,0 +1,170 @@
+//! What a process may change without a restart (DESIGN §8): on SIGHUP the API and every worker
+//! read their config file, tool catalog and target scope again, validate the whole new set, and
+//! swap it in at once ([`LiveCell::reload`]). A bad set is refused with the key that is wrong
+//! and the old one stays in force; the outcome is logged and counted
+//! (`scanq_config_reloads_total{result}`).
+//!
+//! Reloadable ([`HOT_KEYS`]): the target scope (`allowed_targets`, `denied_targets`,
+//! `max_hosts`), `allow_intrusive`, `default_max_attempts` and the catalog (the file `catalog`
+//! names is read again even when its path did not change). Every other key is fixed at start
+//! (addresses, Redis, key prefix, pool sizes, timeouts, …): a reload that changes one is refused
+//! with that key's name, rather than half applied.
+
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+use crate::catalog::Catalog;
+use crate::config::Config;
+use crate::request::Policy;
+use crate::validate::TargetPolicy;
+
+/// Keys a reload may change.
+pub const HOT_KEYS: &[&str] = &[
+    "allowed_targets",
+    "denied_targets",
+    "max_hosts",
+    "allow_intrusive",
+    "default_max_attempts",
+    "catalog",
+];
+
+/// One consistent set: the configuration, the catalog it names and the target scope it sets.
+#[derive(Debug)]
+pub struct Live {
+    pub cfg: Config,
+    pub catalog: Catalog,
+    pub targets: TargetPolicy,
+}
+
+impl Live {
+    /// The set for `cfg` and `catalog` (the target scope parsed from `cfg`).
+    pub fn new(cfg: Config, catalog: Catalog) -> Result<Self, String> {
+        let targets = TargetPolicy::parse(&cfg.allowed_targets, &cfg.denied_targets, cfg.max_hosts)
+            .map_err(|e| format!("allowed_targets/denied_targets: {e}"))?;
+        Ok(Self {
+            cfg,
+            catalog,
+            targets,
+        })
+    }
+
+    /// Reads the whole set again (config file and environment, then the catalog it names),
+    /// and checks that it changes only [`HOT_KEYS`] compared with `running`.
+    pub fn load(file: Option<&Path>, running: &Config) -> Result<Self, String> {
+        let cfg = Config::load(file).map_err(|e| e.to_string())?;
+        if let Some(key) = fixed_key_changed(running, &cfg) {
+            return Err(format!(
+                "configuration key `{key}` changed, but it takes effect only at start: restart \
+                 the process for it (only {} reload)",
+                HOT_KEYS.join(", ")
+            ));
+        }
+        let catalog = Catalog::load(cfg.catalog.as_deref()).map_err(|e| e.to_string())?;
+        Self::new(cfg, catalog)
+    }
+
+    /// What a submit is judged against.
+    pub fn policy(&self) -> Policy<'_> {
+        Policy {
+            catalog: &self.catalog,
+            targets: &self.targets,
+            allow_intrusive: self.cfg.allow_intrusive,
+            default_max_attempts: self.cfg.default_max_attempts,
+        }
+    }
+}
+
+/// The first key outside [`HOT_KEYS`] whose value differs.
+fn fixed_key_changed(old: &Config, new: &Config) -> Option<String> {
+    let old = serde_json::to_value(old).ok()?;
+    let new = serde_json::to_value(new).ok()?;
+    let (old, new) = (old.as_object()?, new.as_object()?);
+    old.keys()
+        .chain(new.keys())
+        .filter(|k| !HOT_KEYS.contains(&k.as_str()))
+        .find(|k| old.get(*k) != new.get(*k))
+        .cloned()
+}
+
+/// How a reload ended (the `result` label of `scanq_config_reloads_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    Refused,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Refused => "refused",
+        }
+    }
+}
+
+/// The set in force, swapped whole on reload: readers take an `Arc` to one set and keep using
+/// it for the request or job at hand, so nothing ever sees half of an old and half of a new set.
+#[derive(Debug)]
+pub struct LiveCell(RwLock<Arc<Live>>);
+
+impl LiveCell {
+    pub fn new(live: Live) -> Self {
+        Self(RwLock::new(Arc::new(live)))
+    }
+
+    /// The set in force.
+    pub fn current(&self) -> Arc<Live> {
+        self.0.read().expect("live config lock").clone()
+    }
+
+    /// Reads the set again from the file the running one came from, checks it with `accept`
+    /// (what this process cannot take live), and swaps it in; on any error the running set stays
+    /// in force. Logs the outcome.
+    pub fn reload(&self, accept: impl FnOnce(&Live) -> Result<(), String>) -> Outcome {
+        let running = self.current();
+        let loaded = Live::load(running.cfg.source.as_deref(), &running.cfg)
+            .and_then(|live| accept(&live).map(|()| live));
+        match loaded {
+            Ok(live) => {
+                tracing::info!(
+                    tools = ?live.catalog.names(),
+                    targets = %live.targets.describe(),
+                    allow_intrusive = live.cfg.allow_intrusive,
+                    "Configuration reloaded"
+                );
+                *self.0.write().expect("live config lock") = Arc::new(live);
+                Outcome::Ok
+            }
+            Err(error) => {
+                tracing::error!(%error, "Configuration reload refused; the running configuration stays in force");
+                Outcome::Refused
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_hot_keys_may_change() {
+        let old = Config::default();
+        let mut new = old.clone();
+        new.allowed_targets = "10.0.0.0/8".into();
+        new.allow_intrusive = true;
+        assert_eq!(fixed_key_changed(&old, &new), None);
+        new.key_prefix = "other".into();
+        assert_eq!(fixed_key_changed(&old, &new).as_deref(), Some("key_prefix"));
+    }
+
+    #[test]
+    fn a_bad_scope_names_its_key() {
+        let cfg = Config {
+            allowed_targets: "10.0.0.0/33".into(),
+            ..Config::default()
+        };
+        let err = Live::new(cfg, Catalog::builtin()).unwrap_err();
+        assert!(err.contains("allowed_targets"), "{err}");
+    }
+}

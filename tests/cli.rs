@@ -1,0 +1,187 @@
+//! The `scanq` CLI (issue 14), run as the real binary against a live API and worker: submit
+//! with --watch and a parsed result table (real nmap against 127.0.0.1), the listings, result
+//! formats, cancel, and the documented exit codes (0 ok, 1 unreachable, 2 usage, 3 refused by
+//! the server with its detail and hint, 4 job failed or cancelled).
+
+use std::process::Output;
+use std::time::Duration;
+
+use scanq::catalog::Catalog;
+use scanq_tests::*;
+use serde_json::Value;
+
+struct Stack {
+    _redis: RedisServer,
+    _api: Task,
+    _worker: Task,
+    base: String,
+}
+
+async fn stack() -> Stack {
+    let redis = RedisServer::start().await;
+    let cfg = test_config(&redis, "cli");
+    let catalog = Catalog::from_sources(
+        scanq::catalog::DEFAULT_CATALOG,
+        Some(("test", INPROCESS_TOOLS)),
+    )
+    .unwrap();
+    let (api, base) = start_api(cfg.clone(), catalog.clone()).await;
+    let worker = start_worker(cfg, catalog).await;
+    Stack {
+        _redis: redis,
+        _api: api,
+        _worker: worker,
+        base,
+    }
+}
+
+/// Runs `scanq ARGS` against `url` (off the async runtime) and returns its output.
+async fn scanq(url: &str, args: &[&str]) -> Output {
+    let mut cmd = std::process::Command::new(bin("scanq"));
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("SCANQ_URL", url)
+        .args(args);
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap());
+    tokio::time::timeout(Duration::from_secs(120), out)
+        .await
+        .expect("scanq finished")
+        .unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submit_watch_prints_the_parsed_result_and_every_listing_answers() {
+    let s = stack().await;
+    let out = scanq(
+        &s.base,
+        &[
+            "submit",
+            "nmap",
+            "127.0.0.1",
+            "--template",
+            "quick",
+            "--id",
+            "cli-scan",
+            "--watch",
+        ],
+    )
+    .await;
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        text(&out.stderr)
+    );
+    assert!(stdout.contains("cli-scan succeeded"), "{stdout}");
+    assert!(
+        stdout.contains("HOST") && stdout.contains("127.0.0.1"),
+        "{stdout}"
+    );
+
+    let out = scanq(&s.base, &["result", "cli-scan", "--format", "csv"]).await;
+    assert_eq!(out.status.code(), Some(0));
+    assert!(text(&out.stdout).starts_with("host,protocol,port,state,service"));
+    let out = scanq(&s.base, &["result", "cli-scan", "--format", "xml"]).await;
+    assert!(
+        text(&out.stdout).contains("<nmaprun"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = scanq(&s.base, &["result", "cli-scan", "--format", "json"]).await;
+    let parsed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(parsed["hosts"].is_array(), "{parsed}");
+
+    for (args, header) in [
+        (vec!["jobs"], "cli-scan"),
+        (vec!["get", "cli-scan"], "succeeded"),
+        (vec!["tools"], "TEMPLATES"),
+        (vec!["workers"], "WORKER"),
+        (vec!["breakers"], "nmap"),
+        (vec!["stats"], "QUEUED"),
+    ] {
+        let out = scanq(&s.base, &args).await;
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        assert!(
+            text(&out.stdout).contains(header),
+            "{args:?}: {}",
+            text(&out.stdout)
+        );
+    }
+    let out = scanq(&s.base, &["--json", "stats"]).await;
+    let stats: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(stats["scope"], "fleet");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_cancels_and_usage_have_their_exit_codes() {
+    let s = stack().await;
+    // 3: refused, printed as detail + hint (no raw JSON).
+    let out = scanq(&s.base, &["submit", "noop", "db.example.org"]).await;
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("error (422): target:") && err.contains("\nhint: "),
+        "{err}"
+    );
+    assert!(!err.contains('{'), "{err}");
+    let out = scanq(&s.base, &["jobs", "--limit", "0"]).await;
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+
+    // 4: a job that ends cancelled.
+    let out = scanq(
+        &s.base,
+        &[
+            "submit",
+            "sleep",
+            "10.0.0.5",
+            "--args",
+            "--ms 60000",
+            "--id",
+            "long",
+        ],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = scanq(&s.base, &["cancel", "long"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).starts_with("long: cancel"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = scanq(&s.base, &["watch", "long"]).await;
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("job long cancelled"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // 2: usage; 1: nothing listening.
+    assert_eq!(scanq(&s.base, &["frobnicate"]).await.status.code(), Some(2));
+    let nowhere = format!("http://127.0.0.1:{}", free_port());
+    assert_eq!(scanq(&nowhere, &["tools"]).await.status.code(), Some(1));
+
+    // Offline helpers.
+    let out = scanq(
+        &s.base,
+        &[
+            "token", "new", "--name", "ci", "--tenant", "blue", "--scopes", "read",
+        ],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0));
+    assert!(text(&out.stdout).contains("[[tokens]]"));
+    let out = scanq(&s.base, &["completions", "bash"]).await;
+    assert!(text(&out.stdout).contains("scanq"));
+}

@@ -1,0 +1,117 @@
+"""Drives the dashboard in headless Chromium (selenium + chromedriver) against a live API.
+
+Environment: BASE (API URL), ADMIN and VIEWER (tokens of one tenant: admin, read-only),
+SHOTS (folder for screenshots). Prints one line per step; exits non-zero on the first failure.
+"""
+import json
+import os
+import sys
+import tempfile
+import time
+import urllib.request
+
+from selenium import webdriver
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.ui import WebDriverWait
+
+BASE, ADMIN, VIEWER, SHOTS = (os.environ[k] for k in ("BASE", "ADMIN", "VIEWER", "SHOTS"))
+os.makedirs(SHOTS, exist_ok=True)
+
+
+def step(msg):
+    print("step:", msg, flush=True)
+
+
+def call(method, path, token, body=None):
+    req = urllib.request.Request(BASE + path, method=method, headers={"Authorization": "Bearer " + token, "Content-Type": "application/json"},
+                                 data=json.dumps(body).encode() if body is not None else None)
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return json.load(r)
+
+
+profile = tempfile.mkdtemp(prefix="scanq-chromium-")
+opts = webdriver.ChromeOptions()
+opts.binary_location = "/usr/bin/chromium"
+for a in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+          "--disable-background-networking", "--disable-component-update", "--disable-sync",
+          "--disable-dev-shm-usage", "--window-size=1400,1000", "--user-data-dir=" + profile):
+    opts.add_argument(a)
+driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
+# The page re-renders as data arrives: a lookup may meet an element that was just replaced.
+wait = WebDriverWait(driver, 30, poll_frequency=0.2,
+                     ignored_exceptions=[StaleElementReferenceException, NoSuchElementException])
+try:
+    def login(token):
+        # As a person would: type the token into the box (kept in localStorage) and tab away.
+        driver.get(BASE + "/#/")
+        box = driver.find_element(By.ID, "token")
+        box.clear()
+        box.send_keys(token + Keys.TAB)
+        wait.until(lambda d: "tenant" in d.find_element(By.ID, "who").text)
+
+    def shot(name):
+        driver.save_screenshot(os.path.join(SHOTS, name + ".png"))
+
+    def go(hash_):
+        driver.get(BASE + "/" + hash_)
+
+    login(ADMIN)
+    wait.until(lambda d: "admin" in d.find_element(By.ID, "who").text)
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".card[data-tool='fake']"))
+    step("overview shows the tool cards")
+    shot("overview")
+
+    call("POST", "/v1/jobs", ADMIN, {"tool": "fake", "target": "127.0.0.1", "correlation_id": "ui-run",
+                                      "args": "--progress 40 --sleep-ms 60000"})
+    go("#/jobs")
+    row = "//tr[td/a[text()='ui-run']]"
+    wait.until(lambda d: d.find_elements(By.XPATH, row + "[td/span[text()='running']]//progress"))
+    step("the submitted job's row appears, running, with a progress bar")
+    shot("jobs")
+
+    driver.find_element(By.XPATH, row + "/td/a").click()
+    wait.until(lambda d: float(d.find_element(By.ID, "bar").get_attribute("value") or 0) > 0)
+    first = wait.until(lambda d: float(d.find_element(By.ID, "bar").get_attribute("value")))
+    wait.until(lambda d: float(d.find_element(By.ID, "bar").get_attribute("value")) > first)
+    assert "Connect Scan" in driver.find_element(By.ID, "phase").text, driver.find_element(By.ID, "phase").text
+    assert driver.find_elements(By.CSS_SELECTOR, "#timeline li"), "no events in the timeline"
+    wait.until(lambda d: "taskprogress" in d.find_element(By.ID, "stdout").text)
+    step("the detail view's progress bar moves with SSE progress events")
+    shot("detail")
+
+    driver.find_element(By.CSS_SELECTOR, "button.cancel").click()
+    wait.until(lambda d: d.find_element(By.ID, "state").text == "cancelled")
+    assert call("GET", "/v1/jobs/ui-run", ADMIN)["state"] == "cancelled"
+    assert driver.find_elements(By.CSS_SELECTOR, "button.retry"), "a cancelled job offers retry"
+    step("cancel from the UI cancels the running job")
+    shot("cancelled")
+
+    for page in ("breakers", "workers", "tools", "dead"):
+        go("#/" + page)
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#view h2"))
+        shot(page)
+    go("#/breakers")
+    wait.until(lambda d: d.find_elements(By.XPATH, "//button[text()='open']"))
+    step("admin pages render with their actions")
+
+    login(VIEWER)
+    go("#/breakers")
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#view h3"))
+    assert not driver.find_elements(By.XPATH, "//button[text()='open']"), "a read-only token sees breaker actions"
+    go("#/jobs/ui-run")
+    wait.until(lambda d: d.find_element(By.ID, "state").text == "cancelled")
+    assert not driver.find_elements(By.CSS_SELECTOR, "button.retry"), "a read-only token sees retry"
+    step("a read-only token sees no actions")
+    shot("viewer")
+    print("ok", flush=True)
+except Exception:
+    print("who:", driver.find_element(By.ID, "who").text, "status:", driver.find_element(By.ID, "status").text, flush=True)
+    for entry in driver.get_log("browser"):
+        print("browser:", entry, flush=True)
+    driver.save_screenshot(os.path.join(SHOTS, "failure.png"))
+    raise
+finally:
+    driver.quit()
