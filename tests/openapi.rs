@@ -180,6 +180,20 @@ async fn the_document_is_generated_with_the_live_catalog_and_the_enforced_constr
         doc["paths"]["/healthz"]["get"]["security"],
         serde_json::json!([])
     );
+    // The scan-program routes are documented like the rest.
+    for path in [
+        "/v1/schedules",
+        "/v1/schedules/{id}",
+        "/v1/schedules/{id}/runs",
+        "/v1/schedules/{id}/trigger",
+        "/v1/webhooks",
+        "/v1/webhooks/{id}",
+        "/v1/jobs/{id}/diff",
+        "/v1/jobs/{id}/result.xml",
+        "/v1/jobs/{id}/result.csv",
+    ] {
+        assert!(doc["paths"][path].is_object(), "{path} is not documented");
+    }
     // Every documented operation is routed (a bogus id, tool or action is refused, not 405).
     for (path, ops) in doc["paths"].as_object().unwrap() {
         let concrete = path

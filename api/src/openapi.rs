@@ -24,6 +24,25 @@ pub struct JobIdParam {
     id: String,
 }
 
+/// The `{id}` path segment of the schedule routes.
+#[allow(dead_code)]
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct ScheduleIdParam {
+    /// The schedule's id (the correlation-ID alphabet, at most 48 characters).
+    #[param(pattern = "^[A-Za-z0-9._:-]{1,48}$")]
+    id: String,
+}
+
+/// The `{id}` path segment of the webhook routes.
+#[allow(dead_code)]
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct WebhookIdParam {
+    /// The subscription's id, as `POST /v1/webhooks` answered it.
+    id: String,
+}
+
 /// The `{tool}` path segment: a catalog tool (filled in as an enum from the live catalog).
 #[allow(dead_code)]
 #[derive(Debug, IntoParams)]
@@ -45,6 +64,21 @@ pub struct ToolParam {
         routes::jobs::read,
         routes::jobs::cancel,
         routes::jobs::retry,
+        routes::exports::result_xml,
+        routes::exports::result_csv,
+        routes::exports::diff,
+        routes::schedules::list,
+        routes::schedules::read,
+        routes::schedules::upsert,
+        routes::schedules::remove,
+        routes::schedules::pause,
+        routes::schedules::resume,
+        routes::schedules::trigger,
+        routes::schedules::runs,
+        routes::webhooks::list,
+        routes::webhooks::create,
+        routes::webhooks::read,
+        routes::webhooks::remove,
         routes::events::events,
         routes::tools::list,
         routes::breakers::list,

@@ -1,7 +1,7 @@
 //! `/v1/jobs/{id}/result.xml`, `/v1/jobs/{id}/result.csv` and `/v1/jobs/{id}/diff`: a finished
 //! nmap job's result in forms other tools read, and what changed between two scans.
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -12,8 +12,9 @@ use scanq::validate::ValidationError;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::error::AppError;
-use crate::extract::{Caller, JobId};
+use crate::error::{AppError, ProblemBody};
+use crate::extract::{Caller, JobId, Params};
+use crate::openapi::JobIdParam;
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -52,7 +53,11 @@ fn typed(body: String, content_type: &'static str, truncated: bool) -> Response 
 
 /// nmap's XML exactly as the tool wrote it (the job's stdout); `Scanq-Truncated: true` when the
 /// output cap cut it.
-async fn result_xml(
+#[utoipa::path(get, path = "/v1/jobs/{id}/result.xml", operation_id = "job_result_xml", tag = "jobs", params(JobIdParam),
+    responses((status = 200, description = "nmap's XML as produced (`Scanq-Truncated: true` when cut)", body = String, content_type = "application/xml"),
+        (status = 404, description = "No such job for this tenant", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "The job has not finished, or has no nmap report", body = ProblemBody, content_type = "application/problem+json")))]
+pub(crate) async fn result_xml(
     State(state): State<AppState>,
     caller: Caller,
     JobId(id): JobId,
@@ -67,7 +72,12 @@ async fn result_xml(
     ))
 }
 
-async fn result_csv(
+/// One row per port: host, port, protocol, state, service, product, version.
+#[utoipa::path(get, path = "/v1/jobs/{id}/result.csv", operation_id = "job_result_csv", tag = "jobs", params(JobIdParam),
+    responses((status = 200, description = "CSV with a header row", body = String, content_type = "text/csv"),
+        (status = 404, description = "No such job for this tenant", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "The job has not finished, or has no nmap report", body = ProblemBody, content_type = "application/problem+json")))]
+pub(crate) async fn result_csv(
     State(state): State<AppState>,
     caller: Caller,
     JobId(id): JobId,
@@ -78,8 +88,11 @@ async fn result_csv(
     Ok(typed(to_csv(&report), "text/csv; charset=utf-8", truncated))
 }
 
-#[derive(Debug, Deserialize)]
-struct DiffParams {
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct DiffParams {
+    /// The older job (default: the schedule's previous succeeded run, for a scheduled run).
+    #[param(pattern = "^[A-Za-z0-9._:-]{1,64}$")]
     against: Option<String>,
 }
 
@@ -136,11 +149,16 @@ pub async fn diff_jobs(
 
 /// What changed from job `against` (older) to job `id` (newer), with ndiff semantics; for a
 /// scheduled run, `against` defaults to the schedule's previous succeeded run.
-async fn diff(
+#[utoipa::path(get, path = "/v1/jobs/{id}/diff", operation_id = "job_diff", tag = "jobs", params(JobIdParam, DiffParams),
+    responses((status = 200, description = "`job`, `against`, `changed`, `summary`, `hosts` (ndiff semantics)", body = Object),
+        (status = 404, description = "No such job for this tenant", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "A job has not finished or has no nmap report", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 422, description = "A parameter was refused", body = ProblemBody, content_type = "application/problem+json")))]
+pub(crate) async fn diff(
     State(state): State<AppState>,
     caller: Caller,
     JobId(id): JobId,
-    Query(p): Query<DiffParams>,
+    Params(p): Params<DiffParams>,
 ) -> Result<Response, AppError> {
     let (job, against, d) = diff_jobs(&state, &caller.tenant, &id, p.against.as_deref()).await?;
     Ok(Json(json!({

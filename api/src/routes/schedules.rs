@@ -1,7 +1,7 @@
 //! `/v1/schedules`: create-or-replace by id, list, read, delete, pause, resume, trigger, and the
 //! runs of a schedule. The firing itself lives in `scanq::schedule` (every process fires).
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -14,7 +14,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::error::AppError;
-use crate::extract::{Caller, JsonBody};
+use crate::error::ProblemBody;
+use crate::extract::{Caller, JsonBody, Params, PathParams};
+use crate::openapi::ScheduleIdParam;
 use crate::state::AppState;
 
 /// The longest schedule id: a run's correlation ID is `<id>.<slot seconds>`, at most 64.
@@ -139,10 +141,22 @@ pub async fn put_schedule(
     Ok((created, document(state, tenant, &v).await?))
 }
 
-async fn upsert(
+/// Creates or replaces the schedule `id` (a job template plus `cron` + `timezone` or `every_sec`,
+/// `overlap`, `catchup_sec`, …; validated like a submit).
+#[utoipa::path(put, path = "/v1/schedules/{id}", operation_id = "put_schedule", tag = "schedules", params(ScheduleIdParam),
+    request_body(content = Object, content_type = "application/json", description = "docs/schedules.md: the job template fields of a submit plus the schedule's own"),
+    responses(
+        (status = 201, description = "Created", body = Object),
+        (status = 200, description = "Replaced", body = Object),
+        (status = 400, description = "Body is not JSON", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown tool", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 422, description = "A field was refused (`field`, `hint`)", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub(crate) async fn upsert(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
     JsonBody(body): JsonBody,
 ) -> Result<Response, AppError> {
     let (created, doc) = put_schedule(&state, &caller.tenant, &id, &body).await?;
@@ -154,10 +168,14 @@ async fn upsert(
     Ok((status, Json(doc)).into_response())
 }
 
-async fn read(
+#[utoipa::path(get, path = "/v1/schedules/{id}", operation_id = "get_schedule", tag = "schedules", params(ScheduleIdParam),
+    responses((status = 200, description = "The schedule: definition, `next_run_at`, `last_run`, `last_change`", body = Object),
+        (status = 404, description = "No such schedule for this tenant", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 422, description = "A bad id", body = ProblemBody, content_type = "application/problem+json")))]
+pub(crate) async fn read(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
 ) -> Result<Response, AppError> {
     let v = found(&state, &caller.tenant, &id).await?;
     Ok(Json(document(&state, &caller.tenant, &v).await?).into_response())
@@ -172,15 +190,24 @@ pub async fn list_schedules(state: &AppState, tenant: &TenantId) -> Result<Vec<V
     Ok(out)
 }
 
-async fn list(State(state): State<AppState>, caller: Caller) -> Result<Response, AppError> {
+#[utoipa::path(get, path = "/v1/schedules", operation_id = "list_schedules", tag = "schedules",
+    responses((status = 200, description = "`schedules`: the tenant's schedules", body = Object)))]
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Response, AppError> {
     let schedules = list_schedules(&state, &caller.tenant).await?;
     Ok(Json(json!({ "schedules": schedules })).into_response())
 }
 
-async fn remove(
+#[utoipa::path(delete, path = "/v1/schedules/{id}", operation_id = "delete_schedule", tag = "schedules", params(ScheduleIdParam),
+    responses((status = 204, description = "Deleted"),
+        (status = 404, description = "No such schedule for this tenant", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 422, description = "A bad id", body = ProblemBody, content_type = "application/problem+json")))]
+pub(crate) async fn remove(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
 ) -> Result<Response, AppError> {
     if !scheduler(&state).store.delete(&caller.tenant, &id).await? {
         return Err(AppError::NotFound);
@@ -211,26 +238,39 @@ pub async fn set_paused(
     document(state, tenant, &v).await
 }
 
-async fn pause(
+#[utoipa::path(post, path = "/v1/schedules/{id}/pause", operation_id = "pause_schedule", tag = "schedules", params(ScheduleIdParam),
+    responses((status = 200, description = "The paused schedule", body = Object),
+        (status = 404, description = "No such schedule for this tenant", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 422, description = "A bad id", body = ProblemBody, content_type = "application/problem+json")))]
+pub(crate) async fn pause(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
 ) -> Result<Response, AppError> {
     Ok(Json(set_paused(&state, &caller.tenant, &id, true).await?).into_response())
 }
 
-async fn resume(
+#[utoipa::path(post, path = "/v1/schedules/{id}/resume", operation_id = "resume_schedule", tag = "schedules", params(ScheduleIdParam),
+    responses((status = 200, description = "The resumed schedule", body = Object),
+        (status = 404, description = "No such schedule for this tenant", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 422, description = "A bad id", body = ProblemBody, content_type = "application/problem+json")))]
+pub(crate) async fn resume(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
 ) -> Result<Response, AppError> {
     Ok(Json(set_paused(&state, &caller.tenant, &id, false).await?).into_response())
 }
 
-async fn trigger(
+#[utoipa::path(post, path = "/v1/schedules/{id}/trigger", operation_id = "trigger_schedule", tag = "schedules", params(ScheduleIdParam),
+    responses((status = 202, description = "A run was queued now", body = Object),
+        (status = 404, description = "No such schedule for this tenant", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "The schedule's template is no longer accepted", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 422, description = "A bad id", body = ProblemBody, content_type = "application/problem+json")))]
+pub(crate) async fn trigger(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
 ) -> Result<Response, AppError> {
     let v = found(&state, &caller.tenant, &id).await?;
     match scheduler(&state)
@@ -248,8 +288,11 @@ async fn trigger(
     }
 }
 
-#[derive(Debug, Deserialize)]
-struct RunsParams {
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct RunsParams {
+    /// Runs to list, newest first (default 50).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<usize>,
 }
 
@@ -277,11 +320,15 @@ pub async fn list_runs(
     Ok(out)
 }
 
-async fn runs(
+#[utoipa::path(get, path = "/v1/schedules/{id}/runs", operation_id = "schedule_runs", tag = "schedules", params(ScheduleIdParam, RunsParams),
+    responses((status = 200, description = "`runs`: the schedule's runs, newest first", body = Object),
+        (status = 404, description = "No such schedule for this tenant", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 422, description = "A parameter was refused", body = ProblemBody, content_type = "application/problem+json")))]
+pub(crate) async fn runs(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
-    Query(p): Query<RunsParams>,
+    PathParams(id): PathParams<String>,
+    Params(p): Params<RunsParams>,
 ) -> Result<Response, AppError> {
     let limit = p.limit.unwrap_or(50);
     if !(1..=500).contains(&limit) {

@@ -1,7 +1,7 @@
 //! `/v1/webhooks`: a tenant's signed webhook subscriptions and their delivery logs. Delivery
 //! itself lives in `scanq::webhook` (every process delivers).
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -13,7 +13,9 @@ use scanq::webhook::{AllowedUrls, EventType, HookError, Subscription, new_secret
 use serde_json::{Value, json};
 
 use crate::error::AppError;
-use crate::extract::{Caller, JsonBody};
+use crate::error::ProblemBody;
+use crate::extract::{Caller, JsonBody, PathParams};
+use crate::openapi::WebhookIdParam;
 use crate::state::AppState;
 
 const FIELDS: &[&str] = &["url", "events", "schedule_id"];
@@ -141,7 +143,15 @@ pub async fn create_webhook(
     Ok(doc)
 }
 
-async fn create(
+/// Subscribes `url` to `events` (optionally of one schedule); the answer shows the signing
+/// secret, once.
+#[utoipa::path(post, path = "/v1/webhooks", operation_id = "create_webhook", tag = "webhooks",
+    request_body(content = Object, content_type = "application/json", description = "`url`, `events`, optional `schedule_id` (docs/webhooks.md)"),
+    responses((status = 201, description = "Created; `secret` is shown only here", body = Object),
+        (status = 400, description = "Body is not JSON", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 422, description = "A field was refused (`field`, `hint`)", body = ProblemBody, content_type = "application/problem+json")))]
+pub(crate) async fn create(
     State(state): State<AppState>,
     caller: Caller,
     JsonBody(body): JsonBody,
@@ -150,16 +160,25 @@ async fn create(
     Ok((StatusCode::CREATED, Json(doc)).into_response())
 }
 
-async fn list(State(state): State<AppState>, caller: Caller) -> Result<Response, AppError> {
+#[utoipa::path(get, path = "/v1/webhooks", operation_id = "list_webhooks", tag = "webhooks",
+    responses((status = 200, description = "`webhooks`: the tenant's subscriptions", body = Object)))]
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Response, AppError> {
     let subs = store(&state).list(&caller.tenant).await?;
     let hooks: Vec<Value> = subs.iter().map(view).collect();
     Ok(Json(json!({ "webhooks": hooks })).into_response())
 }
 
-async fn read(
+#[utoipa::path(get, path = "/v1/webhooks/{id}", operation_id = "get_webhook", tag = "webhooks", params(WebhookIdParam),
+    responses((status = 200, description = "The subscription and its delivery log", body = Object),
+        (status = 404, description = "No such subscription for this tenant", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 422, description = "A bad id", body = ProblemBody, content_type = "application/problem+json")))]
+pub(crate) async fn read(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
 ) -> Result<Response, AppError> {
     let sub = store(&state)
         .get(&caller.tenant, &id)
@@ -170,10 +189,14 @@ async fn read(
     Ok(Json(doc).into_response())
 }
 
-async fn remove(
+#[utoipa::path(delete, path = "/v1/webhooks/{id}", operation_id = "delete_webhook", tag = "webhooks", params(WebhookIdParam),
+    responses((status = 204, description = "Deleted"),
+        (status = 404, description = "No such subscription for this tenant", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 422, description = "A bad id", body = ProblemBody, content_type = "application/problem+json")))]
+pub(crate) async fn remove(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
 ) -> Result<Response, AppError> {
     if !store(&state).delete(&caller.tenant, &id).await? {
         return Err(AppError::NotFound);
