@@ -268,6 +268,34 @@ async fn stats_percentiles_follow_the_run_times_of_sleep_jobs() {
     assert_eq!(sleep["counts"]["running"], 0);
     assert_eq!(sleep["queue_depth"], 0);
     assert_eq!(sleep["oldest_queued_age_ms"], Value::Null);
+
+    // The last hour, per minute: the ten finished jobs are counted (by the completion script),
+    // and the API sampled depth and p95s into the series (it samples at start, then every 20 s).
+    let series = sleep["series"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{sleep}"));
+    assert_eq!(series.len(), 60, "one point a minute for an hour");
+    let finished: i64 = series.iter().map(|p| p["finished"].as_i64().unwrap()).sum();
+    assert_eq!(finished, 10, "{series:?}");
+    assert!(
+        series
+            .windows(2)
+            .all(|w| w[0]["minute_ms"].as_u64() < w[1]["minute_ms"].as_u64()),
+        "oldest first"
+    );
+    eventually(Duration::from_secs(30), "a sampled minute", || {
+        let base = base.clone();
+        async move {
+            let stats = get_json(&format!("{base}/v1/stats")).await;
+            let sleep = tool_stats(&stats, "sleep");
+            sleep["series"]
+                .as_array()?
+                .iter()
+                .any(|p| p["depth"].is_i64())
+                .then_some(())
+        }
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -193,6 +193,7 @@ pub async fn run(
     let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
     let reload = tokio::spawn(reload_on_sighup(state.clone(), hup));
     let sweeper = tokio::spawn(sweep_listings(state.clone()));
+    let series = tokio::spawn(sample_series(state.clone()));
     let schedules = tokio::spawn(fire_schedules(state.clone()));
     let webhooks = tokio::spawn(deliver_webhooks(state.clone()));
     tracing::info!(addr = %addr, "API listening");
@@ -204,6 +205,7 @@ pub async fn run(
     .await;
     reload.abort();
     sweeper.abort();
+    series.abort();
     schedules.abort();
     webhooks.abort();
     served?;
@@ -227,6 +229,17 @@ async fn sweep_listings(state: AppState) {
             pause + std::time::Duration::from_millis(u64::from(std::process::id() % 200)),
         )
         .await;
+    }
+}
+
+/// Samples each tool's depth and wait/run p95 into its hour-long series (the dashboard's
+/// charts) about every 20 s; the first API to sample a minute wins.
+async fn sample_series(state: AppState) {
+    loop {
+        if let Err(err) = state.inner.stats.sample_series(&state.tool_names()).await {
+            tracing::debug!(error = %err, "Series sample failed");
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(20)).await;
     }
 }
 

@@ -20,6 +20,7 @@
 //! | `P:{T}:running_by` | hash | running jobs per tenant (per-tenant running caps) |
 //! | `P:{T}:breaker[:hist|:probes|:window]` | hash/list/zset | the tool's circuit breaker |
 //! | `P:{T}:stats:wait`, `P:{T}:stats:run` | list | newest 1000 wait / run times (ms), for percentiles |
+//! | `P:{T}:stats:series` | hash | the last hour per minute: `done:<minute>` finished jobs, `depth:`/`wait95:`/`run95:` samples (dashboard charts) |
 //! | `P:jobs:<tenant>` | zset | the tenant's jobs, newest first, **and** its correlation-ID index: member = cid, score = created ms × 1024 + tool number; members of expired jobs are swept |
 //! | `P:tenants` | set | every tenant that submitted (walked by the listing sweeper) |
 //! | `P:tools:no` | hash | tool → its number in listing scores (assigned once) |
@@ -364,6 +365,12 @@ impl ToolKeys {
 
     pub fn run_samples(&self) -> String {
         format!("{}:stats:run", self.base)
+    }
+
+    /// The last hour, per minute: jobs finished (`done:<minute>`, by `complete.lua`) and the
+    /// queue's depth and wait/run p95 as sampled by an API (`depth:`, `wait95:`, `run95:`).
+    pub fn series(&self) -> String {
+        format!("{}:stats:series", self.base)
     }
 }
 

@@ -62,6 +62,9 @@ pub struct JobSpec {
     pub raw_args: String,
     /// Digest of the request's meaning: same digest = same request (idempotency).
     pub request_hash: String,
+    /// The schedule whose run this is (set by the scheduler, never by a request); stored with
+    /// the job from its creation.
+    pub schedule_id: Option<String>,
 }
 
 /// Why a request was refused before validation could name a field.
@@ -214,6 +217,7 @@ impl JobSpec {
             delay_ms,
             raw_args: raw_args.to_owned(),
             request_hash,
+            schedule_id: None,
         })
     }
 }

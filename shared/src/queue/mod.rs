@@ -302,6 +302,9 @@ impl Queue {
         if max_running > 0 {
             fields.push(("max_running", max_running.to_string()));
         }
+        if let Some(s) = &spec.schedule_id {
+            fields.push(("schedule_id", s.clone()));
+        }
         let outcome = self
             .scripts
             .enqueue(

@@ -9,7 +9,7 @@ use super::store::{Claimed, ScheduleStore, StoreError};
 use super::{Overlap, ScheduleDef};
 use crate::catalog::Catalog;
 use crate::config::Config;
-use crate::domain::{CorrelationId, JobId, TenantId};
+use crate::domain::{CorrelationId, TenantId};
 use crate::queue::Queue;
 use crate::request::Policy;
 use crate::validate::TargetPolicy;
@@ -183,15 +183,16 @@ impl Scheduler {
         }
         let enqueued = match CorrelationId::parse(&run) {
             Ok(cid) => match c.def.run_spec(&self.policy(), &cid) {
-                Ok(spec) => match self.queue.submit(&c.tenant, &spec).await {
-                    Ok(_) => {
-                        self.tag_run(&JobId::new(spec.tool.clone(), c.tenant.clone(), cid), &c.id)
-                            .await?;
-                        Ok(())
+                Ok(mut spec) => {
+                    // Stored with the job from its creation, so even a run that finishes at
+                    // once is known as this schedule's.
+                    spec.schedule_id = Some(c.id.clone());
+                    match self.queue.submit(&c.tenant, &spec).await {
+                        Ok(_) => Ok(()),
+                        Err(e) if e.is_unavailable() => return Err(e.into()),
+                        Err(e) => Err(e.to_string()),
                     }
-                    Err(e) if e.is_unavailable() => return Err(e.into()),
-                    Err(e) => Err(e.to_string()),
-                },
+                }
                 Err(e) => Err(refusal(&e)),
             },
             Err(e) => Err(e.0),
@@ -238,18 +239,6 @@ impl Scheduler {
         })
     }
 
-    /// Marks a run's job with its schedule (`schedule_id` in the job document).
-    async fn tag_run(&self, job: &JobId, schedule: &str) -> Result<(), StoreError> {
-        let mut con = self.queue.pool().get().await?;
-        let () = redis::cmd("HSET")
-            .arg(self.queue.keys().job(job))
-            .arg("schedule_id")
-            .arg(schedule)
-            .query_async(&mut con)
-            .await?;
-        Ok(())
-    }
-
     /// Enqueues a run now (`POST /v1/schedules/{id}/trigger`), outside the cadence.
     pub async fn trigger(
         &self,
@@ -260,17 +249,16 @@ impl Scheduler {
         let now = self.store.now_ms().await?;
         let run = format!("{id}.t{now}");
         let cid = CorrelationId::parse(&run).map_err(|e| StoreError::Corrupt(e.0))?;
-        let spec = match def.run_spec(&self.policy(), &cid) {
+        let mut spec = match def.run_spec(&self.policy(), &cid) {
             Ok(s) => s,
             Err(e) => return Ok(Err(refusal(&e))),
         };
+        spec.schedule_id = Some(id.to_owned());
         match self.queue.submit(tenant, &spec).await {
             Ok(_) => {}
             Err(e) if e.is_unavailable() => return Err(e.into()),
             Err(e) => return Ok(Err(e.to_string())),
         }
-        self.tag_run(&JobId::new(spec.tool.clone(), tenant.clone(), cid), id)
-            .await?;
         self.store.record_run(tenant, id, &run, now).await?;
         Ok(Ok(run))
     }

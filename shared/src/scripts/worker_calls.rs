@@ -137,6 +137,7 @@ impl Scripts {
             .key(tk.counts())
             .key(tk.backlog_prefix())
             .key(tk.running_by_tenant())
+            .key(tk.series())
             .arg(set.result_ttl_ms)
             .arg(set.dead_ttl_ms)
             .arg(set.max_events)

@@ -51,9 +51,17 @@ async function overview() {
   const stats = await api("/v1/stats");
   const cards = (stats.tools || []).map((t) => {
     const h = (samples[t.tool] = (samples[t.tool] || []).concat([{ depth: t.queue_depth, running: t.counts.running }]).slice(-90));
+    // The last hour from the API (fleet view); a tenant's view has none and shows what this
+    // page sampled since it opened.
+    const s = t.series || [];
+    const hour = s.length
+      ? `<div class="muted">finished per minute, last hour (${s.reduce((a, p) => a + p.finished, 0)})</div>${spark(s.map((p) => p.finished))}
+      <div class="muted">queue depth, last hour</div>${spark(s.map((p) => p.depth ?? 0))}
+      <div class="muted">wait p95 / run p95 (ms), last hour</div>${spark(s.map((p) => p.wait_p95_ms ?? 0))}${spark(s.map((p) => p.run_p95_ms ?? 0))}`
+      : `<div class="muted">queue depth</div>${spark(h.map((x) => x.depth))}`;
     return `<div class="card" data-tool="${esc(t.tool)}"><b>${esc(t.tool)}</b>
       <div>depth <b>${t.queue_depth}</b> · running <b>${t.counts.running}</b> · oldest ${t.oldest_queued_age_ms ?? "-"} ms</div>
-      <div class="muted">queue depth</div>${spark(h.map((x) => x.depth))}
+      ${hour}
       <div class="muted">running</div>${spark(h.map((x) => x.running))}
       <div>finished ok ${t.counts.succeeded} · failed ${t.counts.failed} · cancelled ${t.counts.cancelled}</div>
       <div>wait p50/p95/p99 ${t.queue_wait.p50_ms ?? "-"}/${t.queue_wait.p95_ms ?? "-"}/${t.queue_wait.p99_ms ?? "-"} ms</div>

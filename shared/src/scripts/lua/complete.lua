@@ -8,7 +8,8 @@
 -- KEYS[5] the tool's key prefix  KEYS[6..8] streams high, normal, low  KEYS[9] run-samples list
 -- KEYS[10..13] breaker state hash, history list, probes zset, window zset  KEYS[14] counts hash again (fair shares, `share:<tenant>`)
 -- KEYS[15] backlog key prefix  KEYS[16] running-per-tenant hash (a capped tenant's next waiting
--- job is let in when one of its jobs stops running)
+-- job is let in when one of its jobs stops running)  KEYS[17] the rolling series hash: the jobs
+-- that finished here are added to `done:<minute>` (the dashboard's throughput, stats.rs)
 -- ARGV[1] result ttl ms  ARGV[2] dead ttl ms  ARGV[3] max events  ARGV[4] notify channel
 -- ARGV[5] tool name  ARGV[6] breaker settings JSON  ARGV[7] worker id, then groups of 8:
 -- ref, fence, outcome, result json, error json, delay ms, breaker verdict
@@ -122,6 +123,7 @@ flush_counts(counts)
 if #runs > 0 then
   redis.call('LPUSH', KEYS[9], unpack(runs))
   redis.call('LTRIM', KEYS[9], 0, 999)
+  redis.call('HINCRBY', KEYS[17], 'done:' .. math.floor(now / 60000), #runs)
 end
 redis.call('ZREMRANGEBYSCORE', dead, '-inf', now - dead_ttl)
 if follow then return { out, recorded, transitions, owed } end

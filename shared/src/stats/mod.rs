@@ -73,6 +73,9 @@ pub struct ToolStats {
     pub queue_wait: Percentiles,
     /// Time from claimed to finished, over the most recent finished attempts.
     pub run_time: Percentiles,
+    /// The last hour, minute by minute, oldest first (fleet view only; `series.rs`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub series: Vec<series::SeriesPoint>,
 }
 
 impl ToolStats {
@@ -94,6 +97,8 @@ impl ToolStats {
             oldest_queued_age_ms: own
                 .and_then(|t| t.oldest_queued_ms)
                 .map(|ms| now_ms.saturating_sub(ms)),
+            // The fleet's throughput and depth are not a tenant's to see.
+            series: Vec::new(),
             ..self
         }
     }
@@ -128,8 +133,8 @@ pub struct WorkerInfo {
 /// Reads the fleet's numbers; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Stats {
-    pool: Pool,
-    keys: Keys,
+    pub(crate) pool: Pool,
+    pub(crate) keys: Keys,
 }
 
 /// One tool's raw reads: counts, the first entry of each priority stream, and optionally the
@@ -152,17 +157,20 @@ fn counted(counts: &BTreeMap<String, i64>, state: JobState) -> i64 {
     counts.get(state.as_str()).copied().unwrap_or(0)
 }
 
+mod series;
+pub use series::SeriesPoint;
+
 impl Stats {
     pub fn new(pool: Pool, keys: Keys) -> Self {
         Self { pool, keys }
     }
 
-    async fn connection(&self) -> Result<crate::queue::Connection, QueueError> {
+    pub(crate) async fn connection(&self) -> Result<crate::queue::Connection, QueueError> {
         Ok(self.pool.get().await?)
     }
 
     /// Redis's clock in ms.
-    async fn now_ms(con: &mut crate::queue::Connection) -> Result<u64, QueueError> {
+    pub(crate) async fn now_ms(con: &mut crate::queue::Connection) -> Result<u64, QueueError> {
         let (s, us): (u64, u64) = redis::cmd("TIME").query_async(con).await?;
         Ok(s * 1000 + us / 1000)
     }
@@ -263,6 +271,7 @@ impl Stats {
         for tool in tools {
             let reply = self.read_tool(&mut con, tool, true).await?;
             let gauge = Self::gauge(tool, now, &reply);
+            let series = self.series(&mut con, tool, now).await?;
             let (raw, _, _, _, wait, run) = reply;
             let counts = JobState::ALL
                 .iter()
@@ -275,6 +284,7 @@ impl Stats {
                 oldest_queued_age_ms: gauge.oldest_age_ms,
                 queue_wait: Percentiles::of(wait),
                 run_time: Percentiles::of(run),
+                series,
             });
         }
         Ok(out)
