@@ -125,6 +125,10 @@ impl std::fmt::Debug for Pool {
 pub type Connection = Conn;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// The longest one command may take before it fails (and is retried where the caller retries):
+/// the same in every mode. Long enough that a busy server is not mistaken for a dead one (the
+/// client's own default, 500 ms, was); an API request is bounded by `request_timeout_sec` anyway.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 async fn bounded<T>(
     what: &str,
@@ -204,11 +208,9 @@ impl Pool {
             }
             Backend::Sentinel { .. } => {
                 let client = self.sentinel_primary().await?;
-                let mut config = redis::AsyncConnectionConfig::new()
-                    .set_connection_timeout(Some(CONNECT_TIMEOUT));
-                if blocking {
-                    config = config.set_response_timeout(None);
-                }
+                let config = redis::AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(CONNECT_TIMEOUT))
+                    .set_response_timeout((!blocking).then_some(RESPONSE_TIMEOUT));
                 let mut c = bounded(
                     "the redis primary",
                     client.get_multiplexed_async_connection_with_config(&config),
@@ -305,6 +307,7 @@ pub fn pool(cfg: &Config) -> Result<Pool, String> {
             client: client(cfg)?,
             config: ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(CONNECT_TIMEOUT))
+                .set_response_timeout(Some(RESPONSE_TIMEOUT))
                 .set_number_of_retries(1)
                 .set_max_delay(Duration::from_millis(500)),
         },
@@ -318,7 +321,7 @@ pub fn pool(cfg: &Config) -> Result<Pool, String> {
                 b = if blocking {
                     b.response_timeout(Duration::from_secs(3600))
                 } else {
-                    b.response_timeout(Duration::from_secs(5))
+                    b.response_timeout(RESPONSE_TIMEOUT)
                 };
                 if let Some(certs) = tls_certificates(cfg)? {
                     b = b.certs(certs);
