@@ -149,6 +149,21 @@ pub struct JobEvents {
     pub queue: Queue,
     pub schedules: ScheduleStore,
     pub hooks: WebhookStore,
+    /// Tenant → whether it had subscriptions, and when that was read: a finished job costs no
+    /// Redis read while the answer is under [`SUBS_FRESH`] old.
+    subs: std::sync::Arc<
+        std::sync::Mutex<std::collections::HashMap<TenantId, (std::time::Instant, bool)>>,
+    >,
+}
+
+/// How long a tenant's "has subscriptions" answer stands. A subscription made just now may
+/// miss the events of jobs finishing within this time.
+const SUBS_FRESH: Duration = Duration::from_secs(1);
+
+/// Whether `cid` can name a scheduled run: the scheduler names runs `<schedule>.<slot>` and
+/// `<schedule>.t<ms>` (`schedule/fire.rs`), so an ID without a dot is no run and needs no read.
+fn may_be_scheduled_run(cid: &CorrelationId) -> bool {
+    cid.as_str().contains('.')
 }
 
 impl JobEvents {
@@ -158,13 +173,27 @@ impl JobEvents {
             schedules: ScheduleStore::new(queue.pool().clone(), &prefix),
             hooks: WebhookStore::new(queue.pool().clone(), &prefix),
             queue,
+            subs: Default::default(),
         }
+    }
+
+    fn cached_subs(&self, tenant: &TenantId) -> Option<bool> {
+        self.subs
+            .lock()
+            .expect("subs lock")
+            .get(tenant)
+            .filter(|(at, _)| at.elapsed() < SUBS_FRESH)
+            .map(|(_, has)| *has)
     }
 
     /// [`on_job_finished`] in the background: never blocks or fails the caller. Two small
     /// reads first, so a job of a tenant without subscriptions that no schedule started costs
     /// no read of its (possibly large) document.
     pub fn finished(&self, job: JobId) {
+        // The common case — no subscriptions, no schedule — costs nothing at all.
+        if self.cached_subs(&job.tenant) == Some(false) && !may_be_scheduled_run(&job.cid) {
+            return;
+        }
         let me = self.clone();
         tokio::spawn(async move {
             let (tenant, cid) = (job.tenant.clone(), job.cid.clone());
@@ -183,8 +212,22 @@ impl JobEvents {
 
     /// Whether the job's tenant has subscriptions or a schedule started the job.
     async fn concerned(&self, job: &JobId) -> Result<bool, HookError> {
-        if self.hooks.has_subscriptions(&job.tenant).await? {
+        let has = match self.cached_subs(&job.tenant) {
+            Some(has) => has,
+            None => {
+                let has = self.hooks.has_subscriptions(&job.tenant).await?;
+                self.subs
+                    .lock()
+                    .expect("subs lock")
+                    .insert(job.tenant.clone(), (std::time::Instant::now(), has));
+                has
+            }
+        };
+        if has {
             return Ok(true);
+        }
+        if !may_be_scheduled_run(&job.cid) {
+            return Ok(false);
         }
         let mut con = self.queue.pool().get().await?;
         let schedule: Option<String> = redis::cmd("HGET")
@@ -286,4 +329,20 @@ pub async fn on_job_finished(
             .await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_run_the_scheduler_names_passes_the_cheap_filter() {
+        let run = |s: &str| CorrelationId::parse(s).unwrap();
+        assert!(may_be_scheduled_run(&run(&crate::schedule::run_id(
+            "nightly",
+            1_800_000_000_000
+        ))));
+        assert!(may_be_scheduled_run(&run("nightly.t1800000000000")));
+        assert!(!may_be_scheduled_run(&run("scan-1")));
+    }
 }
