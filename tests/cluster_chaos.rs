@@ -77,9 +77,10 @@ async fn a_master_killed_mid_burst_loses_no_acknowledged_job() {
         }
         let id = format!("c-{i}");
         // The argument tells the runs apart in the starts file.
+        let body = json!({"tool":"fake","target":"127.0.0.1","args":format!("--sleep-ms {i}"),"correlation_id":id});
         let r = client
             .post(format!("{base}/v1/jobs"))
-            .json(&json!({"tool":"fake","target":"127.0.0.1","args":format!("--sleep-ms {i}"),"correlation_id":id}))
+            .json(&body)
             .send()
             .await;
         match r.map(|r| r.status().as_u16()) {
@@ -92,21 +93,7 @@ async fn a_master_killed_mid_burst_loses_no_acknowledged_job() {
                 assert!(st == 503 || st == 500, "status {st}");
                 refused += 1;
                 // Retry the same ID once the cluster has failed over.
-                eventually(Duration::from_secs(30), "submit after failover", || {
-                    let client = client.clone();
-                    let base = base.clone();
-                    let id = id.clone();
-                    async move {
-                        let r = client
-                            .post(format!("{base}/v1/jobs"))
-                            .json(&json!({"tool":"fake","target":"127.0.0.1","args":format!("--sleep-ms {i}"),"correlation_id":id}))
-                            .send()
-                            .await
-                            .ok()?;
-                        matches!(r.status().as_u16(), 200 | 202).then_some(())
-                    }
-                })
-                .await;
+                submit_until_accepted(&base, &body).await;
                 accepted.push(id);
                 longest_gap = longest_gap.max(last_ok.elapsed());
                 last_ok = Instant::now();

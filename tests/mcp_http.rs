@@ -353,7 +353,7 @@ async fn a_tool_call_naming_an_argument_twice_is_refused_naming_it() {
         r#"{{"io.modelcontextprotocol/protocolVersion":"{MODERN}","io.modelcontextprotocol/clientCapabilities":{{}}}}"#
     );
     let body = format!(
-        r#"{{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{{"name":"nmap_scan","_meta":{meta},"arguments":{{"target":"127.0.0.1","target":"10.0.0.5"}}}}}}"#
+        r#"{{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{{"name":"nmap_scan","_meta":{meta},"arguments":{{"target":"127.0.0.1","target":"127.0.0.2"}}}}}}"#
     );
     let resp = http()
         .post(format!("{}/mcp", s.base))

@@ -344,9 +344,16 @@ async fn after_a_full_stop_one_missed_slot_is_caught_up_never_a_burst() {
     let tenant = TenantId::parse("default").unwrap();
     let stopped_at = store.now_ms().await.unwrap();
     let last_before = store.runs(&tenant, "watch", 1).await.unwrap()[0].1;
-    // Downtime: every process is stopped while three slots pass (this is the test's subject).
-    tokio::time::sleep(Duration::from_millis(3200)).await;
-    let restarted_at = store.now_ms().await.unwrap();
+    // Downtime: every process stays stopped until three slots have passed on Redis's clock.
+    let restarted_at = eventually(
+        Duration::from_secs(10),
+        "three slots of downtime",
+        || async {
+            let now = store.now_ms().await.ok()?;
+            (now >= stopped_at + 3200).then_some(now)
+        },
+    )
+    .await;
 
     let (_api, base) = start_api(cfg.clone(), catalog.clone()).await;
     let _worker = start_worker(cfg, catalog).await;

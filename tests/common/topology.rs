@@ -215,6 +215,21 @@ pub fn redis_check_detail(health: &serde_json::Value) -> String {
     check["detail"].as_str().unwrap_or("").to_owned()
 }
 
+/// Posts `body` to `/v1/jobs` until the API accepts it (200 or 202), within 40 s: a submit
+/// refused while the store fails over, retried with the same correlation ID.
+pub async fn submit_until_accepted(base: &str, body: &serde_json::Value) {
+    eventually(Duration::from_secs(40), "submit after failover", || async {
+        let r = crate::http()
+            .post(format!("{base}/v1/jobs"))
+            .json(body)
+            .send()
+            .await
+            .ok()?;
+        matches!(r.status().as_u16(), 200 | 202).then_some(())
+    })
+    .await;
+}
+
 /// What the Sentinels call the primary.
 pub const MASTER_NAME: &str = "scanq";
 
