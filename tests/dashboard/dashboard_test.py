@@ -5,6 +5,7 @@ SHOTS (folder for screenshots). Prints one line per step; exits non-zero on the 
 """
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -115,3 +116,4 @@ except Exception:
     raise
 finally:
     driver.quit()
+    shutil.rmtree(profile, ignore_errors=True)
