@@ -31,7 +31,8 @@ impl Files {
             "redis_url = \"{}\"\nkey_prefix = \"{}\"\napi_addr = \"127.0.0.1:{}\"\n\
              worker_metrics_addr = \"127.0.0.1:{}\"\ncatalog = \"{}\"\n\
              allowed_targets = \"{allowed}\"\nlease_sec = 2\nheartbeat_sec = 1\n\
-             reap_interval_ms = 100\n{extra}\n",
+             reap_interval_ms = 100\nschedule_min_every_sec = 1\nschedule_tick_ms = 100\n\
+             {extra}\n",
             self.redis_url,
             self.prefix,
             self.api_port,
@@ -58,6 +59,15 @@ fn spawn(name: &str, config: &Path, log: &Path) -> Proc {
 }
 
 async fn reloads(metrics_url: &str, result: &str) -> Option<u64> {
+    counter(
+        metrics_url,
+        &format!("scanq_config_reloads_total{{result=\"{result}\"}}"),
+    )
+    .await
+}
+
+/// One series of a process's `/metrics`.
+async fn counter(metrics_url: &str, series: &str) -> Option<u64> {
     let text = http()
         .get(metrics_url)
         .send()
@@ -66,7 +76,7 @@ async fn reloads(metrics_url: &str, result: &str) -> Option<u64> {
         .text()
         .await
         .ok()?;
-    let prefix = format!("scanq_config_reloads_total{{result=\"{result}\"}} ");
+    let prefix = format!("{series} ");
     text.lines()
         .find_map(|l| l.strip_prefix(&prefix))
         .and_then(|v| v.trim().parse().ok())
@@ -152,6 +162,29 @@ async fn sighup_reloads_config_catalog_and_scope_in_api_and_worker() {
         "succeeded"
     );
 
+    // Schedulers judge a schedule's runs by the set in force too: runs of the wide scope fire.
+    let wide = json!({"tool": "noop", "target": "192.168.7.10", "every_sec": 1});
+    let r = http()
+        .put(format!("{base}/v1/schedules/wide"))
+        .json(&wide)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    eventually(
+        Duration::from_secs(15),
+        "a scheduled run in the wide scope",
+        || {
+            let base = base.clone();
+            async move {
+                let runs = get_json(&base, "/v1/schedules/wide/runs").await;
+                let runs = runs["runs"].as_array()?.clone();
+                runs.iter().any(|j| j["state"] == "succeeded").then_some(())
+            }
+        },
+    )
+    .await;
+
     // A bad file is refused with the key's name; the running set stays in force.
     files.write("10.0.0.0/8", "max_hosts = 0", "");
     hup();
@@ -189,4 +222,16 @@ async fn sighup_reloads_config_catalog_and_scope_in_api_and_worker() {
     let done = wait_done(&base, "later", Duration::from_secs(20)).await;
     assert_eq!(done["state"], "failed", "{done}");
     assert_eq!(done["error"]["type"], "validation_error", "{done}");
+    // ... and so are the schedule's next runs (refused, not made).
+    let refused = "scanq_schedule_runs_total{result=\"refused\"}";
+    let (api_m, worker_m) = (format!("{base}/metrics"), format!("{wbase}/metrics"));
+    eventually(Duration::from_secs(15), "a scheduled run refused", || {
+        let (api_m, worker_m) = (api_m.clone(), worker_m.clone());
+        async move {
+            let n = counter(&api_m, refused).await.unwrap_or(0)
+                + counter(&worker_m, refused).await.unwrap_or(0);
+            (n >= 1).then_some(())
+        }
+    })
+    .await;
 }

@@ -75,13 +75,7 @@ pub async fn state(cfg: Config, catalog: Catalog) -> anyhow::Result<AppState> {
         let error = cfg.redact_secrets(&err.to_string());
         tracing::warn!(%error, "Redis not reachable at start; will keep trying");
     }
-    // The catalog and scope in force at start (a SIGHUP reload does not reach the scheduler yet).
-    let scheduler = scanq::schedule::Scheduler::new(
-        queue.clone(),
-        live.catalog.clone(),
-        live.targets.clone(),
-        &cfg,
-    );
+    let scheduler = scanq::schedule::Scheduler::new(queue.clone(), &cfg);
     let webhooks = scanq::webhook::Dispatcher::new(
         scanq::webhook::WebhookStore::new(queue.pool().clone(), queue.keys().prefix()),
         &cfg,
@@ -195,6 +189,7 @@ pub async fn run(
     let sweeper = tokio::spawn(sweep_listings(state.clone()));
     let series = tokio::spawn(sample_series(state.clone()));
     let schedules = tokio::spawn(fire_schedules(state.clone()));
+    let caps = tokio::spawn(publish_caps(state.clone()));
     let webhooks = tokio::spawn(deliver_webhooks(state.clone()));
     tracing::info!(addr = %addr, "API listening");
     let served = axum::serve(
@@ -207,6 +202,7 @@ pub async fn run(
     sweeper.abort();
     series.abort();
     schedules.abort();
+    caps.abort();
     webhooks.abort();
     served?;
     Ok(())
@@ -243,13 +239,34 @@ async fn sample_series(state: AppState) {
     }
 }
 
-/// Fires due schedules, like every other API and worker process (no leader).
+/// Fires due schedules, like every other API and worker process (no leader), each step with
+/// the configuration in force.
 async fn fire_schedules(state: AppState) {
     let counter = state.inner.metrics.schedule_runs.clone();
     let scheduler = state.inner.scheduler.clone();
+    let live = state.clone();
     scheduler
-        .run(move |r| counter.with_label_values(&[r.label()]).inc())
+        .run(
+            move || live.inner.live.current(),
+            move |r| counter.with_label_values(&[r.label()]).inc(),
+        )
         .await;
+}
+
+/// Publishes the caps of every tenant of the tokens file, for the scheduled runs any process
+/// may enqueue (`Queue::publish_caps`): at start and every 30 s (a reload publishes at once).
+async fn publish_caps(state: AppState) {
+    loop {
+        publish_caps_once(&state).await;
+        tokio::time::sleep(scanq::queue::CAPS_PUBLISH_EVERY).await;
+    }
+}
+
+async fn publish_caps_once(state: &AppState) {
+    let caps = state.inner.auth.all_caps(&state.inner.cfg);
+    if let Err(err) = state.queue().publish_caps(&caps).await {
+        tracing::debug!(error = %err, "Publishing tenant caps failed");
+    }
 }
 
 /// Delivers due webhook events, like every other API and worker process.
@@ -283,6 +300,7 @@ async fn reload_on_sighup(state: AppState, hup: std::io::Result<tokio::signal::u
             .with_label_values(&[outcome.as_str()])
             .inc();
         state.inner.auth.reload_logged();
+        publish_caps_once(&state).await;
     }
 }
 

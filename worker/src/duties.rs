@@ -38,14 +38,15 @@ async fn deliver_webhooks(w: SharedRef) {
 /// Fires due schedules, like every API and worker process (`scanq::schedule`): no leader.
 async fn fire_schedules(w: SharedRef) {
     let queue = w.job_events.queue.clone();
-    // The catalog and scope in force at start (a SIGHUP reload does not reach running
-    // schedulers yet).
-    let live = w.live.current();
-    let scheduler =
-        scanq::schedule::Scheduler::new(queue, live.catalog.clone(), live.targets.clone(), &w.cfg);
+    let scheduler = scanq::schedule::Scheduler::new(queue, &w.cfg);
     let counter = w.metrics.schedule_runs.clone();
+    // Each step judges templates against the configuration in force (SIGHUP reaches it).
+    let live = w.clone();
     scheduler
-        .run(move |r| counter.with_label_values(&[r.label()]).inc())
+        .run(
+            move || live.live.current(),
+            move |r| counter.with_label_values(&[r.label()]).inc(),
+        )
         .await;
 }
 

@@ -110,6 +110,16 @@ impl Auth {
         (rate.per_sec > 0.0).then_some(rate)
     }
 
+    /// The caps of every tenant the tokens file names (none in open mode), to publish for
+    /// scheduled runs (`Queue::publish_caps`).
+    pub fn all_caps(&self, cfg: &Config) -> Vec<(TenantId, TenantCaps)> {
+        self.current()
+            .tenants()
+            .into_iter()
+            .filter_map(|t| self.caps_for(&t, cfg).map(|c| (t, c)))
+            .collect()
+    }
+
     /// The caps of a tenant, or None in open mode (one tenant: only the per-tool queue length
     /// applies).
     pub fn caps_for(&self, tenant: &TenantId, cfg: &Config) -> Option<TenantCaps> {

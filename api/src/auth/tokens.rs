@@ -278,6 +278,15 @@ impl TokenSet {
         self.tokens.is_empty()
     }
 
+    /// Every tenant the file names: those of its tokens and of its `[tenants]` table.
+    pub fn tenants(&self) -> std::collections::BTreeSet<TenantId> {
+        self.tokens
+            .iter()
+            .map(|t| t.tenant.clone())
+            .chain(self.tenants.keys().cloned())
+            .collect()
+    }
+
     pub fn tenant_limits(&self, tenant: &TenantId) -> TenantLimits {
         self.tenants.get(tenant).copied().unwrap_or_default()
     }
@@ -432,7 +441,7 @@ mod tests {
     fn limits_come_from_the_entry_and_the_tenant_table() {
         let text = format!(
             "[[tokens]]\nname=\"a\"\ntenant=\"blue\"\nscopes=[\"read\"]\nsha256=\"{}\"\nrate_per_sec=2\n\
-             [tenants.blue]\nmax_queued=3\n",
+             [tenants.blue]\nmax_queued=3\n[tenants.green]\nmax_running=1\n",
             hash_token("tok")
         );
         let set = TokenSet::parse(&text).unwrap();
@@ -446,6 +455,10 @@ mod tests {
         );
         let blue = set.tenant_limits(&TenantId::parse("blue").unwrap());
         assert_eq!(blue.max_queued, Some(3));
+        assert_eq!(
+            set.tenants().into_iter().collect::<Vec<_>>(),
+            ["blue", "green"].map(|t| TenantId::parse(t).unwrap())
+        );
         assert_eq!(blue.max_running, None);
         assert_eq!(
             set.tenant_limits(&TenantId::parse("red").unwrap()),

@@ -8,7 +8,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use scanq::domain::{CorrelationId, JobState, TenantId};
 use scanq::nmap::{diff_reports, finished_report};
-use scanq::schedule::{ScheduleDef, ScheduleView, Scheduler, StoreError, rfc3339};
+use scanq::schedule::{Refusal, ScheduleDef, ScheduleView, Scheduler, StoreError, rfc3339};
 use scanq::validate::ValidationError;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -266,15 +266,19 @@ pub(crate) async fn resume(
     responses((status = 202, description = "A run was queued now", body = Object),
         (status = 404, description = "No such schedule for this tenant", body = ProblemBody, content_type = "application/problem+json"),
         (status = 409, description = "The schedule's template is no longer accepted", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 422, description = "A bad id", body = ProblemBody, content_type = "application/problem+json")))]
+        (status = 422, description = "A bad id", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 429, description = "The tenant is at its cap on waiting jobs (`Retry-After`)", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "The tool's queue is full or the queue store is down (`Retry-After`)", body = ProblemBody, content_type = "application/problem+json")))]
 pub(crate) async fn trigger(
     State(state): State<AppState>,
     caller: Caller,
     PathParams(id): PathParams<String>,
 ) -> Result<Response, AppError> {
     let v = found(&state, &caller.tenant, &id).await?;
+    let live = state.inner.live.current();
+    let caps = state.inner.auth.caps_for(&caller.tenant, &state.inner.cfg);
     match scheduler(&state)
-        .trigger(&caller.tenant, &id, &v.def)
+        .trigger(&live, &caller.tenant, caps, &id, &v.def)
         .await?
     {
         Ok(run) => Ok((
@@ -282,9 +286,11 @@ pub(crate) async fn trigger(
             Json(json!({"schedule_id": id, "run": run})),
         )
             .into_response()),
-        Err(reason) => Err(AppError::Conflict(format!(
+        Err(Refusal::Template(reason)) => Err(AppError::Conflict(format!(
             "the schedule's template was refused: {reason}"
         ))),
+        // The tenant's cap or the tool's queue length: answered as for a submit (429).
+        Err(Refusal::Queue(e)) => Err(e.into()),
     }
 }
 

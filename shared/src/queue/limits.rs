@@ -19,6 +19,9 @@ use crate::scripts::{AdmitOutcome, LimitScripts, Rate, RateDecision, TenantCaps}
 
 static SCRIPTS: LazyLock<LimitScripts> = LazyLock::new(LimitScripts::new);
 
+/// How often each API publishes its tenants' caps ([`Queue::publish_caps`]).
+pub const CAPS_PUBLISH_EVERY: Duration = Duration::from_secs(30);
+
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -116,6 +119,50 @@ impl Queue {
             .zadd(self.keys.tenant_queued(tenant), job_key, stale_after)
             .await?;
         Ok(())
+    }
+
+    /// Publishes tenants' caps (`max_queued`, `max_running`) for the processes that enqueue
+    /// without a request: scheduled runs, which any worker may fire and a worker has no tokens
+    /// file. The APIs publish every tenant of their tokens file at start, on reload and every
+    /// [`CAPS_PUBLISH_EVERY`]; each admit writes its tenant's caps too. They last as long as a
+    /// job, so a fleet whose APIs are all down keeps the last caps it was given.
+    pub async fn publish_caps(&self, caps: &[(TenantId, TenantCaps)]) -> Result<(), QueueError> {
+        if caps.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for (tenant, c) in caps {
+            let key = self.keys.tenant_limits(tenant);
+            pipe.hset_multiple(
+                &key,
+                &[("max_queued", c.max_queued), ("max_running", c.max_running)],
+            )
+            .ignore()
+            .pexpire(&key, self.job_ttl_ms as i64)
+            .ignore();
+        }
+        let mut con = self.connection().await?;
+        let () = pipe.query_async(&mut con).await?;
+        Ok(())
+    }
+
+    /// The caps last published for a tenant ([`Queue::publish_caps`]); None when none were (open
+    /// mode: no caps).
+    pub async fn published_caps(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Option<TenantCaps>, QueueError> {
+        let mut con = self.connection().await?;
+        let (queued, running): (Option<u64>, Option<u64>) = redis::cmd("HMGET")
+            .arg(self.keys.tenant_limits(tenant))
+            .arg("max_queued")
+            .arg("max_running")
+            .query_async(&mut con)
+            .await?;
+        Ok(queued.map(|max_queued| TenantCaps {
+            max_queued,
+            max_running: running.unwrap_or(0),
+        }))
     }
 
     /// How many of the tenant's jobs the queued set counts now (stats, tests).

@@ -2,17 +2,23 @@
 //! its overlap and catch-up policies, enqueues the run through the normal submit path
 //! ([`Queue::submit`], the same validation as `POST /v1/jobs`), and commits the slot. Every API
 //! and worker process runs [`Scheduler::run`]; there is no leader.
+//!
+//! Each step judges templates against the configuration in force (a SIGHUP reload reaches the
+//! next step), and a run counts against its tenant's caps like any submit: the caps are those
+//! the APIs publish to Redis (`Queue::publish_caps`), since a worker has no tokens file.
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use super::store::{Claimed, ScheduleStore, StoreError};
 use super::{Overlap, ScheduleDef};
-use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::domain::{CorrelationId, TenantId};
-use crate::queue::Queue;
-use crate::request::Policy;
-use crate::validate::TargetPolicy;
+use crate::queue::{Queue, QueueError, Submitted};
+use crate::reload::Live;
+use crate::request::JobSpec;
+use crate::scripts::TenantCaps;
 
 /// How long a claim holds a schedule before another process may fire the same slot.
 const CLAIM_LEASE_MS: u64 = 5_000;
@@ -32,8 +38,27 @@ pub enum FireResult {
     Held { schedule: String },
     /// The slot was older than `catchup_sec`.
     Missed { schedule: String },
-    /// The template no longer passes validation (policy changed) or the queue refused it.
+    /// The template no longer passes validation (policy changed) or the queue refused it (the
+    /// tenant is at its cap on waiting jobs, say).
     Refused { schedule: String, reason: String },
+}
+
+/// Why a run was not enqueued.
+#[derive(Debug)]
+pub enum Refusal {
+    /// The template no longer passes validation.
+    Template(String),
+    /// The queue refused the job (the tenant's cap, the tool's queue length).
+    Queue(QueueError),
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Template(r) => f.write_str(r),
+            Self::Queue(e) => write!(f, "{e}"),
+        }
+    }
 }
 
 impl FireResult {
@@ -65,38 +90,23 @@ pub fn run_id(schedule: &str, slot_ms: u64) -> String {
 pub struct Scheduler {
     pub store: ScheduleStore,
     queue: Queue,
-    catalog: Catalog,
-    targets: TargetPolicy,
-    allow_intrusive: bool,
-    default_max_attempts: u32,
     tick: Duration,
 }
 
 impl Scheduler {
-    pub fn new(queue: Queue, catalog: Catalog, targets: TargetPolicy, cfg: &Config) -> Self {
+    pub fn new(queue: Queue, cfg: &Config) -> Self {
         Self {
             store: ScheduleStore::new(queue.pool().clone(), queue.keys().prefix()),
             queue,
-            catalog,
-            targets,
-            allow_intrusive: cfg.allow_intrusive,
-            default_max_attempts: cfg.default_max_attempts,
             tick: Duration::from_millis(cfg.schedule_tick_ms),
         }
     }
 
-    fn policy(&self) -> Policy<'_> {
-        Policy {
-            catalog: &self.catalog,
-            targets: &self.targets,
-            allow_intrusive: self.allow_intrusive,
-            default_max_attempts: self.default_max_attempts,
-        }
-    }
-
-    /// Fires every due schedule (at most 100 per step); `on_result` sees each outcome.
+    /// Fires every due schedule (at most 100 per step), judging templates against `live`;
+    /// `on_result` sees each outcome.
     pub async fn tick(
         &self,
+        live: &Live,
         on_result: &(dyn Fn(&FireResult) + Sync),
     ) -> Result<usize, StoreError> {
         let mut fired = 0;
@@ -104,18 +114,19 @@ impl Scheduler {
             let Ok(c) = self.store.claim(CLAIM_LEASE_MS).await? else {
                 break;
             };
-            let result = self.fire(&c).await?;
+            let result = self.fire(live, &c).await?;
             on_result(&result);
             fired += 1;
         }
         Ok(fired)
     }
 
-    /// Runs [`Scheduler::tick`] forever, every `SCANQ_SCHEDULE_TICK_MS` (with jitter).
-    pub async fn run(self, on_result: impl Fn(&FireResult) + Sync) {
+    /// Runs [`Scheduler::tick`] forever, every `SCANQ_SCHEDULE_TICK_MS` (with jitter), each
+    /// step with the configuration `live` gives then.
+    pub async fn run(self, live: impl Fn() -> Arc<Live>, on_result: impl Fn(&FireResult) + Sync) {
         let base = self.tick.as_millis() as u64;
         loop {
-            if let Err(err) = self.tick(&on_result).await {
+            if let Err(err) = self.tick(&live(), &on_result).await {
                 tracing::debug!(error = %err, "Schedule tick failed");
             }
             tokio::time::sleep(Duration::from_millis(base / 2 + fastrand::u64(..=base))).await;
@@ -134,7 +145,7 @@ impl Scheduler {
     }
 
     #[tracing::instrument(skip_all, fields(schedule = %c.member))]
-    async fn fire(&self, c: &Claimed) -> Result<FireResult, StoreError> {
+    async fn fire(&self, live: &Live, c: &Claimed) -> Result<FireResult, StoreError> {
         let schedule = c.member.clone();
         let (slot, next) = if c.retry {
             // An earlier claimant died mid-fire: fire its slot as is (same run ID), never lose it.
@@ -182,12 +193,13 @@ impl Scheduler {
             return Ok(FireResult::Skipped { schedule });
         }
         let enqueued = match CorrelationId::parse(&run) {
-            Ok(cid) => match c.def.run_spec(&self.policy(), &cid) {
+            Ok(cid) => match c.def.run_spec(&live.policy(), &cid) {
                 Ok(mut spec) => {
                     // Stored with the job from its creation, so even a run that finishes at
                     // once is known as this schedule's.
                     spec.schedule_id = Some(c.id.clone());
-                    match self.queue.submit(&c.tenant, &spec).await {
+                    let caps = self.queue.published_caps(&c.tenant).await?;
+                    match self.enqueue(&c.tenant, &spec, caps).await {
                         Ok(_) => Ok(()),
                         Err(e) if e.is_unavailable() => return Err(e.into()),
                         Err(e) => Err(e.to_string()),
@@ -239,25 +251,41 @@ impl Scheduler {
         })
     }
 
-    /// Enqueues a run now (`POST /v1/schedules/{id}/trigger`), outside the cadence.
-    pub async fn trigger(
+    /// A run's job, under the tenant's caps when there are any (none in open mode).
+    async fn enqueue(
         &self,
         tenant: &TenantId,
+        spec: &JobSpec,
+        caps: Option<TenantCaps>,
+    ) -> Result<Submitted, QueueError> {
+        match caps {
+            Some(caps) => self.queue.submit_within(tenant, spec, caps).await,
+            None => self.queue.submit(tenant, spec).await,
+        }
+    }
+
+    /// Enqueues a run now (`POST /v1/schedules/{id}/trigger`), outside the cadence, judged
+    /// against `live` and under the caller's tenant caps.
+    pub async fn trigger(
+        &self,
+        live: &Live,
+        tenant: &TenantId,
+        caps: Option<TenantCaps>,
         id: &str,
         def: &ScheduleDef,
-    ) -> Result<Result<String, String>, StoreError> {
+    ) -> Result<Result<String, Refusal>, StoreError> {
         let now = self.store.now_ms().await?;
         let run = format!("{id}.t{now}");
         let cid = CorrelationId::parse(&run).map_err(|e| StoreError::Corrupt(e.0))?;
-        let mut spec = match def.run_spec(&self.policy(), &cid) {
+        let mut spec = match def.run_spec(&live.policy(), &cid) {
             Ok(s) => s,
-            Err(e) => return Ok(Err(refusal(&e))),
+            Err(e) => return Ok(Err(Refusal::Template(refusal(&e)))),
         };
         spec.schedule_id = Some(id.to_owned());
-        match self.queue.submit(tenant, &spec).await {
+        match self.enqueue(tenant, &spec, caps).await {
             Ok(_) => {}
             Err(e) if e.is_unavailable() => return Err(e.into()),
-            Err(e) => return Ok(Err(e.to_string())),
+            Err(e) => return Ok(Err(Refusal::Queue(e))),
         }
         self.store.record_run(tenant, id, &run, now).await?;
         Ok(Ok(run))

@@ -24,7 +24,7 @@ use croner::parser::{CronParser, Seconds, Year};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-pub use fire::{FireResult, Scheduler, run_id};
+pub use fire::{FireResult, Refusal, Scheduler, run_id};
 pub use store::{Claimed, ScheduleStore, ScheduleView, StoreError};
 
 use crate::domain::{CorrelationId, UnknownVariant, string_enum};
