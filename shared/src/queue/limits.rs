@@ -133,13 +133,16 @@ impl Queue {
         let mut pipe = redis::pipe();
         for (tenant, c) in caps {
             let key = self.keys.tenant_limits(tenant);
-            pipe.hset_multiple(
-                &key,
-                &[("max_queued", c.max_queued), ("max_running", c.max_running)],
-            )
-            .ignore()
-            .pexpire(&key, self.job_ttl_ms as i64)
-            .ignore();
+            // HSET with several fields (HMSET is not among the ACL's commands).
+            pipe.cmd("HSET")
+                .arg(&key)
+                .arg("max_queued")
+                .arg(c.max_queued)
+                .arg("max_running")
+                .arg(c.max_running)
+                .ignore()
+                .pexpire(&key, self.job_ttl_ms as i64)
+                .ignore();
         }
         let mut con = self.connection().await?;
         let () = pipe.query_async(&mut con).await?;
