@@ -244,3 +244,50 @@ async fn the_listing_is_the_index_another_tool_conflicts_until_the_job_expired()
     let page = get_json(&base, "/v1/jobs?tool=sleep").await;
     assert_eq!(page["jobs"][0]["correlation_id"], "x", "{page}");
 }
+
+/// A tool's partition count is the fleet's (`queue::layout`): an API or a worker whose catalog
+/// counts differently refuses to start, naming the tool and both counts, so the fleet's jobs are
+/// never looked for in the wrong partitions; the same count starts as before.
+#[tokio::test]
+async fn a_process_with_another_partition_count_refuses_to_start() {
+    let redis = RedisServer::start().await;
+    let fx = Fixture::new();
+    let catalog = |n: u16| {
+        let text = format!("[tools.noop]\nexecutor = \"noop\"\npartitions = {n}\n");
+        Catalog::load(Some(&fx.catalog(&text))).unwrap()
+    };
+    let cfg = test_config(&redis, "layout");
+    let (_api, base) = start_api(cfg.clone(), catalog(3)).await;
+    submit(
+        &base,
+        json!({"tool":"noop","target":"10.0.0.5","correlation_id":"placed"}),
+    )
+    .await;
+
+    let refused = |e: anyhow::Error| {
+        let e = e.to_string();
+        assert!(
+            e.contains("`noop`") && e.contains("over 2 partition") && e.contains("uses 3"),
+            "{e}"
+        );
+    };
+    refused(
+        scanq_api::state(cfg.clone(), catalog(2))
+            .await
+            .err()
+            .unwrap(),
+    );
+    refused(
+        Worker::connect(cfg.clone(), catalog(2))
+            .await
+            .err()
+            .unwrap(),
+    );
+
+    // The same count: a worker starts and finds the job where the API put it.
+    let _worker = start_worker(cfg, catalog(3)).await;
+    assert_eq!(
+        wait_done(&base, "placed", Duration::from_secs(15)).await["state"],
+        "succeeded"
+    );
+}

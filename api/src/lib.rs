@@ -71,9 +71,15 @@ pub async fn state(cfg: Config, catalog: Catalog) -> anyhow::Result<AppState> {
     let live = Live::new(cfg.clone(), catalog).map_err(anyhow::Error::msg)?;
     let stats = Stats::new(pool.clone(), queue.keys().clone());
     let listener = Listener::start(pool, queue.keys().notify_channel());
-    if let Err(err) = queue.prepare().await {
-        let error = cfg.redact_secrets(&err.to_string());
-        tracing::warn!(%error, "Redis not reachable at start; will keep trying");
+    match queue.prepare().await {
+        Ok(()) => queue
+            .check_layout_at_start(&live.catalog)
+            .await
+            .map_err(anyhow::Error::msg)?,
+        Err(err) => {
+            let error = cfg.redact_secrets(&err.to_string());
+            tracing::warn!(%error, "Redis not reachable at start; will keep trying");
+        }
     }
     let scheduler = scanq::schedule::Scheduler::new(queue.clone(), &cfg);
     let webhooks = scanq::webhook::Dispatcher::new(

@@ -327,6 +327,12 @@ impl ToolKeys {
         format!("{}:breaker", self.base)
     }
 
+    /// The number of partitions the fleet spreads this tool's jobs over (home partition only;
+    /// see `queue::layout`).
+    pub fn layout(&self) -> String {
+        format!("{}:partitions", self.base)
+    }
+
     pub fn breaker_history(&self) -> String {
         format!("{}:breaker:hist", self.base)
     }

@@ -74,6 +74,29 @@ impl Live {
     }
 }
 
+/// A tool's partition count places its jobs (`queue::layout`): a reload may not change it for
+/// a tool it keeps. `default` is `queue_partitions`, which a reload never changes.
+fn partitions_kept(old: &Catalog, new: &Catalog, default: u16) -> Result<(), String> {
+    let (was, is) = (old.partitions(), new.partitions());
+    let count = |m: &std::collections::HashMap<_, u16>, t| m.get(t).copied().unwrap_or(default);
+    let mut kept: Vec<_> = old
+        .tools()
+        .map(|(t, _)| t)
+        .filter(|t| new.get(t).is_some())
+        .collect();
+    kept.sort();
+    for tool in kept {
+        let (was, is) = (count(&was, tool), count(&is, tool));
+        if was != is {
+            return Err(format!(
+                "tool `{tool}`: `partitions` changed ({was} → {is}), but it places the tool's jobs \
+                 and takes effect only at start, with the whole fleet (docs/scaling.md)"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The first key outside [`HOT_KEYS`] whose value differs.
 fn fixed_key_changed(old: &Config, new: &Config) -> Option<String> {
     let old = serde_json::to_value(old).ok()?;
@@ -123,6 +146,10 @@ impl LiveCell {
     pub fn reload(&self, accept: impl FnOnce(&Live) -> Result<(), String>) -> Outcome {
         let running = self.current();
         let loaded = Live::load(running.cfg.source.as_deref(), &running.cfg)
+            .and_then(|live| {
+                let default = running.cfg.queue_partitions;
+                partitions_kept(&running.catalog, &live.catalog, default).map(|()| live)
+            })
             .and_then(|live| accept(&live).map(|()| live));
         match loaded {
             Ok(live) => {
@@ -166,5 +193,28 @@ mod tests {
         };
         let err = Live::new(cfg, Catalog::builtin()).unwrap_err();
         assert!(err.contains("allowed_targets"), "{err}");
+    }
+
+    #[test]
+    fn a_kept_tools_partition_count_may_not_change() {
+        let catalog = |extra: &str| {
+            let text = format!("[tools.noop]\nexecutor = \"noop\"\n{extra}");
+            Catalog::from_sources("", Some(("test", &text))).unwrap()
+        };
+        let (one, three) = (catalog(""), catalog("partitions = 3\n"));
+        assert_eq!(
+            partitions_kept(&one, &catalog("partitions = 1\n"), 1),
+            Ok(())
+        );
+        let err = partitions_kept(&one, &three, 1).unwrap_err();
+        assert!(err.contains("`noop`") && err.contains("(1 → 3)"), "{err}");
+        assert!(
+            partitions_kept(&three, &one, 3).is_ok(),
+            "the default is 3 here"
+        );
+        // A tool the reload removes has nothing to keep.
+        let other =
+            Catalog::from_sources("", Some(("test", "[tools.sleep]\nexecutor = \"sleep\"\n")));
+        assert_eq!(partitions_kept(&three, &other.unwrap(), 1), Ok(()));
     }
 }

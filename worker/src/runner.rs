@@ -103,6 +103,11 @@ impl Worker {
             &cfg,
             &catalog,
         ));
+        job_events
+            .queue
+            .check_layout_at_start(&catalog)
+            .await
+            .map_err(anyhow::Error::msg)?;
         let live = Live::new(cfg.clone(), catalog).map_err(anyhow::Error::msg)?;
         let shared = Arc::new(Shared {
             job_events,

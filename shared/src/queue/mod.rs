@@ -22,6 +22,7 @@ mod claim;
 mod conn;
 mod connect;
 mod consumer;
+mod layout;
 mod limits;
 mod listen;
 mod listing;
