@@ -351,7 +351,7 @@ async fn a_tool_that_calls_a_denied_syscall_is_killed_and_not_retried() {
     let catalog = Catalog::load(Some(&path)).expect("catalog");
     let cfg = test_config(&redis, "seccomp");
     let (_api, base) = start_api(cfg.clone(), catalog.clone()).await;
-    let _worker = start_worker(cfg, catalog).await;
+    let (_worker, wm) = start_worker_with_metrics(cfg, catalog).await;
     submit(
         &base,
         json!({"tool":"tracer","target":"127.0.0.1","correlation_id":"t","max_attempts":3}),
@@ -377,6 +377,27 @@ async fn a_tool_that_calls_a_denied_syscall_is_killed_and_not_retried() {
     assert!(
         !out.contains("ptrace returned"),
         "the call never returned: {out}"
+    );
+    // Its own failure kind: the breaker hears it, and the worker counts it.
+    let b = get_json(&base, "/v1/breakers/tracer").await;
+    let errors = b["last_errors"].as_array().cloned().unwrap_or_default();
+    assert!(
+        errors.iter().any(|e| e["reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("sandbox_violation: "))),
+        "{b}"
+    );
+    let metrics = http()
+        .get(format!("{wm}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("scanq_sandbox_violations_total{tool=\"tracer\"} 1"),
+        "{metrics}"
     );
 }
 

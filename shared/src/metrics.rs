@@ -33,6 +33,8 @@ pub struct Metrics {
     pub workers_alive: IntGauge,
     /// Packets of confined tool runs that the kernel refused (worker; docs/sandbox.md).
     pub egress_refused: IntCounterVec,
+    /// Tool runs the seccomp filter killed (worker; docs/sandbox.md).
+    pub sandbox_violations: IntCounterVec,
     /// Claimed schedule slots by `result`: fired, skipped, missed, refused.
     pub schedule_runs: IntCounterVec,
     /// Webhook delivery attempts by `outcome`: delivered, failed, gave_up, dropped.
@@ -152,6 +154,11 @@ impl Metrics {
             egress_refused: counter(
                 "scanq_egress_refused_packets_total",
                 "Packets of confined tool runs refused by the kernel (nftables counters)",
+                &["tool"],
+            ),
+            sandbox_violations: counter(
+                "scanq_sandbox_violations_total",
+                "Tool runs killed by the seccomp filter for a forbidden system call",
                 &["tool"],
             ),
             registry,

@@ -193,7 +193,7 @@ pub fn classify_exit(
                 needs (see docs/sandbox.md, Seccomp). Check the tool and its arguments; an \
                 operator can read the worker log for the call."
                 .into();
-            Ran::Failed(e, Some(result), Some(FailureKind::Signal))
+            Ran::Failed(e, Some(result), Some(FailureKind::SandboxViolation))
         }
         (None, Some(sig)) => Ran::Failed(
             ErrorInfo::new(
@@ -254,7 +254,7 @@ mod tests {
         ));
         assert!(matches!(
             classify_exit(exit(None, Some(libc::SIGSYS)), r(), 5, false),
-            Ran::Failed(e, _, Some(FailureKind::Signal)) if e.message.starts_with("sandbox violation")
+            Ran::Failed(e, _, Some(FailureKind::SandboxViolation)) if e.message.starts_with("sandbox violation")
         ));
         let timed = Exit {
             timed_out: true,

@@ -100,6 +100,13 @@ pub async fn attempt(w: &SharedRef, job: &RunningJob, claimed: &ClaimedJob) -> O
         (Some(StopReason::Cancel), _) => tracing::info!("Job cancelled"),
         (Some(StopReason::Handback), _) => tracing::info!("Job handed back"),
         (None, Ran::Succeeded(_)) => tracing::info!("Job succeeded"),
+        (None, Ran::Failed(e, _, Some(FailureKind::SandboxViolation))) => {
+            w.metrics
+                .sandbox_violations
+                .with_label_values(&[job.id.tool.as_str()])
+                .inc();
+            tracing::warn!(error = %e.message, "Sandbox violation: the tool was killed")
+        }
         (None, Ran::Failed(e, _, _)) => {
             tracing::info!(error_type = %e.kind, error = %e.message, "Job failed")
         }

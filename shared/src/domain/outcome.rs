@@ -49,6 +49,9 @@ string_enum!(
         Timeout => "timeout",
         /// The tool exited with a non-zero code.
         ExitNonzero => "exit_nonzero",
+        /// The sandbox killed the tool for a system call it forbids (seccomp): something a
+        /// scanner never needs, so the tool or its build is suspect.
+        SandboxViolation => "sandbox_violation",
     }
 );
 
@@ -66,9 +69,10 @@ string_enum!(
 
 impl FailureKind {
     /// The kinds that count against a breaker unless a tool says otherwise.
-    pub const DEFAULT_BREAKER: [FailureKind; 3] = [
+    pub const DEFAULT_BREAKER: [FailureKind; 4] = [
         FailureKind::SpawnError,
         FailureKind::Signal,
         FailureKind::ResourceExhausted,
+        FailureKind::SandboxViolation,
     ];
 }
