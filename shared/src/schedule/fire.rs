@@ -7,9 +7,8 @@
 //! next step), and a run counts against its tenant's caps like any submit: the caps are those
 //! the APIs publish to Redis (`Queue::publish_caps`), since a worker has no tokens file.
 
-use std::time::Duration;
-
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::store::{Claimed, ScheduleStore, StoreError};
 use super::{Overlap, ScheduleDef};
