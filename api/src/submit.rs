@@ -31,15 +31,11 @@ pub async fn submit(
         .check(state.queue(), &spec.tool, spec.queue_if_unavailable)
         .await
         .map_err(Refused::Gate)?;
-    let submitted = match state.inner.auth.caps_for(&caller.tenant, &state.inner.cfg) {
-        Some(caps) => {
-            state
-                .queue()
-                .submit_within(&caller.tenant, spec, caps)
-                .await
-        }
-        None => state.queue().submit(&caller.tenant, spec).await,
-    };
+    let caps = state.inner.auth.caps_for(&caller.tenant, &state.inner.cfg);
+    let submitted = state
+        .queue()
+        .submit_within(&caller.tenant, spec, caps)
+        .await;
     match submitted {
         Ok(s) => {
             let doc = &s.document;

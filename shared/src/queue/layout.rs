@@ -3,7 +3,7 @@
 //! differently from the rest of the fleet would look for its jobs in the wrong places: they would
 //! be neither claimed nor found by ID. The first process to start records N for each tool; every
 //! later one compares and refuses to start on a difference, naming the tool and both counts.
-//! A reload never changes the count (`reload::Live::load`).
+//! A reload never changes the count (`reload::LiveCell::reload`).
 
 use super::{Queue, QueueError};
 use crate::catalog::Catalog;

@@ -38,14 +38,18 @@ impl Queue {
             .await?)
     }
 
-    /// [`Queue::submit`] under the tenant's cap on queued jobs: a tenant with `max_queued`
-    /// jobs waiting gets [`QueueError::TenantFull`].
+    /// [`Queue::submit`] under the tenant's caps, if it has any (open mode has none): a tenant
+    /// with `max_queued` jobs waiting gets [`QueueError::TenantFull`]. Every submit goes through
+    /// here, from a request or from a schedule.
     pub async fn submit_within(
         &self,
         tenant: &TenantId,
         spec: &JobSpec,
-        caps: TenantCaps,
+        caps: Option<TenantCaps>,
     ) -> Result<Submitted, QueueError> {
+        let Some(caps) = caps else {
+            return self.submit(tenant, spec).await;
+        };
         let mut spec = spec.clone();
         let cid = spec
             .correlation_id

@@ -14,9 +14,8 @@ use super::store::{Claimed, ScheduleStore, StoreError};
 use super::{Overlap, ScheduleDef};
 use crate::config::Config;
 use crate::domain::{CorrelationId, TenantId};
-use crate::queue::{Queue, QueueError, Submitted};
+use crate::queue::{Queue, QueueError};
 use crate::reload::Live;
-use crate::request::JobSpec;
 use crate::scripts::TenantCaps;
 
 /// How long a claim holds a schedule before another process may fire the same slot.
@@ -49,15 +48,6 @@ pub enum Refusal {
     Template(String),
     /// The queue refused the job (the tenant's cap, the tool's queue length).
     Queue(QueueError),
-}
-
-impl std::fmt::Display for Refusal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Template(r) => f.write_str(r),
-            Self::Queue(e) => write!(f, "{e}"),
-        }
-    }
 }
 
 impl FireResult {
@@ -198,7 +188,7 @@ impl Scheduler {
                     // once is known as this schedule's.
                     spec.schedule_id = Some(c.id.clone());
                     let caps = self.queue.published_caps(&c.tenant).await?;
-                    match self.enqueue(&c.tenant, &spec, caps).await {
+                    match self.queue.submit_within(&c.tenant, &spec, caps).await {
                         Ok(_) => Ok(()),
                         Err(e) if e.is_unavailable() => return Err(e.into()),
                         Err(e) => Err(e.to_string()),
@@ -250,19 +240,6 @@ impl Scheduler {
         })
     }
 
-    /// A run's job, under the tenant's caps when there are any (none in open mode).
-    async fn enqueue(
-        &self,
-        tenant: &TenantId,
-        spec: &JobSpec,
-        caps: Option<TenantCaps>,
-    ) -> Result<Submitted, QueueError> {
-        match caps {
-            Some(caps) => self.queue.submit_within(tenant, spec, caps).await,
-            None => self.queue.submit(tenant, spec).await,
-        }
-    }
-
     /// Enqueues a run now (`POST /v1/schedules/{id}/trigger`), outside the cadence, judged
     /// against `live` and under the caller's tenant caps.
     pub async fn trigger(
@@ -281,7 +258,7 @@ impl Scheduler {
             Err(e) => return Ok(Err(Refusal::Template(refusal(&e)))),
         };
         spec.schedule_id = Some(id.to_owned());
-        match self.enqueue(tenant, &spec, caps).await {
+        match self.queue.submit_within(tenant, &spec, caps).await {
             Ok(_) => {}
             Err(e) if e.is_unavailable() => return Err(e.into()),
             Err(e) => return Ok(Err(Refusal::Queue(e))),
