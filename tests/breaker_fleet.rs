@@ -239,14 +239,7 @@ async fn forcing_the_breaker_open_holds_new_work_and_closing_it_lets_it_run() {
     assert_eq!(r.status(), 200);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["breaker"]["state"], "forced_open");
-    let metrics = http()
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&base).await;
     assert!(
         metrics.contains("scanq_breaker_state{tool=\"sleep\"} 1"),
         "breaker gauge not exported"

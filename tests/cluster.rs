@@ -250,23 +250,7 @@ async fn the_core_scenarios_pass_on_a_redis_cluster() {
     );
 
     // MCP: a session made on one API is served by the other; a job is a task on both.
-    let init = http()
-        .post(format!("{base}/mcp"))
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .body(
-            json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{
-                "protocolVersion":"2025-11-25","capabilities":{},
-                "clientInfo":{"name":"test","version":"0"}}})
-            .to_string(),
-        )
-        .send()
-        .await
-        .unwrap();
-    let session = init.headers()["mcp-session-id"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let session = mcp_session(&base).await;
     let task = http()
         .post(format!("{base_b}/mcp"))
         .header("content-type", "application/json")

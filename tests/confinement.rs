@@ -173,20 +173,13 @@ async fn a_confined_tool_reaches_only_its_target_and_the_refusals_are_on_the_job
         "{health}"
     );
     assert!(health.to_string().contains(": nftables"), "{health}");
-    let text = http()
-        .get(format!("{}/metrics", s.metrics))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let refused: f64 = text
-        .lines()
-        .find_map(|l| l.strip_prefix("scanq_egress_refused_packets_total{tool=\"prober\"} "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no refused-packets metric: {text}"));
-    assert!(refused >= 2.0, "{refused}");
+    let refused = metric(
+        &s.metrics,
+        "scanq_egress_refused_packets_total{tool=\"prober\"}",
+    )
+    .await
+    .expect("the refused-packets metric");
+    assert!(refused >= 2, "{refused}");
 
     // Real nmap under confinement still finds the open port of its own target.
     let port = s.ports[0];
@@ -387,17 +380,9 @@ async fn a_tool_that_calls_a_denied_syscall_is_killed_and_not_retried() {
             .is_some_and(|r| r.starts_with("sandbox_violation: "))),
         "{b}"
     );
-    let metrics = http()
-        .get(format!("{wm}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        metrics.contains("scanq_sandbox_violations_total{tool=\"tracer\"} 1"),
-        "{metrics}"
+    assert_eq!(
+        metric(&wm, "scanq_sandbox_violations_total{tool=\"tracer\"}").await,
+        Some(1)
     );
 }
 

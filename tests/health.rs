@@ -251,14 +251,7 @@ async fn workers_lists_live_workers_and_drops_one_killed_with_sigkill() {
     })
     .await;
     assert_eq!(after["workers"][0]["pid"], survivor.pid() as u64, "{after}");
-    let metrics = http()
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&base).await;
     assert!(
         metrics.lines().any(|l| l == "scanq_workers_alive 1"),
         "{metrics}"

@@ -58,35 +58,18 @@ fn spawn(name: &str, config: &Path, log: &Path) -> Proc {
     Proc { child }
 }
 
-async fn reloads(metrics_url: &str, result: &str) -> Option<u64> {
-    counter(
-        metrics_url,
+async fn reloads(base: &str, result: &str) -> Option<u64> {
+    metric(
+        base,
         &format!("scanq_config_reloads_total{{result=\"{result}\"}}"),
     )
     .await
 }
 
-/// One series of a process's `/metrics`.
-async fn counter(metrics_url: &str, series: &str) -> Option<u64> {
-    let text = http()
-        .get(metrics_url)
-        .send()
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    let prefix = format!("{series} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .and_then(|v| v.trim().parse().ok())
-}
-
 /// Waits until both processes counted `n` reloads with `result`.
 async fn wait_reloads(api: &str, worker: &str, result: &str, n: u64) {
-    let (api, worker) = (format!("{api}/metrics"), format!("{worker}/metrics"));
     eventually(Duration::from_secs(10), "reload counted", || {
-        let (api, worker) = (api.clone(), worker.clone());
+        let (api, worker) = (api.to_owned(), worker.to_owned());
         async move {
             let a = reloads(&api, result).await?;
             let w = reloads(&worker, result).await?;
@@ -224,12 +207,11 @@ async fn sighup_reloads_config_catalog_and_scope_in_api_and_worker() {
     assert_eq!(done["error"]["type"], "validation_error", "{done}");
     // ... and so are the schedule's next runs (refused, not made).
     let refused = "scanq_schedule_runs_total{result=\"refused\"}";
-    let (api_m, worker_m) = (format!("{base}/metrics"), format!("{wbase}/metrics"));
     eventually(Duration::from_secs(15), "a scheduled run refused", || {
-        let (api_m, worker_m) = (api_m.clone(), worker_m.clone());
+        let (base, wbase) = (base.clone(), wbase.clone());
         async move {
-            let n = counter(&api_m, refused).await.unwrap_or(0)
-                + counter(&worker_m, refused).await.unwrap_or(0);
+            let n = metric(&base, refused).await.unwrap_or(0)
+                + metric(&wbase, refused).await.unwrap_or(0);
             (n >= 1).then_some(())
         }
     })

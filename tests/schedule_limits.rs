@@ -13,20 +13,11 @@ use scanq::schedule::ScheduleStore;
 use scanq_tests::*;
 use serde_json::json;
 
-/// `scanq_schedule_runs_total{result}` of one process.
-async fn runs_counted(base: &str, result: &str) -> u64 {
-    let text = http()
-        .get(format!("{base}/metrics"))
-        .send()
+/// `scanq_schedule_runs_total{result="refused"}` of one process.
+async fn refused(base: &str) -> u64 {
+    metric(base, "scanq_schedule_runs_total{result=\"refused\"}")
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let key = format!("scanq_schedule_runs_total{{result=\"{result}\"}} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&key))
-        .map_or(0, |v| v.trim().parse().unwrap())
+        .unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -81,7 +72,7 @@ async fn scheduled_runs_count_against_their_tenants_queued_cap_in_any_process() 
         assert_eq!(r.status(), 201);
     }
     eventually(Duration::from_secs(15), "the API refuses a run", || async {
-        (runs_counted(&base, "refused").await >= 1).then_some(())
+        (refused(&base).await >= 1).then_some(())
     })
     .await;
     assert_eq!(queue.tenant_queued(&tenant).await.unwrap(), 2);
@@ -106,7 +97,7 @@ async fn scheduled_runs_count_against_their_tenants_queued_cap_in_any_process() 
     eventually(
         Duration::from_secs(15),
         "the worker refuses a run",
-        || async { (runs_counted(&wm, "refused").await >= 1).then_some(()) },
+        || async { (refused(&wm).await >= 1).then_some(()) },
     )
     .await;
     assert_eq!(queue.tenant_queued(&tenant).await.unwrap(), 2);

@@ -52,21 +52,10 @@ fn ms(rfc3339: &Value) -> u64 {
 
 /// Sum of `scanq_schedule_runs_total{result}` over the processes' `/metrics`.
 async fn fired(metrics: &[String], result: &str) -> u64 {
+    let series = format!("scanq_schedule_runs_total{{result=\"{result}\"}}");
     let mut n = 0;
     for base in metrics {
-        let text = http()
-            .get(format!("{base}/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let key = format!("scanq_schedule_runs_total{{result=\"{result}\"}} ");
-        n += text
-            .lines()
-            .find_map(|l| l.strip_prefix(&key))
-            .map_or(0, |v| v.trim().parse::<u64>().unwrap());
+        n += metric(base, &series).await.unwrap_or(0);
     }
     n
 }
@@ -484,11 +473,7 @@ async fn mcp(base: &str, session: &str, name: &str, arguments: Value) -> Value {
 async fn an_agent_sets_up_a_recurring_scan_and_reads_what_changed_over_mcp() {
     let open_a = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let a = open_a.local_addr().unwrap().port();
-    let b = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let b = free_port();
     let redis = RedisServer::start().await;
     let mut cfg = test_config(&redis, "schedmcp");
     cfg.schedule_min_every_sec = 1;
@@ -496,23 +481,7 @@ async fn an_agent_sets_up_a_recurring_scan_and_reads_what_changed_over_mcp() {
     let catalog = Catalog::builtin();
     let (_api, base) = start_api(cfg.clone(), catalog.clone()).await;
     let _worker = start_worker(cfg, catalog).await;
-    let init = http()
-        .post(format!("{base}/mcp"))
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .body(
-            json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{
-            "protocolVersion":"2025-11-25","capabilities":{},
-            "clientInfo":{"name":"test","version":"0"}}})
-            .to_string(),
-        )
-        .send()
-        .await
-        .unwrap();
-    let session = init.headers()["mcp-session-id"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let session = mcp_session(&base).await;
 
     // A bad cadence is refused like on REST, naming the field.
     let bad = mcp(

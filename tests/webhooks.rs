@@ -216,22 +216,7 @@ async fn signed_events_survive_failed_attempts_once_per_idempotency_key() {
             "{log:?}"
         );
     }
-    let metrics = http()
-        .get(format!("{wm}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-        + &http()
-            .get(format!("{base}/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+    let metrics = metrics_text(&wm).await + &metrics_text(&base).await;
     assert!(
         metrics.contains("scanq_webhook_deliveries_total{outcome=\"failed\"}"),
         "{metrics}"
@@ -294,11 +279,7 @@ async fn a_delivery_that_keeps_failing_is_given_up_and_logged() {
 async fn a_recurring_real_scan_reports_what_changed_by_signed_webhook() {
     let open_a = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let a = open_a.local_addr().unwrap().port();
-    let b = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let b = free_port();
     let redis = RedisServer::start().await;
     let mut cfg = test_config(&redis, "hookscan");
     cfg.schedule_min_every_sec = 1;

@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 use scanq::catalog::Catalog;
 use scanq::config::Config;
 
+mod observe;
 mod topology;
+pub use observe::*;
 pub use topology::*;
 
 /// A free loopback port (bound then released).
