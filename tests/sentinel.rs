@@ -44,15 +44,21 @@ async fn a_primary_killed_mid_burst_fails_over_without_losing_a_job() {
             let replica_port = set.replica.port;
             set.primary.kill();
             let mut old = std::mem::replace(&mut set.primary, RedisServer::start().await);
-            // Once the Sentinels have promoted the replica, the old primary comes back (the
-            // Sentinels make it a replica), so writes can be acknowledged again.
+            // Once every Sentinel names the promoted replica, the old primary comes back (the
+            // Sentinels make it a replica), so writes can be acknowledged again. Not before: a
+            // Sentinel still on the old configuration would see the old primary (back, empty)
+            // as the master and turn the promoted replica into its replica, which wipes it.
             let sentinels: Vec<u16> = set.sentinels.iter().map(|s| s.port).collect();
             revive = Some(tokio::spawn(async move {
                 eventually(Duration::from_secs(30), "replica promoted", || {
                     let sentinels = sentinels.clone();
                     async move {
-                        (sentinel_primary_port(sentinels[0]).await == Some(replica_port))
-                            .then_some(())
+                        for p in sentinels {
+                            if sentinel_primary_port(p).await != Some(replica_port) {
+                                return None;
+                            }
+                        }
+                        Some(())
                     }
                 })
                 .await;
