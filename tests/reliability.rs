@@ -101,6 +101,13 @@ async fn a_frozen_workers_job_is_taken_over_and_its_late_result_is_refused() {
     .await;
     let running = wait_state(&base, "f", "running", Duration::from_secs(20)).await;
     assert_eq!(running["worker"], "frozen-a");
+    // `running` is set by the claim, before the tool starts: freeze A only once it has.
+    let starts = e.starts.clone();
+    eventually(Duration::from_secs(20), "A's tool started", || {
+        let starts = starts.clone();
+        async move { (lines(&starts).len() == 1).then_some(()) }
+    })
+    .await;
 
     // Freeze A past its lease; B takes the job over.
     a.signal(Signal::SIGSTOP);
