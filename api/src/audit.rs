@@ -36,6 +36,8 @@ pub fn refusal(err: &QueueError) -> &'static str {
         QueueError::Full { .. } => "queue_full",
         QueueError::TenantFull { .. } => "tenant_full",
         QueueError::NotFound => "not_found",
+        QueueError::ToolDisabled { .. } => "tool_disabled",
+        QueueError::BreakerOpen { .. } => "breaker_open",
         QueueError::Redis(_) | QueueError::Pool(_) | QueueError::NotReplicated { .. } => {
             "unavailable"
         }

@@ -75,6 +75,16 @@ impl From<QueueError> for AppError {
                 ),
             },
             QueueError::NotFound => Self::NotFound,
+            QueueError::ToolDisabled { tool } => Self::Unavailable(format!(
+                "tool {tool} is disabled by an operator; retry later or set queue_if_unavailable"
+            )),
+            QueueError::BreakerOpen {
+                tool,
+                retry_after_sec,
+            } => Self::BreakerOpen {
+                tool,
+                retry_after: retry_after_sec,
+            },
             QueueError::Final { state } => Self::Conflict(format!("job is already {state}")),
             e @ QueueError::NotReplicated { .. } => {
                 tracing::warn!(error = %e, "Submit not acknowledged by enough replicas; taken back");

@@ -13,8 +13,7 @@
 //! | `mcp` | `/mcp`: MCP Streamable HTTP, tools, tasks, and the `mcp-stdio` bridge |
 //! | `routes::breakers` | breakers and tool switches (admin) |
 //! | `routes::dashboard` | the dashboard page at `/` |
-//! | `gate` | the submit gate (open breaker, disabled tool) |
-//! | `submit` | the one submit path of REST and MCP (gate, caps, enqueue, audit, metric) |
+//! | `actions` | submit, cancel and retry for REST and MCP: the queue's one admission path, one audit line, one metric |
 //! | `routes::health` | healthz, readyz, health, metrics |
 //! | `routes::stats` | fleet statistics |
 //! | `routes::workers` | live workers |
@@ -29,18 +28,17 @@
 //! | `openapi` | `/openapi.json`, generated from the handlers' types and annotations |
 //! | `state` | `AppState` |
 
+mod actions;
 mod audit;
 pub mod auth;
 mod checks;
 mod error;
 mod extract;
-mod gate;
 mod guard;
 pub mod mcp;
 mod openapi;
 mod routes;
 mod state;
-mod submit;
 mod system;
 
 use std::future::Future;
@@ -95,7 +93,6 @@ pub async fn state(cfg: Config, catalog: Catalog) -> anyhow::Result<AppState> {
             queue,
             listener,
             metrics: Metrics::new(),
-            breaker_cache: gate::BreakerCache::default(),
             stats,
             system: SystemProbe::new(),
             auth,

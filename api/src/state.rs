@@ -26,7 +26,6 @@ pub struct Inner {
     pub queue: Queue,
     pub listener: Listener,
     pub metrics: Metrics,
-    pub breaker_cache: crate::gate::BreakerCache,
     pub stats: Stats,
     pub system: SystemProbe,
     pub auth: Auth,

@@ -216,8 +216,7 @@ pub async fn list(ctx: &mut Ctx, params: &Value) -> Result<Value, RpcError> {
 pub async fn cancel(ctx: &mut Ctx, params: &Value) -> Result<Value, RpcError> {
     permit(ctx, Scope::Cancel)?;
     let id = task_id(params)?;
-    let out = ctx.state.queue().cancel(&ctx.caller.tenant, &id).await;
-    tracing::info!(audit = "cancel", via = "mcp-task", token = %ctx.caller.name, tenant = %ctx.caller.tenant, correlation_id = %id, outcome = ?out, "Cancel requested");
+    let out = crate::actions::cancel(&ctx.state, &ctx.caller, &id).await;
     match out {
         Ok(_) => {}
         Err(QueueError::NotFound) => return Err(not_found(id.as_str())),

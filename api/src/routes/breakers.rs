@@ -10,6 +10,7 @@ use scanq::domain::ToolName;
 use scanq::validate::ValidationError;
 use serde_json::{Value, json};
 
+use crate::audit::{self, Subject};
 use crate::error::{AppError, ProblemBody};
 use crate::extract::{Caller, PathParams};
 use crate::openapi::ToolParam;
@@ -89,7 +90,16 @@ pub(crate) async fn force(
     let live = state.live();
     let settings = &live.catalog.get(&name).expect("checked").breaker;
     let transition = state.queue().breaker_force(&name, settings, action).await?;
-    tracing::info!(audit = "breaker", token = %caller.name, tenant = %caller.tenant, tool = %name, action = action.as_str(), changed = transition.is_some(), "Breaker action");
+    let subject = Subject {
+        tool: name.as_str(),
+        ..Subject::default()
+    };
+    let outcome = if transition.is_some() {
+        action.as_str()
+    } else {
+        "unchanged"
+    };
+    audit::record("breaker", &caller, subject, outcome);
     if let Some(t) = &transition {
         let m = &state.inner.metrics;
         m.breaker_transitions
@@ -99,7 +109,7 @@ pub(crate) async fn force(
             .with_label_values(&[name.as_str()])
             .set(t.to.gauge_value());
     }
-    state.inner.breaker_cache.forget(name.as_str());
+    state.queue().gate().forget(name.as_str());
     let snap = state.queue().breaker_snapshot(&name).await?;
     Ok(Json(json!({ "transition": transition, "breaker": snap })))
 }
@@ -128,6 +138,11 @@ pub(crate) async fn switch(
         }
     };
     state.queue().set_tool_enabled(&name, enabled).await?;
-    tracing::info!(audit = "tool", token = %caller.name, tenant = %caller.tenant, tool = %name, enabled, "Tool switched");
+    state.queue().gate().forget(name.as_str());
+    let subject = Subject {
+        tool: name.as_str(),
+        ..Subject::default()
+    };
+    audit::record("tool", &caller, subject, &action);
     Ok(Json(json!({ "tool": name, "enabled": enabled })))
 }

@@ -7,20 +7,19 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use scanq::domain::{CorrelationId, JobDocument, JobState, ToolName};
+use scanq::domain::{JobDocument, JobState, ToolName};
 use scanq::queue::QueueError;
 use scanq::request::JobSpec;
 use scanq::scripts::CancelOutcome;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::audit::{self, Subject};
+use crate::actions;
 use crate::error::AppError;
 use crate::error::ProblemBody;
 use crate::extract::{Caller, JobId, JsonBody, Params};
 use crate::openapi::JobIdParam;
 use crate::state::AppState;
-use crate::submit::Refused;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -88,12 +87,7 @@ pub(crate) async fn submit(
     JsonBody(body): JsonBody,
 ) -> Result<Response, AppError> {
     let spec = JobSpec::from_json(&body, &state.live().policy())?;
-    let submitted = crate::submit::submit(&state, &caller, &spec)
-        .await
-        .map_err(|r| match r {
-            Refused::Gate(e) => e,
-            Refused::Queue(e) => e.into(),
-        })?;
+    let submitted = actions::submit(&state, &caller, &spec).await?;
     let created = submitted.created;
     let doc = submitted.document;
     let status = if created {
@@ -176,36 +170,15 @@ pub(crate) async fn cancel(
     caller: Caller,
     JobId(id): JobId,
 ) -> Result<Response, AppError> {
-    let out = state.queue().cancel(&caller.tenant, &id).await;
-    let doc = match &out {
-        Ok(_) => state
-            .queue()
-            .get(&caller.tenant, &id)
-            .await?
-            .map(|(_, d)| d),
-        Err(_) => None,
-    };
-    let outcome = match &out {
-        Ok(CancelOutcome::Cancelled) => "cancelled",
-        Ok(_) => "cancel_requested",
-        Err(e) => audit::refusal(e),
-    };
-    audit::record("cancel", &caller, subject(&id, doc.as_ref()), outcome);
+    let (out, doc) = actions::cancel(&state, &caller, &id)
+        .await
+        .map_err(AppError::from_cancel)?;
+    let outcome = actions::cancel_outcome(&out);
     let status = match out {
-        Ok(CancelOutcome::Cancelled) => StatusCode::OK,
-        Ok(_) => StatusCode::ACCEPTED,
-        Err(e) => return Err(AppError::from_cancel(e)),
+        CancelOutcome::Cancelled => StatusCode::OK,
+        _ => StatusCode::ACCEPTED,
     };
     Ok((status, Json(CancelReply { outcome, job: doc })).into_response())
-}
-
-/// The audit subject of a job known by its ID (and its document, when it was read).
-fn subject<'a>(id: &'a CorrelationId, doc: Option<&'a JobDocument>) -> Subject<'a> {
-    Subject {
-        correlation_id: id.as_str(),
-        tool: doc.map_or("", |d| d.tool.as_str()),
-        target: doc.map_or("", |d| d.target.as_str()),
-    }
 }
 
 /// Re-run a failed or cancelled job (admin or owner).
@@ -220,29 +193,14 @@ pub(crate) async fn retry(
     caller: Caller,
     JobId(id): JobId,
 ) -> Result<Response, AppError> {
-    let out = state.queue().retry(&caller.tenant, &id).await;
-    let doc = match &out {
-        Ok(()) => state
-            .queue()
-            .get(&caller.tenant, &id)
-            .await?
-            .map(|(_, d)| d),
-        Err(_) => None,
-    };
-    let outcome = match &out {
-        Ok(()) => "queued",
-        Err(e) => audit::refusal(e),
-    };
-    audit::record("retry", &caller, subject(&id, doc.as_ref()), outcome);
-    match out {
-        Ok(()) => {}
-        Err(QueueError::Final { state: s }) => {
-            return Err(AppError::Conflict(format!(
+    let doc = actions::retry(&state, &caller, &id)
+        .await
+        .map_err(|e| match e {
+            QueueError::Final { state: s } => AppError::Conflict(format!(
                 "job is {s}; only failed or cancelled jobs can be retried"
-            )));
-        }
-        Err(e) => return Err(e.into()),
-    }
+            )),
+            e => e.into(),
+        })?;
     Ok((StatusCode::ACCEPTED, Json(doc)).into_response())
 }
 

@@ -55,32 +55,8 @@ impl Queue {
             .correlation_id
             .get_or_insert_with(CorrelationId::generate)
             .clone();
-        let job_key = self
-            .keys
-            .job(&JobId::new(spec.tool.clone(), tenant.clone(), cid.clone()));
-        let admitted = {
-            let mut con = self.connection().await?;
-            SCRIPTS
-                .admit(
-                    &mut con,
-                    &self.keys.tenant_queued(tenant),
-                    &self.keys.tenant_running(tenant),
-                    &self.keys.tenant_limits(tenant),
-                    &job_key,
-                    self.job_ttl_ms,
-                    caps,
-                )
-                .await?
-        };
-        let added = match admitted {
-            AdmitOutcome::Full { queued } => {
-                return Err(QueueError::TenantFull {
-                    queued,
-                    cap: caps.max_queued,
-                });
-            }
-            AdmitOutcome::Admitted { added, .. } => added,
-        };
+        let id = JobId::new(spec.tool.clone(), tenant.clone(), cid.clone());
+        let added = self.reserve_place(tenant, &id, caps).await?;
         let out = self.submit_capped(tenant, &spec, caps.max_running).await;
         let created = matches!(out, Ok(Submitted { created: true, .. }));
         if added && !created {
@@ -90,6 +66,36 @@ impl Queue {
             }
         }
         out
+    }
+
+    /// Reserves a place for `id` under its tenant's `max_queued`, fleet-wide: true when the
+    /// place is new (the caller gives it back if the job is then not queued), false when the job
+    /// already held one; [`QueueError::TenantFull`] at the cap.
+    pub(super) async fn reserve_place(
+        &self,
+        tenant: &TenantId,
+        id: &JobId,
+        caps: TenantCaps,
+    ) -> Result<bool, QueueError> {
+        let mut con = self.connection().await?;
+        let admitted = SCRIPTS
+            .admit(
+                &mut con,
+                &self.keys.tenant_queued(tenant),
+                &self.keys.tenant_running(tenant),
+                &self.keys.tenant_limits(tenant),
+                &self.keys.job(id),
+                self.job_ttl_ms,
+                caps,
+            )
+            .await?;
+        match admitted {
+            AdmitOutcome::Full { queued } => Err(QueueError::TenantFull {
+                queued,
+                cap: caps.max_queued,
+            }),
+            AdmitOutcome::Admitted { added, .. } => Ok(added),
+        }
     }
 
     /// Removes a job from its tenant's queued set (it was cancelled or never made).

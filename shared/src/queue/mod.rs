@@ -11,6 +11,7 @@
 //! | `claim` | the claim step across tools and partitions; partitions following the home breaker |
 //! | `read` | reading, watching and long-polling jobs, the ID → tool cache |
 //! | `listing` | the tenant's listing (also the correlation-ID index) and its sweeping |
+//! | `admission` | the one admission path (gate, tenant caps, queue length, fair share) of submits, retries and scheduled runs |
 //! | `admin` | breakers, tool switches, counts |
 //! | `conn`, `connect`, `mode` | the connection in each Redis mode (standalone, cluster, Sentinel) |
 //! | `wait` | the worker's blocking wait for work and its wait for replicas |
@@ -18,6 +19,7 @@
 //! | `limits`, `sessions` | tenant caps, MCP sessions |
 
 mod admin;
+mod admission;
 mod claim;
 mod conn;
 mod connect;
@@ -36,6 +38,7 @@ use std::sync::{Arc, Mutex};
 
 use redis::AsyncCommands;
 
+pub use admission::Gate;
 pub use conn::{Conn, slot};
 pub use connect::{
     Connection, Pool, PoolError, cancelled_error, client, client_for, pool, script_settings,
@@ -52,7 +55,7 @@ use crate::config::Config;
 use crate::domain::{CorrelationId, JobDocument, JobId, Priority, TenantId, ToolName};
 use crate::keys::Keys;
 use crate::request::JobSpec;
-use crate::scripts::{CancelOutcome, EnqueueOutcome, RetryOutcome, ScriptSettings, Scripts};
+use crate::scripts::{CancelOutcome, EnqueueOutcome, ScriptSettings, Scripts};
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
@@ -70,6 +73,12 @@ pub enum QueueError {
     NotFound,
     #[error("job already {state}")]
     Final { state: String },
+    /// An operator switched the tool off (`POST /v1/tools/{tool}/disable`).
+    #[error("tool {tool} is disabled by an operator")]
+    ToolDisabled { tool: String },
+    /// The tool's breaker is open: new work waits `retry_after_sec` or sets `queue_if_unavailable`.
+    #[error("the breaker of {tool} is open")]
+    BreakerOpen { tool: String, retry_after_sec: u64 },
     /// The write reached the primary but not enough replicas in time (and was taken back).
     #[error("only {acked} of {wanted} replicas acknowledged the write")]
     NotReplicated { acked: u32, wanted: u32 },
@@ -141,6 +150,8 @@ pub struct Queue {
     /// Tenants this process has put in the tenant registry.
     registered: Arc<Mutex<std::collections::HashSet<TenantId>>>,
     numbers: Arc<Mutex<listing::ToolNumbers>>,
+    /// What this process last read of each tool's breaker and switch (see `admission`).
+    gate: Arc<Gate>,
 }
 
 impl Queue {
@@ -170,6 +181,7 @@ impl Queue {
             sweep: Arc::default(),
             registered: Arc::default(),
             numbers: Arc::default(),
+            gate: Arc::default(),
         }
     }
 
@@ -405,29 +417,6 @@ impl Queue {
             CancelOutcome::Missing => Err(QueueError::NotFound),
             CancelOutcome::Final { state } => Err(QueueError::Final { state }),
             other => Ok(other),
-        }
-    }
-
-    pub async fn retry(&self, tenant: &TenantId, cid: &CorrelationId) -> Result<(), QueueError> {
-        let Some(tool) = self.locate(tenant, cid).await? else {
-            return Err(QueueError::NotFound);
-        };
-        let id = JobId::new(tool.clone(), tenant.clone(), cid.clone());
-        let mut con = self.connection().await?;
-        match self
-            .scripts
-            .retry(
-                &mut con,
-                &self.keys.job_keys(&id),
-                &self.settings,
-                &id.job_ref(),
-                tool.as_str(),
-            )
-            .await?
-        {
-            RetryOutcome::Queued => self.note_queued(tenant, &tool, cid).await,
-            RetryOutcome::NotRetryable { state } => Err(QueueError::Final { state }),
-            RetryOutcome::Missing => Err(QueueError::NotFound),
         }
     }
 }

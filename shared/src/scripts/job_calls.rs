@@ -120,13 +120,15 @@ impl Scripts {
         for s in tk.streams() {
             inv.key(s);
         }
-        inv.key(tk.counts());
+        inv.key(tk.counts()).key(tk.backlog_prefix());
         let v: Value = inv
             .arg(job_ref)
             .arg(set.job_ttl_ms)
             .arg(set.max_events)
             .arg(&set.notify_channel)
             .arg(tool)
+            .arg(set.max_queue_len)
+            .arg(set.fair_window)
             .invoke_async(con)
             .await?;
         reply::retried(v)

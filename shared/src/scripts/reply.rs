@@ -310,8 +310,14 @@ pub fn cancelled(v: Value) -> RedisResult<CancelOutcome> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RetryOutcome {
     Queued,
-    NotRetryable { state: String },
+    NotRetryable {
+        state: String,
+    },
     Missing,
+    /// The tool's queue is at `SCANQ_MAX_QUEUE_LEN`.
+    Full {
+        depth: u64,
+    },
 }
 
 pub fn retried(v: Value) -> RedisResult<RetryOutcome> {
@@ -322,6 +328,9 @@ pub fn retried(v: Value) -> RedisResult<RetryOutcome> {
             state: s.get(1).cloned().unwrap_or_default(),
         },
         Some("missing") => RetryOutcome::Missing,
+        Some("full") => RetryOutcome::Full {
+            depth: s.get(1).and_then(|d| d.parse().ok()).unwrap_or(0),
+        },
         _ => return Err(bad("retry")),
     })
 }

@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use scanq::domain::{JobState, ToolName};
 use scanq::request::fields;
-use scanq::scripts::CancelOutcome;
 use scanq::validate::ValidationError;
 use serde_json::{Value, json};
 
@@ -69,20 +68,13 @@ pub(super) async fn cancel(ctx: &mut Ctx, params: &Value) -> Outcome {
     ctx.require(Scope::Cancel)?;
     let args = args::arguments(params, &["correlation_id"])?;
     let cid = args::correlation_id(args)?;
-    let out = ctx.state.queue().cancel(&ctx.caller.tenant, &cid).await;
-    tracing::info!(audit = "cancel", via = "mcp", token = %ctx.caller.name, tenant = %ctx.caller.tenant, correlation_id = %cid, outcome = ?out, "Cancel requested");
-    let outcome = match out {
-        Ok(CancelOutcome::Cancelled) => "cancelled",
-        Ok(_) => "cancel_requested",
+    let (out, doc) = match crate::actions::cancel(&ctx.state, &ctx.caller, &cid).await {
+        Ok(r) => r,
         Err(e) if e.is_unavailable() => return Err(e.into()),
         Err(e) => return Err(AppError::from_cancel(e).into()),
     };
-    let (_, doc) = ctx
-        .state
-        .queue()
-        .get(&ctx.caller.tenant, &cid)
-        .await?
-        .ok_or(AppError::NotFound)?;
+    let outcome = crate::actions::cancel_outcome(&out);
+    let doc = doc.ok_or(AppError::NotFound)?;
     let mut structured = view::job_view(&doc);
     structured["outcome"] = json!(outcome);
     let text = format!("{}: {}.", outcome.replace('_', " "), view::job_line(&doc));

@@ -17,7 +17,6 @@ use crate::auth::Scope;
 use crate::error::AppError;
 use crate::mcp::{Ctx, follow, reply, tasks};
 use crate::state::AppState;
-use crate::submit::Refused;
 
 /// Arguments every scan tool takes (`ports` is added for tools with a port-list flag).
 const ACCEPTED: &[&str] = &[
@@ -50,12 +49,9 @@ pub(super) async fn call(ctx: &mut Ctx, tool: &ToolName, params: &Value, as_task
     let body = submit_body(&ctx.state, tool, args)?;
     let job = JobSpec::from_json(&body, &ctx.state.live().policy()).map_err(AppError::from)?;
     // The same gate, caps, audit and metric as `POST /v1/jobs`.
-    let doc = crate::submit::submit(&ctx.state, &ctx.caller, &job)
+    let doc = crate::actions::submit(&ctx.state, &ctx.caller, &job)
         .await
-        .map_err(|r| match r {
-            Refused::Gate(e) => Failure::Refused(e),
-            Refused::Queue(e) => e.into(),
-        })?
+        .map_err(Failure::from)?
         .document;
     if as_task {
         return Ok(tasks::created(&ctx.state, &doc));

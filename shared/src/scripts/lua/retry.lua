@@ -1,8 +1,12 @@
--- retry.lua: queue a failed (dead) or cancelled job again, with fresh attempt counts.
+-- retry.lua: queue a failed (dead) or cancelled job again, with fresh attempt counts, under the
+-- same queue-length limit and fair-share window as a new job (enqueue.lua): a retry is an
+-- admission like any other.
 -- KEYS[1] the tool's key prefix  KEYS[2] dead zset  KEYS[3] counts hash
 -- KEYS[4..6] streams high, normal, low  KEYS[7] counts hash again (fair shares)
+-- KEYS[8] backlog key prefix (+ tenant = that tenant's backlog list)
 -- ARGV[1] ref  ARGV[2] job ttl ms  ARGV[3] max events  ARGV[4] notify channel  ARGV[5] tool name
--- Returns {'queued'} | {'not_retryable', state} | {'missing'}
+-- ARGV[6] max queue length  ARGV[7] fair-share window (0 = none)
+-- Returns {'queued'} | {'not_retryable', state} | {'missing'} | {'full', depth}
 
 Q.maxev, Q.channel = tonumber(ARGV[3]), ARGV[4]
 local streams = { high = KEYS[4], normal = KEYS[5], low = KEYS[6] }
@@ -15,11 +19,23 @@ local state = j.h.state
 if state ~= S.failed and state ~= S.cancelled then
   return { 'not_retryable', state }
 end
+local tenant = tenant_of(j.ref)
+local c = redis.call('HMGET', KEYS[3], S.queued, S.scheduled, share(tenant))
+local depth = tonumber(c[1] or '0') + tonumber(c[2] or '0')
+if depth >= tonumber(ARGV[6]) then
+  return { 'full', depth }
+end
 local now = now_ms()
 redis.call('ZREM', KEYS[2], j.ref)
 redis.call('HDEL', j.key, 'result', 'error', 'finished_ms', 'duration_ms', 'started_ms',
   'worker', 'progress', 'retry_at_ms', 'queue_wait_ms')
-ready(streams[j.h.priority] or streams.normal, KEYS[7], j.ref)
+local window = tonumber(ARGV[7])
+if window > 0 and tonumber(c[3] or '0') >= window then
+  -- Over the tenant's share of the stream: wait in its backlog, as a new job would.
+  redis.call('RPUSH', KEYS[8] .. tenant, backlog_item(j.h.priority or 'normal', j.ref))
+else
+  ready(streams[j.h.priority] or streams.normal, KEYS[7], j.ref)
+end
 count(state, S.queued)
 emit_state(j, 'state', S.queued, now, { reason = 'retry' })
 save(j, now, { 'state', S.queued, 'attempt', 0, 'deliveries', 0, 'cancel_requested', '0',

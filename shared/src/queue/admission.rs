@@ -1,0 +1,178 @@
+//! The one admission path: every way a job enters the queue — a submit (REST or MCP), a retry, a
+//! schedule's run — passes the same checks, in the same order:
+//!
+//! 1. the **gate**: the tool is not switched off by an operator and its breaker takes new work
+//!    (unless a new job says `queue_if_unavailable`);
+//! 2. the tenant's **caps** (`max_queued`, and `max_running` carried by the job), fleet-wide;
+//! 3. the tool's **queue length** (`SCANQ_MAX_QUEUE_LEN`) and the tenant's **fair-share window**,
+//!    checked by the script that queues the job (`enqueue.lua`, `retry.lua`), atomically.
+//!
+//! A refusal at any step takes back what an earlier step reserved, so a refused job costs its
+//! tenant nothing. The gate reads the breaker and the tool switch at most once a second per
+//! process ([`Gate`]): a submit costs no extra Redis round trip.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use super::{Queue, QueueError, Submitted};
+use crate::breaker::BreakerState;
+use crate::domain::{CorrelationId, JobDocument, JobId, JobState, TenantId, ToolName};
+use crate::request::JobSpec;
+use crate::scripts::{RetryOutcome, TenantCaps};
+
+/// How long a process trusts what it read of a tool's breaker and switch.
+const FRESH: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    at: Instant,
+    open: bool,
+    retry_after_sec: u64,
+    disabled: bool,
+}
+
+/// The per-process cache behind the gate (shared by every clone of a [`Queue`]).
+#[derive(Debug, Default)]
+pub struct Gate {
+    seen: Mutex<HashMap<String, Seen>>,
+}
+
+impl Gate {
+    /// Forgets what was read of `tool` (an operator just changed its breaker or switch).
+    pub fn forget(&self, tool: &str) {
+        self.seen.lock().expect("gate lock").remove(tool);
+    }
+
+    fn cached(&self, tool: &ToolName) -> Option<Seen> {
+        self.seen
+            .lock()
+            .expect("gate lock")
+            .get(tool.as_str())
+            .copied()
+            .filter(|s| s.at.elapsed() < FRESH)
+    }
+}
+
+impl Queue {
+    /// The gate's cache, for an operator action that must take effect at once.
+    pub fn gate(&self) -> &Gate {
+        &self.gate
+    }
+
+    /// Step 1: refuses new work for a tool that is switched off or whose breaker is open,
+    /// unless the job may wait for it (`queue_if_unavailable`).
+    pub async fn check_gate(
+        &self,
+        tool: &ToolName,
+        queue_if_unavailable: bool,
+    ) -> Result<(), QueueError> {
+        let seen = match self.gate.cached(tool) {
+            Some(s) => s,
+            None => {
+                let snap = self.breaker_snapshot(tool).await?;
+                let s = Seen {
+                    at: Instant::now(),
+                    open: matches!(snap.state, BreakerState::Open | BreakerState::ForcedOpen),
+                    retry_after_sec: snap.retry_after_ms.div_ceil(1000).max(1),
+                    disabled: self.tool_disabled(tool).await?,
+                };
+                self.gate
+                    .seen
+                    .lock()
+                    .expect("gate lock")
+                    .insert(tool.to_string(), s);
+                s
+            }
+        };
+        if queue_if_unavailable {
+            return Ok(());
+        }
+        if seen.disabled {
+            return Err(QueueError::ToolDisabled {
+                tool: tool.to_string(),
+            });
+        }
+        if seen.open {
+            return Err(QueueError::BreakerOpen {
+                tool: tool.to_string(),
+                retry_after_sec: seen.retry_after_sec,
+            });
+        }
+        Ok(())
+    }
+
+    /// Admits a new job: the gate, then the tenant's caps, then the enqueue (queue length and
+    /// fair share). The path of `POST /v1/jobs`, the MCP scan tools and scheduled runs.
+    pub async fn admit(
+        &self,
+        tenant: &TenantId,
+        spec: &JobSpec,
+        caps: Option<TenantCaps>,
+    ) -> Result<Submitted, QueueError> {
+        self.check_gate(&spec.tool, spec.queue_if_unavailable)
+            .await?;
+        self.submit_within(tenant, spec, caps).await
+    }
+
+    /// Admits a failed or cancelled job again (`POST /v1/jobs/{id}/retry`): the same gate,
+    /// caps, queue length and fair-share window as a new job. Returns the job as queued.
+    pub async fn admit_retry(
+        &self,
+        tenant: &TenantId,
+        cid: &CorrelationId,
+        caps: Option<TenantCaps>,
+    ) -> Result<JobDocument, QueueError> {
+        let Some((tool, doc)) = self.get(tenant, cid).await? else {
+            return Err(QueueError::NotFound);
+        };
+        if !matches!(doc.state, JobState::Failed | JobState::Cancelled) {
+            return Err(QueueError::Final {
+                state: doc.state.to_string(),
+            });
+        }
+        self.check_gate(&tool, false).await?;
+        let id = JobId::new(tool.clone(), tenant.clone(), cid.clone());
+        let added = match caps {
+            Some(caps) => self.reserve_place(tenant, &id, caps).await?,
+            None => false,
+        };
+        let out = self.requeue(&id).await;
+        if out.is_err() && added {
+            // Nothing new waits: give the place back.
+            if let Err(err) = self.forget_queued(tenant, &tool, cid).await {
+                tracing::warn!(correlation_id = %cid, error = %err, "Could not release a tenant queue place");
+            }
+        }
+        out?;
+        if !added {
+            self.note_queued(tenant, &tool, cid).await?;
+        }
+        self.get(tenant, cid)
+            .await?
+            .map(|(_, d)| d)
+            .ok_or(QueueError::NotFound)
+    }
+
+    /// Step 3 of a retry: `retry.lua` queues the job again under the queue length and the
+    /// tenant's fair-share window.
+    async fn requeue(&self, id: &JobId) -> Result<(), QueueError> {
+        let mut con = self.connection().await?;
+        match self
+            .scripts
+            .retry(
+                &mut con,
+                &self.keys.job_keys(id),
+                &self.settings,
+                &id.job_ref(),
+                id.tool.as_str(),
+            )
+            .await?
+        {
+            RetryOutcome::Queued => Ok(()),
+            RetryOutcome::NotRetryable { state } => Err(QueueError::Final { state }),
+            RetryOutcome::Missing => Err(QueueError::NotFound),
+            RetryOutcome::Full { depth } => Err(QueueError::Full { depth }),
+        }
+    }
+}
