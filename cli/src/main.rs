@@ -147,7 +147,7 @@ async fn main() {
                     tenant,
                     scopes,
                 },
-        } => match scanq_api::auth::new_token(name, tenant, scopes) {
+        } => match scanq::tokens::new_token(name, tenant, scopes) {
             Ok(text) => {
                 print!("{text}");
                 0

@@ -15,6 +15,7 @@
 //! | [`reload`] | the reloadable set (catalog, scope, …) and its SIGHUP swap |
 //! | [`boot`] | the binaries' start-up: config, `--print-config`, telemetry, catalog, shutdown signal |
 //! | [`telemetry`] | logging set-up |
+//! | [`tokens`] | minting API tokens: scopes, format, hash, the tokens-file entry |
 //! | [`metrics`] | Prometheus metric definitions |
 //! | [`nmap`] | nmap XML results and live progress |
 //! | [`untrusted`] | cleaning and fencing text the scanned hosts control |
@@ -34,6 +35,7 @@ pub mod schedule;
 pub mod scripts;
 pub mod stats;
 pub mod telemetry;
+pub mod tokens;
 pub mod untrusted;
 pub mod validate;
 pub mod webhook;

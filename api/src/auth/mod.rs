@@ -22,19 +22,7 @@ use scanq::scripts::{Rate, TenantCaps};
 
 pub use tokens::{Scope, Scopes, Token, TokenSet, entry_toml, generate_token, hash_token};
 
-/// `scanq token new` (and `scanq-api token new`): the text to print — the token, shown once,
-/// and the entry for the tokens file — or what is wrong with the arguments.
-pub fn new_token(name: &str, tenant: &str, scopes: &str) -> Result<String, String> {
-    tokens::check_name(name)?;
-    let tenant = scanq::domain::TenantId::parse(tenant).map_err(|e| e.0)?;
-    let scopes = Scopes::parse_list(scopes)?;
-    let token = generate_token()?;
-    Ok(format!(
-        "Token `{name}` for tenant `{tenant}` (shown only now; it is stored nowhere):\n\n    {token}\n\n\
-         Add this entry to the tokens file (SCANQ_API_TOKENS_FILE), then send the API SIGHUP:\n\n{}",
-        entry_toml(name, &tenant, scopes, &token)
-    ))
-}
+pub use scanq::tokens::new_token;
 
 /// The tokens in force, swapped whole on reload.
 #[derive(Debug)]

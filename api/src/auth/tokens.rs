@@ -22,100 +22,10 @@ use std::path::Path;
 
 use scanq::domain::TenantId;
 use scanq::scripts::Rate;
+pub use scanq::tokens::{Scope, Scopes, check_name, entry_toml, generate_token, hash_token};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-
-/// What a token may do. `admin` implies every other scope and every tenant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Scope {
-    Submit,
-    Read,
-    Cancel,
-    Admin,
-}
-
-impl Scope {
-    pub const ALL: [Scope; 4] = [Scope::Submit, Scope::Read, Scope::Cancel, Scope::Admin];
-    pub const ACCEPTED: &'static str = "submit, read, cancel, admin";
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Submit => "submit",
-            Self::Read => "read",
-            Self::Cancel => "cancel",
-            Self::Admin => "admin",
-        }
-    }
-
-    pub fn parse(s: &str) -> Result<Self, String> {
-        Self::ALL
-            .into_iter()
-            .find(|x| x.as_str() == s)
-            .ok_or_else(|| format!("unknown scope `{s}`; accepted: {}", Self::ACCEPTED))
-    }
-
-    fn bit(self) -> u8 {
-        1 << (self as u8)
-    }
-}
-
-impl fmt::Display for Scope {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A set of scopes.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Scopes(u8);
-
-impl Scopes {
-    /// Every scope (the open-mode caller).
-    pub fn all() -> Self {
-        Self::from_iter(Scope::ALL)
-    }
-
-    /// Whether `scope` is granted (directly or through `admin`).
-    pub fn allows(self, scope: Scope) -> bool {
-        self.0 & (scope.bit() | Scope::Admin.bit()) != 0
-    }
-
-    pub fn is_admin(self) -> bool {
-        self.0 & Scope::Admin.bit() != 0
-    }
-
-    /// Parses `submit,read` (comma-separated).
-    pub fn parse_list(s: &str) -> Result<Self, String> {
-        let scopes: Vec<Scope> = s
-            .split(',')
-            .map(str::trim)
-            .filter(|x| !x.is_empty())
-            .map(Scope::parse)
-            .collect::<Result<_, _>>()?;
-        if scopes.is_empty() {
-            return Err(format!("give at least one scope: {}", Scope::ACCEPTED));
-        }
-        Ok(Self::from_iter(scopes))
-    }
-
-    pub fn iter(self) -> impl Iterator<Item = Scope> {
-        Scope::ALL
-            .into_iter()
-            .filter(move |s| self.0 & s.bit() != 0)
-    }
-}
-
-impl FromIterator<Scope> for Scopes {
-    fn from_iter<I: IntoIterator<Item = Scope>>(iter: I) -> Self {
-        Self(iter.into_iter().fold(0, |acc, s| acc | s.bit()))
-    }
-}
-
-/// SHA-256 of a token, lowercase hex (what the tokens file stores).
-pub fn hash_token(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
-}
 
 /// A checked token entry.
 #[derive(Clone)]
@@ -170,17 +80,6 @@ struct RawToken {
     sha256: String,
     rate_per_sec: Option<f64>,
     burst: Option<u32>,
-}
-
-/// A token name: it appears in logs and in a Redis key.
-pub fn check_name(name: &str) -> Result<(), String> {
-    let ok = |c: char| c.is_ascii_alphanumeric() || "._-".contains(c);
-    if name.is_empty() || name.len() > 64 || !name.chars().all(ok) {
-        return Err(format!(
-            "token name `{name}` must be 1-64 characters from A-Z a-z 0-9 . _ -"
-        ));
-    }
-    Ok(())
 }
 
 impl TokenSet {
@@ -300,23 +199,6 @@ fn decode_digest(hex_digest: &str) -> Result<[u8; 32], String> {
     let mut out = [0u8; 32];
     out.copy_from_slice(&bytes);
     Ok(out)
-}
-
-/// A fresh random token: `sq_` and 64 hex digits (256 bits from the OS).
-pub fn generate_token() -> Result<String, String> {
-    let mut bytes = [0u8; 32];
-    getrandom::getrandom(&mut bytes).map_err(|e| format!("no randomness from the OS: {e}"))?;
-    Ok(format!("sq_{}", hex::encode(bytes)))
-}
-
-/// The `[[tokens]]` entry for a token, as `scanq-api token new` prints it.
-pub fn entry_toml(name: &str, tenant: &TenantId, scopes: Scopes, token: &str) -> String {
-    let scopes: Vec<String> = scopes.iter().map(|s| format!("\"{s}\"")).collect();
-    format!(
-        "[[tokens]]\nname = \"{name}\"\ntenant = \"{tenant}\"\nscopes = [{}]\nsha256 = \"{}\"\n",
-        scopes.join(", "),
-        hash_token(token)
-    )
 }
 
 #[cfg(test)]
