@@ -20,23 +20,27 @@
 //! | `routes::whoami` | the caller (token, tenant, scopes) |
 //! | `checks` | the checks behind `/health` |
 //! | `system` | CPU, memory and disk samples of the API's machine |
-//! | [`auth`] | tokens file, bearer auth, scopes, tenants, request rate |
+//! | [`auth`] | the tokens file: tokens, scopes, tenants' caps, reload |
+//! | `authorize` | the middleware: bearer token → `Caller`, scope per route, request rate |
 //! | `guard` | URI/header size limits, request timeout, CORS |
 //! | `audit` | the audit log line |
 //! | `error` | `AppError` → `Problem`: problem+json for REST, `isError` results for MCP |
 //! | `extract` | body, query, path and caller extractors (every rejection is problem+json) |
 //! | `openapi` | `/openapi.json`, generated from the handlers' types and annotations |
+//! | `params` | the path parameters' documentation types |
 //! | `state` | `AppState` |
 
 mod actions;
 mod audit;
 pub mod auth;
+mod authorize;
 mod checks;
 mod error;
 mod extract;
 mod guard;
 pub mod mcp;
 mod openapi;
+mod params;
 mod routes;
 mod state;
 mod system;
@@ -116,11 +120,12 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::stats::router())
         .merge(routes::workers::router())
         .merge(routes::whoami::router())
+        .route("/openapi.json", axum::routing::get(openapi::openapi_json))
         .fallback(no_route)
         .layer(DefaultBodyLimit::max(state.inner.cfg.max_body_bytes))
         .layer(middleware::from_fn_with_state(
             state.clone(),
-            auth::layer::authorize,
+            authorize::authorize,
         ))
         .layer(middleware::from_fn_with_state(state.clone(), guard::limits))
         .layer(tower::util::option_layer(guard::cors(

@@ -63,8 +63,7 @@ pub const JOB_SEGMENT: &str = "job:";
 /// Key segment of a job's event stream: `P:{T}:` + this + ref.
 pub const EVENTS_SEGMENT: &str = "ev:";
 
-/// The most partitions a tool's queue may have.
-pub const MAX_PARTITIONS: u16 = 64;
+pub use crate::domain::MAX_PARTITIONS;
 
 #[derive(Debug, Clone)]
 pub struct Keys {

@@ -6,21 +6,11 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use scanq::domain::{ErrorInfo, JobId, JobState, ToolName};
+use scanq::domain::{ErrorInfo, JobState, ToolName};
 use scanq::scripts::{CompleteStatus, Completion};
 use tokio::sync::mpsc;
 
-use crate::state::SharedRef;
-
-/// A finished attempt waiting to be written.
-#[derive(Debug)]
-pub struct Finished {
-    pub id: JobId,
-    pub completion: Completion,
-    /// When the attempt was claimed (for `scanq_job_run_seconds`).
-    pub started: std::time::Instant,
-    pub span: tracing::Span,
-}
+use crate::state::{Finished, SharedRef};
 
 const MAX_BATCH: usize = 512;
 
@@ -66,7 +56,7 @@ async fn write(w: &SharedRef, tool: &ToolName, items: Vec<Finished>) {
     if logged {
         tracing::info!(jobs = items.len(), "Results written after retry");
     }
-    crate::runner::note_transitions(w, tool, &done.transitions);
+    w.note_transitions(tool, &done.transitions);
     for verdict in done.breaker.iter().flatten() {
         w.metrics
             .breaker_calls

@@ -8,10 +8,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use scanq::breaker::Transition;
 use scanq::catalog::Catalog;
 use scanq::config::Config;
-use scanq::domain::{StopReason, ToolName};
+use scanq::domain::StopReason;
 use scanq::metrics::Metrics;
 use scanq::queue::{Consumer, Listener, StartedJob};
 use scanq::reload::{Live, LiveCell};
@@ -20,9 +19,9 @@ use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::completer::{self, Finished};
+use crate::completer;
 use crate::execute;
-use crate::state::{RunningJob, Shared, SharedRef};
+use crate::state::{Finished, RunningJob, Shared, SharedRef};
 
 /// What one claim step did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,28 +54,6 @@ fn default_id() -> String {
         .map(|h| h.trim().to_owned())
         .unwrap_or_else(|_| "worker".into());
     format!("{host}:{}:{:04x}", std::process::id(), fastrand::u16(..))
-}
-
-/// Logs and counts breaker transitions reported by a script.
-pub(crate) fn note_transitions(w: &Shared, tool: &ToolName, transitions: &[String]) {
-    for t in transitions {
-        if let Ok(t) = serde_json::from_str::<Transition>(t) {
-            note_transition(w, tool, &t);
-        }
-    }
-}
-
-fn note_transition(w: &Shared, tool: &ToolName, t: &Transition) {
-    tracing::warn!(tool = %tool, from = %t.from, to = %t.to, reason = %t.reason, generation = t.generation, "Breaker transition");
-    w.metrics
-        .breaker_transitions
-        .with_label_values(&[tool.as_str(), t.from.as_str(), t.to.as_str()])
-        .inc();
-    w.metrics
-        .breaker_state
-        .with_label_values(&[tool.as_str()])
-        .set(t.to.gauge_value());
-    w.queue.note_transition(tool, t);
 }
 
 impl Worker {
@@ -154,7 +131,7 @@ impl Worker {
         let round = self.round.fetch_add(1, Ordering::Relaxed);
         let claimed = w.queue.claim(free, round).await?;
         for (tool, t) in &claimed.transitions {
-            note_transition(w, tool, t);
+            w.note_transition(tool, t);
         }
         for tool in &claimed.refused {
             w.metrics

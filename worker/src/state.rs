@@ -6,16 +6,16 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use scanq::breaker::Transition;
 use scanq::config::Config;
-use scanq::domain::{JobId, StopReason};
+use scanq::domain::{JobId, StopReason, ToolName};
 use scanq::metrics::Metrics;
 use scanq::queue::{Consumer, Listener};
 use scanq::reload::LiveCell;
+use scanq::scripts::Completion;
 use scanq::validate::Resolver;
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
-
-use crate::completer::Finished;
 
 /// A job this worker is running (or whose result it has not yet written).
 #[derive(Debug, Clone)]
@@ -96,3 +96,38 @@ impl Shared {
 }
 
 pub type SharedRef = Arc<Shared>;
+
+/// A finished attempt waiting to be written.
+#[derive(Debug)]
+pub struct Finished {
+    pub id: JobId,
+    pub completion: Completion,
+    /// When the attempt was claimed (for `scanq_job_run_seconds`).
+    pub started: std::time::Instant,
+    pub span: tracing::Span,
+}
+
+/// Breaker transitions reported by a script: logged, counted and passed to the queue's cache.
+impl Shared {
+    /// Logs and counts breaker transitions reported by a script.
+    pub fn note_transitions(&self, tool: &ToolName, transitions: &[String]) {
+        for t in transitions {
+            if let Ok(t) = serde_json::from_str::<Transition>(t) {
+                self.note_transition(tool, &t);
+            }
+        }
+    }
+
+    pub fn note_transition(&self, tool: &ToolName, t: &Transition) {
+        tracing::warn!(tool = %tool, from = %t.from, to = %t.to, reason = %t.reason, generation = t.generation, "Breaker transition");
+        self.metrics
+            .breaker_transitions
+            .with_label_values(&[tool.as_str(), t.from.as_str(), t.to.as_str()])
+            .inc();
+        self.metrics
+            .breaker_state
+            .with_label_values(&[tool.as_str()])
+            .set(t.to.gauge_value());
+        self.queue.note_transition(tool, t);
+    }
+}

@@ -3,14 +3,12 @@
 //! | module | owns |
 //! |---|---|
 //! | [`tokens`] | the tokens file: entries, scopes, tenant caps, hashing and lookup |
-//! | [`layer`] | the middleware: bearer token → `Caller`, scope per route, request rate |
 //!
 //! With a tokens file (`SCANQ_API_TOKENS_FILE`) every `/v1` and `/mcp` request needs
 //! `Authorization: Bearer <token>`; the file is read again on SIGHUP ([`Auth::reload`]), and a
 //! file that fails to parse leaves the previous tokens in force. Without one the API is *open*:
 //! everyone is the `default` tenant with every scope, which `run` allows only on loopback.
 
-pub mod layer;
 pub mod tokens;
 
 use std::path::{Path, PathBuf};

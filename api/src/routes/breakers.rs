@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use crate::audit::{self, Subject};
 use crate::error::{AppError, ProblemBody};
 use crate::extract::{Caller, PathParams};
-use crate::openapi::ToolParam;
+use crate::params::ToolParam;
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {

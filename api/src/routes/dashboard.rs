@@ -3,7 +3,6 @@
 //! bulk actions, job detail with a live progress bar (SSE), breakers, workers, tools. It holds
 //! no data of its own: everything comes from the REST API with the token typed in, and actions
 //! appear only when `GET /v1/whoami` says the token may use them.
-//! `GET /openapi.json` is generated in `crate::openapi`.
 
 use axum::Router;
 use axum::http::header::CONTENT_TYPE;
@@ -27,5 +26,4 @@ pub fn router() -> Router<AppState> {
             "/dashboard.css",
             get(|| async { ([(CONTENT_TYPE, "text/css; charset=utf-8")], STYLE) }),
         )
-        .route("/openapi.json", get(crate::openapi::openapi_json))
 }

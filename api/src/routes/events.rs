@@ -27,7 +27,7 @@ use scanq::scripts::WatchMode;
 
 use crate::error::{AppError, ProblemBody};
 use crate::extract::{Caller, JobId, Params};
-use crate::openapi::JobIdParam;
+use crate::params::JobIdParam;
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {

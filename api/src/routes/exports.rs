@@ -14,7 +14,7 @@ use serde_json::json;
 
 use crate::error::{AppError, ProblemBody};
 use crate::extract::{Caller, JobId, Params};
-use crate::openapi::JobIdParam;
+use crate::params::JobIdParam;
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {

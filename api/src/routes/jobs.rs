@@ -18,7 +18,7 @@ use crate::actions;
 use crate::error::AppError;
 use crate::error::ProblemBody;
 use crate::extract::{Caller, JobId, JsonBody, Params};
-use crate::openapi::JobIdParam;
+use crate::params::JobIdParam;
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use crate::error::AppError;
 use crate::error::ProblemBody;
 use crate::extract::{Caller, JsonBody, Params, PathParams};
-use crate::openapi::ScheduleIdParam;
+use crate::params::ScheduleIdParam;
 use crate::state::AppState;
 
 /// The longest schedule id: a run's correlation ID is `<id>.<slot seconds>`, at most 64.

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use crate::error::AppError;
 use crate::error::ProblemBody;
 use crate::extract::{Caller, JsonBody, PathParams};
-use crate::openapi::WebhookIdParam;
+use crate::params::WebhookIdParam;
 use crate::state::AppState;
 
 const FIELDS: &[&str] = &["url", "events", "schedule_id"];

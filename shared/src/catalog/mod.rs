@@ -238,11 +238,11 @@ impl ToolSpec {
             ));
         }
         if let Some(n) = self.partitions
-            && !(1..=crate::keys::MAX_PARTITIONS).contains(&n)
+            && !(1..=crate::domain::MAX_PARTITIONS).contains(&n)
         {
             return Err(format!(
                 "tools.{name}.partitions {n} is out of range; accepted: 1..={}",
-                crate::keys::MAX_PARTITIONS
+                crate::domain::MAX_PARTITIONS
             ));
         }
         self.breaker
@@ -285,6 +285,18 @@ impl ToolSpec {
         })?;
         self.args.parse_args(text, ctx)
     }
+}
+
+/// The nmap argument policy of the built-in catalog (`catalog/default.toml`).
+#[cfg(test)]
+pub(crate) fn nmap_policy() -> ArgPolicy {
+    let catalog = Catalog::builtin();
+    let nmap = crate::domain::ToolName::parse("nmap").expect("valid name");
+    catalog
+        .get(&nmap)
+        .expect("nmap in the built-in catalog")
+        .args
+        .clone()
 }
 
 #[cfg(test)]

@@ -10,8 +10,10 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 mod redact;
+mod redis_mode;
 pub use redact::redact_url;
 use redact::url_password;
+pub use redis_mode::RedisMode;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -354,7 +356,7 @@ impl Config {
             "queue_partitions",
             self.queue_partitions,
             1,
-            crate::keys::MAX_PARTITIONS,
+            crate::domain::MAX_PARTITIONS,
         )?;
         range("redis_min_replicas_ack", self.redis_min_replicas_ack, 0, 16)?;
         range(
@@ -363,7 +365,7 @@ impl Config {
             10,
             60_000,
         )?;
-        crate::queue::RedisMode::from_config(self)?;
+        RedisMode::from_config(self)?;
         for origin in self.cors_origin_list() {
             if !(origin.starts_with("http://") || origin.starts_with("https://")) {
                 return Err(ConfigError::Invalid {

@@ -11,6 +11,9 @@ use std::fmt;
 
 use super::{CorrelationId, TenantId, ToolName};
 
+/// The most partitions a tool's queue may have (a job's partition is part of its identity's keys).
+pub const MAX_PARTITIONS: u16 = 64;
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct JobId {
     pub tool: ToolName,

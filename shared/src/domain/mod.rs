@@ -13,5 +13,5 @@ pub use job::{
     Confinement, ErrorInfo, ErrorType, JobDocument, JobResult, JobState, Priority, ProgressInfo,
     UnknownVariant,
 };
-pub use job_id::{JobId, ref_of as job_id_ref};
+pub use job_id::{JobId, MAX_PARTITIONS, ref_of as job_id_ref};
 pub use outcome::{FailureKind, Outcome, StopReason, Verdict};

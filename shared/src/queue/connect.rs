@@ -9,7 +9,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 
 use super::conn::Conn;
-use super::mode::RedisMode;
+use crate::config::RedisMode;
 
 use crate::config::Config;
 use crate::domain::{ErrorInfo, ErrorType};

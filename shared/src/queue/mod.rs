@@ -13,7 +13,7 @@
 //! | `listing` | the tenant's listing (also the correlation-ID index) and its sweeping |
 //! | `admission` | the one admission path (gate, tenant caps, queue length, fair share) of submits, retries and scheduled runs |
 //! | `admin` | breakers, tool switches, counts |
-//! | `conn`, `connect`, `mode` | the connection in each Redis mode (standalone, cluster, Sentinel) |
+//! | `conn`, `connect` | the connection in each Redis mode (standalone, cluster, Sentinel; the mode itself is `config::RedisMode`) |
 //! | `wait` | the worker's blocking wait for work and its wait for replicas |
 //! | `listen` | pub/sub wake-ups |
 //! | `limits`, `sessions` | tenant caps, MCP sessions |
@@ -28,7 +28,6 @@ mod layout;
 mod limits;
 mod listen;
 mod listing;
-mod mode;
 mod read;
 mod sessions;
 mod wait;
@@ -38,6 +37,7 @@ use std::sync::{Arc, Mutex};
 
 use redis::AsyncCommands;
 
+pub use crate::config::RedisMode;
 pub use admission::Gate;
 pub use conn::{Conn, slot};
 pub use connect::{
@@ -47,7 +47,6 @@ pub use consumer::{ClaimRound, Consumer, Heartbeat, StartedJob};
 pub use limits::{CAPS_PUBLISH_EVERY, retry_after_secs};
 pub use listen::{Listener, Subscription};
 pub use listing::{TenantTally, ToolTally};
-pub use mode::RedisMode;
 pub use sessions::McpSession;
 
 use crate::breaker::Breaker;

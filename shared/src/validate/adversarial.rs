@@ -359,7 +359,8 @@ pub const CASES: &[AdversarialCase] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::validate::{ArgContext, Target, TargetPolicy, ValidationError, nmap_policy};
+    use crate::catalog::nmap_policy;
+    use crate::validate::{ArgContext, Target, TargetPolicy, ValidationError};
 
     fn first_refusal(case: &AdversarialCase) -> Option<ValidationError> {
         let policy = TargetPolicy::default();

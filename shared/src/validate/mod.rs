@@ -28,15 +28,3 @@ pub use scope::TargetPolicy;
 pub use script::ScriptPolicy;
 pub use target::{Hostname, Target};
 pub use values::ValueType;
-
-/// The nmap argument policy of the built-in catalog (`catalog/default.toml`).
-#[cfg(test)]
-pub(crate) fn nmap_policy() -> ArgPolicy {
-    let catalog = crate::catalog::Catalog::builtin();
-    let nmap = crate::domain::ToolName::parse("nmap").expect("valid name");
-    catalog
-        .get(&nmap)
-        .expect("nmap in the built-in catalog")
-        .args
-        .clone()
-}

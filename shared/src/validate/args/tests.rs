@@ -3,7 +3,7 @@
 use proptest::prelude::*;
 
 use super::*;
-use crate::validate::nmap_policy;
+use crate::catalog::nmap_policy;
 
 const PLAIN: ArgContext = ArgContext {
     server_allows_intrusive: false,

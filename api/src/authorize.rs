@@ -14,7 +14,7 @@ use scanq::queue::retry_after_secs;
 use scanq::scripts::RateDecision;
 use serde::Deserialize;
 
-use super::Scope;
+use crate::auth::Scope;
 use crate::error::AppError;
 use crate::extract::Caller;
 use crate::state::AppState;

@@ -2,7 +2,7 @@
 //! through Sentinel — parsed once from the configuration (DESIGN §8, §9) and refused with the
 //! key's name when wrong.
 
-use crate::config::{Config, ConfigError};
+use super::{Config, ConfigError};
 
 /// The connection mode, from `redis_url`, `redis_cluster`, `redis_sentinels` and
 /// `redis_master_name`.
