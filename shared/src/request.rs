@@ -1,11 +1,14 @@
 //! A submit request turned into a checked [`JobSpec`] exactly once (DESIGN §2, §4). The API and
 //! the MCP front door both go through [`JobSpec::from_json`]; the worker re-checks what it reads
 //! from Redis with [`recheck`], since a job written by anything else is not trusted.
-//! [`fields`] reads a JSON object's typed fields for both front doors; [`strict`] parses their
-//! JSON refusing duplicate keys.
+//! [`SubmitBody`] is the body as a type (the same one documents it in `/openapi.json`);
+//! [`fields`] reads the MCP tools' typed arguments; [`strict`] parses JSON refusing duplicate keys.
 
+mod body;
 pub mod fields;
 pub mod strict;
+
+pub use body::{SubmitBody, parse as parse_body};
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -85,74 +88,66 @@ fn invalid(field: &str, message: impl Into<String>, hint: impl Into<String>) -> 
     RequestError::Invalid(ValidationError::new(field, message, hint))
 }
 
+/// A whole number in `lo..=hi`, or absent.
+fn within(field: &str, n: Option<u64>, lo: u64, hi: u64) -> Result<Option<u64>, RequestError> {
+    match n {
+        Some(n) if !(lo..=hi).contains(&n) => Err(invalid(
+            field,
+            format!("{n} is not a whole number from {lo} to {hi}"),
+            format!("e.g. {lo}"),
+        )),
+        n => Ok(n),
+    }
+}
+
 impl JobSpec {
-    /// Parses a submit body. `tool` may be given by the route (MCP: one tool per catalog tool).
+    /// Parses a submit body (the REST body, a schedule's template, an MCP scan's arguments).
     pub fn from_json(body: &Value, policy: &Policy<'_>) -> Result<Self, RequestError> {
-        let Some(obj) = body.as_object() else {
-            return Err(invalid(
-                "body",
-                "must be a JSON object",
-                "{\"tool\":\"nmap\",\"target\":\"10.0.0.5\"}",
-            ));
-        };
-        fields::only(obj, FIELDS)?;
-        let names = policy.catalog.names().join(", ");
-        let tool_text = fields::string(obj, "tool", &names)?
-            .ok_or_else(|| invalid("tool", "is required", format!("one of: {names}")))?;
-        let tool = ToolName::parse(tool_text)
-            .map_err(|_| RequestError::UnknownTool(tool_text.to_owned()))?;
+        Self::from_body(SubmitBody::parse(body)?, policy)
+    }
+
+    /// Checks a submit body against the server's policy: the tool, the target's scope, the
+    /// tool's argument policy and limits.
+    pub fn from_body(body: SubmitBody, policy: &Policy<'_>) -> Result<Self, RequestError> {
+        let tool = ToolName::parse(&body.tool)
+            .map_err(|_| RequestError::UnknownTool(body.tool.clone()))?;
         let spec = policy
             .catalog
             .get(&tool)
-            .ok_or_else(|| RequestError::UnknownTool(tool_text.to_owned()))?;
+            .ok_or_else(|| RequestError::UnknownTool(body.tool.clone()))?;
 
-        let target_text = fields::string(obj, "target", "e.g. 10.0.0.5")?
-            .ok_or_else(|| invalid("target", "is required", "an IPv4 address, CIDR or hostname"))?;
-        let target: Target = target_text.parse()?;
+        let target: Target = body.target.parse()?;
         policy.targets.check(&target, spec.max_hosts)?;
 
-        let intrusive = fields::boolean(obj, "intrusive")?;
+        let intrusive = body.intrusive.unwrap_or(false);
         let ctx = ArgContext {
             server_allows_intrusive: policy.allow_intrusive,
             request_intrusive: intrusive,
         };
-        let template = fields::string(obj, "template", "a template name from GET /v1/tools")?;
+        let template = body.template.as_deref();
         let template_args = match template {
             Some(t) => spec.template_args(t, &ctx)?,
             None => ToolArgs::default(),
         };
-        let raw_args = fields::string(obj, "args", "e.g. \"-p 22,80 -sV\"")?.unwrap_or("");
+        let raw_args = body.args.as_deref().unwrap_or("");
         let request_args = spec.args.parse_args(raw_args, &ctx)?;
         let args = ToolArgs::merge(&template_args, &request_args, &spec.args);
 
-        let timeout_sec = fields::uint(obj, "timeout_sec", 1, spec.max_timeout_sec)?
+        let timeout_sec = within("timeout_sec", body.timeout_sec, 1, spec.max_timeout_sec)?
             .unwrap_or(spec.default_timeout_sec);
-        let priority = match fields::string(obj, "priority", Priority::ACCEPTED)? {
-            None => Priority::Normal,
-            Some(p) => p.parse().map_err(|_| {
-                invalid(
-                    "priority",
-                    format!("`{p}` is not a priority"),
-                    "one of: high, normal, low",
-                )
-            })?,
-        };
-        let correlation_id = match fields::string(obj, "correlation_id", "[A-Za-z0-9._:-]{1,64}")? {
+        let priority = body.priority.unwrap_or(Priority::Normal);
+        let correlation_id = match body.correlation_id.as_deref() {
             None => None,
             Some(c) => Some(
                 CorrelationId::parse(c)
                     .map_err(|e| invalid("correlation_id", e.0, "[A-Za-z0-9._:-]{1,64}"))?,
             ),
         };
-        let max_attempts = fields::uint(obj, "max_attempts", 1, 20)?
+        let max_attempts = within("max_attempts", body.max_attempts, 1, 20)?
             .map(|n| n as u32)
             .unwrap_or(policy.default_max_attempts);
-        let mut delay_ms = fields::uint(obj, "delay_sec", 0, 30 * 86_400)?.unwrap_or(0) * 1000;
-        if let Some(at) = fields::string(
-            obj,
-            "run_at",
-            "an RFC 3339 UTC time, e.g. 2026-11-22T03:00:00Z",
-        )? {
+        let mut delay_ms = within("delay_sec", body.delay_sec, 0, 30 * 86_400)?.unwrap_or(0) * 1000;
+        if let Some(at) = body.run_at.as_deref() {
             if delay_ms > 0 {
                 return Err(invalid(
                     "run_at",
@@ -189,7 +184,7 @@ impl JobSpec {
             }
             delay_ms = ahead;
         }
-        let queue_if_unavailable = fields::boolean(obj, "queue_if_unavailable")?;
+        let queue_if_unavailable = body.queue_if_unavailable.unwrap_or(false);
 
         let canonical = serde_json::json!([
             tool.as_str(),

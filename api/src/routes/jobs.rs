@@ -28,49 +28,9 @@ pub fn router() -> Router<AppState> {
         .route("/v1/jobs/{id}/retry", post(retry))
 }
 
-/// A submit request (DESIGN §2). The handler reads the body as JSON and checks it field by
-/// field with `JobSpec::from_json`, so a refusal names the field; this type describes the same
-/// fields for `/openapi.json` (a test holds it to `scanq::request::FIELDS`). `tool`, `template`
-/// and the `timeout_sec` maximum are filled in from the live catalog.
-#[allow(dead_code)]
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(as = Submit)]
-pub struct SubmitBody {
-    /// A catalog tool (GET /v1/tools).
-    tool: String,
-    /// An IPv4 address, an IPv4 CIDR or a hostname, inside the server's target scope.
-    #[schema(min_length = 1, max_length = 253)]
-    target: String,
-    /// A template of the tool (GET /v1/tools).
-    template: Option<String>,
-    /// Extra flags, split with shell rules; each must be in the tool's flag policy.
-    #[schema(max_length = 2048)]
-    args: Option<String>,
-    #[schema(minimum = 1)]
-    timeout_sec: Option<u64>,
-    priority: Option<scanq::domain::Priority>,
-    #[schema(pattern = "^[A-Za-z0-9._:-]{1,64}$")]
-    correlation_id: Option<String>,
-    #[schema(minimum = 1, maximum = 20)]
-    max_attempts: Option<u32>,
-    /// Needed (with the server's `allow_intrusive`) for intrusive flags.
-    intrusive: Option<bool>,
-    /// Queue the job even while the tool's breaker is open, instead of 503.
-    queue_if_unavailable: Option<bool>,
-    /// Start no earlier than this many seconds from now (at most 30 days).
-    #[schema(minimum = 0, maximum = 2_592_000)]
-    delay_sec: Option<u64>,
-    /// Start no earlier than this RFC 3339 UTC time, within the next 30 days. A time up to
-    /// 5 minutes past (clock skew) runs at once; an older one is refused. Not together with
-    /// `delay_sec`.
-    #[schema(format = DateTime)]
-    run_at: Option<String>,
-}
-
 /// Submit a job.
 #[utoipa::path(post, path = "/v1/jobs", operation_id = "submit_job", tag = "jobs",
-    request_body(content = SubmitBody, content_type = "application/json"),
+    request_body(content = scanq::request::SubmitBody, content_type = "application/json"),
     responses(
         (status = 202, description = "Accepted; `Location` names the job", body = JobDocument),
         (status = 200, description = "The same request was already accepted (idempotent)", body = JobDocument),

@@ -42,24 +42,45 @@ fn scan_input_schema(state: &AppState, spec: &ToolSpec) -> Value {
         .iter()
         .map(|f| format!("{}{}", f.name, value_hint(&f.value)))
         .collect();
-    let mut props = json!({
-        "target": {"type": "string", "description": format!(
+    // The fields a scan shares with a submit take their types and bounds from the submit body's
+    // own type (`scanq::request::SubmitBody`), then the live catalog's words and limits.
+    let mut props = json!({});
+    let shared = [
+        (
+            "target",
+            json!({"description": format!(
             "What to scan: an IPv4 address, an IPv4 CIDR or a hostname. Server scope: {}",
-            state.live().targets.describe())},
-        "args": {"type": "string", "maxLength": spec.args.max_bytes, "description": format!(
+            state.live().targets.describe())}),
+        ),
+        (
+            "args",
+            json!({"maxLength": spec.args.max_bytes, "description": format!(
             "Extra flags, space-separated, no shell syntax and no targets. Allowed: {}",
-            flags.join(", "))},
-        "timeout_sec": {"type": "integer", "minimum": 1, "maximum": spec.max_timeout_sec,
-            "description": format!("Kill the tool after this long (default {}).", spec.default_timeout_sec)},
-        "correlation_id": {"type": "string", "description":
+            flags.join(", "))}),
+        ),
+        (
+            "timeout_sec",
+            json!({"minimum": 1, "maximum": spec.max_timeout_sec,
+            "description": format!("Kill the tool after this long (default {}).", spec.default_timeout_sec)}),
+        ),
+        (
+            "correlation_id",
+            json!({"description":
             "Your handle for the job ([A-Za-z0-9._:-], 1-64 characters); sending the same request \
-             with the same id again returns the existing job. Made by the server when left out."},
-        "intrusive": {"type": "boolean", "description":
-            "Confirm intrusive flags or scripts (the server must allow them too)."},
-        "wait_sec": {"type": "integer", "minimum": 0, "maximum": MAX_WAIT_SEC, "description":
-            "Wait up to this long (0-50 s) for the job to finish before answering; progress is \
-             streamed meanwhile. 0 (default) answers at once."},
-    });
+             with the same id again returns the existing job. Made by the server when left out."}),
+        ),
+        (
+            "intrusive",
+            json!({"description":
+            "Confirm intrusive flags or scripts (the server must allow them too)."}),
+        ),
+    ];
+    for (name, overlay) in shared {
+        props[name] = submit_property(name, overlay);
+    }
+    props["wait_sec"] = json!({"type": "integer", "minimum": 0, "maximum": MAX_WAIT_SEC, "description":
+        "Wait up to this long (0-50 s) for the job to finish before answering; progress is \
+         streamed meanwhile. 0 (default) answers at once."});
     if !spec.templates.is_empty() {
         let names: Vec<&String> = spec.templates.keys().collect();
         let presets: Vec<String> = spec
@@ -75,6 +96,26 @@ fn scan_input_schema(state: &AppState, spec: &ToolSpec) -> Value {
             "Ports to scan (passed as {flag}): e.g. 22, 1-1024, 22,80,443")});
     }
     json!({"type": "object", "properties": props, "required": ["target"], "additionalProperties": false})
+}
+
+/// The JSON schema of a submit body's field, as `/openapi.json` has it (an optional field as
+/// its plain type), with `overlay`'s keys put over it.
+fn submit_property(name: &str, overlay: Value) -> Value {
+    let body =
+        serde_json::to_value(<scanq::request::SubmitBody as utoipa::PartialSchema>::schema())
+            .expect("a schema is JSON");
+    let mut prop = body["properties"][name].clone();
+    if let Some(types) = prop["type"].as_array()
+        && let Some(t) = types.iter().find(|t| *t != "null")
+    {
+        prop["type"] = t.clone();
+    }
+    if let (Some(p), Some(o)) = (prop.as_object_mut(), overlay.as_object()) {
+        for (k, v) in o {
+            p.insert(k.clone(), v.clone());
+        }
+    }
+    prop
 }
 
 fn annotations(title: &str, read_only: bool, open_world: bool) -> Value {
@@ -165,4 +206,21 @@ pub fn list(state: &AppState) -> Vec<Value> {
         |title, read_only| annotations(title, read_only, false),
     ));
     tools
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scan_fields_take_their_type_and_bounds_from_the_submit_body() {
+        let target = submit_property("target", json!({"description": "d"}));
+        assert_eq!(target["type"], "string");
+        assert_eq!(target["maxLength"], 253);
+        assert_eq!(target["description"], "d");
+        let intrusive = submit_property("intrusive", json!({}));
+        assert_eq!(intrusive["type"], "boolean");
+        let cid = submit_property("correlation_id", json!({}));
+        assert_eq!(cid["pattern"], "^[A-Za-z0-9._:-]{1,64}$");
+    }
 }
