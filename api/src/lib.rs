@@ -23,6 +23,7 @@
 //! | `system` | CPU, memory and disk samples of the API's machine |
 //! | [`auth`] | tokens file, bearer auth, scopes, tenants, request rate |
 //! | `guard` | URI/header size limits, request timeout, CORS |
+//! | `origin` | the browser guard on every route: `Origin` and `Host` (CSRF, DNS rebinding) |
 //! | `audit` | the audit log line |
 //! | `error` | `AppError` → `Problem`: problem+json for REST, `isError` results for MCP |
 //! | `extract` | body, query, path and caller extractors (every rejection is problem+json) |
@@ -38,6 +39,7 @@ mod gate;
 mod guard;
 pub mod mcp;
 mod openapi;
+mod origin;
 mod routes;
 mod state;
 mod submit;
@@ -125,6 +127,7 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             auth::layer::authorize,
         ))
+        .layer(middleware::from_fn_with_state(state.clone(), origin::guard))
         .layer(middleware::from_fn_with_state(state.clone(), guard::limits))
         .layer(tower::util::option_layer(guard::cors(
             &state.inner.cfg.cors_origin_list(),
