@@ -305,3 +305,46 @@ async fn a_json_body_not_sent_as_json_is_415_and_creates_nothing() {
         assert_eq!(r.0, 202, "{ct}: {}", r.2);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_may_not_be_framed_and_loads_only_its_own_assets() {
+    let s = stack(|_| {}).await;
+    for asset in ["/", "/dashboard.js", "/dashboard.css"] {
+        let r = http()
+            .get(format!("{}{asset}", s.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{asset}");
+        let h = r.headers();
+        let csp = h["content-security-policy"].to_str().unwrap();
+        for directive in [
+            "default-src 'none'",
+            "script-src 'self'",
+            "connect-src 'self'",
+            "frame-ancestors 'none'",
+        ] {
+            assert!(csp.contains(directive), "{asset}: {csp}");
+        }
+        assert!(!csp.contains("unsafe-inline"), "{csp}");
+        assert_eq!(h["x-frame-options"], "DENY", "{asset}");
+        assert_eq!(h["x-content-type-options"], "nosniff", "{asset}");
+    }
+    // The policy holds only because the page has no inline script or style to allow.
+    let page = http()
+        .get(&s.base)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !page.contains("<style") && !page.contains(" style="),
+        "{page}"
+    );
+    assert!(
+        page.matches("<script").count() == page.matches("<script src=").count(),
+        "{page}"
+    );
+}

@@ -1,7 +1,7 @@
 //! CSV injection (issue 19, item 3): a service on 127.0.0.1 whose banner nmap's `-sV` copies
 //! into the port's `version` as a spreadsheet formula. Real nmap, real worker, real API and the
 //! real `scanq` binary: neither `result.csv` nor `scanq result --format csv` writes a cell that
-//! a spreadsheet would evaluate.
+//! a spreadsheet would evaluate, and the exports carry `nosniff` and a sandboxing CSP.
 
 use std::time::Duration;
 
@@ -57,6 +57,14 @@ fn assert_no_formula(what: &str, csv: &str) {
     );
 }
 
+fn assert_sandboxed(h: &reqwest::header::HeaderMap) {
+    assert_eq!(h["x-content-type-options"], "nosniff", "{h:?}");
+    assert_eq!(
+        h["content-security-policy"], "sandbox; default-src 'none'",
+        "{h:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_banner_formula_is_text_in_both_csv_exports() {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -97,7 +105,17 @@ async fn a_banner_formula_is_text_in_both_csv_exports() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
+    assert_sandboxed(resp.headers());
     assert_no_formula("result.csv", &resp.text().await.unwrap());
+    // The raw XML holds the banner too: never sniffed as HTML, sandboxed if opened directly.
+    let resp = http()
+        .get(format!("{base}/v1/jobs/ftp/result.xml"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_sandboxed(resp.headers());
+    assert!(resp.text().await.unwrap().contains("HYPERLINK"));
 
     // The CLI, as the real binary.
     let mut cmd = std::process::Command::new(bin("scanq"));

@@ -41,10 +41,23 @@ fn refused(e: NoReport) -> AppError {
     AppError::Conflict(e.to_string())
 }
 
+/// What a browser may do with an export: nothing but show it. Its bytes come from the scanned
+/// hosts, so it is never sniffed as HTML and, opened directly, runs in a sandbox with no script
+/// and no requests.
+pub const EXPORT_POLICY: &str = "sandbox; default-src 'none'";
+
 fn typed(body: String, content_type: &'static str, truncated: bool) -> Response {
     let mut resp = body.into_response();
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(EXPORT_POLICY),
+    );
     if truncated {
         h.insert("scanq-truncated", HeaderValue::from_static("true"));
     }
