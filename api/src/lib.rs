@@ -8,6 +8,7 @@
 //! | `routes::schedules` | schedules: upsert, list, read, delete, pause, resume, trigger, runs |
 //! | `routes::webhooks` | webhook subscriptions and their delivery logs |
 //! | `routes::exports` | result.xml, result.csv and the diff of two scans |
+//! | `compare` | the diff of two finished scans, for REST and MCP |
 //! | `routes::tools` | the catalog |
 //! | `routes::health` | healthz, readyz, metrics |
 //! | `mcp` | `/mcp`: MCP Streamable HTTP, tools, tasks, and the `mcp-stdio` bridge |
@@ -33,6 +34,7 @@
 mod audit;
 pub mod auth;
 mod checks;
+mod compare;
 mod error;
 mod extract;
 mod gate;
