@@ -8,7 +8,7 @@ use scanq::domain::{CorrelationId, TenantId};
 use scanq::validate::ValidationError;
 use serde::de::DeserializeOwned;
 
-use crate::auth::{Scope, Scopes};
+use crate::auth::{Scope, Scopes, Token};
 use crate::error::AppError;
 use crate::state::AppState;
 
@@ -137,6 +137,9 @@ pub struct Caller {
     pub name: String,
     pub admin: bool,
     pub scopes: Scopes,
+    /// The token that authenticated the request (none in open mode), for streams that
+    /// re-check it after a reload (`Auth::still_grants`).
+    pub token: Option<Token>,
 }
 
 impl Caller {
@@ -147,6 +150,7 @@ impl Caller {
             name: "open".into(),
             admin: true,
             scopes: Scopes::all(),
+            token: None,
         }
     }
 
