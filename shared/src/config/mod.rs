@@ -371,6 +371,20 @@ impl Config {
             60_000,
         )?;
         crate::queue::RedisMode::from_config(self)?;
+        for origin in self.api_allowed_origins.split(',').map(str::trim) {
+            if !(origin.is_empty()
+                || origin == "*"
+                || origin.starts_with("http://")
+                || origin.starts_with("https://"))
+            {
+                return Err(ConfigError::Invalid {
+                    key: "api_allowed_origins",
+                    message: format!(
+                        "`{origin}` is not an origin; accepted: comma-separated https://host[:port], or *"
+                    ),
+                });
+            }
+        }
         for origin in self.cors_origin_list() {
             if !(origin.starts_with("http://") || origin.starts_with("https://")) {
                 return Err(ConfigError::Invalid {
