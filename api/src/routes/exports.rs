@@ -40,7 +40,7 @@ async fn document(
 /// What a browser may do with an export: nothing but show it. Its bytes come from the scanned
 /// hosts, so it is never sniffed as HTML and, opened directly, runs in a sandbox with no script
 /// and no requests.
-pub const EXPORT_POLICY: &str = "sandbox; default-src 'none'";
+const EXPORT_POLICY: &str = "sandbox; default-src 'none'";
 
 fn typed(body: String, content_type: &'static str, truncated: bool) -> Response {
     let mut resp = body.into_response();
