@@ -134,6 +134,26 @@ fn manifests_use_only_documented_variables_and_the_health_endpoints() {
         .unwrap()
         .to_owned();
     assert!(tokens.starts_with(mount), "{tokens} not under {mount}");
+    // The Service's in-cluster names pass the API's Host check (DNS-rebinding guard).
+    let hosts = api["containers"][0]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "SCANQ_API_ALLOWED_HOSTS")
+        .expect("the Service names listed as allowed hosts")["value"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let service = find(&docs, "Service", "scanq-api")["metadata"]["name"]
+        .as_str()
+        .unwrap();
+    for name in [
+        service.to_owned(),
+        format!("{service}.scanq.svc"),
+        format!("{service}.scanq.svc.cluster.local"),
+    ] {
+        assert!(hosts.split(',').any(|h| h == name), "{name} not in {hosts}");
+    }
     // The worker's pod grace outlasts its drain.
     let worker = &find(&docs, "Deployment", "scanq-worker")["spec"]["template"]["spec"];
     let grace: u64 = worker["containers"][0]["env"]

@@ -217,6 +217,97 @@ async fn run_programs(f: &Flow) {
     }
 }
 
+/// One JSON-RPC message to `/mcp` in a 2025-11-25 session (`session` None: `initialize`);
+/// returns the HTTP status, the session id the reply names, and the reply (JSON or the last
+/// SSE `data:` line).
+async fn mcp(f: &Flow, session: Option<&str>, msg: Value) -> (u16, Option<String>, Value) {
+    let mut req = http()
+        .post(format!("{}/mcp", f.base))
+        .bearer_auth(&f.token)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream");
+    if let Some(id) = session {
+        req = req
+            .header("mcp-session-id", id)
+            .header("mcp-protocol-version", "2025-11-25");
+    }
+    let r = req.body(msg.to_string()).send().await.unwrap();
+    let status = r.status().as_u16();
+    let id = r
+        .headers()
+        .get("mcp-session-id")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let text = r.text().await.unwrap();
+    let reply = text
+        .lines()
+        .rev()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .find_map(|d| serde_json::from_str(d).ok())
+        .or_else(|| serde_json::from_str(&text).ok())
+        .unwrap_or(Value::Null);
+    (status, id, reply)
+}
+
+/// An MCP session (kept in Redis with `SETEX`, renewed with `GETEX`): initialize, a scan that
+/// waits for its result, status, result, list, and the end of the session.
+async fn run_mcp(f: &Flow) {
+    let (status, id, init) = mcp(
+        f,
+        None,
+        json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{
+            "protocolVersion":"2025-11-25","capabilities":{},
+            "clientInfo":{"name":"acl-test","version":"0"}}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{init}");
+    let session = id.expect("a session id");
+    let (status, _, _) = mcp(
+        f,
+        Some(&session),
+        json!({"jsonrpc":"2.0","method":"notifications/initialized"}),
+    )
+    .await;
+    assert_eq!(status, 202);
+    let call = |id: u64, name: &str, arguments: Value| {
+        json!({"jsonrpc":"2.0","id":id,"method":"tools/call",
+            "params":{"name":name,"arguments":arguments}})
+    };
+    let (_, _, scan) = mcp(
+        f,
+        Some(&session),
+        call(
+            1,
+            "fake_scan",
+            json!({"target":"127.0.0.1","correlation_id":"mcp-1","wait_sec":20}),
+        ),
+    )
+    .await;
+    assert_eq!(scan["result"]["isError"], false, "{scan}");
+    let done = wait_done_as(&f.base, Some(&f.token), "mcp-1", Duration::from_secs(30)).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    for (i, (name, args)) in [
+        ("job_status", json!({"correlation_id":"mcp-1"})),
+        ("job_result", json!({"correlation_id":"mcp-1"})),
+        ("job_list", json!({})),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (status, _, reply) = mcp(f, Some(&session), call(2 + i as u64, name, args)).await;
+        assert_eq!(status, 200, "{name}: {reply}");
+        assert_eq!(reply["result"]["isError"], false, "{name}: {reply}");
+    }
+    let r = http()
+        .delete(format!("{}/mcp", f.base))
+        .bearer_auth(&f.token)
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", "2025-11-25")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+}
+
 fn fake_catalog(fixture: &Fixture) -> Catalog {
     let fake = fixture.script("fake", &fake_tool_script(None));
     Catalog::load(Some(
@@ -262,6 +353,7 @@ async fn api_and_worker_run_jobs_as_acl_users_with_only_the_documented_commands(
     };
     run_jobs(&flow).await;
     run_programs(&flow).await;
+    run_mcp(&flow).await;
 
     let denied = acl_denials(&redis).await;
     assert!(denied.is_empty(), "Redis refused: {denied:#?}");

@@ -116,6 +116,7 @@ async fn authorize_parts(state: &AppState, req: &mut Request) -> Result<(), AppE
                 name: token.name.clone(),
                 admin: token.scopes.is_admin(),
                 scopes: token.scopes,
+                token: Some(token.clone()),
             };
             if let Some(scope) = needed
                 && let Err(err) = caller.require(scope)

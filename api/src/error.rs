@@ -32,6 +32,9 @@ pub enum AppError {
     Conflict(String),
     #[error("request body larger than {0} bytes")]
     TooLarge(usize),
+    /// A body not declared as JSON (`Content-Type`, as sent, or `none`).
+    #[error("the body must be sent as Content-Type: application/json (got {0})")]
+    UnsupportedMediaType(String),
     #[error("queue full")]
     QueueFull { retry_after: u64 },
     #[error("rate limited")]
@@ -155,6 +158,11 @@ impl AppError {
             Self::NotFound => (StatusCode::NOT_FOUND, "not_found", "Not found"),
             Self::NoRoute { .. } => (StatusCode::NOT_FOUND, "not_found", "No such route"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "validation_error", "Conflict"),
+            Self::UnsupportedMediaType(_) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "validation_error",
+                "Unsupported media type",
+            ),
             Self::TooLarge(_) => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "validation_error",
@@ -296,6 +304,10 @@ impl AppError {
                 p.hint = Some(
                     "send a JSON object, e.g. {\"tool\":\"nmap\",\"target\":\"10.0.0.5\"}".into(),
                 );
+            }
+            Self::UnsupportedMediaType(_) => {
+                p.field = Some("Content-Type".into());
+                p.hint = Some("send the JSON body with Content-Type: application/json".into());
             }
             Self::DuplicateKey { key, .. } => {
                 p.field = Some(key.clone());

@@ -2,24 +2,26 @@
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::StatusCode;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
 use scanq::domain::{CorrelationId, TenantId};
 use scanq::validate::ValidationError;
 use serde::de::DeserializeOwned;
 
-use crate::auth::{Scope, Scopes};
+use crate::auth::{Scope, Scopes, Token};
 use crate::error::AppError;
 use crate::state::AppState;
 
-/// A JSON body: 413 past the size limit (before parsing), 400 when it is not JSON or an object
-/// in it names a key twice (no parser differentials: see `scanq::request::strict`).
+/// A JSON body: 415 unless it is sent as JSON ([`require_json`]), 413 past the size limit
+/// (before parsing), 400 when it is not JSON or an object in it names a key twice (no parser
+/// differentials: see `scanq::request::strict`).
 pub struct JsonBody(pub serde_json::Value);
 
 impl FromRequest<AppState> for JsonBody {
     type Rejection = AppError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        require_json(req.headers())?;
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 AppError::TooLarge(state.inner.cfg.max_body_bytes)
@@ -30,6 +32,26 @@ impl FromRequest<AppState> for JsonBody {
         scanq::request::strict::parse(&bytes)
             .map(JsonBody)
             .map_err(AppError::from)
+    }
+}
+
+/// `Ok` when the body is declared as JSON: `Content-Type: application/json` or
+/// `application/<something>+json`, parameters allowed; anything else, or none, is 415. A web
+/// page can send `text/plain` or a form across sites without a CORS preflight, but not JSON.
+pub fn require_json(headers: &HeaderMap) -> Result<(), AppError> {
+    let declared = headers
+        .get(header::CONTENT_TYPE)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let essence = declared
+        .as_deref()
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase());
+    match essence.as_deref() {
+        Some("application/json") => Ok(()),
+        Some(t) if t.starts_with("application/") && t.ends_with("+json") => Ok(()),
+        _ => Err(AppError::UnsupportedMediaType(
+            declared.map_or_else(|| "none".into(), |d| format!("`{}`", d.trim())),
+        )),
     }
 }
 
@@ -115,6 +137,9 @@ pub struct Caller {
     pub name: String,
     pub admin: bool,
     pub scopes: Scopes,
+    /// The token that authenticated the request (none in open mode), for streams that
+    /// re-check it after a reload (`Auth::still_grants`).
+    pub token: Option<Token>,
 }
 
 impl Caller {
@@ -125,6 +150,7 @@ impl Caller {
             name: "open".into(),
             admin: true,
             scopes: Scopes::all(),
+            token: None,
         }
     }
 

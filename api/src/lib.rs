@@ -8,6 +8,7 @@
 //! | `routes::schedules` | schedules: upsert, list, read, delete, pause, resume, trigger, runs |
 //! | `routes::webhooks` | webhook subscriptions and their delivery logs |
 //! | `routes::exports` | result.xml, result.csv and the diff of two scans |
+//! | `compare` | the diff of two finished scans, for REST and MCP |
 //! | `routes::tools` | the catalog |
 //! | `routes::health` | healthz, readyz, metrics |
 //! | `mcp` | `/mcp`: MCP Streamable HTTP, tools, tasks, and the `mcp-stdio` bridge |
@@ -23,6 +24,7 @@
 //! | [`auth`] | the tokens file: tokens, scopes, tenants' caps, reload |
 //! | `authorize` | the middleware: bearer token → `Caller`, scope per route, request rate |
 //! | `guard` | URI/header size limits, request timeout, CORS |
+//! | `origin` | the browser guard on every route: `Origin` and `Host` (CSRF, DNS rebinding) |
 //! | `audit` | the audit log line |
 //! | `error` | `AppError` → `Problem`: problem+json for REST, `isError` results for MCP |
 //! | `extract` | body, query, path and caller extractors (every rejection is problem+json) |
@@ -35,11 +37,13 @@ mod audit;
 pub mod auth;
 mod authorize;
 mod checks;
+mod compare;
 mod error;
 mod extract;
 mod guard;
 pub mod mcp;
 mod openapi;
+mod origin;
 mod params;
 mod routes;
 mod state;
@@ -127,6 +131,7 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             authorize::authorize,
         ))
+        .layer(middleware::from_fn_with_state(state.clone(), origin::guard))
         .layer(middleware::from_fn_with_state(state.clone(), guard::limits))
         .layer(tower::util::option_layer(guard::cors(
             &state.inner.cfg.cors_origin_list(),

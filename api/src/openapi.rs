@@ -2,7 +2,7 @@
 //! own types and `#[utoipa::path]` annotations (kept beside each handler). What depends on the
 //! running server is filled in per request from its live state: the catalog's tool names and
 //! templates, the largest `timeout_sec` a tool allows, and the refusals every token-guarded
-//! route can give (401, 403, 429, 503).
+//! route can give (401, 403, 429, 503), and the browser guard's 403 and 415 on every route.
 
 use axum::Json;
 use axum::extract::State;
@@ -132,6 +132,11 @@ fn guard(path: &str, op: &mut Value) {
         json!({"description": what, "content": {"application/problem+json": {
             "schema": {"$ref": "#/components/schemas/Problem"}}}})
     };
+    // The browser guard (`origin`) answers every route.
+    op["responses"]["403"] = problem("A browser request from a disallowed `Origin` or `Host`");
+    if op.get("requestBody").is_some() {
+        op["responses"]["415"] = problem("The body was not sent as `application/json`");
+    }
     if OPEN.contains(&path) {
         op["security"] = json!([]);
         return;
@@ -141,7 +146,9 @@ fn guard(path: &str, op: &mut Value) {
     }
     let responses = &mut op["responses"];
     responses["401"] = problem("Missing or unknown bearer token (`WWW-Authenticate: Bearer`)");
-    responses["403"] = problem("The token lacks the scope, or names another tenant");
+    responses["403"] = problem(
+        "The token lacks the scope, or names another tenant; or a disallowed `Origin`/`Host`",
+    );
     responses["429"] = problem("The token's request rate or the tenant's cap (`Retry-After`)");
     if responses.get("503").is_none() {
         responses["503"] = problem("The queue store is unreachable (`Retry-After`)");

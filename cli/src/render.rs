@@ -91,20 +91,20 @@ pub fn result_table(doc: &Value) -> String {
     table(&PORT_HEADER, &rows)
 }
 
-/// The parsed result as CSV (RFC 4180 quoting).
+/// The parsed result as CSV: RFC 4180 quoting, and no cell starts a formula (the scanned hosts
+/// write banners; `scanq::nmap::csv_field`, as the API's `result.csv`).
 pub fn result_csv(doc: &Value) -> String {
-    let quote = |s: &str| {
-        if s.contains([',', '"', '\n']) {
-            format!("\"{}\"", s.replace('"', "\"\""))
-        } else {
-            s.to_owned()
-        }
-    };
     let mut out = "host,protocol,port,state,service,product,version\n".to_owned();
     for row in port_rows(&doc["result"]["parsed"]) {
         let cells: Vec<String> = row
             .iter()
-            .map(|c| if c == "-" { String::new() } else { quote(c) })
+            .map(|c| {
+                if c == "-" {
+                    String::new()
+                } else {
+                    scanq::nmap::csv_field(c)
+                }
+            })
             .collect();
         out.push_str(&cells.join(","));
         out.push('\n');
@@ -159,6 +159,17 @@ mod tests {
         assert_eq!(
             result_csv(&doc).lines().nth(1),
             Some("127.0.0.1,tcp,22,open,ssh,,")
+        );
+    }
+
+    #[test]
+    fn a_banner_that_starts_a_formula_is_written_as_text() {
+        let doc = json!({"result": {"parsed": {"hosts": [{"addresses": [{"addr": "127.0.0.1"}],
+            "ports": [{"protocol": "tcp", "port": 21, "state": "open", "service": {"name": "ftp",
+            "product": "=HYPERLINK(\"http://x.invalid\",\"x\")", "version": "@1"}}]}]}}});
+        assert_eq!(
+            result_csv(&doc).lines().nth(1),
+            Some(r#"127.0.0.1,tcp,21,open,ftp,"'=HYPERLINK(""http://x.invalid"",""x"")",'@1"#)
         );
     }
 

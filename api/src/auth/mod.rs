@@ -27,6 +27,8 @@ pub use scanq::tokens::new_token;
 pub struct Auth {
     path: Option<PathBuf>,
     set: RwLock<Arc<TokenSet>>,
+    /// Counts successful reloads, so long-lived streams can re-check their token at once.
+    reloads: tokio::sync::watch::Sender<u64>,
 }
 
 impl Auth {
@@ -35,6 +37,7 @@ impl Auth {
         Self {
             path: None,
             set: RwLock::new(Arc::new(TokenSet::default())),
+            reloads: tokio::sync::watch::Sender::new(0),
         }
     }
 
@@ -50,7 +53,23 @@ impl Auth {
         Ok(Self {
             path: Some(path.to_owned()),
             set: RwLock::new(Arc::new(set)),
+            reloads: tokio::sync::watch::Sender::new(0),
         })
+    }
+
+    /// Changes after every successful reload of the tokens file.
+    pub fn reloads(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.reloads.subscribe()
+    }
+
+    /// Whether a caller authenticated by `token` (none in open mode) may still use `scope`: the
+    /// token must still be in the file, for its tenant, with that scope (a reload may have
+    /// revoked it).
+    pub fn still_grants(&self, token: Option<&Token>, scope: Scope) -> bool {
+        match token {
+            None => self.is_open(),
+            Some(token) => self.current().still_grants(token, scope),
+        }
     }
 
     pub fn is_open(&self) -> bool {
@@ -71,6 +90,7 @@ impl Auth {
         let set = TokenSet::load(path)?;
         let n = set.len();
         *self.set.write().expect("tokens lock") = Arc::new(set);
+        self.reloads.send_modify(|n| *n += 1);
         Ok(n)
     }
 

@@ -169,6 +169,16 @@ impl TokenSet {
         found
     }
 
+    /// Whether this set still holds `token` (the same secret, for the same tenant) with
+    /// `scope`: what a stream authorised by an older set checks after a reload.
+    pub fn still_grants(&self, token: &Token, scope: Scope) -> bool {
+        self.tokens.iter().any(|t| {
+            bool::from(t.digest.ct_eq(&token.digest))
+                && t.tenant == token.tenant
+                && t.scopes.allows(scope)
+        })
+    }
+
     pub fn len(&self) -> usize {
         self.tokens.len()
     }

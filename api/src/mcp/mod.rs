@@ -6,7 +6,6 @@
 //! |---|---|
 //! | `protocol` | JSON-RPC framing, revisions, error codes |
 //! | `transport` | Streamable HTTP: POST/GET/DELETE, sessions, JSON or SSE replies |
-//! | `guard` | `Origin` and `Host` checks (403) |
 //! | `tools` | `tools/list` and `tools/call`: dispatch to the tool modules below |
 //! | `tools::schema` | the tool definitions, generated from the catalog |
 //! | `tools::scan` | the `<tool>_scan` tools: arguments → the REST submit path |
@@ -23,7 +22,6 @@
 //! the 2025-11-25 `tasks/result`/`tasks/list`; here a task is simply a job in Redis.
 
 mod follow;
-mod guard;
 mod protocol;
 mod reply;
 pub mod stdio;

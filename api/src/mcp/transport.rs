@@ -28,7 +28,7 @@ use super::protocol::{
     META_CLIENT_CAPABILITIES, META_PROTOCOL_VERSION, MODERN_VERSIONS, RpcError, TASKS_EXTENSION,
     UNSUPPORTED_PROTOCOL_VERSION,
 };
-use super::{Ctx, dispatch, follow, guard};
+use super::{Ctx, dispatch, follow};
 use crate::error::AppError;
 use crate::extract::Caller;
 use crate::state::AppState;
@@ -79,7 +79,7 @@ pub async fn post(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, AppError> {
-    guard::check(&state.inner.cfg, &headers)?;
+    crate::extract::require_json(&headers)?;
     let body = body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             AppError::TooLarge(state.inner.cfg.max_body_bytes)
@@ -372,7 +372,6 @@ pub async fn get(
     caller: Caller,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
-    guard::check(&state.inner.cfg, &headers)?;
     if !accepts(&headers, "text/event-stream") {
         return Ok(StatusCode::NOT_ACCEPTABLE.into_response());
     }
@@ -402,7 +401,6 @@ pub async fn delete(
     caller: Caller,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
-    guard::check(&state.inner.cfg, &headers)?;
     let id = match own_session(&state, &caller, &headers).await? {
         Ok(id) => id,
         Err(resp) => return Ok(resp),

@@ -9,6 +9,9 @@
 //! stream seeded with the events the client missed, synthesized from the job document (its
 //! creation state at position 1 and its current state at the current position; for a finished
 //! job its final `state` and `done`). From then on every event is stored.
+//!
+//! A stream re-checks its token before every read and whenever the tokens file is reloaded
+//! (SIGHUP): once the token is gone, or no longer grants `read`, the stream ends.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -25,6 +28,7 @@ use utoipa::IntoParams;
 
 use scanq::scripts::WatchMode;
 
+use crate::auth::Scope;
 use crate::error::{AppError, ProblemBody};
 use crate::extract::{Caller, JobId, Params};
 use crate::params::JobIdParam;
@@ -111,8 +115,14 @@ fn event_stream(
     async_stream::stream! {
         let tag = scanq::queue::Queue::tag(&tool, &caller.tenant, &id);
         let mut sub = state.inner.listener.subscribe(&tag);
+        let mut reloads = state.inner.auth.reloads();
         let mut registered: Option<tokio::time::Instant> = None;
         loop {
+            // A reload may have revoked the token that opened the stream: then it ends.
+            if !state.inner.auth.still_grants(caller.token.as_ref(), Scope::Read) {
+                tracing::info!(correlation_id = %id, token = %caller.name, "Event stream ended: its token was revoked");
+                return;
+            }
             // (Re-)register as a watcher before reading, so nothing slips in between.
             if registered.is_none_or(|t| t.elapsed() >= Duration::from_secs(15)) {
                 match state.queue().watch(&caller.tenant, &id, WatchMode::Stream).await {
@@ -150,12 +160,22 @@ fn event_stream(
             if empty {
                 // Nothing new: wait for a notification (re-read at least every 15 s), and stop
                 // if the job has expired meanwhile.
-                if !sub.wait(Duration::from_secs(15)).await
-                    && matches!(state.queue().get(&caller.tenant, &id).await, Ok(None))
-                {
+                // A reload of the tokens file wakes the stream too, to re-check its token.
+                let notified = tokio::select! {
+                    n = sub.wait(Duration::from_secs(15)) => n,
+                    () = reloaded(&mut reloads) => true,
+                };
+                if !notified && matches!(state.queue().get(&caller.tenant, &id).await, Ok(None)) {
                     return;
                 }
             }
         }
+    }
+}
+
+/// Resolves at the next reload of the tokens file (never, if reloads can no longer happen).
+async fn reloaded(reloads: &mut tokio::sync::watch::Receiver<u64>) {
+    if reloads.changed().await.is_err() {
+        std::future::pending::<()>().await;
     }
 }

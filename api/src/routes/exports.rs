@@ -6,12 +6,12 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use scanq::domain::{CorrelationId, JobDocument, TenantId};
-use scanq::nmap::{NoReport, ScanDiff, diff_reports, finished_report, to_csv};
-use scanq::validate::ValidationError;
+use scanq::domain::{CorrelationId, JobDocument};
+use scanq::nmap::{finished_report, to_csv};
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::compare::{diff_jobs, refused};
 use crate::error::{AppError, ProblemBody};
 use crate::extract::{Caller, JobId, Params};
 use crate::params::JobIdParam;
@@ -37,14 +37,23 @@ async fn document(
         .ok_or(AppError::NotFound)
 }
 
-fn refused(e: NoReport) -> AppError {
-    AppError::Conflict(e.to_string())
-}
+/// What a browser may do with an export: nothing but show it. Its bytes come from the scanned
+/// hosts, so it is never sniffed as HTML and, opened directly, runs in a sandbox with no script
+/// and no requests.
+const EXPORT_POLICY: &str = "sandbox; default-src 'none'";
 
 fn typed(body: String, content_type: &'static str, truncated: bool) -> Response {
     let mut resp = body.into_response();
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(EXPORT_POLICY),
+    );
     if truncated {
         h.insert("scanq-truncated", HeaderValue::from_static("true"));
     }
@@ -94,57 +103,6 @@ pub(crate) struct DiffParams {
     /// The older job (default: the schedule's previous succeeded run, for a scheduled run).
     #[param(pattern = "^[A-Za-z0-9._:-]{1,64}$")]
     against: Option<String>,
-}
-
-/// The diff of job `id` (newer) against job `against` (older), both of `tenant`: the two job
-/// IDs and what changed. `against` defaults to the schedule's previous succeeded run.
-pub async fn diff_jobs(
-    state: &AppState,
-    tenant: &TenantId,
-    id: &CorrelationId,
-    against: Option<&str>,
-) -> Result<(String, String, ScanDiff), AppError> {
-    let get = |c: CorrelationId| async move {
-        state
-            .queue()
-            .get(tenant, &c)
-            .await?
-            .map(|(_, d)| d)
-            .ok_or(AppError::NotFound)
-    };
-    let newer = get(id.clone()).await?;
-    let against = match against {
-        None | Some("") => {
-            let previous = match &newer.schedule_id {
-                Some(s) => {
-                    super::schedules::previous_succeeded(state, tenant, s, id.as_str()).await?
-                }
-                None => None,
-            };
-            previous.ok_or_else(|| {
-                AppError::Validation(ValidationError::new(
-                    "against",
-                    "give the job to compare with (this job has no earlier succeeded run of a schedule)",
-                    "?against={correlation_id} of another finished nmap job of your tenant",
-                ))
-            })?
-        }
-        Some(a) => CorrelationId::parse(a).map_err(|e| {
-            AppError::Validation(ValidationError::new(
-                "against",
-                e.to_string(),
-                "a correlation_id: [A-Za-z0-9._:-]{1,64}",
-            ))
-        })?,
-    };
-    let older = get(against).await?;
-    let b = finished_report(&newer).map_err(refused)?;
-    let a = finished_report(&older).map_err(refused)?;
-    Ok((
-        newer.correlation_id,
-        older.correlation_id,
-        diff_reports(&a, &b),
-    ))
 }
 
 /// What changed from job `against` (older) to job `id` (newer), with ndiff semantics; for a

@@ -347,27 +347,3 @@ pub(crate) async fn runs(
     let runs = list_runs(&state, &caller.tenant, &id, limit).await?;
     Ok(Json(json!({ "schedule_id": id, "runs": runs })).into_response())
 }
-
-/// The previous succeeded run of `cid`'s schedule (the default `against` of a diff).
-pub async fn previous_succeeded(
-    state: &AppState,
-    tenant: &TenantId,
-    schedule: &str,
-    cid: &str,
-) -> Result<Option<CorrelationId>, AppError> {
-    let recent = scheduler(state).store.runs(tenant, schedule, 200).await?;
-    let Some(pos) = recent.iter().position(|(c, _)| c == cid) else {
-        return Ok(None);
-    };
-    for (c, _) in &recent[pos + 1..] {
-        let Ok(c) = CorrelationId::parse(c) else {
-            continue;
-        };
-        if let Some((_, d)) = state.queue().get(tenant, &c).await?
-            && d.state == JobState::Succeeded
-        {
-            return Ok(Some(c));
-        }
-    }
-    Ok(None)
-}

@@ -73,11 +73,16 @@ pub struct Config {
     /// How often a worker promotes due jobs and reclaims expired leases.
     pub reap_interval_ms: u64,
     pub heartbeat_sec: u64,
-    /// Extra `Origin`s allowed on `/mcp` (comma list, `*` for any). Requests without `Origin`
-    /// and from `http(s)://localhost`, `127.0.0.1` or `[::1]` (any port) are always allowed.
+    /// Extra `Origin`s allowed on every route (comma list, `*` for any; CSRF guard). Requests
+    /// without `Origin`, from `http(s)://localhost`, `127.0.0.1` or `[::1]` (any port), from
+    /// the page's own origin, and from `cors_origins` are always allowed. See `api::origin`.
+    pub api_allowed_origins: String,
+    /// Extra `Host` names allowed on every route (comma list of `host` or `host:port`, `*` for
+    /// any; DNS-rebinding guard). IP literals and `localhost` are always allowed.
+    pub api_allowed_hosts: String,
+    /// The older name of `api_allowed_origins` (still read: both lists are allowed).
     pub mcp_allowed_origins: String,
-    /// Extra `Host` names allowed on `/mcp` (comma list of `host` or `host:port`, `*` for any).
-    /// Loopback names and the API's own address are always allowed (DNS-rebinding guard).
+    /// The older name of `api_allowed_hosts` (still read: both lists are allowed).
     pub mcp_allowed_hosts: String,
     /// Idle lifetime of an MCP session (2025-era clients); each request renews it.
     pub mcp_session_ttl_sec: u64,
@@ -198,6 +203,8 @@ impl Default for Config {
             tool_user: None,
             reap_interval_ms: 500,
             heartbeat_sec: 5,
+            api_allowed_origins: String::new(),
+            api_allowed_hosts: String::new(),
             mcp_allowed_origins: String::new(),
             mcp_allowed_hosts: String::new(),
             mcp_session_ttl_sec: 86_400,
@@ -366,6 +373,20 @@ impl Config {
             60_000,
         )?;
         RedisMode::from_config(self)?;
+        for origin in self.api_allowed_origins.split(',').map(str::trim) {
+            if !(origin.is_empty()
+                || origin == "*"
+                || origin.starts_with("http://")
+                || origin.starts_with("https://"))
+            {
+                return Err(ConfigError::Invalid {
+                    key: "api_allowed_origins",
+                    message: format!(
+                        "`{origin}` is not an origin; accepted: comma-separated https://host[:port], or *"
+                    ),
+                });
+            }
+        }
         for origin in self.cors_origin_list() {
             if !(origin.starts_with("http://") || origin.starts_with("https://")) {
                 return Err(ConfigError::Invalid {

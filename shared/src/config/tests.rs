@@ -80,3 +80,23 @@ fn cors_origins_must_be_origins() {
             .contains("cors_origins")
     );
 }
+
+#[test]
+fn api_allowed_origins_must_be_origins() {
+    for ok in ["", "*", "https://console.lab.internal, http://x.test:3000"] {
+        Config {
+            api_allowed_origins: ok.into(),
+            ..Config::default()
+        }
+        .validate()
+        .unwrap();
+    }
+    let err = Config {
+        api_allowed_origins: "console.lab.internal".into(),
+        ..Config::default()
+    }
+    .validate()
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("api_allowed_origins"), "{err}");
+}

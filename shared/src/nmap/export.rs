@@ -1,6 +1,10 @@
 //! Exports of a parsed nmap report for other tools: CSV with one row per listed port
 //! (`host,port,protocol,state,service,product,version`, RFC 4180 quoting). The raw XML export
 //! needs no code: it is the job's stored stdout, byte for byte.
+//!
+//! Every CSV cell, here and in the CLI's `result --format csv`, goes through [`csv_field`]: the
+//! scanned hosts write banners and versions, and a cell that starts a formula would be evaluated
+//! by the spreadsheet that opens the file (CSV injection).
 
 use super::NmapReport;
 use crate::domain::{JobDocument, JobState};
@@ -65,15 +69,31 @@ pub fn to_csv(report: &NmapReport) -> String {
     out
 }
 
-/// A field, quoted when it holds a comma, a quote or a line break (quotes doubled).
-fn push_field(out: &mut String, f: &str) {
-    if f.contains([',', '"', '\n', '\r']) {
-        out.push('"');
-        out.push_str(&f.replace('"', "\"\""));
-        out.push('"');
+/// What a spreadsheet takes as the start of a formula (OWASP's CSV injection list: `=`, `+`,
+/// `-`, `@`, tab, carriage return; also a line feed and the full-width forms of the four signs,
+/// which some spreadsheets fold to ASCII).
+const FORMULA_STARTS: &[char] = &[
+    '=', '+', '-', '@', '\t', '\r', '\n', '\u{ff1d}', '\u{ff0b}', '\u{ff0d}', '\u{ff20}',
+];
+
+/// One CSV cell: a field that would start a formula is prefixed with `'` (OWASP), so the
+/// spreadsheet shows it as text; then it is quoted when it holds a comma, a quote or a line
+/// break (quotes doubled, RFC 4180).
+pub fn csv_field(f: &str) -> String {
+    let text = if f.starts_with(FORMULA_STARTS) {
+        format!("'{f}")
     } else {
-        out.push_str(f);
+        f.to_owned()
+    };
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text
     }
+}
+
+fn push_field(out: &mut String, f: &str) {
+    out.push_str(&csv_field(f));
 }
 
 #[cfg(test)]
@@ -112,5 +132,27 @@ mod tests {
             "host,port,protocol,state,service,product,version\r\n\
              127.0.0.1,22,tcp,open,ssh,\"OpenSSH, \"\"patched\"\"\",9.2p1\r\n"
         );
+    }
+
+    #[test]
+    fn a_cell_that_would_start_a_formula_is_text() {
+        for (raw, cell) in [
+            (
+                r#"=HYPERLINK("http://x.invalid","x")"#,
+                r#""'=HYPERLINK(""http://x.invalid"",""x"")""#,
+            ),
+            ("=1+1", "'=1+1"),
+            ("+1", "'+1"),
+            ("-2+3", "'-2+3"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("\t=1", "'\t=1"),
+            ("\r=1", "\"'\r=1\""),
+            ("\u{ff1d}1+1", "'\u{ff1d}1+1"),
+            ("vsFTPd 3.0.3 =1", "vsFTPd 3.0.3 =1"),
+            ("", ""),
+            ("9.2p1", "9.2p1"),
+        ] {
+            assert_eq!(csv_field(raw), cell, "{raw:?}");
+        }
     }
 }

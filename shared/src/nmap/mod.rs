@@ -20,7 +20,7 @@ pub use diff::{
     Change, DiffSummary, HostChange, HostDiff, PortChange, PortDiff, PortSide, ScanDiff,
     ScriptDiff, diff_reports,
 };
-pub use export::{CSV_HEADER, NoReport, finished_report, to_csv};
+pub use export::{CSV_HEADER, NoReport, csv_field, finished_report, to_csv};
 pub use lines::PercentLines;
 pub use parser::{Progress, ProgressParser};
 pub use progress::{
