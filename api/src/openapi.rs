@@ -78,6 +78,7 @@ pub struct ToolParam {
         routes::webhooks::list,
         routes::webhooks::create,
         routes::webhooks::read,
+        routes::webhooks::replace,
         routes::webhooks::remove,
         routes::events::events,
         routes::tools::list,
