@@ -172,13 +172,23 @@ fn corpus(good: &str) -> Vec<(String, String)> {
     add("events", json!({ "url": good }).to_string());
     add("url", "{}".into());
     let positional = format!("[\"{good}\", [\"job.succeeded\"]]");
-    for b in ["[]", "[1]", positional.as_str(), "\"x\"", "1", "null", "true"] {
+    for b in [
+        "[]",
+        "[1]",
+        positional.as_str(),
+        "\"x\"",
+        "1",
+        "null",
+        "true",
+    ] {
         add("body", b.to_owned());
     }
     // Keys named twice.
     add(
         "url",
-        format!("{{\"url\":\"{good}\",\"url\":\"http://10.0.0.5/\",\"events\":[\"job.succeeded\"]}}"),
+        format!(
+            "{{\"url\":\"{good}\",\"url\":\"http://10.0.0.5/\",\"events\":[\"job.succeeded\"]}}"
+        ),
     );
     add(
         "events",
@@ -186,7 +196,9 @@ fn corpus(good: &str) -> Vec<(String, String)> {
     );
     add(
         "description",
-        format!("{{\"url\":\"{good}\",\"events\":[\"job.succeeded\"],\"description\":\"a\",\"description\":\"b\"}}"),
+        format!(
+            "{{\"url\":\"{good}\",\"events\":[\"job.succeeded\"],\"description\":\"a\",\"description\":\"b\"}}"
+        ),
     );
     out
 }
@@ -258,9 +270,11 @@ async fn every_hostile_webhook_body_is_refused_naming_its_field() {
     )
     .await;
     assert_eq!(r.status(), 202);
-    eventually(Duration::from_secs(30), "the good webhook's delivery", || async {
-        (seen.load(Ordering::SeqCst) >= 1).then_some(())
-    })
+    eventually(
+        Duration::from_secs(30),
+        "the good webhook's delivery",
+        || async { (seen.load(Ordering::SeqCst) >= 1).then_some(()) },
+    )
     .await;
     server.abort();
 }

@@ -68,7 +68,11 @@ async fn create(base: &str, url: &str) -> reqwest::Response {
 async fn logged(base: &str, id: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
     eventually(Duration::from_secs(30), what, || async {
         let doc = get_json(base, &format!("/v1/webhooks/{id}")).await;
-        doc["deliveries"].as_array()?.iter().find(|e| pred(e)).cloned()
+        doc["deliveries"]
+            .as_array()?
+            .iter()
+            .find(|e| pred(e))
+            .cloned()
     })
     .await
 }
@@ -294,14 +298,31 @@ async fn a_tenant_has_at_most_its_cap_of_webhooks_and_every_change_is_audited() 
     for _ in 0..20 {
         let r = create(&base, &url).await;
         assert_eq!(r.status(), 201);
-        ids.push(r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned());
+        ids.push(
+            r.json::<Value>().await.unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
     }
     let r = create(&base, &url).await;
     assert_eq!(r.status(), 429);
     assert_eq!(r.headers()["content-type"], "application/problem+json");
     let p: Value = r.json().await.unwrap();
-    assert!(p["detail"].as_str().unwrap().contains("SCANQ_TENANT_MAX_WEBHOOKS"), "{p}");
-    assert_eq!(get_json(&base, "/v1/webhooks").await["webhooks"].as_array().unwrap().len(), 20);
+    assert!(
+        p["detail"]
+            .as_str()
+            .unwrap()
+            .contains("SCANQ_TENANT_MAX_WEBHOOKS"),
+        "{p}"
+    );
+    assert_eq!(
+        get_json(&base, "/v1/webhooks").await["webhooks"]
+            .as_array()
+            .unwrap()
+            .len(),
+        20
+    );
 
     // Replace keeps the id; a bad body or an unknown id changes nothing.
     let put = |id: String, body: Value| {
@@ -322,7 +343,11 @@ async fn a_tenant_has_at_most_its_cap_of_webhooks_and_every_change_is_audited() 
     assert_eq!(doc["id"], ids[0].as_str());
     assert_eq!(doc["events"], json!(["job.failed"]));
     assert!(doc.get("secret").is_none(), "{doc}");
-    let r = put(ids[0].clone(), json!({"url": "http://10.0.0.5/", "events": ["job.failed"]})).await;
+    let r = put(
+        ids[0].clone(),
+        json!({"url": "http://10.0.0.5/", "events": ["job.failed"]}),
+    )
+    .await;
     assert_eq!(r.status(), 422);
     assert_eq!(r.json::<Value>().await.unwrap()["field"], "url");
     assert_eq!(put("nosuch".into(), body).await.status(), 404);

@@ -513,4 +513,3 @@ mod tests {
         assert_eq!(keys.rate_limit("ci"), "scanq:rl:ci");
     }
 }
-

@@ -92,7 +92,10 @@ pub(crate) async fn create(
     JsonBody(body): JsonBody,
 ) -> Result<Response, AppError> {
     let result = service(&state).create(&caller.tenant, &body).await;
-    let id = result.as_ref().map(|c| c.webhook.id.clone()).unwrap_or_default();
+    let id = result
+        .as_ref()
+        .map(|c| c.webhook.id.clone())
+        .unwrap_or_default();
     let doc = audited("webhook.create", &caller, &id, result)?;
     Ok((StatusCode::CREATED, Json(doc)).into_response())
 }

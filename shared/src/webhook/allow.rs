@@ -100,7 +100,11 @@ struct Entry {
 
 impl Entry {
     fn parse(text: &str) -> Result<Self, String> {
-        let bad = |why: &str| format!("`{text}` {why}; accepted: scheme://host[:port][/path] with host a name, an IP, *.domain or *");
+        let bad = |why: &str| {
+            format!(
+                "`{text}` {why}; accepted: scheme://host[:port][/path] with host a name, an IP, *.domain or *"
+            )
+        };
         let (scheme, rest) = text.split_once("://").ok_or_else(|| bad("has no scheme"))?;
         let (wild, concrete) = if let Some(r) = rest.strip_prefix("*.") {
             (Some(false), format!("{scheme}://{r}"))
@@ -246,7 +250,10 @@ impl AllowedUrls {
         let port = url.port();
         Ok(Pinned {
             name,
-            addrs: ips.into_iter().map(|ip| SocketAddr::new(ip, port)).collect(),
+            addrs: ips
+                .into_iter()
+                .map(|ip| SocketAddr::new(ip, port))
+                .collect(),
         })
     }
 }

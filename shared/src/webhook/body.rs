@@ -71,7 +71,10 @@ impl WebhookBody {
             } else {
                 "body".to_owned()
             };
-            let message = message.split(", expected one of").next().unwrap_or_default();
+            let message = message
+                .split(", expected one of")
+                .next()
+                .unwrap_or_default();
             refuse(&field, clip(message), HINT)
         })
     }
@@ -113,9 +116,13 @@ impl TryFrom<WebhookBody> for WebhookSpec {
         }
         let mut events = Vec::new();
         for (i, e) in b.events.iter().enumerate() {
-            let e = e
-                .parse::<EventType>()
-                .map_err(|_| refuse(&format!("events[{i}]"), format!("`{}` is not an event", clip(e)), accepted))?;
+            let e = e.parse::<EventType>().map_err(|_| {
+                refuse(
+                    &format!("events[{i}]"),
+                    format!("`{}` is not an event", clip(e)),
+                    accepted,
+                )
+            })?;
             if !events.contains(&e) {
                 events.push(e);
             }
@@ -125,7 +132,9 @@ impl TryFrom<WebhookBody> for WebhookSpec {
         {
             return Err(refuse(
                 "schedule_id",
-                format!("is not a schedule id (1 to {MAX_SCHEDULE_ID_BYTES} bytes, no control characters)"),
+                format!(
+                    "is not a schedule id (1 to {MAX_SCHEDULE_ID_BYTES} bytes, no control characters)"
+                ),
                 "an id from GET /v1/schedules",
             ));
         }
@@ -166,10 +175,19 @@ mod tests {
     fn refusals_name_the_field_path() {
         let url = "http://127.0.0.1:9/h";
         assert_eq!(field(json!({"events": ["job.dead"]})), "url");
-        assert_eq!(field(json!({"url": url, "events": ["job.dead"], "x": 1})), "x");
+        assert_eq!(
+            field(json!({"url": url, "events": ["job.dead"], "x": 1})),
+            "x"
+        );
         assert_eq!(field(json!({"url": 7, "events": []})), "url");
-        assert_eq!(field(json!({"url": url, "events": ["job.dead", 3]})), "events[1]");
-        assert_eq!(field(json!({"url": url, "events": ["job.dead", "nope"]})), "events[1]");
+        assert_eq!(
+            field(json!({"url": url, "events": ["job.dead", 3]})),
+            "events[1]"
+        );
+        assert_eq!(
+            field(json!({"url": url, "events": ["job.dead", "nope"]})),
+            "events[1]"
+        );
         assert_eq!(field(json!({"url": url, "events": []})), "events");
         assert_eq!(field(json!([1])), "body");
         assert_eq!(
@@ -177,8 +195,10 @@ mod tests {
             "description"
         );
         let ok = WebhookSpec::try_from(
-            WebhookBody::from_json(&json!({"url": url, "events": ["job.dead", "job.dead"], "description": "日本 é"}))
-                .unwrap(),
+            WebhookBody::from_json(
+                &json!({"url": url, "events": ["job.dead", "job.dead"], "description": "日本 é"}),
+            )
+            .unwrap(),
         )
         .unwrap();
         assert_eq!(ok.events, vec![EventType::JobDead]);

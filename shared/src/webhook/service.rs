@@ -9,8 +9,8 @@ use utoipa::ToSchema;
 
 use super::allow::AllowedUrls;
 use super::body::{WebhookBody, WebhookSpec};
-use super::store::{HookError, Subscription, WebhookStore};
 use super::new_secret;
+use super::store::{HookError, Subscription, WebhookStore};
 use crate::config::Config;
 use crate::domain::TenantId;
 use crate::schedule::{ScheduleStore, StoreError, rfc3339};
@@ -118,7 +118,11 @@ impl WebhookService {
     }
 
     /// Every rule a subscription body must pass.
-    async fn check(&self, tenant: &TenantId, body: &serde_json::Value) -> Result<WebhookSpec, WebhookError> {
+    async fn check(
+        &self,
+        tenant: &TenantId,
+        body: &serde_json::Value,
+    ) -> Result<WebhookSpec, WebhookError> {
         let spec = WebhookSpec::try_from(WebhookBody::from_json(body)?)?;
         if self.allowed.admits(&spec.url).is_none() {
             return Err(ValidationError::new(

@@ -120,7 +120,16 @@ impl WebhookStore {
         let fields = sub.fields(true);
         let put = self
             .scripts
-            .put(&mut con, &self.keys, tenant, &sub.id, false, sub.created_ms, cap, &fields)
+            .put(
+                &mut con,
+                &self.keys,
+                tenant,
+                &sub.id,
+                false,
+                sub.created_ms,
+                cap,
+                &fields,
+            )
             .await?;
         Ok(match put {
             PutOutcome::AtCap { count } => Err(count),
@@ -228,7 +237,14 @@ impl WebhookStore {
             let mut con = self.pool.get().await?;
             let new = self
                 .scripts
-                .emit(&mut con, &self.keys, tenant.as_str(), &m, event.as_str(), body)
+                .emit(
+                    &mut con,
+                    &self.keys,
+                    tenant.as_str(),
+                    &m,
+                    event.as_str(),
+                    body,
+                )
                 .await?;
             written += usize::from(new);
         }

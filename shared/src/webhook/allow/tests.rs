@@ -18,7 +18,10 @@ fn ip(s: &str) -> IpAddr {
 fn entries_match_scheme_host_port_and_whole_path_segments() {
     let a = AllowedUrls::parse("http://127.0.0.1:8080/hooks, https://hooks.example.com").unwrap();
     assert_eq!(a.admits(&url("http://127.0.0.1:8080/hooks")), Some(true));
-    assert_eq!(a.admits(&url("http://127.0.0.1:8080/hooks/x?a=1")), Some(true));
+    assert_eq!(
+        a.admits(&url("http://127.0.0.1:8080/hooks/x?a=1")),
+        Some(true)
+    );
     assert_eq!(a.admits(&url("https://hooks.example.com/any")), Some(true));
     assert_eq!(a.admits(&url("https://hooks.example.com:443/")), Some(true));
     for refused in [
@@ -41,7 +44,10 @@ fn entries_match_scheme_host_port_and_whole_path_segments() {
     // is the same host.
     assert_eq!(a.admits(&url("http://2130706433:8080/hooks")), Some(true));
     assert!(WebhookUrl::parse("http://127.0.0.1:80800/hooks").is_err());
-    assert_eq!(AllowedUrls::default().admits(&url("http://127.0.0.1/")), None);
+    assert_eq!(
+        AllowedUrls::default().admits(&url("http://127.0.0.1/")),
+        None
+    );
 }
 
 #[test]
@@ -199,7 +205,9 @@ async fn an_internal_address_is_refused_unless_the_host_is_named() {
     assert_eq!(ok.name.as_deref(), Some("pub.example.com"));
     assert_eq!(ok.addrs, vec!["93.184.216.34:443".parse().unwrap()]);
 
-    let named = AllowedUrls::parse("http://localhost:9000, http://127.0.0.1:9001, http://zero.example.com").unwrap();
+    let named =
+        AllowedUrls::parse("http://localhost:9000, http://127.0.0.1:9001, http://zero.example.com")
+            .unwrap();
     let ok = named.pin(&url("http://localhost:9000/"), &r).await.unwrap();
     assert_eq!(ok.addrs, vec!["127.0.0.1:9000".parse().unwrap()]);
     let ok = named.pin(&url("http://127.0.0.1:9001/"), &r).await.unwrap();
