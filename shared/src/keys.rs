@@ -423,6 +423,12 @@ impl HookKeys {
         format!("{}ring", self.base)
     }
 
+    /// The one outbox of every tenant before per-tenant outboxes (read once, to adopt what it
+    /// still holds).
+    pub fn legacy_outbox(&self) -> String {
+        format!("{}outbox", self.base)
+    }
+
     pub fn in_flight(&self, tenant: &str) -> String {
         format!("{}inflight:{tenant}", self.base)
     }

@@ -92,6 +92,14 @@ impl Dispatcher {
     /// Runs [`Dispatcher::tick`] forever.
     pub async fn run(self, every: Duration, on_outcome: impl Fn(&str) + Send + Sync + 'static) {
         let on_outcome: OnOutcome = Arc::new(on_outcome);
+        match self.store.adopt_legacy_outbox().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                deliveries = n,
+                "Moved webhook deliveries to per-tenant outboxes"
+            ),
+            Err(err) => tracing::warn!(error = %err, "Could not read the legacy webhook outbox"),
+        }
         let base = every.as_millis() as u64;
         loop {
             if let Err(err) = self.tick(&on_outcome).await {

@@ -349,6 +349,42 @@ impl WebhookStore {
         Ok(())
     }
 
+    /// Moves what the single outbox of earlier versions still holds into the per-tenant
+    /// outboxes (and their tenants into the ring); returns how many it moved.
+    pub async fn adopt_legacy_outbox(&self) -> Result<u64, HookError> {
+        let legacy = self.keys.legacy_outbox();
+        let mut con = self.pool.get().await?;
+        let mut moved = 0;
+        loop {
+            let batch: Vec<(String, f64)> = redis::cmd("ZRANGE")
+                .arg(&legacy)
+                .arg(0)
+                .arg(99)
+                .arg("WITHSCORES")
+                .query_async(&mut con)
+                .await?;
+            if batch.is_empty() {
+                return Ok(moved);
+            }
+            let mut pipe = redis::pipe();
+            pipe.atomic();
+            for (m, score) in &batch {
+                if let Some(t) = m.split('/').next().filter(|t| TenantId::parse(t).is_ok()) {
+                    pipe.zadd(self.keys.outbox(t), m, *score).ignore();
+                    pipe.cmd("ZADD")
+                        .arg(self.keys.ring())
+                        .arg("LT")
+                        .arg(*score)
+                        .arg(t)
+                        .ignore();
+                    moved += 1;
+                }
+                pipe.zrem(&legacy, m).ignore();
+            }
+            let () = pipe.query_async(&mut con).await?;
+        }
+    }
+
     /// Deliveries still waiting in any outbox (tests and health).
     pub async fn pending(&self) -> Result<u64, HookError> {
         let mut con = self.pool.get().await?;

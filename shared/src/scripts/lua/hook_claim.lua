@@ -1,9 +1,9 @@
 -- hook_claim.lua: claims one due delivery of one tenant for a lease, within the tenant's and the
 -- fleet's in-flight bounds. The caller offers tenants in ring order (lowest turn first); a
--- served tenant's turn becomes now, so the others that waited go first (round-robin). A tenant
--- with nothing due gets its earliest due time as its turn, one at its bound the expiry of its
--- earliest lease (`hook_finish.lua` brings it forward when a slot frees), one with nothing
--- left leaves the ring.
+-- served tenant's turn becomes now, in microseconds (so claims in the same millisecond do not
+-- tie), and the others that waited go first: round-robin. A tenant with nothing due gets its
+-- earliest due time as its turn, one at its bound the expiry of its earliest lease
+-- (`hook_finish.lua` brings it forward when a slot frees), one with nothing left leaves the ring.
 -- KEYS[1]  the ring zset (member = tenant, score = turn ms)
 -- KEYS[2]  the tenant's outbox zset
 -- KEYS[3]  the tenant's in-flight zset (member = delivery, score = lease expiry ms)
@@ -36,5 +36,6 @@ local m = due[1]
 redis.call('ZADD', KEYS[2], until_ms, m)
 redis.call('ZADD', KEYS[3], until_ms, m)
 redis.call('ZADD', KEYS[4], until_ms, m)
-redis.call('ZADD', KEYS[1], 'XX', now, ARGV[1])
+local t = redis.call('TIME')
+redis.call('ZADD', KEYS[1], 'XX', tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000, ARGV[1])
 return {now, 'claimed', m}
