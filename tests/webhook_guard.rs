@@ -490,4 +490,59 @@ async fn claims_go_round_robin_across_tenants_within_the_in_flight_bounds() {
         (d.tenant.as_str(), d.event_id.as_str()),
         ("d", "job.succeeded:old")
     );
+
+    // An attempt that outlived its lease, taken over by another claim, does not end the
+    // delivery that is now the other attempt's.
+    store
+        .finish(&d, &json!({}), None, "delivered")
+        .await
+        .unwrap();
+    let e = TenantId::parse("e").unwrap();
+    let sub = Subscription {
+        id: "s".into(),
+        url: "http://127.0.0.1:9/hook".into(),
+        events: vec![EventType::JobSucceeded],
+        schedule_id: None,
+        description: None,
+        secret: "whsec_test".into(),
+        created_ms: 1,
+    };
+    store.create(&e, &sub, 20).await.unwrap().unwrap();
+    store
+        .emit(
+            &e,
+            EventType::JobSucceeded,
+            "job.succeeded:slow",
+            None,
+            "{}",
+        )
+        .await
+        .unwrap();
+    let only_e = |d: Option<scanq::webhook::Delivery>| d.filter(|d| d.tenant == e);
+    let first = only_e(store.claim(1, roomy).await.unwrap()).expect("e's delivery");
+    let second = eventually(Duration::from_secs(10), "the lease to lapse", || async {
+        only_e(store.claim(20_000, roomy).await.unwrap())
+    })
+    .await;
+    assert_eq!(first.member, second.member);
+    let before = store.pending().await.unwrap();
+    store
+        .finish(&first, &json!({"outcome": "delivered"}), None, "delivered")
+        .await
+        .unwrap();
+    assert_eq!(
+        store.pending().await.unwrap(),
+        before,
+        "the late attempt ended it"
+    );
+    store
+        .finish(&second, &json!({"outcome": "delivered"}), None, "delivered")
+        .await
+        .unwrap();
+    assert_eq!(store.pending().await.unwrap(), before - 1);
+    assert_eq!(
+        store.log(&e, "s").await.unwrap().len(),
+        2,
+        "both attempts logged"
+    );
 }

@@ -40,6 +40,8 @@ pub struct Finish<'a> {
     pub outcome: &'a str,
     pub log_len: u64,
     pub keep_ended_ms: u64,
+    /// The claim's lease expiry; `None` = no ownership check.
+    pub lease_until: Option<u64>,
 }
 
 /// What [`HookScripts::put`] did.
@@ -131,14 +133,15 @@ impl HookScripts {
         })
     }
 
-    /// Records an attempt and frees its in-flight slot.
+    /// Records an attempt and frees its in-flight slot; false when the lease was taken over
+    /// (the attempt is only logged).
     pub async fn finish(
         &self,
         con: &mut impl ConnectionLike,
         keys: &HookKeys,
         f: Finish<'_>,
-    ) -> RedisResult<()> {
-        let _: u64 = self
+    ) -> RedisResult<bool> {
+        let n: u64 = self
             .finish
             .key(keys.delivery(f.member))
             .key(keys.outbox(f.tenant))
@@ -153,9 +156,10 @@ impl HookScripts {
             .arg(f.outcome)
             .arg(f.log_len)
             .arg(f.keep_ended_ms)
+            .arg(f.lease_until.map(|n| n.to_string()).unwrap_or_default())
             .invoke_async(con)
             .await?;
-        Ok(())
+        Ok(n == 1)
     }
 
     /// Creates (within `cap`) or replaces the subscription `sub_member` = `<tenant>/<id>`.

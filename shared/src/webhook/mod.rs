@@ -32,7 +32,7 @@ pub use service::{
     CreatedWebhook, DeliveryEntry, WebhookDetail, WebhookDoc, WebhookError, WebhookList,
     WebhookService,
 };
-pub use store::{HookError, Subscription, WebhookStore};
+pub use store::{Delivery, HookError, Subscription, WebhookStore};
 
 use std::fmt;
 use std::str::FromStr;

@@ -77,6 +77,8 @@ impl Subscription {
 #[derive(Debug, Clone)]
 pub struct Delivery {
     pub now_ms: u64,
+    /// When this claim's lease ends (its score in the outbox while it holds it).
+    pub lease_until: u64,
     pub member: String,
     pub tenant: TenantId,
     pub sub_id: String,
@@ -294,6 +296,7 @@ impl WebhookStore {
             };
             return Ok(Some(Delivery {
                 now_ms,
+                lease_until: now_ms + lease_ms,
                 tenant: tenant_id,
                 sub_id: sub.to_owned(),
                 event_id: eid.to_owned(),
@@ -319,13 +322,15 @@ impl WebhookStore {
             outcome: "dropped",
             log_len: LOG_LEN,
             keep_ended_ms: KEEP_ENDED_MS,
+            lease_until: None,
         };
         self.scripts.finish(&mut con, &self.keys, f).await?;
         Ok(())
     }
 
     /// Records an attempt: `next_ms` = when to try again, `None` = it ended (delivered, given
-    /// up, revoked, or its subscription is gone).
+    /// up, revoked, or its subscription is gone). An attempt that outlived its lease, now
+    /// another's, is only logged.
     pub async fn finish(
         &self,
         d: &Delivery,
@@ -343,9 +348,12 @@ impl WebhookStore {
             outcome,
             log_len: LOG_LEN,
             keep_ended_ms: KEEP_ENDED_MS,
+            lease_until: Some(d.lease_until),
         };
         let mut con = self.pool.get().await?;
-        self.scripts.finish(&mut con, &self.keys, f).await?;
+        if !self.scripts.finish(&mut con, &self.keys, f).await? {
+            tracing::info!(delivery = %d.member, "Webhook lease taken over; the attempt is only logged");
+        }
         Ok(())
     }
 
