@@ -108,7 +108,10 @@ impl Entry {
         let (scheme, rest) = text.split_once("://").ok_or_else(|| bad("has no scheme"))?;
         let (wild, concrete) = if let Some(r) = rest.strip_prefix("*.") {
             (Some(false), format!("{scheme}://{r}"))
-        } else if let Some(r) = rest.strip_prefix('*') {
+        } else if let Some(r) = rest
+            .strip_prefix('*')
+            .filter(|r| r.is_empty() || r.starts_with([':', '/']))
+        {
             (Some(true), format!("{scheme}://wildcard.invalid{r}"))
         } else {
             (None, text.to_owned())

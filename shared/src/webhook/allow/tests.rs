@@ -71,6 +71,8 @@ fn a_malformed_entry_is_refused_by_name() {
         "http://127.0.0.1/?q=1",
         "http://127.0.0.1/#f",
         "http://a.*.example.com/",
+        "http://*evil.example.com/",
+        "http://**.example.com/",
         "https://*.com/",
         "https://*.127.0.0.1/",
         "http://exa mple.com/",
