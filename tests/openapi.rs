@@ -46,6 +46,8 @@ async fn stack(name: &str) -> Stack {
     cfg.api_tokens_file = Some(tokens.path.clone());
     cfg.metrics_open = false;
     cfg.allowed_targets = "127.0.0.0/8,.lab.internal".into();
+    // Webhooks may go only here (no worker runs, so nothing is ever delivered).
+    cfg.webhook_allowed_urls = "http://127.0.0.1:9/hooks".into();
     let catalog = Catalog::from_sources(
         scanq::catalog::DEFAULT_CATALOG,
         Some(("test", INPROCESS_TOOLS)),

@@ -55,6 +55,12 @@ struct Flow {
     token: String,
 }
 
+/// The webhook receiver `run_programs` subscribes: nothing listens there, so every delivery
+/// fails and is retried. Its URL must be in the configuration's allow-list.
+fn dead_receiver() -> String {
+    format!("http://127.0.0.1:{}/hook", free_port())
+}
+
 /// Submit → events → result, a cancel and a retry, a list: what the API and a worker do to Redis
 /// in a day.
 async fn run_jobs(f: &Flow) {
@@ -137,7 +143,7 @@ async fn run_jobs(f: &Flow) {
 
 /// A schedule that fires, a webhook whose deliveries fail and are retried, exports and a diff:
 /// what scan programs do to Redis.
-async fn run_programs(f: &Flow) {
+async fn run_programs(f: &Flow, url: &str) {
     let client = http();
     let send = |m: reqwest::Method, path: &str, body: Option<Value>| {
         let mut r = client
@@ -148,8 +154,6 @@ async fn run_programs(f: &Flow) {
         }
         r.send()
     };
-    // Nothing listens on this loopback port: every delivery fails and is retried.
-    let url = format!("http://127.0.0.1:{}/hook", free_port());
     let r = send(
         reqwest::Method::POST,
         "/v1/webhooks",
@@ -334,6 +338,8 @@ async fn api_and_worker_run_jobs_as_acl_users_with_only_the_documented_commands(
     cfg.schedule_min_every_sec = 1;
     cfg.schedule_tick_ms = 100;
     cfg.webhook_retry_base_ms = 100;
+    let hook_url = dead_receiver();
+    cfg.webhook_allowed_urls = hook_url.clone();
     cfg.api_tokens_file = Some(tokens.path.clone());
 
     let api_cfg = Config {
@@ -352,7 +358,7 @@ async fn api_and_worker_run_jobs_as_acl_users_with_only_the_documented_commands(
         token: tokens.get("ci").to_owned(),
     };
     run_jobs(&flow).await;
-    run_programs(&flow).await;
+    run_programs(&flow, &hook_url).await;
     run_mcp(&flow).await;
 
     let denied = acl_denials(&redis).await;

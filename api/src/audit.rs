@@ -43,3 +43,14 @@ pub fn refusal(err: &QueueError) -> &'static str {
         }
     }
 }
+
+impl<'a> Subject<'a> {
+    /// A webhook subscription, by its id (in the `correlation_id` field; never its URL, which
+    /// may hold a token).
+    pub fn webhook(id: &'a str) -> Self {
+        Self {
+            correlation_id: id,
+            ..Self::default()
+        }
+    }
+}

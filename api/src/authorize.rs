@@ -34,7 +34,7 @@ pub enum Access {
 /// `POST /v1/jobs` and `POST /v1/jobs/{id}/retry` need `submit`; `DELETE /v1/jobs/{id}` needs
 /// `cancel`; schedules are as jobs: `PUT /v1/schedules/{id}` and its `pause`, `resume` and
 /// `trigger` need `submit`, `DELETE` needs `cancel`; webhooks likewise (`POST /v1/webhooks`
-/// `submit`, `DELETE /v1/webhooks/{id}` `cancel`); any other change (breakers, tool
+/// and `PUT /v1/webhooks/{id}` `submit`, `DELETE /v1/webhooks/{id}` `cancel`); any other change (breakers, tool
 /// enable/disable, …) needs `admin`.
 pub fn access(method: &Method, path: &str) -> Access {
     if path == "/metrics" {
@@ -56,7 +56,9 @@ pub fn access(method: &Method, path: &str) -> Access {
         (&Method::PUT, ["v1", "schedules", _])
         | (&Method::POST, ["v1", "schedules", _, "pause" | "resume" | "trigger"]) => Scope::Submit,
         (&Method::DELETE, ["v1", "schedules", _]) => Scope::Cancel,
-        (&Method::POST, ["v1", "webhooks"]) => Scope::Submit,
+        (&Method::POST, ["v1", "webhooks"]) | (&Method::PUT, ["v1", "webhooks", _]) => {
+            Scope::Submit
+        }
         (&Method::DELETE, ["v1", "webhooks", _]) => Scope::Cancel,
         _ => Scope::Admin,
     };

@@ -128,7 +128,7 @@ impl FromRequestParts<AppState> for JobId {
 }
 
 /// Who is calling: the tenant whose jobs they may see, and what they may do. Filled in by the
-/// auth layer (`auth::layer`); in open mode (no tokens, loopback only) everyone is the
+/// auth middleware (`authorize`); in open mode (no tokens, loopback only) everyone is the
 /// `default` tenant with every scope.
 #[derive(Debug, Clone)]
 pub struct Caller {

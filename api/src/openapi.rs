@@ -41,6 +41,7 @@ use crate::state::AppState;
         routes::webhooks::list,
         routes::webhooks::create,
         routes::webhooks::read,
+        routes::webhooks::replace,
         routes::webhooks::remove,
         routes::events::events,
         routes::tools::list,

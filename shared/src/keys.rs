@@ -34,6 +34,7 @@
 //! | `P:tenant:{<tenant>}:queued` | zset | job keys of the tenant's queued/scheduled jobs, score = stale-after ms |
 //! | `P:tenant:{<tenant>}:running` | zset | job keys of the tenant's running jobs, score = stale-after ms |
 //! | `P:notify`, `P:cancel` | pub/sub channels | job events; cancellation requests |
+//! | `P:{hook}:…` | | webhooks, all under one hash tag: see [`HookKeys`] |
 //!
 //! A job is named inside its tool's keyspace by its *ref*, `<tenant>/<cid>` (neither part may
 //! contain `/`; [`crate::domain::JobId`] builds every form). Scripts that reach a job found in a
@@ -376,6 +377,73 @@ impl ToolKeys {
     /// queue's depth and wait/run p95 as sampled by an API (`depth:`, `wait95:`, `run95:`).
     pub fn series(&self) -> String {
         format!("{}:stats:series", self.base)
+    }
+}
+
+/// The webhook keys ([`crate::webhook`]), all under the hash tag `{hook}` (one cluster slot,
+/// so every webhook script's `KEYS` live together; no webhook script touches another tag):
+///
+/// | key | type | what |
+/// |---|---|---|
+/// | `P:{hook}:sub:<tenant>/<id>` | hash | `url`, `events` (comma-separated), `schedule_id`, `description`, `secret`, `created_ms` |
+/// | `P:{hook}:subs:<tenant>` | zset | the tenant's subscription ids, score = created ms |
+/// | `P:{hook}:outbox:<tenant>` | zset | the tenant's deliveries, member `<tenant>/<sub>/<event id>`, score = next attempt ms (a lease ahead while one is attempted) |
+/// | `P:{hook}:ring` | zset | tenants with deliveries in their outbox, score = when the tenant may next be served; the claim takes the lowest (round-robin) |
+/// | `P:{hook}:inflight:<tenant>` | zset | the tenant's deliveries being attempted, score = lease expiry ms |
+/// | `P:{hook}:inflight` | zset | every delivery being attempted (the fleet-wide bound), score = lease expiry ms |
+/// | `P:{hook}:d:<member>` | hash | one delivery: `event`, `body`, `attempts`, `first_ms`, `done`; kept 48 h after it ends (so a re-emitted event is not sent twice) |
+/// | `P:{hook}:log:<tenant>/<sub>` | list | the subscription's newest attempts (JSON) |
+#[derive(Debug, Clone)]
+pub struct HookKeys {
+    base: String,
+}
+
+impl HookKeys {
+    pub fn new(prefix: &str) -> Self {
+        Self {
+            base: format!("{prefix}:{{hook}}:"),
+        }
+    }
+
+    /// A subscription by `<tenant>/<id>`.
+    pub fn sub(&self, sub_member: &str) -> String {
+        format!("{}sub:{sub_member}", self.base)
+    }
+
+    pub fn subs(&self, tenant: &TenantId) -> String {
+        format!("{}subs:{tenant}", self.base)
+    }
+
+    pub fn outbox(&self, tenant: &str) -> String {
+        format!("{}outbox:{tenant}", self.base)
+    }
+
+    pub fn ring(&self) -> String {
+        format!("{}ring", self.base)
+    }
+
+    /// The one outbox of every tenant before per-tenant outboxes (read once, to adopt what it
+    /// still holds).
+    pub fn legacy_outbox(&self) -> String {
+        format!("{}outbox", self.base)
+    }
+
+    pub fn in_flight(&self, tenant: &str) -> String {
+        format!("{}inflight:{tenant}", self.base)
+    }
+
+    pub fn in_flight_all(&self) -> String {
+        format!("{}inflight", self.base)
+    }
+
+    /// A delivery by its outbox member `<tenant>/<sub>/<event id>`.
+    pub fn delivery(&self, member: &str) -> String {
+        format!("{}d:{member}", self.base)
+    }
+
+    /// A subscription's delivery log by `<tenant>/<id>`.
+    pub fn log(&self, sub_member: &str) -> String {
+        format!("{}log:{sub_member}", self.base)
     }
 }
 

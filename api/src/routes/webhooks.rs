@@ -1,29 +1,27 @@
-//! `/v1/webhooks`: a tenant's signed webhook subscriptions and their delivery logs. Delivery
-//! itself lives in `scanq::webhook` (every process delivers).
+//! `/v1/webhooks`: a tenant's signed webhook subscriptions and their delivery logs. The rules
+//! and documents live in `scanq::webhook` (`WebhookService`); delivery too (every process
+//! delivers).
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use scanq::domain::TenantId;
-use scanq::schedule::rfc3339;
-use scanq::validate::ValidationError;
-use scanq::webhook::{AllowedUrls, EventType, HookError, Subscription, new_secret};
-use serde_json::{Value, json};
+use scanq::webhook::{
+    CreatedWebhook, HookError, WebhookBody, WebhookDetail, WebhookDoc, WebhookError, WebhookList,
+    WebhookService,
+};
 
-use crate::error::AppError;
-use crate::error::ProblemBody;
+use crate::audit::{self, Subject};
+use crate::error::{AppError, ProblemBody};
 use crate::extract::{Caller, JsonBody, PathParams};
 use crate::params::WebhookIdParam;
 use crate::state::AppState;
 
-const FIELDS: &[&str] = &["url", "events", "schedule_id"];
-
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/webhooks", get(list).post(create))
-        .route("/v1/webhooks/{id}", get(read).delete(remove))
+        .route("/v1/webhooks/{id}", get(read).put(replace).delete(remove))
 }
 
 impl From<HookError> for AppError {
@@ -33,146 +31,107 @@ impl From<HookError> for AppError {
     }
 }
 
-fn bad(field: &str, message: impl Into<String>, hint: impl Into<String>) -> AppError {
-    AppError::Validation(ValidationError::new(field, message, hint))
-}
-
-fn view(s: &Subscription) -> Value {
-    json!({
-        "id": s.id,
-        "url": s.url,
-        "events": s.events.iter().map(|e| e.as_str()).collect::<Vec<_>>(),
-        "schedule_id": s.schedule_id,
-        "created_at": rfc3339(s.created_ms),
-    })
-}
-
-fn store(state: &AppState) -> &scanq::webhook::WebhookStore {
-    &state.inner.webhooks.store
-}
-
-/// Checks a subscription body: an allowed URL, known events, an existing schedule.
-async fn parse(
-    state: &AppState,
-    tenant: &TenantId,
-    body: &Value,
-) -> Result<Subscription, AppError> {
-    let obj = body.as_object().ok_or_else(|| {
-        bad(
-            "body",
-            "must be a JSON object",
-            "{\"url\":\"http://127.0.0.1:9000/hook\",\"events\":[\"job.succeeded\"]}",
-        )
-    })?;
-    if let Some(k) = obj.keys().find(|k| !FIELDS.contains(&k.as_str())) {
-        return Err(bad(k, "is not a webhook field", FIELDS.join(", ")));
-    }
-    let allowed = AllowedUrls::parse(&state.inner.cfg.webhook_allowed_urls);
-    let hint = format!(
-        "a URL starting with one of: {} (SCANQ_WEBHOOK_ALLOWED_URLS)",
-        allowed.as_list()
-    );
-    let url = obj
-        .get("url")
-        .and_then(Value::as_str)
-        .ok_or_else(|| bad("url", "is required (a string)", hint.clone()))?;
-    if !allowed.allows(url) {
-        return Err(bad(
-            "url",
-            format!("`{url}` is not an allowed webhook URL"),
-            hint,
-        ));
-    }
-    let accepted = EventType::ACCEPTED.trim_end();
-    let list = obj
-        .get("events")
-        .and_then(Value::as_array)
-        .filter(|a| !a.is_empty())
-        .ok_or_else(|| bad("events", "is required (a non-empty list)", accepted))?;
-    let mut events = Vec::new();
-    for e in list {
-        let e = e
-            .as_str()
-            .ok_or_else(|| bad("events", "must hold strings", accepted))?
-            .parse::<EventType>()
-            .map_err(|e| bad("events", e.to_string(), accepted))?;
-        if !events.contains(&e) {
-            events.push(e);
-        }
-    }
-    let schedule_id = match obj.get("schedule_id") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => {
-            if state.inner.scheduler.store.get(tenant, s).await?.is_none() {
-                return Err(bad(
-                    "schedule_id",
-                    format!("no schedule `{s}`"),
-                    "an id from GET /v1/schedules",
-                ));
+impl From<WebhookError> for AppError {
+    fn from(err: WebhookError) -> Self {
+        match err {
+            WebhookError::Invalid(v) => Self::Validation(v),
+            WebhookError::AtCap { count, cap } => Self::RateLimited {
+                retry_after: 60,
+                detail: format!(
+                    "your tenant has {count} webhooks; its cap is {cap} (SCANQ_TENANT_MAX_WEBHOOKS): delete one first"
+                ),
+            },
+            WebhookError::NotFound => Self::NotFound,
+            WebhookError::Store(e) => e.into(),
+            WebhookError::Schedules(e) => {
+                tracing::error!(error = %e, "Schedule store unavailable");
+                Self::Unavailable("the schedule store is unreachable; retry shortly".into())
             }
-            Some(s.clone())
         }
-        Some(_) => {
-            return Err(bad(
-                "schedule_id",
-                "must be a string",
-                "an id from GET /v1/schedules",
-            ));
-        }
-    };
-    Ok(Subscription {
-        id: uuid::Uuid::new_v4().simple().to_string()[..16].to_owned(),
-        url: url.to_owned(),
-        events,
-        schedule_id,
-        secret: new_secret(),
-        created_ms: state.inner.scheduler.store.now_ms().await?,
-    })
+    }
 }
 
-/// Creates a subscription; the answer is the only place its secret is ever shown.
-pub async fn create_webhook(
-    state: &AppState,
-    tenant: &TenantId,
-    body: &Value,
-) -> Result<Value, AppError> {
-    let sub = parse(state, tenant, body).await?;
-    store(state).create(tenant, &sub).await?;
-    let mut doc = view(&sub);
-    doc["secret"] = json!(sub.secret);
-    Ok(doc)
+fn service(state: &AppState) -> WebhookService {
+    WebhookService::new(
+        state.inner.webhooks.store.clone(),
+        state.inner.scheduler.store.clone(),
+        &state.inner.cfg,
+    )
+}
+
+/// Writes the audit line of a change and passes its result on.
+fn audited<T>(
+    action: &'static str,
+    caller: &Caller,
+    id: &str,
+    result: Result<T, WebhookError>,
+) -> Result<T, AppError> {
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(WebhookError::Invalid(_)) => "invalid",
+        Err(WebhookError::AtCap { .. }) => "at_cap",
+        Err(WebhookError::NotFound) => "not_found",
+        Err(_) => "unavailable",
+    };
+    audit::record(action, caller, Subject::webhook(id), outcome);
+    result.map_err(AppError::from)
 }
 
 /// Subscribes `url` to `events` (optionally of one schedule); the answer shows the signing
 /// secret, once.
 #[utoipa::path(post, path = "/v1/webhooks", operation_id = "create_webhook", tag = "webhooks",
-    request_body(content = Object, content_type = "application/json", description = "`url`, `events`, optional `schedule_id` (docs/webhooks.md)"),
-    responses((status = 201, description = "Created; `secret` is shown only here", body = Object),
-        (status = 400, description = "Body is not JSON", body = ProblemBody, content_type = "application/problem+json"),
+    request_body(content = WebhookBody, content_type = "application/json"),
+    responses((status = 201, description = "Created; `secret` is shown only here", body = CreatedWebhook),
+        (status = 400, description = "Body is not JSON, or names a key twice", body = ProblemBody, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 422, description = "A field was refused (`field`, `hint`)", body = ProblemBody, content_type = "application/problem+json")))]
+        (status = 422, description = "A field was refused (`field` is its path, `hint`)", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 429, description = "The tenant has SCANQ_TENANT_MAX_WEBHOOKS subscriptions", body = ProblemBody, content_type = "application/problem+json")))]
 pub(crate) async fn create(
     State(state): State<AppState>,
     caller: Caller,
     JsonBody(body): JsonBody,
 ) -> Result<Response, AppError> {
-    let doc = create_webhook(&state, &caller.tenant, &body).await?;
+    let result = service(&state).create(&caller.tenant, &body).await;
+    let id = result
+        .as_ref()
+        .map(|c| c.webhook.id.clone())
+        .unwrap_or_default();
+    let doc = audited("webhook.create", &caller, &id, result)?;
     Ok((StatusCode::CREATED, Json(doc)).into_response())
 }
 
+/// Replaces a subscription's `url`, `events`, `schedule_id` and `description`; its id and
+/// secret stay.
+#[utoipa::path(put, path = "/v1/webhooks/{id}", operation_id = "replace_webhook", tag = "webhooks", params(WebhookIdParam),
+    request_body(content = WebhookBody, content_type = "application/json"),
+    responses((status = 200, description = "Replaced", body = WebhookDoc),
+        (status = 400, description = "Body is not JSON, or names a key twice", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "No such subscription for this tenant", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 422, description = "A field was refused (`field` is its path, `hint`)", body = ProblemBody, content_type = "application/problem+json")))]
+pub(crate) async fn replace(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParams(id): PathParams<String>,
+    JsonBody(body): JsonBody,
+) -> Result<Response, AppError> {
+    let result = service(&state).replace(&caller.tenant, &id, &body).await;
+    let doc = audited("webhook.replace", &caller, &id, result)?;
+    Ok(Json(doc).into_response())
+}
+
 #[utoipa::path(get, path = "/v1/webhooks", operation_id = "list_webhooks", tag = "webhooks",
-    responses((status = 200, description = "`webhooks`: the tenant's subscriptions", body = Object)))]
+    responses((status = 200, description = "The tenant's subscriptions", body = WebhookList)))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Response, AppError> {
-    let subs = store(&state).list(&caller.tenant).await?;
-    let hooks: Vec<Value> = subs.iter().map(view).collect();
-    Ok(Json(json!({ "webhooks": hooks })).into_response())
+    let doc = service(&state).list(&caller.tenant).await?;
+    Ok(Json(doc).into_response())
 }
 
 #[utoipa::path(get, path = "/v1/webhooks/{id}", operation_id = "get_webhook", tag = "webhooks", params(WebhookIdParam),
-    responses((status = 200, description = "The subscription and its delivery log", body = Object),
+    responses((status = 200, description = "The subscription and its delivery log", body = WebhookDetail),
         (status = 404, description = "No such subscription for this tenant", body = ProblemBody, content_type = "application/problem+json"),
         (status = 422, description = "A bad id", body = ProblemBody, content_type = "application/problem+json")))]
 pub(crate) async fn read(
@@ -180,12 +139,7 @@ pub(crate) async fn read(
     caller: Caller,
     PathParams(id): PathParams<String>,
 ) -> Result<Response, AppError> {
-    let sub = store(&state)
-        .get(&caller.tenant, &id)
-        .await?
-        .ok_or(AppError::NotFound)?;
-    let mut doc = view(&sub);
-    doc["deliveries"] = json!(store(&state).log(&caller.tenant, &id).await?);
+    let doc = service(&state).get(&caller.tenant, &id).await?;
     Ok(Json(doc).into_response())
 }
 
@@ -198,8 +152,7 @@ pub(crate) async fn remove(
     caller: Caller,
     PathParams(id): PathParams<String>,
 ) -> Result<Response, AppError> {
-    if !store(&state).delete(&caller.tenant, &id).await? {
-        return Err(AppError::NotFound);
-    }
+    let result = service(&state).delete(&caller.tenant, &id).await;
+    audited("webhook.delete", &caller, &id, result)?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -140,12 +140,19 @@ pub struct Config {
     pub schedule_min_every_sec: u64,
     /// How often each API and worker process looks for due schedules.
     pub schedule_tick_ms: u64,
-    /// Comma-separated URL prefixes a webhook may target (`SCANQ_WEBHOOK_ALLOWED_URLS`).
+    /// Comma-separated entries `scheme://host[:port][/path]` a webhook may target
+    /// (`SCANQ_WEBHOOK_ALLOWED_URLS`; empty = none, the default). See `validate::url::AllowedUrls`.
     pub webhook_allowed_urls: String,
     /// First retry delay of a failed webhook delivery; doubles per attempt up to an hour.
     pub webhook_retry_base_ms: u64,
     /// A delivery that has failed for this long is given up.
     pub webhook_give_up_sec: u64,
+    /// Webhook deliveries attempted at once across the fleet (and within one process).
+    pub webhook_in_flight: u64,
+    /// Webhook deliveries of one tenant attempted at once across the fleet.
+    pub webhook_tenant_in_flight: u64,
+    /// Webhook subscriptions one tenant may have (`SCANQ_TENANT_MAX_WEBHOOKS`).
+    pub tenant_max_webhooks: u64,
 }
 
 /// `SCANQ_EGRESS_CONFINEMENT`: whether each `exec` tool run is confined by the kernel to its
@@ -233,9 +240,12 @@ impl Default for Config {
             sandbox_uid_range: "61000-61127".into(),
             schedule_min_every_sec: 60,
             schedule_tick_ms: 250,
-            webhook_allowed_urls: "http://127.0.0.1:,http://localhost:,http://[::1]:".into(),
+            webhook_allowed_urls: String::new(),
             webhook_retry_base_ms: 1000,
             webhook_give_up_sec: 86_400,
+            webhook_in_flight: 64,
+            webhook_tenant_in_flight: 4,
+            tenant_max_webhooks: 20,
         }
     }
 }
@@ -329,6 +339,20 @@ impl Config {
             self.webhook_give_up_sec,
             1,
             7 * 86_400,
+        )?;
+        range("webhook_in_flight", self.webhook_in_flight, 1, 10_000)?;
+        range(
+            "webhook_tenant_in_flight",
+            self.webhook_tenant_in_flight,
+            1,
+            self.webhook_in_flight,
+        )?;
+        range("tenant_max_webhooks", self.tenant_max_webhooks, 1, 10_000)?;
+        crate::validate::url::AllowedUrls::parse(&self.webhook_allowed_urls).map_err(
+            |message| ConfigError::Invalid {
+                key: "webhook_allowed_urls",
+                message,
+            },
         )?;
         range("heartbeat_sec", self.heartbeat_sec, 1, 600)?;
         range(

@@ -6,6 +6,7 @@
 //! Scripts run with `EVALSHA` (falling back to `EVAL` once per Redis restart); `load_all` loads
 //! them up front so readiness can report it.
 
+mod hook_calls;
 mod job_calls;
 mod limits;
 mod reply;
@@ -16,6 +17,7 @@ use redis::{RedisResult, Script};
 
 use crate::domain::{JobState, Outcome, Verdict};
 
+pub use hook_calls::{Finish, HookClaim, HookScripts, InFlight, PutOutcome};
 pub use limits::{AdmitOutcome, LimitScripts, Rate, RateDecision, TenantCaps};
 pub use reply::{
     CancelOutcome, Claimed, ClaimedJob, CompleteStatus, Completed, EnqueueOutcome, HomeBreaker,

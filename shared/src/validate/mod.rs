@@ -7,6 +7,8 @@
 //! - [`resolve`]: [`resolve_for_scan`], which gives the tool a checked address.
 //! - [`args`] with [`values`], [`script`] and `forbidden`: the catalog's [`ArgPolicy`] and the
 //!   parser that turns an `args` string into normalized [`ToolArgs`].
+//! - [`url`]: where a webhook may go: the operator's allow-list, a subscription URL, the check
+//!   of every address a delivery connects to.
 //! - [`adversarial`]: a table of hostile inputs that every layer (this one, HTTP, MCP) must refuse.
 //!
 //! Every refusal is a [`ValidationError`] naming the field (`target` or `args`) and a hint.
@@ -19,6 +21,7 @@ pub mod resolve;
 pub mod scope;
 pub mod script;
 pub mod target;
+pub mod url;
 pub mod values;
 
 pub use args::{ArgContext, ArgPolicy, FlagSpec, ToolArgs};

@@ -1,147 +1,17 @@
-//! Delivering the outbox ([`Dispatcher`], run by every API and worker process) and the events
-//! of a finished job ([`on_job_finished`], called by the worker once a result is written).
-//! Nothing here can block or fail a job: emission errors are logged, delivery runs apart.
+//! The events of a finished job ([`on_job_finished`], called by the worker once a result is
+//! written; delivery is `dispatch.rs`). Nothing here can block or fail a job: emission errors
+//! are logged, delivery runs apart.
 
 use std::time::Duration;
 
 use serde_json::json;
 
-use super::store::{Delivery, HookError, WebhookStore};
-use super::{AllowedUrls, EventType, signature};
-use crate::config::Config;
+use super::EventType;
+use super::store::{HookError, WebhookStore};
 use crate::domain::{CorrelationId, JobId, JobState, TenantId};
 use crate::nmap::{diff_reports, finished_report};
 use crate::queue::Queue;
 use crate::schedule::ScheduleStore;
-
-/// How long an attempt holds a delivery (longer than the request timeout).
-const LEASE_MS: u64 = 20_000;
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-const MAX_BACKOFF_MS: u64 = 3_600_000;
-
-/// Sends due deliveries; cheap to clone.
-#[derive(Clone)]
-pub struct Dispatcher {
-    pub store: WebhookStore,
-    http: reqwest::Client,
-    allowed: AllowedUrls,
-    retry_base_ms: u64,
-    give_up_ms: u64,
-}
-
-impl Dispatcher {
-    pub fn new(store: WebhookStore, cfg: &Config) -> Self {
-        Self {
-            store,
-            http: reqwest::Client::builder()
-                .timeout(REQUEST_TIMEOUT)
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .expect("an HTTP client"),
-            allowed: AllowedUrls::parse(&cfg.webhook_allowed_urls),
-            retry_base_ms: cfg.webhook_retry_base_ms,
-            give_up_ms: cfg.webhook_give_up_sec * 1000,
-        }
-    }
-
-    /// Attempts every due delivery once (at most 100 per step); `on_outcome` sees each
-    /// outcome (`delivered`, `failed`, `gave_up`, `dropped`).
-    pub async fn tick(&self, on_outcome: &(dyn Fn(&str) + Sync)) -> Result<usize, HookError> {
-        let mut n = 0;
-        while n < 100 {
-            let Some(d) = self.store.claim(LEASE_MS).await? else {
-                break;
-            };
-            on_outcome(self.attempt(&d).await?);
-            n += 1;
-        }
-        Ok(n)
-    }
-
-    /// Runs [`Dispatcher::tick`] forever.
-    pub async fn run(self, every: Duration, on_outcome: impl Fn(&str) + Sync) {
-        let base = every.as_millis() as u64;
-        loop {
-            if let Err(err) = self.tick(&on_outcome).await {
-                tracing::debug!(error = %err, "Webhook tick failed");
-            }
-            tokio::time::sleep(Duration::from_millis(base / 2 + fastrand::u64(..=base))).await;
-        }
-    }
-
-    #[tracing::instrument(skip_all, fields(delivery = %d.member))]
-    async fn attempt(&self, d: &Delivery) -> Result<&'static str, HookError> {
-        let attempt = d.attempts + 1;
-        let Some(sub) = self.store.get(&d.tenant, &d.sub_id).await? else {
-            self.store.finish(d, &json!({}), None, "dropped").await?;
-            return Ok("dropped");
-        };
-        let ts = d.now_ms / 1000;
-        let (status, error) = if !self.allowed.allows(&sub.url) {
-            (
-                None,
-                Some(format!(
-                    "URL not allowed by SCANQ_WEBHOOK_ALLOWED_URLS ({})",
-                    self.allowed.as_list()
-                )),
-            )
-        } else {
-            let sent = self
-                .http
-                .post(&sub.url)
-                .header("content-type", "application/json")
-                .header(
-                    "scanq-signature",
-                    signature(&sub.secret, ts, d.body.as_bytes()),
-                )
-                .header("scanq-event", &d.event)
-                .header("scanq-idempotency-key", &d.event_id)
-                .header("scanq-delivery-attempt", attempt.to_string())
-                .body(d.body.clone())
-                .send()
-                .await;
-            match sent {
-                Ok(r) if r.status().is_success() => (Some(r.status().as_u16()), None),
-                Ok(r) => (
-                    Some(r.status().as_u16()),
-                    Some(format!("HTTP {}", r.status())),
-                ),
-                Err(e) => (None, Some(without_url(&e))),
-            }
-        };
-        let delivered = error.is_none();
-        let backoff = (self.retry_base_ms << (attempt - 1).min(20)).min(MAX_BACKOFF_MS);
-        let give_up = !delivered && d.now_ms + backoff > d.first_ms + self.give_up_ms;
-        let outcome = match (delivered, give_up) {
-            (true, _) => "delivered",
-            (false, true) => "gave_up",
-            (false, false) => "failed",
-        };
-        let entry = json!({
-            "event_id": d.event_id, "event": d.event, "attempt": attempt,
-            "at": crate::schedule::rfc3339(d.now_ms), "status": status,
-            "outcome": outcome, "error": error,
-        });
-        let next = (!delivered && !give_up).then_some(d.now_ms + backoff);
-        self.store.finish(d, &entry, next, outcome).await?;
-        if !delivered {
-            tracing::info!(attempt, outcome, status, "Webhook delivery failed");
-        }
-        Ok(outcome)
-    }
-}
-
-/// An HTTP error without the URL (which may hold a token the subscriber put there).
-fn without_url(e: &reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "connection failed"
-    } else {
-        "request failed"
-    };
-    kind.to_owned()
-}
 
 /// What a process needs to emit the events of finished jobs; cheap to clone.
 #[derive(Clone)]

@@ -2,22 +2,38 @@
 //!
 //! | module | owns |
 //! |---|---|
-//! | this file | events, the URL allow-list, the `Scanq-Signature` scheme |
-//! | `store` | subscriptions, the outbox and the delivery logs in Redis (hash tag `{hook}`) |
-//! | `deliver` | the delivery loop every API and worker process runs, and the events of a finished job |
+//! | this file | events, the `Scanq-Signature` scheme |
+//! | `allow` | where a webhook may go: the allow-list, the URL rules, the address check and pinning |
+//! | `body` | the create/replace body and the checked subscription it becomes |
+//! | `service` | what `/v1/webhooks` does, and its typed documents |
+//! | `store` | subscriptions, the per-tenant outboxes and the delivery logs in Redis (keys: `keys::HookKeys`) |
+//! | `dispatch` | the fair, concurrent delivery loop every API and worker process runs |
+//! | `deliver` | the events of a finished job |
 //!
 //! Delivery is at least once: an event is written to the outbox before any attempt; an attempt
 //! holds it for a lease, so a process that dies mid-attempt only delays it. Each event has an
 //! id (`Scanq-Idempotency-Key`) that stays the same across retries and re-emissions.
 
+mod body;
 mod deliver;
+mod dispatch;
+mod service;
 mod store;
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-pub use deliver::{Dispatcher, JobEvents, on_job_finished};
-pub use store::{HookError, Subscription, WebhookStore};
+pub use crate::validate::url::{
+    AddrClass, AllowedUrls, MAX_URL_BYTES, Pinned, WebhookUrl, classify,
+};
+pub use body::{MAX_DESCRIPTION_CHARS, MAX_EVENTS, WebhookBody, WebhookSpec};
+pub use deliver::{JobEvents, on_job_finished};
+pub use dispatch::{Dispatcher, OnOutcome};
+pub use service::{
+    CreatedWebhook, DeliveryEntry, WebhookDetail, WebhookDoc, WebhookError, WebhookList,
+    WebhookService,
+};
+pub use store::{Delivery, HookError, Subscription, WebhookStore};
 
 use std::fmt;
 use std::str::FromStr;
@@ -36,42 +52,6 @@ string_enum!(
         ScheduleChanged => "schedule.changed",
     }
 );
-
-/// The URL prefixes webhooks may target (`SCANQ_WEBHOOK_ALLOWED_URLS`), so a subscription
-/// cannot make scanq call an internal service.
-#[derive(Debug, Clone)]
-pub struct AllowedUrls(Vec<String>);
-
-impl AllowedUrls {
-    pub fn parse(list: &str) -> Self {
-        Self(
-            list.split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-                .collect(),
-        )
-    }
-
-    /// Whether `url` is an `http(s)` URL that starts with an allowed prefix. User info
-    /// (`http://127.0.0.1:1@evil/`) is refused outright.
-    pub fn allows(&self, url: &str) -> bool {
-        let Ok(parsed) = reqwest::Url::parse(url) else {
-            return false;
-        };
-        if !matches!(parsed.scheme(), "http" | "https")
-            || !parsed.username().is_empty()
-            || parsed.password().is_some()
-        {
-            return false;
-        }
-        self.0.iter().any(|p| url.starts_with(p.as_str()))
-    }
-
-    pub fn as_list(&self) -> String {
-        self.0.join(", ")
-    }
-}
 
 /// `Scanq-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`.
 pub fn signature(secret: &str, timestamp: u64, body: &[u8]) -> String {
@@ -95,17 +75,6 @@ pub fn new_secret() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_listed_prefixes_and_plain_urls_are_allowed() {
-        let a = AllowedUrls::parse("http://127.0.0.1:, https://hooks.example/");
-        assert!(a.allows("http://127.0.0.1:9000/hook"));
-        assert!(a.allows("https://hooks.example/x"));
-        assert!(!a.allows("http://10.0.0.5/hook"));
-        assert!(!a.allows("http://127.0.0.1:1@10.0.0.5/"));
-        assert!(!a.allows("ftp://127.0.0.1:21/"));
-        assert!(!a.allows("not a url"));
-    }
 
     #[test]
     fn the_signature_is_hmac_sha256_over_timestamp_dot_body() {
