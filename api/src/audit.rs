@@ -41,3 +41,27 @@ pub fn refusal(err: &QueueError) -> &'static str {
         }
     }
 }
+
+/// Writes the audit line of a schedule action (`schedule.create`, `.replace`, `.put` (refused),
+/// `.delete`, `.pause`, `.resume`, `.trigger`): the schedule's id in place of a job's.
+pub fn schedule(action: &'static str, caller: &Caller, schedule_id: &str, outcome: &str) {
+    tracing::info!(
+        audit = action,
+        token = %caller.name,
+        tenant = %caller.tenant,
+        schedule_id,
+        outcome,
+        "Audit"
+    );
+}
+
+/// The audit outcome of a call: `ok`, or the refusal's error type and status.
+pub fn outcome_of<T>(r: &Result<T, crate::error::AppError>) -> String {
+    match r {
+        Ok(_) => "ok".into(),
+        Err(e) => {
+            let p = e.problem();
+            format!("{} {}", p.status.as_u16(), p.error_type)
+        }
+    }
+}

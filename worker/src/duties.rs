@@ -39,13 +39,13 @@ async fn deliver_webhooks(w: SharedRef) {
 async fn fire_schedules(w: SharedRef) {
     let queue = w.job_events.queue.clone();
     let scheduler = scanq::schedule::Scheduler::new(queue, &w.cfg);
-    let counter = w.metrics.schedule_runs.clone();
+    let metrics = w.metrics.clone();
     // Each step judges templates against the configuration in force (SIGHUP reaches it).
     let live = w.clone();
     scheduler
         .run(
             move || live.live.current(),
-            move |r| counter.with_label_values(&[r.label()]).inc(),
+            move |r| metrics.count_schedule_result(r),
         )
         .await;
 }

@@ -6,12 +6,14 @@
 -- ARGV[4]  the next slot ms, '' when the schedule has ended
 -- ARGV[5]  the next due ms (next slot + jitter)
 -- ARGV[6]  the fired slot ms
+-- ARGV[7]  how many runs the runs zset keeps (the newest)
 -- Returns  1 committed, 0 stale claim (nothing written)
 if redis.call('HGET', KEYS[1], 'next_slot') ~= ARGV[2] then
   return 0
 end
 if ARGV[3] ~= '' then
   redis.call('ZADD', KEYS[3], ARGV[6], ARGV[3])
+  redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -(tonumber(ARGV[7]) + 1))
   redis.call('HSET', KEYS[1], 'last_run', ARGV[3], 'last_slot', ARGV[6])
 end
 redis.call('HSET', KEYS[1], 'next_slot', ARGV[4], 'firing', '')
