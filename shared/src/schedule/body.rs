@@ -121,7 +121,7 @@ impl ScheduleBody {
                     "use start_at, or delay_sec for a delay after each slot",
                 ),
                 _ => invalid(
-                    unknown,
+                    &clip(unknown),
                     format!("`{}` is not a schedule field", clip(unknown)),
                     format!(
                         "accepted fields: {}, {}",
@@ -137,7 +137,9 @@ impl ScheduleBody {
                 p => p,
             };
             let hint = hint_for(&field);
-            invalid(&field, e.inner().to_string(), hint)
+            // serde quotes the value it refused: at most a short piece of it.
+            let message: String = e.inner().to_string().chars().take(200).collect();
+            invalid(&clip(&field), message, hint)
         })
     }
 
@@ -166,7 +168,7 @@ impl ScheduleBody {
     }
 }
 
-/// At most 64 characters of a client's text, for a message.
+/// At most 64 characters of a client's text, for a message (or a field name).
 fn clip(s: &str) -> String {
     s.chars().take(64).collect()
 }

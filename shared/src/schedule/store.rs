@@ -96,10 +96,14 @@ impl ScheduleView {
                 .cloned()
                 .unwrap_or_else(|| "parked".into())
         });
-        let def = ScheduleDef::from_stored(def).ok();
+        // An entry that does not pass is shown as parked (the scheduler parks it when due).
+        let (def, unfit) = match ScheduleDef::from_stored(def) {
+            Ok(d) => (Some(d), None),
+            Err(e) => (None, Some(e)),
+        };
         Some(Self {
             id: id.to_owned(),
-            parked: parked.or_else(|| def.is_none().then(|| "unreadable definition".into())),
+            parked: parked.or(unfit),
             def,
             paused: h.get("paused").is_some_and(|p| p == "1"),
             next_slot: num("next_slot"),
@@ -121,6 +125,16 @@ pub enum Claim {
     /// A due schedule that cannot be fired (its stored entry is unreadable or out of bounds):
     /// the caller parks it.
     Unfit { member: String, reason: String },
+}
+
+impl Claim {
+    /// The claimed schedule, if the claim took one that can be fired.
+    pub fn into_due(self) -> Option<Claimed> {
+        match self {
+            Self::Due(c) => Some(*c),
+            _ => None,
+        }
+    }
 }
 
 /// A due schedule this process claimed.
