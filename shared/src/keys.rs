@@ -32,7 +32,7 @@
 //! | `P:rl:<token name>` | hash | the token's request bucket (`tokens`, `ts`), see `ratelimit.lua` |
 //! | `P:tenant:{<tenant>}` | hash | the tenant's caps as last set by the API (`max_queued`, `max_running`) |
 //! | `P:{fleet}:auth` | string | the fleet's auth mode as last published by an API: `open` (no tokens file) or `tokens` |
-//! | `P:{fleet}:tenants` | set | the tenants of the tokens file as last published by an API (see `Queue::tenant_standing`) |
+//! | `P:{fleet}:tenants` | hash | tenant → `1` for each tenant of the tokens file as last published by an API (see `Queue::tenant_standing`) |
 //! | `P:{sched}:…` | | the schedules ([`SchedKeys`]; table in `schedule/store.rs`) |
 //! | `P:tenant:{<tenant>}:queued` | zset | job keys of the tenant's queued/scheduled jobs, score = stale-after ms |
 //! | `P:tenant:{<tenant>}:running` | zset | job keys of the tenant's running jobs, score = stale-after ms |

@@ -188,11 +188,13 @@ impl Queue {
         let mut pipe = redis::pipe();
         pipe.atomic().del(&set_key).ignore();
         if !caps.is_empty() {
-            let names: Vec<String> = caps.iter().map(|(t, _)| t.to_string()).collect();
-            pipe.sadd(&set_key, names)
-                .ignore()
-                .pexpire(&set_key, ttl)
-                .ignore();
+            // A hash (tenant → 1) rather than a set: HGET is among the ACL's commands.
+            let mut hset = redis::cmd("HSET");
+            hset.arg(&set_key);
+            for (t, _) in caps {
+                hset.arg(t.as_str()).arg(1);
+            }
+            pipe.add_command(hset).ignore().pexpire(&set_key, ttl).ignore();
         }
         pipe.cmd("SET")
             .arg(&mode_key)
@@ -211,9 +213,9 @@ impl Queue {
     /// cannot be read is [`Standing::Unknown`], never "no caps".
     pub async fn tenant_standing(&self, tenant: &TenantId) -> Result<Standing, QueueError> {
         let mut con = self.connection().await?;
-        let (mode, member): (Option<String>, bool) = redis::pipe()
+        let (mode, member): (Option<String>, Option<String>) = redis::pipe()
             .get(self.keys.fleet_auth())
-            .sismember(self.keys.fleet_tenants(), tenant.as_str())
+            .hget(self.keys.fleet_tenants(), tenant.as_str())
             .query_async(&mut con)
             .await?;
         match mode.as_deref() {
@@ -221,7 +223,7 @@ impl Queue {
             Some(MODE_TOKENS) => {}
             _ => return Ok(Standing::Unknown),
         }
-        if !member {
+        if member.is_none() {
             return Ok(Standing::Revoked);
         }
         drop(con);
