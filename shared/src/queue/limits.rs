@@ -194,7 +194,10 @@ impl Queue {
             for (t, _) in caps {
                 hset.arg(t.as_str()).arg(1);
             }
-            pipe.add_command(hset).ignore().pexpire(&set_key, ttl).ignore();
+            pipe.add_command(hset)
+                .ignore()
+                .pexpire(&set_key, ttl)
+                .ignore();
         }
         pipe.cmd("SET")
             .arg(&mode_key)

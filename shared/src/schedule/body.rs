@@ -255,7 +255,7 @@ mod tests {
                 RequestError::Invalid(v) => v,
                 RequestError::UnknownTool(t) => ValidationError::new("tool", t, ""),
             })
-            .and_then(|b| ScheduleDef::try_from(b))
+            .and_then(ScheduleDef::try_from)
             .expect_err("refused");
         e.field
     }
