@@ -10,7 +10,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use scanq::domain::{CorrelationId, TenantId};
 use scanq::schedule::{
-    RunEntry, ScheduleBody, ScheduleDocument, ScheduleError, StoreError, Upserted,
+    RunEntry, ScheduleBody, ScheduleDocument, ScheduleError, StoreError, Upserted, pause_action,
 };
 use scanq::validate::ValidationError;
 use serde::Deserialize;
@@ -58,51 +58,6 @@ impl From<ScheduleError> for AppError {
     }
 }
 
-/// Creates or replaces a schedule (REST and MCP), with its audit line
-/// (`schedule.create` / `schedule.replace`, or `schedule.put` when refused).
-pub async fn put_schedule(
-    state: &AppState,
-    caller: &Caller,
-    id: &str,
-    body: &serde_json::Value,
-) -> Result<Upserted, AppError> {
-    let r = state
-        .inner
-        .scheduler
-        .upsert(&state.live(), &caller.tenant, id, body)
-        .await
-        .map_err(AppError::from);
-    let action = match &r {
-        Ok(u) if u.created => "schedule.create",
-        Ok(_) => "schedule.replace",
-        Err(_) => "schedule.put",
-    };
-    audit::schedule(action, caller, id, &audit::outcome_of(&r));
-    r
-}
-
-/// Pauses or resumes a schedule (REST and MCP), with its audit line.
-pub async fn set_paused(
-    state: &AppState,
-    caller: &Caller,
-    id: &str,
-    paused: bool,
-) -> Result<ScheduleDocument, AppError> {
-    let r = state
-        .inner
-        .scheduler
-        .set_paused(&caller.tenant, id, paused)
-        .await
-        .map_err(AppError::from);
-    let action = if paused {
-        "schedule.pause"
-    } else {
-        "schedule.resume"
-    };
-    audit::schedule(action, caller, id, &audit::outcome_of(&r));
-    r
-}
-
 /// The previous succeeded run of `cid`'s schedule (the default `against` of a diff).
 pub async fn previous_succeeded(
     state: &AppState,
@@ -134,7 +89,19 @@ pub(crate) async fn upsert(
     PathParams(id): PathParams<String>,
     JsonBody(body): JsonBody,
 ) -> Result<Response, AppError> {
-    let u = put_schedule(&state, &caller, &id, &body).await?;
+    let r = state
+        .inner
+        .scheduler
+        .upsert(&state.live(), &caller.tenant, &id, &body)
+        .await
+        .map_err(AppError::from);
+    audit::schedule(
+        Upserted::audit_action(&r),
+        &caller,
+        &id,
+        &audit::outcome_of(&r),
+    );
+    let u = r?;
     let status = if u.created {
         StatusCode::CREATED
     } else {
@@ -195,7 +162,14 @@ pub(crate) async fn pause(
     caller: Caller,
     PathParams(id): PathParams<String>,
 ) -> Result<Response, AppError> {
-    Ok(Json(set_paused(&state, &caller, &id, true).await?).into_response())
+    let r = state
+        .inner
+        .scheduler
+        .set_paused(&caller.tenant, &id, true)
+        .await
+        .map_err(AppError::from);
+    audit::schedule(pause_action(true), &caller, &id, &audit::outcome_of(&r));
+    Ok(Json(r?).into_response())
 }
 
 #[utoipa::path(post, path = "/v1/schedules/{id}/resume", operation_id = "resume_schedule", tag = "schedules", params(ScheduleIdParam),
@@ -207,7 +181,14 @@ pub(crate) async fn resume(
     caller: Caller,
     PathParams(id): PathParams<String>,
 ) -> Result<Response, AppError> {
-    Ok(Json(set_paused(&state, &caller, &id, false).await?).into_response())
+    let r = state
+        .inner
+        .scheduler
+        .set_paused(&caller.tenant, &id, false)
+        .await
+        .map_err(AppError::from);
+    audit::schedule(pause_action(false), &caller, &id, &audit::outcome_of(&r));
+    Ok(Json(r?).into_response())
 }
 
 #[utoipa::path(post, path = "/v1/schedules/{id}/trigger", operation_id = "trigger_schedule", tag = "schedules", params(ScheduleIdParam),

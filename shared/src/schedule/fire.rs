@@ -310,7 +310,11 @@ impl Scheduler {
         let run = run_id(&c.id, slot);
         if c.retry
             && let Ok(cid) = CorrelationId::parse(&run)
-            && self.queue.get(&c.tenant, &cid).await?.is_some()
+            && self
+                .queue
+                .job_fields(&c.tenant, &cid, &["state"])
+                .await?
+                .is_some()
         {
             // The claimant that died had enqueued this slot's run: record it, fire nothing new.
             self.store.commit(c, Some((&run, slot)), next).await?;
@@ -386,10 +390,14 @@ impl Scheduler {
         let Ok(cid) = CorrelationId::parse(prev) else {
             return Ok(true);
         };
-        let state = match self.queue.get(tenant, &cid).await {
-            Ok(Some((_, doc))) => doc.state,
-            Ok(None) => return Ok(true),
-            Err(e) => return Err(e.into()),
+        // The state only: never the previous run's (possibly large) result.
+        let fields = self.queue.job_fields(tenant, &cid, &["state"]).await?;
+        let Some(state) = fields
+            .as_ref()
+            .and_then(|f| f.get("state"))
+            .and_then(|s| s.parse::<crate::domain::JobState>().ok())
+        else {
+            return Ok(true);
         };
         if state.is_terminal() {
             return Ok(true);

@@ -32,7 +32,7 @@ pub use body::{OWN_FIELDS, ScheduleBody, TEMPLATE_FIELDS};
 pub use fire::{FireResult, ParkReason, Refusal, Scheduler, run_id};
 pub use service::{
     LastRun, MAX_ID, RunEntry, ScheduleDocument, ScheduleError, ScheduleState, Upserted,
-    schedule_id,
+    pause_action, schedule_id,
 };
 pub use store::{Claim, Claimed, KEEP_RUNS, Put, ScheduleStore, ScheduleView, StoreError};
 

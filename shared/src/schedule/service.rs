@@ -140,6 +140,27 @@ pub struct Upserted {
     pub document: ScheduleDocument,
 }
 
+impl Upserted {
+    /// The audit action of an upsert: `schedule.create` or `schedule.replace`, and
+    /// `schedule.put` when it was refused.
+    pub fn audit_action<E>(r: &Result<Self, E>) -> &'static str {
+        match r {
+            Ok(u) if u.created => "schedule.create",
+            Ok(_) => "schedule.replace",
+            Err(_) => "schedule.put",
+        }
+    }
+}
+
+/// The audit action of a pause (`true`) or resume.
+pub fn pause_action(paused: bool) -> &'static str {
+    if paused {
+        "schedule.pause"
+    } else {
+        "schedule.resume"
+    }
+}
+
 fn state_of(fields: &std::collections::HashMap<String, String>) -> Option<JobState> {
     fields.get("state").and_then(|s| s.parse().ok())
 }

@@ -5,17 +5,18 @@
 //! ([`ScheduleBody`]) plus the id.
 
 use scanq::request::fields;
-use scanq::schedule::{OWN_FIELDS, ScheduleBody, TEMPLATE_FIELDS};
+use scanq::schedule::{OWN_FIELDS, ScheduleBody, TEMPLATE_FIELDS, Upserted, pause_action};
 use scanq::validate::ValidationError;
 use serde_json::{Map, Value, json};
 
 use super::args;
 use super::failure::Outcome;
+use crate::audit;
 use crate::auth::Scope;
 use crate::error::AppError;
 use crate::mcp::view::item_pages;
 use crate::mcp::{Ctx, reply};
-use crate::routes::{exports, schedules};
+use crate::routes::exports;
 
 const ID_HINT: &str = "a schedule id ([A-Za-z0-9._:-], 1-48 characters)";
 
@@ -58,7 +59,25 @@ pub(super) async fn upsert(ctx: &mut Ctx, params: &Value) -> Outcome {
     let id = schedule_id(args)?;
     let mut body = args.clone();
     body.remove("id");
-    let u = schedules::put_schedule(&ctx.state, &ctx.caller, &id, &Value::Object(body)).await?;
+    let r = ctx
+        .state
+        .inner
+        .scheduler
+        .upsert(
+            &ctx.state.live(),
+            &ctx.caller.tenant,
+            &id,
+            &Value::Object(body),
+        )
+        .await
+        .map_err(AppError::from);
+    audit::schedule(
+        Upserted::audit_action(&r),
+        &ctx.caller,
+        &id,
+        &audit::outcome_of(&r),
+    );
+    let u = r?;
     let text = format!(
         "{}: {}",
         if u.created { "created" } else { "replaced" },
@@ -95,7 +114,20 @@ pub(super) async fn set_paused(ctx: &mut Ctx, params: &Value, paused: bool) -> O
     ctx.require(Scope::Submit)?;
     let args = args::arguments(params, &["id"])?;
     let id = schedule_id(args)?;
-    let doc = schedules::set_paused(&ctx.state, &ctx.caller, &id, paused).await?;
+    let r = ctx
+        .state
+        .inner
+        .scheduler
+        .set_paused(&ctx.caller.tenant, &id, paused)
+        .await
+        .map_err(AppError::from);
+    audit::schedule(
+        pause_action(paused),
+        &ctx.caller,
+        &id,
+        &audit::outcome_of(&r),
+    );
+    let doc = r?;
     let text = format!(
         "{}: {}",
         if paused { "paused" } else { "resumed" },
@@ -240,4 +272,22 @@ pub(super) fn definitions(
             "annotations": annotations("What changed between two scans", true),
         }),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_upsert_schema_is_the_rest_body_plus_the_id_without_references() {
+        let id = json!({"type": "string"});
+        let schema = upsert_schema(&["noop".to_owned()], &id);
+        let text = schema.to_string();
+        assert!(!text.contains("$ref"), "{text}");
+        for f in schedule_fields() {
+            assert!(schema["properties"].get(f).is_some(), "{f}: {text}");
+        }
+        assert_eq!(schema["properties"]["tool"]["enum"], json!(["noop"]));
+        assert_eq!(schema["additionalProperties"], false);
+    }
 }
