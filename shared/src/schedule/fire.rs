@@ -146,6 +146,15 @@ fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "unknown panic".into())
 }
 
+/// Runs `fut`, turning a panic inside it into `Err(its message)`: one schedule's firing (or
+/// one step) that panics never unwinds into the loop.
+async fn isolated<T>(fut: impl std::future::Future<Output = T>) -> Result<T, String> {
+    AssertUnwindSafe(fut)
+        .catch_unwind()
+        .await
+        .map_err(|p| panic_text(&*p))
+}
+
 pub(super) fn refusal(e: &crate::request::RequestError) -> String {
     match e {
         crate::request::RequestError::UnknownTool(t) => format!("unknown tool `{t}`"),
@@ -201,8 +210,7 @@ impl Scheduler {
                 }
                 Claim::Due(c) => c,
             };
-            let outcome = AssertUnwindSafe(self.fire(live, &c)).catch_unwind().await;
-            let result = match outcome {
+            let result = match isolated(self.fire(live, &c)).await {
                 Ok(Ok(r)) => r,
                 Ok(Err(FireError::Park(reason, detail))) => {
                     self.park(&c.member, reason, detail).await?
@@ -213,7 +221,7 @@ impl Scheduler {
                     continue;
                 }
                 Err(panic) => {
-                    let detail = format!("firing panicked: {}", panic_text(&*panic));
+                    let detail = format!("firing panicked: {panic}");
                     self.park(&c.member, ParkReason::Panic, detail).await?
                 }
             };
@@ -246,15 +254,10 @@ impl Scheduler {
         let base = self.tick.as_millis() as u64;
         loop {
             // Even a panic outside one schedule's firing ends only this step, never the loop.
-            match AssertUnwindSafe(self.tick(&live(), &on_result))
-                .catch_unwind()
-                .await
-            {
+            match isolated(self.tick(&live(), &on_result)).await {
                 Ok(Ok(_)) => {}
                 Ok(Err(err)) => tracing::debug!(error = %err, "Schedule tick failed"),
-                Err(panic) => {
-                    tracing::error!(panic = %panic_text(&*panic), "Schedule tick panicked; continuing")
-                }
+                Err(panic) => tracing::error!(%panic, "Schedule tick panicked; continuing"),
             }
             tokio::time::sleep(Duration::from_millis(base / 2 + fastrand::u64(..=base))).await;
         }
@@ -411,5 +414,20 @@ impl Scheduler {
                 true
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panic_inside_a_firing_is_an_error_with_its_message_not_an_unwind() {
+        let every: u64 = std::hint::black_box(0);
+        let r = isolated(async move { 1000 / every }).await;
+        assert!(r.unwrap_err().contains("divide by zero"));
+        let r = isolated(async { panic!("hostile {}", 42) }).await;
+        assert_eq!(r.map(|()| ()).unwrap_err(), "hostile 42");
+        assert_eq!(isolated(async { 7 }).await, Ok(7));
     }
 }
