@@ -426,8 +426,8 @@ mod tests {
         let every: u64 = std::hint::black_box(0);
         let r = isolated(async move { 1000 / every }).await;
         assert!(r.unwrap_err().contains("divide by zero"));
-        let r = isolated(async { panic!("hostile {}", 42) }).await;
-        assert_eq!(r.map(|()| ()).unwrap_err(), "hostile 42");
+        let r: Result<(), String> = isolated(async { panic!("hostile {}", 42) }).await;
+        assert_eq!(r.unwrap_err(), "hostile 42");
         assert_eq!(isolated(async { 7 }).await, Ok(7));
     }
 }
