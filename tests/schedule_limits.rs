@@ -61,9 +61,34 @@ async fn scheduled_runs_count_against_their_tenants_queued_cap_in_any_process() 
         .unwrap();
     assert!(off.status().is_success(), "{}", off.status());
 
-    // Three schedules, at most one waiting run each (overlap `skip`), under a cap of two.
+    // A scheduled run meets the gate like any submit: while the tool is off, a template without
+    // `queue_if_unavailable` is refused (and nothing is queued or counted).
+    let gated = json!({"tool":"noop","target":"10.0.0.5","every_sec":1,"catchup_sec":60});
+    let r = call(reqwest::Method::PUT, "/v1/schedules/gated", blue)
+        .json(&gated)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    eventually(
+        Duration::from_secs(15),
+        "the gate refuses a run",
+        || async { (refused(&base).await >= 1).then_some(()) },
+    )
+    .await;
+    assert_eq!(queue.tenant_queued(&tenant).await.unwrap(), 0);
+    let r = call(reqwest::Method::DELETE, "/v1/schedules/gated", blue)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let gate_refusals = refused(&base).await;
+
+    // Three schedules whose runs may wait for the tool, at most one waiting run each (overlap
+    // `skip`), under a cap of two.
     for id in ["s1", "s2", "s3"] {
-        let body = json!({"tool":"noop","target":"10.0.0.5","every_sec":1,"catchup_sec":60});
+        let body = json!({"tool":"noop","target":"10.0.0.5","every_sec":1,"catchup_sec":60,
+            "queue_if_unavailable":true});
         let r = call(reqwest::Method::PUT, &format!("/v1/schedules/{id}"), blue)
             .json(&body)
             .send()
@@ -71,9 +96,14 @@ async fn scheduled_runs_count_against_their_tenants_queued_cap_in_any_process() 
             .unwrap();
         assert_eq!(r.status(), 201);
     }
-    eventually(Duration::from_secs(15), "the API refuses a run", || async {
-        (refused(&base).await >= 1).then_some(())
-    })
+    eventually(
+        Duration::from_secs(15),
+        "the cap is met and a run refused",
+        || async {
+            let full = queue.tenant_queued(&tenant).await.unwrap() == 2;
+            (full && refused(&base).await > gate_refusals).then_some(())
+        },
+    )
     .await;
     assert_eq!(queue.tenant_queued(&tenant).await.unwrap(), 2);
     // The cap the schedules filled holds for a submit and for a trigger alike.

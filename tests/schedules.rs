@@ -401,7 +401,7 @@ async fn a_claimant_killed_mid_fire_neither_loses_nor_doubles_its_slot() {
 
     // A claimant takes the due slot, enqueues its run, and dies before committing.
     let claimed = eventually(Duration::from_secs(5), "a due slot", || async {
-        store.claim(5_000).await.unwrap().ok()
+        store.claim(5_000).await.unwrap().into_due()
     })
     .await;
     let run = run_id("crash", claimed.firing);

@@ -41,6 +41,7 @@ pub async fn submit(
                 correlation_id: cid.as_deref().unwrap_or(""),
                 tool: spec.tool.as_str(),
                 target: &target,
+                ..Subject::default()
             };
             audit::record("submit", caller, subject, audit::refusal(err));
         }
@@ -100,6 +101,8 @@ fn job_subject(doc: &JobDocument) -> Subject<'_> {
         correlation_id: &doc.correlation_id,
         tool: &doc.tool,
         target: &doc.target,
+        schedule_id: doc.schedule_id.as_deref().unwrap_or(""),
+        ..Subject::default()
     }
 }
 

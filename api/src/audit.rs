@@ -1,6 +1,7 @@
-//! The audit trail: one structured log line (`audit = <action>`) per submit, cancel, retry and
-//! admin action, naming the token (never the token itself), tenant, correlation ID, tool, target
-//! and outcome. The target's field is `scan_target`: `target` is the log line's own (module)
+//! The audit trail: one structured log line (`audit = <action>`) per submit, cancel, retry,
+//! schedule and webhook change and admin action, all of one shape: the token's name (never the
+//! token itself), tenant, correlation ID, tool, target, schedule id, webhook id (each empty when
+//! the action has none) and outcome. The target's field is `scan_target`: `target` is the log line's own (module)
 //! field in JSON logs.
 
 use scanq::queue::QueueError;
@@ -13,6 +14,10 @@ pub struct Subject<'a> {
     pub correlation_id: &'a str,
     pub tool: &'a str,
     pub target: &'a str,
+    /// The schedule acted on, or whose run a job is.
+    pub schedule_id: &'a str,
+    /// The webhook subscription acted on.
+    pub webhook_id: &'a str,
 }
 
 /// Writes the audit line.
@@ -24,6 +29,8 @@ pub fn record(action: &'static str, caller: &Caller, subject: Subject<'_>, outco
         correlation_id = subject.correlation_id,
         tool = subject.tool,
         scan_target = subject.target,
+        schedule_id = subject.schedule_id,
+        webhook_id = subject.webhook_id,
         outcome,
         "Audit"
     );
@@ -45,12 +52,36 @@ pub fn refusal(err: &QueueError) -> &'static str {
 }
 
 impl<'a> Subject<'a> {
-    /// A webhook subscription, by its id (in the `correlation_id` field; never its URL, which
-    /// may hold a token).
+    /// A schedule, by its id.
+    pub fn schedule(id: &'a str) -> Self {
+        Self {
+            schedule_id: id,
+            ..Self::default()
+        }
+    }
+
+    /// A webhook subscription, by its id (never its URL, which may hold a token).
     pub fn webhook(id: &'a str) -> Self {
         Self {
-            correlation_id: id,
+            webhook_id: id,
             ..Self::default()
+        }
+    }
+}
+
+/// Writes the audit line of a schedule action (`schedule.create`, `.replace`, `.put` (refused),
+/// `.delete`, `.pause`, `.resume`, `.trigger`).
+pub fn schedule(action: &'static str, caller: &Caller, schedule_id: &str, outcome: &str) {
+    record(action, caller, Subject::schedule(schedule_id), outcome);
+}
+
+/// The audit outcome of a call: `ok`, or the refusal's error type and status.
+pub fn outcome_of<T>(r: &Result<T, crate::error::AppError>) -> String {
+    match r {
+        Ok(_) => "ok".into(),
+        Err(e) => {
+            let p = e.problem();
+            format!("{} {}", p.status.as_u16(), p.error_type)
         }
     }
 }

@@ -2,7 +2,7 @@
 //! `GET /v1/jobs/{id}/diff` (`routes::exports`) and MCP's `job_diff` (`mcp::tools::programs`),
 //! so neither front door imports the other's modules and both refuse alike.
 
-use scanq::domain::{CorrelationId, JobDocument, JobState, TenantId};
+use scanq::domain::{CorrelationId, JobDocument, TenantId};
 use scanq::nmap::{NoReport, ScanDiff, diff_reports, finished_report};
 use scanq::validate::ValidationError;
 
@@ -69,30 +69,15 @@ pub async fn diff_jobs(
 }
 
 /// The previous succeeded run of `cid`'s schedule (the default `against` of a diff).
-pub async fn previous_succeeded(
+async fn previous_succeeded(
     state: &AppState,
     tenant: &TenantId,
     schedule: &str,
     cid: &str,
 ) -> Result<Option<CorrelationId>, AppError> {
-    let recent = state
+    Ok(state
         .inner
         .scheduler
-        .store
-        .runs(tenant, schedule, 200)
-        .await?;
-    let Some(pos) = recent.iter().position(|(c, _)| c == cid) else {
-        return Ok(None);
-    };
-    for (c, _) in &recent[pos + 1..] {
-        let Ok(c) = CorrelationId::parse(c) else {
-            continue;
-        };
-        if let Some((_, d)) = state.queue().get(tenant, &c).await?
-            && d.state == JobState::Succeeded
-        {
-            return Ok(Some(c));
-        }
-    }
-    Ok(None)
+        .previous_succeeded_run(tenant, schedule, cid)
+        .await?)
 }

@@ -89,6 +89,7 @@ pub async fn state(cfg: Config, catalog: Catalog) -> anyhow::Result<AppState> {
     }
     let scheduler = scanq::schedule::Scheduler::new(queue.clone(), &cfg);
     let webhooks = scanq::webhook::Dispatcher::new(
+        queue.clone(),
         scanq::webhook::WebhookStore::new(queue.pool().clone(), queue.keys().prefix()),
         &cfg,
     );
@@ -201,6 +202,9 @@ pub async fn run(
     let reload = tokio::spawn(reload_on_sighup(state.clone(), hup));
     let sweeper = tokio::spawn(sweep_listings(state.clone()));
     let series = tokio::spawn(sample_series(state.clone()));
+    // The fleet's auth mode and tenants are published before this process fires a schedule,
+    // which goes by them (`Queue::tenant_standing`).
+    publish_caps_once(&state).await;
     let schedules = tokio::spawn(fire_schedules(state.clone()));
     let caps = tokio::spawn(publish_caps(state.clone()));
     let webhooks = tokio::spawn(deliver_webhooks(state.clone()));
@@ -255,19 +259,20 @@ async fn sample_series(state: AppState) {
 /// Fires due schedules, like every other API and worker process (no leader), each step with
 /// the configuration in force.
 async fn fire_schedules(state: AppState) {
-    let counter = state.inner.metrics.schedule_runs.clone();
+    let metrics = state.inner.metrics.clone();
     let scheduler = state.inner.scheduler.clone();
     let live = state.clone();
     scheduler
         .run(
             move || live.inner.live.current(),
-            move |r| counter.with_label_values(&[r.label()]).inc(),
+            move |r| metrics.count_schedule_result(r),
         )
         .await;
 }
 
-/// Publishes the caps of every tenant of the tokens file, for the scheduled runs any process
-/// may enqueue (`Queue::publish_caps`): at start and every 30 s (a reload publishes at once).
+/// Publishes the fleet's auth mode, its tenants and their caps, for the scheduled runs any
+/// process may enqueue (`Queue::publish_fleet`, read by `Queue::tenant_standing`): at start and
+/// every 30 s (a reload publishes at once, so a removed tenant's schedules park).
 async fn publish_caps(state: AppState) {
     loop {
         publish_caps_once(&state).await;
@@ -277,7 +282,8 @@ async fn publish_caps(state: AppState) {
 
 async fn publish_caps_once(state: &AppState) {
     let caps = state.inner.auth.all_caps(&state.inner.cfg);
-    if let Err(err) = state.queue().publish_caps(&caps).await {
+    let open = state.inner.auth.is_open();
+    if let Err(err) = state.queue().publish_fleet(open, &caps).await {
         tracing::debug!(error = %err, "Publishing tenant caps failed");
     }
 }

@@ -31,6 +31,9 @@
 //! | `P:{T}:disabled` | string | present while tool T is disabled cluster-wide |
 //! | `P:rl:<token name>` | hash | the token's request bucket (`tokens`, `ts`), see `ratelimit.lua` |
 //! | `P:tenant:{<tenant>}` | hash | the tenant's caps as last set by the API (`max_queued`, `max_running`) |
+//! | `P:{fleet}:auth` | string | the fleet's auth mode as last published by an API: `open` (no tokens file) or `tokens` |
+//! | `P:{fleet}:tenants` | hash | tenant → `1` for each tenant of the tokens file as last published by an API (see `Queue::tenant_standing`) |
+//! | `P:{sched}:…` | | the schedules ([`SchedKeys`]; table in `schedule/store.rs`) |
 //! | `P:tenant:{<tenant>}:queued` | zset | job keys of the tenant's queued/scheduled jobs, score = stale-after ms |
 //! | `P:tenant:{<tenant>}:running` | zset | job keys of the tenant's running jobs, score = stale-after ms |
 //! | `P:notify`, `P:cancel` | pub/sub channels | job events; cancellation requests |
@@ -241,6 +244,53 @@ impl Keys {
     /// Start of every tenant key (`P:tenant:{<tenant>}…`).
     fn tenant_prefix(&self) -> String {
         format!("{}:tenant:", self.prefix)
+    }
+
+    /// The fleet's auth mode (`open` or `tokens`), published by the APIs.
+    pub fn fleet_auth(&self) -> String {
+        format!("{}:{{fleet}}:auth", self.prefix)
+    }
+
+    /// The tenants of the fleet's tokens file, published by the APIs (same hash tag as
+    /// [`Keys::fleet_auth`]: both are written in one transaction).
+    pub fn fleet_tenants(&self) -> String {
+        format!("{}:{{fleet}}:tenants", self.prefix)
+    }
+
+    /// The schedules' keys, all under the hash tag `{sched}`.
+    pub fn sched(&self) -> SchedKeys {
+        SchedKeys {
+            base: format!("{}:{{sched}}:", self.prefix),
+        }
+    }
+}
+
+/// The schedules' keys (`P:{sched}:…`, one cluster slot; table in `schedule/store.rs`).
+#[derive(Debug, Clone)]
+pub struct SchedKeys {
+    base: String,
+}
+
+impl SchedKeys {
+    /// Start of every schedule hash: + `<tenant>/<id>` = the hash (scripts build it so).
+    pub fn def_prefix(&self) -> String {
+        format!("{}def:", self.base)
+    }
+    /// The schedule hash of due-zset member `<tenant>/<id>`.
+    pub fn def(&self, member: &str) -> String {
+        format!("{}{member}", self.def_prefix())
+    }
+    /// Every due schedule, score = when it is due.
+    pub fn due(&self) -> String {
+        format!("{}due", self.base)
+    }
+    /// The tenant's schedule ids, score = created ms.
+    pub fn list(&self, tenant: &TenantId) -> String {
+        format!("{}list:{tenant}", self.base)
+    }
+    /// The schedule's runs (correlation IDs), score = slot ms.
+    pub fn runs(&self, member: &str) -> String {
+        format!("{}runs:{member}", self.base)
     }
 }
 

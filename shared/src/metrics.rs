@@ -35,8 +35,10 @@ pub struct Metrics {
     pub egress_refused: IntCounterVec,
     /// Tool runs the seccomp filter killed (worker; docs/sandbox.md).
     pub sandbox_violations: IntCounterVec,
-    /// Claimed schedule slots by `result`: fired, skipped, missed, refused.
+    /// Claimed schedule slots by `result`: fired, skipped, held, missed, refused, parked.
     pub schedule_runs: IntCounterVec,
+    /// Schedules this process parked, by `reason`: unfit, slot, panic, revoked.
+    pub schedules_parked: IntCounterVec,
     /// Webhook delivery attempts by `outcome`: delivered, failed, gave_up, dropped.
     pub webhook_deliveries: IntCounterVec,
 }
@@ -83,6 +85,11 @@ impl Metrics {
                 "scanq_schedule_runs_total",
                 "Schedule slots this process claimed, by result",
                 &["result"],
+            ),
+            schedules_parked: counter(
+                "scanq_schedules_parked_total",
+                "Schedules this process parked (taken out of firing), by reason",
+                &["reason"],
             ),
             webhook_deliveries: counter(
                 "scanq_webhook_deliveries_total",
@@ -172,5 +179,18 @@ impl Metrics {
             .encode(&self.registry.gather(), &mut buf)
             .expect("text encoding never fails");
         String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+impl Metrics {
+    /// Counts one claimed schedule slot (`scanq_schedule_runs_total{result}`) and, when the
+    /// schedule was parked, `scanq_schedules_parked_total{reason}`.
+    pub fn count_schedule_result(&self, r: &crate::schedule::FireResult) {
+        self.schedule_runs.with_label_values(&[r.label()]).inc();
+        if let Some(reason) = r.parked() {
+            self.schedules_parked
+                .with_label_values(&[reason.label()])
+                .inc();
+        }
     }
 }

@@ -26,7 +26,11 @@ pub fn spawn(w: SharedRef) -> [JoinHandle<()>; 5] {
 
 /// Delivers due webhook events, like every API and worker process.
 async fn deliver_webhooks(w: SharedRef) {
-    let dispatcher = scanq::webhook::Dispatcher::new(w.job_events.hooks.clone(), &w.cfg);
+    let dispatcher = scanq::webhook::Dispatcher::new(
+        w.job_events.queue.clone(),
+        w.job_events.hooks.clone(),
+        &w.cfg,
+    );
     let counter = w.metrics.webhook_deliveries.clone();
     dispatcher
         .run(Duration::from_millis(w.cfg.schedule_tick_ms), move |o| {
@@ -39,13 +43,13 @@ async fn deliver_webhooks(w: SharedRef) {
 async fn fire_schedules(w: SharedRef) {
     let queue = w.job_events.queue.clone();
     let scheduler = scanq::schedule::Scheduler::new(queue, &w.cfg);
-    let counter = w.metrics.schedule_runs.clone();
+    let metrics = w.metrics.clone();
     // Each step judges templates against the configuration in force (SIGHUP reaches it).
     let live = w.clone();
     scheduler
         .run(
             move || live.live.current(),
-            move |r| counter.with_label_values(&[r.label()]).inc(),
+            move |r| metrics.count_schedule_result(r),
         )
         .await;
 }

@@ -1,26 +1,26 @@
 //! `/v1/schedules`: create-or-replace by id, list, read, delete, pause, resume, trigger, and the
-//! runs of a schedule. The firing itself lives in `scanq::schedule` (every process fires).
+//! runs of a schedule. Each handler is extract → one call of the schedule service
+//! (`scanq::schedule`, shared with MCP) → map, plus its audit line. The firing itself lives in
+//! `scanq::schedule` too (every process fires).
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use scanq::domain::{CorrelationId, JobState, TenantId};
-use scanq::nmap::{diff_reports, finished_report};
-use scanq::schedule::{Refusal, ScheduleDef, ScheduleView, Scheduler, StoreError, rfc3339};
+use scanq::schedule::{
+    RunEntry, ScheduleBody, ScheduleDocument, ScheduleError, StoreError, Upserted, pause_action,
+};
 use scanq::validate::ValidationError;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 
+use crate::audit;
 use crate::error::AppError;
 use crate::error::ProblemBody;
 use crate::extract::{Caller, JsonBody, Params, PathParams};
 use crate::params::ScheduleIdParam;
 use crate::state::AppState;
-
-/// The longest schedule id: a run's correlation ID is `<id>.<slot seconds>`, at most 64.
-const MAX_ID: usize = 48;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -34,9 +34,22 @@ pub fn router() -> Router<AppState> {
 
 impl From<StoreError> for AppError {
     fn from(err: StoreError) -> Self {
+        ScheduleError::from(err).into()
+    }
+}
+
+impl From<ScheduleError> for AppError {
+    fn from(err: ScheduleError) -> Self {
         match err {
-            StoreError::Queue(e) => e.into(),
-            e => {
+            ScheduleError::Invalid(e) => e.into(),
+            ScheduleError::NotFound => Self::NotFound,
+            e @ ScheduleError::AtCap { .. } => Self::RateLimited {
+                retry_after: 60,
+                detail: format!("{e} (SCANQ_TENANT_MAX_SCHEDULES)"),
+            },
+            ScheduleError::Refused(reason) => Self::Conflict(reason),
+            ScheduleError::Queue(e) => e.into(),
+            ScheduleError::Store(e) => {
                 tracing::error!(error = %e, "Schedule store unavailable");
                 Self::Unavailable("the schedule store is unreachable; retry shortly".into())
             }
@@ -44,114 +57,16 @@ impl From<StoreError> for AppError {
     }
 }
 
-/// A schedule id: the correlation-ID alphabet, at most 48 characters.
-pub fn schedule_id(id: &str) -> Result<String, AppError> {
-    let hint = format!("[A-Za-z0-9._:-]{{1,{MAX_ID}}}");
-    let cid = CorrelationId::parse(id)
-        .map_err(|e| AppError::Validation(ValidationError::new("id", e.0, hint.clone())))?;
-    if id.len() > MAX_ID {
-        return Err(AppError::Validation(ValidationError::new(
-            "id",
-            format!("is {} characters long; the maximum is {MAX_ID}", id.len()),
-            hint,
-        )));
-    }
-    Ok(cid.to_string())
-}
-
-fn scheduler(state: &AppState) -> &Scheduler {
-    &state.inner.scheduler
-}
-
-/// The schedule's public document: its definition, state, next slot, last run and last change.
-pub async fn document(
-    state: &AppState,
-    tenant: &TenantId,
-    v: &ScheduleView,
-) -> Result<Value, AppError> {
-    let store = &scheduler(state).store;
-    let recent = store.runs(tenant, &v.id, 20).await?;
-    let mut succeeded = Vec::new();
-    let mut last_run = Value::Null;
-    for (i, (cid, _)) in recent.iter().enumerate() {
-        let Ok(c) = CorrelationId::parse(cid) else {
-            continue;
-        };
-        let Some((_, doc)) = state.queue().get(tenant, &c).await? else {
-            continue;
-        };
-        if i == 0 {
-            last_run = json!({"correlation_id": cid, "state": doc.state});
-        }
-        if doc.state == JobState::Succeeded {
-            succeeded.push(doc);
-            if succeeded.len() == 2 {
-                break;
-            }
-        }
-    }
-    let last_change = match succeeded.as_slice() {
-        [newer, older] => match (finished_report(newer), finished_report(older)) {
-            (Ok(b), Ok(a)) => {
-                let d = diff_reports(&a, &b);
-                json!({"run": newer.correlation_id, "against": older.correlation_id,
-                       "changed": !d.is_empty(), "summary": d.summary})
-            }
-            _ => Value::Null,
-        },
-        _ => Value::Null,
-    };
-    let mut doc = serde_json::to_value(&v.def).map_err(anyhow::Error::from)?;
-    let o = doc.as_object_mut().expect("a schedule is an object");
-    o.insert("id".into(), json!(v.id));
-    o.insert("paused".into(), json!(v.paused));
-    let next = v.next_slot.filter(|_| !v.paused).map(rfc3339);
-    o.insert("next_run_at".into(), json!(next));
-    o.insert("created_at".into(), json!(rfc3339(v.created_ms)));
-    o.insert("updated_at".into(), json!(rfc3339(v.updated_ms)));
-    o.insert("last_run".into(), last_run);
-    o.insert("last_change".into(), last_change);
-    Ok(doc)
-}
-
-async fn found(state: &AppState, tenant: &TenantId, id: &str) -> Result<ScheduleView, AppError> {
-    scheduler(state)
-        .store
-        .get(tenant, id)
-        .await?
-        .ok_or(AppError::NotFound)
-}
-
-/// Creates or replaces a schedule; the body is a job template plus the schedule's own fields.
-/// 201 when created, 200 when replaced.
-pub async fn put_schedule(
-    state: &AppState,
-    tenant: &TenantId,
-    id: &str,
-    body: &Value,
-) -> Result<(bool, Value), AppError> {
-    let id = schedule_id(id)?;
-    let live = state.live();
-    let def = ScheduleDef::from_json(body, &live.policy(), state.inner.cfg.schedule_min_every_sec)?;
-    let store = &scheduler(state).store;
-    let now = store.now_ms().await?;
-    let next = Scheduler::next_due(&def, &id, now, now);
-    let created = store.put(tenant, &id, &def, now, next).await?;
-    let v = found(state, tenant, &id).await?;
-    Ok((created, document(state, tenant, &v).await?))
-}
-
-/// Creates or replaces the schedule `id` (a job template plus `cron` + `timezone` or `every_sec`,
-/// `overlap`, `catchup_sec`, …; validated like a submit).
 #[utoipa::path(put, path = "/v1/schedules/{id}", operation_id = "put_schedule", tag = "schedules", params(ScheduleIdParam),
-    request_body(content = Object, content_type = "application/json", description = "docs/schedules.md: the job template fields of a submit plus the schedule's own"),
+    request_body(content = ScheduleBody, content_type = "application/json", description = "docs/schedules.md: the job template fields of a submit plus the schedule's own"),
     responses(
-        (status = 201, description = "Created", body = Object),
-        (status = 200, description = "Replaced", body = Object),
+        (status = 201, description = "Created", body = ScheduleDocument),
+        (status = 200, description = "Replaced", body = ScheduleDocument),
         (status = 400, description = "Body is not JSON", body = ProblemBody, content_type = "application/problem+json"),
         (status = 404, description = "Unknown tool", body = ProblemBody, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = ProblemBody, content_type = "application/problem+json"),
         (status = 422, description = "A field was refused (`field`, `hint`)", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 429, description = "The tenant has SCANQ_TENANT_MAX_SCHEDULES schedules (creating; a replace is allowed)", body = ProblemBody, content_type = "application/problem+json"),
     ))]
 pub(crate) async fn upsert(
     State(state): State<AppState>,
@@ -159,17 +74,29 @@ pub(crate) async fn upsert(
     PathParams(id): PathParams<String>,
     JsonBody(body): JsonBody,
 ) -> Result<Response, AppError> {
-    let (created, doc) = put_schedule(&state, &caller.tenant, &id, &body).await?;
-    let status = if created {
+    let r = state
+        .inner
+        .scheduler
+        .upsert(&state.live(), &caller.tenant, &id, &body)
+        .await
+        .map_err(AppError::from);
+    audit::schedule(
+        Upserted::audit_action(&r),
+        &caller,
+        &id,
+        &audit::outcome_of(&r),
+    );
+    let u = r?;
+    let status = if u.created {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(doc)).into_response())
+    Ok((status, Json(u.document)).into_response())
 }
 
 #[utoipa::path(get, path = "/v1/schedules/{id}", operation_id = "get_schedule", tag = "schedules", params(ScheduleIdParam),
-    responses((status = 200, description = "The schedule: definition, `next_run_at`, `last_run`, `last_change`", body = Object),
+    responses((status = 200, description = "The schedule: definition, `state` (`parked_reason`), `next_run_at`, `last_run`, `last_change`", body = ScheduleDocument),
         (status = 404, description = "No such schedule for this tenant", body = ProblemBody, content_type = "application/problem+json"),
         (status = 422, description = "A bad id", body = ProblemBody, content_type = "application/problem+json")))]
 pub(crate) async fn read(
@@ -177,17 +104,8 @@ pub(crate) async fn read(
     caller: Caller,
     PathParams(id): PathParams<String>,
 ) -> Result<Response, AppError> {
-    let v = found(&state, &caller.tenant, &id).await?;
-    Ok(Json(document(&state, &caller.tenant, &v).await?).into_response())
-}
-
-/// The tenant's schedules as documents.
-pub async fn list_schedules(state: &AppState, tenant: &TenantId) -> Result<Vec<Value>, AppError> {
-    let mut out = Vec::new();
-    for v in scheduler(state).store.list(tenant).await? {
-        out.push(document(state, tenant, &v).await?);
-    }
-    Ok(out)
+    let doc = state.inner.scheduler.read(&caller.tenant, &id).await?;
+    Ok(Json(doc).into_response())
 }
 
 #[utoipa::path(get, path = "/v1/schedules", operation_id = "list_schedules", tag = "schedules",
@@ -196,7 +114,7 @@ pub(crate) async fn list(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Response, AppError> {
-    let schedules = list_schedules(&state, &caller.tenant).await?;
+    let schedules = state.inner.scheduler.list(&caller.tenant).await?;
     Ok(Json(json!({ "schedules": schedules })).into_response())
 }
 
@@ -209,37 +127,19 @@ pub(crate) async fn remove(
     caller: Caller,
     PathParams(id): PathParams<String>,
 ) -> Result<Response, AppError> {
-    if !scheduler(&state).store.delete(&caller.tenant, &id).await? {
-        return Err(AppError::NotFound);
-    }
+    let r = state
+        .inner
+        .scheduler
+        .delete(&caller.tenant, &id)
+        .await
+        .map_err(AppError::from);
+    audit::schedule("schedule.delete", &caller, &id, &audit::outcome_of(&r));
+    r?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// Pauses (`paused = true`) or resumes a schedule; a resumed schedule continues at its first
-/// slot after now (slots missed while paused are not fired).
-pub async fn set_paused(
-    state: &AppState,
-    tenant: &TenantId,
-    id: &str,
-    paused: bool,
-) -> Result<Value, AppError> {
-    let v = found(state, tenant, id).await?;
-    let store = &scheduler(state).store;
-    let next = if paused {
-        None
-    } else {
-        let now = store.now_ms().await?;
-        Scheduler::next_due(&v.def, id, now, v.anchor_ms)
-    };
-    if paused || next.is_some() {
-        store.set_paused(tenant, id, next).await?;
-    }
-    let v = found(state, tenant, id).await?;
-    document(state, tenant, &v).await
-}
-
 #[utoipa::path(post, path = "/v1/schedules/{id}/pause", operation_id = "pause_schedule", tag = "schedules", params(ScheduleIdParam),
-    responses((status = 200, description = "The paused schedule", body = Object),
+    responses((status = 200, description = "The paused schedule", body = ScheduleDocument),
         (status = 404, description = "No such schedule for this tenant", body = ProblemBody, content_type = "application/problem+json"),
         (status = 422, description = "A bad id", body = ProblemBody, content_type = "application/problem+json")))]
 pub(crate) async fn pause(
@@ -247,11 +147,18 @@ pub(crate) async fn pause(
     caller: Caller,
     PathParams(id): PathParams<String>,
 ) -> Result<Response, AppError> {
-    Ok(Json(set_paused(&state, &caller.tenant, &id, true).await?).into_response())
+    let r = state
+        .inner
+        .scheduler
+        .set_paused(&caller.tenant, &id, true)
+        .await
+        .map_err(AppError::from);
+    audit::schedule(pause_action(true), &caller, &id, &audit::outcome_of(&r));
+    Ok(Json(r?).into_response())
 }
 
 #[utoipa::path(post, path = "/v1/schedules/{id}/resume", operation_id = "resume_schedule", tag = "schedules", params(ScheduleIdParam),
-    responses((status = 200, description = "The resumed schedule", body = Object),
+    responses((status = 200, description = "The resumed schedule (no longer parked)", body = ScheduleDocument),
         (status = 404, description = "No such schedule for this tenant", body = ProblemBody, content_type = "application/problem+json"),
         (status = 422, description = "A bad id", body = ProblemBody, content_type = "application/problem+json")))]
 pub(crate) async fn resume(
@@ -259,7 +166,14 @@ pub(crate) async fn resume(
     caller: Caller,
     PathParams(id): PathParams<String>,
 ) -> Result<Response, AppError> {
-    Ok(Json(set_paused(&state, &caller.tenant, &id, false).await?).into_response())
+    let r = state
+        .inner
+        .scheduler
+        .set_paused(&caller.tenant, &id, false)
+        .await
+        .map_err(AppError::from);
+    audit::schedule(pause_action(false), &caller, &id, &audit::outcome_of(&r));
+    Ok(Json(r?).into_response())
 }
 
 #[utoipa::path(post, path = "/v1/schedules/{id}/trigger", operation_id = "trigger_schedule", tag = "schedules", params(ScheduleIdParam),
@@ -274,56 +188,28 @@ pub(crate) async fn trigger(
     caller: Caller,
     PathParams(id): PathParams<String>,
 ) -> Result<Response, AppError> {
-    let v = found(&state, &caller.tenant, &id).await?;
-    let live = state.inner.live.current();
     let caps = state.inner.auth.caps_for(&caller.tenant, &state.inner.cfg);
-    match scheduler(&state)
-        .trigger(&live, &caller.tenant, caps, &id, &v.def)
-        .await?
-    {
-        Ok(run) => Ok((
-            StatusCode::ACCEPTED,
-            Json(json!({"schedule_id": id, "run": run})),
-        )
-            .into_response()),
-        Err(Refusal::Template(reason)) => Err(AppError::Conflict(format!(
-            "the schedule's template was refused: {reason}"
-        ))),
-        // The tenant's cap or the tool's queue length: answered as for a submit (429).
-        Err(Refusal::Queue(e)) => Err(e.into()),
-    }
+    let r = state
+        .inner
+        .scheduler
+        .trigger(&state.live(), &caller.tenant, caps, &id)
+        .await
+        .map_err(AppError::from);
+    audit::schedule("schedule.trigger", &caller, &id, &audit::outcome_of(&r));
+    let run = r?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"schedule_id": id, "run": run})),
+    )
+        .into_response())
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct RunsParams {
-    /// Runs to list, newest first (default 50).
+    /// Runs to list, newest first (default 50; a schedule keeps its newest 100).
     #[param(minimum = 1, maximum = 500)]
     limit: Option<usize>,
-}
-
-/// The schedule's runs, newest first, with each job's state.
-pub async fn list_runs(
-    state: &AppState,
-    tenant: &TenantId,
-    id: &str,
-    limit: usize,
-) -> Result<Vec<Value>, AppError> {
-    found(state, tenant, id).await?;
-    let mut out = Vec::new();
-    for (cid, slot) in scheduler(state).store.runs(tenant, id, limit).await? {
-        let doc = match CorrelationId::parse(&cid) {
-            Ok(c) => state.queue().get(tenant, &c).await?.map(|(_, d)| d),
-            Err(_) => None,
-        };
-        out.push(json!({
-            "correlation_id": cid,
-            "slot_at": rfc3339(slot),
-            "state": doc.as_ref().map(|d| d.state),
-            "finished_at": doc.as_ref().and_then(|d| d.finished_at.clone()),
-        }));
-    }
-    Ok(out)
 }
 
 #[utoipa::path(get, path = "/v1/schedules/{id}/runs", operation_id = "schedule_runs", tag = "schedules", params(ScheduleIdParam, RunsParams),
@@ -344,6 +230,10 @@ pub(crate) async fn runs(
             "1..=500",
         )));
     }
-    let runs = list_runs(&state, &caller.tenant, &id, limit).await?;
+    let runs: Vec<RunEntry> = state
+        .inner
+        .scheduler
+        .runs(&caller.tenant, &id, limit)
+        .await?;
     Ok(Json(json!({ "schedule_id": id, "runs": runs })).into_response())
 }

@@ -118,6 +118,8 @@ pub struct Config {
     pub tenant_max_queued: u64,
     /// Running jobs per tenant (enforced when workers claim); 0 = no cap.
     pub tenant_max_running: u64,
+    /// Schedules per tenant; creating one more gets 429 (replacing one still works).
+    pub tenant_max_schedules: u64,
     /// Talk to a Redis Cluster: `redis_url` then holds comma-separated seed node URLs.
     pub redis_cluster: bool,
     /// Comma-separated Sentinel addresses (`host:port`); non-empty = Sentinel mode, with the
@@ -230,6 +232,7 @@ impl Default for Config {
             rate_limit_burst: 100,
             tenant_max_queued: 10_000,
             tenant_max_running: 0,
+            tenant_max_schedules: 100,
             redis_cluster: false,
             redis_sentinels: String::new(),
             redis_master_name: String::new(),
@@ -328,6 +331,12 @@ impl Config {
             86_400,
         )?;
         range("schedule_tick_ms", self.schedule_tick_ms, 10, 60_000)?;
+        range(
+            "tenant_max_schedules",
+            self.tenant_max_schedules,
+            1,
+            100_000,
+        )?;
         range(
             "webhook_retry_base_ms",
             self.webhook_retry_base_ms,

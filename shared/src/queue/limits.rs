@@ -22,6 +22,26 @@ static SCRIPTS: LazyLock<LimitScripts> = LazyLock::new(LimitScripts::new);
 /// How often each API publishes its tenants' caps ([`Queue::publish_caps`]).
 pub const CAPS_PUBLISH_EVERY: Duration = Duration::from_secs(30);
 
+/// A tenant's standing in the fleet, as the APIs last published it ([`Queue::publish_fleet`]):
+/// what a process without a tokens file (a worker firing a schedule, delivering a webhook) goes
+/// by before it acts for a tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    /// The fleet runs without a tokens file (open mode): no caps.
+    Open,
+    /// The tenant is in the tokens file, with these caps.
+    Active(TenantCaps),
+    /// The fleet has a tokens file and the tenant is not in it (removed, or never there).
+    Revoked,
+    /// Nothing readable was published (no API has started yet, or the entries expired): act
+    /// as if refused (fail closed), but do not treat the tenant as gone.
+    Unknown,
+}
+
+/// The auth mode an API publishes: `open` or `tokens`.
+const MODE_OPEN: &str = "open";
+const MODE_TOKENS: &str = "tokens";
+
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -41,7 +61,7 @@ impl Queue {
     /// [`Queue::submit`] under the tenant's caps, if it has any (open mode has none): a tenant
     /// with `max_queued` jobs waiting gets [`QueueError::TenantFull`]. Every submit goes through
     /// here, from a request or from a schedule.
-    pub async fn submit_within(
+    pub(super) async fn submit_within(
         &self,
         tenant: &TenantId,
         spec: &JobSpec,
@@ -157,6 +177,69 @@ impl Queue {
         let mut con = self.connection().await?;
         let () = pipe.query_async(&mut con).await?;
         Ok(())
+    }
+
+    /// Publishes the fleet's auth mode (`open`: no tokens file), the set of current tenants and
+    /// their caps, so that [`Queue::tenant_standing`] can tell a revoked tenant from an active
+    /// one. The APIs call it at start, on reload and every [`CAPS_PUBLISH_EVERY`]; the entries
+    /// last as long as a job.
+    pub async fn publish_fleet(
+        &self,
+        open: bool,
+        caps: &[(TenantId, TenantCaps)],
+    ) -> Result<(), QueueError> {
+        self.publish_caps(caps).await?;
+        let ttl = self.job_ttl_ms as i64;
+        let (mode_key, set_key) = (self.keys.fleet_auth(), self.keys.fleet_tenants());
+        let mut pipe = redis::pipe();
+        pipe.atomic().del(&set_key).ignore();
+        if !caps.is_empty() {
+            // A hash (tenant → 1) rather than a set: HGET is among the ACL's commands.
+            let mut hset = redis::cmd("HSET");
+            hset.arg(&set_key);
+            for (t, _) in caps {
+                hset.arg(t.as_str()).arg(1);
+            }
+            pipe.add_command(hset)
+                .ignore()
+                .pexpire(&set_key, ttl)
+                .ignore();
+        }
+        pipe.cmd("SET")
+            .arg(&mode_key)
+            .arg(if open { MODE_OPEN } else { MODE_TOKENS })
+            .arg("PX")
+            .arg(ttl)
+            .ignore();
+        let mut con = self.connection().await?;
+        let () = pipe.query_async(&mut con).await?;
+        Ok(())
+    }
+
+    /// The tenant's standing as the APIs last published it ([`Standing`]). One query for
+    /// every process that acts for a tenant without a request (the scheduler; the webhook
+    /// dispatcher). It fails closed: a fleet with a tokens file whose caps for the tenant
+    /// cannot be read is [`Standing::Unknown`], never "no caps".
+    pub async fn tenant_standing(&self, tenant: &TenantId) -> Result<Standing, QueueError> {
+        let mut con = self.connection().await?;
+        let (mode, member): (Option<String>, Option<String>) = redis::pipe()
+            .get(self.keys.fleet_auth())
+            .hget(self.keys.fleet_tenants(), tenant.as_str())
+            .query_async(&mut con)
+            .await?;
+        match mode.as_deref() {
+            Some(MODE_OPEN) => return Ok(Standing::Open),
+            Some(MODE_TOKENS) => {}
+            _ => return Ok(Standing::Unknown),
+        }
+        if member.is_none() {
+            return Ok(Standing::Revoked);
+        }
+        drop(con);
+        Ok(match self.published_caps(tenant).await? {
+            Some(caps) => Standing::Active(caps),
+            None => Standing::Unknown,
+        })
     }
 
     /// The caps last published for a tenant ([`Queue::publish_caps`]); None when none were (open

@@ -44,7 +44,7 @@ pub use connect::{
     Connection, Pool, PoolError, cancelled_error, client, client_for, pool, script_settings,
 };
 pub use consumer::{ClaimRound, Consumer, Heartbeat, StartedJob};
-pub use limits::{CAPS_PUBLISH_EVERY, retry_after_secs};
+pub use limits::{CAPS_PUBLISH_EVERY, Standing, retry_after_secs};
 pub use listen::{Listener, Subscription};
 pub use listing::{TenantTally, ToolTally};
 pub use sessions::McpSession;

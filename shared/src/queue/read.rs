@@ -107,6 +107,56 @@ impl Queue {
         .await
     }
 
+    /// Stores a scheduled run's change summary on its job (computed once, when the run
+    /// finished; reads never diff again).
+    pub async fn record_change(
+        &self,
+        tenant: &TenantId,
+        tool: &ToolName,
+        cid: &CorrelationId,
+        change: &str,
+    ) -> Result<(), QueueError> {
+        let id = JobId::new(tool.clone(), tenant.clone(), cid.clone());
+        let mut con = self.connection().await?;
+        let () = redis::cmd("HSET")
+            .arg(self.keys.job(&id))
+            .arg("change")
+            .arg(change)
+            .query_async(&mut con)
+            .await?;
+        Ok(())
+    }
+
+    /// A few fields of a job (`HMGET`, never the whole document with its result): None when
+    /// there is no such job. Absent fields are absent from the map.
+    pub async fn job_fields(
+        &self,
+        tenant: &TenantId,
+        cid: &CorrelationId,
+        fields: &[&str],
+    ) -> Result<Option<HashMap<String, String>>, QueueError> {
+        let Some(tool) = self.tool_of(tenant, cid).await? else {
+            return Ok(None);
+        };
+        let id = JobId::new(tool, tenant.clone(), cid.clone());
+        let mut con = self.connection().await?;
+        let values: Vec<Option<String>> = redis::cmd("HMGET")
+            .arg(self.keys.job(&id))
+            .arg(fields)
+            .query_async(&mut con)
+            .await?;
+        if values.iter().all(Option::is_none) {
+            return Ok(None);
+        }
+        Ok(Some(
+            fields
+                .iter()
+                .zip(values)
+                .filter_map(|(k, v)| v.map(|v| ((*k).to_owned(), v)))
+                .collect(),
+        ))
+    }
+
     /// The notify tag of a job (what [`Listener::subscribe`] takes).
     pub fn tag(tool: &ToolName, tenant: &TenantId, cid: &CorrelationId) -> String {
         JobId::new(tool.clone(), tenant.clone(), cid.clone()).tag()

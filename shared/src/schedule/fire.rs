@@ -5,18 +5,28 @@
 //!
 //! Each step judges templates against the configuration in force (a SIGHUP reload reaches the
 //! next step), and a run counts against its tenant's caps like any submit: the caps are those
-//! the APIs publish to Redis (`Queue::publish_caps`), since a worker has no tokens file.
+//! the APIs publish to Redis, read through [`Queue::tenant_standing`] (a worker has no tokens
+//! file). A revoked tenant's schedule is parked; caps that cannot be read refuse the slot
+//! (fail closed).
+//!
+//! **Fault isolation:** one schedule never stops the others. A schedule whose stored entry is
+//! unreadable or out of bounds, or whose slot arithmetic fails, is parked (out of the due set,
+//! `parked_reason` on its document, `scanq_schedules_parked_total{reason}`); each firing runs
+//! under `catch_unwind`, so a panic parks that schedule and the step goes on; a failed step
+//! is logged and the loop continues.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::store::{Claimed, ScheduleStore, StoreError};
-use super::{Overlap, ScheduleDef};
+use futures::FutureExt;
+
+use super::store::{Claim, Claimed, ScheduleStore, StoreError};
+use super::{Overlap, ScheduleDef, SlotError};
 use crate::config::Config;
 use crate::domain::{CorrelationId, TenantId};
-use crate::queue::{Queue, QueueError};
+use crate::queue::{Queue, QueueError, Standing};
 use crate::reload::Live;
-use crate::scripts::TenantCaps;
 
 /// How long a claim holds a schedule before another process may fire the same slot.
 const CLAIM_LEASE_MS: u64 = 5_000;
@@ -37,11 +47,42 @@ pub enum FireResult {
     /// The slot was older than `catchup_sec`.
     Missed { schedule: String },
     /// The template no longer passes validation (policy changed) or the queue refused it (the
-    /// tenant is at its cap on waiting jobs, say).
+    /// tenant is at its cap on waiting jobs, say, or its caps could not be read).
     Refused { schedule: String, reason: String },
+    /// The schedule cannot be fired and was taken out of the due set until it is replaced or
+    /// resumed; `detail` is on its document.
+    Parked {
+        schedule: String,
+        reason: ParkReason,
+        detail: String,
+    },
 }
 
-/// Why a run was not enqueued.
+/// Why a schedule was parked (the `reason` label of `scanq_schedules_parked_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParkReason {
+    /// Its stored entry is unreadable or out of bounds.
+    Unfit,
+    /// Its slots cannot be computed (arithmetic out of range).
+    Slot,
+    /// Firing it panicked.
+    Panic,
+    /// Its tenant is no longer in the tokens file.
+    Revoked,
+}
+
+impl ParkReason {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Unfit => "unfit",
+            Self::Slot => "slot",
+            Self::Panic => "panic",
+            Self::Revoked => "revoked",
+        }
+    }
+}
+
+/// Why a triggered run was not enqueued.
 #[derive(Debug)]
 pub enum Refusal {
     /// The template no longer passes validation.
@@ -58,11 +99,63 @@ impl FireResult {
             Self::Held { .. } => "held",
             Self::Missed { .. } => "missed",
             Self::Refused { .. } => "refused",
+            Self::Parked { .. } => "parked",
+        }
+    }
+
+    /// The park reason, when the schedule was parked.
+    pub fn parked(&self) -> Option<ParkReason> {
+        match self {
+            Self::Parked { reason, .. } => Some(*reason),
+            _ => None,
         }
     }
 }
 
-fn refusal(e: &crate::request::RequestError) -> String {
+/// Why one firing step ended without a result: the store is unreachable, or the schedule must
+/// be parked.
+#[derive(Debug)]
+enum FireError {
+    Store(StoreError),
+    Park(ParkReason, String),
+}
+
+impl From<StoreError> for FireError {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
+    }
+}
+
+impl From<QueueError> for FireError {
+    fn from(e: QueueError) -> Self {
+        Self::Store(e.into())
+    }
+}
+
+impl From<SlotError> for FireError {
+    fn from(e: SlotError) -> Self {
+        Self::Park(ParkReason::Slot, e.0)
+    }
+}
+
+/// The text of a panic's payload.
+fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
+/// Runs `fut`, turning a panic inside it into `Err(its message)`: one schedule's firing (or
+/// one step) that panics never unwinds into the loop.
+async fn isolated<T>(fut: impl std::future::Future<Output = T>) -> Result<T, String> {
+    AssertUnwindSafe(fut)
+        .catch_unwind()
+        .await
+        .map_err(|p| panic_text(&*p))
+}
+
+pub(super) fn refusal(e: &crate::request::RequestError) -> String {
     match e {
         crate::request::RequestError::UnknownTool(t) => format!("unknown tool `{t}`"),
         crate::request::RequestError::Invalid(v) => v.to_string(),
@@ -78,8 +171,12 @@ pub fn run_id(schedule: &str, slot_ms: u64) -> String {
 #[derive(Clone)]
 pub struct Scheduler {
     pub store: ScheduleStore,
-    queue: Queue,
+    pub(super) queue: Queue,
     tick: Duration,
+    /// `SCANQ_SCHEDULE_MIN_EVERY_SEC`.
+    pub(super) min_every_sec: u64,
+    /// `SCANQ_TENANT_MAX_SCHEDULES`.
+    pub(super) max_per_tenant: u64,
 }
 
 impl Scheduler {
@@ -88,11 +185,14 @@ impl Scheduler {
             store: ScheduleStore::new(queue.pool().clone(), queue.keys().prefix()),
             queue,
             tick: Duration::from_millis(cfg.schedule_tick_ms),
+            min_every_sec: cfg.schedule_min_every_sec,
+            max_per_tenant: cfg.tenant_max_schedules,
         }
     }
 
     /// Fires every due schedule (at most 100 per step), judging templates against `live`;
-    /// `on_result` sees each outcome.
+    /// `on_result` sees each outcome. A schedule that cannot be fired is parked and the step
+    /// goes on; only a store that cannot be reached ends it early.
     pub async fn tick(
         &self,
         live: &Live,
@@ -100,14 +200,52 @@ impl Scheduler {
     ) -> Result<usize, StoreError> {
         let mut fired = 0;
         for _ in 0..100 {
-            let Ok(c) = self.store.claim(CLAIM_LEASE_MS).await? else {
-                break;
+            let c = match self.store.claim(CLAIM_LEASE_MS).await? {
+                Claim::Idle(_) => break,
+                Claim::Unfit { member, reason } => {
+                    let r = self.park(&member, ParkReason::Unfit, reason).await?;
+                    on_result(&r);
+                    fired += 1;
+                    continue;
+                }
+                Claim::Due(c) => c,
             };
-            let result = self.fire(live, &c).await?;
+            let result = match isolated(self.fire(live, &c)).await {
+                Ok(Ok(r)) => r,
+                Ok(Err(FireError::Park(reason, detail))) => {
+                    self.park(&c.member, reason, detail).await?
+                }
+                Ok(Err(FireError::Store(err))) => {
+                    // Its claim lapses and it is tried again; the others go on.
+                    tracing::warn!(schedule = %c.member, error = %err, "Schedule firing failed; retried after its lease");
+                    continue;
+                }
+                Err(panic) => {
+                    let detail = format!("firing panicked: {panic}");
+                    self.park(&c.member, ParkReason::Panic, detail).await?
+                }
+            };
             on_result(&result);
             fired += 1;
         }
         Ok(fired)
+    }
+
+    /// Parks a schedule (see the module doc) and says so.
+    async fn park(
+        &self,
+        member: &str,
+        reason: ParkReason,
+        detail: String,
+    ) -> Result<FireResult, StoreError> {
+        let detail: String = detail.chars().take(500).collect();
+        tracing::error!(schedule = %member, reason = reason.label(), detail = %detail, "Schedule parked: it fires no more until it is replaced or resumed");
+        self.store.park(member, &detail).await?;
+        Ok(FireResult::Parked {
+            schedule: member.to_owned(),
+            reason,
+            detail,
+        })
     }
 
     /// Runs [`Scheduler::tick`] forever, every `SCANQ_SCHEDULE_TICK_MS` (with jitter), each
@@ -115,42 +253,53 @@ impl Scheduler {
     pub async fn run(self, live: impl Fn() -> Arc<Live>, on_result: impl Fn(&FireResult) + Sync) {
         let base = self.tick.as_millis() as u64;
         loop {
-            if let Err(err) = self.tick(&live(), &on_result).await {
-                tracing::debug!(error = %err, "Schedule tick failed");
+            // Even a panic outside one schedule's firing ends only this step, never the loop.
+            match isolated(self.tick(&live(), &on_result)).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(err)) => tracing::debug!(error = %err, "Schedule tick failed"),
+                Err(panic) => tracing::error!(%panic, "Schedule tick panicked; continuing"),
             }
             tokio::time::sleep(Duration::from_millis(base / 2 + fastrand::u64(..=base))).await;
         }
     }
 
-    /// The next (slot, due ms) strictly after `after_ms`, or `None` when the schedule ended.
+    /// The next (slot, due ms) strictly after `after_ms`, `Ok(None)` when the schedule ended.
     pub fn next_due(
         def: &ScheduleDef,
         id: &str,
         after_ms: u64,
         anchor_ms: u64,
-    ) -> Option<(u64, u64)> {
-        def.next_slot(after_ms, anchor_ms)
-            .map(|s| (s, s + def.jitter_ms(id, s)))
+    ) -> Result<Option<(u64, u64)>, SlotError> {
+        let Some(s) = def.next_slot(after_ms, anchor_ms)? else {
+            return Ok(None);
+        };
+        let due = s
+            .checked_add(def.jitter_ms(id, s))
+            .ok_or_else(|| SlotError("slot arithmetic overflows".into()))?;
+        Ok(Some((s, due)))
     }
 
     #[tracing::instrument(skip_all, fields(schedule = %c.member))]
-    async fn fire(&self, live: &Live, c: &Claimed) -> Result<FireResult, StoreError> {
+    async fn fire(&self, live: &Live, c: &Claimed) -> Result<FireResult, FireError> {
         let schedule = c.member.clone();
         let (slot, next) = if c.retry {
             // An earlier claimant died mid-fire: fire its slot as is (same run ID), never lose it.
             (
                 c.firing,
-                Self::next_due(&c.def, &c.id, c.now_ms.max(c.firing), c.anchor_ms),
+                Self::next_due(&c.def, &c.id, c.now_ms.max(c.firing), c.anchor_ms)?,
             )
         } else {
             // Catch-up: only the latest due slot, and only if it is young enough.
             let slot = c
                 .def
-                .latest_slot(c.slot.saturating_sub(1), c.now_ms, c.anchor_ms)
+                .latest_slot(c.slot.saturating_sub(1), c.now_ms, c.anchor_ms)?
                 .unwrap_or(c.slot);
-            let next = Self::next_due(&c.def, &c.id, c.now_ms.max(slot), c.anchor_ms);
-            let grace =
-                (c.def.catchup_sec * 1000).max(ON_TIME_GRACE_MS + c.def.jitter_ms(&c.id, slot));
+            let next = Self::next_due(&c.def, &c.id, c.now_ms.max(slot), c.anchor_ms)?;
+            let grace = c
+                .def
+                .catchup_sec
+                .saturating_mul(1000)
+                .max(ON_TIME_GRACE_MS + c.def.jitter_ms(&c.id, slot));
             if c.now_ms.saturating_sub(slot) > grace {
                 tracing::info!(slot, "Schedule slot missed beyond catchup_sec; not fired");
                 self.store.commit(c, None, next).await?;
@@ -164,12 +313,35 @@ impl Scheduler {
         let run = run_id(&c.id, slot);
         if c.retry
             && let Ok(cid) = CorrelationId::parse(&run)
-            && self.queue.get(&c.tenant, &cid).await?.is_some()
+            && self
+                .queue
+                .job_fields(&c.tenant, &cid, &["state"])
+                .await?
+                .is_some()
         {
             // The claimant that died had enqueued this slot's run: record it, fire nothing new.
             self.store.commit(c, Some((&run, slot)), next).await?;
             return Ok(FireResult::Fired { schedule, run });
         }
+        // The tenant's standing: revoked parks the schedule; unreadable refuses this slot.
+        let caps = match self.queue.tenant_standing(&c.tenant).await? {
+            Standing::Open => None,
+            Standing::Active(caps) => Some(caps),
+            Standing::Revoked => {
+                return Err(FireError::Park(
+                    ParkReason::Revoked,
+                    "tenant revoked".into(),
+                ));
+            }
+            Standing::Unknown => {
+                let reason = "the tenant's caps cannot be read (not yet published by an API); \
+                              refused this slot (fail closed)"
+                    .to_owned();
+                tracing::warn!(schedule = %c.member, reason = %reason, "Scheduled run refused");
+                self.store.commit(c, None, next).await?;
+                return Ok(FireResult::Refused { schedule, reason });
+            }
+        };
         if let Some(prev) = &c.last_run
             && !self.previous_allows(&c.tenant, prev, c.def.overlap).await?
         {
@@ -187,8 +359,7 @@ impl Scheduler {
                     // Stored with the job from its creation, so even a run that finishes at
                     // once is known as this schedule's.
                     spec.schedule_id = Some(c.id.clone());
-                    let caps = self.queue.published_caps(&c.tenant).await?;
-                    match self.queue.submit_within(&c.tenant, &spec, caps).await {
+                    match self.queue.admit(&c.tenant, &spec, caps).await {
                         Ok(_) => Ok(()),
                         Err(e) if e.is_unavailable() => return Err(e.into()),
                         Err(e) => Err(e.to_string()),
@@ -201,10 +372,11 @@ impl Scheduler {
         match enqueued {
             Ok(()) => {
                 self.store.commit(c, Some((&run, slot)), next).await?;
+                tracing::info!(schedule = %c.member, schedule_id = %c.id, tenant = %c.tenant, correlation_id = %run, "Scheduled run fired");
                 Ok(FireResult::Fired { schedule, run })
             }
             Err(reason) => {
-                tracing::warn!(reason = %reason, "Scheduled run refused");
+                tracing::warn!(schedule = %c.member, reason = %reason, "Scheduled run refused");
                 self.store.commit(c, None, next).await?;
                 Ok(FireResult::Refused { schedule, reason })
             }
@@ -221,10 +393,14 @@ impl Scheduler {
         let Ok(cid) = CorrelationId::parse(prev) else {
             return Ok(true);
         };
-        let state = match self.queue.get(tenant, &cid).await {
-            Ok(Some((_, doc))) => doc.state,
-            Ok(None) => return Ok(true),
-            Err(e) => return Err(e.into()),
+        // The state only: never the previous run's (possibly large) result.
+        let fields = self.queue.job_fields(tenant, &cid, &["state"]).await?;
+        let Some(state) = fields
+            .as_ref()
+            .and_then(|f| f.get("state"))
+            .and_then(|s| s.parse::<crate::domain::JobState>().ok())
+        else {
+            return Ok(true);
         };
         if state.is_terminal() {
             return Ok(true);
@@ -239,31 +415,19 @@ impl Scheduler {
             }
         })
     }
+}
 
-    /// Enqueues a run now (`POST /v1/schedules/{id}/trigger`), outside the cadence, judged
-    /// against `live` and under the caller's tenant caps.
-    pub async fn trigger(
-        &self,
-        live: &Live,
-        tenant: &TenantId,
-        caps: Option<TenantCaps>,
-        id: &str,
-        def: &ScheduleDef,
-    ) -> Result<Result<String, Refusal>, StoreError> {
-        let now = self.store.now_ms().await?;
-        let run = format!("{id}.t{now}");
-        let cid = CorrelationId::parse(&run).map_err(|e| StoreError::Corrupt(e.0))?;
-        let mut spec = match def.run_spec(&live.policy(), &cid) {
-            Ok(s) => s,
-            Err(e) => return Ok(Err(Refusal::Template(refusal(&e)))),
-        };
-        spec.schedule_id = Some(id.to_owned());
-        match self.queue.submit_within(tenant, &spec, caps).await {
-            Ok(_) => {}
-            Err(e) if e.is_unavailable() => return Err(e.into()),
-            Err(e) => return Ok(Err(Refusal::Queue(e))),
-        }
-        self.store.record_run(tenant, id, &run, now).await?;
-        Ok(Ok(run))
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panic_inside_a_firing_is_an_error_with_its_message_not_an_unwind() {
+        let every: u64 = std::hint::black_box(0);
+        let r = isolated(async move { 1000 / every }).await;
+        assert!(r.unwrap_err().contains("divide by zero"));
+        let r: Result<(), String> = isolated(async { panic!("hostile {}", 42) }).await;
+        assert_eq!(r.unwrap_err(), "hostile 42");
+        assert_eq!(isolated(async { 7 }).await, Ok(7));
     }
 }

@@ -3,10 +3,12 @@
 //!
 //! | key | type | what |
 //! |---|---|---|
-//! | `P:{sched}:def:<tenant>/<id>` | hash | `def` (JSON), `paused`, `next_slot` (ms, '' = ended), `anchor_ms`, `created_ms`, `updated_ms`, `last_run`, `last_slot` |
+//! | `P:{sched}:def:<tenant>/<id>` | hash | `def` (JSON), `paused`, `parked` + `parked_reason`, `next_slot` (ms, '' = ended), `anchor_ms`, `created_ms`, `updated_ms`, `last_run`, `last_slot`, `firing` |
 //! | `P:{sched}:due` | zset | member `<tenant>/<id>`, score = when it is due (slot + jitter, or a claim's lease end) |
 //! | `P:{sched}:list:<tenant>` | zset | the tenant's schedule ids, score = created ms |
-//! | `P:{sched}:runs:<tenant>/<id>` | zset | the schedule's runs (correlation IDs), score = slot ms |
+//! | `P:{sched}:runs:<tenant>/<id>` | zset | the schedule's newest [`KEEP_RUNS`] runs (correlation IDs), score = slot ms |
+//!
+//! The key names are built in `keys.rs` ([`SchedKeys`]).
 
 use std::collections::HashMap;
 
@@ -14,7 +16,42 @@ use redis::Script;
 
 use super::ScheduleDef;
 use crate::domain::TenantId;
+use crate::keys::{Keys, SchedKeys};
 use crate::queue::{Pool, PoolError};
+
+/// How many runs a schedule's run list keeps (the newest; older ones are trimmed as new ones
+/// are recorded). Their jobs stay until they expire.
+pub const KEEP_RUNS: usize = 100;
+
+/// Creates a schedule only while the tenant has fewer than `ARGV[2]` (a replace always passes).
+/// KEYS[1] the tenant's list; ARGV[1] id, ARGV[2] cap, ARGV[3] now ms. Returns 1 created,
+/// 2 replaced, 0 at the cap.
+const RESERVE: &str = r"
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 2 end
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+return 1
+";
+
+/// Parks a schedule that exists: `parked`, `parked_reason`, out of the due set.
+/// KEYS[1] the hash, KEYS[2] the due zset; ARGV[1] member, ARGV[2] reason.
+const PARK: &str = r"
+redis.call('ZREM', KEYS[2], ARGV[1])
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'parked', '1', 'parked_reason', ARGV[2], 'firing', '')
+return 1
+";
+
+/// What a create-or-replace did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Put {
+    Created,
+    Replaced,
+    /// Not created: the tenant has `cap` schedules.
+    AtCap {
+        cap: u64,
+    },
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -28,35 +65,6 @@ pub enum StoreError {
     Corrupt(String),
 }
 
-/// The `{sched}` keys; the only place they are built.
-#[derive(Debug, Clone)]
-struct SchedKeys {
-    base: String,
-}
-
-impl SchedKeys {
-    fn new(prefix: &str) -> Self {
-        Self {
-            base: format!("{prefix}:{{sched}}:"),
-        }
-    }
-    fn def_prefix(&self) -> String {
-        format!("{}def:", self.base)
-    }
-    fn def(&self, member: &str) -> String {
-        format!("{}{member}", self.def_prefix())
-    }
-    fn due(&self) -> String {
-        format!("{}due", self.base)
-    }
-    fn list(&self, tenant: &TenantId) -> String {
-        format!("{}list:{tenant}", self.base)
-    }
-    fn runs(&self, member: &str) -> String {
-        format!("{}runs:{member}", self.base)
-    }
-}
-
 /// The due-zset member of a schedule.
 pub fn member(tenant: &TenantId, id: &str) -> String {
     format!("{tenant}/{id}")
@@ -66,8 +74,11 @@ pub fn member(tenant: &TenantId, id: &str) -> String {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScheduleView {
     pub id: String,
-    pub def: ScheduleDef,
+    /// None when the stored definition is unreadable (the schedule is then parked).
+    pub def: Option<ScheduleDef>,
     pub paused: bool,
+    /// Why the schedule was parked (it fires no more until it is replaced or resumed).
+    pub parked: Option<String>,
     /// The next slot (ms), `None` when the schedule has ended.
     pub next_slot: Option<u64>,
     pub anchor_ms: u64,
@@ -77,21 +88,52 @@ pub struct ScheduleView {
 }
 
 impl ScheduleView {
-    fn from_hash(id: &str, h: &HashMap<String, String>) -> Result<Option<Self>, StoreError> {
-        let Some(def) = h.get("def") else {
-            return Ok(None);
-        };
+    fn from_hash(id: &str, h: &HashMap<String, String>) -> Option<Self> {
+        let def = h.get("def")?;
         let num = |k: &str| h.get(k).and_then(|v| v.parse::<u64>().ok());
-        Ok(Some(Self {
+        let parked = (h.get("parked").is_some_and(|p| p == "1")).then(|| {
+            h.get("parked_reason")
+                .cloned()
+                .unwrap_or_else(|| "parked".into())
+        });
+        // An entry that does not pass is shown as parked (the scheduler parks it when due).
+        let (def, unfit) = match ScheduleDef::from_stored(def) {
+            Ok(d) => (Some(d), None),
+            Err(e) => (None, Some(e)),
+        };
+        Some(Self {
             id: id.to_owned(),
-            def: serde_json::from_str(def).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            parked: parked.or(unfit),
+            def,
             paused: h.get("paused").is_some_and(|p| p == "1"),
             next_slot: num("next_slot"),
             anchor_ms: num("anchor_ms").unwrap_or(0),
             created_ms: num("created_ms").unwrap_or(0),
             updated_ms: num("updated_ms").unwrap_or(0),
             last_run: h.get("last_run").filter(|v| !v.is_empty()).cloned(),
-        }))
+        })
+    }
+}
+
+/// What a claim found.
+#[derive(Debug, Clone)]
+pub enum Claim {
+    /// Nothing is due (Redis's clock, ms).
+    Idle(u64),
+    /// A due schedule, claimed for the lease.
+    Due(Box<Claimed>),
+    /// A due schedule that cannot be fired (its stored entry is unreadable or out of bounds):
+    /// the caller parks it.
+    Unfit { member: String, reason: String },
+}
+
+impl Claim {
+    /// The claimed schedule, if the claim took one that can be fired.
+    pub fn into_due(self) -> Option<Claimed> {
+        match self {
+            Self::Due(c) => Some(*c),
+            _ => None,
+        }
     }
 }
 
@@ -126,7 +168,7 @@ impl ScheduleStore {
     pub fn new(pool: Pool, prefix: &str) -> Self {
         Self {
             pool,
-            keys: SchedKeys::new(prefix),
+            keys: Keys::new(prefix).sched(),
             claim: std::sync::Arc::new(Script::new(include_str!("lua/claim.lua"))),
             commit: std::sync::Arc::new(Script::new(include_str!("lua/commit.lua"))),
         }
@@ -149,11 +191,12 @@ impl ScheduleStore {
             .arg(self.keys.def(&member(tenant, id)))
             .query_async(&mut con)
             .await?;
-        ScheduleView::from_hash(id, &h)
+        Ok(ScheduleView::from_hash(id, &h))
     }
 
     /// Creates or replaces a schedule; `next_slot` is its first slot. A replaced schedule keeps
-    /// its creation time, pause state and runs. Returns true when it was created.
+    /// its creation time, pause state and runs, and is no longer parked. A tenant with
+    /// `max_per_tenant` schedules creates no more ([`Put::AtCap`]); replacing one still works.
     pub async fn put(
         &self,
         tenant: &TenantId,
@@ -161,12 +204,34 @@ impl ScheduleStore {
         def: &ScheduleDef,
         now_ms: u64,
         next_due: Option<(u64, u64)>,
-    ) -> Result<bool, StoreError> {
+        max_per_tenant: u64,
+    ) -> Result<Put, StoreError> {
         let m = member(tenant, id);
         let key = self.keys.def(&m);
-        let existing = self.get(tenant, id).await?;
-        let paused = existing.as_ref().is_some_and(|e| e.paused);
         let json = serde_json::to_string(def).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut con = self.pool.get().await?;
+        let reserved: u8 = Script::new(RESERVE)
+            .key(self.keys.list(tenant))
+            .arg(id)
+            .arg(max_per_tenant)
+            .arg(now_ms)
+            .invoke_async(&mut con)
+            .await?;
+        let put = match reserved {
+            0 => {
+                return Ok(Put::AtCap {
+                    cap: max_per_tenant,
+                });
+            }
+            1 => Put::Created,
+            _ => Put::Replaced,
+        };
+        let paused: Option<String> = redis::cmd("HGET")
+            .arg(&key)
+            .arg("paused")
+            .query_async(&mut con)
+            .await?;
+        let paused = paused.is_some_and(|p| p == "1");
         let next = next_due.map(|(s, _)| s.to_string()).unwrap_or_default();
         let mut pipe = redis::pipe();
         pipe.atomic()
@@ -178,19 +243,32 @@ impl ScheduleStore {
                 ("anchor_ms", &now_ms.to_string()),
                 ("updated_ms", &now_ms.to_string()),
                 ("firing", ""),
+                ("parked", ""),
+                ("parked_reason", ""),
             ])
             .ignore()
             .hset_nx(&key, "created_ms", now_ms)
-            .ignore()
-            .zadd(self.keys.list(tenant), id, now_ms)
             .ignore();
         match next_due {
             Some((_, due)) if !paused => pipe.zadd(self.keys.due(), &m, due).ignore(),
             _ => pipe.zrem(self.keys.due(), &m).ignore(),
         };
-        let mut con = self.pool.get().await?;
         let () = pipe.query_async(&mut con).await?;
-        Ok(existing.is_none())
+        Ok(put)
+    }
+
+    /// Parks a schedule: it leaves the due set and fires no more until it is replaced or
+    /// resumed; `reason` is shown on its document. False when it no longer exists.
+    pub async fn park(&self, member: &str, reason: &str) -> Result<bool, StoreError> {
+        let mut con = self.pool.get().await?;
+        let n: u8 = Script::new(PARK)
+            .key(self.keys.def(member))
+            .key(self.keys.due())
+            .arg(member)
+            .arg(reason)
+            .invoke_async(&mut con)
+            .await?;
+        Ok(n == 1)
     }
 
     /// The tenant's schedules, oldest first.
@@ -227,7 +305,8 @@ impl ScheduleStore {
     }
 
     /// Pauses (no slot fires) or resumes a schedule; a resumed schedule continues at
-    /// `next_due` (its first slot after now: missed slots are not fired).
+    /// `next_due` (its first slot after now: missed slots are not fired) and is no longer
+    /// parked.
     pub async fn set_paused(
         &self,
         tenant: &TenantId,
@@ -251,6 +330,8 @@ impl ScheduleStore {
                     ("paused", "0".to_owned()),
                     ("next_slot", slot.to_string()),
                     ("firing", String::new()),
+                    ("parked", String::new()),
+                    ("parked_reason", String::new()),
                 ])
                 .ignore()
                 .zadd(self.keys.due(), &m, due)
@@ -261,8 +342,8 @@ impl ScheduleStore {
         Ok(())
     }
 
-    /// Claims one due schedule for `lease_ms`; `Err(now)` when none is due.
-    pub async fn claim(&self, lease_ms: u64) -> Result<Result<Claimed, u64>, StoreError> {
+    /// Claims one due schedule for `lease_ms`.
+    pub async fn claim(&self, lease_ms: u64) -> Result<Claim, StoreError> {
         let mut con = self.pool.get().await?;
         let reply: Vec<String> = self
             .claim
@@ -273,26 +354,41 @@ impl ScheduleStore {
             .await?;
         let now_ms = reply.first().and_then(|n| n.parse().ok()).unwrap_or(0);
         let [_, m, def, slot, anchor, last_run, firing, retry] = reply.as_slice() else {
-            return Ok(Err(now_ms));
+            return Ok(Claim::Idle(now_ms));
         };
-        let (tenant, id) = m
-            .split_once('/')
-            .ok_or_else(|| StoreError::Corrupt(format!("due member `{m}`")))?;
-        Ok(Ok(Claimed {
+        let unfit = |reason: String| {
+            Ok(Claim::Unfit {
+                member: m.clone(),
+                reason,
+            })
+        };
+        let Some((tenant, id)) = m.split_once('/') else {
+            return unfit(format!("unreadable due member `{m}`"));
+        };
+        let tenant = match TenantId::parse(tenant) {
+            Ok(t) => t,
+            Err(e) => return unfit(format!("unreadable tenant: {}", e.0)),
+        };
+        let def = match ScheduleDef::from_stored(def) {
+            Ok(d) => d,
+            Err(e) => return unfit(e),
+        };
+        let Ok(slot_ms) = slot.parse() else {
+            return unfit(format!("unreadable next slot `{slot}`"));
+        };
+        Ok(Claim::Due(Box::new(Claimed {
             now_ms,
             member: m.clone(),
-            tenant: TenantId::parse(tenant).map_err(|e| StoreError::Corrupt(e.0))?,
+            tenant,
             id: id.to_owned(),
-            def: serde_json::from_str(def).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-            slot: slot
-                .parse()
-                .map_err(|_| StoreError::Corrupt(format!("slot `{slot}`")))?,
+            def,
+            slot: slot_ms,
             slot_text: slot.clone(),
             anchor_ms: anchor.parse().unwrap_or(0),
             last_run: Some(last_run.clone()).filter(|r| !r.is_empty()),
-            firing: firing.parse().unwrap_or(0),
+            firing: firing.parse().unwrap_or(slot_ms),
             retry: retry == "1",
-        }))
+        })))
     }
 
     /// Moves the slot being fired to a later (catch-up) slot before its run is enqueued, so a
@@ -342,6 +438,7 @@ impl ScheduleStore {
             .arg(next)
             .arg(due)
             .arg(run.map_or(0, |r| r.1))
+            .arg(KEEP_RUNS)
             .invoke_async(&mut con)
             .await?;
         Ok(n == 1)
@@ -360,6 +457,8 @@ impl ScheduleStore {
         let () = redis::pipe()
             .atomic()
             .zadd(self.keys.runs(&m), cid, at_ms)
+            .ignore()
+            .zremrangebyrank(self.keys.runs(&m), 0, -(KEEP_RUNS as isize) - 1)
             .ignore()
             .hset(self.keys.def(&m), "last_run", cid)
             .ignore()

@@ -158,15 +158,17 @@ pub async fn on_job_finished(
         Some(pos) => &runs[pos + 1..],
         None => &runs[..],
     };
+    // Only each run's state is read until the one that succeeded; then that run's document.
     let mut previous = None;
     for (c, _) in older {
         let Ok(c) = CorrelationId::parse(c) else {
             continue;
         };
-        if let Ok(Some((_, d))) = queue.get(tenant, &c).await
-            && d.state == JobState::Succeeded
+        let state = queue.job_fields(tenant, &c, &["state"]).await;
+        if let Ok(Some(f)) = state
+            && f.get("state").map(String::as_str) == Some(JobState::Succeeded.as_str())
         {
-            previous = Some(d);
+            previous = queue.get(tenant, &c).await.ok().flatten().map(|(_, d)| d);
             break;
         }
     }
@@ -179,13 +181,8 @@ pub async fn on_job_finished(
     let d = diff_reports(&a, &b);
     let change =
         json!({"against": prev.correlation_id, "changed": !d.is_empty(), "summary": d.summary});
-    let mut con = queue.pool().get().await?;
-    let job = JobId::new(tool, tenant.clone(), cid.clone());
-    let () = redis::cmd("HSET")
-        .arg(queue.keys().job(&job))
-        .arg("change")
-        .arg(change.to_string())
-        .query_async(&mut con)
+    queue
+        .record_change(tenant, &tool, cid, &change.to_string())
         .await?;
     if !d.is_empty() {
         let e = EventType::ScheduleChanged;

@@ -18,6 +18,7 @@ use super::signature;
 use super::store::{Delivery, HookError, WebhookStore};
 use crate::config::Config;
 use crate::domain::TenantId;
+use crate::queue::{Queue, Standing};
 use crate::scripts::InFlight;
 use crate::validate::url::{AllowedUrls, Pinned, WebhookUrl};
 use crate::validate::{Resolver, SystemResolver};
@@ -37,6 +38,8 @@ pub type OnOutcome = Arc<dyn Fn(&str) + Send + Sync>;
 #[derive(Clone)]
 pub struct Dispatcher {
     pub store: WebhookStore,
+    /// The fleet's tenants, as the APIs publish them (a revoked tenant's deliveries are dropped).
+    queue: Queue,
     allowed: Arc<AllowedUrls>,
     resolver: Arc<dyn Resolver>,
     bounds: InFlight,
@@ -47,13 +50,14 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    pub fn new(store: WebhookStore, cfg: &Config) -> Self {
+    pub fn new(queue: Queue, store: WebhookStore, cfg: &Config) -> Self {
         let bounds = InFlight {
             per_tenant: cfg.webhook_tenant_in_flight,
             fleet: cfg.webhook_in_flight,
         };
         Self {
             store,
+            queue,
             // The config check refused a malformed list at start; should one slip through,
             // nothing is allowed.
             allowed: Arc::new(AllowedUrls::parse(&cfg.webhook_allowed_urls).unwrap_or_default()),
@@ -111,9 +115,18 @@ impl Dispatcher {
 
     /// Whether `tenant` may still receive deliveries (a tenant removed from the tokens file
     /// may not). Consulted before every attempt.
-    async fn may_deliver(&self, _tenant: &TenantId) -> bool {
-        // lead wires tenant_standing here (`Queue::tenant_standing`: Revoked → false)
-        true
+    /// Only a tenant the fleet's tokens file no longer names is refused: a standing that cannot
+    /// be read (no API has published yet) delays nothing, since the subscription was checked
+    /// when it was made and dropping would lose events.
+    async fn may_deliver(&self, tenant: &TenantId) -> bool {
+        match self.queue.tenant_standing(tenant).await {
+            Ok(Standing::Revoked) => false,
+            Ok(_) => true,
+            Err(err) => {
+                tracing::debug!(error = %err, "Could not read the tenant's standing; delivering");
+                true
+            }
+        }
     }
 
     #[tracing::instrument(skip_all, fields(delivery = %d.member))]

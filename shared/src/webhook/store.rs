@@ -22,6 +22,8 @@ pub enum HookError {
     Redis(#[from] redis::RedisError),
     #[error("redis pool: {0}")]
     Pool(#[from] PoolError),
+    #[error("{0}")]
+    Queue(#[from] crate::queue::QueueError),
 }
 
 /// A stored subscription (its secret is only ever shown by the create call).

@@ -1,17 +1,21 @@
 //! The scan-program tools: `schedule_upsert`, `schedule_list`, `schedule_pause`,
-//! `schedule_resume` and `job_diff` (one page at a time), with the REST routes' own functions
-//! behind them, so both doors refuse and answer alike.
+//! `schedule_resume` and `job_diff` (one page at a time). The schedule tools call the shared
+//! schedule service (`scanq::schedule`, as REST does) and write the same audit lines, so both
+//! doors refuse and answer alike; `schedule_upsert` takes the REST body's type
+//! ([`ScheduleBody`]) plus the id.
 
 use scanq::request::fields;
+use scanq::schedule::{OWN_FIELDS, ScheduleBody, TEMPLATE_FIELDS, Upserted, pause_action};
 use scanq::validate::ValidationError;
 use serde_json::{Map, Value, json};
 
 use super::args;
 use super::failure::Outcome;
+use crate::audit;
 use crate::auth::Scope;
+use crate::error::AppError;
 use crate::mcp::view::diff_page;
 use crate::mcp::{Ctx, reply};
-use crate::routes::schedules;
 
 const ID_HINT: &str = "a schedule id ([A-Za-z0-9._:-], 1-48 characters)";
 
@@ -21,7 +25,8 @@ fn schedule_id(args: &Map<String, Value>) -> Result<String, ValidationError> {
         .to_owned())
 }
 
-fn line(s: &Value) -> String {
+fn line(s: &impl serde::Serialize) -> String {
+    let s = &serde_json::to_value(s).unwrap_or_default();
     let cadence = match (&s["cron"], &s["every_sec"]) {
         (Value::String(c), _) => format!("cron `{c}`"),
         (_, Value::Number(n)) => format!("every {n} s"),
@@ -35,9 +40,13 @@ fn line(s: &Value) -> String {
     format!(
         "{} — {} {} {cadence}{}; next run {}{change}",
         s["id"].as_str().unwrap_or(""),
-        s["tool"].as_str().unwrap_or(""),
-        s["target"].as_str().unwrap_or(""),
-        if s["paused"] == true { " (paused)" } else { "" },
+        s["template"]["tool"].as_str().unwrap_or(""),
+        s["template"]["target"].as_str().unwrap_or(""),
+        match s["state"].as_str() {
+            Some("paused") => " (paused)".to_owned(),
+            Some("parked") => format!(" (parked: {})", s["parked_reason"].as_str().unwrap_or("")),
+            _ => String::new(),
+        },
         s["next_run_at"].as_str().unwrap_or("none"),
     )
 }
@@ -45,19 +54,36 @@ fn line(s: &Value) -> String {
 /// `schedule_upsert`: creates or replaces a schedule (the job template plus its cadence).
 pub(super) async fn upsert(ctx: &mut Ctx, params: &Value) -> Outcome {
     ctx.require(Scope::Submit)?;
-    let args = args::arguments(params, SCHEDULE_FIELDS)?;
+    let args = args::arguments(params, &schedule_fields())?;
     let id = schedule_id(args)?;
     let mut body = args.clone();
     body.remove("id");
-    let (created, doc) =
-        schedules::put_schedule(&ctx.state, &ctx.caller.tenant, &id, &Value::Object(body)).await?;
+    let r = ctx
+        .state
+        .inner
+        .scheduler
+        .upsert(
+            &ctx.state.live(),
+            &ctx.caller.tenant,
+            &id,
+            &Value::Object(body),
+        )
+        .await
+        .map_err(AppError::from);
+    audit::schedule(
+        Upserted::audit_action(&r),
+        &ctx.caller,
+        &id,
+        &audit::outcome_of(&r),
+    );
+    let u = r?;
     let text = format!(
         "{}: {}",
-        if created { "created" } else { "replaced" },
-        line(&doc)
+        if u.created { "created" } else { "replaced" },
+        line(&u.document)
     );
     Ok(reply::tool_result(
-        json!({"created": created, "schedule": doc}),
+        json!({"created": u.created, "schedule": u.document}),
         text,
         false,
     ))
@@ -67,7 +93,13 @@ pub(super) async fn upsert(ctx: &mut Ctx, params: &Value) -> Outcome {
 pub(super) async fn list(ctx: &mut Ctx, params: &Value) -> Outcome {
     ctx.require(Scope::Read)?;
     args::arguments(params, &[])?;
-    let all = schedules::list_schedules(&ctx.state, &ctx.caller.tenant).await?;
+    let all = ctx
+        .state
+        .inner
+        .scheduler
+        .list(&ctx.caller.tenant)
+        .await
+        .map_err(AppError::from)?;
     let mut text = format!("{} schedule(s):\n", all.len());
     for s in &all {
         text.push_str(&line(s));
@@ -81,7 +113,20 @@ pub(super) async fn set_paused(ctx: &mut Ctx, params: &Value, paused: bool) -> O
     ctx.require(Scope::Submit)?;
     let args = args::arguments(params, &["id"])?;
     let id = schedule_id(args)?;
-    let doc = schedules::set_paused(&ctx.state, &ctx.caller.tenant, &id, paused).await?;
+    let r = ctx
+        .state
+        .inner
+        .scheduler
+        .set_paused(&ctx.caller.tenant, &id, paused)
+        .await
+        .map_err(AppError::from);
+    audit::schedule(
+        pause_action(paused),
+        &ctx.caller,
+        &id,
+        &audit::outcome_of(&r),
+    );
+    let doc = r?;
     let text = format!(
         "{}: {}",
         if paused { "paused" } else { "resumed" },
@@ -108,58 +153,39 @@ pub(super) async fn diff(ctx: &mut Ctx, params: &Value) -> Outcome {
     Ok(reply::tool_result(structured, text, false))
 }
 
-/// The arguments `schedule_upsert` takes: the id, a job template, and the cadence.
-pub(super) const SCHEDULE_FIELDS: &[&str] = &[
-    "id",
-    "tool",
-    "target",
-    "template",
-    "args",
-    "timeout_sec",
-    "priority",
-    "max_attempts",
-    "intrusive",
-    "cron",
-    "timezone",
-    "every_sec",
-    "jitter_sec",
-    "start_at",
-    "end_at",
-    "overlap",
-    "catchup_sec",
-];
+/// The arguments `schedule_upsert` takes: the id plus the fields of the REST body.
+pub(super) fn schedule_fields() -> Vec<&'static str> {
+    std::iter::once("id")
+        .chain(TEMPLATE_FIELDS.iter().copied())
+        .chain(OWN_FIELDS.iter().copied())
+        .collect()
+}
+
+/// `schedule_upsert`'s input schema: the REST body's schema ([`ScheduleBody`]) plus the id,
+/// with the live catalog's tools.
+fn upsert_schema(tools: &[String], id: &Value) -> Value {
+    use utoipa::PartialSchema;
+    let mut schema = serde_json::to_value(ScheduleBody::schema()).unwrap_or_default();
+    schema["properties"]["id"] = id.clone();
+    schema["properties"]["tool"]["enum"] = json!(tools);
+    schema["required"] = json!(["id", "tool", "target"]);
+    schema["additionalProperties"] = json!(false);
+    schema
+}
 
 /// The definitions of these tools for `tools/list`.
 pub(super) fn definitions(
     tools: &[String],
     annotations: impl Fn(&str, bool) -> Value,
 ) -> Vec<Value> {
-    let schedule_schema = json!({"type": "object", "description": "a schedule: its template, cadence, state, next_run_at, last_run and last_change"});
+    let schedule_schema = json!({"type": "object", "description": "a schedule: its template, cadence, state (active, paused, parked with parked_reason, ended), next_run_at, last_run and last_change"});
     let id = json!({"type": "string", "description": ID_HINT});
     vec![
         json!({
             "name": "schedule_upsert",
             "title": "Create or replace a schedule",
             "description": "Runs a scan on a cadence: every_sec (e.g. 3600) or a 5-field cron with an optional timezone. Each run is a normal job; each succeeded run is compared with the previous one (see job_diff and the schedule's last_change). Same id again replaces the schedule.",
-            "inputSchema": {"type": "object", "properties": {
-                "id": id,
-                "tool": {"type": "string", "enum": tools},
-                "target": {"type": "string"},
-                "template": {"type": "string"},
-                "args": {"type": "string"},
-                "timeout_sec": {"type": "integer", "minimum": 1},
-                "priority": {"type": "string", "enum": ["high", "normal", "low"]},
-                "max_attempts": {"type": "integer", "minimum": 1},
-                "intrusive": {"type": "boolean"},
-                "cron": {"type": "string", "description": "minute hour day-of-month month day-of-week, e.g. 0 * * * *"},
-                "timezone": {"type": "string", "description": "IANA zone for cron, e.g. Europe/Paris (default UTC)"},
-                "every_sec": {"type": "integer", "minimum": 1},
-                "jitter_sec": {"type": "integer", "minimum": 0, "maximum": 3600},
-                "start_at": {"type": "string", "format": "date-time"},
-                "end_at": {"type": "string", "format": "date-time"},
-                "overlap": {"type": "string", "enum": ["skip", "queue_one", "cancel_previous"], "description": "when the previous run is still busy (default skip)"},
-                "catchup_sec": {"type": "integer", "minimum": 0, "description": "after downtime, fire at most one missed slot younger than this"},
-            }, "required": ["id", "tool", "target"], "additionalProperties": false},
+            "inputSchema": upsert_schema(tools, &id),
             "outputSchema": {"type": "object", "properties": {
                 "created": {"type": "boolean"}, "schedule": schedule_schema,
             }, "required": ["created", "schedule"]},
@@ -215,4 +241,22 @@ pub(super) fn definitions(
             "annotations": annotations("What changed between two scans", true),
         }),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_upsert_schema_is_the_rest_body_plus_the_id_without_references() {
+        let id = json!({"type": "string"});
+        let schema = upsert_schema(&["noop".to_owned()], &id);
+        let text = schema.to_string();
+        assert!(!text.contains("$ref"), "{text}");
+        for f in schedule_fields() {
+            assert!(schema["properties"].get(f).is_some(), "{f}: {text}");
+        }
+        assert_eq!(schema["properties"]["tool"]["enum"], json!(["noop"]));
+        assert_eq!(schema["additionalProperties"], false);
+    }
 }

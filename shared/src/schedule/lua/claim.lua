@@ -18,9 +18,9 @@ while true do
   end
   local m = due[1]
   local key = ARGV[1] .. m
-  local h = redis.call('HMGET', key, 'def', 'next_slot', 'anchor_ms', 'last_run', 'paused', 'firing')
-  if not h[1] or not h[2] or h[2] == '' or h[5] == '1' then
-    -- Deleted, ended or paused meanwhile: not due any more.
+  local h = redis.call('HMGET', key, 'def', 'next_slot', 'anchor_ms', 'last_run', 'paused', 'firing', 'parked')
+  if not h[1] or not h[2] or h[2] == '' or h[5] == '1' or h[7] == '1' then
+    -- Deleted, ended, paused or parked meanwhile: not due any more.
     redis.call('ZREM', KEYS[1], m)
   else
     redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), m)
