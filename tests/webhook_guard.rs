@@ -391,3 +391,132 @@ async fn a_tenant_has_at_most_its_cap_of_webhooks_and_every_change_is_audited() 
     );
     server.abort();
 }
+
+/// Revocation reaches webhooks: once a tenant is removed from the tokens file (and the API
+/// reloaded), its pending events are dropped as `revoked` with no request to its receiver,
+/// while another tenant's deliveries go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_tenants_webhooks_stop_delivering_while_others_go_on() {
+    let redis = RedisServer::start().await;
+    let (red_port, red_seen, red_server) = receiver().await;
+    let (blue_port, blue_seen, blue_server) = receiver().await;
+    let red_url = format!("http://127.0.0.1:{red_port}/hook");
+    let blue_url = format!("http://127.0.0.1:{blue_port}/hook");
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = Tokens::write(
+        dir.path(),
+        &[
+            ("red", "red", "submit,read,cancel"),
+            ("blue", "blue", "submit,read,cancel"),
+        ],
+        "",
+    );
+    let (fx, catalog) = in_process();
+    let mut cfg = test_config(&redis, "hookrevoke");
+    cfg.catalog = Some(fx.catalog(INPROCESS_TOOLS));
+    cfg.api_tokens_file = Some(tokens.path.clone());
+    cfg.webhook_allowed_urls = format!("{red_url},{blue_url}");
+    let (api, base) = logged_api(&cfg, &dir.path().join("api.log")).await;
+    let _worker = start_worker(cfg.clone(), catalog).await;
+    let as_who = |who: &str, method: reqwest::Method, path: &str| {
+        http()
+            .request(method, format!("{base}{path}"))
+            .bearer_auth(tokens.get(who))
+    };
+    let mut ids = std::collections::HashMap::new();
+    for (who, url) in [("red", &red_url), ("blue", &blue_url)] {
+        let r = as_who(who, reqwest::Method::POST, "/v1/webhooks")
+            .json(&json!({"url": url, "events": ["job.succeeded"]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "{who}");
+        let created: Value = r.json().await.unwrap();
+        ids.insert(who, created["id"].as_str().unwrap().to_owned());
+        let job =
+            json!({"tool": "noop", "target": "127.0.0.1", "correlation_id": format!("{who}-1")});
+        let r = as_who(who, reqwest::Method::POST, "/v1/jobs")
+            .json(&job)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202, "{who}");
+    }
+    eventually(
+        Duration::from_secs(30),
+        "both tenants' events delivered",
+        || async {
+            (red_seen.load(Ordering::SeqCst) >= 1 && blue_seen.load(Ordering::SeqCst) >= 1)
+                .then_some(())
+        },
+    )
+    .await;
+
+    // Red leaves the tokens file; the reload publishes the fleet's tenants without it.
+    let text = std::fs::read_to_string(&tokens.path).unwrap();
+    let kept: String = text
+        .split("[[tokens]]")
+        .filter(|e| !e.trim().is_empty() && !e.contains("tenant = \"red\""))
+        .map(|e| format!("[[tokens]]{e}"))
+        .collect();
+    std::fs::write(&tokens.path, kept).unwrap();
+    api.signal(nix::sys::signal::Signal::SIGHUP);
+    let queue = scanq::queue::Queue::new(scanq::queue::pool(&cfg).unwrap(), &cfg);
+    let red = TenantId::parse("red").unwrap();
+    eventually(
+        Duration::from_secs(20),
+        "red revoked fleet-wide",
+        || async {
+            (queue.tenant_standing(&red).await.unwrap() == scanq::queue::Standing::Revoked)
+                .then_some(())
+        },
+    )
+    .await;
+
+    // An event of red's still in the outbox (emitted as a finishing job would) is dropped.
+    let red_before = red_seen.load(Ordering::SeqCst);
+    let hooks = WebhookStore::new(queue.pool().clone(), &cfg.key_prefix);
+    let body = json!({"id": "late", "type": "job.succeeded", "data": {}}).to_string();
+    assert_eq!(
+        hooks
+            .emit(&red, EventType::JobSucceeded, "late", None, &body)
+            .await
+            .unwrap(),
+        1
+    );
+    let red_id = ids["red"].clone();
+    eventually(
+        Duration::from_secs(30),
+        "red's event dropped as revoked",
+        || async {
+            let log = hooks.log(&red, &red_id).await.unwrap();
+            log.iter()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .find(|e| e["outcome"] == "revoked")
+        },
+    )
+    .await;
+    assert_eq!(
+        red_seen.load(Ordering::SeqCst),
+        red_before,
+        "no request reached red's receiver"
+    );
+
+    // Blue's deliveries go on.
+    let blue_before = blue_seen.load(Ordering::SeqCst);
+    let job = json!({"tool": "noop", "target": "127.0.0.1", "correlation_id": "blue-2"});
+    let r = as_who("blue", reqwest::Method::POST, "/v1/jobs")
+        .json(&job)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    eventually(
+        Duration::from_secs(30),
+        "blue's next event delivered",
+        || async { (blue_seen.load(Ordering::SeqCst) > blue_before).then_some(()) },
+    )
+    .await;
+    red_server.abort();
+    blue_server.abort();
+}
