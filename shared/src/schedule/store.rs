@@ -12,35 +12,20 @@
 
 use std::collections::HashMap;
 
-use redis::Script;
+use redis::AsyncCommands;
 
 use super::ScheduleDef;
 use crate::domain::TenantId;
 use crate::keys::{Keys, SchedKeys};
 use crate::queue::{Pool, PoolError};
+use crate::scripts::{SchedClaim, SchedScripts};
 
 /// How many runs a schedule's run list keeps (the newest; older ones are trimmed as new ones
 /// are recorded). Their jobs stay until they expire.
 pub const KEEP_RUNS: usize = 100;
 
-/// Creates a schedule only while the tenant has fewer than `ARGV[2]` (a replace always passes).
-/// KEYS[1] the tenant's list; ARGV[1] id, ARGV[2] cap, ARGV[3] now ms. Returns 1 created,
-/// 2 replaced, 0 at the cap.
-const RESERVE: &str = r"
-if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 2 end
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
-redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
-return 1
-";
-
-/// Parks a schedule that exists: `parked`, `parked_reason`, out of the due set.
-/// KEYS[1] the hash, KEYS[2] the due zset; ARGV[1] member, ARGV[2] reason.
-const PARK: &str = r"
-redis.call('ZREM', KEYS[2], ARGV[1])
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[1], 'parked', '1', 'parked_reason', ARGV[2], 'firing', '')
-return 1
-";
+/// Members dropped from the due set (deleted, ended, paused) one claim may step over.
+const CLAIM_TRIES: usize = 16;
 
 /// What a create-or-replace did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,8 +145,7 @@ pub struct Claimed {
 pub struct ScheduleStore {
     pool: Pool,
     keys: SchedKeys,
-    claim: std::sync::Arc<Script>,
-    commit: std::sync::Arc<Script>,
+    scripts: std::sync::Arc<SchedScripts>,
 }
 
 impl ScheduleStore {
@@ -169,8 +153,7 @@ impl ScheduleStore {
         Self {
             pool,
             keys: Keys::new(prefix).sched(),
-            claim: std::sync::Arc::new(Script::new(include_str!("lua/claim.lua"))),
-            commit: std::sync::Arc::new(Script::new(include_str!("lua/commit.lua"))),
+            scripts: std::sync::Arc::new(SchedScripts::new()),
         }
     }
 
@@ -210,12 +193,15 @@ impl ScheduleStore {
         let key = self.keys.def(&m);
         let json = serde_json::to_string(def).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let mut con = self.pool.get().await?;
-        let reserved: u8 = Script::new(RESERVE)
-            .key(self.keys.list(tenant))
-            .arg(id)
-            .arg(max_per_tenant)
-            .arg(now_ms)
-            .invoke_async(&mut con)
+        let reserved = self
+            .scripts
+            .reserve(
+                &mut con,
+                &self.keys.list(tenant),
+                id,
+                max_per_tenant,
+                now_ms,
+            )
             .await?;
         let put = match reserved {
             0 => {
@@ -261,14 +247,16 @@ impl ScheduleStore {
     /// resumed; `reason` is shown on its document. False when it no longer exists.
     pub async fn park(&self, member: &str, reason: &str) -> Result<bool, StoreError> {
         let mut con = self.pool.get().await?;
-        let n: u8 = Script::new(PARK)
-            .key(self.keys.def(member))
-            .key(self.keys.due())
-            .arg(member)
-            .arg(reason)
-            .invoke_async(&mut con)
-            .await?;
-        Ok(n == 1)
+        Ok(self
+            .scripts
+            .park(
+                &mut con,
+                &self.keys.def(member),
+                &self.keys.due(),
+                member,
+                reason,
+            )
+            .await?)
     }
 
     /// The tenant's schedules, oldest first.
@@ -342,25 +330,39 @@ impl ScheduleStore {
         Ok(())
     }
 
-    /// Claims one due schedule for `lease_ms`.
+    /// Claims one due schedule for `lease_ms`: the earliest of the due set, if it is due
+    /// (members deleted, ended or paused meanwhile are dropped on the way).
     pub async fn claim(&self, lease_ms: u64) -> Result<Claim, StoreError> {
         let mut con = self.pool.get().await?;
-        let reply: Vec<String> = self
-            .claim
-            .key(self.keys.due())
-            .arg(self.keys.def_prefix())
-            .arg(lease_ms)
-            .invoke_async(&mut con)
-            .await?;
-        let now_ms = reply.first().and_then(|n| n.parse().ok()).unwrap_or(0);
-        let [_, m, def, slot, anchor, last_run, firing, retry] = reply.as_slice() else {
-            return Ok(Claim::Idle(now_ms));
-        };
-        let unfit = |reason: String| {
-            Ok(Claim::Unfit {
-                member: m.clone(),
-                reason,
-            })
+        let due = self.keys.due();
+        let mut now_ms = 0;
+        for _ in 0..CLAIM_TRIES {
+            let first: Vec<String> = con.zrange(&due, 0, 0).await?;
+            let Some(m) = first.into_iter().next() else {
+                return Ok(Claim::Idle(now_ms));
+            };
+            let claimed = self
+                .scripts
+                .claim(&mut con, &due, &self.keys.def(&m), &m, lease_ms)
+                .await?;
+            match claimed {
+                SchedClaim::Idle { now_ms } => return Ok(Claim::Idle(now_ms)),
+                SchedClaim::Gone { now_ms: n } => now_ms = n,
+                SchedClaim::Claimed { now_ms, fields } => {
+                    return Ok(Self::parse_claim(now_ms, m, fields));
+                }
+            }
+        }
+        Ok(Claim::Idle(now_ms))
+    }
+
+    /// A claimed schedule as stored, or [`Claim::Unfit`] naming what cannot be read.
+    fn parse_claim(now_ms: u64, m: String, fields: [String; 6]) -> Claim {
+        let [def, slot, anchor, last_run, firing, retry] = fields;
+        let m = &m;
+        let unfit = |reason: String| Claim::Unfit {
+            member: m.clone(),
+            reason,
         };
         let Some((tenant, id)) = m.split_once('/') else {
             return unfit(format!("unreadable due member `{m}`"));
@@ -369,14 +371,14 @@ impl ScheduleStore {
             Ok(t) => t,
             Err(e) => return unfit(format!("unreadable tenant: {}", e.0)),
         };
-        let def = match ScheduleDef::from_stored(def) {
+        let def = match ScheduleDef::from_stored(&def) {
             Ok(d) => d,
             Err(e) => return unfit(e),
         };
         let Ok(slot_ms) = slot.parse() else {
             return unfit(format!("unreadable next slot `{slot}`"));
         };
-        Ok(Claim::Due(Box::new(Claimed {
+        Claim::Due(Box::new(Claimed {
             now_ms,
             member: m.clone(),
             tenant,
@@ -388,7 +390,7 @@ impl ScheduleStore {
             last_run: Some(last_run.clone()).filter(|r| !r.is_empty()),
             firing: firing.parse().unwrap_or(slot_ms),
             retry: retry == "1",
-        })))
+        }))
     }
 
     /// Moves the slot being fired to a later (catch-up) slot before its run is enqueued, so a
@@ -426,22 +428,23 @@ impl ScheduleStore {
         next_due: Option<(u64, u64)>,
     ) -> Result<bool, StoreError> {
         let mut con = self.pool.get().await?;
-        let (next, due) = next_due.map_or((String::new(), 0), |(s, d)| (s.to_string(), d));
-        let n: u64 = self
-            .commit
-            .key(self.keys.def(&c.member))
-            .key(self.keys.due())
-            .key(self.keys.runs(&c.member))
-            .arg(&c.member)
-            .arg(&c.slot_text)
-            .arg(run.map_or("", |r| r.0))
-            .arg(next)
-            .arg(due)
-            .arg(run.map_or(0, |r| r.1))
-            .arg(KEEP_RUNS)
-            .invoke_async(&mut con)
-            .await?;
-        Ok(n == 1)
+        let keys = [
+            self.keys.def(&c.member),
+            self.keys.due(),
+            self.keys.runs(&c.member),
+        ];
+        Ok(self
+            .scripts
+            .commit(
+                &mut con,
+                [&keys[0], &keys[1], &keys[2]],
+                &c.member,
+                &c.slot_text,
+                run,
+                next_due,
+                KEEP_RUNS,
+            )
+            .await?)
     }
 
     /// Records a run started outside the cadence (`trigger`), without moving the next slot.

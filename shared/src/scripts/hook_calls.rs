@@ -76,6 +76,10 @@ impl HookScripts {
         }
     }
 
+    pub(super) fn all(&self) -> [&Script; 4] {
+        [&self.emit, &self.claim, &self.finish, &self.put]
+    }
+
     /// Writes one event for one subscription; false when the event id was already known.
     #[allow(clippy::too_many_arguments)]
     pub async fn emit(

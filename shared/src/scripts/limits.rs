@@ -69,6 +69,10 @@ impl LimitScripts {
         }
     }
 
+    pub(super) fn all(&self) -> [&Script; 2] {
+        [&self.rate, &self.admit]
+    }
+
     /// Takes one request from the bucket at `key`; `now_ms` overrides Redis's clock (tests).
     pub async fn take(
         &self,

@@ -3,13 +3,17 @@
 //! *prelude + common.lua + body*: the prelude is generated here from [`JobState`] so the scripts
 //! use the same state strings as Rust without retyping them.
 //!
-//! Scripts run with `EVALSHA` (falling back to `EVAL` once per Redis restart); `load_all` loads
-//! them up front so readiness can report it.
+//! This is the one registry of the product's Lua: the job scripts, the tenant limits
+//! (`limits`), webhooks (`hook_calls`, `lua/hook_*.lua`), schedules (`sched_calls`,
+//! `lua/sched_*.lua`) and the breaker's scripts. Every key a script touches is declared in
+//! `KEYS`. Scripts run with `EVALSHA` (falling back to `EVAL` once per Redis restart);
+//! `load_all` loads every one up front and readiness (`/readyz`) checks every one.
 
 mod hook_calls;
 mod job_calls;
 mod limits;
 mod reply;
+mod sched_calls;
 mod worker_calls;
 
 use redis::aio::ConnectionLike;
@@ -23,6 +27,7 @@ pub use reply::{
     CancelOutcome, Claimed, ClaimedJob, CompleteStatus, Completed, EnqueueOutcome, HomeBreaker,
     ReapReport, RenewStatus, RetryOutcome,
 };
+pub use sched_calls::{SchedClaim, SchedScripts};
 
 const COMMON: &str = include_str!("lua/common.lua");
 
@@ -117,6 +122,12 @@ pub struct Scripts {
     event: Script,
     watch: Script,
     withdraw: Script,
+    /// The rest of the registry: every other script the product sends (tenant limits,
+    /// webhooks, schedules, the breaker), so start-up loads and readiness checks them all.
+    limits: LimitScripts,
+    hooks: HookScripts,
+    sched: SchedScripts,
+    breaker: [Script; 4],
 }
 
 impl Default for Scripts {
@@ -138,11 +149,22 @@ impl Scripts {
             event: build(include_str!("lua/event.lua")),
             watch: build(include_str!("lua/watch.lua")),
             withdraw: build(include_str!("lua/withdraw.lua")),
+            limits: LimitScripts::new(),
+            hooks: HookScripts::new(),
+            sched: SchedScripts::new(),
+            breaker: [
+                crate::breaker::ADMIT_LUA,
+                crate::breaker::RECORD_LUA,
+                crate::breaker::FORCE_LUA,
+                crate::breaker::GET_LUA,
+            ]
+            .map(Script::new),
         }
     }
 
-    fn all(&self) -> [&Script; 10] {
-        [
+    /// Every script of the registry.
+    fn all(&self) -> Vec<&Script> {
+        let mut all = vec![
             &self.withdraw,
             &self.watch,
             &self.enqueue,
@@ -153,7 +175,12 @@ impl Scripts {
             &self.cancel,
             &self.retry,
             &self.event,
-        ]
+        ];
+        all.extend(self.limits.all());
+        all.extend(self.hooks.all());
+        all.extend(self.sched.all());
+        all.extend(self.breaker.iter());
+        all
     }
 
     /// Loads every script into Redis's script cache.
@@ -173,5 +200,34 @@ impl Scripts {
         }
         let found: Vec<i64> = cmd.query_async(con).await?;
         Ok(found.iter().all(|f| *f == 1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every `lua/*.lua` file (but the shared `common.lua`) is a script of the registry, and so
+    /// is each of the breaker's: a script added beside the registry would not be loaded at start
+    /// nor checked by readiness.
+    #[test]
+    fn the_registry_holds_every_script() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/scripts/lua");
+        let files = std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                name.ends_with(".lua") && name != "common.lua"
+            })
+            .count();
+        let scripts = Scripts::new();
+        let hashes: std::collections::HashSet<&str> =
+            scripts.all().iter().map(|s| s.get_hash()).collect();
+        assert_eq!(
+            hashes.len(),
+            files + 4,
+            "one distinct script per file, plus the breaker's four"
+        );
     }
 }
