@@ -572,7 +572,9 @@ async fn a_disabled_tool_does_not_make_a_schedule_pile_up_runs() {
             .is_success()
     );
 
-    let body = json!({"tool":"noop","target":"10.0.0.5","every_sec":1});
+    // Runs pass the gate like any submit: this template lets them wait for the switched-off
+    // tool (without it they would be refused, tests/schedule_limits.rs).
+    let body = json!({"tool":"noop","target":"10.0.0.5","every_sec":1,"queue_if_unavailable":true});
     assert_eq!(put(&base, "idle", &body).await.status(), 201);
     // The first run waits (the tool is off); every later slot is skipped, not queued.
     eventually(Duration::from_secs(15), "two skipped slots", || async {
