@@ -349,10 +349,10 @@ impl Queue {
         }
         match &outcome {
             EnqueueOutcome::Created { .. } if !fresh => {
-                // An expired job's ID reused: list it as new, under this tool.
+                // An expired job's ID reused: list it as new, under this tool (added again if
+                // the listing sweep dropped the expired entry meanwhile).
                 let _: () = redis::cmd("ZADD")
                     .arg(&list)
-                    .arg("XX")
                     .arg(listed_at)
                     .arg(id.cid.as_str())
                     .query_async(&mut con)
