@@ -166,6 +166,27 @@ async fn refusals_cancels_and_usage_have_their_exit_codes() {
         "{}",
         text(&out.stderr)
     );
+    // A cancelled job is retried (the typed client reads the queued job back), and cancelled.
+    let out = scanq(&s.base, &["--json", "retry", "long"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["correlation_id"], "long", "{doc}");
+    assert_eq!(
+        scanq(&s.base, &["cancel", "long"]).await.status.code(),
+        Some(0)
+    );
+    // A flag the shared body type cannot hold is refused before any request, naming it.
+    let out = scanq(
+        &s.base,
+        &["submit", "noop", "127.0.0.1", "--priority", "urgent"],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("--priority"),
+        "{}",
+        text(&out.stderr)
+    );
 
     // 2: usage; 1: nothing listening.
     assert_eq!(scanq(&s.base, &["frobnicate"]).await.status.code(), Some(2));

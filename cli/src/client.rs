@@ -1,8 +1,11 @@
-//! The REST client: one base URL and bearer token, JSON in and out, refusals turned into
+//! The REST client: one base URL and bearer token, typed calls over the shared document types
+//! (`JobDocument`, `JobList`, `CancelReply`, `SubmitBody`; JSON for the rest), refusals turned into
 //! [`Failure::Refused`] with the server's problem document, and the job event stream (SSE).
 
 use futures::StreamExt;
 use reqwest::Method;
+use scanq::domain::{CancelReply, JobDocument, JobList};
+use scanq::request::SubmitBody;
 use serde_json::Value;
 
 /// Why a command did not succeed; each maps to one exit code (see `main`).
@@ -72,6 +75,52 @@ impl Api {
         Ok(value)
     }
 
+    /// A request whose answer is one of the shared document types.
+    async fn typed<T: serde::de::DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<T, Failure> {
+        let v = self.json(method, path, body).await?;
+        serde_json::from_value(v)
+            .map_err(|e| Failure::Other(format!("unreadable answer from {path}: {e}")))
+    }
+
+    /// `POST /v1/jobs`.
+    pub async fn submit(&self, body: &SubmitBody) -> Result<JobDocument, Failure> {
+        let body = serde_json::to_value(body).expect("a body is JSON");
+        self.typed(Method::POST, "/v1/jobs", Some(&body)).await
+    }
+
+    /// `GET /v1/jobs/{id}`.
+    pub async fn job(&self, id: &str) -> Result<JobDocument, Failure> {
+        self.typed(Method::GET, &format!("/v1/jobs/{}", urlencode(id)), None)
+            .await
+    }
+
+    /// `GET /v1/jobs?…`: one page.
+    pub async fn jobs(&self, query: &[(&str, Option<String>)]) -> Result<JobList, Failure> {
+        let q: Vec<String> = query
+            .iter()
+            .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", urlencode(v))))
+            .collect();
+        self.typed(Method::GET, &format!("/v1/jobs?{}", q.join("&")), None)
+            .await
+    }
+
+    /// `DELETE /v1/jobs/{id}`.
+    pub async fn cancel(&self, id: &str) -> Result<CancelReply, Failure> {
+        self.typed(Method::DELETE, &format!("/v1/jobs/{}", urlencode(id)), None)
+            .await
+    }
+
+    /// `POST /v1/jobs/{id}/retry`.
+    pub async fn retry(&self, id: &str) -> Result<JobDocument, Failure> {
+        let path = format!("/v1/jobs/{}/retry", urlencode(id));
+        self.typed(Method::POST, &path, None).await
+    }
+
     pub async fn get(&self, path: &str) -> Result<Value, Failure> {
         self.json(Method::GET, path, None).await
     }
@@ -129,6 +178,18 @@ fn parse_event(block: &str) -> (String, String) {
         }
     }
     (kind, data.join("\n"))
+}
+
+/// Percent-encodes a path segment or query value.
+pub fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -1,244 +1,264 @@
-//! One function per subcommand: one or two REST calls, then a table (or the JSON with --json).
+//! One small function per subcommand: one typed call of the client (`client.rs`, over the
+//! shared document types), then a table (or the JSON with --json).
 
 use indicatif::{ProgressBar, ProgressStyle};
-use reqwest::Method;
-use serde_json::{Map, Value, json};
+use scanq::domain::{JobDocument, Priority};
+use scanq::request::SubmitBody;
+use serde_json::Value;
 
-use crate::client::{Api, Failure};
+use crate::client::{Api, Failure, urlencode};
 use crate::render::{self, cell, table};
 use crate::{Cmd, Format};
 
 pub async fn run(api: &Api, json: bool, cmd: &Cmd) -> Result<(), Failure> {
     match cmd {
-        Cmd::Submit {
-            tool,
-            target,
-            template,
-            args,
-            timeout_sec,
-            priority,
-            id,
-            max_attempts,
-            intrusive,
-            delay_sec,
-            watch: follow,
-        } => {
-            let mut body = Map::new();
-            body.insert("tool".into(), json!(tool));
-            body.insert("target".into(), json!(target));
-            let optional = [
-                ("template", template.as_ref().map(|v| json!(v))),
-                ("args", args.as_ref().map(|v| json!(v))),
-                ("timeout_sec", timeout_sec.map(|v| json!(v))),
-                ("priority", priority.as_ref().map(|v| json!(v))),
-                ("correlation_id", id.as_ref().map(|v| json!(v))),
-                ("max_attempts", max_attempts.map(|v| json!(v))),
-                ("delay_sec", delay_sec.map(|v| json!(v))),
-                ("intrusive", intrusive.then_some(json!(true))),
-            ];
-            for (k, v) in optional {
-                if let Some(v) = v {
-                    body.insert(k.into(), v);
-                }
-            }
-            let doc = api
-                .json(Method::POST, "/v1/jobs", Some(&Value::Object(body)))
-                .await?;
-            let id = cell(&doc["correlation_id"]);
-            if *follow {
-                if !json {
-                    eprintln!("submitted {id}");
-                }
-                return finish(watch(api, &id, json).await?, json);
-            }
-            print_doc(&doc, json);
-            Ok(())
-        }
-        Cmd::Watch { id } => finish(watch(api, id, json).await?, json),
+        Cmd::Submit { watch, .. } => submit(api, json, submit_body(cmd)?, *watch).await,
+        Cmd::Watch { id } => finish(follow(api, id, json).await?, json),
         Cmd::Jobs {
             state,
             tool,
             limit,
             tenant,
-        } => {
-            let mut q = format!("/v1/jobs?limit={limit}");
-            for (k, v) in [("state", state), ("tool", tool), ("tenant", tenant)] {
-                if let Some(v) = v {
-                    q.push_str(&format!("&{k}={}", urlencode(v)));
-                }
-            }
-            let page = api.get(&q).await?;
-            if json {
-                println!("{page}");
-                return Ok(());
-            }
-            let rows: Vec<Vec<String>> = page["jobs"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|j| {
-                    vec![
-                        cell(&j["correlation_id"]),
-                        cell(&j["tool"]),
-                        cell(&j["target"]),
-                        cell(&j["state"]),
-                        progress(j),
-                        cell(&j["created_at"]),
-                    ]
-                })
-                .collect();
-            println!(
-                "{}",
-                table(
-                    &["ID", "TOOL", "TARGET", "STATE", "PROGRESS", "CREATED"],
-                    &rows
-                )
-            );
-            Ok(())
-        }
-        Cmd::Get { id } => {
-            let doc = api.get(&format!("/v1/jobs/{}", urlencode(id))).await?;
-            print_doc(&doc, json);
-            Ok(())
-        }
-        Cmd::Cancel { id } => {
-            let out = api
-                .json(Method::DELETE, &format!("/v1/jobs/{}", urlencode(id)), None)
-                .await?;
-            match json {
-                true => println!("{out}"),
-                false => println!("{id}: {}", cell(&out["outcome"])),
-            }
-            Ok(())
-        }
-        Cmd::Retry { id } => {
-            let doc = api
-                .json(
-                    Method::POST,
-                    &format!("/v1/jobs/{}/retry", urlencode(id)),
-                    None,
-                )
-                .await?;
-            print_doc(&doc, json);
-            Ok(())
-        }
-        Cmd::Result { id, format } => {
-            let doc = api.get(&format!("/v1/jobs/{}", urlencode(id))).await?;
-            if doc["state"] != "succeeded" {
-                return Err(Failure::JobFailed(doc));
-            }
-            let format = if json { Format::Json } else { *format };
-            match format {
-                Format::Table => println!("{}", render::result_table(&doc)),
-                Format::Json => println!("{}", doc["result"]["parsed"]),
-                Format::Xml => print!("{}", doc["result"]["stdout"].as_str().unwrap_or_default()),
-                Format::Csv => print!("{}", render::result_csv(&doc)),
-            }
-            Ok(())
-        }
-        Cmd::Tools => {
-            listing(api, json, "/v1/tools", |v| {
-                let rows = rows(&v["tools"], |t| {
-                    let templates: Vec<&str> = t["templates"]
-                        .as_object()
-                        .map(|m| m.keys().map(String::as_str).collect())
-                        .unwrap_or_default();
-                    vec![
-                        cell(&t["name"]),
-                        cell(&t["enabled"]),
-                        cell(&t["executor"]),
-                        templates.join(","),
-                        cell(&t["description"]),
-                    ]
-                });
-                table(
-                    &["TOOL", "ENABLED", "EXECUTOR", "TEMPLATES", "DESCRIPTION"],
-                    &rows,
-                )
-            })
-            .await
-        }
-        Cmd::Workers => {
-            listing(api, json, "/v1/workers", |v| {
-                let rows = rows(&v["workers"], |w| {
-                    vec![
-                        cell(&w["id"]),
-                        cell(&w["version"]),
-                        cell(&w["pid"]),
-                        format!("{}/{}", cell(&w["running"]), cell(&w["concurrency"])),
-                    ]
-                });
-                table(&["WORKER", "VERSION", "PID", "RUNNING"], &rows)
-            })
-            .await
-        }
-        Cmd::Breakers => {
-            listing(api, json, "/v1/breakers", |v| {
-                let rows: Vec<Vec<String>> = v["breakers"]
-                    .as_object()
-                    .into_iter()
-                    .flatten()
-                    .map(|(tool, b)| {
-                        vec![
-                            tool.clone(),
-                            cell(&b["state"]),
-                            cell(&b["consecutive_failures"]),
-                            format!("{}", b["retry_after_ms"].as_u64().unwrap_or(0) / 1000),
-                            b["history"].as_array().map_or(0, Vec::len).to_string(),
-                        ]
-                    })
-                    .collect();
-                table(
-                    &["TOOL", "STATE", "FAILURES", "RETRY_AFTER_S", "TRANSITIONS"],
-                    &rows,
-                )
-            })
-            .await
-        }
-        Cmd::Stats => {
-            listing(api, json, "/v1/stats", |v| {
-                let rows = rows(&v["tools"], |t| {
-                    let c = &t["counts"];
-                    let ms = |p: &Value| cell(p);
-                    vec![
-                        cell(&t["tool"]),
-                        cell(&c["queued"]),
-                        cell(&c["scheduled"]),
-                        cell(&c["running"]),
-                        cell(&c["succeeded"]),
-                        cell(&c["failed"]),
-                        cell(&c["cancelled"]),
-                        cell(&t["oldest_queued_age_ms"]),
-                        format!(
-                            "{}/{}",
-                            ms(&t["queue_wait"]["p50_ms"]),
-                            ms(&t["queue_wait"]["p95_ms"])
-                        ),
-                        format!(
-                            "{}/{}",
-                            ms(&t["run_time"]["p50_ms"]),
-                            ms(&t["run_time"]["p95_ms"])
-                        ),
-                    ]
-                });
-                let header = [
-                    "TOOL",
-                    "QUEUED",
-                    "SCHED",
-                    "RUNNING",
-                    "OK",
-                    "FAILED",
-                    "CANCELLED",
-                    "OLDEST_MS",
-                    "WAIT_P50/95_MS",
-                    "RUN_P50/95_MS",
-                ];
-                format!("scope: {}\n{}", cell(&v["scope"]), table(&header, &rows))
-            })
-            .await
-        }
+        } => jobs(api, json, state, tool, *limit, tenant).await,
+        Cmd::Get { id } => get(api, json, id).await,
+        Cmd::Cancel { id } => cancel(api, json, id).await,
+        Cmd::Retry { id } => retry(api, json, id).await,
+        Cmd::Result { id, format } => result(api, json, id, *format).await,
+        Cmd::Tools => tools(api, json).await,
+        Cmd::Workers => workers(api, json).await,
+        Cmd::Breakers => breakers(api, json).await,
+        Cmd::Stats => stats(api, json).await,
         Cmd::Token { .. } | Cmd::Completions { .. } => Ok(()),
     }
+}
+
+/// The submit body of `scanq submit`, as the shared type the API reads.
+fn submit_body(cmd: &Cmd) -> Result<SubmitBody, Failure> {
+    let Cmd::Submit {
+        tool,
+        target,
+        template,
+        args,
+        timeout_sec,
+        priority,
+        id,
+        max_attempts,
+        intrusive,
+        delay_sec,
+        ..
+    } = cmd
+    else {
+        unreachable!("called for submit only");
+    };
+    let priority = match priority {
+        None => None,
+        Some(p) => Some(p.parse::<Priority>().map_err(|e| {
+            Failure::Other(format!("--priority: {e}; accepted: high, normal, low"))
+        })?),
+    };
+    Ok(SubmitBody {
+        tool: tool.clone(),
+        target: target.clone(),
+        template: template.clone(),
+        args: args.clone(),
+        timeout_sec: *timeout_sec,
+        priority,
+        correlation_id: id.clone(),
+        max_attempts: max_attempts.map(u64::from),
+        intrusive: intrusive.then_some(true),
+        delay_sec: *delay_sec,
+        ..SubmitBody::default()
+    })
+}
+
+async fn submit(api: &Api, json: bool, body: SubmitBody, watch: bool) -> Result<(), Failure> {
+    let doc = api.submit(&body).await?;
+    if watch {
+        if !json {
+            eprintln!("submitted {}", doc.correlation_id);
+        }
+        return finish(follow(api, &doc.correlation_id, json).await?, json);
+    }
+    print_doc(&doc, json);
+    Ok(())
+}
+
+async fn jobs(
+    api: &Api,
+    json: bool,
+    state: &Option<String>,
+    tool: &Option<String>,
+    limit: u32,
+    tenant: &Option<String>,
+) -> Result<(), Failure> {
+    let page = api
+        .jobs(&[
+            ("limit", Some(limit.to_string())),
+            ("state", state.clone()),
+            ("tool", tool.clone()),
+            ("tenant", tenant.clone()),
+        ])
+        .await?;
+    if json {
+        println!("{}", serde_json::to_value(&page).expect("a page is JSON"));
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = page
+        .jobs
+        .iter()
+        .map(|j| {
+            vec![
+                j.correlation_id.clone(),
+                j.tool.clone(),
+                j.target.clone(),
+                j.state.to_string(),
+                progress(&as_value(j)),
+                j.created_at.clone(),
+            ]
+        })
+        .collect();
+    let header = ["ID", "TOOL", "TARGET", "STATE", "PROGRESS", "CREATED"];
+    println!("{}", table(&header, &rows));
+    Ok(())
+}
+
+async fn get(api: &Api, json: bool, id: &str) -> Result<(), Failure> {
+    print_doc(&api.job(id).await?, json);
+    Ok(())
+}
+
+async fn cancel(api: &Api, json: bool, id: &str) -> Result<(), Failure> {
+    let out = api.cancel(id).await?;
+    match json {
+        true => println!("{}", serde_json::to_value(&out).expect("a reply is JSON")),
+        false => println!("{id}: {}", out.outcome),
+    }
+    Ok(())
+}
+
+async fn retry(api: &Api, json: bool, id: &str) -> Result<(), Failure> {
+    print_doc(&api.retry(id).await?, json);
+    Ok(())
+}
+
+async fn result(api: &Api, json: bool, id: &str, format: Format) -> Result<(), Failure> {
+    let doc = as_value(&api.job(id).await?);
+    if doc["state"] != "succeeded" {
+        return Err(Failure::JobFailed(doc));
+    }
+    let format = if json { Format::Json } else { format };
+    match format {
+        Format::Table => println!("{}", render::result_table(&doc)),
+        Format::Json => println!("{}", doc["result"]["parsed"]),
+        Format::Xml => print!("{}", doc["result"]["stdout"].as_str().unwrap_or_default()),
+        Format::Csv => print!("{}", render::result_csv(&doc)),
+    }
+    Ok(())
+}
+
+async fn tools(api: &Api, json: bool) -> Result<(), Failure> {
+    listing(api, json, "/v1/tools", |v| {
+        let rows = rows(&v["tools"], |t| {
+            let templates: Vec<&str> = t["templates"]
+                .as_object()
+                .map(|m| m.keys().map(String::as_str).collect())
+                .unwrap_or_default();
+            vec![
+                cell(&t["name"]),
+                cell(&t["enabled"]),
+                cell(&t["executor"]),
+                templates.join(","),
+                cell(&t["description"]),
+            ]
+        });
+        table(
+            &["TOOL", "ENABLED", "EXECUTOR", "TEMPLATES", "DESCRIPTION"],
+            &rows,
+        )
+    })
+    .await
+}
+
+async fn workers(api: &Api, json: bool) -> Result<(), Failure> {
+    listing(api, json, "/v1/workers", |v| {
+        let rows = rows(&v["workers"], |w| {
+            vec![
+                cell(&w["id"]),
+                cell(&w["version"]),
+                cell(&w["pid"]),
+                format!("{}/{}", cell(&w["running"]), cell(&w["concurrency"])),
+            ]
+        });
+        table(&["WORKER", "VERSION", "PID", "RUNNING"], &rows)
+    })
+    .await
+}
+
+async fn breakers(api: &Api, json: bool) -> Result<(), Failure> {
+    listing(api, json, "/v1/breakers", |v| {
+        let rows: Vec<Vec<String>> = v["breakers"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(tool, b)| {
+                vec![
+                    tool.clone(),
+                    cell(&b["state"]),
+                    cell(&b["consecutive_failures"]),
+                    format!("{}", b["retry_after_ms"].as_u64().unwrap_or(0) / 1000),
+                    b["history"].as_array().map_or(0, Vec::len).to_string(),
+                ]
+            })
+            .collect();
+        table(
+            &["TOOL", "STATE", "FAILURES", "RETRY_AFTER_S", "TRANSITIONS"],
+            &rows,
+        )
+    })
+    .await
+}
+
+async fn stats(api: &Api, json: bool) -> Result<(), Failure> {
+    listing(api, json, "/v1/stats", |v| {
+        let rows = rows(&v["tools"], |t| {
+            let c = &t["counts"];
+            let ms = |p: &Value| cell(p);
+            vec![
+                cell(&t["tool"]),
+                cell(&c["queued"]),
+                cell(&c["scheduled"]),
+                cell(&c["running"]),
+                cell(&c["succeeded"]),
+                cell(&c["failed"]),
+                cell(&c["cancelled"]),
+                cell(&t["oldest_queued_age_ms"]),
+                format!(
+                    "{}/{}",
+                    ms(&t["queue_wait"]["p50_ms"]),
+                    ms(&t["queue_wait"]["p95_ms"])
+                ),
+                format!(
+                    "{}/{}",
+                    ms(&t["run_time"]["p50_ms"]),
+                    ms(&t["run_time"]["p95_ms"])
+                ),
+            ]
+        });
+        let header = [
+            "TOOL",
+            "QUEUED",
+            "SCHED",
+            "RUNNING",
+            "OK",
+            "FAILED",
+            "CANCELLED",
+            "OLDEST_MS",
+            "WAIT_P50/95_MS",
+            "RUN_P50/95_MS",
+        ];
+        format!("scope: {}\n{}", cell(&v["scope"]), table(&header, &rows))
+    })
+    .await
 }
 
 /// GET `path` and print it as JSON or through `render`.
@@ -268,7 +288,7 @@ fn progress(doc: &Value) -> String {
 }
 
 /// Follows a job with a progress bar (on stderr, only on a terminal) until it finishes.
-async fn watch(api: &Api, id: &str, json: bool) -> Result<Value, Failure> {
+async fn follow(api: &Api, id: &str, json: bool) -> Result<Value, Failure> {
     let bar = if json {
         ProgressBar::hidden()
     } else {
@@ -322,8 +342,14 @@ fn finish(doc: Value, json: bool) -> Result<(), Failure> {
     }
 }
 
+/// A job as the JSON the API sent (the renderers read it field by field).
+fn as_value(doc: &JobDocument) -> Value {
+    serde_json::to_value(doc).expect("a job document is JSON")
+}
+
 /// A job for people: its main fields, one per line.
-fn print_doc(doc: &Value, json: bool) {
+fn print_doc(doc: &JobDocument, json: bool) {
+    let doc = &as_value(doc);
     if json {
         println!("{doc}");
         return;
@@ -357,16 +383,4 @@ fn print_doc(doc: &Value, json: bool) {
             .trim_start_matches('\n')
             .trim_start()
     );
-}
-
-/// Percent-encodes a path segment or query value.
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }

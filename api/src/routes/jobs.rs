@@ -7,12 +7,12 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use scanq::domain::{JobDocument, JobState, ToolName};
+use scanq::domain::{CancelReply, JobDocument, JobList, JobState, ToolName};
 use scanq::queue::QueueError;
 use scanq::request::JobSpec;
 use scanq::scripts::CancelOutcome;
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use serde::Deserialize;
+use utoipa::IntoParams;
 
 use crate::actions;
 use crate::error::AppError;
@@ -109,14 +109,6 @@ pub(crate) async fn read(
     Ok(Json(doc.ok_or(AppError::NotFound)?).into_response())
 }
 
-/// What a cancel did.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct CancelReply {
-    /// `cancelled` (it will never run) or `cancel_requested` (its worker stops it).
-    outcome: &'static str,
-    job: Option<JobDocument>,
-}
-
 /// Cancel a job: a queued job never runs; a running one is killed.
 #[utoipa::path(delete, path = "/v1/jobs/{id}", operation_id = "cancel_job", tag = "jobs", params(JobIdParam),
     responses(
@@ -138,7 +130,14 @@ pub(crate) async fn cancel(
         CancelOutcome::Cancelled => StatusCode::OK,
         _ => StatusCode::ACCEPTED,
     };
-    Ok((status, Json(CancelReply { outcome, job: doc })).into_response())
+    Ok((
+        status,
+        Json(CancelReply {
+            outcome: outcome.to_owned(),
+            job: doc,
+        }),
+    )
+        .into_response())
 }
 
 /// Re-run a failed or cancelled job (admin or owner).
@@ -184,14 +183,6 @@ pub(crate) struct ListParams {
     #[allow(dead_code)]
     #[param(pattern = "^[A-Za-z0-9_-]{0,64}$")]
     tenant: Option<String>,
-}
-
-/// One page of jobs, newest first.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct JobList {
-    jobs: Vec<JobDocument>,
-    /// Pass as `cursor` for the next page; `null` on the last page.
-    next_cursor: Option<u64>,
 }
 
 /// The caller's jobs, newest first, paginated.

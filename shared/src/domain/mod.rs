@@ -6,6 +6,7 @@ mod ids;
 mod job;
 mod job_id;
 mod outcome;
+mod replies;
 
 pub use ids::{CorrelationId, IdError, TenantId, ToolName};
 pub(crate) use job::string_enum;
@@ -15,3 +16,4 @@ pub use job::{
 };
 pub use job_id::{JobId, MAX_PARTITIONS, ref_of as job_id_ref};
 pub use outcome::{FailureKind, Outcome, StopReason, Verdict};
+pub use replies::{CancelReply, JobList};
