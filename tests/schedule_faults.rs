@@ -18,12 +18,7 @@ use scanq_tests::*;
 use serde_json::{Value, json};
 
 fn setup(redis: &RedisServer, name: &str) -> (Config, Catalog, Fixture) {
-    let mut cfg = test_config(redis, name);
-    cfg.schedule_min_every_sec = 1;
-    cfg.schedule_tick_ms = 100;
-    let fx = Fixture::new();
-    let catalog = Catalog::load(Some(&fx.catalog(INPROCESS_TOOLS))).unwrap();
-    (cfg, catalog, fx)
+    scheduling(redis, name)
 }
 
 fn store(cfg: &Config) -> ScheduleStore {
@@ -467,14 +462,6 @@ async fn unreadable_caps_refuse_a_slot_and_a_revoked_tenant_is_parked() {
     );
 }
 
-/// The tokens file without the entries of `tenant`.
-fn without_tenant(text: &str, tenant: &str) -> String {
-    text.split("[[tokens]]")
-        .filter(|e| !e.trim().is_empty() && !e.contains(&format!("tenant = \"{tenant}\"")))
-        .map(|e| format!("[[tokens]]{e}"))
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenant_removed_from_the_tokens_file_has_its_schedules_parked_while_others_fire() {
     let redis = RedisServer::start().await;
@@ -536,8 +523,7 @@ async fn a_tenant_removed_from_the_tokens_file_has_its_schedules_parked_while_ot
     .await;
 
     // Red leaves the tokens file; a reload publishes the fleet's tenants.
-    let text = std::fs::read_to_string(&tokens.path).unwrap();
-    std::fs::write(&tokens.path, without_tenant(&text, "red")).unwrap();
+    tokens.revoke_tenant("red");
     api.signal(Signal::SIGHUP);
     let reason = eventually(Duration::from_secs(20), "red's schedule parked", || async {
         store.get(&red, "s").await.unwrap().and_then(|v| v.parked)

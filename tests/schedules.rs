@@ -16,12 +16,7 @@ use scanq_tests::*;
 use serde_json::{Value, json};
 
 fn setup(redis: &RedisServer, name: &str) -> (Config, Catalog, Fixture) {
-    let mut cfg = test_config(redis, name);
-    cfg.schedule_min_every_sec = 1;
-    cfg.schedule_tick_ms = 100;
-    let fx = Fixture::new();
-    let catalog = Catalog::load(Some(&fx.catalog(INPROCESS_TOOLS))).unwrap();
-    (cfg, catalog, fx)
+    scheduling(redis, name)
 }
 
 async fn put(base: &str, id: &str, body: &Value) -> reqwest::Response {

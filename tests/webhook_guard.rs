@@ -453,13 +453,7 @@ async fn a_revoked_tenants_webhooks_stop_delivering_while_others_go_on() {
     .await;
 
     // Red leaves the tokens file; the reload publishes the fleet's tenants without it.
-    let text = std::fs::read_to_string(&tokens.path).unwrap();
-    let kept: String = text
-        .split("[[tokens]]")
-        .filter(|e| !e.trim().is_empty() && !e.contains("tenant = \"red\""))
-        .map(|e| format!("[[tokens]]{e}"))
-        .collect();
-    std::fs::write(&tokens.path, kept).unwrap();
+    tokens.revoke_tenant("red");
     api.signal(nix::sys::signal::Signal::SIGHUP);
     let queue = scanq::queue::Queue::new(scanq::queue::pool(&cfg).unwrap(), &cfg);
     let red = TenantId::parse("red").unwrap();

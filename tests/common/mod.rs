@@ -376,6 +376,17 @@ value = {{ type = "int", min = 0, max = 100 }}
 }
 
 /// In-process `noop` and `sleep` tools.
+/// A configuration for the in-process tools' catalog (`noop`, `sleep`; returned with the
+/// fixture that holds it), with schedules allowed every second and looked for every 100 ms.
+pub fn scheduling(redis: &RedisServer, name: &str) -> (Config, Catalog, Fixture) {
+    let mut cfg = test_config(redis, name);
+    cfg.schedule_min_every_sec = 1;
+    cfg.schedule_tick_ms = 100;
+    let fx = Fixture::new();
+    let catalog = Catalog::load(Some(&fx.catalog(INPROCESS_TOOLS))).unwrap();
+    (cfg, catalog, fx)
+}
+
 pub const INPROCESS_TOOLS: &str = r#"
 [tools.noop]
 executor = "noop"
@@ -764,6 +775,18 @@ impl Tokens {
         let path = dir.join("tokens.toml");
         std::fs::write(&path, text).expect("write tokens file");
         Self { path, tokens }
+    }
+
+    /// Rewrites the tokens file without the entries of `tenant` (its revocation; the API
+    /// takes it on SIGHUP).
+    pub fn revoke_tenant(&self, tenant: &str) {
+        let text = std::fs::read_to_string(&self.path).expect("read tokens file");
+        let kept: String = text
+            .split("[[tokens]]")
+            .filter(|e| !e.trim().is_empty() && !e.contains(&format!("tenant = \"{tenant}\"")))
+            .map(|e| format!("[[tokens]]{e}"))
+            .collect();
+        std::fs::write(&self.path, kept).expect("write tokens file");
     }
 
     /// The plaintext token named `name`.
