@@ -1,5 +1,6 @@
-//! SSE and revocation (issue 19, item 7): an event stream opened with a token that a reload of
-//! the tokens file (SIGHUP) revokes ends, while a stream of a token that stays keeps going.
+//! SSE and revocation (issue 19, item 7): an event stream, and an MCP session's stream, opened
+//! with a token that a reload of the tokens file (SIGHUP) revokes end, while a stream of a token
+//! that stays keeps going.
 //! The API is the real binary (it gets the signal); the worker runs the in-process `sleep` tool.
 
 use std::time::Duration;
@@ -114,6 +115,38 @@ async fn a_stream_whose_token_a_reload_revoked_ends_and_others_go_on() {
         );
     }
 
+    // The revoked token's MCP session has a stream open too (`GET /mcp`, keep-alives only).
+    let init = http()
+        .post(format!("{base}/mcp"))
+        .bearer_auth(&gone)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(
+            json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{
+                "protocolVersion":"2025-11-25","capabilities":{},
+                "clientInfo":{"name":"test","version":"0"}}})
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(init.status(), 200);
+    let session = init.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let mcp = http()
+        .get(format!("{base}/mcp"))
+        .bearer_auth(&gone)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", "2025-11-25")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(mcp.status(), 200);
+    let mut mcp_stream = mcp.bytes_stream().boxed();
+
     // The operator removes `gone` and reloads.
     std::fs::write(
         &path,
@@ -125,6 +158,19 @@ async fn a_stream_whose_token_a_reload_revoked_ends_and_others_go_on() {
         !revoked.until("event: done", Duration::from_secs(10)).await,
         "the revoked token's stream ended before the job did: {}",
         revoked.seen
+    );
+    // Its MCP stream ends as well.
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(chunk) = mcp_stream.next().await {
+            if chunk.is_err() {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(
+        ended.is_ok(),
+        "the revoked token's MCP stream is still open"
     );
     let r = http()
         .get(format!("{base}/v1/jobs/long/events"))

@@ -72,6 +72,18 @@ impl Auth {
         }
     }
 
+    /// Whether `token` (the one that opened a long-lived stream) is still in the tokens file,
+    /// for the same tenant, whatever its scopes: what an MCP session's stream needs.
+    pub fn still_valid(&self, token: Option<&Token>) -> bool {
+        match token {
+            None => self.is_open(),
+            Some(token) => token
+                .scopes
+                .iter()
+                .any(|scope| self.current().still_grants(token, scope)),
+        }
+    }
+
     pub fn is_open(&self) -> bool {
         self.path.is_none()
     }
@@ -137,5 +149,13 @@ impl Auth {
             max_queued: limits.max_queued.unwrap_or(cfg.tenant_max_queued),
             max_running: limits.max_running.unwrap_or(cfg.tenant_max_running),
         })
+    }
+}
+
+/// Resolves at the next reload of the tokens file (never, if reloads can no longer happen): a
+/// long-lived stream waits on it to re-check its token at once.
+pub async fn reloaded(reloads: &mut tokio::sync::watch::Receiver<u64>) {
+    if reloads.changed().await.is_err() {
+        std::future::pending::<()>().await;
     }
 }

@@ -379,11 +379,21 @@ pub async fn get(
         Ok(id) => id,
         Err(resp) => return Ok(resp),
     };
+    let mut reloads = state.inner.auth.reloads();
     let stream = async_stream::stream! {
         let ttl = state.inner.cfg.mcp_session_ttl_sec;
         let end = tokio::time::Instant::now() + GET_STREAM_LIFE;
         while tokio::time::Instant::now() < end {
-            tokio::time::sleep(Duration::from_secs(30).min(end - tokio::time::Instant::now())).await;
+            let wait = Duration::from_secs(30).min(end - tokio::time::Instant::now());
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = crate::auth::reloaded(&mut reloads) => {}
+            }
+            // A reload may have revoked the token that opened the session: then the stream ends.
+            if !state.inner.auth.still_valid(caller.token.as_ref()) {
+                tracing::info!(token = %caller.name, "MCP stream ended: its token was revoked");
+                break;
+            }
             if matches!(state.queue().session_get(&id, ttl).await, Ok(None)) {
                 break;
             }

@@ -163,19 +163,12 @@ fn event_stream(
                 // A reload of the tokens file wakes the stream too, to re-check its token.
                 let notified = tokio::select! {
                     n = sub.wait(Duration::from_secs(15)) => n,
-                    () = reloaded(&mut reloads) => true,
+                    () = crate::auth::reloaded(&mut reloads) => true,
                 };
                 if !notified && matches!(state.queue().get(&caller.tenant, &id).await, Ok(None)) {
                     return;
                 }
             }
         }
-    }
-}
-
-/// Resolves at the next reload of the tokens file (never, if reloads can no longer happen).
-async fn reloaded(reloads: &mut tokio::sync::watch::Receiver<u64>) {
-    if reloads.changed().await.is_err() {
-        std::future::pending::<()>().await;
     }
 }
