@@ -67,7 +67,7 @@ impl Stack {
     }
 
     async fn submit(&self, cid: &str) -> u16 {
-        let body = json!({"tool": "noop", "target": "10.0.0.5", "correlation_id": cid});
+        let body = json!({"tool": "noop", "target": "127.0.0.1", "correlation_id": cid});
         self.call(reqwest::Method::POST, "/v1/jobs", Some(body))
             .await
             .status()
@@ -241,7 +241,7 @@ async fn cancel_and_retry_are_audited_once_in_one_shape_from_rest_and_mcp() {
     let send =
         |req: reqwest::RequestBuilder| async move { req.bearer_auth(blue).send().await.unwrap() };
     for cid in ["rest", "mcp", "task"] {
-        let body = json!({"tool": "noop", "target": "10.0.0.5", "correlation_id": cid});
+        let body = json!({"tool": "noop", "target": "127.0.0.1", "correlation_id": cid});
         let r = send(http().post(format!("{base}/v1/jobs")).json(&body)).await;
         assert_eq!(r.status(), 202);
     }
@@ -327,7 +327,7 @@ async fn cancel_and_retry_are_audited_once_in_one_shape_from_rest_and_mcp() {
         assert_eq!(a["token"], "blue");
         assert_eq!(a["tenant"], "blue");
         assert_eq!(a["tool"], "noop");
-        assert_eq!(a["scan_target"], "10.0.0.5");
+        assert_eq!(a["scan_target"], "127.0.0.1");
         assert_eq!(a["outcome"], "cancelled");
     }
     let retries = of("retry", "rest");

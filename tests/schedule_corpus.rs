@@ -32,7 +32,7 @@ fn case(body: Value, field: &str) -> Case {
 /// own types are written as text).
 fn with_raw(base: &str, field: &str, value: &str) -> String {
     format!(
-        "{{\"tool\":\"noop\",\"target\":\"10.0.0.5\"{base},\"{field}\":{value}}}",
+        "{{\"tool\":\"noop\",\"target\":\"127.0.0.1\"{base},\"{field}\":{value}}}",
         base = if base.is_empty() {
             String::new()
         } else {
@@ -100,7 +100,7 @@ fn corpus() -> Vec<Case> {
         }
     }
     let t = |extra: Value| {
-        let mut b = json!({"tool":"noop","target":"10.0.0.5"});
+        let mut b = json!({"tool":"noop","target":"127.0.0.1"});
         for (k, v) in extra.as_object().unwrap() {
             b[k] = v.clone();
         }
@@ -196,12 +196,12 @@ fn corpus() -> Vec<Case> {
     cases.push(case(t(json!({})), "cron"));
     // The template's strings.
     for target in [
-        json!("8.8.8.8"),
+        json!("192.0.2.1"),
         json!(""),
-        json!("10.0.0.5\u{0000}"),
+        json!("127.0.0.1\u{0000}"),
         json!(huge.clone()),
         json!(5),
-        json!(["10.0.0.5"]),
+        json!(["127.0.0.1"]),
     ] {
         cases.push(case(
             json!({"tool": "noop", "target": target, "every_sec": 60}),
@@ -209,7 +209,7 @@ fn corpus() -> Vec<Case> {
         ));
     }
     cases.push(case(
-        json!({"tool": 7, "target": "10.0.0.5", "every_sec": 60}),
+        json!({"tool": 7, "target": "127.0.0.1", "every_sec": 60}),
         "tool",
     ));
     cases.push(case(
@@ -254,15 +254,15 @@ fn corpus() -> Vec<Case> {
     // Duplicate keys: refused by the JSON layer (400), naming the key.
     for (body, field) in [
         (
-            "{\"tool\":\"noop\",\"target\":\"10.0.0.5\",\"every_sec\":60,\"every_sec\":1}",
+            "{\"tool\":\"noop\",\"target\":\"127.0.0.1\",\"every_sec\":60,\"every_sec\":1}",
             "every_sec",
         ),
         (
-            "{\"tool\":\"noop\",\"target\":\"8.8.8.8\",\"target\":\"10.0.0.5\",\"every_sec\":60}",
+            "{\"tool\":\"noop\",\"target\":\"127.0.0.2\",\"target\":\"127.0.0.1\",\"every_sec\":60}",
             "target",
         ),
         (
-            "{\"tool\":\"noop\",\"target\":\"10.0.0.5\",\"cron\":\"0 3 * * *\",\"cron\":\"* * * * *\"}",
+            "{\"tool\":\"noop\",\"target\":\"127.0.0.1\",\"cron\":\"0 3 * * *\",\"cron\":\"* * * * *\"}",
             "cron",
         ),
     ] {
@@ -331,7 +331,7 @@ async fn every_hostile_schedule_body_is_refused_naming_its_field_and_the_schedul
     );
 
     // The scheduler still fires a good schedule.
-    let good = json!({"tool":"noop","target":"10.0.0.5","every_sec":1});
+    let good = json!({"tool":"noop","target":"127.0.0.1","every_sec":1});
     let r = http()
         .put(format!("{base}/v1/schedules/good"))
         .json(&good)

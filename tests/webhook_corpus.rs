@@ -97,7 +97,7 @@ fn corpus(good: &str) -> Vec<(String, String)> {
         "gopher://127.0.0.1:6379/_FLUSHALL".into(),
         "http://".into(),
         "http://169.254.169.254/latest/meta-data/".into(),
-        "http://10.0.0.5/hook".into(),
+        "http://127.0.0.2/hook".into(),
         "http://[::1]/hook".into(),
         format!("{good}\u{0}"),
         format!("{good}\r\nX-Injected: 1"),
@@ -187,7 +187,7 @@ fn corpus(good: &str) -> Vec<(String, String)> {
     add(
         "url",
         format!(
-            "{{\"url\":\"{good}\",\"url\":\"http://10.0.0.5/\",\"events\":[\"job.succeeded\"]}}"
+            "{{\"url\":\"{good}\",\"url\":\"http://127.0.0.2/\",\"events\":[\"job.succeeded\"]}}"
         ),
     );
     add(

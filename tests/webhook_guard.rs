@@ -132,7 +132,7 @@ async fn the_allow_list_compares_parsed_scheme_host_port_and_path_segments() {
         format!("http://127.0.0.1:{port}/hooksevil"),
         format!("http://127.0.0.1:{port}/hooks/../admin"),
         format!("http://127.0.0.1:{port}.evil/hooks"),
-        format!("http://127.0.0.1:{port}@10.0.0.5/hooks"),
+        format!("http://127.0.0.1:{port}@127.0.0.2/hooks"),
         format!("http://user@127.0.0.1:{port}/hooks"),
         format!("http://127.0.0.1:{port}/hooks/a\r\nX-Injected: 1"),
         format!("http://127.0.0.1:{port}/hooks/\ta"),
@@ -345,7 +345,7 @@ async fn a_tenant_has_at_most_its_cap_of_webhooks_and_every_change_is_audited() 
     assert!(doc.get("secret").is_none(), "{doc}");
     let r = put(
         ids[0].clone(),
-        json!({"url": "http://10.0.0.5/", "events": ["job.failed"]}),
+        json!({"url": "http://127.0.0.2/", "events": ["job.failed"]}),
     )
     .await;
     assert_eq!(r.status(), 422);
