@@ -123,16 +123,23 @@ impl Queue {
         cid: &CorrelationId,
         caps: Option<TenantCaps>,
     ) -> Result<JobDocument, QueueError> {
-        let Some((tool, doc)) = self.get(tenant, cid).await? else {
+        // Its state only (the script checks it again, atomically): a job that cannot be
+        // retried is a conflict before any place is reserved for it.
+        let Some(tool) = self.locate(tenant, cid).await? else {
             return Err(QueueError::NotFound);
         };
-        if !matches!(doc.state, JobState::Failed | JobState::Cancelled) {
+        let id = JobId::new(tool.clone(), tenant.clone(), cid.clone());
+        let state = self.job_fields(tenant, cid, &["state"]).await?;
+        let state = state
+            .as_ref()
+            .and_then(|f| f.get("state"))
+            .ok_or(QueueError::NotFound)?;
+        if state != JobState::Failed.as_str() && state != JobState::Cancelled.as_str() {
             return Err(QueueError::Final {
-                state: doc.state.to_string(),
+                state: state.clone(),
             });
         }
         self.check_gate(&tool, false).await?;
-        let id = JobId::new(tool.clone(), tenant.clone(), cid.clone());
         let added = match caps {
             Some(caps) => self.reserve_place(tenant, &id, caps).await?,
             None => false,

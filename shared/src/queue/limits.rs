@@ -38,6 +38,15 @@ pub enum Standing {
     Unknown,
 }
 
+/// What the fleet's published tenant list says of one tenant (see [`Standing`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Membership {
+    Open,
+    Member,
+    Gone,
+    Unknown,
+}
+
 /// The auth mode an API publishes: `open` or `tokens`.
 const MODE_OPEN: &str = "open";
 const MODE_TOKENS: &str = "tokens";
@@ -221,24 +230,36 @@ impl Queue {
     /// dispatcher). It fails closed: a fleet with a tokens file whose caps for the tenant
     /// cannot be read is [`Standing::Unknown`], never "no caps".
     pub async fn tenant_standing(&self, tenant: &TenantId) -> Result<Standing, QueueError> {
+        Ok(match self.tenant_membership(tenant).await? {
+            Membership::Open => Standing::Open,
+            Membership::Gone => Standing::Revoked,
+            Membership::Unknown => Standing::Unknown,
+            Membership::Member => match self.published_caps(tenant).await? {
+                Some(caps) => Standing::Active(caps),
+                None => Standing::Unknown,
+            },
+        })
+    }
+
+    /// Whether the fleet's tokens file no longer names `tenant` (one round trip, no caps read):
+    /// what a webhook delivery checks before each attempt.
+    pub async fn tenant_revoked(&self, tenant: &TenantId) -> Result<bool, QueueError> {
+        Ok(self.tenant_membership(tenant).await? == Membership::Gone)
+    }
+
+    /// The auth mode and the tenant's membership, as the APIs last published them.
+    async fn tenant_membership(&self, tenant: &TenantId) -> Result<Membership, QueueError> {
         let mut con = self.connection().await?;
         let (mode, member): (Option<String>, Option<String>) = redis::pipe()
             .get(self.keys.fleet_auth())
             .hget(self.keys.fleet_tenants(), tenant.as_str())
             .query_async(&mut con)
             .await?;
-        match mode.as_deref() {
-            Some(MODE_OPEN) => return Ok(Standing::Open),
-            Some(MODE_TOKENS) => {}
-            _ => return Ok(Standing::Unknown),
-        }
-        if member.is_none() {
-            return Ok(Standing::Revoked);
-        }
-        drop(con);
-        Ok(match self.published_caps(tenant).await? {
-            Some(caps) => Standing::Active(caps),
-            None => Standing::Unknown,
+        Ok(match (mode.as_deref(), member) {
+            (Some(MODE_OPEN), _) => Membership::Open,
+            (Some(MODE_TOKENS), None) => Membership::Gone,
+            (Some(MODE_TOKENS), Some(_)) => Membership::Member,
+            _ => Membership::Unknown,
         })
     }
 

@@ -18,7 +18,7 @@ use super::signature;
 use super::store::{Delivery, HookError, WebhookStore};
 use crate::config::Config;
 use crate::domain::TenantId;
-use crate::queue::{Queue, Standing};
+use crate::queue::Queue;
 use crate::scripts::InFlight;
 use crate::validate::url::{AllowedUrls, Pinned, WebhookUrl};
 use crate::validate::{Resolver, SystemResolver};
@@ -119,9 +119,8 @@ impl Dispatcher {
     /// be read (no API has published yet) delays nothing, since the subscription was checked
     /// when it was made and dropping would lose events.
     async fn may_deliver(&self, tenant: &TenantId) -> bool {
-        match self.queue.tenant_standing(tenant).await {
-            Ok(Standing::Revoked) => false,
-            Ok(_) => true,
+        match self.queue.tenant_revoked(tenant).await {
+            Ok(revoked) => !revoked,
             Err(err) => {
                 tracing::debug!(error = %err, "Could not read the tenant's standing; delivering");
                 true
