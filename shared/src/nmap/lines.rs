@@ -62,9 +62,11 @@ fn leading_number(s: &str) -> Option<f64> {
 }
 
 fn trailing_number(s: &str) -> Option<f64> {
+    // After the last character that is not part of a number (it may be several bytes long).
     let start = s
-        .rfind(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .map_or(0, |i| i + 1);
+        .char_indices()
+        .rfind(|(_, c)| !(c.is_ascii_digit() || *c == '.'))
+        .map_or(0, |(i, c)| i + c.len_utf8());
     s[start..].parse().ok()
 }
 
@@ -119,6 +121,16 @@ mod tests {
             .filter_map(|c| p.feed(c.as_bytes()))
             .map(|p| p.percent)
             .collect()
+    }
+
+    /// Found by the property test: a multi-byte character before the end of a line was cut
+    /// in half when looking for a trailing number (a panic in the worker on non-ASCII output).
+    #[test]
+    fn a_line_ending_in_a_multi_byte_character_is_no_number_and_no_panic() {
+        assert_eq!(trailing_number("À"), None);
+        assert_eq!(trailing_number("}х"), None);
+        assert_eq!(trailing_number("ñ42"), Some(42.0));
+        assert!(percents(&["À\n", "progress 5 х\n"]).len() <= 1);
     }
 
     #[test]
