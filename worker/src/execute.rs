@@ -183,8 +183,13 @@ fn sandbox_spec(
     args: &[String],
     address: &str,
     timeout: Duration,
+    raw: bool,
 ) -> SandboxSpec {
     let mut argv: Vec<String> = args.to_vec();
+    if raw {
+        // Not root, only CAP_NET_RAW: nmap must be told it may use raw sockets.
+        argv.extend(RAW_ARGS.iter().map(|a| (*a).to_owned()));
+    }
     argv.extend(spec.output_args.iter().cloned());
     argv.push(address.to_owned());
     let mut s = SandboxSpec::new(spec.command.clone(), argv);
@@ -193,6 +198,7 @@ fn sandbox_spec(
     s.stderr_cap = spec.stderr_cap;
     s.run_as = w.cfg.tool_user.clone();
     s.seccomp = true;
+    s.cgroups = w.cgroups.clone();
     let mb = |v: Option<u64>| v.map(|m| m * 1024 * 1024);
     s.limits = Limits {
         cpu_sec: spec.limits.cpu_sec,
@@ -202,6 +208,26 @@ fn sandbox_spec(
         file_size_bytes: mb(spec.limits.file_size_mb),
     };
     s
+}
+
+/// What a raw-socket run adds to the tool's arguments.
+const RAW_ARGS: &[&str] = &["--privileged"];
+
+/// The run needs raw sockets (decided here from the arguments that will run, whatever the job
+/// document says).
+fn needs_raw(args: &[String]) -> bool {
+    const RAW: &[&str] = &[
+        "-sS",
+        "-sU",
+        "-sA",
+        "-sW",
+        "-sN",
+        "-sF",
+        "-sX",
+        "-O",
+        "--traceroute",
+    ];
+    args.iter().any(|a| RAW.contains(&a.as_str()))
 }
 
 /// How many addresses a target covers (for progress across host groups).
@@ -237,9 +263,10 @@ async fn exec(
     timeout: Duration,
     job: &RunningJob,
 ) -> Ran {
-    let mut sb = sandbox_spec(w, spec, args, address, timeout);
+    let raw = needs_raw(args);
+    let mut sb = sandbox_spec(w, spec, args, address, timeout, raw);
     let lease = match &w.egress {
-        Some(egress) => match egress.confine(address).await {
+        Some(egress) => match egress.confine(address, raw).await {
             Ok(lease) => Some(lease),
             Err(e) => {
                 tracing::error!(error = %e, "Could not confine the tool");
@@ -253,9 +280,25 @@ async fn exec(
                 );
             }
         },
+        // Never unconfined: a raw-socket job goes back to the queue for a worker that can.
+        None if raw => {
+            return Ran::Retry(
+                ErrorInfo::new(
+                    ErrorType::ExecutionError,
+                    format!(
+                        "worker {} cannot confine raw-socket scans; the job waits for one that can",
+                        w.queue.id()
+                    ),
+                ),
+                None,
+                Some(FailureKind::SpawnError),
+            );
+        }
         None => None,
     };
     sb.run_as_uid = lease.as_ref().map(crate::confine::Lease::uid);
+    sb.net_ns = lease.as_ref().and_then(crate::confine::Lease::net_ns);
+    sb.raw_sockets = raw;
     let command: Vec<String> = std::iter::once(sb.program.clone())
         .chain(sb.args.iter().cloned())
         .collect();

@@ -69,6 +69,7 @@ impl Worker {
     ) -> anyhow::Result<Self> {
         // Before Redis: a worker that must confine and cannot refuses to start at once.
         let (confinement, egress) = crate::confine::setup(&cfg).await?;
+        let cgroups = run_cgroups();
         let id = cfg.worker_id.clone().unwrap_or_else(default_id);
         let queue = Consumer::new(&cfg, &catalog, id).map_err(anyhow::Error::msg)?;
         let cancels = Listener::start(queue.pool().clone(), queue.keys().cancel_channel());
@@ -99,6 +100,7 @@ impl Worker {
             slot_freed: Notify::new(),
             confinement,
             egress,
+            cgroups,
         });
         tokio::spawn(completer::run(shared.clone(), rx));
         shared.queue.ensure_groups().await;
@@ -274,6 +276,22 @@ impl Worker {
                 _ = w.slot_freed.notified() => {}
                 _ = tokio::time::sleep(Duration::from_millis(100)) => {}
             }
+        }
+    }
+}
+
+/// A cgroup per run where this worker can make them (a writable cgroup v2 with `cgroup.kill`),
+/// after removing what dead workers left; otherwise runs go without (said once, here).
+fn run_cgroups() -> Option<Arc<crate::sandbox::CgroupRoot>> {
+    match crate::sandbox::CgroupRoot::detect() {
+        Ok(root) => {
+            let stale = root.clear_stale();
+            tracing::info!(dir = %root.dir().display(), stale_removed = stale, "Each tool run gets a cgroup of its own");
+            Some(Arc::new(root))
+        }
+        Err(why) => {
+            tracing::warn!(reason = %why, "No cgroup per run: a process that leaves the tool's group is found by its uid only");
+            None
         }
     }
 }

@@ -70,6 +70,8 @@ pub struct Shared {
     /// How tool runs are confined, and the confinement when it is on.
     pub confinement: crate::confine::Status,
     pub egress: Option<Arc<crate::confine::Egress>>,
+    /// Where each run gets a cgroup of its own (`None`: no writable cgroup v2 here).
+    pub cgroups: Option<Arc<crate::sandbox::CgroupRoot>>,
     /// Emits webhook events and change summaries of finished jobs (never blocks a job).
     pub job_events: scanq::webhook::JobEvents,
 }

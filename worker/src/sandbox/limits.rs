@@ -6,6 +6,7 @@
 #![allow(unsafe_code)]
 
 use std::io;
+use std::os::fd::RawFd;
 use std::path::Path;
 
 use nix::sys::prctl;
@@ -77,7 +78,18 @@ pub(crate) struct ChildSetup {
     rlimits: [Option<Rlimit>; MAX_RLIMITS],
     user: Option<(Uid, Gid)>,
     parent: Pid,
+    /// `cgroup.procs` of the run's cgroup, to join before anything else.
+    cgroup_procs: Option<RawFd>,
+    /// The run's network namespace, entered while still root.
+    net_ns: Option<RawFd>,
+    /// Keep `CAP_NET_RAW` (and only it) across the uid switch and `exec`.
+    raw_sockets: bool,
 }
+
+/// `CAP_NET_RAW`, the one capability a raw-socket run keeps.
+const CAP_NET_RAW: u32 = 13;
+/// `_LINUX_CAPABILITY_VERSION_3`.
+const CAP_VERSION_3: u32 = 0x2008_0522;
 
 impl ChildSetup {
     /// Computes the limits for `spec`. A non-root worker cannot raise a hard limit, so values
@@ -111,20 +123,57 @@ impl ChildSetup {
             ],
             user: user.map(|u| (u.uid, u.gid)),
             parent: getpid(),
+            cgroup_procs: None,
+            net_ns: None,
+            raw_sockets: false,
         }
+    }
+
+    /// Joins the cgroup whose `cgroup.procs` is open as `fd` first thing in the child.
+    pub(crate) fn in_cgroup(mut self, fd: Option<RawFd>) -> Self {
+        self.cgroup_procs = fd;
+        self
+    }
+
+    /// Enters the network namespace open as `fd` and keeps `CAP_NET_RAW` for the tool (only
+    /// with a uid switch: root keeps every capability anyway, which raw runs never get).
+    pub(crate) fn in_net_ns(mut self, fd: Option<RawFd>, raw_sockets: bool) -> Self {
+        self.net_ns = fd;
+        self.raw_sockets = raw_sockets && fd.is_some() && self.user.is_some();
+        self
     }
 
     /// Runs in the forked child. Only async-signal-safe system calls through nix's thin wrappers;
     /// errors are raw errno values (`io::Error::from(Errno)` does not allocate).
     fn apply(&self) -> io::Result<()> {
+        if let Some(fd) = self.cgroup_procs {
+            // "0" is the writing process itself.
+            // SAFETY: a plain write of a static byte to an fd the parent keeps open.
+            if unsafe { libc::write(fd, b"0".as_ptr().cast(), 1) } != 1 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        if let Some(fd) = self.net_ns {
+            // SAFETY: setns on an fd the parent keeps open for the run.
+            if unsafe { libc::setns(fd, libc::CLONE_NEWNET) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
         for rl in self.rlimits.iter().flatten() {
             setrlimit(rl.resource, rl.soft, rl.hard)?;
+        }
+        if self.raw_sockets {
+            keep_only_net_raw_bounding()?;
+            prctl::set_keepcaps(true)?;
         }
         if let Some((uid, gid)) = self.user {
             // Order matters: groups and gid while still root, uid last.
             setgroups(&[])?;
             setgid(gid)?;
             setuid(uid)?;
+        }
+        if self.raw_sockets {
+            raise_net_raw()?;
         }
         // Set after the uid change: changing credentials clears the parent-death signal.
         //
@@ -141,6 +190,78 @@ impl ChildSetup {
     }
 }
 
+/// Drops every capability but `CAP_NET_RAW` from the bounding set (while still root), so nothing
+/// the tool executes can ever get another one.
+fn keep_only_net_raw_bounding() -> io::Result<()> {
+    for cap in 0..64u32 {
+        if cap == CAP_NET_RAW {
+            continue;
+        }
+        // SAFETY: prctl with integer arguments only.
+        if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) } != 0 {
+            let err = io::Error::last_os_error();
+            // Past the kernel's last capability.
+            if err.raw_os_error() == Some(libc::EINVAL) {
+                break;
+            }
+            return Err(err);
+        }
+    }
+    Ok(())
+}
+
+/// After the uid switch (with keep-caps): `CAP_NET_RAW` alone in the permitted, effective and
+/// inheritable sets, and raised as ambient so it survives `exec` of an ordinary binary.
+fn raise_net_raw() -> io::Result<()> {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: libc::c_int,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    let bit = 1u32 << CAP_NET_RAW;
+    let header = Header {
+        version: CAP_VERSION_3,
+        pid: 0,
+    };
+    let data = [
+        Data {
+            effective: bit,
+            permitted: bit,
+            inheritable: bit,
+        },
+        Data {
+            effective: 0,
+            permitted: 0,
+            inheritable: 0,
+        },
+    ];
+    // SAFETY: capset with pointers to stack values of the kernel's v3 layout.
+    if unsafe { libc::syscall(libc::SYS_capset, &header, data.as_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: prctl with integer arguments only.
+    let raised = unsafe {
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_RAISE as libc::c_ulong,
+            CAP_NET_RAW as libc::c_ulong,
+            0,
+            0,
+        )
+    };
+    if raised != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Installs `setup` as the command's pre-exec hook, and then the seccomp `filter` (compiled in
 /// the parent), last before `exec`.
 pub(crate) fn install(
@@ -151,7 +272,8 @@ pub(crate) fn install(
     // SAFETY: the closure runs in the child between fork and exec, where only async-signal-safe
     // work is allowed. It captures a `Copy` value and an already-built filter by move (no heap
     // allocation and no shared state with the parent happen in the child) and calls only
-    // setrlimit, setgroups, setgid, setuid, prctl, getppid and seccomp, through nix's and
+    // write (joining the run's cgroup), setns, setrlimit, setgroups, setgid, setuid, prctl,
+    // capset, getppid and seccomp, through libc, nix's and
     // seccompiler's thin wrappers, none of which allocate or take locks (`apply_filter` builds
     // its `sock_fprog` on the stack); errors are raw OS errors, which do not allocate either.
     unsafe {

@@ -7,9 +7,11 @@
 //! Submodules: `spec` (what to run), `limits` (the child's pre-exec setup, the only `unsafe`),
 //! `output` (capped pipe readers), `kill` (group kills), `seccomp` (the system-call filter).
 
+mod cgroup;
 mod kill;
 mod limits;
 mod output;
+mod owner;
 pub mod seccomp;
 mod spec;
 
@@ -25,8 +27,10 @@ use tokio::sync::mpsc::UnboundedSender;
 use tokio::time::{Instant, sleep, timeout};
 use tokio_util::sync::CancellationToken;
 
+pub use cgroup::{CgroupRoot, RunCgroup};
 pub use kill::{GroupKill, kill_group};
 pub use output::{OutputChunk, Stream};
+pub use owner::Owner;
 pub use spec::{
     CPU_SLACK, DEFAULT_KILL_GRACE, DEFAULT_PATH, DEFAULT_STDERR_CAP, DEFAULT_STDOUT_CAP,
     DEFAULT_TIMEOUT, Limits, SandboxSpec,
@@ -58,6 +62,9 @@ pub struct RunOutcome {
     pub duration: Duration,
     /// The leader's pid, which is also the process-group id.
     pub pid: u32,
+    /// Processes still in the run's cgroup after the leader and its group were gone (escapees:
+    /// `setsid`, double forks), all killed with the cgroup. 0 without a cgroup.
+    pub escaped: usize,
 }
 
 /// Why a tool could not be started.
@@ -136,9 +143,15 @@ pub async fn run(
         .process_group(0)
         .kill_on_drop(true);
     let filter = spec.seccomp.then(seccomp::compile).transpose()?;
+    let cgroup = match &spec.cgroups {
+        Some(root) => Some(root.create()?),
+        None => None,
+    };
     limits::install(
         &mut cmd,
-        limits::ChildSetup::plan(spec, user.as_ref()),
+        limits::ChildSetup::plan(spec, user.as_ref())
+            .in_cgroup(cgroup.as_ref().map(RunCgroup::procs_fd))
+            .in_net_ns(spec.net_ns, spec.raw_sockets),
         filter,
     );
 
@@ -190,8 +203,20 @@ pub async fn run(
     let duration = started.elapsed();
     // The leader is a zombie: its accounting is still readable and its pgid cannot be reused.
     let cpu_used = kill::cpu_seconds(leader);
-    // Whatever the leader left behind in its group (children holding our pipes) dies now.
+    // Whatever the leader left behind in its group (children holding our pipes) dies now, and
+    // with the cgroup whatever left the group too.
     kill::kill_rest(leader);
+    let escaped = match cgroup {
+        Some(cg) => cg.close().await,
+        None => 0,
+    };
+    if escaped > 0 {
+        tracing::warn!(
+            pid = raw_pid,
+            escaped,
+            "Processes that left the tool's group were killed with its cgroup"
+        );
+    }
     guard.disarm();
     let status = child.wait().await?;
 
@@ -220,6 +245,7 @@ pub async fn run(
         resource_exhausted: resource_exhausted.map(str::to_owned),
         duration,
         pid: raw_pid,
+        escaped,
     })
 }
 

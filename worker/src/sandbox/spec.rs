@@ -41,6 +41,15 @@ pub struct SandboxSpec {
     /// Install the seccomp filter (`seccomp::DENIED` kills the tool). Sets `no_new_privs`, so
     /// file capabilities of the program (setcap) do not apply.
     pub seccomp: bool,
+    /// Give every run a cgroup of its own under this root, killed whole when the leader exits
+    /// (nothing the tool started outlives the run).
+    pub cgroups: Option<std::sync::Arc<super::CgroupRoot>>,
+    /// Run in this network namespace (an open fd the caller keeps for the run): the per-run
+    /// namespace of raw-socket confinement (`crate::confine`). Root only.
+    pub net_ns: Option<std::os::fd::RawFd>,
+    /// Keep `CAP_NET_RAW`, and only it, for the tool (ambient, across the uid switch and
+    /// `exec`). Only together with `net_ns` and a uid switch; ignored otherwise.
+    pub raw_sockets: bool,
     pub stdout_cap: usize,
     pub stderr_cap: usize,
 }
@@ -62,6 +71,9 @@ impl SandboxSpec {
             run_as: None,
             run_as_uid: None,
             seccomp: false,
+            cgroups: None,
+            net_ns: None,
+            raw_sockets: false,
             stdout_cap: DEFAULT_STDOUT_CAP,
             stderr_cap: DEFAULT_STDERR_CAP,
         }

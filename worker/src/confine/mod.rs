@@ -1,0 +1,464 @@
+//! Egress confinement (DESIGN §4, docs/sandbox.md): a second layer under validation. Each `exec`
+//! run gets a uid of its own from `sandbox_uid_range`, and before the tool starts one nftables
+//! transaction installs a chain that lets packets of that uid reach only the job's resolved
+//! target address and refuses (and counts) everything else, DNS included. The chain goes when
+//! the run ends; its counters become the job's `result.confinement`.
+//!
+//! One table, `inet scanq`, is owned by scanq: an `output` hook chain whose one rule looks the
+//! socket's uid up in the verdict map `runs` (`uid : jump run_<uid>`). A uid is claimed by
+//! *creating* its chain, which fails when another run (of any worker on the host) holds it; the
+//! chain's first rule names its owner (`scanq pid=<pid>`), so chains left by a worker that died
+//! are removed when a worker starts.
+
+mod netns;
+mod nft;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use scanq::config::{Config, EgressConfinement};
+use scanq::domain::Confinement;
+
+use crate::sandbox::Owner;
+use netns::RunNet;
+use nft::{LEGACY_OWNER_TAG, Nft, OWNER_TAG, TABLE, run_uid};
+
+pub use netns::MAX_RUNS;
+
+/// How this worker's tool runs are confined (heartbeat, `/v1/workers`, `/health`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Every `exec` run is confined by nftables.
+    Nftables,
+    /// `auto` without the privilege: tools run unconfined.
+    Unconfined,
+    /// `off`.
+    Off,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Nftables => "nftables",
+            Self::Unconfined => "unconfined",
+            Self::Off => "off",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfineError {
+    #[error("every sandbox uid ({first}-{last}) is in use by a confined run")]
+    PoolExhausted { first: u32, last: u32 },
+    #[error("nft failed: {0}")]
+    Nft(String),
+    #[error("the run's network namespace could not be set up: {0}")]
+    Net(String),
+    #[error("raw-socket scans cannot be confined on this worker: {0}")]
+    RawUnavailable(String),
+}
+
+/// The confinement of one worker: `nft`, the uids it hands out, and whether raw-socket runs
+/// can get a network namespace of their own (`raw`: the `ip` binary, or why not).
+#[derive(Debug)]
+pub struct Egress {
+    nft: Nft,
+    first: u32,
+    last: u32,
+    next: AtomicU32,
+    owner: String,
+    raw: Result<PathBuf, String>,
+}
+
+/// Decides the worker's confinement at start-up: `off` → none; otherwise checks the privilege,
+/// creates the table and clears stale runs. `required` without it is an error naming what is
+/// missing; `auto` warns and runs unconfined. Raw-socket confinement is checked too; without
+/// it the worker runs only plain scans (and says why).
+pub async fn setup(cfg: &Config) -> anyhow::Result<(Status, Option<Arc<Egress>>)> {
+    if cfg.egress_confinement == EgressConfinement::Off {
+        return Ok((Status::Off, None));
+    }
+    let (first, last) = cfg.sandbox_uids()?;
+    let ready = async {
+        privileged()?;
+        let egress = Egress {
+            nft: Nft::find()?,
+            first,
+            last,
+            next: AtomicU32::new(first + fastrand::u32(..=(last - first))),
+            owner: Owner::me().tag(),
+            raw: Err(String::new()),
+        };
+        egress
+            .nft
+            .apply(nft::ensure_table())
+            .await
+            .map_err(|e| e.to_string())?;
+        egress.clear_stale().await.map_err(|e| e.to_string())?;
+        Ok::<_, String>(egress)
+    };
+    match (ready.await, cfg.egress_confinement) {
+        (Ok(mut egress), _) => {
+            egress.raw = egress.raw_setup().await;
+            match &egress.raw {
+                Ok(_) => {
+                    tracing::info!(uids = %cfg.sandbox_uid_range, "Egress confinement on (nftables; raw-socket scans in a network namespace per run)")
+                }
+                Err(why) => {
+                    tracing::warn!(uids = %cfg.sandbox_uid_range, reason = %why, "Egress confinement on (nftables); raw-socket scans cannot be confined here and are not claimed")
+                }
+            }
+            Ok((Status::Nftables, Some(Arc::new(egress))))
+        }
+        (Err(why), EgressConfinement::Required) => anyhow::bail!(
+            "SCANQ_EGRESS_CONFINEMENT=required, but tools cannot be confined: {why}. Run the \
+             worker as root (or with CAP_NET_ADMIN, CAP_SETUID, CAP_SETGID and CAP_CHOWN), or set \
+             SCANQ_EGRESS_CONFINEMENT=auto to run unconfined"
+        ),
+        (Err(why), _) => {
+            tracing::warn!(reason = %why, "Egress confinement unavailable; tools run unconfined");
+            Ok((Status::Unconfined, None))
+        }
+    }
+}
+
+/// Root, or the capabilities confinement uses (nftables, switching uid, handing over the
+/// working directory).
+fn privileged() -> Result<(), String> {
+    let missing = missing_caps(&[
+        (12, "CAP_NET_ADMIN"),
+        (7, "CAP_SETUID"),
+        (6, "CAP_SETGID"),
+        (0, "CAP_CHOWN"),
+    ])?;
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "the worker is not root and lacks {}",
+            missing.join(", ")
+        ))
+    }
+}
+
+/// Which of `needed` (bit, name) are not in this process's effective set.
+fn missing_caps(needed: &[(u32, &'static str)]) -> Result<Vec<&'static str>, String> {
+    let status = std::fs::read_to_string("/proc/self/status").map_err(|e| e.to_string())?;
+    let eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or(0);
+    Ok(needed
+        .iter()
+        .filter(|(bit, _)| eff & (1 << bit) == 0)
+        .map(|(_, name)| *name)
+        .collect())
+}
+
+impl Egress {
+    /// Whether raw-socket runs can be confined here: the capabilities a run namespace needs,
+    /// the `ip` binary, a namespace made for real, the `netdev` table and NAT chain, a uid pool
+    /// the namespace addresses can cover.
+    async fn raw_setup(&self) -> Result<PathBuf, String> {
+        let missing = missing_caps(&[
+            (21, "CAP_SYS_ADMIN"),
+            (13, "CAP_NET_RAW"),
+            (8, "CAP_SETPCAP"),
+        ])?;
+        if !missing.is_empty() {
+            return Err(format!("the worker lacks {}", missing.join(", ")));
+        }
+        let size = self.last - self.first + 1;
+        if size > MAX_RUNS {
+            return Err(format!(
+                "SCANQ_SANDBOX_UID_RANGE has {size} uids; raw-socket confinement addresses at most {MAX_RUNS}"
+            ));
+        }
+        let ip = ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"]
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.is_file())
+            .ok_or("the `ip` binary is not installed (apt-get install iproute2)")?;
+        tokio::task::spawn_blocking(netns::probe)
+            .await
+            .map_err(|e| e.to_string())??;
+        self.nft
+            .apply(nft::ensure_raw_tables())
+            .await
+            .map_err(|e| e.to_string())?;
+        if let Ok(v) = std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward")
+            && v.trim() == "0"
+        {
+            tracing::warn!(
+                "net.ipv4.ip_forward is 0: raw-socket scans reach this host's own addresses only"
+            );
+        }
+        Ok(ip)
+    }
+
+    /// Raw-socket runs are confined in a network namespace of their own on this worker.
+    pub fn raw_ready(&self) -> bool {
+        self.raw.is_ok()
+    }
+
+    /// Removes runs whose owning worker is provably gone (crashed or SIGKILLed): same pid
+    /// namespace, and no process with its pid and start time. Runs owned from another pid
+    /// namespace are never touched.
+    async fn clear_stale(&self) -> Result<(), ConfineError> {
+        let listing = self.nft.list(&["list", "table", "inet", TABLE]).await?;
+        let mut owners: Vec<(u32, Option<String>)> = Vec::new();
+        for item in listing {
+            if let Some(chain) = item.get("chain")
+                && let Some(uid) = run_uid(chain["name"].as_str().unwrap_or(""))
+                && !owners.iter().any(|(u, _)| *u == uid)
+            {
+                owners.push((uid, None));
+            }
+            if let Some(rule) = item.get("rule")
+                && let Some(uid) = run_uid(rule["chain"].as_str().unwrap_or(""))
+                && let Some(comment) = rule["comment"].as_str()
+            {
+                owners.retain(|(u, _)| *u != uid);
+                owners.push((uid, Some(comment.to_owned())));
+            }
+        }
+        for (uid, owner) in owners {
+            if stale(owner.as_deref()) {
+                tracing::warn!(uid, owner = ?owner, "Removing a stale confinement left by a dead worker");
+                kill_uid(uid);
+                // Another worker starting at the same time may have removed it first.
+                if let Err(e) = self.remove(uid, self.raw.is_ok()).await {
+                    tracing::warn!(uid, error = %e, "Stale confinement not removed");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Claims a uid and installs its rules: packets of that uid reach `address` (an IPv4
+    /// address or CIDR) and nothing else. With `raw`, the run also gets a network namespace of
+    /// its own whose only way out is filtered the same way, at the link layer.
+    pub async fn confine(
+        self: &Arc<Self>,
+        address: &str,
+        raw: bool,
+    ) -> Result<Lease, ConfineError> {
+        let ip = match (&self.raw, raw) {
+            (Ok(ip), true) => Some(ip.clone()),
+            (Err(why), true) => return Err(ConfineError::RawUnavailable(why.clone())),
+            (_, false) => None,
+        };
+        let size = self.last - self.first + 1;
+        for _ in 0..size {
+            let n = self.next.fetch_add(1, Ordering::Relaxed);
+            let uid = self.first + n.wrapping_sub(self.first) % size;
+            match self
+                .nft
+                .apply(nft::run_rules(uid, address, &self.owner))
+                .await
+            {
+                Ok(()) => {
+                    // A process left over under this uid would be unconfined once we remove
+                    // the chain; make sure none exists before the tool starts.
+                    kill_uid(uid);
+                    let mut lease = Lease {
+                        egress: self.clone(),
+                        uid,
+                        allowed: address.to_owned(),
+                        released: false,
+                        net: None,
+                    };
+                    if let Some(ip) = ip {
+                        let net = RunNet::create(ip, uid, uid - self.first).await?;
+                        let rules = nft::raw_rules(uid, net.host_if_name(), net.addr(), address);
+                        lease.net = Some(net);
+                        self.nft.apply(rules).await?;
+                    }
+                    return Ok(lease);
+                }
+                Err(ConfineError::Nft(e)) if e.contains("File exists") => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(ConfineError::PoolExhausted {
+            first: self.first,
+            last: self.last,
+        })
+    }
+
+    /// Packets refused so far in `uid`'s chains (the sum of their counters).
+    async fn refused(&self, uid: u32, raw: bool) -> Result<u64, ConfineError> {
+        let chain = nft::run_chain(uid);
+        let mut n = nft::counted(
+            &self
+                .nft
+                .list(&["list", "chain", "inet", TABLE, &chain])
+                .await?,
+        );
+        if raw {
+            n += nft::counted(
+                &self
+                    .nft
+                    .list(&["list", "chain", "netdev", TABLE, &chain])
+                    .await?,
+            );
+        }
+        Ok(n)
+    }
+
+    /// Removes `uid`'s run in one transaction (map entry, rules, chains).
+    async fn remove(&self, uid: u32, raw: bool) -> Result<(), ConfineError> {
+        if self
+            .nft
+            .apply(nft::remove_run(uid, true, raw))
+            .await
+            .is_ok()
+        {
+            return Ok(());
+        }
+        // A chain whose map entry is already gone, or a plain run on a raw-capable worker.
+        if self
+            .nft
+            .apply(nft::remove_run(uid, false, raw))
+            .await
+            .is_ok()
+        {
+            return Ok(());
+        }
+        self.nft.apply(nft::remove_run(uid, false, false)).await
+    }
+}
+
+/// Whether a run chain's owner comment says its worker is provably gone.
+fn stale(owner: Option<&str>) -> bool {
+    let Some(comment) = owner else {
+        // A chain without its first rule: a claim interrupted half-way.
+        return true;
+    };
+    if let Some(tag) = comment.strip_prefix(OWNER_TAG) {
+        return Owner::parse(tag).is_none_or(|o| o.is_dead());
+    }
+    if let Some(pid) = comment.strip_prefix(LEGACY_OWNER_TAG) {
+        return !Path::new(&format!("/proc/{pid}")).exists();
+    }
+    false
+}
+
+/// One confined run's uid and rules (and, for raw runs, its network namespace);
+/// [`Lease::release`] removes them and reports what was refused. Dropped without release (an
+/// abandoned attempt), it removes them in the background.
+#[derive(Debug)]
+pub struct Lease {
+    egress: Arc<Egress>,
+    uid: u32,
+    allowed: String,
+    released: bool,
+    net: Option<RunNet>,
+}
+
+impl Lease {
+    pub fn uid(&self) -> u32 {
+        self.uid
+    }
+
+    /// The run's network namespace (an fd for the tool's pre-exec hook), for raw runs.
+    pub fn net_ns(&self) -> Option<std::os::fd::RawFd> {
+        self.net.as_ref().map(RunNet::fd)
+    }
+
+    /// Kills what is left under the uid, reads the counters, removes the rules; the run's
+    /// network namespace goes with its last fd.
+    pub async fn release(mut self) -> Confinement {
+        self.released = true;
+        let raw = self.net.is_some();
+        kill_uid(self.uid);
+        let refused = match self.egress.refused(self.uid, raw).await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(error = %e, uid = self.uid, "Could not read the confinement counters");
+                0
+            }
+        };
+        if let Err(e) = self.egress.remove(self.uid, raw).await {
+            tracing::error!(error = %e, uid = self.uid, "Could not remove a run's confinement");
+        }
+        self.net = None;
+        Confinement {
+            mode: if raw {
+                "netns"
+            } else {
+                Status::Nftables.as_str()
+            }
+            .to_owned(),
+            uid: self.uid,
+            allowed: vec![self.allowed.clone()],
+            refused_attempts: refused,
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if !self.released {
+            let (egress, uid, raw) = (self.egress.clone(), self.uid, self.net.is_some());
+            kill_uid(uid);
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(async move {
+                    let _ = egress.remove(uid, raw).await;
+                });
+            }
+        }
+    }
+}
+
+/// SIGKILLs every process whose real or effective uid is `uid` (a tool's escapees).
+fn kill_uid(uid: u32) {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for entry in dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else {
+            continue;
+        };
+        let owned = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .is_some_and(|ids| {
+                ids.split_whitespace()
+                    .take(2)
+                    .any(|id| id == uid.to_string())
+            });
+        if owned {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_provably_gone_owner_is_stale() {
+        let me = Owner::me().tag();
+        assert!(!stale(Some(&format!("{OWNER_TAG}{me}"))));
+        let other_ns = me.replacen(|c: char| c.is_ascii_digit(), "9", 1);
+        let _ = other_ns; // another namespace's inode cannot be forged reliably here
+        assert!(stale(Some(&format!("{OWNER_TAG}garbage"))));
+        assert!(stale(None));
+        assert!(stale(Some(&format!("{LEGACY_OWNER_TAG}{}", u32::MAX - 1))));
+        assert!(!stale(Some("someone else's comment")));
+    }
+}

@@ -1,0 +1,232 @@
+//! The network of one raw-socket run: a network namespace of its own whose only way out is a
+//! veth pair to the worker's namespace. Everything the tool sends — TCP, UDP, ICMP, raw IP and
+//! link-layer frames from AF_PACKET sockets alike — leaves its namespace through that veth and
+//! arrives on the worker's end, where an nftables `netdev` ingress chain (see `nft`) lets through
+//! only IPv4 from the run's own address to the job's targets. Nothing can route around it: the
+//! namespace has no other device (its loopback stays down), and the tool holds no capability but
+//! `CAP_NET_RAW` inside it.
+//!
+//! Addressing (no DHCP, no ARP): the tool's end gets `169.254.64.0/18 + index` as a /32 and a
+//! default route (and `127.0.0.0/8`, so loopback targets reach the worker's host) via
+//! [`GATEWAY`], with permanent neighbour entries on both ends; the worker's end has no address,
+//! only a /32 route back. `route_localnet` on both ends lets loopback targets through the veth;
+//! IPv6 is off in the run's namespace.
+//!
+//! The namespace is made by a short-lived thread (`unshare(CLONE_NEWNET)` changes only the
+//! calling thread) and held by an open fd; the tool's pre-exec hook enters it with `setns`. When
+//! the run is over and its cgroup is empty, dropping the fd lets the kernel destroy the namespace
+//! and with it the veth pair.
+//!
+//! Besides `sandbox/limits.rs`, the one other file with `unsafe`: `unshare`, `setns` and
+//! `gettid` have no safe wrapper in the features we build nix with.
+#![allow(unsafe_code)]
+
+use std::fs::File;
+use std::io::Write;
+use std::net::Ipv4Addr;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use super::ConfineError;
+
+/// The address the tool's namespace routes everything through (the worker's end of the veth,
+/// which answers for it with a permanent neighbour entry; it is never configured anywhere).
+pub const GATEWAY: Ipv4Addr = Ipv4Addr::new(169, 254, 0, 1);
+/// Tool addresses: one /32 per run from this /18 (16384 runs).
+pub const POOL: (Ipv4Addr, u8) = (Ipv4Addr::new(169, 254, 64, 0), 18);
+/// How many runs [`POOL`] can address at once.
+pub const MAX_RUNS: u32 = 1 << (32 - POOL.1);
+
+/// One run's network namespace and veth pair.
+#[derive(Debug)]
+pub struct RunNet {
+    ns: OwnedFd,
+    host_if: String,
+    addr: Ipv4Addr,
+}
+
+impl RunNet {
+    /// The tool's address for pool slot `index` (< [`MAX_RUNS`]).
+    pub fn address(index: u32) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(POOL.0) + index)
+    }
+
+    /// The worker-side interface name of `uid`'s run (unique: the uid is claimed host-wide).
+    pub fn host_if(uid: u32) -> String {
+        format!("sq{uid}h")
+    }
+
+    /// Makes the namespace and the veth pair for `uid`'s run, with the tool at pool slot `index`.
+    pub async fn create(ip: PathBuf, uid: u32, index: u32) -> Result<Self, ConfineError> {
+        tokio::task::spawn_blocking(move || {
+            // A thread of its own: it ends in the run's namespace and must not serve anyone else.
+            std::thread::spawn(move || make(&ip, uid, index))
+                .join()
+                .unwrap_or_else(|_| Err(ConfineError::Net("the namespace thread panicked".into())))
+        })
+        .await
+        .map_err(|e| ConfineError::Net(e.to_string()))?
+    }
+
+    pub fn fd(&self) -> RawFd {
+        self.ns.as_raw_fd()
+    }
+
+    pub fn host_if_name(&self) -> &str {
+        &self.host_if
+    }
+
+    pub fn addr(&self) -> Ipv4Addr {
+        self.addr
+    }
+}
+
+/// Runs in its own thread, which it moves into the new namespace.
+fn make(ip: &Path, uid: u32, index: u32) -> Result<RunNet, ConfineError> {
+    let net = |what: &str, e: std::io::Error| ConfineError::Net(format!("{what}: {e}"));
+    let home = File::open("/proc/thread-self/ns/net").map_err(|e| net("own namespace", e))?;
+    // SAFETY: unshare with a constant flag; affects this thread only.
+    if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+        return Err(net("unshare", std::io::Error::last_os_error()));
+    }
+    let ns: OwnedFd = File::open("/proc/thread-self/ns/net")
+        .map_err(|e| net("run namespace", e))?
+        .into();
+    // IPv6 off for every device of the run's namespace, before the veth end moves in.
+    for conf in ["all", "default"] {
+        let _ = sysctl(&format!("ipv6/conf/{conf}/disable_ipv6"), "1");
+    }
+    let host_if = RunNet::host_if(uid);
+    let tool_if = format!("sq{uid}t");
+    let addr = RunNet::address(index);
+    let (host_mac, tool_mac) = (mac(uid, 1), mac(uid, 2));
+    // SAFETY: gettid has no arguments and cannot fail.
+    let tid = unsafe { libc::gettid() };
+    let mut host = String::new();
+    if Path::new("/sys/class/net").join(&host_if).exists() {
+        // Left by a run of this uid whose namespace the kernel has not destroyed yet.
+        host.push_str(&format!("link del {host_if}\n"));
+    }
+    host.push_str(&format!(
+        "link add {host_if} address {host_mac} type veth peer name {tool_if} address {tool_mac} netns {tid}\n\
+         link set {host_if} up\n\
+         route add {addr}/32 dev {host_if}\n\
+         neigh replace {addr} lladdr {tool_mac} dev {host_if} nud permanent\n"
+    ));
+    run_ip(ip, &host, Some(home.as_raw_fd()))?;
+    // In the worker's namespace (opened there): loopback targets may cross the veth.
+    sysctl_in(&home, &format!("ipv4/conf/{host_if}/route_localnet"), "1")?;
+    sysctl_in(&home, &format!("ipv4/conf/{host_if}/forwarding"), "1")?;
+    sysctl(&format!("ipv4/conf/{tool_if}/route_localnet"), "1")
+        .map_err(|e| net("route_localnet", e))?;
+    let inside = format!(
+        "addr add {addr}/32 dev {tool_if}\n\
+         link set {tool_if} up\n\
+         neigh replace {GATEWAY} lladdr {host_mac} dev {tool_if} nud permanent\n\
+         route add default via {GATEWAY} dev {tool_if} onlink\n\
+         route add 127.0.0.0/8 via {GATEWAY} dev {tool_if} onlink\n"
+    );
+    run_ip(ip, &inside, None)?;
+    Ok(RunNet { ns, host_if, addr })
+}
+
+/// A locally administered MAC for one end of `uid`'s veth.
+fn mac(uid: u32, end: u8) -> String {
+    let b = uid.to_be_bytes();
+    format!("02:73:{:02x}:{:02x}:{:02x}:{end:02x}", b[1], b[2], b[3])
+}
+
+/// Writes `/proc/sys/net/<key>` in the calling thread's network namespace.
+fn sysctl(key: &str, value: &str) -> std::io::Result<()> {
+    std::fs::write(format!("/proc/sys/net/{key}"), value)
+}
+
+/// Writes a sysctl of the namespace `ns` from a thread of its own (sysctls of the network
+/// belong to the namespace of the thread that opens them).
+fn sysctl_in(ns: &File, key: &str, value: &str) -> Result<(), ConfineError> {
+    let fd = ns.as_raw_fd();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // SAFETY: setns on an fd that outlives this scoped thread.
+            if unsafe { libc::setns(fd, libc::CLONE_NEWNET) } != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            sysctl(key, value)
+        })
+        .join()
+        .unwrap_or_else(|_| Err(std::io::Error::other("panicked")))
+    })
+    .map_err(|e| ConfineError::Net(format!("sysctl net.{key}: {e}")))
+}
+
+/// Runs `ip -batch -` with `lines`, in namespace `ns` when given (else the calling thread's).
+fn run_ip(ip: &Path, lines: &str, ns: Option<RawFd>) -> Result<(), ConfineError> {
+    let mut cmd = Command::new(ip);
+    cmd.args(["-batch", "-"])
+        .env_clear()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    if let Some(fd) = ns {
+        // SAFETY: only setns, async-signal-safe, on an fd the parent keeps open.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    let err = |e: std::io::Error| ConfineError::Net(format!("ip: {e}"));
+    let mut child = cmd.spawn().map_err(err)?;
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(lines.as_bytes())
+        .map_err(err)?;
+    let out = child.wait_with_output().map_err(err)?;
+    if !out.status.success() {
+        return Err(ConfineError::Net(format!(
+            "ip: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(())
+}
+
+/// Checks that this worker can make run namespaces (a probe namespace, dropped at once).
+pub fn probe() -> Result<(), String> {
+    std::thread::spawn(|| {
+        // SAFETY: unshare with a constant flag, in a thread that ends right after.
+        if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+            return Err(format!(
+                "cannot create a network namespace: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        Ok(())
+    })
+    .join()
+    .unwrap_or_else(|_| Err("the probe thread panicked".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_and_names_are_per_run() {
+        assert_eq!(RunNet::address(0), Ipv4Addr::new(169, 254, 64, 0));
+        assert_eq!(
+            RunNet::address(MAX_RUNS - 1),
+            Ipv4Addr::new(169, 254, 127, 255)
+        );
+        assert_eq!(RunNet::host_if(61003), "sq61003h");
+        assert!(RunNet::host_if(4_294_967_294).len() <= 15, "IFNAMSIZ");
+        assert_eq!(mac(61003, 2), "02:73:00:ee:4b:02");
+    }
+}
