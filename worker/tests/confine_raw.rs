@@ -211,3 +211,132 @@ async fn a_raw_scan_of_another_loopback_address_reaches_nothing() {
         "nothing connected to the non-target"
     );
 }
+
+/// Two network namespaces made by the test: `w` (where the "worker" runs: no default route, so
+/// nothing can leave the machine) and `h` (a test host at 198.18.0.2), joined by a veth.
+struct TestNet {
+    w: String,
+    h: String,
+}
+
+impl TestNet {
+    fn new() -> Self {
+        let id = std::process::id();
+        let net = Self {
+            w: format!("scanq-test-w-{id}"),
+            h: format!("scanq-test-h-{id}"),
+        };
+        let (w, h) = (&net.w, &net.h);
+        let hv = format!("tn{id}");
+        for cmd in [
+            format!("netns add {w}"),
+            format!("netns add {h}"),
+            format!("-n {w} link add {hv}w type veth peer name {hv}h netns {h}"),
+            format!("-n {w} addr add 198.18.0.1/30 dev {hv}w"),
+            format!("-n {w} link set {hv}w up"),
+            format!("-n {w} link set lo up"),
+            format!("-n {h} addr add 198.18.0.2/30 dev {hv}h"),
+            format!("-n {h} link set {hv}h up"),
+            format!("-n {h} link set lo up"),
+        ] {
+            let ok = std::process::Command::new("ip")
+                .args(cmd.split_whitespace())
+                .status()
+                .expect("ip");
+            assert!(ok.success(), "ip {cmd}");
+        }
+        // Forwarding in the test's own worker namespace only, for the run namespace's packets.
+        let ok = std::process::Command::new("ip")
+            .args(["netns", "exec", w, "sysctl", "-qw", "net.ipv4.ip_forward=1"])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        net
+    }
+
+    /// Runs `f` on a thread inside namespace `ns`.
+    fn inside<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
+        let file = std::fs::File::open(format!("/run/netns/{ns}")).expect("netns");
+        std::thread::scope(|s| {
+            s.spawn(move || {
+                nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+                f()
+            })
+            .join()
+            .expect("thread")
+        })
+    }
+}
+
+impl Drop for TestNet {
+    fn drop(&mut self) {
+        for ns in [&self.w, &self.h] {
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "del", ns])
+                .status();
+        }
+    }
+}
+
+#[test]
+fn raw_scans_of_a_test_host_in_its_own_namespace_succeed_confined() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let net = TestNet::new();
+    let (host, port) = TestNet::inside(&net.h, || listener("198.18.0.2"));
+    let (_decoy, decoy_port) = TestNet::inside(&net.h, || listener("198.18.0.2"));
+    drop(_decoy);
+    let outs = TestNet::inside(&net.w, || {
+        // A runtime whose threads (and the processes they start) live in the test's worker
+        // namespace.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let egress = egress().await;
+            let ports = format!("{port},{decoy_port}");
+            let mut outs = Vec::new();
+            for args in [
+                vec![
+                    "--privileged",
+                    "-sS",
+                    "-n",
+                    "-Pn",
+                    "-p",
+                    &ports,
+                    "198.18.0.2",
+                ],
+                vec!["--privileged", "-sU", "-n", "-Pn", "-p", "9", "198.18.0.2"],
+                vec![
+                    "--privileged",
+                    "-sS",
+                    "-O",
+                    "-n",
+                    "-Pn",
+                    "-p",
+                    &ports,
+                    "198.18.0.2",
+                ],
+            ] {
+                let (out, report) =
+                    within(120, confined(&egress, "nmap", &args, "198.18.0.2")).await;
+                outs.push((String::from_utf8_lossy(&out.stdout).into_owned(), report));
+            }
+            outs
+        })
+    });
+    drop(host);
+    let (syn, report) = &outs[0];
+    assert_eq!(state(syn, &format!("{port}/tcp")), "open", "{syn}");
+    assert_eq!(state(syn, &format!("{decoy_port}/tcp")), "closed", "{syn}");
+    assert_eq!(report.mode, "netns");
+    assert_eq!(state(&outs[1].0, "9/udp"), "closed", "{}", outs[1].0);
+    assert!(
+        outs[2].0.contains("OS detection performed") || outs[2].0.contains("TCP/IP fingerprint"),
+        "{}",
+        outs[2].0
+    );
+}

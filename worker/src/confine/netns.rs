@@ -17,8 +17,8 @@
 //! the run is over and its cgroup is empty, dropping the fd lets the kernel destroy the namespace
 //! and with it the veth pair.
 //!
-//! Besides `sandbox/limits.rs`, the one other file with `unsafe`: `unshare`, `setns` and
-//! `gettid` have no safe wrapper in the features we build nix with.
+//! Besides `sandbox/limits.rs`, the one other file with `unsafe`: the pre-exec hook that puts
+//! `ip` into the worker's namespace.
 #![allow(unsafe_code)]
 
 use std::fs::File;
@@ -28,6 +28,8 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+
+use nix::sched::CloneFlags;
 
 use super::ConfineError;
 
@@ -87,10 +89,8 @@ impl RunNet {
 fn make(ip: &Path, uid: u32, index: u32) -> Result<RunNet, ConfineError> {
     let net = |what: &str, e: std::io::Error| ConfineError::Net(format!("{what}: {e}"));
     let home = File::open("/proc/thread-self/ns/net").map_err(|e| net("own namespace", e))?;
-    // SAFETY: unshare with a constant flag; affects this thread only.
-    if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
-        return Err(net("unshare", std::io::Error::last_os_error()));
-    }
+    // Affects this thread only.
+    nix::sched::unshare(CloneFlags::CLONE_NEWNET).map_err(|e| net("unshare", e.into()))?;
     let ns: OwnedFd = File::open("/proc/thread-self/ns/net")
         .map_err(|e| net("run namespace", e))?
         .into();
@@ -102,8 +102,7 @@ fn make(ip: &Path, uid: u32, index: u32) -> Result<RunNet, ConfineError> {
     let tool_if = format!("sq{uid}t");
     let addr = RunNet::address(index);
     let (host_mac, tool_mac) = (mac(uid, 1), mac(uid, 2));
-    // SAFETY: gettid has no arguments and cannot fail.
-    let tid = unsafe { libc::gettid() };
+    let tid = nix::unistd::gettid();
     let mut host = String::new();
     if Path::new("/sys/class/net").join(&host_if).exists() {
         // Left by a run of this uid whose namespace the kernel has not destroyed yet.
@@ -146,13 +145,9 @@ fn sysctl(key: &str, value: &str) -> std::io::Result<()> {
 /// Writes a sysctl of the namespace `ns` from a thread of its own (sysctls of the network
 /// belong to the namespace of the thread that opens them).
 fn sysctl_in(ns: &File, key: &str, value: &str) -> Result<(), ConfineError> {
-    let fd = ns.as_raw_fd();
     std::thread::scope(|s| {
         s.spawn(|| {
-            // SAFETY: setns on an fd that outlives this scoped thread.
-            if unsafe { libc::setns(fd, libc::CLONE_NEWNET) } != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
+            nix::sched::setns(ns, CloneFlags::CLONE_NEWNET)?;
             sysctl(key, value)
         })
         .join()
@@ -201,14 +196,9 @@ fn run_ip(ip: &Path, lines: &str, ns: Option<RawFd>) -> Result<(), ConfineError>
 /// Checks that this worker can make run namespaces (a probe namespace, dropped at once).
 pub fn probe() -> Result<(), String> {
     std::thread::spawn(|| {
-        // SAFETY: unshare with a constant flag, in a thread that ends right after.
-        if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
-            return Err(format!(
-                "cannot create a network namespace: {}",
-                std::io::Error::last_os_error()
-            ));
-        }
-        Ok(())
+        // In a thread that ends right after.
+        nix::sched::unshare(CloneFlags::CLONE_NEWNET)
+            .map_err(|e| format!("cannot create a network namespace: {e}"))
     })
     .join()
     .unwrap_or_else(|_| Err("the probe thread panicked".into()))
