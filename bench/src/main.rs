@@ -15,6 +15,7 @@
 //! | `cluster` | `--redis-cluster`: submit and drain on 1, 2 and 3 masters with as many partitions |
 
 mod cluster;
+mod confine;
 mod drain;
 mod e2e;
 mod memory;
@@ -97,6 +98,13 @@ struct Cli {
     /// How often workers promote due jobs and reclaim lapsed leases (SCANQ_REAP_INTERVAL_MS).
     #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(10..=60_000))]
     reap_interval_ms: u64,
+    /// Instead of the phases: measure what confinement adds to one tool run (setup +
+    /// teardown, p50/p99) without it, with nftables, and with a network namespace (root only).
+    #[arg(long)]
+    confinement: bool,
+    /// Runs per mode of `--confinement`.
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    confinement_runs: u64,
     /// Time limit of each phase, in seconds.
     #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=3600))]
     timeout_sec: u64,
@@ -402,6 +410,9 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     if cli.redis_cluster {
         return cluster_main(&cli).await;
+    }
+    if cli.confinement {
+        return confine::main(cli.confinement_runs).await;
     }
     // On a signal the running phase is dropped, which kills every process it started.
     let outcome = tokio::select! {

@@ -229,7 +229,7 @@ impl Egress {
                 tracing::warn!(uid, owner = ?owner, "Removing a stale confinement left by a dead worker");
                 kill_uid(uid);
                 // Another worker starting at the same time may have removed it first.
-                if let Err(e) = self.remove(uid, self.raw.is_ok()).await {
+                if let Err(e) = self.remove(uid, true).await {
                     tracing::warn!(uid, error = %e, "Stale confinement not removed");
                 }
             }
@@ -274,7 +274,14 @@ impl Egress {
                         let net = RunNet::create(ip, uid, uid - self.first).await?;
                         let rules = nft::raw_rules(uid, net.host_if_name(), net.addr(), address);
                         lease.net = Some(net);
-                        self.nft.apply(rules).await?;
+                        if let Err(ConfineError::Nft(e)) = self.nft.apply(rules.clone()).await {
+                            // The uid is ours: a raw chain of it left by an earlier run is
+                            // garbage.
+                            tracing::warn!(uid, error = %e, "Replacing a leftover raw chain");
+                            let gone = nft::remove_run(uid, false, false, true);
+                            let _ = self.nft.apply(gone).await;
+                            self.nft.apply(rules).await?;
+                        }
                     }
                     return Ok(lease);
                 }
@@ -288,54 +295,47 @@ impl Egress {
         })
     }
 
-    /// Packets refused so far in `uid`'s chains (the sum of their counters).
+    /// Packets refused so far in `uid`'s run: its `inet` chain's counters, or for a raw run its
+    /// `netdev` chain's (the tool's sockets all live in the run's namespace, which the `inet`
+    /// chain of the worker's namespace never sees).
     async fn refused(&self, uid: u32, raw: bool) -> Result<u64, ConfineError> {
         let chain = nft::run_chain(uid);
-        let mut n = nft::counted(
-            &self
-                .nft
-                .list(&["list", "chain", "inet", TABLE, &chain])
-                .await?,
-        );
-        if raw {
-            n += nft::counted(
-                &self
-                    .nft
-                    .list(&["list", "chain", "netdev", TABLE, &chain])
-                    .await?,
-            );
-        }
-        Ok(n)
+        let family = if raw { "netdev" } else { "inet" };
+        let listing = self
+            .nft
+            .list(&["list", "chain", family, TABLE, &chain])
+            .await?;
+        Ok(nft::counted(&listing))
     }
 
-    /// Removes `uid`'s run in one transaction (map entry, rules, chains).
+    /// Removes `uid`'s run in one transaction (map entry, rules, chains). Whatever part is
+    /// already gone (a map entry, a raw chain that was never made) is skipped.
     async fn remove(&self, uid: u32, raw: bool) -> Result<(), ConfineError> {
-        if self
-            .nft
-            .apply(nft::remove_run(uid, true, raw))
-            .await
-            .is_ok()
-        {
-            return Ok(());
+        let mut last = Ok(());
+        for (entry, inet, netdev) in [
+            (true, true, raw),
+            (false, true, raw),
+            (true, true, false),
+            (false, true, false),
+            (false, false, true),
+        ] {
+            last = self
+                .nft
+                .apply(nft::remove_run(uid, entry, inet, netdev))
+                .await;
+            if last.is_ok() {
+                break;
+            }
         }
-        // A chain whose map entry is already gone, or a plain run on a raw-capable worker.
-        if self
-            .nft
-            .apply(nft::remove_run(uid, false, raw))
-            .await
-            .is_ok()
-        {
-            return Ok(());
-        }
-        self.nft.apply(nft::remove_run(uid, false, false)).await
+        last
     }
 }
 
 /// Whether a run chain's owner comment says its worker is provably gone.
 fn stale(owner: Option<&str>) -> bool {
     let Some(comment) = owner else {
-        // A chain without its first rule: a claim interrupted half-way.
-        return true;
+        // No owner to judge (claims are atomic, so not scanq's own half-made chain): left alone.
+        return false;
     };
     if let Some(tag) = comment.strip_prefix(OWNER_TAG) {
         return Owner::parse(tag).is_none_or(|o| o.is_dead());
@@ -457,7 +457,7 @@ mod tests {
         let other_ns = me.replacen(|c: char| c.is_ascii_digit(), "9", 1);
         let _ = other_ns; // another namespace's inode cannot be forged reliably here
         assert!(stale(Some(&format!("{OWNER_TAG}garbage"))));
-        assert!(stale(None));
+        assert!(!stale(None));
         assert!(stale(Some(&format!("{LEGACY_OWNER_TAG}{}", u32::MAX - 1))));
         assert!(!stale(Some("someone else's comment")));
     }

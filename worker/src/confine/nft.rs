@@ -191,16 +191,18 @@ pub fn raw_rules(uid: u32, device: &str, from: Ipv4Addr, address: &str) -> Value
     ])
 }
 
-/// Removes `uid`'s run: map entry, `inet` chain and, for raw runs, the `netdev` chain.
-pub fn remove_run(uid: u32, with_entry: bool, raw: bool) -> Value {
+/// Removes parts of `uid`'s run: its map entry, `inet` chain, `netdev` chain.
+pub fn remove_run(uid: u32, entry: bool, inet: bool, netdev: bool) -> Value {
     let chain = json!({"family": "inet", "table": TABLE, "name": run_chain(uid)});
     let mut cmds = Vec::new();
-    if with_entry {
+    if entry {
         cmds.push(json!({"delete": {"element": {"family": "inet", "table": TABLE, "name": MAP, "elem": [uid]}}}));
     }
-    cmds.push(json!({"flush": {"chain": chain}}));
-    cmds.push(json!({"delete": {"chain": chain}}));
-    if raw {
+    if inet {
+        cmds.push(json!({"flush": {"chain": chain}}));
+        cmds.push(json!({"delete": {"chain": chain}}));
+    }
+    if netdev {
         cmds.push(json!({"delete": {"chain": {"family": "netdev", "table": TABLE, "name": run_chain(uid)}}}));
     }
     Value::Array(cmds)

@@ -37,12 +37,6 @@ impl CgroupRoot {
             .find_map(|l| l.strip_prefix("0::").map(str::to_owned))
             .ok_or("the worker is in no cgroup v2 group")?;
         let dir = mount.join(own.trim_start_matches('/'));
-        if !dir.join("cgroup.kill").exists() {
-            return Err(format!(
-                "{} has no cgroup.kill (Linux 5.14 or later is needed)",
-                dir.display()
-            ));
-        }
         let root = Self {
             dir,
             owner: Owner::me(),
@@ -53,7 +47,15 @@ impl CgroupRoot {
             .create()
             .map_err(|e| format!("cannot create a cgroup under {}: {e}", root.dir.display()))?;
         probe.closed = true;
+        // (The root cgroup itself has no cgroup.kill; the ones made under it do.)
+        let killable = probe.dir.join("cgroup.kill").exists();
         probe.remove_now();
+        if !killable {
+            return Err(format!(
+                "cgroups under {} have no cgroup.kill (Linux 5.14 or later is needed)",
+                root.dir.display()
+            ));
+        }
         Ok(root)
     }
 
