@@ -15,6 +15,9 @@ use std::time::Duration;
 
 use super::owner::Owner;
 
+/// Run cgroups made by this process so far (names stay unique across roots).
+static NEXT: AtomicU64 = AtomicU64::new(0);
+
 /// How long a killed cgroup may take to empty before the run gives up on removing it.
 const EMPTY_WITHIN: Duration = Duration::from_secs(5);
 
@@ -23,7 +26,6 @@ const EMPTY_WITHIN: Duration = Duration::from_secs(5);
 pub struct CgroupRoot {
     dir: PathBuf,
     owner: Owner,
-    next: AtomicU64,
 }
 
 impl CgroupRoot {
@@ -40,7 +42,6 @@ impl CgroupRoot {
         let root = Self {
             dir,
             owner: Owner::me(),
-            next: AtomicU64::new(0),
         };
         // Proves the directory is writable (a read-only cgroupfs in a container is not).
         let mut probe = root
@@ -65,7 +66,7 @@ impl CgroupRoot {
 
     /// A new, empty cgroup for one run.
     pub fn create(&self) -> io::Result<RunCgroup> {
-        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let dir = self.dir.join(format!("scanq-{}-{n}", self.owner.tag()));
         std::fs::create_dir(&dir)?;
         let procs = std::fs::OpenOptions::new()
