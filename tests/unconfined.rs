@@ -213,3 +213,38 @@ async fn an_allowed_unconfined_worker_warns_and_its_own_uid_cannot_read_its_envi
     // Root still can (the kernel's own view), and it does hold the secret.
     assert!(std::fs::read_to_string(&environ).unwrap().contains(SECRET));
 }
+
+#[tokio::test]
+async fn a_reload_that_turns_a_tool_into_an_unconfined_exec_tool_is_refused() {
+    let redis = RedisServer::start().await;
+    let fixture = Fixture::new();
+    let catalog = fixture.catalog("mode = \"replace\"\n[tools.fast]\nexecutor = \"noop\"\n");
+    let cfg = Config {
+        catalog: Some(catalog.clone()),
+        ..worker_cfg(redis.url(), EgressConfinement::Auto)
+    };
+    let (proc, log) = serving(worker(&cfg, &[], Some(NOBODY)), &cfg, fixture.dir.path()).await;
+    // Same tool name, now a real command: it would run as the worker's uid.
+    std::fs::write(
+        &catalog,
+        "mode = \"replace\"\n[tools.fast]\nexecutor = \"exec\"\ncommand = \"/bin/true\"\n",
+    )
+    .unwrap();
+    proc.signal(nix::sys::signal::Signal::SIGHUP);
+    let base = format!("http://{}", cfg.worker_metrics_addr);
+    eventually(Duration::from_secs(10), "the reload refused", || {
+        let base = base.clone();
+        async move {
+            let n = metric(&base, "scanq_config_reloads_total{result=\"refused\"}").await?;
+            (n == 1).then_some(())
+        }
+    })
+    .await;
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("reload refused")
+            && text.contains("would run as the worker's own uid")
+            && text.contains("SCANQ_ALLOW_UNCONFINED=true"),
+        "{text}"
+    );
+}

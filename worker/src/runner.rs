@@ -71,7 +71,8 @@ impl Worker {
         let (confinement, egress) = crate::confine::setup(&cfg).await?;
         // Nor does one whose exec tools would run as its own uid, unless the operator allows it.
         // lead: this is `Capabilities::unconfined`.
-        let _unconfined = crate::unconfined::check(&cfg, &catalog, confinement)?;
+        let _unconfined = crate::unconfined::check(&cfg, &catalog, confinement)
+            .map_err(|e| e.context("refusing to start"))?;
         let id = cfg.worker_id.clone().unwrap_or_else(default_id);
         let queue = Consumer::new(&cfg, &catalog, id).map_err(anyhow::Error::msg)?;
         let cancels = Listener::start(queue.pool().clone(), queue.keys().cancel_channel());

@@ -112,7 +112,7 @@ pub fn decide(cfg: &Config, catalog: &Catalog, separation: Separation) -> anyhow
         return Ok(true);
     }
     anyhow::bail!(
-        "refusing to start: the exec tools {exec:?} would run as the worker's own uid ({why}) \
+        "the exec tools {exec:?} would run as the worker's own uid ({why}) \
          and could read its secrets. Either give the worker the privilege to keep them apart \
          (run it as root with nftables and SCANQ_EGRESS_CONFINEMENT=auto or required, so each \
          run gets a uid of its own; or as root with SCANQ_TOOL_USER=<user>), or accept the risk \
