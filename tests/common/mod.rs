@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use scanq::catalog::Catalog;
 use scanq::config::Config;
 
+pub mod deploy;
 mod observe;
 mod topology;
 pub use observe::*;
