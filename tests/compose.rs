@@ -74,10 +74,18 @@ fn every_worker_service_carries_what_confinement_needs() {
     assert!(workers.len() >= 2, "worker and worker-cluster: {workers:?}");
     let network = platform_network(&doc);
     for (name, s) in workers {
-        assert_eq!(s["command"], serde_json::json!(["scanq-worker-init"]), "{name}");
+        assert_eq!(
+            s["command"],
+            serde_json::json!(["scanq-worker-init"]),
+            "{name}"
+        );
         assert_eq!(s["user"], "0:0", "{name}: root in its container");
         assert_eq!(strings(&s["cap_drop"]), ["ALL"], "{name}");
-        assert_eq!(strings(&s["cap_add"]), WORKER_CAPS, "{name}: these and no others");
+        assert_eq!(
+            strings(&s["cap_add"]),
+            WORKER_CAPS,
+            "{name}: these and no others"
+        );
         assert_ne!(s["privileged"], true, "{name}: no privileged mode");
         for key in ["network_mode", "pid", "ipc", "userns_mode"] {
             assert!(s[key].is_null(), "{name}: {key} stays the container's own");
@@ -96,7 +104,10 @@ fn every_worker_service_carries_what_confinement_needs() {
         assert!(!env.contains_key("SCANQ_ALLOW_UNCONFINED"), "{name}");
         let denied = &env["SCANQ_DENIED_TARGETS"];
         for target in &network {
-            assert!(denied_by(denied, target), "{name}: {target} not denied by {denied}");
+            assert!(
+                denied_by(denied, target),
+                "{name}: {target} not denied by {denied}"
+            );
         }
     }
 }
@@ -118,7 +129,14 @@ fn redis_and_the_api_run_unprivileged_and_the_api_denies_the_platform_too() {
             "{name}: runs as `{user}`"
         );
         assert_eq!(strings(&s["cap_drop"]), ["ALL"], "{name}");
-        for key in ["cap_add", "privileged", "cgroup", "sysctls", "network_mode", "pid"] {
+        for key in [
+            "cap_add",
+            "privileged",
+            "cgroup",
+            "sysctls",
+            "network_mode",
+            "pid",
+        ] {
             assert!(s[key].is_null(), "{name}: {key} is the worker's, not its");
         }
         let opts = strings(&s["security_opt"]);
@@ -127,7 +145,10 @@ fn redis_and_the_api_run_unprivileged_and_the_api_denies_the_platform_too() {
             let env = env(s);
             let denied = &env["SCANQ_DENIED_TARGETS"];
             for target in &network {
-                assert!(denied_by(denied, target), "{name}: {target} not denied by {denied}");
+                assert!(
+                    denied_by(denied, target),
+                    "{name}: {target} not denied by {denied}"
+                );
             }
         }
     }
@@ -142,9 +163,15 @@ fn every_variable_is_documented_and_a_configuration_key() {
     let keys = serde_json::to_value(scanq::config::Config::default()).unwrap();
     for (name, s) in doc["services"].as_object().unwrap() {
         for var in env(s).keys() {
-            assert!(readme.contains(var.as_str()), "{name}: {var} not in README.md");
+            assert!(
+                readme.contains(var.as_str()),
+                "{name}: {var} not in README.md"
+            );
             let key = var.strip_prefix("SCANQ_").unwrap().to_lowercase();
-            assert!(keys.get(&key).is_some(), "{name}: {var} is no configuration key");
+            assert!(
+                keys.get(&key).is_some(),
+                "{name}: {var} is no configuration key"
+            );
         }
     }
 }
@@ -177,7 +204,10 @@ fn the_image_has_nftables_and_starts_the_worker_through_its_init() {
     assert!(mode & 0o111 != 0, "deploy/worker-init.sh is executable");
     let text = std::fs::read_to_string(&init).unwrap();
     let last = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap();
-    assert_eq!(last, "exec scanq-worker \"$@\"", "the init becomes the worker");
+    assert_eq!(
+        last, "exec scanq-worker \"$@\"",
+        "the init becomes the worker"
+    );
     let syntax = Command::new("sh").arg("-n").arg(&init).output().unwrap();
     assert!(
         syntax.status.success(),

@@ -222,7 +222,10 @@ fn env_value(container: &Value, name: &str) -> Option<String> {
 fn the_worker_is_confined_by_default_and_denies_the_cluster_networks() {
     let docs = manifests();
     let pod = &find(&docs, "Deployment", "scanq-worker")["spec"]["template"]["spec"];
-    assert_eq!(pod["automountServiceAccountToken"], false, "no API token for tools");
+    assert_eq!(
+        pod["automountServiceAccountToken"], false,
+        "no API token for tools"
+    );
     for key in ["hostNetwork", "hostPID", "hostIPC"] {
         assert_ne!(pod[key], true, "{key}");
     }
@@ -255,11 +258,17 @@ fn the_worker_is_confined_by_default_and_denies_the_cluster_networks() {
     let sandbox = std::fs::read_to_string(repo().join("docs/sandbox.md")).unwrap();
     let denied = env_value(c, "SCANQ_DENIED_TARGETS").expect("SCANQ_DENIED_TARGETS");
     for net in denied.split(',') {
-        assert!(sandbox.contains(net), "{net} is not explained in docs/sandbox.md");
+        assert!(
+            sandbox.contains(net),
+            "{net} is not explained in docs/sandbox.md"
+        );
     }
     // A Service address (kubeadm's default range) and a pod address are refused.
     for target in ["10.96.0.1", "10.96.0.0/24", "10.244.3.7"] {
-        assert!(denied_by(&denied, target), "{target} not denied by {denied}");
+        assert!(
+            denied_by(&denied, target),
+            "{target} not denied by {denied}"
+        );
     }
     let api = &find(&docs, "Deployment", "scanq-api")["spec"]["template"]["spec"]["containers"][0];
     assert_eq!(
@@ -294,7 +303,10 @@ fn redis_and_the_api_run_as_non_root_without_capabilities() {
         policy["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/name"],
         "redis"
     );
-    assert_eq!(policy["spec"]["policyTypes"], serde_json::json!(["Ingress"]));
+    assert_eq!(
+        policy["spec"]["policyTypes"],
+        serde_json::json!(["Ingress"])
+    );
     let rules = policy["spec"]["ingress"].as_array().unwrap();
     assert_eq!(rules.len(), 1);
     let mut from: Vec<&str> = rules[0]["from"]

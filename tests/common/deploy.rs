@@ -30,7 +30,11 @@ pub fn denied_by(denied: &str, target: &str) -> bool {
 pub fn strings(v: &serde_json::Value) -> Vec<String> {
     let mut out: Vec<String> = v
         .as_array()
-        .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_owned))
+                .collect()
+        })
         .unwrap_or_default();
     out.sort();
     out
