@@ -127,6 +127,35 @@ async fn a_non_root_worker_with_an_exec_tool_refuses_to_start() {
 }
 
 #[tokio::test]
+async fn a_non_root_worker_with_the_confinement_capabilities_still_refuses_to_start() {
+    // CAP_NET_ADMIN & co. as ambient capabilities of uid nobody: the nftables rules go in, but
+    // only a root worker switches a run to its own uid, so the tool would run as nobody — the
+    // worker's uid — and its packets would match no rule.
+    let cfg = worker_cfg("redis://127.0.0.1:1".into(), EgressConfinement::Required);
+    let caps = "+net_admin,+setuid,+setgid,+chown";
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(format!("--inh-caps={caps}"))
+        .arg(format!("--ambient-caps={caps}"))
+        .arg(bin("scanq-worker"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("RUST_LOG", "info")
+        .envs(config_env(&cfg))
+        .current_dir("/")
+        .stdin(Stdio::null());
+    let out = exits(cmd).await;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Egress confinement on (nftables)"), "{err}");
+    assert!(
+        err.contains("egress confinement cannot switch the run's uid without root"),
+        "{err}"
+    );
+    assert!(err.contains("SCANQ_ALLOW_UNCONFINED=true"), "{err}");
+}
+
+#[tokio::test]
 async fn a_root_worker_without_confinement_or_tool_user_refuses_to_start() {
     let cfg = worker_cfg("redis://127.0.0.1:1".into(), EgressConfinement::Off);
     let out = exits(worker(&cfg, &[], None)).await;
