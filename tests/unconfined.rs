@@ -107,6 +107,28 @@ fn read_as(uid: u32, path: &str) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// Tries `ptrace(PTRACE_ATTACH)` on `pid` as `uid` (and detaches): true when it was allowed.
+fn ptrace_as(uid: u32, pid: i32) -> bool {
+    const ATTACH: &str = "import ctypes, os, sys\n\
+        libc = ctypes.CDLL(None, use_errno=True)\n\
+        pid = int(sys.argv[1])\n\
+        if libc.ptrace(16, pid, 0, 0) != 0: sys.exit(1)\n\
+        os.waitpid(pid, 0x40000000)\n\
+        libc.ptrace(17, pid, 0, 0)\n";
+    Command::new("/usr/bin/python3")
+        .args(["-c", ATTACH, &pid.to_string()])
+        .uid(uid)
+        .gid(uid)
+        .status()
+        .expect("run python3")
+        .success()
+}
+
+/// Whether Yama lets a process ptrace any process of its uid (not only its descendants).
+fn yama_allows_same_uid_ptrace() -> bool {
+    std::fs::read_to_string("/proc/sys/kernel/yama/ptrace_scope").map_or(true, |s| s.trim() == "0")
+}
+
 #[tokio::test]
 async fn a_non_root_worker_with_an_exec_tool_refuses_to_start() {
     // `auto` without the privilege: confinement turns itself off; no Redis needed to refuse.
@@ -191,7 +213,7 @@ async fn a_root_worker_that_switches_to_the_tool_user_or_runs_no_exec_tool_start
 }
 
 #[tokio::test]
-async fn an_allowed_unconfined_worker_warns_and_its_own_uid_cannot_read_its_environ() {
+async fn an_allowed_unconfined_worker_warns_and_its_own_uid_can_neither_read_nor_trace_it() {
     let redis = RedisServer::start().await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = worker_cfg(redis.url(), EgressConfinement::Auto);
@@ -218,6 +240,10 @@ async fn an_allowed_unconfined_worker_warns_and_its_own_uid_cannot_read_its_envi
         read_as(NOBODY, &control).is_some_and(|e| e.contains(SECRET)),
         "the control's environ is readable by its own uid"
     );
+    let yama_open = yama_allows_same_uid_ptrace();
+    if yama_open {
+        assert!(ptrace_as(NOBODY, plain.pid()), "the control can be traced");
+    }
     plain.child.kill().unwrap();
 
     // The worker: the kernel gives its /proc files to root (the sign of non-dumpable), and
@@ -239,7 +265,8 @@ async fn an_allowed_unconfined_worker_warns_and_its_own_uid_cannot_read_its_envi
         None,
         "{environ} read by uid nobody"
     );
-    // Root still can (the kernel's own view), and it does hold the secret.
+    assert!(!ptrace_as(NOBODY, pid), "the worker traced by its own uid");
+    // Root still can read it (the kernel's own view), and it does hold the secret.
     assert!(std::fs::read_to_string(&environ).unwrap().contains(SECRET));
 }
 
