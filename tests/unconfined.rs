@@ -2,7 +2,7 @@
 //! `exec` tools would run as its own uid refuses to start unless `SCANQ_ALLOW_UNCONFINED=true`
 //! (then it warns); a root worker that switches to `SCANQ_TOOL_USER`, or a catalog without
 //! `exec` tools, starts as before; and the worker process is non-dumpable, so a process of its
-//! own uid cannot read `/proc/<worker>/environ` or `mem`. Real `scanq-worker` processes, some
+//! own uid cannot read `/proc/<worker>/environ` or ptrace it. Real `scanq-worker` processes, some
 //! started as `nobody` (65534); Redis on loopback. These tests run as root (like `make test`).
 
 use std::os::unix::fs::MetadataExt;

@@ -106,14 +106,14 @@ pub fn decide(cfg: &Config, catalog: &Catalog, separation: Separation) -> anyhow
         tracing::warn!(
             tools = ?exec,
             reason = %why,
-            "SCANQ_ALLOW_UNCONFINED=true: exec tools run as the worker's own uid and can read its \
-             secrets (Redis password, TLS key) and signal it"
+            "SCANQ_ALLOW_UNCONFINED=true: exec tools run as the worker's own uid; they can read \
+             the files the worker can (its TLS key) and signal it"
         );
         return Ok(true);
     }
     anyhow::bail!(
         "the exec tools {exec:?} would run as the worker's own uid ({why}) \
-         and could read its secrets. Either give the worker the privilege to keep them apart \
+         and could read its files (its TLS key) and signal it. Either give the worker the privilege to keep them apart \
          (run it as root with nftables and SCANQ_EGRESS_CONFINEMENT=auto or required, so each \
          run gets a uid of its own; or as root with SCANQ_TOOL_USER=<user>), or accept the risk \
          with SCANQ_ALLOW_UNCONFINED=true"
