@@ -6,6 +6,7 @@
 //! `SCANQ_EGRESS_CONFINEMENT=required`, the runtime's seccomp profile, started by the init that
 //! makes cgroup and /proc/sys/net writable — and denies the cluster's networks as targets, while
 //! Redis and the API run as non-root users with no capabilities, and only they reach Redis.
+//! Where `kubectl` is installed, `kubectl kustomize deploy/k8s` renders the whole set offline.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -323,4 +324,26 @@ fn redis_and_the_api_run_as_non_root_without_capabilities() {
     from.sort();
     assert_eq!(from, ["scanq-api", "scanq-worker"]);
     assert_eq!(rules[0]["ports"][0]["port"], 6379);
+}
+
+#[test]
+fn kubectl_renders_the_kustomization_where_it_is_installed() {
+    let kubectl = std::process::Command::new("kubectl")
+        .args(["kustomize"])
+        .arg(repo().join("deploy/k8s"))
+        .output();
+    let Ok(out) = kubectl else {
+        eprintln!("kubectl is not installed here: only the checks above ran");
+        return;
+    };
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    for kind in ["Deployment", "NetworkPolicy", "Service", "ScaledObject"] {
+        assert!(text.contains(&format!("kind: {kind}")), "{kind}");
+    }
+    assert!(text.contains("namespace: scanq"), "{text}");
 }
