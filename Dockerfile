@@ -15,7 +15,7 @@ RUN apt-get update \
  && useradd --system --uid 10001 --home /nonexistent --shell /usr/sbin/nologin scanq \
  && useradd --system --uid 10002 --home /nonexistent --shell /usr/sbin/nologin scanq-tool
 COPY --from=build /src/target/release/scanq-api /src/target/release/scanq-worker /src/target/release/scanq /usr/local/bin/
-COPY --from=build --chmod=0755 /src/deploy/worker-init.sh /usr/local/bin/scanq-worker-init
+COPY --from=build /src/deploy/worker-init.sh /usr/local/bin/scanq-worker-init
 USER scanq
 ENTRYPOINT ["/usr/bin/tini", "--"]
 CMD ["scanq-api"]
