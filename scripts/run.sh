@@ -22,6 +22,7 @@ trap cleanup INT TERM EXIT
 
 REDIS_PORT=$(free_port)
 API_PORT=${SCANQ_DEMO_PORT:-8080}
+unset SCANQ_DEMO_PORT # not a configuration key: the processes below would refuse it
 if ! python3 -c "import socket,sys; s=socket.socket(); s.bind(('127.0.0.1',$API_PORT))" 2>/dev/null; then
   API_PORT=$(free_port)
 fi
@@ -37,6 +38,18 @@ export SCANQ_API_ADDR="127.0.0.1:$API_PORT"
 export SCANQ_ALLOWED_TARGETS="127.0.0.0/8,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,.lab.internal"
 export SCANQ_KEY_PREFIX="scanq"
 export RUST_LOG="${RUST_LOG:-info}"
+
+# A worker refuses to run a tool as its own uid (docs/sandbox.md, "Deployment"). As root, each
+# nmap run is confined by nftables under a uid of its own; where nftables cannot be used, the
+# run is switched to the user `nobody` instead. Not root: nmap runs as you, which the demo
+# allows out loud (SCANQ_ALLOW_UNCONFINED=true; never do that where secrets matter).
+if [ "$(id -u)" = 0 ]; then
+  export SCANQ_TOOL_USER="${SCANQ_TOOL_USER:-nobody}"
+  TOOLS="confined by nftables to their target, under a uid of their own (or as $SCANQ_TOOL_USER without nftables)"
+else
+  export SCANQ_ALLOW_UNCONFINED="${SCANQ_ALLOW_UNCONFINED:-true}"
+  TOOLS="run as $(id -un), unconfined (not root: SCANQ_ALLOW_UNCONFINED=true for the demo)"
+fi
 
 for _ in $(seq 1 100); do
   redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break
@@ -65,6 +78,7 @@ cat <<INFO
     metrics   : $API/metrics
     token     : none needed (open mode: the API listens on loopback only)
     redis     : $SCANQ_REDIS_URL (data in $RUN/redis)
+    tools     : $TOOLS
 
   Demo: nmap quick scan of 127.0.0.1
 INFO

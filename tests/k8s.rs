@@ -1,11 +1,17 @@
 //! `deploy/k8s/` (issue 14): every manifest parses; every environment variable it sets is a
 //! variable the README documents and a key the configuration reads; the probes point at the
 //! health endpoints on the port the process listens on; KEDA scales the worker Deployment on the
-//! queue-depth metric the docs recommend.
+//! queue-depth metric the docs recommend. And (issue 20, docs/sandbox.md "Deployment") the worker
+//! is confined by default — root in its container with exactly the listed capabilities,
+//! `SCANQ_EGRESS_CONFINEMENT=required`, the runtime's seccomp profile, started by the init that
+//! makes cgroup and /proc/sys/net writable — and denies the cluster's networks as targets, while
+//! Redis and the API run as non-root users with no capabilities, and only they reach Redis.
+//! Where `kubectl` is installed, `kubectl kustomize deploy/k8s` renders the whole set offline.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use scanq_tests::deploy::{WORKER_CAPS, denied_by, strings};
 use serde_json::Value;
 
 fn repo() -> PathBuf {
@@ -170,6 +176,7 @@ fn manifests_use_only_documented_variables_and_the_health_endpoints() {
     for file in [
         "namespace.yaml",
         "redis.yaml",
+        "networkpolicy.yaml",
         "api.yaml",
         "worker.yaml",
         "worker-scaledobject.yaml",
@@ -201,4 +208,142 @@ fn keda_scales_the_workers_on_the_documented_queue_depth_metric() {
         .parse()
         .unwrap();
     assert!(threshold >= 1);
+}
+
+fn env_value(container: &Value, name: &str) -> Option<String> {
+    container["env"]
+        .as_array()?
+        .iter()
+        .find(|v| v["name"] == name)
+        .and_then(|v| v["value"].as_str())
+        .map(str::to_owned)
+}
+
+#[test]
+fn the_worker_is_confined_by_default_and_denies_the_cluster_networks() {
+    let docs = manifests();
+    let pod = &find(&docs, "Deployment", "scanq-worker")["spec"]["template"]["spec"];
+    assert_eq!(
+        pod["automountServiceAccountToken"], false,
+        "no API token for tools"
+    );
+    for key in ["hostNetwork", "hostPID", "hostIPC"] {
+        assert_ne!(pod[key], true, "{key}");
+    }
+    assert_ne!(
+        pod["securityContext"]["runAsNonRoot"], true,
+        "the pod lets its worker be root"
+    );
+    let c = &pod["containers"][0];
+    assert_eq!(c["args"], serde_json::json!(["scanq-worker-init"]));
+    let sc = &c["securityContext"];
+    assert_eq!(sc["runAsUser"], 0);
+    assert_eq!(sc["runAsNonRoot"], false);
+    assert_ne!(sc["privileged"], true, "no privileged mode");
+    assert_eq!(strings(&sc["capabilities"]["drop"]), ["ALL"]);
+    assert_eq!(strings(&sc["capabilities"]["add"]), WORKER_CAPS);
+    assert!(
+        WORKER_CAPS.iter().all(|c| !c.starts_with("CAP_")),
+        "Kubernetes spells capabilities without CAP_"
+    );
+    assert_eq!(sc["allowPrivilegeEscalation"], false);
+    assert_eq!(sc["seccompProfile"]["type"], "RuntimeDefault");
+    assert_eq!(sc["appArmorProfile"]["type"], "Unconfined");
+    assert_eq!(
+        env_value(c, "SCANQ_EGRESS_CONFINEMENT").as_deref(),
+        Some("required")
+    );
+    assert_eq!(env_value(c, "SCANQ_ALLOW_UNCONFINED"), None);
+
+    // The placeholders for the service and pod CIDRs, documented where operators read them.
+    let sandbox = std::fs::read_to_string(repo().join("docs/sandbox.md")).unwrap();
+    let denied = env_value(c, "SCANQ_DENIED_TARGETS").expect("SCANQ_DENIED_TARGETS");
+    for net in denied.split(',') {
+        assert!(
+            sandbox.contains(net),
+            "{net} is not explained in docs/sandbox.md"
+        );
+    }
+    // A Service address (kubeadm's default range) and a pod address are refused.
+    for target in ["10.96.0.1", "10.96.0.0/24", "10.244.3.7"] {
+        assert!(
+            denied_by(&denied, target),
+            "{target} not denied by {denied}"
+        );
+    }
+    let api = &find(&docs, "Deployment", "scanq-api")["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(
+        env_value(api, "SCANQ_DENIED_TARGETS").as_deref(),
+        Some(denied.as_str()),
+        "the API refuses the same targets at submit"
+    );
+}
+
+#[test]
+fn redis_and_the_api_run_as_non_root_without_capabilities() {
+    let docs = manifests();
+    for name in ["scanq-api", "redis"] {
+        let pod = &find(&docs, "Deployment", name)["spec"]["template"]["spec"];
+        assert_eq!(pod["securityContext"]["runAsNonRoot"], true, "{name}");
+        let uid = pod["securityContext"]["runAsUser"].as_u64().unwrap_or(0);
+        assert!(uid > 0, "{name}: runAsUser {uid}");
+        assert_eq!(pod["automountServiceAccountToken"], false, "{name}");
+        for c in pod["containers"].as_array().unwrap() {
+            let sc = &c["securityContext"];
+            assert_eq!(sc["allowPrivilegeEscalation"], false, "{name}");
+            assert_eq!(strings(&sc["capabilities"]["drop"]), ["ALL"], "{name}");
+            assert!(sc["capabilities"]["add"].is_null(), "{name}");
+            assert_ne!(sc["privileged"], true, "{name}");
+            assert_ne!(sc["runAsUser"], 0, "{name}");
+            assert_eq!(sc["seccompProfile"]["type"], "RuntimeDefault", "{name}");
+        }
+    }
+    // Only the API and the workers may open a connection to Redis.
+    let policy = find(&docs, "NetworkPolicy", "redis");
+    assert_eq!(
+        policy["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/name"],
+        "redis"
+    );
+    assert_eq!(
+        policy["spec"]["policyTypes"],
+        serde_json::json!(["Ingress"])
+    );
+    let rules = policy["spec"]["ingress"].as_array().unwrap();
+    assert_eq!(rules.len(), 1);
+    let mut from: Vec<&str> = rules[0]["from"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            assert!(f["ipBlock"].is_null() && f["namespaceSelector"].is_null());
+            f["podSelector"]["matchLabels"]["app.kubernetes.io/name"]
+                .as_str()
+                .unwrap()
+        })
+        .collect();
+    from.sort();
+    assert_eq!(from, ["scanq-api", "scanq-worker"]);
+    assert_eq!(rules[0]["ports"][0]["port"], 6379);
+}
+
+#[test]
+fn kubectl_renders_the_kustomization_where_it_is_installed() {
+    let kubectl = std::process::Command::new("kubectl")
+        .args(["kustomize"])
+        .arg(repo().join("deploy/k8s"))
+        .output();
+    let Ok(out) = kubectl else {
+        eprintln!("kubectl is not installed here: only the checks above ran");
+        return;
+    };
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    for kind in ["Deployment", "NetworkPolicy", "Service", "ScaledObject"] {
+        assert!(text.contains(&format!("kind: {kind}")), "{kind}");
+    }
+    assert!(text.contains("namespace: scanq"), "{text}");
 }

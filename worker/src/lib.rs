@@ -16,6 +16,7 @@
 //! | `http` | `/healthz` and `/metrics` |
 //! | `live` | progress and output events while a tool runs |
 //! | [`sandbox`] | the sandboxed subprocess runner |
+//! | [`unconfined`] | refusing to run tools as the worker's own uid; the non-dumpable worker |
 
 pub mod classify;
 mod completer;
@@ -27,6 +28,7 @@ mod live;
 pub mod runner;
 pub mod sandbox;
 mod state;
+pub mod unconfined;
 
 pub use runner::{Processed, Worker};
 
@@ -69,6 +71,8 @@ async fn reload_on_sighup(w: state::SharedRef, hup: std::io::Result<tokio::signa
     while hup.recv().await.is_some() {
         let serving = w.live.current().catalog.names();
         let outcome = w.live.reload(|new| {
+            // A tool turned from `noop` into `exec` must not slip past the start-up rule.
+            unconfined::check(&w.cfg, &new.catalog, w.confinement).map_err(|e| e.to_string())?;
             let names = new.catalog.names();
             if names == serving {
                 return Ok(());

@@ -23,6 +23,9 @@ struct Cli {
 /// hop — measured: end-to-end p50 −0.15 ms, drain +12 %, less CPU (BENCHMARKS.md).
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
+    // Before the configuration (and its secrets) is read: no process of our uid may read
+    // /proc/<worker>/environ or ptrace us (docs/security.md).
+    scanq_worker::unconfined::harden_process()?;
     let cli = Cli::parse();
     let Some(Booted { cfg, catalog }) = boot(cli.config.as_deref(), cli.print_config)? else {
         return Ok(());

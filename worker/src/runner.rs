@@ -69,6 +69,10 @@ impl Worker {
     ) -> anyhow::Result<Self> {
         // Before Redis: a worker that must confine and cannot refuses to start at once.
         let (confinement, egress) = crate::confine::setup(&cfg).await?;
+        // Nor does one whose exec tools would run as its own uid, unless the operator allows it.
+        // lead: this is `Capabilities::unconfined`.
+        let _unconfined = crate::unconfined::check(&cfg, &catalog, confinement)
+            .map_err(|e| e.context("refusing to start"))?;
         let cgroups = run_cgroups();
         let id = cfg.worker_id.clone().unwrap_or_else(default_id);
         let queue = Consumer::new(&cfg, &catalog, id).map_err(anyhow::Error::msg)?;

@@ -138,6 +138,9 @@ pub struct Config {
     pub egress_confinement: EgressConfinement,
     /// The uids (`first-last`) given one per confined run; the kernel matches its packets by uid.
     pub sandbox_uid_range: String,
+    /// Let a worker start whose `exec` tools would run as its own uid (no confinement and no
+    /// `tool_user` switch), with a warning; false: such a worker refuses to start.
+    pub allow_unconfined: bool,
     /// Schedules with `every_sec` below this are refused (422).
     pub schedule_min_every_sec: u64,
     /// How often each API and worker process looks for due schedules.
@@ -241,6 +244,7 @@ impl Default for Config {
             redis_min_replicas_timeout_ms: 1000,
             egress_confinement: EgressConfinement::Auto,
             sandbox_uid_range: "61000-61127".into(),
+            allow_unconfined: false,
             schedule_min_every_sec: 60,
             schedule_tick_ms: 250,
             webhook_allowed_urls: String::new(),
