@@ -2,7 +2,7 @@
 # The image runs as the non-root user `scanq` (the API). The worker's container runs it as root
 # with a short list of capabilities instead, through `scanq-worker-init`, so that each tool run is
 # confined (docker-compose.yml, deploy/k8s/worker.yaml, docs/sandbox.md "Deployment"): nftables
-# for the per-run egress filter, nmap, tini as PID 1.
+# for the per-run egress filter, iproute2 for raw scans' per-run namespaces, nmap, tini as PID 1.
 FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY . .
@@ -10,7 +10,7 @@ RUN cargo build --release --bins -p scanq-api -p scanq-worker -p scanq-cli
 
 FROM debian:bookworm-slim AS runtime
 RUN apt-get update \
- && apt-get install -y --no-install-recommends nmap nftables ca-certificates tini \
+ && apt-get install -y --no-install-recommends nmap nftables iproute2 ca-certificates tini \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --home /nonexistent --shell /usr/sbin/nologin scanq \
  && useradd --system --uid 10002 --home /nonexistent --shell /usr/sbin/nologin scanq-tool

@@ -183,7 +183,7 @@ fn the_image_has_nftables_and_starts_the_worker_through_its_init() {
         .lines()
         .find(|l| l.contains("apt-get install"))
         .expect("an apt-get install line");
-    for package in ["nftables", "nmap", "tini"] {
+    for package in ["nftables", "iproute2", "nmap", "tini"] {
         assert!(install.contains(package), "{package}: {install}");
     }
     assert!(
