@@ -273,8 +273,14 @@ async fn a_sigkilled_workers_rules_are_cleared_when_a_worker_starts() {
     )
     .await;
     let uid = tool_uid(&s.fixture).await;
-    let owner = format!("scanq pid={}", worker.pid());
-    assert!(nft_table().contains(&owner), "{}", nft_table());
+    // The owner comment names the worker's pid namespace, pid and start time.
+    let pid = format!(".{}.", worker.pid());
+    let table = nft_table();
+    let owner = table
+        .split('"')
+        .find(|c| c.starts_with("scanq owner=") && c.contains(&pid))
+        .unwrap_or_else(|| panic!("no rule owned by the worker: {table}"))
+        .to_owned();
 
     worker.signal(nix::sys::signal::Signal::SIGKILL);
     worker.wait_exit(Duration::from_secs(10)).await;

@@ -340,3 +340,149 @@ fn raw_scans_of_a_test_host_in_its_own_namespace_succeed_confined() {
         outs[2].0
     );
 }
+
+/// `target/<profile>/scanq-hostile` (tests crate), built by `cargo build --workspace --bins`.
+fn hostile() -> String {
+    let exe = std::env::current_exe().expect("current exe");
+    let mut dir = exe.parent().expect("deps dir").to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let path = dir.join("scanq-hostile");
+    assert!(
+        path.exists(),
+        "{} not built (make test builds it)",
+        path.display()
+    );
+    path.to_str().unwrap().to_owned()
+}
+
+/// Counts every packet that arrives for `addr` on this host (a table of the test's own).
+struct Witness {
+    table: String,
+}
+
+impl Witness {
+    fn watch(addr: &str) -> Self {
+        let table = format!("scanq_test_witness_{}", std::process::id());
+        let script = format!(
+            "table inet {table} {{\n chain input {{\n  type filter hook prerouting priority -400; policy accept;\n  ip daddr {addr} counter\n }}\n}}\n"
+        );
+        let mut child = std::process::Command::new("nft")
+            .args(["-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(script.as_bytes())
+            .unwrap();
+        assert!(child.wait().unwrap().success());
+        Self { table }
+    }
+
+    fn packets(&self) -> u64 {
+        let out = std::process::Command::new("nft")
+            .args(["list", "table", "inet", &self.table])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.split("counter packets ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(u64::MAX)
+    }
+}
+
+impl Drop for Witness {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("nft")
+            .args(["delete", "table", "inet", &self.table])
+            .status();
+    }
+}
+
+#[tokio::test]
+async fn a_hostile_raw_tool_reaches_nothing_but_its_target_and_leaves_nothing_behind() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let egress = egress().await;
+    let hostile = hostile();
+    // The job's target, and a non-target address of this host with listeners on it.
+    let target = "127.0.0.2";
+    let other = format!("127.83.{}.{}", std::process::id() % 250 + 1, 7);
+    let witness = Witness::watch(&other);
+    let (tcp, port) = listener(&other);
+    tcp.set_nonblocking(true).unwrap();
+    let udp = std::net::UdpSocket::bind((other.as_str(), 0)).unwrap();
+    udp.set_nonblocking(true).unwrap();
+    let udp_port = udp.local_addr().unwrap().port().to_string();
+    let tcp_port = port.to_string();
+    let sock_dir = tempfile::tempdir().unwrap();
+    let sock = sock_dir.path().join("host.sock");
+    let _unix = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    std::fs::set_permissions(
+        sock_dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    std::fs::set_permissions(&sock, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let me = std::process::id().to_string();
+
+    let attempts: Vec<Vec<&str>> = vec![
+        vec!["tcp", &other, &tcp_port],
+        vec!["udp", &other, &udp_port],
+        vec!["raw-syn", &other, &tcp_port],
+        vec!["packet", &other, &udp_port],
+        vec!["unix", sock.to_str().unwrap()],
+        vec!["environ", &me],
+        vec!["unshare-net"],
+        vec!["clone-newuser"],
+    ];
+    for args in &attempts {
+        let (out, _) = within(60, confined(&egress, &hostile, args, target)).await;
+        let said = String::from_utf8_lossy(&out.stdout);
+        let refused = out.exit_code == Some(0) && said.starts_with("refused");
+        let killed = out.signal == Some(libc::SIGSYS);
+        assert!(
+            refused || killed,
+            "{args:?} was not stopped: {said} {out:?}"
+        );
+    }
+    // A double-forked, setsid orphan that keeps calling the non-target after its run ended.
+    let (out, _) = within(
+        60,
+        confined(
+            &egress,
+            &hostile,
+            &["orphan", &other, &tcp_port, "5"],
+            target,
+        ),
+    )
+    .await;
+    assert_eq!(out.exit_code, Some(0), "{out:?}");
+    assert!(
+        out.escaped >= 1,
+        "the orphan was found in the run's cgroup: {out:?}"
+    );
+
+    // The orphan is dead with its cgroup; nothing ever arrived for the non-target, by any
+    // protocol (a short look at the listeners, then the counter of every packet).
+    let deadline = std::time::Instant::now() + Duration::from_secs(1);
+    while std::time::Instant::now() < deadline {
+        assert!(tcp.accept().is_err(), "a connection reached the non-target");
+        let mut buf = [0u8; 64];
+        assert!(
+            udp.recv_from(&mut buf).is_err(),
+            "a datagram reached the non-target"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(witness.packets(), 0, "packets arrived for {other}");
+}
