@@ -311,6 +311,10 @@ impl Queue {
         if spec.intrusive {
             fields.push(("intrusive", "1".to_owned()));
         }
+        if spec.needs_raw {
+            // The lane: every script that puts the job on a ready stream reads it.
+            fields.push(("needs_raw", "1".to_owned()));
+        }
         if max_running > 0 {
             fields.push(("max_running", max_running.to_string()));
         }
