@@ -10,13 +10,14 @@
 //! | key | type | what |
 //! |---|---|---|
 //! | `P:{T}:q:<priority>` | stream | ready jobs of tool T (consumer group `workers`) |
+//! | `P:{T}:q:<priority>:raw` | stream | ready jobs of tool T that need raw sockets: the raw lane, read by raw-capable workers only |
 //! | `P:{T}:job:<tenant>/<cid>` | hash | one job: the request, state, times, attempt, fence, result (see below) |
 //! | `P:{T}:ev:<tenant>/<cid>` | stream | the job's events, ids `0-<n>` (SSE position); **created lazily** (below) |
 //! | `P:{T}:scheduled` | zset | jobs waiting for a time (retry back-off, delay, breaker) |
 //! | `P:{T}:leases` | zset | running jobs, score = lease expiry (ms) |
 //! | `P:{T}:dead` | zset | failed jobs (dead letters), score = finish time |
-//! | `P:{T}:counts` | hash | jobs per state, kept by the scripts (O(1) stats), and each tenant's entries in the ready streams (`share:<tenant>`, the fair-share window) |
-//! | `P:{T}:backlog:<tenant>` | list | a tenant's jobs over its fair-share window, as `<priority>|<ref>` items |
+//! | `P:{T}:counts` | hash | jobs per state, kept by the scripts (O(1) stats), and each tenant's entries in the ready streams of each lane (`share:<tenant>`, `share:raw:<tenant>`: the fair-share window) |
+//! | `P:{T}:backlog:<tenant>`, `P:{T}:backlog:raw:<tenant>` | list | a tenant's jobs over its fair-share window in the plain and the raw lane, as `<lane>|<ref>` items (`normal|…`, `high:raw|…`) |
 //! | `P:{T}:running_by` | hash | running jobs per tenant (per-tenant running caps) |
 //! | `P:{T}:breaker[:hist|:probes|:window]` | hash/list/zset | the tool's circuit breaker |
 //! | `P:{T}:stats:wait`, `P:{T}:stats:run` | list | newest 1000 wait / run times (ms), for percentiles |
@@ -304,13 +305,54 @@ impl ToolKeys {
         format!("{}:q:{}", self.base, priority.as_str())
     }
 
-    /// The three priority streams, highest first.
+    /// The three priority streams of the plain lane, highest first.
     pub fn streams(&self) -> [String; 3] {
         [
             self.stream(Priority::High),
             self.stream(Priority::Normal),
             self.stream(Priority::Low),
         ]
+    }
+
+    /// The ready stream of a priority in the raw lane (jobs that need raw sockets; only
+    /// raw-capable workers read it).
+    pub fn raw_stream(&self, priority: Priority) -> String {
+        format!("{}:q:{}:raw", self.base, priority.as_str())
+    }
+
+    /// The ready stream of a job of `priority` that needs raw sockets (`raw`) or not.
+    pub fn lane_stream(&self, priority: Priority, raw: bool) -> String {
+        if raw {
+            self.raw_stream(priority)
+        } else {
+            self.stream(priority)
+        }
+    }
+
+    /// The three priority streams of the raw lane, highest first.
+    pub fn raw_streams(&self) -> [String; 3] {
+        [
+            self.raw_stream(Priority::High),
+            self.raw_stream(Priority::Normal),
+            self.raw_stream(Priority::Low),
+        ]
+    }
+
+    /// Every ready stream: the plain lane's, then the raw lane's (depth, oldest age, groups).
+    pub fn all_streams(&self) -> [String; 6] {
+        let [h, n, l] = self.streams();
+        let [rh, rn, rl] = self.raw_streams();
+        [h, n, l, rh, rn, rl]
+    }
+
+    /// The streams a worker may claim from: the plain lane, and the raw lane too when it is
+    /// raw-capable.
+    pub fn claimable_streams(&self, raw_capable: bool) -> Vec<String> {
+        if raw_capable {
+            self.all_streams().to_vec()
+        } else {
+            self.streams().to_vec()
+        }
     }
 
     pub fn job(&self, job_ref: &str) -> String {
@@ -420,6 +462,7 @@ mod tests {
         let r = "blue/scan-1";
         for k in [
             t.stream(Priority::Low),
+            t.raw_stream(Priority::High),
             t.job(r),
             t.events(r),
             t.scheduled(),
@@ -440,6 +483,10 @@ mod tests {
             assert!(k.starts_with("scanq:"), "{k}");
         }
         assert_eq!(t.job(r), format!("{}job:{r}", t.job_prefix()));
+        assert_eq!(t.raw_stream(Priority::Normal), "scanq:{nmap}:q:normal:raw");
+        assert_eq!(t.lane_stream(Priority::High, false), t.stream(Priority::High));
+        assert_eq!(t.claimable_streams(false).len(), 3);
+        assert_eq!(t.claimable_streams(true).len(), 6);
     }
 
     #[test]

@@ -69,6 +69,9 @@ pub struct Shared {
     pub slot_freed: Notify,
     /// How tool runs are confined, and the confinement when it is on.
     pub confinement: crate::confine::Status,
+    /// What this worker can do (in its heartbeat; `raw_sockets` decides whether its queue
+    /// claims from the raw lanes, fixed when the [`Consumer`] is built).
+    pub capabilities: scanq::domain::Capabilities,
     pub egress: Option<Arc<crate::confine::Egress>>,
     /// Emits webhook events and change summaries of finished jobs (never blocks a job).
     pub job_events: scanq::webhook::JobEvents,

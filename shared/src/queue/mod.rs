@@ -330,6 +330,7 @@ impl Queue {
                 &r,
                 &spec.request_hash,
                 spec.priority,
+                spec.needs_raw,
                 spec.delay_ms,
                 &fields,
             )
