@@ -15,6 +15,7 @@
 //! | `admin` | breakers, tool switches, counts |
 //! | `conn`, `connect` | the connection in each Redis mode (standalone, cluster, Sentinel; the mode itself is `config::RedisMode`) |
 //! | `wait` | the worker's blocking wait for work and its wait for replicas |
+//! | `waiting` | why a ready job is not claimed (`waiting_for`), from the live heartbeats |
 //! | `listen` | pub/sub wake-ups |
 //! | `limits`, `sessions` | tenant caps, MCP sessions |
 
@@ -31,6 +32,7 @@ mod listing;
 mod read;
 mod sessions;
 mod wait;
+mod waiting;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -151,6 +153,8 @@ pub struct Queue {
     numbers: Arc<Mutex<listing::ToolNumbers>>,
     /// What this process last read of each tool's breaker and switch (see `admission`).
     gate: Arc<Gate>,
+    /// The tools a live raw-capable worker serves, as last read (see `waiting`).
+    raw_served: Arc<waiting::RawServed>,
 }
 
 impl Queue {
@@ -181,6 +185,7 @@ impl Queue {
             registered: Arc::default(),
             numbers: Arc::default(),
             gate: Arc::default(),
+            raw_served: Arc::default(),
         }
     }
 
