@@ -441,3 +441,57 @@ async fn waiting_for_follows_the_heartbeats_of_raw_capable_workers() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_worker_never_starts_a_raw_job_found_in_a_plain_stream() {
+    let e = engine("rawstray", 0).await;
+    e.submit("syn", "--raw --ms 1").await;
+    // Something else (not the scripts) puts the raw job's ref on a plain stream.
+    let tk = e.queue.keys().tool(&ToolName::parse("sleep").unwrap());
+    let mut con = e.redis.con().await;
+    let _: String = redis::cmd("XADD")
+        .arg(tk.stream(scanq::domain::Priority::Normal))
+        .arg("*")
+        .arg("ref")
+        .arg("blue/syn")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert_eq!(e.lanes().await, (1, 1));
+    let plain = e.claim_rounds(&e.plain).await;
+    assert!(plain.is_empty(), "a plain worker started {:?}", cids(&plain));
+    assert_eq!(e.lanes().await, (0, 2), "moved to the raw lane, not started");
+    assert_eq!(e.doc("syn").await.state, JobState::Queued);
+    let raw = e.raw.claim(10, 0).await.unwrap().started;
+    assert_eq!(cids(&raw), HashSet::from(["syn".to_owned()]), "started once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_raw_job_is_cancelled_and_listed_like_any_other() {
+    let e = engine("rawcancel", 0).await;
+    e.submit("syn", "--raw --ms 1").await;
+    let (listed, _) = e
+        .queue
+        .list(&e.tenant, Some(JobState::Queued), None, 10, None)
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].needs, vec![Need::RawSockets]);
+    assert_eq!(
+        listed[0].waiting_for,
+        Some(scanq::domain::WaitingFor::RawCapableWorker)
+    );
+    let cid = CorrelationId::parse("syn").unwrap();
+    e.queue.cancel(&e.tenant, &cid).await.unwrap();
+    assert_eq!(e.doc("syn").await.state, JobState::Cancelled);
+    assert!(e.doc("syn").await.waiting_for.is_none(), "only a queued job waits");
+    // Its raw-lane entry is dropped by the next raw claim; nothing starts.
+    assert!(e.raw.claim(10, 0).await.unwrap().started.is_empty());
+    assert_eq!(e.lanes().await, (0, 0));
+    let counts = e
+        .queue
+        .counts(&ToolName::parse("sleep").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(counts.get("queued").copied().unwrap_or(0), 0, "{counts:?}");
+}

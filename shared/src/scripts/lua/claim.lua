@@ -152,7 +152,7 @@ for _, lane in ipairs(mine) do
       redis.call('LPUSH', KEYS[15] .. own, backlog_item(lane_of(h.priority, h.needs_raw), ref))
     end
     if decision == 'capped' or decision == 'elsewhere' then
-      -- Waits at the front of its tenant's backlog.
+      -- Waits at the front of its tenant's backlog, or in its raw lane.
     elseif h.state == S.queued and retry_after > 0 then
       decision = 'reject'
     elseif h.state == S.queued and per_job then
@@ -166,7 +166,7 @@ for _, lane in ipairs(mine) do
     end
     if h.state == S.queued and decision == 'reject' then
       hold(j, retry_after)
-    elseif h.state == S.queued and decision ~= 'capped' then
+    elseif h.state == S.queued and decision ~= 'capped' and decision ~= 'elsewhere' then
       if cap > 0 then redis.call('HINCRBY', running_by, tenant, 1) end
       local attempt = tonumber(h.attempt or '0') + 1
       local fence = tonumber(h.fence or '0') + 1
