@@ -154,9 +154,17 @@ fn cids(jobs: &[StartedJob]) -> HashSet<String> {
 
 /// The plain consumer takes nothing over a dozen rounds; the raw one then takes `cid`.
 async fn only_raw_claims(e: &Engine, cid: &str) -> StartedJob {
-    assert_eq!(e.lanes().await, (0, 1), "{cid} waits in the raw lane, nothing in the plain one");
+    assert_eq!(
+        e.lanes().await,
+        (0, 1),
+        "{cid} waits in the raw lane, nothing in the plain one"
+    );
     let plain = e.claim_rounds(&e.plain).await;
-    assert!(plain.is_empty(), "a plain worker claimed {:?}", cids(&plain));
+    assert!(
+        plain.is_empty(),
+        "a plain worker claimed {:?}",
+        cids(&plain)
+    );
     assert_eq!(e.doc(cid).await.state, JobState::Queued);
     let mut raw = e.raw.claim(10, 0).await.unwrap().started;
     assert_eq!(cids(&raw), HashSet::from([cid.to_owned()]));
@@ -227,10 +235,14 @@ async fn raw_jobs_go_only_to_raw_capable_consumers_through_retry_hand_back_and_r
     // Its worker vanishes (the lease lapses): the reaper schedules it, then queues it again,
     // in the raw lane.
     let fence = job.job.fence;
-    eventually(Duration::from_secs(20), "the lapsed lease taken over", || async {
-        e.plain.reap(100).await.unwrap();
-        (e.doc("syn").await.state == JobState::Queued).then_some(())
-    })
+    eventually(
+        Duration::from_secs(20),
+        "the lapsed lease taken over",
+        || async {
+            e.plain.reap(100).await.unwrap();
+            (e.doc("syn").await.state == JobState::Queued).then_some(())
+        },
+    )
     .await;
     let job = only_raw_claims(&e, "syn").await;
     assert!(job.job.fence > fence, "a new attempt");
@@ -256,13 +268,25 @@ async fn a_backlog_refill_keeps_raw_jobs_in_their_lane_and_they_never_hold_back_
     // the plain consumer never sees one of them.
     let mut seen = HashSet::new();
     for round in 0..3 {
-        assert_eq!(e.lanes().await, (0, 1), "round {round}: one raw entry (the window)");
+        assert_eq!(
+            e.lanes().await,
+            (0, 1),
+            "round {round}: one raw entry (the window)"
+        );
         let got = e.raw.claim(1, round).await.unwrap().started;
-        assert_eq!(got.len(), 1, "round {round}: the backlog refilled the raw lane");
+        assert_eq!(
+            got.len(),
+            1,
+            "round {round}: the backlog refilled the raw lane"
+        );
         assert!(got[0].needs_raw);
         seen.insert(got[0].id.cid.to_string());
         let plain = e.claim_rounds(&e.plain).await;
-        assert!(plain.is_empty(), "a plain worker claimed {:?}", cids(&plain));
+        assert!(
+            plain.is_empty(),
+            "a plain worker claimed {:?}",
+            cids(&plain)
+        );
     }
     assert_eq!(seen.len(), 3);
     assert!(e.raw.claim(10, 3).await.unwrap().started.is_empty());
@@ -357,10 +381,16 @@ async fn a_syn_scan_waits_visibly_on_a_worker_that_cannot_confine_raw_sockets() 
     })
     .await;
     assert_eq!(syn["state"], "queued", "{syn}");
-    assert!(syn["started_at"].is_null() && syn["worker"].is_null(), "{syn}");
+    assert!(
+        syn["started_at"].is_null() && syn["worker"].is_null(),
+        "{syn}"
+    );
     assert_eq!(syn["attempt"], 0);
     let listed = get_as(&base, blue, "/v1/jobs?state=queued").await;
-    assert_eq!(listed["jobs"][0]["waiting_for"], "raw_capable_worker", "{listed}");
+    assert_eq!(
+        listed["jobs"][0]["waiting_for"], "raw_capable_worker",
+        "{listed}"
+    );
 
     // The worker says it is not raw-capable: everyone sees it in /v1/workers, admins in /health.
     let workers = get_as(&base, blue, "/v1/workers").await;
@@ -377,10 +407,19 @@ async fn a_syn_scan_waits_visibly_on_a_worker_that_cannot_confine_raw_sockets() 
             .unwrap()
     };
     let admin = check(&get_as(&base, tokens.get("ops"), "/health").await);
-    assert!(admin["detail"].as_str().unwrap().contains("0 raw-capable"), "{admin}");
-    assert_eq!(admin["workers"][0]["capabilities"]["raw_sockets"], false, "{admin}");
+    assert!(
+        admin["detail"].as_str().unwrap().contains("0 raw-capable"),
+        "{admin}"
+    );
+    assert_eq!(
+        admin["workers"][0]["capabilities"]["raw_sockets"], false,
+        "{admin}"
+    );
     let tenant = check(&get_as(&base, blue, "/health").await);
-    assert!(tenant.get("workers").is_none(), "a tenant sees worker details: {tenant}");
+    assert!(
+        tenant.get("workers").is_none(),
+        "a tenant sees worker details: {tenant}"
+    );
     let anonymous: Value = http()
         .get(format!("{base}/health"))
         .send()
@@ -459,11 +498,23 @@ async fn a_plain_worker_never_starts_a_raw_job_found_in_a_plain_stream() {
         .unwrap();
     assert_eq!(e.lanes().await, (1, 1));
     let plain = e.claim_rounds(&e.plain).await;
-    assert!(plain.is_empty(), "a plain worker started {:?}", cids(&plain));
-    assert_eq!(e.lanes().await, (0, 2), "moved to the raw lane, not started");
+    assert!(
+        plain.is_empty(),
+        "a plain worker started {:?}",
+        cids(&plain)
+    );
+    assert_eq!(
+        e.lanes().await,
+        (0, 2),
+        "moved to the raw lane, not started"
+    );
     assert_eq!(e.doc("syn").await.state, JobState::Queued);
     let raw = e.raw.claim(10, 0).await.unwrap().started;
-    assert_eq!(cids(&raw), HashSet::from(["syn".to_owned()]), "started once");
+    assert_eq!(
+        cids(&raw),
+        HashSet::from(["syn".to_owned()]),
+        "started once"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -484,7 +535,10 @@ async fn a_queued_raw_job_is_cancelled_and_listed_like_any_other() {
     let cid = CorrelationId::parse("syn").unwrap();
     e.queue.cancel(&e.tenant, &cid).await.unwrap();
     assert_eq!(e.doc("syn").await.state, JobState::Cancelled);
-    assert!(e.doc("syn").await.waiting_for.is_none(), "only a queued job waits");
+    assert!(
+        e.doc("syn").await.waiting_for.is_none(),
+        "only a queued job waits"
+    );
     // Its raw-lane entry is dropped by the next raw claim; nothing starts.
     assert!(e.raw.claim(10, 0).await.unwrap().started.is_empty());
     assert_eq!(e.lanes().await, (0, 0));

@@ -484,7 +484,10 @@ mod tests {
         }
         assert_eq!(t.job(r), format!("{}job:{r}", t.job_prefix()));
         assert_eq!(t.raw_stream(Priority::Normal), "scanq:{nmap}:q:normal:raw");
-        assert_eq!(t.lane_stream(Priority::High, false), t.stream(Priority::High));
+        assert_eq!(
+            t.lane_stream(Priority::High, false),
+            t.stream(Priority::High)
+        );
         assert_eq!(t.claimable_streams(false).len(), 3);
         assert_eq!(t.claimable_streams(true).len(), 6);
     }

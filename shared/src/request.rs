@@ -401,15 +401,31 @@ mod tests {
 
     #[test]
     fn the_jobs_needs_follow_its_template_and_arguments() {
-        let needs = |body: Value| with_policy(|p| JobSpec::from_json(&body, p)).unwrap().needs_raw;
-        assert!(!needs(json!({"tool":"nmap","target":"10.0.0.5","args":"-sT -p 22"})));
-        assert!(!needs(json!({"tool":"nmap","target":"10.0.0.5","template":"quick"})));
-        assert!(needs(json!({"tool":"nmap","target":"10.0.0.5","args":"-sS -p 22"})));
+        let needs = |body: Value| {
+            with_policy(|p| JobSpec::from_json(&body, p))
+                .unwrap()
+                .needs_raw
+        };
+        assert!(!needs(
+            json!({"tool":"nmap","target":"10.0.0.5","args":"-sT -p 22"})
+        ));
+        assert!(!needs(
+            json!({"tool":"nmap","target":"10.0.0.5","template":"quick"})
+        ));
+        assert!(needs(
+            json!({"tool":"nmap","target":"10.0.0.5","args":"-sS -p 22"})
+        ));
         for t in ["syn", "udp", "os"] {
-            assert!(needs(json!({"tool":"nmap","target":"10.0.0.5","template":t})), "{t}");
+            assert!(
+                needs(json!({"tool":"nmap","target":"10.0.0.5","template":t})),
+                "{t}"
+            );
         }
         let os = with_policy(|p| {
-            JobSpec::from_json(&json!({"tool":"nmap","target":"10.0.0.5","template":"os"}), p)
+            JobSpec::from_json(
+                &json!({"tool":"nmap","target":"10.0.0.5","template":"os"}),
+                p,
+            )
         })
         .unwrap();
         assert_eq!(os.args.to_string(), "-sS -O --top-ports 100");

@@ -72,8 +72,7 @@ impl Worker {
         let id = cfg.worker_id.clone().unwrap_or_else(default_id);
         // lead: from confine::setup (raw_sockets only where raw-socket runs are confined).
         let capabilities = scanq::domain::Capabilities::default();
-        let queue =
-            Consumer::new(&cfg, &catalog, id, capabilities).map_err(anyhow::Error::msg)?;
+        let queue = Consumer::new(&cfg, &catalog, id, capabilities).map_err(anyhow::Error::msg)?;
         let cancels = Listener::start(queue.pool().clone(), queue.keys().cancel_channel());
         let (tx, rx) = mpsc::unbounded_channel();
         // The API's half of the queue, for firing schedules and reading finished jobs: same

@@ -12,9 +12,7 @@ use super::UnknownVariant;
 use super::string_enum;
 
 /// A worker's capabilities, as its heartbeat reports them (`GET /v1/workers`, `/health`).
-#[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema,
-)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct Capabilities {
     /// This worker runs raw-socket scans confined (it claims jobs that need raw sockets).
@@ -56,9 +54,6 @@ mod tests {
             serde_json::to_value(Need::RawSockets).unwrap(),
             "raw_sockets"
         );
-        assert_eq!(
-            WaitingFor::RawCapableWorker.as_str(),
-            "raw_capable_worker"
-        );
+        assert_eq!(WaitingFor::RawCapableWorker.as_str(), "raw_capable_worker");
     }
 }

@@ -384,7 +384,10 @@ mod tests {
         raw.insert("needs_raw".into(), "1".into());
         let doc = JobDocument::from_hash(&raw).unwrap();
         assert_eq!(doc.needs, vec![super::super::Need::RawSockets]);
-        assert_eq!(serde_json::to_value(&doc).unwrap()["needs"], serde_json::json!(["raw_sockets"]));
+        assert_eq!(
+            serde_json::to_value(&doc).unwrap()["needs"],
+            serde_json::json!(["raw_sockets"])
+        );
         assert!(JobDocument::from_hash(&HashMap::new()).is_none());
     }
 }

@@ -29,7 +29,8 @@ impl Queue {
     /// Sets `waiting_for` on each queued document that needs raw sockets while no live
     /// raw-capable worker serves its tool. Best effort: unreadable heartbeats set nothing.
     pub async fn explain_waits(&self, docs: &mut [JobDocument]) {
-        let waits = |d: &JobDocument| d.state == JobState::Queued && d.needs.contains(&Need::RawSockets);
+        let waits =
+            |d: &JobDocument| d.state == JobState::Queued && d.needs.contains(&Need::RawSockets);
         if !docs.iter().any(waits) {
             return;
         }
@@ -67,7 +68,11 @@ impl Queue {
         let mut set = HashSet::new();
         if !live.is_empty() {
             let docs: Vec<Option<String>> = redis::cmd("MGET")
-                .arg(live.iter().map(|id| self.keys.worker(id)).collect::<Vec<_>>())
+                .arg(
+                    live.iter()
+                        .map(|id| self.keys.worker(id))
+                        .collect::<Vec<_>>(),
+                )
                 .query_async(&mut con)
                 .await?;
             for beat in docs
@@ -76,7 +81,12 @@ impl Queue {
                 .filter_map(|d| serde_json::from_str::<Beat>(&d).ok())
                 .filter(|b| b.capabilities.raw_sockets)
             {
-                set.extend(beat.tools.into_iter().filter(|(_, present)| *present).map(|(t, _)| t));
+                set.extend(
+                    beat.tools
+                        .into_iter()
+                        .filter(|(_, present)| *present)
+                        .map(|(t, _)| t),
+                );
             }
         }
         let set = Arc::new(set);

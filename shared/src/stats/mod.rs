@@ -151,6 +151,19 @@ type ToolReply = (
     Vec<u64>,
 );
 
+/// [`ToolReply`] as read: the first entry of each of the six streams (plain lane, raw lane).
+type LanesReply = (
+    BTreeMap<String, i64>,
+    StreamRangeReply,
+    StreamRangeReply,
+    StreamRangeReply,
+    StreamRangeReply,
+    StreamRangeReply,
+    StreamRangeReply,
+    Vec<u64>,
+    Vec<u64>,
+);
+
 /// Of two streams' first entries, the older one's reply (the lanes of a priority, the
 /// partitions of a tool).
 fn older(mine: StreamRangeReply, theirs: StreamRangeReply) -> StreamRangeReply {
@@ -210,17 +223,8 @@ impl Stats {
         }
         pipe.lrange(tk.wait_samples(), first, last)
             .lrange(tk.run_samples(), first, last);
-        let (counts, high, normal, low, raw_high, raw_normal, raw_low, wait, run): (
-            BTreeMap<String, i64>,
-            StreamRangeReply,
-            StreamRangeReply,
-            StreamRangeReply,
-            StreamRangeReply,
-            StreamRangeReply,
-            StreamRangeReply,
-            Vec<u64>,
-            Vec<u64>,
-        ) = pipe.query_async(con).await?;
+        let (counts, high, normal, low, raw_high, raw_normal, raw_low, wait, run): LanesReply =
+            pipe.query_async(con).await?;
         Ok((
             counts,
             older(high, raw_high),

@@ -63,8 +63,14 @@ const NEVER: &[(&str, &str)] = &[
         "--privileged",
         "it assumes root privileges (the worker adds it itself for a raw-socket run on a confining worker)",
     ),
-    ("--send-eth", "it sends raw ethernet frames past the scan engine's choice"),
-    ("--send-ip", "it forces raw IP sends past the scan engine's choice"),
+    (
+        "--send-eth",
+        "it sends raw ethernet frames past the scan engine's choice",
+    ),
+    (
+        "--send-ip",
+        "it forces raw IP sends past the scan engine's choice",
+    ),
 ];
 
 /// `(flag, reason)`: refused unless the operator's policy lists them.

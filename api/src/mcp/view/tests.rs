@@ -166,6 +166,11 @@ fn a_raw_job_shows_its_needs_and_why_it_waits() {
     let view = job_view(&d);
     assert_eq!(view["needs"], json!(["raw_sockets"]));
     assert_eq!(view["waiting_for"], "raw_capable_worker");
-    assert!(view["next_step"].as_str().unwrap().contains("raw-capable worker"));
+    assert!(
+        view["next_step"]
+            .as_str()
+            .unwrap()
+            .contains("raw-capable worker")
+    );
     assert!(job_line(&d).contains("waiting for: raw_capable_worker"));
 }

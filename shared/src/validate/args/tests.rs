@@ -189,10 +189,19 @@ fn the_raw_socket_scans_are_accepted_and_mark_the_job_as_needing_raw_sockets() {
         assert!(policy.needs_raw(&args), "{flag}");
     }
     for plain in ["-sT -p 22", "-sV", "-sn", ""] {
-        assert!(!policy.needs_raw(&policy.parse_args(plain, &PLAIN).unwrap()), "{plain:?}");
+        assert!(
+            !policy.needs_raw(&policy.parse_args(plain, &PLAIN).unwrap()),
+            "{plain:?}"
+        );
     }
     // Root privileges and raw sends of the engine's own choosing stay the worker's business.
-    for raw in ["--privileged", "-privileged", "--send-eth", "--send-ip", "--priv"] {
+    for raw in [
+        "--privileged",
+        "-privileged",
+        "--send-eth",
+        "--send-ip",
+        "--priv",
+    ] {
         assert!(refused(raw).message.contains("never allowed"), "{raw}");
     }
     // Listing them is refused at catalog load too.
