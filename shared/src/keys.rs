@@ -9,8 +9,7 @@
 //!
 //! | key | type | what |
 //! |---|---|---|
-//! | `P:{T}:q:<priority>` | stream | ready jobs of tool T (consumer group `workers`) |
-//! | `P:{T}:q:<priority>:raw` | stream | ready jobs of tool T that need raw sockets: the raw lane, read by raw-capable workers only |
+//! | `P:{T}:q:<priority>`, `P:{T}:q:<priority>:raw` | stream | ready jobs of tool T (consumer group `workers`); `:raw` is the raw lane: jobs that need raw sockets, read by raw-capable workers only |
 //! | `P:{T}:job:<tenant>/<cid>` | hash | one job: the request, state, times, attempt, fence, result (see below) |
 //! | `P:{T}:ev:<tenant>/<cid>` | stream | the job's events, ids `0-<n>` (SSE position); **created lazily** (below) |
 //! | `P:{T}:scheduled` | zset | jobs waiting for a time (retry back-off, delay, breaker) |
@@ -314,45 +313,23 @@ impl ToolKeys {
         ]
     }
 
-    /// The ready stream of a priority in the raw lane (jobs that need raw sockets; only
-    /// raw-capable workers read it).
-    pub fn raw_stream(&self, priority: Priority) -> String {
-        format!("{}:q:{}:raw", self.base, priority.as_str())
-    }
-
-    /// The ready stream of a job of `priority` that needs raw sockets (`raw`) or not.
-    pub fn lane_stream(&self, priority: Priority, raw: bool) -> String {
-        if raw {
-            self.raw_stream(priority)
-        } else {
-            self.stream(priority)
-        }
-    }
-
-    /// The three priority streams of the raw lane, highest first.
+    /// The raw lane's three streams (`q:<priority>:raw`, read by raw-capable workers only).
     pub fn raw_streams(&self) -> [String; 3] {
-        [
-            self.raw_stream(Priority::High),
-            self.raw_stream(Priority::Normal),
-            self.raw_stream(Priority::Low),
-        ]
+        self.streams().map(|s| s + ":raw")
     }
 
-    /// Every ready stream: the plain lane's, then the raw lane's (depth, oldest age, groups).
-    pub fn all_streams(&self) -> [String; 6] {
-        let [h, n, l] = self.streams();
-        let [rh, rn, rl] = self.raw_streams();
-        [h, n, l, rh, rn, rl]
+    /// The ready stream of a job of `priority` in the raw lane (`raw`) or the plain one.
+    pub fn lane_stream(&self, priority: Priority, raw: bool) -> String {
+        self.stream(priority) + if raw { ":raw" } else { "" }
     }
 
-    /// The streams a worker may claim from: the plain lane, and the raw lane too when it is
-    /// raw-capable.
+    /// What a worker claims from: the plain lane, and the raw lane too when raw-capable.
     pub fn claimable_streams(&self, raw_capable: bool) -> Vec<String> {
+        let mut out = self.streams().to_vec();
         if raw_capable {
-            self.all_streams().to_vec()
-        } else {
-            self.streams().to_vec()
+            out.extend(self.raw_streams());
         }
+        out
     }
 
     pub fn job(&self, job_ref: &str) -> String {
@@ -462,7 +439,7 @@ mod tests {
         let r = "blue/scan-1";
         for k in [
             t.stream(Priority::Low),
-            t.raw_stream(Priority::High),
+            t.lane_stream(Priority::High, true),
             t.job(r),
             t.events(r),
             t.scheduled(),
@@ -483,12 +460,8 @@ mod tests {
             assert!(k.starts_with("scanq:"), "{k}");
         }
         assert_eq!(t.job(r), format!("{}job:{r}", t.job_prefix()));
-        assert_eq!(t.raw_stream(Priority::Normal), "scanq:{nmap}:q:normal:raw");
-        assert_eq!(
-            t.lane_stream(Priority::High, false),
-            t.stream(Priority::High)
-        );
-        assert_eq!(t.claimable_streams(false).len(), 3);
+        assert_eq!(t.raw_streams()[1], "scanq:{nmap}:q:normal:raw");
+        assert_eq!(t.lane_stream(Priority::Low, false), t.stream(Priority::Low));
         assert_eq!(t.claimable_streams(true).len(), 6);
     }
 

@@ -213,7 +213,7 @@ impl Stats {
         let (first, last) = if samples { (0, 999) } else { (1, 0) };
         let mut pipe = redis::pipe();
         pipe.hgetall(tk.counts());
-        for s in tk.all_streams() {
+        for s in tk.claimable_streams(true) {
             pipe.cmd("XRANGE")
                 .arg(s)
                 .arg("-")
