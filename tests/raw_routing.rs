@@ -361,6 +361,7 @@ async fn a_syn_scan_waits_visibly_on_a_worker_that_cannot_confine_raw_sockets() 
     assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
     let syn: Value = r.json().await.unwrap();
     assert_eq!(syn["needs"], json!(["raw_sockets"]), "{syn}");
+    assert_eq!(syn["waiting_for"], "raw_capable_worker", "{syn}");
     // The same request is the same job; the need is part of its identity like its args.
     let again = submit("syn", syn_args).await.unwrap();
     assert_eq!(again.status(), 200);

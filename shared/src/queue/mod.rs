@@ -384,9 +384,12 @@ impl Queue {
                         ("created_ms".to_owned(), created_ms.to_string()),
                     ])
                     .collect();
+                let mut docs = [JobDocument::from_job(&id, &h).ok_or(QueueError::NotFound)?];
+                self.explain_waits(&mut docs).await;
+                let [document] = docs;
                 return Ok(Submitted {
                     created: true,
-                    document: JobDocument::from_job(&id, &h).ok_or(QueueError::NotFound)?,
+                    document,
                 });
             }
             EnqueueOutcome::Exists { .. } => false,
@@ -394,7 +397,9 @@ impl Queue {
             EnqueueOutcome::Full { depth } => return Err(QueueError::Full { depth }),
         };
         let h: HashMap<String, String> = con.hgetall(tk.job(&r)).await?;
-        let document = JobDocument::from_job(&id, &h).ok_or(QueueError::NotFound)?;
+        let mut docs = [JobDocument::from_job(&id, &h).ok_or(QueueError::NotFound)?];
+        self.explain_waits(&mut docs).await;
+        let [document] = docs;
         Ok(Submitted { created, document })
     }
 

@@ -149,6 +149,8 @@ async function detail(id) {
   if (can("submit") && ["failed", "cancelled"].includes(j.state)) actions.push(act("Retry", "/v1/jobs/" + encodeURIComponent(id) + "/retry", "POST", "retry"));
   const doc = ["tool", "target", "args", "attempt", "max_attempts", "priority", "created_at", "started_at", "finished_at", "queue_wait_ms", "duration_ms", "worker"]
     .map((k) => [esc(k), esc(Array.isArray(j[k]) ? j[k].join(" ") : j[k])]);
+  if (j.needs) doc.push(["needs", esc(j.needs.join(" "))]);
+  if (j.waiting_for) doc.push(["waiting for", `<span class="bad">${esc(j.waiting_for)}</span>`]);
   if (j.error) doc.push(["error", `<span class="bad">${esc(j.error.type)}: ${esc(j.error.message)}</span><br>${esc(j.error.recovery_suggestion)}`]);
   const p = j.progress || { percent: j.state === "succeeded" ? 100 : 0 };
   const live = !["succeeded", "failed", "cancelled"].includes(j.state);
