@@ -431,6 +431,29 @@ async fn a_syn_scan_waits_visibly_on_a_worker_that_cannot_confine_raw_sockets() 
         .unwrap();
     assert!(check(&anonymous).get("workers").is_none());
 
+    // MCP's job_status says the same (a stateless 2026 request).
+    let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+        "name": "job_status", "arguments": {"correlation_id": "syn"},
+        "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": {}}}});
+    let reply: Value = http()
+        .post(format!("{base}/mcp"))
+        .bearer_auth(blue)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "job_status")
+        .json(&call)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let view = &reply["result"]["structuredContent"];
+    assert_eq!(view["waiting_for"], "raw_capable_worker", "{reply}");
+    assert_eq!(view["needs"], json!(["raw_sockets"]), "{reply}");
+
     // Still queued after the worker's further claim rounds.
     let later = get_as(&base, blue, "/v1/jobs/syn?wait=1").await;
     assert_eq!(later["state"], "queued");
