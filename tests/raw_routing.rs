@@ -573,3 +573,49 @@ async fn a_queued_raw_job_is_cancelled_and_listed_like_any_other() {
         .unwrap();
     assert_eq!(counts.get("queued").copied().unwrap_or(0), 0, "{counts:?}");
 }
+
+/// Calls of `cmd` since the last `CONFIG RESETSTAT` (from `INFO commandstats`).
+async fn calls(con: &mut redis::aio::MultiplexedConnection, cmd: &str) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(con)
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("cmdstat_{cmd}:calls=")))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |n| n.parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_claim_costs_what_it_did_and_a_raw_capable_one_reads_both_lanes() {
+    let e = engine("rawcost", 0).await;
+    // Warm up: the consumer groups exist afterwards.
+    e.plain.claim(10, 0).await.unwrap();
+    e.raw.claim(10, 0).await.unwrap();
+    let mut con = e.redis.con().await;
+    let reset = |con: &mut redis::aio::MultiplexedConnection| {
+        let mut c = con.clone();
+        async move {
+            let _: () = redis::cmd("CONFIG")
+                .arg("RESETSTAT")
+                .query_async(&mut c)
+                .await
+                .unwrap();
+        }
+    };
+    // One script call per tool (the built-in nmap and the test's sleep), no other round trip.
+    let tools = e.catalog.tools().filter(|(_, t)| t.enabled).count() as u64;
+    reset(&mut con).await;
+    e.plain.claim(10, 0).await.unwrap();
+    assert_eq!(calls(&mut con, "evalsha").await, tools, "one call per tool");
+    assert_eq!(
+        calls(&mut con, "xreadgroup").await,
+        3 * tools,
+        "the three plain streams"
+    );
+    reset(&mut con).await;
+    e.raw.claim(10, 0).await.unwrap();
+    assert_eq!(calls(&mut con, "evalsha").await, tools, "one call per tool");
+    assert_eq!(calls(&mut con, "xreadgroup").await, 6 * tools, "both lanes");
+}
