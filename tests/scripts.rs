@@ -68,6 +68,7 @@ impl Fx {
                 r,
                 hash,
                 prio,
+                false,
                 delay,
                 &fields,
             )
@@ -88,6 +89,7 @@ impl Fx {
                 "t",
                 BREAKER,
                 "",
+                false,
             )
             .await
             .unwrap();
@@ -106,6 +108,7 @@ impl Fx {
                 "t",
                 BREAKER,
                 "",
+                false,
             )
             .await
             .unwrap()
@@ -333,7 +336,7 @@ async fn reap_takes_over_lapsed_leases_and_poison_jobs_go_dead() {
                 .await
                 .ok()?;
             let c = scripts
-                .claim(&mut con, &tk, &set, "w1", 1, 0, "t", BREAKER, "")
+                .claim(&mut con, &tk, &set, "w1", 1, 0, "t", BREAKER, "", false)
                 .await
                 .ok()?;
             (!c.jobs.is_empty()).then_some(())
@@ -530,7 +533,7 @@ async fn a_gated_claim_stamps_the_home_generation_or_the_probe_and_a_gated_compl
     let closed = f
         .scripts
         .claim(
-            &mut f.con, &tk, &f.set, "w1", 1, 0, "t", BREAKER, "closed:7",
+            &mut f.con, &tk, &f.set, "w1", 1, 0, "t", BREAKER, "closed:7", false,
         )
         .await
         .unwrap();
@@ -551,6 +554,7 @@ async fn a_gated_claim_stamps_the_home_generation_or_the_probe_and_a_gated_compl
             "t",
             BREAKER,
             "probe:w1:0:1:3",
+            false,
         )
         .await
         .unwrap();

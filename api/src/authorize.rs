@@ -84,8 +84,25 @@ fn peer_is_loopback(req: &Request) -> bool {
         .is_some_and(|ConnectInfo(a)| a.ip().to_canonical().is_loopback())
 }
 
+/// Whether a request to an open route carries a valid admin token, or the API runs without
+/// tokens (everyone is admin then): what decides if `/health` lists worker details.
+pub(crate) fn admin_bearer(state: &AppState, headers: &axum::http::HeaderMap) -> bool {
+    let auth = &state.inner.auth;
+    if auth.is_open() {
+        return true;
+    }
+    let set = auth.current();
+    bearer_of(headers)
+        .and_then(|t| set.find(t))
+        .is_some_and(|token| token.scopes.is_admin())
+}
+
 fn bearer(req: &Request) -> Option<&str> {
-    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    bearer_of(req.headers())
+}
+
+fn bearer_of(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     let token = token.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty() && token.len() <= 512)

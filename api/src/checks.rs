@@ -5,7 +5,7 @@
 //! | check | priority | passes when |
 //! |---|---|---|
 //! | `redis` | critical | Redis answers `PING` and the scripts are loaded |
-//! | `workers` | important | at least one worker's heartbeat is live |
+//! | `workers` | important | at least one worker's heartbeat is live (the detail counts the raw-capable ones; an admin token, or an API without tokens, also gets each worker's `capabilities` in `workers`) |
 //! | `tool_binaries` | important | every enabled catalog tool is present on some live worker |
 //! | `cpu`, `memory`, `disk` | informational | use is at or under `health_*_percent` |
 
@@ -49,6 +49,10 @@ pub struct Check {
     pub observed: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub threshold: Option<f64>,
+    /// The `workers` check, for admins only: each live worker's id, confinement and
+    /// capabilities.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workers: Option<serde_json::Value>,
 }
 
 /// Every check and the verdict drawn from them.
@@ -63,6 +67,7 @@ struct Finding {
     ok: bool,
     detail: String,
     observed: Option<(f64, f64)>,
+    workers: Option<serde_json::Value>,
 }
 
 impl Finding {
@@ -71,6 +76,7 @@ impl Finding {
             ok,
             detail: detail.into(),
             observed: None,
+            workers: None,
         }
     }
 
@@ -83,6 +89,7 @@ impl Finding {
             detail: self.detail,
             observed: self.observed.map(|(v, _)| (v * 10.0).round() / 10.0),
             threshold: self.observed.map(|(_, t)| t),
+            workers: self.workers,
         }
     }
 }
@@ -104,11 +111,11 @@ async fn timed(
     finding.into_check(name, priority, start.elapsed().as_millis() as u64)
 }
 
-/// Runs every check concurrently.
-pub async fn run(state: &AppState) -> Report {
+/// Runs every check concurrently; `admin` callers also get each worker's details.
+pub async fn run(state: &AppState, admin: bool) -> Report {
     let (redis, workers, binaries, system) = tokio::join!(
         timed("redis", Priority::Critical, redis(state)),
-        timed("workers", Priority::Important, workers(state)),
+        timed("workers", Priority::Important, workers(state, admin)),
         timed("tool_binaries", Priority::Important, binaries(state)),
         system(state),
     );
@@ -140,7 +147,7 @@ async fn redis(state: &AppState) -> Finding {
     }
 }
 
-async fn workers(state: &AppState) -> Finding {
+async fn workers(state: &AppState, admin: bool) -> Finding {
     match state.inner.stats.workers().await {
         Ok(w) if w.is_empty() => Finding::new(
             false,
@@ -151,10 +158,27 @@ async fn workers(state: &AppState) -> Finding {
                 .iter()
                 .map(|w| format!("{}: {}", w.id, or_unknown(&w.confinement)))
                 .collect();
-            Finding::new(
+            let raw = w.iter().filter(|w| w.capabilities.raw_sockets).count();
+            let mut found = Finding::new(
                 true,
-                format!("{} live; egress confinement {}", w.len(), modes.join(", ")),
-            )
+                format!(
+                    "{} live ({raw} raw-capable); egress confinement {}",
+                    w.len(),
+                    modes.join(", ")
+                ),
+            );
+            found.workers = admin.then(|| {
+                w.iter()
+                    .map(|w| {
+                        serde_json::json!({
+                            "id": w.id,
+                            "confinement": or_unknown(&w.confinement),
+                            "capabilities": w.capabilities,
+                        })
+                    })
+                    .collect()
+            });
+            found
         }
         Err(_) => Finding::new(false, "cannot read heartbeats: Redis unreachable"),
     }
@@ -226,6 +250,7 @@ async fn system(state: &AppState) -> Vec<Check> {
                     ok: v <= limit,
                     detail: format!("{what}: {v:.1}% (threshold {limit}%)"),
                     observed: Some((v, limit)),
+                    workers: None,
                 },
                 Err(e) => Finding::new(false, e),
             };

@@ -371,6 +371,13 @@ fn print_doc(doc: &JobDocument, json: bool) {
         .iter()
         .map(|f| vec![format!("{f}:"), cell(&doc[*f])])
         .chain([vec!["progress:".into(), progress(doc)]])
+        // What it needs of a worker and why it waits, when it says so.
+        .chain(
+            ["needs", "waiting_for"]
+                .into_iter()
+                .filter(|f| !doc[*f].is_null())
+                .map(|f| vec![format!("{f}:"), cell(&doc[f])]),
+        )
         .chain(
             doc["error"]["message"]
                 .as_str()

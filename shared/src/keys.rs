@@ -9,14 +9,14 @@
 //!
 //! | key | type | what |
 //! |---|---|---|
-//! | `P:{T}:q:<priority>` | stream | ready jobs of tool T (consumer group `workers`) |
+//! | `P:{T}:q:<priority>`, `P:{T}:q:<priority>:raw` | stream | ready jobs of tool T (consumer group `workers`); `:raw` is the raw lane: jobs that need raw sockets, read by raw-capable workers only |
 //! | `P:{T}:job:<tenant>/<cid>` | hash | one job: the request, state, times, attempt, fence, result (see below) |
 //! | `P:{T}:ev:<tenant>/<cid>` | stream | the job's events, ids `0-<n>` (SSE position); **created lazily** (below) |
 //! | `P:{T}:scheduled` | zset | jobs waiting for a time (retry back-off, delay, breaker) |
 //! | `P:{T}:leases` | zset | running jobs, score = lease expiry (ms) |
 //! | `P:{T}:dead` | zset | failed jobs (dead letters), score = finish time |
-//! | `P:{T}:counts` | hash | jobs per state, kept by the scripts (O(1) stats), and each tenant's entries in the ready streams (`share:<tenant>`, the fair-share window) |
-//! | `P:{T}:backlog:<tenant>` | list | a tenant's jobs over its fair-share window, as `<priority>|<ref>` items |
+//! | `P:{T}:counts` | hash | jobs per state, kept by the scripts (O(1) stats), and each tenant's entries in the ready streams of each lane (`share:<tenant>`, `share:raw:<tenant>`: the fair-share window) |
+//! | `P:{T}:backlog:<tenant>`, `P:{T}:backlog:raw:<tenant>` | list | a tenant's jobs over its fair-share window in the plain and the raw lane, as `<lane>|<ref>` items (`normal|…`, `high:raw|…`) |
 //! | `P:{T}:running_by` | hash | running jobs per tenant (per-tenant running caps) |
 //! | `P:{T}:breaker[:hist|:probes|:window]` | hash/list/zset | the tool's circuit breaker |
 //! | `P:{T}:stats:wait`, `P:{T}:stats:run` | list | newest 1000 wait / run times (ms), for percentiles |
@@ -304,13 +304,32 @@ impl ToolKeys {
         format!("{}:q:{}", self.base, priority.as_str())
     }
 
-    /// The three priority streams, highest first.
+    /// The three priority streams of the plain lane, highest first.
     pub fn streams(&self) -> [String; 3] {
         [
             self.stream(Priority::High),
             self.stream(Priority::Normal),
             self.stream(Priority::Low),
         ]
+    }
+
+    /// The raw lane's three streams (`q:<priority>:raw`, read by raw-capable workers only).
+    pub fn raw_streams(&self) -> [String; 3] {
+        self.streams().map(|s| s + ":raw")
+    }
+
+    /// The ready stream of a job of `priority` in the raw lane (`raw`) or the plain one.
+    pub fn lane_stream(&self, priority: Priority, raw: bool) -> String {
+        self.stream(priority) + if raw { ":raw" } else { "" }
+    }
+
+    /// What a worker claims from: the plain lane, and the raw lane too when raw-capable.
+    pub fn claimable_streams(&self, raw_capable: bool) -> Vec<String> {
+        let mut out = self.streams().to_vec();
+        if raw_capable {
+            out.extend(self.raw_streams());
+        }
+        out
     }
 
     pub fn job(&self, job_ref: &str) -> String {
@@ -420,6 +439,7 @@ mod tests {
         let r = "blue/scan-1";
         for k in [
             t.stream(Priority::Low),
+            t.lane_stream(Priority::High, true),
             t.job(r),
             t.events(r),
             t.scheduled(),
@@ -440,6 +460,9 @@ mod tests {
             assert!(k.starts_with("scanq:"), "{k}");
         }
         assert_eq!(t.job(r), format!("{}job:{r}", t.job_prefix()));
+        assert_eq!(t.raw_streams()[1], "scanq:{nmap}:q:normal:raw");
+        assert_eq!(t.lane_stream(Priority::Low, false), t.stream(Priority::Low));
+        assert_eq!(t.claimable_streams(true).len(), 6);
     }
 
     #[test]

@@ -54,6 +54,8 @@ pub struct JobSpec {
     pub template: Option<String>,
     /// Template arguments followed by the request's, normalized.
     pub args: ToolArgs,
+    /// The arguments use a flag marked `raw`: only a raw-capable worker may claim the job.
+    pub needs_raw: bool,
     pub timeout_sec: u64,
     pub priority: Priority,
     pub correlation_id: Option<CorrelationId>,
@@ -132,6 +134,7 @@ impl JobSpec {
         let raw_args = body.args.as_deref().unwrap_or("");
         let request_args = spec.args.parse_args(raw_args, &ctx)?;
         let args = ToolArgs::merge(&template_args, &request_args, &spec.args);
+        let needs_raw = spec.args.needs_raw(&args);
 
         let timeout_sec = within("timeout_sec", body.timeout_sec, 1, spec.max_timeout_sec)?
             .unwrap_or(spec.default_timeout_sec);
@@ -186,7 +189,7 @@ impl JobSpec {
         }
         let queue_if_unavailable = body.queue_if_unavailable.unwrap_or(false);
 
-        let canonical = serde_json::json!([
+        let mut canonical = serde_json::json!([
             tool.as_str(),
             target.to_string(),
             template,
@@ -196,6 +199,11 @@ impl JobSpec {
             max_attempts,
             intrusive,
         ]);
+        // What the job needs is part of its identity like its arguments (appended only when
+        // set, so the hashes of plain jobs stay what they were).
+        if needs_raw && let Some(parts) = canonical.as_array_mut() {
+            parts.push(serde_json::json!("needs:raw_sockets"));
+        }
         // 64 bits: it only tells apart two requests under the same tenant and correlation ID.
         let request_hash = hex::encode(&Sha256::digest(canonical.to_string().as_bytes())[..8]);
         Ok(Self {
@@ -203,6 +211,7 @@ impl JobSpec {
             target,
             template: template.map(str::to_owned),
             args,
+            needs_raw,
             timeout_sec,
             priority,
             correlation_id,
@@ -388,5 +397,47 @@ mod tests {
         .unwrap();
         assert_eq!(a.request_hash, b.request_hash);
         assert_ne!(a.request_hash, c.request_hash);
+    }
+
+    #[test]
+    fn the_jobs_needs_follow_its_template_and_arguments() {
+        let needs = |body: Value| {
+            with_policy(|p| JobSpec::from_json(&body, p))
+                .unwrap()
+                .needs_raw
+        };
+        assert!(!needs(
+            json!({"tool":"nmap","target":"10.0.0.5","args":"-sT -p 22"})
+        ));
+        assert!(!needs(
+            json!({"tool":"nmap","target":"10.0.0.5","template":"quick"})
+        ));
+        assert!(needs(
+            json!({"tool":"nmap","target":"10.0.0.5","args":"-sS -p 22"})
+        ));
+        for t in ["syn", "udp", "os"] {
+            assert!(
+                needs(json!({"tool":"nmap","target":"10.0.0.5","template":t})),
+                "{t}"
+            );
+        }
+        let os = with_policy(|p| {
+            JobSpec::from_json(
+                &json!({"tool":"nmap","target":"10.0.0.5","template":"os"}),
+                p,
+            )
+        })
+        .unwrap();
+        assert_eq!(os.args.to_string(), "-sS -O --top-ports 100");
+        // A request that overrides nothing raw keeps the template's need.
+        let syn = with_policy(|p| {
+            JobSpec::from_json(
+                &json!({"tool":"nmap","target":"10.0.0.5","template":"syn","args":"-p 22"}),
+                p,
+            )
+        })
+        .unwrap();
+        assert_eq!(syn.args.to_string(), "-sS -T 4 --top-ports 1000 -p 22");
+        assert!(syn.needs_raw);
     }
 }

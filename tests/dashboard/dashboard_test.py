@@ -95,6 +95,11 @@ try:
         go("#/" + page)
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#view h2"))
         shot(page)
+    go("#/workers")
+    wait.until(lambda d: d.find_elements(By.XPATH, "//th[text()='capabilities']"))
+    caps = [e.text for e in driver.find_elements(By.CSS_SELECTOR, "#view span.caps")]
+    assert caps and all(c == "none" for c in caps), "the worker's capabilities: %s" % caps
+    step("the workers table shows each worker's capabilities")
     go("#/breakers")
     wait.until(lambda d: d.find_elements(By.XPATH, "//button[text()='open']"))
     step("admin pages render with their actions")

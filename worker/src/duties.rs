@@ -144,6 +144,7 @@ async fn heartbeat_loop(w: SharedRef) {
                     (name.to_string(), present)
                 })
                 .collect::<HashMap<_, _>>(),
+            capabilities: w.capabilities,
         };
         let _ = w
             .queue

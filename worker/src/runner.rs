@@ -75,7 +75,9 @@ impl Worker {
             .map_err(|e| e.context("refusing to start"))?;
         let cgroups = run_cgroups();
         let id = cfg.worker_id.clone().unwrap_or_else(default_id);
-        let queue = Consumer::new(&cfg, &catalog, id).map_err(anyhow::Error::msg)?;
+        // lead: from confine::setup (raw_sockets only where raw-socket runs are confined).
+        let capabilities = scanq::domain::Capabilities::default();
+        let queue = Consumer::new(&cfg, &catalog, id, capabilities).map_err(anyhow::Error::msg)?;
         let cancels = Listener::start(queue.pool().clone(), queue.keys().cancel_channel());
         let (tx, rx) = mpsc::unbounded_channel();
         // The API's half of the queue, for firing schedules and reading finished jobs: same
@@ -103,6 +105,7 @@ impl Worker {
             finished: tx,
             slot_freed: Notify::new(),
             confinement,
+            capabilities,
             egress,
             cgroups,
         });
@@ -157,7 +160,7 @@ impl Worker {
     }
 
     fn start(&self, started: StartedJob) {
-        let StartedJob { id, job } = started;
+        let StartedJob { id, job, .. } = started;
         let running = RunningJob::new(id.clone(), job.fence);
         self.shared
             .running

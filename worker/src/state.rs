@@ -69,6 +69,9 @@ pub struct Shared {
     pub slot_freed: Notify,
     /// How tool runs are confined, and the confinement when it is on.
     pub confinement: crate::confine::Status,
+    /// What this worker can do (in its heartbeat; `raw_sockets` decides whether its queue
+    /// claims from the raw lanes, fixed when the [`Consumer`] is built).
+    pub capabilities: scanq::domain::Capabilities,
     pub egress: Option<Arc<crate::confine::Egress>>,
     /// Where each run gets a cgroup of its own (`None`: no writable cgroup v2 here).
     pub cgroups: Option<Arc<crate::sandbox::CgroupRoot>>,

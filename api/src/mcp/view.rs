@@ -42,6 +42,14 @@ impl View {
 
 fn next_step(doc: &JobDocument) -> String {
     let id = &doc.correlation_id;
+    if doc.waiting_for.is_some() {
+        return format!(
+            "Queued: it needs raw sockets and no raw-capable worker serving {} is running; it \
+             starts once one is. Call job_status with correlation_id \"{id}\" later, or submit a \
+             connect scan (-sT) instead.",
+            doc.tool
+        );
+    }
     match doc.state {
         JobState::Queued | JobState::Scheduled | JobState::Running => format!(
             "Not finished yet. Call job_status with correlation_id \"{id}\" and wait_sec up to 50 \
@@ -56,7 +64,7 @@ fn next_step(doc: &JobDocument) -> String {
 
 /// The compact job view (`job_status`, submit tools, `job_cancel`, `job_list` items).
 pub fn job_view(doc: &JobDocument) -> Value {
-    json!({
+    let mut view = json!({
         "correlation_id": doc.correlation_id,
         "tool": doc.tool,
         "target": doc.target,
@@ -80,7 +88,14 @@ pub fn job_view(doc: &JobDocument) -> Value {
             "retry_after_sec": e.retry_after_sec,
         })),
         "next_step": next_step(doc),
-    })
+    });
+    if !doc.needs.is_empty() {
+        view["needs"] = json!(doc.needs);
+    }
+    if let Some(w) = doc.waiting_for {
+        view["waiting_for"] = json!(w);
+    }
+    view
 }
 
 /// One line about a job.
@@ -95,6 +110,9 @@ pub fn job_line(doc: &JobDocument) -> String {
             line.push_str(&format!(", {phase}"));
         }
         line.push(')');
+    }
+    if let Some(w) = doc.waiting_for {
+        line.push_str(&format!(" (waiting for: {w})"));
     }
     if let Some(ms) = doc.duration_ms {
         line.push_str(&format!(" after {:.1} s", ms as f64 / 1000.0));
@@ -364,6 +382,10 @@ pub fn job_schema(extra: Value) -> Value {
             "exit_code": nullable("integer"),
             "error": error_schema(),
             "next_step": {"type": "string"},
+            "needs": {"type": "array", "items": {"type": "string", "enum": ["raw_sockets"]},
+                "description": "what the job needs of the worker that claims it (absent: nothing)"},
+            "waiting_for": {"type": "string", "enum": ["raw_capable_worker"],
+                "description": "why a queued job is not claimed although it is ready"},
         },
         "required": ["correlation_id", "tool", "target", "state", "terminal", "next_step"],
     });

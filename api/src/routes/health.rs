@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -62,12 +62,14 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
-/// Every check with its priority.
+/// Every check with its priority. With an admin token (or without tokens configured) the
+/// `workers` check also lists each worker's capabilities.
 #[utoipa::path(get, path = "/health", tag = "meta",
     responses((status = 200, description = "Healthy or degraded", body = Object),
         (status = 503, description = "A critical check failed", body = Object)))]
-pub(crate) async fn health(State(state): State<AppState>) -> Response {
-    let report = checks::run(&state).await;
+pub(crate) async fn health(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let admin = crate::authorize::admin_bearer(&state, &headers);
+    let report = checks::run(&state, admin).await;
     let status = match report.status {
         checks::Status::Unhealthy => StatusCode::SERVICE_UNAVAILABLE,
         checks::Status::Healthy | checks::Status::Degraded => StatusCode::OK,

@@ -1,6 +1,7 @@
 //! `GET /v1/workers`: the live workers (heartbeat not lapsed) as they describe themselves. The
 //! jobs each one runs are listed by name for admins only, since they name other tenants' jobs;
-//! everyone sees how many.
+//! everyone sees how many. Each worker's `capabilities` (`raw_sockets`, `run_cgroups`,
+//! `unconfined`) say which jobs it may claim.
 
 use axum::extract::State;
 use axum::routing::get;
@@ -40,6 +41,7 @@ pub(crate) async fn list(
                 "running": w.running.len(),
                 "running_jobs": caller.admin.then_some(&w.running),
                 "tools": w.tools,
+                "capabilities": w.capabilities,
             })
         })
         .collect();

@@ -219,6 +219,13 @@ pub struct JobDocument {
     /// succeeded run (`against`, `changed`, `summary` counts).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub change: Option<serde_json::Value>,
+    /// What the job needs of the worker that claims it (`["raw_sockets"]`); absent when nothing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub needs: Vec<super::Need>,
+    /// Why a queued job is not claimed although it is ready (`raw_capable_worker`: no live
+    /// raw-capable worker serves its tool). Set by the API from the live heartbeats.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_for: Option<super::WaitingFor>,
 }
 
 fn rfc3339(ms: u64) -> String {
@@ -306,6 +313,12 @@ impl JobDocument {
             error,
             schedule_id: get("schedule_id").cloned(),
             change: json(h, "change"),
+            needs: if get("needs_raw").is_some_and(|v| v == "1") {
+                vec![super::Need::RawSockets]
+            } else {
+                Vec::new()
+            },
+            waiting_for: None,
         })
     }
 }
@@ -364,6 +377,17 @@ mod tests {
         assert_eq!(doc.args, vec!["-p", "22"]);
         assert_eq!(doc.priority, Priority::High);
         assert_eq!(doc.state, JobState::Queued);
+        assert!(doc.needs.is_empty());
+        let json = serde_json::to_value(&doc).unwrap();
+        assert!(json.get("needs").is_none() && json.get("waiting_for").is_none());
+        let mut raw = h.clone();
+        raw.insert("needs_raw".into(), "1".into());
+        let doc = JobDocument::from_hash(&raw).unwrap();
+        assert_eq!(doc.needs, vec![super::super::Need::RawSockets]);
+        assert_eq!(
+            serde_json::to_value(&doc).unwrap()["needs"],
+            serde_json::json!(["raw_sockets"])
+        );
         assert!(JobDocument::from_hash(&HashMap::new()).is_none());
     }
 }

@@ -2,12 +2,14 @@
 //! kinds and the public job document. Every string that crosses Redis or HTTP has exactly one
 //! mapping here (`as_str` / `FromStr`), and the Lua scripts receive those same strings as arguments.
 
+mod capabilities;
 mod ids;
 mod job;
 mod job_id;
 mod outcome;
 mod replies;
 
+pub use capabilities::{Capabilities, Need, WaitingFor};
 pub use ids::{CorrelationId, IdError, TenantId, ToolName};
 pub(crate) use job::string_enum;
 pub use job::{

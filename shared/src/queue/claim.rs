@@ -81,6 +81,7 @@ impl Consumer {
                         t.name.as_str(),
                         breaker,
                         &gate,
+                        self.capabilities.raw_sockets,
                     )
                     .await?;
                 if let Some(home) = claimed.home.clone() {
@@ -127,7 +128,11 @@ impl Consumer {
                         tracing::error!(job = %job.job_ref, "Claimed a job with a malformed ref");
                         continue;
                     };
-                    out.started.push(StartedJob { id, job });
+                    out.started.push(StartedJob {
+                        id,
+                        needs_raw: job.needs_raw,
+                        job,
+                    });
                 }
             }
         }

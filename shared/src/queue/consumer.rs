@@ -13,7 +13,7 @@ use super::connect::{Pool, cancelled_error, pool, script_settings};
 use crate::breaker::{OpenCache, Transition};
 use crate::catalog::Catalog;
 use crate::config::Config;
-use crate::domain::{ErrorInfo, ErrorType, JobId, ToolName};
+use crate::domain::{Capabilities, ErrorInfo, ErrorType, JobId, ToolName};
 use crate::keys::{GROUP, Keys, ToolKeys};
 use crate::scripts::{
     ClaimedJob, Completed, Completion, ReapReport, RenewStatus, ScriptSettings, Scripts,
@@ -24,6 +24,9 @@ use crate::scripts::{
 pub struct StartedJob {
     pub id: JobId,
     pub job: ClaimedJob,
+    /// The job needs raw sockets: it came from its tool's raw lane, which only a consumer built
+    /// with `raw_sockets: true` reads.
+    pub needs_raw: bool,
 }
 
 /// What one claim step did.
@@ -50,6 +53,8 @@ pub struct Heartbeat {
     pub running: Vec<String>,
     /// Tool → its binary is present on this worker.
     pub tools: HashMap<String, bool>,
+    /// What it can do (raw-socket scans confined, per-run cgroups, unconfined runs).
+    pub capabilities: Capabilities,
 }
 
 pub(super) struct ToolQueue {
@@ -78,6 +83,8 @@ pub struct Consumer {
     /// The home breaker of each partitioned tool as last read (see `claim.rs`).
     pub(super) home: Mutex<HashMap<ToolName, (std::time::Instant, crate::scripts::HomeBreaker)>>,
     pub(super) breakers: crate::breaker::Breaker,
+    /// What this worker can do: with `raw_sockets` it also claims from the raw lanes.
+    pub(super) capabilities: Capabilities,
 }
 
 impl std::fmt::Debug for Consumer {
@@ -91,8 +98,14 @@ fn error_json(kind: ErrorType, message: &str) -> String {
 }
 
 impl Consumer {
-    /// A consumer for the enabled tools of `catalog`, named `id`.
-    pub fn new(cfg: &Config, catalog: &Catalog, id: String) -> Result<Self, String> {
+    /// A consumer for the enabled tools of `catalog`, named `id`, for a worker with
+    /// `capabilities` (a raw-capable one also claims jobs that need raw sockets).
+    pub fn new(
+        cfg: &Config,
+        catalog: &Catalog,
+        id: String,
+        capabilities: Capabilities,
+    ) -> Result<Self, String> {
         let keys = Keys::for_fleet(cfg, Some(catalog));
         let tools = catalog
             .tools()
@@ -129,7 +142,13 @@ impl Consumer {
             ),
             home: Mutex::default(),
             breakers: crate::breaker::Breaker::new(),
+            capabilities,
         })
+    }
+
+    /// What this worker can do (as built).
+    pub fn capabilities(&self) -> Capabilities {
+        self.capabilities
     }
 
     pub fn id(&self) -> &str {
@@ -156,7 +175,11 @@ impl Consumer {
             return;
         };
         for t in &self.tools {
-            for s in t.parts.iter().flat_map(|p| p.streams()) {
+            for s in t
+                .parts
+                .iter()
+                .flat_map(|p| p.claimable_streams(self.capabilities.raw_sockets))
+            {
                 let _: redis::RedisResult<()> = redis::cmd("XGROUP")
                     .arg("CREATE")
                     .arg(&s)

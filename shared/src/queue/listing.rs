@@ -131,6 +131,19 @@ impl Queue {
         limit: usize,
         cursor: Option<u64>,
     ) -> Result<(Vec<JobDocument>, Option<u64>), QueueError> {
+        let (mut docs, next) = self.list_page(tenant, state, tool, limit, cursor).await?;
+        self.explain_waits(&mut docs).await;
+        Ok((docs, next))
+    }
+
+    async fn list_page(
+        &self,
+        tenant: &TenantId,
+        state: Option<JobState>,
+        tool: Option<&ToolName>,
+        limit: usize,
+        cursor: Option<u64>,
+    ) -> Result<(Vec<JobDocument>, Option<u64>), QueueError> {
         let mut con = self.connection().await?;
         let list = self.keys.tenant_jobs(tenant);
         let mut out = Vec::new();

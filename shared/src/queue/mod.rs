@@ -15,6 +15,7 @@
 //! | `admin` | breakers, tool switches, counts |
 //! | `conn`, `connect` | the connection in each Redis mode (standalone, cluster, Sentinel; the mode itself is `config::RedisMode`) |
 //! | `wait` | the worker's blocking wait for work and its wait for replicas |
+//! | `waiting` | why a ready job is not claimed (`waiting_for`), from the live heartbeats |
 //! | `listen` | pub/sub wake-ups |
 //! | `limits`, `sessions` | tenant caps, MCP sessions |
 
@@ -31,6 +32,7 @@ mod listing;
 mod read;
 mod sessions;
 mod wait;
+mod waiting;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -151,6 +153,8 @@ pub struct Queue {
     numbers: Arc<Mutex<listing::ToolNumbers>>,
     /// What this process last read of each tool's breaker and switch (see `admission`).
     gate: Arc<Gate>,
+    /// The tools a live raw-capable worker serves, as last read (see `waiting`).
+    raw_served: Arc<waiting::RawServed>,
 }
 
 impl Queue {
@@ -181,6 +185,7 @@ impl Queue {
             registered: Arc::default(),
             numbers: Arc::default(),
             gate: Arc::default(),
+            raw_served: Arc::default(),
         }
     }
 
@@ -311,6 +316,10 @@ impl Queue {
         if spec.intrusive {
             fields.push(("intrusive", "1".to_owned()));
         }
+        if spec.needs_raw {
+            // The lane: every script that puts the job on a ready stream reads it.
+            fields.push(("needs_raw", "1".to_owned()));
+        }
         if max_running > 0 {
             fields.push(("max_running", max_running.to_string()));
         }
@@ -326,6 +335,7 @@ impl Queue {
                 &r,
                 &spec.request_hash,
                 spec.priority,
+                spec.needs_raw,
                 spec.delay_ms,
                 &fields,
             )
@@ -374,9 +384,12 @@ impl Queue {
                         ("created_ms".to_owned(), created_ms.to_string()),
                     ])
                     .collect();
+                let mut docs = [JobDocument::from_job(&id, &h).ok_or(QueueError::NotFound)?];
+                self.explain_waits(&mut docs).await;
+                let [document] = docs;
                 return Ok(Submitted {
                     created: true,
-                    document: JobDocument::from_job(&id, &h).ok_or(QueueError::NotFound)?,
+                    document,
                 });
             }
             EnqueueOutcome::Exists { .. } => false,
@@ -384,7 +397,9 @@ impl Queue {
             EnqueueOutcome::Full { depth } => return Err(QueueError::Full { depth }),
         };
         let h: HashMap<String, String> = con.hgetall(tk.job(&r)).await?;
-        let document = JobDocument::from_job(&id, &h).ok_or(QueueError::NotFound)?;
+        let mut docs = [JobDocument::from_job(&id, &h).ok_or(QueueError::NotFound)?];
+        self.explain_waits(&mut docs).await;
+        let [document] = docs;
         Ok(Submitted { created, document })
     }
 

@@ -56,6 +56,9 @@ impl Queue {
             let id = JobId::new(tool.clone(), tenant.clone(), cid.clone());
             let h = read(id.clone()).await?;
             if let Some(doc) = JobDocument::from_job(&id, &h) {
+                let mut docs = [doc];
+                self.explain_waits(&mut docs).await;
+                let [doc] = docs;
                 return Ok(Some((tool, doc)));
             }
         }
@@ -64,7 +67,13 @@ impl Queue {
         };
         let id = JobId::new(tool.clone(), tenant.clone(), cid.clone());
         let h = read(id.clone()).await?;
-        Ok(JobDocument::from_job(&id, &h).map(|d| (tool, d)))
+        let Some(doc) = JobDocument::from_job(&id, &h) else {
+            return Ok(None);
+        };
+        let mut docs = [doc];
+        self.explain_waits(&mut docs).await;
+        let [doc] = docs;
+        Ok(Some((tool, doc)))
     }
 
     /// The job document, or None (also for another tenant's ID).

@@ -12,7 +12,8 @@ impl Consumer {
     /// unclaimed entries (the claim deletes what it takes), so reading from `0-0` returns at once
     /// while work is waiting and blocks while there is none: no entry can slip in between a
     /// claim and the wait. Disabled tools and tools whose breaker refused are left out (their
-    /// entries would wake the worker for nothing).
+    /// entries would wake the worker for nothing), and so are the raw lanes on a worker that is
+    /// not raw-capable (it never claims from them).
     pub async fn wait_for_work(&self, timeout: Duration) {
         let streams: Vec<String> = {
             let disabled = self.disabled.lock().expect("disabled lock");
@@ -21,7 +22,11 @@ impl Consumer {
                 .filter(|t| {
                     !disabled.contains(&t.name) && self.open.is_open(t.name.as_str()).is_none()
                 })
-                .flat_map(|t| t.parts.iter().flat_map(|p| p.streams()))
+                .flat_map(|t| {
+                    t.parts
+                        .iter()
+                        .flat_map(|p| p.claimable_streams(self.capabilities.raw_sockets))
+                })
                 .collect()
         };
         if streams.is_empty() {

@@ -19,11 +19,20 @@ impl Scripts {
         job_ref: &str,
         request_hash: &str,
         priority: Priority,
+        needs_raw: bool,
         delay_ms: u64,
         fields: &[(&str, String)],
     ) -> RedisResult<EnqueueOutcome> {
         let v: Value = self
-            .enqueue_invocation(tk, set, job_ref, request_hash, priority, delay_ms, fields)
+            .enqueue_invocation(
+                tk,
+                set,
+                job_ref,
+                request_hash,
+                (priority, needs_raw),
+                delay_ms,
+                fields,
+            )
             .invoke_async(con)
             .await?;
         reply::enqueue(v)
@@ -36,13 +45,19 @@ impl Scripts {
         set: &ScriptSettings,
         job_ref: &str,
         request_hash: &str,
-        priority: Priority,
+        (priority, needs_raw): (Priority, bool),
         delay_ms: u64,
         fields: &[(&str, String)],
     ) -> redis::ScriptInvocation<'a> {
+        // The lane: `<priority>` or `<priority>:raw` (enqueue.lua, `lanes` in common.lua).
+        let lane = if needs_raw {
+            format!("{}:raw", priority.as_str())
+        } else {
+            priority.as_str().to_owned()
+        };
         let mut inv = self.enqueue.prepare_invoke();
         inv.key(tk.job(job_ref))
-            .key(tk.stream(priority))
+            .key(tk.lane_stream(priority, needs_raw))
             .key(tk.scheduled())
             .key(tk.counts())
             .key(tk.backlog_prefix())
@@ -52,7 +67,7 @@ impl Scripts {
             .arg(set.job_ttl_ms)
             .arg(delay_ms)
             .arg(set.fair_window)
-            .arg(priority.as_str());
+            .arg(lane);
         for (k, v) in fields {
             inv.arg(*k).arg(v);
         }
@@ -121,6 +136,9 @@ impl Scripts {
             inv.key(s);
         }
         inv.key(tk.counts()).key(tk.backlog_prefix());
+        for s in tk.raw_streams() {
+            inv.key(s);
+        }
         let v: Value = inv
             .arg(job_ref)
             .arg(set.job_ttl_ms)

@@ -75,6 +75,8 @@ pub struct ClaimedJob {
     pub intrusive: bool,
     /// `None` when the job did not set one (the tool's default applies).
     pub timeout_sec: Option<u64>,
+    /// The job needs raw sockets (only a raw-capable worker claims it).
+    pub needs_raw: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -199,7 +201,8 @@ pub fn claimed(v: Value) -> RedisResult<Claimed> {
             args_raw,
             intrusive,
             timeout,
-        ] = <[String; 9]>::try_from(s).map_err(|_| bad("claim job: 9 fields"))?;
+            needs_raw,
+        ] = <[String; 10]>::try_from(s).map_err(|_| bad("claim job: 10 fields"))?;
         let num = |v: &str, what: &str| v.parse::<u64>().map_err(|_| bad(what));
         out.push(ClaimedJob {
             fence: num(&fence, "fence")?,
@@ -207,6 +210,7 @@ pub fn claimed(v: Value) -> RedisResult<Claimed> {
             queue_wait_ms: num(&wait, "queue wait")?,
             timeout_sec: timeout.parse().ok(),
             intrusive: intrusive == "1",
+            needs_raw: needs_raw == "1",
             job_ref,
             target,
             template,
@@ -411,6 +415,7 @@ mod tests {
                 "-p 80",
                 "1",
                 "",
+                "1",
             ])]),
             Value::Int(0),
             arr(vec![]),
@@ -428,6 +433,7 @@ mod tests {
                 args_raw: "-p 80".into(),
                 intrusive: true,
                 timeout_sec: None,
+                needs_raw: true,
             }]
         );
         let short = arr(vec![
@@ -437,7 +443,7 @@ mod tests {
         ]);
         assert!(claimed(short).is_err());
         let bad_fence = arr(vec![
-            arr(vec![job(&["t/c", "x", "1", "0", "", "", "", "0", ""])]),
+            arr(vec![job(&["t/c", "x", "1", "0", "", "", "", "0", "", "0"])]),
             Value::Int(0),
             arr(vec![]),
         ]);

@@ -21,6 +21,7 @@ impl Scripts {
         tool: &str,
         breaker: BreakerArgs<'_>,
         gate: &str,
+        raw_capable: bool,
     ) -> RedisResult<Claimed> {
         let mut inv = self.claim.prepare_invoke();
         for s in tk.streams() {
@@ -39,8 +40,11 @@ impl Scripts {
             .key(tk.disabled())
             .key(tk.counts())
             .key(tk.backlog_prefix())
-            .key(tk.running_by_tenant())
-            .arg(GROUP)
+            .key(tk.running_by_tenant());
+        for s in tk.raw_streams() {
+            inv.key(s);
+        }
+        inv.arg(GROUP)
             .arg(consumer)
             .arg(want)
             .arg(set.lease_ms)
@@ -51,7 +55,8 @@ impl Scripts {
             .arg(breaker.settings_json)
             .arg(breaker.held_error_json)
             .arg(set.fair_window)
-            .arg(gate);
+            .arg(gate)
+            .arg(if raw_capable { "1" } else { "0" });
         let v: Value = inv.invoke_async(con).await?;
         reply::claimed(v)
     }
@@ -137,8 +142,11 @@ impl Scripts {
             .key(tk.counts())
             .key(tk.backlog_prefix())
             .key(tk.running_by_tenant())
-            .key(tk.series())
-            .arg(set.result_ttl_ms)
+            .key(tk.series());
+        for s in tk.raw_streams() {
+            inv.key(s);
+        }
+        inv.arg(set.result_ttl_ms)
             .arg(set.dead_ttl_ms)
             .arg(set.max_events)
             .arg(&set.notify_channel)
@@ -198,6 +206,9 @@ impl Scripts {
         }
         inv.key(tk.counts());
         inv.key(tk.backlog_prefix()).key(tk.running_by_tenant());
+        for s in tk.raw_streams() {
+            inv.key(s);
+        }
         inv.arg(limit)
             .arg(set.max_deliveries)
             .arg(set.retry_base_ms)

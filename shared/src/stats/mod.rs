@@ -125,6 +125,9 @@ pub struct WorkerInfo {
     /// Each catalog tool of the worker and whether its binary is present there.
     #[serde(default)]
     pub tools: BTreeMap<String, bool>,
+    /// What it can do (absent from an older worker's heartbeat: nothing).
+    #[serde(default)]
+    pub capabilities: crate::domain::Capabilities,
     /// When its heartbeat lapses unless renewed (Redis clock, ms).
     #[serde(default)]
     pub heartbeat_expires_ms: u64,
@@ -137,8 +140,8 @@ pub struct Stats {
     pub(crate) keys: Keys,
 }
 
-/// One tool's raw reads: counts, the first entry of each priority stream, and optionally the
-/// two sample lists.
+/// One tool's raw reads: counts, the first entry of each priority (the older of its plain and
+/// raw lanes' first entries), and optionally the two sample lists.
 type ToolReply = (
     BTreeMap<String, i64>,
     StreamRangeReply,
@@ -147,6 +150,30 @@ type ToolReply = (
     Vec<u64>,
     Vec<u64>,
 );
+
+/// [`ToolReply`] as read: the first entry of each of the six streams (plain lane, raw lane).
+type LanesReply = (
+    BTreeMap<String, i64>,
+    StreamRangeReply,
+    StreamRangeReply,
+    StreamRangeReply,
+    StreamRangeReply,
+    StreamRangeReply,
+    StreamRangeReply,
+    Vec<u64>,
+    Vec<u64>,
+);
+
+/// Of two streams' first entries, the older one's reply (the lanes of a priority, the
+/// partitions of a tool).
+fn older(mine: StreamRangeReply, theirs: StreamRangeReply) -> StreamRangeReply {
+    let theirs_older = match (mine.ids.first(), theirs.ids.first()) {
+        (None, Some(_)) => true,
+        (Some(a), Some(b)) => id_ms(&b.id) < id_ms(&a.id),
+        _ => false,
+    };
+    if theirs_older { theirs } else { mine }
+}
 
 /// The ms part of a stream entry id (`<ms>-<seq>`).
 fn id_ms(id: &str) -> Option<u64> {
@@ -186,7 +213,7 @@ impl Stats {
         let (first, last) = if samples { (0, 999) } else { (1, 0) };
         let mut pipe = redis::pipe();
         pipe.hgetall(tk.counts());
-        for s in tk.streams() {
+        for s in tk.claimable_streams(true) {
             pipe.cmd("XRANGE")
                 .arg(s)
                 .arg("-")
@@ -196,7 +223,16 @@ impl Stats {
         }
         pipe.lrange(tk.wait_samples(), first, last)
             .lrange(tk.run_samples(), first, last);
-        Ok(pipe.query_async(con).await?)
+        let (counts, high, normal, low, raw_high, raw_normal, raw_low, wait, run): LanesReply =
+            pipe.query_async(con).await?;
+        Ok((
+            counts,
+            older(high, raw_high),
+            older(normal, raw_normal),
+            older(low, raw_low),
+            wait,
+            run,
+        ))
     }
 
     /// [`Stats::read`] over every partition of `tool`'s queue, merged: counts added, the
@@ -216,14 +252,7 @@ impl Stats {
                 *acc.0.entry(k).or_default() += v;
             }
             for (mine, theirs) in [(&mut acc.1, high), (&mut acc.2, normal), (&mut acc.3, low)] {
-                let older = match (mine.ids.first(), theirs.ids.first()) {
-                    (None, Some(_)) => true,
-                    (Some(a), Some(b)) => id_ms(&b.id) < id_ms(&a.id),
-                    _ => false,
-                };
-                if older {
-                    *mine = theirs;
-                }
+                *mine = older(std::mem::take(mine), theirs);
             }
             acc.4.extend(wait);
             acc.5.extend(run);

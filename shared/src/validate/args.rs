@@ -50,6 +50,10 @@ pub struct FlagSpec {
     /// Needs both the server's `allow_intrusive` and the request's `intrusive`.
     #[serde(default)]
     pub intrusive: bool,
+    /// Needs raw sockets: a job using it is claimed only by a worker that runs raw-socket scans
+    /// confined (`needs: ["raw_sockets"]`, docs/queue.md).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub raw: bool,
     #[serde(default)]
     pub description: String,
 }
@@ -183,6 +187,14 @@ impl ArgPolicy {
             units.push(unit);
         }
         units
+    }
+
+    /// Whether normalized `args` (template and request merged) use a flag marked `raw`: the
+    /// job then needs a raw-capable worker.
+    pub fn needs_raw(&self, args: &ToolArgs) -> bool {
+        self.units(&args.0)
+            .iter()
+            .any(|u| self.spec(&u[0]).is_some_and(|s| s.raw))
     }
 
     /// The never-allowed list, so catalog load can refuse a policy that lists one.

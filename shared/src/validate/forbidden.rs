@@ -1,6 +1,7 @@
-//! Flags that no policy may allow (they read or write files, pick targets of their own, or send
-//! traffic from or through other hosts), and raw-packet flags that need root and are refused
-//! unless the operator's policy lists them. nmap parses options with `getopt_long_only`, so a
+//! Flags that no policy may allow (they read or write files, pick targets of their own, send
+//! traffic from or through other hosts, or claim root privileges), and raw-packet flags that
+//! are refused unless the operator's policy lists them (the built-in nmap policy lists the
+//! scan types it runs on raw-capable workers, marked `raw = true`). nmap parses options with `getopt_long_only`, so a
 //! long option is also honoured with one dash (`-datadir`), and an unambiguous prefix of a long
 //! option is that option (`-excludef` is `--excludefile`): every spelling is matched here, and the
 //! refusal names the option nmap would really read.
@@ -58,6 +59,18 @@ const NEVER: &[(&str, &str)] = &[
         "it can source-route packets through other hosts",
     ),
     ("-6", "the target policy has no IPv6"),
+    (
+        "--privileged",
+        "it assumes root privileges (the worker adds it itself for a raw-socket run on a confining worker)",
+    ),
+    (
+        "--send-eth",
+        "it sends raw ethernet frames past the scan engine's choice",
+    ),
+    (
+        "--send-ip",
+        "it forces raw IP sends past the scan engine's choice",
+    ),
 ];
 
 /// `(flag, reason)`: refused unless the operator's policy lists them.
@@ -74,9 +87,6 @@ const RAW: &[(&str, &str)] = &[
     ("-sY", "an SCTP scan needs raw packets (root)"),
     ("-sZ", "an SCTP scan needs raw packets (root)"),
     ("--scanflags", "custom TCP flags need raw packets (root)"),
-    ("--privileged", "it assumes root privileges"),
-    ("--send-eth", "it sends raw ethernet frames (root)"),
-    ("--send-ip", "it sends raw IP packets (root)"),
     ("--traceroute", "traceroute needs raw packets (root)"),
 ];
 
@@ -209,7 +219,9 @@ mod tests {
     #[test]
     fn raw_scans_have_their_own_reason() {
         assert!(raw_reason("-sS").unwrap().contains("root"));
-        assert!(raw_reason("-privileged").is_some());
+        assert!(never_reason("-privileged").is_some());
+        assert!(never_reason("--send-ip").is_some());
+        assert!(never_reason("--send-eth").is_some());
         assert_eq!(raw_reason("-sT"), None);
     }
 }

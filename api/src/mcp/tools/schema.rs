@@ -86,7 +86,21 @@ fn scan_input_schema(state: &AppState, spec: &ToolSpec) -> Value {
         let presets: Vec<String> = spec
             .templates
             .iter()
-            .map(|(k, v)| format!("{k} = `{v}`"))
+            .map(|(k, v)| {
+                let all = scanq::validate::ArgContext {
+                    server_allows_intrusive: true,
+                    request_intrusive: true,
+                };
+                let raw = spec
+                    .template_args(k, &all)
+                    .is_ok_and(|a| spec.args.needs_raw(&a));
+                let note = if raw {
+                    " (raw sockets: waits for a raw-capable worker)"
+                } else {
+                    ""
+                };
+                format!("{k} = `{v}`{note}")
+            })
             .collect();
         props["template"] = json!({"type": "string", "enum": names,
             "description": format!("Argument preset: {}", presets.join("; "))});

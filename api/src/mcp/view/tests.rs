@@ -155,3 +155,22 @@ fn a_diff_is_paged_like_a_result_and_shows_host_text_only_in_the_fence() {
     assert_eq!(page["changed"], false);
     assert_eq!(text, "new vs old: no change.");
 }
+
+#[test]
+fn a_raw_job_shows_its_needs_and_why_it_waits() {
+    let plain = job_view(&doc("queued"));
+    assert!(plain.get("needs").is_none() && plain.get("waiting_for").is_none());
+    let mut d = doc("queued");
+    d.needs = vec![scanq::domain::Need::RawSockets];
+    d.waiting_for = Some(scanq::domain::WaitingFor::RawCapableWorker);
+    let view = job_view(&d);
+    assert_eq!(view["needs"], json!(["raw_sockets"]));
+    assert_eq!(view["waiting_for"], "raw_capable_worker");
+    assert!(
+        view["next_step"]
+            .as_str()
+            .unwrap()
+            .contains("raw-capable worker")
+    );
+    assert!(job_line(&d).contains("waiting for: raw_capable_worker"));
+}

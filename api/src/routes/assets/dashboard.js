@@ -149,6 +149,8 @@ async function detail(id) {
   if (can("submit") && ["failed", "cancelled"].includes(j.state)) actions.push(act("Retry", "/v1/jobs/" + encodeURIComponent(id) + "/retry", "POST", "retry"));
   const doc = ["tool", "target", "args", "attempt", "max_attempts", "priority", "created_at", "started_at", "finished_at", "queue_wait_ms", "duration_ms", "worker"]
     .map((k) => [esc(k), esc(Array.isArray(j[k]) ? j[k].join(" ") : j[k])]);
+  if (j.needs) doc.push(["needs", esc(j.needs.join(" "))]);
+  if (j.waiting_for) doc.push(["waiting for", `<span class="bad">${esc(j.waiting_for)}</span>`]);
   if (j.error) doc.push(["error", `<span class="bad">${esc(j.error.type)}: ${esc(j.error.message)}</span><br>${esc(j.error.recovery_suggestion)}`]);
   const p = j.progress || { percent: j.state === "succeeded" ? 100 : 0 };
   const live = !["succeeded", "failed", "cancelled"].includes(j.state);
@@ -166,10 +168,15 @@ async function breakers() {
     ${me.admin ? ["open", "close", "reset"].map((a) => act(a, `/v1/breakers/${tool}/${a}`)).join("") : ""}
     ${table(["at", "from", "to", "reason"], (s.history || []).slice(0, 20).map((t) => [esc(t.at_ms ? new Date(t.at_ms).toISOString() : ""), esc(t.from), esc(t.to), esc(t.reason)]))}`).join("");
 }
+// A worker's capabilities that are on (raw_sockets, run_cgroups, unconfined), or "none".
+function capabilities(c) {
+  const on = Object.keys(c || {}).filter((k) => c[k] === true);
+  return on.length ? on.map((k) => esc(k)).join(", ") : "none";
+}
 async function workers() {
   const w = await api("/v1/workers");
-  return "<h2>Workers</h2>" + table(["id", "version", "pid", "running", "concurrency", "confinement", "heartbeat expires", "jobs"],
-    (w.workers || []).map((x) => [esc(x.id), esc(x.version), esc(x.pid), esc(x.running), esc(x.concurrency), esc(x.confinement), esc(new Date(x.heartbeat_expires_ms).toISOString()), (x.running_jobs || []).map((t) => esc(t)).join("<br>")]));
+  return "<h2>Workers</h2>" + table(["id", "version", "pid", "running", "concurrency", "confinement", "capabilities", "heartbeat expires", "jobs"],
+    (w.workers || []).map((x) => [esc(x.id), esc(x.version), esc(x.pid), esc(x.running), esc(x.concurrency), esc(x.confinement), `<span class="caps">${capabilities(x.capabilities)}</span>`, esc(new Date(x.heartbeat_expires_ms).toISOString()), (x.running_jobs || []).map((t) => esc(t)).join("<br>")]));
 }
 async function tools() {
   const t = await api("/v1/tools");

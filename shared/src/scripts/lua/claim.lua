@@ -26,8 +26,14 @@
 -- The tool's circuit breaker (breaker/lua/lib.lua, prepended) is consulted in the same step:
 -- closed → jobs start; half-open → each job must win a probe slot; open → the jobs read are
 -- moved to `scheduled` until the breaker may admit again (this never counts as an attempt).
+-- KEYS[17..19] raw-lane streams high, normal, low (also declared for a plain worker: a backlog
+-- refill may move a raw job)  ARGV[13] '1' when this worker runs raw-socket scans confined: it
+-- then reads each priority's raw lane too, the two lanes taking turns to go first by round, so
+-- neither starves; a plain worker reads its plain lanes only (the same calls as without lanes),
+-- and a job that needs raw sockets found in them is put on its raw lane, never started
 -- Returns {jobs, retry_after_ms, transitions}: jobs = array of
--- {ref, fence, attempt, queue_wait_ms, target, template, args_raw, intrusive, timeout_sec}
+-- {ref, fence, attempt, queue_wait_ms, target, template, args_raw, intrusive, timeout_sec,
+-- needs_raw}
 -- (only what the worker needs); retry_after_ms > 0 when the breaker refused; transitions =
 -- breaker transitions made here, as JSON; then, with no gate, the breaker after the call:
 -- state, generation, and 1 when a success would change nothing (closed, no failure streak).
@@ -41,7 +47,8 @@ Q.maxev, Q.channel = tonumber(ARGV[6]), ARGV[7]
 local tool = ARGV[8]
 local window = tonumber(ARGV[11] or '0')
 local prefix, sched, running_by = KEYS[6], KEYS[8], KEYS[16]
-local streams_by = { high = KEYS[1], normal = KEYS[2], low = KEYS[3] }
+local streams_by = lanes({ KEYS[1], KEYS[2], KEYS[3] }, { KEYS[17], KEYS[18], KEYS[19] })
+local raw_capable = ARGV[13] == '1'
 local bk = { state = KEYS[9], hist = KEYS[10], probes = KEYS[11], window = KEYS[12] }
 local cfg = cjson.decode(ARGV[9])
 local held_error = ARGV[10]
@@ -68,14 +75,22 @@ local order
 if round < 6 then order = { 1, 2, 3 }
 elseif round < 9 then order = { 2, 1, 3 }
 else order = { 3, 1, 2 } end
+-- The streams this worker reads, in order: {key, raw lane?}.
+local mine = {}
+local raw_first = tonumber(ARGV[5]) % 2 == 1
+for _, i in ipairs(order) do
+  if raw_capable and raw_first then mine[#mine + 1] = { KEYS[16 + i], true } end
+  mine[#mine + 1] = { KEYS[i], false }
+  if raw_capable and not raw_first then mine[#mine + 1] = { KEYS[16 + i], true } end
+end
 
 local now = now_ms()
 local jobs, leases, waits = {}, {}, {}
--- Per tenant: entries read from the streams, and how many of them free a place in the stream
--- for the tenant's backlog (all but those pushed back by a running cap).
+-- Per tenant in a lane (`in_lane`): entries read from the lane's streams, and how many of them
+-- free a place there for the tenant's backlog (all but those pushed back by a running cap).
 local left, freed = {}, {}
 
-local function read(stream, count)
+local function read(stream, count, raw)
   local ok, reply = pcall(redis.call, 'XREADGROUP', 'GROUP', group, consumer,
     'COUNT', count, 'STREAMS', stream, '>')
   if not ok then
@@ -89,8 +104,8 @@ local function read(stream, count)
   for _, entry in ipairs(reply[1][2]) do
     ids[#ids + 1] = entry[1]
     local ref = entry[2][2]
-    local tenant = tenant_of(ref)
-    left[tenant] = (left[tenant] or 0) + 1
+    local who = in_lane(tenant_of(ref), raw)
+    left[who] = (left[who] or 0) + 1
     out[#out + 1] = ref
   end
   if #ids > 0 then
@@ -110,28 +125,34 @@ end
 
 local FIELDS = { 'ready_ms', 'created_ms', 'deliveries', 'max_running', 'attempt', 'fence',
   'probe', 'cancel_requested', 'finished_ms', 'retry_at_ms', 'target', 'template', 'args_raw',
-  'intrusive', 'timeout_sec', 'priority' }
+  'intrusive', 'timeout_sec', 'priority', 'needs_raw' }
 
 local disabled = redis.call('EXISTS', KEYS[13]) == 1
-for _, i in ipairs(order) do
+for _, lane in ipairs(mine) do
   if disabled or #jobs >= want or retry_after > 0 then break end
-  for _, ref in ipairs(read(KEYS[i], want - #jobs)) do
+  for _, ref in ipairs(read(lane[1], want - #jobs, lane[2])) do
     local j = job_at(prefix, ref, tool)
     load(j, FIELDS)
     local h = j.h
     local tenant = tenant_of(ref)
+    local who = in_lane(tenant, lane[2])
     local cap = tonumber(h.max_running or '0') or 0
     -- (A gated probe goes to the one job this call may start: the worker asks for one.)
     local decision, gen, probe = 'allow', bgen, gate_probe
-    if h.state == S.queued and cap > 0
+    freed[who] = (freed[who] or 0) + 1
+    if h.state == S.queued and h.needs_raw == '1' and not raw_capable then
+      -- Never started here: on to its raw lane (only raw-capable workers read it).
+      decision = 'elsewhere'
+      ready(streams_by, lane_of(h.priority, '1'), KEYS[14], ref)
+    elseif h.state == S.queued and cap > 0
         and tonumber(redis.call('HGET', running_by, tenant) or '0') >= cap then
       decision = 'capped'
-      redis.call('LPUSH', KEYS[15] .. tenant, backlog_item(h.priority, ref))
-    else
-      freed[tenant] = (freed[tenant] or 0) + 1
+      freed[who] = freed[who] - 1
+      local own = in_lane(tenant, h.needs_raw == '1')
+      redis.call('LPUSH', KEYS[15] .. own, backlog_item(lane_of(h.priority, h.needs_raw), ref))
     end
-    if decision == 'capped' then
-      -- Waits at the front of its tenant's backlog.
+    if decision == 'capped' or decision == 'elsewhere' then
+      -- Waits at the front of its tenant's backlog, or in its raw lane.
     elseif h.state == S.queued and retry_after > 0 then
       decision = 'reject'
     elseif h.state == S.queued and per_job then
@@ -145,7 +166,7 @@ for _, i in ipairs(order) do
     end
     if h.state == S.queued and decision == 'reject' then
       hold(j, retry_after)
-    elseif h.state == S.queued and decision ~= 'capped' then
+    elseif h.state == S.queued and decision ~= 'capped' and decision ~= 'elsewhere' then
       if cap > 0 then redis.call('HINCRBY', running_by, tenant, 1) end
       local attempt = tonumber(h.attempt or '0') + 1
       local fence = tonumber(h.fence or '0') + 1
@@ -166,7 +187,7 @@ for _, i in ipairs(order) do
       leases[#leases + 1] = ref
       waits[#waits + 1] = wait
       jobs[#jobs + 1] = { ref, fence, attempt, wait, h.target or '', h.template or '',
-        h.args_raw or '', h.intrusive or '0', h.timeout_sec or '' }
+        h.args_raw or '', h.intrusive or '0', h.timeout_sec or '', h.needs_raw or '0' }
     end
     -- Anything else (cancelled while queued, expired) is simply dropped from the stream.
   end
@@ -175,22 +196,23 @@ end
 -- While the breaker refuses, hold back a bounded batch of what is queued, so those jobs show
 -- as scheduled with their retry time instead of looking stuck.
 if retry_after > 0 then
-  for i = 1, 3 do
-    for _, ref in ipairs(read(KEYS[i], 200)) do
+  for _, lane in ipairs(mine) do
+    for _, ref in ipairs(read(lane[1], 200, lane[2])) do
       local j = job_at(prefix, ref, tool)
-      freed[tenant_of(ref)] = (freed[tenant_of(ref)] or 0) + 1
+      local who = in_lane(tenant_of(ref), lane[2])
+      freed[who] = (freed[who] or 0) + 1
       if load(j, {}) and j.h.state == S.queued then hold(j, retry_after) end
     end
   end
 end
 
--- Once per call: the tenants' shares of the streams (and their backlogs), leases, counts, samples.
-for tenant, n in pairs(left) do
-  local left_share = redis.call('HINCRBY', KEYS[14], share(tenant), -n)
-  if left_share <= 0 then redis.call('HDEL', KEYS[14], share(tenant)) end
+-- Once per call: the tenants' shares of the lanes (and their backlogs), leases, counts, samples.
+for who, n in pairs(left) do
+  local left_share = redis.call('HINCRBY', KEYS[14], share(who), -n)
+  if left_share <= 0 then redis.call('HDEL', KEYS[14], share(who)) end
   -- A tenant at its window may have a backlog waiting for the places just freed.
-  if (freed[tenant] or 0) > 0 and (window == 0 or left_share + n >= window) then
-    refill(KEYS[14], KEYS[15], streams_by, tenant, freed[tenant])
+  if (freed[who] or 0) > 0 and (window == 0 or left_share + n >= window) then
+    refill(KEYS[14], KEYS[15], streams_by, who, freed[who])
   end
 end
 if #leases > 0 then redis.call('ZADD', KEYS[4], unpack(leases)) end

@@ -143,15 +143,42 @@ local function tenant_of(ref)
   return string.match(ref, '^([^/]*)/') or ''
 end
 
--- Puts a job on a ready stream and counts it in its tenant's share of the stream (see the
--- fair-share window in enqueue.lua and claim.lua).
-local function share(tenant)
-  return 'share:' .. tenant
+-- Lanes (docs/queue.md): a job that needs raw sockets (`needs_raw` = '1') waits in the raw
+-- stream of its priority (`q:<priority>:raw`), which only raw-capable workers read. `streams`
+-- maps a lane — `<priority>` or `<priority>:raw` — to its stream key (built by `lanes`).
+-- A tenant's fair-share count and backlog are kept per lane, under the tenant's name in the
+-- lane: `<tenant>` in the plain lane, `raw:<tenant>` in the raw one (a tenant id holds no ':'),
+-- so jobs waiting for a raw-capable worker never hold back the tenant's plain jobs.
+local function lanes(plain, raw)
+  return { high = plain[1], normal = plain[2], low = plain[3],
+    ['high:raw'] = raw[1], ['normal:raw'] = raw[2], ['low:raw'] = raw[3] }
+end
+local function lane_of(priority, needs_raw)
+  if needs_raw == '1' then return (priority or 'normal') .. ':raw' end
+  return priority or 'normal'
+end
+local function is_raw_lane(lane)
+  return string.sub(lane, -4) == ':raw'
+end
+local function stream_of(streams, lane)
+  if is_raw_lane(lane) then return streams[lane] or streams['normal:raw'] end
+  return streams[lane] or streams.normal
+end
+local function in_lane(tenant, raw)
+  if raw then return 'raw:' .. tenant end
+  return tenant
 end
 
-local function ready(stream, fairkey, ref)
-  redis.call('XADD', stream, '*', 'ref', ref)
-  redis.call('HINCRBY', fairkey, share(tenant_of(ref)), 1)
+-- The fair-share counter of a tenant in a lane (see the fair-share window in enqueue.lua and
+-- claim.lua): its entries in that lane's ready streams.
+local function share(who)
+  return 'share:' .. who
+end
+
+-- Puts a job on the ready stream of its lane and counts it in its tenant's share of the lane.
+local function ready(streams, lane, fairkey, ref)
+  redis.call('XADD', stream_of(streams, lane), '*', 'ref', ref)
+  redis.call('HINCRBY', fairkey, share(in_lane(tenant_of(ref), is_raw_lane(lane))), 1)
 end
 
 -- Ends a job for good: finish time (and run time when it ran), the state change, a dead letter
@@ -181,23 +208,31 @@ local function finish(f)
   if j.h.evs == '1' then redis.call('PEXPIRE', ev_key(j), ttl) end
 end
 
--- A tenant's backlog holds `<priority>|<ref>` items, so moving one needs no read of the job.
-local function backlog_item(priority, ref)
-  return (priority or 'normal') .. '|' .. ref
+-- A tenant's backlog (one per lane) holds `<lane>|<ref>` items (`normal|blue/scan-1`,
+-- `high:raw|blue/syn-2`), so moving one needs no read of the job.
+local function backlog_item(lane, ref)
+  return (lane or 'normal') .. '|' .. ref
 end
 
--- Moves up to `n` of the tenant's backlogged jobs onto their ready streams (one LPOP, one
--- share update). A job cancelled meanwhile is dropped by the claim like any other.
--- `streams` maps priority → stream key.
-local function refill(fairkey, backlog_prefix, streams, tenant, n)
-  local items = redis.call('LPOP', backlog_prefix .. tenant, n)
+-- Moves up to `n` of the backlogged jobs of `who` (a tenant in a lane, see `in_lane`) onto
+-- their ready streams (one LPOP, one share update). A job cancelled meanwhile is dropped by the
+-- claim like any other. `streams` maps lane → stream key (`lanes`).
+local function refill(fairkey, backlog_prefix, streams, who, n)
+  local items = redis.call('LPOP', backlog_prefix .. who, n)
   if not items then return end
   for _, item in ipairs(items) do
-    local p, ref = string.match(item, '^(%a+)|(.*)$')
-    if not p then p, ref = 'normal', item end
-    redis.call('XADD', streams[p] or streams.normal, '*', 'ref', ref)
+    local lane, ref = string.match(item, '^([%a:]+)|(.*)$')
+    if not lane then lane, ref = 'normal', item end
+    redis.call('XADD', stream_of(streams, lane), '*', 'ref', ref)
   end
-  redis.call('HINCRBY', fairkey, share(tenant), #items)
+  redis.call('HINCRBY', fairkey, share(who), #items)
+end
+
+-- A running job of a capped tenant stopped: its next waiting job, in either lane, is let in
+-- (the claim pushes back whatever is still over the cap).
+local function refill_lanes(fairkey, backlog_prefix, streams, tenant, n)
+  refill(fairkey, backlog_prefix, streams, tenant, n)
+  refill(fairkey, backlog_prefix, streams, in_lane(tenant, true), n)
 end
 
 -- A job of `tenant` stops running on this tool (its per-tenant running count goes down).

@@ -10,6 +10,7 @@
 -- KEYS[15] backlog key prefix  KEYS[16] running-per-tenant hash (a capped tenant's next waiting
 -- job is let in when one of its jobs stops running)  KEYS[17] the rolling series hash: the jobs
 -- that finished here are added to `done:<minute>` (the dashboard's throughput, stats.rs)
+-- KEYS[18..20] raw-lane streams high, normal, low (a handed-back job that needs raw sockets)
 -- ARGV[1] result ttl ms  ARGV[2] dead ttl ms  ARGV[3] max events  ARGV[4] notify channel
 -- ARGV[5] tool name  ARGV[6] breaker settings JSON  ARGV[7] worker id, then groups of 8:
 -- ref, fence, outcome, result json, error json, delay ms, breaker verdict
@@ -31,7 +32,7 @@ local leases, counts, sched, dead, prefix = KEYS[1], KEYS[2], KEYS[3], KEYS[4], 
 local result_ttl, dead_ttl = tonumber(ARGV[1]), tonumber(ARGV[2])
 Q.maxev, Q.channel = tonumber(ARGV[3]), ARGV[4]
 local tool = ARGV[5]
-local streams = { high = KEYS[6], normal = KEYS[7], low = KEYS[8] }
+local streams = lanes({ KEYS[6], KEYS[7], KEYS[8] }, { KEYS[18], KEYS[19], KEYS[20] })
 local bk = { state = KEYS[10], hist = KEYS[11], probes = KEYS[12], window = KEYS[13] }
 local follow = ARGV[6] == ''
 local cfg = (not follow) and cjson.decode(ARGV[6]) or {}
@@ -45,7 +46,7 @@ local out, recorded, transitions, released, runs = {}, {}, {}, {}, {}
 local bst = nil
 
 local FIELDS = { 'fence', 'cancel_requested', 'attempt', 'max_attempts', 'started_ms',
-  'priority', 'bgen', 'probe', 'max_running' }
+  'priority', 'bgen', 'probe', 'max_running', 'needs_raw' }
 
 for i = 8, #ARGV, 8 do
   local ref, fence, outcome = ARGV[i], ARGV[i + 1], ARGV[i + 2]
@@ -78,7 +79,7 @@ for i = 8, #ARGV, 8 do
     local tenant = tenant_of(ref)
     if tonumber(h.max_running or '0') > 0 then
       left_running(KEYS[16], tenant)
-      refill(KEYS[14], KEYS[15], streams, tenant, 1)
+      refill_lanes(KEYS[14], KEYS[15], streams, tenant, 1)
     end
     if h.cancel_requested == '1' and outcome ~= S.succeeded then
       outcome = S.cancelled
@@ -100,8 +101,7 @@ for i = 8, #ARGV, 8 do
       save(j, now, set)
       out[#out + 1] = S.scheduled
     elseif outcome == 'handback' then
-      redis.call('XADD', streams[h.priority] or streams.normal, '*', 'ref', ref)
-      redis.call('HINCRBY', KEYS[14], share(tenant), 1)
+      ready(streams, lane_of(h.priority, h.needs_raw), KEYS[14], ref)
       count(S.running, S.queued)
       emit_state(j, 'state', S.queued, now, { reason = 'handed back' })
       set[#set + 1] = 'state'; set[#set + 1] = S.queued

@@ -8,7 +8,9 @@
 -- ARGV[5] delay ms  ARGV[6] fair-share window: a tenant with this many entries in the ready
 -- streams has further jobs wait in its own backlog list, moved to the stream as its entries are
 -- claimed, so one tenant's flood cannot starve another (0 = no window)
--- ARGV[7] priority  ARGV[8..] field, value pairs of the job (target, args, …)
+-- ARGV[7] the job's lane: its priority, with `:raw` appended when it needs raw sockets (KEYS[2]
+-- is then that lane's stream; shares and backlogs are per lane, see `lanes` in common.lua)
+-- ARGV[8..] field, value pairs of the job (target, args, …)
 -- Returns {'created', state, created_ms} | {'exists', state} | {'conflict', state} | {'full', depth}
 
 local job, stream, sched, counts = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
@@ -24,8 +26,9 @@ if existing[2] then
   return { 'conflict', existing[2] }
 end
 
-local tenant = tenant_of(ref)
-local c = redis.call('HMGET', counts, S.queued, S.scheduled, share(tenant))
+local lane = ARGV[7]
+local who = in_lane(tenant_of(ref), is_raw_lane(lane))
+local c = redis.call('HMGET', counts, S.queued, S.scheduled, share(who))
 local queued, scheduled = tonumber(c[1] or '0'), tonumber(c[2] or '0')
 if queued + scheduled >= max_len then
   return { 'full', queued + scheduled }
@@ -42,11 +45,11 @@ else
   local in_stream = tonumber(c[3] or '0')
   if window > 0 and in_stream >= window then
     -- Over the tenant's share of the stream: wait in its backlog instead.
-    redis.call('RPUSH', KEYS[5] .. tenant, backlog_item(ARGV[7], ref))
+    redis.call('RPUSH', KEYS[5] .. who, backlog_item(lane, ref))
     redis.call('HSET', counts, S.queued, queued + 1)
   else
     redis.call('XADD', stream, '*', 'ref', ref)
-    redis.call('HSET', counts, S.queued, queued + 1, share(tenant), in_stream + 1)
+    redis.call('HSET', counts, S.queued, queued + 1, share(who), in_stream + 1)
   end
 end
 local fields = { 'state', state, 'req_hash', hash, 'created_ms', now }

@@ -8,6 +8,7 @@
 -- KEYS[1] scheduled zset  KEYS[2] leases zset  KEYS[3] counts hash  KEYS[4] dead zset
 -- KEYS[5] the tool's key prefix  KEYS[6..8] streams high, normal, low  KEYS[9] counts hash again (fair shares)
 -- KEYS[10] backlog key prefix  KEYS[11] running-per-tenant hash
+-- KEYS[12..14] raw-lane streams high, normal, low (a due job that needs raw sockets goes there)
 -- ARGV[1] batch limit  ARGV[2] max deliveries  ARGV[3] retry base ms  ARGV[4] retry max ms
 -- ARGV[5] result ttl ms  ARGV[6] dead ttl ms  ARGV[7] max events  ARGV[8] notify channel
 -- ARGV[9] tool name  ARGV[10] random number in [0,1) for jitter  ARGV[11] worker-lost error json
@@ -15,7 +16,7 @@
 -- Returns {promoted, {ref, new state}…}
 
 local sched, leases, counts, dead, prefix = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local streams = { high = KEYS[6], normal = KEYS[7], low = KEYS[8] }
+local streams = lanes({ KEYS[6], KEYS[7], KEYS[8] }, { KEYS[12], KEYS[13], KEYS[14] })
 local limit, max_deliveries = tonumber(ARGV[1]), tonumber(ARGV[2])
 local base, cap = tonumber(ARGV[3]), tonumber(ARGV[4])
 local result_ttl, dead_ttl = tonumber(ARGV[5]), tonumber(ARGV[6])
@@ -29,8 +30,8 @@ local due = redis.call('ZRANGEBYSCORE', sched, '-inf', now, 'LIMIT', 0, limit)
 if #due > 0 then redis.call('ZREM', sched, unpack(due)) end
 for _, ref in ipairs(due) do
   local j = job_at(prefix, ref, tool)
-  if load(j, { 'priority' }) and j.h.state == S.scheduled then
-    ready(streams[j.h.priority] or streams.normal, KEYS[9], ref)
+  if load(j, { 'priority', 'needs_raw' }) and j.h.state == S.scheduled then
+    ready(streams, lane_of(j.h.priority, j.h.needs_raw), KEYS[9], ref)
     count(S.scheduled, S.queued)
     emit_state(j, 'state', S.queued, now)
     save(j, now, { 'state', S.queued, 'ready_ms', now })
@@ -49,7 +50,7 @@ for _, ref in ipairs(lapsed) do
   if h.state == S.running then
     if tonumber(h.max_running or '0') > 0 then
       left_running(KEYS[11], tenant_of(ref))
-      refill(KEYS[9], KEYS[10], streams, tenant_of(ref), 1)
+      refill_lanes(KEYS[9], KEYS[10], streams, tenant_of(ref), 1)
     end
     -- The fence moves on, so the old worker can no longer write a result.
     local set = { 'fence', tonumber(h.fence or '0') + 1 }

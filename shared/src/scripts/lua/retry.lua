@@ -5,22 +5,24 @@
 -- KEYS[4..6] streams high, normal, low  KEYS[7] counts hash again (fair shares)
 -- KEYS[8] backlog key prefix (+ tenant = that tenant's backlog list)
 -- ARGV[1] ref  ARGV[2] job ttl ms  ARGV[3] max events  ARGV[4] notify channel  ARGV[5] tool name
+-- KEYS[9..11] raw-lane streams high, normal, low (a job that needs raw sockets goes back there)
 -- ARGV[6] max queue length  ARGV[7] fair-share window (0 = none)
 -- Returns {'queued'} | {'not_retryable', state} | {'missing'} | {'full', depth}
 
 Q.maxev, Q.channel = tonumber(ARGV[3]), ARGV[4]
-local streams = { high = KEYS[4], normal = KEYS[5], low = KEYS[6] }
+local streams = lanes({ KEYS[4], KEYS[5], KEYS[6] }, { KEYS[9], KEYS[10], KEYS[11] })
 local ttl = tonumber(ARGV[2])
 local j = job_at(KEYS[1], ARGV[1], ARGV[5])
-if not load(j, { 'priority' }) then
+if not load(j, { 'priority', 'needs_raw' }) then
   return { 'missing' }
 end
 local state = j.h.state
 if state ~= S.failed and state ~= S.cancelled then
   return { 'not_retryable', state }
 end
-local tenant = tenant_of(j.ref)
-local c = redis.call('HMGET', KEYS[3], S.queued, S.scheduled, share(tenant))
+local lane = lane_of(j.h.priority, j.h.needs_raw)
+local who = in_lane(tenant_of(j.ref), is_raw_lane(lane))
+local c = redis.call('HMGET', KEYS[3], S.queued, S.scheduled, share(who))
 local depth = tonumber(c[1] or '0') + tonumber(c[2] or '0')
 if depth >= tonumber(ARGV[6]) then
   return { 'full', depth }
@@ -32,9 +34,9 @@ redis.call('HDEL', j.key, 'result', 'error', 'finished_ms', 'duration_ms', 'star
 local window = tonumber(ARGV[7])
 if window > 0 and tonumber(c[3] or '0') >= window then
   -- Over the tenant's share of the stream: wait in its backlog, as a new job would.
-  redis.call('RPUSH', KEYS[8] .. tenant, backlog_item(j.h.priority or 'normal', j.ref))
+  redis.call('RPUSH', KEYS[8] .. who, backlog_item(lane, j.ref))
 else
-  ready(streams[j.h.priority] or streams.normal, KEYS[7], j.ref)
+  ready(streams, lane, KEYS[7], j.ref)
 end
 count(state, S.queued)
 emit_state(j, 'state', S.queued, now, { reason = 'retry' })

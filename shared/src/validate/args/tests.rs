@@ -154,20 +154,41 @@ fn never_allowed_flags_give_their_reason() {
 
 #[test]
 fn raw_scans_are_refused_unless_listed() {
-    assert!(refused("-sS").message.contains("root"));
+    assert!(refused("-sO").message.contains("root"));
     let mut policy = nmap_policy();
     policy.flags.push(FlagSpec {
-        name: "-sS".into(),
+        name: "-sO".into(),
         aliases: vec![],
         value: ValueType::None,
         intrusive: false,
+        raw: true,
         description: String::new(),
     });
     policy.validate_policy().unwrap();
-    assert_eq!(
-        policy.parse_args("-sS", &PLAIN).unwrap().as_slice(),
-        ["-sS"]
-    );
+    let args = policy.parse_args("-sO", &PLAIN).unwrap();
+    assert_eq!(args.as_slice(), ["-sO"]);
+    assert!(policy.needs_raw(&args));
+}
+
+#[test]
+fn the_raw_socket_scans_are_accepted_and_mark_the_job_as_needing_raw_sockets() {
+    let policy = nmap_policy();
+    let raw_flags = "-sS -sU -sA -sW -sN -sF -sX -O --traceroute";
+    for flag in raw_flags.split(' ') {
+        let args = policy.parse_args(&format!("{flag} -p 22"), &PLAIN).unwrap();
+        assert_eq!(args.as_slice(), [flag, "-p", "22"], "{flag}");
+        assert!(policy.needs_raw(&args), "{flag}");
+    }
+    for plain in ["-sT -p 22", "-sV", "-sn", ""] {
+        let args = policy.parse_args(plain, &PLAIN).unwrap();
+        assert!(!policy.needs_raw(&args), "{plain:?}");
+    }
+    // Root privileges and raw sends of the engine's own choosing stay the worker's business.
+    for raw in "--privileged -privileged --send-eth --send-ip --priv".split(' ') {
+        assert!(refused(raw).message.contains("never allowed"), "{raw}");
+    }
+    // Listing them is refused at catalog load too.
+    assert!(ArgPolicy::forbidden_reason("--privileged").is_some());
 }
 
 #[test]
@@ -235,8 +256,8 @@ fn intrusive_flags_name_the_missing_switch() {
         "{}",
         err.message
     );
-    let err = policy.parse_args("-O", &PLAIN).unwrap_err();
-    assert!(err.message.contains("SCANQ_ALLOW_INTRUSIVE") && err.message.contains("\"intrusive\""));
+    // OS detection is not intrusive in nmap's sense (it needs raw sockets instead).
+    assert_eq!(policy.parse_args("-O", &PLAIN).unwrap().as_slice(), ["-O"]);
     assert_eq!(
         policy.parse_args("-A -sC", &GATED).unwrap().as_slice(),
         ["-A", "-sC"]
@@ -265,6 +286,7 @@ fn policies_listing_forbidden_or_broken_flags_are_refused() {
         aliases: vec![],
         value,
         intrusive: false,
+        raw: false,
         description: String::new(),
     };
     for bad in [

@@ -1,0 +1,59 @@
+//! What a worker can do beyond running a tool, and what a job needs of the worker that claims
+//! it. A job that needs raw sockets (`needs: ["raw_sockets"]`, from the flags of its arguments
+//! marked `raw` in the catalog) waits in its tool's raw lane, which only a worker whose heartbeat
+//! says `raw_sockets: true` reads (docs/queue.md, "Lanes").
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use super::UnknownVariant;
+use super::string_enum;
+
+/// A worker's capabilities, as its heartbeat reports them (`GET /v1/workers`, `/health`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(default)]
+pub struct Capabilities {
+    /// This worker runs raw-socket scans confined (it claims jobs that need raw sockets).
+    pub raw_sockets: bool,
+    /// Each run gets its own cgroup (killed whole at the end).
+    pub run_cgroups: bool,
+    /// Exec tools run as the worker's own uid because the operator set
+    /// `SCANQ_ALLOW_UNCONFINED=true`.
+    pub unconfined: bool,
+}
+
+string_enum!(
+    /// Something a job needs of the worker that claims it.
+    Need {
+        /// Raw sockets (SYN, UDP, OS detection…): only a raw-capable worker claims the job.
+        RawSockets => "raw_sockets",
+    }
+);
+
+string_enum!(
+    /// Why a queued job is not being claimed although it is ready.
+    WaitingFor {
+        /// It needs raw sockets and no live raw-capable worker serves its tool.
+        RawCapableWorker => "raw_capable_worker",
+    }
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capabilities_default_to_nothing_and_read_old_heartbeats() {
+        let c: Capabilities = serde_json::from_str("{}").unwrap();
+        assert_eq!(c, Capabilities::default());
+        let c: Capabilities = serde_json::from_str(r#"{"raw_sockets":true}"#).unwrap();
+        assert!(c.raw_sockets && !c.run_cgroups && !c.unconfined);
+        assert_eq!(
+            serde_json::to_value(Need::RawSockets).unwrap(),
+            "raw_sockets"
+        );
+        assert_eq!(WaitingFor::RawCapableWorker.as_str(), "raw_capable_worker");
+    }
+}

@@ -1,0 +1,96 @@
+//! Why a ready job is not claimed: a queued job that needs raw sockets while no live
+//! raw-capable worker serves its tool says `waiting_for: "raw_capable_worker"` in its document
+//! (REST, MCP, the CLI). Decided from the live heartbeats, read at most once a second per
+//! process, and only when a document needs it.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::{Queue, QueueError};
+use crate::domain::{Capabilities, JobDocument, JobState, Need, WaitingFor};
+
+/// How long the set of raw-served tools read from the heartbeats stands.
+const FRESH: Duration = Duration::from_secs(1);
+
+/// The tools some live raw-capable worker serves, as last read.
+pub(super) type RawServed = std::sync::Mutex<Option<(Instant, Arc<HashSet<String>>)>>;
+
+/// What a heartbeat says about serving raw jobs.
+#[derive(serde::Deserialize)]
+struct Beat {
+    #[serde(default)]
+    capabilities: Capabilities,
+    #[serde(default)]
+    tools: std::collections::BTreeMap<String, bool>,
+}
+
+impl Queue {
+    /// Sets `waiting_for` on each queued document that needs raw sockets while no live
+    /// raw-capable worker serves its tool. Best effort: unreadable heartbeats set nothing.
+    pub async fn explain_waits(&self, docs: &mut [JobDocument]) {
+        let waits =
+            |d: &JobDocument| d.state == JobState::Queued && d.needs.contains(&Need::RawSockets);
+        if !docs.iter().any(waits) {
+            return;
+        }
+        let served = match self.raw_served().await {
+            Ok(s) => s,
+            Err(err) => {
+                tracing::warn!(error = %err, "Heartbeats not read; waiting_for left out");
+                return;
+            }
+        };
+        for d in docs.iter_mut().filter(|d| waits(d)) {
+            if !served.contains(&d.tool) {
+                d.waiting_for = Some(WaitingFor::RawCapableWorker);
+            }
+        }
+    }
+
+    /// The tools some live raw-capable worker serves (its binary present there).
+    async fn raw_served(&self) -> Result<Arc<HashSet<String>>, QueueError> {
+        if let Some((at, set)) = self.raw_served.lock().expect("raw_served lock").as_ref()
+            && at.elapsed() < FRESH
+        {
+            return Ok(set.clone());
+        }
+        let mut con = self.connection().await?;
+        let (s, us): (u64, u64) = redis::cmd("TIME").query_async(&mut con).await?;
+        let now = s * 1000 + us / 1000;
+        let live: Vec<String> = redis::cmd("ZRANGE")
+            .arg(self.keys.workers())
+            .arg(format!("({now}"))
+            .arg("+inf")
+            .arg("BYSCORE")
+            .query_async(&mut con)
+            .await?;
+        let mut set = HashSet::new();
+        if !live.is_empty() {
+            let docs: Vec<Option<String>> = redis::cmd("MGET")
+                .arg(
+                    live.iter()
+                        .map(|id| self.keys.worker(id))
+                        .collect::<Vec<_>>(),
+                )
+                .query_async(&mut con)
+                .await?;
+            for beat in docs
+                .into_iter()
+                .flatten()
+                .filter_map(|d| serde_json::from_str::<Beat>(&d).ok())
+                .filter(|b| b.capabilities.raw_sockets)
+            {
+                set.extend(
+                    beat.tools
+                        .into_iter()
+                        .filter(|(_, present)| *present)
+                        .map(|(t, _)| t),
+                );
+            }
+        }
+        let set = Arc::new(set);
+        *self.raw_served.lock().expect("raw_served lock") = Some((Instant::now(), set.clone()));
+        Ok(set)
+    }
+}
