@@ -70,13 +70,16 @@ impl Worker {
         // Before Redis: a worker that must confine and cannot refuses to start at once.
         let (confinement, egress) = crate::confine::setup(&cfg).await?;
         // Nor does one whose exec tools would run as its own uid, unless the operator allows it.
-        // lead: this is `Capabilities::unconfined`.
-        let _unconfined = crate::unconfined::check(&cfg, &catalog, confinement)
+        let unconfined = crate::unconfined::check(&cfg, &catalog, confinement)
             .map_err(|e| e.context("refusing to start"))?;
         let cgroups = run_cgroups();
         let id = cfg.worker_id.clone().unwrap_or_else(default_id);
-        // lead: from confine::setup (raw_sockets only where raw-socket runs are confined).
-        let capabilities = scanq::domain::Capabilities::default();
+        // Raw jobs are claimed only where raw-socket runs are confined.
+        let capabilities = scanq::domain::Capabilities {
+            raw_sockets: egress.as_ref().is_some_and(|e| e.raw_ready()),
+            run_cgroups: cgroups.is_some(),
+            unconfined,
+        };
         let queue = Consumer::new(&cfg, &catalog, id, capabilities).map_err(anyhow::Error::msg)?;
         let cancels = Listener::start(queue.pool().clone(), queue.keys().cancel_channel());
         let (tx, rx) = mpsc::unbounded_channel();
