@@ -192,7 +192,7 @@ fn sandbox_spec(
     s.stdout_cap = spec.stdout_cap;
     s.stderr_cap = spec.stderr_cap;
     s.run_as = w.cfg.tool_user.clone();
-    s.seccomp = true;
+    s.seccomp = crate::sandbox::seccomp::Seccomp::for_tool(&spec.seccomp);
     let mb = |v: Option<u64>| v.map(|m| m * 1024 * 1024);
     s.limits = Limits {
         cpu_sec: spec.limits.cpu_sec,

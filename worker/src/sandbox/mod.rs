@@ -135,7 +135,7 @@ pub async fn run(
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
-    let filter = spec.seccomp.then(seccomp::compile).transpose()?;
+    let filter = seccomp::compile(&spec.seccomp)?;
     limits::install(
         &mut cmd,
         limits::ChildSetup::plan(spec, user.as_ref()),
