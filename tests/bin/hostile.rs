@@ -7,6 +7,10 @@
 //! - killed by a signal (SIGSYS from the seccomp filter): no line at all;
 //! - `usage: …` and exit 2: bad arguments.
 //!
+//! Arguments past the ones an attempt takes are ignored, and a pid that is not a number means
+//! the parent, so a catalog entry can fix the attempt in `output_args` and the worker's appended
+//! target address changes nothing.
+//!
 //! `orphan` is the exception: its leader prints `orphan: …` and exits 0 at once, and a
 //! double-forked, `setsid` grandchild keeps trying to connect for the given number of seconds.
 //!
@@ -54,7 +58,7 @@ pub fn refused_errno() -> Verdict {
 const USAGE: &str = "usage: scanq-hostile <attempt> [args]; attempts: unshare-net, clone-newuser, \
 clone3-newns, io-uring, fsopen, open-tree, pidfd-getfd [pid], kcmp [pid], name-to-handle <path>, \
 x32, ptrace [pid], environ [pid], unix <path>, tcp <ip> <port>, udp <ip> <port>, \
-raw-syn <ip> <port>, packet <ip> <port>, orphan <ip> <port> <seconds> (pid defaults to the parent)";
+raw-syn <ip> <port>, packet <ip> <port>, orphan <ip> <port> <seconds> (pid: the parent when missing or not a number)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -86,11 +90,13 @@ fn attempt(args: &[String]) -> Result<Option<Verdict>, String> {
             .map(String::as_str)
             .ok_or_else(|| format!("`{name}` needs argument {i}"))
     };
+    // A pid, or the parent when the argument is missing or not a number (the worker appends
+    // the job's target address to a catalog tool's argv).
     let pid = || -> Result<i32, String> {
-        match args.get(1) {
-            None => Ok(nix::unistd::getppid().as_raw()),
-            Some(p) => p.parse().map_err(|_| format!("bad pid `{p}`")),
-        }
+        Ok(args
+            .get(1)
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| nix::unistd::getppid().as_raw()))
     };
     let target = || -> Result<std::net::SocketAddr, String> {
         let ip: std::net::IpAddr = arg(1)?.parse().map_err(|_| "bad ip".to_owned())?;
