@@ -35,6 +35,7 @@ pub fn clone_newuser() -> Verdict {
     // only calls _exit.
     let pid = unsafe { libc::syscall(libc::SYS_clone, flags, 0usize, 0usize, 0usize, 0usize) };
     match pid {
+        // SAFETY: the child leaves at once, running nothing of the parent's.
         0 => unsafe { libc::_exit(0) },
         p if p > 0 => {
             reap(p);
@@ -61,6 +62,7 @@ pub fn clone3_newns() -> Verdict {
         )
     };
     match pid {
+        // SAFETY: the child leaves at once, running nothing of the parent's.
         0 => unsafe { libc::_exit(0) },
         p if p > 0 => {
             reap(p);

@@ -324,6 +324,7 @@ pub fn packet(to: SocketAddr) -> Result<Verdict, String> {
         frame.extend_from_slice(&0x0800u16.to_be_bytes());
         frame.extend_from_slice(&ip_header(src, dst, libc::IPPROTO_UDP as u8, udp.len()));
         frame.extend_from_slice(&udp);
+        // SAFETY: sockaddr_ll is plain integers, valid all zero.
         let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         addr.sll_family = libc::AF_PACKET as u16;
         addr.sll_protocol = 0x0800u16.to_be();
