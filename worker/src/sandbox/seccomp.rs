@@ -105,11 +105,14 @@ impl Seccomp {
     }
 }
 
-/// The `AUDIT_ARCH_*` of this build and whether its numbers have an x32 twin to kill.
+/// The `AUDIT_ARCH_*` of this build and whether its numbers have an x32 twin to kill (none:
+/// an architecture the filter does not know, where every spawn with a filter fails).
 #[cfg(target_arch = "x86_64")]
-const ARCH: (u32, bool) = (0xc000_003e, true);
+const ARCH: Option<(u32, bool)> = Some((0xc000_003e, true));
 #[cfg(target_arch = "aarch64")]
-const ARCH: (u32, bool) = (0xc000_00b7, false);
+const ARCH: Option<(u32, bool)> = Some((0xc000_00b7, false));
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+const ARCH: Option<(u32, bool)> = None;
 
 /// Compiles the filter for this machine's architecture (`None` for [`Seccomp::Off`]).
 pub(crate) fn compile(mode: &Seccomp) -> Result<Option<BpfProgram>, SpawnError> {
@@ -128,10 +131,16 @@ pub(crate) fn compile(mode: &Seccomp) -> Result<Option<BpfProgram>, SpawnError> 
                 .collect(),
         ),
     };
+    let (audit_arch, kill_x32) = ARCH.ok_or_else(|| {
+        SpawnError::Io(std::io::Error::other(format!(
+            "seccomp filter: unsupported architecture {}",
+            std::env::consts::ARCH
+        )))
+    })?;
     let denied: Vec<u32> = DENIED.iter().map(|(_, nr)| *nr as u32).collect();
     Ok(Some(bpf::build(&bpf::Rules {
-        audit_arch: ARCH.0,
-        kill_x32: ARCH.1,
+        audit_arch,
+        kill_x32,
         denied: &denied,
         clone: libc::SYS_clone as u32,
         clone3: libc::SYS_clone3 as u32,
