@@ -9,6 +9,7 @@
 //! when the test is not root). `-n` everywhere else, so nothing asks the host's resolver.
 
 mod sandbox_support;
+mod seccomp_support;
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
@@ -18,20 +19,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use sandbox_support::{is_root, spec, within};
-use scanq::catalog::{Catalog, ToolSpec};
-use scanq::domain::ToolName;
-use scanq_worker::sandbox::seccomp::{BASE, Seccomp};
+use scanq_worker::sandbox::seccomp::Seccomp;
 use scanq_worker::sandbox::{RunOutcome, SandboxSpec, run};
+use seccomp_support::{assert_listed, names, nmap, open_in, strace_args};
 use tokio_util::sync::CancellationToken;
 
 const TOOL_UID: u32 = 64_918;
-
-fn nmap() -> ToolSpec {
-    Catalog::builtin()
-        .get(&ToolName::parse("nmap").unwrap())
-        .unwrap()
-        .clone()
-}
 
 /// A TCP listener answering like a web server and a UDP echo on 127.0.0.1 (threads that live
 /// as long as the test binary), and a TLS web server (`openssl s_server`, killed on drop).
@@ -230,14 +223,12 @@ async fn run_as(mut spec: SandboxSpec, who: As) -> RunOutcome {
 
 /// The scan's XML on stdout shows the port open (or the host up).
 fn assert_found(scan: &Scan, outcome: &RunOutcome) {
-    let xml = String::from_utf8_lossy(&outcome.stdout);
+    let xml = &outcome.stdout;
     let found = match scan.open {
-        Some((proto, port)) => xml.contains(&format!(
-            "<port protocol=\"{proto}\" portid=\"{port}\"><state state=\"open\""
-        )),
-        None => xml.contains("<status state=\"up\""),
+        Some((proto, port)) => open_in(xml, proto, port),
+        None => String::from_utf8_lossy(xml).contains("<status state=\"up\""),
     };
-    assert!(found, "{}: {xml}", scan.name);
+    assert!(found, "{}: {}", scan.name, String::from_utf8_lossy(xml));
 }
 
 fn said(o: &RunOutcome) -> String {
@@ -273,8 +264,7 @@ async fn the_catalog_allow_list_covers_every_system_call_nmap_makes() {
             );
             args.push("strace".to_owned());
         }
-        args.extend(["-f", "-qq", "-c", "-U", "name", "-o"].map(str::to_owned));
-        args.push(out.to_str().unwrap().to_owned());
+        args.extend(strace_args(&out));
         args.push("nmap".to_owned());
         args.extend(argv(&scan));
         let program = if scan.who == As::RawUid {
@@ -293,30 +283,9 @@ async fn the_catalog_allow_list_covers_every_system_call_nmap_makes() {
             scan.name,
             said(&outcome)
         );
-        let table = std::fs::read_to_string(&out).unwrap();
-        let names: Vec<&str> = table
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && *l != "syscall" && *l != "total")
-            .filter(|l| !l.starts_with('-'))
-            .collect();
-        assert!(names.contains(&"openat"), "{}: {table}", scan.name);
-        used.extend(names.into_iter().map(str::to_owned));
+        used.extend(names(&std::fs::read_to_string(&out).unwrap()));
     }
-    let listed: BTreeSet<String> = nmap()
-        .seccomp
-        .allow
-        .expect("nmap has an allow-list")
-        .iter()
-        .map(|n| n.as_str().to_owned())
-        .chain(BASE.iter().map(|(n, _)| (*n).to_owned()))
-        .collect();
-    let missing: Vec<&String> = used.difference(&listed).collect();
-    assert!(
-        missing.is_empty(),
-        "nmap used system calls missing from [tools.nmap.seccomp] allow: {missing:?}\n\
-         everything it used: {used:?}"
-    );
+    assert_listed(&used);
 }
 
 #[tokio::test]
