@@ -46,6 +46,9 @@ while True:
     c, _ = t.accept(); threading.Thread(target=serve, args=(c,), daemon=True).start()
 "#;
 
+/// The port a scan must find open (protocol, port), or `None`: the host up by ARP.
+type Open = Option<(&'static str, u16)>;
+
 fn ip(args: &[&str]) {
     let status = Command::new("ip")
         .args(args)
@@ -131,7 +134,7 @@ async fn nmap_over_ethernet_uses_only_listed_system_calls() {
         v
     };
     let u = UDP.to_string();
-    let scans: Vec<(&str, Vec<String>, Option<(&str, u16)>)> = vec![
+    let scans: Vec<(&str, Vec<String>, Open)> = vec![
         ("-sn (ARP)", vec!["-sn".into(), "-n".into()], None),
         ("-sS", fast(&["-sS"], &ports), Some(("tcp", TCP))),
         ("-sU", fast(&["-sU"], &u), Some(("udp", UDP))),
