@@ -7,6 +7,8 @@ command -v nmap >/dev/null || need+=(nmap)
 command -v curl >/dev/null || need+=(curl)
 command -v ndiff >/dev/null || need+=(ndiff)
 command -v openssl >/dev/null || need+=(openssl)
+# Recording the system calls of nmap for its seccomp allow-list (worker/tests/seccomp_nmap.rs).
+command -v strace >/dev/null || need+=(strace)
 # Egress confinement of tool runs (docs/sandbox.md).
 [ -x /usr/sbin/nft ] || command -v nft >/dev/null || need+=(nftables)
 command -v npm >/dev/null || need+=(nodejs npm)

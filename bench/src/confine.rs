@@ -62,7 +62,7 @@ async fn measure(runs: u64) -> anyhow::Result<()> {
     };
     let base_spec = || {
         let mut s = SandboxSpec::new("/bin/true", Vec::<String>::new());
-        s.seccomp = true;
+        s.seccomp = scanq_worker::sandbox::seccomp::Seccomp::DenyList;
         s.cgroups = cgroups.clone();
         s
     };

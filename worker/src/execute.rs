@@ -74,7 +74,19 @@ pub async fn attempt(w: &SharedRef, job: &RunningJob, claimed: &ClaimedJob) -> O
             )
             .await;
             match resolved {
-                Ok(address) => exec(w, spec, args.as_slice(), &address, timeout, job).await,
+                Ok(address) => {
+                    // Decided again from the arguments that will run, whatever the job
+                    // document says.
+                    let raw = spec.args.needs_raw(&args);
+                    if raw != claimed.needs_raw {
+                        tracing::warn!(
+                            document = claimed.needs_raw,
+                            arguments = raw,
+                            "The job's stored need for raw sockets disagrees with its arguments; the arguments decide"
+                        );
+                    }
+                    exec(w, spec, args.as_slice(), &address, timeout, job, raw).await
+                }
                 Err(e) => Ran::Failed(
                     ErrorInfo::new(ErrorType::ValidationError, e.to_string()),
                     None,
@@ -187,8 +199,9 @@ fn sandbox_spec(
 ) -> SandboxSpec {
     let mut argv: Vec<String> = args.to_vec();
     if raw {
-        // Not root, only CAP_NET_RAW: nmap must be told it may use raw sockets.
-        argv.extend(RAW_ARGS.iter().map(|a| (*a).to_owned()));
+        // Not root, only CAP_NET_RAW: the tool may need telling (nmap: --privileged). After
+        // the request's arguments, so it also wins over an `--unprivileged` there.
+        argv.extend(spec.raw_args.iter().cloned());
     }
     argv.extend(spec.output_args.iter().cloned());
     argv.push(address.to_owned());
@@ -197,7 +210,7 @@ fn sandbox_spec(
     s.stdout_cap = spec.stdout_cap;
     s.stderr_cap = spec.stderr_cap;
     s.run_as = w.cfg.tool_user.clone();
-    s.seccomp = true;
+    s.seccomp = crate::sandbox::seccomp::Seccomp::for_tool(&spec.seccomp);
     s.cgroups = w.cgroups.clone();
     let mb = |v: Option<u64>| v.map(|m| m * 1024 * 1024);
     s.limits = Limits {
@@ -208,26 +221,6 @@ fn sandbox_spec(
         file_size_bytes: mb(spec.limits.file_size_mb),
     };
     s
-}
-
-/// What a raw-socket run adds to the tool's arguments.
-const RAW_ARGS: &[&str] = &["--privileged"];
-
-/// The run needs raw sockets (decided here from the arguments that will run, whatever the job
-/// document says).
-fn needs_raw(args: &[String]) -> bool {
-    const RAW: &[&str] = &[
-        "-sS",
-        "-sU",
-        "-sA",
-        "-sW",
-        "-sN",
-        "-sF",
-        "-sX",
-        "-O",
-        "--traceroute",
-    ];
-    args.iter().any(|a| RAW.contains(&a.as_str()))
 }
 
 /// How many addresses a target covers (for progress across host groups).
@@ -262,8 +255,9 @@ async fn exec(
     address: &str,
     timeout: Duration,
     job: &RunningJob,
+    raw: bool,
 ) -> Ran {
-    let raw = needs_raw(args);
+
     let mut sb = sandbox_spec(w, spec, args, address, timeout, raw);
     let lease = match &w.egress {
         Some(egress) => match egress.confine(address, raw).await {

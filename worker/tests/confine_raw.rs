@@ -13,6 +13,7 @@ use std::time::Duration;
 use sandbox_support::{is_root, within};
 use scanq::config::{Config, EgressConfinement};
 use scanq_worker::confine::{self, Egress};
+use scanq_worker::sandbox::seccomp::Seccomp;
 use scanq_worker::sandbox::{CgroupRoot, SandboxSpec, run};
 use tokio_util::sync::CancellationToken;
 
@@ -46,7 +47,14 @@ async fn confined(
     spec.run_as_uid = Some(lease.uid());
     spec.net_ns = lease.net_ns();
     spec.raw_sockets = true;
-    spec.seccomp = true;
+    // nmap under its recorded allow-list, anything else under the deny rules.
+    spec.seccomp = if program == "nmap" {
+        let catalog = scanq::catalog::Catalog::builtin();
+        let nmap = catalog.get(&"nmap".parse().unwrap()).expect("nmap");
+        Seccomp::for_tool(&nmap.seccomp)
+    } else {
+        Seccomp::DenyList
+    };
     spec.cgroups = CgroupRoot::detect().ok().map(Arc::new);
     let out = run(&spec, CancellationToken::new(), None)
         .await

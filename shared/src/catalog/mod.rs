@@ -10,6 +10,9 @@ use serde::{Deserialize, Serialize};
 use crate::domain::ToolName;
 use crate::validate::{ArgContext, ArgPolicy, ToolArgs, ValidationError};
 
+mod syscalls;
+pub use syscalls::{SeccompPolicy, SyscallName, x86_64_number};
+
 pub const DEFAULT_CATALOG: &str = include_str!("default.toml");
 
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +58,11 @@ pub struct ToolSpec {
     pub command: String,
     #[serde(default)]
     pub output_args: Vec<String>,
+    /// Added by the worker (before `output_args`) when a run has raw sockets, i.e. `CAP_NET_RAW`
+    /// as an ordinary uid in a network namespace of its own (nmap: `--privileged`). A request
+    /// can never pass them.
+    #[serde(default)]
+    pub raw_args: Vec<String>,
     #[serde(default = "default_timeout")]
     pub default_timeout_sec: u64,
     #[serde(default = "max_timeout")]
@@ -89,6 +97,9 @@ pub struct ToolSpec {
     /// `queue_partitions` of the configuration.
     #[serde(default)]
     pub partitions: Option<u16>,
+    /// The sandbox's system-call policy (`[tools.<name>.seccomp]`, docs/sandbox.md "Seccomp").
+    #[serde(default)]
+    pub seccomp: SeccompPolicy,
 }
 
 fn default_timeout() -> u64 {
@@ -245,6 +256,9 @@ impl ToolSpec {
                 crate::domain::MAX_PARTITIONS
             ));
         }
+        self.seccomp
+            .check()
+            .map_err(|m| format!("tools.{name}.seccomp.{m}"))?;
         self.breaker
             .validate()
             .map_err(|m| format!("tools.{name}.breaker.{m}"))?;
@@ -337,5 +351,31 @@ mod tests {
         let bad = "[tools.x]\nexecutor = \"noop\"\nprogress = \"magic\"\n";
         let err = Catalog::from_sources(DEFAULT_CATALOG, Some(("ops.toml", bad))).unwrap_err();
         assert!(err.to_string().contains("tools.x.progress"), "{err}");
+    }
+
+    #[test]
+    fn a_seccomp_allow_list_names_known_system_calls_only() {
+        let nmap = Catalog::builtin();
+        let nmap = nmap.get(&ToolName::parse("nmap").unwrap()).unwrap();
+        let allow = nmap.seccomp.allow.as_ref().expect("nmap has an allow-list");
+        assert!(allow.iter().any(|s| s.as_str() == "sendto"));
+        let ok =
+            "[tools.x]\nexecutor = \"noop\"\n[tools.x.seccomp]\nallow = [\"read\", \"write\"]\n";
+        let cat = Catalog::from_sources(DEFAULT_CATALOG, Some(("ops.toml", ok))).unwrap();
+        let x = cat.get(&ToolName::parse("x").unwrap()).unwrap();
+        assert_eq!(x.seccomp.allow.as_ref().unwrap()[1].x86_64_number(), 1);
+        let typo = ok.replace("\"write\"", "\"wirte\"");
+        let err = Catalog::from_sources(DEFAULT_CATALOG, Some(("ops.toml", &typo))).unwrap_err();
+        let err = err.to_string();
+        assert!(err.contains("`wirte` is not a Linux system call"), "{err}");
+        assert!(err.contains("ops.toml") && err.contains("allow"), "{err}");
+        let empty = "[tools.x]\nexecutor = \"noop\"\n[tools.x.seccomp]\nallow = []\n";
+        let err = Catalog::from_sources(DEFAULT_CATALOG, Some(("ops.toml", empty))).unwrap_err();
+        assert!(
+            err.to_string().contains("tools.x.seccomp.allow is empty"),
+            "{err}"
+        );
+        let unknown = "[tools.x]\nexecutor = \"noop\"\n[tools.x.seccomp]\ndeny = [\"read\"]\n";
+        assert!(Catalog::from_sources(DEFAULT_CATALOG, Some(("ops.toml", unknown))).is_err());
     }
 }

@@ -142,7 +142,7 @@ pub async fn run(
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
-    let filter = spec.seccomp.then(seccomp::compile).transpose()?;
+    let filter = seccomp::compile(&spec.seccomp)?;
     let cgroup = match &spec.cgroups {
         Some(root) => Some(root.create()?),
         None => None,

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::SpawnError;
+use super::seccomp::Seccomp;
 
 /// The `PATH` a tool gets unless its spec says otherwise.
 pub const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
@@ -38,9 +39,10 @@ pub struct SandboxSpec {
     /// A numeric uid (used as gid too) with no passwd entry: the per-run identity of egress
     /// confinement (`crate::confine`). Takes precedence over `run_as`; root only.
     pub run_as_uid: Option<u32>,
-    /// Install the seccomp filter (`seccomp::DENIED` kills the tool). Sets `no_new_privs`, so
-    /// file capabilities of the program (setcap) do not apply.
-    pub seccomp: bool,
+    /// The seccomp filter to install (`seccomp::DENIED` kills the tool; an allow-list kills
+    /// anything else too). Any filter sets `no_new_privs`, so file capabilities of the program
+    /// (setcap) do not apply.
+    pub seccomp: Seccomp,
     /// Give every run a cgroup of its own under this root, killed whole when the leader exits
     /// (nothing the tool started outlives the run).
     pub cgroups: Option<std::sync::Arc<super::CgroupRoot>>,
@@ -70,7 +72,7 @@ impl SandboxSpec {
             limits: Limits::default(),
             run_as: None,
             run_as_uid: None,
-            seccomp: false,
+            seccomp: Seccomp::Off,
             cgroups: None,
             net_ns: None,
             raw_sockets: false,
