@@ -257,7 +257,6 @@ async fn exec(
     job: &RunningJob,
     raw: bool,
 ) -> Ran {
-
     let mut sb = sandbox_spec(w, spec, args, address, timeout, raw);
     let lease = match &w.egress {
         Some(egress) => match egress.confine(address, raw).await {

@@ -454,7 +454,7 @@ async fn a_hostile_raw_tool_reaches_nothing_but_its_target_and_leaves_nothing_be
         vec!["clone-newuser"],
     ];
     for args in &attempts {
-        let (out, _) = within(60, confined(&egress, &hostile, args, target)).await;
+        let (out, report) = within(60, confined(&egress, &hostile, args, target)).await;
         let said = String::from_utf8_lossy(&out.stdout);
         let refused = out.exit_code == Some(0) && said.starts_with("refused");
         let killed = out.signal == Some(libc::SIGSYS);
@@ -462,6 +462,10 @@ async fn a_hostile_raw_tool_reaches_nothing_but_its_target_and_leaves_nothing_be
             refused || killed,
             "{args:?} was not stopped: {said} {out:?}"
         );
+        if ["tcp", "udp", "raw-syn", "packet"].contains(&args[0]) {
+            // The packet really left the tool and the link-layer filter dropped it.
+            assert!(report.refused_attempts > 0, "{args:?}: {said} {report:?}");
+        }
     }
     // A double-forked, setsid orphan that keeps calling the non-target after its run ended.
     let (out, _) = within(
