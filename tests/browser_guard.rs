@@ -147,6 +147,8 @@ async fn a_page_of_another_site_can_neither_submit_nor_create_webhooks_nor_act_a
     assert_eq!(r.0, 202, "{}", r.2);
     let r = send(Method::POST, &url("/v1/webhooks"), &local, Some(&hook)).await;
     assert_eq!(r.0, 201, "{}", r.2);
+    // Finished before the breaker opens below (an open breaker would hold it back).
+    wait_done(&s.base, "from-local", Duration::from_secs(20)).await;
     let loopback = [("origin", "http://127.0.0.1:8080")];
     let r = send(
         Method::POST,
@@ -156,7 +158,6 @@ async fn a_page_of_another_site_can_neither_submit_nor_create_webhooks_nor_act_a
     )
     .await;
     assert_eq!(r.0, 200, "{}", r.2);
-    wait_done(&s.base, "from-local", Duration::from_secs(20)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
