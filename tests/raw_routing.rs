@@ -397,7 +397,8 @@ async fn a_syn_scan_waits_visibly_on_a_worker_that_cannot_confine_raw_sockets() 
     let workers = get_as(&base, blue, "/v1/workers").await;
     assert_eq!(workers["count"], 1, "{workers}");
     assert_eq!(workers["workers"][0]["capabilities"]["raw_sockets"], false);
-    assert_eq!(workers["workers"][0]["capabilities"]["run_cgroups"], false);
+    // (A cgroup per run needs only a writable cgroup v2; it says nothing about raw sockets.)
+    assert!(workers["workers"][0]["capabilities"]["run_cgroups"].is_boolean());
     let check = |report: &Value| {
         report["checks"]
             .as_array()
