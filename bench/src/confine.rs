@@ -60,6 +60,7 @@ async fn measure(runs: u64) -> anyhow::Result<()> {
             None
         }
     };
+    egress.runs_in_cgroups(cgroups.is_some());
     let base_spec = || {
         let mut s = SandboxSpec::new("/bin/true", Vec::<String>::new());
         s.seccomp = scanq_worker::sandbox::seccomp::Seccomp::DenyList;
@@ -105,6 +106,7 @@ async fn measure(runs: u64) -> anyhow::Result<()> {
         }
         results.push((mode, samples));
     }
+    egress.flush().await;
     let base = pct(&mut results[0].1.total.clone(), 0.5);
     println!(
         "confinement cost per run, {runs} runs of /bin/true each (cgroup per run: {})",

@@ -73,6 +73,9 @@ impl Worker {
         let unconfined = crate::unconfined::check(&cfg, &catalog, confinement)
             .map_err(|e| e.context("refusing to start"))?;
         let cgroups = run_cgroups();
+        if let Some(egress) = &egress {
+            egress.runs_in_cgroups(cgroups.is_some());
+        }
         let id = cfg.worker_id.clone().unwrap_or_else(default_id);
         // Raw jobs are claimed only where raw-socket runs are confined.
         let capabilities = scanq::domain::Capabilities {
@@ -251,6 +254,10 @@ impl Worker {
             d.abort();
         }
         w.queue.deregister().await;
+        if let Some(egress) = &w.egress {
+            // Finished runs' rules still waiting for a claim go now.
+            egress.flush().await;
+        }
         tracing::info!(worker = %self.id(), "Worker stopped");
     }
 

@@ -15,10 +15,11 @@ mod nft;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use scanq::config::{Config, EgressConfinement};
 use scanq::domain::Confinement;
+use serde_json::{Value, json};
 
 use crate::sandbox::Owner;
 use netns::RunNet;
@@ -69,7 +70,17 @@ pub struct Egress {
     next: AtomicU32,
     owner: String,
     raw: Result<PathBuf, String>,
+    /// Kill whatever runs under a run's uid before and after it (without a cgroup per run, the
+    /// only way to find a tool's escapees).
+    sweep: AtomicBool,
+    /// Finished runs whose rules are still to be removed `(uid, raw)`: removed in the next
+    /// claim's transaction, or by a flush shortly after (every nftables commit waits for the
+    /// kernel, so one commit for several changes is the cheap way).
+    pending: std::sync::Mutex<Vec<(u32, bool)>>,
 }
+
+/// How long finished runs' rules may wait for the next claim before they are removed alone.
+const FLUSH_AFTER: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Decides the worker's confinement at start-up: `off` → none; otherwise checks the privilege,
 /// creates the table and clears stale runs. `required` without it is an error naming what is
@@ -89,6 +100,8 @@ pub async fn setup(cfg: &Config) -> anyhow::Result<(Status, Option<Arc<Egress>>)
             next: AtomicU32::new(first + fastrand::u32(..=(last - first))),
             owner: Owner::me().tag(),
             raw: Err(String::new()),
+            sweep: AtomicBool::new(true),
+            pending: std::sync::Mutex::new(Vec::new()),
         };
         egress
             .nft
@@ -198,6 +211,18 @@ impl Egress {
         Ok(ip)
     }
 
+    /// Every run gets a cgroup of its own, killed and emptied at its end: the sweep by uid
+    /// (a scan of every process, before and after each run) is then not needed.
+    pub fn runs_in_cgroups(&self, yes: bool) {
+        self.sweep.store(!yes, Ordering::Relaxed);
+    }
+
+    fn sweep(&self, uid: u32) {
+        if self.sweep.load(Ordering::Relaxed) {
+            kill_uid(uid);
+        }
+    }
+
     /// Raw-socket runs are confined in a network namespace of their own on this worker.
     pub fn raw_ready(&self) -> bool {
         self.raw.is_ok()
@@ -254,15 +279,12 @@ impl Egress {
         for _ in 0..size {
             let n = self.next.fetch_add(1, Ordering::Relaxed);
             let uid = self.first + n.wrapping_sub(self.first) % size;
-            match self
-                .nft
-                .apply(nft::run_rules(uid, address, &self.owner))
-                .await
-            {
-                Ok(()) => {
+            match self.claim(uid, address).await? {
+                false => continue,
+                true => {
                     // A process left over under this uid would be unconfined once we remove
                     // the chain; make sure none exists before the tool starts.
-                    kill_uid(uid);
+                    self.sweep(uid);
                     let mut lease = Lease {
                         egress: self.clone(),
                         uid,
@@ -271,28 +293,108 @@ impl Egress {
                         net: None,
                     };
                     if let Some(ip) = ip {
-                        let net = RunNet::create(ip, uid, uid - self.first).await?;
-                        let rules = nft::raw_rules(uid, net.host_if_name(), net.addr(), address);
-                        lease.net = Some(net);
-                        if let Err(ConfineError::Nft(e)) = self.nft.apply(rules.clone()).await {
-                            // The uid is ours: a raw chain of it left by an earlier run is
+                        let index = uid - self.first;
+                        let (dev, from) = (RunNet::host_if(uid), RunNet::address(index));
+                        let rules = json!({"nftables": nft::raw_rules(uid, &dev, from, address)});
+                        let tools = netns::Tools {
+                            ip,
+                            nft: self.nft.bin().to_owned(),
+                        };
+                        let mut made =
+                            RunNet::create(tools.clone(), uid, index, rules.to_string()).await;
+                        if let Err(ConfineError::Net(e)) = &made
+                            && e.contains("File exists")
+                        {
+                            // The uid is ours: its raw chain or veth left by an earlier run is
                             // garbage.
-                            tracing::warn!(uid, error = %e, "Replacing a leftover raw chain");
+                            tracing::warn!(uid, error = %e, "Replacing a leftover raw confinement");
                             let gone = nft::remove_run(uid, false, false, true);
                             let _ = self.nft.apply(gone).await;
-                            self.nft.apply(rules).await?;
+                            made = RunNet::create(tools, uid, index, rules.to_string()).await;
                         }
+                        lease.net = Some(made?);
                     }
                     return Ok(lease);
                 }
-                Err(ConfineError::Nft(e)) if e.contains("File exists") => continue,
-                Err(e) => return Err(e),
             }
         }
         Err(ConfineError::PoolExhausted {
             first: self.first,
             last: self.last,
         })
+    }
+
+    /// One transaction: removes the finished runs still pending and creates `uid`'s chain
+    /// (`false`: another run holds the uid). A pending removal that fails does not stop the
+    /// claim: they are then removed one by one and the claim is made alone.
+    async fn claim(&self, uid: u32, address: &str) -> Result<bool, ConfineError> {
+        if self.pending().iter().any(|(u, _)| *u == uid) {
+            return Ok(false);
+        }
+        let removals = std::mem::take(&mut *self.pending());
+        let mut tx = removal_commands(&removals);
+        tx.extend(as_commands(nft::run_rules(uid, address, &self.owner)));
+        match self.nft.apply(Value::Array(tx)).await {
+            Ok(()) => Ok(true),
+            Err(ConfineError::Nft(e)) if e.contains("File exists") => {
+                self.pending().extend(removals);
+                Ok(false)
+            }
+            Err(e) if removals.is_empty() => Err(e),
+            Err(_) => {
+                for (u, raw) in removals {
+                    if let Err(e) = self.remove(u, raw).await {
+                        tracing::error!(uid = u, error = %e, "Could not remove a run's confinement");
+                    }
+                }
+                match self
+                    .nft
+                    .apply(nft::run_rules(uid, address, &self.owner))
+                    .await
+                {
+                    Ok(()) => Ok(true),
+                    Err(ConfineError::Nft(e)) if e.contains("File exists") => Ok(false),
+                    Err(e) => Err(e),
+                }
+            }
+        }
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, Vec<(u32, bool)>> {
+        self.pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Queues a finished run's removal: with the next claim, or alone after [`FLUSH_AFTER`].
+    fn defer_remove(self: &Arc<Self>, uid: u32, raw: bool) {
+        self.pending().push((uid, raw));
+        let egress = self.clone();
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                tokio::time::sleep(FLUSH_AFTER).await;
+                egress.flush().await;
+            });
+        }
+    }
+
+    /// Removes every pending run now (one transaction; one by one if that fails).
+    pub async fn flush(&self) {
+        let removals = std::mem::take(&mut *self.pending());
+        if removals.is_empty()
+            || self
+                .nft
+                .apply(Value::Array(removal_commands(&removals)))
+                .await
+                .is_ok()
+        {
+            return;
+        }
+        for (uid, raw) in removals {
+            if let Err(e) = self.remove(uid, raw).await {
+                tracing::error!(uid, error = %e, "Could not remove a run's confinement");
+            }
+        }
     }
 
     /// Packets refused so far in `uid`'s run: its `inet` chain's counters, or for a raw run its
@@ -373,7 +475,7 @@ impl Lease {
     pub async fn release(mut self) -> Confinement {
         self.released = true;
         let raw = self.net.is_some();
-        kill_uid(self.uid);
+        self.egress.sweep(self.uid);
         let refused = match self.egress.refused(self.uid, raw).await {
             Ok(n) => n,
             Err(e) => {
@@ -381,9 +483,7 @@ impl Lease {
                 0
             }
         };
-        if let Err(e) = self.egress.remove(self.uid, raw).await {
-            tracing::error!(error = %e, uid = self.uid, "Could not remove a run's confinement");
-        }
+        self.egress.defer_remove(self.uid, raw);
         self.net = None;
         Confinement {
             mode: if raw {
@@ -402,15 +502,25 @@ impl Lease {
 impl Drop for Lease {
     fn drop(&mut self) {
         if !self.released {
-            let (egress, uid, raw) = (self.egress.clone(), self.uid, self.net.is_some());
-            kill_uid(uid);
-            if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                rt.spawn(async move {
-                    let _ = egress.remove(uid, raw).await;
-                });
-            }
+            kill_uid(self.uid);
+            self.egress.defer_remove(self.uid, self.net.is_some());
         }
     }
+}
+
+/// The commands of a [`Value::Array`] transaction.
+fn as_commands(v: Value) -> Vec<Value> {
+    match v {
+        Value::Array(cmds) => cmds,
+        other => vec![other],
+    }
+}
+
+/// One transaction's worth of removals of whole runs (map entry, chains).
+fn removal_commands(runs: &[(u32, bool)]) -> Vec<Value> {
+    runs.iter()
+        .flat_map(|(uid, raw)| as_commands(nft::remove_run(*uid, true, true, *raw)))
+        .collect()
 }
 
 /// SIGKILLs every process whose real or effective uid is `uid` (a tool's escapees).

@@ -45,8 +45,6 @@ pub const MAX_RUNS: u32 = 1 << (32 - POOL.1);
 #[derive(Debug)]
 pub struct RunNet {
     ns: OwnedFd,
-    host_if: String,
-    addr: Ipv4Addr,
 }
 
 impl RunNet {
@@ -60,11 +58,18 @@ impl RunNet {
         format!("sq{uid}h")
     }
 
-    /// Makes the namespace and the veth pair for `uid`'s run, with the tool at pool slot `index`.
-    pub async fn create(ip: PathBuf, uid: u32, index: u32) -> Result<Self, ConfineError> {
+    /// Makes the namespace and the veth pair for `uid`'s run, with the tool at pool slot `index`,
+    /// and installs `filter` (an `nft -j -f -` input: the run's ingress chain, which needs the
+    /// worker's end of the veth) while the run's end is being configured.
+    pub async fn create(
+        tools: Tools,
+        uid: u32,
+        index: u32,
+        filter: String,
+    ) -> Result<Self, ConfineError> {
         tokio::task::spawn_blocking(move || {
             // A thread of its own: it ends in the run's namespace and must not serve anyone else.
-            std::thread::spawn(move || make(&ip, uid, index))
+            std::thread::spawn(move || make(&tools, uid, index, &filter))
                 .join()
                 .unwrap_or_else(|_| Err(ConfineError::Net("the namespace thread panicked".into())))
         })
@@ -75,20 +80,26 @@ impl RunNet {
     pub fn fd(&self) -> RawFd {
         self.ns.as_raw_fd()
     }
+}
 
-    pub fn host_if_name(&self) -> &str {
-        &self.host_if
-    }
-
-    pub fn addr(&self) -> Ipv4Addr {
-        self.addr
-    }
+/// Where `ip` and `nft` are.
+#[derive(Debug, Clone)]
+pub struct Tools {
+    pub ip: PathBuf,
+    pub nft: PathBuf,
 }
 
 /// Runs in its own thread, which it moves into the new namespace.
-fn make(ip: &Path, uid: u32, index: u32) -> Result<RunNet, ConfineError> {
+fn make(tools: &Tools, uid: u32, index: u32, filter: &str) -> Result<RunNet, ConfineError> {
     let net = |what: &str, e: std::io::Error| ConfineError::Net(format!("{what}: {e}"));
     let home = File::open("/proc/thread-self/ns/net").map_err(|e| net("own namespace", e))?;
+    let host_if = RunNet::host_if(uid);
+    // Left by a run of this uid whose namespace the kernel has not destroyed yet? (Read in the
+    // worker's namespace, before leaving it.)
+    let leftover = std::fs::read_to_string("/proc/thread-self/net/dev").is_ok_and(|devs| {
+        devs.lines()
+            .any(|l| l.trim_start().starts_with(&format!("{host_if}:")))
+    });
     // Affects this thread only.
     nix::sched::unshare(CloneFlags::CLONE_NEWNET).map_err(|e| net("unshare", e.into()))?;
     let ns: OwnedFd = File::open("/proc/thread-self/ns/net")
@@ -98,14 +109,12 @@ fn make(ip: &Path, uid: u32, index: u32) -> Result<RunNet, ConfineError> {
     for conf in ["all", "default"] {
         let _ = sysctl(&format!("ipv6/conf/{conf}/disable_ipv6"), "1");
     }
-    let host_if = RunNet::host_if(uid);
     let tool_if = format!("sq{uid}t");
     let addr = RunNet::address(index);
     let (host_mac, tool_mac) = (mac(uid, 1), mac(uid, 2));
     let tid = nix::unistd::gettid();
     let mut host = String::new();
-    if Path::new("/sys/class/net").join(&host_if).exists() {
-        // Left by a run of this uid whose namespace the kernel has not destroyed yet.
+    if leftover {
         host.push_str(&format!("link del {host_if}\n"));
     }
     host.push_str(&format!(
@@ -114,7 +123,19 @@ fn make(ip: &Path, uid: u32, index: u32) -> Result<RunNet, ConfineError> {
          route add {addr}/32 dev {host_if}\n\
          neigh replace {addr} lladdr {tool_mac} dev {host_if} nud permanent\n"
     ));
-    run_ip(ip, &host, Some(home.as_raw_fd()))?;
+    finish(spawn(
+        &tools.ip,
+        &["-batch", "-"],
+        &host,
+        Some(home.as_raw_fd()),
+    )?)?;
+    // The filter goes on while the run's end is configured (nothing runs there yet).
+    let nft = spawn(
+        &tools.nft,
+        &["-j", "-f", "-"],
+        filter,
+        Some(home.as_raw_fd()),
+    )?;
     // In the worker's namespace (opened there): loopback targets may cross the veth.
     sysctl_in(&home, &format!("ipv4/conf/{host_if}/route_localnet"), "1")?;
     sysctl_in(&home, &format!("ipv4/conf/{host_if}/forwarding"), "1")?;
@@ -127,8 +148,11 @@ fn make(ip: &Path, uid: u32, index: u32) -> Result<RunNet, ConfineError> {
          route add default via {GATEWAY} dev {tool_if} onlink\n\
          route add 127.0.0.0/8 via {GATEWAY} dev {tool_if} onlink\n"
     );
-    run_ip(ip, &inside, None)?;
-    Ok(RunNet { ns, host_if, addr })
+    let inside = finish(spawn(&tools.ip, &["-batch", "-"], &inside, None)?);
+    let filtered = finish(nft);
+    inside?;
+    filtered?;
+    Ok(RunNet { ns })
 }
 
 /// A locally administered MAC for one end of `uid`'s veth.
@@ -156,10 +180,11 @@ fn sysctl_in(ns: &File, key: &str, value: &str) -> Result<(), ConfineError> {
     .map_err(|e| ConfineError::Net(format!("sysctl net.{key}: {e}")))
 }
 
-/// Runs `ip -batch -` with `lines`, in namespace `ns` when given (else the calling thread's).
-fn run_ip(ip: &Path, lines: &str, ns: Option<RawFd>) -> Result<(), ConfineError> {
-    let mut cmd = Command::new(ip);
-    cmd.args(["-batch", "-"])
+/// Starts `bin args` with `input` on its stdin, in namespace `ns` when given (else the calling
+/// thread's).
+fn spawn(bin: &Path, args: &[&str], input: &str, ns: Option<RawFd>) -> Result<Child, ConfineError> {
+    let mut cmd = Command::new(bin);
+    cmd.args(args)
         .env_clear()
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
@@ -175,18 +200,39 @@ fn run_ip(ip: &Path, lines: &str, ns: Option<RawFd>) -> Result<(), ConfineError>
             });
         }
     }
-    let err = |e: std::io::Error| ConfineError::Net(format!("ip: {e}"));
+    let name = bin
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("?")
+        .to_owned();
+    let err = |e: std::io::Error| ConfineError::Net(format!("{name}: {e}"));
     let mut child = cmd.spawn().map_err(err)?;
+    // Small inputs: the pipe takes them whole, so writing before the child reads cannot block.
     child
         .stdin
         .take()
         .expect("piped")
-        .write_all(lines.as_bytes())
+        .write_all(input.as_bytes())
         .map_err(err)?;
-    let out = child.wait_with_output().map_err(err)?;
+    Ok(Child { child, name })
+}
+
+/// A started `ip` or `nft`.
+struct Child {
+    child: std::process::Child,
+    name: String,
+}
+
+/// Waits for `c`; its stderr is the error when it failed.
+fn finish(c: Child) -> Result<(), ConfineError> {
+    let out = c
+        .child
+        .wait_with_output()
+        .map_err(|e| ConfineError::Net(format!("{}: {e}", c.name)))?;
     if !out.status.success() {
         return Err(ConfineError::Net(format!(
-            "ip: {}",
+            "{}: {}",
+            c.name,
             String::from_utf8_lossy(&out.stderr).trim()
         )));
     }

@@ -42,6 +42,10 @@ impl Nft {
             .ok_or_else(|| "the `nft` binary is not installed (apt-get install nftables)".into())
     }
 
+    pub fn bin(&self) -> &std::path::Path {
+        &self.bin
+    }
+
     pub async fn apply(&self, commands: Value) -> Result<(), ConfineError> {
         let input = json!({"nftables": commands}).to_string();
         self.run(&["-j", "-f", "-"], Some(input)).await.map(drop)
