@@ -11,6 +11,7 @@ command -v openssl >/dev/null || need+=(openssl)
 command -v strace >/dev/null || need+=(strace)
 # Egress confinement of tool runs (docs/sandbox.md).
 [ -x /usr/sbin/nft ] || command -v nft >/dev/null || need+=(nftables)
+[ -x /usr/sbin/ip ] || command -v ip >/dev/null || need+=(iproute2)
 command -v npm >/dev/null || need+=(nodejs npm)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 # Headless Chromium and its driver for the dashboard test (tests/dashboard.rs).
