@@ -10,21 +10,24 @@
 //! chain's first rule names its owner (`scanq pid=<pid>`), so chains left by a worker that died
 //! are removed when a worker starts.
 
+mod lease;
+mod leftovers;
 mod netns;
 mod nft;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use scanq::config::{Config, EgressConfinement};
-use scanq::domain::Confinement;
 use serde_json::{Value, json};
 
 use crate::sandbox::Owner;
+use leftovers::{kill_uid, stale};
 use netns::RunNet;
-use nft::{LEGACY_OWNER_TAG, Nft, OWNER_TAG, TABLE, run_uid};
+use nft::{Nft, TABLE, run_uid};
 
+pub use lease::Lease;
 pub use netns::MAX_RUNS;
 
 /// How this worker's tool runs are confined (heartbeat, `/v1/workers`, `/health`).
@@ -433,81 +436,6 @@ impl Egress {
     }
 }
 
-/// Whether a run chain's owner comment says its worker is provably gone.
-fn stale(owner: Option<&str>) -> bool {
-    let Some(comment) = owner else {
-        // No owner to judge (claims are atomic, so not scanq's own half-made chain): left alone.
-        return false;
-    };
-    if let Some(tag) = comment.strip_prefix(OWNER_TAG) {
-        return Owner::parse(tag).is_none_or(|o| o.is_dead());
-    }
-    if let Some(pid) = comment.strip_prefix(LEGACY_OWNER_TAG) {
-        return !Path::new(&format!("/proc/{pid}")).exists();
-    }
-    false
-}
-
-/// One confined run's uid and rules (and, for raw runs, its network namespace);
-/// [`Lease::release`] removes them and reports what was refused. Dropped without release (an
-/// abandoned attempt), it removes them in the background.
-#[derive(Debug)]
-pub struct Lease {
-    egress: Arc<Egress>,
-    uid: u32,
-    allowed: String,
-    released: bool,
-    net: Option<RunNet>,
-}
-
-impl Lease {
-    pub fn uid(&self) -> u32 {
-        self.uid
-    }
-
-    /// The run's network namespace (an fd for the tool's pre-exec hook), for raw runs.
-    pub fn net_ns(&self) -> Option<std::os::fd::RawFd> {
-        self.net.as_ref().map(RunNet::fd)
-    }
-
-    /// Kills what is left under the uid, reads the counters, removes the rules; the run's
-    /// network namespace goes with its last fd.
-    pub async fn release(mut self) -> Confinement {
-        self.released = true;
-        let raw = self.net.is_some();
-        self.egress.sweep(self.uid);
-        let refused = match self.egress.refused(self.uid, raw).await {
-            Ok(n) => n,
-            Err(e) => {
-                tracing::warn!(error = %e, uid = self.uid, "Could not read the confinement counters");
-                0
-            }
-        };
-        self.egress.defer_remove(self.uid, raw);
-        self.net = None;
-        Confinement {
-            mode: if raw {
-                "netns"
-            } else {
-                Status::Nftables.as_str()
-            }
-            .to_owned(),
-            uid: self.uid,
-            allowed: vec![self.allowed.clone()],
-            refused_attempts: refused,
-        }
-    }
-}
-
-impl Drop for Lease {
-    fn drop(&mut self) {
-        if !self.released {
-            kill_uid(self.uid);
-            self.egress.defer_remove(self.uid, self.net.is_some());
-        }
-    }
-}
-
 /// The commands of a [`Value::Array`] transaction.
 fn as_commands(v: Value) -> Vec<Value> {
     match v {
@@ -521,54 +449,4 @@ fn removal_commands(runs: &[(u32, bool)]) -> Vec<Value> {
     runs.iter()
         .flat_map(|(uid, raw)| as_commands(nft::remove_run(*uid, true, true, *raw)))
         .collect()
-}
-
-/// SIGKILLs every process whose real or effective uid is `uid` (a tool's escapees).
-fn kill_uid(uid: u32) {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return;
-    };
-    for entry in dir.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else {
-            continue;
-        };
-        let owned = status
-            .lines()
-            .find_map(|l| l.strip_prefix("Uid:"))
-            .is_some_and(|ids| {
-                ids.split_whitespace()
-                    .take(2)
-                    .any(|id| id == uid.to_string())
-            });
-        if owned {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_a_provably_gone_owner_is_stale() {
-        let me = Owner::me().tag();
-        assert!(!stale(Some(&format!("{OWNER_TAG}{me}"))));
-        let other_ns = me.replacen(|c: char| c.is_ascii_digit(), "9", 1);
-        let _ = other_ns; // another namespace's inode cannot be forged reliably here
-        assert!(stale(Some(&format!("{OWNER_TAG}garbage"))));
-        assert!(!stale(None));
-        assert!(stale(Some(&format!("{LEGACY_OWNER_TAG}{}", u32::MAX - 1))));
-        assert!(!stale(Some("someone else's comment")));
-    }
 }
