@@ -33,6 +33,7 @@ mod read;
 mod sessions;
 mod wait;
 mod waiting;
+pub(crate) use waiting::live_heartbeats;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

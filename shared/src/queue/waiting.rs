@@ -56,41 +56,51 @@ impl Queue {
             return Ok(set.clone());
         }
         let mut con = self.connection().await?;
-        let (s, us): (u64, u64) = redis::cmd("TIME").query_async(&mut con).await?;
-        let now = s * 1000 + us / 1000;
-        let live: Vec<String> = redis::cmd("ZRANGE")
-            .arg(self.keys.workers())
-            .arg(format!("({now}"))
-            .arg("+inf")
-            .arg("BYSCORE")
-            .query_async(&mut con)
-            .await?;
-        let mut set = HashSet::new();
-        if !live.is_empty() {
-            let docs: Vec<Option<String>> = redis::cmd("MGET")
-                .arg(
-                    live.iter()
-                        .map(|id| self.keys.worker(id))
-                        .collect::<Vec<_>>(),
-                )
-                .query_async(&mut con)
-                .await?;
-            for beat in docs
-                .into_iter()
-                .flatten()
-                .filter_map(|d| serde_json::from_str::<Beat>(&d).ok())
-                .filter(|b| b.capabilities.raw_sockets)
-            {
-                set.extend(
-                    beat.tools
-                        .into_iter()
-                        .filter(|(_, present)| *present)
-                        .map(|(t, _)| t),
-                );
-            }
-        }
+        let set: HashSet<String> = live_heartbeats(&mut con, &self.keys)
+            .await?
+            .into_iter()
+            .filter_map(|(_, _, doc)| serde_json::from_str::<Beat>(&doc).ok())
+            .filter(|b| b.capabilities.raw_sockets)
+            .flat_map(|b| b.tools.into_iter().filter(|(_, present)| *present))
+            .map(|(tool, _)| tool)
+            .collect();
         let set = Arc::new(set);
         *self.raw_served.lock().expect("raw_served lock") = Some((Instant::now(), set.clone()));
         Ok(set)
     }
+}
+
+/// The heartbeats of the live workers: `(id, expiry ms, heartbeat JSON)` — the workers whose
+/// heartbeat has not lapsed by Redis' clock and whose description is still there. One read for
+/// everyone who needs them (`/v1/workers`, `/health`, `waiting_for`).
+pub(crate) async fn live_heartbeats(
+    con: &mut super::Connection,
+    keys: &crate::keys::Keys,
+) -> Result<Vec<(String, u64, String)>, QueueError> {
+    let (s, us): (u64, u64) = redis::cmd("TIME").query_async(con).await?;
+    let now = s * 1000 + us / 1000;
+    let live: Vec<(String, u64)> = redis::cmd("ZRANGE")
+        .arg(keys.workers())
+        .arg(format!("({now}"))
+        .arg("+inf")
+        .arg("BYSCORE")
+        .arg("WITHSCORES")
+        .query_async(con)
+        .await?;
+    if live.is_empty() {
+        return Ok(Vec::new());
+    }
+    let docs: Vec<Option<String>> = redis::cmd("MGET")
+        .arg(
+            live.iter()
+                .map(|(id, _)| keys.worker(id))
+                .collect::<Vec<_>>(),
+        )
+        .query_async(con)
+        .await?;
+    Ok(live
+        .into_iter()
+        .zip(docs)
+        .filter_map(|((id, expires), doc)| Some((id, expires, doc?)))
+        .collect())
 }

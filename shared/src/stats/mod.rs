@@ -336,31 +336,11 @@ impl Stats {
     /// already expired (it lapses with the heartbeat) is left out.
     pub async fn workers(&self) -> Result<Vec<WorkerInfo>, QueueError> {
         let mut con = self.connection().await?;
-        let now = Self::now_ms(&mut con).await?;
-        let live: Vec<(String, u64)> = redis::cmd("ZRANGE")
-            .arg(self.keys.workers())
-            .arg(format!("({now}"))
-            .arg("+inf")
-            .arg("BYSCORE")
-            .arg("WITHSCORES")
-            .query_async(&mut con)
-            .await?;
-        if live.is_empty() {
-            return Ok(Vec::new());
-        }
-        let docs: Vec<Option<String>> = redis::cmd("MGET")
-            .arg(
-                live.iter()
-                    .map(|(id, _)| self.keys.worker(id))
-                    .collect::<Vec<_>>(),
-            )
-            .query_async(&mut con)
-            .await?;
-        let mut out: Vec<WorkerInfo> = live
+        let mut out: Vec<WorkerInfo> = crate::queue::live_heartbeats(&mut con, &self.keys)
+            .await?
             .into_iter()
-            .zip(docs)
-            .filter_map(|((id, expires), doc)| {
-                let mut info: WorkerInfo = match serde_json::from_str(&doc?) {
+            .filter_map(|(id, expires, doc)| {
+                let mut info: WorkerInfo = match serde_json::from_str(&doc) {
                     Ok(info) => info,
                     Err(err) => {
                         tracing::warn!(worker = %id, error = %err, "Unreadable worker heartbeat");
