@@ -264,7 +264,8 @@ fn the_worker_is_confined_by_default_and_denies_the_cluster_networks() {
             "{net} is not explained in docs/sandbox.md"
         );
     }
-    // A Service address (kubeadm's default range) and a pod address are refused.
+    // A Service address (kubeadm's default range) and a pod address are refused. Checked with
+    // the target policy only: no job is made and no packet is sent.
     for target in ["10.96.0.1", "10.96.0.0/24", "10.244.3.7"] {
         assert!(
             denied_by(&denied, target),

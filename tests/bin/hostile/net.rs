@@ -394,6 +394,8 @@ pub fn orphan(to: SocketAddr, secs: u64) {
             let _ = s.write_all(b"scanq-hostile orphan\n");
             break;
         }
+        // The attacker's own pacing between tries (this is the hostile tool, not a test
+        // waiting for a condition: the test's observation is its packet witness).
         std::thread::sleep(Duration::from_millis(100));
     }
     // SAFETY: exit without running the parent's atexit handlers.
