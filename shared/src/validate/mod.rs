@@ -2,7 +2,8 @@
 //! it may carry. Pure functions over parsed types, no I/O except the resolver that the worker
 //! uses to re-check a hostname just before a run.
 //!
-//! - [`target`]: parsing a `target` string into a canonical [`Target`].
+//! - [`target`]: parsing a `target` string into a canonical [`Target`]; [`targets`]: a list of
+//!   them ([`TargetList`]), and its cut into the chunks of a big scan.
 //! - [`scope`]: the operator's [`TargetPolicy`] (allow/deny lists, special ranges, CIDR cap).
 //! - [`resolve`]: [`resolve_for_scan`], which gives the tool a checked address.
 //! - [`args`] with [`values`], [`script`] and `forbidden`: the catalog's [`ArgPolicy`] and the
@@ -21,6 +22,7 @@ pub mod resolve;
 pub mod scope;
 pub mod script;
 pub mod target;
+pub mod targets;
 pub mod url;
 pub mod values;
 
@@ -30,4 +32,5 @@ pub use resolve::{BoxFuture, Resolver, StaticResolver, SystemResolver, resolve_f
 pub use scope::TargetPolicy;
 pub use script::ScriptPolicy;
 pub use target::{Hostname, Target};
+pub use targets::TargetList;
 pub use values::ValueType;
