@@ -105,12 +105,27 @@ mod tests {
     fn a_parent_is_terminal_only_when_every_chunk_is() {
         use JobState::*;
         assert_eq!(tally(4, &[(Queued, 4)]).parent_state(), Queued);
-        assert_eq!(tally(4, &[(Queued, 3), (Running, 1)]).parent_state(), Running);
-        assert_eq!(tally(4, &[(Queued, 3), (Succeeded, 1)]).parent_state(), Running);
+        assert_eq!(
+            tally(4, &[(Queued, 3), (Running, 1)]).parent_state(),
+            Running
+        );
+        assert_eq!(
+            tally(4, &[(Queued, 3), (Succeeded, 1)]).parent_state(),
+            Running
+        );
         assert_eq!(tally(4, &[(Succeeded, 4)]).parent_state(), Succeeded);
-        assert_eq!(tally(4, &[(Succeeded, 3), (Failed, 1)]).parent_state(), Failed);
-        assert_eq!(tally(4, &[(Succeeded, 2), (Cancelled, 2)]).parent_state(), Cancelled);
-        assert_eq!(tally(4, &[(Succeeded, 3), (Running, 1)]).parent_state(), Running);
+        assert_eq!(
+            tally(4, &[(Succeeded, 3), (Failed, 1)]).parent_state(),
+            Failed
+        );
+        assert_eq!(
+            tally(4, &[(Succeeded, 2), (Cancelled, 2)]).parent_state(),
+            Cancelled
+        );
+        assert_eq!(
+            tally(4, &[(Succeeded, 3), (Running, 1)]).parent_state(),
+            Running
+        );
         // Still being queued: not done although every counted chunk is.
         assert_eq!(tally(4, &[(Succeeded, 2)]).parent_state(), Running);
         assert_eq!(tally(4, &[(Scheduled, 4)]).parent_state(), Scheduled);
