@@ -479,3 +479,19 @@ fn chunk_stderr_is_prefixed_and_bounded() {
             .ends_with("[merge] stderr cut: the merged result keeps at most 64 KiB\n")
     );
 }
+
+#[test]
+fn a_slash_16_in_256_chunks_merges_into_one_document_of_65536_hosts() {
+    // The same real /24 sweep stands for each of the 256 chunks (duplicate addresses do not
+    // matter to the merge; speed and memory are measured by the benchmark tool, not here).
+    let run = ran(nmap(&["-sn", "127.1.0.0/24"]));
+    let chunks: Vec<ChunkOutcome<'_>> = (0..256)
+        .map(|i| chunk(i, "127.1.0.0/24", Some(&run)))
+        .collect();
+    let merged = merge_chunks(&chunks, 64 << 20);
+    let reread = parse_xml_bytes(merged.stdout.as_bytes()).unwrap();
+    assert_eq!(reread.hosts.len(), 65_536);
+    assert_eq!(reread.stats.as_ref().unwrap().hosts_total, 65_536);
+    assert_eq!(reread, report(&merged));
+    assert!(!merged.truncated_stdout);
+}
