@@ -143,6 +143,54 @@ fn chunk_runs_merge_into_one_nmap_run_with_every_host_in_chunk_order() {
     assert!(merged.stderr.is_empty(), "{}", merged.stderr);
 }
 
+/// `xml` with the attribute value that follows the first `before` (e.g. `<finished time="`)
+/// replaced.
+fn set_value(xml: &str, before: &str, value: &str) -> String {
+    let at = xml.find(before).unwrap() + before.len();
+    let end = at + xml[at..].find('"').unwrap();
+    format!("{}{value}{}", &xml[..at], &xml[end..])
+}
+
+#[test]
+fn the_run_spans_the_earliest_start_to_the_latest_finish() {
+    // Arrange: chunk 1 started 100 s before chunk 0; chunk 0 finished 50 s after its own run.
+    let a = nmap(&["-sn", "127.1.0.0/30"]);
+    let b = nmap(&["-sn", "127.1.0.4/30"]);
+    let start_b: u64 = stream::read_header(&b).unwrap().start.unwrap() - 100;
+    let b = set_value(&b, " start=\"", &start_b.to_string());
+    let b = set_value(&b, " startstr=\"", "early &amp; first");
+    let finished_a = report(&ran(a.clone()))
+        .stats
+        .unwrap()
+        .finished_time
+        .unwrap()
+        + 50;
+    let a = set_value(&a, "<finished time=\"", &finished_a.to_string());
+    let (a, b) = (ran(a), ran(b));
+
+    // Act
+    let merged = merge_chunks(
+        &[
+            chunk(0, "127.1.0.0/30", Some(&a)),
+            chunk(1, "127.1.0.4/30", Some(&b)),
+        ],
+        usize::MAX,
+    );
+
+    // Assert: chunk 0's header, chunk 1's start, chunk 0's finish.
+    let header = stream::read_header(&merged.stdout).unwrap();
+    assert_eq!(header.start, Some(start_b));
+    assert_eq!(header.attr("startstr"), Some("early &amp; first"));
+    assert!(header.attr("args").unwrap().ends_with("127.1.0.0/30"));
+    let stats = report(&merged).stats.unwrap();
+    assert_eq!(stats.finished_time, Some(finished_a));
+    assert_eq!(stats.elapsed_sec, Some((finished_a - start_b) as f64));
+    assert_eq!(
+        parse_xml_bytes(merged.stdout.as_bytes()).unwrap(),
+        report(&merged)
+    );
+}
+
 /// Hosts and `port/protocol` specs that ndiff's text output marks with `-` or `+`
 /// (as in `tests/diff.rs`).
 fn ndiff_changes(out: &str) -> (BTreeSet<String>, BTreeSet<String>) {
@@ -230,6 +278,7 @@ fn ndiff_reads_merged_runs_and_sees_what_scanq_diff_sees() {
 
     // Assert
     assert_eq!(same_code, Some(0), "ndiff a a:\n{same_text}");
+    assert_eq!(ndiff_changes(&same_text), Default::default(), "{same_text}");
     assert!(diff_reports(&report(&a), &report(&a)).is_empty());
     assert_eq!(code, Some(1), "ndiff saw no change:\n{text}");
     let (nd_hosts, nd_ports) = ndiff_changes(&text);
