@@ -27,6 +27,7 @@ use crate::state::AppState;
         routes::jobs::read,
         routes::jobs::cancel,
         routes::jobs::retry,
+        routes::jobs::chunks,
         routes::exports::result_xml,
         routes::exports::result_csv,
         routes::exports::diff,

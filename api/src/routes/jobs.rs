@@ -26,6 +26,53 @@ pub fn router() -> Router<AppState> {
         .route("/v1/jobs", post(submit).get(list))
         .route("/v1/jobs/{id}", get(read).delete(cancel))
         .route("/v1/jobs/{id}/retry", post(retry))
+        .route("/v1/jobs/{id}/chunks", get(chunks))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ChunkParams {
+    /// The chunk number to start from (`next_cursor` of the previous page).
+    cursor: Option<u64>,
+    /// Chunks per page (1–1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<u64>,
+}
+
+/// A big scan's chunks (DESIGN §12), in chunk order: ordinary jobs named `<id>:<n>`.
+#[utoipa::path(get, path = "/v1/jobs/{id}/chunks", operation_id = "job_chunks", tag = "jobs", params(JobIdParam, ChunkParams),
+    responses(
+        (status = 200, description = "A page of the chunks", body = scanq::domain::ChunkList),
+        (status = 404, description = "No such job for this tenant, or the job is not a big scan", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 422, description = "A parameter was refused", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub(crate) async fn chunks(
+    State(state): State<AppState>,
+    caller: Caller,
+    JobId(id): JobId,
+    Params(p): Params<ChunkParams>,
+) -> Result<Response, AppError> {
+    let limit = p.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(AppError::Validation(scanq::validate::ValidationError::new(
+            "limit",
+            format!("{limit} is not a whole number from 1 to 1000"),
+            "e.g. 100",
+        )));
+    }
+    let start = p.cursor.unwrap_or(0);
+    let (total, chunks) = state
+        .queue()
+        .chunks(&caller.tenant, &id, start, limit)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let end = start.saturating_add(limit);
+    Ok(Json(scanq::domain::ChunkList {
+        total,
+        chunks,
+        next_cursor: (end < total).then_some(end),
+    })
+    .into_response())
 }
 
 /// Submit a job.

@@ -20,4 +20,4 @@ pub use job::{
 };
 pub use job_id::{JobId, MAX_PARTITIONS, ref_of as job_id_ref};
 pub use outcome::{FailureKind, Outcome, StopReason, Verdict};
-pub use replies::{CancelReply, JobList};
+pub use replies::{CancelReply, ChunkList, JobList};

@@ -13,6 +13,17 @@ pub struct JobList {
     pub next_cursor: Option<u64>,
 }
 
+/// A page of a big scan's chunks (`GET /v1/jobs/{id}/chunks`), in chunk order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ChunkList {
+    /// The parent's number of chunks.
+    pub total: u64,
+    /// The chunks' documents (without result or output: read a chunk by its ID for those).
+    pub chunks: Vec<JobDocument>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    pub next_cursor: Option<u64>,
+}
+
 /// What a cancel did (`DELETE /v1/jobs/{id}`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CancelReply {
