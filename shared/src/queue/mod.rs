@@ -18,6 +18,7 @@
 //! | `waiting` | why a ready job is not claimed (`waiting_for`), from the live heartbeats |
 //! | `listen` | pub/sub wake-ups |
 //! | `limits`, `sessions` | tenant caps, MCP sessions |
+//! | `politeness` | which jobs carry a target group (`tgroup`) for the per-group running cap |
 
 mod admin;
 mod admission;
@@ -29,6 +30,7 @@ mod layout;
 mod limits;
 mod listen;
 mod listing;
+mod politeness;
 mod read;
 mod sessions;
 mod wait;
@@ -156,20 +158,32 @@ pub struct Queue {
     gate: Arc<Gate>,
     /// The tools a live raw-capable worker serves, as last read (see `waiting`).
     raw_served: Arc<waiting::RawServed>,
+    /// Target groups of capped tools' jobs (see `politeness`).
+    target_groups: politeness::TargetGroups,
 }
 
 impl Queue {
     /// A queue whose tools all have `cfg.queue_partitions` partitions.
     pub fn new(pool: Pool, cfg: &Config) -> Self {
-        Self::with_keys(pool, cfg, Keys::for_fleet(cfg, None))
+        Self::with_keys(pool, cfg, Keys::for_fleet(cfg, None), None)
     }
 
     /// A queue that knows the catalog's tools' own partition counts.
     pub fn with_catalog(pool: Pool, cfg: &Config, catalog: &crate::catalog::Catalog) -> Self {
-        Self::with_keys(pool, cfg, Keys::for_fleet(cfg, Some(catalog)))
+        Self::with_keys(
+            pool,
+            cfg,
+            Keys::for_fleet(cfg, Some(catalog)),
+            Some(catalog),
+        )
     }
 
-    fn with_keys(pool: Pool, cfg: &Config, keys: Keys) -> Self {
+    fn with_keys(
+        pool: Pool,
+        cfg: &Config,
+        keys: Keys,
+        catalog: Option<&crate::catalog::Catalog>,
+    ) -> Self {
         Self {
             settings: script_settings(cfg, &keys),
             pool,
@@ -187,6 +201,7 @@ impl Queue {
             numbers: Arc::default(),
             gate: Arc::default(),
             raw_served: Arc::default(),
+            target_groups: politeness::TargetGroups::new(cfg, catalog),
         }
     }
 
@@ -326,6 +341,10 @@ impl Queue {
         }
         if let Some(s) = &spec.schedule_id {
             fields.push(("schedule_id", s.clone()));
+        }
+        if let Some(g) = self.target_groups.of(&spec.tool, &spec.target) {
+            // Politeness: the claim caps running jobs per group (absent when not capped).
+            fields.push(("tgroup", g));
         }
         let outcome = self
             .scripts
