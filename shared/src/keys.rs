@@ -49,7 +49,7 @@
 //!
 //! **What a queued job stores** (Engine v2): one hash — the request fields (`tool`, `tenant`,
 //! `cid`, `target`, `args`, `args_raw`, `template`, `priority`, `timeout_sec`, `max_attempts`,
-//! `intrusive`, `max_running`), `req_hash`, `state`, `created_ms`, `ready_ms`, `evseq` — plus
+//! `intrusive`, `max_running`, `tgroup`), `req_hash`, `state`, `created_ms`, `ready_ms`, `evseq` — plus
 //! one entry in its priority stream and one member of its tenant's listing (which is also the
 //! correlation-ID index). Counters that a
 //! queued job does not need yet (`attempt`, `deliveries`, `fence`) are absent (read as 0). No
