@@ -15,7 +15,7 @@
 //! | `P:{T}:scheduled` | zset | jobs waiting for a time (retry back-off, delay, breaker) |
 //! | `P:{T}:leases` | zset | running jobs, score = lease expiry (ms) |
 //! | `P:{T}:dead` | zset | failed jobs (dead letters), score = finish time |
-//! | `P:{T}:counts` | hash | jobs per state, kept by the scripts (O(1) stats), and each tenant's entries in the ready streams of each lane (`share:<tenant>`, `share:raw:<tenant>`: the fair-share window) |
+//! | `P:{T}:counts` | hash | jobs per state, kept by the scripts (O(1) stats), and each tenant's entries in the ready streams of each lane (`share:<tenant>`, `share:raw:<tenant>`: the fair-share window), and `group_waiting`: items in the `gwait:` lists |
 //! | `P:{T}:backlog:<tenant>`, `P:{T}:backlog:raw:<tenant>` | list | a tenant's jobs over its fair-share window in the plain and the raw lane, as `<lane>|<ref>` items (`normal|…`, `high:raw|…`) |
 //! | `P:{T}:running_by` | hash | running jobs per tenant (per-tenant running caps) |
 //! | `P:{T}:group_running` | hash | running jobs per target group (`tgroup` of the job: politeness per target network, docs/queue.md) |

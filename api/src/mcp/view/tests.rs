@@ -183,6 +183,9 @@ fn a_job_parked_for_its_target_group_says_which_group_it_waits_for() {
     let view = job_view(&d);
     assert_eq!(view["waiting_for"], "target_group");
     let next = view["next_step"].as_str().unwrap();
-    assert!(next.contains("127.2.0.0/24") && !next.contains("raw"), "{next}");
+    assert!(
+        next.contains("127.2.0.0/24") && !next.contains("raw"),
+        "{next}"
+    );
     assert!(job_line(&d).contains("waiting for: target_group"));
 }
