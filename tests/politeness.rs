@@ -125,7 +125,7 @@ async fn a_parked_job_says_it_waits_for_its_group_and_cancelling_it_leaks_no_pla
     let redis = RedisServer::start().await;
     let (cfg, catalog, _fx) = capped(&redis, "parked", 1);
     let (_api, base) = start_api(cfg.clone(), catalog.clone()).await;
-    let _worker = start_worker(cfg.clone(), catalog).await;
+    let (_worker, worker_base) = start_worker_with_metrics(cfg.clone(), catalog).await;
     submit(&base, "long", "127.2.0.1", 60_000).await;
     until(&base, "long", "running", |d| d["state"] == "running").await;
     submit(&base, "parked", "127.2.0.2", 10).await;
@@ -158,6 +158,12 @@ async fn a_parked_job_says_it_waits_for_its_group_and_cancelling_it_leaks_no_pla
         .find(|t| t["tool"] == "sleep")
         .unwrap();
     assert_eq!(sleep["waiting_for_group"], 2, "{stats}");
+    let parked_total = metric(&worker_base, "scanq_group_parked_total{tool=\"sleep\"}").await;
+    assert_eq!(
+        parked_total,
+        Some(2),
+        "the worker counted what its claims parked"
+    );
 
     // Cancel the parked job, then the running one: the group's next job runs, nothing leaks.
     let client = http();
