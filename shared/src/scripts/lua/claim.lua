@@ -43,7 +43,8 @@
 -- needs_raw}
 -- (only what the worker needs); retry_after_ms > 0 when the breaker refused; transitions =
 -- breaker transitions made here, as JSON; parked = jobs parked for their group here; then,
--- with no gate, the breaker after the call: state, generation, and 1 when a success would change nothing (closed, no failure streak).
+-- with no gate, the breaker after the call: state, generation, and 1 when a success would
+-- change nothing (closed, no failure streak).
 -- (An idle worker then blocks reading the ready streams
 -- from `0-0`: a stream holds only unclaimed entries.)
 
