@@ -103,6 +103,9 @@ pub fn job_view(doc: &JobDocument) -> Value {
     if let Some(w) = doc.waiting_for {
         view["waiting_for"] = json!(w);
     }
+    if let Some(g) = &doc.target_group {
+        view["target_group"] = json!(g);
+    }
     view
 }
 
@@ -394,6 +397,8 @@ pub fn job_schema(extra: Value) -> Value {
                 "description": "what the job needs of the worker that claims it (absent: nothing)"},
             "waiting_for": {"type": "string", "enum": ["raw_capable_worker", "target_group"],
                 "description": "why a queued job is not claimed although it is ready"},
+            "target_group": {"type": "string",
+                "description": "the target network (or hostname) the job counts in when its tool caps running jobs per group"},
         },
         "required": ["correlation_id", "tool", "target", "state", "terminal", "next_step"],
     });

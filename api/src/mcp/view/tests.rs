@@ -182,6 +182,7 @@ fn a_job_parked_for_its_target_group_says_which_group_it_waits_for() {
     d.target_group = Some("127.2.0.0/24".into());
     let view = job_view(&d);
     assert_eq!(view["waiting_for"], "target_group");
+    assert_eq!(view["target_group"], "127.2.0.0/24");
     let next = view["next_step"].as_str().unwrap();
     assert!(
         next.contains("127.2.0.0/24") && !next.contains("raw"),
