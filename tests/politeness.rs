@@ -296,11 +296,19 @@ impl Direct {
     }
 
     async fn enqueue(&mut self, r: &str, group: &str) {
-        let fields = [
+        self.enqueue_capped(r, group, 0).await;
+    }
+
+    /// A job whose tenant may run `max_running` jobs of the tool at once (0 = no cap).
+    async fn enqueue_capped(&mut self, r: &str, group: &str, max_running: u64) {
+        let mut fields = vec![
             ("target", "127.0.0.1".to_owned()),
             ("max_attempts", "1".to_owned()),
             ("tgroup", group.to_owned()),
         ];
+        if max_running > 0 {
+            fields.push(("max_running", max_running.to_string()));
+        }
         self.scripts
             .enqueue(
                 &mut self.con,
@@ -431,4 +439,32 @@ async fn the_claim_parks_a_full_groups_jobs_reads_on_and_each_stop_lets_one_in()
         0,
         "fair shares stay exact: {counts:?}"
     );
+}
+
+#[tokio::test]
+async fn a_job_let_in_for_its_group_but_held_by_its_tenants_cap_passes_the_turn_on() {
+    let mut f = Direct::new().await;
+    f.enqueue("u/a1", A).await;
+    let (a1, _) = f.claim(1).await;
+    f.enqueue_capped("t1/a2", A, 1).await;
+    f.enqueue("u/a3", A).await;
+    assert_eq!(f.claim(2).await.1, 2, "both wait for group A");
+    f.enqueue_capped("t1/b1", B, 1).await;
+    let (b1, _) = f.claim(1).await;
+    assert_eq!(b1[0].0, "t1/b1", "t1 now runs its one job");
+
+    // a1 ends: t1/a2 is let in, but t1 runs its cap, so the group's turn goes to u/a3.
+    f.succeed("u/a1", a1[0].1).await;
+    assert_eq!(f.parked(A).await, ["normal|u/a3"]);
+    let (started, parked) = f.claim(2).await;
+    assert_eq!(
+        (started.len(), parked),
+        (0, 0),
+        "t1/a2 back in its tenant's backlog"
+    );
+    assert!(f.parked(A).await.is_empty(), "u/a3 let in");
+    let (started, _) = f.claim(2).await;
+    let refs: Vec<&str> = started.iter().map(|(r, _)| r.as_str()).collect();
+    assert_eq!(refs, ["u/a3"]);
+    assert_eq!(f.running(A).await, 1);
 }
