@@ -90,6 +90,7 @@ impl Fx {
                 BREAKER,
                 "",
                 false,
+                0,
             )
             .await
             .unwrap();
@@ -109,6 +110,7 @@ impl Fx {
                 BREAKER,
                 "",
                 false,
+                0,
             )
             .await
             .unwrap()
@@ -336,7 +338,7 @@ async fn reap_takes_over_lapsed_leases_and_poison_jobs_go_dead() {
                 .await
                 .ok()?;
             let c = scripts
-                .claim(&mut con, &tk, &set, "w1", 1, 0, "t", BREAKER, "", false)
+                .claim(&mut con, &tk, &set, "w1", 1, 0, "t", BREAKER, "", false, 0)
                 .await
                 .ok()?;
             (!c.jobs.is_empty()).then_some(())
@@ -533,7 +535,7 @@ async fn a_gated_claim_stamps_the_home_generation_or_the_probe_and_a_gated_compl
     let closed = f
         .scripts
         .claim(
-            &mut f.con, &tk, &f.set, "w1", 1, 0, "t", BREAKER, "closed:7", false,
+            &mut f.con, &tk, &f.set, "w1", 1, 0, "t", BREAKER, "closed:7", false, 0,
         )
         .await
         .unwrap();
@@ -555,6 +557,7 @@ async fn a_gated_claim_stamps_the_home_generation_or_the_probe_and_a_gated_compl
             BREAKER,
             "probe:w1:0:1:3",
             false,
+            0,
         )
         .await
         .unwrap();

@@ -15,9 +15,11 @@
 //! | `P:{T}:scheduled` | zset | jobs waiting for a time (retry back-off, delay, breaker) |
 //! | `P:{T}:leases` | zset | running jobs, score = lease expiry (ms) |
 //! | `P:{T}:dead` | zset | failed jobs (dead letters), score = finish time |
-//! | `P:{T}:counts` | hash | jobs per state, kept by the scripts (O(1) stats), and each tenant's entries in the ready streams of each lane (`share:<tenant>`, `share:raw:<tenant>`: the fair-share window) |
+//! | `P:{T}:counts` | hash | jobs per state, kept by the scripts (O(1) stats), and each tenant's entries in the ready streams of each lane (`share:<tenant>`, `share:raw:<tenant>`: the fair-share window), and `group_waiting`: items in the `gwait:` lists |
 //! | `P:{T}:backlog:<tenant>`, `P:{T}:backlog:raw:<tenant>` | list | a tenant's jobs over its fair-share window in the plain and the raw lane, as `<lane>|<ref>` items (`normal|…`, `high:raw|…`) |
 //! | `P:{T}:running_by` | hash | running jobs per tenant (per-tenant running caps) |
+//! | `P:{T}:group_running` | hash | running jobs per target group (`tgroup` of the job: politeness per target network, docs/queue.md) |
+//! | `P:{T}:gwait:<group>` | list | jobs parked by the claim while their target group was at its cap, as `<lane>|<ref>` items; one goes back to its ready stream whenever a job of the group stops running |
 //! | `P:{T}:breaker[:hist|:probes|:window]` | hash/list/zset | the tool's circuit breaker |
 //! | `P:{T}:tally:<tenant>/<parent cid>` | hash | a big scan's chunks in this partition by state, and `hosts_done` (DESIGN §12; kept by the chunks' scripts) |
 //! | `P:{T}:parents` | zset | unfinished parents of big scans living in this partition, score = next check (ms) |
@@ -49,7 +51,7 @@
 //!
 //! **What a queued job stores** (Engine v2): one hash — the request fields (`tool`, `tenant`,
 //! `cid`, `target`, `args`, `args_raw`, `template`, `priority`, `timeout_sec`, `max_attempts`,
-//! `intrusive`, `max_running`), `req_hash`, `state`, `created_ms`, `ready_ms`, `evseq` — plus
+//! `intrusive`, `max_running`, `tgroup`), `req_hash`, `state`, `created_ms`, `ready_ms`, `evseq` — plus
 //! one entry in its priority stream and one member of its tenant's listing (which is also the
 //! correlation-ID index). Counters that a
 //! queued job does not need yet (`attempt`, `deliveries`, `fence`) are absent (read as 0). No
@@ -167,6 +169,17 @@ impl Keys {
             return 0;
         }
         crc16(id.job_ref().as_bytes()) % n
+    }
+
+    /// The partition that a target group's jobs should live in to share one running count
+    /// (`crc16(group) % partitions`): the politeness cap holds per partition, so jobs of one
+    /// group placed here are capped fleet-wide (docs/queue.md, "Politeness per target network").
+    pub fn partition_of_group(&self, tool: &ToolName, group: &str) -> u16 {
+        let n = self.partitions(tool);
+        if n <= 1 {
+            return 0;
+        }
+        crc16(group.as_bytes()) % n
     }
 
     /// The keys of the partition that holds `id`.
@@ -418,6 +431,22 @@ impl ToolKeys {
         format!("{}:running_by", self.base)
     }
 
+    /// Running jobs of this partition per target group (politeness; `claim.lua` counts up,
+    /// `complete.lua` and `reap.lua` down).
+    pub fn group_running(&self) -> String {
+        format!("{}:group_running", self.base)
+    }
+
+    /// Start of the lists of jobs parked while their target group was at its cap (`+ group`).
+    pub fn group_wait_prefix(&self) -> String {
+        format!("{}:gwait:", self.base)
+    }
+
+    /// The jobs parked for `group` (see [`ToolKeys::group_wait_prefix`]).
+    pub fn group_wait(&self, group: &str) -> String {
+        self.group_wait_prefix() + group
+    }
+
     /// Present while the tool is disabled cluster-wide (read by `claim.lua`).
     pub fn disabled(&self) -> String {
         format!("{}:disabled", self.base)
@@ -471,6 +500,8 @@ mod tests {
             t.run_samples(),
             t.disabled(),
             t.running_by_tenant(),
+            t.group_running(),
+            t.group_wait("127.2.0.0/24"),
         ] {
             assert_eq!(slot_tag(&k), "nmap", "{k}");
             assert!(k.starts_with("scanq:"), "{k}");
@@ -501,6 +532,14 @@ mod tests {
         assert!(keys.partition_of(&id) < 3);
         let one = Keys::new("scanq");
         assert_eq!(one.job(&id), "scanq:{nmap}:job:blue/scan-1");
+        assert_eq!(one.partition_of_group(&nmap, "127.2.0.0/24"), 0);
+        let g = keys.partition_of_group(&nmap, "127.2.0.0/24");
+        assert!(g < 3);
+        assert_eq!(g, keys.partition_of_group(&nmap, "127.2.0.0/24"));
+        let spread: std::collections::HashSet<u16> = (0..32)
+            .map(|i| keys.partition_of_group(&nmap, &format!("127.{i}.0.0/24")))
+            .collect();
+        assert_eq!(spread.len(), 3, "groups spread over the partitions");
     }
 
     #[test]

@@ -41,6 +41,8 @@ pub struct Metrics {
     pub schedules_parked: IntCounterVec,
     /// Webhook delivery attempts by `outcome`: delivered, failed, gave_up, dropped.
     pub webhook_deliveries: IntCounterVec,
+    /// Jobs this worker's claims parked because their target group ran its cap (politeness).
+    pub group_parked: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -166,6 +168,11 @@ impl Metrics {
             sandbox_violations: counter(
                 "scanq_sandbox_violations_total",
                 "Tool runs killed by the seccomp filter for a forbidden system call",
+                &["tool"],
+            ),
+            group_parked: counter(
+                "scanq_group_parked_total",
+                "Jobs parked by this worker's claims because their target group ran its cap",
                 &["tool"],
             ),
             registry,

@@ -8,7 +8,8 @@
 //! `max_hosts`), `allow_intrusive`, `default_max_attempts` and the catalog (the file `catalog`
 //! names is read again even when its path did not change). Every other key is fixed at start
 //! (addresses, Redis, key prefix, pool sizes, timeouts, …): a reload that changes one is refused
-//! with that key's name, rather than half applied.
+//! with that key's name, rather than half applied. So is a catalog that changes a kept tool's
+//! `partitions` or `max_running_per_group` (both fixed when the queue is built).
 
 use std::path::Path;
 use std::sync::{Arc, RwLock};
@@ -98,6 +99,30 @@ fn partitions_kept(old: &Catalog, new: &Catalog, default: u16) -> Result<(), Str
     Ok(())
 }
 
+/// A tool's cap of running jobs per target group is fixed when the queue and the workers' claims
+/// are built (politeness, docs/queue.md): a reload may not change it for a tool it keeps.
+fn group_caps_kept(old: &Catalog, new: &Catalog, fleet: u32) -> Result<(), String> {
+    let mut kept: Vec<_> = old
+        .tools()
+        .map(|(t, _)| t)
+        .filter(|t| new.get(t).is_some())
+        .collect();
+    kept.sort();
+    for tool in kept {
+        let (was, is) = (
+            old.max_running_per_group(tool, fleet),
+            new.max_running_per_group(tool, fleet),
+        );
+        if was != is {
+            return Err(format!(
+                "tool `{tool}`: `max_running_per_group` changed ({was} → {is}), but it takes \
+                 effect only at start (docs/queue.md, \"Politeness per target network\")"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The first key outside [`HOT_KEYS`] whose value differs.
 fn fixed_key_changed(old: &Config, new: &Config) -> Option<String> {
     let old = serde_json::to_value(old).ok()?;
@@ -150,6 +175,10 @@ impl LiveCell {
             .and_then(|live| {
                 let default = running.cfg.queue_partitions;
                 partitions_kept(&running.catalog, &live.catalog, default).map(|()| live)
+            })
+            .and_then(|live| {
+                let fleet = running.cfg.target_group_max_running;
+                group_caps_kept(&running.catalog, &live.catalog, fleet).map(|()| live)
             })
             .and_then(|live| accept(&live).map(|()| live));
         match loaded {
@@ -217,5 +246,22 @@ mod tests {
         let other =
             Catalog::from_sources("", Some(("test", "[tools.sleep]\nexecutor = \"sleep\"\n")));
         assert_eq!(partitions_kept(&three, &other.unwrap(), 1), Ok(()));
+    }
+
+    #[test]
+    fn a_kept_tools_group_cap_may_not_change() {
+        let catalog = |extra: &str| {
+            let text = format!("[tools.noop]\nexecutor = \"noop\"\n{extra}");
+            Catalog::from_sources("", Some(("test", &text))).unwrap()
+        };
+        let (none, two) = (catalog(""), catalog("max_running_per_group = 2\n"));
+        assert_eq!(group_caps_kept(&none, &catalog(""), 2), Ok(()));
+        assert_eq!(
+            group_caps_kept(&none, &two, 2),
+            Ok(()),
+            "the fleet's is 2 here"
+        );
+        let err = group_caps_kept(&none, &two, 0).unwrap_err();
+        assert!(err.contains("`noop`") && err.contains("(0 → 2)"), "{err}");
     }
 }

@@ -155,6 +155,12 @@ impl Worker {
                 .with_label_values(&[tool.as_str(), "rejected"])
                 .inc();
         }
+        for (tool, n) in &claimed.parked {
+            w.metrics
+                .group_parked
+                .with_label_values(&[tool.as_str()])
+                .inc_by(*n);
+        }
         let n = claimed.started.len();
         for job in claimed.started {
             self.start(job);

@@ -42,6 +42,14 @@ impl View {
 
 fn next_step(doc: &JobDocument) -> String {
     let id = &doc.correlation_id;
+    if doc.waiting_for == Some(scanq::domain::WaitingFor::TargetGroup) {
+        return format!(
+            "Queued: its target network ({}) already runs as many scans as the operator allows \
+             at once; it starts when one of them ends. Call job_status with correlation_id \
+             \"{id}\" and wait_sec up to 50 to follow it.",
+            doc.target_group.as_deref().unwrap_or(&doc.target)
+        );
+    }
     if doc.waiting_for.is_some() {
         return format!(
             "Queued: it needs raw sockets and no raw-capable worker serving {} is running; it \
@@ -94,6 +102,9 @@ pub fn job_view(doc: &JobDocument) -> Value {
     }
     if let Some(w) = doc.waiting_for {
         view["waiting_for"] = json!(w);
+    }
+    if let Some(g) = &doc.target_group {
+        view["target_group"] = json!(g);
     }
     view
 }
@@ -384,8 +395,10 @@ pub fn job_schema(extra: Value) -> Value {
             "next_step": {"type": "string"},
             "needs": {"type": "array", "items": {"type": "string", "enum": ["raw_sockets"]},
                 "description": "what the job needs of the worker that claims it (absent: nothing)"},
-            "waiting_for": {"type": "string", "enum": ["raw_capable_worker"],
+            "waiting_for": {"type": "string", "enum": ["raw_capable_worker", "target_group"],
                 "description": "why a queued job is not claimed although it is ready"},
+            "target_group": {"type": "string",
+                "description": "the target network (or hostname) the job counts in when its tool caps running jobs per group"},
         },
         "required": ["correlation_id", "tool", "target", "state", "terminal", "next_step"],
     });

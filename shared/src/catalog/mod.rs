@@ -15,6 +15,9 @@ pub use syscalls::{SeccompPolicy, SyscallName, x86_64_number};
 
 pub const DEFAULT_CATALOG: &str = include_str!("default.toml");
 
+/// The largest `max_running_per_group` a tool may set (as `SCANQ_TARGET_GROUP_MAX_RUNNING`).
+pub const MAX_RUNNING_PER_GROUP: u32 = 1_000_000;
+
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
     #[error("catalog {origin}: {message}")]
@@ -100,6 +103,10 @@ pub struct ToolSpec {
     /// The sandbox's system-call policy (`[tools.<name>.seccomp]`, docs/sandbox.md "Seccomp").
     #[serde(default)]
     pub seccomp: SeccompPolicy,
+    /// Politeness: jobs of this tool running at once per target group (docs/queue.md); unset:
+    /// `target_group_max_running` of the configuration; 0 = no cap for this tool.
+    #[serde(default)]
+    pub max_running_per_group: Option<u32>,
 }
 
 fn default_timeout() -> u64 {
@@ -209,6 +216,15 @@ impl Catalog {
         self.tools.iter()
     }
 
+    /// The tool's cap of running jobs per target group: its own `max_running_per_group`, else
+    /// `fleet` (`SCANQ_TARGET_GROUP_MAX_RUNNING`); 0 = none.
+    pub fn max_running_per_group(&self, tool: &ToolName, fleet: u32) -> u32 {
+        self.tools
+            .get(tool)
+            .and_then(|spec| spec.max_running_per_group)
+            .unwrap_or(fleet)
+    }
+
     /// Tool → partitions, for the tools that set their own.
     pub fn partitions(&self) -> std::collections::HashMap<ToolName, u16> {
         self.tools
@@ -254,6 +270,13 @@ impl ToolSpec {
             return Err(format!(
                 "tools.{name}.partitions {n} is out of range; accepted: 1..={}",
                 crate::domain::MAX_PARTITIONS
+            ));
+        }
+        if let Some(n) = self.max_running_per_group
+            && n > MAX_RUNNING_PER_GROUP
+        {
+            return Err(format!(
+                "tools.{name}.max_running_per_group {n} is out of range; accepted: 0..={MAX_RUNNING_PER_GROUP}"
             ));
         }
         self.seccomp
@@ -351,6 +374,25 @@ mod tests {
         let bad = "[tools.x]\nexecutor = \"noop\"\nprogress = \"magic\"\n";
         let err = Catalog::from_sources(DEFAULT_CATALOG, Some(("ops.toml", bad))).unwrap_err();
         assert!(err.to_string().contains("tools.x.progress"), "{err}");
+    }
+
+    #[test]
+    fn a_tools_group_cap_overrides_the_fleets_and_is_range_checked() {
+        let extra = "[tools.a]\nexecutor = \"noop\"\nmax_running_per_group = 2\n\
+                     [tools.b]\nexecutor = \"noop\"\nmax_running_per_group = 0\n\
+                     [tools.c]\nexecutor = \"noop\"\n";
+        let cat = Catalog::from_sources(DEFAULT_CATALOG, Some(("ops.toml", extra))).unwrap();
+        let cap = |t: &str, fleet| cat.max_running_per_group(&ToolName::parse(t).unwrap(), fleet);
+        assert_eq!(
+            (cap("a", 5), cap("b", 5), cap("c", 5), cap("c", 0)),
+            (2, 0, 5, 0)
+        );
+        let bad = "[tools.x]\nexecutor = \"noop\"\nmax_running_per_group = 2000000\n";
+        let err = Catalog::from_sources(DEFAULT_CATALOG, Some(("ops.toml", bad))).unwrap_err();
+        assert!(
+            err.to_string().contains("tools.x.max_running_per_group"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -161,6 +161,12 @@ pub struct Config {
     pub webhook_tenant_in_flight: u64,
     /// Webhook subscriptions one tenant may have (`SCANQ_TENANT_MAX_WEBHOOKS`).
     pub tenant_max_webhooks: u64,
+    /// Politeness: targets fall in groups of this prefix length (`/24`; a hostname is its own
+    /// group). See `validate::groups` and docs/queue.md.
+    pub target_group_prefix: u8,
+    /// Politeness: jobs running at once per target group across the fleet (per partition of
+    /// the tool's queue); 0 = no cap. A catalog tool may set its own `max_running_per_group`.
+    pub target_group_max_running: u32,
 }
 
 /// `SCANQ_EGRESS_CONFINEMENT`: whether each `exec` tool run is confined by the kernel to its
@@ -257,6 +263,8 @@ impl Default for Config {
             webhook_in_flight: 64,
             webhook_tenant_in_flight: 4,
             tenant_max_webhooks: 20,
+            target_group_prefix: 24,
+            target_group_max_running: 0,
         }
     }
 }
@@ -366,6 +374,7 @@ impl Config {
             self.webhook_in_flight,
         )?;
         range("tenant_max_webhooks", self.tenant_max_webhooks, 1, 10_000)?;
+        self.check_target_groups()?;
         crate::validate::url::AllowedUrls::parse(&self.webhook_allowed_urls).map_err(
             |message| ConfigError::Invalid {
                 key: "webhook_allowed_urls",
@@ -465,6 +474,32 @@ impl Config {
             )));
         }
         Ok((first, last))
+    }
+
+    /// Politeness per target network: the group prefix (8..=32) and the cap per group.
+    fn check_target_groups(&self) -> Result<(), ConfigError> {
+        let env = |r: Result<(), ConfigError>, var: &str| {
+            r.map_err(|e| match e {
+                ConfigError::Invalid { key, message } => ConfigError::Invalid {
+                    key,
+                    message: format!("{message} (environment: {var})"),
+                },
+                other => other,
+            })
+        };
+        env(
+            range("target_group_prefix", self.target_group_prefix, 8, 32),
+            "SCANQ_TARGET_GROUP_PREFIX",
+        )?;
+        env(
+            range(
+                "target_group_max_running",
+                self.target_group_max_running,
+                0,
+                1_000_000,
+            ),
+            "SCANQ_TARGET_GROUP_MAX_RUNNING",
+        )
     }
 
     /// The CORS origins, trimmed, without empty entries.

@@ -100,3 +100,36 @@ fn api_allowed_origins_must_be_origins() {
     .to_string();
     assert!(err.contains("api_allowed_origins"), "{err}");
 }
+
+#[test]
+fn target_groups_are_range_checked_naming_the_variable() {
+    let d = Config::default();
+    assert_eq!((d.target_group_prefix, d.target_group_max_running), (24, 0));
+    for prefix in [7, 33, 40] {
+        let cfg = Config {
+            target_group_prefix: prefix,
+            ..Config::default()
+        };
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("target_group_prefix")
+                && err.contains("8..=32")
+                && err.contains("SCANQ_TARGET_GROUP_PREFIX"),
+            "{err}"
+        );
+    }
+    let cfg = Config {
+        target_group_max_running: 2_000_000,
+        ..Config::default()
+    };
+    let err = cfg.validate().unwrap_err().to_string();
+    assert!(err.contains("SCANQ_TARGET_GROUP_MAX_RUNNING"), "{err}");
+    for (prefix, cap) in [(8, 0), (32, 1), (24, 1_000_000)] {
+        let cfg = Config {
+            target_group_prefix: prefix,
+            target_group_max_running: cap,
+            ..Config::default()
+        };
+        cfg.validate().unwrap();
+    }
+}

@@ -37,6 +37,9 @@ string_enum!(
     WaitingFor {
         /// It needs raw sockets and no live raw-capable worker serves its tool.
         RawCapableWorker => "raw_capable_worker",
+        /// Its target group (`target_group`) runs as many jobs as its tool's per-group cap
+        /// allows (politeness, docs/queue.md); it starts when one of them stops.
+        TargetGroup => "target_group",
     }
 );
 
@@ -55,5 +58,6 @@ mod tests {
             "raw_sockets"
         );
         assert_eq!(WaitingFor::RawCapableWorker.as_str(), "raw_capable_worker");
+        assert_eq!(WaitingFor::TargetGroup.as_str(), "target_group");
     }
 }

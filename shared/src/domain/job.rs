@@ -233,7 +233,8 @@ pub struct JobDocument {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub needs: Vec<super::Need>,
     /// Why a queued job is not claimed although it is ready (`raw_capable_worker`: no live
-    /// raw-capable worker serves its tool). Set by the API from the live heartbeats.
+    /// raw-capable worker serves its tool, set by the API from the live heartbeats;
+    /// `target_group`: parked by a claim while its group ran its cap, from the job hash).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting_for: Option<super::WaitingFor>,
     /// A chunk of a big scan: its parent's correlation ID (DESIGN §12).
@@ -242,6 +243,10 @@ pub struct JobDocument {
     /// A big scan's parent: its chunks by state (`GET /v1/jobs/{id}/chunks` lists them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chunks: Option<super::ChunkTally>,
+    /// The target group the job counts in when its tool caps running jobs per group
+    /// (`127.2.0.0/24`, or a hostname; politeness, docs/queue.md); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_group: Option<String>,
 }
 
 fn rfc3339(ms: u64) -> String {
@@ -337,6 +342,10 @@ impl JobDocument {
             waiting_for: None,
             parent: get("parent").cloned(),
             chunks: json(h, "tally"),
+            waiting_for: (state == JobState::Queued
+                && get("waiting").is_some_and(|w| w == "target_group"))
+            .then_some(super::WaitingFor::TargetGroup),
+            target_group: get("tgroup").cloned(),
         })
     }
 }
@@ -407,5 +416,29 @@ mod tests {
             serde_json::json!(["raw_sockets"])
         );
         assert!(JobDocument::from_hash(&HashMap::new()).is_none());
+    }
+
+    #[test]
+    fn a_job_parked_for_its_group_says_so_while_queued() {
+        let mut h: HashMap<String, String> = [
+            ("cid", "scan-1"),
+            ("tool", "sleep"),
+            ("state", "queued"),
+            ("created_ms", "1000"),
+            ("tgroup", "127.2.0.0/24"),
+            ("waiting", "target_group"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let doc = JobDocument::from_hash(&h).unwrap();
+        assert_eq!(doc.waiting_for, Some(super::super::WaitingFor::TargetGroup));
+        let json = serde_json::to_value(&doc).unwrap();
+        assert_eq!(json["waiting_for"], "target_group");
+        assert_eq!(json["target_group"], "127.2.0.0/24");
+        h.insert("state".into(), "cancelled".into());
+        let doc = JobDocument::from_hash(&h).unwrap();
+        assert_eq!(doc.waiting_for, None, "only a queued job waits");
+        assert_eq!(doc.target_group.as_deref(), Some("127.2.0.0/24"));
     }
 }

@@ -82,8 +82,12 @@ impl Consumer {
                         breaker,
                         &gate,
                         self.capabilities.raw_sockets,
+                        t.group_cap,
                     )
                     .await?;
+                if claimed.parked > 0 {
+                    out.parked.push((t.name.clone(), claimed.parked));
+                }
                 if let Some(home) = claimed.home.clone() {
                     self.home
                         .lock()

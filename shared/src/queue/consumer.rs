@@ -37,6 +37,8 @@ pub struct ClaimRound {
     pub transitions: Vec<(ToolName, Transition)>,
     /// Tools whose breaker refused (their jobs wait as `scheduled`).
     pub refused: Vec<ToolName>,
+    /// Per tool, jobs parked because their target group was at its cap (politeness).
+    pub parked: Vec<(ToolName, u64)>,
 }
 
 /// A worker's self-description, written with each heartbeat (`GET /v1/workers`).
@@ -63,6 +65,9 @@ pub(super) struct ToolQueue {
     pub(super) parts: Vec<ToolKeys>,
     pub(super) breaker_json: String,
     pub(super) breaker: crate::breaker::BreakerSettings,
+    /// Its cap of running jobs per target group (catalog, else the fleet's; 0 = none), passed
+    /// to every claim (politeness, docs/queue.md).
+    pub(super) group_cap: u32,
 }
 
 pub struct Consumer {
@@ -115,6 +120,7 @@ impl Consumer {
                 parts: keys.partitions_of(name),
                 breaker_json: spec.breaker.to_json(),
                 breaker: spec.breaker.clone(),
+                group_cap: catalog.max_running_per_group(name, cfg.target_group_max_running),
             })
             .collect();
         Ok(Self {

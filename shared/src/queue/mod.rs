@@ -19,6 +19,7 @@
 //! | `listen` | pub/sub wake-ups |
 //! | `parent`, `settle` | big scans: a parent job and its chunks, their tally, merged result, cancel, retry and reconciler (DESIGN §12) |
 //! | `limits`, `sessions` | tenant caps, MCP sessions |
+//! | `politeness` | which jobs carry a target group (`tgroup`) for the per-group running cap |
 
 mod admin;
 mod admission;
@@ -31,6 +32,7 @@ mod limits;
 mod listen;
 mod listing;
 mod parent;
+mod politeness;
 mod read;
 mod sessions;
 mod settle;
@@ -159,20 +161,32 @@ pub struct Queue {
     gate: Arc<Gate>,
     /// The tools a live raw-capable worker serves, as last read (see `waiting`).
     raw_served: Arc<waiting::RawServed>,
+    /// Target groups of capped tools' jobs (see `politeness`).
+    target_groups: politeness::TargetGroups,
 }
 
 impl Queue {
     /// A queue whose tools all have `cfg.queue_partitions` partitions.
     pub fn new(pool: Pool, cfg: &Config) -> Self {
-        Self::with_keys(pool, cfg, Keys::for_fleet(cfg, None))
+        Self::with_keys(pool, cfg, Keys::for_fleet(cfg, None), None)
     }
 
     /// A queue that knows the catalog's tools' own partition counts.
     pub fn with_catalog(pool: Pool, cfg: &Config, catalog: &crate::catalog::Catalog) -> Self {
-        Self::with_keys(pool, cfg, Keys::for_fleet(cfg, Some(catalog)))
+        Self::with_keys(
+            pool,
+            cfg,
+            Keys::for_fleet(cfg, Some(catalog)),
+            Some(catalog),
+        )
     }
 
-    fn with_keys(pool: Pool, cfg: &Config, keys: Keys) -> Self {
+    fn with_keys(
+        pool: Pool,
+        cfg: &Config,
+        keys: Keys,
+        catalog: Option<&crate::catalog::Catalog>,
+    ) -> Self {
         Self {
             settings: script_settings(cfg, &keys),
             pool,
@@ -190,6 +204,7 @@ impl Queue {
             numbers: Arc::default(),
             gate: Arc::default(),
             raw_served: Arc::default(),
+            target_groups: politeness::TargetGroups::new(cfg, catalog),
         }
     }
 
@@ -297,7 +312,11 @@ impl Queue {
                 None => {}
             }
         }
-        let fields = job_fields(spec, max_running);
+        let mut fields = job_fields(spec, max_running);
+        if let Some(g) = self.target_groups.of(&spec.tool, spec.target.first()) {
+            // Politeness: the claim caps running jobs per group (absent when not capped).
+            fields.push(("tgroup", g));
+        }
         let outcome = self
             .scripts
             .enqueue(

@@ -209,6 +209,10 @@ impl Queue {
                 ("hosts", piece.hosts().to_string()),
             ];
             fields.extend(inherited.iter().cloned());
+            if let Some(g) = self.target_groups.of(&id.tool, piece.first()) {
+                // Politeness: each chunk counts in its own target group.
+                fields.push(("tgroup", g));
+            }
             by_partition
                 .entry(self.keys.partition_of(&chunk))
                 .or_default()

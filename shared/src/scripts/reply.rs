@@ -88,6 +88,8 @@ pub struct Claimed {
     pub retry_after_ms: u64,
     /// Breaker transitions made by the claim (JSON of `breaker::Transition`).
     pub transitions: Vec<String>,
+    /// Jobs the claim parked because their target group was at its cap (politeness).
+    pub parked: u64,
     /// The breaker after an ungated claim (the tool's home partition).
     pub home: Option<HomeBreaker>,
 }
@@ -190,6 +192,11 @@ pub fn claimed(v: Value) -> RedisResult<Claimed> {
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
     let transitions = strings(parts.next().unwrap_or(Value::Nil))?;
+    let parked = parts
+        .next()
+        .and_then(|v| text(&v))
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| bad("claim: parked count"))?;
     let mut out = Vec::with_capacity(jobs.len());
     for j in jobs {
         let s = strings(j)?;
@@ -235,6 +242,7 @@ pub fn claimed(v: Value) -> RedisResult<Claimed> {
         jobs: out,
         retry_after_ms,
         transitions,
+        parked,
         home,
     })
 }
@@ -431,8 +439,10 @@ mod tests {
             ])]),
             Value::Int(0),
             arr(vec![]),
+            Value::Int(2),
         ]);
         let c = claimed(reply).unwrap();
+        assert_eq!(c.parked, 2);
         assert_eq!(
             c.jobs,
             vec![ClaimedJob {
@@ -453,13 +463,20 @@ mod tests {
             arr(vec![job(&["t/c", "3"])]),
             Value::Int(0),
             arr(vec![]),
+            Value::Int(0),
         ]);
         assert!(claimed(short).is_err());
         let bad_fence = arr(vec![
             arr(vec![job(&["t/c", "x", "1", "0", "", "", "", "0", "", "0"])]),
             Value::Int(0),
             arr(vec![]),
+            Value::Int(0),
         ]);
         assert!(claimed(bad_fence).is_err());
+        let no_parked = arr(vec![arr(vec![]), Value::Int(0), arr(vec![])]);
+        assert!(
+            claimed(no_parked).is_err(),
+            "the parked count is part of the reply"
+        );
     }
 }

@@ -22,6 +22,7 @@ impl Scripts {
         breaker: BreakerArgs<'_>,
         gate: &str,
         raw_capable: bool,
+        group_cap: u32,
     ) -> RedisResult<Claimed> {
         let mut inv = self.claim.prepare_invoke();
         for s in tk.streams() {
@@ -44,6 +45,7 @@ impl Scripts {
         for s in tk.raw_streams() {
             inv.key(s);
         }
+        inv.key(tk.group_running()).key(tk.group_wait_prefix());
         inv.arg(GROUP)
             .arg(consumer)
             .arg(want)
@@ -56,7 +58,8 @@ impl Scripts {
             .arg(breaker.held_error_json)
             .arg(set.fair_window)
             .arg(gate)
-            .arg(if raw_capable { "1" } else { "0" });
+            .arg(if raw_capable { "1" } else { "0" })
+            .arg(group_cap);
         let v: Value = inv.invoke_async(con).await?;
         reply::claimed(v)
     }
@@ -146,6 +149,7 @@ impl Scripts {
         for s in tk.raw_streams() {
             inv.key(s);
         }
+        inv.key(tk.group_running()).key(tk.group_wait_prefix());
         inv.arg(set.result_ttl_ms)
             .arg(set.dead_ttl_ms)
             .arg(set.max_events)
@@ -209,6 +213,7 @@ impl Scripts {
         for s in tk.raw_streams() {
             inv.key(s);
         }
+        inv.key(tk.group_running()).key(tk.group_wait_prefix());
         inv.arg(limit)
             .arg(set.max_deliveries)
             .arg(set.retry_base_ms)

@@ -76,6 +76,10 @@ pub struct ToolStats {
     /// The last hour, minute by minute, oldest first (fleet view only; `series.rs`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub series: Vec<series::SeriesPoint>,
+    /// Queued jobs parked because their target group runs its cap (politeness, docs/queue.md;
+    /// fleet view only: the `group_waiting` count `claim.lua` keeps).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting_for_group: Option<i64>,
 }
 
 impl ToolStats {
@@ -99,6 +103,7 @@ impl ToolStats {
                 .map(|ms| now_ms.saturating_sub(ms)),
             // The fleet's throughput and depth are not a tenant's to see.
             series: Vec::new(),
+            waiting_for_group: None,
             ..self
         }
     }
@@ -302,6 +307,7 @@ impl Stats {
             let gauge = Self::gauge(tool, now, &reply);
             let series = self.series(&mut con, tool, now).await?;
             let (raw, _, _, _, wait, run) = reply;
+            let waiting_for_group = raw.get("group_waiting").copied().unwrap_or(0).max(0);
             let counts = JobState::ALL
                 .iter()
                 .map(|s| (s.as_str().to_owned(), counted(&raw, *s)))
@@ -314,6 +320,7 @@ impl Stats {
                 queue_wait: Percentiles::of(wait),
                 run_time: Percentiles::of(run),
                 series,
+                waiting_for_group: Some(waiting_for_group),
             });
         }
         Ok(out)

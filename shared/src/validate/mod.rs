@@ -5,6 +5,7 @@
 //! - [`target`]: parsing a `target` string into a canonical [`Target`]; [`targets`]: a list of
 //!   them ([`TargetList`]), and its cut into the chunks of a big scan.
 //! - [`scope`]: the operator's [`TargetPolicy`] (allow/deny lists, special ranges, CIDR cap).
+//! - [`groups`]: [`target_group`], the network (or name) a target counts in for politeness.
 //! - [`resolve`]: [`resolve_for_scan`], which gives the tool a checked address.
 //! - [`args`] with [`values`], [`script`] and `forbidden`: the catalog's [`ArgPolicy`] and the
 //!   parser that turns an `args` string into normalized [`ToolArgs`].
@@ -18,6 +19,7 @@ pub mod adversarial;
 pub mod args;
 mod error;
 mod forbidden;
+pub mod groups;
 pub mod resolve;
 pub mod scope;
 pub mod script;
@@ -28,6 +30,7 @@ pub mod values;
 
 pub use args::{ArgContext, ArgPolicy, FlagSpec, ToolArgs};
 pub use error::ValidationError;
+pub use groups::target_group;
 pub use resolve::{BoxFuture, Resolver, StaticResolver, SystemResolver, resolve_for_scan};
 pub use scope::TargetPolicy;
 pub use script::ScriptPolicy;

@@ -174,3 +174,19 @@ fn a_raw_job_shows_its_needs_and_why_it_waits() {
     );
     assert!(job_line(&d).contains("waiting for: raw_capable_worker"));
 }
+
+#[test]
+fn a_job_parked_for_its_target_group_says_which_group_it_waits_for() {
+    let mut d = doc("queued");
+    d.waiting_for = Some(scanq::domain::WaitingFor::TargetGroup);
+    d.target_group = Some("127.2.0.0/24".into());
+    let view = job_view(&d);
+    assert_eq!(view["waiting_for"], "target_group");
+    assert_eq!(view["target_group"], "127.2.0.0/24");
+    let next = view["next_step"].as_str().unwrap();
+    assert!(
+        next.contains("127.2.0.0/24") && !next.contains("raw"),
+        "{next}"
+    );
+    assert!(job_line(&d).contains("waiting for: target_group"));
+}

@@ -31,12 +31,20 @@
 -- then reads each priority's raw lane too, the two lanes taking turns to go first by round, so
 -- neither starves; a plain worker reads its plain lanes only (the same calls as without lanes),
 -- and a job that needs raw sockets found in them is put on its raw lane, never started
--- Returns {jobs, retry_after_ms, transitions}: jobs = array of
+-- KEYS[20] running-per-group hash  KEYS[21] group waiting-list prefix (`gwait:`)
+-- ARGV[14] the tool's cap of running jobs per target group (0 = none): a job with `tgroup` whose
+-- group already runs that many in this partition is parked in its group's waiting list (marked
+-- `waiting` = 'target_group', still `queued`) and the claim reads on, up to PARK_BUDGET parked
+-- per call, so other groups are not held back; it goes back to its ready stream when a job of
+-- the group stops running (common.lua, `group_stopped`). Every started job with `tgroup`
+-- counts in its group, whatever the cap.
+-- Returns {jobs, retry_after_ms, transitions, parked}: jobs = array of
 -- {ref, fence, attempt, queue_wait_ms, target, template, args_raw, intrusive, timeout_sec,
 -- needs_raw, parent}
 -- (only what the worker needs); retry_after_ms > 0 when the breaker refused; transitions =
--- breaker transitions made here, as JSON; then, with no gate, the breaker after the call:
--- state, generation, and 1 when a success would change nothing (closed, no failure streak).
+-- breaker transitions made here, as JSON; parked = jobs parked for their group here; then,
+-- with no gate, the breaker after the call: state, generation, and 1 when a success would
+-- change nothing (closed, no failure streak).
 -- (An idle worker then blocks reading the ready streams
 -- from `0-0`: a stream holds only unclaimed entries.)
 
@@ -53,6 +61,11 @@ local bk = { state = KEYS[9], hist = KEYS[10], probes = KEYS[11], window = KEYS[
 local cfg = cjson.decode(ARGV[9])
 local held_error = ARGV[10]
 local gate = ARGV[12] or ''
+local group_running, gwait = KEYS[20], KEYS[21]
+local group_cap = tonumber(ARGV[14] or '0') or 0
+-- Parked jobs per call at most: the claim reads on past a busy group, within bounds.
+local PARK_BUDGET = 100
+local parked = 0
 local b = redis.call('HMGET', bk.state, 'state', 'generation')
 local bstate = b[1] or 'closed'
 local per_job = not (bstate == 'closed' or bstate == 'disabled')
@@ -125,72 +138,98 @@ end
 
 local FIELDS = { 'ready_ms', 'created_ms', 'deliveries', 'max_running', 'attempt', 'fence',
   'probe', 'cancel_requested', 'finished_ms', 'retry_at_ms', 'target', 'template', 'args_raw',
-  'intrusive', 'timeout_sec', 'priority', 'needs_raw' }
+  'intrusive', 'timeout_sec', 'priority', 'needs_raw', 'tgroup', 'waiting' }
 
 local disabled = redis.call('EXISTS', KEYS[13]) == 1
+-- Starts, parks, holds or drops one job read from `lane`'s stream; true when it was parked.
+local function consider(ref, lane)
+  local j = job_at(prefix, ref, tool)
+  load(j, FIELDS)
+  local h = j.h
+  local tenant = tenant_of(ref)
+  local who = in_lane(tenant, lane[2])
+  local cap = tonumber(h.max_running or '0') or 0
+  -- (A gated probe goes to the one job this call may start: the worker asks for one.)
+  local decision, gen, probe = 'allow', bgen, gate_probe
+  freed[who] = (freed[who] or 0) + 1
+  if h.state == S.queued and h.needs_raw == '1' and not raw_capable then
+    -- Never started here: on to its raw lane (only raw-capable workers read it).
+    decision = 'elsewhere'
+    ready(streams_by, lane_of(h.priority, '1'), KEYS[14], ref)
+  elseif h.state == S.queued and cap > 0
+      and tonumber(redis.call('HGET', running_by, tenant) or '0') >= cap then
+    decision = 'capped'
+    freed[who] = freed[who] - 1
+    local own = in_lane(tenant, h.needs_raw == '1')
+    redis.call('LPUSH', KEYS[15] .. own, backlog_item(lane_of(h.priority, h.needs_raw), ref))
+    if h.waiting == WAITING_GROUP and h.tgroup then
+      -- It had been let in for its group: the group's turn passes to the next one parked.
+      group_release(KEYS[14], gwait, streams_by, prefix, h.tgroup)
+    end
+  elseif h.state == S.queued and h.tgroup and group_cap > 0
+      and tonumber(redis.call('HGET', group_running, h.tgroup) or '0') >= group_cap then
+    -- Its target group runs its cap: it waits for the group (its place in the tenant's
+    -- share is freed, so the tenant's other jobs come forward).
+    decision = 'parked'
+    group_park(KEYS[14], gwait, j)
+  end
+  if decision == 'capped' or decision == 'elsewhere' or decision == 'parked' then
+    -- Waits at the front of its tenant's backlog, in its raw lane, or for its group.
+  elseif h.state == S.queued and retry_after > 0 then
+    decision = 'reject'
+  elseif h.state == S.queued and per_job then
+    probe = ref .. '#' .. (tonumber(h.deliveries or '0') + 1)
+    local wait_ms, tr
+    decision, gen, wait_ms, tr = breaker_admit(bk, cfg, now, consumer, probe)
+    if tr then transitions[#transitions + 1] = breaker_transition_json(tr) end
+    -- Held jobs come back within 5 s at most, so a breaker closed by an operator (or a
+    -- probe) lets them run soon; while it stays open they are simply held again.
+    if decision == 'reject' then retry_after = math.min(math.max(tonumber(wait_ms), 1), 5000) end
+  end
+  if h.state == S.queued and decision == 'reject' then
+    hold(j, retry_after)
+  elseif h.state == S.queued and decision ~= 'capped' and decision ~= 'elsewhere'
+      and decision ~= 'parked' then
+    if cap > 0 then redis.call('HINCRBY', running_by, tenant, 1) end
+    if h.tgroup then redis.call('HINCRBY', group_running, h.tgroup, 1) end
+    if h.waiting then redis.call('HDEL', j.key, 'waiting') end
+    local attempt = tonumber(h.attempt or '0') + 1
+    local fence = tonumber(h.fence or '0') + 1
+    local wait = now - tonumber(h.ready_ms or h.created_ms or now)
+    local set = { 'state', S.running, 'attempt', attempt,
+      'deliveries', tonumber(h.deliveries or '0') + 1, 'fence', fence, 'started_ms', now,
+      'worker', consumer, 'queue_wait_ms', wait }
+    if gen ~= 0 then set[#set + 1] = 'bgen'; set[#set + 1] = gen end
+    if probe ~= '' or h.probe then set[#set + 1] = 'probe'; set[#set + 1] = probe end
+    if h.cancel_requested == '1' then set[#set + 1] = 'cancel_requested'; set[#set + 1] = '0' end
+    if h.finished_ms or h.retry_at_ms then
+      redis.call('HDEL', j.key, 'finished_ms', 'duration_ms', 'retry_at_ms')
+    end
+    count(S.queued, S.running, j)
+    emit_state(j, 'state', S.running, now, { worker = consumer })
+    save(j, now, set)
+    leases[#leases + 1] = now + lease
+    leases[#leases + 1] = ref
+    waits[#waits + 1] = wait
+    jobs[#jobs + 1] = { ref, fence, attempt, wait, h.target or '', h.template or '',
+      h.args_raw or '', h.intrusive or '0', h.timeout_sec or '', h.needs_raw or '0',
+      h.parent or '' }
+  end
+  -- Anything else (cancelled while queued, expired) is simply dropped from the stream.
+  return decision == 'parked'
+end
+
 for _, lane in ipairs(mine) do
-  if disabled or #jobs >= want or retry_after > 0 then break end
-  for _, ref in ipairs(read(lane[1], want - #jobs, lane[2])) do
-    local j = job_at(prefix, ref, tool)
-    load(j, FIELDS)
-    local h = j.h
-    local tenant = tenant_of(ref)
-    local who = in_lane(tenant, lane[2])
-    local cap = tonumber(h.max_running or '0') or 0
-    -- (A gated probe goes to the one job this call may start: the worker asks for one.)
-    local decision, gen, probe = 'allow', bgen, gate_probe
-    freed[who] = (freed[who] or 0) + 1
-    if h.state == S.queued and h.needs_raw == '1' and not raw_capable then
-      -- Never started here: on to its raw lane (only raw-capable workers read it).
-      decision = 'elsewhere'
-      ready(streams_by, lane_of(h.priority, '1'), KEYS[14], ref)
-    elseif h.state == S.queued and cap > 0
-        and tonumber(redis.call('HGET', running_by, tenant) or '0') >= cap then
-      decision = 'capped'
-      freed[who] = freed[who] - 1
-      local own = in_lane(tenant, h.needs_raw == '1')
-      redis.call('LPUSH', KEYS[15] .. own, backlog_item(lane_of(h.priority, h.needs_raw), ref))
+  -- A read whose jobs were parked for their groups is followed by another, so a busy group at
+  -- the head of a stream does not hold back the groups behind it.
+  while not (disabled or #jobs >= want or retry_after > 0) do
+    local refs = read(lane[1], want - #jobs, lane[2])
+    local parked_here = 0
+    for _, ref in ipairs(refs) do
+      if consider(ref, lane) then parked_here = parked_here + 1 end
     end
-    if decision == 'capped' or decision == 'elsewhere' then
-      -- Waits at the front of its tenant's backlog, or in its raw lane.
-    elseif h.state == S.queued and retry_after > 0 then
-      decision = 'reject'
-    elseif h.state == S.queued and per_job then
-      probe = ref .. '#' .. (tonumber(h.deliveries or '0') + 1)
-      local wait_ms, tr
-      decision, gen, wait_ms, tr = breaker_admit(bk, cfg, now, consumer, probe)
-      if tr then transitions[#transitions + 1] = breaker_transition_json(tr) end
-      -- Held jobs come back within 5 s at most, so a breaker closed by an operator (or a
-      -- probe) lets them run soon; while it stays open they are simply held again.
-      if decision == 'reject' then retry_after = math.min(math.max(tonumber(wait_ms), 1), 5000) end
-    end
-    if h.state == S.queued and decision == 'reject' then
-      hold(j, retry_after)
-    elseif h.state == S.queued and decision ~= 'capped' and decision ~= 'elsewhere' then
-      if cap > 0 then redis.call('HINCRBY', running_by, tenant, 1) end
-      local attempt = tonumber(h.attempt or '0') + 1
-      local fence = tonumber(h.fence or '0') + 1
-      local wait = now - tonumber(h.ready_ms or h.created_ms or now)
-      local set = { 'state', S.running, 'attempt', attempt,
-        'deliveries', tonumber(h.deliveries or '0') + 1, 'fence', fence, 'started_ms', now,
-        'worker', consumer, 'queue_wait_ms', wait }
-      if gen ~= 0 then set[#set + 1] = 'bgen'; set[#set + 1] = gen end
-      if probe ~= '' or h.probe then set[#set + 1] = 'probe'; set[#set + 1] = probe end
-      if h.cancel_requested == '1' then set[#set + 1] = 'cancel_requested'; set[#set + 1] = '0' end
-      if h.finished_ms or h.retry_at_ms then
-        redis.call('HDEL', j.key, 'finished_ms', 'duration_ms', 'retry_at_ms')
-      end
-      count(S.queued, S.running, j)
-      emit_state(j, 'state', S.running, now, { worker = consumer })
-      save(j, now, set)
-      leases[#leases + 1] = now + lease
-      leases[#leases + 1] = ref
-      waits[#waits + 1] = wait
-      jobs[#jobs + 1] = { ref, fence, attempt, wait, h.target or '', h.template or '',
-        h.args_raw or '', h.intrusive or '0', h.timeout_sec or '', h.needs_raw or '0',
-        h.parent or '' }
-    end
-    -- Anything else (cancelled while queued, expired) is simply dropped from the stream.
+    parked = parked + parked_here
+    if parked_here == 0 or parked >= PARK_BUDGET then break end
   end
 end
 
@@ -224,8 +263,8 @@ if #waits > 0 then
 end
 
 if gate ~= '' then
-  return { jobs, retry_after, transitions }
+  return { jobs, retry_after, transitions, parked }
 end
 local after = bk_load(bk)
 local clean = (after.state == 'closed' and after.consecutive == 0) and 1 or 0
-return { jobs, retry_after, transitions, after.state, after.generation, clean }
+return { jobs, retry_after, transitions, parked, after.state, after.generation, clean }

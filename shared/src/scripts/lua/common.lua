@@ -274,3 +274,51 @@ local function left_running(running_by, tenant)
     redis.call('HDEL', running_by, tenant)
   end
 end
+
+-- ── Politeness per target network (docs/queue.md "Politeness per target network") ──────────
+-- A job admitted while its tool had a group cap carries `tgroup` (its target's group). While it
+-- runs it counts in its partition's `group_running` hash (claim.lua counts up; complete.lua and
+-- reap.lua count down, in the scripts that move the job). A claim that reads a job whose group
+-- is at the cap parks it in `gwait:<group>` (`<lane>|<ref>` items, as in the backlogs), marks
+-- its hash `waiting` = 'target_group' and reads on, so other groups run. Each job of the group
+-- that stops running lets one parked job back onto its ready stream. `group_waiting` in the
+-- counts hash is the number of parked items (for the stats).
+local WAITING_GROUP = 'target_group'
+local GROUP_WAITING = 'group_waiting'
+
+-- Parks job `j` (fields loaded: priority, needs_raw, tgroup, waiting) for its group. A job that
+-- had already waited (released, then beaten to the place) goes back to the front.
+local function group_park(fairkey, gwait_prefix, j)
+  local item = backlog_item(lane_of(j.h.priority, j.h.needs_raw), j.ref)
+  if j.h.waiting == WAITING_GROUP then
+    redis.call('LPUSH', gwait_prefix .. j.h.tgroup, item)
+  else
+    redis.call('RPUSH', gwait_prefix .. j.h.tgroup, item)
+    redis.call('HSET', j.key, 'waiting', WAITING_GROUP)
+  end
+  redis.call('HINCRBY', fairkey, GROUP_WAITING, 1)
+end
+
+-- Lets the next parked job of `group` back onto its ready stream (skipping jobs cancelled or
+-- gone meanwhile, which are dropped from the list). `prefix` is the tool's key prefix.
+local function group_release(fairkey, gwait_prefix, streams, prefix, group)
+  local list = gwait_prefix .. group
+  for _ = 1, 100 do
+    local item = redis.call('LPOP', list)
+    if not item then return end
+    redis.call('HINCRBY', fairkey, GROUP_WAITING, -1)
+    local lane, ref = string.match(item, '^([%a:]+)|(.*)$')
+    if ref and redis.call('HGET', prefix .. K.job .. ref, 'state') == S.queued then
+      ready(streams, lane, fairkey, ref)
+      return
+    end
+  end
+end
+
+-- A job of `group` stopped running: the group's count goes down and its next parked job is let in.
+local function group_stopped(running, fairkey, gwait_prefix, streams, prefix, group)
+  if redis.call('HINCRBY', running, group, -1) <= 0 then
+    redis.call('HDEL', running, group)
+  end
+  group_release(fairkey, gwait_prefix, streams, prefix, group)
+end

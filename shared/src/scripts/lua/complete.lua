@@ -11,6 +11,9 @@
 -- job is let in when one of its jobs stops running)  KEYS[17] the rolling series hash: the jobs
 -- that finished here are added to `done:<minute>` (the dashboard's throughput, stats.rs)
 -- KEYS[18..20] raw-lane streams high, normal, low (a handed-back job that needs raw sockets)
+-- KEYS[21] running-per-group hash  KEYS[22] group waiting-list prefix: a job with `tgroup`
+-- that stops running here leaves its group's count, and the group's next parked job goes back
+-- to its ready stream (politeness, common.lua `group_stopped`)
 -- ARGV[1] result ttl ms  ARGV[2] dead ttl ms  ARGV[3] max events  ARGV[4] notify channel
 -- ARGV[5] tool name  ARGV[6] breaker settings JSON  ARGV[7] worker id, then groups of 8:
 -- ref, fence, outcome, result json, error json, delay ms, breaker verdict
@@ -46,7 +49,7 @@ local out, recorded, transitions, released, runs = {}, {}, {}, {}, {}
 local bst = nil
 
 local FIELDS = { 'fence', 'cancel_requested', 'attempt', 'max_attempts', 'started_ms',
-  'priority', 'bgen', 'probe', 'max_running', 'needs_raw' }
+  'priority', 'bgen', 'probe', 'max_running', 'needs_raw', 'tgroup' }
 
 for i = 8, #ARGV, 8 do
   local ref, fence, outcome = ARGV[i], ARGV[i + 1], ARGV[i + 2]
@@ -80,6 +83,9 @@ for i = 8, #ARGV, 8 do
     if tonumber(h.max_running or '0') > 0 then
       left_running(KEYS[16], tenant)
       refill_lanes(KEYS[14], KEYS[15], streams, tenant, 1)
+    end
+    if h.tgroup then
+      group_stopped(KEYS[21], KEYS[14], KEYS[22], streams, prefix, h.tgroup)
     end
     if h.cancel_requested == '1' and outcome ~= S.succeeded then
       outcome = S.cancelled

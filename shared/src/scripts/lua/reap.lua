@@ -9,6 +9,8 @@
 -- KEYS[5] the tool's key prefix  KEYS[6..8] streams high, normal, low  KEYS[9] counts hash again (fair shares)
 -- KEYS[10] backlog key prefix  KEYS[11] running-per-tenant hash
 -- KEYS[12..14] raw-lane streams high, normal, low (a due job that needs raw sockets goes there)
+-- KEYS[15] running-per-group hash  KEYS[16] group waiting-list prefix: a lapsed job with
+-- `tgroup` leaves its group's count and lets the group's next parked job in (politeness)
 -- ARGV[1] batch limit  ARGV[2] max deliveries  ARGV[3] retry base ms  ARGV[4] retry max ms
 -- ARGV[5] result ttl ms  ARGV[6] dead ttl ms  ARGV[7] max events  ARGV[8] notify channel
 -- ARGV[9] tool name  ARGV[10] random number in [0,1) for jitter  ARGV[11] worker-lost error json
@@ -45,12 +47,15 @@ if #lapsed > 0 then redis.call('ZREM', leases, unpack(lapsed)) end
 for _, ref in ipairs(lapsed) do
   local j = job_at(prefix, ref, tool)
   load(j, { 'cancel_requested', 'attempt', 'max_attempts', 'deliveries', 'started_ms',
-    'max_running', 'fence' })
+    'max_running', 'fence', 'tgroup' })
   local h = j.h
   if h.state == S.running then
     if tonumber(h.max_running or '0') > 0 then
       left_running(KEYS[11], tenant_of(ref))
       refill_lanes(KEYS[9], KEYS[10], streams, tenant_of(ref), 1)
+    end
+    if h.tgroup then
+      group_stopped(KEYS[15], KEYS[9], KEYS[16], streams, prefix, h.tgroup)
     end
     -- The fence moves on, so the old worker can no longer write a result.
     local set = { 'fence', tonumber(h.fence or '0') + 1 }
