@@ -341,9 +341,15 @@ mod tests {
         let chunks = l.chunks(100);
         assert_eq!(chunks.iter().map(|c| c.hosts()).sum::<u64>(), l.hosts());
         assert!(chunks.iter().all(|c| c.hosts() <= 100));
-        assert_eq!(chunks[0].to_string(), "127.1.0.0/26,127.1.0.64/27,127.1.0.96/30");
+        assert_eq!(
+            chunks[0].to_string(),
+            "127.1.0.0/26,127.1.0.64/27,127.1.0.96/30"
+        );
         // Adjacent entries join inside a chunk: 127.1.0.200–127.1.1.43.
-        assert_eq!(chunks[2].to_string(), "127.1.0.200/29,127.1.0.208/28,127.1.0.224/27,127.1.1.0/27,127.1.1.32/29,127.1.1.40/30");
+        assert_eq!(
+            chunks[2].to_string(),
+            "127.1.0.200/29,127.1.0.208/28,127.1.0.224/27,127.1.1.0/27,127.1.1.32/29,127.1.1.40/30"
+        );
         let again: Vec<_> = chunks.iter().flat_map(|c| c.entries().to_vec()).collect();
         let rejoined = TargetList(again);
         assert!(rejoined.check_unique().is_ok());
