@@ -227,16 +227,19 @@ impl JobSpec {
 }
 
 /// The worker's second look at a job read from Redis: the target must still parse and lie in
-/// scope, and the template and request arguments must still pass the tool's policy. Returns
-/// the arguments to run, rebuilt from the stored request rather than trusted from storage.
+/// scope (every entry of a list, and the list's hosts together within the tool's `max_hosts`),
+/// and the template and request arguments must still pass the tool's policy. Returns the
+/// target list and the arguments to run, rebuilt from the stored request rather than trusted
+/// from storage.
 pub fn recheck(
     spec: &ToolSpec,
     targets: &TargetPolicy,
     allow_intrusive: bool,
     stored: &StoredRequest<'_>,
-) -> Result<(Target, ToolArgs), ValidationError> {
-    let target: Target = stored.target.parse()?;
-    targets.check(&target, spec.max_hosts)?;
+) -> Result<(crate::validate::TargetList, ToolArgs), ValidationError> {
+    // A chunk of a big scan carries a list; a one-entry list is a plain target.
+    let target: crate::validate::TargetList = stored.target.parse()?;
+    targets.check_list(&target, spec.max_hosts)?;
     let ctx = ArgContext {
         server_allows_intrusive: allow_intrusive,
         request_intrusive: stored.intrusive,
@@ -252,9 +255,13 @@ pub fn recheck(
     ))
 }
 
+#[cfg(test)]
+mod recheck_tests;
+
 /// The parts of a stored job the worker re-checks.
 #[derive(Debug, Clone, Copy)]
 pub struct StoredRequest<'a> {
+    /// One target, or a list (a chunk's `127.1.0.0/26,127.1.0.64/27`): [`crate::validate::TargetList`] text.
     pub target: &'a str,
     pub template: Option<&'a str>,
     pub raw_args: &'a str,

@@ -12,7 +12,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use ipnet::Ipv4Net;
 
 use super::target::parse_hostname;
-use super::{Hostname, Target, ValidationError};
+use super::{Hostname, Target, TargetList, ValidationError};
 
 /// The allow list used when the operator sets none.
 pub const DEFAULT_ALLOWED: &str = "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,.lab.internal";
@@ -140,6 +140,28 @@ impl TargetPolicy {
         }
     }
 
+    /// Checks the target list of one job (a chunk of a big scan, or a one-entry list): every
+    /// entry as [`TargetPolicy::check`] would, and all of them together within the host cap
+    /// ([`TargetPolicy::host_cap`]), so no job scans more addresses than one job may.
+    pub fn check_list(
+        &self,
+        list: &TargetList,
+        max_hosts_override: Option<u32>,
+    ) -> Result<(), ValidationError> {
+        for target in list.entries() {
+            self.check(target, max_hosts_override)?;
+        }
+        let cap = self.host_cap(max_hosts_override);
+        let hosts = list.hosts();
+        if hosts > u64::from(cap) {
+            return Err(refuse(
+                format!("the target list covers {hosts} hosts; one job may cover at most {cap}"),
+                format!("split the list into jobs of at most {cap} hosts"),
+            ));
+        }
+        Ok(())
+    }
+
     /// Checks what a hostname resolved to: every answer must be an allowed IPv4 address (no DNS
     /// rebinding through a mixed answer, no IPv6). Returns the first address, which is what the
     /// tool is given.
@@ -185,6 +207,12 @@ impl TargetPolicy {
         }
         let _ = write!(out, "; CIDRs up to {} addresses", self.max_hosts);
         out
+    }
+
+    /// The most addresses one job may cover: the tool's own limit if it sets one, else the
+    /// server's (`SCANQ_MAX_HOSTS`).
+    pub fn host_cap(&self, max_hosts_override: Option<u32>) -> u32 {
+        max_hosts_override.unwrap_or(self.max_hosts)
     }
 
     fn check_host(&self, host: &Hostname) -> Result<(), ValidationError> {
