@@ -237,8 +237,20 @@ pub fn recheck(
     allow_intrusive: bool,
     stored: &StoredRequest<'_>,
 ) -> Result<(crate::validate::TargetList, ToolArgs), ValidationError> {
-    // A chunk of a big scan carries a list; a one-entry list is a plain target.
+    // A chunk of a big scan carries a list; a one-entry list is a plain target. The API stores
+    // the canonical text, so anything else (white space, a space-separated list, a name in
+    // capitals) was not written by it and is refused rather than reinterpreted.
     let target: crate::validate::TargetList = stored.target.parse()?;
+    if target.to_string() != stored.target {
+        return Err(ValidationError::new(
+            "target",
+            format!(
+                "the stored target {:?} is not in canonical form (`{target}`)",
+                stored.target
+            ),
+            "a job's target is stored as the API writes it: canonical entries joined by `,`",
+        ));
+    }
     targets.check_list(&target, spec.max_hosts)?;
     let ctx = ArgContext {
         server_allows_intrusive: allow_intrusive,

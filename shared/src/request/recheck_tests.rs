@@ -24,7 +24,7 @@ fn a_stored_list_comes_back_as_the_list_in_its_canonical_form() {
         &nmap(None),
         &TargetPolicy::default(),
         false,
-        &stored("10.0.0.0/26, 10.0.0.64/27 10.0.0.96/30"),
+        &stored("10.0.0.0/26,10.0.0.64/27,10.0.0.96/30"),
     )
     .unwrap();
     assert_eq!(list.to_string(), "10.0.0.0/26,10.0.0.64/27,10.0.0.96/30");
@@ -92,4 +92,24 @@ fn a_list_with_one_entry_out_of_scope_is_refused_naming_the_entry() {
     )
     .unwrap_err();
     assert!(err.message.contains("mixes"), "{}", err.message);
+}
+
+#[test]
+fn a_stored_target_not_in_canonical_form_is_refused_not_reinterpreted() {
+    for text in [
+        "10.0.0.5 ",
+        " 10.0.0.5",
+        "10.0.0.5\n",
+        "10.0.0.5 10.0.0.6",
+        "10.0.0.5, 10.0.0.6",
+        "DB1.lab.internal",
+    ] {
+        let err = recheck(&nmap(None), &TargetPolicy::default(), false, &stored(text)).unwrap_err();
+        assert_eq!(err.field, "target", "{text:?}");
+        assert!(
+            err.message.contains("canonical"),
+            "{text:?}: {}",
+            err.message
+        );
+    }
 }
