@@ -19,6 +19,8 @@
 //! | `P:{T}:backlog:<tenant>`, `P:{T}:backlog:raw:<tenant>` | list | a tenant's jobs over its fair-share window in the plain and the raw lane, as `<lane>|<ref>` items (`normal|…`, `high:raw|…`) |
 //! | `P:{T}:running_by` | hash | running jobs per tenant (per-tenant running caps) |
 //! | `P:{T}:breaker[:hist|:probes|:window]` | hash/list/zset | the tool's circuit breaker |
+//! | `P:{T}:tally:<tenant>/<parent cid>` | hash | a big scan's chunks in this partition by state, and `hosts_done` (DESIGN §12; kept by the chunks' scripts) |
+//! | `P:{T}:parents` | zset | unfinished parents of big scans living in this partition, score = next check (ms) |
 //! | `P:{T}:stats:wait`, `P:{T}:stats:run` | list | newest 1000 wait / run times (ms), for percentiles |
 //! | `P:{T}:stats:series` | hash | the last hour per minute: `done:<minute>` finished jobs, `depth:`/`wait95:`/`run95:` samples (dashboard charts) |
 //! | `P:jobs:<tenant>` | zset | the tenant's jobs, newest first, **and** its correlation-ID index: member = cid, score = created ms × 1024 + tool number; members of expired jobs are swept |
@@ -70,6 +72,8 @@ pub const GROUP: &str = "workers";
 pub const JOB_SEGMENT: &str = "job:";
 /// Key segment of a job's event stream: `P:{T}:` + this + ref.
 pub const EVENTS_SEGMENT: &str = "ev:";
+/// Key segment of a big scan's chunk tally in one partition: `P:{T}:` + this + parent ref.
+pub const TALLY_SEGMENT: &str = "tally:";
 
 pub use crate::domain::MAX_PARTITIONS;
 
@@ -339,6 +343,18 @@ impl ToolKeys {
     /// `job(ref) == job_prefix() + ref`; passed to scripts that reach jobs found in a zset.
     pub fn job_prefix(&self) -> String {
         format!("{}:", self.base)
+    }
+
+    /// The chunks of parent `parent_ref` that live in this partition, by state (`<state>` →
+    /// count, `hosts_done`), kept by the chunks' own scripts (`count` in common.lua).
+    pub fn chunk_tally(&self, parent_ref: &str) -> String {
+        format!("{}{TALLY_SEGMENT}{}", self.job_prefix(), parent_ref)
+    }
+
+    /// Parents of big scans in this partition that are not finished, score = when they are
+    /// next due for a check (the reconciler, `queue/parent.rs`).
+    pub fn open_parents(&self) -> String {
+        format!("{}:parents", self.base)
     }
 
     pub fn events(&self, job_ref: &str) -> String {

@@ -40,7 +40,8 @@ impl Live {
     /// The set for `cfg` and `catalog` (the target scope parsed from `cfg`).
     pub fn new(cfg: Config, catalog: Catalog) -> Result<Self, String> {
         let targets = TargetPolicy::parse(&cfg.allowed_targets, &cfg.denied_targets, cfg.max_hosts)
-            .map_err(|e| format!("allowed_targets/denied_targets: {e}"))?;
+            .map_err(|e| format!("allowed_targets/denied_targets: {e}"))?
+            .with_max_target_hosts(cfg.max_target_hosts);
         Ok(Self {
             cfg,
             catalog,

@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 
 use crate::catalog::{Catalog, ToolSpec};
 use crate::domain::{CorrelationId, Priority, ToolName};
-use crate::validate::{ArgContext, Target, TargetPolicy, ToolArgs, ValidationError};
+use crate::validate::{ArgContext, Target, TargetList, TargetPolicy, ToolArgs, ValidationError};
 
 /// Fields a submit body may carry.
 pub const FIELDS: &[&str] = &[
@@ -31,6 +31,7 @@ pub const FIELDS: &[&str] = &[
     "queue_if_unavailable",
     "delay_sec",
     "run_at",
+    "chunk_hosts",
 ];
 
 /// How far in the past a `run_at` may lie and still be taken as "now" (clocks of clients and
@@ -50,7 +51,11 @@ pub struct Policy<'a> {
 #[derive(Debug, Clone)]
 pub struct JobSpec {
     pub tool: ToolName,
-    pub target: Target,
+    /// One or more hosts (DESIGN §12): more than one job may scan make a parent job.
+    pub target: TargetList,
+    /// A big scan (DESIGN §12): the target covers more hosts than one job may scan, so the job
+    /// is a parent split into chunks of at most this many hosts. `None` for an ordinary job.
+    pub chunk_hosts: Option<u64>,
     pub template: Option<String>,
     /// Template arguments followed by the request's, normalized.
     pub args: ToolArgs,
@@ -118,8 +123,8 @@ impl JobSpec {
             .get(&tool)
             .ok_or_else(|| RequestError::UnknownTool(body.tool.clone()))?;
 
-        let target: Target = body.target.parse()?;
-        policy.targets.check(&target, spec.max_hosts)?;
+        let target: TargetList = body.target.parse()?;
+        let chunk_hosts = split(&target, body.chunk_hosts, spec, policy.targets)?;
 
         let intrusive = body.intrusive.unwrap_or(false);
         let ctx = ArgContext {
@@ -204,11 +209,29 @@ impl JobSpec {
         if needs_raw && let Some(parts) = canonical.as_array_mut() {
             parts.push(serde_json::json!("needs:raw_sockets"));
         }
+        if let (Some(n), Some(parts)) = (chunk_hosts, canonical.as_array_mut()) {
+            parts.push(serde_json::json!(format!("chunks:{n}")));
+        }
+        if chunk_hosts.is_some()
+            && let Some(cid) = &correlation_id
+            && cid.as_str().len() > MAX_PARENT_ID
+        {
+            return Err(invalid(
+                "correlation_id",
+                format!(
+                    "a big scan's correlation ID may be at most {MAX_PARENT_ID} characters \
+                     (its chunks are named <id>:<n>); this one has {}",
+                    cid.as_str().len()
+                ),
+                format!("[A-Za-z0-9._:-]{{1,{MAX_PARENT_ID}}}"),
+            ));
+        }
         // 64 bits: it only tells apart two requests under the same tenant and correlation ID.
         let request_hash = hex::encode(&Sha256::digest(canonical.to_string().as_bytes())[..8]);
         Ok(Self {
             tool,
             target,
+            chunk_hosts,
             template: template.map(str::to_owned),
             args,
             needs_raw,
@@ -224,6 +247,49 @@ impl JobSpec {
             schedule_id: None,
         })
     }
+}
+
+/// Longest correlation ID of a big scan: its chunks are `<id>:<n>` (n < 65,536 … 16,777,216).
+pub const MAX_PARENT_ID: usize = 56;
+
+/// Whether `target` is a big scan (DESIGN §12) and, if so, its chunk size: every entry must lie
+/// in scope; the whole may cover at most the scope's `max_target_hosts`; a target over the
+/// tool's `max_hosts` (or over the request's `chunk_hosts`, which may only be smaller) is split.
+fn split(
+    target: &TargetList,
+    chunk_hosts: Option<u64>,
+    spec: &ToolSpec,
+    scope: &TargetPolicy,
+) -> Result<Option<u64>, RequestError> {
+    let per_job = u64::from(spec.max_hosts.unwrap_or(scope.max_hosts()));
+    let most = u64::from(scope.max_target_hosts());
+    for t in target.entries() {
+        scope.check(t, Some(scope.max_target_hosts()))?;
+    }
+    let hosts = target.hosts();
+    if hosts > most {
+        return Err(invalid(
+            "target",
+            format!(
+                "target covers {hosts} hosts; one submit may cover at most {most} \
+                 (SCANQ_MAX_TARGET_HOSTS), scanned in chunks of at most {per_job} \
+                 (the tool's max_hosts)"
+            ),
+            format!("split the target into submits of at most {most} hosts"),
+        ));
+    }
+    let chunk = match chunk_hosts {
+        None => per_job,
+        Some(n) if (1..=per_job).contains(&n) => n,
+        Some(n) => {
+            return Err(invalid(
+                "chunk_hosts",
+                format!("{n} is not a whole number from 1 to {per_job} (the tool's max_hosts)"),
+                format!("e.g. 256; at most {per_job}"),
+            ));
+        }
+    };
+    Ok((hosts > chunk).then_some(chunk))
 }
 
 /// The worker's second look at a job read from Redis: the target must still parse and lie in

@@ -85,7 +85,13 @@ async fn write(w: &SharedRef, tool: &ToolName, items: Vec<Finished>) {
                         .jobs_finished
                         .with_label_values(&[tool.as_str(), s.as_str(), error_type.as_str()])
                         .inc();
-                    w.job_events.finished(f.id.clone());
+                    if f.parent.is_empty() {
+                        w.job_events.finished(f.id.clone());
+                    }
+                }
+                if !f.parent.is_empty() {
+                    // A chunk: its parent's events are emitted once, when the parent finishes.
+                    w.settler.touch(&f.id, &f.parent);
                 }
             }
         }

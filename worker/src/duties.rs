@@ -14,8 +14,9 @@ use tokio::task::JoinHandle;
 use crate::execute;
 use crate::state::SharedRef;
 
-pub fn spawn(w: SharedRef) -> [JoinHandle<()>; 5] {
+pub fn spawn(w: SharedRef) -> [JoinHandle<()>; 6] {
     [
+        tokio::spawn(crate::settler::run(w.clone())),
         tokio::spawn(renew_loop(w.clone())),
         tokio::spawn(reap_loop(w.clone())),
         tokio::spawn(fire_schedules(w.clone())),
@@ -94,6 +95,11 @@ async fn reap_loop(w: SharedRef) {
         match w.queue.reap(500).await {
             Ok(reports) => {
                 for (tool, report) in reports {
+                    for (job, parent) in &report.chunks {
+                        if let Some(id) = scanq::domain::JobId::from_ref(&tool, job) {
+                            w.settler.touch(&id, parent);
+                        }
+                    }
                     for (job, state) in report.taken_over {
                         tracing::warn!(tool = %tool, job = %job, state = %state, "Lease lapsed; job taken over");
                     }

@@ -27,6 +27,7 @@ mod http;
 mod live;
 pub mod runner;
 pub mod sandbox;
+mod settler;
 mod state;
 pub mod unconfined;
 

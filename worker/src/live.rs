@@ -47,6 +47,7 @@ pub async fn report(
                 percent: p.percent,
                 eta_sec: p.eta_sec,
                 phase: p.phase,
+                ..ProgressInfo::default()
             });
         }
         if output_sent < OUTPUT_EVENTS_CAP {

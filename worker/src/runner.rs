@@ -101,6 +101,7 @@ impl Worker {
         let live = Live::new(cfg.clone(), catalog).map_err(anyhow::Error::msg)?;
         let shared = Arc::new(Shared {
             job_events,
+            settler: Default::default(),
             cfg,
             live: LiveCell::new(live),
             queue,
@@ -167,6 +168,10 @@ impl Worker {
 
     fn start(&self, started: StartedJob) {
         let StartedJob { id, job, .. } = started;
+        if !job.parent.is_empty() {
+            self.shared.settler.touch(&id, &job.parent);
+        }
+        let parent = job.parent.clone();
         let running = RunningJob::new(id.clone(), job.fence);
         self.shared
             .running
@@ -193,6 +198,7 @@ impl Worker {
                     Some(completion) => {
                         let _ = w.finished.send(Finished {
                             id,
+                            parent,
                             completion,
                             started,
                             span: tracing::Span::current(),

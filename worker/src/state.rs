@@ -77,6 +77,8 @@ pub struct Shared {
     pub cgroups: Option<Arc<crate::sandbox::CgroupRoot>>,
     /// Emits webhook events and change summaries of finished jobs (never blocks a job).
     pub job_events: scanq::webhook::JobEvents,
+    /// Parents of big scans whose chunks moved here, to settle.
+    pub settler: crate::settler::Settler,
 }
 
 impl Shared {
@@ -106,6 +108,8 @@ pub type SharedRef = Arc<Shared>;
 #[derive(Debug)]
 pub struct Finished {
     pub id: JobId,
+    /// A chunk of a big scan: its parent's correlation ID ('' otherwise).
+    pub parent: String,
     pub completion: Completion,
     /// When the attempt was claimed (for `scanq_job_run_seconds`).
     pub started: std::time::Instant,

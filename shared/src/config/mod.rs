@@ -40,6 +40,9 @@ pub struct Config {
     pub allowed_targets: String,
     pub denied_targets: String,
     pub max_hosts: u32,
+    /// Most hosts one submit may cover (`SCANQ_MAX_TARGET_HOSTS`): a target bigger than the
+    /// tool's `max_hosts` becomes a parent job split into chunks (DESIGN §12).
+    pub max_target_hosts: u32,
     pub allow_intrusive: bool,
     pub api_tokens_file: Option<PathBuf>,
     pub worker_concurrency: u32,
@@ -193,6 +196,7 @@ impl Default for Config {
             allowed_targets: String::new(),
             denied_targets: String::new(),
             max_hosts: 1024,
+            max_target_hosts: 65_536,
             allow_intrusive: false,
             api_tokens_file: None,
             worker_concurrency: 4,
@@ -327,6 +331,7 @@ impl Config {
         )?;
         range("max_wait_sec", self.max_wait_sec, 1, 3600)?;
         range("max_hosts", self.max_hosts, 1, 1 << 24)?;
+        range("max_target_hosts", self.max_target_hosts, 1, 1 << 24)?;
         range("reap_interval_ms", self.reap_interval_ms, 10, 60_000)?;
         range(
             "schedule_min_every_sec",

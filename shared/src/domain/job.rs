@@ -133,6 +133,11 @@ pub struct ProgressInfo {
     pub percent: f64,
     pub eta_sec: Option<u64>,
     pub phase: Option<String>,
+    /// A big scan's parent: hosts in finished chunks, and in all (DESIGN §12).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hosts_done: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hosts_total: Option<u64>,
 }
 
 /// What the tool produced.
@@ -226,6 +231,12 @@ pub struct JobDocument {
     /// raw-capable worker serves its tool). Set by the API from the live heartbeats.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting_for: Option<super::WaitingFor>,
+    /// A chunk of a big scan: its parent's correlation ID (DESIGN §12).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    /// A big scan's parent: its chunks by state (`GET /v1/jobs/{id}/chunks` lists them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunks: Option<super::ChunkTally>,
 }
 
 fn rfc3339(ms: u64) -> String {
@@ -319,6 +330,8 @@ impl JobDocument {
                 Vec::new()
             },
             waiting_for: None,
+            parent: get("parent").cloned(),
+            chunks: json(h, "tally"),
         })
     }
 }

@@ -3,6 +3,7 @@
 //! mapping here (`as_str` / `FromStr`), and the Lua scripts receive those same strings as arguments.
 
 mod capabilities;
+mod chunks;
 mod ids;
 mod job;
 mod job_id;
@@ -10,6 +11,7 @@ mod outcome;
 mod replies;
 
 pub use capabilities::{Capabilities, Need, WaitingFor};
+pub use chunks::{CHUNK_SEPARATOR, ChunkTally, chunk_id, parent_of};
 pub use ids::{CorrelationId, IdError, TenantId, ToolName};
 pub(crate) use job::string_enum;
 pub use job::{

@@ -10,6 +10,7 @@
 mod diff;
 mod export;
 mod lines;
+pub mod merge;
 mod parser;
 mod progress;
 mod report;

@@ -1,5 +1,6 @@
 //! The one admission path: every way a job enters the queue — a submit (REST or MCP), a retry, a
-//! schedule's run — passes the same checks, in the same order:
+//! schedule's run, each chunk of a big scan (`parent.rs`) — passes the same checks, in the same
+//! order:
 //!
 //! 1. the **gate**: the tool is not switched off by an operator and its breaker takes new work
 //!    (unless a new job says `queue_if_unavailable`);
@@ -112,6 +113,10 @@ impl Queue {
     ) -> Result<Submitted, QueueError> {
         self.check_gate(&spec.tool, spec.queue_if_unavailable)
             .await?;
+        if spec.chunk_hosts.is_some() {
+            // A big scan: a parent, and its chunks through the same caps and enqueue.
+            return self.admit_parent(tenant, spec, caps).await;
+        }
         self.submit_within(tenant, spec, caps).await
     }
 
@@ -129,8 +134,8 @@ impl Queue {
             return Err(QueueError::NotFound);
         };
         let id = JobId::new(tool.clone(), tenant.clone(), cid.clone());
-        let state = self.job_fields(tenant, cid, &["state"]).await?;
-        let state = state
+        let fields = self.job_fields(tenant, cid, &["state", "chunks"]).await?;
+        let state = fields
             .as_ref()
             .and_then(|f| f.get("state"))
             .ok_or(QueueError::NotFound)?;
@@ -139,12 +144,27 @@ impl Queue {
                 state: state.clone(),
             });
         }
+        if fields.as_ref().is_some_and(|f| f.contains_key("chunks")) {
+            // A big scan: only the chunks that did not succeed run again.
+            return self.retry_parent(&id, caps).await;
+        }
+        self.retry_one(&id, caps).await
+    }
+
+    /// [`Queue::admit_retry`] of one failed or cancelled job that is no parent (also each chunk
+    /// of a retried parent): the gate, the caps, then `retry.lua`.
+    pub(super) async fn retry_one(
+        &self,
+        id: &JobId,
+        caps: Option<TenantCaps>,
+    ) -> Result<JobDocument, QueueError> {
+        let (tenant, tool, cid) = (&id.tenant, id.tool.clone(), &id.cid);
         self.check_gate(&tool, false).await?;
         let added = match caps {
-            Some(caps) => self.reserve_place(tenant, &id, caps).await?,
+            Some(caps) => self.reserve_place(tenant, id, caps).await?,
             None => false,
         };
-        let out = self.requeue(&id).await;
+        let out = self.requeue(id).await;
         if out.is_err() && added {
             // Nothing new waits: give the place back.
             if let Err(err) = self.forget_queued(tenant, &tool, cid).await {

@@ -17,6 +17,7 @@
 //! | `wait` | the worker's blocking wait for work and its wait for replicas |
 //! | `waiting` | why a ready job is not claimed (`waiting_for`), from the live heartbeats |
 //! | `listen` | pub/sub wake-ups |
+//! | `parent`, `settle` | big scans: a parent job and its chunks, their tally, merged result, cancel, retry and reconciler (DESIGN §12) |
 //! | `limits`, `sessions` | tenant caps, MCP sessions |
 
 mod admin;
@@ -29,8 +30,10 @@ mod layout;
 mod limits;
 mod listen;
 mod listing;
+mod parent;
 mod read;
 mod sessions;
+mod settle;
 mod wait;
 mod waiting;
 pub(crate) use waiting::live_heartbeats;
@@ -294,39 +297,7 @@ impl Queue {
                 None => {}
             }
         }
-        let args = serde_json::to_string(spec.args.as_slice()).expect("serializable");
-        let mut fields = vec![
-            ("target", spec.target.to_string()),
-            ("timeout_sec", spec.timeout_sec.to_string()),
-            ("max_attempts", spec.max_attempts.to_string()),
-        ];
-        // Defaults are left out of the hash (read back as their defaults): every byte of a
-        // queued job is paid for as long as it waits. Tool, tenant and ID are in the key.
-        if !spec.args.as_slice().is_empty() {
-            fields.push(("args", args));
-        }
-        if !spec.raw_args.is_empty() {
-            fields.push(("args_raw", spec.raw_args.clone()));
-        }
-        if spec.priority != Priority::Normal {
-            fields.push(("priority", spec.priority.as_str().to_owned()));
-        }
-        if let Some(t) = spec.template.clone().filter(|t| !t.is_empty()) {
-            fields.push(("template", t));
-        }
-        if spec.intrusive {
-            fields.push(("intrusive", "1".to_owned()));
-        }
-        if spec.needs_raw {
-            // The lane: every script that puts the job on a ready stream reads it.
-            fields.push(("needs_raw", "1".to_owned()));
-        }
-        if max_running > 0 {
-            fields.push(("max_running", max_running.to_string()));
-        }
-        if let Some(s) = &spec.schedule_id {
-            fields.push(("schedule_id", s.clone()));
-        }
+        let fields = job_fields(spec, max_running);
         let outcome = self
             .scripts
             .enqueue(
@@ -414,6 +385,11 @@ impl Queue {
         };
         let id = JobId::new(tool.clone(), tenant.clone(), cid.clone());
         let mut con = self.connection().await?;
+        let parent: bool = con.hexists(self.keys.job(&id), "chunks").await?;
+        if parent {
+            // A big scan: the cancel fans out to every chunk.
+            return self.cancel_parent(&id).await;
+        }
         let out = self
             .scripts
             .cancel(
@@ -434,4 +410,44 @@ impl Queue {
             other => Ok(other),
         }
     }
+}
+
+/// The hash fields of a job for `spec`: the request, without what the key already says (tool,
+/// tenant, ID) and without defaults (read back as their defaults): every byte of a queued job
+/// is paid for as long as it waits.
+pub(crate) fn job_fields(spec: &JobSpec, max_running: u64) -> Vec<(&'static str, String)> {
+    let args = serde_json::to_string(spec.args.as_slice()).expect("serializable");
+    let mut fields = vec![
+        ("target", spec.target.to_string()),
+        ("timeout_sec", spec.timeout_sec.to_string()),
+        ("max_attempts", spec.max_attempts.to_string()),
+    ];
+    // Defaults are left out of the hash (read back as their defaults): every byte of a
+    // queued job is paid for as long as it waits. Tool, tenant and ID are in the key.
+    if !spec.args.as_slice().is_empty() {
+        fields.push(("args", args));
+    }
+    if !spec.raw_args.is_empty() {
+        fields.push(("args_raw", spec.raw_args.clone()));
+    }
+    if spec.priority != Priority::Normal {
+        fields.push(("priority", spec.priority.as_str().to_owned()));
+    }
+    if let Some(t) = spec.template.clone().filter(|t| !t.is_empty()) {
+        fields.push(("template", t));
+    }
+    if spec.intrusive {
+        fields.push(("intrusive", "1".to_owned()));
+    }
+    if spec.needs_raw {
+        // The lane: every script that puts the job on a ready stream reads it.
+        fields.push(("needs_raw", "1".to_owned()));
+    }
+    if max_running > 0 {
+        fields.push(("max_running", max_running.to_string()));
+    }
+    if let Some(s) = &spec.schedule_id {
+        fields.push(("schedule_id", s.clone()));
+    }
+    fields
 }

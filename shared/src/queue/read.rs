@@ -33,7 +33,13 @@ impl Queue {
         tenant: &TenantId,
         cid: &CorrelationId,
     ) -> Result<Option<ToolName>, QueueError> {
-        let tool = self.indexed(tenant, cid).await?;
+        let mut tool = self.indexed(tenant, cid).await?;
+        if tool.is_none()
+            && let Some(parent) = crate::domain::parent_of(cid)
+        {
+            // A chunk of a big scan is not listed; it lives under its parent's tool.
+            tool = self.indexed(tenant, &parent).await?;
+        }
         if let Some(t) = &tool {
             self.remember(&JobId::new(t.clone(), tenant.clone(), cid.clone()));
         }

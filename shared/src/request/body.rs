@@ -21,8 +21,11 @@ use crate::validate::ValidationError;
 pub struct SubmitBody {
     /// A catalog tool (GET /v1/tools).
     pub tool: String,
-    /// An IPv4 address, an IPv4 CIDR or a hostname, inside the server's target scope.
-    #[schema(min_length = 1, max_length = 253)]
+    /// An IPv4 address, an IPv4 CIDR or a hostname, inside the server's target scope — or a
+    /// list of addresses/CIDRs or of hostnames, separated by commas or spaces. A target over the
+    /// tool's `max_hosts` (up to `SCANQ_MAX_TARGET_HOSTS`) is a big scan: one parent job split
+    /// into chunks (DESIGN §12).
+    #[schema(min_length = 1, max_length = 262144)]
     pub target: String,
     /// A template of the tool (GET /v1/tools).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -58,13 +61,20 @@ pub struct SubmitBody {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(format = DateTime)]
     pub run_at: Option<String>,
+    /// For a big scan: the most hosts one chunk scans (1 to the tool's `max_hosts`, which is
+    /// also the default). A target over this size is split even when the tool could take it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1)]
+    pub chunk_hosts: Option<u64>,
 }
 
 /// What a submit field accepts, for refusals.
 fn submit_hint(field: &str) -> &'static str {
     match field {
         "tool" => "a tool name from GET /v1/tools",
-        "target" => "an IPv4 address, CIDR or hostname, e.g. 127.0.0.1",
+        "target" => {
+            "an IPv4 address, CIDR or hostname, e.g. 127.0.0.1, or a list of one kind separated by commas"
+        }
         "template" => "a template name from GET /v1/tools",
         "args" => "a string of flags, e.g. \"-p 22,80 -sV\"",
         "timeout_sec" => "a whole number of seconds, e.g. 300",
@@ -74,6 +84,7 @@ fn submit_hint(field: &str) -> &'static str {
         "intrusive" | "queue_if_unavailable" => "true or false",
         "delay_sec" => "a whole number of seconds from 0 to 2592000",
         "run_at" => "an RFC 3339 UTC time, e.g. 2026-11-22T03:00:00Z",
+        "chunk_hosts" => "a whole number of hosts from 1 to the tool's max_hosts, e.g. 256",
         _ => "",
     }
 }

@@ -39,7 +39,7 @@ impl Scripts {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn enqueue_invocation<'a>(
+    pub(super) fn enqueue_invocation<'a>(
         &'a self,
         tk: &ToolKeys,
         set: &ScriptSettings,

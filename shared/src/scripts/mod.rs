@@ -12,6 +12,7 @@
 mod hook_calls;
 mod job_calls;
 mod limits;
+mod parent_calls;
 mod reply;
 mod sched_calls;
 mod worker_calls;
@@ -23,6 +24,7 @@ use crate::domain::{JobState, Outcome, Verdict};
 
 pub use hook_calls::{Finish, HookClaim, HookScripts, InFlight, PutOutcome};
 pub use limits::{AdmitOutcome, LimitScripts, Rate, RateDecision, TenantCaps};
+pub use parent_calls::{ChunkEnqueue, Settlement};
 pub use reply::{
     CancelOutcome, Claimed, ClaimedJob, CompleteStatus, Completed, EnqueueOutcome, HomeBreaker,
     ReapReport, RenewStatus, RetryOutcome,
@@ -49,9 +51,10 @@ fn prelude() -> String {
     }
     p.push_str("}\n");
     p.push_str(&format!(
-        "local K = {{ job = '{}', ev = '{}' }}\nlocal Q = {{ maxev = 1000, channel = '' }}\n",
+        "local K = {{ job = '{}', ev = '{}', tally = '{}' }}\nlocal Q = {{ maxev = 1000, channel = '' }}\n",
         crate::keys::JOB_SEGMENT,
-        crate::keys::EVENTS_SEGMENT
+        crate::keys::EVENTS_SEGMENT,
+        crate::keys::TALLY_SEGMENT
     ));
     p
 }
@@ -122,6 +125,7 @@ pub struct Scripts {
     event: Script,
     watch: Script,
     withdraw: Script,
+    parent: Script,
     /// The rest of the registry: every other script the product sends (tenant limits,
     /// webhooks, schedules, the breaker), so start-up loads and readiness checks them all.
     limits: LimitScripts,
@@ -149,6 +153,7 @@ impl Scripts {
             event: build(include_str!("lua/event.lua")),
             watch: build(include_str!("lua/watch.lua")),
             withdraw: build(include_str!("lua/withdraw.lua")),
+            parent: build(include_str!("lua/parent.lua")),
             limits: LimitScripts::new(),
             hooks: HookScripts::new(),
             sched: SchedScripts::new(),
@@ -166,6 +171,7 @@ impl Scripts {
     fn all(&self) -> Vec<&Script> {
         let mut all = vec![
             &self.withdraw,
+            &self.parent,
             &self.watch,
             &self.enqueue,
             &self.claim,

@@ -77,6 +77,8 @@ pub struct ClaimedJob {
     pub timeout_sec: Option<u64>,
     /// The job needs raw sockets (only a raw-capable worker claims it).
     pub needs_raw: bool,
+    /// A chunk of a big scan: its parent's correlation ID ('' otherwise).
+    pub parent: String,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -202,7 +204,8 @@ pub fn claimed(v: Value) -> RedisResult<Claimed> {
             intrusive,
             timeout,
             needs_raw,
-        ] = <[String; 10]>::try_from(s).map_err(|_| bad("claim job: 10 fields"))?;
+            parent,
+        ] = <[String; 11]>::try_from(s).map_err(|_| bad("claim job: 11 fields"))?;
         let num = |v: &str, what: &str| v.parse::<u64>().map_err(|_| bad(what));
         out.push(ClaimedJob {
             fence: num(&fence, "fence")?,
@@ -211,6 +214,7 @@ pub fn claimed(v: Value) -> RedisResult<Claimed> {
             timeout_sec: timeout.parse().ok(),
             intrusive: intrusive == "1",
             needs_raw: needs_raw == "1",
+            parent,
             job_ref,
             target,
             template,
@@ -268,6 +272,8 @@ pub struct ReapReport {
     pub promoted: u64,
     /// (ref, new state) of every job taken over from a lapsed lease.
     pub taken_over: Vec<(String, String)>,
+    /// (ref, parent cid) of the chunks of big scans among them.
+    pub chunks: Vec<(String, String)>,
 }
 
 pub fn reaped(v: Value) -> RedisResult<ReapReport> {
@@ -278,15 +284,20 @@ pub fn reaped(v: Value) -> RedisResult<ReapReport> {
         .and_then(|p| p.parse().ok())
         .unwrap_or(0);
     let mut taken_over = vec![];
+    let mut chunks = vec![];
     for pair in array(parts.next().unwrap_or(Value::Nil))? {
         let s = strings(pair)?;
-        if let [r, st] = s.as_slice() {
+        if let [r, st, parent] = s.as_slice() {
             taken_over.push((r.clone(), st.clone()));
+            if !parent.is_empty() {
+                chunks.push((r.clone(), parent.clone()));
+            }
         }
     }
     Ok(ReapReport {
         promoted,
         taken_over,
+        chunks,
     })
 }
 
@@ -416,6 +427,7 @@ mod tests {
                 "1",
                 "",
                 "1",
+                "",
             ])]),
             Value::Int(0),
             arr(vec![]),
@@ -434,6 +446,7 @@ mod tests {
                 intrusive: true,
                 timeout_sec: None,
                 needs_raw: true,
+                parent: String::new(),
             }]
         );
         let short = arr(vec![

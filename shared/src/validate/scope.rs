@@ -18,6 +18,8 @@ use super::{Hostname, Target, TargetList, ValidationError};
 pub const DEFAULT_ALLOWED: &str = "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,.lab.internal";
 /// The largest CIDR, in addresses, accepted when neither operator nor tool sets one.
 pub const DEFAULT_MAX_HOSTS: u32 = 1024;
+/// Most hosts one submit may cover by default (a /16), split into chunks (DESIGN §12).
+pub const DEFAULT_MAX_TARGET_HOSTS: u32 = 65_536;
 
 /// Ranges that are refused unless an allow rule names them (or a part of them) explicitly.
 const SPECIAL: &[(&str, &str)] = &[
@@ -94,6 +96,8 @@ pub struct TargetPolicy {
     allow: Rules,
     deny: Rules,
     max_hosts: u32,
+    /// Most hosts one submit may cover, split into chunks (DESIGN §12).
+    max_target_hosts: u32,
 }
 
 impl Default for TargetPolicy {
@@ -119,7 +123,24 @@ impl TargetPolicy {
             allow: Rules::parse(allow, "allowed targets")?,
             deny: Rules::parse(deny, "denied targets")?,
             max_hosts,
+            max_target_hosts: DEFAULT_MAX_TARGET_HOSTS.max(max_hosts),
         })
+    }
+
+    /// With at most `n` hosts per submit (`SCANQ_MAX_TARGET_HOSTS`; never below `max_hosts`).
+    pub fn with_max_target_hosts(mut self, n: u32) -> Self {
+        self.max_target_hosts = n.max(self.max_hosts);
+        self
+    }
+
+    /// Most hosts one submit may cover.
+    pub fn max_target_hosts(&self) -> u32 {
+        self.max_target_hosts
+    }
+
+    /// Most addresses one job (or chunk) may scan, unless its tool sets its own.
+    pub fn max_hosts(&self) -> u32 {
+        self.max_hosts
     }
 
     /// Checks a parsed target against the scope. A hostname is checked by its suffix only; its

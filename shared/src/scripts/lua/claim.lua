@@ -33,7 +33,7 @@
 -- and a job that needs raw sockets found in them is put on its raw lane, never started
 -- Returns {jobs, retry_after_ms, transitions}: jobs = array of
 -- {ref, fence, attempt, queue_wait_ms, target, template, args_raw, intrusive, timeout_sec,
--- needs_raw}
+-- needs_raw, parent}
 -- (only what the worker needs); retry_after_ms > 0 when the breaker refused; transitions =
 -- breaker transitions made here, as JSON; then, with no gate, the breaker after the call:
 -- state, generation, and 1 when a success would change nothing (closed, no failure streak).
@@ -118,7 +118,7 @@ end
 -- Holds a queued job back while the breaker refuses: scheduled for when it may admit again.
 local function hold(j, delay)
   redis.call('ZADD', sched, now + delay, j.ref)
-  count(S.queued, S.scheduled)
+  count(S.queued, S.scheduled, j)
   emit_state(j, 'state', S.scheduled, now, { retry_at_ms = now + delay, reason = 'circuit_breaker_open' })
   save(j, now, { 'state', S.scheduled, 'retry_at_ms', now + delay, 'error', held_error })
 end
@@ -180,14 +180,15 @@ for _, lane in ipairs(mine) do
       if h.finished_ms or h.retry_at_ms then
         redis.call('HDEL', j.key, 'finished_ms', 'duration_ms', 'retry_at_ms')
       end
-      count(S.queued, S.running)
+      count(S.queued, S.running, j)
       emit_state(j, 'state', S.running, now, { worker = consumer })
       save(j, now, set)
       leases[#leases + 1] = now + lease
       leases[#leases + 1] = ref
       waits[#waits + 1] = wait
       jobs[#jobs + 1] = { ref, fence, attempt, wait, h.target or '', h.template or '',
-        h.args_raw or '', h.intrusive or '0', h.timeout_sec or '', h.needs_raw or '0' }
+        h.args_raw or '', h.intrusive or '0', h.timeout_sec or '', h.needs_raw or '0',
+        h.parent or '' }
     end
     -- Anything else (cancelled while queued, expired) is simply dropped from the stream.
   end

@@ -16,7 +16,8 @@ local function now_ms()
 end
 
 -- The fields every script that changes a job reads with its own.
-local JOB_BASE = { 'state', 'evseq', 'evs', 'watch' }
+-- (`parent` and `hosts` are a big scan's chunk's: see `count`.)
+local JOB_BASE = { 'state', 'evseq', 'evs', 'watch', 'parent', 'hosts' }
 
 -- A job of this tool by its ref `<tenant>/<cid>`; `prefix` is the tool's key prefix.
 -- (Its stream key `j.ev` and notify tag `j.tag` are built only when needed: `ev_key`, `tag_of`.)
@@ -90,19 +91,6 @@ local function save(j, now, pairs_)
   redis.call('HSET', j.key, 'evseq', j.seq, 'updated_ms', now, unpack(pairs_))
 end
 
--- Per-state count changes, applied once per script run (`flush_counts`).
-local deltas = {}
-local function count(from, to)
-  if from then deltas[from] = (deltas[from] or 0) - 1 end
-  deltas[to] = (deltas[to] or 0) + 1
-end
-local function flush_counts(countskey)
-  for st, d in pairs(deltas) do
-    if d ~= 0 then redis.call('HINCRBY', countskey, st, d) end
-  end
-  deltas = {}
-end
-
 -- Creates the job's event stream if it does not exist yet, seeded with what a watcher missed,
 -- synthesized from the hash: the creation state at position 1 and the current state at the
 -- current position (for a finished job: its final `state` and `done`). Needs j.h fields
@@ -141,6 +129,51 @@ end
 -- The tenant of a job ref `<tenant>/<cid>`.
 local function tenant_of(ref)
   return string.match(ref, '^([^/]*)/') or ''
+end
+
+-- Per-state count changes, applied once per script run (`flush_counts`). A chunk of a big scan
+-- (`parent` set, DESIGN §12) is counted in its parent's tally in this partition as well
+-- (`K.tally`: its chunks by state, and `hosts_done`, the hosts of its finished chunks), so a
+-- parent is read in one HGETALL per partition whatever its number of chunks. `j` is the job
+-- that moves (loaded with the base fields).
+local deltas, tallies = {}, {}
+local function count(from, to, j)
+  if from then deltas[from] = (deltas[from] or 0) - 1 end
+  deltas[to] = (deltas[to] or 0) + 1
+  if not (j and j.h and j.h.parent) then return end
+  local key = j.prefix .. K.tally .. tenant_of(j.ref) .. '/' .. j.h.parent
+  local t = tallies[key]
+  if not t then
+    t = { d = {}, job = j.key }
+    tallies[key] = t
+  end
+  if from then t.d[from] = (t.d[from] or 0) - 1 end
+  t.d[to] = (t.d[to] or 0) + 1
+  local hosts = tonumber(j.h.hosts or '0') or 0
+  local was_done = from and is_terminal(from)
+  if is_terminal(to) and not was_done then
+    t.d.hosts_done = (t.d.hosts_done or 0) + hosts
+  elseif was_done and not is_terminal(to) then
+    t.d.hosts_done = (t.d.hosts_done or 0) - hosts
+  end
+end
+-- A tally lives at least as long as the chunk that last changed it.
+local function keep_tally(key, job_key)
+  local ttl = redis.call('PTTL', job_key)
+  if ttl > 0 and redis.call('PTTL', key) < ttl then redis.call('PEXPIRE', key, ttl) end
+end
+local function flush_counts(countskey)
+  for st, d in pairs(deltas) do
+    if d ~= 0 then redis.call('HINCRBY', countskey, st, d) end
+  end
+  deltas = {}
+  for key, t in pairs(tallies) do
+    for f, d in pairs(t.d) do
+      if d ~= 0 then redis.call('HINCRBY', key, f, d) end
+    end
+    keep_tally(key, t.job)
+  end
+  tallies = {}
 end
 
 -- Lanes (docs/queue.md): a job that needs raw sockets (`needs_raw` = '1') waits in the raw
@@ -195,7 +228,7 @@ local function finish(f)
   end
   set[#set + 1] = 'state'
   set[#set + 1] = f.to
-  count(f.from, f.to)
+  count(f.from, f.to, f.j)
   local ttl = f.result_ttl
   if f.to == S.failed then
     redis.call('ZADD', f.dead, f.now, j.ref)

@@ -94,7 +94,7 @@ for i = 8, #ARGV, 8 do
     if err ~= '' then set[#set + 1] = 'error'; set[#set + 1] = err end
     if outcome == 'retry' then
       redis.call('ZADD', sched, now + delay, ref)
-      count(S.running, S.scheduled)
+      count(S.running, S.scheduled, j)
       emit_state(j, 'state', S.scheduled, now, { retry_at_ms = now + delay })
       set[#set + 1] = 'state'; set[#set + 1] = S.scheduled
       set[#set + 1] = 'retry_at_ms'; set[#set + 1] = now + delay
@@ -102,7 +102,7 @@ for i = 8, #ARGV, 8 do
       out[#out + 1] = S.scheduled
     elseif outcome == 'handback' then
       ready(streams, lane_of(h.priority, h.needs_raw), KEYS[14], ref)
-      count(S.running, S.queued)
+      count(S.running, S.queued, j)
       emit_state(j, 'state', S.queued, now, { reason = 'handed back' })
       set[#set + 1] = 'state'; set[#set + 1] = S.queued
       set[#set + 1] = 'attempt'; set[#set + 1] = attempt - 1

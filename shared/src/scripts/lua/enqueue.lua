@@ -10,7 +10,7 @@
 -- claimed, so one tenant's flood cannot starve another (0 = no window)
 -- ARGV[7] the job's lane: its priority, with `:raw` appended when it needs raw sockets (KEYS[2]
 -- is then that lane's stream; shares and backlogs are per lane, see `lanes` in common.lua)
--- ARGV[8..] field, value pairs of the job (target, args, …)
+-- ARGV[8..] field, value pairs of the job (target, args, …; a chunk's `parent` and `hosts`)
 -- Returns {'created', state, created_ms} | {'exists', state} | {'conflict', state} | {'full', depth}
 
 local job, stream, sched, counts = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
@@ -57,4 +57,14 @@ for _, v in ipairs(when) do fields[#fields + 1] = v end
 for i = 8, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', job, unpack(fields))
 redis.call('PEXPIRE', job, ttl)
+-- A chunk of a big scan (a `parent` field) is counted in its parent's tally (see `count`).
+for i = 8, #ARGV - 1, 2 do
+  if ARGV[i] == 'parent' then
+    local prefix = string.sub(job, 1, #job - #K.job - #ref)
+    local tally = prefix .. K.tally .. tenant_of(ref) .. '/' .. ARGV[i + 1]
+    redis.call('HINCRBY', tally, state, 1)
+    keep_tally(tally, job)
+    break
+  end
+end
 return { 'created', state, now }

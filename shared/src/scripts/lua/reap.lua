@@ -13,7 +13,7 @@
 -- ARGV[5] result ttl ms  ARGV[6] dead ttl ms  ARGV[7] max events  ARGV[8] notify channel
 -- ARGV[9] tool name  ARGV[10] random number in [0,1) for jitter  ARGV[11] worker-lost error json
 -- ARGV[12] cancelled error json
--- Returns {promoted, {ref, new state}…}
+-- Returns {promoted, {ref, new state, parent (a chunk's, else '')}…}
 
 local sched, leases, counts, dead, prefix = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local streams = lanes({ KEYS[6], KEYS[7], KEYS[8] }, { KEYS[12], KEYS[13], KEYS[14] })
@@ -32,7 +32,7 @@ for _, ref in ipairs(due) do
   local j = job_at(prefix, ref, tool)
   if load(j, { 'priority', 'needs_raw' }) and j.h.state == S.scheduled then
     ready(streams, lane_of(j.h.priority, j.h.needs_raw), KEYS[9], ref)
-    count(S.scheduled, S.queued)
+    count(S.scheduled, S.queued, j)
     emit_state(j, 'state', S.queued, now)
     save(j, now, { 'state', S.queued, 'ready_ms', now })
     promoted = promoted + 1
@@ -69,7 +69,7 @@ for _, ref in ipairs(lapsed) do
       local delay = math.min(cap, base * 2 ^ (attempt - 1))
       delay = math.floor(delay * (0.5 + rnd))
       redis.call('ZADD', sched, now + delay, ref)
-      count(S.running, S.scheduled)
+      count(S.running, S.scheduled, j)
       emit_state(j, 'state', S.scheduled, now, { retry_at_ms = now + delay, reason = 'lease expired' })
       set[#set + 1] = 'state'; set[#set + 1] = S.scheduled
       set[#set + 1] = 'retry_at_ms'; set[#set + 1] = now + delay
@@ -79,7 +79,7 @@ for _, ref in ipairs(lapsed) do
         started = tonumber(h.started_ms or now), dead = dead, result_ttl = result_ttl,
         dead_ttl = dead_ttl, set = set })
     end
-    taken[#taken + 1] = { ref, to }
+    taken[#taken + 1] = { ref, to, h.parent or '' }
   end
 end
 flush_counts(counts)

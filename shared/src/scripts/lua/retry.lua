@@ -38,7 +38,7 @@ if window > 0 and tonumber(c[3] or '0') >= window then
 else
   ready(streams, lane, KEYS[7], j.ref)
 end
-count(state, S.queued)
+count(state, S.queued, j)
 emit_state(j, 'state', S.queued, now, { reason = 'retry' })
 save(j, now, { 'state', S.queued, 'attempt', 0, 'deliveries', 0, 'cancel_requested', '0',
   'ready_ms', now })

@@ -1,0 +1,518 @@
+//! Big scans (DESIGN §12): one submit, one **parent** job, many **chunks**.
+//!
+//! - The parent is a job hash like any other (same key schema, listing, events, TTLs) that
+//!   never runs a tool: it holds the request, `chunks` (how many), `hosts`, `chunk_hosts`, and,
+//!   as its chunks move, `tally` (chunks by state), `progress` (hosts done / total) and at the
+//!   end the merged `result`. `parent.lua` writes it.
+//! - Chunk `n` is an ordinary job `<parent>:<n>` (same tool and tenant, its own partition by its
+//!   ID) with `parent` and `hosts` fields, admitted by `enqueue.lua` like any job (queue length,
+//!   fair share, the tenant's caps); it is not in the tenant's listing (the parent is).
+//! - Each chunk's own scripts count it in its parent's **tally** in the chunk's partition
+//!   (`count` in common.lua), atomically with its state change. Reading a parent's state is
+//!   therefore one HGETALL per partition, whatever its number of chunks ([`Queue::settle_parent`]).
+//! - Who writes the parent: whoever moved a chunk (the worker's settler, the API's cancel and
+//!   retry) calls [`Queue::settle_parent`]; the parent's final state and merged result are
+//!   written once, by the first settle that finds every chunk finished. A settle that was
+//!   lost (a crash) is made up by the reconciler ([`Queue::reconcile_parents`]), which also
+//!   queues the chunks of a parent whose submit stopped half-way.
+
+use std::collections::HashMap;
+
+use redis::AsyncCommands;
+
+use super::{Queue, QueueError, Submitted, job_fields, listing};
+use crate::domain::{ChunkTally, CorrelationId, JobDocument, JobId, Priority, TenantId, chunk_id};
+use crate::keys::ToolKeys;
+use crate::request::JobSpec;
+use crate::scripts::{CancelOutcome, ChunkEnqueue, EnqueueOutcome, TenantCaps};
+use crate::validate::TargetList;
+
+/// The request fields a chunk takes from its parent (the target is its own).
+const INHERITED: &[&str] = &[
+    "timeout_sec",
+    "max_attempts",
+    "args",
+    "args_raw",
+    "priority",
+    "template",
+    "intrusive",
+    "needs_raw",
+    "max_running",
+];
+
+/// How long a parent's submit may take before the reconciler queues its missing chunks.
+pub(super) const SPAWN_GRACE_MS: u64 = 60_000;
+
+/// What queuing a parent's chunks did.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct Spawned {
+    created: u64,
+    /// Chunks refused because their partition's queue was full.
+    full: u64,
+    depth: u64,
+}
+
+impl Queue {
+    /// Admits a big scan: the parent's hash and listing entry, then its chunks. Idempotent
+    /// like any submit: the same request with the same correlation ID is the same parent (and
+    /// a submit that stopped half-way queues the rest).
+    pub(super) async fn admit_parent(
+        &self,
+        tenant: &TenantId,
+        spec: &JobSpec,
+        caps: Option<TenantCaps>,
+    ) -> Result<Submitted, QueueError> {
+        let chunk_hosts = spec.chunk_hosts.unwrap_or(1).max(1);
+        let cid = spec
+            .correlation_id
+            .clone()
+            .unwrap_or_else(CorrelationId::generate);
+        let id = JobId::new(spec.tool.clone(), tenant.clone(), cid.clone());
+        let hosts = spec.target.hosts();
+        let chunks = hosts.div_ceil(chunk_hosts).max(1);
+        let tally = ChunkTally {
+            total: chunks,
+            ..Default::default()
+        };
+        let mut fields = job_fields(spec, caps.map(|c| c.max_running).unwrap_or(0));
+        fields.extend([
+            ("chunks", chunks.to_string()),
+            ("hosts", hosts.to_string()),
+            ("chunk_hosts", chunk_hosts.to_string()),
+            (
+                "tally",
+                serde_json::to_string(&tally).expect("serializable"),
+            ),
+            ("progress", progress_json(&tally, 0, hosts)),
+        ]);
+        self.claim_listing(tenant, &id).await?;
+        let tk = self.keys.job_keys(&id);
+        let mut con = self.connection().await?;
+        let opened = self
+            .scripts
+            .parent_open(
+                &mut con,
+                &tk,
+                &self.settings,
+                &id.job_ref(),
+                id.tool.as_str(),
+                &spec.request_hash,
+                &fields,
+            )
+            .await?;
+        let created = match opened {
+            EnqueueOutcome::Created { .. } => true,
+            EnqueueOutcome::Exists { .. } => false,
+            EnqueueOutcome::Conflict { state } => return Err(QueueError::Conflict { state }),
+            EnqueueOutcome::Full { depth } => return Err(QueueError::Full { depth }),
+        };
+        self.remember(&id);
+        let spawned = self.spawn_chunks(&id, spec.delay_ms, caps).await?;
+        if spawned.full > 0 {
+            // All or nothing: what was queued is cancelled, the parent ends `cancelled` with
+            // the reason, and the client hears the queue is full.
+            self.cancel_chunks(&id).await?;
+            self.settle_parent(&id).await?;
+            return Err(QueueError::Full {
+                depth: spawned.depth,
+            });
+        }
+        self.settle_parent(&id).await?;
+        let document = self.parent_document(&id).await?;
+        Ok(Submitted { created, document })
+    }
+
+    /// Puts `id`'s correlation ID in its tenant's listing (a conflict when another tool's live
+    /// job holds it), as a submit does.
+    async fn claim_listing(&self, tenant: &TenantId, id: &JobId) -> Result<(), QueueError> {
+        let no = self.tool_no(&id.tool).await?;
+        let mut con = self.connection().await?;
+        let _: () = con.sadd(self.keys.tenants(), tenant.as_str()).await?;
+        let added: i64 = redis::cmd("ZADD")
+            .arg(self.keys.tenant_jobs(tenant))
+            .arg("NX")
+            .arg(listing::score(listing::now_ms(), no))
+            .arg(id.cid.as_str())
+            .query_async(&mut con)
+            .await?;
+        if added == 0
+            && let Some(t) = self.indexed(tenant, &id.cid).await?
+            && t != id.tool
+        {
+            let other = JobId::new(t, tenant.clone(), id.cid.clone());
+            let exists: bool = con.exists(self.keys.job(&other)).await?;
+            if exists {
+                return Err(QueueError::Conflict {
+                    state: "owned by another tool".into(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    async fn parent_document(&self, id: &JobId) -> Result<JobDocument, QueueError> {
+        let mut con = self.connection().await?;
+        let h: HashMap<String, String> = con.hgetall(self.keys.job(id)).await?;
+        JobDocument::from_job(id, &h).ok_or(QueueError::NotFound)
+    }
+
+    /// The parent's hash, or `None` when `id` is no parent (or gone).
+    pub(super) async fn parent_hash(
+        &self,
+        id: &JobId,
+    ) -> Result<Option<HashMap<String, String>>, QueueError> {
+        let mut con = self.connection().await?;
+        let h: HashMap<String, String> = con.hgetall(self.keys.job(id)).await?;
+        Ok(h.contains_key("chunks").then_some(h))
+    }
+
+    /// Queues every chunk of parent `id` that does not exist yet (idempotent: a chunk that
+    /// exists answers `exists`), under the tenant's queued cap when it has one.
+    pub(super) async fn spawn_chunks(
+        &self,
+        id: &JobId,
+        delay_ms: u64,
+        caps: Option<TenantCaps>,
+    ) -> Result<Spawned, QueueError> {
+        let Some(h) = self.parent_hash(id).await? else {
+            return Err(QueueError::NotFound);
+        };
+        let target: TargetList = h
+            .get("target")
+            .and_then(|t| t.parse().ok())
+            .ok_or(QueueError::NotFound)?;
+        let chunk_hosts: u64 = h
+            .get("chunk_hosts")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1);
+        let req_hash = h.get("req_hash").cloned().unwrap_or_default();
+        let priority: Priority = h
+            .get("priority")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(Priority::Normal);
+        let needs_raw = h.get("needs_raw").is_some_and(|v| v == "1");
+        let inherited: Vec<(&str, String)> = INHERITED
+            .iter()
+            .filter_map(|k| h.get(*k).map(|v| (*k, v.clone())))
+            .collect();
+        // Fields per chunk, grouped by the partition each chunk lives in.
+        let mut by_partition: HashMap<u16, Vec<(JobId, Vec<(&str, String)>)>> = HashMap::new();
+        for (n, piece) in target.chunks(chunk_hosts).iter().enumerate() {
+            let chunk = JobId::new(
+                id.tool.clone(),
+                id.tenant.clone(),
+                chunk_id(&id.cid, n as u64),
+            );
+            let mut fields = vec![
+                ("target", piece.to_string()),
+                ("parent", id.cid.to_string()),
+                ("hosts", piece.hosts().to_string()),
+            ];
+            fields.extend(inherited.iter().cloned());
+            by_partition
+                .entry(self.keys.partition_of(&chunk))
+                .or_default()
+                .push((chunk, fields));
+        }
+        let mut out = Spawned::default();
+        for (p, chunks) in by_partition {
+            let tk = self.keys.partition(&id.tool, p);
+            if let Some(caps) = caps {
+                for (chunk, _) in &chunks {
+                    self.reserve_place(&id.tenant, chunk, caps).await?;
+                }
+            }
+            let items: Vec<ChunkEnqueue<'_>> = chunks
+                .iter()
+                .map(|(chunk, fields)| ChunkEnqueue {
+                    job_ref: chunk.job_ref(),
+                    request_hash: format!("{req_hash}:{}", chunk.cid),
+                    lane: (priority, needs_raw),
+                    delay_ms,
+                    fields,
+                })
+                .collect();
+            let mut con = self.connection().await?;
+            let outcomes = self
+                .scripts
+                .enqueue_chunks(&mut con, &tk, &self.settings, &items)
+                .await?;
+            for ((chunk, _), outcome) in chunks.iter().zip(outcomes) {
+                match outcome {
+                    EnqueueOutcome::Created { .. } => out.created += 1,
+                    EnqueueOutcome::Exists { .. } | EnqueueOutcome::Conflict { .. } => {}
+                    EnqueueOutcome::Full { depth } => {
+                        out.full += 1;
+                        out.depth = out.depth.max(depth);
+                        if caps.is_some() {
+                            self.forget_queued(&id.tenant, &id.tool, &chunk.cid).await?;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Cancels every chunk of parent `id` (queued ones at once, running ones at their next
+    /// check). Returns whether some chunk was still running.
+    async fn cancel_chunks(&self, id: &JobId) -> Result<bool, QueueError> {
+        let Some(h) = self.parent_hash(id).await? else {
+            return Err(QueueError::NotFound);
+        };
+        let chunks: u64 = h.get("chunks").and_then(|n| n.parse().ok()).unwrap_or(0);
+        let mut running = false;
+        let err = super::cancelled_error();
+        let mut con = self.connection().await?;
+        for n in 0..chunks {
+            let chunk = JobId::new(id.tool.clone(), id.tenant.clone(), chunk_id(&id.cid, n));
+            let out = self
+                .scripts
+                .cancel(
+                    &mut con,
+                    &self.keys.job_keys(&chunk),
+                    &self.settings,
+                    &chunk.job_ref(),
+                    id.tool.as_str(),
+                    &err,
+                )
+                .await?;
+            match out {
+                CancelOutcome::Requested => running = true,
+                CancelOutcome::Cancelled => {
+                    self.forget_queued(&id.tenant, &id.tool, &chunk.cid).await?
+                }
+                _ => {}
+            }
+        }
+        Ok(running)
+    }
+
+    /// Cancels a parent: marked, then every chunk cancelled; the parent is `cancelled` once
+    /// the running ones stopped.
+    pub(super) async fn cancel_parent(&self, id: &JobId) -> Result<CancelOutcome, QueueError> {
+        let mut con = self.connection().await?;
+        let marked = self
+            .scripts
+            .parent_mark(
+                &mut con,
+                &self.keys.job_keys(id),
+                &self.settings,
+                "cancel",
+                &id.job_ref(),
+                id.tool.as_str(),
+                0,
+            )
+            .await?;
+        match marked.first().map(String::as_str) {
+            Some("requested") => {}
+            Some("final") => {
+                return Err(QueueError::Final {
+                    state: marked.get(1).cloned().unwrap_or_default(),
+                });
+            }
+            _ => return Err(QueueError::NotFound),
+        }
+        let running = self.cancel_chunks(id).await?;
+        self.settle_parent(id).await?;
+        Ok(if running {
+            CancelOutcome::Requested
+        } else {
+            CancelOutcome::Cancelled
+        })
+    }
+
+    /// Retries a failed or cancelled parent: reopened, then only its chunks that did not
+    /// succeed are admitted again (each through the gate, the caps and the queue length of
+    /// [`Queue::admit_retry`]); chunks that were never queued are queued.
+    pub(super) async fn retry_parent(
+        &self,
+        id: &JobId,
+        caps: Option<TenantCaps>,
+    ) -> Result<JobDocument, QueueError> {
+        self.check_gate(&id.tool, false).await?;
+        let mut con = self.connection().await?;
+        let reopened = self
+            .scripts
+            .parent_mark(
+                &mut con,
+                &self.keys.job_keys(id),
+                &self.settings,
+                "reopen",
+                &id.job_ref(),
+                id.tool.as_str(),
+                super::settle::CHECK_EVERY_MS,
+            )
+            .await?;
+        match reopened.first().map(String::as_str) {
+            Some("reopened") => {}
+            Some("not_retryable") => {
+                return Err(QueueError::Final {
+                    state: reopened.get(1).cloned().unwrap_or_default(),
+                });
+            }
+            _ => return Err(QueueError::NotFound),
+        }
+        let states = self.chunk_fields(id, &["state"]).await?;
+        for (n, fields) in states.iter().enumerate() {
+            let state = fields.as_ref().and_then(|f| f.get("state"));
+            if matches!(state.map(String::as_str), Some("failed" | "cancelled")) {
+                let chunk = JobId::new(
+                    id.tool.clone(),
+                    id.tenant.clone(),
+                    chunk_id(&id.cid, n as u64),
+                );
+                match self.retry_one(&chunk, caps).await {
+                    Ok(_) | Err(QueueError::Final { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        self.spawn_chunks(id, 0, caps).await?;
+        self.settle_parent(id).await?;
+        self.parent_document(id).await
+    }
+
+    /// `fields` of every chunk of parent `id`, in chunk order (`None` for a chunk that does
+    /// not exist): one pipelined HMGET per chunk, grouped by partition.
+    pub(super) async fn chunk_fields(
+        &self,
+        id: &JobId,
+        fields: &[&str],
+    ) -> Result<Vec<Option<HashMap<String, String>>>, QueueError> {
+        let Some(h) = self.parent_hash(id).await? else {
+            return Err(QueueError::NotFound);
+        };
+        let chunks: u64 = h.get("chunks").and_then(|n| n.parse().ok()).unwrap_or(0);
+        self.chunk_fields_range(id, 0..chunks, fields).await
+    }
+
+    pub(super) async fn chunk_fields_range(
+        &self,
+        id: &JobId,
+        range: std::ops::Range<u64>,
+        fields: &[&str],
+    ) -> Result<Vec<Option<HashMap<String, String>>>, QueueError> {
+        let mut by_partition: HashMap<u16, Vec<(usize, String)>> = HashMap::new();
+        let start = range.start;
+        for n in range.clone() {
+            let chunk = JobId::new(id.tool.clone(), id.tenant.clone(), chunk_id(&id.cid, n));
+            by_partition
+                .entry(self.keys.partition_of(&chunk))
+                .or_default()
+                .push(((n - start) as usize, self.keys.job(&chunk)));
+        }
+        let mut out = vec![None; (range.end - range.start) as usize];
+        let mut con = self.connection().await?;
+        for (_, keys) in by_partition {
+            let mut pipe = redis::pipe();
+            for (_, key) in &keys {
+                pipe.cmd("HMGET").arg(key).arg(fields);
+            }
+            let replies: Vec<Vec<Option<String>>> = pipe.query_async(&mut con).await?;
+            for ((i, _), values) in keys.iter().zip(replies) {
+                if values.iter().any(Option::is_some) {
+                    out[*i] = Some(
+                        fields
+                            .iter()
+                            .zip(values)
+                            .filter_map(|(k, v)| v.map(|v| ((*k).to_owned(), v)))
+                            .collect(),
+                    );
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// A page of parent `cid`'s chunks (`GET /v1/jobs/{id}/chunks`): their documents from chunk
+    /// `offset`, at most `limit`, and the parent's chunk count; `None` when `cid` is no parent.
+    pub async fn chunks(
+        &self,
+        tenant: &TenantId,
+        cid: &CorrelationId,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Option<(u64, Vec<JobDocument>)>, QueueError> {
+        let Some(tool) = self.locate(tenant, cid).await? else {
+            return Ok(None);
+        };
+        let id = JobId::new(tool, tenant.clone(), cid.clone());
+        let Some(h) = self.parent_hash(&id).await? else {
+            return Ok(None);
+        };
+        let total: u64 = h.get("chunks").and_then(|n| n.parse().ok()).unwrap_or(0);
+        let end = offset.saturating_add(limit).min(total);
+        let start = offset.min(end);
+        let mut docs = Vec::new();
+        for (i, fields) in self
+            .chunk_fields_range(&id, start..end, CHUNK_DOC_FIELDS)
+            .await?
+            .into_iter()
+            .enumerate()
+        {
+            let chunk = JobId::new(
+                id.tool.clone(),
+                tenant.clone(),
+                chunk_id(cid, start + i as u64),
+            );
+            if let Some(doc) = fields.and_then(|f| JobDocument::from_job(&chunk, &f)) {
+                docs.push(doc);
+            }
+        }
+        self.explain_waits(&mut docs).await;
+        Ok(Some((total, docs)))
+    }
+}
+
+/// What a chunk listing shows of each chunk: its document without result or output.
+const CHUNK_DOC_FIELDS: &[&str] = &[
+    "state",
+    "target",
+    "args",
+    "template",
+    "attempt",
+    "max_attempts",
+    "priority",
+    "timeout_sec",
+    "created_ms",
+    "started_ms",
+    "finished_ms",
+    "retry_at_ms",
+    "updated_ms",
+    "queue_wait_ms",
+    "duration_ms",
+    "worker",
+    "progress",
+    "error",
+    "needs_raw",
+    "parent",
+];
+
+/// The parent's `progress`: hosts of finished chunks over all hosts.
+pub(super) fn progress_json(tally: &ChunkTally, hosts_done: u64, hosts: u64) -> String {
+    let percent = if hosts == 0 {
+        0.0
+    } else {
+        (hosts_done as f64 * 100.0 / hosts as f64 * 10.0).round() / 10.0
+    };
+    serde_json::json!({
+        "percent": percent,
+        "eta_sec": null,
+        "phase": format!(
+            "{} of {} chunks done, {} running",
+            tally.succeeded + tally.failed + tally.cancelled,
+            tally.total,
+            tally.running
+        ),
+        "hosts_done": hosts_done,
+        "hosts_total": hosts,
+        "chunks": tally,
+    })
+    .to_string()
+}
+
+/// The tally key of `id`'s chunks in partition `tk`.
+pub(super) fn tally_key(tk: &ToolKeys, id: &JobId) -> String {
+    tk.chunk_tally(&id.job_ref())
+}
