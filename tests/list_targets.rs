@@ -4,9 +4,9 @@
 //! scans). Loopback only: listeners on 127.0.0.1 and 127.0.0.2 are in the list, one on
 //! 127.0.0.3 is not.
 //!
-//! The stored target is written as a chunk's would be: the job is submitted with its first
-//! address and its stored `target` rewritten to the list before any worker runs, so the
-//! worker's side (re-check, resolve, argv, confinement) is what is tested.
+//! A list within the tool's `max_hosts` is one ordinary job (a big scan's chunks are such jobs).
+//! The worker's own check is shown on a stored list no submit could make: the job is submitted
+//! with one address and its stored `target` rewritten to a list over the tool's limit.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -53,9 +53,19 @@ fn prober(ports: [u16; 3]) -> String {
     body
 }
 
-/// Submits `body` (its `target` the list's first address) and rewrites the stored target to
-/// `list`, as a big scan's chunk is stored. No worker may be running yet.
-async fn submit_list(base: &str, redis: &RedisServer, cfg: &Config, body: Value, list: &str) {
+async fn submit(base: &str, body: Value) {
+    let r = post_json(base, "/v1/jobs", &body).await;
+    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+    let doc: Value = r.json().await.unwrap();
+    assert!(
+        doc.get("chunks").is_none(),
+        "a list within max_hosts is one job: {doc}"
+    );
+}
+
+/// Submits `body` and rewrites its stored target to `list`, as a job written by something
+/// other than the API might be. No worker may be running yet.
+async fn submit_then_store(base: &str, redis: &RedisServer, cfg: &Config, body: Value, list: &str) {
     let r = post_json(base, "/v1/jobs", &body).await;
     assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
     let queue = Queue::new(scanq::queue::pool(cfg).unwrap(), cfg);
@@ -120,24 +130,18 @@ async fn a_listed_target_reaches_every_listed_address_and_nothing_else() {
     cfg.egress_confinement = EgressConfinement::Required;
     cfg.allow_unconfined = false;
     let (_api, base) = start_api(cfg.clone(), catalog.clone()).await;
-    submit_list(
-        &base,
-        &redis,
-        &cfg,
-        json!({"tool":"prober","target":"127.0.0.1","correlation_id":"probe"}),
-        LIST,
-    )
-    .await;
-    submit_list(
-        &base,
-        &redis,
-        &cfg,
-        json!({"tool":"nmap","target":"127.0.0.1","args":format!("-sT -Pn -n -p {p1},{p2}"),
-               "correlation_id":"scan"}),
-        LIST,
-    )
-    .await;
     let _worker = start_worker(cfg, catalog).await;
+    submit(
+        &base,
+        json!({"tool":"prober","target":LIST,"correlation_id":"probe"}),
+    )
+    .await;
+    submit(
+        &base,
+        json!({"tool":"nmap","target":LIST,"args":format!("-sT -Pn -n -p {p1},{p2}"),
+               "correlation_id":"scan"}),
+    )
+    .await;
 
     // The fake tool: both listed listeners answer, the third address is refused by the kernel.
     let done = wait_done(&base, "probe", Duration::from_secs(60)).await;
@@ -195,16 +199,13 @@ async fn a_raw_syn_scan_of_a_list_finds_each_listed_listener_in_its_namespace() 
     cfg.allow_unconfined = false;
     let catalog = Catalog::builtin();
     let (_api, base) = start_api(cfg.clone(), catalog.clone()).await;
-    submit_list(
+    let _worker = start_worker(cfg, catalog).await;
+    submit(
         &base,
-        &redis,
-        &cfg,
-        json!({"tool":"nmap","target":"127.0.0.1","args":format!("-sS -Pn -n -p {p1},{p2}"),
+        json!({"tool":"nmap","target":LIST,"args":format!("-sS -Pn -n -p {p1},{p2}"),
                "correlation_id":"syn"}),
-        LIST,
     )
     .await;
-    let _worker = start_worker(cfg, catalog).await;
 
     let done = wait_done(&base, "syn", Duration::from_secs(120)).await;
     assert_eq!(done["state"], "succeeded", "{done}");
@@ -239,7 +240,7 @@ async fn a_stored_list_over_the_tools_max_hosts_is_refused_by_the_worker_naming_
     let catalog = Catalog::load(Some(&path)).expect("catalog");
     let cfg = test_config(&redis, "listcap");
     let (_api, base) = start_api(cfg.clone(), catalog.clone()).await;
-    submit_list(
+    submit_then_store(
         &base,
         &redis,
         &cfg,

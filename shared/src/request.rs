@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 
 use crate::catalog::{Catalog, ToolSpec};
 use crate::domain::{CorrelationId, Priority, ToolName};
-use crate::validate::{ArgContext, Target, TargetList, TargetPolicy, ToolArgs, ValidationError};
+use crate::validate::{ArgContext, TargetList, TargetPolicy, ToolArgs, ValidationError};
 
 /// Fields a submit body may carry.
 pub const FIELDS: &[&str] = &[
@@ -302,11 +302,11 @@ pub fn recheck(
     targets: &TargetPolicy,
     allow_intrusive: bool,
     stored: &StoredRequest<'_>,
-) -> Result<(crate::validate::TargetList, ToolArgs), ValidationError> {
+) -> Result<(TargetList, ToolArgs), ValidationError> {
     // A chunk of a big scan carries a list; a one-entry list is a plain target. The API stores
     // the canonical text, so anything else (white space, a space-separated list, a name in
     // capitals) was not written by it and is refused rather than reinterpreted.
-    let target: crate::validate::TargetList = stored.target.parse()?;
+    let target: TargetList = stored.target.parse()?;
     if target.to_string() != stored.target {
         return Err(ValidationError::new(
             "target",
@@ -339,7 +339,7 @@ mod recheck_tests;
 /// The parts of a stored job the worker re-checks.
 #[derive(Debug, Clone, Copy)]
 pub struct StoredRequest<'a> {
-    /// One target, or a list (a chunk's `127.1.0.0/26,127.1.0.64/27`): [`crate::validate::TargetList`] text.
+    /// One target, or a list (a chunk's `127.1.0.0/26,127.1.0.64/27`): [`TargetList`] text.
     pub target: &'a str,
     pub template: Option<&'a str>,
     pub raw_args: &'a str,

@@ -162,8 +162,9 @@ impl TargetPolicy {
     }
 
     /// Checks the target list of one job (a chunk of a big scan, or a one-entry list): every
-    /// entry as [`TargetPolicy::check`] would, and all of them together within the host cap
-    /// ([`TargetPolicy::host_cap`]), so no job scans more addresses than one job may.
+    /// entry as [`TargetPolicy::check`] would, and all of them together within the tool's
+    /// `max_hosts` (or the server's, [`TargetPolicy::max_hosts`]), so no job scans more
+    /// addresses than one job may.
     pub fn check_list(
         &self,
         list: &TargetList,
@@ -172,7 +173,7 @@ impl TargetPolicy {
         for target in list.entries() {
             self.check(target, max_hosts_override)?;
         }
-        let cap = self.host_cap(max_hosts_override);
+        let cap = max_hosts_override.unwrap_or(self.max_hosts);
         let hosts = list.hosts();
         if hosts > u64::from(cap) {
             return Err(refuse(
@@ -228,12 +229,6 @@ impl TargetPolicy {
         }
         let _ = write!(out, "; CIDRs up to {} addresses", self.max_hosts);
         out
-    }
-
-    /// The most addresses one job may cover: the tool's own limit if it sets one, else the
-    /// server's (`SCANQ_MAX_HOSTS`).
-    pub fn host_cap(&self, max_hosts_override: Option<u32>) -> u32 {
-        max_hosts_override.unwrap_or(self.max_hosts)
     }
 
     fn check_host(&self, host: &Hostname) -> Result<(), ValidationError> {
