@@ -365,6 +365,7 @@ async fn exec(
         parsed: parse_output(spec, &out.stdout),
         command,
         confinement,
+        partial: false,
     };
     let exit = Exit {
         exit_code: out.exit_code,

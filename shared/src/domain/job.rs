@@ -158,6 +158,11 @@ pub struct JobResult {
     /// How the kernel confined the run's traffic, when it did (egress confinement).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub confinement: Option<Confinement>,
+    /// A big scan's merged result that lacks the hosts of a chunk that did not succeed
+    /// (`scanq::nmap::merge_chunks`, docs/merged-results.md); what the other chunks found is
+    /// still here and exportable. Absent (false) for every ordinary job.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub partial: bool,
 }
 
 /// A confined run's record: what it could reach and how often it tried to go elsewhere.

@@ -12,15 +12,25 @@ use crate::domain::{JobDocument, JobState};
 /// Why a job has no report to export or compare.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NoReport {
-    #[error("job `{id}` is {state}; only succeeded jobs have a result to export or compare")]
+    #[error(
+        "job `{id}` is {state}; only succeeded jobs, and failed big scans whose merged result is \
+         partial, have a result to export or compare"
+    )]
     NotSucceeded { id: String, state: JobState },
     #[error("job `{id}` has no parsed nmap report (tool `{tool}`)")]
     NotNmap { id: String, tool: String },
 }
 
-/// The parsed nmap report of a succeeded job.
+/// The parsed nmap report of a succeeded job, or of a failed big-scan parent whose merged
+/// result is `partial` (what the chunks that succeeded found; `merge_chunks`).
 pub fn finished_report(doc: &JobDocument) -> Result<NmapReport, NoReport> {
-    if doc.state != JobState::Succeeded {
+    let partial = doc.result.as_ref().is_some_and(|r| r.partial);
+    let exportable = match doc.state {
+        JobState::Succeeded => true,
+        JobState::Failed => partial,
+        _ => false,
+    };
+    if !exportable {
         return Err(NoReport::NotSucceeded {
             id: doc.correlation_id.clone(),
             state: doc.state,

@@ -13,7 +13,7 @@ use super::{Queue, QueueError, listing};
 use crate::domain::{
     ChunkTally, ErrorInfo, ErrorType, JobId, JobResult, JobState, ToolName, chunk_id,
 };
-use crate::nmap::merge::{ChunkOutcome, merge_chunks};
+use crate::nmap::{ChunkOutcome, merge_chunks};
 use crate::scripts::Settlement;
 
 /// How often an open parent is looked at by the reconciler when nothing settled it.
