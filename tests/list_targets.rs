@@ -228,6 +228,54 @@ async fn a_raw_syn_scan_of_a_list_finds_each_listed_listener_in_its_namespace() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_chunk_of_a_big_scan_runs_confined_to_its_own_list() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let one = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let three = std::net::TcpListener::bind("127.0.0.3:0").unwrap();
+    let (p1, p3) = (
+        one.local_addr().unwrap().port(),
+        three.local_addr().unwrap().port(),
+    );
+    let redis = RedisServer::start().await;
+    let mut cfg = test_config(&redis, "listchunks");
+    cfg.egress_confinement = EgressConfinement::Required;
+    cfg.allow_unconfined = false;
+    let catalog = Catalog::builtin();
+    let (_api, base) = start_api(cfg.clone(), catalog.clone()).await;
+    let _worker = start_worker(cfg, catalog).await;
+    let r = post_json(
+        &base,
+        "/v1/jobs",
+        &json!({"tool":"nmap","target":"127.0.0.1,127.0.0.2,127.0.0.3,127.0.0.4",
+                "chunk_hosts":2,"args":format!("-sT -Pn -n -p {p1},{p3}"),
+                "correlation_id":"big"}),
+    )
+    .await;
+    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+
+    let parent = wait_done(&base, "big", Duration::from_secs(120)).await;
+    assert_eq!(parent["state"], "succeeded", "{parent}");
+    for (n, list, port) in [
+        (0, ["127.0.0.1", "127.0.0.2"], p1),
+        (1, ["127.0.0.3", "127.0.0.4"], p3),
+    ] {
+        let chunk = get_json(&base, &format!("/v1/jobs/big:{n}")).await;
+        assert_eq!(chunk["state"], "succeeded", "{chunk}");
+        assert_eq!(chunk["target"], list.join(","), "{chunk}");
+        let c = &chunk["result"]["confinement"];
+        assert_eq!(c["allowed"], json!(list), "{chunk}");
+        assert_eq!(c["refused_attempts"], 0, "{chunk}");
+        let argv = command(&chunk);
+        assert_eq!(argv[argv.len() - 2..], list, "{argv:?}");
+        assert_eq!(port_state(&chunk, list[0], port), "open", "{chunk}");
+    }
+    drop((one, three));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stored_list_over_the_tools_max_hosts_is_refused_by_the_worker_naming_both_numbers() {
     let redis = RedisServer::start().await;
     let fixture = Fixture::new();
