@@ -376,3 +376,15 @@ async fn exec(
     };
     classify::classify_exit(exit, result, timeout.as_secs(), spec.retry_on_timeout)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expected_hosts_sums_the_addresses_of_every_entry() {
+        let list = ["127.1.0.0/26", "127.1.0.64/27", "10.0.0.5"].map(str::to_owned);
+        assert_eq!(expected_hosts(&list), 64 + 32 + 1);
+        assert_eq!(expected_hosts(&["10.0.0.5".to_owned()]), 1);
+    }
+}
