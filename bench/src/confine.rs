@@ -79,7 +79,9 @@ async fn measure(runs: u64) -> anyhow::Result<()> {
                 "sandbox" => None,
                 m => {
                     let t = Instant::now();
-                    let lease = egress.confine("127.0.0.1", m == "netns").await?;
+                    let lease = egress
+                        .confine(&["127.0.0.1".to_owned()], m == "netns")
+                        .await?;
                     confinement += t.elapsed();
                     Some(lease)
                 }

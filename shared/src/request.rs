@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 
 use crate::catalog::{Catalog, ToolSpec};
 use crate::domain::{CorrelationId, Priority, ToolName};
-use crate::validate::{ArgContext, Target, TargetList, TargetPolicy, ToolArgs, ValidationError};
+use crate::validate::{ArgContext, TargetList, TargetPolicy, ToolArgs, ValidationError};
 
 /// Fields a submit body may carry.
 pub const FIELDS: &[&str] = &[
@@ -293,16 +293,31 @@ fn split(
 }
 
 /// The worker's second look at a job read from Redis: the target must still parse and lie in
-/// scope, and the template and request arguments must still pass the tool's policy. Returns
-/// the arguments to run, rebuilt from the stored request rather than trusted from storage.
+/// scope (every entry of a list, and the list's hosts together within the tool's `max_hosts`),
+/// and the template and request arguments must still pass the tool's policy. Returns the
+/// target list and the arguments to run, rebuilt from the stored request rather than trusted
+/// from storage.
 pub fn recheck(
     spec: &ToolSpec,
     targets: &TargetPolicy,
     allow_intrusive: bool,
     stored: &StoredRequest<'_>,
-) -> Result<(Target, ToolArgs), ValidationError> {
-    let target: Target = stored.target.parse()?;
-    targets.check(&target, spec.max_hosts)?;
+) -> Result<(TargetList, ToolArgs), ValidationError> {
+    // A chunk of a big scan carries a list; a one-entry list is a plain target. The API stores
+    // the canonical text, so anything else (white space, a space-separated list, a name in
+    // capitals) was not written by it and is refused rather than reinterpreted.
+    let target: TargetList = stored.target.parse()?;
+    if target.to_string() != stored.target {
+        return Err(ValidationError::new(
+            "target",
+            format!(
+                "the stored target {:?} is not in canonical form (`{target}`)",
+                stored.target
+            ),
+            "a job's target is stored as the API writes it: canonical entries joined by `,`",
+        ));
+    }
+    targets.check_list(&target, spec.max_hosts)?;
     let ctx = ArgContext {
         server_allows_intrusive: allow_intrusive,
         request_intrusive: stored.intrusive,
@@ -318,9 +333,13 @@ pub fn recheck(
     ))
 }
 
+#[cfg(test)]
+mod recheck_tests;
+
 /// The parts of a stored job the worker re-checks.
 #[derive(Debug, Clone, Copy)]
 pub struct StoredRequest<'a> {
+    /// One target, or a list (a chunk's `127.1.0.0/26,127.1.0.64/27`): [`TargetList`] text.
     pub target: &'a str,
     pub template: Option<&'a str>,
     pub raw_args: &'a str,

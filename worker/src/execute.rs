@@ -66,7 +66,7 @@ pub async fn attempt(w: &SharedRef, job: &RunningJob, claimed: &ClaimedJob) -> O
         }),
         Executor::Sleep => sleep_executor(args.as_slice(), timeout, &job.cancel).await,
         Executor::Exec => {
-            let resolved = scanq::validate::resolve_for_scan(
+            let resolved = scanq::validate::resolve_list(
                 &live.targets,
                 w.resolver.as_ref(),
                 &target,
@@ -74,7 +74,7 @@ pub async fn attempt(w: &SharedRef, job: &RunningJob, claimed: &ClaimedJob) -> O
             )
             .await;
             match resolved {
-                Ok(address) => {
+                Ok(addresses) => {
                     // Decided again from the arguments that will run, whatever the job
                     // document says.
                     let raw = spec.args.needs_raw(&args);
@@ -85,7 +85,7 @@ pub async fn attempt(w: &SharedRef, job: &RunningJob, claimed: &ClaimedJob) -> O
                             "The job's stored need for raw sockets disagrees with its arguments; the arguments decide"
                         );
                     }
-                    exec(w, spec, args.as_slice(), &address, timeout, job, raw).await
+                    exec(w, spec, args.as_slice(), &addresses, timeout, job, raw).await
                 }
                 Err(e) => Ran::Failed(
                     ErrorInfo::new(ErrorType::ValidationError, e.to_string()),
@@ -193,7 +193,7 @@ fn sandbox_spec(
     w: &SharedRef,
     spec: &ToolSpec,
     args: &[String],
-    address: &str,
+    addresses: &[String],
     timeout: Duration,
     raw: bool,
 ) -> SandboxSpec {
@@ -204,7 +204,8 @@ fn sandbox_spec(
         argv.extend(spec.raw_args.iter().cloned());
     }
     argv.extend(spec.output_args.iter().cloned());
-    argv.push(address.to_owned());
+    // Every address of the target list, each its own argument, in the list's order.
+    argv.extend(addresses.iter().cloned());
     let mut s = SandboxSpec::new(spec.command.clone(), argv);
     s.timeout = timeout;
     s.stdout_cap = spec.stdout_cap;
@@ -223,12 +224,16 @@ fn sandbox_spec(
     s
 }
 
-/// How many addresses a target covers (for progress across host groups).
-fn expected_hosts(address: &str) -> u64 {
-    match address.parse::<ipnet::Ipv4Net>() {
-        Ok(net) => 1u64 << (32 - net.prefix_len()),
-        Err(_) => 1,
-    }
+/// How many addresses the tool is given (for progress across host groups): a CIDR counts its
+/// addresses, an address one.
+fn expected_hosts(addresses: &[String]) -> u64 {
+    addresses
+        .iter()
+        .map(|a| match a.parse::<ipnet::Ipv4Net>() {
+            Ok(net) => 1u64 << (32 - net.prefix_len()),
+            Err(_) => 1,
+        })
+        .sum()
 }
 
 /// The tool's structured result (catalog `parser = "nmap"`), also from truncated output.
@@ -252,14 +257,14 @@ async fn exec(
     w: &SharedRef,
     spec: &ToolSpec,
     args: &[String],
-    address: &str,
+    addresses: &[String],
     timeout: Duration,
     job: &RunningJob,
     raw: bool,
 ) -> Ran {
-    let mut sb = sandbox_spec(w, spec, args, address, timeout, raw);
+    let mut sb = sandbox_spec(w, spec, args, addresses, timeout, raw);
     let lease = match &w.egress {
-        Some(egress) => match egress.confine(address, raw).await {
+        Some(egress) => match egress.confine(addresses, raw).await {
             Ok(lease) => Some(lease),
             Err(e) => {
                 tracing::error!(error = %e, "Could not confine the tool");
@@ -300,7 +305,7 @@ async fn exec(
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let live = crate::live::Live {
         parser: spec.progress.clone(),
-        expected_hosts: Some(expected_hosts(address)),
+        expected_hosts: Some(expected_hosts(addresses)),
     };
     let reporter = tokio::spawn(crate::live::report(w.clone(), job.clone(), live, rx));
     let ran = sandbox::run(&sb, job.cancel.clone(), Some(tx)).await;
@@ -370,4 +375,16 @@ async fn exec(
         resource_exhausted: out.resource_exhausted,
     };
     classify::classify_exit(exit, result, timeout.as_secs(), spec.retry_on_timeout)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expected_hosts_sums_the_addresses_of_every_entry() {
+        let list = ["127.1.0.0/26", "127.1.0.64/27", "10.0.0.5"].map(str::to_owned);
+        assert_eq!(expected_hosts(&list), 64 + 32 + 1);
+        assert_eq!(expected_hosts(&["10.0.0.5".to_owned()]), 1);
+    }
 }

@@ -31,7 +31,8 @@ async fn egress() -> Arc<Egress> {
     egress
 }
 
-/// Runs `program args… target` confined to `target`, raw sockets on.
+/// Runs `program args… target` confined to `target` (an address, a CIDR, or a comma list of
+/// them), raw sockets on.
 async fn confined(
     egress: &Arc<Egress>,
     program: &str,
@@ -41,7 +42,8 @@ async fn confined(
     scanq_worker::sandbox::RunOutcome,
     scanq::domain::Confinement,
 ) {
-    let lease = egress.confine(target, true).await.expect("lease");
+    let allowed: Vec<String> = target.split(',').map(str::to_owned).collect();
+    let lease = egress.confine(&allowed, true).await.expect("lease");
     let mut spec = SandboxSpec::new(program, args.iter().copied());
     spec.timeout = Duration::from_secs(60);
     spec.run_as_uid = Some(lease.uid());
@@ -215,6 +217,73 @@ async fn a_raw_scan_of_another_loopback_address_reaches_nothing() {
         .nth(1)
         .unwrap_or("");
     assert_eq!(state(third, &format!("{port}/tcp")), "filtered", "{text}");
+    assert!(report.refused_attempts > 0, "{report:?}");
+    assert!(
+        other.accept().is_err(),
+        "nothing connected to the non-target"
+    );
+}
+
+#[tokio::test]
+async fn a_raw_run_confined_to_a_list_reaches_each_listed_address_and_nothing_else() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let egress = egress().await;
+    let (_one, p1) = listener("127.0.0.1");
+    let (_two, p2) = listener("127.0.0.2");
+    let (other, p3) = listener("127.0.0.3");
+    other.set_nonblocking(true).unwrap();
+    let ports = format!("{p1},{p2},{p3}");
+    // The job's target is the list 127.0.0.1,127.0.0.2 (one anonymous set in the netdev
+    // chain); the tool scans 127.0.0.3 as well.
+    let (out, report) = within(
+        90,
+        confined(
+            &egress,
+            "nmap",
+            &[
+                "--privileged",
+                "-sS",
+                "-n",
+                "-Pn",
+                "--max-retries",
+                "0",
+                "-p",
+                &ports,
+                "127.0.0.1",
+                "127.0.0.2",
+                "127.0.0.3",
+            ],
+            "127.0.0.1,127.0.0.2",
+        ),
+    )
+    .await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let report_of = |host: &str| {
+        text.split(&format!("Nmap scan report for {host}\n"))
+            .nth(1)
+            .and_then(|r| r.split("Nmap scan report for").next())
+            .unwrap_or("")
+            .to_owned()
+    };
+    assert_eq!(
+        state(&report_of("127.0.0.1"), &format!("{p1}/tcp")),
+        "open",
+        "{text}"
+    );
+    assert_eq!(
+        state(&report_of("127.0.0.2"), &format!("{p2}/tcp")),
+        "open",
+        "{text}"
+    );
+    assert_eq!(
+        state(&report_of("127.0.0.3"), &format!("{p3}/tcp")),
+        "filtered",
+        "{text}"
+    );
+    assert_eq!(report.allowed, ["127.0.0.1", "127.0.0.2"], "{report:?}");
     assert!(report.refused_attempts > 0, "{report:?}");
     assert!(
         other.accept().is_err(),

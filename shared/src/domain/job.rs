@@ -339,7 +339,6 @@ impl JobDocument {
             } else {
                 Vec::new()
             },
-            waiting_for: None,
             parent: get("parent").cloned(),
             chunks: json(h, "tally"),
             waiting_for: (state == JobState::Queued

@@ -40,6 +40,9 @@ const INHERITED: &[&str] = &[
     "max_running",
 ];
 
+/// A job's hash fields, as the enqueue script takes them.
+type Fields<'a> = Vec<(&'a str, String)>;
+
 /// How long a parent's submit may take before the reconciler queues its missing chunks.
 pub(super) const SPAWN_GRACE_MS: u64 = 60_000;
 
@@ -196,7 +199,7 @@ impl Queue {
             .filter_map(|k| h.get(*k).map(|v| (*k, v.clone())))
             .collect();
         // Fields per chunk, grouped by the partition each chunk lives in.
-        let mut by_partition: HashMap<u16, Vec<(JobId, Vec<(&str, String)>)>> = HashMap::new();
+        let mut by_partition: HashMap<u16, Vec<(JobId, Fields<'_>)>> = HashMap::new();
         for (n, piece) in target.chunks(chunk_hosts).iter().enumerate() {
             let chunk = JobId::new(
                 id.tool.clone(),

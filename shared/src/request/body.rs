@@ -22,7 +22,7 @@ pub struct SubmitBody {
     /// A catalog tool (GET /v1/tools).
     pub tool: String,
     /// An IPv4 address, an IPv4 CIDR or a hostname, inside the server's target scope — or a
-    /// list of addresses/CIDRs or of hostnames, separated by commas or spaces. A target over the
+    /// list of addresses/CIDRs or of hostnames, separated by commas (no spaces). A target over the
     /// tool's `max_hosts` (up to `SCANQ_MAX_TARGET_HOSTS`) is a big scan: one parent job split
     /// into chunks (DESIGN §12).
     #[schema(min_length = 1, max_length = 262144)]

@@ -90,6 +90,7 @@ impl Scripts {
     }
 
     /// `cancel` (marks the parent) or `reopen` (a retry); the script's reply as strings.
+    #[allow(clippy::too_many_arguments)]
     pub async fn parent_mark(
         &self,
         con: &mut impl ConnectionLike,

@@ -6,7 +6,7 @@
 //!   them ([`TargetList`]), and its cut into the chunks of a big scan.
 //! - [`scope`]: the operator's [`TargetPolicy`] (allow/deny lists, special ranges, CIDR cap).
 //! - [`groups`]: [`target_group`], the network (or name) a target counts in for politeness.
-//! - [`resolve`]: [`resolve_for_scan`], which gives the tool a checked address.
+//! - [`resolve`]: [`resolve_list`], which gives the tool the checked addresses of a target list.
 //! - [`args`] with [`values`], [`script`] and `forbidden`: the catalog's [`ArgPolicy`] and the
 //!   parser that turns an `args` string into normalized [`ToolArgs`].
 //! - [`url`]: where a webhook may go: the operator's allow-list, a subscription URL, the check
@@ -31,7 +31,9 @@ pub mod values;
 pub use args::{ArgContext, ArgPolicy, FlagSpec, ToolArgs};
 pub use error::ValidationError;
 pub use groups::target_group;
-pub use resolve::{BoxFuture, Resolver, StaticResolver, SystemResolver, resolve_for_scan};
+pub use resolve::{
+    BoxFuture, Resolver, StaticResolver, SystemResolver, resolve_for_scan, resolve_list,
+};
 pub use scope::TargetPolicy;
 pub use script::ScriptPolicy;
 pub use target::{Hostname, Target};

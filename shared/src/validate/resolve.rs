@@ -1,16 +1,17 @@
-//! Turning a checked [`Target`] into the text the tool is given. Addresses and CIDRs pass
-//! through in canonical form; a hostname is resolved (by the worker, just before the run) and
-//! every answer is checked again, so a name cannot be re-pointed at a forbidden address between
-//! submit and run, and the tool scans the checked address rather than resolving the name itself.
+//! Turning a checked [`TargetList`] (one target, or a chunk's list) into the addresses the tool
+//! is given ([`resolve_list`]). Addresses and CIDRs pass through in canonical form; a hostname
+//! is resolved (by the worker, just before the run) and every answer is checked again, so a
+//! name cannot be re-pointed at a forbidden address between submit and run, and the tool scans
+//! the checked address rather than resolving the name itself.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::io;
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::time::Duration;
 
-use super::{Target, TargetPolicy, ValidationError};
+use super::{Target, TargetList, TargetPolicy, ValidationError};
 
 /// A boxed, sendable future, so [`Resolver`] stays object-safe.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -70,15 +71,51 @@ impl Resolver for StaticResolver {
     }
 }
 
-/// What the tool is actually given: for IP/CIDR the canonical text; for hostnames the checked
-/// address.
+/// How many names of one list are looked up at once.
+pub const RESOLVE_CONCURRENCY: usize = 16;
+
+/// What the tool is actually given for a job's target list, in the list's order: addresses and
+/// CIDRs in canonical form; each hostname resolved and its answers checked, giving one checked
+/// address. Two names with the same address give it once. The list is checked against the
+/// scope first (every entry, and its hosts together within the cap), so nothing out of scope
+/// is ever looked up.
+pub async fn resolve_list(
+    policy: &TargetPolicy,
+    resolver: &dyn Resolver,
+    list: &TargetList,
+    max_hosts_override: Option<u32>,
+) -> Result<Vec<String>, ValidationError> {
+    policy.check_list(list, max_hosts_override)?;
+    let mut seen = HashSet::new();
+    let mut addresses = Vec::with_capacity(list.entries().len());
+    // A few lookups at a time; the first refusal refuses the list.
+    for batch in list.entries().chunks(RESOLVE_CONCURRENCY) {
+        let resolved =
+            futures::future::try_join_all(batch.iter().map(|t| resolve_one(policy, resolver, t)))
+                .await?;
+        addresses.extend(resolved.into_iter().filter(|a| seen.insert(a.clone())));
+    }
+    Ok(addresses)
+}
+
+/// [`resolve_list`] for one target: the one address (or CIDR) the tool is given.
 pub async fn resolve_for_scan(
     policy: &TargetPolicy,
     resolver: &dyn Resolver,
     target: &Target,
     max_hosts_override: Option<u32>,
 ) -> Result<String, ValidationError> {
-    policy.check(target, max_hosts_override)?;
+    let list = TargetList::from(target.clone());
+    let mut addresses = resolve_list(policy, resolver, &list, max_hosts_override).await?;
+    Ok(addresses.remove(0))
+}
+
+/// One checked entry: an address or CIDR as it is, a hostname's checked address.
+async fn resolve_one(
+    policy: &TargetPolicy,
+    resolver: &dyn Resolver,
+    target: &Target,
+) -> Result<String, ValidationError> {
     let host = match target {
         Target::Ip(_) | Target::Cidr(_) => return Ok(target.to_string()),
         Target::Host(host) => host,
@@ -212,5 +249,109 @@ mod tests {
         let addrs = SystemResolver.resolve("localhost").await.unwrap();
         assert!(addrs.iter().any(IpAddr::is_loopback), "{addrs:?}");
         assert!(!addrs.iter().any(|a| !a.is_loopback()), "{addrs:?}");
+    }
+
+    fn list(s: &str) -> TargetList {
+        s.parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_list_of_names_resolves_in_order_and_an_address_shared_by_two_names_comes_once() {
+        let resolver = StaticResolver::new()
+            .with("b.lab.internal", [v4(10, 0, 0, 9)])
+            .with("a.lab.internal", [v4(10, 0, 0, 5)])
+            .with("alias.lab.internal", [v4(10, 0, 0, 9)]);
+        let got = resolve_list(
+            &TargetPolicy::default(),
+            &resolver,
+            &list("b.lab.internal,a.lab.internal,alias.lab.internal"),
+            None,
+        )
+        .await
+        .unwrap();
+        assert_eq!(got, ["10.0.0.9", "10.0.0.5"]);
+    }
+
+    #[tokio::test]
+    async fn a_list_of_addresses_and_cidrs_passes_through_in_order() {
+        let got = resolve_list(
+            &TargetPolicy::default(),
+            &StaticResolver::new(),
+            &list("10.0.0.64/27,10.0.0.0/26,10.0.0.96/30,10.9.0.1"),
+            None,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            got,
+            ["10.0.0.64/27", "10.0.0.0/26", "10.0.0.96/30", "10.9.0.1"]
+        );
+    }
+
+    #[tokio::test]
+    async fn one_name_of_a_list_resolving_out_of_scope_refuses_the_whole_list() {
+        let resolver = StaticResolver::new()
+            .with("a.lab.internal", [v4(10, 0, 0, 5)])
+            .with("evil.lab.internal", [v4(127, 0, 0, 1)]);
+        let err = resolve_list(
+            &TargetPolicy::default(),
+            &resolver,
+            &list("a.lab.internal,evil.lab.internal"),
+            None,
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err.field, "target");
+        assert!(
+            err.message.contains("evil.lab.internal") && err.message.contains("127.0.0.1"),
+            "{}",
+            err.message
+        );
+        let err = resolve_list(
+            &TargetPolicy::default(),
+            &resolver,
+            &list("a.lab.internal,gone.lab.internal"),
+            None,
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            err.message
+                .contains("gone.lab.internal could not be resolved"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[tokio::test]
+    async fn a_list_over_the_host_cap_is_refused_before_any_lookup() {
+        struct Panics;
+        impl Resolver for Panics {
+            fn resolve<'a>(&'a self, _: &'a str) -> BoxFuture<'a, io::Result<Vec<IpAddr>>> {
+                panic!("must not resolve a list that is refused")
+            }
+        }
+        let err = resolve_list(
+            &TargetPolicy::default(),
+            &Panics,
+            &list("a.lab.internal,b.lab.internal,c.lab.internal"),
+            Some(2),
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            err.message.contains('3') && err.message.contains("at most 2"),
+            "{}",
+            err.message
+        );
+        let err = resolve_list(
+            &TargetPolicy::default(),
+            &StaticResolver::new(),
+            &list("10.0.0.0/22,10.0.4.0/30"),
+            None,
+        )
+        .await
+        .unwrap_err();
+        assert!(err.message.contains("1028"), "{}", err.message);
     }
 }

@@ -12,7 +12,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use ipnet::Ipv4Net;
 
 use super::target::parse_hostname;
-use super::{Hostname, Target, ValidationError};
+use super::{Hostname, Target, TargetList, ValidationError};
 
 /// The allow list used when the operator sets none.
 pub const DEFAULT_ALLOWED: &str = "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,.lab.internal";
@@ -159,6 +159,29 @@ impl TargetPolicy {
             ),
             Target::Host(host) => self.check_host(host),
         }
+    }
+
+    /// Checks the target list of one job (a chunk of a big scan, or a one-entry list): every
+    /// entry as [`TargetPolicy::check`] would, and all of them together within the tool's
+    /// `max_hosts` (or the server's, [`TargetPolicy::max_hosts`]), so no job scans more
+    /// addresses than one job may.
+    pub fn check_list(
+        &self,
+        list: &TargetList,
+        max_hosts_override: Option<u32>,
+    ) -> Result<(), ValidationError> {
+        for target in list.entries() {
+            self.check(target, max_hosts_override)?;
+        }
+        let cap = max_hosts_override.unwrap_or(self.max_hosts);
+        let hosts = list.hosts();
+        if hosts > u64::from(cap) {
+            return Err(refuse(
+                format!("the target list covers {hosts} hosts; one job may cover at most {cap}"),
+                format!("split the list into jobs of at most {cap} hosts"),
+            ));
+        }
+        Ok(())
     }
 
     /// Checks what a hostname resolved to: every answer must be an allowed IPv4 address (no DNS

@@ -1,5 +1,6 @@
-//! A job's `target` as a list: one or more [`Target`]s, separated by commas or white space
-//! (`127.1.0.0/16`, `db1.lab,db2.lab`). One entry is what a target always was; a list lets a
+//! A job's `target` as a list: one or more [`Target`]s separated by commas, nothing else (no
+//! white space: a stray space must not turn one target into two) (`127.1.0.0/16`,
+//! `db1.lab,db2.lab`). One entry is what a target always was; a list lets a
 //! chunk of a big scan (DESIGN §12) carry exactly its share of the addresses.
 //!
 //! The rules a list keeps, whatever its size:
@@ -150,14 +151,11 @@ impl FromStr for TargetList {
                 "give a CIDR for a range of addresses, or split the list",
             ));
         }
-        let parts: Vec<&str> = s
-            .split(|c: char| c == ',' || c.is_ascii_whitespace())
-            .filter(|p| !p.is_empty())
-            .collect();
-        if parts.is_empty() {
-            // The one-target parser words the error for an empty target.
-            return s.trim().parse::<Target>().map(TargetList::from);
+        if !s.contains(',') {
+            // One target: its own parser words every refusal.
+            return s.parse::<Target>().map(TargetList::from);
         }
+        let parts: Vec<&str> = s.split(',').collect();
         if parts.len() > MAX_ENTRIES {
             return Err(ValidationError::new(
                 FIELD,
@@ -302,11 +300,22 @@ mod tests {
     }
 
     #[test]
-    fn lists_split_on_commas_and_spaces_and_read_back_canonical() {
-        let l = list(" b.lab ,a.lab\n c.lab ");
+    fn lists_split_on_commas_only_and_read_back_canonical() {
+        let l = list("b.lab,a.lab,c.lab");
         assert_eq!(l.to_string(), "b.lab,a.lab,c.lab");
         assert_eq!(l.hosts(), 3);
         assert!(l.is_names());
+        for bad in [
+            "a.lab, b.lab",
+            "a.lab b.lab",
+            "a.lab,,b.lab",
+            "a.lab,",
+            ",a.lab",
+            "a.lab\n",
+        ] {
+            let e = bad.parse::<TargetList>().unwrap_err();
+            assert_eq!(e.field, "target", "{bad:?}");
+        }
     }
 
     #[test]

@@ -15,7 +15,8 @@ use super::{Egress, Status, kill_uid};
 pub struct Lease {
     pub(super) egress: Arc<Egress>,
     pub(super) uid: u32,
-    pub(super) allowed: String,
+    /// The addresses and CIDRs the run may reach.
+    pub(super) allowed: Vec<String>,
     pub(super) released: bool,
     pub(super) net: Option<RunNet>,
 }
@@ -53,7 +54,7 @@ impl Lease {
             }
             .to_owned(),
             uid: self.uid,
-            allowed: vec![self.allowed.clone()],
+            allowed: self.allowed.clone(),
             refused_attempts: refused,
         }
     }

@@ -1,7 +1,7 @@
 //! Egress confinement (DESIGN §4, docs/sandbox.md): a second layer under validation. Each `exec`
 //! run gets a uid of its own from `sandbox_uid_range`, and before the tool starts one nftables
 //! transaction installs a chain that lets packets of that uid reach only the job's resolved
-//! target address and refuses (and counts) everything else, DNS included. The chain goes when
+//! target addresses (one, or a chunk's list as one set) and refuses (and counts) everything else, DNS included. The chain goes when
 //! the run ends; its counters become the job's `result.confinement`.
 //!
 //! One table, `inet scanq`, is owned by scanq: an `output` hook chain whose one rule looks the
@@ -265,12 +265,13 @@ impl Egress {
         Ok(())
     }
 
-    /// Claims a uid and installs its rules: packets of that uid reach `address` (an IPv4
-    /// address or CIDR) and nothing else. With `raw`, the run also gets a network namespace of
-    /// its own whose only way out is filtered the same way, at the link layer.
+    /// Claims a uid and installs its rules: packets of that uid reach the `allowed` IPv4
+    /// addresses and CIDRs (a job's resolved target list, one entry or more) and nothing else.
+    /// With `raw`, the run also gets a network namespace of its own whose only way out is
+    /// filtered the same way, at the link layer.
     pub async fn confine(
         self: &Arc<Self>,
-        address: &str,
+        allowed: &[String],
         raw: bool,
     ) -> Result<Lease, ConfineError> {
         let ip = match (&self.raw, raw) {
@@ -282,7 +283,7 @@ impl Egress {
         for _ in 0..size {
             let n = self.next.fetch_add(1, Ordering::Relaxed);
             let uid = self.first + n.wrapping_sub(self.first) % size;
-            match self.claim(uid, address).await? {
+            match self.claim(uid, allowed).await? {
                 false => continue,
                 true => {
                     // A process left over under this uid would be unconfined once we remove
@@ -291,14 +292,14 @@ impl Egress {
                     let mut lease = Lease {
                         egress: self.clone(),
                         uid,
-                        allowed: address.to_owned(),
+                        allowed: allowed.to_vec(),
                         released: false,
                         net: None,
                     };
                     if let Some(ip) = ip {
                         let index = uid - self.first;
                         let (dev, from) = (RunNet::host_if(uid), RunNet::address(index));
-                        let rules = json!({"nftables": nft::raw_rules(uid, &dev, from, address)});
+                        let rules = json!({"nftables": nft::raw_rules(uid, &dev, from, allowed)});
                         let tools = netns::Tools {
                             ip,
                             nft: self.nft.bin().to_owned(),
@@ -330,13 +331,13 @@ impl Egress {
     /// One transaction: removes the finished runs still pending and creates `uid`'s chain
     /// (`false`: another run holds the uid). A pending removal that fails does not stop the
     /// claim: they are then removed one by one and the claim is made alone.
-    async fn claim(&self, uid: u32, address: &str) -> Result<bool, ConfineError> {
+    async fn claim(&self, uid: u32, allowed: &[String]) -> Result<bool, ConfineError> {
         if self.pending().iter().any(|(u, _)| *u == uid) {
             return Ok(false);
         }
         let removals = std::mem::take(&mut *self.pending());
         let mut tx = removal_commands(&removals);
-        tx.extend(as_commands(nft::run_rules(uid, address, &self.owner)));
+        tx.extend(as_commands(nft::run_rules(uid, allowed, &self.owner)));
         match self.nft.apply(Value::Array(tx)).await {
             Ok(()) => Ok(true),
             Err(ConfineError::Nft(e)) if e.contains("File exists") => {
@@ -352,7 +353,7 @@ impl Egress {
                 }
                 match self
                     .nft
-                    .apply(nft::run_rules(uid, address, &self.owner))
+                    .apply(nft::run_rules(uid, allowed, &self.owner))
                     .await
                 {
                     Ok(()) => Ok(true),

@@ -7,6 +7,9 @@
 //!   that masquerades the run namespaces' addresses towards other hosts.
 //! - `netdev scanq`: one ingress chain per raw run, on the worker's end of its veth, policy
 //!   drop: only IPv4 from the run's address to the job's targets passes.
+//!
+//! A run may reach a list of addresses (a chunk of a big scan): its rules match them as one
+//! anonymous set; a one-entry list is matched as the address (or CIDR) itself.
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -130,8 +133,8 @@ pub fn run_uid(chain: &str) -> Option<u32> {
     chain.strip_prefix("run_")?.parse().ok()
 }
 
-/// An nftables address match value: an address, or a prefix for a CIDR.
-fn daddr(address: &str) -> Value {
+/// An nftables match value for one address (a plain value) or CIDR (a prefix).
+fn one_daddr(address: &str) -> Value {
     match address.split_once('/') {
         Some((addr, len)) => {
             json!({"prefix": {"addr": addr, "len": len.parse::<u32>().unwrap_or(32)}})
@@ -140,9 +143,19 @@ fn daddr(address: &str) -> Value {
     }
 }
 
+/// The match value for the addresses a run may reach: one address or CIDR as itself, several
+/// as an anonymous set (`{ 127.0.0.1, 127.1.0.0/26 }`; nft makes it an interval set when it
+/// holds prefixes). The list is never empty (a run has a target).
+fn daddr(allowed: &[String]) -> Value {
+    match allowed {
+        [one] => one_daddr(one),
+        many => json!({"set": many.iter().map(|a| one_daddr(a)).collect::<Vec<_>>()}),
+    }
+}
+
 /// The transaction that claims `uid` (`create` fails if its chain exists) and confines its
-/// sockets in the worker's namespace to `address`, owned by `owner`.
-pub fn run_rules(uid: u32, address: &str, owner: &str) -> Value {
+/// sockets in the worker's namespace to the `allowed` addresses and CIDRs, owned by `owner`.
+pub fn run_rules(uid: u32, allowed: &[String], owner: &str) -> Value {
     let chain = run_chain(uid);
     let rule = |expr: Value, comment: Option<String>| {
         let mut r = json!({"family": "inet", "table": TABLE, "chain": chain, "expr": expr});
@@ -155,7 +168,7 @@ pub fn run_rules(uid: u32, address: &str, owner: &str) -> Value {
         {"create": {"chain": {"family": "inet", "table": TABLE, "name": chain}}},
         rule(
             json!([{"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "daddr"}},
-                              "right": daddr(address)}}, {"accept": null}]),
+                              "right": daddr(allowed)}}, {"accept": null}]),
             Some(format!("{OWNER_TAG}{owner}")),
         ),
         // TCP gets a reset, so a refused connect fails at once instead of timing out.
@@ -175,9 +188,9 @@ pub fn run_rules(uid: u32, address: &str, owner: &str) -> Value {
 }
 
 /// The ingress chain on the worker's end of `uid`'s veth (`device`): IPv4 from the run's
-/// address `from` to `address` passes; every other frame (any protocol, ARP and IPv6
-/// included) is counted and dropped.
-pub fn raw_rules(uid: u32, device: &str, from: Ipv4Addr, address: &str) -> Value {
+/// address `from` to the `allowed` addresses and CIDRs passes; every other frame (any
+/// protocol, ARP and IPv6 included) is counted and dropped.
+pub fn raw_rules(uid: u32, device: &str, from: Ipv4Addr, allowed: &[String]) -> Value {
     let chain = run_chain(uid);
     let rule = |expr: Value| json!({"add": {"rule": {"family": "netdev", "table": TABLE, "chain": chain, "expr": expr}}});
     json!([
@@ -189,7 +202,7 @@ pub fn raw_rules(uid: u32, device: &str, from: Ipv4Addr, address: &str) -> Value
             {"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "saddr"}},
                        "right": from.to_string()}},
             {"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "daddr"}},
-                       "right": daddr(address)}},
+                       "right": daddr(allowed)}},
             {"accept": null}])),
         rule(json!([{"counter": {"packets": 0, "bytes": 0}}, {"drop": null}])),
     ])
@@ -234,12 +247,12 @@ mod tests {
 
     #[test]
     fn a_cidr_becomes_a_prefix_match_and_an_address_a_plain_one() {
-        let cidr = run_rules(61000, "127.0.0.0/30", "1.2.3").to_string();
+        let cidr = run_rules(61000, &["127.0.0.0/30".to_owned()], "1.2.3").to_string();
         assert!(
             cidr.contains(r#"{"prefix":{"addr":"127.0.0.0","len":30}}"#),
             "{cidr}"
         );
-        let one = run_rules(61000, "127.0.0.1", "1.2.3").to_string();
+        let one = run_rules(61000, &["127.0.0.1".to_owned()], "1.2.3").to_string();
         assert!(one.contains(r#""right":"127.0.0.1""#), "{one}");
         assert!(
             one.contains(r#""create""#) && one.contains("scanq owner=1.2.3"),
@@ -253,11 +266,22 @@ mod tests {
             61000,
             "sq61000h",
             Ipv4Addr::new(169, 254, 64, 0),
-            "127.0.0.1",
+            &["127.0.0.1".to_owned()],
         )
         .to_string();
         assert!(r.contains(r#""policy":"drop""#), "{r}");
         assert!(r.contains(r#""dev":"sq61000h""#), "{r}");
         assert!(r.contains(r#""right":"169.254.64.0""#), "{r}");
+    }
+
+    #[test]
+    fn several_addresses_become_one_anonymous_set_in_both_chains() {
+        let allowed = ["127.0.0.1".to_owned(), "127.1.0.0/26".to_owned()];
+        let set = r#"{"set":["127.0.0.1",{"prefix":{"addr":"127.1.0.0","len":26}}]}"#;
+        let plain = run_rules(61000, &allowed, "1.2.3").to_string();
+        assert!(plain.contains(&format!(r#""right":{set}"#)), "{plain}");
+        let raw = raw_rules(61000, "sq61000h", Ipv4Addr::new(169, 254, 64, 0), &allowed);
+        let raw = raw.to_string();
+        assert!(raw.contains(&format!(r#""right":{set}"#)), "{raw}");
     }
 }

@@ -133,6 +133,37 @@ fn cidr_size_cap_names_the_limit_and_honours_the_override() {
 }
 
 #[test]
+fn a_list_is_checked_entry_by_entry_and_its_total_against_the_cap() {
+    let policy = TargetPolicy::default();
+    let list = |s: &str| s.parse::<TargetList>().unwrap();
+    policy
+        .check_list(&list("10.0.0.0/23,10.0.4.0/23"), None)
+        .unwrap();
+    // Two /22s: each within the cap, together twice it.
+    let err = policy
+        .check_list(&list("10.0.0.0/22,10.0.4.0/22"), None)
+        .unwrap_err();
+    assert_eq!(err.field, "target");
+    assert!(
+        err.message.contains("2048") && err.message.contains("1024"),
+        "{}",
+        err.message
+    );
+    policy
+        .check_list(&list("10.0.0.0/22,10.0.4.0/22"), Some(2048))
+        .unwrap();
+    // One entry out of scope refuses the list, naming it.
+    let err = policy
+        .check_list(&list("10.0.0.1,8.8.8.8"), None)
+        .unwrap_err();
+    assert!(err.message.contains("8.8.8.8"), "{}", err.message);
+    let err = policy
+        .check_list(&list("db1.lab.internal,example.com"), None)
+        .unwrap_err();
+    assert!(err.message.contains("example.com"), "{}", err.message);
+}
+
+#[test]
 fn a_bare_name_in_the_list_allows_exactly_that_name() {
     let policy = TargetPolicy::parse("10.0.0.0/8,scanner.lab.internal", "", 1024).unwrap();
     policy.check(&target("scanner.lab.internal"), None).unwrap();
