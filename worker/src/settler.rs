@@ -5,11 +5,7 @@
 //! per parent, never per chunk), and every [`RECONCILE_EVERY`] runs the reconciler that makes
 //! up for settles a crash lost.
 
-use std::collections::HashSet;
-use std::sync::Mutex;
 use std::time::Duration;
-
-use scanq::domain::{CorrelationId, JobId};
 
 use crate::state::SharedRef;
 
@@ -17,27 +13,6 @@ const SETTLE_EVERY: Duration = Duration::from_millis(200);
 const RECONCILE_EVERY: Duration = Duration::from_secs(5);
 /// Parents per partition the reconciler looks at in one pass.
 const RECONCILE_BUDGET: usize = 100;
-
-/// Parents waiting for a settle.
-#[derive(Debug, Default)]
-pub struct Settler {
-    marked: Mutex<HashSet<JobId>>,
-}
-
-impl Settler {
-    /// Marks the parent of chunk `chunk` (whose `parent` field is `parent`).
-    pub fn touch(&self, chunk: &JobId, parent: &str) {
-        let Ok(cid) = CorrelationId::parse(parent) else {
-            return;
-        };
-        let id = JobId::new(chunk.tool.clone(), chunk.tenant.clone(), cid);
-        self.marked.lock().expect("settler lock").insert(id);
-    }
-
-    fn take(&self) -> Vec<JobId> {
-        self.marked.lock().expect("settler lock").drain().collect()
-    }
-}
 
 pub async fn run(w: SharedRef) {
     let mut tick = tokio::time::interval(SETTLE_EVERY);
@@ -55,7 +30,7 @@ pub async fn run(w: SharedRef) {
                 Err(err) => {
                     // Marked again: the next tick (or the reconciler) tries once more.
                     tracing::warn!(error = %err, correlation_id = %id.cid, "Could not settle a big scan's parent");
-                    w.settler.marked.lock().expect("settler lock").insert(id);
+                    w.settler.mark(id);
                 }
             }
         }

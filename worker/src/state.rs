@@ -78,7 +78,7 @@ pub struct Shared {
     /// Emits webhook events and change summaries of finished jobs (never blocks a job).
     pub job_events: scanq::webhook::JobEvents,
     /// Parents of big scans whose chunks moved here, to settle.
-    pub settler: crate::settler::Settler,
+    pub settler: Settler,
 }
 
 impl Shared {
@@ -138,5 +138,32 @@ impl Shared {
             .with_label_values(&[tool.as_str()])
             .set(t.to.gauge_value());
         self.queue.note_transition(tool, t);
+    }
+}
+
+/// Parents of big scans waiting for a settle (`settler.rs` settles them).
+#[derive(Debug, Default)]
+pub struct Settler {
+    marked: Mutex<std::collections::HashSet<JobId>>,
+}
+
+impl Settler {
+    /// Marks the parent of chunk `chunk` (whose `parent` field is `parent`).
+    pub fn touch(&self, chunk: &JobId, parent: &str) {
+        let Ok(cid) = scanq::domain::CorrelationId::parse(parent) else {
+            return;
+        };
+        let id = JobId::new(chunk.tool.clone(), chunk.tenant.clone(), cid);
+        self.marked.lock().expect("settler lock").insert(id);
+    }
+
+    /// Marks parent `id` (again).
+    pub fn mark(&self, id: JobId) {
+        self.marked.lock().expect("settler lock").insert(id);
+    }
+
+    /// The marked parents, unmarked.
+    pub fn take(&self) -> Vec<JobId> {
+        self.marked.lock().expect("settler lock").drain().collect()
     }
 }

@@ -404,8 +404,8 @@ impl Queue {
         };
         let id = JobId::new(tool.clone(), tenant.clone(), cid.clone());
         let mut con = self.connection().await?;
-        let parent: bool = con.hexists(self.keys.job(&id), "chunks").await?;
-        if parent {
+        let chunks: Option<String> = con.hget(self.keys.job(&id), "chunks").await?;
+        if chunks.is_some() {
             // A big scan: the cancel fans out to every chunk.
             return self.cancel_parent(&id).await;
         }

@@ -43,6 +43,9 @@ const INHERITED: &[&str] = &[
 /// A job's hash fields, as the enqueue script takes them.
 type Fields<'a> = Vec<(&'a str, String)>;
 
+/// Tenant places reserved at once while a big scan's chunks are queued.
+const RESERVE_IN_FLIGHT: usize = 16;
+
 /// How long a parent's submit may take before the reconciler queues its missing chunks.
 pub(super) const SPAWN_GRACE_MS: u64 = 60_000;
 
@@ -159,6 +162,32 @@ impl Queue {
         JobDocument::from_job(id, &h).ok_or(QueueError::NotFound)
     }
 
+    /// `fields` of parent `id` (with `chunks`), or `None` when `id` is no parent (or gone).
+    pub(super) async fn parent_fields(
+        &self,
+        id: &JobId,
+        fields: &[&str],
+    ) -> Result<Option<HashMap<String, String>>, QueueError> {
+        let mut con = self.connection().await?;
+        let mut names = vec!["chunks"];
+        names.extend_from_slice(fields);
+        let values: Vec<Option<String>> = redis::cmd("HMGET")
+            .arg(self.keys.job(id))
+            .arg(&names)
+            .query_async(&mut con)
+            .await?;
+        if values[0].is_none() {
+            return Ok(None);
+        }
+        Ok(Some(
+            names
+                .iter()
+                .zip(values)
+                .filter_map(|(k, v)| v.map(|v| ((*k).to_owned(), v)))
+                .collect(),
+        ))
+    }
+
     /// The parent's hash, or `None` when `id` is no parent (or gone).
     pub(super) async fn parent_hash(
         &self,
@@ -225,9 +254,15 @@ impl Queue {
         for (p, chunks) in by_partition {
             let tk = self.keys.partition(&id.tool, p);
             if let Some(caps) = caps {
-                for (chunk, _) in &chunks {
-                    self.reserve_place(&id.tenant, chunk, caps).await?;
-                }
+                // One place per chunk under the tenant's `max_queued`, several in flight.
+                use futures::TryStreamExt;
+                futures::stream::iter(chunks.iter().map(Ok))
+                    .try_for_each_concurrent(RESERVE_IN_FLIGHT, |(chunk, _)| async move {
+                        self.reserve_place(&id.tenant, chunk, caps)
+                            .await
+                            .map(|_| ())
+                    })
+                    .await?;
             }
             let items: Vec<ChunkEnqueue<'_>> = chunks
                 .iter()
@@ -264,7 +299,7 @@ impl Queue {
     /// Cancels every chunk of parent `id` (queued ones at once, running ones at their next
     /// check). Returns whether some chunk was still running.
     async fn cancel_chunks(&self, id: &JobId) -> Result<bool, QueueError> {
-        let Some(h) = self.parent_hash(id).await? else {
+        let Some(h) = self.parent_fields(id, &[]).await? else {
             return Err(QueueError::NotFound);
         };
         let chunks: u64 = h.get("chunks").and_then(|n| n.parse().ok()).unwrap_or(0);
@@ -387,7 +422,7 @@ impl Queue {
         id: &JobId,
         fields: &[&str],
     ) -> Result<Vec<Option<HashMap<String, String>>>, QueueError> {
-        let Some(h) = self.parent_hash(id).await? else {
+        let Some(h) = self.parent_fields(id, &[]).await? else {
             return Err(QueueError::NotFound);
         };
         let chunks: u64 = h.get("chunks").and_then(|n| n.parse().ok()).unwrap_or(0);
@@ -445,7 +480,7 @@ impl Queue {
             return Ok(None);
         };
         let id = JobId::new(tool, tenant.clone(), cid.clone());
-        let Some(h) = self.parent_hash(&id).await? else {
+        let Some(h) = self.parent_fields(&id, &[]).await? else {
             return Ok(None);
         };
         let total: u64 = h.get("chunks").and_then(|n| n.parse().ok()).unwrap_or(0);

@@ -29,7 +29,7 @@ impl Queue {
         &self,
         id: &JobId,
     ) -> Result<Option<(JobState, JobState)>, QueueError> {
-        let Some(h) = self.parent_hash(id).await? else {
+        let Some(h) = self.parent_fields(id, &["state", "hosts"]).await? else {
             return Ok(None);
         };
         let Some(old) = h.get("state").and_then(|s| s.parse::<JobState>().ok()) else {
@@ -194,7 +194,7 @@ impl Queue {
                     let _: () = con.zrem(tk.open_parents(), &r).await?;
                     continue;
                 };
-                let Some(h) = self.parent_hash(&id).await? else {
+                let Some(h) = self.parent_fields(&id, &["created_ms"]).await? else {
                     // Expired or deleted: nothing left to watch.
                     let _: () = con.zrem(tk.open_parents(), &r).await?;
                     continue;

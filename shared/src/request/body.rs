@@ -25,7 +25,7 @@ pub struct SubmitBody {
     /// list of addresses/CIDRs or of hostnames, separated by commas (no spaces). A target over the
     /// tool's `max_hosts` (up to `SCANQ_MAX_TARGET_HOSTS`) is a big scan: one parent job split
     /// into chunks (DESIGN §12).
-    #[schema(min_length = 1, max_length = 262144)]
+    #[schema(min_length = 1, max_length = 61440)]
     pub target: String,
     /// A template of the tool (GET /v1/tools).
     #[serde(default, skip_serializing_if = "Option::is_none")]

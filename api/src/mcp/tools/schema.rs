@@ -230,7 +230,10 @@ mod tests {
     fn scan_fields_take_their_type_and_bounds_from_the_submit_body() {
         let target = submit_property("target", json!({"description": "d"}));
         assert_eq!(target["type"], "string");
-        assert_eq!(target["maxLength"], 253);
+        assert_eq!(
+            target["maxLength"],
+            scanq::validate::targets::MAX_LIST_TEXT as u64
+        );
         assert_eq!(target["description"], "d");
         let intrusive = submit_property("intrusive", json!({}));
         assert_eq!(intrusive["type"], "boolean");
