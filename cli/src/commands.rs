@@ -21,6 +21,9 @@ pub async fn run(api: &Api, json: bool, cmd: &Cmd) -> Result<(), Failure> {
             tenant,
         } => jobs(api, json, state, tool, *limit, tenant).await,
         Cmd::Get { id } => get(api, json, id).await,
+        Cmd::Chunks { id, cursor, limit } => {
+            crate::chunks::list(api, json, id, *cursor, *limit).await
+        }
         Cmd::Cancel { id } => cancel(api, json, id).await,
         Cmd::Retry { id } => retry(api, json, id).await,
         Cmd::Result { id, format } => result(api, json, id, *format).await,
@@ -45,6 +48,7 @@ fn submit_body(cmd: &Cmd) -> Result<SubmitBody, Failure> {
         max_attempts,
         intrusive,
         delay_sec,
+        chunk_hosts,
         ..
     } = cmd
     else {
@@ -67,6 +71,7 @@ fn submit_body(cmd: &Cmd) -> Result<SubmitBody, Failure> {
         max_attempts: max_attempts.map(u64::from),
         intrusive: intrusive.then_some(true),
         delay_sec: *delay_sec,
+        chunk_hosts: *chunk_hosts,
         ..SubmitBody::default()
     })
 }
@@ -314,7 +319,10 @@ async fn follow(api: &Api, id: &str, json: bool) -> Result<Value, Failure> {
                 let eta = data["eta_sec"]
                     .as_u64()
                     .map_or(String::new(), |s| format!(", ETA {s} s"));
-                bar.set_message(format!("{id} {phase}{eta}"));
+                // A big scan is followed as its parent: one bar, hosts and chunks in its message.
+                let message = crate::chunks::progress_message(id, data)
+                    .unwrap_or_else(|| format!("{id} {phase}{eta}"));
+                bar.set_message(message);
             }
             _ => {}
         })
@@ -371,6 +379,7 @@ fn print_doc(doc: &JobDocument, json: bool) {
         .iter()
         .map(|f| vec![format!("{f}:"), cell(&doc[*f])])
         .chain([vec!["progress:".into(), progress(doc)]])
+        .chain(crate::chunks::doc_rows(doc))
         // What it needs of a worker and why it waits, when it says so.
         .chain(
             ["needs", "waiting_for"]
