@@ -311,3 +311,60 @@ async fn a_chunk_size_out_of_bounds_is_refused_naming_chunk_hosts() {
     let list = get_json(&s.base, "/v1/jobs").await;
     assert_eq!(list["jobs"], json!([]), "{list}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn wait_sec_follows_the_parent_with_progress_that_names_its_chunks() {
+    let s = stack("mcp-big-wait").await;
+    let mut args = scan_args("127.1.8.0/22", free_port());
+    args["wait_sec"] = json!(50);
+    let mut params = json!({"name": "bignmap_scan", "arguments": args});
+    params["_meta"] = json!({
+        "io.modelcontextprotocol/protocolVersion": MODERN,
+        "io.modelcontextprotocol/clientCapabilities": {},
+        "progressToken": "big-1",
+    });
+    let resp = http()
+        .post(format!("{}/mcp", s.base))
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", MODERN)
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "bignmap_scan")
+        .body(json!({"jsonrpc":"2.0","id":9,"method":"tools/call","params":params}).to_string())
+        .send()
+        .await
+        .unwrap();
+    let text = resp.text().await.unwrap();
+    let messages: Vec<Value> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    let notes: Vec<&Value> = messages
+        .iter()
+        .filter(|m| m["method"] == "notifications/progress")
+        .map(|m| &m["params"])
+        .collect();
+    let values: Vec<f64> = notes
+        .iter()
+        .map(|p| p["progress"].as_f64().unwrap())
+        .collect();
+    assert!(values.windows(2).all(|w| w[0] < w[1]), "{values:?}");
+    assert_eq!(values.last(), Some(&100.0), "{text}");
+    for p in notes.iter().filter(|p| {
+        p["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("running"))
+    }) {
+        assert!(
+            p["message"].as_str().unwrap().contains(" of 4 chunks done"),
+            "{p}"
+        );
+    }
+    let last = messages.last().unwrap();
+    assert_eq!(last["id"], 9);
+    let view = &last["result"]["structuredContent"];
+    assert_eq!(view["state"], "succeeded", "{last}");
+    assert_eq!(view["chunks"]["succeeded"], 4, "{view}");
+    assert_eq!(view["result"]["summary"]["parsed_items"], 1024, "{view}");
+}
