@@ -298,3 +298,39 @@ async fn a_big_scan_is_watched_as_one_parent_and_its_chunks_are_listed_page_by_p
     let out = scanq(&s.base, &["chunks", "cli-big", "--limit", "0"]).await;
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watching_a_big_scan_in_a_terminal_draws_one_bar_with_hosts_and_chunks() {
+    let s = stack().await;
+    // The bar is drawn only on a terminal: run the CLI under `script`, which gives it a pty.
+    // Four chunks of the in-process `sleep` tool, each running 1.5 s, so the bar shows them.
+    let command = format!(
+        "{} submit sleep 127.3.2.0/29 --args '--ms 1500' --chunk-hosts 2 --id cli-bar --watch",
+        bin("scanq").display()
+    );
+    let mut cmd = std::process::Command::new("script");
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("SCANQ_URL", &s.base)
+        .env("TERM", "xterm")
+        .env("COLUMNS", "160")
+        .args(["-qfec", &command, "/dev/null"]);
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap());
+    let out = tokio::time::timeout(Duration::from_secs(120), out)
+        .await
+        .expect("scanq finished")
+        .unwrap();
+    let screen = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{screen}");
+    assert!(screen.contains("submitted cli-bar"), "{screen}");
+    assert!(screen.contains("/8 hosts; chunks: 4 total"), "{screen}");
+    // From the first frame to the last the message carries the hosts and chunks (a state
+    // event adds the state to them rather than replacing them).
+    for bare in ["cli-bar waiting", "cli-bar queued", "cli-bar running"] {
+        assert!(!screen.contains(bare), "{bare}: {screen}");
+    }
+    assert!(screen.contains("hosts; chunks: 4 total"), "{screen}");
+    // One bar, the parent's: no chunk is named, and so none has a bar of its own.
+    assert!(!screen.contains("cli-bar:"), "{screen}");
+    assert!(screen.contains("cli-bar succeeded"), "{screen}");
+}

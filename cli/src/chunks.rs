@@ -66,6 +66,16 @@ pub fn progress_message(id: &str, progress: &Value) -> Option<String> {
     ))
 }
 
+/// The progress message of a big scan's parent from its document (its `progress` and
+/// `chunks`), before any progress event; `None` for any other job.
+pub fn doc_progress(id: &str, doc: &Value) -> Option<String> {
+    let mut p = doc["progress"].clone();
+    p.as_object_mut()?
+        .insert("chunks".into(), doc["chunks"].clone());
+    doc["chunks"].is_object().then_some(())?;
+    progress_message(id, &p)
+}
+
 /// A chunk tally as "16 total: 5 succeeded, 2 running, 9 queued" (states with none left out).
 pub fn tally_text(tally: &Value) -> String {
     let states = [
@@ -135,6 +145,16 @@ mod tests {
             Some("big 1280/4096 hosts; chunks: 16 total: 5 succeeded, 2 running, 9 queued")
         );
         assert_eq!(progress_message("one", &json!({"percent": 40.0})), None);
+        let doc = json!({"progress": {"percent": 0.0, "hosts_done": 0, "hosts_total": 8},
+            "chunks": {"total": 4, "queued": 4}});
+        assert_eq!(
+            doc_progress("big", &doc).as_deref(),
+            Some("big 0/8 hosts; chunks: 4 total: 4 queued")
+        );
+        assert_eq!(
+            doc_progress("one", &json!({"progress": {"percent": 3.0}})),
+            None
+        );
     }
 
     #[test]

@@ -304,13 +304,23 @@ async fn follow(api: &Api, id: &str, json: bool) -> Result<Value, Failure> {
             .expect("valid template")
             .progress_chars("=> "),
     );
-    bar.set_message(format!("{id} waiting"));
+    // A big scan's hosts and chunks (from its document first, then from its progress events),
+    // kept in the message when a state event comes after them.
+    let mut chunks = api
+        .job(id)
+        .await
+        .ok()
+        .and_then(|doc| crate::chunks::doc_progress(id, &as_value(&doc)));
+    bar.set_message(chunks.clone().unwrap_or_else(|| format!("{id} waiting")));
     bar.enable_steady_tick(std::time::Duration::from_millis(200));
     let doc = api
         .follow(&urlencode(id), |kind, data| match kind {
             "state" => {
                 let state = data["state"].as_str().or(data.as_str()).unwrap_or("?");
-                bar.set_message(format!("{id} {state}"));
+                bar.set_message(match &chunks {
+                    Some(c) => format!("{c} ({state})"),
+                    None => format!("{id} {state}"),
+                });
             }
             "progress" => {
                 let pct = data["percent"].as_f64().unwrap_or(0.0);
@@ -320,7 +330,9 @@ async fn follow(api: &Api, id: &str, json: bool) -> Result<Value, Failure> {
                     .as_u64()
                     .map_or(String::new(), |s| format!(", ETA {s} s"));
                 // A big scan is followed as its parent: one bar, hosts and chunks in its message.
-                let message = crate::chunks::progress_message(id, data)
+                chunks = crate::chunks::progress_message(id, data);
+                let message = chunks
+                    .clone()
                     .unwrap_or_else(|| format!("{id} {phase}{eta}"));
                 bar.set_message(message);
             }
