@@ -94,13 +94,22 @@ try:
     # A big scan (issue 21): 16 one-host chunks; the parent's page shows the hosts bar, the
     # chunks by state, and a chunk table of 10 per page; a chunk's page links back.
     call("POST", "/v1/jobs", ADMIN, {"tool": "fake", "target": "127.4.0.0/28", "correlation_id": "ui-big",
-                                      "chunk_hosts": 1, "args": "--sleep-ms 1500"})
+                                      "chunk_hosts": 1, "args": "--sleep-ms 2500"})
     go("#/jobs/ui-big")
     wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#chunkbar svg.chunks"))
-    assert "16 chunks" in driver.find_element(By.ID, "chunk-counts").text, driver.find_element(By.ID, "chunk-counts").text
+    first_counts = driver.find_element(By.ID, "chunk-counts").text
+    assert "16 chunks" in first_counts, first_counts
     chunk_rows = "#chunk-table tr td:first-child a"
     assert len(driver.find_elements(By.CSS_SELECTOR, chunk_rows)) == 10
     step("a big scan's page shows its chunk bar and the first page of chunks")
+    # Live: the tally moves (8 chunks run at once, 2.5 s each) while the page is not re-rendered
+    # (a mark on the chunk table survives), i.e. from the parent's SSE progress events.
+    driver.execute_script("document.getElementById('chunk-table').dataset.mark = 'first render'")
+    live = wait.until(lambda d: d.execute_script(
+        "const t = document.getElementById('chunk-table'), c = document.getElementById('chunk-counts');"
+        "return t && t.dataset.mark && c.textContent !== arguments[0] ? c.textContent : null;", first_counts))
+    assert live != first_counts and "16 chunks" in live, live
+    step("the chunk tally moves live with the parent's progress events")
     # The parent's own events move the bars; at the end the page re-renders as succeeded.
     wait.until(lambda d: d.find_element(By.ID, "state").text == "succeeded")
     wait.until(lambda d: d.find_element(By.ID, "hosts").text == "16 of 16 hosts done")
