@@ -161,7 +161,7 @@ function hostsText(p) { return `${esc(p?.hosts_done ?? 0)} of ${esc(p?.hosts_tot
 async function chunkSection(j, cursor) {
   const page = await api(`/v1/jobs/${encodeURIComponent(j.correlation_id)}/chunks?limit=${CHUNK_PAGE}&cursor=${cursor}`);
   const rows = page.chunks.map((c) => [jobLink(c.correlation_id), `<span class="state">${esc(c.state)}</span>`, esc(c.target), esc(c.worker), `${esc(c.attempt)}/${esc(c.max_attempts)}`, esc(c.error?.message)]);
-  const here = (n) => `#/jobs/${encodeURIComponent(j.correlation_id)}?chunks=${n}`;
+  const here = (n) => esc(`#/jobs/${encodeURIComponent(j.correlation_id)}?chunks=${Number(n)}`);
   const last = Math.min(cursor + page.chunks.length, page.total);
   const nav = [cursor > 0 ? `<a id="chunks-prev" href="${here(Math.max(0, cursor - CHUNK_PAGE))}">← previous</a>` : "",
     page.next_cursor != null ? `<a id="chunks-next" href="${here(page.next_cursor)}">next →</a>` : ""].filter(Boolean).join(" ");
