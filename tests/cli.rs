@@ -1,7 +1,8 @@
 //! The `scanq` CLI (issue 14), run as the real binary against a live API and worker: submit
 //! with --watch and a parsed result table (real nmap against 127.0.0.1), the listings, result
 //! formats, cancel, and the documented exit codes (0 ok, 1 unreachable, 2 usage, 3 refused by
-//! the server with its detail and hint, 4 job failed or cancelled).
+//! the server with its detail and hint, 4 job failed or cancelled); a big scan (issue 21)
+//! watched as one parent, its tally in `get` and its chunks paged by `scanq chunks`.
 
 use std::process::Output;
 use std::time::Duration;
@@ -205,4 +206,131 @@ async fn refusals_cancels_and_usage_have_their_exit_codes() {
     assert!(text(&out.stdout).contains("[[tokens]]"));
     let out = scanq(&s.base, &["completions", "bash"]).await;
     assert!(text(&out.stdout).contains("scanq"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_big_scan_is_watched_as_one_parent_and_its_chunks_are_listed_page_by_page() {
+    let s = stack().await;
+    let port = free_port().to_string();
+    let args = format!("-sT -n -p {port}");
+    // 64 loopback addresses in chunks of 16: one parent, four chunks, real nmap.
+    let out = scanq(
+        &s.base,
+        &[
+            "submit",
+            "nmap",
+            "127.3.0.0/26",
+            "--args",
+            &args,
+            "--chunk-hosts",
+            "16",
+            "--id",
+            "cli-big",
+            "--watch",
+        ],
+    )
+    .await;
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains("cli-big succeeded"), "{stdout}");
+    assert_eq!(stdout.matches("127.3.0.").count(), 64, "{stdout}");
+    // One watch, of the parent: no chunk is followed on its own.
+    assert!(stderr.contains("submitted cli-big"), "{stderr}");
+    assert!(!stderr.contains("cli-big:"), "{stderr}");
+
+    let out = scanq(&s.base, &["get", "cli-big"]).await;
+    let got = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(got.contains("64 of 64 done"), "{got}");
+    assert!(got.contains("4 total: 4 succeeded"), "{got}");
+    let out = scanq(&s.base, &["get", "cli-big:1"]).await;
+    assert!(
+        text(&out.stdout).contains("parent:"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    let out = scanq(&s.base, &["chunks", "cli-big", "--limit", "3"]).await;
+    let page = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(page.starts_with("CHUNK"), "{page}");
+    for n in 0..3 {
+        assert!(
+            page.contains(&format!("cli-big:{n}  succeeded  127.3.0.{}/28", n * 16)),
+            "{page}"
+        );
+    }
+    assert!(
+        page.contains("next page: scanq chunks cli-big --cursor 3 --limit 3"),
+        "{page}"
+    );
+    let out = scanq(
+        &s.base,
+        &["chunks", "cli-big", "--cursor", "3", "--limit", "3"],
+    )
+    .await;
+    let last = text(&out.stdout);
+    assert!(
+        last.contains("cli-big:3  succeeded  127.3.0.48/28"),
+        "{last}"
+    );
+    assert!(last.contains("1 shown of 4 chunks"), "{last}");
+    let out = scanq(&s.base, &["--json", "chunks", "cli-big"]).await;
+    let all: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(all["total"], 4, "{all}");
+
+    // Refusals keep their exit code: a chunk size out of bounds, the chunks of a plain job.
+    let out = scanq(
+        &s.base,
+        &["submit", "noop", "127.3.1.0/24", "--chunk-hosts", "0"],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("chunk_hosts"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = scanq(&s.base, &["submit", "noop", "127.0.0.1", "--id", "plain"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = scanq(&s.base, &["chunks", "plain"]).await;
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    let out = scanq(&s.base, &["chunks", "cli-big", "--limit", "0"]).await;
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watching_a_big_scan_in_a_terminal_draws_one_bar_with_hosts_and_chunks() {
+    let s = stack().await;
+    // The bar is drawn only on a terminal: run the CLI under `script`, which gives it a pty.
+    // Four chunks of the in-process `sleep` tool, each running 1.5 s, so the bar shows them.
+    let command = format!(
+        "{} submit sleep 127.3.2.0/29 --args '--ms 1500' --chunk-hosts 2 --id cli-bar --watch",
+        bin("scanq").display()
+    );
+    let mut cmd = std::process::Command::new("script");
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("SCANQ_URL", &s.base)
+        .env("TERM", "xterm")
+        .env("COLUMNS", "160")
+        .args(["-qfec", &command, "/dev/null"]);
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap());
+    let out = tokio::time::timeout(Duration::from_secs(120), out)
+        .await
+        .expect("scanq finished")
+        .unwrap();
+    let screen = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{screen}");
+    assert!(screen.contains("submitted cli-bar"), "{screen}");
+    assert!(screen.contains("/8 hosts; chunks: 4 total"), "{screen}");
+    // From the first frame to the last the message carries the hosts and chunks (a state
+    // event adds the state to them rather than replacing them).
+    for bare in ["cli-bar waiting", "cli-bar queued", "cli-bar running"] {
+        assert!(!screen.contains(bare), "{bare}: {screen}");
+    }
+    assert!(screen.contains("hosts; chunks: 4 total"), "{screen}");
+    // One bar, the parent's: no chunk is named, and so none has a bar of its own.
+    assert!(!screen.contains("cli-bar:"), "{screen}");
+    assert!(screen.contains("cli-bar succeeded"), "{screen}");
 }

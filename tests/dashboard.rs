@@ -1,8 +1,8 @@
 //! The dashboard in a real headless Chromium (issue 14), driven by selenium
 //! (`tests/dashboard/dashboard_test.py`): load the page with a token, submit a job through the
 //! API, watch its row and progress bar appear, open the detail view and see the bar move with
-//! SSE progress, cancel the running job from the UI, visit every page, and check that a
-//! read-only token is offered no actions. Screenshots of each page go to
+//! SSE progress, cancel the running job from the UI, follow a big scan's chunk bars and page its
+//! chunk table, visit every page, and check that a read-only token is offered no actions. Screenshots of each page go to
 //! `<target dir>/dashboard-screenshots/` for review.
 //!
 //! Chromium and chromedriver come from Debian (`scripts/install-deps.sh`), selenium from PyPI
@@ -94,6 +94,8 @@ async fn the_dashboard_follows_and_cancels_a_job_in_headless_chromium() {
         "jobs",
         "detail",
         "cancelled",
+        "bigscan",
+        "chunk",
         "breakers",
         "workers",
         "tools",

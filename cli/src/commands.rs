@@ -21,6 +21,9 @@ pub async fn run(api: &Api, json: bool, cmd: &Cmd) -> Result<(), Failure> {
             tenant,
         } => jobs(api, json, state, tool, *limit, tenant).await,
         Cmd::Get { id } => get(api, json, id).await,
+        Cmd::Chunks { id, cursor, limit } => {
+            crate::chunks::list(api, json, id, *cursor, *limit).await
+        }
         Cmd::Cancel { id } => cancel(api, json, id).await,
         Cmd::Retry { id } => retry(api, json, id).await,
         Cmd::Result { id, format } => result(api, json, id, *format).await,
@@ -45,6 +48,7 @@ fn submit_body(cmd: &Cmd) -> Result<SubmitBody, Failure> {
         max_attempts,
         intrusive,
         delay_sec,
+        chunk_hosts,
         ..
     } = cmd
     else {
@@ -67,6 +71,7 @@ fn submit_body(cmd: &Cmd) -> Result<SubmitBody, Failure> {
         max_attempts: max_attempts.map(u64::from),
         intrusive: intrusive.then_some(true),
         delay_sec: *delay_sec,
+        chunk_hosts: *chunk_hosts,
         ..SubmitBody::default()
     })
 }
@@ -299,13 +304,23 @@ async fn follow(api: &Api, id: &str, json: bool) -> Result<Value, Failure> {
             .expect("valid template")
             .progress_chars("=> "),
     );
-    bar.set_message(format!("{id} waiting"));
+    // A big scan's hosts and chunks (from its document first, then from its progress events),
+    // kept in the message when a state event comes after them.
+    let mut chunks = api
+        .job(id)
+        .await
+        .ok()
+        .and_then(|doc| crate::chunks::doc_progress(id, &as_value(&doc)));
+    bar.set_message(chunks.clone().unwrap_or_else(|| format!("{id} waiting")));
     bar.enable_steady_tick(std::time::Duration::from_millis(200));
     let doc = api
         .follow(&urlencode(id), |kind, data| match kind {
             "state" => {
                 let state = data["state"].as_str().or(data.as_str()).unwrap_or("?");
-                bar.set_message(format!("{id} {state}"));
+                bar.set_message(match &chunks {
+                    Some(c) => format!("{c} ({state})"),
+                    None => format!("{id} {state}"),
+                });
             }
             "progress" => {
                 let pct = data["percent"].as_f64().unwrap_or(0.0);
@@ -314,7 +329,12 @@ async fn follow(api: &Api, id: &str, json: bool) -> Result<Value, Failure> {
                 let eta = data["eta_sec"]
                     .as_u64()
                     .map_or(String::new(), |s| format!(", ETA {s} s"));
-                bar.set_message(format!("{id} {phase}{eta}"));
+                // A big scan is followed as its parent: one bar, hosts and chunks in its message.
+                chunks = crate::chunks::progress_message(id, data);
+                let message = chunks
+                    .clone()
+                    .unwrap_or_else(|| format!("{id} {phase}{eta}"));
+                bar.set_message(message);
             }
             _ => {}
         })
@@ -371,6 +391,7 @@ fn print_doc(doc: &JobDocument, json: bool) {
         .iter()
         .map(|f| vec![format!("{f}:"), cell(&doc[*f])])
         .chain([vec!["progress:".into(), progress(doc)]])
+        .chain(crate::chunks::doc_rows(doc))
         // What it needs of a worker and why it waits, when it says so.
         .chain(
             ["needs", "waiting_for"]

@@ -4,6 +4,7 @@
 //! Exit codes: 0 ok; 1 the API could not be reached; 2 usage; 3 refused by the server (its
 //! problem's `detail` and `hint` are printed); 4 the job failed or was cancelled.
 
+mod chunks;
 mod client;
 mod commands;
 mod render;
@@ -62,7 +63,11 @@ pub enum Cmd {
         intrusive: bool,
         #[arg(long)]
         delay_sec: Option<u64>,
-        /// Follow the job until it finishes (exit 4 unless it succeeds).
+        /// For a big scan: the most hosts one chunk scans (a bigger target is split).
+        #[arg(long)]
+        chunk_hosts: Option<u64>,
+        /// Follow the job until it finishes (exit 4 unless it succeeds); a big scan shows one
+        /// bar for the whole scan (hosts done, chunks by state).
         #[arg(long)]
         watch: bool,
     },
@@ -78,8 +83,18 @@ pub enum Cmd {
         #[arg(long)]
         tenant: Option<String>,
     },
-    /// Show one job.
+    /// Show one job (a big scan's parent: its hosts and chunk tally).
     Get { id: String },
+    /// List a big scan's chunks (state, target, worker, attempt), a page at a time.
+    Chunks {
+        id: String,
+        /// The chunk number to start from (printed with the previous page).
+        #[arg(long)]
+        cursor: Option<u64>,
+        /// Chunks per page (1-1000).
+        #[arg(long, default_value_t = 50)]
+        limit: u64,
+    },
     /// Cancel a job.
     Cancel { id: String },
     /// Re-run a failed or cancelled job.

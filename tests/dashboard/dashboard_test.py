@@ -91,6 +91,47 @@ try:
     step("cancel from the UI cancels the running job")
     shot("cancelled")
 
+    # A big scan (issue 21): 16 one-host chunks; the parent's page shows the hosts bar, the
+    # chunks by state, and a chunk table of 10 per page; a chunk's page links back.
+    call("POST", "/v1/jobs", ADMIN, {"tool": "fake", "target": "127.4.0.0/28", "correlation_id": "ui-big",
+                                      "chunk_hosts": 1, "args": "--sleep-ms 2500"})
+    go("#/jobs/ui-big")
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#chunkbar svg.chunks"))
+    first_counts = driver.find_element(By.ID, "chunk-counts").text
+    assert "16 chunks" in first_counts, first_counts
+    chunk_rows = "#chunk-table tr td:first-child a"
+    assert len(driver.find_elements(By.CSS_SELECTOR, chunk_rows)) == 10
+    step("a big scan's page shows its chunk bar and the first page of chunks")
+    # Live: the tally moves (8 chunks run at once, 2.5 s each) while the page is not re-rendered
+    # (a mark on the chunk table survives), i.e. from the parent's SSE progress events.
+    driver.execute_script("document.getElementById('chunk-table').dataset.mark = 'first render'")
+    live = wait.until(lambda d: d.execute_script(
+        "const t = document.getElementById('chunk-table'), c = document.getElementById('chunk-counts');"
+        "return t && t.dataset.mark && c.textContent !== arguments[0] ? c.textContent : null;", first_counts))
+    assert live != first_counts and "16 chunks" in live, live
+    step("the chunk tally moves live with the parent's progress events")
+    # The parent's own events move the bars; at the end the page re-renders as succeeded.
+    wait.until(lambda d: d.find_element(By.ID, "state").text == "succeeded")
+    wait.until(lambda d: d.find_element(By.ID, "hosts").text == "16 of 16 hosts done")
+    wait.until(lambda d: "succeeded 16" in d.find_element(By.ID, "chunk-counts").text)
+    assert driver.find_elements(By.CSS_SELECTOR, "#chunkbar rect.c-succeeded"), "no succeeded segment"
+    assert float(driver.find_element(By.ID, "hostbar").get_attribute("value")) == 16
+    step("the hosts bar and the chunk tally reach 16 of 16")
+    shot("bigscan")
+    driver.find_element(By.ID, "chunks-next").click()
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, chunk_rows)) == 6)
+    ids = [e.text for e in driver.find_elements(By.CSS_SELECTOR, chunk_rows)]
+    assert ids == ["ui-big:%d" % n for n in range(10, 16)], ids
+    assert driver.find_elements(By.ID, "chunks-prev") and not driver.find_elements(By.ID, "chunks-next")
+    step("the chunk table pages: the second page holds chunks 10 to 15")
+    driver.find_element(By.LINK_TEXT, "ui-big:12").click()
+    wait.until(lambda d: d.find_elements(By.ID, "parent"))
+    assert "127.4.0.12" in driver.find_element(By.ID, "view").text
+    shot("chunk")
+    driver.find_element(By.ID, "parent").click()
+    wait.until(lambda d: d.find_elements(By.ID, "chunkbar"))
+    step("a chunk's page links to its parent and back")
+
     for page in ("breakers", "workers", "tools", "dead"):
         go("#/" + page)
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#view h2"))

@@ -39,13 +39,13 @@ impl Progress {
                 let p = doc.progress.as_ref();
                 let pct = p.map_or(0.0, |p| p.percent).clamp(0.0, 99.0);
                 let phase = p.and_then(|p| p.phase.clone());
-                (
-                    pct,
-                    match phase {
-                        Some(ph) => format!("running: {pct:.0}% {ph}"),
-                        None => format!("running: {pct:.0}%"),
-                    },
-                )
+                // A big scan's parent says its chunks and hosts instead of a tool's phase.
+                let message = match (super::view::chunk_summary(doc), phase) {
+                    (Some(chunks), _) => format!("running: {pct:.0}%, {chunks}"),
+                    (None, Some(ph)) => format!("running: {pct:.0}% {ph}"),
+                    (None, None) => format!("running: {pct:.0}%"),
+                };
+                (pct, message)
             }
             s => (0.0, format!("{s}")),
         };

@@ -43,6 +43,10 @@ fn status_message(doc: &JobDocument) -> String {
     if let (JobState::Running, Some(p)) = (doc.state, &doc.progress) {
         m.push_str(&format!(" ({:.0}%)", p.percent));
     }
+    // A big scan's task is its parent: how many chunks and hosts are done.
+    if let Some(chunks) = super::view::chunk_summary(doc) {
+        m.push_str(&format!(": {chunks}"));
+    }
     if let Some(e) = &doc.error {
         m.push_str(&format!(": {} — {}", e.message, e.recovery_suggestion));
     }
@@ -245,7 +249,29 @@ pub async fn cancel(ctx: &mut Ctx, params: &Value) -> Result<Value, RpcError> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use super::*;
+
+    #[test]
+    fn a_big_scans_task_reports_its_chunks_and_hosts() {
+        let h: HashMap<String, String> = [
+            ("cid", "big"),
+            ("tool", "nmap"),
+            ("state", "running"),
+            ("created_ms", "1"),
+            ("tally", r#"{"total":16,"queued":11,"scheduled":0,"running":0,"succeeded":5,"failed":0,"cancelled":0}"#),
+            ("progress", r#"{"percent":31.0,"eta_sec":null,"phase":null,"hosts_done":1280,"hosts_total":4096}"#),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let doc = JobDocument::from_hash(&h).unwrap();
+        assert_eq!(
+            status_message(&doc),
+            "job is running (31%): 5 of 16 chunks done (0 running, 11 waiting), 1280 of 4096 hosts"
+        );
+    }
 
     #[test]
     fn job_states_map_to_task_statuses() {

@@ -8,6 +8,8 @@ use scanq::nmap::ScanDiff;
 use scanq::validate::ValidationError;
 use serde_json::{Value, json};
 
+pub use big::chunk_summary;
+
 /// Bytes of raw output per page, and the budget for one page of parsed items.
 pub const PAGE_BYTES: usize = 16 * 1024;
 
@@ -106,6 +108,7 @@ pub fn job_view(doc: &JobDocument) -> Value {
     if let Some(g) = &doc.target_group {
         view["target_group"] = json!(g);
     }
+    big::extend_view(&mut view, doc);
     view
 }
 
@@ -117,10 +120,17 @@ pub fn job_line(doc: &JobDocument) -> String {
     );
     if let Some(p) = doc.progress.as_ref().filter(|_| !doc.state.is_terminal()) {
         line.push_str(&format!(" ({:.0}%", p.percent));
-        if let Some(phase) = &p.phase {
+        // A big scan's phase is its chunk count, said below with the hosts.
+        if let Some(phase) = p.phase.as_ref().filter(|_| doc.chunks.is_none()) {
             line.push_str(&format!(", {phase}"));
         }
         line.push(')');
+    }
+    if let Some(chunks) = chunk_summary(doc) {
+        line.push_str(&format!(" [big scan: {chunks}]"));
+    }
+    if let Some(parent) = &doc.parent {
+        line.push_str(&format!(" [chunk of big scan {parent}]"));
     }
     if let Some(w) = doc.waiting_for {
         line.push_str(&format!(" (waiting for: {w})"));
@@ -248,6 +258,7 @@ pub fn result_page(
             "stdout_bytes": result.stdout.len(),
             "stderr_bytes": result.stderr.len(),
             "parsed_items": items.as_ref().map(Vec::len),
+            "partial": result.partial,
         },
         "items": items_out,
         "text": text_out,
@@ -405,6 +416,20 @@ pub fn job_schema(extra: Value) -> Value {
     if let (Some(props), Some(extra)) = (schema["properties"].as_object_mut(), extra.as_object()) {
         props.extend(extra.clone());
     }
+    for (at, more) in [
+        ("/properties", big::schema_properties()),
+        (
+            "/properties/progress/properties",
+            big::progress_properties(),
+        ),
+    ] {
+        if let (Some(props), Some(more)) = (
+            schema.pointer_mut(at).and_then(Value::as_object_mut),
+            more.as_object(),
+        ) {
+            props.extend(more.clone());
+        }
+    }
     schema
 }
 
@@ -430,6 +455,7 @@ pub fn result_schema() -> Value {
                     "stdout_bytes": {"type": "integer"},
                     "stderr_bytes": {"type": "integer"},
                     "parsed_items": nullable("integer"),
+                    "partial": {"type": "boolean", "description": "a big scan's merged result misses the hosts of chunks that did not succeed"},
                 },
             },
             "items": {"type": "array", "description": "parsed items (hosts) on this page"},
@@ -442,5 +468,6 @@ pub fn result_schema() -> Value {
     })
 }
 
+mod big;
 #[cfg(test)]
 mod tests;

@@ -1,6 +1,7 @@
 //! `GET /`: the dashboard, three hand-written assets with no build step and no CDN
 //! (`assets/dashboard.{html,js,css}`): overview with per-tool sparklines, jobs with filters and
-//! bulk actions, job detail with a live progress bar (SSE), breakers, workers, tools. It holds
+//! bulk actions, job detail with a live progress bar (SSE; a big scan's parent adds its hosts
+//! bar, chunks by state and a paged chunk table), breakers, workers, tools. It holds
 //! no data of its own: everything comes from the REST API with the token typed in, and actions
 //! appear only when `GET /v1/whoami` says the token may use them.
 //! Every asset is sent with [`PAGE_POLICY`]: scripts, styles and requests only from the API's

@@ -67,8 +67,20 @@ pub fn merge_chunks(chunks: &[ChunkOutcome<'_>], max_stdout: usize) -> JobResult
     let mut notes = Vec::new();
     let mut parts = Vec::new();
     let mut missing = Vec::new();
+    // A tool whose output is no nmap run (no chunk has a report): the chunks' outputs are
+    // joined instead, and a chunk is missing only when it did not succeed.
+    let any_report = order
+        .iter()
+        .any(|c| c.state == JobState::Succeeded && c.result.and_then(report_of).is_some());
+    let mut plain = Vec::new();
     for &chunk in &order {
         let succeeded = chunk.state == JobState::Succeeded;
+        if succeeded && !any_report {
+            if let Some(r) = chunk.result {
+                plain.push(r);
+            }
+            continue;
+        }
         match chunk
             .result
             .filter(|_| succeeded)
@@ -118,7 +130,17 @@ pub fn merge_chunks(chunks: &[ChunkOutcome<'_>], max_stdout: usize) -> JobResult
             truncated_stdout |= cut;
             xml
         }
-        None => String::new(),
+        None => {
+            let mut out = String::new();
+            for r in &plain {
+                if out.len() + r.stdout.len() > max_stdout {
+                    truncated_stdout = true;
+                    break;
+                }
+                out.push_str(&r.stdout);
+            }
+            out
+        }
     };
     let parsed = merged_report(&parts, stats);
     let (stderr, truncated_stderr) = merged_stderr(&notes, &order);

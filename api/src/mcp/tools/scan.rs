@@ -1,7 +1,9 @@
 //! The `<tool>_scan` tools: the call's arguments become a REST submit body, checked by
 //! `JobSpec::from_json` and enqueued by the one submit path (`crate::submit`), so a scan
 //! started here is refused or accepted exactly as `POST /v1/jobs` would. `ports` (for tools
-//! with a port-list flag) and `wait_sec` are the only MCP-specific arguments.
+//! with a port-list flag) and `wait_sec` are the only MCP-specific arguments. A target over the
+//! tool's `max_hosts` (or over `chunk_hosts`) is a big scan: the call answers with the parent
+//! job, whose task follows the parent (DESIGN §12).
 
 use std::time::Duration;
 
@@ -27,6 +29,7 @@ const ACCEPTED: &[&str] = &[
     "correlation_id",
     "intrusive",
     "wait_sec",
+    "chunk_hosts",
 ];
 
 /// Starts a job of `tool`; answers with its view (after up to `wait_sec`), or with a task

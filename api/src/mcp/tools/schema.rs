@@ -45,11 +45,17 @@ fn scan_input_schema(state: &AppState, spec: &ToolSpec) -> Value {
     // The fields a scan shares with a submit take their types and bounds from the submit body's
     // own type (`scanq::request::SubmitBody`), then the live catalog's words and limits.
     let mut props = json!({});
+    let live = state.live();
+    let per_job = spec.max_hosts.unwrap_or(live.targets.max_hosts());
+    let most = live.targets.max_target_hosts();
     let shared = [
         (
             "target",
             json!({"description": format!(
-            "What to scan: an IPv4 address, an IPv4 CIDR or a hostname. Server scope: {}",
+            "What to scan: an IPv4 address, an IPv4 CIDR or a hostname, or a list of one kind \
+             separated by commas (no spaces). A target over {per_job} hosts (up to {most}) is a \
+             big scan: one parent job split into chunks, answered and followed as one job. \
+             Server scope: {}",
             state.live().targets.describe())}),
         ),
         (
@@ -75,7 +81,14 @@ fn scan_input_schema(state: &AppState, spec: &ToolSpec) -> Value {
             "Confirm intrusive flags or scripts (the server must allow them too)."}),
         ),
     ];
-    for (name, overlay) in shared {
+    // A big scan's chunk size: bounded by what one job of this tool may scan.
+    let chunk_hosts = (
+        "chunk_hosts",
+        json!({"maximum": per_job, "description": format!(
+            "For a big scan: the most hosts one chunk scans (1-{per_job}, default {per_job}). \
+             A target over this size is split into chunks even when the tool could take it.")}),
+    );
+    for (name, overlay) in shared.into_iter().chain([chunk_hosts]) {
         props[name] = submit_property(name, overlay);
     }
     props["wait_sec"] = json!({"type": "integer", "minimum": 0, "maximum": MAX_WAIT_SEC, "description":
@@ -230,9 +243,16 @@ mod tests {
     fn scan_fields_take_their_type_and_bounds_from_the_submit_body() {
         let target = submit_property("target", json!({"description": "d"}));
         assert_eq!(target["type"], "string");
+        // A target may be a list (a big scan), so it is as long as the submit body allows.
         assert_eq!(
             target["maxLength"],
             scanq::validate::targets::MAX_LIST_TEXT as u64
+        );
+        let chunk = submit_property("chunk_hosts", json!({"maximum": 1024}));
+        assert_eq!(chunk["type"], "integer");
+        assert_eq!(
+            (chunk["minimum"].as_u64(), chunk["maximum"].as_u64()),
+            (Some(1), Some(1024))
         );
         assert_eq!(target["description"], "d");
         let intrusive = submit_property("intrusive", json!({}));

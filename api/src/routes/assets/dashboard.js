@@ -1,5 +1,6 @@
 // scanq dashboard: a hash-routed page over the REST API (no build step, no CDN).
-// Views: #/ overview, #/jobs list, #/jobs/ID detail, #/breakers, #/workers, #/tools, #/dead.
+// Views: #/ overview, #/jobs list, #/jobs/ID detail (?chunks=N: a big scan's chunk page), #/breakers,
+// #/workers, #/tools, #/dead.
 "use strict";
 const $ = (id) => document.getElementById(id);
 const esc = (v) => String(v ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
@@ -136,11 +137,43 @@ async function follow(id) { // SSE over fetch, so the bearer token travels in a 
         continue;
       }
       const t = $("timeline"); if (t) t.insertAdjacentHTML("beforeend", `<li>${esc(new Date().toLocaleTimeString())} <b>${esc(kind)}</b> ${esc(data.slice(0, 200))}</li>`);
-      if (kind === "progress") { try { const p = JSON.parse(data); $("bar").value = p.percent; $("phase").textContent = `${p.phase || ""} ${p.percent.toFixed(0)}%${p.eta_sec != null ? ", ETA " + p.eta_sec + " s" : ""}`; } catch (e) { /* not JSON */ } }
+      if (kind === "progress") { try { const p = JSON.parse(data); chunkProgress(p); $("bar").value = p.percent; $("phase").textContent = `${p.phase || ""} ${p.percent.toFixed(0)}%${p.eta_sec != null ? ", ETA " + p.eta_sec + " s" : ""}`; } catch (e) { /* not JSON */ } }
       if (kind === "state") { try { $("state").textContent = JSON.parse(data).state || data; } catch (e) { $("state").textContent = data; } }
       if (kind === "done") { ctl.abort(); setTimeout(route, 100); return; }
     }
   }
+}
+// A big scan (DESIGN §12): the parent's hosts bar, its chunks by state as a stacked SVG bar
+// (attributes, not inline styles, so the CSP holds) with counts, and a paged chunk table.
+const CHUNK_STATES = ["succeeded", "running", "queued", "scheduled", "failed", "cancelled"];
+const CHUNK_PAGE = 10;
+function chunkBar(t) {
+  let x = 0;
+  const rects = CHUNK_STATES.filter((s) => t[s] > 0).map((s) => {
+    const w = (t[s] * 100) / Math.max(1, t.total);
+    const r = `<rect class="c-${s}" x="${x}" y="0" width="${w}" height="10"><title>${esc(s)}: ${esc(t[s])}</title></rect>`;
+    x += w; return r;
+  });
+  const counts = CHUNK_STATES.map((s) => `<span class="c-${s}" data-state="${s}">${esc(s)} <b>${esc(t[s] ?? 0)}</b></span>`).join(" · ");
+  return `<svg class="chunks" viewBox="0 0 100 10" preserveAspectRatio="none">${rects.join("")}</svg><div id="chunk-counts">${esc(t.total)} chunks: ${counts}</div>`;
+}
+function hostsText(p) { return `${esc(p?.hosts_done ?? 0)} of ${esc(p?.hosts_total ?? "?")} hosts done`; }
+async function chunkSection(j, cursor) {
+  const page = await api(`/v1/jobs/${encodeURIComponent(j.correlation_id)}/chunks?limit=${CHUNK_PAGE}&cursor=${cursor}`);
+  const rows = page.chunks.map((c) => [jobLink(c.correlation_id), `<span class="state">${esc(c.state)}</span>`, esc(c.target), esc(c.worker), `${esc(c.attempt)}/${esc(c.max_attempts)}`, esc(c.error?.message)]);
+  const here = (n) => esc(`#/jobs/${encodeURIComponent(j.correlation_id)}?chunks=${Number(n)}`);
+  const last = Math.min(cursor + page.chunks.length, page.total);
+  const nav = [cursor > 0 ? `<a id="chunks-prev" href="${here(Math.max(0, cursor - CHUNK_PAGE))}">← previous</a>` : "",
+    page.next_cursor != null ? `<a id="chunks-next" href="${here(page.next_cursor)}">next →</a>` : ""].filter(Boolean).join(" ");
+  return `<h2>Big scan</h2><p><progress id="hostbar" max="${esc(j.progress?.hosts_total ?? 0)}" value="${esc(j.progress?.hosts_done ?? 0)}"></progress> <span id="hosts">${hostsText(j.progress)}</span></p>
+    <div id="chunkbar">${chunkBar(j.chunks)}</div>${j.result?.partial ? '<p class="bad" id="partial">partial result: the hosts of chunks that did not succeed are missing</p>' : ""}
+    <h2>Chunks <span class="muted">${esc(cursor + (rows.length ? 1 : 0))}–${esc(last)} of ${esc(page.total)}</span></h2>
+    <div id="chunk-table">${table(["chunk", "state", "target", "worker", "attempt", "error"], rows)}</div><p class="pager">${nav}</p>`;
+}
+function chunkProgress(p) { // a parent's progress event: hosts and the chunk tally, live
+  if (!p.chunks || !$("chunkbar")) return;
+  $("chunkbar").innerHTML = chunkBar(p.chunks);
+  $("hostbar").max = p.hosts_total; $("hostbar").value = p.hosts_done; $("hosts").textContent = `${p.hosts_done} of ${p.hosts_total} hosts done`;
 }
 async function detail(id) {
   const j = await api("/v1/jobs/" + encodeURIComponent(id));
@@ -149,15 +182,18 @@ async function detail(id) {
   if (can("submit") && ["failed", "cancelled"].includes(j.state)) actions.push(act("Retry", "/v1/jobs/" + encodeURIComponent(id) + "/retry", "POST", "retry"));
   const doc = ["tool", "target", "args", "attempt", "max_attempts", "priority", "created_at", "started_at", "finished_at", "queue_wait_ms", "duration_ms", "worker"]
     .map((k) => [esc(k), esc(Array.isArray(j[k]) ? j[k].join(" ") : j[k])]);
+  if (j.parent) doc.unshift(["parent", `<a id="parent" href="#/jobs/${encodeURIComponent(j.parent)}">${esc(j.parent)}</a> (this job is a chunk of a big scan)`]);
   if (j.needs) doc.push(["needs", esc(j.needs.join(" "))]);
   if (j.waiting_for) doc.push(["waiting for", `<span class="bad">${esc(j.waiting_for)}</span>`]);
   if (j.error) doc.push(["error", `<span class="bad">${esc(j.error.type)}: ${esc(j.error.message)}</span><br>${esc(j.error.recovery_suggestion)}`]);
   const p = j.progress || { percent: j.state === "succeeded" ? 100 : 0 };
   const live = !["succeeded", "failed", "cancelled"].includes(j.state);
+  const cursor = Number(new URLSearchParams(location.hash.split("?")[1] || "").get("chunks")) || 0;
+  const big = j.chunks ? await chunkSection(j, cursor) : "";
   if (live) setTimeout(() => follow(id).catch(() => {}));
   return `<h2>Job ${esc(id)} — <span id="state">${esc(j.state)}</span></h2><div>${actions.join("")}</div>
     <p><progress id="bar" max="100" value="${p.percent}"></progress> <span id="phase">${esc(p.phase || "")} ${p.percent.toFixed(0)}%</span></p>
-    ${table(["field", "value"], doc)}<h2>Result</h2>${resultTable(j.result?.parsed)}
+    ${big}${table(["field", "value"], doc)}<h2>Result</h2>${resultTable(j.result?.parsed)}
     <h2>stdout</h2><pre id="stdout">${esc(j.result?.stdout)}</pre><h2>stderr</h2><pre id="stderr">${esc(j.result?.stderr)}</pre>
     <h2>Events</h2><ol id="timeline"></ol>`;
 }

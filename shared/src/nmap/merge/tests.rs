@@ -544,3 +544,33 @@ fn a_slash_16_in_256_chunks_merges_into_one_document_of_65536_hosts() {
     assert_eq!(reread, report(&merged));
     assert!(!merged.truncated_stdout);
 }
+
+#[test]
+fn a_tool_without_nmap_output_joins_its_chunks_outputs_and_is_complete_when_all_succeeded() {
+    let out = |s: &str| JobResult {
+        exit_code: Some(0),
+        stdout: s.to_owned(),
+        ..JobResult::default()
+    };
+    let (a, b) = (out("scanned 127.1.0.0/30\n"), out("scanned 127.1.0.4/30\n"));
+    let chunks = [
+        chunk(0, "127.1.0.0/30", Some(&a)),
+        chunk(1, "127.1.0.4/30", Some(&b)),
+    ];
+    let merged = merge_chunks(&chunks, usize::MAX);
+    assert!(!merged.partial, "{}", merged.stderr);
+    assert_eq!(merged.exit_code, Some(0));
+    assert_eq!(
+        merged.stdout,
+        "scanned 127.1.0.0/30\nscanned 127.1.0.4/30\n"
+    );
+    assert!(merged.parsed.is_none());
+    // One that failed is missing, and says so.
+    let failed = ChunkOutcome {
+        state: JobState::Failed,
+        ..chunk(1, "127.1.0.4/30", None)
+    };
+    let merged = merge_chunks(&[chunk(0, "127.1.0.0/30", Some(&a)), failed], usize::MAX);
+    assert!(merged.partial);
+    assert_eq!(merged.stdout, "scanned 127.1.0.0/30\n");
+}
