@@ -1,7 +1,8 @@
 //! Firing due schedules: one step ([`Scheduler::tick`]) that claims each due schedule, applies
 //! its overlap and catch-up policies, enqueues the run through the normal submit path
-//! ([`Queue::submit`], the same validation as `POST /v1/jobs`), and commits the slot. Every API
-//! and worker process runs [`Scheduler::run`]; there is no leader.
+//! ([`Queue::admit`], the same validation as `POST /v1/jobs`; a big scan's run is one parent
+//! job), and commits the slot. Every API and worker process runs [`Scheduler::run`]; there is
+//! no leader.
 //!
 //! Each step judges templates against the configuration in force (a SIGHUP reload reaches the
 //! next step), and a run counts against its tenant's caps like any submit: the caps are those

@@ -18,6 +18,10 @@ use crate::validate::ValidationError;
 
 /// The longest schedule id: a run's correlation ID is `<id>.<slot seconds>`, at most 64.
 pub const MAX_ID: usize = 48;
+/// The longest id of a schedule whose runs are big scans (its template is split into chunks):
+/// its longest run ID, `<id>.t<13-digit ms>` (a trigger), must stay within
+/// [`crate::request::MAX_PARENT_ID`] so that chunk IDs `<run>:<n>` fit.
+pub const MAX_BIG_SCAN_ID: usize = crate::request::MAX_PARENT_ID - ".t".len() - 13;
 /// How many recent runs a document looks at for its last run and last change.
 const RECENT: usize = 20;
 
@@ -187,7 +191,7 @@ impl Scheduler {
         let id = schedule_id(id)?;
         let def = ScheduleDef::try_from(ScheduleBody::from_json(body)?)?;
         let now = self.store.now_ms().await?;
-        def.admit(&live.policy(), self.min_every_sec, now)?;
+        def.admit(&id, &live.policy(), self.min_every_sec, now)?;
         let next = Self::next_due(&def, &id, now, now)
             .map_err(|e| ValidationError::new("every_sec", e.0, "a shorter cadence"))?;
         let created = match self
