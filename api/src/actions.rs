@@ -3,7 +3,7 @@
 //! length, fair share), writes one audit line and counts itself, the same way from every front
 //! door; the front doors only map the outcome to their own shape.
 
-use scanq::domain::{CorrelationId, JobDocument};
+use scanq::domain::{CorrelationId, JobDocument, JobId, ToolName};
 use scanq::queue::{QueueError, Submitted};
 use scanq::request::JobSpec;
 use scanq::scripts::CancelOutcome;
@@ -58,7 +58,10 @@ pub async fn retry(
     let caps = state.inner.auth.caps_for(&caller.tenant, &state.inner.cfg);
     let out = state.queue().admit_retry(&caller.tenant, cid, caps).await;
     match &out {
-        Ok(doc) => audit::record("retry", caller, job_subject(doc), "queued"),
+        Ok(doc) => {
+            audit::record("retry", caller, job_subject(doc), "queued");
+            parent_finished_here(state, caller, doc);
+        }
         Err(e) => audit::record("retry", caller, id_subject(cid), audit::refusal(e)),
     }
     out
@@ -79,6 +82,9 @@ pub async fn cancel(
             .map(|(_, d)| d),
         Err(_) => None,
     };
+    if let Some(doc) = &doc {
+        parent_finished_here(state, caller, doc);
+    }
     let outcome = match &out {
         Ok(o) => cancel_outcome(o),
         Err(e) => audit::refusal(e),
@@ -86,6 +92,28 @@ pub async fn cancel(
     let subject = doc.as_ref().map_or_else(|| id_subject(cid), job_subject);
     audit::record("cancel", caller, subject, outcome);
     out.map(|o| (o, doc))
+}
+
+/// A big scan's parent that a cancel or retry just left final (a cancel of a parent whose
+/// chunk had failed: `failed`; every chunk already final: its outcome) gets its webhook events
+/// here, as the worker's settler gives them to a parent its chunks finish. The action succeeded,
+/// so the parent was not final before it; the events are keyed by job, so a settler finishing
+/// the same parent at the same moment delivers nothing twice.
+fn parent_finished_here(state: &AppState, caller: &Caller, doc: &JobDocument) {
+    if doc.chunks.is_none() || !doc.state.is_terminal() {
+        return;
+    }
+    let (Ok(tool), Ok(cid)) = (
+        ToolName::parse(&doc.tool),
+        CorrelationId::parse(&doc.correlation_id),
+    ) else {
+        return;
+    };
+    tracing::info!(correlation_id = %cid, state = %doc.state, "Big scan finished by an API action");
+    state
+        .inner
+        .job_events
+        .finished(JobId::new(tool, caller.tenant.clone(), cid));
 }
 
 /// The name of a cancel's outcome, in replies and audit lines.
