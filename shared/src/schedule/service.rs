@@ -414,3 +414,25 @@ impl Scheduler {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::chunk_id;
+    use crate::request::MAX_PARENT_ID;
+
+    #[test]
+    fn a_big_scan_schedule_s_longest_runs_leave_room_for_chunk_numbers() {
+        let id = "s".repeat(MAX_BIG_SCAN_ID);
+        // Slots up to the year 2200 (the bound of start_at/end_at), triggers up to 13-digit ms.
+        let slot = super::super::run_id(&id, 7_258_118_400_000);
+        let trigger = format!("{id}.t{}", 9_999_999_999_999u64);
+        for run in [slot, trigger] {
+            assert!(run.len() <= MAX_PARENT_ID, "{run}");
+            let run = CorrelationId::parse(&run).unwrap();
+            // The largest chunk number of a big scan (65,536 hosts by 1) still parses.
+            assert!(chunk_id(&run, 65_535).as_str().len() <= 64);
+        }
+        assert!(schedule_id(&id).is_ok());
+    }
+}
