@@ -475,3 +475,96 @@ async fn webhooks_fire_once_per_parent_and_sse_streams_its_progress() {
     api.shutdown().await;
     server.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_big_scan_that_cancel_previous_finishes_gives_its_job_failed_once() {
+    let redis = RedisServer::start().await;
+    let (mut cfg, _, fx) = scheduling(&redis, "bigprog-cprev");
+    let catalog = catalog(&fx, &wrapper(&fx, "127.1.0.32/28"));
+    let seen: Seen = Arc::default();
+    let (url, server) = receiver(seen.clone()).await;
+    cfg.webhook_allowed_urls = url.clone();
+    cfg.webhook_retry_base_ms = 100;
+    cfg.worker_grace_sec = 0;
+    let (api, base) = start_api(cfg.clone(), catalog.clone()).await;
+    std::fs::write(fx.path("ctl/delay"), "60").unwrap();
+    let body = json!({"tool": "bignmap", "target": "127.1.0.0/26", "args": "-sn -n",
+                      "chunk_hosts": 16, "max_attempts": 1, "every_sec": 5,
+                      "overlap": "cancel_previous"});
+    let r = put(&base, "/v1/schedules/cp", &body).await;
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    subscribe(&base, &url, &["job.succeeded", "job.failed"], None).await;
+    let worker = start_worker(
+        Config {
+            worker_concurrency: 4,
+            ..cfg.clone()
+        },
+        catalog,
+    )
+    .await;
+
+    // The first run: chunk 2 fails for good, the others run (60 s each).
+    let run = eventually(Duration::from_secs(30), "chunk 2 failed, 3 running", || {
+        let base = base.clone();
+        async move {
+            let doc = get_json(&base, "/v1/schedules/cp").await;
+            let run = doc["last_run"]["correlation_id"].as_str()?.to_owned();
+            let s = chunk_states(&base, &run).await;
+            (s.len() == 4 && s[2] == "failed" && s.iter().filter(|s| *s == "running").count() == 3)
+                .then_some(run)
+        }
+    })
+    .await;
+    let post = |path: String| {
+        let base = base.clone();
+        async move {
+            http()
+                .post(format!("{base}{path}"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(post("/v1/schedules/cp/pause".into()).await, 200);
+    // The worker goes: its running chunks are handed back, queued; nothing runs any more.
+    worker.shutdown().await;
+    eventually(
+        Duration::from_secs(30),
+        "the running chunks handed back",
+        || {
+            let base = base.clone();
+            let run = run.clone();
+            async move {
+                let s = chunk_states(&base, &run).await;
+                s.iter()
+                    .all(|s| s == "queued" || s == "failed")
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+    // The next slot cancels the previous run, which ends `failed` there and then.
+    assert_eq!(post("/v1/schedules/cp/resume".into()).await, 200);
+    let doc = eventually(Duration::from_secs(30), "the first run failed", || {
+        let base = base.clone();
+        let run = run.clone();
+        async move {
+            let doc = get_json(&base, &format!("/v1/jobs/{run}")).await;
+            (doc["state"] == "failed").then_some(doc)
+        }
+    })
+    .await;
+    assert_eq!(doc["chunks"]["failed"], 1, "{doc}");
+    assert_eq!(doc["chunks"]["cancelled"], 3, "{doc}");
+    eventually(Duration::from_secs(30), "job.failed", || {
+        let seen = seen.clone();
+        async move { (!deliveries(&seen).is_empty()).then_some(()) }
+    })
+    .await;
+    assert_eq!(post("/v1/schedules/cp/pause".into()).await, 200);
+    all_delivered(&cfg).await;
+    assert_eq!(deliveries(&seen), [("job.failed".to_owned(), run.clone())]);
+    api.shutdown().await;
+    server.abort();
+}

@@ -3,7 +3,7 @@
 //! length, fair share), writes one audit line and counts itself, the same way from every front
 //! door; the front doors only map the outcome to their own shape.
 
-use scanq::domain::{CorrelationId, JobDocument, JobId, ToolName};
+use scanq::domain::{CorrelationId, JobDocument};
 use scanq::queue::{QueueError, Submitted};
 use scanq::request::JobSpec;
 use scanq::scripts::CancelOutcome;
@@ -60,7 +60,12 @@ pub async fn retry(
     match &out {
         Ok(doc) => {
             audit::record("retry", caller, job_subject(doc), "queued");
-            parent_finished_here(state, caller, doc);
+            // A big scan's parent this retry left final gets its webhook events.
+            state
+                .inner
+                .job_events
+                .after_action(&caller.tenant, cid)
+                .await;
         }
         Err(e) => audit::record("retry", caller, id_subject(cid), audit::refusal(e)),
     }
@@ -82,8 +87,13 @@ pub async fn cancel(
             .map(|(_, d)| d),
         Err(_) => None,
     };
-    if let Some(doc) = &doc {
-        parent_finished_here(state, caller, doc);
+    if out.is_ok() {
+        // A big scan's parent this cancel left final gets its webhook events.
+        state
+            .inner
+            .job_events
+            .after_action(&caller.tenant, cid)
+            .await;
     }
     let outcome = match &out {
         Ok(o) => cancel_outcome(o),
@@ -92,28 +102,6 @@ pub async fn cancel(
     let subject = doc.as_ref().map_or_else(|| id_subject(cid), job_subject);
     audit::record("cancel", caller, subject, outcome);
     out.map(|o| (o, doc))
-}
-
-/// A big scan's parent that a cancel or retry just left final (a cancel of a parent whose
-/// chunk had failed: `failed`; every chunk already final: its outcome) gets its webhook events
-/// here, as the worker's settler gives them to a parent its chunks finish. The action succeeded,
-/// so the parent was not final before it; the events are keyed by job, so a settler finishing
-/// the same parent at the same moment delivers nothing twice.
-fn parent_finished_here(state: &AppState, caller: &Caller, doc: &JobDocument) {
-    if doc.chunks.is_none() || !doc.state.is_terminal() {
-        return;
-    }
-    let (Ok(tool), Ok(cid)) = (
-        ToolName::parse(&doc.tool),
-        CorrelationId::parse(&doc.correlation_id),
-    ) else {
-        return;
-    };
-    tracing::info!(correlation_id = %cid, state = %doc.state, "Big scan finished by an API action");
-    state
-        .inner
-        .job_events
-        .finished(JobId::new(tool, caller.tenant.clone(), cid));
 }
 
 /// The name of a cancel's outcome, in replies and audit lines.
