@@ -1,5 +1,6 @@
 //! The events of a finished job ([`on_job_finished`], called by the worker once a result is
-//! written; delivery is `dispatch.rs`). Nothing here can block or fail a job: emission errors
+//! written, and for a big scan's parent once it finishes — by the worker's settler or, after a
+//! cancel or retry that finished it, [`JobEvents::after_action`]; delivery is `dispatch.rs`). Nothing here can block or fail a job: emission errors
 //! are logged, delivery runs apart.
 
 use std::time::Duration;
