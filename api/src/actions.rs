@@ -58,7 +58,15 @@ pub async fn retry(
     let caps = state.inner.auth.caps_for(&caller.tenant, &state.inner.cfg);
     let out = state.queue().admit_retry(&caller.tenant, cid, caps).await;
     match &out {
-        Ok(doc) => audit::record("retry", caller, job_subject(doc), "queued"),
+        Ok(doc) => {
+            audit::record("retry", caller, job_subject(doc), "queued");
+            // A big scan's parent this retry left final gets its webhook events.
+            state
+                .inner
+                .job_events
+                .after_action(&caller.tenant, cid)
+                .await;
+        }
         Err(e) => audit::record("retry", caller, id_subject(cid), audit::refusal(e)),
     }
     out
@@ -79,6 +87,14 @@ pub async fn cancel(
             .map(|(_, d)| d),
         Err(_) => None,
     };
+    if out.is_ok() {
+        // A big scan's parent this cancel left final gets its webhook events.
+        state
+            .inner
+            .job_events
+            .after_action(&caller.tenant, cid)
+            .await;
+    }
     let outcome = match &out {
         Ok(o) => cancel_outcome(o),
         Err(e) => audit::refusal(e),

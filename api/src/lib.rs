@@ -93,10 +93,12 @@ pub async fn state(cfg: Config, catalog: Catalog) -> anyhow::Result<AppState> {
         scanq::webhook::WebhookStore::new(queue.pool().clone(), queue.keys().prefix()),
         &cfg,
     );
+    let job_events = scanq::webhook::JobEvents::new(queue.clone());
     Ok(AppState {
         inner: Arc::new(state::Inner {
             scheduler,
             webhooks,
+            job_events,
             cfg,
             live: LiveCell::new(live),
             queue,

@@ -33,6 +33,9 @@ pub struct Inner {
     pub scheduler: scanq::schedule::Scheduler,
     /// Delivers due webhook events (this process takes part like every other).
     pub webhooks: scanq::webhook::Dispatcher,
+    /// Emits the webhook events of a big scan's parent that a cancel or retry here finished
+    /// (the worker's settler emits those of parents its chunks finish).
+    pub job_events: scanq::webhook::JobEvents,
 }
 
 impl AppState {

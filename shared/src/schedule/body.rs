@@ -6,6 +6,7 @@
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use super::service::MAX_BIG_SCAN_ID;
 use super::{Overlap, ScheduleDef};
 use crate::request::{JobSpec, Policy, RequestError};
 use crate::validate::ValidationError;
@@ -38,6 +39,9 @@ pub struct ScheduleBody {
     pub queue_if_unavailable: Option<bool>,
     /// Template field, as for a submit: each run waits this long after its slot.
     pub delay_sec: Option<u64>,
+    /// Template field, as for a submit: the hosts per chunk of a big scan (DESIGN §12); each
+    /// run is then one parent job (docs/big-scans-programs.md).
+    pub chunk_hosts: Option<u64>,
     /// 5 fields: minute hour day-of-month month day-of-week. Its fires may come no closer
     /// together than `SCANQ_SCHEDULE_MIN_EVERY_SEC`. Give `cron` or `every_sec`.
     #[schema(max_length = 128, example = "0 3 * * 1-5")]
@@ -77,6 +81,7 @@ pub const TEMPLATE_FIELDS: &[&str] = &[
     "intrusive",
     "queue_if_unavailable",
     "delay_sec",
+    "chunk_hosts",
 ];
 
 /// The schedule's own fields.
@@ -164,6 +169,7 @@ impl ScheduleBody {
             self.queue_if_unavailable.map(Value::from),
         );
         put("delay_sec", self.delay_sec.map(Value::from));
+        put("chunk_hosts", self.chunk_hosts.map(Value::from));
         Value::Object(t)
     }
 }
@@ -211,14 +217,30 @@ impl TryFrom<ScheduleBody> for ScheduleDef {
 impl ScheduleDef {
     /// Whether the fleet takes this schedule now: its template passes as a submit (same
     /// refusals) and its runs come no closer together than `min_every_sec`, for `every_sec`
-    /// and `cron` alike (the smallest gap among a cron's next fires after `now_ms`).
+    /// and `cron` alike (the smallest gap among a cron's next fires after `now_ms`). A template
+    /// that is a big scan needs a schedule `id` of at most [`MAX_BIG_SCAN_ID`] characters.
     pub fn admit(
         &self,
+        id: &str,
         policy: &Policy<'_>,
         min_every_sec: u64,
         now_ms: u64,
     ) -> Result<(), RequestError> {
-        JobSpec::from_json(&self.template, policy)?;
+        let spec = JobSpec::from_json(&self.template, policy)?;
+        if spec.chunk_hosts.is_some() && id.len() > MAX_BIG_SCAN_ID {
+            // Its runs are parents whose chunks are `<run>:<n>`: a longer id would only be
+            // refused at every fire.
+            return Err(invalid(
+                "id",
+                format!(
+                    "is {} characters long; a schedule whose runs are big scans (the target \
+                     is split into chunks) may have at most {MAX_BIG_SCAN_ID}, so that its run \
+                     IDs (<id>.<slot>, <id>.t<ms>) leave room for chunk numbers",
+                    id.len()
+                ),
+                format!("[A-Za-z0-9._:-]{{1,{MAX_BIG_SCAN_ID}}}"),
+            ));
+        }
         if let Some(n) = self.every_sec
             && n < min_every_sec
         {

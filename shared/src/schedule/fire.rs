@@ -1,7 +1,8 @@
 //! Firing due schedules: one step ([`Scheduler::tick`]) that claims each due schedule, applies
 //! its overlap and catch-up policies, enqueues the run through the normal submit path
-//! ([`Queue::submit`], the same validation as `POST /v1/jobs`), and commits the slot. Every API
-//! and worker process runs [`Scheduler::run`]; there is no leader.
+//! ([`Queue::admit`], the same validation as `POST /v1/jobs`; a big scan's run is one parent
+//! job), and commits the slot. Every API and worker process runs [`Scheduler::run`]; there is
+//! no leader.
 //!
 //! Each step judges templates against the configuration in force (a SIGHUP reload reaches the
 //! next step), and a run counts against its tenant's caps like any submit: the caps are those
@@ -27,6 +28,7 @@ use crate::config::Config;
 use crate::domain::{CorrelationId, TenantId};
 use crate::queue::{Queue, QueueError, Standing};
 use crate::reload::Live;
+use crate::webhook::JobEvents;
 
 /// How long a claim holds a schedule before another process may fire the same slot.
 const CLAIM_LEASE_MS: u64 = 5_000;
@@ -177,12 +179,15 @@ pub struct Scheduler {
     pub(super) min_every_sec: u64,
     /// `SCANQ_TENANT_MAX_SCHEDULES`.
     pub(super) max_per_tenant: u64,
+    /// The events of a previous run that `cancel_previous` finished.
+    events: JobEvents,
 }
 
 impl Scheduler {
     pub fn new(queue: Queue, cfg: &Config) -> Self {
         Self {
             store: ScheduleStore::new(queue.pool().clone(), queue.keys().prefix()),
+            events: JobEvents::new(queue.clone()),
             queue,
             tick: Duration::from_millis(cfg.schedule_tick_ms),
             min_every_sec: cfg.schedule_min_every_sec,
@@ -408,8 +413,12 @@ impl Scheduler {
         Ok(match overlap {
             Overlap::Skip | Overlap::QueueOne => false,
             Overlap::CancelPrevious => {
-                if let Err(e) = self.queue.cancel(tenant, &cid).await {
-                    tracing::warn!(error = %e, run = %prev, "Could not cancel the previous run");
+                match self.queue.cancel(tenant, &cid).await {
+                    // A big scan's parent this cancel left final gets its webhook events.
+                    Ok(_) => self.events.after_action(tenant, &cid).await,
+                    Err(e) => {
+                        tracing::warn!(error = %e, run = %prev, "Could not cancel the previous run")
+                    }
                 }
                 true
             }

@@ -33,8 +33,8 @@ use serde_json::Value;
 pub use body::{OWN_FIELDS, ScheduleBody, TEMPLATE_FIELDS};
 pub use fire::{FireResult, ParkReason, Refusal, Scheduler, run_id};
 pub use service::{
-    LastRun, MAX_ID, RunEntry, ScheduleDocument, ScheduleError, ScheduleState, Upserted,
-    pause_action, schedule_id,
+    LastRun, MAX_BIG_SCAN_ID, MAX_ID, RunEntry, ScheduleDocument, ScheduleError, ScheduleState,
+    Upserted, pause_action, schedule_id,
 };
 pub use store::{Claim, Claimed, KEEP_RUNS, Put, ScheduleStore, ScheduleView, StoreError};
 

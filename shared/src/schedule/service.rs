@@ -18,6 +18,10 @@ use crate::validate::ValidationError;
 
 /// The longest schedule id: a run's correlation ID is `<id>.<slot seconds>`, at most 64.
 pub const MAX_ID: usize = 48;
+/// The longest id of a schedule whose runs are big scans (its template is split into chunks):
+/// its longest run ID, `<id>.t<13-digit ms>` (a trigger), must stay within
+/// [`crate::request::MAX_PARENT_ID`] so that chunk IDs `<run>:<n>` fit.
+pub const MAX_BIG_SCAN_ID: usize = crate::request::MAX_PARENT_ID - ".t".len() - 13;
 /// How many recent runs a document looks at for its last run and last change.
 const RECENT: usize = 20;
 
@@ -187,7 +191,7 @@ impl Scheduler {
         let id = schedule_id(id)?;
         let def = ScheduleDef::try_from(ScheduleBody::from_json(body)?)?;
         let now = self.store.now_ms().await?;
-        def.admit(&live.policy(), self.min_every_sec, now)?;
+        def.admit(&id, &live.policy(), self.min_every_sec, now)?;
         let next = Self::next_due(&def, &id, now, now)
             .map_err(|e| ValidationError::new("every_sec", e.0, "a shorter cadence"))?;
         let created = match self
@@ -408,5 +412,27 @@ impl Scheduler {
             last_run,
             last_change,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::chunk_id;
+    use crate::request::MAX_PARENT_ID;
+
+    #[test]
+    fn a_big_scan_schedule_s_longest_runs_leave_room_for_chunk_numbers() {
+        let id = "s".repeat(MAX_BIG_SCAN_ID);
+        // Slots up to the year 2200 (the bound of start_at/end_at), triggers up to 13-digit ms.
+        let slot = super::super::run_id(&id, 7_258_118_400_000);
+        let trigger = format!("{id}.t{}", 9_999_999_999_999u64);
+        for run in [slot, trigger] {
+            assert!(run.len() <= MAX_PARENT_ID, "{run}");
+            let run = CorrelationId::parse(&run).unwrap();
+            // The largest chunk number of a big scan (65,536 hosts by 1) still parses.
+            assert!(chunk_id(&run, 65_535).as_str().len() <= 64);
+        }
+        assert!(schedule_id(&id).is_ok());
     }
 }

@@ -1,5 +1,6 @@
 //! The events of a finished job ([`on_job_finished`], called by the worker once a result is
-//! written; delivery is `dispatch.rs`). Nothing here can block or fail a job: emission errors
+//! written, and for a big scan's parent once it finishes — by the worker's settler or, after a
+//! cancel or retry that finished it, [`JobEvents::after_action`]; delivery is `dispatch.rs`). Nothing here can block or fail a job: emission errors
 //! are logged, delivery runs apart.
 
 use std::time::Duration;
@@ -78,6 +79,30 @@ impl JobEvents {
                 tracing::warn!(error = %err, correlation_id = %cid, "Could not emit the job's webhook events");
             }
         });
+    }
+
+    /// After an action on job `cid` succeeded (a cancel, a retry — from the API or a schedule's
+    /// `cancel_previous`): when `cid` is a big scan's parent that the action left final (a cancel
+    /// of a parent one of whose chunks had failed for good and none ran: `failed` at once), its
+    /// events, as the worker's settler gives them to a parent its chunks finish. The action
+    /// succeeded, so the parent was not final before it; events are keyed by job, so a settler
+    /// finishing the same parent at the same moment delivers nothing twice. Two field reads.
+    pub async fn after_action(&self, tenant: &TenantId, cid: &CorrelationId) {
+        let fields = self
+            .queue
+            .job_fields(tenant, cid, &["state", "chunks"])
+            .await;
+        let Ok(Some(f)) = fields else {
+            return;
+        };
+        let state = f.get("state").and_then(|s| s.parse::<JobState>().ok());
+        if !f.contains_key("chunks") || !state.is_some_and(JobState::is_terminal) {
+            return;
+        }
+        if let Ok(Some(tool)) = self.queue.locate(tenant, cid).await {
+            tracing::info!(correlation_id = %cid, state = ?state, "Big scan finished by a cancel or retry");
+            self.finished(JobId::new(tool, tenant.clone(), cid.clone()));
+        }
     }
 
     /// Whether the job's tenant has subscriptions or a schedule started the job.
