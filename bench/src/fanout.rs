@@ -85,6 +85,11 @@ pub struct FanoutResult {
     /// Redis commands per drained plain job / chunk (the bench's own polls included).
     pub plain_drain_commands: f64,
     pub chunk_drain_commands: f64,
+    /// Redis time (µs, `INFO commandstats`) per drained plain job / chunk.
+    pub plain_drain_usec: f64,
+    pub chunk_drain_usec: f64,
+    /// Redis time (µs) per submit of 256 chunks.
+    pub submit_usec: f64,
 }
 
 pub async fn run(
@@ -135,6 +140,7 @@ pub async fn run(
     out.submit_p99_ms = ms(&h, 0.99);
     out.submit_max_ms = h.max() as f64 / 1000.0;
     out.submit_commands = calls(&before, &after).values().sum::<f64>() / sizes.submits as f64;
+    out.submit_usec = usec(&before, &after) / sizes.submits as f64;
     redis.clean(&phase.cfg.key_prefix).await?;
 
     // 2. GET of a plain job and of parents of 4, 64, 256 chunks.
@@ -194,6 +200,7 @@ pub async fn run(
     drop(workers);
     out.plain_drain = r.jobs_per_sec;
     out.plain_drain_commands = calls(&before, &after).values().sum::<f64>() / sizes.jobs as f64;
+    out.plain_drain_usec = usec(&before, &after) / sizes.jobs as f64;
     redis.clean(&phase.cfg.key_prefix).await?;
 
     // 4. One parent of N chunks: memory, then the drain.
@@ -228,6 +235,7 @@ pub async fn run(
     let after = command_stats(&mut redis.con().await?).await?;
     out.chunk_drain = r.jobs_per_sec;
     out.chunk_drain_commands = calls(&before, &after).values().sum::<f64>() / sizes.jobs as f64;
+    out.chunk_drain_usec = usec(&before, &after) / sizes.jobs as f64;
     let first_claim = r.with_startup_secs - r.secs;
     let mut con = redis.con().await?;
     let deadline = Instant::now() + limit;
@@ -283,6 +291,15 @@ fn calls(
         .filter(|(name, _, _)| name != "info")
         .map(|(name, n, _)| (name, n as f64))
         .collect()
+}
+
+/// Microseconds of Redis time between two readings, without the bench's own `INFO`.
+fn usec(before: &crate::usage::CommandStats, after: &crate::usage::CommandStats) -> f64 {
+    command_delta(before, after)
+        .into_iter()
+        .filter(|(name, _, _)| name != "info")
+        .map(|(_, _, us)| us as f64)
+        .sum()
 }
 
 /// Redis memory that holds data: `used_memory` without client buffers.
@@ -343,13 +360,14 @@ impl FanoutResult {
             self.loadavg.split_whitespace().next().unwrap_or("?")
         );
         t += &format!(
-            "submit of a /16 in 256 chunks over HTTP, {} parents one at a time: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; {:.0} Redis commands per submit ({:.2} per chunk)\n",
+            "submit of a /16 in 256 chunks over HTTP, {} parents one at a time: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; {:.0} Redis commands per submit ({:.2} per chunk), {:.0} µs of Redis time\n",
             s.submits,
             self.submit_p50_ms,
             self.submit_p99_ms,
             self.submit_max_ms,
             self.submit_commands,
-            self.submit_commands / 256.0
+            self.submit_commands / 256.0,
+            self.submit_usec
         );
         t += &format!("GET /v1/jobs/{{id}}, {} each, one at a time:\n", s.gets);
         for r in &self.reads {
@@ -377,7 +395,7 @@ impl FanoutResult {
             self.chunk_bytes / self.plain_bytes
         );
         t += &format!(
-            "drain, {} worker process(es), {} jobs: plain {:.0}/s, chunks {:.0}/s (ratio {:.2}); parent succeeded {:.2} s after the first claim; Redis commands per job: plain {:.1}, chunk {:.1}\n",
+            "drain, {} worker process(es), {} jobs: plain {:.0}/s, chunks {:.0}/s (ratio {:.2}); parent succeeded {:.2} s after the first claim; Redis commands per job: plain {:.1}, chunk {:.1}; Redis time per job: plain {:.1} µs, chunk {:.1} µs\n",
             s.workers,
             s.jobs,
             self.plain_drain,
@@ -385,7 +403,9 @@ impl FanoutResult {
             self.chunk_drain / self.plain_drain,
             self.parent_done_secs,
             self.plain_drain_commands,
-            self.chunk_drain_commands
+            self.chunk_drain_commands,
+            self.plain_drain_usec,
+            self.chunk_drain_usec
         );
         t += &format!(
             "the one POST of the {}-chunk parent: {:.0} ms",
@@ -417,6 +437,9 @@ impl FanoutResult {
                 "big_submit_ms": self.big_submit_ms,
                 "plain_drain_commands_per_job": self.plain_drain_commands,
                 "chunk_drain_commands_per_chunk": self.chunk_drain_commands,
+                "plain_drain_redis_usec_per_job": self.plain_drain_usec,
+                "chunk_drain_redis_usec_per_chunk": self.chunk_drain_usec,
+                "submit_256_redis_usec": self.submit_usec,
             }
         })
     }

@@ -18,8 +18,9 @@ fn a_tiny_fanout_run_reports_submit_reads_memory_and_both_drains() {
             "3",
             "--fanout-gets",
             "10",
+            // Big enough that the memory deltas stand above Redis's own noise (~10 KB).
             "--fanout-jobs",
-            "200",
+            "2000",
             "--worker-concurrency",
             "32",
             "--timeout-sec",
@@ -46,25 +47,31 @@ fn a_tiny_fanout_run_reports_submit_reads_memory_and_both_drains() {
         "chunk_drain_jobs_per_sec",
         "parent_done_secs",
         "big_submit_ms",
+        "plain_drain_redis_usec_per_job",
+        "chunk_drain_redis_usec_per_chunk",
     ] {
         assert!(
             f[key].as_f64() > Some(0.0),
             "{key} is a positive number: {doc}"
         );
     }
-    assert_eq!(f["jobs"], 200, "{doc}");
+    assert_eq!(f["jobs"], 2000, "{doc}");
     let reads = f["reads"].as_array().expect("reads");
     let chunks: Vec<u64> = reads.iter().filter_map(|r| r["chunks"].as_u64()).collect();
     assert_eq!(chunks, [0, 4, 64, 256], "a plain job, then parents: {doc}");
-    let per_get: Vec<f64> = reads
-        .iter()
-        .filter_map(|r| r["commands_per_get"].as_f64())
-        .collect();
-    assert!(per_get[1] > 0.0, "{doc}");
-    assert!(
-        per_get[1..].iter().all(|c| *c == per_get[1]),
-        "a parent's GET costs the same commands whatever its chunk count: {doc}"
-    );
+    // The API's own background reads (its periodic checks) land in the same counters, so a
+    // fraction of a command per GET is noise; what a GET itself costs is one HGETALL.
+    for r in reads {
+        assert_eq!(
+            r["by_command"]["hgetall"], 1.0,
+            "one HGETALL per GET: {doc}"
+        );
+        let per_get = r["commands_per_get"].as_f64().unwrap_or(f64::MAX);
+        assert!(
+            per_get < 2.0,
+            "a GET costs the same whatever the chunk count: {doc}"
+        );
+    }
     assert!(
         stderr.contains("GET /v1/jobs/{id}, 10 each"),
         "table on stderr: {stderr}"
