@@ -27,7 +27,7 @@ const { Queue, Worker, FlowProducer } = req('bullmq');
 const IORedis = req('ioredis');
 const VERSION = req('bullmq/package.json').version;
 
-const N = parseInt(process.env.BENCH_FLOW_N || '20000', 10);
+const N = parseInt(process.env.BENCH_FLOW_N || '50000', 10);
 const SUBMITS = parseInt(process.env.BENCH_FLOW_SUBMITS || '100', 10);
 const GETS = parseInt(process.env.BENCH_FLOW_GETS || '1000', 10);
 const CONC = parseInt(process.env.BENCH_FLOW_C || '100', 10);

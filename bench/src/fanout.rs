@@ -5,8 +5,9 @@
 //!    each) posted one after the other over HTTP, timed from request to 202; Redis commands per
 //!    submit from `INFO commandstats`.
 //! 2. **read**: one plain job and parents of 4, 64 and 256 chunks (a /16 with `chunk_hosts`
-//!    16384, 1024, 256), each read R times with `GET /v1/jobs/{id}`, one at a time: latency and
-//!    Redis commands per GET. A parent's read should not grow with its chunks.
+//!    16384, 1024, 256), each read R times with `GET /v1/jobs/{id}`, one at a time, for Redis
+//!    commands per GET; then R more rounds of one GET of each, interleaved, for the latency.
+//!    A parent's read should not grow with its chunks.
 //! 3. **plain**: N plain `noop` jobs queued with `Queue::submit` (as in the drain phase), Redis
 //!    memory per job read before any worker runs, then W workers drain them (the drain phase's
 //!    clock: first claim to last result).
@@ -88,6 +89,9 @@ pub struct FanoutResult {
     /// Redis time (µs, `INFO commandstats`) per drained plain job / chunk.
     pub plain_drain_usec: f64,
     pub chunk_drain_usec: f64,
+    /// Per drained job / chunk, by command: (calls, µs of Redis time).
+    pub plain_drain_by_command: BTreeMap<String, (f64, f64)>,
+    pub chunk_drain_by_command: BTreeMap<String, (f64, f64)>,
     /// Redis time (µs) per submit of 256 chunks.
     pub submit_usec: f64,
 }
@@ -152,15 +156,15 @@ pub async fn run(
         let body = json!({"tool": TOOL, "target": SLASH16, "chunk_hosts": 65_536 / n});
         jobs.push((n, post(&http, &base, body).await?));
     }
-    for (chunks, id) in &jobs {
-        let url = format!("{base}/v1/jobs/{id}");
-        get(&http, &url).await?;
-        let mut h = histogram();
+    let urls: Vec<String> = jobs
+        .iter()
+        .map(|(_, id)| format!("{base}/v1/jobs/{id}"))
+        .collect();
+    // Commands: each job's GETs alone between two readings.
+    for ((chunks, id), url) in jobs.iter().zip(&urls) {
         let before = command_stats(&mut redis.con().await?).await?;
         for _ in 0..sizes.gets {
-            let t = Instant::now();
-            let doc = get(&http, &url).await?;
-            h.record(t.elapsed().as_micros().max(1) as u64)?;
+            let doc = get(&http, url).await?;
             if *chunks > 0 && doc["chunks"]["total"] != *chunks {
                 bail!("parent {id} should have {chunks} chunks: {doc}");
             }
@@ -172,11 +176,24 @@ pub async fn run(
             .collect();
         out.reads.push(ReadRow {
             chunks: *chunks,
-            p50_ms: ms(&h, 0.5),
-            p99_ms: ms(&h, 0.99),
+            p50_ms: 0.0,
+            p99_ms: 0.0,
             commands_per_get: by_command.values().sum(),
             by_command,
         });
+    }
+    // Latency: the jobs' GETs interleaved, so a slow moment of the machine hits them alike.
+    let mut hs: Vec<_> = urls.iter().map(|_| histogram()).collect();
+    for _ in 0..sizes.gets {
+        for (url, h) in urls.iter().zip(hs.iter_mut()) {
+            let t = Instant::now();
+            get(&http, url).await?;
+            h.record(t.elapsed().as_micros().max(1) as u64)?;
+        }
+    }
+    for (row, h) in out.reads.iter_mut().zip(&hs) {
+        row.p50_ms = ms(h, 0.5);
+        row.p99_ms = ms(h, 0.99);
     }
     drop(api);
     redis.clean(&phase.cfg.key_prefix).await?;
@@ -201,6 +218,7 @@ pub async fn run(
     out.plain_drain = r.jobs_per_sec;
     out.plain_drain_commands = calls(&before, &after).values().sum::<f64>() / sizes.jobs as f64;
     out.plain_drain_usec = usec(&before, &after) / sizes.jobs as f64;
+    out.plain_drain_by_command = per_job(&before, &after, sizes.jobs);
     redis.clean(&phase.cfg.key_prefix).await?;
 
     // 4. One parent of N chunks: memory, then the drain.
@@ -236,6 +254,7 @@ pub async fn run(
     out.chunk_drain = r.jobs_per_sec;
     out.chunk_drain_commands = calls(&before, &after).values().sum::<f64>() / sizes.jobs as f64;
     out.chunk_drain_usec = usec(&before, &after) / sizes.jobs as f64;
+    out.chunk_drain_by_command = per_job(&before, &after, sizes.jobs);
     let first_claim = r.with_startup_secs - r.secs;
     let mut con = redis.con().await?;
     let deadline = Instant::now() + limit;
@@ -300,6 +319,19 @@ fn usec(before: &crate::usage::CommandStats, after: &crate::usage::CommandStats)
         .filter(|(name, _, _)| name != "info")
         .map(|(_, _, us)| us as f64)
         .sum()
+}
+
+/// Calls and µs of Redis time per job, by command, without the bench's own `INFO`.
+fn per_job(
+    before: &crate::usage::CommandStats,
+    after: &crate::usage::CommandStats,
+    jobs: u64,
+) -> BTreeMap<String, (f64, f64)> {
+    command_delta(before, after)
+        .into_iter()
+        .filter(|(name, _, _)| name != "info")
+        .map(|(name, n, us)| (name, (n as f64 / jobs as f64, us as f64 / jobs as f64)))
+        .collect()
 }
 
 /// Redis memory that holds data: `used_memory` without client buffers.
@@ -369,7 +401,10 @@ impl FanoutResult {
             self.submit_commands / 256.0,
             self.submit_usec
         );
-        t += &format!("GET /v1/jobs/{{id}}, {} each, one at a time:\n", s.gets);
+        t += &format!(
+            "GET /v1/jobs/{{id}}, {} each, one at a time (latency: one GET of each in turn):\n",
+            s.gets
+        );
         for r in &self.reads {
             let what = match r.chunks {
                 0 => "plain job".to_owned(),
@@ -439,6 +474,8 @@ impl FanoutResult {
                 "chunk_drain_commands_per_chunk": self.chunk_drain_commands,
                 "plain_drain_redis_usec_per_job": self.plain_drain_usec,
                 "chunk_drain_redis_usec_per_chunk": self.chunk_drain_usec,
+                "plain_drain_by_command": self.plain_drain_by_command,
+                "chunk_drain_by_command": self.chunk_drain_by_command,
                 "submit_256_redis_usec": self.submit_usec,
             }
         })
