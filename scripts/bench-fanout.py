@@ -103,7 +103,7 @@ def fmt(x, unit):
 def table(doc):
     s = (doc.get("scanq") or {}).get("fanout") or {}
     out = [f"fan-out: N = {s.get('jobs')} chunks/children, {s.get('submits')} submits of 256, {s.get('gets')} reads each; "
-           f"load average {doc.get('host', {}).get('loadavg_at_start')} at start",
+           f"load average {doc.get('host', {}).get('loadavg_at_start', 0):.2f} at start",
            f"{'measure':<46} {'scanq':>12} {'BullMQ flow':>12} {'ratio':>7}  better"]
     for m, a, b, u, better in rows(doc):
         ratio = f"{a / b:.2f}" if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b else "—"
