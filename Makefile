@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: run test deps test-tools build lint bench compose-check clean-run
+.PHONY: run test deps test-tools build lint bench bench-fanout compose-check clean-run
 
 run: deps
 	$(CARGO) build --release --bins
@@ -30,6 +30,12 @@ test-tools:
 bench: deps
 	$(CARGO) build --release --workspace
 	CARGO="$(CARGO)" python3 scripts/bench-compare.py -- $(BENCH_ARGS)
+
+# Big scans (issue 21): scanq-bench --fanout, then the BullMQ flow equivalent (scripts/bullmq-flow.js,
+# with the bullmq that `make bench` installed); side-by-side table, JSON in .run/bench/fanout-latest.json.
+bench-fanout: deps
+	$(CARGO) build --release --workspace
+	CARGO="$(CARGO)" python3 scripts/bench-fanout.py -- $(BENCH_ARGS)
 
 compose-check:
 	docker compose config --quiet && echo "docker-compose.yml is valid"

@@ -13,11 +13,13 @@
 //! | `usage` | CPU and resident memory per process, Redis command and memory statistics |
 //! | `report` | the table and the JSON line |
 //! | `cluster` | `--redis-cluster`: submit and drain on 1, 2 and 3 masters with as many partitions |
+//! | `fanout` | `--fanout`: big scans (a parent and its chunks) next to plain jobs |
 
 mod cluster;
 mod confine;
 mod drain;
 mod e2e;
+mod fanout;
 mod memory;
 mod report;
 mod stack;
@@ -105,6 +107,22 @@ struct Cli {
     /// Runs per mode of `--confinement`.
     #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     confinement_runs: u64,
+    /// Instead of the phases: big scans next to plain jobs — submit of a /16 in 256 chunks,
+    /// GET of parents of 4, 64 and 256 chunks, Redis memory per chunk and the drain of a
+    /// parent's chunks against as many plain jobs (`--fanout-jobs`, `--workers`).
+    #[arg(long)]
+    fanout: bool,
+    /// Parents of 256 chunks posted (one at a time) to time the submit of `--fanout`.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    fanout_submits: u64,
+    /// GETs per job of `--fanout`'s read measurement.
+    #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    fanout_gets: u64,
+    /// Chunks of the one parent (and plain jobs) of `--fanout`'s memory and drain measurements
+    /// (one loopback address each; at most a /16). The drain phase's N by default: shorter
+    /// drains (20,000 take ~1 s) vary by ±15 % from run to run.
+    #[arg(long, default_value_t = 50_000, value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    fanout_jobs: u64,
     /// Time limit of each phase, in seconds.
     #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=3600))]
     timeout_sec: u64,
@@ -390,6 +408,50 @@ async fn cluster_main(cli: &Cli) -> ExitCode {
     }
 }
 
+/// `--fanout`.
+async fn fanout_main(cli: &Cli) -> ExitCode {
+    let settings = Settings {
+        worker_concurrency: cli.worker_concurrency,
+        lease_sec: cli.lease_sec,
+        reap_interval_ms: cli.reap_interval_ms,
+    };
+    let sizes = fanout::Sizes {
+        submits: cli.fanout_submits,
+        gets: cli.fanout_gets,
+        jobs: cli.fanout_jobs,
+        workers: cli.workers,
+    };
+    let run = async {
+        let redis = Redis::start(cli.redis_url.clone()).await?;
+        fanout::run(
+            &redis,
+            &settings,
+            sizes,
+            Duration::from_secs(cli.timeout_sec),
+        )
+        .await
+    };
+    let outcome = tokio::select! {
+        r = run => r,
+        sig = interrupted() => Err(anyhow::anyhow!("interrupted by {sig}; stopped everything started")),
+    };
+    match outcome {
+        Ok(r) if cli.json => {
+            eprintln!("{}", r.table());
+            println!("{}", r.json());
+            ExitCode::SUCCESS
+        }
+        Ok(r) => {
+            println!("{}", r.table());
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("scanq-bench --fanout: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// SIGINT or SIGTERM.
 async fn interrupted() -> &'static str {
     use tokio::signal::unix::{SignalKind, signal};
@@ -413,6 +475,9 @@ async fn main() -> ExitCode {
     }
     if cli.confinement {
         return confine::main(cli.confinement_runs).await;
+    }
+    if cli.fanout {
+        return fanout_main(&cli).await;
     }
     // On a signal the running phase is dropped, which kills every process it started.
     let outcome = tokio::select! {
