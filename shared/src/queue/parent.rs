@@ -43,6 +43,9 @@ const INHERITED: &[&str] = &[
 /// A job's hash fields, as the enqueue script takes them.
 type Fields<'a> = Vec<(&'a str, String)>;
 
+/// Chunks queued per pipeline (one round trip each).
+const ENQUEUE_BATCH: usize = 1024;
+
 /// Tenant places reserved at once while a big scan's chunks are queued.
 const RESERVE_IN_FLIGHT: usize = 16;
 
@@ -275,10 +278,15 @@ impl Queue {
                 })
                 .collect();
             let mut con = self.connection().await?;
-            let outcomes = self
-                .scripts
-                .enqueue_chunks(&mut con, &tk, &self.settings, &items)
-                .await?;
+            let mut outcomes = Vec::with_capacity(items.len());
+            // Bounded pipelines: a 65,536-chunk submit never holds Redis for one long burst.
+            for batch in items.chunks(ENQUEUE_BATCH) {
+                outcomes.extend(
+                    self.scripts
+                        .enqueue_chunks(&mut con, &tk, &self.settings, batch)
+                        .await?,
+                );
+            }
             for ((chunk, _), outcome) in chunks.iter().zip(outcomes) {
                 match outcome {
                     EnqueueOutcome::Created { .. } => out.created += 1,
