@@ -87,13 +87,14 @@ pub async fn state(cfg: Config, catalog: Catalog) -> anyhow::Result<AppState> {
             tracing::warn!(%error, "Redis not reachable at start; will keep trying");
         }
     }
-    let scheduler = scanq::schedule::Scheduler::new(queue.clone(), &cfg);
+    let job_events = scanq::webhook::JobEvents::new(queue.clone());
+    let scheduler = scanq::schedule::Scheduler::new(queue.clone(), &cfg)
+        .with_events(Arc::new(job_events.clone()));
     let webhooks = scanq::webhook::Dispatcher::new(
         queue.clone(),
         scanq::webhook::WebhookStore::new(queue.pool().clone(), queue.keys().prefix()),
         &cfg,
     );
-    let job_events = scanq::webhook::JobEvents::new(queue.clone());
     Ok(AppState {
         inner: Arc::new(state::Inner {
             scheduler,

@@ -43,7 +43,8 @@ async fn deliver_webhooks(w: SharedRef) {
 /// Fires due schedules, like every API and worker process (`scanq::schedule`): no leader.
 async fn fire_schedules(w: SharedRef) {
     let queue = w.job_events.queue.clone();
-    let scheduler = scanq::schedule::Scheduler::new(queue, &w.cfg);
+    let scheduler = scanq::schedule::Scheduler::new(queue, &w.cfg)
+        .with_events(std::sync::Arc::new(w.job_events.clone()));
     let metrics = w.metrics.clone();
     // Each step judges templates against the configuration in force (SIGHUP reaches it).
     let live = w.clone();

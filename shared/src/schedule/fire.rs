@@ -28,7 +28,6 @@ use crate::config::Config;
 use crate::domain::{CorrelationId, TenantId};
 use crate::queue::{Queue, QueueError, Standing};
 use crate::reload::Live;
-use crate::webhook::JobEvents;
 
 /// How long a claim holds a schedule before another process may fire the same slot.
 const CLAIM_LEASE_MS: u64 = 5_000;
@@ -179,20 +178,36 @@ pub struct Scheduler {
     pub(super) min_every_sec: u64,
     /// `SCANQ_TENANT_MAX_SCHEDULES`.
     pub(super) max_per_tenant: u64,
-    /// The events of a previous run that `cancel_previous` finished.
-    events: JobEvents,
+    /// Told when `cancel_previous` finished a previous run (a big scan's parent then gets its
+    /// webhook events: `webhook::JobEvents` implements it). None: nobody is told.
+    events: Option<std::sync::Arc<dyn RunFinished>>,
+}
+
+/// What the scheduler tells when one of its actions left a run final.
+pub trait RunFinished: Send + Sync {
+    fn after_action<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        cid: &'a CorrelationId,
+    ) -> futures::future::BoxFuture<'a, ()>;
 }
 
 impl Scheduler {
     pub fn new(queue: Queue, cfg: &Config) -> Self {
         Self {
             store: ScheduleStore::new(queue.pool().clone(), queue.keys().prefix()),
-            events: JobEvents::new(queue.clone()),
+            events: None,
             queue,
             tick: Duration::from_millis(cfg.schedule_tick_ms),
             min_every_sec: cfg.schedule_min_every_sec,
             max_per_tenant: cfg.tenant_max_schedules,
         }
+    }
+
+    /// Tells `events` of the runs that `cancel_previous` finished.
+    pub fn with_events(mut self, events: std::sync::Arc<dyn RunFinished>) -> Self {
+        self.events = Some(events);
+        self
     }
 
     /// Fires every due schedule (at most 100 per step), judging templates against `live`;
@@ -415,7 +430,11 @@ impl Scheduler {
             Overlap::CancelPrevious => {
                 match self.queue.cancel(tenant, &cid).await {
                     // A big scan's parent this cancel left final gets its webhook events.
-                    Ok(_) => self.events.after_action(tenant, &cid).await,
+                    Ok(_) => {
+                        if let Some(events) = &self.events {
+                            events.after_action(tenant, &cid).await;
+                        }
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, run = %prev, "Could not cancel the previous run")
                     }

@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use body::{OWN_FIELDS, ScheduleBody, TEMPLATE_FIELDS};
-pub use fire::{FireResult, ParkReason, Refusal, Scheduler, run_id};
+pub use fire::{FireResult, ParkReason, Refusal, RunFinished, Scheduler, run_id};
 pub use service::{
     LastRun, MAX_BIG_SCAN_ID, MAX_ID, RunEntry, ScheduleDocument, ScheduleError, ScheduleState,
     Upserted, pause_action, schedule_id,

@@ -223,6 +223,16 @@ pub async fn on_job_finished(
     Ok(())
 }
 
+impl crate::schedule::RunFinished for JobEvents {
+    fn after_action<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        cid: &'a CorrelationId,
+    ) -> futures::future::BoxFuture<'a, ()> {
+        Box::pin(JobEvents::after_action(self, tenant, cid))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
