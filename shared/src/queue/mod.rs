@@ -17,12 +17,13 @@
 //! | `wait` | the worker's blocking wait for work and its wait for replicas |
 //! | `waiting` | why a ready job is not claimed (`waiting_for`), from the live heartbeats |
 //! | `listen` | pub/sub wake-ups |
-//! | `parent`, `settle` | big scans: a parent job and its chunks, their tally, merged result, cancel, retry and reconciler (DESIGN §12) |
+//! | `parent`, `settle`, `chunks` | big scans: a parent job and its chunks, their tally, merged result, cancel, retry and reconciler (DESIGN §12) |
 //! | `limits`, `sessions` | tenant caps, MCP sessions |
 //! | `politeness` | which jobs carry a target group (`tgroup`) for the per-group running cap |
 
 mod admin;
 mod admission;
+mod chunks;
 mod claim;
 mod conn;
 mod connect;
