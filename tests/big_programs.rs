@@ -336,7 +336,13 @@ async fn webhooks_fire_once_per_parent_and_sse_streams_its_progress() {
     cfg.webhook_retry_base_ms = 100;
     cfg.worker_grace_sec = 0;
     let (api, base) = start_api(cfg.clone(), catalog.clone()).await;
-    subscribe(&base, &url, &["job.succeeded", "job.failed"], None).await;
+    subscribe(
+        &base,
+        &url,
+        &["job.succeeded", "job.failed", "job.dead"],
+        None,
+    )
+    .await;
     let worker = start_worker(
         Config {
             worker_concurrency: 4,
@@ -451,9 +457,9 @@ async fn webhooks_fire_once_per_parent_and_sse_streams_its_progress() {
     assert_eq!(doc["chunks"]["failed"], 1, "{doc}");
     assert_eq!(doc["chunks"]["cancelled"], 3, "{doc}");
 
-    eventually(Duration::from_secs(30), "three events", || {
+    eventually(Duration::from_secs(30), "five events", || {
         let seen = seen.clone();
-        async move { (deliveries(&seen).len() >= 3).then_some(()) }
+        async move { (deliveries(&seen).len() >= 5).then_some(()) }
     })
     .await;
     all_delivered(&cfg).await;
@@ -461,7 +467,9 @@ async fn webhooks_fire_once_per_parent_and_sse_streams_its_progress() {
     let want: BTreeSet<(String, String)> = [
         ("job.succeeded", "ok"),
         ("job.failed", "bad"),
+        ("job.dead", "bad"),
         ("job.failed", "cut"),
+        ("job.dead", "cut"),
     ]
     .into_iter()
     .map(|(e, id)| (e.to_owned(), id.to_owned()))
@@ -469,8 +477,8 @@ async fn webhooks_fire_once_per_parent_and_sse_streams_its_progress() {
     assert_eq!(got, want);
     assert_eq!(
         deliveries(&seen).len(),
-        3,
-        "one event per parent, none per chunk"
+        5,
+        "one event of each kind per parent, none per chunk"
     );
     api.shutdown().await;
     server.abort();

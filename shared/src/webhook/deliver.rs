@@ -159,7 +159,9 @@ pub async fn on_job_finished(
         JobState::Succeeded => events.push(EventType::JobSucceeded),
         JobState::Failed => {
             events.push(EventType::JobFailed);
-            if doc.attempt >= doc.max_attempts {
+            // A big scan's parent fails only once a chunk failed for good (its own attempts
+            // count nothing): it is a dead letter like any job out of attempts.
+            if doc.attempt >= doc.max_attempts || doc.chunks.is_some() {
                 events.push(EventType::JobDead);
             }
         }
