@@ -479,3 +479,56 @@ async fn over_limit_malformed_and_mixed_big_targets_are_refused_naming_the_field
     assert_eq!(listed["jobs"].as_array().unwrap().len(), 0);
     api.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_list_of_hostnames_is_split_into_chunks_of_names_each_resolved_by_its_worker() {
+    let redis = RedisServer::start().await;
+    let fx = Fixture::new();
+    let catalog = catalog(&fx, &wrapper(&fx, "none"));
+    let cfg = test_config(&redis, "big-names");
+    let (api, base) = start_api(cfg.clone(), catalog.clone()).await;
+    // 40 names under the allowed `.lab.internal`, each answering on its own loopback address.
+    let names: Vec<String> = (0..40).map(|i| format!("h{i}.lab.internal")).collect();
+    let mut resolver = scanq::validate::StaticResolver::new();
+    for (i, n) in names.iter().enumerate() {
+        resolver = resolver.with(n, [std::net::IpAddr::from([127, 1, 5, i as u8])]);
+    }
+    let worker = scanq_worker::Worker::connect_with_resolver(
+        worker_cfg(&cfg, "names", 4),
+        catalog.clone(),
+        std::sync::Arc::new(resolver),
+    )
+    .await
+    .unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(async move {
+        worker
+            .run(async move {
+                let _ = stopped.await;
+            })
+            .await
+    });
+
+    let doc = submit(
+        &base,
+        &json!({"tool": "bignmap", "target": names.join(","), "args": "-sn -n", "chunk_hosts": 16}),
+    )
+    .await;
+    let id = doc["correlation_id"].as_str().unwrap().to_owned();
+    assert_eq!(doc["chunks"]["total"], 3, "{doc}");
+    assert_eq!(doc["progress"]["hosts_total"], 40, "{doc}");
+    let done = wait_done(&base, &id, Duration::from_secs(120)).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    let mut hosts = host_addrs(&done);
+    hosts.sort();
+    let mut want: Vec<String> = (0..40).map(|i| format!("127.1.5.{i}")).collect();
+    want.sort();
+    assert_eq!(hosts, want, "every name's address once");
+    let list = chunks(&base, &id).await;
+    assert_eq!(list[0]["target"], names[..16].join(","));
+    assert_eq!(list[2]["target"], names[32..].join(","));
+
+    let _ = stop.send(());
+    running.await.unwrap();
+    api.shutdown().await;
+}
