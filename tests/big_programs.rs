@@ -5,67 +5,16 @@
 //! Real nmap behind a wrapper, loopback only (`127.1.0.0/16` answers locally).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
-use scanq::catalog::Catalog;
 use scanq::config::Config;
 use scanq::webhook::WebhookStore;
 use scanq_tests::*;
 use serde_json::{Value, json};
-
-/// `nmap` behind a wrapper that refuses (exit 3, at once) the target `fail` and otherwise first
-/// sleeps the seconds written in `<dir>/delay` (0 when absent).
-fn wrapper(fx: &Fixture, fail: &str) -> PathBuf {
-    let dir = fx.path("ctl");
-    std::fs::create_dir_all(&dir).unwrap();
-    let d = dir.display();
-    fx.script(
-        "bignmap",
-        &format!(
-            r#"#!/bin/bash
-for a in "$@"; do
-  if [ "$a" = "{fail}" ]; then echo "chunk refused on purpose" >&2; exit 3; fi
-done
-d=$(cat {d}/delay 2>/dev/null || echo 0)
-/bin/sleep "$d"
-exec /usr/bin/nmap "$@"
-"#
-        ),
-    )
-}
-
-fn catalog(fx: &Fixture, command: &Path) -> Catalog {
-    let toml = format!(
-        r#"
-[tools.bignmap]
-executor = "exec"
-command = "{}"
-output_args = ["-oX", "-"]
-default_timeout_sec = 120
-max_timeout_sec = 600
-parser = "nmap"
-progress = "nmap"
-[tools.bignmap.args]
-max_bytes = 2048
-[[tools.bignmap.args.flags]]
-name = "-sn"
-[[tools.bignmap.args.flags]]
-name = "-sT"
-[[tools.bignmap.args.flags]]
-name = "-n"
-[[tools.bignmap.args.flags]]
-name = "-p"
-value = {{ type = "ports", max_ports = 100 }}
-"#,
-        command.display()
-    );
-    Catalog::load(Some(&fx.catalog(&toml))).unwrap()
-}
 
 /// What the webhook receiver accepted: idempotency key → (event, body), in arrival order.
 type Seen = Arc<Mutex<BTreeMap<String, Vec<(String, Value)>>>>;
@@ -164,7 +113,7 @@ async fn chunk_states(base: &str, id: &str) -> Vec<String> {
 async fn a_scheduled_big_scan_fires_parents_and_tells_the_change_once() {
     let redis = RedisServer::start().await;
     let (mut cfg, _, fx) = scheduling(&redis, "bigprog-sched");
-    let catalog = catalog(&fx, &wrapper(&fx, "none"));
+    let catalog = bignmap(&fx, "none");
     let seen: Seen = Arc::default();
     let (url, server) = receiver(seen.clone()).await;
     cfg.webhook_allowed_urls = url.clone();
@@ -328,7 +277,7 @@ async fn a_scheduled_big_scan_fires_parents_and_tells_the_change_once() {
 async fn webhooks_fire_once_per_parent_and_sse_streams_its_progress() {
     let redis = RedisServer::start().await;
     let fx = Fixture::new();
-    let catalog = catalog(&fx, &wrapper(&fx, "127.1.0.32/28"));
+    let catalog = bignmap(&fx, "127.1.0.32/28");
     let seen: Seen = Arc::default();
     let (url, server) = receiver(seen.clone()).await;
     let mut cfg = test_config(&redis, "bigprog-hooks");
@@ -488,7 +437,7 @@ async fn webhooks_fire_once_per_parent_and_sse_streams_its_progress() {
 async fn a_big_scan_that_cancel_previous_finishes_gives_its_job_failed_once() {
     let redis = RedisServer::start().await;
     let (mut cfg, _, fx) = scheduling(&redis, "bigprog-cprev");
-    let catalog = catalog(&fx, &wrapper(&fx, "127.1.0.32/28"));
+    let catalog = bignmap(&fx, "127.1.0.32/28");
     let seen: Seen = Arc::default();
     let (url, server) = receiver(seen.clone()).await;
     cfg.webhook_allowed_urls = url.clone();

@@ -4,62 +4,11 @@
 //! Loopback only: `127.1.0.0/20` answers locally.
 
 use std::collections::{BTreeSet, HashSet};
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use scanq::catalog::Catalog;
 use scanq::config::Config;
 use scanq_tests::*;
 use serde_json::{Value, json};
-
-/// `nmap` behind a wrapper that first sleeps the seconds written in `<dir>/delay` (0 when
-/// absent) and refuses (exit 3) the target `fail` until `<dir>/healed` exists.
-fn wrapper(fx: &Fixture, fail: &str) -> PathBuf {
-    let dir = fx.path("ctl");
-    std::fs::create_dir_all(&dir).unwrap();
-    let d = dir.display();
-    fx.script(
-        "bignmap",
-        &format!(
-            r#"#!/bin/bash
-d=$(cat {d}/delay 2>/dev/null || echo 0)
-/bin/sleep "$d"
-for a in "$@"; do
-  if [ "$a" = "{fail}" ] && [ ! -e {d}/healed ]; then echo "chunk refused on purpose" >&2; exit 3; fi
-done
-exec /usr/bin/nmap "$@"
-"#
-        ),
-    )
-}
-
-fn catalog(fx: &Fixture, command: &Path) -> Catalog {
-    let toml = format!(
-        r#"
-[tools.bignmap]
-executor = "exec"
-command = "{}"
-output_args = ["-oX", "-"]
-default_timeout_sec = 120
-max_timeout_sec = 600
-parser = "nmap"
-progress = "nmap"
-[tools.bignmap.args]
-max_bytes = 2048
-[[tools.bignmap.args.flags]]
-name = "-sn"
-[[tools.bignmap.args.flags]]
-name = "-sT"
-[[tools.bignmap.args.flags]]
-name = "-n"
-[[tools.bignmap.args.flags]]
-name = "-p"
-value = {{ type = "ports", max_ports = 100 }}
-"#,
-        command.display()
-    );
-    Catalog::load(Some(&fx.catalog(&toml))).unwrap()
-}
 
 fn worker_cfg(cfg: &Config, id: &str, concurrency: u32) -> Config {
     Config {
@@ -127,7 +76,7 @@ fn host_addrs(doc: &Value) -> Vec<String> {
 async fn a_slash_20_is_sixteen_chunks_over_two_workers_merged_into_one_run_that_ndiff_reads() {
     let redis = RedisServer::start().await;
     let fx = Fixture::new();
-    let catalog = catalog(&fx, &wrapper(&fx, "none"));
+    let catalog = bignmap(&fx, "none");
     let cfg = test_config(&redis, "big-slash20");
     let (api, base) = start_api(cfg.clone(), catalog.clone()).await;
     let w1 = start_worker(worker_cfg(&cfg, "w1", 2), catalog.clone()).await;
@@ -261,7 +210,7 @@ async fn a_chunk_that_fails_for_good_fails_the_parent_with_the_others_hosts_and_
  {
     let redis = RedisServer::start().await;
     let fx = Fixture::new();
-    let catalog = catalog(&fx, &wrapper(&fx, "127.1.0.32/28"));
+    let catalog = bignmap(&fx, "127.1.0.32/28");
     let cfg = test_config(&redis, "big-partial");
     let (api, base) = start_api(cfg.clone(), catalog.clone()).await;
     let worker = start_worker(worker_cfg(&cfg, "w1", 4), catalog.clone()).await;
@@ -317,9 +266,8 @@ async fn a_chunk_that_fails_for_good_fails_the_parent_with_the_others_hosts_and_
 async fn a_killed_worker_s_chunks_alone_run_again_and_every_host_is_found_once() {
     let redis = RedisServer::start().await;
     let fx = Fixture::new();
-    let command = wrapper(&fx, "none");
+    let catalog = bignmap(&fx, "none");
     std::fs::write(fx.path("ctl/delay"), "1").unwrap();
-    let catalog = catalog(&fx, &command);
     let mut cfg = test_config(&redis, "big-kill");
     cfg.catalog = Some(fx.path("catalog.toml"));
     let (api, base) = start_api(cfg.clone(), catalog.clone()).await;
@@ -375,9 +323,8 @@ async fn a_killed_worker_s_chunks_alone_run_again_and_every_host_is_found_once()
 async fn cancelling_a_running_parent_cancels_every_chunk_within_seconds() {
     let redis = RedisServer::start().await;
     let fx = Fixture::new();
-    let command = wrapper(&fx, "none");
+    let catalog = bignmap(&fx, "none");
     std::fs::write(fx.path("ctl/delay"), "60").unwrap();
-    let catalog = catalog(&fx, &command);
     let cfg = test_config(&redis, "big-cancel");
     let (api, base) = start_api(cfg.clone(), catalog.clone()).await;
     let worker = start_worker(worker_cfg(&cfg, "w1", 3), catalog.clone()).await;
@@ -421,7 +368,7 @@ async fn cancelling_a_running_parent_cancels_every_chunk_within_seconds() {
 async fn over_limit_malformed_and_mixed_big_targets_are_refused_naming_the_field() {
     let redis = RedisServer::start().await;
     let fx = Fixture::new();
-    let catalog = catalog(&fx, &wrapper(&fx, "none"));
+    let catalog = bignmap(&fx, "none");
     let cfg = test_config(&redis, "big-refused");
     let (api, base) = start_api(cfg, catalog).await;
     let cases = [
@@ -484,7 +431,7 @@ async fn over_limit_malformed_and_mixed_big_targets_are_refused_naming_the_field
 async fn a_list_of_hostnames_is_split_into_chunks_of_names_each_resolved_by_its_worker() {
     let redis = RedisServer::start().await;
     let fx = Fixture::new();
-    let catalog = catalog(&fx, &wrapper(&fx, "none"));
+    let catalog = bignmap(&fx, "none");
     let cfg = test_config(&redis, "big-names");
     let (api, base) = start_api(cfg.clone(), catalog.clone()).await;
     // 40 names under the allowed `.lab.internal`, each answering on its own loopback address.

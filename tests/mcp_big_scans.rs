@@ -4,41 +4,13 @@
 //! merged result holds every host; a chunk's view names its parent; a bad `chunk_hosts` is
 //! refused naming the field. Real redis-server, API and worker, real nmap on 127.1.0.0/16 only.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use scanq::catalog::Catalog;
 use scanq::config::Config;
 use scanq_tests::*;
 use serde_json::{Value, json};
 
 const MODERN: &str = "2026-07-28";
-
-/// `nmap` behind a wrapper, as tests/big_scans.rs runs it (`bignmap`).
-fn catalog(fx: &Fixture) -> Catalog {
-    let command: PathBuf = fx.script("bignmap", "#!/bin/bash\nexec /usr/bin/nmap \"$@\"\n");
-    let toml = format!(
-        r#"
-[tools.bignmap]
-executor = "exec"
-command = "{}"
-output_args = ["-oX", "-"]
-default_timeout_sec = 120
-max_timeout_sec = 600
-parser = "nmap"
-progress = "nmap"
-[[tools.bignmap.args.flags]]
-name = "-sT"
-[[tools.bignmap.args.flags]]
-name = "-n"
-[[tools.bignmap.args.flags]]
-name = "-p"
-value = {{ type = "ports", max_ports = 100 }}
-"#,
-        command.display()
-    );
-    Catalog::load(Some(&fx.catalog(&toml))).unwrap()
-}
 
 struct Stack {
     _redis: RedisServer,
@@ -51,7 +23,7 @@ struct Stack {
 async fn stack(name: &str) -> Stack {
     let redis = RedisServer::start().await;
     let fx = Fixture::new();
-    let catalog = catalog(&fx);
+    let catalog = bignmap(&fx, "none");
     let cfg = Config {
         worker_concurrency: 4,
         ..test_config(&redis, name)

@@ -13,9 +13,11 @@ use std::time::{Duration, Instant};
 use scanq::catalog::Catalog;
 use scanq::config::Config;
 
+mod bignmap;
 pub mod deploy;
 mod observe;
 mod topology;
+pub use bignmap::bignmap;
 pub use observe::*;
 pub use topology::*;
 
