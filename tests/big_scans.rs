@@ -479,3 +479,39 @@ async fn a_list_of_hostnames_is_split_into_chunks_of_names_each_resolved_by_its_
     running.await.unwrap();
     api.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_big_scan_that_does_not_fit_the_queue_is_refused_whole_and_leaves_nothing_queued() {
+    let redis = RedisServer::start().await;
+    let fx = Fixture::new();
+    let catalog = bignmap(&fx, "none");
+    let mut cfg = test_config(&redis, "big-full");
+    cfg.max_queue_len = 5;
+    // No worker: nothing may run, whatever is queued.
+    let (api, base) = start_api(cfg, catalog).await;
+    let body = submit_body(
+        "127.1.0.0/20",
+        "-sn -n",
+        json!({"correlation_id": "too-big"}),
+    );
+    let resp = post_json(&base, "/v1/jobs", &body).await;
+    assert_eq!(resp.status().as_u16(), 429);
+    assert!(resp.headers().contains_key("retry-after"));
+    // The parent says why; the five chunks that fitted were cancelled with it.
+    let parent = get_json(&base, "/v1/jobs/too-big").await;
+    assert_eq!(parent["state"], "cancelled", "{parent}");
+    assert_eq!(parent["chunks"]["cancelled"], 5, "{parent}");
+    assert_eq!(parent["chunks"]["queued"], 0, "{parent}");
+    let list = chunks(&base, "too-big").await;
+    assert_eq!(list.len(), 5);
+    assert!(list.iter().all(|c| c["state"] == "cancelled"), "{list:?}");
+    // The queue has room again: a plain job fits.
+    let plain = post_json(
+        &base,
+        "/v1/jobs",
+        &json!({"tool": "bignmap", "target": "127.1.0.1", "args": "-sn"}),
+    )
+    .await;
+    assert_eq!(plain.status().as_u16(), 202);
+    api.shutdown().await;
+}

@@ -67,6 +67,21 @@ impl ChunkTally {
     }
 }
 
+impl ChunkTally {
+    /// The parent's state once a cancel was asked for it: final as soon as no chunk is open,
+    /// even when some chunks were never queued (a submit refused half-way, or cancelled while
+    /// its chunks were still being queued).
+    pub fn parent_state_cancelled(&self) -> JobState {
+        if self.open() > 0 {
+            self.parent_state()
+        } else if self.failed > 0 {
+            JobState::Failed
+        } else {
+            JobState::Cancelled
+        }
+    }
+}
+
 /// The separator between a parent's correlation ID and a chunk's number.
 pub const CHUNK_SEPARATOR: char = ':';
 
@@ -129,6 +144,22 @@ mod tests {
         // Still being queued: not done although every counted chunk is.
         assert_eq!(tally(4, &[(Succeeded, 2)]).parent_state(), Running);
         assert_eq!(tally(4, &[(Scheduled, 4)]).parent_state(), Scheduled);
+    }
+
+    #[test]
+    fn a_cancelled_parent_is_final_once_no_chunk_is_open_even_with_chunks_never_queued() {
+        use JobState::*;
+        let half = tally(16, &[(Cancelled, 5)]);
+        assert_eq!(half.parent_state(), Running);
+        assert_eq!(half.parent_state_cancelled(), Cancelled);
+        assert_eq!(
+            tally(4, &[(Cancelled, 2), (Running, 1)]).parent_state_cancelled(),
+            Running
+        );
+        assert_eq!(
+            tally(4, &[(Cancelled, 2), (Failed, 1)]).parent_state_cancelled(),
+            Failed
+        );
     }
 
     #[test]

@@ -118,8 +118,9 @@ impl Queue {
         self.remember(&id);
         let spawned = self.spawn_chunks(&id, spec.delay_ms, caps).await?;
         if spawned.full > 0 {
-            // All or nothing: what was queued is cancelled, the parent ends `cancelled` with
-            // the reason, and the client hears the queue is full.
+            // All or nothing: the parent is marked cancelled (the reconciler never queues the
+            // rest), what was queued is cancelled, and the client hears the queue is full.
+            self.mark_parent(&id, "cancel").await?;
             self.cancel_chunks(&id).await?;
             self.settle_parent(&id).await?;
             return Err(QueueError::Full {
@@ -338,22 +339,27 @@ impl Queue {
         Ok(running)
     }
 
-    /// Cancels a parent: marked, then every chunk cancelled; the parent is `cancelled` once
-    /// the running ones stopped.
-    pub(super) async fn cancel_parent(&self, id: &JobId) -> Result<CancelOutcome, QueueError> {
+    /// `parent.lua`'s `cancel` (marks the parent) or `reopen` (a retry); the script's reply.
+    async fn mark_parent(&self, id: &JobId, op: &str) -> Result<Vec<String>, QueueError> {
         let mut con = self.connection().await?;
-        let marked = self
+        Ok(self
             .scripts
             .parent_mark(
                 &mut con,
                 &self.keys.job_keys(id),
                 &self.settings,
-                "cancel",
+                op,
                 &id.job_ref(),
                 id.tool.as_str(),
-                0,
+                super::settle::CHECK_EVERY_MS,
             )
-            .await?;
+            .await?)
+    }
+
+    /// Cancels a parent: marked, then every chunk cancelled; the parent is `cancelled` once
+    /// the running ones stopped.
+    pub(super) async fn cancel_parent(&self, id: &JobId) -> Result<CancelOutcome, QueueError> {
+        let marked = self.mark_parent(id, "cancel").await?;
         match marked.first().map(String::as_str) {
             Some("requested") => {}
             Some("final") => {
@@ -381,19 +387,7 @@ impl Queue {
         caps: Option<TenantCaps>,
     ) -> Result<JobDocument, QueueError> {
         self.check_gate(&id.tool, false).await?;
-        let mut con = self.connection().await?;
-        let reopened = self
-            .scripts
-            .parent_mark(
-                &mut con,
-                &self.keys.job_keys(id),
-                &self.settings,
-                "reopen",
-                &id.job_ref(),
-                id.tool.as_str(),
-                super::settle::CHECK_EVERY_MS,
-            )
-            .await?;
+        let reopened = self.mark_parent(id, "reopen").await?;
         match reopened.first().map(String::as_str) {
             Some("reopened") => {}
             Some("not_retryable") => {

@@ -29,7 +29,10 @@ impl Queue {
         &self,
         id: &JobId,
     ) -> Result<Option<(JobState, JobState)>, QueueError> {
-        let Some(h) = self.parent_fields(id, &["state", "hosts"]).await? else {
+        let Some(h) = self
+            .parent_fields(id, &["state", "hosts", "cancel_requested"])
+            .await?
+        else {
             return Ok(None);
         };
         let Some(old) = h.get("state").and_then(|s| s.parse::<JobState>().ok()) else {
@@ -40,7 +43,11 @@ impl Queue {
         }
         let num = |k: &str| h.get(k).and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
         let (tally, hosts_done) = self.read_tally(id, num("chunks")).await?;
-        let new = tally.parent_state();
+        let new = if h.get("cancel_requested").is_some_and(|v| v == "1") {
+            tally.parent_state_cancelled()
+        } else {
+            tally.parent_state()
+        };
         let (result, error) = if new.is_terminal() {
             self.merged(id, &tally, new).await?
         } else {
@@ -194,14 +201,21 @@ impl Queue {
                     let _: () = con.zrem(tk.open_parents(), &r).await?;
                     continue;
                 };
-                let Some(h) = self.parent_fields(&id, &["created_ms"]).await? else {
+                let Some(h) = self
+                    .parent_fields(&id, &["created_ms", "cancel_requested"])
+                    .await?
+                else {
                     // Expired or deleted: nothing left to watch.
                     let _: () = con.zrem(tk.open_parents(), &r).await?;
                     continue;
                 };
                 let num = |k: &str| h.get(k).and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
                 let (tally, _) = self.read_tally(&id, num("chunks")).await?;
-                if tally.counted() < tally.total && num("created_ms") + SPAWN_GRACE_MS < now {
+                let cancelled = h.get("cancel_requested").is_some_and(|v| v == "1");
+                if !cancelled
+                    && tally.counted() < tally.total
+                    && num("created_ms") + SPAWN_GRACE_MS < now
+                {
                     tracing::warn!(correlation_id = %id.cid, queued = tally.counted(), chunks = tally.total, "A big scan's submit stopped half-way; queuing its missing chunks");
                     self.spawn_chunks(&id, 0, None).await?;
                 }
