@@ -9,6 +9,7 @@ mod job;
 mod job_id;
 mod outcome;
 mod replies;
+mod zone;
 
 pub use capabilities::{Capabilities, Need, WaitingFor};
 pub use chunks::{CHUNK_SEPARATOR, ChunkTally, chunk_id, parent_of};
@@ -21,3 +22,4 @@ pub use job::{
 pub use job_id::{JobId, MAX_PARTITIONS, ref_of as job_id_ref};
 pub use outcome::{FailureKind, Outcome, StopReason, Verdict};
 pub use replies::{CancelReply, ChunkList, JobList};
+pub use zone::{MAX_ZONE_LEN, Zone};
