@@ -195,6 +195,7 @@ async fn retried_jobs_over_the_fair_share_window_wait_in_the_tenants_backlog() {
     let keys = Keys::for_fleet(&s.cfg, Some(&s.catalog));
     let tk = keys.job_keys(&JobId::new(
         ToolName::parse("noop").unwrap(),
+        Default::default(),
         TenantId::parse("blue").unwrap(),
         CorrelationId::parse("f-0").unwrap(),
     ));

@@ -121,13 +121,18 @@ async fn the_core_scenarios_pass_on_a_redis_cluster() {
     let fake = scanq::domain::ToolName::parse("fake").unwrap();
     let mut masters = std::collections::HashSet::new();
     let mut used = std::collections::HashSet::new();
-    for tk in keys.partitions_of(&fake) {
+    for tk in keys.partitions_of(&fake, &Default::default()) {
         masters.insert(cluster.master_of(&tk.counts()).await);
     }
     for id in &ids {
         let tenant = scanq::domain::TenantId::parse("default").unwrap();
         let cid = scanq::domain::CorrelationId::parse(id).unwrap();
-        used.insert(keys.partition_of(&scanq::domain::JobId::new(fake.clone(), tenant, cid)));
+        used.insert(keys.partition_of(&scanq::domain::JobId::new(
+            fake.clone(),
+            Default::default(),
+            tenant,
+            cid,
+        )));
     }
     assert_eq!(masters.len(), 3, "the 3 partitions live on 3 masters");
     assert_eq!(used.len(), 3, "the jobs went to every partition");

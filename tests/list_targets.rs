@@ -71,6 +71,7 @@ async fn submit_then_store(base: &str, redis: &RedisServer, cfg: &Config, body: 
     let queue = Queue::new(scanq::queue::pool(cfg).unwrap(), cfg);
     let job = JobId::new(
         ToolName::parse(body["tool"].as_str().unwrap()).unwrap(),
+        Default::default(),
         TenantId::parse("default").unwrap(),
         CorrelationId::parse(body["correlation_id"].as_str().unwrap()).unwrap(),
     );

@@ -184,7 +184,7 @@ async fn raw_jobs_go_only_to_raw_capable_consumers_through_retry_hand_back_and_r
 
     // The raw job's stream entry counts in the queue's depth and oldest age.
     let stats = Stats::new(scanq::queue::pool(&e.cfg).unwrap(), e.queue.keys().clone());
-    let sleep = ToolName::parse("sleep").unwrap();
+    let sleep = (ToolName::parse("sleep").unwrap(), Default::default());
     let gauge = stats.queues(std::slice::from_ref(&sleep)).await.unwrap();
     assert_eq!(gauge[0].depth, 2);
     assert!(gauge[0].oldest_age_ms.is_some());

@@ -361,7 +361,12 @@ async fn run_lists_are_trimmed_and_reads_use_the_change_stored_with_the_run() {
     // show: here a marker no diff could produce.
     let queue = Queue::new(scanq::queue::pool(&cfg).unwrap(), &cfg);
     let cid = CorrelationId::parse(&first).unwrap();
-    let job = JobId::new(ToolName::parse("noop").unwrap(), tenant.clone(), cid);
+    let job = JobId::new(
+        ToolName::parse("noop").unwrap(),
+        Default::default(),
+        tenant.clone(),
+        cid,
+    );
     let marker =
         json!({"against": "marker-run", "changed": true, "summary": {"hosts_appeared": 7}});
     let mut con = redis.con().await;

@@ -252,7 +252,11 @@ async fn sweep_listings(state: AppState) {
 /// charts) about every 20 s; the first API to sample a minute wins.
 async fn sample_series(state: AppState) {
     loop {
-        if let Err(err) = state.inner.stats.sample_series(&state.tool_names()).await {
+        let sampled = match state.places().await {
+            Ok(places) => state.inner.stats.sample_series(&places).await,
+            Err(err) => Err(err),
+        };
+        if let Err(err) = sampled {
             tracing::debug!(error = %err, "Series sample failed");
         }
         tokio::time::sleep(std::time::Duration::from_secs(20)).await;

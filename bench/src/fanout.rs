@@ -236,6 +236,7 @@ pub async fn run(
     drop(api);
     let parent = JobId::new(
         phase.tool(),
+        Default::default(),
         TenantId::default_tenant(),
         CorrelationId::parse(&cid).map_err(|e| anyhow::anyhow!("parent id {cid}: {e:?}"))?,
     );

@@ -65,7 +65,7 @@ mod programs;
 
 pub use programs::{HookKeys, SchedKeys};
 
-use crate::domain::{CorrelationId, Priority, TenantId, ToolName};
+use crate::domain::{CorrelationId, Priority, TenantId, ToolName, Zone};
 
 /// The consumer group every worker joins on every queue stream.
 pub const GROUP: &str = "workers";
@@ -134,20 +134,24 @@ impl Keys {
             .clamp(1, MAX_PARTITIONS)
     }
 
-    /// The keys of partition `p` of `tool`'s queue. Partition 0 is the tool's home (`{T}`): it
-    /// also holds the breaker and the disabled flag. Partition `p` of `n` is tagged `{T~k}`
-    /// with the smallest `k` whose slot falls in the `(home + p) mod n`-th of `n` equal ranges
-    /// of the slot space, so on a cluster whose masters hold equal ranges (as `redis-cli
-    /// --cluster create` makes them) the partitions land on different masters.
-    pub fn partition(&self, tool: &ToolName, p: u16) -> ToolKeys {
+    /// The keys of partition `p` of `tool`'s queue in `zone`. Partition 0 is the queue's home
+    /// (`{T}`, or `{T@zone}` outside zone `default`): it also holds the breaker. Partition `p`
+    /// of `n` is tagged `{T~k}` (`{T@zone~k}`) with the smallest `k` whose slot falls in the
+    /// `(home + p) mod n`-th of `n` equal ranges of the slot space, so on a cluster whose masters
+    /// hold equal ranges (as `redis-cli --cluster create` makes them) the partitions land on
+    /// different masters.
+    pub fn partition(&self, tool: &ToolName, zone: &Zone, p: u16) -> ToolKeys {
+        let home = queue_tag(tool, zone);
         if p == 0 {
-            return self.tool(tool);
+            return ToolKeys {
+                base: format!("{}:{{{}}}", self.prefix, home),
+            };
         }
         let n = u32::from(self.partitions(tool).max(p + 1));
         let range = |key: &str| u32::from(slot(key.as_bytes())) * n / 16384;
-        let want = (range(tool.as_str()) + u32::from(p)) % n;
+        let want = (range(&home) + u32::from(p)) % n;
         let tag = (1u32..)
-            .map(|k| format!("{tool}~{k}"))
+            .map(|k| format!("{home}~{k}"))
             .find(|t| range(t) == want)
             .expect("some suffix lands in every range");
         ToolKeys {
@@ -155,10 +159,10 @@ impl Keys {
         }
     }
 
-    /// Every partition of `tool`, home first.
-    pub fn partitions_of(&self, tool: &ToolName) -> Vec<ToolKeys> {
+    /// Every partition of `tool`'s queue in `zone`, home first.
+    pub fn partitions_of(&self, tool: &ToolName, zone: &Zone) -> Vec<ToolKeys> {
         (0..self.partitions(tool))
-            .map(|p| self.partition(tool, p))
+            .map(|p| self.partition(tool, zone, p))
             .collect()
     }
 
@@ -184,17 +188,22 @@ impl Keys {
 
     /// The keys of the partition that holds `id`.
     pub fn job_keys(&self, id: &crate::domain::JobId) -> ToolKeys {
-        self.partition(&id.tool, self.partition_of(id))
+        self.partition(&id.tool, &id.zone, self.partition_of(id))
     }
 
     pub fn prefix(&self) -> &str {
         &self.prefix
     }
 
+    /// The home partition of `tool`'s queue in zone `default`: it also holds the tool-wide
+    /// switch (`disabled`) and the dashboard's series.
     pub fn tool(&self, tool: &ToolName) -> ToolKeys {
-        ToolKeys {
-            base: format!("{}:{{{}}}", self.prefix, tool),
-        }
+        self.partition(tool, &Zone::default(), 0)
+    }
+
+    /// The home partition of `tool`'s queue in `zone` (its breaker).
+    pub fn home(&self, tool: &ToolName, zone: &Zone) -> ToolKeys {
+        self.partition(tool, zone, 0)
     }
 
     /// The hash of a job.
@@ -281,6 +290,17 @@ impl Keys {
     /// The schedules' keys, all under the hash tag `{sched}`.
     pub fn sched(&self) -> SchedKeys {
         SchedKeys::new(&self.prefix)
+    }
+}
+
+/// The hash tag of `tool`'s queue in `zone`: `<tool>` in zone `default` (so a fleet without
+/// zones keeps its keys), `<tool>@<zone>` otherwise (`@` is in neither alphabet). It is also
+/// the name the tenants' listings number (`P:tools:no`).
+pub fn queue_tag(tool: &ToolName, zone: &Zone) -> String {
+    if zone.is_default() {
+        tool.as_str().to_owned()
+    } else {
+        format!("{tool}@{zone}")
     }
 }
 

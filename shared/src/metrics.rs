@@ -116,11 +116,15 @@ impl Metrics {
                 job_buckets(),
             ),
             jobs_running: gauge("scanq_jobs_running", "Jobs running", &["tool"]),
-            queue_depth: gauge("scanq_queue_depth", "Jobs queued or scheduled", &["tool"]),
+            queue_depth: gauge(
+                "scanq_queue_depth",
+                "Jobs queued or scheduled",
+                &["tool", "zone"],
+            ),
             queue_oldest_age: gauge(
                 "scanq_queue_oldest_age_seconds",
                 "Age of the oldest queued job",
-                &["tool"],
+                &["tool", "zone"],
             ),
             breaker_state: gauge(
                 "scanq_breaker_state",

@@ -7,14 +7,16 @@
 mod body;
 pub mod fields;
 pub mod strict;
+mod zone_plan;
 
 pub use body::{SubmitBody, parse as parse_body};
+pub use zone_plan::ZonePlan;
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::catalog::{Catalog, ToolSpec};
-use crate::domain::{CorrelationId, Priority, ToolName};
+use crate::domain::{CorrelationId, Priority, ToolName, Zone};
 use crate::validate::{ArgContext, TargetList, TargetPolicy, ToolArgs, ValidationError};
 
 /// Fields a submit body may carry.
@@ -51,6 +53,12 @@ pub struct Policy<'a> {
 #[derive(Debug, Clone)]
 pub struct JobSpec {
     pub tool: ToolName,
+    /// The zone the job runs in (DESIGN §13): where the zone map places its target. A big scan
+    /// spanning zones lives in the zone of its first piece; `zone_plan` places its chunks.
+    pub zone: Zone,
+    /// A big scan spanning several zones: its target cut by zone, in order (chunks are cut
+    /// from each piece in turn). `None` when the whole target is in `zone`.
+    pub zone_plan: Option<ZonePlan>,
     /// One or more hosts (DESIGN §12): more than one job may scan make a parent job.
     pub target: TargetList,
     /// A big scan (DESIGN §12): the target covers more hosts than one job may scan, so the job
@@ -230,6 +238,8 @@ impl JobSpec {
         let request_hash = hex::encode(&Sha256::digest(canonical.to_string().as_bytes())[..8]);
         Ok(Self {
             tool,
+            zone: Zone::default(),
+            zone_plan: None,
             target,
             chunk_hosts,
             template: template.map(str::to_owned),

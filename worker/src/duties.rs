@@ -95,14 +95,14 @@ async fn reap_loop(w: SharedRef) {
         tokio::time::sleep(Duration::from_millis(base / 2 + fastrand::u64(..=base))).await;
         match w.queue.reap(500).await {
             Ok(reports) => {
-                for (tool, report) in reports {
+                for (tool, zone, report) in reports {
                     for (job, parent) in &report.chunks {
-                        if let Some(id) = scanq::domain::JobId::from_ref(&tool, job) {
+                        if let Some(id) = scanq::domain::JobId::from_ref(&tool, &zone, job) {
                             w.settler.touch(&id, parent);
                         }
                     }
                     for (job, state) in report.taken_over {
-                        tracing::warn!(tool = %tool, job = %job, state = %state, "Lease lapsed; job taken over");
+                        tracing::warn!(tool = %tool, zone = %zone, job = %job, state = %state, "Lease lapsed; job taken over");
                     }
                 }
                 if failing {

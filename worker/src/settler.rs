@@ -21,6 +21,8 @@ pub async fn run(w: SharedRef) {
     loop {
         tick.tick().await;
         for id in w.settler.take() {
+            // A chunk's mark names the chunk's zone; the parent may live in another.
+            let id = w.job_events.queue.placed(id).await;
             match w.job_events.queue.settle_parent(&id).await {
                 Ok(Some((before, after))) if after.is_terminal() && !before.is_terminal() => {
                     tracing::info!(correlation_id = %id.cid, state = %after, "Big scan finished");
@@ -47,7 +49,7 @@ pub async fn run(w: SharedRef) {
                 match w
                     .job_events
                     .queue
-                    .reconcile_parents(&tool, RECONCILE_BUDGET)
+                    .reconcile_parents(&tool, w.queue.zone(), RECONCILE_BUDGET)
                     .await
                 {
                     Ok(finished) => {

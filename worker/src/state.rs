@@ -148,12 +148,13 @@ pub struct Settler {
 }
 
 impl Settler {
-    /// Marks the parent of chunk `chunk` (whose `parent` field is `parent`).
+    /// Marks the parent of chunk `chunk` (whose `parent` field is `parent`). The mark names
+    /// the chunk's zone; the settle finds the parent's own (`Queue::placed`).
     pub fn touch(&self, chunk: &JobId, parent: &str) {
         let Ok(cid) = scanq::domain::CorrelationId::parse(parent) else {
             return;
         };
-        let id = JobId::new(chunk.tool.clone(), chunk.tenant.clone(), cid);
+        let id = chunk.sibling(chunk.zone.clone(), cid);
         self.marked.lock().expect("settler lock").insert(id);
     }
 

@@ -169,7 +169,7 @@ pub async fn get(ctx: &mut Ctx, params: &Value) -> Result<Value, RpcError> {
 pub async fn result(ctx: &mut Ctx, params: &Value) -> Result<Value, RpcError> {
     permit(ctx, Scope::Read)?;
     let id = task_id(params)?;
-    let tool = ctx
+    let (tool, _) = ctx
         .state
         .queue()
         .locate(&ctx.caller.tenant, &id)
@@ -234,7 +234,7 @@ pub async fn cancel(ctx: &mut Ctx, params: &Value) -> Result<Value, RpcError> {
     if ctx.era.is_modern() {
         return Ok(json!({}));
     }
-    let tool = ctx
+    let (tool, _) = ctx
         .state
         .queue()
         .locate(&ctx.caller.tenant, &id)

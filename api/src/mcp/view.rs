@@ -102,7 +102,7 @@ pub fn job_view(doc: &JobDocument) -> Value {
     if !doc.needs.is_empty() {
         view["needs"] = json!(doc.needs);
     }
-    if let Some(w) = doc.waiting_for {
+    if let Some(w) = &doc.waiting_for {
         view["waiting_for"] = json!(w);
     }
     if let Some(g) = &doc.target_group {
@@ -132,7 +132,7 @@ pub fn job_line(doc: &JobDocument) -> String {
     if let Some(parent) = &doc.parent {
         line.push_str(&format!(" [chunk of big scan {parent}]"));
     }
-    if let Some(w) = doc.waiting_for {
+    if let Some(w) = &doc.waiting_for {
         line.push_str(&format!(" (waiting for: {w})"));
     }
     if let Some(ms) = doc.duration_ms {

@@ -41,7 +41,10 @@ pub(crate) async fn list(State(state): State<AppState>) -> Result<Json<Value>, A
     let mut out = serde_json::Map::new();
     for name in state.live().catalog.names() {
         let tool = tool_of(&state, &name)?;
-        let snap = state.queue().breaker_snapshot(&tool).await?;
+        let snap = state
+            .queue()
+            .breaker_snapshot(&tool, &Default::default())
+            .await?;
         out.insert(
             name,
             serde_json::to_value(snap).map_err(anyhow::Error::from)?,
@@ -59,7 +62,10 @@ pub(crate) async fn one(
     PathParams(tool): PathParams<String>,
 ) -> Result<Json<Value>, AppError> {
     let tool = tool_of(&state, &tool)?;
-    let snap = state.queue().breaker_snapshot(&tool).await?;
+    let snap = state
+        .queue()
+        .breaker_snapshot(&tool, &Default::default())
+        .await?;
     Ok(Json(
         serde_json::to_value(snap).map_err(anyhow::Error::from)?,
     ))
@@ -89,7 +95,10 @@ pub(crate) async fn force(
     };
     let live = state.live();
     let settings = &live.catalog.get(&name).expect("checked").breaker;
-    let transition = state.queue().breaker_force(&name, settings, action).await?;
+    let transition = state
+        .queue()
+        .breaker_force(&name, &Default::default(), settings, action)
+        .await?;
     let subject = Subject {
         tool: name.as_str(),
         ..Subject::default()
@@ -110,7 +119,10 @@ pub(crate) async fn force(
             .set(t.to.gauge_value());
     }
     state.queue().gate().forget(name.as_str());
-    let snap = state.queue().breaker_snapshot(&name).await?;
+    let snap = state
+        .queue()
+        .breaker_snapshot(&name, &Default::default())
+        .await?;
     Ok(Json(json!({ "transition": transition, "breaker": snap })))
 }
 

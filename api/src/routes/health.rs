@@ -82,22 +82,28 @@ pub(crate) async fn health(State(state): State<AppState>, headers: HeaderMap) ->
 async fn fleet_gauges(state: &AppState) {
     let m = &state.inner.metrics;
     let stats = &state.inner.stats;
-    let tools = state.tool_names();
-    let read = async { tokio::try_join!(stats.queues(&tools), stats.workers_alive()) };
+    let read = async {
+        let places = state.places().await?;
+        tokio::try_join!(stats.queues(&places), stats.workers_alive())
+    };
     match tokio::time::timeout(Duration::from_secs(1), read).await {
         Ok(Ok((queues, alive))) => {
             for q in queues {
                 m.queue_depth
-                    .with_label_values(&[q.tool.as_str()])
+                    .with_label_values(&[q.tool.as_str(), q.zone.as_str()])
                     .set(q.depth);
                 m.queue_oldest_age
-                    .with_label_values(&[q.tool.as_str()])
+                    .with_label_values(&[q.tool.as_str(), q.zone.as_str()])
                     .set(q.oldest_age_ms.map_or(0, |ms| (ms / 1000) as i64));
             }
             m.workers_alive.set(alive as i64);
             // Breaker state of every tool, fleet-wide (transitions also move it as they happen).
-            for tool in &tools {
-                if let Ok(snap) = state.queue().breaker_snapshot(tool).await {
+            for tool in &state.tool_names() {
+                if let Ok(snap) = state
+                    .queue()
+                    .breaker_snapshot(tool, &Default::default())
+                    .await
+                {
                     m.breaker_state
                         .with_label_values(&[tool.as_str()])
                         .set(snap.state.gauge_value());

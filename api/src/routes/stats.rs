@@ -40,7 +40,7 @@ pub(crate) async fn stats(
     caller: Caller,
     Params(p): Params<StatsParams>,
 ) -> Result<Json<Value>, AppError> {
-    let fleet = state.inner.stats.tools(&state.tool_names()).await?;
+    let fleet = state.inner.stats.tools(&state.places().await?).await?;
     let named = p.tenant.is_some_and(|t| !t.is_empty());
     if caller.admin && !named {
         return Ok(Json(json!({ "scope": "fleet", "tools": fleet })));

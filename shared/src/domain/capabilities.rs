@@ -8,8 +8,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use super::UnknownVariant;
 use super::string_enum;
+use super::{UnknownVariant, Zone};
 
 /// A worker's capabilities, as its heartbeat reports them (`GET /v1/workers`, `/health`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -32,16 +32,65 @@ string_enum!(
     }
 );
 
-string_enum!(
-    /// Why a queued job is not being claimed although it is ready.
-    WaitingFor {
-        /// It needs raw sockets and no live raw-capable worker serves its tool.
-        RawCapableWorker => "raw_capable_worker",
-        /// Its target group (`target_group`) runs as many jobs as its tool's per-group cap
-        /// allows (politeness, docs/queue.md); it starts when one of them stops.
-        TargetGroup => "target_group",
+/// Why a queued job is not being claimed although it is ready. Written as a string:
+/// `raw_capable_worker`, `target_group`, `zone:<name>`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum WaitingFor {
+    /// It needs raw sockets and no live raw-capable worker serves its tool in its zone.
+    RawCapableWorker,
+    /// Its target group (`target_group`) runs as many jobs as its tool's per-group cap
+    /// allows (politeness, docs/queue.md); it starts when one of them stops.
+    TargetGroup,
+    /// No live worker serves its tool in its zone (DESIGN §13): it starts when one does.
+    Zone(Zone),
+}
+
+impl WaitingFor {
+    pub fn as_str(&self) -> std::borrow::Cow<'static, str> {
+        match self {
+            Self::RawCapableWorker => "raw_capable_worker".into(),
+            Self::TargetGroup => "target_group".into(),
+            Self::Zone(z) => format!("zone:{z}").into(),
+        }
     }
-);
+}
+
+impl fmt::Display for WaitingFor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.as_str())
+    }
+}
+
+impl FromStr for WaitingFor {
+    type Err = UnknownVariant;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "raw_capable_worker" => Ok(Self::RawCapableWorker),
+            "target_group" => Ok(Self::TargetGroup),
+            _ => s
+                .strip_prefix("zone:")
+                .and_then(|z| Zone::parse(z).ok())
+                .map(Self::Zone)
+                .ok_or_else(|| UnknownVariant {
+                    value: s.to_owned(),
+                    accepted: "raw_capable_worker target_group zone:<name>",
+                }),
+        }
+    }
+}
+
+impl Serialize for WaitingFor {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for WaitingFor {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -59,5 +108,9 @@ mod tests {
         );
         assert_eq!(WaitingFor::RawCapableWorker.as_str(), "raw_capable_worker");
         assert_eq!(WaitingFor::TargetGroup.as_str(), "target_group");
+        let z = WaitingFor::Zone(Zone::parse("dmz").unwrap());
+        assert_eq!(serde_json::to_value(&z).unwrap(), "zone:dmz");
+        assert_eq!("zone:dmz".parse::<WaitingFor>().unwrap(), z);
+        assert!("zone:".parse::<WaitingFor>().is_err());
     }
 }

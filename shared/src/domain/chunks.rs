@@ -101,6 +101,12 @@ pub fn parent_of(cid: &CorrelationId) -> Option<CorrelationId> {
     CorrelationId::parse(parent).ok()
 }
 
+/// The number `n` of a chunk ID `<parent>:<n>`, if it has that form.
+pub fn chunk_index(cid: &CorrelationId) -> Option<u64> {
+    parent_of(cid)?;
+    cid.as_str().rsplit_once(CHUNK_SEPARATOR)?.1.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

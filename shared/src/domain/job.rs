@@ -204,6 +204,14 @@ impl ErrorInfo {
 pub struct JobDocument {
     pub correlation_id: String,
     pub tool: String,
+    /// The zone the job runs in (DESIGN §13): only workers of this zone claim it.
+    #[serde(default)]
+    #[schema(value_type = String)]
+    pub zone: super::Zone,
+    /// A big scan spanning zones: the zones of its chunks, in order (absent otherwise).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<String>)]
+    pub zones: Vec<super::Zone>,
     pub target: String,
     pub args: Vec<String>,
     pub template: Option<String>,
@@ -236,6 +244,7 @@ pub struct JobDocument {
     /// raw-capable worker serves its tool, set by the API from the live heartbeats;
     /// `target_group`: parked by a claim while its group ran its cap, from the job hash).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     pub waiting_for: Option<super::WaitingFor>,
     /// A chunk of a big scan: its parent's correlation ID (DESIGN §12).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -310,6 +319,20 @@ impl JobDocument {
                 Some(id) => id.tool.to_string(),
                 None => get("tool")?.clone(),
             },
+            zone: match id {
+                Some(id) => id.zone.clone(),
+                None => get("zone")
+                    .and_then(|z| super::Zone::parse(z).ok())
+                    .unwrap_or_default(),
+            },
+            // `<zone>=<targets>;…` (request::ZonePlan): only its zones are shown.
+            zones: get("zplan")
+                .map(|p| {
+                    p.split(';')
+                        .filter_map(|part| super::Zone::parse(part.split_once('=')?.0).ok())
+                        .collect()
+                })
+                .unwrap_or_default(),
             target: get("target").cloned().unwrap_or_default(),
             args: json(h, "args").unwrap_or_default(),
             template: get("template").cloned(),

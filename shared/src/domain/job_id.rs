@@ -1,4 +1,6 @@
-//! A job's identity: the tool that runs it, the tenant that owns it, and its correlation ID.
+//! A job's identity: the tool that runs it, the zone it runs in (DESIGN §13), the tenant that
+//! owns it, and its correlation ID. The tool and zone together name the queue keyspace the job
+//! lives in (`{<tool>}` for zone `default`, `{<tool>@<zone>}` otherwise: see `keys.rs`).
 //! Every string form a job is known by in Redis is built here and nowhere else:
 //!
 //! | form | shape | used for |
@@ -9,7 +11,7 @@
 
 use std::fmt;
 
-use super::{CorrelationId, TenantId, ToolName};
+use super::{CorrelationId, TenantId, ToolName, Zone};
 
 /// The most partitions a tool's queue may have (a job's partition is part of its identity's keys).
 pub const MAX_PARTITIONS: u16 = 64;
@@ -17,13 +19,24 @@ pub const MAX_PARTITIONS: u16 = 64;
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct JobId {
     pub tool: ToolName,
+    pub zone: Zone,
     pub tenant: TenantId,
     pub cid: CorrelationId,
 }
 
 impl JobId {
-    pub fn new(tool: ToolName, tenant: TenantId, cid: CorrelationId) -> Self {
-        Self { tool, tenant, cid }
+    pub fn new(tool: ToolName, zone: Zone, tenant: TenantId, cid: CorrelationId) -> Self {
+        Self {
+            tool,
+            zone,
+            tenant,
+            cid,
+        }
+    }
+
+    /// The job `cid` of the same tool and tenant in `zone` (a chunk of a big scan).
+    pub fn sibling(&self, zone: Zone, cid: CorrelationId) -> Self {
+        Self::new(self.tool.clone(), zone, self.tenant.clone(), cid)
     }
 
     /// `<tenant>/<cid>` (neither part may contain `/`).
@@ -36,11 +49,12 @@ impl JobId {
         format!("{}/{}/{}", self.tool, self.tenant, self.cid)
     }
 
-    /// The job a script names by its ref inside `tool`'s keyspace.
-    pub fn from_ref(tool: &ToolName, job_ref: &str) -> Option<Self> {
+    /// The job a script names by its ref inside the keyspace of `tool` in `zone`.
+    pub fn from_ref(tool: &ToolName, zone: &Zone, job_ref: &str) -> Option<Self> {
         let (tenant, cid) = job_ref.split_once('/')?;
         Some(Self {
             tool: tool.clone(),
+            zone: zone.clone(),
             tenant: TenantId::parse(tenant).ok()?,
             cid: CorrelationId::parse(cid).ok()?,
         })
@@ -66,12 +80,16 @@ mod tests {
     fn every_form_round_trips() {
         let id = JobId::new(
             ToolName::parse("nmap").unwrap(),
+            Zone::default(),
             TenantId::parse("blue").unwrap(),
             CorrelationId::parse("scan-1").unwrap(),
         );
         assert_eq!(id.job_ref(), "blue/scan-1");
         assert_eq!(id.tag(), "nmap/blue/scan-1");
-        assert_eq!(JobId::from_ref(&id.tool, &id.job_ref()), Some(id.clone()));
-        assert_eq!(JobId::from_ref(&id.tool, "no-slash"), None);
+        assert_eq!(
+            JobId::from_ref(&id.tool, &id.zone, &id.job_ref()),
+            Some(id.clone())
+        );
+        assert_eq!(JobId::from_ref(&id.tool, &id.zone, "no-slash"), None);
     }
 }

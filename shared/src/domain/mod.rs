@@ -12,7 +12,7 @@ mod replies;
 mod zone;
 
 pub use capabilities::{Capabilities, Need, WaitingFor};
-pub use chunks::{CHUNK_SEPARATOR, ChunkTally, chunk_id, parent_of};
+pub use chunks::{CHUNK_SEPARATOR, ChunkTally, chunk_id, chunk_index, parent_of};
 pub use ids::{CorrelationId, IdError, TenantId, ToolName};
 pub(crate) use job::string_enum;
 pub use job::{

@@ -46,14 +46,18 @@ fn partitions_spread_over_equal_slot_ranges_and_jobs_stay_put() {
     let nmap = ToolName::parse("nmap").unwrap();
     let keys = Keys::new("scanq").with_partitions(Default::default(), 3);
     let ranges: std::collections::HashSet<u32> = keys
-        .partitions_of(&nmap)
+        .partitions_of(&nmap, &Zone::default())
         .iter()
         .map(|t| u32::from(slot(t.counts().as_bytes())) * 3 / 16384)
         .collect();
     assert_eq!(ranges.len(), 3, "one partition per third of the slots");
-    assert_eq!(keys.partition(&nmap, 0).counts(), "scanq:{nmap}:counts");
+    assert_eq!(
+        keys.partition(&nmap, &Zone::default(), 0).counts(),
+        "scanq:{nmap}:counts"
+    );
     let id = crate::domain::JobId::new(
         nmap.clone(),
+        Zone::default(),
         TenantId::parse("blue").unwrap(),
         CorrelationId::parse("scan-1").unwrap(),
     );
@@ -79,4 +83,33 @@ fn tenant_keys_are_the_tenant_prefix_plus_the_tenant() {
     assert_eq!(keys.tenant_queued(&blue), "scanq:tenant:{blue}:queued");
     assert_eq!(keys.tenant_running(&blue), "scanq:tenant:{blue}:running");
     assert_eq!(keys.rate_limit("ci"), "scanq:rl:ci");
+}
+
+#[test]
+fn a_zone_is_its_own_keyspace_and_a_fleet_without_zones_keeps_its_keys() {
+    let nmap = ToolName::parse("nmap").unwrap();
+    let dmz = Zone::parse("dmz").unwrap();
+    let keys = Keys::new("scanq").with_partitions(Default::default(), 3);
+    assert_eq!(
+        keys.home(&nmap, &Zone::default()).counts(),
+        "scanq:{nmap}:counts"
+    );
+    assert_eq!(keys.home(&nmap, &dmz).counts(), "scanq:{nmap@dmz}:counts");
+    assert_eq!(crate::keys::queue_tag(&nmap, &dmz), "nmap@dmz");
+    let parts = keys.partitions_of(&nmap, &dmz);
+    assert_eq!(parts.len(), 3);
+    for tk in &parts[1..] {
+        assert!(
+            tk.counts().starts_with("scanq:{nmap@dmz~"),
+            "{}",
+            tk.counts()
+        );
+    }
+    let id = crate::domain::JobId::new(
+        nmap.clone(),
+        dmz,
+        TenantId::parse("blue").unwrap(),
+        CorrelationId::parse("scan-1").unwrap(),
+    );
+    assert!(keys.job(&id).contains("{nmap@dmz"), "{}", keys.job(&id));
 }

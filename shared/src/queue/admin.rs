@@ -6,25 +6,30 @@ use redis::AsyncCommands;
 
 use super::{Queue, QueueError};
 use crate::breaker::{BreakerSettings, ForceAction, Snapshot, Transition};
-use crate::domain::ToolName;
+use crate::domain::{ToolName, Zone};
 
 impl Queue {
-    /// The tool's breaker as dashboards see it.
-    pub async fn breaker_snapshot(&self, tool: &ToolName) -> Result<Snapshot, QueueError> {
+    /// The tool's breaker in `zone` as dashboards see it (each zone's queue has its own).
+    pub async fn breaker_snapshot(
+        &self,
+        tool: &ToolName,
+        zone: &Zone,
+    ) -> Result<Snapshot, QueueError> {
         let mut con = self.connection().await?;
-        let keys = self.keys.tool(tool).breaker_keys();
+        let keys = self.keys.home(tool, zone).breaker_keys();
         Ok(self.breaker.snapshot(&mut con, &keys, None).await?)
     }
 
-    /// Admin action on the tool's breaker; the transition made, if any.
+    /// Admin action on the tool's breaker in `zone`; the transition made, if any.
     pub async fn breaker_force(
         &self,
         tool: &ToolName,
+        zone: &Zone,
         settings: &BreakerSettings,
         action: ForceAction,
     ) -> Result<Option<Transition>, QueueError> {
         let mut con = self.connection().await?;
-        let keys = self.keys.tool(tool).breaker_keys();
+        let keys = self.keys.home(tool, zone).breaker_keys();
         Ok(self
             .breaker
             .force(&mut con, &keys, settings, None, action)
@@ -49,11 +54,21 @@ impl Queue {
         Ok(con.exists(self.keys.tool(tool).disabled()).await?)
     }
 
-    /// Jobs per state for one tool (kept exact by the scripts), over all its partitions.
+    /// Jobs per state for one tool in zone `default` (kept exact by the scripts), over all
+    /// its partitions.
     pub async fn counts(&self, tool: &ToolName) -> Result<HashMap<String, i64>, QueueError> {
+        self.zone_counts(tool, &Zone::default()).await
+    }
+
+    /// Jobs per state for one tool in `zone`, over all its partitions.
+    pub async fn zone_counts(
+        &self,
+        tool: &ToolName,
+        zone: &Zone,
+    ) -> Result<HashMap<String, i64>, QueueError> {
         let mut con = self.connection().await?;
         let mut pipe = redis::pipe();
-        for tk in self.keys.partitions_of(tool) {
+        for tk in self.keys.partitions_of(tool, zone) {
             pipe.hgetall(tk.counts());
         }
         let parts: Vec<HashMap<String, i64>> = pipe.query_async(&mut con).await?;

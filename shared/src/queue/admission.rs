@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use super::{Queue, QueueError, Submitted};
 use crate::breaker::BreakerState;
-use crate::domain::{CorrelationId, JobDocument, JobId, JobState, TenantId, ToolName};
+use crate::domain::{CorrelationId, JobDocument, JobId, JobState, TenantId, ToolName, Zone};
 use crate::request::JobSpec;
 use crate::scripts::{RetryOutcome, TenantCaps};
 
@@ -40,16 +40,21 @@ pub struct Gate {
 }
 
 impl Gate {
-    /// Forgets what was read of `tool` (an operator just changed its breaker or switch).
+    /// Forgets what was read of `tool` in every zone (an operator just changed its breaker or
+    /// switch).
     pub fn forget(&self, tool: &str) {
-        self.seen.lock().expect("gate lock").remove(tool);
-    }
-
-    fn cached(&self, tool: &ToolName) -> Option<Seen> {
+        let zoned = format!("{tool}@");
         self.seen
             .lock()
             .expect("gate lock")
-            .get(tool.as_str())
+            .retain(|k, _| k != tool && !k.starts_with(&zoned));
+    }
+
+    fn cached(&self, queue: &str) -> Option<Seen> {
+        self.seen
+            .lock()
+            .expect("gate lock")
+            .get(queue)
             .copied()
             .filter(|s| s.at.elapsed() < FRESH)
     }
@@ -61,28 +66,26 @@ impl Queue {
         &self.gate
     }
 
-    /// Step 1: refuses new work for a tool that is switched off or whose breaker is open,
-    /// unless the job may wait for it (`queue_if_unavailable`).
+    /// Step 1: refuses new work for a tool that is switched off or whose breaker in `zone` is
+    /// open, unless the job may wait for it (`queue_if_unavailable`).
     pub async fn check_gate(
         &self,
         tool: &ToolName,
+        zone: &Zone,
         queue_if_unavailable: bool,
     ) -> Result<(), QueueError> {
-        let seen = match self.gate.cached(tool) {
+        let queue = crate::keys::queue_tag(tool, zone);
+        let seen = match self.gate.cached(&queue) {
             Some(s) => s,
             None => {
-                let snap = self.breaker_snapshot(tool).await?;
+                let snap = self.breaker_snapshot(tool, zone).await?;
                 let s = Seen {
                     at: Instant::now(),
                     open: matches!(snap.state, BreakerState::Open | BreakerState::ForcedOpen),
                     retry_after_sec: snap.retry_after_ms.div_ceil(1000).max(1),
                     disabled: self.tool_disabled(tool).await?,
                 };
-                self.gate
-                    .seen
-                    .lock()
-                    .expect("gate lock")
-                    .insert(tool.to_string(), s);
+                self.gate.seen.lock().expect("gate lock").insert(queue, s);
                 s
             }
         };
@@ -111,8 +114,14 @@ impl Queue {
         spec: &JobSpec,
         caps: Option<TenantCaps>,
     ) -> Result<Submitted, QueueError> {
-        self.check_gate(&spec.tool, spec.queue_if_unavailable)
-            .await?;
+        let zones = match &spec.zone_plan {
+            Some(plan) => plan.zones(),
+            None => vec![spec.zone.clone()],
+        };
+        for zone in &zones {
+            self.check_gate(&spec.tool, zone, spec.queue_if_unavailable)
+                .await?;
+        }
         if spec.chunk_hosts.is_some() {
             // A big scan: a parent, and its chunks through the same caps and enqueue.
             return self.admit_parent(tenant, spec, caps).await;
@@ -130,10 +139,10 @@ impl Queue {
     ) -> Result<JobDocument, QueueError> {
         // Its state only (the script checks it again, atomically): a job that cannot be
         // retried is a conflict before any place is reserved for it.
-        let Some(tool) = self.locate(tenant, cid).await? else {
+        let Some((tool, zone)) = self.locate(tenant, cid).await? else {
             return Err(QueueError::NotFound);
         };
-        let id = JobId::new(tool.clone(), tenant.clone(), cid.clone());
+        let id = JobId::new(tool, zone, tenant.clone(), cid.clone());
         let fields = self.job_fields(tenant, cid, &["state", "chunks"]).await?;
         let state = fields
             .as_ref()
@@ -158,8 +167,8 @@ impl Queue {
         id: &JobId,
         caps: Option<TenantCaps>,
     ) -> Result<JobDocument, QueueError> {
-        let (tenant, tool, cid) = (&id.tenant, id.tool.clone(), &id.cid);
-        self.check_gate(&tool, false).await?;
+        let (tenant, tool, cid) = (&id.tenant, &id.tool, &id.cid);
+        self.check_gate(tool, &id.zone, false).await?;
         let added = match caps {
             Some(caps) => self.reserve_place(tenant, id, caps).await?,
             None => false,
@@ -167,13 +176,13 @@ impl Queue {
         let out = self.requeue(id).await;
         if out.is_err() && added {
             // Nothing new waits: give the place back.
-            if let Err(err) = self.forget_queued(tenant, &tool, cid).await {
+            if let Err(err) = self.forget_queued(id).await {
                 tracing::warn!(correlation_id = %cid, error = %err, "Could not release a tenant queue place");
             }
         }
         out?;
         if !added {
-            self.note_queued(tenant, &tool, cid).await?;
+            self.note_queued(id).await?;
         }
         self.get(tenant, cid)
             .await?

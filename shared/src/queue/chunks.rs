@@ -4,8 +4,9 @@
 
 use std::collections::HashMap;
 
+use super::parent::ChunkSet;
 use super::{Queue, QueueError};
-use crate::domain::{CorrelationId, JobDocument, JobId, TenantId, chunk_id};
+use crate::domain::{CorrelationId, JobDocument, JobId, TenantId, Zone};
 
 impl Queue {
     /// `fields` of every chunk of parent `id`, in chunk order (`None` for a chunk that does
@@ -18,22 +19,24 @@ impl Queue {
         let Some(h) = self.parent_fields(id, &[]).await? else {
             return Err(QueueError::NotFound);
         };
-        let chunks: u64 = h.get("chunks").and_then(|n| n.parse().ok()).unwrap_or(0);
-        self.chunk_fields_range(id, 0..chunks, fields).await
+        let set = ChunkSet::from_fields(&h);
+        self.chunk_fields_range(id, &set, 0..set.total, fields)
+            .await
     }
 
     pub(super) async fn chunk_fields_range(
         &self,
         id: &JobId,
+        set: &ChunkSet,
         range: std::ops::Range<u64>,
         fields: &[&str],
     ) -> Result<Vec<Option<HashMap<String, String>>>, QueueError> {
-        let mut by_partition: HashMap<u16, Vec<(usize, String)>> = HashMap::new();
+        let mut by_partition: HashMap<(Zone, u16), Vec<(usize, String)>> = HashMap::new();
         let start = range.start;
         for n in range.clone() {
-            let chunk = JobId::new(id.tool.clone(), id.tenant.clone(), chunk_id(&id.cid, n));
+            let chunk = set.id(id, n);
             by_partition
-                .entry(self.keys.partition_of(&chunk))
+                .entry((chunk.zone.clone(), self.keys.partition_of(&chunk)))
                 .or_default()
                 .push(((n - start) as usize, self.keys.job(&chunk)));
         }
@@ -69,28 +72,25 @@ impl Queue {
         offset: u64,
         limit: u64,
     ) -> Result<Option<(u64, Vec<JobDocument>)>, QueueError> {
-        let Some(tool) = self.locate(tenant, cid).await? else {
+        let Some((tool, zone)) = self.locate(tenant, cid).await? else {
             return Ok(None);
         };
-        let id = JobId::new(tool, tenant.clone(), cid.clone());
+        let id = JobId::new(tool, zone, tenant.clone(), cid.clone());
         let Some(h) = self.parent_fields(&id, &[]).await? else {
             return Ok(None);
         };
-        let total: u64 = h.get("chunks").and_then(|n| n.parse().ok()).unwrap_or(0);
+        let set = ChunkSet::from_fields(&h);
+        let total = set.total;
         let end = offset.saturating_add(limit).min(total);
         let start = offset.min(end);
         let mut docs = Vec::new();
         for (i, fields) in self
-            .chunk_fields_range(&id, start..end, CHUNK_DOC_FIELDS)
+            .chunk_fields_range(&id, &set, start..end, CHUNK_DOC_FIELDS)
             .await?
             .into_iter()
             .enumerate()
         {
-            let chunk = JobId::new(
-                id.tool.clone(),
-                tenant.clone(),
-                chunk_id(cid, start + i as u64),
-            );
+            let chunk = set.id(&id, start + i as u64);
             if let Some(doc) = fields.and_then(|f| JobDocument::from_job(&chunk, &f)) {
                 docs.push(doc);
             }

@@ -128,7 +128,7 @@ impl Consumer {
                     continue;
                 }
                 for job in claimed.jobs {
-                    let Some(id) = JobId::from_ref(&t.name, &job.job_ref) else {
+                    let Some(id) = JobId::from_ref(&t.name, &self.zone, &job.job_ref) else {
                         tracing::error!(job = %job.job_ref, "Claimed a job with a malformed ref");
                         continue;
                     };

@@ -13,7 +13,7 @@ use super::connect::{Pool, cancelled_error, pool, script_settings};
 use crate::breaker::{OpenCache, Transition};
 use crate::catalog::Catalog;
 use crate::config::Config;
-use crate::domain::{Capabilities, ErrorInfo, ErrorType, JobId, ToolName};
+use crate::domain::{Capabilities, ErrorInfo, ErrorType, JobId, ToolName, Zone};
 use crate::keys::{GROUP, Keys, ToolKeys};
 use crate::scripts::{
     ClaimedJob, Completed, Completion, ReapReport, RenewStatus, ScriptSettings, Scripts,
@@ -61,8 +61,13 @@ pub struct Heartbeat {
 
 pub(super) struct ToolQueue {
     pub(super) name: ToolName,
-    /// Its queue's partitions, the home (breaker, disabled flag) first.
+    /// Its queue's partitions in the worker's zone, the home (breaker) first.
     pub(super) parts: Vec<ToolKeys>,
+    /// The tool-wide switch (`disabled` in the home of zone `default`).
+    pub(super) switch: String,
+    /// Its partitions in every zone the worker reaps (its own first): due jobs and lapsed
+    /// leases need no network, so a zone whose workers are all gone is still kept up.
+    pub(super) reaped: Vec<(Zone, ToolKeys)>,
     pub(super) breaker_json: String,
     pub(super) breaker: crate::breaker::BreakerSettings,
     /// Its cap of running jobs per target group (catalog, else the fleet's; 0 = none), passed
@@ -88,6 +93,8 @@ pub struct Consumer {
     /// The home breaker of each partitioned tool as last read (see `claim.rs`).
     pub(super) home: Mutex<HashMap<ToolName, (std::time::Instant, crate::scripts::HomeBreaker)>>,
     pub(super) breakers: crate::breaker::Breaker,
+    /// The zone whose jobs this worker claims (DESIGN §13).
+    pub(super) zone: Zone,
     /// What this worker can do: with `raw_sockets` it also claims from the raw lanes.
     pub(super) capabilities: Capabilities,
 }
@@ -117,7 +124,13 @@ impl Consumer {
             .filter(|(_, spec)| spec.enabled)
             .map(|(name, spec)| ToolQueue {
                 name: name.clone(),
-                parts: keys.partitions_of(name),
+                parts: keys.partitions_of(name, &Zone::default()),
+                switch: keys.tool(name).disabled(),
+                reaped: keys
+                    .partitions_of(name, &Zone::default())
+                    .into_iter()
+                    .map(|tk| (Zone::default(), tk))
+                    .collect(),
                 breaker_json: spec.breaker.to_json(),
                 breaker: spec.breaker.clone(),
                 group_cap: catalog.max_running_per_group(name, cfg.target_group_max_running),
@@ -148,8 +161,35 @@ impl Consumer {
             ),
             home: Mutex::default(),
             breakers: crate::breaker::Breaker::new(),
+            zone: Zone::default(),
             capabilities,
         })
+    }
+
+    /// Claims the jobs of `zone` only (DESIGN §13), and reaps `zone` and `others` (the other
+    /// zones of the map: see [`ToolQueue::reaped`]).
+    pub fn with_zones(mut self, zone: Zone, others: &[Zone]) -> Self {
+        let mut zones = vec![zone.clone()];
+        zones.extend(others.iter().filter(|z| **z != zone).cloned());
+        for t in &mut self.tools {
+            t.parts = self.keys.partitions_of(&t.name, &zone);
+            t.reaped = zones
+                .iter()
+                .flat_map(|z| {
+                    self.keys
+                        .partitions_of(&t.name, z)
+                        .into_iter()
+                        .map(move |tk| (z.clone(), tk))
+                })
+                .collect();
+        }
+        self.zone = zone;
+        self
+    }
+
+    /// The zone whose jobs this worker claims.
+    pub fn zone(&self) -> &Zone {
+        &self.zone
     }
 
     /// What this worker can do (as built).
@@ -286,7 +326,8 @@ impl Consumer {
     ) -> Result<Completed, super::QueueError> {
         let mut by_part: Vec<(u16, Vec<usize>)> = Vec::new();
         for (i, c) in batch.iter().enumerate() {
-            let p = JobId::from_ref(tool, &c.job_ref).map_or(0, |id| self.keys.partition_of(&id));
+            let p = JobId::from_ref(tool, &self.zone, &c.job_ref)
+                .map_or(0, |id| self.keys.partition_of(&id));
             match by_part.iter_mut().find(|(q, _)| *q == p) {
                 Some((_, v)) => v.push(i),
                 None => by_part.push((p, vec![i])),
@@ -328,7 +369,7 @@ impl Consumer {
             None => "{}",
         };
         let mut con = self.pool.get().await?;
-        let tk = self.keys.partition(tool, p);
+        let tk = self.keys.partition(tool, &self.zone, p);
         let mut done = self
             .scripts
             .complete(
@@ -361,11 +402,11 @@ impl Consumer {
     pub async fn reap(
         &self,
         limit: usize,
-    ) -> Result<Vec<(ToolName, ReapReport)>, super::QueueError> {
+    ) -> Result<Vec<(ToolName, Zone, ReapReport)>, super::QueueError> {
         let mut con = self.pool.get().await?;
         let mut out = Vec::with_capacity(self.tools.len());
         for t in &self.tools {
-            for tk in &t.parts {
+            for (zone, tk) in &t.reaped {
                 let report = self
                     .scripts
                     .reap(
@@ -378,12 +419,12 @@ impl Consumer {
                         &self.cancelled_error_json,
                     )
                     .await?;
-                out.push((t.name.clone(), report));
+                out.push((t.name.clone(), zone.clone(), report));
             }
         }
         let mut pipe = redis::pipe();
         for t in &self.tools {
-            pipe.exists(t.parts[0].disabled());
+            pipe.exists(&t.switch);
         }
         let flags: Vec<bool> = pipe.query_async(&mut con).await?;
         *self.disabled.lock().expect("disabled lock") = self

@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use redis::AsyncCommands;
 
 use super::{Queue, QueueError, Submitted};
-use crate::domain::{CorrelationId, JobId, TenantId, ToolName};
+use crate::domain::{CorrelationId, JobId, TenantId};
 use crate::request::JobSpec;
 use crate::scripts::{AdmitOutcome, LimitScripts, Rate, RateDecision, TenantCaps};
 
@@ -84,13 +84,18 @@ impl Queue {
             .correlation_id
             .get_or_insert_with(CorrelationId::generate)
             .clone();
-        let id = JobId::new(spec.tool.clone(), tenant.clone(), cid.clone());
+        let id = JobId::new(
+            spec.tool.clone(),
+            spec.zone.clone(),
+            tenant.clone(),
+            cid.clone(),
+        );
         let added = self.reserve_place(tenant, &id, caps).await?;
         let out = self.submit_capped(tenant, &spec, caps.max_running).await;
         let created = matches!(out, Ok(Submitted { created: true, .. }));
         if added && !created {
             // Nothing new waits: give the place back.
-            if let Err(err) = self.forget_queued(tenant, &spec.tool, &cid).await {
+            if let Err(err) = self.forget_queued(&id).await {
                 tracing::warn!(correlation_id = %cid, error = %err, "Could not release a tenant queue place");
             }
         }
@@ -128,34 +133,22 @@ impl Queue {
     }
 
     /// Removes a job from its tenant's queued set (it was cancelled or never made).
-    pub async fn forget_queued(
-        &self,
-        tenant: &TenantId,
-        tool: &ToolName,
-        cid: &CorrelationId,
-    ) -> Result<(), QueueError> {
+    pub async fn forget_queued(&self, id: &JobId) -> Result<(), QueueError> {
         let mut con = self.connection().await?;
-        let job_key = self
-            .keys
-            .job(&JobId::new(tool.clone(), tenant.clone(), cid.clone()));
-        let _: i64 = con.zrem(self.keys.tenant_queued(tenant), job_key).await?;
+        let job_key = self.keys.job(id);
+        let _: i64 = con
+            .zrem(self.keys.tenant_queued(&id.tenant), job_key)
+            .await?;
         Ok(())
     }
 
     /// Counts a job in its tenant's queued set again (a retry queued it).
-    pub async fn note_queued(
-        &self,
-        tenant: &TenantId,
-        tool: &ToolName,
-        cid: &CorrelationId,
-    ) -> Result<(), QueueError> {
+    pub async fn note_queued(&self, id: &JobId) -> Result<(), QueueError> {
         let mut con = self.connection().await?;
-        let job_key = self
-            .keys
-            .job(&JobId::new(tool.clone(), tenant.clone(), cid.clone()));
+        let job_key = self.keys.job(id);
         let stale_after = now_ms() + self.job_ttl_ms;
         let _: i64 = con
-            .zadd(self.keys.tenant_queued(tenant), job_key, stale_after)
+            .zadd(self.keys.tenant_queued(&id.tenant), job_key, stale_after)
             .await?;
         Ok(())
     }

@@ -1,10 +1,12 @@
 //! The tenant's listing, which is also its correlation-ID index: one sorted set per tenant,
 //! `P:jobs:<tenant>`, member = correlation ID, score = `created_ms × 1024 + tool number`.
 //! - listing: newest first by score (the tool number only breaks ties within a millisecond);
-//! - index: `ZSCORE` tells which tool holds an ID (`score mod 1024`), and `ZADD NX` claims an ID
-//!   for a tool atomically at submit (a second tool under the same ID gets 409);
-//! - the numbers come from `P:tools:no` (tool → number, assigned once, fleet-wide, at most
-//!   [`MAX_TOOLS`]); `created_ms × 1024 + n` stays an exact double until the year 2248.
+//! - index: `ZSCORE` tells which queue holds an ID (`score mod 1024`), and `ZADD NX` claims an
+//!   ID for a queue atomically at submit (a second tool under the same ID gets 409);
+//! - the numbers come from `P:tools:no` (queue → number, assigned once, fleet-wide, at most
+//!   [`MAX_TOOLS`]); a queue is a tool in a zone, named by [`crate::keys::queue_tag`] (`nmap`,
+//!   `nmap@dmz`), so the score also says the job's zone; `created_ms × 1024 + n` stays an exact
+//!   double until the year 2248.
 //!
 //! One member per job, instead of a listing entry *and* an index key, saves ~180 bytes per job
 //! and two commands per job (no index `SET`, no index `PEXPIRE` when the job finishes). Jobs
@@ -16,10 +18,11 @@ use std::collections::HashMap;
 
 use redis::AsyncCommands;
 
+use super::Place;
 use super::{Queue, QueueError};
-use crate::domain::{CorrelationId, JobDocument, JobId, JobState, TenantId, ToolName};
+use crate::domain::{CorrelationId, JobDocument, JobId, JobState, TenantId, ToolName, Zone};
 
-/// Tools a deployment can number (the score keeps 10 bits for the tool).
+/// Queues (tool in a zone) a deployment can number (the score keeps 10 bits for the queue).
 pub const MAX_TOOLS: u64 = 1024;
 
 /// The listing score of a job created at `created_ms` by tool number `no`.
@@ -31,11 +34,20 @@ fn tool_no_of(score: u64) -> u64 {
     score % MAX_TOOLS
 }
 
-/// Tool ↔ number, as assigned in `P:tools:no` (cached; assignments never change).
+/// Queue ↔ number, as assigned in `P:tools:no` (cached; assignments never change).
 #[derive(Debug, Default)]
 pub(super) struct ToolNumbers {
-    by_tool: HashMap<ToolName, u64>,
-    by_no: HashMap<u64, ToolName>,
+    by_tool: HashMap<Place, u64>,
+    by_no: HashMap<u64, Place>,
+}
+
+/// The queue a `P:tools:no` field names (`nmap`, `nmap@dmz`).
+fn place_of(tag: &str) -> Option<Place> {
+    let (tool, zone) = match tag.split_once('@') {
+        Some((t, z)) => (t, Zone::parse(z).ok()?),
+        None => (tag, Zone::default()),
+    };
+    Some((ToolName::parse(tool).ok()?, zone))
 }
 
 pub(super) fn now_ms() -> u64 {
@@ -62,35 +74,43 @@ pub struct Swept {
 }
 
 impl Queue {
-    /// The number of `tool` (assigned on first use, fleet-wide).
-    pub(super) async fn tool_no(&self, tool: &ToolName) -> Result<u64, QueueError> {
-        if let Some(n) = self.numbers.lock().expect("numbers lock").by_tool.get(tool) {
+    /// The number of `tool`'s queue in `zone` (assigned on first use, fleet-wide).
+    pub(super) async fn tool_no(&self, tool: &ToolName, zone: &Zone) -> Result<u64, QueueError> {
+        let place = (tool.clone(), zone.clone());
+        if let Some(n) = self
+            .numbers
+            .lock()
+            .expect("numbers lock")
+            .by_tool
+            .get(&place)
+        {
             return Ok(*n);
         }
         let key = self.keys.tool_numbers();
+        let tag = crate::keys::queue_tag(tool, zone);
         let mut con = self.connection().await?;
-        let mut n: Option<u64> = con.hget(&key, tool.as_str()).await?;
+        let mut n: Option<u64> = con.hget(&key, &tag).await?;
         if n.is_none() {
             // `#next` counts assignments; a lost race only skips a number.
             let next: u64 = con.hincr(&key, "#next", 1).await?;
             if next >= MAX_TOOLS {
                 return Err(QueueError::Redis(redis::RedisError::from((
                     redis::ErrorKind::Client,
-                    "more than 1024 tools numbered in this keyspace",
+                    "more than 1024 queues (tool, zone) numbered in this keyspace",
                 ))));
             }
-            let _: bool = con.hset_nx(&key, tool.as_str(), next).await?;
-            n = con.hget(&key, tool.as_str()).await?;
+            let _: bool = con.hset_nx(&key, &tag, next).await?;
+            n = con.hget(&key, &tag).await?;
         }
         let n = n.unwrap_or(0);
         let mut map = self.numbers.lock().expect("numbers lock");
-        map.by_tool.insert(tool.clone(), n);
-        map.by_no.insert(n, tool.clone());
+        map.by_tool.insert(place.clone(), n);
+        map.by_no.insert(n, place);
         Ok(n)
     }
 
-    /// The tool with number `no` (reloading the numbers once when it is not known yet).
-    pub(super) async fn tool_by_no(&self, no: u64) -> Result<Option<ToolName>, QueueError> {
+    /// The queue with number `no` (reloading the numbers once when it is not known yet).
+    pub(super) async fn tool_by_no(&self, no: u64) -> Result<Option<Place>, QueueError> {
         if let Some(t) = self.numbers.lock().expect("numbers lock").by_no.get(&no) {
             return Ok(Some(t.clone()));
         }
@@ -98,20 +118,20 @@ impl Queue {
         let all: HashMap<String, u64> = con.hgetall(self.keys.tool_numbers()).await?;
         let mut map = self.numbers.lock().expect("numbers lock");
         for (t, n) in all {
-            if let Ok(t) = ToolName::parse(&t) {
-                map.by_tool.insert(t.clone(), n);
-                map.by_no.insert(n, t);
+            if let Some(place) = place_of(&t) {
+                map.by_tool.insert(place.clone(), n);
+                map.by_no.insert(n, place);
             }
         }
         Ok(map.by_no.get(&no).cloned())
     }
 
-    /// Which tool holds this tenant's correlation ID (the listing's score), if any.
+    /// Which queue (tool, zone) holds this tenant's correlation ID (the listing's score), if any.
     pub(super) async fn indexed(
         &self,
         tenant: &TenantId,
         cid: &CorrelationId,
-    ) -> Result<Option<ToolName>, QueueError> {
+    ) -> Result<Option<Place>, QueueError> {
         let mut con = self.connection().await?;
         let s: Option<f64> = con
             .zscore(self.keys.tenant_jobs(tenant), cid.as_str())
@@ -327,7 +347,7 @@ impl Queue {
         Ok(self
             .tool_by_no(tool_no_of(score as u64))
             .await?
-            .map(|tool| JobId::new(tool, tenant.clone(), cid)))
+            .map(|(tool, zone)| JobId::new(tool, zone, tenant.clone(), cid)))
     }
 
     /// The tenant's own jobs tallied per tool and state from its listing, newest first, at

@@ -60,7 +60,10 @@ pub use sessions::McpSession;
 
 use crate::breaker::Breaker;
 use crate::config::Config;
-use crate::domain::{CorrelationId, JobDocument, JobId, Priority, TenantId, ToolName};
+use crate::domain::{CorrelationId, JobDocument, JobId, Priority, TenantId, ToolName, Zone};
+
+/// Where a job's queue is: its tool and zone (DESIGN §13), which name its keyspace.
+pub(crate) type Place = (ToolName, Zone);
 use crate::keys::Keys;
 use crate::request::JobSpec;
 use crate::scripts::{CancelOutcome, EnqueueOutcome, ScriptSettings, Scripts};
@@ -153,7 +156,7 @@ pub struct Queue {
     replicas: (u32, u64),
     /// `<tenant>/<cid>` → tool, for jobs this process has seen. The mapping never changes while
     /// the job lives; a hit whose job is gone is checked again against Redis.
-    located: Arc<Mutex<HashMap<String, ToolName>>>,
+    located: Arc<Mutex<HashMap<String, Place>>>,
     sweep: Arc<Mutex<listing::SweepCursor>>,
     /// Tenants this process has put in the tenant registry.
     registered: Arc<Mutex<std::collections::HashSet<TenantId>>>,
@@ -268,10 +271,10 @@ impl Queue {
             .correlation_id
             .clone()
             .unwrap_or_else(CorrelationId::generate);
-        let id = JobId::new(spec.tool.clone(), tenant.clone(), cid);
+        let id = JobId::new(spec.tool.clone(), spec.zone.clone(), tenant.clone(), cid);
         let r = id.job_ref();
         let tk = self.keys.job_keys(&id);
-        let no = self.tool_no(&spec.tool).await?;
+        let no = self.tool_no(&spec.tool, &spec.zone).await?;
         let list = self.keys.tenant_jobs(tenant);
         let mut con = self.connection().await?;
         if !self
@@ -298,11 +301,11 @@ impl Queue {
         let fresh = added == 1;
         if !fresh {
             match self.indexed(tenant, &id.cid).await? {
-                Some(t) if t == spec.tool => {}
-                Some(t) => {
-                    // Held by another tool: a conflict while that job exists; an expired one's
-                    // ID may be reused.
-                    let other = JobId::new(t, tenant.clone(), id.cid.clone());
+                Some((t, z)) if t == spec.tool && z == spec.zone => {}
+                Some((t, z)) => {
+                    // Held by another tool (or zone): a conflict while that job exists; an
+                    // expired one's ID may be reused.
+                    let other = JobId::new(t, z, tenant.clone(), id.cid.clone());
                     let exists: bool = con.exists(self.keys.job(&other)).await?;
                     if exists {
                         return Err(QueueError::Conflict {
@@ -400,10 +403,10 @@ impl Queue {
         tenant: &TenantId,
         cid: &CorrelationId,
     ) -> Result<CancelOutcome, QueueError> {
-        let Some(tool) = self.locate(tenant, cid).await? else {
+        let Some((tool, zone)) = self.locate(tenant, cid).await? else {
             return Err(QueueError::NotFound);
         };
-        let id = JobId::new(tool.clone(), tenant.clone(), cid.clone());
+        let id = JobId::new(tool.clone(), zone, tenant.clone(), cid.clone());
         let mut con = self.connection().await?;
         let chunks: Option<String> = con.hget(self.keys.job(&id), "chunks").await?;
         if chunks.is_some() {
@@ -422,7 +425,7 @@ impl Queue {
             )
             .await?;
         if out == CancelOutcome::Cancelled {
-            self.forget_queued(tenant, &tool, cid).await?;
+            self.forget_queued(&id).await?;
         }
         match out {
             CancelOutcome::Missing => Err(QueueError::NotFound),
@@ -468,6 +471,10 @@ pub(crate) fn job_fields(spec: &JobSpec, max_running: u64) -> Vec<(&'static str,
     }
     if let Some(s) = &spec.schedule_id {
         fields.push(("schedule_id", s.clone()));
+    }
+    if !spec.zone.is_default() {
+        // The key says it too; the hash says it for readers given only the hash.
+        fields.push(("zone", spec.zone.to_string()));
     }
     fields
 }

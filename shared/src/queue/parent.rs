@@ -21,9 +21,11 @@ use std::collections::HashMap;
 use redis::AsyncCommands;
 
 use super::{Queue, QueueError, Submitted, job_fields, listing};
-use crate::domain::{ChunkTally, CorrelationId, JobDocument, JobId, Priority, TenantId, chunk_id};
+use crate::domain::{
+    ChunkTally, CorrelationId, JobDocument, JobId, Priority, TenantId, Zone, chunk_id,
+};
 use crate::keys::ToolKeys;
-use crate::request::JobSpec;
+use crate::request::{JobSpec, ZonePlan};
 use crate::scripts::{CancelOutcome, ChunkEnqueue, EnqueueOutcome, TenantCaps};
 use crate::validate::TargetList;
 
@@ -61,6 +63,47 @@ pub(super) struct Spawned {
     depth: u64,
 }
 
+/// Where a parent's chunks are: how many, and each one's zone (the parent's, or from the zone
+/// plan of a big scan spanning zones, stored as `zplan`).
+#[derive(Debug, Clone)]
+pub(super) struct ChunkSet {
+    pub total: u64,
+    chunk_hosts: u64,
+    plan: Option<ZonePlan>,
+}
+
+/// The parent fields [`ChunkSet::from_fields`] reads.
+const CHUNK_SET_FIELDS: [&str; 3] = ["chunks", "chunk_hosts", "zplan"];
+
+impl ChunkSet {
+    pub fn from_fields(h: &HashMap<String, String>) -> Self {
+        let num = |k: &str| h.get(k).and_then(|n| n.parse::<u64>().ok());
+        Self {
+            total: num("chunks").unwrap_or(0),
+            chunk_hosts: num("chunk_hosts").unwrap_or(1).max(1),
+            plan: h.get("zplan").and_then(|p| p.parse().ok()),
+        }
+    }
+
+    /// Chunk `n` of `parent`, in its zone.
+    pub fn id(&self, parent: &JobId, n: u64) -> JobId {
+        let zone = self
+            .plan
+            .as_ref()
+            .and_then(|p| p.zone_of_chunk(n, self.chunk_hosts))
+            .unwrap_or(&parent.zone);
+        parent.sibling(zone.clone(), chunk_id(&parent.cid, n))
+    }
+
+    /// The zones the chunks live in (the parent's alone without a plan).
+    pub fn zones(&self, parent: &JobId) -> Vec<Zone> {
+        match &self.plan {
+            Some(p) => p.zones(),
+            None => vec![parent.zone.clone()],
+        }
+    }
+}
+
 impl Queue {
     /// Admits a big scan: the parent's hash and listing entry, then its chunks. Idempotent
     /// like any submit: the same request with the same correlation ID is the same parent (and
@@ -76,9 +119,17 @@ impl Queue {
             .correlation_id
             .clone()
             .unwrap_or_else(CorrelationId::generate);
-        let id = JobId::new(spec.tool.clone(), tenant.clone(), cid.clone());
+        let id = JobId::new(
+            spec.tool.clone(),
+            spec.zone.clone(),
+            tenant.clone(),
+            cid.clone(),
+        );
         let hosts = spec.target.hosts();
-        let chunks = hosts.div_ceil(chunk_hosts).max(1);
+        let chunks = match &spec.zone_plan {
+            Some(plan) => plan.chunks(chunk_hosts).len() as u64,
+            None => hosts.div_ceil(chunk_hosts).max(1),
+        };
         let tally = ChunkTally {
             total: chunks,
             ..Default::default()
@@ -94,6 +145,9 @@ impl Queue {
             ),
             ("progress", progress_json(&tally, 0, hosts)),
         ]);
+        if let Some(plan) = &spec.zone_plan {
+            fields.push(("zplan", plan.to_string()));
+        }
         self.claim_listing(tenant, &id).await?;
         let tk = self.keys.job_keys(&id);
         let mut con = self.connection().await?;
@@ -135,7 +189,7 @@ impl Queue {
     /// Puts `id`'s correlation ID in its tenant's listing (a conflict when another tool's live
     /// job holds it), as a submit does.
     async fn claim_listing(&self, tenant: &TenantId, id: &JobId) -> Result<(), QueueError> {
-        let no = self.tool_no(&id.tool).await?;
+        let no = self.tool_no(&id.tool, &id.zone).await?;
         let mut con = self.connection().await?;
         let _: () = con.sadd(self.keys.tenants(), tenant.as_str()).await?;
         let added: i64 = redis::cmd("ZADD")
@@ -146,10 +200,10 @@ impl Queue {
             .query_async(&mut con)
             .await?;
         if added == 0
-            && let Some(t) = self.indexed(tenant, &id.cid).await?
-            && t != id.tool
+            && let Some((t, z)) = self.indexed(tenant, &id.cid).await?
+            && (t != id.tool || z != id.zone)
         {
-            let other = JobId::new(t, tenant.clone(), id.cid.clone());
+            let other = JobId::new(t, z, tenant.clone(), id.cid.clone());
             let exists: bool = con.exists(self.keys.job(&other)).await?;
             if exists {
                 return Err(QueueError::Conflict {
@@ -166,14 +220,15 @@ impl Queue {
         JobDocument::from_job(id, &h).ok_or(QueueError::NotFound)
     }
 
-    /// `fields` of parent `id` (with `chunks`), or `None` when `id` is no parent (or gone).
+    /// `fields` of parent `id` (with those of its [`ChunkSet`]: `chunks` first), or `None`
+    /// when `id` is no parent (or gone).
     pub(super) async fn parent_fields(
         &self,
         id: &JobId,
         fields: &[&str],
     ) -> Result<Option<HashMap<String, String>>, QueueError> {
         let mut con = self.connection().await?;
-        let mut names = vec!["chunks"];
+        let mut names = CHUNK_SET_FIELDS.to_vec();
         names.extend_from_slice(fields);
         let values: Vec<Option<String>> = redis::cmd("HMGET")
             .arg(self.keys.job(id))
@@ -190,6 +245,20 @@ impl Queue {
                 .filter_map(|(k, v)| v.map(|v| ((*k).to_owned(), v)))
                 .collect(),
         ))
+    }
+
+    /// The zone chunk `chunk` of parent `parent` lives in (the parent's, unless the parent's
+    /// zone plan puts it elsewhere).
+    pub(super) async fn chunk_zone(
+        &self,
+        parent: &JobId,
+        chunk: &CorrelationId,
+    ) -> Result<Zone, QueueError> {
+        let n = crate::domain::chunk_index(chunk);
+        Ok(match (n, self.parent_fields(parent, &[]).await?) {
+            (Some(n), Some(h)) => ChunkSet::from_fields(&h).id(parent, n).zone,
+            _ => parent.zone.clone(),
+        })
     }
 
     /// The parent's hash, or `None` when `id` is no parent (or gone).
@@ -217,10 +286,15 @@ impl Queue {
             .get("target")
             .and_then(|t| t.parse().ok())
             .ok_or(QueueError::NotFound)?;
-        let chunk_hosts: u64 = h
-            .get("chunk_hosts")
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(1);
+        let set = ChunkSet::from_fields(&h);
+        let pieces: Vec<(Zone, TargetList)> = match &set.plan {
+            Some(plan) => plan.chunks(set.chunk_hosts),
+            None => target
+                .chunks(set.chunk_hosts)
+                .into_iter()
+                .map(|c| (id.zone.clone(), c))
+                .collect(),
+        };
         let req_hash = h.get("req_hash").cloned().unwrap_or_default();
         let priority: Priority = h
             .get("priority")
@@ -231,32 +305,31 @@ impl Queue {
             .iter()
             .filter_map(|k| h.get(*k).map(|v| (*k, v.clone())))
             .collect();
-        // Fields per chunk, grouped by the partition each chunk lives in.
-        let mut by_partition: HashMap<u16, Vec<(JobId, Fields<'_>)>> = HashMap::new();
-        for (n, piece) in target.chunks(chunk_hosts).iter().enumerate() {
-            let chunk = JobId::new(
-                id.tool.clone(),
-                id.tenant.clone(),
-                chunk_id(&id.cid, n as u64),
-            );
+        // Fields per chunk, grouped by the zone and partition each chunk lives in.
+        let mut by_partition: HashMap<(Zone, u16), Vec<(JobId, Fields<'_>)>> = HashMap::new();
+        for (n, (zone, piece)) in pieces.iter().enumerate() {
+            let chunk = id.sibling(zone.clone(), chunk_id(&id.cid, n as u64));
             let mut fields = vec![
                 ("target", piece.to_string()),
                 ("parent", id.cid.to_string()),
                 ("hosts", piece.hosts().to_string()),
             ];
             fields.extend(inherited.iter().cloned());
+            if !zone.is_default() {
+                fields.push(("zone", zone.to_string()));
+            }
             if let Some(g) = self.target_groups.of(&id.tool, piece.first()) {
                 // Politeness: each chunk counts in its own target group.
                 fields.push(("tgroup", g));
             }
             by_partition
-                .entry(self.keys.partition_of(&chunk))
+                .entry((zone.clone(), self.keys.partition_of(&chunk)))
                 .or_default()
                 .push((chunk, fields));
         }
         let mut out = Spawned::default();
-        for (p, chunks) in by_partition {
-            let tk = self.keys.partition(&id.tool, p);
+        for ((zone, p), chunks) in by_partition {
+            let tk = self.keys.partition(&id.tool, &zone, p);
             if let Some(caps) = caps {
                 // One place per chunk under the tenant's `max_queued`, several in flight.
                 use futures::TryStreamExt;
@@ -296,7 +369,7 @@ impl Queue {
                         out.full += 1;
                         out.depth = out.depth.max(depth);
                         if caps.is_some() {
-                            self.forget_queued(&id.tenant, &id.tool, &chunk.cid).await?;
+                            self.forget_queued(chunk).await?;
                         }
                     }
                 }
@@ -311,12 +384,12 @@ impl Queue {
         let Some(h) = self.parent_fields(id, &[]).await? else {
             return Err(QueueError::NotFound);
         };
-        let chunks: u64 = h.get("chunks").and_then(|n| n.parse().ok()).unwrap_or(0);
+        let set = ChunkSet::from_fields(&h);
         let mut running = false;
         let err = super::cancelled_error();
         let mut con = self.connection().await?;
-        for n in 0..chunks {
-            let chunk = JobId::new(id.tool.clone(), id.tenant.clone(), chunk_id(&id.cid, n));
+        for n in 0..set.total {
+            let chunk = set.id(id, n);
             let out = self
                 .scripts
                 .cancel(
@@ -330,9 +403,7 @@ impl Queue {
                 .await?;
             match out {
                 CancelOutcome::Requested => running = true,
-                CancelOutcome::Cancelled => {
-                    self.forget_queued(&id.tenant, &id.tool, &chunk.cid).await?
-                }
+                CancelOutcome::Cancelled => self.forget_queued(&chunk).await?,
                 _ => {}
             }
         }
@@ -386,7 +457,7 @@ impl Queue {
         id: &JobId,
         caps: Option<TenantCaps>,
     ) -> Result<JobDocument, QueueError> {
-        self.check_gate(&id.tool, false).await?;
+        self.check_gate(&id.tool, &id.zone, false).await?;
         let reopened = self.mark_parent(id, "reopen").await?;
         match reopened.first().map(String::as_str) {
             Some("reopened") => {}
@@ -397,15 +468,15 @@ impl Queue {
             }
             _ => return Err(QueueError::NotFound),
         }
+        let Some(h) = self.parent_fields(id, &[]).await? else {
+            return Err(QueueError::NotFound);
+        };
+        let set = ChunkSet::from_fields(&h);
         let states = self.chunk_fields(id, &["state"]).await?;
         for (n, fields) in states.iter().enumerate() {
             let state = fields.as_ref().and_then(|f| f.get("state"));
             if matches!(state.map(String::as_str), Some("failed" | "cancelled")) {
-                let chunk = JobId::new(
-                    id.tool.clone(),
-                    id.tenant.clone(),
-                    chunk_id(&id.cid, n as u64),
-                );
+                let chunk = set.id(id, n as u64);
                 match self.retry_one(&chunk, caps).await {
                     Ok(_) | Err(QueueError::Final { .. }) => {}
                     Err(e) => return Err(e),

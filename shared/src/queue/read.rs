@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use redis::AsyncCommands;
 
-use super::{JobEvent, LOCATE_CACHE, Listener, Queue, QueueError, WATCH_MS};
+use super::{JobEvent, LOCATE_CACHE, Listener, Place, Queue, QueueError, WATCH_MS};
 use crate::domain::{CorrelationId, JobDocument, JobId, TenantId, ToolName};
 use crate::scripts::WatchMode;
 
 impl Queue {
-    fn cached_tool(&self, tenant: &TenantId, cid: &CorrelationId) -> Option<ToolName> {
+    fn cached_tool(&self, tenant: &TenantId, cid: &CorrelationId) -> Option<Place> {
         self.located
             .lock()
             .expect("located lock")
@@ -24,26 +24,47 @@ impl Queue {
         if map.len() >= LOCATE_CACHE {
             map.clear();
         }
-        map.insert(id.job_ref(), id.tool.clone());
+        map.insert(id.job_ref(), (id.tool.clone(), id.zone.clone()));
     }
 
-    /// Which tool holds this tenant's correlation ID (from the tenant's listing).
+    /// Which queue (tool, zone) holds this tenant's correlation ID (from the tenant's listing).
     pub async fn locate(
         &self,
         tenant: &TenantId,
         cid: &CorrelationId,
-    ) -> Result<Option<ToolName>, QueueError> {
-        let mut tool = self.indexed(tenant, cid).await?;
-        if tool.is_none()
+    ) -> Result<Option<Place>, QueueError> {
+        let mut place = self.indexed(tenant, cid).await?;
+        if place.is_none()
             && let Some(parent) = crate::domain::parent_of(cid)
         {
-            // A chunk of a big scan is not listed; it lives under its parent's tool.
-            tool = self.indexed(tenant, &parent).await?;
+            // A chunk of a big scan is not listed; it lives under its parent's tool, in the
+            // zone its parent's plan gives it.
+            if let Some((tool, zone)) = self.indexed(tenant, &parent).await? {
+                let pid = JobId::new(tool, zone, tenant.clone(), parent);
+                place = Some((pid.tool.clone(), self.chunk_zone(&pid, cid).await?));
+            }
         }
-        if let Some(t) = &tool {
-            self.remember(&JobId::new(t.clone(), tenant.clone(), cid.clone()));
+        if let Some((t, z)) = &place {
+            self.remember(&JobId::new(
+                t.clone(),
+                z.clone(),
+                tenant.clone(),
+                cid.clone(),
+            ));
         }
-        Ok(tool)
+        Ok(place)
+    }
+
+    /// `id` in the zone the tenant's listing places it in (a chunk's mark of its parent names
+    /// the chunk's zone; a parent spanning zones lives in its first one). `id` as given when
+    /// the listing does not know it or Redis does not answer.
+    pub async fn placed(&self, id: JobId) -> JobId {
+        match self.tool_of(&id.tenant, &id.cid).await {
+            Ok(Some((tool, zone))) if tool == id.tool && zone != id.zone => {
+                JobId::new(tool, zone, id.tenant, id.cid)
+            }
+            _ => id,
+        }
     }
 
     /// Reads a job through `read` (a plain read or a watch registration), trying the cached tool
@@ -58,8 +79,8 @@ impl Queue {
         F: Fn(JobId) -> Fut,
         Fut: std::future::Future<Output = Result<HashMap<String, String>, QueueError>>,
     {
-        if let Some(tool) = self.cached_tool(tenant, cid) {
-            let id = JobId::new(tool.clone(), tenant.clone(), cid.clone());
+        if let Some((tool, zone)) = self.cached_tool(tenant, cid) {
+            let id = JobId::new(tool.clone(), zone, tenant.clone(), cid.clone());
             let h = read(id.clone()).await?;
             if let Some(doc) = JobDocument::from_job(&id, &h) {
                 let mut docs = [doc];
@@ -68,10 +89,10 @@ impl Queue {
                 return Ok(Some((tool, doc)));
             }
         }
-        let Some(tool) = self.locate(tenant, cid).await? else {
+        let Some((tool, zone)) = self.locate(tenant, cid).await? else {
             return Ok(None);
         };
-        let id = JobId::new(tool.clone(), tenant.clone(), cid.clone());
+        let id = JobId::new(tool.clone(), zone, tenant.clone(), cid.clone());
         let h = read(id.clone()).await?;
         let Some(doc) = JobDocument::from_job(&id, &h) else {
             return Ok(None);
@@ -131,7 +152,11 @@ impl Queue {
         cid: &CorrelationId,
         change: &str,
     ) -> Result<(), QueueError> {
-        let id = JobId::new(tool.clone(), tenant.clone(), cid.clone());
+        let zone = match self.tool_of(tenant, cid).await? {
+            Some((t, z)) if &t == tool => z,
+            _ => return Ok(()),
+        };
+        let id = JobId::new(tool.clone(), zone, tenant.clone(), cid.clone());
         let mut con = self.connection().await?;
         let () = redis::cmd("HSET")
             .arg(self.keys.job(&id))
@@ -150,10 +175,10 @@ impl Queue {
         cid: &CorrelationId,
         fields: &[&str],
     ) -> Result<Option<HashMap<String, String>>, QueueError> {
-        let Some(tool) = self.tool_of(tenant, cid).await? else {
+        let Some((tool, zone)) = self.tool_of(tenant, cid).await? else {
             return Ok(None);
         };
-        let id = JobId::new(tool, tenant.clone(), cid.clone());
+        let id = JobId::new(tool, zone, tenant.clone(), cid.clone());
         let mut con = self.connection().await?;
         let values: Vec<Option<String>> = redis::cmd("HMGET")
             .arg(self.keys.job(&id))
@@ -174,15 +199,22 @@ impl Queue {
 
     /// The notify tag of a job (what [`Listener::subscribe`] takes).
     pub fn tag(tool: &ToolName, tenant: &TenantId, cid: &CorrelationId) -> String {
-        JobId::new(tool.clone(), tenant.clone(), cid.clone()).tag()
+        // The tag does not name the zone: a tenant's ID is one job whatever its zone.
+        JobId::new(
+            tool.clone(),
+            Default::default(),
+            tenant.clone(),
+            cid.clone(),
+        )
+        .tag()
     }
 
-    /// The tool that holds a correlation ID: this process's cache, else Redis's index.
-    async fn tool_of(
+    /// The queue that holds a correlation ID: this process's cache, else Redis's index.
+    pub(super) async fn tool_of(
         &self,
         tenant: &TenantId,
         cid: &CorrelationId,
-    ) -> Result<Option<ToolName>, QueueError> {
+    ) -> Result<Option<Place>, QueueError> {
         match self.cached_tool(tenant, cid) {
             Some(t) => Ok(Some(t)),
             None => self.locate(tenant, cid).await,
@@ -201,7 +233,7 @@ impl Queue {
         if timeout.is_zero() {
             return Ok(self.get(tenant, cid).await?.map(|(_, d)| d));
         }
-        let Some(mut tool) = self.tool_of(tenant, cid).await? else {
+        let Some((mut tool, _)) = self.tool_of(tenant, cid).await? else {
             return Ok(None);
         };
         let mut sub = listener.subscribe(&Self::tag(&tool, tenant, cid));
@@ -236,8 +268,12 @@ impl Queue {
         after: u64,
         max: usize,
     ) -> Result<Vec<JobEvent>, QueueError> {
+        let zone = match self.tool_of(tenant, cid).await? {
+            Some((t, z)) if &t == tool => z,
+            _ => return Ok(Vec::new()),
+        };
         let mut con = self.connection().await?;
-        let id = JobId::new(tool.clone(), tenant.clone(), cid.clone());
+        let id = JobId::new(tool.clone(), zone, tenant.clone(), cid.clone());
         let key = self.keys.job_keys(&id).events(&id.job_ref());
         let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
             .arg(&key)

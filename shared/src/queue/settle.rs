@@ -8,10 +8,10 @@ use std::collections::HashMap;
 
 use redis::AsyncCommands;
 
-use super::parent::{SPAWN_GRACE_MS, progress_json, tally_key};
+use super::parent::{ChunkSet, SPAWN_GRACE_MS, progress_json, tally_key};
 use super::{Queue, QueueError, listing};
 use crate::domain::{
-    ChunkTally, ErrorInfo, ErrorType, JobId, JobResult, JobState, ToolName, chunk_id,
+    ChunkTally, ErrorInfo, ErrorType, JobId, JobResult, JobState, ToolName, Zone, chunk_id,
 };
 use crate::nmap::{ChunkOutcome, merge_chunks};
 use crate::scripts::Settlement;
@@ -42,7 +42,7 @@ impl Queue {
             return Ok(Some((old, old)));
         }
         let num = |k: &str| h.get(k).and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
-        let (tally, hosts_done) = self.read_tally(id, num("chunks")).await?;
+        let (tally, hosts_done) = self.read_tally(id, &ChunkSet::from_fields(&h)).await?;
         let new = if h.get("cancel_requested").is_some_and(|v| v == "1") {
             tally.parent_state_cancelled()
         } else {
@@ -77,15 +77,24 @@ impl Queue {
         Ok(out.and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?))))
     }
 
-    /// The chunks' tallies summed over the tool's partitions, and the hosts of finished chunks.
-    async fn read_tally(&self, id: &JobId, total: u64) -> Result<(ChunkTally, u64), QueueError> {
+    /// The chunks' tallies summed over the partitions of the tool in each of the chunks'
+    /// zones, and the hosts of finished chunks.
+    async fn read_tally(
+        &self,
+        id: &JobId,
+        set: &ChunkSet,
+    ) -> Result<(ChunkTally, u64), QueueError> {
         let mut tally = ChunkTally {
-            total,
+            total: set.total,
             ..Default::default()
         };
         let mut hosts_done = 0;
         let mut con = self.connection().await?;
-        for tk in self.keys.partitions_of(&id.tool) {
+        let parts = set
+            .zones(id)
+            .into_iter()
+            .flat_map(|z| self.keys.partitions_of(&id.tool, &z));
+        for tk in parts {
             let h: HashMap<String, i64> = con.hgetall(tally_key(&tk, id)).await?;
             for (k, v) in h {
                 let v = v.max(0) as u64;
@@ -174,18 +183,19 @@ impl Queue {
         Ok((result, error))
     }
 
-    /// Settles up to `budget` parents of `tool` per partition that are due for a check (no
-    /// settle for a while: a crash lost one, or nothing moved), and queues the missing chunks
-    /// of a parent whose submit stopped half-way. Returns the parents that finished here (the
-    /// caller emits their events).
+    /// Settles up to `budget` parents of `tool` in `zone` per partition that are due for a
+    /// check (no settle for a while: a crash lost one, or nothing moved), and queues the
+    /// missing chunks of a parent whose submit stopped half-way. Returns the parents that
+    /// finished here (the caller emits their events).
     pub async fn reconcile_parents(
         &self,
         tool: &ToolName,
+        zone: &Zone,
         budget: usize,
     ) -> Result<Vec<JobId>, QueueError> {
         let now = listing::now_ms();
         let mut finished = Vec::new();
-        for tk in self.keys.partitions_of(tool) {
+        for tk in self.keys.partitions_of(tool, zone) {
             let mut con = self.connection().await?;
             let due: Vec<String> = redis::cmd("ZRANGEBYSCORE")
                 .arg(tk.open_parents())
@@ -197,7 +207,7 @@ impl Queue {
                 .query_async(&mut con)
                 .await?;
             for r in due {
-                let Some(id) = JobId::from_ref(tool, &r) else {
+                let Some(id) = JobId::from_ref(tool, zone, &r) else {
                     let _: () = con.zrem(tk.open_parents(), &r).await?;
                     continue;
                 };
@@ -210,7 +220,7 @@ impl Queue {
                     continue;
                 };
                 let num = |k: &str| h.get(k).and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
-                let (tally, _) = self.read_tally(&id, num("chunks")).await?;
+                let (tally, _) = self.read_tally(&id, &ChunkSet::from_fields(&h)).await?;
                 let cancelled = h.get("cancel_requested").is_some_and(|v| v == "1");
                 if !cancelled
                     && tally.counted() < tally.total

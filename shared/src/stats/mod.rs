@@ -15,7 +15,7 @@ use crate::queue::Pool;
 use redis::streams::StreamRangeReply;
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{JobState, ToolName};
+use crate::domain::{JobState, ToolName, Zone};
 use crate::keys::{Keys, ToolKeys};
 use crate::queue::QueueError;
 
@@ -54,6 +54,8 @@ impl Percentiles {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct QueueGauge {
     pub tool: String,
+    /// The zone of this queue (DESIGN §13): each tool has one queue per zone.
+    pub zone: String,
     /// Jobs queued or scheduled (the number the queue-length limit is checked against).
     pub depth: i64,
     /// Age of the oldest job ready to run, in ms; `None` when nothing is queued.
@@ -64,6 +66,8 @@ pub struct QueueGauge {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ToolStats {
     pub tool: String,
+    /// The zone these numbers are for (DESIGN §13): one entry per tool and zone.
+    pub zone: String,
     /// Jobs per state; every state is present. Terminal states are running totals (job records
     /// expire, their count does not; a retried job leaves `failed`).
     pub counts: BTreeMap<String, i64>,
@@ -245,10 +249,10 @@ impl Stats {
     async fn read_tool(
         &self,
         con: &mut crate::queue::Connection,
-        tool: &ToolName,
+        (tool, zone): &(ToolName, Zone),
         samples: bool,
     ) -> Result<ToolReply, QueueError> {
-        let mut parts = self.keys.partitions_of(tool).into_iter();
+        let mut parts = self.keys.partitions_of(tool, zone).into_iter();
         let home = parts.next().expect("a home partition");
         let mut acc = self.read(con, &home, samples).await?;
         for tk in parts {
@@ -265,7 +269,7 @@ impl Stats {
         Ok(acc)
     }
 
-    fn gauge(tool: &ToolName, now: u64, reply: &ToolReply) -> QueueGauge {
+    fn gauge((tool, zone): &(ToolName, Zone), now: u64, reply: &ToolReply) -> QueueGauge {
         let (counts, high, normal, low, _, _) = reply;
         let queued = counted(counts, JobState::Queued);
         // Entries of jobs cancelled while queued stay in the stream until a worker skips them,
@@ -280,32 +284,64 @@ impl Stats {
             .flatten();
         QueueGauge {
             tool: tool.to_string(),
+            zone: zone.to_string(),
             depth: queued + counted(counts, JobState::Scheduled),
             oldest_age_ms: oldest.map(|ms| now.saturating_sub(ms)),
         }
     }
 
-    /// Depth and oldest age of each tool's queue (no samples read: cheap enough per scrape).
-    pub async fn queues(&self, tools: &[ToolName]) -> Result<Vec<QueueGauge>, QueueError> {
+    /// The queues (tool, zone) to report for `tools`: each tool in zone `default` and in each
+    /// of `zones` (the zone map's), and in any other zone that ever held one of its jobs (a
+    /// numbered queue, `P:tools:no`: a zone dropped from the map may still hold jobs). Sorted.
+    pub async fn places(
+        &self,
+        tools: &[ToolName],
+        zones: &[Zone],
+    ) -> Result<Vec<(ToolName, Zone)>, QueueError> {
+        let mut con = self.connection().await?;
+        let numbered: Vec<String> = redis::cmd("HKEYS")
+            .arg(self.keys.tool_numbers())
+            .query_async(&mut con)
+            .await?;
+        let mut out = std::collections::BTreeSet::new();
+        for tool in tools {
+            out.insert((tool.clone(), Zone::default()));
+            for z in zones {
+                out.insert((tool.clone(), z.clone()));
+            }
+        }
+        for tag in numbered {
+            if let Some((t, z)) = tag.split_once('@')
+                && let (Ok(t), Ok(z)) = (ToolName::parse(t), Zone::parse(z))
+                && tools.contains(&t)
+            {
+                out.insert((t, z));
+            }
+        }
+        Ok(out.into_iter().collect())
+    }
+
+    /// Depth and oldest age of each queue (no samples read: cheap enough per scrape).
+    pub async fn queues(&self, places: &[(ToolName, Zone)]) -> Result<Vec<QueueGauge>, QueueError> {
         let mut con = self.connection().await?;
         let now = Self::now_ms(&mut con).await?;
-        let mut out = Vec::with_capacity(tools.len());
-        for tool in tools {
-            let reply = self.read_tool(&mut con, tool, false).await?;
-            out.push(Self::gauge(tool, now, &reply));
+        let mut out = Vec::with_capacity(places.len());
+        for place in places {
+            let reply = self.read_tool(&mut con, place, false).await?;
+            out.push(Self::gauge(place, now, &reply));
         }
         Ok(out)
     }
 
-    /// Counts, depth, oldest age and percentiles of each tool.
-    pub async fn tools(&self, tools: &[ToolName]) -> Result<Vec<ToolStats>, QueueError> {
+    /// Counts, depth, oldest age and percentiles of each queue (tool, zone).
+    pub async fn tools(&self, places: &[(ToolName, Zone)]) -> Result<Vec<ToolStats>, QueueError> {
         let mut con = self.connection().await?;
         let now = Self::now_ms(&mut con).await?;
-        let mut out = Vec::with_capacity(tools.len());
-        for tool in tools {
-            let reply = self.read_tool(&mut con, tool, true).await?;
-            let gauge = Self::gauge(tool, now, &reply);
-            let series = self.series(&mut con, tool, now).await?;
+        let mut out = Vec::with_capacity(places.len());
+        for place in places {
+            let reply = self.read_tool(&mut con, place, true).await?;
+            let gauge = Self::gauge(place, now, &reply);
+            let series = self.series(&mut con, place, now).await?;
             let (raw, _, _, _, wait, run) = reply;
             let waiting_for_group = raw.get("group_waiting").copied().unwrap_or(0).max(0);
             let counts = JobState::ALL
@@ -314,6 +350,7 @@ impl Stats {
                 .collect();
             out.push(ToolStats {
                 tool: gauge.tool,
+                zone: gauge.zone,
                 counts,
                 queue_depth: gauge.depth,
                 oldest_queued_age_ms: gauge.oldest_age_ms,

@@ -11,7 +11,7 @@ use redis::AsyncCommands;
 use serde::Serialize;
 
 use super::Stats;
-use crate::domain::ToolName;
+use crate::domain::{ToolName, Zone};
 use crate::queue::QueueError;
 
 /// Minutes kept and shown.
@@ -37,16 +37,16 @@ fn minute_of(ms: u64) -> u64 {
 impl Stats {
     /// Samples this minute's depth and p95s of every tool (if no API did yet) and trims what is
     /// older than the hour. Called by every API about every 20 s.
-    pub async fn sample_series(&self, tools: &[ToolName]) -> Result<(), QueueError> {
-        let stats = self.tools(tools).await?;
+    pub async fn sample_series(&self, places: &[(ToolName, Zone)]) -> Result<(), QueueError> {
+        let stats = self.tools(places).await?;
         let mut con = self.connection().await?;
         let now = Self::now_ms(&mut con).await?;
         let minute = minute_of(now);
         for t in &stats {
-            let Ok(tool) = ToolName::parse(&t.tool) else {
+            let (Ok(tool), Ok(zone)) = (ToolName::parse(&t.tool), Zone::parse(&t.zone)) else {
                 continue;
             };
-            let home = self.keys.tool(&tool).series();
+            let home = self.keys.home(&tool, &zone).series();
             let mut pipe = redis::pipe();
             pipe.hset_nx(&home, format!("depth:{minute}"), t.queue_depth)
                 .ignore();
@@ -57,7 +57,7 @@ impl Stats {
                 pipe.hset_nx(&home, format!("run95:{minute}"), r).ignore();
             }
             let () = pipe.query_async(&mut con).await?;
-            for part in self.keys.partitions_of(&tool) {
+            for part in self.keys.partitions_of(&tool, &zone) {
                 let key = part.series();
                 let all: HashMap<String, String> = con.hgetall(&key).await?;
                 let old: Vec<&String> = all
@@ -76,15 +76,15 @@ impl Stats {
         Ok(())
     }
 
-    /// The last hour of `tool`, oldest minute first (every minute present).
+    /// The last hour of `tool` in `zone`, oldest minute first (every minute present).
     pub(super) async fn series(
         &self,
         con: &mut crate::queue::Connection,
-        tool: &ToolName,
+        (tool, zone): &(ToolName, Zone),
         now_ms: u64,
     ) -> Result<Vec<SeriesPoint>, QueueError> {
         let mut pipe = redis::pipe();
-        for part in self.keys.partitions_of(tool) {
+        for part in self.keys.partitions_of(tool, zone) {
             pipe.hgetall(part.series());
         }
         let parts: Vec<HashMap<String, i64>> = pipe.query_async(con).await?;

@@ -99,9 +99,9 @@ impl JobEvents {
         if !f.contains_key("chunks") || !state.is_some_and(JobState::is_terminal) {
             return;
         }
-        if let Ok(Some(tool)) = self.queue.locate(tenant, cid).await {
+        if let Ok(Some((tool, zone))) = self.queue.locate(tenant, cid).await {
             tracing::info!(correlation_id = %cid, state = ?state, "Big scan finished by a cancel or retry");
-            self.finished(JobId::new(tool, tenant.clone(), cid.clone()));
+            self.finished(JobId::new(tool, zone, tenant.clone(), cid.clone()));
         }
     }
 

@@ -25,7 +25,7 @@ pub(super) async fn status(ctx: &mut Ctx, params: &Value) -> Outcome {
     let args = args::arguments(params, &["correlation_id", "wait_sec"])?;
     let cid = args::correlation_id(args)?;
     let wait = args::wait_sec(args)?;
-    let tool = ctx
+    let (tool, _) = ctx
         .state
         .queue()
         .locate(&ctx.caller.tenant, &cid)
