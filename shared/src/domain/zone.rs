@@ -19,7 +19,8 @@ pub struct Zone(String);
 
 impl Zone {
     pub fn parse(value: &str) -> Result<Self, IdError> {
-        let ok_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_';
+        let ok_char =
+            |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_';
         let first_ok = value
             .chars()
             .next()
@@ -82,7 +83,17 @@ mod tests {
         for ok in ["default", "dmz", "lab-2", "eu_west", "0a"] {
             assert_eq!(Zone::parse(ok).unwrap().as_str(), ok);
         }
-        for bad in ["", "DMZ", "-a", "_a", "a b", "a@b", "a/b", "a.b", &"z".repeat(33)] {
+        for bad in [
+            "",
+            "DMZ",
+            "-a",
+            "_a",
+            "a b",
+            "a@b",
+            "a/b",
+            "a.b",
+            &"z".repeat(33),
+        ] {
             let err = Zone::parse(bad).unwrap_err();
             assert!(err.0.contains("zone must be"), "{bad:?}: {err}");
         }
