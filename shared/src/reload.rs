@@ -193,7 +193,7 @@ impl LiveCell {
                     tools = ?live.catalog.names(),
                     targets = %live.targets.describe(),
                     allow_intrusive = live.cfg.allow_intrusive,
-                    zones = ?live.zones.zones(),
+                    zones = ?live.zones.zones().iter().map(|z| z.as_str()).collect::<Vec<_>>(),
                     "Configuration reloaded"
                 );
                 *self.0.write().expect("live config lock") = Arc::new(live);
