@@ -5,7 +5,8 @@
 //! (`scanq_config_reloads_total{result}`).
 //!
 //! Reloadable ([`HOT_KEYS`]): the target scope (`allowed_targets`, `denied_targets`,
-//! `max_hosts`), `allow_intrusive`, `default_max_attempts` and the catalog (the file `catalog`
+//! `max_hosts`), `allow_intrusive`, `default_max_attempts`, the zone map (`zones`; a worker's
+//! `worker_zone` is fixed, and must stay a zone of the new map) and the catalog (the file `catalog`
 //! names is read again even when its path did not change). Every other key is fixed at start
 //! (addresses, Redis, key prefix, pool sizes, timeouts, …): a reload that changes one is refused
 //! with that key's name, rather than half applied. So is a catalog that changes a kept tool's
@@ -17,7 +18,7 @@ use std::sync::{Arc, RwLock};
 use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::request::Policy;
-use crate::validate::TargetPolicy;
+use crate::validate::{TargetPolicy, ZoneMap};
 
 /// Keys a reload may change.
 pub const HOT_KEYS: &[&str] = &[
@@ -27,6 +28,7 @@ pub const HOT_KEYS: &[&str] = &[
     "allow_intrusive",
     "default_max_attempts",
     "catalog",
+    "zones",
 ];
 
 /// One consistent set: the configuration, the catalog it names and the target scope it sets.
@@ -35,6 +37,8 @@ pub struct Live {
     pub cfg: Config,
     pub catalog: Catalog,
     pub targets: TargetPolicy,
+    /// The zone map (DESIGN §13) parsed from `cfg.zones`.
+    pub zones: ZoneMap,
 }
 
 impl Live {
@@ -43,10 +47,12 @@ impl Live {
         let targets = TargetPolicy::parse(&cfg.allowed_targets, &cfg.denied_targets, cfg.max_hosts)
             .map_err(|e| format!("allowed_targets/denied_targets: {e}"))?
             .with_max_target_hosts(cfg.max_target_hosts);
+        let zones = cfg.zone_map().map_err(|e| e.to_string())?;
         Ok(Self {
             cfg,
             catalog,
             targets,
+            zones,
         })
     }
 
@@ -187,6 +193,7 @@ impl LiveCell {
                     tools = ?live.catalog.names(),
                     targets = %live.targets.describe(),
                     allow_intrusive = live.cfg.allow_intrusive,
+                    zones = ?live.zones.zones().iter().map(|z| z.as_str()).collect::<Vec<_>>(),
                     "Configuration reloaded"
                 );
                 *self.0.write().expect("live config lock") = Arc::new(live);
@@ -223,6 +230,46 @@ mod tests {
         };
         let err = Live::new(cfg, Catalog::builtin()).unwrap_err();
         assert!(err.contains("allowed_targets"), "{err}");
+    }
+
+    #[test]
+    fn the_zone_map_is_hot_and_built_with_the_set() {
+        let old = Config::default();
+        let mut new = old.clone();
+        new.zones = crate::config::ZonesSetting::Text("a=127.0.1.0/24".into());
+        assert_eq!(fixed_key_changed(&old, &new), None);
+        let live = Live::new(new.clone(), Catalog::builtin()).unwrap();
+        let a = crate::domain::Zone::parse("a").unwrap();
+        assert_eq!(live.zones.zone_of_addr([127, 0, 1, 5].into()), a);
+        new.worker_zone = a;
+        assert_eq!(
+            fixed_key_changed(&old, &new).as_deref(),
+            Some("worker_zone")
+        );
+        new.zones = crate::config::ZonesSetting::Text("a=127.0.1.0/24;b=127.0.1.0/24".into());
+        let err = Live::new(new, Catalog::builtin()).unwrap_err();
+        assert!(
+            err.contains("`zones`") && err.contains("ambiguous"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_reload_takes_a_changed_zone_map_from_the_file() {
+        let file = std::env::temp_dir().join(format!("scanq-zones-{}.toml", std::process::id()));
+        std::fs::write(&file, "[zones]\na = [\"127.0.1.0/24\"]\n").unwrap();
+        let cfg = Config::load(Some(&file)).unwrap();
+        let cell = LiveCell::new(Live::new(cfg, Catalog::builtin()).unwrap());
+        let at = |cell: &LiveCell| cell.current().zones.zone_of_addr([127, 0, 2, 1].into());
+        assert!(at(&cell).is_default());
+        std::fs::write(&file, "zones = \"a=127.0.1.0/24;b=127.0.2.0/24\"\n").unwrap();
+        assert_eq!(cell.reload(|_| Ok(())), Outcome::Ok);
+        assert_eq!(at(&cell).as_str(), "b");
+        // A bad map is refused and the running one stays.
+        std::fs::write(&file, "zones = \"b=127.0.2.0/24;c=127.0.2.0/24\"\n").unwrap();
+        assert_eq!(cell.reload(|_| Ok(())), Outcome::Refused);
+        assert_eq!(at(&cell).as_str(), "b");
+        let _ = std::fs::remove_file(&file);
     }
 
     #[test]

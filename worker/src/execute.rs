@@ -72,7 +72,12 @@ pub async fn attempt(w: &SharedRef, job: &RunningJob, claimed: &ClaimedJob) -> O
                 &target,
                 spec.max_hosts,
             )
-            .await;
+            .await
+            .map_err(|e| ErrorInfo::new(ErrorType::ValidationError, e.to_string()))
+            .and_then(|addresses| {
+                let zone = &w.cfg.worker_zone;
+                crate::zone_check::check(&live.zones, zone, &target, &addresses).map(|()| addresses)
+            });
             match resolved {
                 Ok(addresses) => {
                     // Decided again from the arguments that will run, whatever the job
@@ -87,11 +92,7 @@ pub async fn attempt(w: &SharedRef, job: &RunningJob, claimed: &ClaimedJob) -> O
                     }
                     exec(w, spec, args.as_slice(), &addresses, timeout, job, raw).await
                 }
-                Err(e) => Ran::Failed(
-                    ErrorInfo::new(ErrorType::ValidationError, e.to_string()),
-                    None,
-                    None,
-                ),
+                Err(e) => Ran::Failed(e, None, None),
             }
         }
     };

@@ -17,6 +17,7 @@
 //! | `live` | progress and output events while a tool runs |
 //! | [`sandbox`] | the sandboxed subprocess runner |
 //! | [`unconfined`] | refusing to run tools as the worker's own uid; the non-dumpable worker |
+//! | `zone_check` | the re-check that every address to scan is in the worker's zone |
 
 pub mod classify;
 mod completer;
@@ -30,6 +31,7 @@ pub mod sandbox;
 mod settler;
 mod state;
 pub mod unconfined;
+mod zone_check;
 
 pub use runner::{Processed, Worker};
 

@@ -12,9 +12,11 @@ use serde::{Deserialize, Serialize};
 mod redact;
 mod redis_mode;
 mod validate;
+mod zones;
 pub use redact::redact_url;
 use redact::url_password;
 pub use redis_mode::RedisMode;
+pub use zones::ZonesSetting;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -168,6 +170,10 @@ pub struct Config {
     /// Politeness: jobs running at once per target group across the fleet (per partition of
     /// the tool's queue); 0 = no cap. A catalog tool may set its own `max_running_per_group`.
     pub target_group_max_running: u32,
+    /// The zone map (DESIGN §13, `validate::ZoneMap`): `SCANQ_ZONES`, or a `[zones]` section.
+    pub zones: ZonesSetting,
+    /// The zone this worker serves (`SCANQ_WORKER_ZONE`): `default` or a zone of `zones`.
+    pub worker_zone: crate::domain::Zone,
 }
 
 /// `SCANQ_EGRESS_CONFINEMENT`: whether each `exec` tool run is confined by the kernel to its
@@ -266,6 +272,8 @@ impl Default for Config {
             tenant_max_webhooks: 20,
             target_group_prefix: 24,
             target_group_max_running: 0,
+            zones: ZonesSetting::default(),
+            worker_zone: crate::domain::Zone::default(),
         }
     }
 }

@@ -133,3 +133,63 @@ fn target_groups_are_range_checked_naming_the_variable() {
         cfg.validate().unwrap();
     }
 }
+
+#[test]
+fn the_zone_map_is_checked_naming_zones_and_worker_zone() {
+    let with = |zones: &str, worker: &str| Config {
+        zones: ZonesSetting::Text(zones.into()),
+        worker_zone: crate::domain::Zone::parse(worker).unwrap(),
+        ..Config::default()
+    };
+    with("a=127.0.1.0/24;b=.b.lab;", "b").validate().unwrap();
+    with("", "default").validate().unwrap();
+    for (zones, words) in [
+        ("a=127.0.1.0/24;b=127.0.1.0/24", "ambiguous"),
+        ("A=127.0.1.0/24", "zone must be"),
+        ("a=db.lab", "`.db.lab`"),
+    ] {
+        let err = with(zones, "default").validate().unwrap_err().to_string();
+        assert!(
+            err.contains("`zones`") && err.contains(words),
+            "{zones}: {err}"
+        );
+        assert!(err.contains("SCANQ_ZONES"), "{err}");
+    }
+    let err = with("a=127.0.1.0/24", "lab")
+        .validate()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("`worker_zone`") && err.contains("accepted: default, a"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_zone_map_reads_as_a_string_or_a_section() {
+    let load = |toml: &str| -> Config {
+        Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string(toml))
+            .extract()
+            .unwrap()
+    };
+    let text = "a=127.0.1.0/24,.a.lab;b=127.0.2.0/24";
+    let cfg = load(&format!("zones = \"{text}\"\nworker_zone = \"b\"\n"));
+    assert_eq!(cfg.zones, ZonesSetting::Text(text.into()));
+    let table = load(
+        "worker_zone = \"b\"\n[zones]\na = [\"127.0.1.0/24\", \".a.lab\"]\nb = [\"127.0.2.0/24\"]\n",
+    );
+    assert_eq!(table.zone_map().unwrap(), cfg.zone_map().unwrap());
+    assert_eq!(table.worker_zone.as_str(), "b");
+    // The redacted dump still writes a section.
+    assert!(
+        table.redacted_toml().contains("[zones]"),
+        "{}",
+        table.redacted_toml()
+    );
+    // The environment provider leaves `a=..;b=..` text (commas included) as one string.
+    for env in [text, "a=127.0.1.0/24", "true=.x.lab"] {
+        let v: figment::value::Value = env.parse().unwrap();
+        assert_eq!(v.as_str(), Some(env), "{env}");
+    }
+}

@@ -79,6 +79,7 @@ impl Config {
         )?;
         range("tenant_max_webhooks", self.tenant_max_webhooks, 1, 10_000)?;
         self.check_target_groups()?;
+        self.check_zones()?;
         crate::validate::url::AllowedUrls::parse(&self.webhook_allowed_urls).map_err(
             |message| ConfigError::Invalid {
                 key: "webhook_allowed_urls",

@@ -11,6 +11,8 @@
 //!   parser that turns an `args` string into normalized [`ToolArgs`].
 //! - [`url`]: where a webhook may go: the operator's allow-list, a subscription URL, the check
 //!   of every address a delivery connects to.
+//! - [`zones`]: the [`ZoneMap`] that places a target in its zone (DESIGN §13), cuts a list by
+//!   zone, and re-checks the worker's resolved addresses.
 //! - [`adversarial`]: a table of hostile inputs that every layer (this one, HTTP, MCP) must refuse.
 //!
 //! Every refusal is a [`ValidationError`] naming the field (`target` or `args`) and a hint.
@@ -27,6 +29,7 @@ pub mod target;
 pub mod targets;
 pub mod url;
 pub mod values;
+pub mod zones;
 
 pub use args::{ArgContext, ArgPolicy, FlagSpec, ToolArgs};
 pub use error::ValidationError;
@@ -39,3 +42,4 @@ pub use script::ScriptPolicy;
 pub use target::{Hostname, Target};
 pub use targets::TargetList;
 pub use values::ValueType;
+pub use zones::ZoneMap;

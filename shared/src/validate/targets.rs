@@ -105,7 +105,8 @@ impl TargetList {
         out
     }
 
-    fn from_ranges(ranges: &[(u32, u32)]) -> Self {
+    /// The list of ranges `lo..=hi` (in order, disjoint), each as the fewest aligned blocks.
+    pub(crate) fn from_ranges(ranges: &[(u32, u32)]) -> Self {
         let mut entries = Vec::new();
         for &(lo, hi) in ranges {
             for net in cover(lo, hi) {
@@ -116,6 +117,13 @@ impl TargetList {
                 });
             }
         }
+        TargetList(entries)
+    }
+}
+
+impl TargetList {
+    /// A list of entries already known to keep the list's rules (a piece of a checked list).
+    pub(crate) fn from_entries(entries: Vec<Target>) -> Self {
         TargetList(entries)
     }
 }
@@ -256,7 +264,7 @@ fn hosts_of(t: &Target) -> u64 {
 }
 
 /// The first and last address of an address entry (a name has none: never called for one).
-fn range_of(t: &Target) -> (u32, u32) {
+pub(crate) fn range_of(t: &Target) -> (u32, u32) {
     match t {
         Target::Ip(ip) => (u32::from(*ip), u32::from(*ip)),
         Target::Cidr(net) => (u32::from(net.network()), u32::from(net.broadcast())),
