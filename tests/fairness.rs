@@ -23,6 +23,7 @@ async fn a_small_tenant_finishes_long_before_a_flooding_tenants_backlog() {
     let policy = Policy {
         catalog: &catalog,
         targets: &targets,
+        zones: &scanq::validate::ZoneMap::default(),
         allow_intrusive: false,
         default_max_attempts: 3,
     };

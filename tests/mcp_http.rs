@@ -393,9 +393,11 @@ async fn another_tenants_job_and_task_are_not_found() {
         s.cfg.max_hosts,
     )
     .unwrap();
+    let zones = scanq::validate::ZoneMap::default();
     let policy = scanq::request::Policy {
         catalog: &s.catalog,
         targets: &targets,
+        zones: &zones,
         allow_intrusive: false,
         default_max_attempts: 1,
     };

@@ -77,6 +77,7 @@ impl Engine {
         let policy = Policy {
             catalog: &self.catalog,
             targets: &targets,
+            zones: &scanq::validate::ZoneMap::default(),
             allow_intrusive: false,
             default_max_attempts: 3,
         };
@@ -476,6 +477,7 @@ async fn waiting_for_follows_the_heartbeats_of_raw_capable_workers() {
         pid: std::process::id(),
         started_ms: 0,
         concurrency: 1,
+        zone: Default::default(),
         confinement: "nftables",
         running: vec![],
         tools: [(tool.to_owned(), true)].into_iter().collect(),

@@ -409,6 +409,7 @@ async fn a_claimant_killed_mid_fire_neither_loses_nor_doubles_its_slot() {
     let policy = Policy {
         catalog: &catalog,
         targets: &targets,
+        zones: &scanq::validate::ZoneMap::default(),
         allow_intrusive: false,
         default_max_attempts: 1,
     };

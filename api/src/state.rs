@@ -60,7 +60,7 @@ impl AppState {
 
     /// The zones of the zone map in force (DESIGN §13), without `default`.
     pub fn zones(&self) -> Vec<scanq::domain::Zone> {
-        Vec::new()
+        self.live().zones.zones()
     }
 
     /// Every queue (tool, zone) the fleet reports: each catalog tool in each zone of the map

@@ -45,9 +45,11 @@ async fn prefill_inner(phase: &Phase, n: u64, tasks: u64) -> anyhow::Result<f64>
     queue.prepare().await.context("load the scripts")?;
     let targets = TargetPolicy::parse(&cfg.allowed_targets, &cfg.denied_targets, cfg.max_hosts)
         .map_err(anyhow::Error::msg)?;
+    let zones = scanq::validate::ZoneMap::default();
     let policy = Policy {
         catalog: &phase.catalog,
         targets: &targets,
+        zones: &zones,
         allow_intrusive: false,
         default_max_attempts: cfg.default_max_attempts,
     };

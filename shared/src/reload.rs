@@ -76,6 +76,7 @@ impl Live {
         Policy {
             catalog: &self.catalog,
             targets: &self.targets,
+            zones: &self.zones,
             allow_intrusive: self.cfg.allow_intrusive,
             default_max_attempts: self.cfg.default_max_attempts,
         }

@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 
 use crate::catalog::{Catalog, ToolSpec};
 use crate::domain::{CorrelationId, Priority, ToolName, Zone};
-use crate::validate::{ArgContext, TargetList, TargetPolicy, ToolArgs, ValidationError};
+use crate::validate::{ArgContext, TargetList, TargetPolicy, ToolArgs, ValidationError, ZoneMap};
 
 /// Fields a submit body may carry.
 pub const FIELDS: &[&str] = &[
@@ -34,6 +34,7 @@ pub const FIELDS: &[&str] = &[
     "delay_sec",
     "run_at",
     "chunk_hosts",
+    "zone",
 ];
 
 /// How far in the past a `run_at` may lie and still be taken as "now" (clocks of clients and
@@ -45,6 +46,8 @@ pub const RUN_AT_SKEW_SEC: u64 = 300;
 pub struct Policy<'a> {
     pub catalog: &'a Catalog,
     pub targets: &'a TargetPolicy,
+    /// Places each job in its zone (DESIGN §13).
+    pub zones: &'a ZoneMap,
     pub allow_intrusive: bool,
     pub default_max_attempts: u32,
 }
@@ -132,7 +135,14 @@ impl JobSpec {
             .ok_or_else(|| RequestError::UnknownTool(body.tool.clone()))?;
 
         let target: TargetList = body.target.parse()?;
-        let chunk_hosts = split(&target, body.chunk_hosts, spec, policy.targets)?;
+        let (zone, zone_plan) = place(&target, body.zone.as_deref(), policy.zones)?;
+        let chunk_hosts = split(
+            &target,
+            body.chunk_hosts,
+            spec,
+            policy.targets,
+            zone_plan.is_some(),
+        )?;
 
         let intrusive = body.intrusive.unwrap_or(false);
         let ctx = ArgContext {
@@ -220,6 +230,14 @@ impl JobSpec {
         if let (Some(n), Some(parts)) = (chunk_hosts, canonical.as_array_mut()) {
             parts.push(serde_json::json!(format!("chunks:{n}")));
         }
+        // Where it runs too (a zone map reloaded between two submits gives another job).
+        if let Some(parts) = canonical.as_array_mut() {
+            match &zone_plan {
+                Some(plan) => parts.push(serde_json::json!(format!("zones:{plan}"))),
+                None if !zone.is_default() => parts.push(serde_json::json!(format!("zone:{zone}"))),
+                None => {}
+            }
+        }
         if chunk_hosts.is_some()
             && let Some(cid) = &correlation_id
             && cid.as_str().len() > MAX_PARENT_ID
@@ -238,8 +256,8 @@ impl JobSpec {
         let request_hash = hex::encode(&Sha256::digest(canonical.to_string().as_bytes())[..8]);
         Ok(Self {
             tool,
-            zone: Zone::default(),
-            zone_plan: None,
+            zone,
+            zone_plan,
             target,
             chunk_hosts,
             template: template.map(str::to_owned),
@@ -262,14 +280,54 @@ impl JobSpec {
 /// Longest correlation ID of a big scan: its chunks are `<id>:<n>` (n < 65,536 … 16,777,216).
 pub const MAX_PARENT_ID: usize = 56;
 
+/// The zone a target runs in (DESIGN §13) and, for a target spanning zones, its zone plan
+/// (the parent lives in the zone of its first piece). A requested `zone` must be the target's
+/// only zone.
+fn place(
+    target: &TargetList,
+    asked: Option<&str>,
+    zones: &ZoneMap,
+) -> Result<(Zone, Option<ZonePlan>), RequestError> {
+    let mut parts = zones.split(target);
+    let zone = parts.first().map(|(z, _)| z.clone()).unwrap_or_default();
+    if let Some(asked) = asked {
+        let asked = Zone::parse(asked)
+            .map_err(|e| invalid("zone", e.0, "a zone name from GET /v1/zones, e.g. default"))?;
+        if parts.len() > 1 {
+            let names: Vec<String> = parts.iter().map(|(z, _)| z.to_string()).collect();
+            return Err(invalid(
+                "zone",
+                format!(
+                    "the target spans zones {} (SCANQ_ZONES), so it cannot run in zone {asked} alone",
+                    names.join(", ")
+                ),
+                "leave zone out (a target spanning zones is split by zone), or send only the                  part of the target in that zone",
+            ));
+        }
+        if asked != zone {
+            return Err(invalid(
+                "zone",
+                format!("the target is in zone {zone} (SCANQ_ZONES), not {asked}"),
+                format!("zone {zone}, or leave zone out"),
+            ));
+        }
+    }
+    if parts.len() == 1 {
+        parts.clear();
+    }
+    Ok((zone, ZonePlan::new(parts)))
+}
+
 /// Whether `target` is a big scan (DESIGN §12) and, if so, its chunk size: every entry must lie
 /// in scope; the whole may cover at most the scope's `max_target_hosts`; a target over the
-/// tool's `max_hosts` (or over the request's `chunk_hosts`, which may only be smaller) is split.
+/// tool's `max_hosts` (or over the request's `chunk_hosts`, which may only be smaller), or one
+/// that `spans_zones`, is split.
 fn split(
     target: &TargetList,
     chunk_hosts: Option<u64>,
     spec: &ToolSpec,
     scope: &TargetPolicy,
+    spans_zones: bool,
 ) -> Result<Option<u64>, RequestError> {
     let per_job = u64::from(spec.max_hosts.unwrap_or(scope.max_hosts()));
     let most = u64::from(scope.max_target_hosts());
@@ -299,7 +357,7 @@ fn split(
             ));
         }
     };
-    Ok((hosts > chunk).then_some(chunk))
+    Ok((hosts > chunk || spans_zones).then_some(chunk))
 }
 
 /// The worker's second look at a job read from Redis: the target must still parse and lie in
@@ -345,6 +403,8 @@ pub fn recheck(
 
 #[cfg(test)]
 mod recheck_tests;
+#[cfg(test)]
+mod zone_tests;
 
 /// The parts of a stored job the worker re-checks.
 #[derive(Debug, Clone, Copy)]

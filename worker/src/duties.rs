@@ -132,6 +132,7 @@ async fn heartbeat_loop(w: SharedRef) {
             pid: std::process::id(),
             started_ms,
             concurrency: w.cfg.worker_concurrency,
+            zone: w.queue.zone().clone(),
             confinement: w.confinement.as_str(),
             running: w
                 .running

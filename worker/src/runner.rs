@@ -83,7 +83,11 @@ impl Worker {
             run_cgroups: cgroups.is_some(),
             unconfined,
         };
-        let queue = Consumer::new(&cfg, &catalog, id, capabilities).map_err(anyhow::Error::msg)?;
+        // It claims its zone's jobs only, and keeps every zone of the map reaped.
+        let zones = cfg.zone_map().map_err(anyhow::Error::from)?.zones();
+        let queue = Consumer::new(&cfg, &catalog, id, capabilities)
+            .map_err(anyhow::Error::msg)?
+            .with_zones(cfg.worker_zone.clone(), &zones);
         let cancels = Listener::start(queue.pool().clone(), queue.keys().cancel_channel());
         let (tx, rx) = mpsc::unbounded_channel();
         // The API's half of the queue, for firing schedules and reading finished jobs: same

@@ -49,6 +49,8 @@ pub struct Heartbeat {
     pub pid: u32,
     pub started_ms: u64,
     pub concurrency: u32,
+    /// The zone whose jobs it claims (DESIGN §13).
+    pub zone: Zone,
     /// Egress confinement of its tool runs: `nftables`, `unconfined` or `off`.
     pub confinement: &'static str,
     /// Tags of the jobs running here.

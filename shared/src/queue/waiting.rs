@@ -1,36 +1,46 @@
-//! Why a ready job is not claimed: a queued job that needs raw sockets while no live
-//! raw-capable worker serves its tool says `waiting_for: "raw_capable_worker"` in its document
-//! (REST, MCP, the CLI). Decided from the live heartbeats, read at most once a second per
-//! process, and only when a document needs it.
+//! Why a ready job is not claimed, in its document (REST, MCP, the CLI): a queued job that
+//! needs raw sockets while no live raw-capable worker serves its tool in its zone says
+//! `waiting_for: "raw_capable_worker"`; any other queued job whose tool no live worker of its
+//! zone serves says `waiting_for: "zone:<name>"` (DESIGN §13). Decided from the live
+//! heartbeats, read at most once a second per process, and only when a document needs it.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{Queue, QueueError};
-use crate::domain::{Capabilities, JobDocument, JobState, Need, WaitingFor};
+use crate::domain::{Capabilities, JobDocument, JobState, Need, WaitingFor, Zone};
 
-/// How long the set of raw-served tools read from the heartbeats stands.
+/// How long the served queues read from the heartbeats stand.
 const FRESH: Duration = Duration::from_secs(1);
 
-/// The tools some live raw-capable worker serves, as last read.
-pub(super) type RawServed = std::sync::Mutex<Option<(Instant, Arc<HashSet<String>>)>>;
+/// The queues (tool, zone) some live worker serves, and those some live raw-capable one does.
+#[derive(Debug, Default)]
+pub(super) struct Served {
+    any: HashSet<(String, Zone)>,
+    raw: HashSet<(String, Zone)>,
+}
 
-/// What a heartbeat says about serving raw jobs.
+/// [`Served`] as last read.
+pub(super) type RawServed = std::sync::Mutex<Option<(Instant, Arc<Served>)>>;
+
+/// What a heartbeat says about serving jobs.
 #[derive(serde::Deserialize)]
 struct Beat {
     #[serde(default)]
     capabilities: Capabilities,
     #[serde(default)]
+    zone: Zone,
+    #[serde(default)]
     tools: std::collections::BTreeMap<String, bool>,
 }
 
 impl Queue {
-    /// Sets `waiting_for` on each queued document that needs raw sockets while no live
-    /// raw-capable worker serves its tool. Best effort: unreadable heartbeats set nothing.
+    /// Sets `waiting_for` on each queued document whose tool no live worker of its zone
+    /// serves (raw-capable, when it needs raw sockets). A big scan's parent never runs, so it
+    /// never waits. Best effort: unreadable heartbeats set nothing.
     pub async fn explain_waits(&self, docs: &mut [JobDocument]) {
-        let waits =
-            |d: &JobDocument| d.state == JobState::Queued && d.needs.contains(&Need::RawSockets);
+        let waits = |d: &JobDocument| d.state == JobState::Queued && d.chunks.is_none();
         if !docs.iter().any(waits) {
             return;
         }
@@ -42,29 +52,38 @@ impl Queue {
             }
         };
         for d in docs.iter_mut().filter(|d| waits(d)) {
-            if !served.contains(&d.tool) {
+            let queue = (d.tool.clone(), d.zone.clone());
+            if d.needs.contains(&Need::RawSockets) && !served.raw.contains(&queue) {
                 d.waiting_for = Some(WaitingFor::RawCapableWorker);
+            } else if !served.any.contains(&queue) {
+                d.waiting_for = Some(WaitingFor::Zone(d.zone.clone()));
             }
         }
     }
 
-    /// The tools some live raw-capable worker serves (its binary present there).
-    async fn raw_served(&self) -> Result<Arc<HashSet<String>>, QueueError> {
+    /// The queues some live worker serves (the tool's binary present there, in its zone).
+    async fn raw_served(&self) -> Result<Arc<Served>, QueueError> {
         if let Some((at, set)) = self.raw_served.lock().expect("raw_served lock").as_ref()
             && at.elapsed() < FRESH
         {
             return Ok(set.clone());
         }
         let mut con = self.connection().await?;
-        let set: HashSet<String> = live_heartbeats(&mut con, &self.keys)
+        let mut served = Served::default();
+        let beats = live_heartbeats(&mut con, &self.keys)
             .await?
             .into_iter()
-            .filter_map(|(_, _, doc)| serde_json::from_str::<Beat>(&doc).ok())
-            .filter(|b| b.capabilities.raw_sockets)
-            .flat_map(|b| b.tools.into_iter().filter(|(_, present)| *present))
-            .map(|(tool, _)| tool)
-            .collect();
-        let set = Arc::new(set);
+            .filter_map(|(_, _, doc)| serde_json::from_str::<Beat>(&doc).ok());
+        for b in beats {
+            for (tool, _) in b.tools.into_iter().filter(|(_, present)| *present) {
+                let queue = (tool, b.zone.clone());
+                if b.capabilities.raw_sockets {
+                    served.raw.insert(queue.clone());
+                }
+                served.any.insert(queue);
+            }
+        }
+        let set = Arc::new(served);
         *self.raw_served.lock().expect("raw_served lock") = Some((Instant::now(), set.clone()));
         Ok(set)
     }

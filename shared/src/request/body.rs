@@ -66,6 +66,11 @@ pub struct SubmitBody {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(minimum = 1)]
     pub chunk_hosts: Option<u64>,
+    /// The zone the target must be in (DESIGN §13; GET /v1/zones). The server places every
+    /// job by its target (`SCANQ_ZONES`); naming a zone makes a target outside it a 422.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^[a-z0-9][a-z0-9_-]{0,31}$")]
+    pub zone: Option<String>,
 }
 
 /// What a submit field accepts, for refusals.
@@ -85,6 +90,7 @@ fn submit_hint(field: &str) -> &'static str {
         "delay_sec" => "a whole number of seconds from 0 to 2592000",
         "run_at" => "an RFC 3339 UTC time, e.g. 2026-11-22T03:00:00Z",
         "chunk_hosts" => "a whole number of hosts from 1 to the tool's max_hosts, e.g. 256",
+        "zone" => "a zone name from GET /v1/zones, e.g. default",
         _ => "",
     }
 }

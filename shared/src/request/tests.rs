@@ -4,9 +4,11 @@ use serde_json::json;
 fn with_policy<T>(f: impl FnOnce(&Policy<'_>) -> T) -> T {
     let catalog = Catalog::builtin();
     let targets = TargetPolicy::default();
+    let zones = ZoneMap::default();
     f(&Policy {
         catalog: &catalog,
         targets: &targets,
+        zones: &zones,
         allow_intrusive: false,
         default_max_attempts: 3,
     })

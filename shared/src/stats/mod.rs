@@ -125,6 +125,9 @@ pub struct WorkerInfo {
     pub started_ms: u64,
     #[serde(default)]
     pub concurrency: u32,
+    /// The zone whose jobs it claims (DESIGN §13; `default` for a worker that predates zones).
+    #[serde(default)]
+    pub zone: Zone,
     /// Egress confinement of its tool runs (`nftables`, `unconfined`, `off`).
     #[serde(default)]
     pub confinement: String,
