@@ -37,6 +37,7 @@ pub(crate) async fn list(
                 "started_ms": w.started_ms,
                 "heartbeat_expires_ms": w.heartbeat_expires_ms,
                 "concurrency": w.concurrency,
+                "zone": w.zone,
                 "confinement": w.confinement,
                 "running": w.running.len(),
                 "running_jobs": caller.admin.then_some(&w.running),
