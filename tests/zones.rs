@@ -6,7 +6,7 @@
 //! big scan whose chunks run in their own zones. The fake tool scans nothing.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use scanq::catalog::Catalog;
@@ -83,7 +83,7 @@ impl Fleet {
 }
 
 /// The targets a worker's fake tool was started for (its last argument).
-fn started(starts: &PathBuf) -> BTreeSet<String> {
+fn started(starts: &Path) -> BTreeSet<String> {
     lines(starts)
         .iter()
         .filter_map(|l| l.rsplit(' ').next().map(str::to_owned))
