@@ -3,7 +3,8 @@
 //! that records every start in its own file, so which worker ran a job is read both from the job
 //! document (`worker`) and from the workers' own records. A zone with no worker waits visibly
 //! while the others drain, and runs once a worker of it starts. A target spanning zones is one
-//! big scan whose chunks run in their own zones. The fake tool scans nothing.
+//! big scan whose chunks run in their own zones. A zone's breaker opens for that zone only. The
+//! fake tool scans nothing.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -21,6 +22,8 @@ const MAP: &str = "a=127.0.1.0/24;b=127.0.2.0/24;c=127.0.3.0/24";
 /// config every process shares.
 struct Fleet {
     fx: Fixture,
+    /// Catalog lines every process's fake tool gets (its breaker settings).
+    extra: String,
     cfg: Config,
     base: String,
     tasks: Vec<Task>,
@@ -28,16 +31,21 @@ struct Fleet {
 
 impl Fleet {
     async fn start(redis: &RedisServer, name: &str) -> Self {
+        Self::start_with(redis, name, "").await
+    }
+
+    async fn start_with(redis: &RedisServer, name: &str, extra: &str) -> Self {
         let fx = Fixture::new();
         let cfg = Config {
             zones: ZonesSetting::Text(MAP.into()),
             worker_concurrency: 4,
             ..test_config(redis, name)
         };
-        let (catalog, _) = Self::catalog(&fx, "api");
+        let (catalog, _) = Self::catalog(&fx, extra, "api");
         let (api, base) = start_api(cfg.clone(), catalog).await;
         Self {
             fx,
+            extra: extra.to_owned(),
             cfg,
             base,
             tasks: vec![api],
@@ -45,10 +53,10 @@ impl Fleet {
     }
 
     /// The fake tool recording into `starts-<who>`.
-    fn catalog(fx: &Fixture, who: &str) -> (Catalog, PathBuf) {
+    fn catalog(fx: &Fixture, extra: &str, who: &str) -> (Catalog, PathBuf) {
         let starts = fx.path(&format!("starts-{who}"));
         let cmd = fx.script(&format!("fake-{who}"), &fake_tool_script(Some(&starts)));
-        let toml = fake_tool_catalog("fake", &cmd, "");
+        let toml = fake_tool_catalog("fake", &cmd, extra);
         let path = fx.path(&format!("catalog-{who}.toml"));
         std::fs::write(&path, toml).unwrap();
         (Catalog::load(Some(&path)).unwrap(), starts)
@@ -56,7 +64,7 @@ impl Fleet {
 
     /// Starts worker `w-<zone>` of `zone`; returns where it records its starts.
     async fn worker(&mut self, zone: &str) -> PathBuf {
-        let (catalog, starts) = Self::catalog(&self.fx, zone);
+        let (catalog, starts) = Self::catalog(&self.fx, &self.extra, zone);
         let cfg = Config {
             worker_id: Some(format!("w-{zone}")),
             worker_zone: Zone::parse(zone).unwrap(),
@@ -323,5 +331,54 @@ async fn a_submit_naming_a_zone_its_target_is_not_in_is_refused_naming_the_field
         .submit(json!({"tool": "fake", "target": "127.0.1.5", "zone": "a"}))
         .await;
     assert_eq!(doc["zone"], "a");
+    fleet.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zones_breaker_opens_for_that_zone_only() {
+    let redis = RedisServer::start().await;
+    let breaker = "[tools.fake.breaker]\nfailure_threshold = 3\nrecovery_timeout_sec = 600\n\
+                   max_open_sec = 600\njitter = 0.0\nfailure_kinds = [\"exit_nonzero\"]\n";
+    let mut fleet = Fleet::start_with(&redis, "zones-breaker", breaker).await;
+    fleet.worker("a").await;
+    let b_ran = fleet.worker("b").await;
+    // Zone a's network fails every scan: its breaker opens.
+    for i in 0..3 {
+        fleet
+            .submit(
+                json!({"tool": "fake", "target": format!("127.0.1.{}", i + 1),
+                "args": "--exit 1", "max_attempts": 1, "correlation_id": format!("bad-{i}")}),
+            )
+            .await;
+    }
+    for i in 0..3 {
+        let done = wait_done(&fleet.base, &format!("bad-{i}"), Duration::from_secs(60)).await;
+        assert_eq!(done["state"], "failed", "{done}");
+    }
+    let refused = eventually(Duration::from_secs(10), "zone a refuses", || async {
+        let body = json!({"tool": "fake", "target": "127.0.1.9"});
+        let r = post_json(&fleet.base, "/v1/jobs", &body).await;
+        (r.status() == 503).then_some(r)
+    })
+    .await;
+    let problem: Value = refused.json().await.unwrap();
+    assert_eq!(problem["error_type"], "circuit_breaker_open", "{problem}");
+    // Zone b's breaker is its own: b's jobs are admitted and run.
+    for i in 0..3 {
+        fleet
+            .submit(
+                json!({"tool": "fake", "target": format!("127.0.2.{}", i + 1),
+                "correlation_id": format!("good-{i}")}),
+            )
+            .await;
+    }
+    for i in 0..3 {
+        let done = wait_done(&fleet.base, &format!("good-{i}"), Duration::from_secs(60)).await;
+        assert_eq!(
+            (done["state"].as_str(), done["worker"].as_str()),
+            (Some("succeeded"), Some("w-b"))
+        );
+    }
+    assert_eq!(lines(&b_ran).len(), 3);
     fleet.shutdown().await;
 }
