@@ -382,3 +382,52 @@ async fn a_zones_breaker_opens_for_that_zone_only() {
     assert_eq!(lines(&b_ran).len(), 3);
     fleet.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zone_whose_workers_all_died_has_its_leases_taken_over_by_another_zones_worker() {
+    let redis = RedisServer::start().await;
+    let mut fleet = Fleet::start(&redis, "zones-reap").await;
+    // Zone a's only worker is a process of its own, killed mid-job.
+    let (_, _) = Fleet::catalog(&fleet.fx, "", "a");
+    let cfg = Config {
+        catalog: Some(fleet.fx.path("catalog-a.toml")),
+        worker_id: Some("w-a".into()),
+        worker_zone: Zone::parse("a").unwrap(),
+        worker_metrics_addr: ([127, 0, 0, 1], free_port()).into(),
+        ..fleet.cfg.clone()
+    };
+    let mut a = Proc::spawn("scanq-worker", &cfg, &[]);
+    fleet
+        .submit(
+            json!({"tool": "fake", "target": "127.0.1.5", "args": "--sleep-ms 60000",
+            "correlation_id": "long"}),
+        )
+        .await;
+    eventually(Duration::from_secs(30), "running on w-a", || async {
+        let d = get_json(&fleet.base, "/v1/jobs/long").await;
+        (d["state"] == "running" && d["worker"] == "w-a").then_some(())
+    })
+    .await;
+    a.signal(nix::sys::signal::Signal::SIGKILL);
+    a.wait_exit(Duration::from_secs(10)).await;
+    // Only a worker of zone default is left: it takes the lapsed lease over (reaping needs no
+    // network), and the job waits in its own zone again, saying for what; it never runs here.
+    let default_ran = fleet.worker("default").await;
+    let d = eventually(Duration::from_secs(30), "lease taken over", || async {
+        let d = get_json(&fleet.base, "/v1/jobs/long").await;
+        (d["state"] == "queued" || d["state"] == "scheduled").then_some(d)
+    })
+    .await;
+    assert_eq!(d["zone"], "a", "{d}");
+    let d = eventually(Duration::from_secs(30), "waiting for zone a", || async {
+        let d = get_json(&fleet.base, "/v1/jobs/long").await;
+        (d["waiting_for"] == "zone:a").then_some(d)
+    })
+    .await;
+    assert_eq!(d["attempt"], 1, "{d}");
+    assert!(
+        !default_ran.exists(),
+        "the default zone's worker never ran it"
+    );
+    fleet.shutdown().await;
+}

@@ -61,6 +61,9 @@ pub struct Heartbeat {
     pub capabilities: Capabilities,
 }
 
+/// How often (every how many reap calls) a worker reaps the zones other than its own.
+pub const OTHER_ZONES_EVERY: u64 = 10;
+
 pub(super) struct ToolQueue {
     pub(super) name: ToolName,
     /// Its queue's partitions in the worker's zone, the home (breaker) first.
@@ -68,7 +71,9 @@ pub(super) struct ToolQueue {
     /// The tool-wide switch (`disabled` in the home of zone `default`).
     pub(super) switch: String,
     /// Its partitions in every zone the worker reaps (its own first): due jobs and lapsed
-    /// leases need no network, so a zone whose workers are all gone is still kept up.
+    /// leases need no network, so a zone whose workers are all gone is still kept up. Other
+    /// zones are reaped every [`OTHER_ZONES_EVERY`]-th call only (their own workers reap them
+    /// every call), so a fleet of many zones does not multiply its reaping by their number.
     pub(super) reaped: Vec<(Zone, ToolKeys)>,
     pub(super) breaker_json: String,
     pub(super) breaker: crate::breaker::BreakerSettings,
@@ -97,6 +102,8 @@ pub struct Consumer {
     pub(super) breakers: crate::breaker::Breaker,
     /// The zone whose jobs this worker claims (DESIGN §13).
     pub(super) zone: Zone,
+    /// Calls of [`Consumer::reap`] so far.
+    reap_round: std::sync::atomic::AtomicU64,
     /// What this worker can do: with `raw_sockets` it also claims from the raw lanes.
     pub(super) capabilities: Capabilities,
 }
@@ -164,6 +171,7 @@ impl Consumer {
             home: Mutex::default(),
             breakers: crate::breaker::Breaker::new(),
             zone: Zone::default(),
+            reap_round: Default::default(),
             capabilities,
         })
     }
@@ -399,16 +407,24 @@ impl Consumer {
         Ok(done)
     }
 
-    /// The queue's clock work for every tool (due jobs, lapsed leases), and a refresh of which
+    /// The queue's clock work for every tool (due jobs, lapsed leases) in the worker's zone,
+    /// and in the other zones every [`OTHER_ZONES_EVERY`]-th call; and a refresh of which
     /// tools are disabled cluster-wide.
     pub async fn reap(
         &self,
         limit: usize,
     ) -> Result<Vec<(ToolName, Zone, ReapReport)>, super::QueueError> {
+        let round = self
+            .reap_round
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let others = round % OTHER_ZONES_EVERY == 0;
         let mut con = self.pool.get().await?;
         let mut out = Vec::with_capacity(self.tools.len());
         for t in &self.tools {
             for (zone, tk) in &t.reaped {
+                if *zone != self.zone && !others {
+                    continue;
+                }
                 let report = self
                     .scripts
                     .reap(
