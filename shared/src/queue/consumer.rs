@@ -417,7 +417,7 @@ impl Consumer {
         let round = self
             .reap_round
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let others = round % OTHER_ZONES_EVERY == 0;
+        let others = round.is_multiple_of(OTHER_ZONES_EVERY);
         let mut con = self.pool.get().await?;
         let mut out = Vec::with_capacity(self.tools.len());
         for t in &self.tools {

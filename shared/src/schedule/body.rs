@@ -82,6 +82,7 @@ pub const TEMPLATE_FIELDS: &[&str] = &[
     "queue_if_unavailable",
     "delay_sec",
     "chunk_hosts",
+    "zone",
 ];
 
 /// The schedule's own fields.
