@@ -51,6 +51,7 @@ use crate::state::AppState;
         routes::breakers::force,
         routes::breakers::switch,
         routes::workers::list,
+        routes::zones::list,
         routes::stats::stats,
         routes::whoami::whoami,
         routes::health::healthz,
