@@ -231,7 +231,10 @@ async fn zones(state: &AppState) -> Finding {
     if stranded.is_empty() {
         Finding::new(
             true,
-            format!("every zone with queued jobs has a live worker ({} zones)", views.len()),
+            format!(
+                "every zone with queued jobs has a live worker ({} zones)",
+                views.len()
+            ),
         )
     } else {
         Finding::new(false, stranded.join("; "))

@@ -85,12 +85,7 @@ async fn write(w: &SharedRef, tool: &ToolName, items: Vec<Finished>) {
                         .unwrap_or_default();
                     w.metrics
                         .jobs_finished
-                        .with_label_values(&[
-                            tool.as_str(),
-                            zone,
-                            s.as_str(),
-                            error_type.as_str(),
-                        ])
+                        .with_label_values(&[tool.as_str(), zone, s.as_str(), error_type.as_str()])
                         .inc();
                     if f.parent.is_empty() {
                         w.job_events.finished(f.id.clone());

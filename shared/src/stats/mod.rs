@@ -448,10 +448,7 @@ mod tests {
             waiting_for_group: Some(0),
         };
         let mut tally = crate::queue::TenantTally::default();
-        let a = tally
-            .tools
-            .entry(("noop".into(), "a".into()))
-            .or_default();
+        let a = tally.tools.entry(("noop".into(), "a".into())).or_default();
         a.counts.insert("queued".into(), 2);
         a.counts.insert("succeeded".into(), 5);
         a.oldest_queued_ms = Some(1_000);
@@ -463,7 +460,10 @@ mod tests {
         assert_eq!(in_a.queue_depth, 2);
         assert_eq!(in_a.oldest_queued_age_ms, Some(3_000));
         assert!(in_default.counts.values().all(|n| *n == 0));
-        assert_eq!((in_default.queue_depth, in_default.oldest_queued_age_ms), (0, None));
+        assert_eq!(
+            (in_default.queue_depth, in_default.oldest_queued_age_ms),
+            (0, None)
+        );
     }
 
     #[test]
