@@ -591,3 +591,33 @@ async fn mcp_scans_take_a_zone_and_the_zones_resource_says_which_have_live_worke
     worker.shutdown().await;
     api.shutdown().await;
 }
+
+#[tokio::test]
+async fn zones_answer_503_and_the_zones_check_fails_while_redis_is_down() {
+    let mut redis = RedisServer::start().await;
+    let fx = Fixture::new();
+    let (cfg, catalog) = zoned(&redis, "zones-down", &fx);
+    let (api, base) = start_api(cfg, catalog).await;
+    let (status, _) = call(&base, "GET", "/v1/zones", None, None).await;
+    assert_eq!(status, 200);
+
+    redis.kill();
+    let resp = http().get(format!("{base}/v1/zones")).send().await.unwrap();
+    let (status, kind) = (
+        resp.status().as_u16(),
+        resp.headers()["content-type"].clone(),
+    );
+    let (_, report) = call(&base, "GET", "/health", None, None).await;
+
+    assert_eq!(
+        (status, kind.to_str().unwrap()),
+        (503, "application/problem+json")
+    );
+    let zones_check = check(&report, "zones");
+    assert_eq!(zones_check["status"], "fail", "{report}");
+    assert_eq!(
+        zones_check["detail"], "cannot read the zones: Redis unreachable",
+        "{report}"
+    );
+    api.shutdown().await;
+}

@@ -1,6 +1,7 @@
 //! MCP resources: `scanq://zones` (DESIGN §13), the zones an agent may name in a scan's `zone`
 //! and whether each has live workers — the same view as `GET /v1/zones` (`read` scope; the
-//! zone map's entries for admins only).
+//! zone map's entries for admins only). Redis unreachable is JSON-RPC error -32000, as for the
+//! tools.
 
 use serde_json::{Value, json};
 
@@ -42,7 +43,7 @@ pub async fn read(ctx: &Ctx, params: &Value) -> Result<Value, RpcError> {
         .state
         .zone_views(ctx.caller.admin)
         .await
-        .map_err(|e| reply::rpc_refusal(&e.into()))?;
+        .map_err(RpcError::from)?;
     let zones: Vec<Value> = zones
         .into_iter()
         .map(|z| {
