@@ -241,11 +241,11 @@ async fn forcing_the_breaker_open_holds_new_work_and_closing_it_lets_it_run() {
     assert_eq!(body["breaker"]["state"], "forced_open");
     let metrics = metrics_text(&base).await;
     assert!(
-        metrics.contains("scanq_breaker_state{tool=\"sleep\"} 1"),
+        metrics.contains("scanq_breaker_state{tool=\"sleep\",zone=\"default\"} 1"),
         "breaker gauge not exported"
     );
     assert!(
-        metrics.contains("scanq_breaker_state{tool=\"noop\"} 0"),
+        metrics.contains("scanq_breaker_state{tool=\"noop\",zone=\"default\"} 0"),
         "every tool's breaker is exported"
     );
 

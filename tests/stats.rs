@@ -593,16 +593,18 @@ fn the_grafana_dashboard_queries_only_the_designed_metrics_and_covers_them() {
     }
     // Every DESIGN metric is one this code base registers under that name.
     let m = scanq::metrics::Metrics::new();
-    m.jobs_submitted.with_label_values(&["t"]).inc();
-    m.jobs_finished.with_label_values(&["t", "s", "e"]).inc();
-    m.queue_wait.with_label_values(&["t"]).observe(1.0);
-    m.run_time.with_label_values(&["t"]).observe(1.0);
-    m.jobs_running.with_label_values(&["t"]).set(1);
+    m.jobs_submitted.with_label_values(&["t", "z"]).inc();
+    m.jobs_finished
+        .with_label_values(&["t", "z", "s", "e"])
+        .inc();
+    m.queue_wait.with_label_values(&["t", "z"]).observe(1.0);
+    m.run_time.with_label_values(&["t", "z"]).observe(1.0);
+    m.jobs_running.with_label_values(&["t", "z"]).set(1);
     m.queue_depth.with_label_values(&["t", "z"]).set(1);
     m.queue_oldest_age.with_label_values(&["t", "z"]).set(1);
-    m.breaker_state.with_label_values(&["t"]).set(1);
+    m.breaker_state.with_label_values(&["t", "z"]).set(1);
     m.breaker_transitions
-        .with_label_values(&["t", "closed", "open"])
+        .with_label_values(&["t", "z", "closed", "open"])
         .inc();
     m.http_requests
         .with_label_values(&["r", "GET", "200"])

@@ -30,7 +30,7 @@ pub async fn submit(
                     .inner
                     .metrics
                     .jobs_submitted
-                    .with_label_values(&[doc.tool.as_str()])
+                    .with_label_values(&[doc.tool.as_str(), doc.zone.as_str()])
                     .inc();
             }
         }

@@ -7,6 +7,7 @@
 //! | `redis` | critical | Redis answers `PING` and the scripts are loaded |
 //! | `workers` | important | at least one worker's heartbeat is live (the detail counts the raw-capable ones; an admin token, or an API without tokens, also gets each worker's `capabilities` in `workers`) |
 //! | `tool_binaries` | important | every enabled catalog tool is present on some live worker |
+//! | `zones` | important | no zone holds queued jobs without a live worker (the detail names each such zone) |
 //! | `cpu`, `memory`, `disk` | informational | use is at or under `health_*_percent` |
 
 use std::future::Future;
@@ -113,13 +114,14 @@ async fn timed(
 
 /// Runs every check concurrently; `admin` callers also get each worker's details.
 pub async fn run(state: &AppState, admin: bool) -> Report {
-    let (redis, workers, binaries, system) = tokio::join!(
+    let (redis, workers, binaries, zones, system) = tokio::join!(
         timed("redis", Priority::Critical, redis(state)),
         timed("workers", Priority::Important, workers(state, admin)),
         timed("tool_binaries", Priority::Important, binaries(state)),
+        timed("zones", Priority::Important, zones(state)),
         system(state),
     );
-    let mut checks = vec![redis, workers, binaries];
+    let mut checks = vec![redis, workers, binaries, zones];
     checks.extend(system);
     let failed = |p: Priority| checks.iter().any(|c| c.priority == p && c.status == "fail");
     let status = if failed(Priority::Critical) {
@@ -212,6 +214,30 @@ async fn binaries(state: &AppState) -> Finding {
             false,
             format!("no live worker can run: {}", missing.join(", ")),
         )
+    }
+}
+
+/// Zones (DESIGN §13) whose queued jobs no live worker can take: each is named with its count.
+async fn zones(state: &AppState) -> Finding {
+    let views = match state.zone_views(false).await {
+        Ok(v) => v,
+        Err(_) => return Finding::new(false, "cannot read the zones: Redis unreachable"),
+    };
+    let stranded: Vec<String> = views
+        .iter()
+        .filter(|z| z.stranded())
+        .map(|z| format!("zone {} has {} queued and no live worker", z.name, z.queued))
+        .collect();
+    if stranded.is_empty() {
+        Finding::new(
+            true,
+            format!(
+                "every zone with queued jobs has a live worker ({} zones)",
+                views.len()
+            ),
+        )
+    } else {
+        Finding::new(false, stranded.join("; "))
     }
 }
 

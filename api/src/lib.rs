@@ -18,6 +18,7 @@
 //! | `routes::health` | healthz, readyz, health, metrics |
 //! | `routes::stats` | fleet statistics |
 //! | `routes::workers` | live workers |
+//! | `routes::zones` | the zones: live workers, queued jobs, map entries (admin) |
 //! | `routes::whoami` | the caller (token, tenant, scopes) |
 //! | `checks` | the checks behind `/health` |
 //! | `system` | CPU, memory and disk samples of the API's machine |
@@ -127,6 +128,7 @@ pub fn router(state: AppState) -> Router {
         .merge(mcp::router())
         .merge(routes::stats::router())
         .merge(routes::workers::router())
+        .merge(routes::zones::router())
         .merge(routes::whoami::router())
         .route("/openapi.json", axum::routing::get(openapi::openapi_json))
         .fallback(no_route)

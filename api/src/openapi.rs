@@ -1,7 +1,7 @@
 //! `GET /openapi.json`: the OpenAPI 3.1 document of the REST API, generated from the handlers'
 //! own types and `#[utoipa::path]` annotations (kept beside each handler). What depends on the
 //! running server is filled in per request from its live state: the catalog's tool names and
-//! templates, the largest `timeout_sec` a tool allows, and the refusals every token-guarded
+//! templates, the largest `timeout_sec` a tool allows, the zones of `?zone=`, and the refusals every token-guarded
 //! route can give (401, 403, 429, 503), and the browser guard's 403 and 415 on every route.
 
 use axum::Json;
@@ -51,6 +51,7 @@ use crate::state::AppState;
         routes::breakers::force,
         routes::breakers::switch,
         routes::workers::list,
+        routes::zones::list,
         routes::stats::stats,
         routes::whoami::whoami,
         routes::health::healthz,
@@ -91,6 +92,10 @@ pub fn document(state: &AppState) -> Value {
         .tools()
         .flat_map(|(_, spec)| spec.templates.keys().cloned())
         .collect();
+    // The zones a `?zone=` may name: `default` and the map's (DESIGN §13).
+    let zones: std::collections::BTreeSet<String> = std::iter::once("default".to_owned())
+        .chain(live.zones.zones().iter().map(|z| z.to_string()))
+        .collect();
     let max_timeout = catalog
         .tools()
         .map(|(_, spec)| spec.max_timeout_sec)
@@ -119,6 +124,9 @@ pub fn document(state: &AppState) -> Value {
                 for p in params.into_iter().flatten() {
                     if p["in"] == "path" && p["name"] == "tool" {
                         p["schema"] = json!({"type": "string", "enum": tools});
+                    }
+                    if p["in"] == "query" && p["name"] == "zone" {
+                        p["schema"] = json!({"type": "string", "enum": zones});
                     }
                 }
                 guard(path, op);

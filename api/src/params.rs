@@ -40,3 +40,54 @@ pub struct WebhookIdParam {
 pub struct ToolParam {
     tool: String,
 }
+
+/// `?zone=` of the breaker routes: which zone's breaker of the tool (DESIGN §13).
+#[derive(Debug, serde::Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ZoneQuery {
+    /// The zone (default `default`): `default`, a zone of the map, or one still holding jobs.
+    #[param(pattern = "^[a-z0-9][a-z0-9_-]{0,31}$")]
+    zone: Option<String>,
+}
+
+impl ZoneQuery {
+    /// The zone named (`default` when none), refused with 422 naming `zone` unless it is a
+    /// zone of the map in force or a queue of `tool` exists there.
+    pub async fn resolve(
+        &self,
+        state: &crate::state::AppState,
+        tool: &scanq::domain::ToolName,
+    ) -> Result<scanq::domain::Zone, crate::error::AppError> {
+        use scanq::domain::Zone;
+        let Some(name) = self.zone.as_deref() else {
+            return Ok(Zone::default());
+        };
+        let zone = Zone::parse(name).ok();
+        if let Some(z) = &zone
+            && state.live().zones.knows(z)
+        {
+            return Ok(z.clone());
+        }
+        // A zone the map no longer names may still hold the tool's queue (and its breaker).
+        let zones: Vec<Zone> = state
+            .places()
+            .await?
+            .into_iter()
+            .filter(|(t, _)| t == tool)
+            .map(|(_, z)| z)
+            .collect();
+        match zone {
+            Some(z) if zones.contains(&z) => Ok(z),
+            _ => {
+                let names: Vec<&str> = zones.iter().map(Zone::as_str).collect();
+                Err(crate::error::AppError::Validation(
+                    scanq::validate::ValidationError::new(
+                        "zone",
+                        format!("`{name}` is not a zone of this server"),
+                        format!("one of: {}", names.join(", ")),
+                    ),
+                ))
+            }
+        }
+    }
+}

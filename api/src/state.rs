@@ -73,4 +73,23 @@ impl AppState {
             .places(&self.tool_names(), &self.zones())
             .await
     }
+
+    /// Every zone with its live workers and queued jobs (`scanq::stats::ZoneView`); the zone
+    /// map's entries only for `admin`. What `/v1/zones`, `/health` and `scanq://zones` show.
+    pub async fn zone_views(
+        &self,
+        admin: bool,
+    ) -> Result<Vec<scanq::stats::ZoneView>, scanq::queue::QueueError> {
+        let live = self.live();
+        let tools: Vec<ToolName> = live.catalog.tools().map(|(n, _)| n.clone()).collect();
+        let views = self.inner.stats.zones(&live.zones, &tools).await?;
+        Ok(if admin {
+            views
+        } else {
+            views
+                .into_iter()
+                .map(scanq::stats::ZoneView::without_targets)
+                .collect()
+        })
+    }
 }

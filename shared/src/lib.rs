@@ -10,7 +10,7 @@
 //! | [`keys`] | every Redis key name |
 //! | [`scripts`] | the Lua scripts and their typed wrappers |
 //! | [`queue`] | the queue as the API uses it (submit, read, wait, cancel, list) |
-//! | [`stats`] | fleet-wide numbers: counts, queue depth and age, percentiles, live workers |
+//! | [`stats`] | fleet-wide numbers: counts, queue depth and age, percentiles, live workers, zones |
 //! | [`config`] | one typed configuration |
 //! | [`reload`] | the reloadable set (catalog, scope, …) and its SIGHUP swap |
 //! | [`boot`] | the binaries' start-up: config, `--print-config`, telemetry, catalog, shutdown signal |

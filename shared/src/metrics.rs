@@ -1,6 +1,7 @@
 //! Prometheus metrics (DESIGN §7), declared once here; call sites use these typed handles.
 //! Histograms use exponential buckets from 1 ms to ~9 h so both 10 ms no-op jobs and hour-long
-//! scans get useful quantiles.
+//! scans get useful quantiles. Job and breaker metrics carry `zone` beside `tool` (DESIGN §13:
+//! a queue, and its breaker, is a tool in a zone; a worker labels with its own zone).
 
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
@@ -82,7 +83,11 @@ impl Metrics {
             .register(Box::new(workers_alive.clone()))
             .expect("unique metric");
         Self {
-            jobs_submitted: counter("scanq_jobs_submitted_total", "Jobs accepted", &["tool"]),
+            jobs_submitted: counter(
+                "scanq_jobs_submitted_total",
+                "Jobs accepted",
+                &["tool", "zone"],
+            ),
             schedule_runs: counter(
                 "scanq_schedule_runs_total",
                 "Schedule slots this process claimed, by result",
@@ -101,21 +106,21 @@ impl Metrics {
             jobs_finished: counter(
                 "scanq_jobs_finished_total",
                 "Jobs that reached a terminal state",
-                &["tool", "state", "error_type"],
+                &["tool", "zone", "state", "error_type"],
             ),
             queue_wait: histogram(
                 "scanq_job_queue_wait_seconds",
                 "Time from ready to started",
-                &["tool"],
+                &["tool", "zone"],
                 job_buckets(),
             ),
             run_time: histogram(
                 "scanq_job_run_seconds",
                 "Time the tool ran",
-                &["tool"],
+                &["tool", "zone"],
                 job_buckets(),
             ),
-            jobs_running: gauge("scanq_jobs_running", "Jobs running", &["tool"]),
+            jobs_running: gauge("scanq_jobs_running", "Jobs running", &["tool", "zone"]),
             queue_depth: gauge(
                 "scanq_queue_depth",
                 "Jobs queued or scheduled",
@@ -129,17 +134,17 @@ impl Metrics {
             breaker_state: gauge(
                 "scanq_breaker_state",
                 "Breaker state: 0 closed, 1 open, 2 half-open",
-                &["tool"],
+                &["tool", "zone"],
             ),
             breaker_transitions: counter(
                 "scanq_breaker_transitions_total",
                 "Breaker state changes",
-                &["tool", "from", "to"],
+                &["tool", "zone", "from", "to"],
             ),
             breaker_calls: counter(
                 "scanq_breaker_calls_total",
                 "Breaker decisions and outcomes",
-                &["tool", "result"],
+                &["tool", "zone", "result"],
             ),
             config_reloads: {
                 let c = counter(

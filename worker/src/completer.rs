@@ -57,10 +57,12 @@ async fn write(w: &SharedRef, tool: &ToolName, items: Vec<Finished>) {
         tracing::info!(jobs = items.len(), "Results written after retry");
     }
     w.note_transitions(tool, &done.transitions);
+    // A worker completes only its own zone's jobs.
+    let zone = w.queue.zone().as_str();
     for verdict in done.breaker.iter().flatten() {
         w.metrics
             .breaker_calls
-            .with_label_values(&[tool.as_str(), verdict.as_str()])
+            .with_label_values(&[tool.as_str(), zone, verdict.as_str()])
             .inc();
     }
     for (f, state) in items.iter().zip(done.states) {
@@ -74,7 +76,7 @@ async fn write(w: &SharedRef, tool: &ToolName, items: Vec<Finished>) {
                     // The attempt ran (finished, or scheduled for a retry); a hand-back did not.
                     w.metrics
                         .run_time
-                        .with_label_values(&[tool.as_str()])
+                        .with_label_values(&[tool.as_str(), zone])
                         .observe(f.started.elapsed().as_secs_f64());
                 }
                 if s.is_terminal() {
@@ -83,7 +85,7 @@ async fn write(w: &SharedRef, tool: &ToolName, items: Vec<Finished>) {
                         .unwrap_or_default();
                     w.metrics
                         .jobs_finished
-                        .with_label_values(&[tool.as_str(), s.as_str(), error_type.as_str()])
+                        .with_label_values(&[tool.as_str(), zone, s.as_str(), error_type.as_str()])
                         .inc();
                     if f.parent.is_empty() {
                         w.job_events.finished(f.id.clone());

@@ -156,7 +156,7 @@ impl Worker {
         for tool in &claimed.refused {
             w.metrics
                 .breaker_calls
-                .with_label_values(&[tool.as_str(), "rejected"])
+                .with_label_values(&[tool.as_str(), w.queue.zone().as_str(), "rejected"])
                 .inc();
         }
         for (tool, n) in &claimed.parked {
@@ -190,9 +190,12 @@ impl Worker {
             .insert(id.tag(), running.clone());
         let m = &self.shared.metrics;
         let tool = id.tool.clone();
-        m.jobs_running.with_label_values(&[tool.as_str()]).inc();
+        let zone = id.zone.clone();
+        m.jobs_running
+            .with_label_values(&[tool.as_str(), zone.as_str()])
+            .inc();
         m.queue_wait
-            .with_label_values(&[tool.as_str()])
+            .with_label_values(&[tool.as_str(), zone.as_str()])
             .observe(job.queue_wait_ms as f64 / 1000.0);
         let started = std::time::Instant::now();
         let span = tracing::info_span!("job", correlation_id = %id.cid, tool = %tool);
@@ -202,7 +205,7 @@ impl Worker {
                 let outcome = execute::attempt(&w, &running, &job).await;
                 w.metrics
                     .jobs_running
-                    .with_label_values(&[tool.as_str()])
+                    .with_label_values(&[tool.as_str(), zone.as_str()])
                     .dec();
                 match outcome {
                     Some(completion) => {

@@ -128,14 +128,15 @@ impl Shared {
     }
 
     pub fn note_transition(&self, tool: &ToolName, t: &Transition) {
+        let zone = self.queue.zone().as_str();
         tracing::warn!(tool = %tool, from = %t.from, to = %t.to, reason = %t.reason, generation = t.generation, "Breaker transition");
         self.metrics
             .breaker_transitions
-            .with_label_values(&[tool.as_str(), t.from.as_str(), t.to.as_str()])
+            .with_label_values(&[tool.as_str(), zone, t.from.as_str(), t.to.as_str()])
             .inc();
         self.metrics
             .breaker_state
-            .with_label_values(&[tool.as_str()])
+            .with_label_values(&[tool.as_str(), zone])
             .set(t.to.gauge_value());
         self.queue.note_transition(tool, t);
     }

@@ -16,6 +16,7 @@
 //! | `follow` | bounded waiting with monotonic progress notifications |
 //! | `view` | compact job views, paginated results, schemas, text renderings |
 //! | `stdio` | `scanq-api mcp-stdio`: a stdio bridge to the HTTP endpoint |
+//! | `resources` | `scanq://zones`: the zones and whether each has live workers |
 //!
 //! Why not `rmcp`: see docs/mcp.md. In short, rmcp 3.9 binds a session to an in-process
 //! service (no instance-independent sessions) and implements only the 2026 tasks extension, not
@@ -24,6 +25,7 @@
 mod follow;
 mod protocol;
 mod reply;
+mod resources;
 pub mod stdio;
 mod tasks;
 mod tools;
@@ -73,7 +75,9 @@ const INSTRUCTIONS: &str = "scanq runs network scans as background jobs. Start o
 <tool>_scan tool (it answers at once with a correlation_id; wait_sec up to 50 waits for short \
 scans), follow it with job_status (wait_sec up to 50 per call), then read it with job_result, \
 page by page. job_list shows your jobs, job_cancel stops one. Targets must be inside the \
-server's scope; a refused argument comes back as an error naming the field with a hint.";
+server's scope; a refused argument comes back as an error naming the field with a hint. Some \
+networks are reached only by the workers of their zone: the resource scanq://zones lists the \
+zones and whether each has live workers (a scan waits while its zone has none).";
 
 fn server_info() -> Value {
     json!({"name": "scanq", "title": "scanq", "version": env!("CARGO_PKG_VERSION")})
@@ -85,7 +89,7 @@ pub(crate) fn initialize_result(requested: Option<&str>) -> (String, Value) {
         .filter(|v| HANDSHAKE_VERSIONS.contains(v))
         .unwrap_or(HANDSHAKE_VERSIONS[0])
         .to_owned();
-    let mut capabilities = json!({"tools": {"listChanged": false}});
+    let mut capabilities = json!({"tools": {"listChanged": false}, "resources": {}});
     if version.as_str() >= protocol::TASKS_SINCE {
         capabilities["tasks"] =
             json!({"list": {}, "cancel": {}, "requests": {"tools": {"call": {}}}});
@@ -104,6 +108,7 @@ fn discover_result() -> Value {
         "supportedVersions": MODERN_VERSIONS,
         "capabilities": {
             "tools": {"listChanged": false},
+            "resources": {},
             "extensions": { TASKS_EXTENSION: {} },
         },
         "instructions": INSTRUCTIONS,
@@ -132,7 +137,8 @@ pub(crate) async fn dispatch(
             r
         }
         "tools/call" => tools::call(ctx, params).await?,
-        "resources/list" => json!({"resources": []}),
+        "resources/list" => resources::list(),
+        "resources/read" => resources::read(ctx, params).await?,
         "resources/templates/list" => json!({"resourceTemplates": []}),
         "prompts/list" => json!({"prompts": []}),
         "tasks/get" if any_tasks => tasks::get(ctx, params).await?,

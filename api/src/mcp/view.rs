@@ -52,6 +52,14 @@ fn next_step(doc: &JobDocument) -> String {
             doc.target_group.as_deref().unwrap_or(&doc.target)
         );
     }
+    if let Some(scanq::domain::WaitingFor::Zone(zone)) = &doc.waiting_for {
+        return format!(
+            "Queued: its target is in zone {zone} and no live worker of that zone serves {}; it \
+             starts once one runs there (resource scanq://zones shows the zones' workers). Call \
+             job_status with correlation_id \"{id}\" later.",
+            doc.tool
+        );
+    }
     if doc.waiting_for.is_some() {
         return format!(
             "Queued: it needs raw sockets and no raw-capable worker serving {} is running; it \
@@ -78,6 +86,7 @@ pub fn job_view(doc: &JobDocument) -> Value {
         "correlation_id": doc.correlation_id,
         "tool": doc.tool,
         "target": doc.target,
+        "zone": doc.zone,
         "state": doc.state.as_str(),
         "terminal": doc.state.is_terminal(),
         "attempt": doc.attempt,
@@ -384,6 +393,7 @@ pub fn job_schema(extra: Value) -> Value {
             "correlation_id": {"type": "string"},
             "tool": {"type": "string"},
             "target": {"type": "string"},
+            "zone": {"type": "string", "description": "the zone (network) whose workers run the job"},
             "state": {"type": "string", "enum": states()},
             "terminal": {"type": "boolean"},
             "attempt": {"type": "integer"},
@@ -406,8 +416,9 @@ pub fn job_schema(extra: Value) -> Value {
             "next_step": {"type": "string"},
             "needs": {"type": "array", "items": {"type": "string", "enum": ["raw_sockets"]},
                 "description": "what the job needs of the worker that claims it (absent: nothing)"},
-            "waiting_for": {"type": "string", "enum": ["raw_capable_worker", "target_group"],
-                "description": "why a queued job is not claimed although it is ready"},
+            "waiting_for": {"type": "string",
+                "pattern": "^(raw_capable_worker|target_group|zone:[a-z0-9][a-z0-9_-]{0,31})$",
+                "description": "why a queued job is not claimed although it is ready: no raw-capable worker, its target group's cap, or no live worker in its zone (zone:<name>)"},
             "target_group": {"type": "string",
                 "description": "the target network (or hostname) the job counts in when its tool caps running jobs per group"},
         },

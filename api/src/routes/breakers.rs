@@ -1,19 +1,24 @@
 //! Circuit breakers and cluster-wide tool switches (DESIGN §6): `GET /v1/breakers`,
 //! `GET /v1/breakers/{tool}`, `POST /v1/breakers/{tool}/{open|close|reset}`,
 //! `POST /v1/tools/{tool}/{enable|disable}`.
+//!
+//! A breaker belongs to a queue, a tool in a zone (DESIGN §13): the list has one entry per
+//! queue, keyed by its name (`nmap`, `nmap@dmz`), and the one-breaker routes take `?zone=`
+//! (default `default`). The tool switch holds in every zone.
 
 use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use scanq::breaker::ForceAction;
-use scanq::domain::ToolName;
+use scanq::domain::{ToolName, Zone};
+use scanq::keys::queue_tag;
 use scanq::validate::ValidationError;
 use serde_json::{Value, json};
 
 use crate::audit::{self, Subject};
 use crate::error::{AppError, ProblemBody};
-use crate::extract::{Caller, PathParams};
-use crate::params::ToolParam;
+use crate::extract::{Caller, Params, PathParams};
+use crate::params::{ToolParam, ZoneQuery};
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -34,53 +39,53 @@ fn tool_of(state: &AppState, tool: &str) -> Result<ToolName, AppError> {
     Ok(name)
 }
 
-/// Every tool's breaker.
+/// A breaker snapshot with the `tool` and `zone` it belongs to.
+fn placed(snap: scanq::breaker::Snapshot, tool: &ToolName, zone: &Zone) -> Result<Value, AppError> {
+    let mut v = serde_json::to_value(snap).map_err(anyhow::Error::from)?;
+    v["tool"] = json!(tool);
+    v["zone"] = json!(zone);
+    Ok(v)
+}
+
+/// Every queue's breaker: each catalog tool in each zone.
 #[utoipa::path(get, path = "/v1/breakers", operation_id = "list_breakers", tag = "breakers",
-    responses((status = 200, description = "`breakers`: tool → snapshot", body = Object)))]
+    responses((status = 200, description = "`breakers`: queue (`nmap`, `nmap@dmz`) → snapshot with `tool` and `zone`", body = Object)))]
 pub(crate) async fn list(State(state): State<AppState>) -> Result<Json<Value>, AppError> {
     let mut out = serde_json::Map::new();
-    for name in state.live().catalog.names() {
-        let tool = tool_of(&state, &name)?;
-        let snap = state
-            .queue()
-            .breaker_snapshot(&tool, &Default::default())
-            .await?;
-        out.insert(
-            name,
-            serde_json::to_value(snap).map_err(anyhow::Error::from)?,
-        );
+    for (tool, zone) in state.places().await? {
+        let snap = state.queue().breaker_snapshot(&tool, &zone).await?;
+        out.insert(queue_tag(&tool, &zone), placed(snap, &tool, &zone)?);
     }
     Ok(Json(json!({ "breakers": out })))
 }
 
-/// One tool's breaker: state, counters, recent transitions.
-#[utoipa::path(get, path = "/v1/breakers/{tool}", operation_id = "get_breaker", tag = "breakers", params(ToolParam),
-    responses((status = 200, description = "The breaker snapshot", body = Object),
-        (status = 404, description = "Unknown tool", body = ProblemBody, content_type = "application/problem+json")))]
+/// One tool's breaker in one zone: state, counters, recent transitions.
+#[utoipa::path(get, path = "/v1/breakers/{tool}", operation_id = "get_breaker", tag = "breakers", params(ToolParam, ZoneQuery),
+    responses((status = 200, description = "The breaker snapshot with `tool` and `zone`", body = Object),
+        (status = 404, description = "Unknown tool", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 422, description = "Unknown zone (`field`: `zone`)", body = ProblemBody, content_type = "application/problem+json")))]
 pub(crate) async fn one(
     State(state): State<AppState>,
     PathParams(tool): PathParams<String>,
+    Params(q): Params<ZoneQuery>,
 ) -> Result<Json<Value>, AppError> {
     let tool = tool_of(&state, &tool)?;
-    let snap = state
-        .queue()
-        .breaker_snapshot(&tool, &Default::default())
-        .await?;
-    Ok(Json(
-        serde_json::to_value(snap).map_err(anyhow::Error::from)?,
-    ))
+    let zone = q.resolve(&state, &tool).await?;
+    let snap = state.queue().breaker_snapshot(&tool, &zone).await?;
+    Ok(Json(placed(snap, &tool, &zone)?))
 }
 
-/// Force a breaker open or closed, or reset it (admin).
+/// Force a tool's breaker in one zone open or closed, or reset it (admin).
 #[utoipa::path(post, path = "/v1/breakers/{tool}/{action}", operation_id = "force_breaker", tag = "breakers",
-    params(ToolParam, ("action" = String, Path, description = "open, close or reset", pattern = "^(open|close|reset)$")),
+    params(ToolParam, ("action" = String, Path, description = "open, close or reset", pattern = "^(open|close|reset)$"), ZoneQuery),
     responses((status = 200, description = "`transition` (or null) and the new `breaker`", body = Object),
         (status = 404, description = "Unknown tool", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 422, description = "Unknown action", body = ProblemBody, content_type = "application/problem+json")))]
+        (status = 422, description = "Unknown action or zone", body = ProblemBody, content_type = "application/problem+json")))]
 pub(crate) async fn force(
     State(state): State<AppState>,
     caller: Caller,
     PathParams((tool, action)): PathParams<(String, String)>,
+    Params(q): Params<ZoneQuery>,
 ) -> Result<Json<Value>, AppError> {
     let name = tool_of(&state, &tool)?;
     let action: ForceAction = match action.as_str() {
@@ -93,11 +98,12 @@ pub(crate) async fn force(
             )));
         }
     };
+    let zone = q.resolve(&state, &name).await?;
     let live = state.live();
     let settings = &live.catalog.get(&name).expect("checked").breaker;
     let transition = state
         .queue()
-        .breaker_force(&name, &Default::default(), settings, action)
+        .breaker_force(&name, &zone, settings, action)
         .await?;
     let subject = Subject {
         tool: name.as_str(),
@@ -112,18 +118,17 @@ pub(crate) async fn force(
     if let Some(t) = &transition {
         let m = &state.inner.metrics;
         m.breaker_transitions
-            .with_label_values(&[name.as_str(), t.from.as_str(), t.to.as_str()])
+            .with_label_values(&[name.as_str(), zone.as_str(), t.from.as_str(), t.to.as_str()])
             .inc();
         m.breaker_state
-            .with_label_values(&[name.as_str()])
+            .with_label_values(&[name.as_str(), zone.as_str()])
             .set(t.to.gauge_value());
     }
     state.queue().gate().forget(name.as_str());
-    let snap = state
-        .queue()
-        .breaker_snapshot(&name, &Default::default())
-        .await?;
-    Ok(Json(json!({ "transition": transition, "breaker": snap })))
+    let snap = state.queue().breaker_snapshot(&name, &zone).await?;
+    Ok(Json(
+        json!({ "transition": transition, "breaker": placed(snap, &name, &zone)? }),
+    ))
 }
 
 /// Enable or disable a tool fleet-wide (admin).

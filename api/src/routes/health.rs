@@ -84,10 +84,11 @@ async fn fleet_gauges(state: &AppState) {
     let stats = &state.inner.stats;
     let read = async {
         let places = state.places().await?;
-        tokio::try_join!(stats.queues(&places), stats.workers_alive())
+        let (queues, alive) = tokio::try_join!(stats.queues(&places), stats.workers_alive())?;
+        Ok::<_, scanq::queue::QueueError>((places, queues, alive))
     };
     match tokio::time::timeout(Duration::from_secs(1), read).await {
-        Ok(Ok((queues, alive))) => {
+        Ok(Ok((places, queues, alive))) => {
             for q in queues {
                 m.queue_depth
                     .with_label_values(&[q.tool.as_str(), q.zone.as_str()])
@@ -97,15 +98,12 @@ async fn fleet_gauges(state: &AppState) {
                     .set(q.oldest_age_ms.map_or(0, |ms| (ms / 1000) as i64));
             }
             m.workers_alive.set(alive as i64);
-            // Breaker state of every tool, fleet-wide (transitions also move it as they happen).
-            for tool in &state.tool_names() {
-                if let Ok(snap) = state
-                    .queue()
-                    .breaker_snapshot(tool, &Default::default())
-                    .await
-                {
+            // Breaker state of every queue (tool, zone), fleet-wide (transitions also move it
+            // as they happen).
+            for (tool, zone) in &places {
+                if let Ok(snap) = state.queue().breaker_snapshot(tool, zone).await {
                     m.breaker_state
-                        .with_label_values(&[tool.as_str()])
+                        .with_label_values(&[tool.as_str(), zone.as_str()])
                         .set(snap.state.gauge_value());
                 }
             }

@@ -12,3 +12,4 @@ pub mod tools;
 pub mod webhooks;
 pub mod whoami;
 pub mod workers;
+pub mod zones;

@@ -350,7 +350,8 @@ impl Queue {
             .map(|(tool, zone)| JobId::new(tool, zone, tenant.clone(), cid)))
     }
 
-    /// The tenant's own jobs tallied per tool and state from its listing, newest first, at
+    /// The tenant's own jobs tallied per queue (tool, zone: the listing score's number says
+    /// both) and state from its listing, newest first, at
     /// most `cap` jobs (one `HGET state` per job, pipelined in pages). Feeds the tenant's view
     /// of `GET /v1/stats`; `truncated` says the cap was reached.
     pub async fn tenant_tally(
@@ -395,7 +396,8 @@ impl Queue {
                 let Some(state) = state.and_then(|s| s.parse::<JobState>().ok()) else {
                     continue;
                 };
-                let tool = tally.tools.entry(id.tool.to_string()).or_default();
+                let place = (id.tool.to_string(), id.zone.to_string());
+                let tool = tally.tools.entry(place).or_default();
                 *tool.counts.entry(state.as_str().to_owned()).or_default() += 1;
                 if state == JobState::Queued {
                     tool.oldest_queued_ms = Some(
@@ -410,20 +412,21 @@ impl Queue {
     }
 }
 
-/// A tenant's jobs per tool, as [`Queue::tenant_tally`] counted them.
+/// A tenant's jobs per queue, as [`Queue::tenant_tally`] counted them.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct TenantTally {
-    pub tools: std::collections::BTreeMap<String, ToolTally>,
+    /// Keyed by (tool, zone), as `ToolStats` names them.
+    pub tools: std::collections::BTreeMap<(String, String), ToolTally>,
     /// The listing held more jobs than were counted.
     pub truncated: bool,
 }
 
-/// One tool's share of a [`TenantTally`].
+/// One queue's (tool in a zone) share of a [`TenantTally`].
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ToolTally {
     /// Jobs per state name.
     pub counts: std::collections::BTreeMap<String, i64>,
-    /// Creation time (ms) of the tenant's oldest queued job of this tool.
+    /// Creation time (ms) of the tenant's oldest queued job of this tool in this zone.
     pub oldest_queued_ms: Option<u64>,
 }
 

@@ -1,7 +1,8 @@
 //! Fleet-wide numbers read from Redis: per-tool counts by state, queue depth, the age of the
 //! oldest ready job, percentiles of recent queue waits and run times (`GET /v1/stats`; a
 //! tenant's token sees its own counts instead, [`ToolStats::for_tenant`]), the
-//! gauges the API sets when `/metrics` is scraped, and the live workers (`GET /v1/workers`).
+//! gauges the API sets when `/metrics` is scraped, the live workers (`GET /v1/workers`) and the
+//! zones with their workers and queued work (`GET /v1/zones`, `zones.rs`).
 //!
 //! Everything here only reads, and every read is O(1) or bounded: the scripts keep the counts
 //! hash exact, the sample lists capped at 1000 (`claim.lua` pushes queue waits, `complete.lua`
@@ -87,11 +88,11 @@ pub struct ToolStats {
 }
 
 impl ToolStats {
-    /// The same numbers for one tenant: its own counts, depth and oldest queued age (from
-    /// `tally`), next to the fleet's queue-wait and run-time percentiles, which are the service
+    /// The same numbers for one tenant: its own counts, depth and oldest queued age in this
+    /// tool's queue of this zone (from `tally`), next to the fleet's queue-wait and run-time percentiles, which are the service
     /// level every tenant gets and name no job.
     pub fn for_tenant(self, tally: &crate::queue::TenantTally, now_ms: u64) -> Self {
-        let own = tally.tools.get(&self.tool);
+        let own = tally.tools.get(&(self.tool.clone(), self.zone.clone()));
         let count = |s: JobState| {
             own.and_then(|t| t.counts.get(s.as_str()).copied())
                 .unwrap_or(0)
@@ -197,7 +198,9 @@ fn counted(counts: &BTreeMap<String, i64>, state: JobState) -> i64 {
 }
 
 mod series;
+mod zones;
 pub use series::SeriesPoint;
+pub use zones::ZoneView;
 
 impl Stats {
     pub fn new(pool: Pool, keys: Keys) -> Self {
@@ -430,6 +433,38 @@ mod tests {
     #[test]
     fn no_samples_give_no_percentiles() {
         assert_eq!(Percentiles::of(vec![]), Percentiles::default());
+    }
+
+    #[test]
+    fn a_tenant_row_counts_only_its_jobs_of_that_zone() {
+        let row = |zone: &str| ToolStats {
+            tool: "noop".into(),
+            zone: zone.into(),
+            counts: BTreeMap::new(),
+            queue_depth: 9,
+            oldest_queued_age_ms: Some(1),
+            queue_wait: Percentiles::default(),
+            run_time: Percentiles::default(),
+            series: Vec::new(),
+            waiting_for_group: Some(0),
+        };
+        let mut tally = crate::queue::TenantTally::default();
+        let a = tally.tools.entry(("noop".into(), "a".into())).or_default();
+        a.counts.insert("queued".into(), 2);
+        a.counts.insert("succeeded".into(), 5);
+        a.oldest_queued_ms = Some(1_000);
+
+        let in_a = row("a").for_tenant(&tally, 4_000);
+        let in_default = row("default").for_tenant(&tally, 4_000);
+
+        assert_eq!((in_a.counts["queued"], in_a.counts["succeeded"]), (2, 5));
+        assert_eq!(in_a.queue_depth, 2);
+        assert_eq!(in_a.oldest_queued_age_ms, Some(3_000));
+        assert!(in_default.counts.values().all(|n| *n == 0));
+        assert_eq!(
+            (in_default.queue_depth, in_default.oldest_queued_age_ms),
+            (0, None)
+        );
     }
 
     #[test]

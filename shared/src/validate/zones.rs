@@ -33,6 +33,8 @@ pub struct ZoneMap {
     named: BTreeSet<Zone>,
     /// Zones with at least one CIDR entry.
     with_cidrs: BTreeSet<Zone>,
+    /// Each zone's entries in canonical form (`192.0.2.0/24`, `.dmz.example`), as listed.
+    listed: BTreeMap<Zone, Vec<String>>,
 }
 
 /// Addresses `lo..=hi` and the zone its most specific CIDR entry gives them (`None`: no entry).
@@ -106,19 +108,22 @@ impl ZoneMap {
                         format!("ambiguous: {key} is in zone {other} and zone {zone}")
                     }
                 };
-                match parse_entry(&zone, &entry)? {
+                let shown = match parse_entry(&zone, &entry)? {
                     Entry::Net(net) => {
                         if let Some(other) = nets.insert(net, zone.clone()) {
                             return Err(clash(&net.to_string(), &other));
                         }
                         map.with_cidrs.insert(zone.clone());
+                        net.to_string()
                     }
                     Entry::Suffix(s) => {
                         if let Some(other) = map.suffixes.insert(s.clone(), zone.clone()) {
                             return Err(clash(&format!(".{s}"), &other));
                         }
+                        format!(".{s}")
                     }
-                }
+                };
+                map.listed.entry(zone.clone()).or_default().push(shown);
             }
             map.named.insert(zone);
         }
@@ -129,6 +134,13 @@ impl ZoneMap {
     /// The zones the map names, sorted (`default` only when the map names it).
     pub fn zones(&self) -> Vec<Zone> {
         self.named.iter().cloned().collect()
+    }
+
+    /// The entries that place targets in `z`, canonical (`192.0.2.0/24`, an address as its
+    /// `/32`, `.dmz.example`), in the order the map lists them; none for a zone it does not
+    /// name (`default` has only the entries that carve exceptions out of wider zones).
+    pub fn entries(&self, z: &Zone) -> &[String] {
+        self.listed.get(z).map_or(&[], Vec::as_slice)
     }
 
     /// Whether `z` is a zone of this map; `default` always is.

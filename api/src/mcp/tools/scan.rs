@@ -1,6 +1,7 @@
 //! The `<tool>_scan` tools: the call's arguments become a REST submit body, checked by
 //! `JobSpec::from_json` and enqueued by the one submit path (`crate::submit`), so a scan
-//! started here is refused or accepted exactly as `POST /v1/jobs` would. `ports` (for tools
+//! started here is refused or accepted exactly as `POST /v1/jobs` would (a `zone` that does
+//! not hold the target included: the same 422, as a tool error naming `zone`). `ports` (for tools
 //! with a port-list flag) and `wait_sec` are the only MCP-specific arguments. A target over the
 //! tool's `max_hosts` (or over `chunk_hosts`) is a big scan: the call answers with the parent
 //! job, whose task follows the parent (DESIGN §12).
@@ -30,6 +31,7 @@ const ACCEPTED: &[&str] = &[
     "intrusive",
     "wait_sec",
     "chunk_hosts",
+    "zone",
 ];
 
 /// Starts a job of `tool`; answers with its view (after up to `wait_sec`), or with a task

@@ -88,7 +88,21 @@ fn scan_input_schema(state: &AppState, spec: &ToolSpec) -> Value {
             "For a big scan: the most hosts one chunk scans (1-{per_job}, default {per_job}). \
              A target over this size is split into chunks even when the tool could take it.")}),
     );
-    for (name, overlay) in shared.into_iter().chain([chunk_hosts]) {
+    // The zones the map names (DESIGN §13): the server places a target in its zone by itself.
+    let zones: Vec<String> = std::iter::once("default".to_owned())
+        .chain(live.zones.zones().iter().map(|z| z.to_string()))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let zone = (
+        "zone",
+        json!({"enum": zones, "description": format!(
+            "The zone (network) the target must be in; the server places every target in its \
+             zone by itself, so leave it out unless you want a target outside that zone refused. \
+             Zones: {}. Which have live workers: resource scanq://zones (a scan waits while its \
+             zone has none).", zones.join(", "))}),
+    );
+    for (name, overlay) in shared.into_iter().chain([chunk_hosts, zone]) {
         props[name] = submit_property(name, overlay);
     }
     props["wait_sec"] = json!({"type": "integer", "minimum": 0, "maximum": MAX_WAIT_SEC, "description":
@@ -163,7 +177,7 @@ pub fn list(state: &AppState) -> Vec<Value> {
         let description = format!(
             "{} Starts a {name} job and returns its correlation_id at once (the scan runs in the \
              background and may take minutes). Follow it with job_status (wait_sec up to 50) and \
-             read it with job_result.",
+             read it with job_result. The job runs on a worker of its target's zone (see zone).",
             spec.description.trim()
         );
         tools.push(json!({

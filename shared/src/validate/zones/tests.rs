@@ -287,3 +287,16 @@ fn the_re_check_names_the_first_address_outside_and_its_zone() {
             .is_ok()
     );
 }
+
+#[test]
+fn each_zone_lists_its_entries_in_canonical_form() {
+    let m = map("a=127.0.1.0/24, 127.0.3.7 ,.lab.example;b=127.0.2.0/24;default=127.0.1.9");
+    assert_eq!(
+        m.entries(&z("a")),
+        ["127.0.1.0/24", "127.0.3.7/32", ".lab.example"]
+    );
+    assert_eq!(m.entries(&z("b")), ["127.0.2.0/24"]);
+    assert_eq!(m.entries(&z("default")), ["127.0.1.9/32"]);
+    assert!(m.entries(&z("c")).is_empty());
+    assert!(ZoneMap::default().entries(&Zone::default()).is_empty());
+}
