@@ -598,8 +598,8 @@ fn the_grafana_dashboard_queries_only_the_designed_metrics_and_covers_them() {
     m.queue_wait.with_label_values(&["t"]).observe(1.0);
     m.run_time.with_label_values(&["t"]).observe(1.0);
     m.jobs_running.with_label_values(&["t"]).set(1);
-    m.queue_depth.with_label_values(&["t"]).set(1);
-    m.queue_oldest_age.with_label_values(&["t"]).set(1);
+    m.queue_depth.with_label_values(&["t", "z"]).set(1);
+    m.queue_oldest_age.with_label_values(&["t", "z"]).set(1);
     m.breaker_state.with_label_values(&["t"]).set(1);
     m.breaker_transitions
         .with_label_values(&["t", "closed", "open"])

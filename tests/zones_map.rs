@@ -238,10 +238,25 @@ async fn sighup_takes_a_changed_zone_map_and_refuses_a_bad_one_naming_the_key() 
     let hup = || procs.iter().for_each(|p| p.signal(Signal::SIGHUP));
     let read = |i: usize| std::fs::read_to_string(&logs[i]).unwrap();
 
+    // Before: 127.0.2.4 is in no zone.
+    let placed = |target: &'static str, id: &'static str| {
+        let base = bases[0].clone();
+        async move {
+            let body = json!({"tool": "nmap", "target": target, "correlation_id": id});
+            let resp = post_json(&base, "/v1/jobs", &body).await;
+            assert_eq!(resp.status(), 202);
+            resp.json::<Value>().await.unwrap()["zone"].clone()
+        }
+    };
+    assert_eq!(placed("127.0.2.4", "before").await, "default");
+
     // A new zone, in the string form this time: taken by both.
     write("zones = \"a=127.0.1.0/24;b=127.0.2.0/24\"");
     hup();
     wait_reloads(&bases, "ok", 1).await;
+    // New submits are placed by the new map, without a restart (nothing runs them: the only
+    // worker serves zone a).
+    assert_eq!(placed("127.0.2.5", "after").await, "b");
     for i in 0..2 {
         let text = read(i);
         assert!(

@@ -1,14 +1,82 @@
-//! Reading a big scan's chunks (DESIGN §12; the model is in `parent.rs`): their fields in chunk
-//! order, one pipelined HMGET per chunk grouped by partition, and the page of documents
-//! `GET /v1/jobs/{id}/chunks` serves.
+//! Where a big scan's chunks are ([`ChunkSet`]: their number and zones) and reading them
+//! (DESIGN §12; the model is in `parent.rs`): their fields in chunk order, one pipelined HMGET
+//! per chunk grouped by partition, and the page of documents `GET /v1/jobs/{id}/chunks` serves.
 
 use std::collections::HashMap;
 
-use super::parent::ChunkSet;
 use super::{Queue, QueueError};
-use crate::domain::{CorrelationId, JobDocument, JobId, TenantId, Zone};
+use crate::domain::{CorrelationId, JobDocument, JobId, TenantId, Zone, chunk_id};
+use crate::request::ZonePlan;
+use crate::validate::TargetList;
+
+/// Where a parent's chunks are: how many, and each one's zone (the parent's, or from the zone
+/// plan of a big scan spanning zones, stored as `zplan`).
+#[derive(Debug, Clone)]
+pub(super) struct ChunkSet {
+    pub total: u64,
+    chunk_hosts: u64,
+    plan: Option<ZonePlan>,
+}
+
+/// The parent fields [`ChunkSet::from_fields`] reads.
+pub(super) const CHUNK_SET_FIELDS: [&str; 3] = ["chunks", "chunk_hosts", "zplan"];
+
+impl ChunkSet {
+    pub fn from_fields(h: &HashMap<String, String>) -> Self {
+        let num = |k: &str| h.get(k).and_then(|n| n.parse::<u64>().ok());
+        Self {
+            total: num("chunks").unwrap_or(0),
+            chunk_hosts: num("chunk_hosts").unwrap_or(1).max(1),
+            plan: h.get("zplan").and_then(|p| p.parse().ok()),
+        }
+    }
+
+    /// Chunk `n` of `parent`, in its zone.
+    pub fn id(&self, parent: &JobId, n: u64) -> JobId {
+        let zone = self
+            .plan
+            .as_ref()
+            .and_then(|p| p.zone_of_chunk(n, self.chunk_hosts))
+            .unwrap_or(&parent.zone);
+        parent.sibling(zone.clone(), chunk_id(&parent.cid, n))
+    }
+
+    /// Every chunk's zone and target, in chunk order, cut from the parent's `target`.
+    pub fn pieces(&self, parent: &JobId, target: &TargetList) -> Vec<(Zone, TargetList)> {
+        match &self.plan {
+            Some(plan) => plan.chunks(self.chunk_hosts),
+            None => target
+                .chunks(self.chunk_hosts)
+                .into_iter()
+                .map(|c| (parent.zone.clone(), c))
+                .collect(),
+        }
+    }
+
+    /// The zones the chunks live in (the parent's alone without a plan).
+    pub fn zones(&self, parent: &JobId) -> Vec<Zone> {
+        match &self.plan {
+            Some(p) => p.zones(),
+            None => vec![parent.zone.clone()],
+        }
+    }
+}
 
 impl Queue {
+    /// The zone chunk `chunk` of parent `parent` lives in (the parent's, unless the parent's
+    /// zone plan puts it elsewhere).
+    pub(super) async fn chunk_zone(
+        &self,
+        parent: &JobId,
+        chunk: &CorrelationId,
+    ) -> Result<Zone, QueueError> {
+        let n = crate::domain::chunk_index(chunk);
+        Ok(match (n, self.parent_fields(parent, &[]).await?) {
+            (Some(n), Some(h)) => ChunkSet::from_fields(&h).id(parent, n).zone,
+            _ => parent.zone.clone(),
+        })
+    }
+
     /// `fields` of every chunk of parent `id`, in chunk order (`None` for a chunk that does
     /// not exist): one pipelined HMGET per chunk, grouped by partition.
     pub(super) async fn chunk_fields(

@@ -20,12 +20,13 @@ use std::collections::HashMap;
 
 use redis::AsyncCommands;
 
+use super::chunks::{CHUNK_SET_FIELDS, ChunkSet};
 use super::{Queue, QueueError, Submitted, job_fields, listing};
 use crate::domain::{
     ChunkTally, CorrelationId, JobDocument, JobId, Priority, TenantId, Zone, chunk_id,
 };
 use crate::keys::ToolKeys;
-use crate::request::{JobSpec, ZonePlan};
+use crate::request::JobSpec;
 use crate::scripts::{CancelOutcome, ChunkEnqueue, EnqueueOutcome, TenantCaps};
 use crate::validate::TargetList;
 
@@ -61,47 +62,6 @@ pub(super) struct Spawned {
     /// Chunks refused because their partition's queue was full.
     full: u64,
     depth: u64,
-}
-
-/// Where a parent's chunks are: how many, and each one's zone (the parent's, or from the zone
-/// plan of a big scan spanning zones, stored as `zplan`).
-#[derive(Debug, Clone)]
-pub(super) struct ChunkSet {
-    pub total: u64,
-    chunk_hosts: u64,
-    plan: Option<ZonePlan>,
-}
-
-/// The parent fields [`ChunkSet::from_fields`] reads.
-const CHUNK_SET_FIELDS: [&str; 3] = ["chunks", "chunk_hosts", "zplan"];
-
-impl ChunkSet {
-    pub fn from_fields(h: &HashMap<String, String>) -> Self {
-        let num = |k: &str| h.get(k).and_then(|n| n.parse::<u64>().ok());
-        Self {
-            total: num("chunks").unwrap_or(0),
-            chunk_hosts: num("chunk_hosts").unwrap_or(1).max(1),
-            plan: h.get("zplan").and_then(|p| p.parse().ok()),
-        }
-    }
-
-    /// Chunk `n` of `parent`, in its zone.
-    pub fn id(&self, parent: &JobId, n: u64) -> JobId {
-        let zone = self
-            .plan
-            .as_ref()
-            .and_then(|p| p.zone_of_chunk(n, self.chunk_hosts))
-            .unwrap_or(&parent.zone);
-        parent.sibling(zone.clone(), chunk_id(&parent.cid, n))
-    }
-
-    /// The zones the chunks live in (the parent's alone without a plan).
-    pub fn zones(&self, parent: &JobId) -> Vec<Zone> {
-        match &self.plan {
-            Some(p) => p.zones(),
-            None => vec![parent.zone.clone()],
-        }
-    }
 }
 
 impl Queue {
@@ -247,20 +207,6 @@ impl Queue {
         ))
     }
 
-    /// The zone chunk `chunk` of parent `parent` lives in (the parent's, unless the parent's
-    /// zone plan puts it elsewhere).
-    pub(super) async fn chunk_zone(
-        &self,
-        parent: &JobId,
-        chunk: &CorrelationId,
-    ) -> Result<Zone, QueueError> {
-        let n = crate::domain::chunk_index(chunk);
-        Ok(match (n, self.parent_fields(parent, &[]).await?) {
-            (Some(n), Some(h)) => ChunkSet::from_fields(&h).id(parent, n).zone,
-            _ => parent.zone.clone(),
-        })
-    }
-
     /// The parent's hash, or `None` when `id` is no parent (or gone).
     pub(super) async fn parent_hash(
         &self,
@@ -287,14 +233,7 @@ impl Queue {
             .and_then(|t| t.parse().ok())
             .ok_or(QueueError::NotFound)?;
         let set = ChunkSet::from_fields(&h);
-        let pieces: Vec<(Zone, TargetList)> = match &set.plan {
-            Some(plan) => plan.chunks(set.chunk_hosts),
-            None => target
-                .chunks(set.chunk_hosts)
-                .into_iter()
-                .map(|c| (id.zone.clone(), c))
-                .collect(),
-        };
+        let pieces = set.pieces(id, &target);
         let req_hash = h.get("req_hash").cloned().unwrap_or_default();
         let priority: Priority = h
             .get("priority")

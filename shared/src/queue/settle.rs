@@ -8,7 +8,8 @@ use std::collections::HashMap;
 
 use redis::AsyncCommands;
 
-use super::parent::{ChunkSet, SPAWN_GRACE_MS, progress_json, tally_key};
+use super::chunks::ChunkSet;
+use super::parent::{SPAWN_GRACE_MS, progress_json, tally_key};
 use super::{Queue, QueueError, listing};
 use crate::domain::{
     ChunkTally, ErrorInfo, ErrorType, JobId, JobResult, JobState, ToolName, Zone, chunk_id,

@@ -302,7 +302,8 @@ impl Stats {
         zones: &[Zone],
     ) -> Result<Vec<(ToolName, Zone)>, QueueError> {
         let mut con = self.connection().await?;
-        let numbered: Vec<String> = redis::cmd("HKEYS")
+        // HGETALL, not HKEYS: the ACL users of docs/security.md are given the former.
+        let numbered: std::collections::HashMap<String, String> = redis::cmd("HGETALL")
             .arg(self.keys.tool_numbers())
             .query_async(&mut con)
             .await?;
@@ -313,7 +314,7 @@ impl Stats {
                 out.insert((tool.clone(), z.clone()));
             }
         }
-        for tag in numbered {
+        for tag in numbered.keys() {
             if let Some((t, z)) = tag.split_once('@')
                 && let (Ok(t), Ok(z)) = (ToolName::parse(t), Zone::parse(z))
                 && tools.contains(&t)
