@@ -2,7 +2,9 @@
 //! with --watch and a parsed result table (real nmap against 127.0.0.1), the listings, result
 //! formats, cancel, and the documented exit codes (0 ok, 1 unreachable, 2 usage, 3 refused by
 //! the server with its detail and hint, 4 job failed or cancelled); a big scan (issue 21)
-//! watched as one parent, its tally in `get` and its chunks paged by `scanq chunks`.
+//! watched as one parent, its tally in `get` and its chunks paged by `scanq chunks`; zones
+//! (issue 22): `submit --zone`, the zone in `get`, `jobs`, `watch`, `chunks`, `workers` and a
+//! row per tool and zone in `stats`, a job no worker of its zone serves saying so in words.
 
 use std::process::Output;
 use std::time::Duration;
@@ -16,23 +18,33 @@ struct Stack {
     _api: Task,
     _worker: Task,
     base: String,
+    cfg: scanq::config::Config,
+    catalog: Catalog,
 }
 
 async fn stack() -> Stack {
+    stack_with(|_| {}).await
+}
+
+/// The stack with `setup` applied to the configuration of the API and the worker.
+async fn stack_with(setup: impl FnOnce(&mut scanq::config::Config)) -> Stack {
     let redis = RedisServer::start().await;
-    let cfg = test_config(&redis, "cli");
+    let mut cfg = test_config(&redis, "cli");
+    setup(&mut cfg);
     let catalog = Catalog::from_sources(
         scanq::catalog::DEFAULT_CATALOG,
         Some(("test", INPROCESS_TOOLS)),
     )
     .unwrap();
     let (api, base) = start_api(cfg.clone(), catalog.clone()).await;
-    let worker = start_worker(cfg, catalog).await;
+    let worker = start_worker(cfg.clone(), catalog.clone()).await;
     Stack {
         _redis: redis,
         _api: api,
         _worker: worker,
         base,
+        cfg,
+        catalog,
     }
 }
 
@@ -333,4 +345,187 @@ async fn watching_a_big_scan_in_a_terminal_draws_one_bar_with_hosts_and_chunks()
     // One bar, the parent's: no chunk is named, and so none has a bar of its own.
     assert!(!screen.contains("cli-bar:"), "{screen}");
     assert!(screen.contains("cli-bar succeeded"), "{screen}");
+}
+
+/// Runs `scanq ARGS` (a shell command line) under `script`, which gives it a terminal, and
+/// returns what it drew; it must exit 0.
+async fn scanq_tty(url: &str, args: &str) -> String {
+    let command = format!("{} {args}", bin("scanq").display());
+    let mut cmd = std::process::Command::new("script");
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("SCANQ_URL", url)
+        .env("TERM", "xterm")
+        .env("COLUMNS", "160")
+        .args(["-qfec", &command, "/dev/null"]);
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap());
+    let out = tokio::time::timeout(Duration::from_secs(120), out)
+        .await
+        .expect("scanq finished")
+        .unwrap();
+    let screen = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{screen}");
+    screen
+}
+
+/// The whitespace-separated cells of the first line of `out` whose first cell is `first`.
+fn row(out: &str, first: &str) -> Vec<String> {
+    out.lines()
+        .map(|l| l.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+        .find(|cells| cells.first().is_some_and(|c| c == first))
+        .unwrap_or_else(|| panic!("no row {first}:\n{out}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zones_are_submitted_shown_in_every_listing_and_refused_with_the_field() {
+    // Zone a has a worker of its own (next to the stack's worker of zone default); zone b none.
+    let s = stack_with(|cfg| {
+        cfg.zones = scanq::config::ZonesSetting::Text("a=127.0.1.0/24;b=127.0.2.0/24".into());
+    })
+    .await;
+    let zone_a = scanq::config::Config {
+        worker_id: Some("cli-w-a".into()),
+        worker_zone: scanq::domain::Zone::parse("a").unwrap(),
+        ..s.cfg.clone()
+    };
+    let _zone_a = start_worker(zone_a, s.catalog.clone()).await;
+
+    // submit --zone, watched: the watch names the zone, and the zone's worker ran it.
+    let out = scanq(
+        &s.base,
+        &[
+            "submit",
+            "noop",
+            "127.0.1.5",
+            "--zone",
+            "a",
+            "--id",
+            "za",
+            "--watch",
+        ],
+    )
+    .await;
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        text(&out.stderr)
+    );
+    assert!(stdout.contains("za succeeded in "), "{stdout}");
+    assert!(stdout.contains("(zone a)"), "{stdout}");
+    let got = text(&scanq(&s.base, &["get", "za"]).await.stdout);
+    assert_eq!(row(&got, "zone:"), ["zone:", "a"], "{got}");
+    assert_eq!(row(&got, "worker:"), ["worker:", "cli-w-a"], "{got}");
+
+    // In a terminal the bar names the job with its zone.
+    let screen = scanq_tty(
+        &s.base,
+        "submit sleep 127.0.1.6 --args '--ms 1500' --zone a --id zbar --watch",
+    )
+    .await;
+    assert!(screen.contains("zbar (zone a) running"), "{screen}");
+
+    // A job of zone b (placed by its target) waits, and says why in words.
+    let out = scanq(&s.base, &["submit", "noop", "127.0.2.5", "--id", "zb"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let got = text(&scanq(&s.base, &["get", "zb"]).await.stdout);
+    assert_eq!(row(&got, "zone:"), ["zone:", "b"], "{got}");
+    assert_eq!(
+        row(&got, "waiting_for:")[1..].join(" "),
+        "no live worker of zone b serves its tool; it starts when one does (zone:b)",
+        "{got}"
+    );
+    let jobs = text(&scanq(&s.base, &["jobs"]).await.stdout);
+    assert!(jobs.starts_with("ID"), "{jobs}");
+    assert_eq!(
+        row(&jobs, "ID")[..4],
+        ["ID", "TOOL", "ZONE", "TARGET"],
+        "{jobs}"
+    );
+    assert_eq!(
+        row(&jobs, "zb")[..5],
+        ["zb", "noop", "b", "127.0.2.5", "queued"]
+    );
+    assert!(
+        jobs.contains("queued (waiting for a worker of zone b)"),
+        "{jobs}"
+    );
+    assert_eq!(row(&jobs, "za")[..3], ["za", "noop", "a"], "{jobs}");
+
+    // A target spanning zones is one big scan over them; each chunk runs in its own zone.
+    let out = scanq(
+        &s.base,
+        &[
+            "submit",
+            "noop",
+            "127.0.1.9,127.0.9.9",
+            "--id",
+            "span",
+            "--watch",
+        ],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let got = text(&scanq(&s.base, &["get", "span"]).await.stdout);
+    let zone = row(&got, "zone:").join(" ");
+    assert!(
+        zone == "zone: a (big scan over a, default)"
+            || zone == "zone: default (big scan over default, a)",
+        "{got}"
+    );
+    let page = text(&scanq(&s.base, &["chunks", "span"]).await.stdout);
+    assert_eq!(
+        row(&page, "CHUNK")[..4],
+        ["CHUNK", "STATE", "TARGET", "ZONE"],
+        "{page}"
+    );
+    let mut zones: Vec<String> = ["span:0", "span:1"]
+        .iter()
+        .map(|c| row(&page, c)[3].clone())
+        .collect();
+    zones.sort();
+    assert_eq!(zones, ["a", "default"], "{page}");
+
+    // Workers and stats: the zone of each worker, a row per tool and zone.
+    let workers = text(&scanq(&s.base, &["workers"]).await.stdout);
+    assert_eq!(
+        row(&workers, "WORKER")[..2],
+        ["WORKER", "ZONE"],
+        "{workers}"
+    );
+    assert_eq!(row(&workers, "cli-w-a")[1], "a", "{workers}");
+    let stats = text(&scanq(&s.base, &["stats"]).await.stdout);
+    assert_eq!(
+        row(&stats, "TOOL")[..3],
+        ["TOOL", "ZONE", "QUEUED"],
+        "{stats}"
+    );
+    let noop: Vec<Vec<String>> = stats
+        .lines()
+        .map(|l| l.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+        .filter(|c| c.first().is_some_and(|t| t == "noop"))
+        .collect();
+    let zones: Vec<&str> = noop.iter().map(|c| c[1].as_str()).collect();
+    assert_eq!(zones, ["a", "b", "default"], "{stats}");
+    assert_eq!(noop[1][2], "1", "zone b has one queued job: {stats}");
+    let out = scanq(&s.base, &["--json", "stats"]).await;
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        json["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["tool"] == "noop" && t["zone"] == "b" && t["counts"]["queued"] == 1),
+        "{json}"
+    );
+
+    // Refusals name the field: a target outside the zone named, a zone the map does not have.
+    for (target, zone) in [("127.0.0.1", "a"), ("127.0.1.5", "nowhere")] {
+        let out = scanq(&s.base, &["submit", "noop", target, "--zone", zone]).await;
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{err}");
+        assert!(err.contains("error (422): zone"), "{err}");
+        assert!(err.contains("\nhint: "), "{err}");
+    }
 }

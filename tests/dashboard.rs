@@ -2,7 +2,10 @@
 //! (`tests/dashboard/dashboard_test.py`): load the page with a token, submit a job through the
 //! API, watch its row and progress bar appear, open the detail view and see the bar move with
 //! SSE progress, cancel the running job from the UI, follow a big scan's chunk bars and page its
-//! chunk table, visit every page, and check that a read-only token is offered no actions. Screenshots of each page go to
+//! chunk table, visit every page, and check that a read-only token is offered no actions. Zones
+//! (issue 22): a job of a zone with a worker runs there and shows its zone, a job of a zone
+//! with no worker shows why it waits, a big scan spanning zones lists them, the workers table
+//! and the overview show zones. Screenshots of each page go to
 //! `<target dir>/dashboard-screenshots/` for review.
 //!
 //! Chromium and chromedriver come from Debian (`scripts/install-deps.sh`), selenium from PyPI
@@ -14,6 +17,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use scanq::catalog::Catalog;
+use scanq::config::{Config, ZonesSetting};
+use scanq::domain::Zone;
 use scanq_tests::*;
 
 fn repo() -> PathBuf {
@@ -56,8 +61,16 @@ async fn the_dashboard_follows_and_cancels_a_job_in_headless_chromium() {
     let mut cfg = test_config(&redis, "dash");
     cfg.api_tokens_file = Some(tokens.path.clone());
     cfg.allowed_targets = "127.0.0.0/8".into();
+    // Zones (issue 22): zone `a` has a worker of its own, zone `b` none.
+    cfg.zones = ZonesSetting::Text("a=127.0.1.0/24;b=127.0.2.0/24".into());
     let (_api, base) = start_api(cfg.clone(), catalog.clone()).await;
-    let _worker = start_worker(cfg, catalog).await;
+    let zone_a = Config {
+        worker_id: Some("w-zone-a".into()),
+        worker_zone: Zone::parse("a").unwrap(),
+        ..cfg.clone()
+    };
+    let _worker = start_worker(cfg, catalog.clone()).await;
+    let _worker_a = start_worker(zone_a, catalog).await;
 
     let target_dir = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
@@ -96,6 +109,9 @@ async fn the_dashboard_follows_and_cancels_a_job_in_headless_chromium() {
         "cancelled",
         "bigscan",
         "chunk",
+        "zones",
+        "waiting",
+        "queues",
         "breakers",
         "workers",
         "tools",

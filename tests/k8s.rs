@@ -6,6 +6,10 @@
 //! `SCANQ_EGRESS_CONFINEMENT=required`, the runtime's seccomp profile, started by the init that
 //! makes cgroup and /proc/sys/net writable — and denies the cluster's networks as targets, while
 //! Redis and the API run as non-root users with no capabilities, and only they reach Redis.
+//! Zones (issue 22): the API and every worker read one zone map from the `scanq-zones`
+//! ConfigMap; a zone's workers (`worker-zone-dmz.yaml`) serve that zone, run only on its nodes,
+//! are confined like the others, and KEDA scales them, and the default workers, each on their own
+//! zone's depth.
 //! Where `kubectl` is installed, `kubectl kustomize deploy/k8s` renders the whole set offline.
 
 use std::collections::BTreeSet;
@@ -75,7 +79,7 @@ fn manifests_use_only_documented_variables_and_the_health_endpoints() {
     let keys = serde_json::to_value(scanq::config::Config::default()).unwrap();
     let kustomization =
         std::fs::read_to_string(repo().join("deploy/k8s/kustomization.yaml")).unwrap();
-    for name in ["scanq-api", "scanq-worker"] {
+    for name in SCANQ_DEPLOYMENTS {
         let deploy = find(&docs, "Deployment", name);
         let container = &deploy["spec"]["template"]["spec"]["containers"][0];
         let env = container["env"].as_array().expect("env");
@@ -161,53 +165,125 @@ fn manifests_use_only_documented_variables_and_the_health_endpoints() {
         assert!(hosts.split(',').any(|h| h == name), "{name} not in {hosts}");
     }
     // The worker's pod grace outlasts its drain.
-    let worker = &find(&docs, "Deployment", "scanq-worker")["spec"]["template"]["spec"];
-    let grace: u64 = worker["containers"][0]["env"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|v| v["name"] == "SCANQ_WORKER_GRACE_SEC")
-        .unwrap()["value"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!(worker["terminationGracePeriodSeconds"].as_u64().unwrap() > grace);
+    for name in WORKERS {
+        let worker = &find(&docs, "Deployment", name)["spec"]["template"]["spec"];
+        let grace: u64 = worker["containers"][0]["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == "SCANQ_WORKER_GRACE_SEC")
+            .unwrap()["value"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(
+            worker["terminationGracePeriodSeconds"].as_u64().unwrap() > grace,
+            "{name}"
+        );
+    }
     for file in [
         "namespace.yaml",
         "redis.yaml",
         "networkpolicy.yaml",
         "api.yaml",
+        "zones.yaml",
         "worker.yaml",
         "worker-scaledobject.yaml",
+        "worker-zone-dmz.yaml",
     ] {
         assert!(kustomization.contains(file), "kustomization lacks {file}");
     }
 }
 
+/// The Deployments of scanq processes: the API and the workers of each zone.
+const SCANQ_DEPLOYMENTS: [&str; 3] = ["scanq-api", "scanq-worker", "scanq-worker-dmz"];
+/// The worker Deployments and the zone each serves.
+const WORKERS: [&str; 2] = ["scanq-worker", "scanq-worker-dmz"];
+
 #[test]
-fn keda_scales_the_workers_on_the_documented_queue_depth_metric() {
+fn keda_scales_the_workers_of_each_zone_on_that_zones_queue_depth() {
     let docs = manifests();
-    let scaled = find(&docs, "ScaledObject", "scanq-worker");
-    assert_eq!(scaled["apiVersion"], "keda.sh/v1alpha1");
-    assert_eq!(scaled["spec"]["scaleTargetRef"]["name"], "scanq-worker");
-    find(&docs, "Deployment", "scanq-worker");
-    let trigger = &scaled["spec"]["triggers"][0];
-    assert_eq!(trigger["type"], "prometheus");
-    let query = trigger["metadata"]["query"].as_str().unwrap();
     let observability = std::fs::read_to_string(repo().join("docs/observability.md")).unwrap();
-    assert!(query.contains("scanq_queue_depth"), "{query}");
-    assert!(
-        observability.contains("max by (tool) (scanq_queue_depth)")
-            && query.contains("max by (tool) (scanq_queue_depth)"),
-        "the query is the one docs/observability.md recommends: {query}"
-    );
-    let threshold: u64 = trigger["metadata"]["threshold"]
+    for (name, zone) in [("scanq-worker", "default"), ("scanq-worker-dmz", "dmz")] {
+        let scaled = find(&docs, "ScaledObject", name);
+        assert_eq!(scaled["apiVersion"], "keda.sh/v1alpha1");
+        assert_eq!(scaled["spec"]["scaleTargetRef"]["name"], name);
+        find(&docs, "Deployment", name);
+        let trigger = &scaled["spec"]["triggers"][0];
+        assert_eq!(trigger["type"], "prometheus");
+        let query = trigger["metadata"]["query"].as_str().unwrap();
+        // The backlog the docs recommend, of this zone only (a zone's jobs are claimed by its
+        // own workers: the others must not scale on them).
+        let backlog = format!("max by (tool) (scanq_queue_depth{{zone=\"{zone}\"}})");
+        assert!(
+            query.contains(&backlog),
+            "{name}: scales on {backlog}: {query}"
+        );
+        assert!(
+            observability.contains("max by (tool) (scanq_queue_depth{zone=\""),
+            "docs/observability.md recommends the per-zone backlog"
+        );
+        let threshold: u64 = trigger["metadata"]["threshold"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(threshold >= 1);
+    }
+}
+
+#[test]
+fn every_process_reads_one_zone_map_and_a_zones_workers_run_in_it() {
+    let docs = manifests();
+    let map = find(&docs, "ConfigMap", "scanq-zones")["data"]["zones"]
         .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!(threshold >= 1);
+        .expect("the zone map")
+        .to_owned();
+    let zones = scanq::validate::ZoneMap::parse(&map).expect("the ConfigMap's map parses");
+    for name in SCANQ_DEPLOYMENTS {
+        let c = &find(&docs, "Deployment", name)["spec"]["template"]["spec"]["containers"][0];
+        let var = c["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == "SCANQ_ZONES")
+            .unwrap_or_else(|| panic!("{name} reads no zone map"));
+        assert_eq!(
+            var["valueFrom"]["configMapKeyRef"],
+            serde_json::json!({"name": "scanq-zones", "key": "zones"}),
+            "{name}: the map comes from the one ConfigMap"
+        );
+    }
+    for (name, zone) in [("scanq-worker", "default"), ("scanq-worker-dmz", "dmz")] {
+        let pod = &find(&docs, "Deployment", name)["spec"]["template"]["spec"];
+        let set = env_value(&pod["containers"][0], "SCANQ_WORKER_ZONE");
+        assert_eq!(set.as_deref().unwrap_or("default"), zone, "{name}");
+        let zone = scanq::domain::Zone::parse(zone).unwrap();
+        assert!(
+            zone.is_default() || zones.knows(&zone),
+            "{name}: {zone} not in {map}"
+        );
+        if zone.is_default() {
+            continue;
+        }
+        // Only on the zone's nodes (required affinity), which carry its taint.
+        let terms = &pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+            ["nodeSelectorTerms"];
+        assert_eq!(
+            terms[0]["matchExpressions"],
+            serde_json::json!([{"key": "scanq.io/zone", "operator": "In", "values": [zone.to_string()]}]),
+            "{name}"
+        );
+        assert_eq!(pod["tolerations"][0]["key"], "scanq.io/zone", "{name}");
+        assert_eq!(pod["tolerations"][0]["value"], zone.to_string(), "{name}");
+    }
+    // The map's placeholders are documentation ranges (TEST-NET-1), no private network.
+    assert!(
+        zones.zone_of(&"192.0.2.7".parse::<scanq::validate::Target>().unwrap())
+            == scanq::domain::Zone::parse("dmz").unwrap(),
+        "{map}"
+    );
 }
 
 fn env_value(container: &Value, name: &str) -> Option<String> {
@@ -221,8 +297,14 @@ fn env_value(container: &Value, name: &str) -> Option<String> {
 
 #[test]
 fn the_worker_is_confined_by_default_and_denies_the_cluster_networks() {
+    for name in WORKERS {
+        worker_is_confined(name);
+    }
+}
+
+fn worker_is_confined(name: &str) {
     let docs = manifests();
-    let pod = &find(&docs, "Deployment", "scanq-worker")["spec"]["template"]["spec"];
+    let pod = &find(&docs, "Deployment", name)["spec"]["template"]["spec"];
     assert_eq!(
         pod["automountServiceAccountToken"], false,
         "no API token for tools"
@@ -323,7 +405,7 @@ fn redis_and_the_api_run_as_non_root_without_capabilities() {
         })
         .collect();
     from.sort();
-    assert_eq!(from, ["scanq-api", "scanq-worker"]);
+    assert_eq!(from, ["scanq-api", "scanq-worker", "scanq-worker-dmz"]);
     assert_eq!(rules[0]["ports"][0]["port"], 6379);
 }
 
@@ -343,7 +425,13 @@ fn kubectl_renders_the_kustomization_where_it_is_installed() {
         String::from_utf8_lossy(&out.stderr)
     );
     let text = String::from_utf8_lossy(&out.stdout);
-    for kind in ["Deployment", "NetworkPolicy", "Service", "ScaledObject"] {
+    for kind in [
+        "Deployment",
+        "NetworkPolicy",
+        "Service",
+        "ScaledObject",
+        "ConfigMap",
+    ] {
         assert!(text.contains(&format!("kind: {kind}")), "{kind}");
     }
     assert!(text.contains("namespace: scanq"), "{text}");

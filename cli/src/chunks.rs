@@ -7,7 +7,7 @@ use serde_json::Value;
 use crate::client::{Api, Failure, urlencode};
 use crate::render::{cell, table};
 
-/// `scanq chunks ID`: one page of a parent's chunks (state, target, worker, attempt), and the
+/// `scanq chunks ID`: one page of a parent's chunks (state, target, zone, worker, attempt), and the
 /// command for the next page.
 pub async fn list(
     api: &Api,
@@ -34,13 +34,16 @@ pub async fn list(
                 cell(&c["correlation_id"]),
                 cell(&c["state"]),
                 cell(&c["target"]),
+                c["zone"].as_str().unwrap_or("default").to_owned(),
                 cell(&c["worker"]),
                 format!("{}/{}", cell(&c["attempt"]), cell(&c["max_attempts"])),
                 cell(&c["error"]["message"]),
             ]
         })
         .collect();
-    let header = ["CHUNK", "STATE", "TARGET", "WORKER", "ATTEMPT", "ERROR"];
+    let header = [
+        "CHUNK", "STATE", "TARGET", "ZONE", "WORKER", "ATTEMPT", "ERROR",
+    ];
     println!("{}", table(&header, &rows));
     let shown = rows.len() as u64;
     let from = cursor.unwrap_or(0);

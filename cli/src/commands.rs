@@ -49,6 +49,7 @@ fn submit_body(cmd: &Cmd) -> Result<SubmitBody, Failure> {
         intrusive,
         delay_sec,
         chunk_hosts,
+        zone,
         ..
     } = cmd
     else {
@@ -72,6 +73,7 @@ fn submit_body(cmd: &Cmd) -> Result<SubmitBody, Failure> {
         intrusive: intrusive.then_some(true),
         delay_sec: *delay_sec,
         chunk_hosts: *chunk_hosts,
+        zone: zone.clone(),
         ..SubmitBody::default()
     })
 }
@@ -115,14 +117,20 @@ async fn jobs(
             vec![
                 j.correlation_id.clone(),
                 j.tool.clone(),
+                j.zone.to_string(),
                 j.target.clone(),
-                j.state.to_string(),
+                match &j.waiting_for {
+                    Some(w) => format!("{} ({})", j.state, render::waiting_short(&w.as_str())),
+                    None => j.state.to_string(),
+                },
                 progress(&as_value(j)),
                 j.created_at.clone(),
             ]
         })
         .collect();
-    let header = ["ID", "TOOL", "TARGET", "STATE", "PROGRESS", "CREATED"];
+    let header = [
+        "ID", "TOOL", "ZONE", "TARGET", "STATE", "PROGRESS", "CREATED",
+    ];
     println!("{}", table(&header, &rows));
     Ok(())
 }
@@ -189,12 +197,13 @@ async fn workers(api: &Api, json: bool) -> Result<(), Failure> {
         let rows = rows(&v["workers"], |w| {
             vec![
                 cell(&w["id"]),
+                w["zone"].as_str().unwrap_or("default").to_owned(),
                 cell(&w["version"]),
                 cell(&w["pid"]),
                 format!("{}/{}", cell(&w["running"]), cell(&w["concurrency"])),
             ]
         });
-        table(&["WORKER", "VERSION", "PID", "RUNNING"], &rows)
+        table(&["WORKER", "ZONE", "VERSION", "PID", "RUNNING"], &rows)
     })
     .await
 }
@@ -230,6 +239,7 @@ async fn stats(api: &Api, json: bool) -> Result<(), Failure> {
             let ms = |p: &Value| cell(p);
             vec![
                 cell(&t["tool"]),
+                t["zone"].as_str().unwrap_or("default").to_owned(),
                 cell(&c["queued"]),
                 cell(&c["scheduled"]),
                 cell(&c["running"]),
@@ -251,6 +261,7 @@ async fn stats(api: &Api, json: bool) -> Result<(), Failure> {
         });
         let header = [
             "TOOL",
+            "ZONE",
             "QUEUED",
             "SCHED",
             "RUNNING",
@@ -305,13 +316,25 @@ async fn follow(api: &Api, id: &str, json: bool) -> Result<Value, Failure> {
             .progress_chars("=> "),
     );
     // A big scan's hosts and chunks (from its document first, then from its progress events),
-    // kept in the message when a state event comes after them.
-    let mut chunks = api
-        .job(id)
-        .await
-        .ok()
-        .and_then(|doc| crate::chunks::doc_progress(id, &as_value(&doc)));
-    bar.set_message(chunks.clone().unwrap_or_else(|| format!("{id} waiting")));
+    // kept in the message when a state event comes after them. A job is named with its zone,
+    // and says why it waits when it does (no live worker of its zone, …).
+    let first = api.job(id).await.ok().map(|doc| as_value(&doc));
+    let mut chunks = first
+        .as_ref()
+        .and_then(|doc| crate::chunks::doc_progress(id, doc));
+    let label = match &first {
+        Some(doc) => format!("{id} (zone {})", render::zone(doc)),
+        None => id.to_owned(),
+    };
+    let waiting = first
+        .as_ref()
+        .and_then(|doc| doc["waiting_for"].as_str())
+        .map_or(String::new(), |w| format!(", {}", render::waiting_short(w)));
+    bar.set_message(
+        chunks
+            .clone()
+            .unwrap_or_else(|| format!("{label} waiting{waiting}")),
+    );
     bar.enable_steady_tick(std::time::Duration::from_millis(200));
     let doc = api
         .follow(&urlencode(id), |kind, data| match kind {
@@ -319,7 +342,7 @@ async fn follow(api: &Api, id: &str, json: bool) -> Result<Value, Failure> {
                 let state = data["state"].as_str().or(data.as_str()).unwrap_or("?");
                 bar.set_message(match &chunks {
                     Some(c) => format!("{c} ({state})"),
-                    None => format!("{id} {state}"),
+                    None => format!("{label} {state}"),
                 });
             }
             "progress" => {
@@ -333,7 +356,7 @@ async fn follow(api: &Api, id: &str, json: bool) -> Result<Value, Failure> {
                 chunks = crate::chunks::progress_message(id, data);
                 let message = chunks
                     .clone()
-                    .unwrap_or_else(|| format!("{id} {phase}{eta}"));
+                    .unwrap_or_else(|| format!("{label} {phase}{eta}"));
                 bar.set_message(message);
             }
             _ => {}
@@ -350,9 +373,10 @@ fn finish(doc: Value, json: bool) -> Result<(), Failure> {
         println!("{doc}");
     } else if doc["state"] == "succeeded" {
         println!(
-            "{} succeeded in {} ms",
+            "{} succeeded in {} ms (zone {})",
             cell(&doc["correlation_id"]),
-            cell(&doc["duration_ms"])
+            cell(&doc["duration_ms"]),
+            render::zone(&doc)
         );
         println!("{}", render::result_table(&doc));
     }
@@ -377,6 +401,7 @@ fn print_doc(doc: &JobDocument, json: bool) {
     let fields = [
         "correlation_id",
         "tool",
+        "zone",
         "target",
         "args",
         "state",
@@ -389,15 +414,18 @@ fn print_doc(doc: &JobDocument, json: bool) {
     ];
     let rows: Vec<Vec<String>> = fields
         .iter()
-        .map(|f| vec![format!("{f}:"), cell(&doc[*f])])
+        .map(|f| match *f {
+            "zone" => vec!["zone:".into(), render::zone(doc)],
+            _ => vec![format!("{f}:"), cell(&doc[*f])],
+        })
         .chain([vec!["progress:".into(), progress(doc)]])
         .chain(crate::chunks::doc_rows(doc))
         // What it needs of a worker and why it waits, when it says so.
+        .chain((!doc["needs"].is_null()).then(|| vec!["needs:".into(), cell(&doc["needs"])]))
         .chain(
-            ["needs", "waiting_for"]
-                .into_iter()
-                .filter(|f| !doc[*f].is_null())
-                .map(|f| vec![format!("{f}:"), cell(&doc[f])]),
+            doc["waiting_for"]
+                .as_str()
+                .map(|w| vec!["waiting_for:".into(), render::waiting(w)]),
         )
         .chain(
             doc["error"]["message"]

@@ -66,6 +66,11 @@ pub enum Cmd {
         /// For a big scan: the most hosts one chunk scans (a bigger target is split).
         #[arg(long)]
         chunk_hosts: Option<u64>,
+        /// The zone the target must be in (a zone of the server's map, GET /v1/zones, or
+        /// `default`): the server places every job by its target anyway; naming a zone makes
+        /// a target outside it a refusal (exit 3).
+        #[arg(long)]
+        zone: Option<String>,
         /// Follow the job until it finishes (exit 4 unless it succeeds); a big scan shows one
         /// bar for the whole scan (hosts done, chunks by state).
         #[arg(long)]
@@ -109,11 +114,11 @@ pub enum Cmd {
     Watch { id: String },
     /// The tool catalog.
     Tools,
-    /// Live workers.
+    /// Live workers (and the zone each one claims from).
     Workers,
     /// Circuit breakers.
     Breakers,
-    /// Queue statistics (a tenant's own; the fleet's for admins).
+    /// Queue statistics, one row per tool and zone (a tenant's own; the fleet's for admins).
     Stats,
     /// Manage API tokens (offline: prints a new token and its tokens-file entry).
     Token {

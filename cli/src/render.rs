@@ -112,6 +112,49 @@ pub fn result_csv(doc: &Value) -> String {
     out
 }
 
+/// A job's zone (DESIGN §13): `zone`, and for a big scan spanning zones the zones of its chunks
+/// (`dmz (big scan over default, dmz)`).
+pub fn zone(doc: &Value) -> String {
+    let zone = doc["zone"].as_str().unwrap_or("default");
+    let zones: Vec<&str> = doc["zones"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    match zones.is_empty() {
+        true => zone.to_owned(),
+        false => format!("{zone} (big scan over {})", zones.join(", ")),
+    }
+}
+
+/// Why a queued job is not claimed (`waiting_for`), in words, with the server's value.
+pub fn waiting(w: &str) -> String {
+    let words = match w {
+        "raw_capable_worker" => "no live raw-capable worker serves its tool in its zone".to_owned(),
+        "target_group" => {
+            "its target group runs as many jobs as the per-group cap allows".to_owned()
+        }
+        _ => match w.strip_prefix("zone:") {
+            Some(z) => {
+                format!("no live worker of zone {z} serves its tool; it starts when one does")
+            }
+            None => return w.to_owned(),
+        },
+    };
+    format!("{words} ({w})")
+}
+
+/// `waiting_for` in a table cell: `waiting for a worker of zone dmz`.
+pub fn waiting_short(w: &str) -> String {
+    match (w, w.strip_prefix("zone:")) {
+        (_, Some(z)) => format!("waiting for a worker of zone {z}"),
+        ("raw_capable_worker", _) => "waiting for a raw-capable worker".into(),
+        ("target_group", _) => "waiting for its target group".into(),
+        _ => format!("waiting: {w}"),
+    }
+}
+
 /// A refusal for people: the problem's `detail`, then its `hint`.
 pub fn problem(status: u16, problem: &Value) -> String {
     let detail = problem["detail"]
@@ -171,6 +214,22 @@ mod tests {
             result_csv(&doc).lines().nth(1),
             Some(r#"127.0.0.1,tcp,21,open,ftp,"'=HYPERLINK(""http://x.invalid"",""x"")",'@1"#)
         );
+    }
+
+    #[test]
+    fn a_zone_and_a_wait_for_one_read_as_words() {
+        assert_eq!(zone(&json!({"zone": "dmz"})), "dmz");
+        assert_eq!(zone(&json!({})), "default");
+        assert_eq!(
+            zone(&json!({"zone": "default", "zones": ["default", "dmz"]})),
+            "default (big scan over default, dmz)"
+        );
+        assert_eq!(
+            waiting("zone:dmz"),
+            "no live worker of zone dmz serves its tool; it starts when one does (zone:dmz)"
+        );
+        assert_eq!(waiting("something_new"), "something_new");
+        assert_eq!(waiting_short("zone:b"), "waiting for a worker of zone b");
     }
 
     #[test]

@@ -132,6 +132,50 @@ try:
     wait.until(lambda d: d.find_elements(By.ID, "chunkbar"))
     step("a chunk's page links to its parent and back")
 
+    # Zones (issue 22): zone a (127.0.1.0/24) has a worker of its own, zone b (127.0.2.0/24) none.
+    call("POST", "/v1/jobs", ADMIN, {"tool": "fake", "target": "127.0.1.5", "correlation_id": "ui-zone-a"})
+    call("POST", "/v1/jobs", ADMIN, {"tool": "fake", "target": "127.0.2.5", "correlation_id": "ui-zone-b"})
+    call("POST", "/v1/jobs", ADMIN, {"tool": "fake", "target": "127.0.1.8,127.0.9.1", "correlation_id": "ui-span"})
+    go("#/jobs")
+    zrow = lambda cid: "//tr[td/a[text()='%s']]" % cid
+    wait.until(lambda d: d.find_elements(By.XPATH, zrow("ui-zone-a") + "[td/span[text()='succeeded']]/td/span[@data-zone='a']"))
+    wait.until(lambda d: d.find_elements(By.XPATH, zrow("ui-zone-b") + "/td/span[@data-zone='b']"))
+    wait.until(lambda d: d.find_elements(By.XPATH, zrow("ui-zone-b") + "/td/span[@data-waiting='zone:b']"))
+    assert "waiting for a worker of zone b" in driver.find_element(By.XPATH, zrow("ui-zone-b")).text
+    step("the jobs table shows each job's zone, and that a job of zone b waits")
+    shot("zones")
+    go("#/jobs/ui-zone-a")
+    wait.until(lambda d: d.find_element(By.ID, "state").text == "succeeded")
+    view = driver.find_element(By.ID, "view")
+    assert view.find_elements(By.XPATH, "//tr[td[text()='zone']]/td/span[@data-zone='a']"), view.text
+    assert view.find_elements(By.XPATH, "//tr[td[text()='worker']]/td[text()='w-zone-a']"), view.text
+    step("a job of zone a ran on the worker of zone a, and its page says so")
+    go("#/jobs/ui-zone-b")
+    waiting = wait.until(lambda d: d.find_element(By.ID, "waiting"))
+    assert waiting.get_attribute("data-waiting") == "zone:b", waiting.get_attribute("data-waiting")
+    assert "no live worker of zone b serves its tool" in waiting.text, waiting.text
+    step("a job of zone b says in words that no worker of zone b serves its tool")
+    shot("waiting")
+    go("#/jobs/ui-span")
+    spans = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#zones span.zone"))
+    assert sorted(s.get_attribute("data-zone") for s in spans) == ["a", "default"], [s.text for s in spans]
+    chunk_zones = sorted(e.get_attribute("data-zone") for e in driver.find_elements(By.CSS_SELECTOR, "#chunk-table span.zone"))
+    assert chunk_zones == ["a", "default"], chunk_zones
+    wait.until(lambda d: d.find_element(By.ID, "state").text == "succeeded")
+    step("a big scan spanning zones lists its zones, and its chunks run each in its own")
+    go("#/workers")
+    wait.until(lambda d: d.find_elements(By.XPATH, "//tr[td[text()='w-zone-a']]/td/span[@data-zone='a']"))
+    assert driver.find_elements(By.XPATH, "//tr[not(td[text()='w-zone-a'])]/td/span[@data-zone='default']")
+    step("the workers table shows each worker's zone")
+    go("#/")
+    for zone in ("default", "a", "b"):
+        wait.until(lambda d: d.find_elements(By.XPATH, "//table[@id='queues']//tr[td[text()='fake']]/td/span[@data-zone='%s']" % zone))
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".card[data-tool='fake'][data-zone='%s']" % zone))
+    depth_b = driver.find_element(By.XPATH, "//table[@id='queues']//tr[td/span[@data-zone='b']]/td[3]").text
+    assert depth_b == "1", depth_b
+    step("the overview has a row and a card per tool and zone (zone b's depth is 1)")
+    shot("queues")
+
     for page in ("breakers", "workers", "tools", "dead"):
         go("#/" + page)
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#view h2"))

@@ -1,7 +1,10 @@
 //! `GET /`: the dashboard, three hand-written assets with no build step and no CDN
 //! (`assets/dashboard.{html,js,css}`): overview with per-tool sparklines, jobs with filters and
 //! bulk actions, job detail with a live progress bar (SSE; a big scan's parent adds its hosts
-//! bar, chunks by state and a paged chunk table), breakers, workers, tools. It holds
+//! bar, chunks by state and a paged chunk table), breakers, workers, tools. Zones (DESIGN §13):
+//! the overview has a row and a card per tool and zone, jobs, chunks and workers show their
+//! zone, a big scan spanning zones lists its zones, and `waiting_for: zone:<name>` reads as
+//! "no live worker of zone <name> serves its tool". It holds
 //! no data of its own: everything comes from the REST API with the token typed in, and actions
 //! appear only when `GET /v1/whoami` says the token may use them.
 //! Every asset is sent with [`PAGE_POLICY`]: scripts, styles and requests only from the API's

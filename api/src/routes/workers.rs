@@ -1,7 +1,7 @@
 //! `GET /v1/workers`: the live workers (heartbeat not lapsed) as they describe themselves. The
 //! jobs each one runs are listed by name for admins only, since they name other tenants' jobs;
 //! everyone sees how many. Each worker's `capabilities` (`raw_sockets`, `run_cgroups`,
-//! `unconfined`) say which jobs it may claim.
+//! `unconfined`) say which jobs it may claim, and its `zone` (DESIGN §13) which queues it claims from.
 
 use axum::extract::State;
 use axum::routing::get;

@@ -176,11 +176,16 @@ impl Consumer {
         })
     }
 
-    /// Claims the jobs of `zone` only (DESIGN §13), and reaps `zone` and `others` (the other
-    /// zones of the map: see [`ToolQueue::reaped`]).
+    /// Claims the jobs of `zone` only (DESIGN §13), and reaps `zone`, `default` and `others`
+    /// (the other zones of the map, which names `default` only implicitly: see
+    /// [`ToolQueue::reaped`]).
     pub fn with_zones(mut self, zone: Zone, others: &[Zone]) -> Self {
         let mut zones = vec![zone.clone()];
-        zones.extend(others.iter().filter(|z| **z != zone).cloned());
+        for z in std::iter::once(Zone::default()).chain(others.iter().cloned()) {
+            if !zones.contains(&z) {
+                zones.push(z);
+            }
+        }
         for t in &mut self.tools {
             t.parts = self.keys.partitions_of(&t.name, &zone);
             t.reaped = zones
@@ -491,5 +496,32 @@ impl Consumer {
                 .query_async(&mut con)
                 .await;
         }
+    }
+}
+
+#[cfg(test)]
+mod zone_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_worker_of_a_zone_reaps_every_zone_default_included() {
+        let cfg = Config::default();
+        let zone = |s: &str| Zone::parse(s).unwrap();
+        let c = Consumer::new(
+            &cfg,
+            &Catalog::builtin(),
+            "w".into(),
+            Capabilities::default(),
+        )
+        .unwrap()
+        .with_zones(zone("dmz"), &[zone("dmz"), zone("lab")]);
+        let t = &c.tools[0];
+        let reaped: Vec<String> = t.reaped.iter().map(|(z, _)| z.to_string()).collect();
+        assert_eq!(reaped, ["dmz", "default", "lab"]);
+        assert_eq!(
+            t.parts.len(),
+            t.reaped.len() / 3,
+            "it claims from dmz's partitions"
+        );
     }
 }

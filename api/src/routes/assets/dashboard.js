@@ -1,5 +1,5 @@
 // scanq dashboard: a hash-routed page over the REST API (no build step, no CDN).
-// Views: #/ overview, #/jobs list, #/jobs/ID detail (?chunks=N: a big scan's chunk page), #/breakers,
+// Views: #/ overview (a row and a card per tool and zone), #/jobs list, #/jobs/ID detail (?chunks=N: a big scan's chunk page), #/breakers,
 // #/workers, #/tools, #/dead.
 "use strict";
 const $ = (id) => document.getElementById(id);
@@ -10,7 +10,7 @@ tokenBox.onchange = () => { localStorage.setItem("scanq-token", tokenBox.value);
 let me = { admin: false, scopes: [] };
 let timer = null;
 let stream = null;
-const samples = {}; // tool -> [{depth, running}] sampled by the overview, newest last
+const samples = {}; // "tool@zone" -> [{depth, running}] sampled by the overview, newest last
 
 function headers(extra) {
   const h = Object.assign({}, extra || {});
@@ -25,8 +25,8 @@ async function api(path, method) {
 }
 const can = (scope) => me.admin || me.scopes.includes(scope);
 function status(text, bad) { const s = $("status"); s.textContent = text; s.className = bad ? "bad" : "muted"; }
-function table(head, rows) {
-  return "<table><tr>" + head.map((h) => `<th>${esc(h)}</th>`).join("") + "</tr>" +
+function table(head, rows, id) {
+  return `<table${id ? ` id="${esc(id)}"` : ""}><tr>` + head.map((h) => `<th>${esc(h)}</th>`).join("") + "</tr>" +
     rows.map((r) => "<tr>" + r.map((c) => `<td>${c}</td>`).join("") + "</tr>").join("") + "</table>";
 }
 function act(label, path, method, cls) {
@@ -47,11 +47,28 @@ function spark(values) {
 }
 const jobLink = (id) => `<a href="#/jobs/${encodeURIComponent(id)}">${esc(id)}</a>`;
 const pct = (j) => j.progress ? `<progress max="100" value="${j.progress.percent}"></progress> ${j.progress.percent.toFixed(0)}%` : "";
+// Zones (DESIGN §13): a queue is a tool in a zone; `default` is the zone of every target the
+// zone map does not place.
+const zoneCell = (z) => `<span class="zone" data-zone="${esc(z || "default")}">${esc(z || "default")}</span>`;
+// Why a queued job is not claimed (`waiting_for`), in words.
+function waitingText(w) {
+  if (!w) return "";
+  if (w.startsWith("zone:")) return `no live worker of zone ${w.slice(5)} serves its tool: it starts when one does`;
+  if (w === "raw_capable_worker") return "no live raw-capable worker serves its tool in its zone";
+  if (w === "target_group") return "its target group runs as many jobs as the tool's per-group cap allows";
+  return w;
+}
+const waitingShort = (w) => w.startsWith("zone:") ? `waiting for a worker of zone ${w.slice(5)}`
+  : w === "raw_capable_worker" ? "waiting for a raw-capable worker" : w === "target_group" ? "waiting for its target group" : "waiting: " + w;
 
 async function overview() {
   const stats = await api("/v1/stats");
-  const cards = (stats.tools || []).map((t) => {
-    const h = (samples[t.tool] = (samples[t.tool] || []).concat([{ depth: t.queue_depth, running: t.counts.running }]).slice(-90));
+  const rows = stats.tools || []; // one per tool and zone
+  const queues = table(["tool", "zone", "depth", "running", "oldest (ms)", "ok", "failed", "cancelled"],
+    rows.map((t) => [esc(t.tool), zoneCell(t.zone), esc(t.queue_depth), esc(t.counts.running), esc(t.oldest_queued_age_ms ?? "-"), esc(t.counts.succeeded), esc(t.counts.failed), esc(t.counts.cancelled)]), "queues");
+  const cards = rows.map((t) => {
+    const key = t.tool + "@" + (t.zone || "default");
+    const h = (samples[key] = (samples[key] || []).concat([{ depth: t.queue_depth, running: t.counts.running }]).slice(-90));
     // The last hour from the API (fleet view); a tenant's view has none and shows what this
     // page sampled since it opened.
     const s = t.series || [];
@@ -60,7 +77,7 @@ async function overview() {
       <div class="muted">queue depth, last hour</div>${spark(s.map((p) => p.depth ?? 0))}
       <div class="muted">wait p95 / run p95 (ms), last hour</div>${spark(s.map((p) => p.wait_p95_ms ?? 0))}${spark(s.map((p) => p.run_p95_ms ?? 0))}`
       : `<div class="muted">queue depth</div>${spark(h.map((x) => x.depth))}`;
-    return `<div class="card" data-tool="${esc(t.tool)}"><b>${esc(t.tool)}</b>
+    return `<div class="card" data-tool="${esc(t.tool)}" data-zone="${esc(t.zone || "default")}"><b>${esc(t.tool)}</b> <span class="muted">zone</span> ${zoneCell(t.zone)}
       <div>depth <b>${t.queue_depth}</b> · running <b>${t.counts.running}</b> · oldest ${t.oldest_queued_age_ms ?? "-"} ms</div>
       ${hour}
       <div class="muted">running</div>${spark(h.map((x) => x.running))}
@@ -68,7 +85,7 @@ async function overview() {
       <div>wait p50/p95/p99 ${t.queue_wait.p50_ms ?? "-"}/${t.queue_wait.p95_ms ?? "-"}/${t.queue_wait.p99_ms ?? "-"} ms</div>
       <div>run p50/p95/p99 ${t.run_time.p50_ms ?? "-"}/${t.run_time.p95_ms ?? "-"}/${t.run_time.p99_ms ?? "-"} ms</div></div>`;
   });
-  return `<h2>Overview <span class="muted">(${esc(stats.scope)})</span></h2><div class="cards">${cards.join("")}</div>`;
+  return `<h2>Overview <span class="muted">(${esc(stats.scope)})</span></h2><h2>Queues <span class="muted">(one per tool and zone)</span></h2>${queues}<div class="cards">${cards.join("")}</div>`;
 }
 
 function filters() {
@@ -88,7 +105,8 @@ async function jobs(dead) {
     list = list.concat(page.jobs); cursor = page.next_cursor; pages++;
   } while (cursor && pages < (Number(new URLSearchParams(location.hash.split("?")[1] || "").get("pages")) || 1));
   list = list.filter((j) => (!f.target || j.target.includes(f.target)) && (!f.since || j.created_at >= f.since));
-  const rows = list.map((j) => [jobLink(j.correlation_id), esc(j.tool), esc(j.target), `<span class="state">${esc(j.state)}</span>`, pct(j), esc(j.created_at)]);
+  const rows = list.map((j) => [jobLink(j.correlation_id), esc(j.tool), zoneCell(j.zone) + ((j.zones || []).length ? ` <span class="muted zones">(${esc(j.zones.join(", "))})</span>` : ""), esc(j.target),
+    `<span class="state">${esc(j.state)}</span>${j.waiting_for ? ` <span class="bad waiting" data-waiting="${esc(j.waiting_for)}" title="${esc(waitingText(j.waiting_for))}">${esc(waitingShort(j.waiting_for))}</span>` : ""}`, pct(j), esc(j.created_at)]);
   const bulk = me.admin && list.length ? `<div>${list.length} shown:
     <button id="bulk-cancel">Cancel all shown</button><button id="bulk-retry">Retry all shown</button></div>` : "";
   const form = dead ? "<h2>Dead letters (failed jobs)</h2>" : `<h2>Jobs</h2><form class="filters" id="filter">
@@ -107,7 +125,7 @@ async function jobs(dead) {
     if ($("bulk-retry")) $("bulk-retry").onclick = each("POST", (j) => "/v1/jobs/" + encodeURIComponent(j.correlation_id) + "/retry");
   });
   const more = cursor ? `<a href="#/jobs?${new URLSearchParams(Object.assign({}, f, { pages: pages + 1 }))}">more…</a>` : "";
-  return form + bulk + table(["id", "tool", "target", "state", "progress", "created"], rows) + more;
+  return form + bulk + table(["id", "tool", "zone", "target", "state", "progress", "created"], rows) + more;
 }
 
 function resultTable(parsed) {
@@ -160,7 +178,7 @@ function chunkBar(t) {
 function hostsText(p) { return `${esc(p?.hosts_done ?? 0)} of ${esc(p?.hosts_total ?? "?")} hosts done`; }
 async function chunkSection(j, cursor) {
   const page = await api(`/v1/jobs/${encodeURIComponent(j.correlation_id)}/chunks?limit=${CHUNK_PAGE}&cursor=${cursor}`);
-  const rows = page.chunks.map((c) => [jobLink(c.correlation_id), `<span class="state">${esc(c.state)}</span>`, esc(c.target), esc(c.worker), `${esc(c.attempt)}/${esc(c.max_attempts)}`, esc(c.error?.message)]);
+  const rows = page.chunks.map((c) => [jobLink(c.correlation_id), `<span class="state">${esc(c.state)}</span>`, zoneCell(c.zone), esc(c.target), esc(c.worker), `${esc(c.attempt)}/${esc(c.max_attempts)}`, esc(c.error?.message)]);
   const here = (n) => esc(`#/jobs/${encodeURIComponent(j.correlation_id)}?chunks=${Number(n)}`);
   const last = Math.min(cursor + page.chunks.length, page.total);
   const nav = [cursor > 0 ? `<a id="chunks-prev" href="${here(Math.max(0, cursor - CHUNK_PAGE))}">← previous</a>` : "",
@@ -168,7 +186,7 @@ async function chunkSection(j, cursor) {
   return `<h2>Big scan</h2><p><progress id="hostbar" max="${esc(j.progress?.hosts_total ?? 0)}" value="${esc(j.progress?.hosts_done ?? 0)}"></progress> <span id="hosts">${hostsText(j.progress)}</span></p>
     <div id="chunkbar">${chunkBar(j.chunks)}</div>${j.result?.partial ? '<p class="bad" id="partial">partial result: the hosts of chunks that did not succeed are missing</p>' : ""}
     <h2>Chunks <span class="muted">${esc(cursor + (rows.length ? 1 : 0))}–${esc(last)} of ${esc(page.total)}</span></h2>
-    <div id="chunk-table">${table(["chunk", "state", "target", "worker", "attempt", "error"], rows)}</div><p class="pager">${nav}</p>`;
+    <div id="chunk-table">${table(["chunk", "state", "zone", "target", "worker", "attempt", "error"], rows)}</div><p class="pager">${nav}</p>`;
 }
 function chunkProgress(p) { // a parent's progress event: hosts and the chunk tally, live
   if (!p.chunks || !$("chunkbar")) return;
@@ -180,11 +198,12 @@ async function detail(id) {
   const actions = [];
   if (can("cancel") && !["succeeded", "failed", "cancelled"].includes(j.state)) actions.push(act("Cancel", "/v1/jobs/" + encodeURIComponent(id), "DELETE", "cancel"));
   if (can("submit") && ["failed", "cancelled"].includes(j.state)) actions.push(act("Retry", "/v1/jobs/" + encodeURIComponent(id) + "/retry", "POST", "retry"));
-  const doc = ["tool", "target", "args", "attempt", "max_attempts", "priority", "created_at", "started_at", "finished_at", "queue_wait_ms", "duration_ms", "worker"]
-    .map((k) => [esc(k), esc(Array.isArray(j[k]) ? j[k].join(" ") : j[k])]);
+  const doc = ["tool", "zone", "target", "args", "attempt", "max_attempts", "priority", "created_at", "started_at", "finished_at", "queue_wait_ms", "duration_ms", "worker"]
+    .map((k) => [esc(k), k === "zone" ? zoneCell(j.zone) : esc(Array.isArray(j[k]) ? j[k].join(" ") : j[k])]);
+  if ((j.zones || []).length) doc.splice(2, 0, ["zones", `<span id="zones">${j.zones.map(zoneCell).join(", ")}</span> (a big scan spanning zones: its chunks run in these)`]);
   if (j.parent) doc.unshift(["parent", `<a id="parent" href="#/jobs/${encodeURIComponent(j.parent)}">${esc(j.parent)}</a> (this job is a chunk of a big scan)`]);
   if (j.needs) doc.push(["needs", esc(j.needs.join(" "))]);
-  if (j.waiting_for) doc.push(["waiting for", `<span class="bad">${esc(j.waiting_for)}</span>`]);
+  if (j.waiting_for) doc.push(["waiting for", `<span class="bad" id="waiting" data-waiting="${esc(j.waiting_for)}">${esc(waitingText(j.waiting_for))}</span> <span class="muted">(${esc(j.waiting_for)})</span>`]);
   if (j.error) doc.push(["error", `<span class="bad">${esc(j.error.type)}: ${esc(j.error.message)}</span><br>${esc(j.error.recovery_suggestion)}`]);
   const p = j.progress || { percent: j.state === "succeeded" ? 100 : 0 };
   const live = !["succeeded", "failed", "cancelled"].includes(j.state);
@@ -211,8 +230,8 @@ function capabilities(c) {
 }
 async function workers() {
   const w = await api("/v1/workers");
-  return "<h2>Workers</h2>" + table(["id", "version", "pid", "running", "concurrency", "confinement", "capabilities", "heartbeat expires", "jobs"],
-    (w.workers || []).map((x) => [esc(x.id), esc(x.version), esc(x.pid), esc(x.running), esc(x.concurrency), esc(x.confinement), `<span class="caps">${capabilities(x.capabilities)}</span>`, esc(new Date(x.heartbeat_expires_ms).toISOString()), (x.running_jobs || []).map((t) => esc(t)).join("<br>")]));
+  return "<h2>Workers</h2>" + table(["id", "zone", "version", "pid", "running", "concurrency", "confinement", "capabilities", "heartbeat expires", "jobs"],
+    (w.workers || []).map((x) => [esc(x.id), zoneCell(x.zone), esc(x.version), esc(x.pid), esc(x.running), esc(x.concurrency), esc(x.confinement), `<span class="caps">${capabilities(x.capabilities)}</span>`, esc(new Date(x.heartbeat_expires_ms).toISOString()), (x.running_jobs || []).map((t) => esc(t)).join("<br>")]));
 }
 async function tools() {
   const t = await api("/v1/tools");
