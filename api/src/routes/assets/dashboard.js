@@ -218,10 +218,14 @@ async function detail(id) {
 }
 async function breakers() {
   const b = (await api("/v1/breakers")).breakers || {};
-  return "<h2>Breakers</h2>" + Object.entries(b).map(([tool, s]) =>
-    `<h3>${esc(tool)}: <span class="${s.state === "closed" ? "ok" : "bad"}">${esc(s.state)}</span></h3>
-    ${me.admin ? ["open", "close", "reset"].map((a) => act(a, `/v1/breakers/${tool}/${a}`)).join("") : ""}
-    ${table(["at", "from", "to", "reason"], (s.history || []).slice(0, 20).map((t) => [esc(t.at_ms ? new Date(t.at_ms).toISOString() : ""), esc(t.from), esc(t.to), esc(t.reason)]))}`).join("");
+  // One breaker per tool and zone: keyed `nmap` (zone default) or `nmap@dmz`; each says both.
+  return "<h2>Breakers</h2>" + Object.entries(b).map(([key, s]) => {
+    const tool = s.tool || key, zone = s.zone || "default";
+    const path = (a) => `/v1/breakers/${encodeURIComponent(tool)}/${a}?zone=${encodeURIComponent(zone)}`;
+    return `<h3>${esc(tool)} <span class="zone">zone ${esc(zone)}</span>: <span class="${s.state === "closed" ? "ok" : "bad"}">${esc(s.state)}</span></h3>
+    ${me.admin ? ["open", "close", "reset"].map((a) => act(a, path(a))).join("") : ""}
+    ${table(["at", "from", "to", "reason"], (s.history || []).slice(0, 20).map((t) => [esc(t.at_ms ? new Date(t.at_ms).toISOString() : ""), esc(t.from), esc(t.to), esc(t.reason)]))}`;
+  }).join("");
 }
 // A worker's capabilities that are on (raw_sockets, run_cgroups, unconfined), or "none".
 function capabilities(c) {
