@@ -326,6 +326,24 @@ async fn a_submit_naming_a_zone_its_target_is_not_in_is_refused_naming_the_field
     // Nothing was queued by the refusals.
     let listed = get_json(&fleet.base, "/v1/jobs").await;
     assert_eq!(listed["jobs"].as_array().unwrap().len(), 0, "{listed}");
+    // A schedule's template is placed and checked the same way.
+    let put = |id: &'static str, body: Value| {
+        let url = format!("{}/v1/schedules/{id}", fleet.base);
+        async move { http().put(url).json(&body).send().await.unwrap() }
+    };
+    let r = put(
+        "bad",
+        json!({"tool": "fake", "target": "127.0.1.5", "zone": "b", "every_sec": 3600}),
+    )
+    .await;
+    assert_eq!(r.status(), 422);
+    assert_eq!(r.json::<Value>().await.unwrap()["field"], "zone");
+    let r = put(
+        "good",
+        json!({"tool": "fake", "target": "127.0.1.5", "zone": "a", "every_sec": 3600}),
+    )
+    .await;
+    assert_eq!(r.status(), 201);
     // The zone it is in is accepted.
     let doc = fleet
         .submit(json!({"tool": "fake", "target": "127.0.1.5", "zone": "a"}))

@@ -42,6 +42,8 @@ pub struct ScheduleBody {
     /// Template field, as for a submit: the hosts per chunk of a big scan (DESIGN §12); each
     /// run is then one parent job (docs/big-scans-programs.md).
     pub chunk_hosts: Option<u64>,
+    /// Template field, as for a submit: the zone the target must be in (DESIGN §13).
+    pub zone: Option<String>,
     /// 5 fields: minute hour day-of-month month day-of-week. Its fires may come no closer
     /// together than `SCANQ_SCHEDULE_MIN_EVERY_SEC`. Give `cron` or `every_sec`.
     #[schema(max_length = 128, example = "0 3 * * 1-5")]
@@ -171,6 +173,7 @@ impl ScheduleBody {
         );
         put("delay_sec", self.delay_sec.map(Value::from));
         put("chunk_hosts", self.chunk_hosts.map(Value::from));
+        put("zone", self.zone.clone().map(Value::from));
         Value::Object(t)
     }
 }
