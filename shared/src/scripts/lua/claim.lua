@@ -208,9 +208,9 @@ local function consider(ref, lane)
     count(S.queued, S.running, j)
     emit_state(j, 'state', S.running, now, { worker = consumer })
     save(j, now, set)
-    leases[#leases + 1] = now + lease
+    leases[#leases + 1] = int(now + lease)
     leases[#leases + 1] = ref
-    waits[#waits + 1] = wait
+    waits[#waits + 1] = int(wait)
     jobs[#jobs + 1] = { ref, fence, attempt, wait, h.target or '', h.template or '',
       h.args_raw or '', h.intrusive or '0', h.timeout_sec or '', h.needs_raw or '0',
       h.parent or '' }

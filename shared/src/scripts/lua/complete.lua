@@ -117,7 +117,7 @@ for i = 8, #ARGV, 8 do
       out[#out + 1] = S.queued
     else
       local started = tonumber(h.started_ms or now)
-      runs[#runs + 1] = now - started
+      runs[#runs + 1] = int(now - started)
       finish({ j = j, from = S.running, to = outcome, now = now, started = started,
         dead = dead, result_ttl = result_ttl, dead_ttl = dead_ttl, set = set })
       out[#out + 1] = outcome
