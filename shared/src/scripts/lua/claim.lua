@@ -4,7 +4,7 @@
 -- entry is ever left pending for a dead consumer.
 -- Priority order rotates with the round number so that high goes first most of the time but
 -- normal and low get the first pick in some rounds: no priority starves.
--- Per job this costs one HMGET and one HSET; the lease ZADD, the state counts, the wait samples,
+-- Per job this costs one HGETALL and one HSET; the lease ZADD, the state counts, the wait samples,
 -- the stream acknowledgements and the fair-share counts are written once per call.
 -- KEYS[1..3] streams high, normal, low   KEYS[4] leases zset   KEYS[5] counts hash
 -- KEYS[6] the tool's key prefix (job key = prefix .. K.job .. ref)
@@ -136,15 +136,16 @@ local function hold(j, delay)
   save(j, now, { 'state', S.scheduled, 'retry_at_ms', now + delay, 'error', held_error })
 end
 
-local FIELDS = { 'ready_ms', 'created_ms', 'deliveries', 'max_running', 'attempt', 'fence',
-  'probe', 'cancel_requested', 'finished_ms', 'retry_at_ms', 'target', 'template', 'args_raw',
-  'intrusive', 'timeout_sec', 'priority', 'needs_raw', 'tgroup', 'waiting' }
+-- The job's fields read here, besides the base ones (`load_all` reads them all at once):
+-- ready_ms, created_ms, deliveries, max_running, attempt, fence, probe, cancel_requested,
+-- finished_ms, retry_at_ms, target, template, args_raw, intrusive, timeout_sec, priority,
+-- needs_raw, tgroup, waiting.
 
 local disabled = redis.call('EXISTS', KEYS[13]) == 1
 -- Starts, parks, holds or drops one job read from `lane`'s stream; true when it was parked.
 local function consider(ref, lane)
   local j = job_at(prefix, ref, tool)
-  load(j, FIELDS)
+  load_all(j)
   local h = j.h
   local tenant = tenant_of(ref)
   local who = in_lane(tenant, lane[2])

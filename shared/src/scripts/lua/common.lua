@@ -70,6 +70,20 @@ local function load(j, fields)
   return h.state ~= nil
 end
 
+-- `load` of every field in one HGETALL, for the hot paths (claim, complete): a job there holds
+-- ~7–25 small fields, and an HMGET of 17–25 names scans its listpack once per name (listpack
+-- lookups were ~9 % of Redis' time in a drain), creates an argument per name and a reply per
+-- name, most of them nil. One pass over the hash costs less. Callers read only the fields they
+-- would have named (the others are simply there too).
+local function load_all(j)
+  local v = redis.call('HGETALL', j.key)
+  local h = {}
+  for i = 1, #v, 2 do h[v[i]] = v[i + 1] end
+  j.h = h
+  j.seq = tonumber(h.evseq or '1')
+  return h.state ~= nil
+end
+
 local function state_event(to, now, extra)
   local e = { state = to, at_ms = now }
   if extra then
