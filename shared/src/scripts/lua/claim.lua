@@ -196,7 +196,8 @@ local function consider(ref, lane)
     if h.waiting then redis.call('HDEL', j.key, 'waiting') end
     local attempt = tonumber(h.attempt or '0') + 1
     local fence = tonumber(h.fence or '0') + 1
-    local wait = now - tonumber(h.ready_ms or h.created_ms or now)
+    -- (Never below 0: after a failover the new primary's clock may be behind the stamps.)
+    local wait = math.max(0, now - tonumber(h.ready_ms or h.created_ms or now))
     local set = { 'state', S.running, 'attempt', attempt,
       'deliveries', tonumber(h.deliveries or '0') + 1, 'fence', fence, 'started_ms', now,
       'worker', consumer, 'queue_wait_ms', wait }

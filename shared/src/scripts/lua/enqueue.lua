@@ -34,9 +34,12 @@ if queued + scheduled >= max_len then
   return { 'full', queued + scheduled }
 end
 
-local now = now_ms()
+-- Redis' clock: one TIME, except for a job that goes straight onto its stream, whose entry ID
+-- (`<ms>-<seq>`, stamped by XADD '*' from the same clock) gives it for free.
+local now
 local state, when = S.queued, {}
 if delay > 0 then
+  now = now_ms()
   state, when = S.scheduled, { 'retry_at_ms', int(now + delay) }
   redis.call('ZADD', sched, now + delay, ref)
   redis.call('HSET', counts, S.scheduled, scheduled + 1)
@@ -45,10 +48,12 @@ else
   local in_stream = tonumber(c[3] or '0')
   if window > 0 and in_stream >= window then
     -- Over the tenant's share of the stream: wait in its backlog instead.
+    now = now_ms()
     redis.call('RPUSH', KEYS[5] .. who, backlog_item(lane, ref))
     redis.call('HSET', counts, S.queued, int(queued + 1))
   else
-    redis.call('XADD', stream, '*', 'ref', ref)
+    local id = redis.call('XADD', stream, '*', 'ref', ref)
+    now = tonumber(string.match(id, '^(%d+)-'))
     redis.call('HSET', counts, S.queued, int(queued + 1), share(who), int(in_stream + 1))
   end
 end
