@@ -622,3 +622,56 @@ async fn a_plain_claim_costs_what_it_did_and_a_raw_capable_one_reads_both_lanes(
     assert_eq!(calls(&mut con, "evalsha").await, tools, "one call per tool");
     assert_eq!(calls(&mut con, "xreadgroup").await, 6 * tools, "both lanes");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_going_straight_onto_its_stream_is_stamped_from_its_entry_without_a_time_call() {
+    // A window of one: the first job goes onto the stream, the second into the backlog.
+    let e = engine("enqtime", 1).await;
+    // Warm up (the tool's queue number, the scripts) with another tenant's job.
+    e.submit_as(&TenantId::parse("green").unwrap(), "warm", "--ms 1")
+        .await;
+    let mut con = e.redis.con().await;
+    let _: () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    e.submit("first", "--ms 1").await;
+    assert_eq!(calls(&mut con, "xadd").await, 1, "onto its stream");
+    assert_eq!(
+        calls(&mut con, "time").await,
+        0,
+        "stamped from the entry ID"
+    );
+    let tk = e.queue.keys().tool(&ToolName::parse("sleep").unwrap());
+    let created: u64 = redis::cmd("HGET")
+        .arg(tk.job(&format!("{}/first", e.tenant.as_str())))
+        .arg("created_ms")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let entries: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+        .arg(&tk.streams()[1])
+        .arg("-")
+        .arg("+")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let id_ms: u64 = entries
+        .last()
+        .unwrap()
+        .0
+        .split('-')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(created, id_ms, "created_ms is the entry's time");
+    e.submit("second", "--ms 1").await;
+    assert_eq!(
+        calls(&mut con, "time").await,
+        1,
+        "a backlogged job reads the clock"
+    );
+    assert_eq!(e.doc("second").await.state, JobState::Queued);
+}

@@ -4,7 +4,7 @@
 -- entry is ever left pending for a dead consumer.
 -- Priority order rotates with the round number so that high goes first most of the time but
 -- normal and low get the first pick in some rounds: no priority starves.
--- Per job this costs one HMGET and one HSET; the lease ZADD, the state counts, the wait samples,
+-- Per job this costs one HGETALL and one HSET; the lease ZADD, the state counts, the wait samples,
 -- the stream acknowledgements and the fair-share counts are written once per call.
 -- KEYS[1..3] streams high, normal, low   KEYS[4] leases zset   KEYS[5] counts hash
 -- KEYS[6] the tool's key prefix (job key = prefix .. K.job .. ref)
@@ -136,15 +136,16 @@ local function hold(j, delay)
   save(j, now, { 'state', S.scheduled, 'retry_at_ms', now + delay, 'error', held_error })
 end
 
-local FIELDS = { 'ready_ms', 'created_ms', 'deliveries', 'max_running', 'attempt', 'fence',
-  'probe', 'cancel_requested', 'finished_ms', 'retry_at_ms', 'target', 'template', 'args_raw',
-  'intrusive', 'timeout_sec', 'priority', 'needs_raw', 'tgroup', 'waiting' }
+-- The job's fields read here, besides the base ones (`load_all` reads them all at once):
+-- ready_ms, created_ms, deliveries, max_running, attempt, fence, probe, cancel_requested,
+-- finished_ms, retry_at_ms, target, template, args_raw, intrusive, timeout_sec, priority,
+-- needs_raw, tgroup, waiting.
 
 local disabled = redis.call('EXISTS', KEYS[13]) == 1
 -- Starts, parks, holds or drops one job read from `lane`'s stream; true when it was parked.
 local function consider(ref, lane)
   local j = job_at(prefix, ref, tool)
-  load(j, FIELDS)
+  load_all(j)
   local h = j.h
   local tenant = tenant_of(ref)
   local who = in_lane(tenant, lane[2])
@@ -195,7 +196,8 @@ local function consider(ref, lane)
     if h.waiting then redis.call('HDEL', j.key, 'waiting') end
     local attempt = tonumber(h.attempt or '0') + 1
     local fence = tonumber(h.fence or '0') + 1
-    local wait = now - tonumber(h.ready_ms or h.created_ms or now)
+    -- (Never below 0: after a failover the new primary's clock may be behind the stamps.)
+    local wait = math.max(0, now - tonumber(h.ready_ms or h.created_ms or now))
     local set = { 'state', S.running, 'attempt', attempt,
       'deliveries', tonumber(h.deliveries or '0') + 1, 'fence', fence, 'started_ms', now,
       'worker', consumer, 'queue_wait_ms', wait }
@@ -208,9 +210,9 @@ local function consider(ref, lane)
     count(S.queued, S.running, j)
     emit_state(j, 'state', S.running, now, { worker = consumer })
     save(j, now, set)
-    leases[#leases + 1] = now + lease
+    leases[#leases + 1] = int(now + lease)
     leases[#leases + 1] = ref
-    waits[#waits + 1] = wait
+    waits[#waits + 1] = int(wait)
     jobs[#jobs + 1] = { ref, fence, attempt, wait, h.target or '', h.template or '',
       h.args_raw or '', h.intrusive or '0', h.timeout_sec or '', h.needs_raw or '0',
       h.parent or '' }

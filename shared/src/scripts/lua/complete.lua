@@ -1,7 +1,7 @@
 -- complete.lua: record the outcome of a batch of attempts of one tool, each fenced by its token:
 -- write result/error, move the state, release the lease, append the state and done events (when
 -- the job's stream exists), schedule a retry or file a dead letter, and set the retention TTLs.
--- Per job this costs one HMGET, one HSET and one PEXPIRE; the lease ZREM, the state counts, the
+-- Per job this costs one HGETALL, one HSET and one PEXPIRE; the lease ZREM, the state counts, the
 -- run-time samples and (for a closed breaker hearing successes) the breaker are touched once
 -- per call.
 -- KEYS[1] leases zset  KEYS[2] counts hash  KEYS[3] scheduled zset  KEYS[4] dead zset
@@ -48,15 +48,16 @@ local out, recorded, transitions, released, runs = {}, {}, {}, {}, {}
 -- nothing, so it is answered from here without touching Redis.
 local bst = nil
 
-local FIELDS = { 'fence', 'cancel_requested', 'attempt', 'max_attempts', 'started_ms',
-  'priority', 'bgen', 'probe', 'max_running', 'needs_raw', 'tgroup' }
+-- The job's fields read here, besides the base ones (`load_all` reads them all at once): fence,
+-- cancel_requested, attempt, max_attempts, started_ms, priority, bgen, probe, max_running,
+-- needs_raw, tgroup.
 
 for i = 8, #ARGV, 8 do
   local ref, fence, outcome = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local result, err, delay = ARGV[i + 3], ARGV[i + 4], tonumber(ARGV[i + 5])
   local b_outcome, b_reason = ARGV[i + 6], ARGV[i + 7]
   local j = job_at(prefix, ref, tool)
-  load(j, FIELDS)
+  load_all(j)
   local h = j.h
   if h.fence ~= fence or h.state ~= S.running then
     out[#out + 1] = 'stale'
@@ -117,7 +118,7 @@ for i = 8, #ARGV, 8 do
       out[#out + 1] = S.queued
     else
       local started = tonumber(h.started_ms or now)
-      runs[#runs + 1] = now - started
+      runs[#runs + 1] = int(now - started)
       finish({ j = j, from = S.running, to = outcome, now = now, started = started,
         dead = dead, result_ttl = result_ttl, dead_ttl = dead_ttl, set = set })
       out[#out + 1] = outcome

@@ -34,10 +34,13 @@ if queued + scheduled >= max_len then
   return { 'full', queued + scheduled }
 end
 
-local now = now_ms()
+-- Redis' clock: one TIME, except for a job that goes straight onto its stream, whose entry ID
+-- (`<ms>-<seq>`, stamped by XADD '*' from the same clock) gives it for free.
+local now
 local state, when = S.queued, {}
 if delay > 0 then
-  state, when = S.scheduled, { 'retry_at_ms', now + delay }
+  now = now_ms()
+  state, when = S.scheduled, { 'retry_at_ms', int(now + delay) }
   redis.call('ZADD', sched, now + delay, ref)
   redis.call('HSET', counts, S.scheduled, scheduled + 1)
 else
@@ -45,18 +48,20 @@ else
   local in_stream = tonumber(c[3] or '0')
   if window > 0 and in_stream >= window then
     -- Over the tenant's share of the stream: wait in its backlog instead.
+    now = now_ms()
     redis.call('RPUSH', KEYS[5] .. who, backlog_item(lane, ref))
-    redis.call('HSET', counts, S.queued, queued + 1)
+    redis.call('HSET', counts, S.queued, int(queued + 1))
   else
-    redis.call('XADD', stream, '*', 'ref', ref)
-    redis.call('HSET', counts, S.queued, queued + 1, share(who), in_stream + 1)
+    local id = redis.call('XADD', stream, '*', 'ref', ref)
+    now = tonumber(string.match(id, '^(%d+)-'))
+    redis.call('HSET', counts, S.queued, int(queued + 1), share(who), int(in_stream + 1))
   end
 end
-local fields = { 'state', state, 'req_hash', hash, 'created_ms', now }
+local fields = { 'state', state, 'req_hash', hash, 'created_ms', int(now) }
 for _, v in ipairs(when) do fields[#fields + 1] = v end
 for i = 8, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', job, unpack(fields))
-redis.call('PEXPIRE', job, ttl)
+redis.call('PEXPIRE', job, ARGV[4])
 -- A chunk of a big scan (a `parent` field) is counted in its parent's tally (see `count`).
 for i = 8, #ARGV - 1, 2 do
   if ARGV[i] == 'parent' then
