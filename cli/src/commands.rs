@@ -123,7 +123,7 @@ async fn jobs(
                     Some(w) => format!("{} ({})", j.state, render::waiting_short(&w.as_str())),
                     None => j.state.to_string(),
                 },
-                progress(&as_value(j)),
+                progress(&serde_json::to_value(j).expect("a summary is JSON")),
                 j.created_at.clone(),
             ]
         })
