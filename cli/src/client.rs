@@ -1,10 +1,11 @@
 //! The REST client: one base URL and bearer token, typed calls over the shared document types
-//! (`JobDocument`, `JobList`, `CancelReply`, `SubmitBody`; JSON for the rest), refusals turned into
-//! [`Failure::Refused`] with the server's problem document, and the job event stream (SSE).
+//! (`JobDocument`, `JobSummary`, `JobList`, `CancelReply`, `SubmitBody`; JSON for the rest),
+//! refusals turned into [`Failure::Refused`] with the server's problem document, and the job
+//! event stream (SSE).
 
 use futures::StreamExt;
 use reqwest::Method;
-use scanq::domain::{CancelReply, JobDocument, JobList};
+use scanq::domain::{CancelReply, JobDocument, JobList, JobSummary};
 use scanq::request::SubmitBody;
 use serde_json::Value;
 
@@ -99,7 +100,13 @@ impl Api {
             .await
     }
 
-    /// `GET /v1/jobs?…`: one page.
+    /// `GET /v1/jobs/{id}?view=summary`: the job without its result.
+    pub async fn job_summary(&self, id: &str) -> Result<JobSummary, Failure> {
+        let path = format!("/v1/jobs/{}?view=summary", urlencode(id));
+        self.typed(Method::GET, &path, None).await
+    }
+
+    /// `GET /v1/jobs?…`: one page of summaries.
     pub async fn jobs(&self, query: &[(&str, Option<String>)]) -> Result<JobList, Failure> {
         let q: Vec<String> = query
             .iter()

@@ -318,7 +318,12 @@ async fn follow(api: &Api, id: &str, json: bool) -> Result<Value, Failure> {
     // A big scan's hosts and chunks (from its document first, then from its progress events),
     // kept in the message when a state event comes after them. A job is named with its zone,
     // and says why it waits when it does (no live worker of its zone, …).
-    let first = api.job(id).await.ok().map(|doc| as_value(&doc));
+    // Its summary (DESIGN §15): everything the bar needs, without reading the result.
+    let first = api
+        .job_summary(id)
+        .await
+        .ok()
+        .map(|s| serde_json::to_value(s).expect("a summary is JSON"));
     let mut chunks = first
         .as_ref()
         .and_then(|doc| crate::chunks::doc_progress(id, doc));
