@@ -186,6 +186,9 @@ async fn a_list_tag_changes_when_a_job_on_the_page_changes() {
     let page: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(page["jobs"].as_array().unwrap().len(), 2, "{page}");
     let (same, _, _) = get(&s.base, "/v1/jobs?limit=20", Some(&tag)).await;
+    let (_, full_tag, _) = get(&s.base, "/v1/jobs?limit=20&include=result", None).await;
+    let full_tag = full_tag.expect("an ETag");
+    let (full_same, _, _) = get(&s.base, "/v1/jobs?limit=20&include=result", Some(&full_tag)).await;
     http()
         .delete(format!("{}/v1/jobs/l-1", s.base))
         .send()
@@ -201,6 +204,8 @@ async fn a_list_tag_changes_when_a_job_on_the_page_changes() {
     let (added, _, _) = get(&s.base, "/v1/jobs?limit=20", Some(&new_tag)).await;
 
     assert_eq!(same, StatusCode::NOT_MODIFIED);
+    assert_eq!(full_same, StatusCode::NOT_MODIFIED);
+    assert_ne!(full_tag, tag, "a page with results is another answer");
     assert_eq!(after, StatusCode::OK, "a job on the page was cancelled");
     assert_ne!(new_tag, tag);
     assert_eq!(added, StatusCode::OK, "a new job joins the page");

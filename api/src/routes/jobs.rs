@@ -314,6 +314,22 @@ pub(crate) async fn list(
         ));
     }
     let with_result = p.include == Some(Include::Result);
+    if inm.0.is_some() {
+        let tag = state
+            .queue()
+            .list_tag(
+                &caller.tenant,
+                job_state,
+                tool.as_ref(),
+                limit,
+                p.cursor,
+                with_result,
+            )
+            .await?;
+        if inm.is_current(&tag) {
+            return Ok(conditional::not_modified(&tag));
+        }
+    }
     let page = state
         .queue()
         .list(

@@ -19,7 +19,9 @@ use std::collections::HashMap;
 use redis::AsyncCommands;
 
 use super::Place;
-use super::versions::{JobPage, JobVersion, SUMMARY_FIELDS, SUMMARY_WITH_RESULT};
+use super::versions::{
+    JobPage, JobVersion, LIST_VERSION_FIELDS, SUMMARY_FIELDS, SUMMARY_WITH_RESULT,
+};
 use super::{Queue, QueueError};
 use crate::domain::{
     CorrelationId, JobDocument, JobId, JobState, Tagger, TenantId, ToolName, Zone,
@@ -159,9 +161,40 @@ impl Queue {
         cursor: Option<u64>,
         with_result: bool,
     ) -> Result<JobPage, QueueError> {
-        let (rows, next) = self
-            .list_page(tenant, state, tool, limit, cursor, with_result)
+        let fields = if with_result {
+            SUMMARY_WITH_RESULT
+        } else {
+            SUMMARY_FIELDS
+        };
+        let rows = self
+            .list_page(tenant, state, tool, limit, cursor, fields)
             .await?;
+        Ok(self.tagged_page(tenant, rows, with_result).await)
+    }
+
+    /// Only the tag [`Queue::list`] would give, from the same members' version fields (6 a job
+    /// instead of the summary's 23): what an `If-None-Match` is checked against first.
+    pub async fn list_tag(
+        &self,
+        tenant: &TenantId,
+        state: Option<JobState>,
+        tool: Option<&ToolName>,
+        limit: usize,
+        cursor: Option<u64>,
+        with_result: bool,
+    ) -> Result<crate::domain::ETag, QueueError> {
+        let rows = self
+            .list_page(tenant, state, tool, limit, cursor, LIST_VERSION_FIELDS)
+            .await?;
+        Ok(self.tagged_page(tenant, rows, with_result).await.etag)
+    }
+
+    async fn tagged_page(
+        &self,
+        tenant: &TenantId,
+        (rows, next): (Vec<(JobDocument, JobVersion)>, Option<u64>),
+        with_result: bool,
+    ) -> JobPage {
         let (mut jobs, versions): (Vec<JobDocument>, Vec<JobVersion>) = rows.into_iter().unzip();
         self.explain_waits(&mut jobs).await;
         let mut t = Tagger::new(if with_result { "L" } else { "l" });
@@ -170,11 +203,11 @@ impl Queue {
             v.fold(&mut t, doc);
         }
         t.num(next.map_or(0, |n| n + 1));
-        Ok(JobPage {
+        JobPage {
             jobs,
             next_cursor: next,
             etag: t.finish(),
-        })
+        }
     }
 
     async fn list_page(
@@ -184,13 +217,8 @@ impl Queue {
         tool: Option<&ToolName>,
         limit: usize,
         cursor: Option<u64>,
-        with_result: bool,
+        fields: &[&str],
     ) -> Result<(Vec<(JobDocument, JobVersion)>, Option<u64>), QueueError> {
-        let fields = if with_result {
-            SUMMARY_WITH_RESULT
-        } else {
-            SUMMARY_FIELDS
-        };
         let mut con = self.connection().await?;
         let list = self.keys.tenant_jobs(tenant);
         let mut out = Vec::new();

@@ -72,6 +72,16 @@ pub(super) const SUMMARY_WITH_RESULT: &[&str] = &[
     "result",
 ];
 
+/// What a list's tag is folded from, per job (and what filters and `waiting_for` need).
+pub(super) const LIST_VERSION_FIELDS: &[&str] = &[
+    "state",
+    "created_ms",
+    "evseq",
+    "waiting",
+    "needs_raw",
+    "tally",
+];
+
 /// What a document's tag is folded from (and what `waiting_for` needs: state, needs, parent).
 const VERSION_FIELDS: &[&str] = &[
     "state",
