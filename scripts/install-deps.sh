@@ -17,6 +17,8 @@ python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 # Headless Chromium and its driver for the dashboard test (tests/dashboard.rs).
 command -v chromium >/dev/null || need+=(chromium)
 command -v chromedriver >/dev/null || need+=(chromium-driver)
+# The second load generator of `scanq-bench --reads` (bench/src/reads.rs), next to its own.
+command -v wrk >/dev/null || need+=(wrk)
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 echo "Installing: ${need[*]}"
 SUDO=""

@@ -529,3 +529,46 @@ async fn zones_are_submitted_shown_in_every_listing_and_refused_with_the_field()
         assert!(err.contains("\nhint: "), "{err}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_by_polling_sends_if_none_match_and_gets_304_while_nothing_changes() {
+    let s = stack().await;
+    let resp = post_json(
+        &s.base,
+        "/v1/jobs",
+        &serde_json::json!({"tool": "sleep", "target": "127.0.0.1", "args": "--ms 1500", "correlation_id": "polled"}),
+    )
+    .await;
+    assert_eq!(resp.status().as_u16(), 202);
+
+    let out = scanq(&s.base, &["watch", "polled", "--poll-ms", "100"]).await;
+
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("polled succeeded in"),
+        "{}",
+        text(&out.stdout)
+    );
+    // A 1.5 s run polled every 100 ms: most polls found the job unchanged.
+    let metrics = http()
+        .get(format!("{}/metrics", s.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let not_modified: f64 = metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("scanq_http_requests_total")
+                && l.contains(r#"route="/v1/jobs/{id}""#)
+                && l.contains(r#"status="304""#)
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(
+        not_modified >= 3.0,
+        "304s served: {not_modified}\n{metrics}"
+    );
+}

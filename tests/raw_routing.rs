@@ -548,11 +548,12 @@ async fn a_plain_worker_never_starts_a_raw_job_found_in_a_plain_stream() {
 async fn a_queued_raw_job_is_cancelled_and_listed_like_any_other() {
     let e = engine("rawcancel", 0).await;
     e.submit("syn", "--raw --ms 1").await;
-    let (listed, _) = e
+    let listed = e
         .queue
-        .list(&e.tenant, Some(JobState::Queued), None, 10, None)
+        .list(&e.tenant, Some(JobState::Queued), None, 10, None, false)
         .await
-        .unwrap();
+        .unwrap()
+        .jobs;
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].needs, vec![Need::RawSockets]);
     assert_eq!(

@@ -74,12 +74,14 @@ pub fn cors(origins: &[&str]) -> Option<CorsLayer> {
             .allow_headers([
                 header::AUTHORIZATION,
                 header::CONTENT_TYPE,
+                header::IF_NONE_MATCH,
                 HeaderName::from_static("last-event-id"),
                 HeaderName::from_static("mcp-session-id"),
                 HeaderName::from_static("mcp-protocol-version"),
             ])
             .expose_headers([
                 header::LOCATION,
+                header::ETAG,
                 header::RETRY_AFTER,
                 header::WWW_AUTHENTICATE,
                 HeaderName::from_static("mcp-session-id"),

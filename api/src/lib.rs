@@ -27,6 +27,7 @@
 //! | `guard` | URI/header size limits, request timeout, CORS |
 //! | `origin` | the browser guard on every route: `Origin` and `Host` (CSRF, DNS rebinding) |
 //! | `audit` | the audit log line |
+//! | `conditional` | `If-None-Match` → 304, the `ETag` on job, list and stats answers (DESIGN §15) |
 //! | `error` | `AppError` → `Problem`: problem+json for REST, `isError` results for MCP |
 //! | `extract` | body, query, path and caller extractors (every rejection is problem+json) |
 //! | `openapi` | `/openapi.json`, generated from the handlers' types and annotations |
@@ -39,6 +40,7 @@ pub mod auth;
 mod authorize;
 mod checks;
 mod compare;
+mod conditional;
 mod error;
 mod extract;
 mod guard;

@@ -14,6 +14,7 @@
 //! | `report` | the table and the JSON line |
 //! | `cluster` | `--redis-cluster`: submit and drain on 1, 2 and 3 masters with as many partitions |
 //! | `fanout` | `--fanout`: big scans (a parent and its chunks) next to plain jobs |
+//! | `reads` | `--reads`: job, list and stats reads, with and without `If-None-Match`, next to `/healthz` |
 
 mod cluster;
 mod confine;
@@ -21,6 +22,7 @@ mod drain;
 mod e2e;
 mod fanout;
 mod memory;
+mod reads;
 mod report;
 mod stack;
 mod submit;
@@ -123,6 +125,19 @@ struct Cli {
     /// drains (20,000 take ~1 s) vary by ±15 % from run to run.
     #[arg(long, default_value_t = 50_000, value_parser = clap::value_parser!(u64).range(1..=65_536))]
     fanout_jobs: u64,
+    /// Instead of the phases: job, list and stats reads (with and without `If-None-Match`)
+    /// next to `/healthz`, over finished jobs with nmap-sized results (`bench/src/reads.rs`).
+    #[arg(long)]
+    reads: bool,
+    /// Finished jobs seeded for `--reads`.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(20..=100_000))]
+    reads_jobs: u64,
+    /// Connections of `--reads`.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    reads_connections: u32,
+    /// Seconds per case of `--reads`.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=600))]
+    reads_secs: u64,
     /// Time limit of each phase, in seconds.
     #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=3600))]
     timeout_sec: u64,
@@ -452,6 +467,49 @@ async fn fanout_main(cli: &Cli) -> ExitCode {
     }
 }
 
+/// `--reads`.
+async fn reads_main(cli: &Cli) -> ExitCode {
+    let settings = Settings {
+        worker_concurrency: cli.worker_concurrency,
+        lease_sec: cli.lease_sec,
+        reap_interval_ms: cli.reap_interval_ms,
+    };
+    let sizes = reads::Sizes {
+        jobs: cli.reads_jobs,
+        connections: cli.reads_connections,
+        secs: cli.reads_secs,
+    };
+    let run = async {
+        let redis = Redis::start(cli.redis_url.clone()).await?;
+        reads::run(
+            &redis,
+            &settings,
+            sizes,
+            Duration::from_secs(cli.timeout_sec),
+        )
+        .await
+    };
+    let outcome = tokio::select! {
+        r = run => r,
+        sig = interrupted() => Err(anyhow::anyhow!("interrupted by {sig}; stopped everything started")),
+    };
+    match outcome {
+        Ok(r) if cli.json => {
+            eprintln!("{}", r.table());
+            println!("{}", r.json());
+            ExitCode::SUCCESS
+        }
+        Ok(r) => {
+            println!("{}", r.table());
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("scanq-bench --reads: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// SIGINT or SIGTERM.
 async fn interrupted() -> &'static str {
     use tokio::signal::unix::{SignalKind, signal};
@@ -478,6 +536,9 @@ async fn main() -> ExitCode {
     }
     if cli.fanout {
         return fanout_main(&cli).await;
+    }
+    if cli.reads {
+        return reads_main(&cli).await;
     }
     // On a signal the running phase is dropped, which kills every process it started.
     let outcome = tokio::select! {

@@ -1,10 +1,11 @@
 //! The REST client: one base URL and bearer token, typed calls over the shared document types
-//! (`JobDocument`, `JobList`, `CancelReply`, `SubmitBody`; JSON for the rest), refusals turned into
-//! [`Failure::Refused`] with the server's problem document, and the job event stream (SSE).
+//! (`JobDocument`, `JobSummary`, `JobList`, `CancelReply`, `SubmitBody`; JSON for the rest),
+//! refusals turned into [`Failure::Refused`] with the server's problem document, and the job
+//! event stream (SSE).
 
 use futures::StreamExt;
 use reqwest::Method;
-use scanq::domain::{CancelReply, JobDocument, JobList};
+use scanq::domain::{CancelReply, JobDocument, JobList, JobSummary};
 use scanq::request::SubmitBody;
 use serde_json::Value;
 
@@ -99,7 +100,48 @@ impl Api {
             .await
     }
 
-    /// `GET /v1/jobs?…`: one page.
+    /// `GET /v1/jobs/{id}?view=summary`: the job without its result.
+    pub async fn job_summary(&self, id: &str) -> Result<JobSummary, Failure> {
+        let path = format!("/v1/jobs/{}?view=summary", urlencode(id));
+        self.typed(Method::GET, &path, None).await
+    }
+
+    /// `GET /v1/jobs/{id}?view=summary` with `If-None-Match: tag`: `None` when the job is
+    /// unchanged (304), else its summary and its new tag.
+    pub async fn summary_if_changed(
+        &self,
+        id: &str,
+        tag: Option<&str>,
+    ) -> Result<Option<(Value, Option<String>)>, Failure> {
+        let mut req = self.request(
+            Method::GET,
+            &format!("/v1/jobs/{}?view=summary", urlencode(id)),
+        );
+        if let Some(t) = tag {
+            req = req.header("if-none-match", t);
+        }
+        let resp = req.send().await?;
+        let status = resp.status().as_u16();
+        if status == 304 {
+            return Ok(None);
+        }
+        let etag = resp
+            .headers()
+            .get("etag")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let text = resp.text().await?;
+        let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        if status >= 400 {
+            return Err(Failure::Refused {
+                status,
+                problem: value,
+            });
+        }
+        Ok(Some((value, etag)))
+    }
+
+    /// `GET /v1/jobs?…`: one page of summaries.
     pub async fn jobs(&self, query: &[(&str, Option<String>)]) -> Result<JobList, Failure> {
         let q: Vec<String> = query
             .iter()

@@ -13,7 +13,11 @@ use crate::{Cmd, Format};
 pub async fn run(api: &Api, json: bool, cmd: &Cmd) -> Result<(), Failure> {
     match cmd {
         Cmd::Submit { watch, .. } => submit(api, json, submit_body(cmd)?, *watch).await,
-        Cmd::Watch { id } => finish(follow(api, id, json).await?, json),
+        Cmd::Watch { id, poll_ms: None } => finish(follow(api, id, json).await?, json),
+        Cmd::Watch {
+            id,
+            poll_ms: Some(ms),
+        } => finish(poll(api, id, json, *ms).await?, json),
         Cmd::Jobs {
             state,
             tool,
@@ -123,7 +127,7 @@ async fn jobs(
                     Some(w) => format!("{} ({})", j.state, render::waiting_short(&w.as_str())),
                     None => j.state.to_string(),
                 },
-                progress(&as_value(j)),
+                progress(&serde_json::to_value(j).expect("a summary is JSON")),
                 j.created_at.clone(),
             ]
         })
@@ -318,7 +322,12 @@ async fn follow(api: &Api, id: &str, json: bool) -> Result<Value, Failure> {
     // A big scan's hosts and chunks (from its document first, then from its progress events),
     // kept in the message when a state event comes after them. A job is named with its zone,
     // and says why it waits when it does (no live worker of its zone, …).
-    let first = api.job(id).await.ok().map(|doc| as_value(&doc));
+    // Its summary (DESIGN §15): everything the bar needs, without reading the result.
+    let first = api
+        .job_summary(id)
+        .await
+        .ok()
+        .map(|s| serde_json::to_value(s).expect("a summary is JSON"));
     let mut chunks = first
         .as_ref()
         .and_then(|doc| crate::chunks::doc_progress(id, doc));
@@ -364,6 +373,37 @@ async fn follow(api: &Api, id: &str, json: bool) -> Result<Value, Failure> {
         .await;
     bar.finish_and_clear();
     doc
+}
+
+/// Follows a job by polling its summary with `If-None-Match` (a 304 while nothing changed)
+/// every `every_ms`, with the same bar, until it finishes; then reads its document once.
+async fn poll(api: &Api, id: &str, json: bool, every_ms: u64) -> Result<Value, Failure> {
+    let bar = if json {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(100)
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{bar:30}] {pos:>3}% {msg}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    let mut tag: Option<String> = None;
+    loop {
+        if let Some((summary, etag)) = api.summary_if_changed(id, tag.as_deref()).await? {
+            tag = etag;
+            let pct = summary["progress"]["percent"].as_f64().unwrap_or(0.0);
+            bar.set_position(pct.clamp(0.0, 100.0) as u64);
+            let state = summary["state"].as_str().unwrap_or("?").to_owned();
+            bar.set_message(format!("{id} (zone {}) {state}", render::zone(&summary)));
+            if matches!(state.as_str(), "succeeded" | "failed" | "cancelled") {
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(every_ms)).await;
+    }
+    bar.finish_and_clear();
+    api.get(&format!("/v1/jobs/{}", urlencode(id))).await
 }
 
 /// Prints a finished job (its result table when it succeeded); a job that did not succeed is

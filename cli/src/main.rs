@@ -111,7 +111,14 @@ pub enum Cmd {
         format: Format,
     },
     /// Follow a job until it finishes, with a progress bar (exit 4 unless it succeeds).
-    Watch { id: String },
+    Watch {
+        id: String,
+        /// Poll its summary every this many ms instead of following its event stream (for
+        /// proxies that cut streams); each poll sends `If-None-Match`, so an unchanged job
+        /// costs a 304 with no body.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(100..=60_000))]
+        poll_ms: Option<u64>,
+    },
     /// The tool catalog.
     Tools,
     /// Live workers (and the zone each one claims from).

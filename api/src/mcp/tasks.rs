@@ -202,11 +202,12 @@ pub async fn list(ctx: &mut Ctx, params: &Value) -> Result<Value, RpcError> {
             })?),
             Some(_) => return Err(RpcError::invalid_params("`cursor` must be a string")),
         };
-    let (jobs, next) = ctx
+    let page = ctx
         .state
         .queue()
-        .list(&ctx.caller.tenant, None, None, LIST_PAGE, cursor)
+        .list(&ctx.caller.tenant, None, None, LIST_PAGE, cursor, false)
         .await?;
+    let (jobs, next) = (page.jobs, page.next_cursor);
     let tasks: Vec<Value> = jobs.iter().map(|d| task(&ctx.state, d)).collect();
     let mut out = json!({ "tasks": tasks });
     if let Some(n) = next {

@@ -7,7 +7,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use scanq::domain::{CancelReply, JobDocument, JobList, JobState, ToolName};
+use scanq::domain::{CancelReply, JobDocument, JobList, JobState, JobSummary, ToolName};
 use scanq::queue::QueueError;
 use scanq::request::JobSpec;
 use scanq::scripts::CancelOutcome;
@@ -15,6 +15,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use crate::actions;
+use crate::conditional::{self, IfNoneMatch};
 use crate::error::AppError;
 use crate::error::ProblemBody;
 use crate::extract::{Caller, JobId, JsonBody, Params};
@@ -117,12 +118,38 @@ pub(crate) struct ReadParams {
     /// terminal state.
     #[param(minimum = 0, maximum = 86_400)]
     wait: Option<u64>,
+    /// `summary`: the job's summary (as `GET /v1/jobs` lists it: no result, one Redis read)
+    /// instead of its whole document (`full`, the default).
+    #[param(inline)]
+    view: Option<View>,
 }
 
-/// A job's document; `?wait=` long-polls for a terminal state.
-#[utoipa::path(get, path = "/v1/jobs/{id}", operation_id = "get_job", tag = "jobs", params(JobIdParam, ReadParams),
+/// How much of a job a read returns.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum View {
+    #[default]
+    Full,
+    Summary,
+}
+
+/// What a list adds to its summaries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Include {
+    /// Each job's `result` (the tool's output and parsed result).
+    Result,
+}
+
+/// A job's document (`?view=summary`: its summary); `?wait=` long-polls for a terminal state.
+/// Carries an `ETag`; `If-None-Match` with the current tag gets 304 and no body.
+#[utoipa::path(get, path = "/v1/jobs/{id}", operation_id = "get_job", tag = "jobs",
+    params(JobIdParam, ReadParams,
+        ("If-None-Match" = Option<String>, Header, description = "An `ETag` of an earlier answer: 304 while the job is unchanged")),
     responses(
-        (status = 200, description = "The job document", body = JobDocument),
+        (status = 200, description = "The job document (or, with `view=summary`, its summary: a `JobSummary`)", body = JobDocument,
+            headers(("ETag" = String, description = "The job's version"))),
+        (status = 304, description = "Not modified: the `If-None-Match` tag is current (no body)"),
         (status = 404, description = "No such job for this tenant", body = ProblemBody, content_type = "application/problem+json"),
         (status = 422, description = "A parameter was refused", body = ProblemBody, content_type = "application/problem+json"),
     ))]
@@ -131,6 +158,7 @@ pub(crate) async fn read(
     caller: Caller,
     JobId(id): JobId,
     Params(p): Params<ReadParams>,
+    inm: IfNoneMatch,
 ) -> Result<Response, AppError> {
     if p.wait.is_some_and(|w| w > 86_400) {
         return Err(AppError::Validation(scanq::validate::ValidationError::new(
@@ -139,21 +167,32 @@ pub(crate) async fn read(
             "0..=86400; the server caps the wait at its max_wait_sec",
         )));
     }
-    let doc = match p.wait.filter(|w| *w > 0) {
-        Some(wait) => {
-            let wait = Duration::from_secs(wait.min(state.inner.cfg.max_wait_sec));
-            state
-                .queue()
-                .wait_terminal(&state.inner.listener, &caller.tenant, &id, wait)
-                .await?
-        }
-        None => state
-            .queue()
-            .get(&caller.tenant, &id)
+    let queue = state.queue();
+    if let Some(wait) = p.wait.filter(|w| *w > 0) {
+        let wait = Duration::from_secs(wait.min(state.inner.cfg.max_wait_sec));
+        queue
+            .wait_terminal(&state.inner.listener, &caller.tenant, &id, wait)
             .await?
-            .map(|(_, d)| d),
-    };
-    Ok(Json(doc.ok_or(AppError::NotFound)?).into_response())
+            .ok_or(AppError::NotFound)?;
+    }
+    if p.view == Some(View::Summary) {
+        let t = queue
+            .summary(&caller.tenant, &id)
+            .await?
+            .ok_or(AppError::NotFound)?;
+        return Ok(conditional::tagged(&inm, &t.etag, || t.value));
+    }
+    if inm.0.is_some()
+        && let Some(tag) = queue.document_tag(&caller.tenant, &id).await?
+        && inm.is_current(&tag)
+    {
+        return Ok(conditional::not_modified(&tag));
+    }
+    let t = queue
+        .get_tagged(&caller.tenant, &id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    Ok(conditional::tagged(&inm, &t.etag, || t.value))
 }
 
 /// Cancel a job: a queued job never runs; a running one is killed.
@@ -230,18 +269,27 @@ pub(crate) struct ListParams {
     #[allow(dead_code)]
     #[param(pattern = "^[A-Za-z0-9_-]{0,64}$")]
     tenant: Option<String>,
+    /// `result`: each summary carries its job's `result` too (larger pages).
+    #[param(inline)]
+    include: Option<Include>,
 }
 
-/// The caller's jobs, newest first, paginated.
-#[utoipa::path(get, path = "/v1/jobs", operation_id = "list_jobs", tag = "jobs", params(ListParams),
+/// The caller's jobs, newest first, paginated: summaries (no `result`, no output) unless
+/// `?include=result`. Carries an `ETag`; `If-None-Match` with the current tag gets 304.
+#[utoipa::path(get, path = "/v1/jobs", operation_id = "list_jobs", tag = "jobs",
+    params(ListParams,
+        ("If-None-Match" = Option<String>, Header, description = "An `ETag` of an earlier answer: 304 while no job of the page changed")),
     responses(
-        (status = 200, description = "One page of jobs", body = JobList),
+        (status = 200, description = "One page of job summaries", body = JobList,
+            headers(("ETag" = String, description = "The page's version, from its jobs' versions"))),
+        (status = 304, description = "Not modified: the `If-None-Match` tag is current (no body)"),
         (status = 422, description = "A parameter was refused", body = ProblemBody, content_type = "application/problem+json"),
     ))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     caller: Caller,
     Params(p): Params<ListParams>,
+    inm: IfNoneMatch,
 ) -> Result<Response, AppError> {
     let bad = |field: &str, msg: String, hint: &str| {
         AppError::Validation(scanq::validate::ValidationError::new(field, msg, hint))
@@ -265,13 +313,36 @@ pub(crate) async fn list(
             "a next_cursor from a previous page",
         ));
     }
-    let (jobs, next) = state
+    let with_result = p.include == Some(Include::Result);
+    if inm.0.is_some() {
+        let tag = state
+            .queue()
+            .list_tag(
+                &caller.tenant,
+                job_state,
+                tool.as_ref(),
+                limit,
+                p.cursor,
+                with_result,
+            )
+            .await?;
+        if inm.is_current(&tag) {
+            return Ok(conditional::not_modified(&tag));
+        }
+    }
+    let page = state
         .queue()
-        .list(&caller.tenant, job_state, tool.as_ref(), limit, p.cursor)
+        .list(
+            &caller.tenant,
+            job_state,
+            tool.as_ref(),
+            limit,
+            p.cursor,
+            with_result,
+        )
         .await?;
-    Ok(Json(JobList {
-        jobs,
-        next_cursor: next,
-    })
-    .into_response())
+    Ok(conditional::tagged(&inm, &page.etag, || JobList {
+        jobs: page.jobs.into_iter().map(JobSummary::from).collect(),
+        next_cursor: page.next_cursor,
+    }))
 }

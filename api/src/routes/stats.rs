@@ -6,13 +6,15 @@
 //! [`TALLY_CAP`] newest jobs; `truncated` says when there were more), next to the fleet's
 //! percentiles. An admin who names `?tenant=` sees that tenant's view.
 
+use axum::Router;
 use axum::extract::State;
+use axum::response::Response;
 use axum::routing::get;
-use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use utoipa::IntoParams;
 
+use crate::conditional::{self, IfNoneMatch};
 use crate::error::AppError;
 use crate::extract::{Caller, Params};
 use crate::state::AppState;
@@ -32,18 +34,46 @@ pub(crate) struct StatsParams {
     tenant: Option<String>,
 }
 
-/// Per tool: jobs by state, queue depth, oldest queued age, wait/run percentiles.
-#[utoipa::path(get, path = "/v1/stats", operation_id = "stats", tag = "fleet", params(StatsParams),
-    responses((status = 200, description = "`scope` (`fleet` or `tenant`) and `tools`: one entry per catalog tool", body = Object)))]
+/// Per tool: jobs by state, queue depth, oldest queued age, wait/run percentiles. Carries an
+/// `ETag` (from the counts, `scanq::stats` `version.rs`); `If-None-Match` with it gets 304.
+#[utoipa::path(get, path = "/v1/stats", operation_id = "stats", tag = "fleet",
+    params(StatsParams,
+        ("If-None-Match" = Option<String>, Header, description = "An `ETag` of an earlier answer: 304 while the numbers are unchanged")),
+    responses(
+        (status = 200, description = "`scope` (`fleet` or `tenant`) and `tools`: one entry per catalog tool", body = Object,
+            headers(("ETag" = String, description = "The numbers' version"))),
+        (status = 304, description = "Not modified: the `If-None-Match` tag is current (no body)")))]
 pub(crate) async fn stats(
     State(state): State<AppState>,
     caller: Caller,
     Params(p): Params<StatsParams>,
-) -> Result<Json<Value>, AppError> {
-    let fleet = state.inner.stats.tools(&state.places().await?).await?;
+    inm: IfNoneMatch,
+) -> Result<Response, AppError> {
+    let places = state.places().await?;
     let named = p.tenant.is_some_and(|t| !t.is_empty());
-    if caller.admin && !named {
-        return Ok(Json(json!({ "scope": "fleet", "tools": fleet })));
+    let fleet_view = caller.admin && !named;
+    let tag = state
+        .inner
+        .stats
+        .version(&places, (!fleet_view).then_some(&caller.tenant))
+        .await?;
+    if inm.is_current(&tag) {
+        return Ok(conditional::not_modified(&tag));
+    }
+    let body = numbers(&state, &caller, &places, fleet_view).await?;
+    Ok(conditional::tagged(&inm, &tag, || body))
+}
+
+/// The answer of [`stats`]: the fleet's numbers, or the caller's tenant's.
+async fn numbers(
+    state: &AppState,
+    caller: &Caller,
+    places: &[(scanq::domain::ToolName, scanq::domain::Zone)],
+    fleet_view: bool,
+) -> Result<Value, AppError> {
+    let fleet = state.inner.stats.tools(places).await?;
+    if fleet_view {
+        return Ok(json!({ "scope": "fleet", "tools": fleet }));
     }
     let tally = state
         .queue()
@@ -56,10 +86,10 @@ pub(crate) async fn stats(
         .into_iter()
         .map(|t| t.for_tenant(&tally, now))
         .collect();
-    Ok(Json(json!({
+    Ok(json!({
         "scope": "tenant",
         "tenant": caller.tenant,
         "tools": tools,
         "truncated": tally.truncated,
-    })))
+    }))
 }

@@ -9,6 +9,8 @@ mod job;
 mod job_id;
 mod outcome;
 mod replies;
+mod summary;
+mod version;
 mod zone;
 
 pub use capabilities::{Capabilities, Need, WaitingFor};
@@ -22,4 +24,6 @@ pub use job::{
 pub use job_id::{JobId, MAX_PARTITIONS, ref_of as job_id_ref};
 pub use outcome::{FailureKind, Outcome, StopReason, Verdict};
 pub use replies::{CancelReply, ChunkList, JobList};
+pub use summary::JobSummary;
+pub use version::{ETag, Tagger};
 pub use zone::{MAX_ZONE_LEN, Zone};

@@ -3,12 +3,13 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::JobDocument;
+use super::{JobDocument, JobSummary};
 
-/// One page of jobs, newest first (`GET /v1/jobs`).
+/// One page of jobs, newest first (`GET /v1/jobs`): summaries (DESIGN §15), with their
+/// `result` only when asked (`?include=result`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JobList {
-    pub jobs: Vec<JobDocument>,
+    pub jobs: Vec<JobSummary>,
     /// Pass as `cursor` for the next page; `null` on the last page.
     pub next_cursor: Option<u64>,
 }

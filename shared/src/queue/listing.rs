@@ -19,8 +19,13 @@ use std::collections::HashMap;
 use redis::AsyncCommands;
 
 use super::Place;
+use super::versions::{
+    JobPage, JobVersion, LIST_VERSION_FIELDS, SUMMARY_FIELDS, SUMMARY_WITH_RESULT,
+};
 use super::{Queue, QueueError};
-use crate::domain::{CorrelationId, JobDocument, JobId, JobState, TenantId, ToolName, Zone};
+use crate::domain::{
+    CorrelationId, JobDocument, JobId, JobState, Tagger, TenantId, ToolName, Zone,
+};
 
 /// Queues (tool in a zone) a deployment can number (the score keeps 10 bits for the queue).
 pub const MAX_TOOLS: u64 = 1024;
@@ -143,6 +148,10 @@ impl Queue {
     }
 
     /// The tenant's jobs, newest first. `cursor` is the created-ms bound of the previous page.
+    /// Each job is read with one `HMGET` of its summary fields (DESIGN §15; and its result only
+    /// `with_result`), pipelined: a page costs one `ZRANGE` and one pipeline whatever its
+    /// length (more only when filters skip jobs). The page's tag is folded from its jobs'
+    /// versions (`versions.rs`).
     pub async fn list(
         &self,
         tenant: &TenantId,
@@ -150,10 +159,55 @@ impl Queue {
         tool: Option<&ToolName>,
         limit: usize,
         cursor: Option<u64>,
-    ) -> Result<(Vec<JobDocument>, Option<u64>), QueueError> {
-        let (mut docs, next) = self.list_page(tenant, state, tool, limit, cursor).await?;
-        self.explain_waits(&mut docs).await;
-        Ok((docs, next))
+        with_result: bool,
+    ) -> Result<JobPage, QueueError> {
+        let fields = if with_result {
+            SUMMARY_WITH_RESULT
+        } else {
+            SUMMARY_FIELDS
+        };
+        let rows = self
+            .list_page(tenant, state, tool, limit, cursor, fields)
+            .await?;
+        Ok(self.tagged_page(tenant, rows, with_result).await)
+    }
+
+    /// Only the tag [`Queue::list`] would give, from the same members' version fields (6 a job
+    /// instead of the summary's 23): what an `If-None-Match` is checked against first.
+    pub async fn list_tag(
+        &self,
+        tenant: &TenantId,
+        state: Option<JobState>,
+        tool: Option<&ToolName>,
+        limit: usize,
+        cursor: Option<u64>,
+        with_result: bool,
+    ) -> Result<crate::domain::ETag, QueueError> {
+        let rows = self
+            .list_page(tenant, state, tool, limit, cursor, LIST_VERSION_FIELDS)
+            .await?;
+        Ok(self.tagged_page(tenant, rows, with_result).await.etag)
+    }
+
+    async fn tagged_page(
+        &self,
+        tenant: &TenantId,
+        (rows, next): (Vec<(JobDocument, JobVersion)>, Option<u64>),
+        with_result: bool,
+    ) -> JobPage {
+        let (mut jobs, versions): (Vec<JobDocument>, Vec<JobVersion>) = rows.into_iter().unzip();
+        self.explain_waits(&mut jobs).await;
+        let mut t = Tagger::new(if with_result { "L" } else { "l" });
+        t.str(tenant.as_str());
+        for (doc, v) in jobs.iter().zip(&versions) {
+            v.fold(&mut t, doc);
+        }
+        t.num(next.map_or(0, |n| n + 1));
+        JobPage {
+            jobs,
+            next_cursor: next,
+            etag: t.finish(),
+        }
     }
 
     async fn list_page(
@@ -163,11 +217,18 @@ impl Queue {
         tool: Option<&ToolName>,
         limit: usize,
         cursor: Option<u64>,
-    ) -> Result<(Vec<JobDocument>, Option<u64>), QueueError> {
+        fields: &[&str],
+    ) -> Result<(Vec<(JobDocument, JobVersion)>, Option<u64>), QueueError> {
         let mut con = self.connection().await?;
         let list = self.keys.tenant_jobs(tenant);
         let mut out = Vec::new();
         let mut max = cursor.map_or("+inf".to_owned(), |c| format!("({c}"));
+        // Without a filter every member read fills the page: read just enough.
+        let want = if state.is_none() && tool.is_none() {
+            limit
+        } else {
+            limit * 2
+        };
         // Filters are applied after reading; read in pages until the page is full.
         for _ in 0..20 {
             let page: Vec<(String, f64)> = redis::cmd("ZRANGE")
@@ -178,7 +239,7 @@ impl Queue {
                 .arg("REV")
                 .arg("LIMIT")
                 .arg(0)
-                .arg(limit * 2)
+                .arg(want)
                 .arg("WITHSCORES")
                 .query_async(&mut con)
                 .await?;
@@ -191,14 +252,15 @@ impl Queue {
                 let Some(id) = self.listed(tenant, member, *score).await? else {
                     continue;
                 };
-                pipe.hgetall(self.keys.job(&id));
+                pipe.cmd("HMGET").arg(self.keys.job(&id)).arg(fields);
                 refs.push((member.clone(), *score, id));
             }
-            let hashes: Vec<HashMap<String, String>> = pipe.query_async(&mut con).await?;
+            let replies: Vec<Vec<Option<String>>> = pipe.query_async(&mut con).await?;
             let mut gone = Vec::new();
-            for (h, (member, score, id)) in hashes.iter().zip(refs) {
+            for (values, (member, score, id)) in replies.into_iter().zip(refs) {
                 max = format!("({score}");
-                let Some(doc) = JobDocument::from_job(&id, h) else {
+                let h = super::versions::field_map(fields, values);
+                let Some(doc) = JobDocument::from_job(&id, &h) else {
                     gone.push(member);
                     continue;
                 };
@@ -207,7 +269,7 @@ impl Queue {
                 {
                     continue;
                 }
-                out.push(doc);
+                out.push((doc, JobVersion::of(&h)));
                 if out.len() == limit {
                     break;
                 }
@@ -218,6 +280,10 @@ impl Queue {
             if out.len() == limit {
                 let last = max.trim_start_matches('(').parse::<f64>().unwrap_or(0.0);
                 return Ok((out, Some(last as u64)));
+            }
+            if page.len() < want {
+                // The listing has no more members below this one.
+                return Ok((out, None));
             }
         }
         Ok((out, None))

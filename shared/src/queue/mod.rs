@@ -11,6 +11,7 @@
 //! | `claim` | the claim step across tools and partitions; partitions following the home breaker |
 //! | `read` | reading, watching and long-polling jobs, the ID → tool cache |
 //! | `listing` | the tenant's listing (also the correlation-ID index) and its sweeping |
+//! | `versions` | summaries (HMGET, no result), version tags (`ETag`) of a job and a page (DESIGN §15) |
 //! | `admission` | the one admission path (gate, tenant caps, queue length, fair share) of submits, retries and scheduled runs |
 //! | `admin` | breakers, tool switches, counts |
 //! | `conn`, `connect` | the connection in each Redis mode (standalone, cluster, Sentinel; the mode itself is `config::RedisMode`) |
@@ -37,6 +38,7 @@ mod politeness;
 mod read;
 mod sessions;
 mod settle;
+mod versions;
 mod wait;
 mod waiting;
 pub(crate) use waiting::live_heartbeats;
@@ -57,6 +59,7 @@ pub use limits::{CAPS_PUBLISH_EVERY, Standing, retry_after_secs};
 pub use listen::{Listener, Subscription};
 pub use listing::{TenantTally, ToolTally};
 pub use sessions::McpSession;
+pub use versions::{JobPage, Tagged};
 
 use crate::breaker::Breaker;
 use crate::config::Config;

@@ -79,6 +79,23 @@ impl Queue {
         F: Fn(JobId) -> Fut,
         Fut: std::future::Future<Output = Result<HashMap<String, String>, QueueError>>,
     {
+        Ok(self
+            .find_raw(tenant, cid, read)
+            .await?
+            .map(|(tool, _, doc)| (tool, doc)))
+    }
+
+    /// [`Queue::find`], with the hash (or the fields of it) that `read` returned.
+    pub(super) async fn find_raw<F, Fut>(
+        &self,
+        tenant: &TenantId,
+        cid: &CorrelationId,
+        read: F,
+    ) -> Result<Option<(ToolName, HashMap<String, String>, JobDocument)>, QueueError>
+    where
+        F: Fn(JobId) -> Fut,
+        Fut: std::future::Future<Output = Result<HashMap<String, String>, QueueError>>,
+    {
         if let Some((tool, zone)) = self.cached_tool(tenant, cid) {
             let id = JobId::new(tool.clone(), zone, tenant.clone(), cid.clone());
             let h = read(id.clone()).await?;
@@ -86,7 +103,7 @@ impl Queue {
                 let mut docs = [doc];
                 self.explain_waits(&mut docs).await;
                 let [doc] = docs;
-                return Ok(Some((tool, doc)));
+                return Ok(Some((tool, h, doc)));
             }
         }
         let Some((tool, zone)) = self.locate(tenant, cid).await? else {
@@ -100,7 +117,7 @@ impl Queue {
         let mut docs = [doc];
         self.explain_waits(&mut docs).await;
         let [doc] = docs;
-        Ok(Some((tool, doc)))
+        Ok(Some((tool, h, doc)))
     }
 
     /// The job document, or None (also for another tenant's ID).

@@ -198,6 +198,7 @@ fn counted(counts: &BTreeMap<String, i64>, state: JobState) -> i64 {
 }
 
 mod series;
+mod version;
 mod zones;
 pub use series::SeriesPoint;
 pub use zones::ZoneView;

@@ -105,11 +105,20 @@ pub(super) async fn list(ctx: &mut Ctx, params: &Value) -> Outcome {
             ValidationError::new("cursor", "is not a cursor this server made", CURSOR_HINT)
         })?),
     };
-    let (jobs, next) = ctx
+    // Summaries (DESIGN §15): no result is read for a list.
+    let page = ctx
         .state
         .queue()
-        .list(&ctx.caller.tenant, state, tool.as_ref(), limit, cursor)
+        .list(
+            &ctx.caller.tenant,
+            state,
+            tool.as_ref(),
+            limit,
+            cursor,
+            false,
+        )
         .await?;
+    let (jobs, next) = (page.jobs, page.next_cursor);
     let mut text = format!("{} job(s)", jobs.len());
     if next.is_some() {
         text.push_str(" (more: pass next_cursor as cursor)");

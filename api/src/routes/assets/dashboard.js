@@ -6,7 +6,7 @@ const $ = (id) => document.getElementById(id);
 const esc = (v) => String(v ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
 const tokenBox = $("token");
 tokenBox.value = localStorage.getItem("scanq-token") || "";
-tokenBox.onchange = () => { localStorage.setItem("scanq-token", tokenBox.value); whoami().then(route); };
+tokenBox.onchange = () => { localStorage.setItem("scanq-token", tokenBox.value); seen.clear(); whoami().then(route); };
 let me = { admin: false, scopes: [] };
 let timer = null;
 let stream = null;
@@ -17,10 +17,21 @@ function headers(extra) {
   if (tokenBox.value) h.Authorization = "Bearer " + tokenBox.value;
   return h;
 }
+// Conditional reads (DESIGN §15): each GET's last ETag and body; a poll sends If-None-Match and
+// a 304 (no body) reuses what was read before.
+const seen = new Map();
 async function api(path, method) {
-  const r = await fetch(path, { method: method || "GET", headers: headers() });
+  const get = !method || method === "GET";
+  const known = get ? seen.get(path) : undefined;
+  const r = await fetch(path, { method: method || "GET", headers: headers(known ? { "If-None-Match": known.etag } : {}) });
+  if (r.status === 304 && known) return known.body;
   const body = await r.json().catch(() => null);
   if (!r.ok) throw new Error((body && (body.detail + (body.hint ? " — " + body.hint : ""))) || path + ": " + r.status);
+  const etag = r.headers.get("ETag");
+  if (get && etag) {
+    seen.delete(path); seen.set(path, { etag, body });
+    if (seen.size > 100) seen.delete(seen.keys().next().value);
+  }
   return body;
 }
 const can = (scope) => me.admin || me.scopes.includes(scope);
