@@ -135,7 +135,7 @@ async fn the_fleet_stops_on_a_failing_tool_probes_once_and_recovers_together() {
         .unwrap();
     let held = held["jobs"].as_array().unwrap();
     assert!(!held.is_empty());
-    assert_eq!(held[0]["error"]["type"], "circuit_breaker_open");
+    assert_eq!(held[0]["error_type"], "circuit_breaker_open");
 
     // The tool recovers: after the open period exactly one probe starts fleet-wide.
     let before = starts(fx.dir.path()).len();
