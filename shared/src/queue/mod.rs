@@ -38,6 +38,7 @@ mod politeness;
 mod read;
 mod sessions;
 mod settle;
+mod tally;
 mod versions;
 mod wait;
 mod waiting;
@@ -57,8 +58,8 @@ pub use connect::{
 pub use consumer::{ClaimRound, Consumer, Heartbeat, StartedJob};
 pub use limits::{CAPS_PUBLISH_EVERY, Standing, retry_after_secs};
 pub use listen::{Listener, Subscription};
-pub use listing::{TenantTally, ToolTally};
 pub use sessions::McpSession;
+pub use tally::{TenantTally, ToolTally};
 pub use versions::{JobPage, Tagged};
 
 use crate::breaker::Breaker;
