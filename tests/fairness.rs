@@ -26,6 +26,7 @@ async fn a_small_tenant_finishes_long_before_a_flooding_tenants_backlog() {
         zones: &scanq::validate::ZoneMap::default(),
         allow_intrusive: false,
         default_max_attempts: 3,
+        require_engagement: false,
     };
     let spec = |cid: String| {
         JobSpec::from_json(

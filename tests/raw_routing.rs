@@ -80,6 +80,7 @@ impl Engine {
             zones: &scanq::validate::ZoneMap::default(),
             allow_intrusive: false,
             default_max_attempts: 3,
+            require_engagement: false,
         };
         let spec = JobSpec::from_json(
             &json!({"tool":"sleep","target":"10.0.0.5","args":args,"correlation_id":cid}),

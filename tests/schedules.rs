@@ -412,6 +412,7 @@ async fn a_claimant_killed_mid_fire_neither_loses_nor_doubles_its_slot() {
         zones: &scanq::validate::ZoneMap::default(),
         allow_intrusive: false,
         default_max_attempts: 1,
+        require_engagement: false,
     };
     let spec = claimed
         .def

@@ -45,6 +45,7 @@ pub fn refusal(err: &QueueError) -> &'static str {
         QueueError::NotFound => "not_found",
         QueueError::ToolDisabled { .. } => "tool_disabled",
         QueueError::BreakerOpen { .. } => "breaker_open",
+        QueueError::Refused(_) => "refused",
         QueueError::Redis(_) | QueueError::Pool(_) | QueueError::NotReplicated { .. } => {
             "unavailable"
         }

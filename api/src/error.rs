@@ -89,6 +89,7 @@ impl From<QueueError> for AppError {
                 retry_after: retry_after_sec,
             },
             QueueError::Final { state } => Self::Conflict(format!("job is already {state}")),
+            QueueError::Refused(e) => Self::Validation(e),
             e @ QueueError::NotReplicated { .. } => {
                 tracing::warn!(error = %e, "Submit not acknowledged by enough replicas; taken back");
                 Self::Unavailable(format!(

@@ -52,6 +52,7 @@ async fn prefill_inner(phase: &Phase, n: u64, tasks: u64) -> anyhow::Result<f64>
         zones: &zones,
         allow_intrusive: false,
         default_max_attempts: cfg.default_max_attempts,
+        require_engagement: false,
     };
     let spec = JobSpec::from_json(&json!({"tool": TOOL, "target": TARGET}), &policy)
         .map_err(|e| anyhow::anyhow!("benchmark job refused: {e:?}"))?;

@@ -41,6 +41,7 @@
 //! | `P:tenant:{<tenant>}:queued` | zset | job keys of the tenant's queued/scheduled jobs, score = stale-after ms |
 //! | `P:tenant:{<tenant>}:running` | zset | job keys of the tenant's running jobs, score = stale-after ms |
 //! | `P:notify`, `P:cancel` | pub/sub channels | job events; cancellation requests |
+//! | `P:{eng}:…` | | engagements ([`EngKeys`]) |
 //! | `P:{hook}:…` | | webhooks, all under one hash tag: see [`HookKeys`] |
 //!
 //! A job is named inside its tool's keyspace by its *ref*, `<tenant>/<cid>` (neither part may
@@ -63,7 +64,7 @@
 
 mod programs;
 
-pub use programs::{HookKeys, SchedKeys};
+pub use programs::{EngKeys, HookKeys, SchedKeys};
 
 use crate::domain::{CorrelationId, Priority, TenantId, ToolName, Zone};
 
@@ -285,6 +286,11 @@ impl Keys {
     /// [`Keys::fleet_auth`]: both are written in one transaction).
     pub fn fleet_tenants(&self) -> String {
         format!("{}:{{fleet}}:tenants", self.prefix)
+    }
+
+    /// The engagements' keys, all under the hash tag `{eng}`.
+    pub fn eng(&self) -> EngKeys {
+        EngKeys::new(&self.prefix)
     }
 
     /// The schedules' keys, all under the hash tag `{sched}`.

@@ -3,6 +3,7 @@
 //! | module | owns |
 //! |---|---|
 //! | [`domain`] | identifiers, job states, priorities, error kinds, the job document |
+//! | [`engagement`] | a tenant's written permission to test: targets, tools, windows, approvals (DESIGN §14) |
 //! | [`validate`] | typed targets and scope policy, argument policy (DESIGN §4) |
 //! | [`breaker`] | the per-tool circuit breaker shared by the fleet (Lua + wrapper) |
 //! | [`catalog`] | the tool catalog (built-in default + operator file) |
@@ -25,6 +26,7 @@ pub mod breaker;
 pub mod catalog;
 pub mod config;
 pub mod domain;
+pub mod engagement;
 pub mod keys;
 pub mod metrics;
 pub mod nmap;

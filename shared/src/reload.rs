@@ -79,6 +79,7 @@ impl Live {
             zones: &self.zones,
             allow_intrusive: self.cfg.allow_intrusive,
             default_max_attempts: self.cfg.default_max_attempts,
+            require_engagement: self.cfg.require_engagement,
         }
     }
 }

@@ -16,7 +16,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::catalog::{Catalog, ToolSpec};
-use crate::domain::{CorrelationId, Priority, ToolName, Zone};
+use crate::domain::{CorrelationId, EngagementId, Priority, ToolName, Zone};
 use crate::validate::{ArgContext, TargetList, TargetPolicy, ToolArgs, ValidationError, ZoneMap};
 
 /// Fields a submit body may carry.
@@ -35,6 +35,7 @@ pub const FIELDS: &[&str] = &[
     "run_at",
     "chunk_hosts",
     "zone",
+    "engagement",
 ];
 
 /// How far in the past a `run_at` may lie and still be taken as "now" (clocks of clients and
@@ -50,6 +51,9 @@ pub struct Policy<'a> {
     pub zones: &'a ZoneMap,
     pub allow_intrusive: bool,
     pub default_max_attempts: u32,
+    /// Every job must name an engagement (`SCANQ_REQUIRE_ENGAGEMENT`, or the caller's token's
+    /// `require_engagement`; DESIGN §14).
+    pub require_engagement: bool,
 }
 
 /// A validated job request.
@@ -86,6 +90,14 @@ pub struct JobSpec {
     /// The schedule whose run this is (set by the scheduler, never by a request); stored with
     /// the job from its creation.
     pub schedule_id: Option<String>,
+    /// The engagement the job runs under (DESIGN §14), judged at admission.
+    pub engagement: Option<EngagementId>,
+    /// Set by admission from the engagement, never by a request: a person must approve the job
+    /// before it is queued (`awaiting_approval`).
+    pub needs_approval: bool,
+    /// Set by admission from the engagement, never by a request: the job's delay is the wait for
+    /// its window (`waiting_for: "window"`).
+    pub waits_for_window: bool,
 }
 
 /// Why a request was refused before validation could name a field.
@@ -211,6 +223,24 @@ impl JobSpec {
             delay_ms = ahead;
         }
         let queue_if_unavailable = body.queue_if_unavailable.unwrap_or(false);
+        let engagement = match body.engagement.as_deref() {
+            Some(e) => Some(EngagementId::parse(e).map_err(|e| {
+                invalid(
+                    "engagement",
+                    e.0,
+                    "an engagement id from GET /v1/engagements",
+                )
+            })?),
+            None if policy.require_engagement => {
+                return Err(invalid(
+                    "engagement",
+                    "is required: this server (SCANQ_REQUIRE_ENGAGEMENT) or your token \
+                     (require_engagement) runs jobs only under an engagement",
+                    "an engagement id from GET /v1/engagements",
+                ));
+            }
+            None => None,
+        };
 
         let mut canonical = serde_json::json!([
             tool.as_str(),
@@ -229,6 +259,10 @@ impl JobSpec {
         }
         if let (Some(n), Some(parts)) = (chunk_hosts, canonical.as_array_mut()) {
             parts.push(serde_json::json!(format!("chunks:{n}")));
+        }
+        // Under which permission (the same scan under another engagement is another job).
+        if let (Some(e), Some(parts)) = (&engagement, canonical.as_array_mut()) {
+            parts.push(serde_json::json!(format!("engagement:{e}")));
         }
         // Where it runs too (a zone map reloaded between two submits gives another job).
         if let Some(parts) = canonical.as_array_mut() {
@@ -273,6 +307,9 @@ impl JobSpec {
             raw_args: raw_args.to_owned(),
             request_hash,
             schedule_id: None,
+            engagement,
+            needs_approval: false,
+            waits_for_window: false,
         })
     }
 }

@@ -47,6 +47,8 @@ pub struct Config {
     /// tool's `max_hosts` becomes a parent job split into chunks (DESIGN §12).
     pub max_target_hosts: u32,
     pub allow_intrusive: bool,
+    /// Every job must name an engagement (`SCANQ_REQUIRE_ENGAGEMENT`; DESIGN §14).
+    pub require_engagement: bool,
     pub api_tokens_file: Option<PathBuf>,
     pub worker_concurrency: u32,
     pub worker_id: Option<String>,
@@ -211,6 +213,7 @@ impl Default for Config {
             max_hosts: 1024,
             max_target_hosts: 65_536,
             allow_intrusive: false,
+            require_engagement: false,
             api_tokens_file: None,
             worker_concurrency: 4,
             worker_id: None,

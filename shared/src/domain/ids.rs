@@ -1,4 +1,4 @@
-//! Validated identifiers: correlation IDs, tenants and tool names. Each is a newtype with a
+//! Validated identifiers: correlation IDs, tenants, tool names and engagements. Each is a newtype with a
 //! private field that can only be built through `parse`, so code downstream never re-checks strings.
 
 use std::fmt;
@@ -63,6 +63,8 @@ macro_rules! string_id {
 string_id!(CorrelationId, 64, &['.', '_', ':', '-'], "correlation_id");
 string_id!(TenantId, 64, &['_', '-'], "tenant");
 string_id!(ToolName, 32, &['_', '-'], "tool");
+// An engagement (DESIGN §14), unique per tenant; it names a key, so no `/` or `{`.
+string_id!(EngagementId, 64, &['.', '_', '-'], "engagement");
 
 impl CorrelationId {
     /// A fresh server-made ID (UUIDv7: sortable by creation time).

@@ -15,7 +15,7 @@ mod zone;
 
 pub use capabilities::{Capabilities, Need, WaitingFor};
 pub use chunks::{CHUNK_SEPARATOR, ChunkTally, chunk_id, chunk_index, parent_of};
-pub use ids::{CorrelationId, IdError, TenantId, ToolName};
+pub use ids::{CorrelationId, EngagementId, IdError, TenantId, ToolName};
 pub(crate) use job::string_enum;
 pub use job::{
     Confinement, ErrorInfo, ErrorType, JobDocument, JobResult, JobState, Priority, ProgressInfo,

@@ -34,6 +34,35 @@ impl SchedKeys {
     }
 }
 
+/// The engagements' keys (DESIGN §14), under the hash tag `{eng}`:
+///
+/// | key | type | what |
+/// |---|---|---|
+/// | `P:{eng}:def:<tenant>/<id>` | hash | `def` (the checked engagement, JSON), `created_ms`, `updated_ms` |
+/// | `P:{eng}:list:<tenant>` | zset | the tenant's engagement ids, score = created ms |
+#[derive(Debug, Clone)]
+pub struct EngKeys {
+    base: String,
+}
+
+impl EngKeys {
+    pub fn new(prefix: &str) -> Self {
+        Self {
+            base: format!("{prefix}:{{eng}}:"),
+        }
+    }
+
+    /// One engagement of a tenant.
+    pub fn def(&self, tenant: &TenantId, id: &str) -> String {
+        format!("{}def:{tenant}/{id}", self.base)
+    }
+
+    /// The tenant's engagement ids.
+    pub fn list(&self, tenant: &TenantId) -> String {
+        format!("{}list:{tenant}", self.base)
+    }
+}
+
 /// The webhook keys ([`crate::webhook`]), all under the hash tag `{hook}` (one cluster slot,
 /// so every webhook script's `KEYS` live together; no webhook script touches another tag):
 ///

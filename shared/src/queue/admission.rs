@@ -2,6 +2,9 @@
 //! schedule's run, each chunk of a big scan (`parent.rs`) — passes the same checks, in the same
 //! order:
 //!
+//! 0. the job's **engagement**, when it names one (DESIGN §14): its target, tool and template must
+//!    be inside it and it must be in force (else 422 naming which); it decides whether the job
+//!    waits for a window and whether a person must approve it first;
 //! 1. the **gate**: the tool is not switched off by an operator and its breaker takes new work
 //!    (unless a new job says `queue_if_unavailable`);
 //! 2. the tenant's **caps** (`max_queued`, and `max_running` carried by the job), fleet-wide;
@@ -18,9 +21,13 @@ use std::time::{Duration, Instant};
 
 use super::{Queue, QueueError, Submitted};
 use crate::breaker::BreakerState;
-use crate::domain::{CorrelationId, JobDocument, JobId, JobState, TenantId, ToolName, Zone};
+use crate::domain::{
+    CorrelationId, EngagementId, JobDocument, JobId, JobState, TenantId, ToolName, Zone,
+};
+use crate::engagement::Ask;
 use crate::request::JobSpec;
 use crate::scripts::{RetryOutcome, TenantCaps};
+use crate::validate::ValidationError;
 
 /// How long a process trusts what it read of a tool's breaker and switch.
 const FRESH: Duration = Duration::from_secs(1);
@@ -114,6 +121,14 @@ impl Queue {
         spec: &JobSpec,
         caps: Option<TenantCaps>,
     ) -> Result<Submitted, QueueError> {
+        let engaged;
+        let spec = match &spec.engagement {
+            Some(e) => {
+                engaged = self.engage(tenant, spec, e).await?;
+                &engaged
+            }
+            None => spec,
+        };
         let zones = match &spec.zone_plan {
             Some(plan) => plan.zones(),
             None => vec![spec.zone.clone()],
@@ -127,6 +142,44 @@ impl Queue {
             return self.admit_parent(tenant, spec, caps).await;
         }
         self.submit_within(tenant, spec, caps).await
+    }
+
+    /// Step 0: judges `spec` against the tenant's engagement `id` now, and returns it with what
+    /// the engagement decides (a wait for its window, a person's approval).
+    pub async fn engage(
+        &self,
+        tenant: &TenantId,
+        spec: &JobSpec,
+        id: &EngagementId,
+    ) -> Result<JobSpec, QueueError> {
+        let Some(stored) = self.engagement(tenant, id).await? else {
+            return Err(QueueError::Refused(ValidationError::new(
+                "engagement",
+                format!("your tenant has no engagement {id}"),
+                "an engagement id from GET /v1/engagements",
+            )));
+        };
+        let now = super::listing::now_ms();
+        let ask = Ask {
+            tool: &spec.tool,
+            template: spec.template.as_deref(),
+            target: &spec.target,
+            intrusive: spec.intrusive,
+        };
+        let admission = stored
+            .engagement
+            .judge(ask, now)
+            .map_err(QueueError::Refused)?;
+        let mut spec = spec.clone();
+        spec.needs_approval |= admission.needs_approval;
+        if let Some(opens) = admission.opens_ms {
+            let wait = opens.saturating_sub(now);
+            if wait > spec.delay_ms {
+                spec.delay_ms = wait;
+                spec.waits_for_window = true;
+            }
+        }
+        Ok(spec)
     }
 
     /// Admits a failed or cancelled job again (`POST /v1/jobs/{id}/retry`): the same gate,

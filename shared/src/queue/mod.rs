@@ -29,6 +29,7 @@ mod claim;
 mod conn;
 mod connect;
 mod consumer;
+mod engagements;
 mod layout;
 mod limits;
 mod listen;
@@ -56,6 +57,7 @@ pub use connect::{
     Connection, Pool, PoolError, cancelled_error, client, client_for, pool, script_settings,
 };
 pub use consumer::{ClaimRound, Consumer, Heartbeat, StartedJob};
+pub use engagements::StoredEngagement;
 pub use limits::{CAPS_PUBLISH_EVERY, Standing, retry_after_secs};
 pub use listen::{Listener, Subscription};
 pub use sessions::McpSession;
@@ -97,6 +99,9 @@ pub enum QueueError {
     /// The write reached the primary but not enough replicas in time (and was taken back).
     #[error("only {acked} of {wanted} replicas acknowledged the write")]
     NotReplicated { acked: u32, wanted: u32 },
+    /// The job's engagement refuses it (DESIGN §14): 422 naming the field.
+    #[error("{0}")]
+    Refused(crate::validate::ValidationError),
 }
 
 impl QueueError {
@@ -479,6 +484,14 @@ pub(crate) fn job_fields(spec: &JobSpec, max_running: u64) -> Vec<(&'static str,
     if !spec.zone.is_default() {
         // The key says it too; the hash says it for readers given only the hash.
         fields.push(("zone", spec.zone.to_string()));
+    }
+    if let Some(e) = &spec.engagement {
+        // The worker judges the timing again before the tool runs (DESIGN §14).
+        fields.push(("engagement", e.to_string()));
+    }
+    if spec.waits_for_window {
+        // `waiting_for: "window"` while it is scheduled.
+        fields.push(("waiting", "window".to_owned()));
     }
     fields
 }

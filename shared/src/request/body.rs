@@ -71,6 +71,11 @@ pub struct SubmitBody {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(pattern = "^[a-z0-9][a-z0-9_-]{0,31}$")]
     pub zone: Option<String>,
+    /// The engagement the job runs under (DESIGN §14; GET /v1/engagements): its targets, tools,
+    /// templates, windows and approval rule apply. Required when the server or the token says so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$")]
+    pub engagement: Option<String>,
 }
 
 /// What a submit field accepts, for refusals.
@@ -91,6 +96,7 @@ fn submit_hint(field: &str) -> &'static str {
         "run_at" => "an RFC 3339 UTC time, e.g. 2026-11-22T03:00:00Z",
         "chunk_hosts" => "a whole number of hosts from 1 to the tool's max_hosts, e.g. 256",
         "zone" => "a zone name from GET /v1/zones, e.g. default",
+        "engagement" => "an engagement id from GET /v1/engagements",
         _ => "",
     }
 }

@@ -11,6 +11,7 @@ fn with_policy<T>(f: impl FnOnce(&Policy<'_>) -> T) -> T {
         zones: &zones,
         allow_intrusive: false,
         default_max_attempts: 3,
+        require_engagement: false,
     })
 }
 

@@ -17,6 +17,7 @@ fn spec_with(zones: &str, body: Value) -> Result<JobSpec, RequestError> {
             zones: &zones,
             allow_intrusive: false,
             default_max_attempts: 3,
+            require_engagement: false,
         },
     )
 }

@@ -37,7 +37,7 @@ pub use groups::target_group;
 pub use resolve::{
     BoxFuture, Resolver, StaticResolver, SystemResolver, resolve_for_scan, resolve_list,
 };
-pub use scope::TargetPolicy;
+pub use scope::{Narrowing, TargetPolicy};
 pub use script::ScriptPolicy;
 pub use target::{Hostname, Target};
 pub use targets::TargetList;

@@ -14,6 +14,9 @@ use ipnet::Ipv4Net;
 use super::target::parse_hostname;
 use super::{Hostname, Target, TargetList, ValidationError};
 
+mod narrow;
+pub use narrow::Narrowing;
+
 /// The allow list used when the operator sets none.
 pub const DEFAULT_ALLOWED: &str = "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,.lab.internal";
 /// The largest CIDR, in addresses, accepted when neither operator nor tool sets one.
@@ -98,6 +101,9 @@ pub struct TargetPolicy {
     max_hosts: u32,
     /// Most hosts one submit may cover, split into chunks (DESIGN §12).
     max_target_hosts: u32,
+    /// Narrowings every target must pass too: the tenant's `allowed_targets`, an engagement's
+    /// targets (DESIGN §14).
+    narrowings: Vec<std::sync::Arc<Narrowing>>,
 }
 
 impl Default for TargetPolicy {
@@ -124,7 +130,21 @@ impl TargetPolicy {
             deny: Rules::parse(deny, "denied targets")?,
             max_hosts,
             max_target_hosts: DEFAULT_MAX_TARGET_HOSTS.max(max_hosts),
+            narrowings: Vec::new(),
         })
+    }
+
+    /// This scope narrowed by `n` as well: a target must pass both (a tenant's
+    /// `allowed_targets`, an engagement's targets).
+    pub fn narrowed(&self, n: std::sync::Arc<Narrowing>) -> Self {
+        let mut out = self.clone();
+        out.narrowings.push(n);
+        out
+    }
+
+    /// The narrowings on top of the server's scope, outermost first.
+    pub fn narrowings(&self) -> &[std::sync::Arc<Narrowing>] {
+        &self.narrowings
     }
 
     /// With at most `n` hosts per submit (`SCANQ_MAX_TARGET_HOSTS`; never below `max_hosts`).
@@ -151,14 +171,16 @@ impl TargetPolicy {
         max_hosts_override: Option<u32>,
     ) -> Result<(), ValidationError> {
         match target {
-            Target::Ip(ip) => self.check_net(Ipv4Net::from(*ip), &ip.to_string(), None),
+            Target::Ip(ip) => self.check_net(Ipv4Net::from(*ip), &ip.to_string(), None)?,
             Target::Cidr(net) => self.check_net(
                 *net,
                 &net.to_string(),
                 Some(max_hosts_override.unwrap_or(self.max_hosts)),
-            ),
-            Target::Host(host) => self.check_host(host),
+            )?,
+            // Narrowed inside (also for `check_resolved`).
+            Target::Host(host) => return self.check_host(host),
         }
+        self.narrowings.iter().try_for_each(|n| n.check(target))
     }
 
     /// Checks the target list of one job (a chunk of a big scan, or a one-entry list): every
@@ -205,6 +227,7 @@ impl TargetPolicy {
                 }
             };
             self.check_net(Ipv4Net::from(v4), &v4.to_string(), None)
+                .and_then(|()| self.narrowings.iter().try_for_each(|n| n.check_address(v4)))
                 .map_err(|e| {
                     refuse(
                         format!("{host} resolves to {v4}, which is refused: {}", e.message),
@@ -232,6 +255,9 @@ impl TargetPolicy {
     }
 
     fn check_host(&self, host: &Hostname) -> Result<(), ValidationError> {
+        self.narrowings
+            .iter()
+            .try_for_each(|n| n.check(&Target::Host(host.clone())))?;
         if let Some(rule) = self.deny.matches_host(host) {
             return Err(refuse(
                 format!("{host} is under the denied suffix {rule}"),
