@@ -297,6 +297,10 @@ async fn publish_caps_once(state: &AppState) {
     if let Err(err) = state.queue().publish_fleet(open, &caps).await {
         tracing::debug!(error = %err, "Publishing tenant caps failed");
     }
+    let scopes = state.inner.auth.all_scopes();
+    if let Err(err) = state.queue().publish_scopes(&scopes).await {
+        tracing::debug!(error = %err, "Publishing tenant scopes failed");
+    }
 }
 
 /// Delivers due webhook events, like every other API and worker process.

@@ -5,11 +5,13 @@
 //! [`fields`] reads the MCP tools' typed arguments; [`strict`] parses JSON refusing duplicate keys.
 
 mod body;
+mod caller_scope;
 pub mod fields;
 pub mod strict;
 mod zone_plan;
 
 pub use body::{SubmitBody, parse as parse_body};
+pub use caller_scope::CallerScope;
 pub use zone_plan::ZonePlan;
 
 use serde_json::Value;

@@ -16,6 +16,7 @@ use std::sync::{Arc, RwLock};
 
 use scanq::config::Config;
 use scanq::domain::TenantId;
+use scanq::request::CallerScope;
 use scanq::scripts::{Rate, TenantCaps};
 
 pub use tokens::{Scope, Scopes, Token, TokenSet, entry_toml, generate_token, hash_token};
@@ -136,6 +137,31 @@ impl Auth {
             .into_iter()
             .filter_map(|t| self.caps_for(&t, cfg).map(|c| (t, c)))
             .collect()
+    }
+
+    /// Each tenant's scope from the file (`allowed_targets` text, `require_engagement`), to
+    /// publish for scheduled runs (`Queue::publish_scopes`).
+    pub fn all_scopes(&self) -> Vec<(TenantId, Option<String>, bool)> {
+        let set = self.current();
+        set.tenants()
+            .into_iter()
+            .map(|t| {
+                let entry = set.tenant(&t);
+                let allowed =
+                    entry.and_then(|e| e.allowed_targets.as_ref().map(|(s, _)| s.clone()));
+                let require = entry.is_some_and(|e| e.require_engagement);
+                (t, allowed, require)
+            })
+            .collect()
+    }
+
+    /// The scope of a caller (DESIGN §14): its tenant's and its token's `allowed_targets` and
+    /// `require_engagement`; nothing narrowed in open mode.
+    pub fn caller_scope(&self, tenant: &TenantId, token: Option<&Token>) -> CallerScope {
+        if self.is_open() {
+            return CallerScope::default();
+        }
+        self.current().caller_scope(tenant, token)
     }
 
     /// The caps of a tenant, or None in open mode (one tenant: only the per-tool queue length

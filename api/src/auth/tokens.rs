@@ -10,19 +10,26 @@
 //! sha256 = "9f86d0…"           # from `scanq-api token new`
 //! rate_per_sec = 5             # optional: this token's request rate (default: config)
 //! burst = 10                   # optional: its burst
+//! allowed_targets = ["127.0.1.0/25"]  # optional: narrows its tenant's scope further
+//! require_engagement = true    # optional: its jobs must name an engagement
 //!
-//! [tenants.blue]               # optional caps for a tenant (default: config)
+//! [tenants.blue]               # optional caps and scope for a tenant (default: config)
 //! max_queued = 100
 //! max_running = 10
+//! allowed_targets = ["127.0.1.0/24", ".blue.lab"]  # inside the server's scope (DESIGN §14)
+//! require_engagement = false
 //! ```
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::path::Path;
+use std::sync::Arc;
 
 use scanq::domain::TenantId;
+use scanq::request::CallerScope;
 use scanq::scripts::Rate;
 pub use scanq::tokens::{Scope, Scopes, check_name, entry_toml, generate_token, hash_token};
+use scanq::validate::Narrowing;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -34,6 +41,10 @@ pub struct Token {
     pub tenant: TenantId,
     pub scopes: Scopes,
     pub rate: Option<Rate>,
+    /// The token's own `allowed_targets`, narrowing its tenant's scope further.
+    pub narrowing: Option<Arc<Narrowing>>,
+    /// The token's jobs must name an engagement.
+    pub require_engagement: bool,
     digest: [u8; 32],
 }
 
@@ -55,11 +66,31 @@ pub struct TenantLimits {
     pub max_running: Option<u64>,
 }
 
+/// A `[tenants.<name>]` entry as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTenant {
+    max_queued: Option<u64>,
+    max_running: Option<u64>,
+    allowed_targets: Option<Vec<String>>,
+    #[serde(default)]
+    require_engagement: bool,
+}
+
+/// What the file says of one tenant: caps, and the narrowing of the server's scope.
+#[derive(Debug, Clone, Default)]
+pub struct TenantEntry {
+    pub limits: TenantLimits,
+    /// `allowed_targets`, as written (published for the scheduler) and parsed.
+    pub allowed_targets: Option<(String, Arc<Narrowing>)>,
+    pub require_engagement: bool,
+}
+
 /// Every token of one version of the file.
 #[derive(Debug, Default)]
 pub struct TokenSet {
     tokens: Vec<Token>,
-    tenants: HashMap<TenantId, TenantLimits>,
+    tenants: HashMap<TenantId, TenantEntry>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -68,7 +99,7 @@ struct RawFile {
     #[serde(default)]
     tokens: Vec<RawToken>,
     #[serde(default)]
-    tenants: BTreeMap<String, TenantLimits>,
+    tenants: BTreeMap<String, RawTenant>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -80,6 +111,25 @@ struct RawToken {
     sha256: String,
     rate_per_sec: Option<f64>,
     burst: Option<u32>,
+    allowed_targets: Option<Vec<String>>,
+    #[serde(default)]
+    require_engagement: bool,
+}
+
+/// The most entries one `allowed_targets` may list.
+const MAX_ALLOWED_TARGETS: usize = 256;
+
+/// Parses an `allowed_targets` list (`at` names the entry in errors).
+fn narrowing(at: &str, label: String, list: &[String]) -> Result<Arc<Narrowing>, String> {
+    if list.is_empty() || list.len() > MAX_ALLOWED_TARGETS {
+        return Err(format!(
+            "{at}: allowed_targets must list 1 to {MAX_ALLOWED_TARGETS} entries (CIDRs, IPv4s, \
+             .suffix rules); leave it out to use the server's scope"
+        ));
+    }
+    Narrowing::parse(label, list.iter().map(String::as_str), std::iter::empty())
+        .map(Arc::new)
+        .map_err(|e| format!("{at}: {e}"))
 }
 
 impl TokenSet {
@@ -136,21 +186,45 @@ impl TokenSet {
                     Some(Rate { per_sec, burst })
                 }
             };
+            let narrowing = match &t.allowed_targets {
+                Some(list) => Some(narrowing(&at, format!("token {}", t.name), list)?),
+                None => None,
+            };
             tokens.push(Token {
                 name: t.name,
                 tenant,
                 scopes,
                 rate,
+                narrowing,
+                require_engagement: t.require_engagement,
                 digest,
             });
         }
         let mut tenants = HashMap::new();
-        for (name, limits) in raw.tenants {
-            let tenant = TenantId::parse(&name).map_err(|e| format!("[tenants.{name}]: {e}"))?;
-            if limits.max_queued == Some(0) {
-                return Err(format!("[tenants.{name}]: max_queued must be at least 1"));
+        for (name, raw) in raw.tenants {
+            let at = format!("[tenants.{name}]");
+            let tenant = TenantId::parse(&name).map_err(|e| format!("{at}: {e}"))?;
+            if raw.max_queued == Some(0) {
+                return Err(format!("{at}: max_queued must be at least 1"));
             }
-            tenants.insert(tenant, limits);
+            let allowed_targets = match &raw.allowed_targets {
+                Some(list) => Some((
+                    list.join(","),
+                    narrowing(&at, format!("tenant {name}"), list)?,
+                )),
+                None => None,
+            };
+            tenants.insert(
+                tenant,
+                TenantEntry {
+                    limits: TenantLimits {
+                        max_queued: raw.max_queued,
+                        max_running: raw.max_running,
+                    },
+                    allowed_targets,
+                    require_engagement: raw.require_engagement,
+                },
+            );
         }
         Ok(Self { tokens, tenants })
     }
@@ -197,7 +271,30 @@ impl TokenSet {
     }
 
     pub fn tenant_limits(&self, tenant: &TenantId) -> TenantLimits {
-        self.tenants.get(tenant).copied().unwrap_or_default()
+        self.tenants
+            .get(tenant)
+            .map(|e| e.limits)
+            .unwrap_or_default()
+    }
+
+    /// What the file says of a tenant (caps, `allowed_targets`, `require_engagement`).
+    pub fn tenant(&self, tenant: &TenantId) -> Option<&TenantEntry> {
+        self.tenants.get(tenant)
+    }
+
+    /// The scope of a caller: its tenant's narrowing and rules, then its token's.
+    pub fn caller_scope(&self, tenant: &TenantId, token: Option<&Token>) -> CallerScope {
+        let entry = self.tenants.get(tenant);
+        let narrowings = entry
+            .and_then(|e| e.allowed_targets.as_ref().map(|(_, n)| n.clone()))
+            .into_iter()
+            .chain(token.and_then(|t| t.narrowing.clone()))
+            .collect();
+        CallerScope {
+            narrowings,
+            require_engagement: entry.is_some_and(|e| e.require_engagement)
+                || token.is_some_and(|t| t.require_engagement),
+        }
     }
 }
 
@@ -310,6 +407,21 @@ mod tests {
                 "listed twice",
             ),
             ("[tenants.blue]\nmax_queued = 0".into(), "max_queued"),
+            (
+                "[tenants.blue]\nallowed_targets = []".into(),
+                "allowed_targets must list 1 to 256",
+            ),
+            (
+                "[tenants.blue]\nallowed_targets = [\"127.0.1.0/24\", \"nope/99\"]".into(),
+                "[tenants.blue]: allowed targets entry `nope/99`",
+            ),
+            (
+                format!(
+                    "[[tokens]]\nname=\"a\"\ntenant=\"t\"\nscopes=[\"read\"]\nsha256=\"{digest}\"\n\
+                     allowed_targets = [\"300.1.1.1\"]"
+                ),
+                "token #1 (`a`): allowed targets entry `300.1.1.1`",
+            ),
         ];
         for (text, expected) in cases {
             let err = TokenSet::parse(&file(&text)).unwrap_err();
@@ -356,6 +468,29 @@ mod tests {
             set.tenant_limits(&TenantId::parse("red").unwrap()),
             TenantLimits::default()
         );
+    }
+
+    #[test]
+    fn a_callers_scope_is_its_tenants_narrowing_then_its_tokens() {
+        let text = format!(
+            "[[tokens]]\nname=\"a\"\ntenant=\"blue\"\nscopes=[\"read\"]\nsha256=\"{}\"\n\
+             allowed_targets=[\"127.0.1.0/28\"]\nrequire_engagement=true\n\
+             [[tokens]]\nname=\"b\"\ntenant=\"blue\"\nscopes=[\"read\"]\nsha256=\"{}\"\n\
+             [tenants.blue]\nallowed_targets=[\"127.0.1.0/24\"]\n",
+            hash_token("ta"),
+            hash_token("tb")
+        );
+        let set = TokenSet::parse(&text).unwrap();
+        let blue = TenantId::parse("blue").unwrap();
+        let a = set.caller_scope(&blue, set.find("ta"));
+        let labels: Vec<&str> = a.narrowings.iter().map(|n| n.label()).collect();
+        assert_eq!(labels, ["tenant blue", "token a"]);
+        assert!(a.require_engagement);
+        let b = set.caller_scope(&blue, set.find("tb"));
+        assert_eq!(b.narrowings.len(), 1);
+        assert!(!b.require_engagement);
+        let red = set.caller_scope(&TenantId::parse("red").unwrap(), None);
+        assert!(red.narrowings.is_empty());
     }
 
     #[test]

@@ -94,7 +94,9 @@ pub(crate) async fn submit(
     caller: Caller,
     JsonBody(body): JsonBody,
 ) -> Result<Response, AppError> {
-    let spec = JobSpec::from_json(&body, &state.live().policy())?;
+    let (live, narrow) = (state.live(), state.caller_scope(&caller));
+    let scope = narrow.scope(&live.targets);
+    let spec = JobSpec::from_json(&body, &narrow.policy(live.policy(), &scope))?;
     let submitted = actions::submit(&state, &caller, &spec).await?;
     let created = submitted.created;
     let doc = submitted.document;

@@ -77,7 +77,13 @@ pub(crate) async fn upsert(
     let r = state
         .inner
         .scheduler
-        .upsert(&state.live(), &caller.tenant, &id, &body)
+        .upsert(
+            &state.live(),
+            &state.caller_scope(&caller),
+            &caller.tenant,
+            &id,
+            &body,
+        )
         .await
         .map_err(AppError::from);
     audit::schedule(
@@ -192,7 +198,13 @@ pub(crate) async fn trigger(
     let r = state
         .inner
         .scheduler
-        .trigger(&state.live(), &caller.tenant, caps, &id)
+        .trigger(
+            &state.live(),
+            &state.caller_scope(&caller),
+            &caller.tenant,
+            caps,
+            &id,
+        )
         .await
         .map_err(AppError::from);
     audit::schedule("schedule.trigger", &caller, &id, &audit::outcome_of(&r));

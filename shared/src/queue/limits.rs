@@ -14,7 +14,7 @@ use redis::AsyncCommands;
 
 use super::{Queue, QueueError, Submitted};
 use crate::domain::{CorrelationId, JobId, TenantId};
-use crate::request::JobSpec;
+use crate::request::{CallerScope, JobSpec};
 use crate::scripts::{AdmitOutcome, LimitScripts, Rate, RateDecision, TenantCaps};
 
 static SCRIPTS: LazyLock<LimitScripts> = LazyLock::new(LimitScripts::new);
@@ -216,6 +216,49 @@ impl Queue {
         let mut con = self.connection().await?;
         let () = pipe.query_async(&mut con).await?;
         Ok(())
+    }
+
+    /// Publishes each tenant's scope from the tokens file (`allowed_targets` as comma-separated
+    /// entries, absent = not narrowed; `require_engagement`) next to its caps, for the
+    /// scheduled runs any process may enqueue ([`Queue::tenant_scope`]).
+    pub async fn publish_scopes(
+        &self,
+        scopes: &[(TenantId, Option<String>, bool)],
+    ) -> Result<(), QueueError> {
+        if scopes.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for (tenant, allowed, require) in scopes {
+            let key = self.keys.tenant_limits(tenant);
+            match allowed {
+                Some(text) => pipe.hset(&key, "allowed_targets", text).ignore(),
+                None => pipe.hdel(&key, "allowed_targets").ignore(),
+            };
+            pipe.hset(&key, "require_engagement", u8::from(*require))
+                .ignore()
+                .pexpire(&key, self.job_ttl_ms as i64)
+                .ignore();
+        }
+        let mut con = self.connection().await?;
+        let () = pipe.query_async(&mut con).await?;
+        Ok(())
+    }
+
+    /// The tenant's scope as the APIs last published it ([`Queue::publish_scopes`]).
+    pub async fn tenant_scope(&self, tenant: &TenantId) -> Result<CallerScope, QueueError> {
+        let mut con = self.connection().await?;
+        let (allowed, require): (Option<String>, Option<String>) = redis::cmd("HMGET")
+            .arg(self.keys.tenant_limits(tenant))
+            .arg("allowed_targets")
+            .arg("require_engagement")
+            .query_async(&mut con)
+            .await?;
+        Ok(CallerScope::published(
+            tenant.as_str(),
+            allowed.as_deref(),
+            require.as_deref() == Some("1"),
+        ))
     }
 
     /// The tenant's standing as the APIs last published it ([`Standing`]). One query for

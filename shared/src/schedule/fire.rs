@@ -28,6 +28,7 @@ use crate::config::Config;
 use crate::domain::{CorrelationId, TenantId};
 use crate::queue::{Queue, QueueError, Standing};
 use crate::reload::Live;
+use crate::request::CallerScope;
 
 /// How long a claim holds a schedule before another process may fire the same slot.
 const CLAIM_LEASE_MS: u64 = 5_000;
@@ -344,9 +345,10 @@ impl Scheduler {
             return Ok(FireResult::Fired { schedule, run });
         }
         // The tenant's standing: revoked parks the schedule; unreadable refuses this slot.
-        let caps = match self.queue.tenant_standing(&c.tenant).await? {
-            Standing::Open => None,
-            Standing::Active(caps) => Some(caps),
+        let (caps, narrow) = match self.queue.tenant_standing(&c.tenant).await? {
+            Standing::Open => (None, CallerScope::default()),
+            // Its `allowed_targets` and `require_engagement` apply to its runs (DESIGN §14).
+            Standing::Active(caps) => (Some(caps), self.queue.tenant_scope(&c.tenant).await?),
             Standing::Revoked => {
                 return Err(FireError::Park(
                     ParkReason::Revoked,
@@ -374,7 +376,10 @@ impl Scheduler {
             return Ok(FireResult::Skipped { schedule });
         }
         let enqueued = match CorrelationId::parse(&run) {
-            Ok(cid) => match c.def.run_spec(&live.policy(), &cid) {
+            Ok(cid) => match c.def.run_spec(
+                &narrow.policy(live.policy(), &narrow.scope(&live.targets)),
+                &cid,
+            ) {
                 Ok(mut spec) => {
                     // Stored with the job from its creation, so even a run that finishes at
                     // once is known as this schedule's.

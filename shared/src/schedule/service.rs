@@ -12,7 +12,7 @@ use super::{ScheduleBody, ScheduleDef, Scheduler, rfc3339};
 use crate::domain::{CorrelationId, JobState, TenantId};
 use crate::queue::QueueError;
 use crate::reload::Live;
-use crate::request::RequestError;
+use crate::request::{CallerScope, RequestError};
 use crate::scripts::TenantCaps;
 use crate::validate::ValidationError;
 
@@ -184,6 +184,7 @@ impl Scheduler {
     pub async fn upsert(
         &self,
         live: &Live,
+        narrow: &CallerScope,
         tenant: &TenantId,
         id: &str,
         body: &Value,
@@ -191,7 +192,13 @@ impl Scheduler {
         let id = schedule_id(id)?;
         let def = ScheduleDef::try_from(ScheduleBody::from_json(body)?)?;
         let now = self.store.now_ms().await?;
-        def.admit(&id, &live.policy(), self.min_every_sec, now)?;
+        let scope = narrow.scope(&live.targets);
+        def.admit(
+            &id,
+            &narrow.policy(live.policy(), &scope),
+            self.min_every_sec,
+            now,
+        )?;
         let next = Self::next_due(&def, &id, now, now)
             .map_err(|e| ValidationError::new("every_sec", e.0, "a shorter cadence"))?;
         let created = match self
@@ -270,6 +277,7 @@ impl Scheduler {
     pub async fn trigger(
         &self,
         live: &Live,
+        narrow: &CallerScope,
         tenant: &TenantId,
         caps: Option<TenantCaps>,
         id: &str,
@@ -283,7 +291,9 @@ impl Scheduler {
         let now = self.store.now_ms().await?;
         let run = format!("{}.t{now}", v.id);
         let cid = CorrelationId::parse(&run).map_err(|e| StoreError::Corrupt(e.0))?;
-        let mut spec = def.run_spec(&live.policy(), &cid).map_err(|e| {
+        let scope = narrow.scope(&live.targets);
+        let policy = narrow.policy(live.policy(), &scope);
+        let mut spec = def.run_spec(&policy, &cid).map_err(|e| {
             ScheduleError::Refused(format!(
                 "the schedule's template was refused: {}",
                 refusal(&e)

@@ -52,7 +52,10 @@ pub(super) async fn call(ctx: &mut Ctx, tool: &ToolName, params: &Value, as_task
     let args = args::arguments(params, &accepted)?;
     let wait = args::wait_sec(args)?;
     let body = submit_body(&ctx.state, tool, args)?;
-    let job = JobSpec::from_json(&body, &ctx.state.live().policy()).map_err(AppError::from)?;
+    let narrow = ctx.state.caller_scope(&ctx.caller);
+    let scope = narrow.scope(&live.targets);
+    let job =
+        JobSpec::from_json(&body, &narrow.policy(live.policy(), &scope)).map_err(AppError::from)?;
     // The same gate, caps, audit and metric as `POST /v1/jobs`.
     let doc = crate::actions::submit(&ctx.state, &ctx.caller, &job)
         .await
