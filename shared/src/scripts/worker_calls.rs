@@ -261,4 +261,29 @@ impl Scripts {
             .await?;
         Ok((pos > 0).then_some(pos))
     }
+
+    /// Stops the running jobs of one queue whose engagement's window has ended by Redis' clock
+    /// (`window_ends.lua`), or just `member` when given (`<fence>:<ref>`, the running worker's
+    /// own timer). Returns the refs of the jobs asked to stop.
+    pub async fn window_ends(
+        &self,
+        con: &mut impl ConnectionLike,
+        tk: &ToolKeys,
+        set: &ScriptSettings,
+        tool: &str,
+        limit: usize,
+        member: Option<&str>,
+    ) -> RedisResult<Vec<String>> {
+        self.window_ends
+            .prepare_invoke()
+            .key(tk.window_ends())
+            .key(tk.job_prefix())
+            .arg(&set.cancel_channel)
+            .arg(limit)
+            .arg(crate::domain::StopReason::WindowClosed.as_str())
+            .arg(tool)
+            .arg(member.unwrap_or(""))
+            .invoke_async(con)
+            .await
+    }
 }
