@@ -224,12 +224,14 @@ fn a_blackout_over_a_windows_end_defers_to_the_next_window() {
 
 #[test]
 fn overlapping_and_chained_blackouts_are_hopped_over() {
-    let mut c = Calendar::default();
-    c.blackouts = vec![
-        blackout("2026-12-09T00:00:00Z", "2026-12-20T00:00:00Z"),
-        blackout("2026-12-19T00:00:00Z", "2026-12-30T00:00:00Z"),
-        blackout("2026-12-30T00:00:00Z", "2026-12-31T00:00:00Z"),
-    ];
+    let c = Calendar {
+        blackouts: vec![
+            blackout("2026-12-09T00:00:00Z", "2026-12-20T00:00:00Z"),
+            blackout("2026-12-19T00:00:00Z", "2026-12-30T00:00:00Z"),
+            blackout("2026-12-30T00:00:00Z", "2026-12-31T00:00:00Z"),
+        ],
+        ..Calendar::default()
+    };
     assert_eq!(
         c.timing(ms("2026-12-10T00:00:00Z")),
         opens("2026-12-31T00:00:00Z")
@@ -368,8 +370,10 @@ fn check_refuses_too_many_windows_or_blackouts_and_backwards_blackouts() {
         "windows"
     );
     let b = blackout("2026-12-01T00:00:00Z", "2026-12-02T00:00:00Z");
-    let mut c = Calendar::default();
-    c.blackouts = vec![b.clone(); MAX_BLACKOUTS + 1];
+    let mut c = Calendar {
+        blackouts: vec![b.clone(); MAX_BLACKOUTS + 1],
+        ..Calendar::default()
+    };
     assert_eq!(refused_field(&c), "blackouts");
     c.blackouts = vec![b, blackout("2026-12-02T00:00:00Z", "2026-12-02T00:00:00Z")];
     assert_eq!(refused_field(&c), "blackouts[1].end");
