@@ -381,3 +381,31 @@ async fn a_job_whose_engagement_was_deleted_fails_without_running() {
     assert!(message.contains("engagement gone"), "{message}");
     assert_eq!(s.starts(), 0, "the tool never ran");
 }
+
+#[tokio::test]
+async fn a_job_whose_engagement_expired_while_it_waited_fails_without_running() {
+    // Arrange: admitted a moment before the engagement expires; no worker until after.
+    let s = stack("win_expired").await;
+    let expires = now_ms() + 1500;
+    s.engage("brief", json!({"expires_at_ms": expires})).await;
+    s.submit(
+        json!({"tool": "fake", "target": "127.0.0.1", "engagement": "brief",
+        "correlation_id": "w-expired"}),
+    )
+    .await;
+    eventually(Duration::from_secs(5), "the engagement expired", || async {
+        (now_ms() > expires).then_some(())
+    })
+    .await;
+
+    // Act
+    let _worker = s.worker().await;
+
+    // Assert
+    let done = wait_done(&s.base, "w-expired", Duration::from_secs(20)).await;
+    assert_eq!(done["state"], "failed", "{done}");
+    assert_eq!(done["error"]["type"], "validation_error", "{done}");
+    let message = done["error"]["message"].as_str().unwrap();
+    assert!(message.contains("engagement brief expired"), "{message}");
+    assert_eq!(s.starts(), 0, "the tool never ran");
+}

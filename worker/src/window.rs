@@ -72,6 +72,11 @@ pub async fn judge(w: &SharedRef, id: &JobId, claimed: &ClaimedJob, target: &Tar
     };
     let e = &stored.engagement;
     match e.judge(ask, now) {
+        // Its own words name the engagement (`engagement x expired at …`); a refused target,
+        // tool or template is said with the field.
+        Err(err) if err.field == "engagement" => {
+            refuse(format!("{}; the job was not run", err.message))
+        }
         Err(err) => refuse(format!(
             "engagement {eid} no longer allows the job ({err}); it was not run"
         )),
