@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::classify::{self, Exit, Ran};
 use crate::sandbox::{self, Limits, SandboxSpec, SpawnError};
 use crate::state::{RunningJob, SharedRef};
-use crate::window::{self, Judged};
+use crate::window;
 
 pub fn binary_present(command: &str) -> bool {
     if command.contains('/') {
@@ -55,39 +55,11 @@ pub async fn attempt(w: &SharedRef, job: &RunningJob, claimed: &ClaimedJob) -> O
             return Some(c);
         }
     };
-    let mut window_end = None;
-    if !claimed.engagement.is_empty() {
-        match window::judge(w, &job.id, claimed, &target).await {
-            Judged::Run { ends_ms } => window_end = ends_ms,
-            Judged::Defer { delay_ms } => {
-                tracing::info!(
-                    delay_ms,
-                    "Outside the engagement's window; deferred to its opening"
-                );
-                let c =
-                    classify::completion(job_ref, job.fence, Outcome::Defer, None, None, delay_ms);
-                return Some(c);
-            }
-            Judged::Refused(e) => {
-                tracing::warn!(error = %e.message, "Job refused by its engagement before the run");
-                let c =
-                    classify::completion(job_ref, job.fence, Outcome::Failed, None, Some(&e), 0);
-                return Some(c);
-            }
-            Judged::Unreadable(e) => {
-                tracing::warn!(error = %e.message, "Engagement not read; the attempt is retried");
-                let delay = classify::backoff_ms(
-                    w.cfg.retry_base_ms,
-                    w.cfg.retry_max_ms,
-                    claimed.attempt,
-                    fastrand::f64(),
-                );
-                let c =
-                    classify::completion(job_ref, job.fence, Outcome::Retry, None, Some(&e), delay);
-                return Some(c);
-            }
-        }
-    }
+    // Judged again against its engagement, if it names one (DESIGN §14).
+    let window_end = match window::before_run(w, job, claimed, &target).await {
+        Ok(end) => end,
+        Err(c) => return Some(c),
+    };
     let timeout = Duration::from_secs(claimed.timeout_sec.unwrap_or(spec.default_timeout_sec));
     tracing::info!(attempt = claimed.attempt, "Job started");
     let window_timer = window_end.map(|end| window::arm(w.clone(), job.clone(), end));

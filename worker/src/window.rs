@@ -11,12 +11,13 @@
 
 use std::time::Duration;
 
-use scanq::domain::{EngagementId, ErrorInfo, ErrorType, JobId, StopReason};
+use scanq::domain::{EngagementId, ErrorInfo, ErrorType, JobId, Outcome, StopReason};
 use scanq::engagement::{Ask, Timing};
-use scanq::scripts::ClaimedJob;
+use scanq::scripts::{ClaimedJob, Completion};
 use scanq::validate::TargetList;
 use tokio::task::JoinHandle;
 
+use crate::classify;
 use crate::state::{RunningJob, SharedRef};
 
 /// What the engagement says about running the attempt now.
@@ -37,6 +38,65 @@ fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+/// The engagement's word on the attempt just before the tool runs: `Ok(end)` to run it (and
+/// stop it at `end`, when given), or the completion to write instead of running it.
+pub async fn before_run(
+    w: &SharedRef,
+    job: &RunningJob,
+    claimed: &ClaimedJob,
+    target: &TargetList,
+) -> Result<Option<u64>, Completion> {
+    if claimed.engagement.is_empty() {
+        return Ok(None);
+    }
+    let job_ref = claimed.job_ref.as_str();
+    match judge(w, &job.id, claimed, target).await {
+        Judged::Run { ends_ms } => Ok(ends_ms),
+        Judged::Defer { delay_ms } => {
+            tracing::info!(
+                delay_ms,
+                "Outside the engagement's window; deferred to its opening"
+            );
+            Err(classify::completion(
+                job_ref,
+                job.fence,
+                Outcome::Defer,
+                None,
+                None,
+                delay_ms,
+            ))
+        }
+        Judged::Refused(e) => {
+            tracing::warn!(error = %e.message, "Job refused by its engagement before the run");
+            Err(classify::completion(
+                job_ref,
+                job.fence,
+                Outcome::Failed,
+                None,
+                Some(&e),
+                0,
+            ))
+        }
+        Judged::Unreadable(e) => {
+            tracing::warn!(error = %e.message, "Engagement not read; the attempt is retried");
+            let delay = classify::backoff_ms(
+                w.cfg.retry_base_ms,
+                w.cfg.retry_max_ms,
+                claimed.attempt,
+                fastrand::f64(),
+            );
+            Err(classify::completion(
+                job_ref,
+                job.fence,
+                Outcome::Retry,
+                None,
+                Some(&e),
+                delay,
+            ))
+        }
+    }
 }
 
 /// Judges job `id` (claimed as `claimed`, its target re-checked as `target`) against the
