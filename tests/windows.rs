@@ -62,14 +62,31 @@ struct Stack {
     redis: RedisServer,
 }
 
-/// Redis, the API and (unless `worker` is false) one worker, with the in-process tools and the
-/// fake exec tool `fake`, whose starts are recorded.
+/// What `slownmap` prints before it sleeps: the start of an nmap run with one host found.
+const PARTIAL_XML: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<nmaprun scanner="nmap" args="nmap -oX - 127.0.0.1" start="1796000000" version="7.94" xmloutputversion="1.05">
+<host starttime="1796000001" endtime="1796000002"><status state="up" reason="localhost-response"/>
+<address addr="127.0.0.1" addrtype="ipv4"/>
+<ports><port protocol="tcp" portid="22"><state state="open" reason="syn-ack"/><service name="ssh"/></port></ports>
+</host>
+"#;
+
+/// Redis and the API, with the in-process tools, the fake exec tool `fake` (whose starts are
+/// recorded) and `slownmap`, parsed as nmap, which prints [`PARTIAL_XML`] then sleeps 30 s.
 async fn stack(name: &str) -> Stack {
     let redis = RedisServer::start().await;
     let fx = Fixture::new();
     let starts = fx.path("starts.log");
     let fake = fx.script("fake", &fake_tool_script(Some(&starts)));
-    let toml = format!("{INPROCESS_TOOLS}{}", fake_tool_catalog("fake", &fake, ""));
+    let slow = fx.script(
+        "slownmap",
+        &format!("#!/bin/bash\ncat <<'EOF'\n{PARTIAL_XML}EOF\nsleep 30\n"),
+    );
+    let toml = format!(
+        "{INPROCESS_TOOLS}{}{}",
+        fake_tool_catalog("fake", &fake, ""),
+        fake_tool_catalog("slownmap", &slow, "parser = \"nmap\"")
+    );
     let catalog = Catalog::load(Some(&fx.catalog(&toml))).unwrap();
     let cfg = test_config(&redis, name);
     let queue = Queue::with_catalog(scanq::queue::pool(&cfg).unwrap(), &cfg, &catalog);
@@ -408,4 +425,53 @@ async fn a_job_whose_engagement_expired_while_it_waited_fails_without_running() 
     let message = done["error"]["message"].as_str().unwrap();
     assert!(message.contains("engagement brief expired"), "{message}");
     assert_eq!(s.starts(), 0, "the tool never ran");
+}
+
+#[tokio::test]
+async fn an_nmap_scan_stopped_at_its_windows_end_keeps_its_xml_for_export() {
+    // Arrange
+    let s = stack("win_xml").await;
+    let _worker = s.worker().await;
+    let now = now_ms();
+    let closes = next_second(now + 3000);
+    s.engage(
+        "night",
+        json!({"windows": [window(now - 60_000, closes)], "stop_at_window_end": true}),
+    )
+    .await;
+
+    // Act
+    s.submit(
+        json!({"tool": "slownmap", "target": "127.0.0.1", "engagement": "night",
+        "correlation_id": "w-xml"}),
+    )
+    .await;
+    let done = wait_done(&s.base, "w-xml", Duration::from_secs(20)).await;
+
+    // Assert: the XML as the tool wrote it, and what it found parsed and exportable.
+    assert_eq!(done["state"], "cancelled", "{done}");
+    assert_eq!(done["stop_reason"], "window_closed", "{done}");
+    assert_eq!(
+        done["result"]["parsed"]["hosts"][0]["ports"][0]["port"], 22,
+        "{done}"
+    );
+    let xml = http()
+        .get(format!("{}/v1/jobs/w-xml/result.xml", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(xml.status(), 200);
+    assert_eq!(xml.text().await.unwrap(), PARTIAL_XML);
+    let csv = http()
+        .get(format!("{}/v1/jobs/w-xml/result.csv", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(csv.status(), 200);
+    assert!(
+        csv.text()
+            .await
+            .unwrap()
+            .contains("127.0.0.1,22,tcp,open,ssh")
+    );
 }
