@@ -51,26 +51,29 @@ impl Consumer {
     }
 
     /// Stops the due jobs of every queue this worker reaps (up to `limit` per queue), by Redis'
-    /// clock, whichever worker runs them. Returns the jobs asked to stop.
+    /// clock, whichever worker runs them, in one round trip. Returns the jobs asked to stop.
     pub async fn sweep_window_ends(
         &self,
         limit: usize,
     ) -> Result<Vec<(ToolName, Zone, String)>, super::QueueError> {
+        let queues: Vec<(&ToolName, &Zone, &crate::keys::ToolKeys)> = self
+            .tools
+            .iter()
+            .flat_map(|t| t.reaped.iter().map(move |(z, tk)| (&t.name, z, tk)))
+            .collect();
+        let calls: Vec<_> = queues.iter().map(|(n, _, tk)| (*tk, n.as_str())).collect();
         let mut con = self.pool.get().await?;
-        let mut out = Vec::new();
-        for t in &self.tools {
-            for (zone, tk) in &t.reaped {
-                let stopped = self
-                    .scripts
-                    .window_ends(&mut con, tk, &self.settings, t.name.as_str(), limit, None)
-                    .await?;
-                out.extend(
-                    stopped
-                        .into_iter()
-                        .map(|r| (t.name.clone(), zone.clone(), r)),
-                );
-            }
-        }
-        Ok(out)
+        let replies = self
+            .scripts
+            .window_ends_all(&mut con, &self.settings, &calls, limit)
+            .await?;
+        Ok(queues
+            .iter()
+            .zip(replies)
+            .flat_map(|((name, zone, _), refs)| {
+                refs.into_iter()
+                    .map(move |r| ((*name).clone(), (*zone).clone(), r))
+            })
+            .collect())
     }
 }
