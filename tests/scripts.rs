@@ -1,7 +1,8 @@
 //! Each queue script called directly against a real Redis: enqueue (idempotency, conflict,
 //! back-pressure, delay), claim (priorities without starvation, skipping cancelled jobs, the
 //! disabled switch), renew (ok / cancel / lost), complete (fencing, retry, dead letters,
-//! hand-back), reap (promotion, takeover, poison jobs), cancel, retry and event.
+//! hand-back, defer), reap (promotion, takeover, poison jobs), cancel, retry, event and the
+//! window-end sweep.
 
 use std::collections::HashMap;
 
@@ -598,4 +599,125 @@ async fn a_gated_claim_stamps_the_home_generation_or_the_probe_and_a_gated_compl
     f.enqueue("a/3", "h", Priority::Normal, 0).await;
     let home = f.claim_raw(1).await;
     assert_eq!(home.home.unwrap().state, "closed");
+}
+
+// Engagement windows (DESIGN §14): the worker's `defer` and the fleet's window-end sweep.
+
+#[tokio::test]
+async fn a_deferred_job_waits_for_its_window_without_counting_the_attempt() {
+    let mut f = fx().await;
+    f.enqueue("a/1", "h", Priority::Normal, 0).await;
+    let (r, fence) = f.claim(1, 0).await.remove(0);
+    let c = Completion {
+        job_ref: r.clone(),
+        fence,
+        outcome: scanq::domain::Outcome::Defer,
+        result_json: String::new(),
+        error_json: String::new(),
+        delay_ms: 1,
+        verdict: Verdict::Ignored,
+        breaker_reason: String::new(),
+    };
+    let done = f
+        .scripts
+        .complete(&mut f.con, &f.tk, &f.set, "t", "{}", "w1", &[c])
+        .await
+        .unwrap();
+    assert_eq!(
+        done.states,
+        vec![CompleteStatus::Moved(scanq::domain::JobState::Scheduled)]
+    );
+    let h: HashMap<String, String> = f.con.hgetall(f.tk.job(&r)).await.unwrap();
+    assert_eq!(h["waiting"], "window");
+    assert_eq!(h["attempt"], "0", "the deferred attempt does not count");
+    assert_eq!(h["deliveries"], "0");
+    let due: Vec<String> = f.con.zrange(f.tk.scheduled(), 0, -1).await.unwrap();
+    assert_eq!(due, vec![r.clone()]);
+    // Promoted when due; the claim that starts it clears the wait.
+    eventually(std::time::Duration::from_secs(5), "promoted", || {
+        let mut con = f.con.clone();
+        let (scripts, tk, set) = (&f.scripts, f.tk.clone(), f.set.clone());
+        async move {
+            (scripts
+                .reap(&mut con, &tk, &set, "t", 10, "{}", "{}")
+                .await
+                .ok()?
+                .promoted
+                == 1)
+                .then_some(())
+        }
+    })
+    .await;
+    assert_eq!(f.claim(1, 0).await.len(), 1);
+    let h: HashMap<String, String> = f.con.hgetall(f.tk.job(&r)).await.unwrap();
+    assert_eq!(h["attempt"], "1");
+    assert!(!h.contains_key("waiting"));
+}
+
+#[tokio::test]
+async fn window_ends_stops_due_attempts_by_redis_time_and_drops_stale_members() {
+    let mut f = fx().await;
+    for r in ["a/1", "a/2", "a/3"] {
+        f.enqueue(r, "h", Priority::Normal, 0).await;
+    }
+    let jobs: HashMap<String, u64> = f.claim(3, 0).await.into_iter().collect();
+    let ends = f.tk.window_ends();
+    let (due_1, stale_2, later_3) = (
+        format!("{}:a/1", jobs["a/1"]),
+        format!("{}:a/2", jobs["a/2"] + 9),
+        format!("{}:a/3", jobs["a/3"]),
+    );
+    let _: i64 = f
+        .con
+        .zadd_multiple(
+            &ends,
+            &[(1u64, &due_1), (1, &stale_2), (u64::MAX / 4, &later_3)],
+        )
+        .await
+        .unwrap();
+
+    let stopped = f
+        .scripts
+        .window_ends(&mut f.con, &f.tk, &f.set, "t", 10, None)
+        .await
+        .unwrap();
+
+    assert_eq!(
+        stopped,
+        vec!["a/1"],
+        "only the due member of a running attempt"
+    );
+    let left: Vec<String> = f.con.zrange(&ends, 0, -1).await.unwrap();
+    assert_eq!(
+        left,
+        vec![later_3.clone()],
+        "due members are dropped, stale or not"
+    );
+    let h: HashMap<String, String> = f.con.hgetall(f.tk.job("a/1")).await.unwrap();
+    assert_eq!(h["cancel_requested"], "1");
+    assert_eq!(h["stop_reason"], "window_closed");
+    let st = f
+        .scripts
+        .renew(&mut f.con, &f.tk, &f.set, &[("a/1".into(), jobs["a/1"])])
+        .await
+        .unwrap();
+    assert_eq!(st, vec![RenewStatus::WindowClosed]);
+    // The running worker's own timer names its member, whatever its score.
+    let forced = f
+        .scripts
+        .window_ends(&mut f.con, &f.tk, &f.set, "t", 10, Some(&later_3))
+        .await
+        .unwrap();
+    assert_eq!(forced, vec!["a/3"]);
+    let st = f
+        .scripts
+        .renew(
+            &mut f.con,
+            &f.tk,
+            &f.set,
+            &[("a/2".into(), jobs["a/2"]), ("a/3".into(), jobs["a/3"])],
+        )
+        .await
+        .unwrap();
+    assert_eq!(st, vec![RenewStatus::Ok, RenewStatus::WindowClosed]);
 }

@@ -14,6 +14,7 @@
 //! | `P:{T}:ev:<tenant>/<cid>` | stream | the job's events, ids `0-<n>` (SSE position); **created lazily** (below) |
 //! | `P:{T}:scheduled` | zset | jobs waiting for a time (retry back-off, delay, breaker) |
 //! | `P:{T}:leases` | zset | running jobs, score = lease expiry (ms) |
+//! | `P:{T}:ends` | zset | running jobs to stop at their engagement's window end: member = `<fence>:<ref>`, score = the end (ms); swept by every worker (`window_ends.lua`) |
 //! | `P:{T}:dead` | zset | failed jobs (dead letters), score = finish time |
 //! | `P:{T}:counts` | hash | jobs per state, kept by the scripts (O(1) stats), and each tenant's entries in the ready streams of each lane (`share:<tenant>`, `share:raw:<tenant>`: the fair-share window), and `group_waiting`: items in the `gwait:` lists |
 //! | `P:{T}:backlog:<tenant>`, `P:{T}:backlog:raw:<tenant>` | list | a tenant's jobs over its fair-share window in the plain and the raw lane, as `<lane>|<ref>` items (`normal|…`, `high:raw|…`) |
@@ -406,6 +407,11 @@ impl ToolKeys {
 
     pub fn leases(&self) -> String {
         format!("{}:leases", self.base)
+    }
+
+    /// Running jobs to stop when their engagement's window ends (`stop_at_window_end`).
+    pub fn window_ends(&self) -> String {
+        format!("{}:ends", self.base)
     }
 
     pub fn dead(&self) -> String {

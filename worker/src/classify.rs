@@ -76,8 +76,15 @@ pub fn classify(
         Some(StopReason::Handback) => {
             return Some(completion(job_ref, fence, Outcome::Handback, None, None, 0));
         }
-        Some(StopReason::Cancel) => {
-            let e = ErrorInfo::new(ErrorType::Cancelled, "cancelled on request");
+        Some(reason @ (StopReason::Cancel | StopReason::WindowClosed)) => {
+            // Both keep what the tool produced so far; neither is retried automatically.
+            let e = match reason {
+                StopReason::WindowClosed => ErrorInfo::new(
+                    ErrorType::WindowClosed,
+                    "stopped at the end of its engagement's window (stop_at_window_end)",
+                ),
+                _ => ErrorInfo::new(ErrorType::Cancelled, "cancelled on request"),
+            };
             let result = match &ran {
                 Ran::Succeeded(r) => Some(r),
                 Ran::Failed(_, r, _) | Ran::Retry(_, r, _) => r.as_ref(),
@@ -302,6 +309,36 @@ mod tests {
             outcome(ok(), None),
             Some((Outcome::Succeeded, Verdict::Success))
         );
+    }
+
+    #[test]
+    fn a_window_end_cancels_with_window_closed_and_keeps_the_partial_result() {
+        let partial = JobResult {
+            stdout: "<nmaprun><host/>".into(),
+            ..JobResult::default()
+        };
+        let e = ErrorInfo::new(ErrorType::ExecutionError, "killed");
+        let c = classify(
+            &spec(),
+            "t/c",
+            7,
+            Some(StopReason::WindowClosed),
+            Ran::Failed(e, Some(partial), Some(FailureKind::Signal)),
+            1234,
+        )
+        .expect("written");
+        assert_eq!(
+            c.outcome,
+            Outcome::Cancelled,
+            "final: never retried by itself"
+        );
+        assert_eq!(c.verdict, Verdict::Ignored);
+        assert_eq!(c.delay_ms, 0);
+        let error: ErrorInfo = serde_json::from_str(&c.error_json).unwrap();
+        assert_eq!(error.kind, ErrorType::WindowClosed);
+        assert!(error.recovery_suggestion.contains("next window"));
+        let result: JobResult = serde_json::from_str(&c.result_json).unwrap();
+        assert_eq!(result.stdout, "<nmaprun><host/>");
     }
 
     #[test]

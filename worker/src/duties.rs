@@ -78,6 +78,7 @@ pub async fn renew_once(w: &SharedRef) -> anyhow::Result<()> {
         match status {
             RenewStatus::Ok => {}
             RenewStatus::Cancel => job.stop(StopReason::Cancel),
+            RenewStatus::WindowClosed => job.stop(StopReason::WindowClosed),
             RenewStatus::Lost => {
                 tracing::warn!(job = %job.id, "Lease lost to another worker; stopping the tool");
                 job.stop(StopReason::Lost);
@@ -93,6 +94,15 @@ async fn reap_loop(w: SharedRef) {
     let mut failing = false;
     loop {
         tokio::time::sleep(Duration::from_millis(base / 2 + fastrand::u64(..=base))).await;
+        // Jobs past their engagement's window end, whoever runs them (Redis' clock).
+        match w.queue.sweep_window_ends(500).await {
+            Ok(stopped) => {
+                for (tool, zone, job) in stopped {
+                    tracing::info!(tool = %tool, zone = %zone, job = %job, "Window ended; job asked to stop");
+                }
+            }
+            Err(err) => tracing::debug!(error = %err, "Window ends not swept"),
+        }
         match w.queue.reap(500).await {
             Ok(reports) => {
                 for (tool, zone, report) in reports {

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::classify::{self, Exit, Ran};
 use crate::sandbox::{self, Limits, SandboxSpec, SpawnError};
 use crate::state::{RunningJob, SharedRef};
+use crate::window;
 
 pub fn binary_present(command: &str) -> bool {
     if command.contains('/') {
@@ -54,8 +55,14 @@ pub async fn attempt(w: &SharedRef, job: &RunningJob, claimed: &ClaimedJob) -> O
             return Some(c);
         }
     };
+    // Judged again against its engagement, if it names one (DESIGN §14).
+    let window_end = match window::before_run(w, job, claimed, &target).await {
+        Ok(end) => end,
+        Err(c) => return Some(c),
+    };
     let timeout = Duration::from_secs(claimed.timeout_sec.unwrap_or(spec.default_timeout_sec));
     tracing::info!(attempt = claimed.attempt, "Job started");
+    let window_timer = window_end.map(|end| window::arm(w.clone(), job.clone(), end));
 
     let watcher = (spec.executor != Executor::Noop)
         .then(|| tokio::spawn(watch_cancel(w.clone(), job.clone())));
@@ -99,6 +106,9 @@ pub async fn attempt(w: &SharedRef, job: &RunningJob, claimed: &ClaimedJob) -> O
     if let Some(watcher) = watcher {
         watcher.abort();
     }
+    if let Some(timer) = window_timer {
+        timer.abort();
+    }
     let delay = classify::backoff_ms(
         w.cfg.retry_base_ms,
         w.cfg.retry_max_ms,
@@ -111,6 +121,9 @@ pub async fn attempt(w: &SharedRef, job: &RunningJob, claimed: &ClaimedJob) -> O
             tracing::warn!("Attempt taken over by another worker; result dropped")
         }
         (Some(StopReason::Cancel), _) => tracing::info!("Job cancelled"),
+        (Some(StopReason::WindowClosed), _) => {
+            tracing::info!("Job stopped at its engagement's window end")
+        }
         (Some(StopReason::Handback), _) => tracing::info!("Job handed back"),
         (None, Ran::Succeeded(_)) => tracing::info!("Job succeeded"),
         (None, Ran::Failed(e, _, Some(FailureKind::SandboxViolation))) => {
@@ -146,6 +159,10 @@ async fn watch_cancel(w: SharedRef, job: RunningJob) {
             }
             Some(RenewStatus::Lost) => {
                 job.stop(StopReason::Lost);
+                return;
+            }
+            Some(RenewStatus::WindowClosed) => {
+                job.stop(StopReason::WindowClosed);
                 return;
             }
             _ => {}

@@ -18,6 +18,7 @@
 //! | [`sandbox`] | the sandboxed subprocess runner |
 //! | [`unconfined`] | refusing to run tools as the worker's own uid; the non-dumpable worker |
 //! | `zone_check` | the re-check that every address to scan is in the worker's zone |
+//! | `window` | the engagement judged again before the tool runs; stopping at the window's end |
 
 pub mod classify;
 mod completer;
@@ -31,6 +32,7 @@ pub mod sandbox;
 mod settler;
 mod state;
 pub mod unconfined;
+mod window;
 mod zone_check;
 
 pub use runner::{Processed, Worker};

@@ -60,6 +60,20 @@ fn next_step(doc: &JobDocument) -> String {
             doc.tool
         );
     }
+    if doc.waiting_for == Some(scanq::domain::WaitingFor::Window) {
+        return format!(
+            "Scheduled: its engagement's window is closed (or a blackout is on); it starts when \
+             the window opens at {}. Call job_status with correlation_id \"{id}\" after that.",
+            doc.retry_at.as_deref().unwrap_or("the next opening")
+        );
+    }
+    if doc.stop_reason.is_some() && doc.state == JobState::Cancelled {
+        return format!(
+            "Stopped at the end of its engagement's window; what it found so far is kept (call \
+             job_result with correlation_id \"{id}\"). It is not retried by itself: run it again \
+             in the next window."
+        );
+    }
     if doc.waiting_for.is_some() {
         return format!(
             "Queued: it needs raw sockets and no raw-capable worker serving {} is running; it \
@@ -113,6 +127,9 @@ pub fn job_view(doc: &JobDocument) -> Value {
     }
     if let Some(w) = &doc.waiting_for {
         view["waiting_for"] = json!(w);
+    }
+    if let Some(r) = &doc.stop_reason {
+        view["stop_reason"] = json!(r);
     }
     if let Some(g) = &doc.target_group {
         view["target_group"] = json!(g);
@@ -417,8 +434,10 @@ pub fn job_schema(extra: Value) -> Value {
             "needs": {"type": "array", "items": {"type": "string", "enum": ["raw_sockets"]},
                 "description": "what the job needs of the worker that claims it (absent: nothing)"},
             "waiting_for": {"type": "string",
-                "pattern": "^(raw_capable_worker|target_group|zone:[a-z0-9][a-z0-9_-]{0,31})$",
-                "description": "why a queued job is not claimed although it is ready: no raw-capable worker, its target group's cap, or no live worker in its zone (zone:<name>)"},
+                "pattern": "^(raw_capable_worker|target_group|zone:[a-z0-9][a-z0-9_-]{0,31}|window)$",
+                "description": "why a queued job is not claimed although it is ready: no raw-capable worker, its target group's cap, or no live worker in its zone (zone:<name>); or why a scheduled one waits: its engagement's next window (window, starting at retry_at)"},
+            "stop_reason": {"type": "string", "enum": ["window_closed"],
+                "description": "why the fleet stopped the job while it ran: its engagement's window ended (partial result kept, not retried by itself)"},
             "target_group": {"type": "string",
                 "description": "the target network (or hostname) the job counts in when its tool caps running jobs per group"},
         },

@@ -32,8 +32,8 @@ string_enum!(
     }
 );
 
-/// Why a queued job is not being claimed although it is ready. Written as a string:
-/// `raw_capable_worker`, `target_group`, `zone:<name>`.
+/// Why a queued job is not being claimed although it is ready, or why a scheduled one waits.
+/// Written as a string: `raw_capable_worker`, `target_group`, `zone:<name>`, `window`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum WaitingFor {
     /// It needs raw sockets and no live raw-capable worker serves its tool in its zone.
@@ -43,6 +43,9 @@ pub enum WaitingFor {
     TargetGroup,
     /// No live worker serves its tool in its zone (DESIGN §13): it starts when one does.
     Zone(Zone),
+    /// A scheduled job waits for its engagement's next window (or a blackout's end, DESIGN
+    /// §14): `retry_at` is the opening.
+    Window,
 }
 
 impl WaitingFor {
@@ -51,6 +54,7 @@ impl WaitingFor {
             Self::RawCapableWorker => "raw_capable_worker".into(),
             Self::TargetGroup => "target_group".into(),
             Self::Zone(z) => format!("zone:{z}").into(),
+            Self::Window => "window".into(),
         }
     }
 }
@@ -67,13 +71,14 @@ impl FromStr for WaitingFor {
         match s {
             "raw_capable_worker" => Ok(Self::RawCapableWorker),
             "target_group" => Ok(Self::TargetGroup),
+            "window" => Ok(Self::Window),
             _ => s
                 .strip_prefix("zone:")
                 .and_then(|z| Zone::parse(z).ok())
                 .map(Self::Zone)
                 .ok_or_else(|| UnknownVariant {
                     value: s.to_owned(),
-                    accepted: "raw_capable_worker target_group zone:<name>",
+                    accepted: "raw_capable_worker target_group zone:<name> window",
                 }),
         }
     }
@@ -112,5 +117,7 @@ mod tests {
         assert_eq!(serde_json::to_value(&z).unwrap(), "zone:dmz");
         assert_eq!("zone:dmz".parse::<WaitingFor>().unwrap(), z);
         assert!("zone:".parse::<WaitingFor>().is_err());
+        assert_eq!(serde_json::to_value(WaitingFor::Window).unwrap(), "window");
+        assert_eq!("window".parse::<WaitingFor>().unwrap(), WaitingFor::Window);
     }
 }

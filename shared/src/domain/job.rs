@@ -96,6 +96,8 @@ string_enum!(
         CircuitBreakerOpen => "circuit_breaker_open",
         Cancelled => "cancelled",
         WorkerLost => "worker_lost",
+        /// Stopped at the end of its engagement's window (`stop_at_window_end`, DESIGN §14).
+        WindowClosed => "window_closed",
         Unknown => "unknown",
     }
 );
@@ -119,6 +121,10 @@ impl ErrorType {
             Self::Cancelled => "The job was cancelled; submit it again if it is still needed.",
             Self::WorkerLost => {
                 "The worker running the job died repeatedly; retry with POST /v1/jobs/{id}/retry."
+            }
+            Self::WindowClosed => {
+                "The engagement's window closed while the job ran; its partial result is kept. \
+                 Retry it in the next window (POST /v1/jobs/{id}/retry)."
             }
             Self::Unknown => {
                 "Retry later; if it persists, report the correlation ID to an operator."
@@ -242,7 +248,8 @@ pub struct JobDocument {
     pub needs: Vec<super::Need>,
     /// Why a queued job is not claimed although it is ready (`raw_capable_worker`: no live
     /// raw-capable worker serves its tool, set by the API from the live heartbeats;
-    /// `target_group`: parked by a claim while its group ran its cap, from the job hash).
+    /// `target_group`: parked by a claim while its group ran its cap, from the job hash), or
+    /// why a scheduled one waits (`window`: its engagement's next window, at `retry_at`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
     pub waiting_for: Option<super::WaitingFor>,
@@ -256,6 +263,10 @@ pub struct JobDocument {
     /// (`127.2.0.0/24`, or a hostname; politeness, docs/queue.md); absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_group: Option<String>,
+    /// Why the fleet stopped the job while it ran (`window_closed`: its engagement's window
+    /// ended and the engagement says `stop_at_window_end`); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_reason: Option<String>,
 }
 
 fn rfc3339(ms: u64) -> String {
@@ -310,6 +321,15 @@ impl JobDocument {
         {
             e.retry_after_sec = Some(retry_at.saturating_sub(now).div_ceil(1000));
         }
+        // Stored by the fleet's sweep; a worker that stopped the job on its own timer says it
+        // in the error alone.
+        let stop_reason = get("stop_reason").cloned().or_else(|| {
+            (state == JobState::Cancelled
+                && error
+                    .as_ref()
+                    .is_some_and(|e| e.kind == ErrorType::WindowClosed))
+            .then(|| super::StopReason::WindowClosed.as_str().to_owned())
+        });
         Some(Self {
             correlation_id: match id {
                 Some(id) => id.cid.to_string(),
@@ -364,10 +384,13 @@ impl JobDocument {
             },
             parent: get("parent").cloned(),
             chunks: json(h, "tally"),
-            waiting_for: (state == JobState::Queued
-                && get("waiting").is_some_and(|w| w == "target_group"))
-            .then_some(super::WaitingFor::TargetGroup),
+            waiting_for: match (state, get("waiting").map(String::as_str)) {
+                (JobState::Queued, Some("target_group")) => Some(super::WaitingFor::TargetGroup),
+                (JobState::Scheduled, Some("window")) => Some(super::WaitingFor::Window),
+                _ => None,
+            },
             target_group: get("tgroup").cloned(),
+            stop_reason,
         })
     }
 }
@@ -462,5 +485,60 @@ mod tests {
         let doc = JobDocument::from_hash(&h).unwrap();
         assert_eq!(doc.waiting_for, None, "only a queued job waits");
         assert_eq!(doc.target_group.as_deref(), Some("127.2.0.0/24"));
+    }
+
+    #[test]
+    fn a_job_waiting_for_its_window_says_so_while_scheduled_only() {
+        let mut h: HashMap<String, String> = [
+            ("cid", "scan-1"),
+            ("tool", "sleep"),
+            ("state", "scheduled"),
+            ("created_ms", "1000"),
+            ("retry_at_ms", "5000"),
+            ("waiting", "window"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let doc = JobDocument::from_hash(&h).unwrap();
+        assert_eq!(doc.waiting_for, Some(super::super::WaitingFor::Window));
+        let json = serde_json::to_value(&doc).unwrap();
+        assert_eq!(json["waiting_for"], "window");
+        assert_eq!(json["retry_at"], "1970-01-01T00:00:05.000Z");
+        assert!(json.get("stop_reason").is_none());
+        h.insert("state".into(), "queued".into());
+        let doc = JobDocument::from_hash(&h).unwrap();
+        assert_eq!(
+            doc.waiting_for, None,
+            "once queued it no longer waits for it"
+        );
+    }
+
+    #[test]
+    fn a_job_stopped_at_its_windows_end_says_why() {
+        let mut h: HashMap<String, String> = [
+            ("cid", "scan-1"),
+            ("tool", "sleep"),
+            ("state", "cancelled"),
+            ("created_ms", "1000"),
+            ("stop_reason", "window_closed"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let doc = JobDocument::from_hash(&h).unwrap();
+        assert_eq!(
+            doc.stop_reason.as_deref(),
+            Some(super::super::StopReason::WindowClosed.as_str())
+        );
+        h.remove("stop_reason");
+        let e = ErrorInfo::new(ErrorType::WindowClosed, "window closed");
+        h.insert("error".into(), serde_json::to_string(&e).unwrap());
+        let doc = JobDocument::from_hash(&h).unwrap();
+        assert_eq!(
+            doc.stop_reason.as_deref(),
+            Some(super::super::StopReason::WindowClosed.as_str()),
+            "the error alone says it when the worker's own timer stopped it"
+        );
     }
 }

@@ -18,6 +18,9 @@ string_enum!(
         Retry => "retry",
         /// The worker is shutting down: queued again at once; the attempt does not count.
         Handback => "handback",
+        /// Claimed outside its engagement's window (judged again before the tool ran):
+        /// `scheduled` until the opening with `waiting: window`; the attempt does not count.
+        Defer => "defer",
     }
 );
 
@@ -64,6 +67,11 @@ string_enum!(
         Lost => "lost",
         /// The worker is shutting down: hand the job back.
         Handback => "handback",
+        /// Its engagement's window ended (`stop_at_window_end`, DESIGN §14): report `cancelled`
+        /// with `window_closed`, keeping the partial result; never retried automatically. The
+        /// fleet's sweep stores it on the job as `stop_reason` (the string lease renewal
+        /// answers with).
+        WindowClosed => "window_closed",
     }
 );
 

@@ -13,21 +13,24 @@ use crate::domain::{JobDocument, JobState};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NoReport {
     #[error(
-        "job `{id}` is {state}; only succeeded jobs, and failed big scans whose merged result is \
-         partial, have a result to export or compare"
+        "job `{id}` is {state}; only succeeded jobs, failed big scans whose merged result is \
+         partial, and jobs stopped at their engagement's window end have a result to export or \
+         compare"
     )]
     NotSucceeded { id: String, state: JobState },
     #[error("job `{id}` has no parsed nmap report (tool `{tool}`)")]
     NotNmap { id: String, tool: String },
 }
 
-/// The parsed nmap report of a succeeded job, or of a failed big-scan parent whose merged
-/// result is `partial` (what the chunks that succeeded found; `merge_chunks`).
+/// The parsed nmap report of a succeeded job, of a failed big-scan parent whose merged
+/// result is `partial` (what the chunks that succeeded found; `merge_chunks`), or of a job the
+/// fleet stopped at its engagement's window end (`stop_reason`: what it found before the cut).
 pub fn finished_report(doc: &JobDocument) -> Result<NmapReport, NoReport> {
     let partial = doc.result.as_ref().is_some_and(|r| r.partial);
     let exportable = match doc.state {
         JobState::Succeeded => true,
         JobState::Failed => partial,
+        JobState::Cancelled => doc.stop_reason.is_some(),
         _ => false,
     };
     if !exportable {
@@ -164,5 +167,34 @@ mod tests {
         ] {
             assert_eq!(csv_field(raw), cell, "{raw:?}");
         }
+    }
+
+    #[test]
+    fn a_job_stopped_at_its_windows_end_is_exportable_and_a_cancelled_one_is_not() {
+        let result = crate::domain::JobResult {
+            stdout: "<nmaprun>".into(),
+            parsed: Some(serde_json::to_value(NmapReport::default()).unwrap()),
+            ..Default::default()
+        };
+        let result = serde_json::to_string(&result).unwrap();
+        let h: std::collections::HashMap<String, String> = [
+            ("cid", "w-1"),
+            ("tool", "nmap"),
+            ("state", "cancelled"),
+            ("created_ms", "1000"),
+            ("result", result.as_str()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let cancelled = JobDocument::from_hash(&h).unwrap();
+        assert!(matches!(
+            finished_report(&cancelled),
+            Err(NoReport::NotSucceeded { .. })
+        ));
+        let mut stopped = h.clone();
+        stopped.insert("stop_reason".into(), "window_closed".into());
+        let stopped = JobDocument::from_hash(&stopped).unwrap();
+        assert!(finished_report(&stopped).is_ok());
     }
 }

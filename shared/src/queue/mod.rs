@@ -17,6 +17,7 @@
 //! | `conn`, `connect` | the connection in each Redis mode (standalone, cluster, Sentinel; the mode itself is `config::RedisMode`) |
 //! | `wait` | the worker's blocking wait for work and its wait for replicas |
 //! | `waiting` | why a ready job is not claimed (`waiting_for`), from the live heartbeats |
+//! | `window_ends` | stopping running jobs at their engagement's window end, swept by the fleet (DESIGN §14) |
 //! | `listen` | pub/sub wake-ups |
 //! | `parent`, `settle`, `chunks` | big scans: a parent job and its chunks, their tally, merged result, cancel, retry and reconciler (DESIGN §12) |
 //! | `limits`, `sessions` | tenant caps, MCP sessions |
@@ -43,6 +44,7 @@ mod tally;
 mod versions;
 mod wait;
 mod waiting;
+mod window_ends;
 pub(crate) use waiting::live_heartbeats;
 
 use std::collections::HashMap;

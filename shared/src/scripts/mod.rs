@@ -126,6 +126,7 @@ pub struct Scripts {
     watch: Script,
     withdraw: Script,
     parent: Script,
+    window_ends: Script,
     /// The rest of the registry: every other script the product sends (tenant limits,
     /// webhooks, schedules, the breaker), so start-up loads and readiness checks them all.
     limits: LimitScripts,
@@ -154,6 +155,7 @@ impl Scripts {
             watch: build(include_str!("lua/watch.lua")),
             withdraw: build(include_str!("lua/withdraw.lua")),
             parent: build(include_str!("lua/parent.lua")),
+            window_ends: build(include_str!("lua/window_ends.lua")),
             limits: LimitScripts::new(),
             hooks: HookScripts::new(),
             sched: SchedScripts::new(),
@@ -181,6 +183,7 @@ impl Scripts {
             &self.cancel,
             &self.retry,
             &self.event,
+            &self.window_ends,
         ];
         all.extend(self.limits.all());
         all.extend(self.hooks.all());

@@ -79,6 +79,8 @@ pub struct ClaimedJob {
     pub needs_raw: bool,
     /// A chunk of a big scan: its parent's correlation ID ('' otherwise).
     pub parent: String,
+    /// The engagement it runs under ('' when none): the worker judges its window again.
+    pub engagement: String,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -212,7 +214,8 @@ pub fn claimed(v: Value) -> RedisResult<Claimed> {
             timeout,
             needs_raw,
             parent,
-        ] = <[String; 11]>::try_from(s).map_err(|_| bad("claim job: 11 fields"))?;
+            engagement,
+        ] = <[String; 12]>::try_from(s).map_err(|_| bad("claim job: 12 fields"))?;
         let num = |v: &str, what: &str| v.parse::<u64>().map_err(|_| bad(what));
         out.push(ClaimedJob {
             fence: num(&fence, "fence")?,
@@ -222,6 +225,7 @@ pub fn claimed(v: Value) -> RedisResult<Claimed> {
             intrusive: intrusive == "1",
             needs_raw: needs_raw == "1",
             parent,
+            engagement,
             job_ref,
             target,
             template,
@@ -254,6 +258,9 @@ pub enum RenewStatus {
     Cancel,
     /// The attempt is no longer this worker's: kill the tool and drop its result.
     Lost,
+    /// The fleet stopped it at its engagement's window end (`stop_reason` = `window_closed`):
+    /// kill the tool and report `cancelled` with `window_closed`.
+    WindowClosed,
 }
 
 impl RenewStatus {
@@ -263,6 +270,7 @@ impl RenewStatus {
             "ok" => Ok(Self::Ok),
             "cancel" => Ok(Self::Cancel),
             "lost" => Ok(Self::Lost),
+            s if s == crate::domain::StopReason::WindowClosed.as_str() => Ok(Self::WindowClosed),
             other => Err(bad(&format!("renew status `{other}`"))),
         }
     }
@@ -373,8 +381,22 @@ mod tests {
     #[test]
     fn an_unknown_renew_status_is_an_error_not_a_lost_job() {
         assert_eq!(
-            renewed(&["ok".into(), "cancel".into(), "lost".into()], 3).unwrap(),
-            vec![RenewStatus::Ok, RenewStatus::Cancel, RenewStatus::Lost]
+            renewed(
+                &[
+                    "ok".into(),
+                    "cancel".into(),
+                    "lost".into(),
+                    "window_closed".into()
+                ],
+                4
+            )
+            .unwrap(),
+            vec![
+                RenewStatus::Ok,
+                RenewStatus::Cancel,
+                RenewStatus::Lost,
+                RenewStatus::WindowClosed
+            ]
         );
         assert!(renewed(&["gone".into()], 1).is_err());
         assert!(renewed(&["ok".into()], 2).is_err(), "one status per job");
@@ -436,6 +458,7 @@ mod tests {
                 "",
                 "1",
                 "",
+                "acme-2026",
             ])]),
             Value::Int(0),
             arr(vec![]),
@@ -457,6 +480,7 @@ mod tests {
                 timeout_sec: None,
                 needs_raw: true,
                 parent: String::new(),
+                engagement: "acme-2026".into(),
             }]
         );
         let short = arr(vec![

@@ -261,4 +261,66 @@ impl Scripts {
             .await?;
         Ok((pos > 0).then_some(pos))
     }
+
+    fn window_ends_invocation<'a>(
+        &'a self,
+        tk: &ToolKeys,
+        set: &ScriptSettings,
+        tool: &str,
+        limit: usize,
+        member: Option<&str>,
+    ) -> redis::ScriptInvocation<'a> {
+        let mut inv = self.window_ends.prepare_invoke();
+        inv.key(tk.window_ends())
+            .key(tk.job_prefix())
+            .arg(&set.cancel_channel)
+            .arg(limit)
+            .arg(crate::domain::StopReason::WindowClosed.as_str())
+            .arg(tool)
+            .arg(member.unwrap_or(""));
+        inv
+    }
+
+    /// Stops the running jobs of one queue whose engagement's window has ended by Redis' clock
+    /// (`window_ends.lua`), or just `member` when given (`<fence>:<ref>`, the running worker's
+    /// own timer). Returns the refs of the jobs asked to stop.
+    pub async fn window_ends(
+        &self,
+        con: &mut impl ConnectionLike,
+        tk: &ToolKeys,
+        set: &ScriptSettings,
+        tool: &str,
+        limit: usize,
+        member: Option<&str>,
+    ) -> RedisResult<Vec<String>> {
+        self.window_ends_invocation(tk, set, tool, limit, member)
+            .invoke_async(con)
+            .await
+    }
+
+    /// [`Scripts::window_ends`] for several queues `(keys, tool)` in one round trip (one
+    /// pipelined `EVALSHA` each; after a Redis restart the scripts are loaded once and the
+    /// pipeline sent again). One list of stopped refs per queue.
+    pub async fn window_ends_all(
+        &self,
+        con: &mut impl ConnectionLike,
+        set: &ScriptSettings,
+        queues: &[(&ToolKeys, &str)],
+        limit: usize,
+    ) -> RedisResult<Vec<Vec<String>>> {
+        if queues.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for (tk, tool) in queues {
+            pipe.invoke_script(&self.window_ends_invocation(tk, set, tool, limit, None));
+        }
+        match pipe.query_async(con).await {
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                self.load_all(con).await?;
+                pipe.query_async(con).await
+            }
+            other => other,
+        }
+    }
 }

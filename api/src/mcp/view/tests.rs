@@ -190,3 +190,31 @@ fn a_job_parked_for_its_target_group_says_which_group_it_waits_for() {
     );
     assert!(job_line(&d).contains("waiting for: target_group"));
 }
+
+#[test]
+fn a_job_waiting_for_its_window_says_when_it_opens() {
+    let mut d = doc("scheduled");
+    d.waiting_for = Some(scanq::domain::WaitingFor::Window);
+    d.retry_at = Some("2026-12-07T22:00:00.000Z".into());
+    let view = job_view(&d);
+    assert_eq!(view["waiting_for"], "window");
+    let next = view["next_step"].as_str().unwrap();
+    assert!(
+        next.contains("window") && next.contains("2026-12-07T22:00:00.000Z"),
+        "{next}"
+    );
+    assert!(job_line(&d).contains("waiting for: window"));
+}
+
+#[test]
+fn a_job_stopped_at_its_windows_end_says_so_and_that_it_is_not_retried() {
+    let mut d = doc("cancelled");
+    d.stop_reason = Some("window_closed".into());
+    let view = job_view(&d);
+    assert_eq!(view["stop_reason"], "window_closed");
+    let next = view["next_step"].as_str().unwrap();
+    assert!(
+        next.contains("next window") && next.contains("job_result"),
+        "{next}"
+    );
+}

@@ -40,7 +40,7 @@
 -- counts in its group, whatever the cap.
 -- Returns {jobs, retry_after_ms, transitions, parked}: jobs = array of
 -- {ref, fence, attempt, queue_wait_ms, target, template, args_raw, intrusive, timeout_sec,
--- needs_raw, parent}
+-- needs_raw, parent, engagement} (the worker judges the engagement's window again)
 -- (only what the worker needs); retry_after_ms > 0 when the breaker refused; transitions =
 -- breaker transitions made here, as JSON; parked = jobs parked for their group here; then,
 -- with no gate, the breaker after the call: state, generation, and 1 when a success would
@@ -131,6 +131,7 @@ end
 -- Holds a queued job back while the breaker refuses: scheduled for when it may admit again.
 local function hold(j, delay)
   redis.call('ZADD', sched, now + delay, j.ref)
+  if j.h.waiting == WAITING_WINDOW then redis.call('HDEL', j.key, 'waiting') end
   count(S.queued, S.scheduled, j)
   emit_state(j, 'state', S.scheduled, now, { retry_at_ms = now + delay, reason = 'circuit_breaker_open' })
   save(j, now, { 'state', S.scheduled, 'retry_at_ms', now + delay, 'error', held_error })
@@ -139,7 +140,7 @@ end
 -- The job's fields read here, besides the base ones (`load_all` reads them all at once):
 -- ready_ms, created_ms, deliveries, max_running, attempt, fence, probe, cancel_requested,
 -- finished_ms, retry_at_ms, target, template, args_raw, intrusive, timeout_sec, priority,
--- needs_raw, tgroup, waiting.
+-- needs_raw, tgroup, waiting, engagement, stop_reason.
 
 local disabled = redis.call('EXISTS', KEYS[13]) == 1
 -- Starts, parks, holds or drops one job read from `lane`'s stream; true when it was parked.
@@ -194,6 +195,7 @@ local function consider(ref, lane)
     if cap > 0 then redis.call('HINCRBY', running_by, tenant, 1) end
     if h.tgroup then redis.call('HINCRBY', group_running, h.tgroup, 1) end
     if h.waiting then redis.call('HDEL', j.key, 'waiting') end
+    if h.stop_reason then redis.call('HDEL', j.key, 'stop_reason') end
     local attempt = tonumber(h.attempt or '0') + 1
     local fence = tonumber(h.fence or '0') + 1
     -- (Never below 0: after a failover the new primary's clock may be behind the stamps.)
@@ -215,7 +217,7 @@ local function consider(ref, lane)
     waits[#waits + 1] = int(wait)
     jobs[#jobs + 1] = { ref, fence, attempt, wait, h.target or '', h.template or '',
       h.args_raw or '', h.intrusive or '0', h.timeout_sec or '', h.needs_raw or '0',
-      h.parent or '' }
+      h.parent or '', h.engagement or '' }
   end
   -- Anything else (cancelled while queued, expired) is simply dropped from the stream.
   return decision == 'parked'
@@ -243,7 +245,7 @@ if retry_after > 0 then
       local j = job_at(prefix, ref, tool)
       local who = in_lane(tenant_of(ref), lane[2])
       freed[who] = (freed[who] or 0) + 1
-      if load(j, {}) and j.h.state == S.queued then hold(j, retry_after) end
+      if load(j, { 'waiting' }) and j.h.state == S.queued then hold(j, retry_after) end
     end
   end
 end

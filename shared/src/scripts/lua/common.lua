@@ -318,6 +318,9 @@ end
 -- that stops running lets one parked job back onto its ready stream. `group_waiting` in the
 -- counts hash is the number of parked items (for the stats).
 local WAITING_GROUP = 'target_group'
+-- A scheduled job waiting for its engagement's window (`waiting_for: "window"`, DESIGN §14):
+-- set at admission (enqueue.lua) or by a worker's `defer` (complete.lua); a claim clears it.
+local WAITING_WINDOW = 'window'
 local GROUP_WAITING = 'group_waiting'
 
 -- Parks job `j` (fields loaded: priority, needs_raw, tgroup, waiting) for its group. A job that

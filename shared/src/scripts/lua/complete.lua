@@ -25,7 +25,8 @@
 -- generation and probe the worker must report to the home breaker.
 -- outcome: 'succeeded' | 'failed' | 'cancelled' | 'retry' (scheduled after delay if attempts
 -- remain, else failed) | 'handback' (worker shutting down: queued again at once, the attempt
--- does not count)
+-- does not count) | 'defer' (claimed outside its engagement's window: scheduled after delay,
+-- `waiting` = 'window', the attempt does not count)
 -- Returns {statuses, breaker results, transitions}: one status per job (the new state, or
 -- 'stale' when the fence no longer matches), the breaker's label per job as recorded ('' for
 -- stale), and the breaker transitions made here as JSON; without breaker settings a fourth
@@ -105,6 +106,17 @@ for i = 8, #ARGV, 8 do
       emit_state(j, 'state', S.scheduled, now, { retry_at_ms = now + delay })
       set[#set + 1] = 'state'; set[#set + 1] = S.scheduled
       set[#set + 1] = 'retry_at_ms'; set[#set + 1] = now + delay
+      save(j, now, set)
+      out[#out + 1] = S.scheduled
+    elseif outcome == 'defer' then
+      redis.call('ZADD', sched, now + delay, ref)
+      count(S.running, S.scheduled, j)
+      emit_state(j, 'state', S.scheduled, now, { retry_at_ms = now + delay, reason = 'window' })
+      set[#set + 1] = 'state'; set[#set + 1] = S.scheduled
+      set[#set + 1] = 'retry_at_ms'; set[#set + 1] = now + delay
+      set[#set + 1] = 'attempt'; set[#set + 1] = attempt - 1
+      set[#set + 1] = 'deliveries'; set[#set + 1] = math.max(0, tonumber(h.deliveries or '1') - 1)
+      set[#set + 1] = 'waiting'; set[#set + 1] = WAITING_WINDOW
       save(j, now, set)
       out[#out + 1] = S.scheduled
     elseif outcome == 'handback' then

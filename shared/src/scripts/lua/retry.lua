@@ -30,7 +30,7 @@ end
 local now = now_ms()
 redis.call('ZREM', KEYS[2], j.ref)
 redis.call('HDEL', j.key, 'result', 'error', 'finished_ms', 'duration_ms', 'started_ms',
-  'worker', 'progress', 'retry_at_ms', 'queue_wait_ms')
+  'worker', 'progress', 'retry_at_ms', 'queue_wait_ms', 'stop_reason')
 local window = tonumber(ARGV[7])
 if window > 0 and tonumber(c[3] or '0') >= window then
   -- Over the tenant's share of the stream: wait in its backlog, as a new job would.
