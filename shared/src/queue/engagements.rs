@@ -66,10 +66,21 @@ impl Queue {
             .atomic()
             .hset_nx(&key, "created_ms", now_ms)
             .hset_multiple(&key, &[("def", def), ("updated_ms", now_ms.to_string())])
-            .zadd(keys.list(tenant), e.id.as_str(), now_ms)
+            // NX: a replace keeps the engagement's place (its creation time) in the list.
+            .cmd("ZADD")
+            .arg(keys.list(tenant))
+            .arg("NX")
+            .arg(now_ms)
+            .arg(e.id.as_str())
             .query_async(&mut con)
             .await?;
         Ok(created == 1)
+    }
+
+    /// How many engagements the tenant holds.
+    pub async fn engagement_count(&self, tenant: &TenantId) -> Result<usize, QueueError> {
+        let mut con = self.connection().await?;
+        Ok(con.zcard(self.keys.eng().list(tenant)).await?)
     }
 
     /// The tenant's engagements, oldest first.
