@@ -114,6 +114,8 @@ async fn engagements_are_put_read_listed_and_deleted_and_bad_ones_refused_naming
         "approval": "never",
     });
 
+    let (status, list) = call(&base, blue, Method::GET, "/v1/engagements", None).await;
+    assert_eq!((status, list), (200, json!({"engagements": []})));
     let (status, doc) = put_eng(&base, blue, "q4", body.clone()).await;
     assert_eq!(status, 201, "{doc}");
     assert_eq!(doc["id"], "q4");

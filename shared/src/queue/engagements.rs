@@ -93,6 +93,10 @@ impl Queue {
         let keys = self.keys.eng();
         let mut con = self.connection().await?;
         let ids: Vec<String> = con.zrange(keys.list(tenant), 0, -1).await?;
+        if ids.is_empty() {
+            // (An empty pipeline has no reply to decode.)
+            return Ok(Vec::new());
+        }
         let mut pipe = redis::pipe();
         for id in &ids {
             pipe.hgetall(keys.def(tenant, id));
