@@ -8,11 +8,11 @@ use serde::Deserialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
+use super::entries::{Entry, entries};
 use super::{Approval, Blackout, Calendar, Engagement, Weekday, Window};
 use crate::catalog::Catalog;
 use crate::domain::{EngagementId, ToolName};
-use crate::validate::target::parse_hostname;
-use crate::validate::{Target, TargetPolicy, ValidationError};
+use crate::validate::{TargetPolicy, ValidationError};
 
 /// Most entries in `targets` and in `denied_targets`.
 pub const MAX_TARGETS: usize = 256;
@@ -22,7 +22,7 @@ pub const MAX_TOOLS: usize = 64;
 pub const MAX_DESCRIPTION_CHARS: usize = 512;
 /// The longest blackout `reason`, in characters.
 pub const MAX_REASON_CHARS: usize = 200;
-/// The longest text of one target entry, a template name or a time.
+/// The longest template name.
 const MAX_ENTRY_LEN: usize = 254;
 /// Times are accepted from 2000-01-01 to 2200-01-01 (ms), as for schedules.
 const EARLIEST_MS: i64 = 946_684_800_000;
@@ -124,7 +124,7 @@ pub const FIELDS: &[&str] = &[
     "stop_at_window_end",
 ];
 
-fn hint(field: &str) -> &'static str {
+pub(super) fn hint(field: &str) -> &'static str {
     match field {
         "description" => "a string of at most 512 characters",
         "targets" | "denied_targets" => {
@@ -144,12 +144,16 @@ fn hint(field: &str) -> &'static str {
     }
 }
 
-fn refuse(field: &str, message: impl Into<String>, hint: impl Into<String>) -> ValidationError {
+pub(super) fn refuse(
+    field: &str,
+    message: impl Into<String>,
+    hint: impl Into<String>,
+) -> ValidationError {
     ValidationError::new(field, message, hint)
 }
 
 /// At most 64 characters of a client's text, for a message.
-fn clip(s: &str) -> String {
+pub(super) fn clip(s: &str) -> String {
     let mut out: String = s.chars().take(64).collect();
     if out.len() < s.len() {
         out.push('…');
@@ -189,131 +193,6 @@ fn time(field: &str, text: &str) -> Result<u64, ValidationError> {
         return Err(refuse(field, format!("`{text}` is out of range"), hint));
     }
     Ok(ms as u64)
-}
-
-/// One entry of `targets` or `denied_targets`, in its canonical form: a [`Target`], or a
-/// `.suffix` rule (lower-cased).
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Entry {
-    Target(Target),
-    Suffix(String),
-}
-
-impl Entry {
-    fn parse(field: &str, text: &str) -> Result<Self, ValidationError> {
-        let hint = hint("targets");
-        if text.is_empty() || text.len() > MAX_ENTRY_LEN {
-            return Err(refuse(
-                field,
-                format!("must be 1 to {MAX_ENTRY_LEN} bytes"),
-                hint,
-            ));
-        }
-        if text.contains([',', ' ']) {
-            return Err(refuse(
-                field,
-                format!(
-                    "`{}` holds a comma or a space; one entry per item",
-                    clip(text)
-                ),
-                hint,
-            ));
-        }
-        if let Some(name) = text.strip_prefix('.') {
-            let host = parse_hostname(name).map_err(|e| refuse(field, e.message, hint))?;
-            return Ok(Self::Suffix(format!(".{}", host.as_str())));
-        }
-        text.parse::<Target>()
-            .map(Self::Target)
-            .map_err(|e| refuse(field, e.message, e.hint))
-    }
-
-    fn text(&self) -> String {
-        match self {
-            Self::Target(t) => t.to_string(),
-            Self::Suffix(s) => s.clone(),
-        }
-    }
-
-    /// Whether every address or name `self` allows is also allowed by `other`.
-    fn inside(&self, other: &Entry) -> bool {
-        match (self, other) {
-            (Self::Target(a), Self::Target(b)) => match (net(a), net(b)) {
-                (Some(a), Some(b)) => b.contains(&a),
-                _ => a == b,
-            },
-            (Self::Target(Target::Host(h)), Self::Suffix(s)) => h.as_str().ends_with(s.as_str()),
-            (Self::Suffix(a), Self::Suffix(b)) => a.ends_with(b.as_str()),
-            _ => false,
-        }
-    }
-
-    /// Checks that what the entry allows lies inside the server's scope. A `.suffix` rule is
-    /// checked as a name under it.
-    fn check_scope(&self, field: &str, scope: &TargetPolicy) -> Result<(), ValidationError> {
-        let probe = match self {
-            Self::Target(t) => t.clone(),
-            Self::Suffix(s) => Target::Host(parse_hostname(&format!("x{s}")).map_err(|_| {
-                refuse(
-                    field,
-                    format!("`{s}` is too long a suffix"),
-                    hint("targets"),
-                )
-            })?),
-        };
-        scope.check(&probe, Some(u32::MAX)).map_err(|e| {
-            refuse(
-                field,
-                format!(
-                    "`{}` is wider than the server's scope allows: {}",
-                    self.text(),
-                    e.message
-                ),
-                format!("entries inside the server's scope ({})", e.hint),
-            )
-        })
-    }
-}
-
-fn net(t: &Target) -> Option<ipnet::Ipv4Net> {
-    match t {
-        Target::Ip(ip) => Some(ipnet::Ipv4Net::from(*ip)),
-        Target::Cidr(n) => Some(*n),
-        Target::Host(_) => None,
-    }
-}
-
-/// Parses a list field's entries: at most `max`, none twice, none inside an earlier one.
-fn entries(field: &str, list: &[String], max: usize) -> Result<Vec<Entry>, ValidationError> {
-    if list.len() > max {
-        return Err(refuse(
-            field,
-            format!("holds {} entries; at most {max}", list.len()),
-            hint(field),
-        ));
-    }
-    let mut out: Vec<Entry> = Vec::with_capacity(list.len());
-    for (i, text) in list.iter().enumerate() {
-        let f = format!("{field}[{i}]");
-        let e = Entry::parse(&f, text)?;
-        if let Some((j, other)) = out
-            .iter()
-            .enumerate()
-            .find(|(_, o)| e.inside(o) || o.inside(&e))
-        {
-            return Err(refuse(
-                &f,
-                format!(
-                    "`{}` overlaps {field}[{j}] (`{}`); list each address once",
-                    e.text(),
-                    other.text()
-                ),
-                "merge the two entries into the wider one",
-            ));
-        }
-        out.push(e);
-    }
-    Ok(out)
 }
 
 impl EngagementBody {

@@ -9,6 +9,7 @@
 //! | this file | the checked engagement ([`Engagement`]) and its judgement of a job ([`Admission`]) |
 //! | `calendar` | windows, blackouts and time zones: when a job may run ([`Calendar`], [`Timing`]) |
 //! | `body` | the `PUT /v1/engagements/{id}` body and its checks against the server's policy ([`EngagementBody`]) |
+//! | `entries` | the entries of `targets`/`denied_targets`: canonical form, overlaps, the server's scope |
 //! | `service` | what REST and MCP do with engagements: put, get, list, delete ([`Engagements`], [`EngagementDocument`]) |
 //!
 //! The engagements are stored by `queue/engagements.rs` (keys in its table); REST and MCP reach
@@ -16,6 +17,7 @@
 
 mod body;
 mod calendar;
+mod entries;
 mod service;
 
 pub use body::{BlackoutBody, EngagementBody, WindowBody};
