@@ -26,7 +26,7 @@ long = "--ms 20"
 
 struct Env {
     redis: RedisServer,
-    _fx: Fixture,
+    fx: Fixture,
     cfg: Config,
     catalog: Catalog,
     tokens: Tokens,
@@ -50,7 +50,7 @@ async fn env(name: &str) -> Env {
     cfg.api_tokens_file = Some(tokens.path.clone());
     Env {
         redis,
-        _fx: fx,
+        fx,
         cfg,
         catalog,
         tokens,
@@ -364,4 +364,84 @@ async fn a_tool_or_template_outside_the_engagement_is_refused_naming_which() {
     refused(&submit(&base, blue, job(json!({}))).await, "template");
     let (status, doc) = submit(&base, blue, job(json!({"template": "short"}))).await;
     assert_eq!(status, 202, "{doc}");
+}
+
+/// Every change is audited with the engagement's id and its outcome (the real binary, JSON logs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engagement_changes_are_audited_with_their_id_and_outcome() {
+    let e = env("engaudit").await;
+    let mut cfg = e.cfg.clone();
+    cfg.catalog = Some(e.fx.catalog(&format!("{INPROCESS_TOOLS}{TOOLS}")));
+    cfg.log_format = scanq::config::LogFormat::Json;
+    let port = free_port();
+    cfg.api_addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let log = e.fx.path("api.log");
+    let _api = Proc::spawn_logged("scanq-api", &cfg, &[], &log);
+    let base = format!("http://127.0.0.1:{port}");
+    eventually(Duration::from_secs(20), "API ready", || {
+        let url = format!("{base}/readyz");
+        async move { (http().get(url).send().await.ok()?.status() == 200).then_some(()) }
+    })
+    .await;
+    let blue = e.tokens.get("blue");
+    let body = json!({"targets": ["127.0.1.0/24"]});
+    assert_eq!(put_eng(&base, blue, "au", body.clone()).await.0, 201);
+    assert_eq!(put_eng(&base, blue, "au", body).await.0, 200);
+    refused(
+        &put_eng(&base, blue, "au", json!({"targets": []})).await,
+        "targets",
+    );
+    assert_eq!(
+        call(&base, blue, Method::DELETE, "/v1/engagements/au", None)
+            .await
+            .0,
+        204
+    );
+    assert_eq!(
+        call(&base, blue, Method::DELETE, "/v1/engagements/au", None)
+            .await
+            .0,
+        404
+    );
+
+    let want = [
+        ("engagement.create", "ok"),
+        ("engagement.replace", "ok"),
+        ("engagement.put", "422 validation_error"),
+        ("engagement.delete", "ok"),
+        ("engagement.delete", "404 not_found"),
+    ];
+    let audits = eventually(Duration::from_secs(10), "the audit lines", || {
+        let log = log.clone();
+        async move {
+            let lines: Vec<Value> = std::fs::read_to_string(&log)
+                .ok()?
+                .lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .map(|v| {
+                    if v["fields"].is_object() {
+                        v["fields"].clone()
+                    } else {
+                        v
+                    }
+                })
+                .filter(|v| {
+                    v["audit"]
+                        .as_str()
+                        .is_some_and(|a| a.starts_with("engagement."))
+                })
+                .collect();
+            (lines.len() >= want.len()).then_some(lines)
+        }
+    })
+    .await;
+    for (line, (action, outcome)) in audits.iter().zip(want) {
+        assert_eq!(line["audit"], action, "{audits:?}");
+        assert_eq!(line["outcome"], outcome, "{audits:?}");
+        assert_eq!(line["engagement_id"], "au");
+        assert_eq!(
+            (&line["token"], &line["tenant"]),
+            (&json!("blue"), &json!("blue"))
+        );
+    }
 }
