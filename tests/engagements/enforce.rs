@@ -144,7 +144,7 @@ async fn a_deleted_engagement_refuses_new_jobs_and_retries() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_require_engagement_a_submit_without_one_is_refused_naming_engagement() {
+async fn with_require_engagement_a_submit_or_schedule_without_one_is_refused_naming_engagement() {
     let mut e = env("engrequire").await;
     e.cfg.require_engagement = true;
     let (_api, base) = start_api(e.cfg.clone(), e.catalog.clone()).await;
@@ -169,6 +169,16 @@ async fn with_require_engagement_a_submit_without_one_is_refused_naming_engageme
     )
     .await;
     assert_eq!(status, 202, "{doc}");
+    // A schedule too: its template is a submit.
+    let sched = |extra: Value| {
+        let mut b = json!({"tool": "noop", "target": "127.0.1.5", "every_sec": 3600});
+        for (k, v) in extra.as_object().unwrap() {
+            b[k] = v.clone();
+        }
+        call(&base, blue, Method::PUT, "/v1/schedules/s", Some(b))
+    };
+    refused(&sched(json!({})).await, "engagement");
+    assert_eq!(sched(json!({"engagement": "must"})).await.0, 201);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
