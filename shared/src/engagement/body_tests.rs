@@ -8,7 +8,12 @@ use super::*;
 const NOW: u64 = 1_800_000_000_000; // 2027-01-15
 
 fn scope() -> TargetPolicy {
-    TargetPolicy::parse("127.0.0.0/8,10.0.0.0/8,.lab.internal", "10.9.0.0/16", 1024).unwrap()
+    TargetPolicy::parse(
+        "127.0.0.0/8,10.0.0.0/8,.lab.internal,x.corp.example",
+        "10.9.0.0/16",
+        1024,
+    )
+    .unwrap()
 }
 
 fn judge(body: &Value) -> Result<Engagement, ValidationError> {
@@ -69,6 +74,9 @@ fn targets_wider_than_the_server_scope_are_refused_naming_the_entry() {
     assert_eq!(t(json!(["192.168.1.1"])), "targets[0]");
     assert_eq!(t(json!(["127.0.1.1", "10.9.0.0/24"])), "targets[1]");
     assert_eq!(t(json!([".internal"])), "targets[0]");
+    // An allowed exact name does not make the suffix above it allowed.
+    assert_eq!(t(json!([".corp.example"])), "targets[0]");
+    assert!(judge(&json!({"targets": ["x.corp.example"]})).is_ok());
     assert_eq!(t(json!(["example.com"])), "targets[0]");
     assert_eq!(t(json!(["169.254.0.1"])), "targets[0]");
     // A /8 the server allows is fine: an engagement is a rule, not a scan.

@@ -74,27 +74,28 @@ impl Entry {
         field: &str,
         scope: &TargetPolicy,
     ) -> Result<(), ValidationError> {
-        let probe = match self {
-            Self::Target(t) => t.clone(),
-            Self::Suffix(s) => Target::Host(parse_hostname(&format!("x{s}")).map_err(|_| {
-                refuse(
-                    field,
-                    format!("`{s}` is too long a suffix"),
-                    hint("targets"),
-                )
-            })?),
-        };
-        scope.check(&probe, Some(u32::MAX)).map_err(|e| {
+        let wider = |message: String, hint: String| {
             refuse(
                 field,
                 format!(
-                    "`{}` is wider than the server's scope allows: {}",
-                    self.text(),
-                    e.message
+                    "`{}` is wider than the server's scope allows: {message}",
+                    self.text()
                 ),
-                format!("entries inside the server's scope ({})", e.hint),
+                format!("entries inside the server's scope ({hint})"),
             )
-        })
+        };
+        match self {
+            Self::Target(t) => scope
+                .check(t, Some(u32::MAX))
+                .map_err(|e| wider(e.message, e.hint)),
+            // Every name under it must be under an allowed suffix: an allowed exact name is
+            // not enough.
+            Self::Suffix(s) if scope.covers_suffix(s) => Ok(()),
+            Self::Suffix(s) => Err(wider(
+                format!("names under {s} are not all under an allowed suffix"),
+                scope.describe(),
+            )),
+        }
     }
 }
 
