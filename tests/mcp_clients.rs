@@ -336,6 +336,17 @@ async fn the_inspector_cli_lists_and_calls_every_tool() {
     )
     .await;
     assert_eq!(scan["structuredContent"]["state"], "succeeded", "{scan}");
+    // An engagement for engagement_get to read.
+    let r = http()
+        .put(format!(
+            "{}/v1/engagements/insp-e",
+            s.url.trim_end_matches("/mcp")
+        ))
+        .json(&serde_json::json!({"targets": ["127.0.0.0/24"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
     let calls: Vec<(&str, Vec<&str>)> = vec![
         (
             "slow_scan",
@@ -377,6 +388,8 @@ async fn the_inspector_cli_lists_and_calls_every_tool() {
         ("schedule_pause", vec!["id=insp-s"]),
         ("schedule_resume", vec!["id=insp-s"]),
         ("job_diff", vec!["correlation_id=insp-1", "against=insp-1"]),
+        ("engagement_list", vec![]),
+        ("engagement_get", vec!["id=insp-e"]),
     ];
     let mut called = vec!["nmap_scan".to_owned()];
     for (name, args) in calls {

@@ -1,6 +1,6 @@
 //! The audit trail: one structured log line (`audit = <action>`) per submit, cancel, retry,
-//! schedule and webhook change and admin action, all of one shape: the token's name (never the
-//! token itself), tenant, correlation ID, tool, target, schedule id, webhook id (each empty when
+//! schedule, webhook and engagement change and admin action, all of one shape: the token's name (never the
+//! token itself), tenant, correlation ID, tool, target, schedule id, webhook id, engagement id (each empty when
 //! the action has none) and outcome. The target's field is `scan_target`: `target` is the log line's own (module)
 //! field in JSON logs.
 
@@ -18,6 +18,8 @@ pub struct Subject<'a> {
     pub schedule_id: &'a str,
     /// The webhook subscription acted on.
     pub webhook_id: &'a str,
+    /// The engagement acted on (DESIGN §14).
+    pub engagement_id: &'a str,
 }
 
 /// Writes the audit line.
@@ -31,6 +33,7 @@ pub fn record(action: &'static str, caller: &Caller, subject: Subject<'_>, outco
         scan_target = subject.target,
         schedule_id = subject.schedule_id,
         webhook_id = subject.webhook_id,
+        engagement_id = subject.engagement_id,
         outcome,
         "Audit"
     );
@@ -57,6 +60,14 @@ impl<'a> Subject<'a> {
     pub fn schedule(id: &'a str) -> Self {
         Self {
             schedule_id: id,
+            ..Self::default()
+        }
+    }
+
+    /// An engagement, by its id.
+    pub fn engagement(id: &'a str) -> Self {
+        Self {
+            engagement_id: id,
             ..Self::default()
         }
     }

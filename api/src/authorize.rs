@@ -34,7 +34,8 @@ pub enum Access {
 /// `POST /v1/jobs` and `POST /v1/jobs/{id}/retry` need `submit`; `DELETE /v1/jobs/{id}` needs
 /// `cancel`; schedules are as jobs: `PUT /v1/schedules/{id}` and its `pause`, `resume` and
 /// `trigger` need `submit`, `DELETE` needs `cancel`; webhooks likewise (`POST /v1/webhooks`
-/// and `PUT /v1/webhooks/{id}` `submit`, `DELETE /v1/webhooks/{id}` `cancel`); any other change (breakers, tool
+/// and `PUT /v1/webhooks/{id}` `submit`, `DELETE /v1/webhooks/{id}` `cancel`) and engagements
+/// (`PUT /v1/engagements/{id}` `submit`, `DELETE` `cancel`); any other change (breakers, tool
 /// enable/disable, …) needs `admin`.
 pub fn access(method: &Method, path: &str) -> Access {
     if path == "/metrics" {
@@ -60,6 +61,8 @@ pub fn access(method: &Method, path: &str) -> Access {
             Scope::Submit
         }
         (&Method::DELETE, ["v1", "webhooks", _]) => Scope::Cancel,
+        (&Method::PUT, ["v1", "engagements", _]) => Scope::Submit,
+        (&Method::DELETE, ["v1", "engagements", _]) => Scope::Cancel,
         _ => Scope::Admin,
     };
     Access::Token(Some(scope))
@@ -223,6 +226,11 @@ mod tests {
             (Method::POST, "/v1/schedules/a/trigger", t(Scope::Submit)),
             (Method::DELETE, "/v1/schedules/a", t(Scope::Cancel)),
             (Method::GET, "/v1/schedules/a/runs", t(Scope::Read)),
+            (Method::GET, "/v1/engagements", t(Scope::Read)),
+            (Method::GET, "/v1/engagements/q4", t(Scope::Read)),
+            (Method::PUT, "/v1/engagements/q4", t(Scope::Submit)),
+            (Method::DELETE, "/v1/engagements/q4", t(Scope::Cancel)),
+            (Method::POST, "/v1/engagements", t(Scope::Admin)),
             (Method::POST, "/v1/anything-new", t(Scope::Admin)),
         ];
         for (m, p, want) in cases {

@@ -7,6 +7,7 @@
 //! | `routes::events` | SSE event streams |
 //! | `routes::schedules` | schedules: upsert, list, read, delete, pause, resume, trigger, runs |
 //! | `routes::webhooks` | webhook subscriptions and their delivery logs |
+//! | `routes::engagements` | engagements (DESIGN §14): put, list, read, delete |
 //! | `routes::exports` | result.xml, result.csv and the diff of two scans |
 //! | `compare` | the diff of two finished scans, for REST and MCP |
 //! | `routes::tools` | the catalog |
@@ -123,6 +124,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::exports::router())
         .merge(routes::schedules::router())
         .merge(routes::webhooks::router())
+        .merge(routes::engagements::router())
         .merge(routes::tools::router())
         .merge(routes::breakers::router())
         .merge(routes::dashboard::router())

@@ -24,6 +24,16 @@ pub struct ScheduleIdParam {
     id: String,
 }
 
+/// The `{id}` path segment of the engagement routes.
+#[allow(dead_code)]
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct EngagementIdParam {
+    /// The engagement's id, unique per tenant.
+    #[param(pattern = "^[A-Za-z0-9._-]{1,64}$")]
+    id: String,
+}
+
 /// The `{id}` path segment of the webhook routes.
 #[allow(dead_code)]
 #[derive(Debug, IntoParams)]

@@ -38,7 +38,7 @@ pub struct Metrics {
     pub sandbox_violations: IntCounterVec,
     /// Claimed schedule slots by `result`: fired, skipped, held, missed, refused, parked.
     pub schedule_runs: IntCounterVec,
-    /// Schedules this process parked, by `reason`: unfit, slot, panic, revoked.
+    /// Schedules this process parked, by `reason`: unfit, slot, panic, revoked, engagement.
     pub schedules_parked: IntCounterVec,
     /// Webhook delivery attempts by `outcome`: delivered, failed, gave_up, dropped.
     pub webhook_deliveries: IntCounterVec,

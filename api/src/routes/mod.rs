@@ -2,6 +2,7 @@
 
 pub mod breakers;
 pub mod dashboard;
+pub mod engagements;
 pub mod events;
 pub mod exports;
 pub mod health;

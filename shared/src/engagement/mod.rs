@@ -8,13 +8,24 @@
 //! |---|---|
 //! | this file | the checked engagement ([`Engagement`]) and its judgement of a job ([`Admission`]) |
 //! | `calendar` | windows, blackouts and time zones: when a job may run ([`Calendar`], [`Timing`]) |
+//! | `body` | the `PUT /v1/engagements/{id}` body and its checks against the server's policy ([`EngagementBody`]) |
+//! | `entries` | the entries of `targets`/`denied_targets`: canonical form, overlaps, the server's scope |
+//! | `service` | what REST and MCP do with engagements: put, get, list, delete ([`Engagements`], [`EngagementDocument`]) |
 //!
 //! The engagements are stored by `queue/engagements.rs` (keys in its table); REST and MCP reach
 //! them through `scanq-api`'s `engagements` service.
 
+mod body;
 mod calendar;
+mod entries;
+mod service;
 
+pub use body::{BlackoutBody, EngagementBody, WindowBody};
 pub use calendar::{Blackout, Calendar, Timing, Weekday, Window};
+pub use service::{
+    BlackoutDoc, EngagementDocument, EngagementError, EngagementList, EngagementState, Engagements,
+    MAX_PER_TENANT, PutEngagement, engagement_id,
+};
 
 use std::sync::Arc;
 

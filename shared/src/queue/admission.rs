@@ -4,7 +4,9 @@
 //!
 //! 0. the job's **engagement**, when it names one (DESIGN §14): its target, tool and template must
 //!    be inside it and it must be in force (else 422 naming which); it decides whether the job
-//!    waits for a window and whether a person must approve it first;
+//!    waits for a window and whether a person must approve it first. A retry is judged again
+//!    against the engagement stored on the job (deleted or expired: 422 naming `engagement`);
+//!    a big scan's chunks carry their parent's engagement;
 //! 1. the **gate**: the tool is not switched off by an operator and its breaker takes new work
 //!    (unless a new job says `queue_if_unavailable`);
 //! 2. the tenant's **caps** (`max_queued`, and `max_running` carried by the job), fleet-wide;
@@ -27,7 +29,7 @@ use crate::domain::{
 use crate::engagement::Ask;
 use crate::request::JobSpec;
 use crate::scripts::{RetryOutcome, TenantCaps};
-use crate::validate::ValidationError;
+use crate::validate::{TargetList, ValidationError};
 
 /// How long a process trusts what it read of a tool's breaker and switch.
 const FRESH: Duration = Duration::from_secs(1);
@@ -196,7 +198,20 @@ impl Queue {
             return Err(QueueError::NotFound);
         };
         let id = JobId::new(tool, zone, tenant.clone(), cid.clone());
-        let fields = self.job_fields(tenant, cid, &["state", "chunks"]).await?;
+        let fields = self
+            .job_fields(
+                tenant,
+                cid,
+                &[
+                    "state",
+                    "chunks",
+                    "engagement",
+                    "target",
+                    "template",
+                    "intrusive",
+                ],
+            )
+            .await?;
         let state = fields
             .as_ref()
             .and_then(|f| f.get("state"))
@@ -206,11 +221,58 @@ impl Queue {
                 state: state.clone(),
             });
         }
+        if let Some(f) = &fields {
+            self.rejudge(tenant, &id.tool, f).await?;
+        }
         if fields.as_ref().is_some_and(|f| f.contains_key("chunks")) {
             // A big scan: only the chunks that did not succeed run again.
             return self.retry_parent(&id, caps).await;
         }
         self.retry_one(&id, caps).await
+    }
+
+    /// Step 0 of a retry: a job admitted under an engagement is judged against it again, now.
+    /// A deleted or expired engagement refuses it (naming `engagement`), and so does a tool,
+    /// template or target the engagement no longer allows. (The wait for a window and the
+    /// approval are decided at submit; a retry is queued at once.)
+    async fn rejudge(
+        &self,
+        tenant: &TenantId,
+        tool: &ToolName,
+        fields: &HashMap<String, String>,
+    ) -> Result<(), QueueError> {
+        let Some(name) = fields.get("engagement") else {
+            return Ok(());
+        };
+        let refused = |message: String| {
+            QueueError::Refused(ValidationError::new(
+                "engagement",
+                message,
+                "submit a new job under an engagement in force (GET /v1/engagements)",
+            ))
+        };
+        let id = EngagementId::parse(name)
+            .map_err(|_| refused(format!("the job names an unreadable engagement `{name}`")))?;
+        let Some(stored) = self.engagement(tenant, &id).await? else {
+            return Err(refused(format!(
+                "the job was admitted under engagement {id}, which no longer exists"
+            )));
+        };
+        let target: TargetList = fields
+            .get("target")
+            .and_then(|t| t.parse().ok())
+            .ok_or(QueueError::NotFound)?;
+        let ask = Ask {
+            tool,
+            template: fields.get("template").map(String::as_str),
+            target: &target,
+            intrusive: fields.get("intrusive").is_some_and(|v| v == "1"),
+        };
+        stored
+            .engagement
+            .judge(ask, super::listing::now_ms())
+            .map_err(QueueError::Refused)?;
+        Ok(())
     }
 
     /// [`Queue::admit_retry`] of one failed or cancelled job that is no parent (also each chunk

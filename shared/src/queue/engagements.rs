@@ -62,14 +62,27 @@ impl Queue {
         let key = keys.def(tenant, e.id.as_str());
         let def = serde_json::to_string(e).expect("an engagement serializes");
         let mut con = self.connection().await?;
-        let (created, _, _): (i64, redis::Value, i64) = redis::pipe()
+        let (created,): (i64,) = redis::pipe()
             .atomic()
             .hset_nx(&key, "created_ms", now_ms)
             .hset_multiple(&key, &[("def", def), ("updated_ms", now_ms.to_string())])
-            .zadd(keys.list(tenant), e.id.as_str(), now_ms)
+            .ignore()
+            // NX: a replace keeps the engagement's place (its creation time) in the list.
+            .cmd("ZADD")
+            .arg(keys.list(tenant))
+            .arg("NX")
+            .arg(now_ms)
+            .arg(e.id.as_str())
+            .ignore()
             .query_async(&mut con)
             .await?;
         Ok(created == 1)
+    }
+
+    /// How many engagements the tenant holds.
+    pub async fn engagement_count(&self, tenant: &TenantId) -> Result<usize, QueueError> {
+        let mut con = self.connection().await?;
+        Ok(con.zcard(self.keys.eng().list(tenant)).await?)
     }
 
     /// The tenant's engagements, oldest first.
@@ -80,6 +93,10 @@ impl Queue {
         let keys = self.keys.eng();
         let mut con = self.connection().await?;
         let ids: Vec<String> = con.zrange(keys.list(tenant), 0, -1).await?;
+        if ids.is_empty() {
+            // (An empty pipeline has no reply to decode.)
+            return Ok(Vec::new());
+        }
         let mut pipe = redis::pipe();
         for id in &ids {
             pipe.hgetall(keys.def(tenant, id));

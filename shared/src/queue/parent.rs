@@ -41,6 +41,9 @@ const INHERITED: &[&str] = &[
     "intrusive",
     "needs_raw",
     "max_running",
+    // The engagement the parent was admitted under (DESIGN §14): the worker judges each chunk's
+    // timing against it again, and a retried chunk is judged against it.
+    "engagement",
 ];
 
 /// A job's hash fields, as the enqueue script takes them.

@@ -44,6 +44,9 @@ pub struct ScheduleBody {
     pub chunk_hosts: Option<u64>,
     /// Template field, as for a submit: the zone the target must be in (DESIGN §13).
     pub zone: Option<String>,
+    /// Template field, as for a submit: the engagement each run is admitted under (DESIGN §14;
+    /// an unknown one is refused; once it expires or is deleted the schedule is parked).
+    pub engagement: Option<String>,
     /// 5 fields: minute hour day-of-month month day-of-week. Its fires may come no closer
     /// together than `SCANQ_SCHEDULE_MIN_EVERY_SEC`. Give `cron` or `every_sec`.
     #[schema(max_length = 128, example = "0 3 * * 1-5")]
@@ -85,6 +88,7 @@ pub const TEMPLATE_FIELDS: &[&str] = &[
     "delay_sec",
     "chunk_hosts",
     "zone",
+    "engagement",
 ];
 
 /// The schedule's own fields.
@@ -174,6 +178,7 @@ impl ScheduleBody {
         put("delay_sec", self.delay_sec.map(Value::from));
         put("chunk_hosts", self.chunk_hosts.map(Value::from));
         put("zone", self.zone.clone().map(Value::from));
+        put("engagement", self.engagement.clone().map(Value::from));
         Value::Object(t)
     }
 }

@@ -11,7 +11,8 @@
 //! (fail closed).
 //!
 //! **Fault isolation:** one schedule never stops the others. A schedule whose stored entry is
-//! unreadable or out of bounds, or whose slot arithmetic fails, is parked (out of the due set,
+//! unreadable or out of bounds, whose slot arithmetic fails, or whose engagement expired or was
+//! deleted (DESIGN §14), is parked (out of the due set,
 //! `parked_reason` on its document, `scanq_schedules_parked_total{reason}`); each firing runs
 //! under `catch_unwind`, so a panic parks that schedule and the step goes on; a failed step
 //! is logged and the loop continues.
@@ -71,6 +72,8 @@ pub enum ParkReason {
     Panic,
     /// Its tenant is no longer in the tokens file.
     Revoked,
+    /// The engagement its template names expired or was deleted (DESIGN §14).
+    Engagement,
 }
 
 impl ParkReason {
@@ -80,6 +83,7 @@ impl ParkReason {
             Self::Slot => "slot",
             Self::Panic => "panic",
             Self::Revoked => "revoked",
+            Self::Engagement => "engagement",
         }
     }
 }
@@ -387,6 +391,10 @@ impl Scheduler {
                     match self.queue.admit(&c.tenant, &spec, caps).await {
                         Ok(_) => Ok(()),
                         Err(e) if e.is_unavailable() => return Err(e.into()),
+                        // Its engagement expired or was deleted: no later slot can run either.
+                        Err(QueueError::Refused(v)) if v.field == "engagement" => {
+                            return Err(FireError::Park(ParkReason::Engagement, v.to_string()));
+                        }
                         Err(e) => Err(e.to_string()),
                     }
                 }

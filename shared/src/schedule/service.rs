@@ -193,12 +193,9 @@ impl Scheduler {
         let def = ScheduleDef::try_from(ScheduleBody::from_json(body)?)?;
         let now = self.store.now_ms().await?;
         let scope = narrow.scope(&live.targets);
-        def.admit(
-            &id,
-            &narrow.policy(live.policy(), &scope),
-            self.min_every_sec,
-            now,
-        )?;
+        let policy = narrow.policy(live.policy(), &scope);
+        def.admit(&id, &policy, self.min_every_sec, now)?;
+        self.engaged(&policy, tenant, &def).await?;
         let next = Self::next_due(&def, &id, now, now)
             .map_err(|e| ValidationError::new("every_sec", e.0, "a shorter cadence"))?;
         let created = match self
@@ -214,6 +211,27 @@ impl Scheduler {
             created,
             document: self.read(tenant, &id).await?,
         })
+    }
+
+    /// A template naming an engagement is judged against it now (DESIGN §14): an unknown or
+    /// expired engagement, or a tool, template or target outside it, is refused naming which.
+    async fn engaged(
+        &self,
+        policy: &crate::request::Policy<'_>,
+        tenant: &TenantId,
+        def: &ScheduleDef,
+    ) -> Result<(), ScheduleError> {
+        let spec = crate::request::JobSpec::from_json(&def.template, policy)?;
+        if let Some(e) = &spec.engagement {
+            self.queue
+                .engage(tenant, &spec, e)
+                .await
+                .map_err(|err| match err {
+                    QueueError::Refused(v) => ScheduleError::from(v),
+                    other => ScheduleError::Queue(other),
+                })?;
+        }
+        Ok(())
     }
 
     /// The schedule's document.

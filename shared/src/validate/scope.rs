@@ -244,6 +244,16 @@ impl TargetPolicy {
         })
     }
 
+    /// Whether every name under the `.suffix` rule `suffix` (leading dot, lower-cased) is under
+    /// an allowed suffix rule: what an engagement's `.suffix` entry must be (DESIGN §14). Denied
+    /// rules still apply to each name at submit.
+    pub fn covers_suffix(&self, suffix: &str) -> bool {
+        self.allow
+            .suffixes
+            .iter()
+            .any(|allowed| suffix.ends_with(allowed.as_str()))
+    }
+
     /// A human summary of the scope for messages and `GET /v1/tools`.
     pub fn describe(&self) -> String {
         let mut out = format!("allowed: {}", self.allow.describe());

@@ -1,6 +1,7 @@
 //! The MCP tools: one `<tool>_scan` per enabled catalog tool (so a new catalog tool appears by
 //! itself), plus `job_status`, `job_result`, `job_cancel`, `job_list`, `job_diff` and the
-//! schedule tools (`schedule_upsert`, `schedule_list`, `schedule_pause`, `schedule_resume`). Each returns
+//! schedule tools (`schedule_upsert`, `schedule_list`, `schedule_pause`, `schedule_resume`) and the
+//! engagement tools (`engagement_list`, `engagement_get`). Each returns
 //! `structuredContent` matching its `outputSchema` and a short text. A refusal (bad argument,
 //! unknown job, conflict, full queue, open breaker, missing scope) is an [`AppError`], turned
 //! into an `isError` result by the REST problem mapping in `reply`; an unknown tool is a
@@ -12,10 +13,12 @@
 //! | `scan` | the scan tools |
 //! | `jobs` | the job tools |
 //! | `programs` | the schedule tools and `job_diff` |
+//! | `engagements` | the engagement tools |
 //! | `args` | reading the `arguments` object |
 //! | `failure` | why a tool gave no result: a refusal (`AppError`) or a JSON-RPC error |
 
 mod args;
+mod engagements;
 mod failure;
 mod jobs;
 mod programs;
@@ -62,6 +65,8 @@ pub async fn call(ctx: &mut Ctx, params: &Value) -> Result<Value, RpcError> {
         "schedule_list" => programs::list(ctx, params).await,
         "schedule_pause" => programs::set_paused(ctx, params, true).await,
         "schedule_resume" => programs::set_paused(ctx, params, false).await,
+        "engagement_list" => engagements::list(ctx, params).await,
+        "engagement_get" => engagements::get(ctx, params).await,
         _ => {
             return Err(RpcError::invalid_params(format!("unknown tool `{name}`"))
                 .with_data(json!({"hint": "tools/list names the tools"})));

@@ -32,6 +32,7 @@ const ACCEPTED: &[&str] = &[
     "wait_sec",
     "chunk_hosts",
     "zone",
+    "engagement",
 ];
 
 /// Starts a job of `tool`; answers with its view (after up to `wait_sec`), or with a task

@@ -102,7 +102,14 @@ fn scan_input_schema(state: &AppState, spec: &ToolSpec) -> Value {
              Zones: {}. Which have live workers: resource scanq://zones (a scan waits while its \
              zone has none).", zones.join(", "))}),
     );
-    for (name, overlay) in shared.into_iter().chain([chunk_hosts, zone]) {
+    // The engagement the scan runs under (DESIGN §14): required when the server or token says so.
+    let engagement = (
+        "engagement",
+        json!({"description": format!(
+            "The engagement (your written permission to test) the scan runs under: its targets,              tools, templates, windows and approval rule apply. engagement_list shows yours.{}",
+            if live.cfg.require_engagement { " Required on this server." } else { "" })}),
+    );
+    for (name, overlay) in shared.into_iter().chain([chunk_hosts, zone, engagement]) {
         props[name] = submit_property(name, overlay);
     }
     props["wait_sec"] = json!({"type": "integer", "minimum": 0, "maximum": MAX_WAIT_SEC, "description":
@@ -246,6 +253,9 @@ pub fn list(state: &AppState) -> Vec<Value> {
         &state.live().catalog.names(),
         |title, read_only| annotations(title, read_only, false),
     ));
+    tools.extend(super::engagements::definitions(|title, read_only| {
+        annotations(title, read_only, false)
+    }));
     tools
 }
 
