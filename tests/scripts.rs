@@ -69,7 +69,7 @@ impl Fx {
                 hash,
                 prio,
                 false,
-                delay,
+                (delay, false),
                 &fields,
             )
             .await

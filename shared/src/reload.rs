@@ -26,6 +26,7 @@ pub const HOT_KEYS: &[&str] = &[
     "denied_targets",
     "max_hosts",
     "allow_intrusive",
+    "approval",
     "default_max_attempts",
     "catalog",
     "zones",
@@ -80,6 +81,7 @@ impl Live {
             allow_intrusive: self.cfg.allow_intrusive,
             default_max_attempts: self.cfg.default_max_attempts,
             require_engagement: self.cfg.require_engagement,
+            approval: self.cfg.approval,
         }
     }
 }

@@ -137,6 +137,19 @@ impl Queue {
             self.check_gate(&spec.tool, zone, spec.queue_if_unavailable)
                 .await?;
         }
+        if spec.chunk_hosts.is_some() && spec.needs_approval {
+            // A big scan's parent would have to hold its chunks until approval; until it does,
+            // such a scan is refused rather than run without the person.
+            return Err(QueueError::Refused(ValidationError::new(
+                "target",
+                format!(
+                    "covers {} hosts, more than one job may scan, and the job needs a person's \
+                     approval: a big scan cannot await approval yet",
+                    spec.target.hosts()
+                ),
+                "split the target into ranges of at most the tool's max_hosts, one job each",
+            )));
+        }
         if spec.chunk_hosts.is_some() {
             // A big scan: a parent, and its chunks through the same caps and enqueue.
             return self.admit_parent(tenant, spec, caps).await;
@@ -227,14 +240,16 @@ impl Queue {
             None => false,
         };
         let out = self.requeue(id).await;
-        if out.is_err() && added {
-            // Nothing new waits: give the place back.
+        let queued = matches!(out, Ok(RetryOutcome::Queued));
+        if !queued && added {
+            // Nothing new waits (or it waits for a person, outside the queue): give the place
+            // back.
             if let Err(err) = self.forget_queued(id).await {
                 tracing::warn!(correlation_id = %cid, error = %err, "Could not release a tenant queue place");
             }
         }
         out?;
-        if !added {
+        if queued && !added {
             self.note_queued(id).await?;
         }
         self.get(tenant, cid)
@@ -244,8 +259,9 @@ impl Queue {
     }
 
     /// Step 3 of a retry: `retry.lua` queues the job again under the queue length and the
-    /// tenant's fair-share window.
-    async fn requeue(&self, id: &JobId) -> Result<(), QueueError> {
+    /// tenant's fair-share window (or, a job that needs approval and was not approved, puts it
+    /// back before the person: [`RetryOutcome::Awaiting`]).
+    async fn requeue(&self, id: &JobId) -> Result<RetryOutcome, QueueError> {
         let mut con = self.connection().await?;
         match self
             .scripts
@@ -258,7 +274,7 @@ impl Queue {
             )
             .await?
         {
-            RetryOutcome::Queued => Ok(()),
+            o @ (RetryOutcome::Queued | RetryOutcome::Awaiting) => Ok(o),
             RetryOutcome::NotRetryable { state } => Err(QueueError::Final { state }),
             RetryOutcome::Missing => Err(QueueError::NotFound),
             RetryOutcome::Full { depth } => Err(QueueError::Full { depth }),

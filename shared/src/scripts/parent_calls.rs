@@ -123,7 +123,7 @@ impl Scripts {
                 &c.job_ref,
                 &c.request_hash,
                 c.lane,
-                c.delay_ms,
+                (c.delay_ms, false),
                 c.fields,
             ));
         }
