@@ -62,7 +62,7 @@ impl Queue {
         let key = keys.def(tenant, e.id.as_str());
         let def = serde_json::to_string(e).expect("an engagement serializes");
         let mut con = self.connection().await?;
-        let (created, _, _): (i64, i64, i64) = redis::pipe()
+        let (created, (), _): (i64, (), i64) = redis::pipe()
             .atomic()
             .hset_nx(&key, "created_ms", now_ms)
             .hset_multiple(&key, &[("def", def), ("updated_ms", now_ms.to_string())])
