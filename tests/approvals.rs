@@ -139,13 +139,28 @@ async fn an_intrusive_job_waits_for_a_person_who_is_not_its_submitter() {
     .await;
     let worker = start_worker(cfg.clone(), catalog).await;
     let (ann, bob, carol, root) = (
-        As { base: &base, token: Some(tokens.get("ann")) },
-        As { base: &base, token: Some(tokens.get("bob")) },
-        As { base: &base, token: Some(tokens.get("carol")) },
-        As { base: &base, token: Some(tokens.get("root")) },
+        As {
+            base: &base,
+            token: Some(tokens.get("ann")),
+        },
+        As {
+            base: &base,
+            token: Some(tokens.get("bob")),
+        },
+        As {
+            base: &base,
+            token: Some(tokens.get("carol")),
+        },
+        As {
+            base: &base,
+            token: Some(tokens.get("root")),
+        },
     );
     let (status, _) = ann
-        .post("/v1/webhooks", Some(json!({"url": url, "events": ["job.awaiting_approval"]})))
+        .post(
+            "/v1/webhooks",
+            Some(json!({"url": url, "events": ["job.awaiting_approval"]})),
+        )
         .await;
     assert_eq!(status, 201);
 
@@ -158,20 +173,40 @@ async fn an_intrusive_job_waits_for_a_person_who_is_not_its_submitter() {
     assert_eq!(doc["approval"]["decision"], "pending");
     // The same request again is the same job (idempotent); another one under its ID a conflict.
     let (status, again) = ann.post("/v1/jobs", Some(intrusive.clone())).await;
-    assert_eq!((status, &again["state"]), (200, &json!("awaiting_approval")));
+    assert_eq!(
+        (status, &again["state"]),
+        (200, &json!("awaiting_approval"))
+    );
     let (status, _) = ann
-        .post("/v1/jobs", Some(json!({"tool": "noop", "target": "127.0.0.2", "intrusive": true,
-                                      "correlation_id": "intr-1"})))
+        .post(
+            "/v1/jobs",
+            Some(
+                json!({"tool": "noop", "target": "127.0.0.2", "intrusive": true,
+                                      "correlation_id": "intr-1"}),
+            ),
+        )
         .await;
     assert_eq!(status, 409);
     let plain = ann
         .submit(json!({"tool": "noop", "target": "127.0.0.1", "correlation_id": "plain-1"}))
         .await;
-    assert_eq!(plain["state"], "queued", "only intrusive jobs wait: {plain}");
-    let done = wait_done_as(&base, Some(tokens.get("ann")), "plain-1", Duration::from_secs(20)).await;
+    assert_eq!(
+        plain["state"], "queued",
+        "only intrusive jobs wait: {plain}"
+    );
+    let done = wait_done_as(
+        &base,
+        Some(tokens.get("ann")),
+        "plain-1",
+        Duration::from_secs(20),
+    )
+    .await;
     assert_eq!(done["state"], "succeeded");
     let (_, held) = ann.get("/v1/jobs/intr-1").await;
-    assert_eq!(held["state"], "awaiting_approval", "a running worker did not take it: {held}");
+    assert_eq!(
+        held["state"], "awaiting_approval",
+        "a running worker did not take it: {held}"
+    );
     let (_, listed) = ann.get("/v1/jobs?state=awaiting_approval").await;
     let ids: Vec<&str> = listed["jobs"]
         .as_array()
@@ -193,14 +228,20 @@ async fn an_intrusive_job_waits_for_a_person_who_is_not_its_submitter() {
     let (status, p) = ann.post("/v1/jobs/intr-1/approve", None).await;
     assert_eq!(status, 403, "{p}");
     assert!(
-        p["detail"].as_str().unwrap().contains("token that submitted it"),
+        p["detail"]
+            .as_str()
+            .unwrap()
+            .contains("token that submitted it"),
         "{p}"
     );
     let (status, p) = carol.post("/v1/jobs/intr-1/approve", None).await;
     assert_eq!(status, 403, "{p}");
     assert!(p["detail"].as_str().unwrap().contains("approve"), "{p}");
     let (status, p) = bob
-        .post("/v1/jobs/intr-1/approve", Some(json!({"reason": "x".repeat(501)})))
+        .post(
+            "/v1/jobs/intr-1/approve",
+            Some(json!({"reason": "x".repeat(501)})),
+        )
         .await;
     assert_eq!((status, p["field"].as_str()), (422, Some("reason")), "{p}");
     let (status, p) = bob
@@ -214,24 +255,38 @@ async fn an_intrusive_job_waits_for_a_person_who_is_not_its_submitter() {
 
     // Another token with `approve` says yes: it runs to its end.
     let (status, approved) = bob
-        .post("/v1/jobs/intr-1/approve", Some(json!({"reason": "change ticket 42"})))
+        .post(
+            "/v1/jobs/intr-1/approve",
+            Some(json!({"reason": "change ticket 42"})),
+        )
         .await;
     assert_eq!(status, 200, "{approved}");
     assert_eq!(approved["approval"]["decision"], "approved");
     assert_eq!(approved["approval"]["by"], "bob");
     assert_eq!(approved["approval"]["reason"], "change ticket 42");
     assert!(approved["approval"]["at"].is_string());
-    let done = wait_done_as(&base, Some(tokens.get("ann")), "intr-1", Duration::from_secs(20)).await;
+    let done = wait_done_as(
+        &base,
+        Some(tokens.get("ann")),
+        "intr-1",
+        Duration::from_secs(20),
+    )
+    .await;
     assert_eq!(done["state"], "succeeded", "{done}");
     let (status, _) = bob.post("/v1/jobs/intr-1/approve", None).await;
     assert_eq!(status, 409, "decided once");
 
     // A rejection cancels with the reason; a retry puts it back before a person.
-    ann.submit(json!({"tool": "noop", "target": "127.0.0.1", "intrusive": true,
-                      "correlation_id": "intr-2"}))
-        .await;
+    ann.submit(
+        json!({"tool": "noop", "target": "127.0.0.1", "intrusive": true,
+                      "correlation_id": "intr-2"}),
+    )
+    .await;
     let (status, rejected) = bob
-        .post("/v1/jobs/intr-2/reject", Some(json!({"reason": "not during the freeze"})))
+        .post(
+            "/v1/jobs/intr-2/reject",
+            Some(json!({"reason": "not during the freeze"})),
+        )
         .await;
     assert_eq!(status, 200, "{rejected}");
     assert_eq!(rejected["state"], "cancelled");
@@ -246,7 +301,10 @@ async fn an_intrusive_job_waits_for_a_person_who_is_not_its_submitter() {
     assert_eq!(rejected["approval"]["decision"], "rejected");
     let (status, retried) = ann.post("/v1/jobs/intr-2/retry", None).await;
     assert_eq!(status, 202, "{retried}");
-    assert_eq!(retried["state"], "awaiting_approval", "never around the person: {retried}");
+    assert_eq!(
+        retried["state"], "awaiting_approval",
+        "never around the person: {retried}"
+    );
     assert_eq!(retried["approval"]["decision"], "pending");
     // Cancelling a job that awaits approval works.
     let (status, cancelled) = ann
@@ -256,13 +314,17 @@ async fn an_intrusive_job_waits_for_a_person_who_is_not_its_submitter() {
     assert_eq!(cancelled["job"]["state"], "cancelled");
 
     // The webhook heard each wait (two jobs, one of them twice).
-    let events = eventually(Duration::from_secs(20), "three job.awaiting_approval", || {
-        let seen = seen.clone();
-        async move {
-            let s = seen.lock().unwrap().clone();
-            (s.len() >= 3).then_some(s)
-        }
-    })
+    let events = eventually(
+        Duration::from_secs(20),
+        "three job.awaiting_approval",
+        || {
+            let seen = seen.clone();
+            async move {
+                let s = seen.lock().unwrap().clone();
+                (s.len() >= 3).then_some(s)
+            }
+        },
+    )
     .await;
     let mut heard: Vec<String> = events
         .iter()
@@ -332,7 +394,14 @@ async fn modern(base: &str, token: &str, method: &str, params: Value) -> Value {
         req = req.header("mcp-name", name);
     }
     let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
-    let text = req.body(body.to_string()).send().await.unwrap().text().await.unwrap();
+    let text = req
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     text.lines()
         .rev()
         .filter_map(|l| l.strip_prefix("data: "))
@@ -346,7 +415,10 @@ async fn an_engagement_that_says_always_holds_every_job_and_an_agent_sees_input_
     let fx = Fixture::new();
     let tokens = Tokens::write(
         &fx.path(""),
-        &[("agent", "red", "submit,read"), ("lead", "red", "read,approve")],
+        &[
+            ("agent", "red", "submit,read"),
+            ("lead", "red", "read,approve"),
+        ],
         "",
     );
     let (mut cfg, catalog) = config(&redis, "approvals-eng", &fx);
@@ -378,10 +450,15 @@ async fn an_engagement_that_says_always_holds_every_job_and_an_agent_sees_input_
     let agent = tokens.get("agent");
 
     // Not intrusive, but the engagement holds every job (the server itself says `never`).
-    let as_agent = As { base: &base, token: Some(agent) };
+    let as_agent = As {
+        base: &base,
+        token: Some(agent),
+    };
     let doc = as_agent
-        .submit(json!({"tool": "noop", "target": "127.0.0.1", "engagement": "pentest-q4",
-                       "correlation_id": "eng-1"}))
+        .submit(
+            json!({"tool": "noop", "target": "127.0.0.1", "engagement": "pentest-q4",
+                       "correlation_id": "eng-1"}),
+        )
         .await;
     assert_eq!(doc["state"], "awaiting_approval", "{doc}");
     let id = "eng-1".to_owned();
@@ -420,7 +497,10 @@ async fn an_engagement_that_says_always_holds_every_job_and_an_agent_sees_input_
     // The agent's token cannot approve (no scope); the lead's can, and the task completes.
     let (status, _) = as_agent.post(&format!("/v1/jobs/{id}/approve"), None).await;
     assert_eq!(status, 403);
-    let lead = As { base: &base, token: Some(tokens.get("lead")) };
+    let lead = As {
+        base: &base,
+        token: Some(tokens.get("lead")),
+    };
     let (status, doc) = lead.post(&format!("/v1/jobs/{id}/approve"), None).await;
     assert_eq!(status, 200, "{doc}");
     let done = eventually(Duration::from_secs(20), "task completed", || {
@@ -444,7 +524,10 @@ async fn open_mode_refuses_approvals_for_want_of_a_second_identity() {
     let (mut cfg, catalog) = config(&redis, "approvals-open", &fx);
     cfg.approval = Approval::Always;
     let (api, base) = start_api(cfg, catalog).await;
-    let open = As { base: &base, token: None };
+    let open = As {
+        base: &base,
+        token: None,
+    };
     let doc = open
         .submit(json!({"tool": "noop", "target": "10.0.0.5", "correlation_id": "o-1"}))
         .await;

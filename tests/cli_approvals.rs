@@ -57,7 +57,11 @@ async fn scanq_approve_and_reject_decide_as_a_second_person() {
     for id in ["c-1", "c-2"] {
         let out = scanq(&base, dev, &["submit", "noop", "127.0.0.1", "--id", id]).await;
         assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-        assert!(text(&out.stdout).contains("awaiting_approval"), "{}", text(&out.stdout));
+        assert!(
+            text(&out.stdout).contains("awaiting_approval"),
+            "{}",
+            text(&out.stdout)
+        );
     }
     let out = scanq(&base, dev, &["jobs", "--state", "awaiting_approval"]).await;
     assert!(
@@ -69,9 +73,18 @@ async fn scanq_approve_and_reject_decide_as_a_second_person() {
     // The submitter's own token: refused with the server's reason (exit 3).
     let out = scanq(&base, dev, &["approve", "c-1"]).await;
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stdout));
-    assert!(text(&out.stderr).contains("token that submitted it"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("token that submitted it"),
+        "{}",
+        text(&out.stderr)
+    );
 
-    let out = scanq(&base, lead, &["--json", "approve", "c-1", "--reason", "ticket 7"]).await;
+    let out = scanq(
+        &base,
+        lead,
+        &["--json", "approve", "c-1", "--reason", "ticket 7"],
+    )
+    .await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["approval"]["by"], "lead");
@@ -79,12 +92,20 @@ async fn scanq_approve_and_reject_decide_as_a_second_person() {
     let done = wait_done_as(&base, Some(lead), "c-1", Duration::from_secs(20)).await;
     assert_eq!(done["state"], "succeeded", "{done}");
 
-    let out = scanq(&base, lead, &["--json", "reject", "c-2", "--reason", "wrong host"]).await;
+    let out = scanq(
+        &base,
+        lead,
+        &["--json", "reject", "c-2", "--reason", "wrong host"],
+    )
+    .await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["state"], "cancelled");
-    assert_eq!(doc["approval"], json!({"decision": "rejected", "by": "lead",
-        "reason": "wrong host", "at": doc["approval"]["at"]}));
+    assert_eq!(
+        doc["approval"],
+        json!({"decision": "rejected", "by": "lead",
+        "reason": "wrong host", "at": doc["approval"]["at"]})
+    );
     // Decided once: a second decision is a conflict (exit 3).
     let out = scanq(&base, lead, &["reject", "c-2"]).await;
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));

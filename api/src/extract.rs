@@ -44,15 +44,13 @@ impl FromRequest<AppState> for OptionalJsonBody {
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         let headers = req.headers().clone();
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(|e| {
-                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    AppError::TooLarge(state.inner.cfg.max_body_bytes)
-                } else {
-                    AppError::Malformed(e.body_text())
-                }
-            })?;
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                AppError::TooLarge(state.inner.cfg.max_body_bytes)
+            } else {
+                AppError::Malformed(e.body_text())
+            }
+        })?;
         if bytes.is_empty() && !headers.contains_key(header::CONTENT_TYPE) {
             return Ok(Self(None));
         }

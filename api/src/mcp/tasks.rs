@@ -33,10 +33,9 @@ pub const TASK_NOT_READY: i64 = -32001;
 
 pub fn status(state: JobState) -> &'static str {
     match state {
-        JobState::Queued
-        | JobState::Scheduled
-        | JobState::Running
-        | JobState::AwaitingApproval => "working",
+        JobState::Queued | JobState::Scheduled | JobState::Running | JobState::AwaitingApproval => {
+            "working"
+        }
         JobState::Succeeded => "completed",
         JobState::Failed => "failed",
         JobState::Cancelled => "cancelled",

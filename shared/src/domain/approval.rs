@@ -86,7 +86,10 @@ impl Reason {
 pub struct DecisionBody {
     /// Why (one line, at most 500 characters): kept on the job and in the audit log; a
     /// rejected job's error message carries it.
-    #[schema(max_length = 500, example = "outside the change window agreed with the client")]
+    #[schema(
+        max_length = 500,
+        example = "outside the change window agreed with the client"
+    )]
     pub reason: Option<String>,
 }
 
@@ -188,7 +191,10 @@ mod tests {
     fn a_reason_is_bounded_and_one_line() {
         assert_eq!(Reason::parse("  ").unwrap(), None);
         assert_eq!(
-            Reason::parse(" change window ok ").unwrap().unwrap().as_str(),
+            Reason::parse(" change window ok ")
+                .unwrap()
+                .unwrap()
+                .as_str(),
             "change window ok"
         );
         let long = "x".repeat(MAX_REASON + 1);
@@ -200,14 +206,30 @@ mod tests {
     fn a_body_names_the_field_it_refuses() {
         let ok = serde_json::json!({"reason": "fine"});
         assert_eq!(
-            DecisionBody::reason_of(Some(&ok)).unwrap().unwrap().as_str(),
+            DecisionBody::reason_of(Some(&ok))
+                .unwrap()
+                .unwrap()
+                .as_str(),
             "fine"
         );
         assert_eq!(DecisionBody::reason_of(None).unwrap(), None);
         let bad = serde_json::json!({"reason": 5});
-        assert_eq!(DecisionBody::reason_of(Some(&bad)).unwrap_err().field, "reason");
+        assert_eq!(
+            DecisionBody::reason_of(Some(&bad)).unwrap_err().field,
+            "reason"
+        );
         let other = serde_json::json!({"why": "x"});
-        assert_eq!(DecisionBody::reason_of(Some(&other)).unwrap_err().field, "body");
+        assert_eq!(
+            DecisionBody::reason_of(Some(&other)).unwrap_err().field,
+            "why"
+        );
+        let not_an_object = serde_json::json!("yes");
+        assert_eq!(
+            DecisionBody::reason_of(Some(&not_an_object))
+                .unwrap_err()
+                .field,
+            "body"
+        );
     }
 
     #[test]

@@ -172,7 +172,9 @@ impl Scripts {
         fields: &[(&str, String)],
     ) -> RedisResult<DecideOutcome> {
         let mut inv = self.decide.prepare_invoke();
-        inv.key(tk.job_prefix()).key(tk.scheduled()).key(tk.counts());
+        inv.key(tk.job_prefix())
+            .key(tk.scheduled())
+            .key(tk.counts());
         for s in tk.streams() {
             inv.key(s);
         }

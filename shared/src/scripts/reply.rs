@@ -365,14 +365,20 @@ pub fn retried(v: Value) -> RedisResult<RetryOutcome> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DecideOutcome {
     /// Approved: admitted, now `queued` or `scheduled` (its time has not come).
-    Queued { state: crate::domain::JobState },
+    Queued {
+        state: crate::domain::JobState,
+    },
     /// Rejected: `cancelled`.
     Rejected,
     /// The job is not awaiting approval.
-    NotAwaiting { state: String },
+    NotAwaiting {
+        state: String,
+    },
     Missing,
     /// The tool's queue is at `SCANQ_MAX_QUEUE_LEN` (the job still awaits approval).
-    Full { depth: u64 },
+    Full {
+        depth: u64,
+    },
 }
 
 pub fn decided(v: Value) -> RedisResult<DecideOutcome> {

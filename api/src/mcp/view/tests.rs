@@ -190,3 +190,14 @@ fn a_job_parked_for_its_target_group_says_which_group_it_waits_for() {
     );
     assert!(job_line(&d).contains("waiting for: target_group"));
 }
+
+#[test]
+fn a_job_awaiting_approval_tells_the_agent_a_person_must_act() {
+    let d = doc("awaiting_approval");
+    let next = next_step(&d);
+    assert!(next.contains("A person must approve job scan-1"), "{next}");
+    assert!(next.contains("cannot approve it yourself"), "{next}");
+    assert_eq!(job_view(&d)["state"], "awaiting_approval");
+    assert_eq!(crate::mcp::tasks::modern_status(d.state), "input_required");
+    assert_eq!(crate::mcp::tasks::status(d.state), "working");
+}
