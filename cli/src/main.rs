@@ -157,7 +157,7 @@ pub enum TokenCmd {
         name: String,
         #[arg(long)]
         tenant: String,
-        /// Comma-separated: submit, read, cancel, admin.
+        /// Comma-separated: submit, read, cancel, admin, approve.
         #[arg(long)]
         scopes: String,
     },
