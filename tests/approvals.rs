@@ -542,3 +542,108 @@ async fn open_mode_refuses_approvals_for_want_of_a_second_identity() {
     assert_eq!(still["state"], "awaiting_approval");
     api.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_big_scan_waits_whole_and_spawns_its_chunks_only_when_approved() {
+    let redis = RedisServer::start().await;
+    let fx = Fixture::new();
+    let tokens = Tokens::write(
+        &fx.path(""),
+        &[
+            ("dev", "blue", "submit,read,cancel"),
+            ("lead", "blue", "read,approve"),
+        ],
+        "",
+    );
+    let (mut cfg, catalog) = config(&redis, "approvals-big", &fx);
+    cfg.api_tokens_file = Some(tokens.path.clone());
+    cfg.approval = Approval::Always;
+    let (api, base) = start_api(cfg.clone(), catalog.clone()).await;
+    let worker = start_worker(cfg, catalog).await;
+    let dev = As {
+        base: &base,
+        token: Some(tokens.get("dev")),
+    };
+    let lead = As {
+        base: &base,
+        token: Some(tokens.get("lead")),
+    };
+    let big = |id: &str| json!({"tool": "noop", "target": "127.0.3.0/28", "chunk_hosts": 4, "correlation_id": id});
+
+    let parent = dev.submit(big("big-1")).await;
+    assert_eq!(parent["state"], "awaiting_approval", "{parent}");
+    assert_eq!(parent["chunks"]["total"], 4);
+    // Another job runs to its end meanwhile; the parent still waits with no chunk queued.
+    let (status, _) = dev
+        .post(
+            "/v1/jobs",
+            Some(json!({"tool": "noop", "target": "127.0.0.1", "correlation_id": "p"})),
+        )
+        .await;
+    assert_eq!(status, 202);
+    let (status, p) = lead.post("/v1/jobs/p/approve", None).await;
+    assert_eq!(status, 200, "{p}");
+    wait_done_as(&base, Some(tokens.get("dev")), "p", Duration::from_secs(20)).await;
+    let (_, held) = dev.get("/v1/jobs/big-1").await;
+    assert_eq!(held["state"], "awaiting_approval", "{held}");
+    let (_, chunk) = dev.get("/v1/jobs/big-1:0").await;
+    assert_ne!(
+        chunk["state"], "succeeded",
+        "no chunk ran before approval: {chunk}"
+    );
+
+    // Approved: its chunks are queued and run; the parent succeeds.
+    let (status, doc) = lead
+        .post(
+            "/v1/jobs/big-1/approve",
+            Some(json!({"reason": "whole range agreed"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{doc}");
+    assert_eq!(doc["approval"]["by"], "lead");
+    let done = wait_done_as(
+        &base,
+        Some(tokens.get("dev")),
+        "big-1",
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert_eq!(done["chunks"]["succeeded"], 4, "{done}");
+
+    // Rejected: cancelled with the reason, no chunk made; a retry waits for the person again,
+    // and a cancel while it waits ends it.
+    dev.submit(big("big-2")).await;
+    let (status, doc) = lead
+        .post("/v1/jobs/big-2/reject", Some(json!({"reason": "too wide"})))
+        .await;
+    assert_eq!(status, 200, "{doc}");
+    assert_eq!(doc["state"], "cancelled");
+    assert!(
+        doc["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("too wide"),
+        "{doc}"
+    );
+    let (status, retried) = dev.post("/v1/jobs/big-2/retry", None).await;
+    assert_eq!(status, 202, "{retried}");
+    assert_eq!(retried["state"], "awaiting_approval", "{retried}");
+    let (status, cancelled) = dev
+        .send(http().delete(format!("{base}/v1/jobs/big-2")))
+        .await;
+    assert!(status == 200 || status == 202, "{cancelled}");
+    let done = wait_done_as(
+        &base,
+        Some(tokens.get("dev")),
+        "big-2",
+        Duration::from_secs(20),
+    )
+    .await;
+    assert_eq!(done["state"], "cancelled", "{done}");
+    let (_, chunk) = dev.get("/v1/jobs/big-2:0").await;
+    assert_ne!(chunk["state"], "succeeded", "{chunk}");
+
+    worker.shutdown().await;
+    api.shutdown().await;
+}

@@ -137,19 +137,6 @@ impl Queue {
             self.check_gate(&spec.tool, zone, spec.queue_if_unavailable)
                 .await?;
         }
-        if spec.chunk_hosts.is_some() && spec.needs_approval {
-            // A big scan's parent would have to hold its chunks until approval; until it does,
-            // such a scan is refused rather than run without the person.
-            return Err(QueueError::Refused(ValidationError::new(
-                "target",
-                format!(
-                    "covers {} hosts, more than one job may scan, and the job needs a person's \
-                     approval: a big scan cannot await approval yet",
-                    spec.target.hosts()
-                ),
-                "split the target into ranges of at most the tool's max_hosts, one job each",
-            )));
-        }
         if spec.chunk_hosts.is_some() {
             // A big scan: a parent, and its chunks through the same caps and enqueue.
             return self.admit_parent(tenant, spec, caps).await;

@@ -30,7 +30,11 @@ impl Queue {
         };
         let id = JobId::new(tool, zone, tenant.clone(), cid.clone());
         let fields = self
-            .job_fields(tenant, cid, &["state", "submitted_by"])
+            .job_fields(
+                tenant,
+                cid,
+                &["state", "submitted_by", "chunks", "retry_at_ms"],
+            )
             .await?
             .ok_or(QueueError::NotFound)?;
         let state = fields.get("state").ok_or(QueueError::NotFound)?;
@@ -41,6 +45,14 @@ impl Queue {
         }
         if fields.get("submitted_by").is_some_and(|s| s == by) {
             return Err(QueueError::SelfDecision);
+        }
+        if fields.contains_key("chunks") {
+            let hold_until = fields
+                .get("retry_at_ms")
+                .and_then(|v| v.parse::<u64>().ok());
+            return self
+                .decide_parent(&id, decision, by, reason, caps, hold_until)
+                .await;
         }
         let added = match decision {
             Decision::Approved => {
@@ -70,6 +82,52 @@ impl Queue {
             .await?
             .map(|(_, d)| d)
             .ok_or(QueueError::NotFound)
+    }
+
+    /// [`Queue::decide`] of a big scan's parent: approved, its chunks are queued then (all or
+    /// nothing, as at submit, with what is left of its delay); rejected, it is cancelled.
+    async fn decide_parent(
+        &self,
+        id: &JobId,
+        decision: Decision,
+        by: &str,
+        reason: Option<&Reason>,
+        caps: Option<TenantCaps>,
+        hold_until: Option<u64>,
+    ) -> Result<JobDocument, QueueError> {
+        if decision == Decision::Approved {
+            self.check_gate(&id.tool, &id.zone, false).await?;
+        }
+        let error = serde_json::to_string(&rejected_error(by, reason)).expect("serializable");
+        let mut con = self.connection().await?;
+        let out = self
+            .scripts
+            .parent_decide(
+                &mut con,
+                &self.keys.job_keys(id),
+                &self.settings,
+                &id.job_ref(),
+                id.tool.as_str(),
+                decision,
+                (super::settle::CHECK_EVERY_MS, &error),
+                &decision_fields(decision, by, reason),
+            )
+            .await?;
+        match out.first().map(String::as_str) {
+            Some("queued") => {
+                let now = super::listing::now_ms();
+                let delay = hold_until.map_or(0, |t| t.saturating_sub(now));
+                self.spawn_and_settle(id, delay, caps).await?;
+            }
+            Some("rejected") => {}
+            Some("not_awaiting") => {
+                return Err(QueueError::Final {
+                    state: out.get(1).cloned().unwrap_or_default(),
+                });
+            }
+            _ => return Err(QueueError::NotFound),
+        }
+        self.parent_document(id).await
     }
 
     async fn run_decide(
