@@ -27,9 +27,11 @@ pub fn router() -> Router<AppState> {
     request_body(content = Option<DecisionBody>, content_type = "application/json", description = "optional: why"),
     responses(
         (status = 200, description = "Approved: the job as it is now (`queued` or `scheduled`)", body = JobDocument),
+        (status = 400, description = "Body is not JSON, or names a key twice", body = ProblemBody, content_type = "application/problem+json"),
         (status = 403, description = "No `approve` scope, the submitting token, or open mode", body = ProblemBody, content_type = "application/problem+json"),
         (status = 404, description = "No such job for this tenant", body = ProblemBody, content_type = "application/problem+json"),
         (status = 409, description = "The job is not awaiting approval", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = ProblemBody, content_type = "application/problem+json"),
         (status = 422, description = "The reason was refused", body = ProblemBody, content_type = "application/problem+json"),
         (status = 429, description = "The tenant's or the tool's queue is full; the job still awaits approval", body = ProblemBody, content_type = "application/problem+json"),
     ))]
@@ -48,9 +50,11 @@ pub(crate) async fn approve(
     request_body(content = Option<DecisionBody>, content_type = "application/json", description = "optional: why"),
     responses(
         (status = 200, description = "Rejected: the job, now `cancelled`", body = JobDocument),
+        (status = 400, description = "Body is not JSON, or names a key twice", body = ProblemBody, content_type = "application/problem+json"),
         (status = 403, description = "No `approve` scope, the submitting token, or open mode", body = ProblemBody, content_type = "application/problem+json"),
         (status = 404, description = "No such job for this tenant", body = ProblemBody, content_type = "application/problem+json"),
         (status = 409, description = "The job is not awaiting approval", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = ProblemBody, content_type = "application/problem+json"),
         (status = 422, description = "The reason was refused", body = ProblemBody, content_type = "application/problem+json"),
     ))]
 pub(crate) async fn reject(
