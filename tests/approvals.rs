@@ -503,6 +503,18 @@ async fn an_engagement_that_says_always_holds_every_job_and_an_agent_sees_input_
     };
     let (status, doc) = lead.post(&format!("/v1/jobs/{id}/approve"), None).await;
     assert_eq!(status, 200, "{doc}");
+    // Approved before its time (a delay), it waits in the schedule rather than the queue.
+    let later = as_agent
+        .submit(
+            json!({"tool": "noop", "target": "127.0.0.1", "engagement": "pentest-q4",
+                       "delay_sec": 3600, "correlation_id": "eng-later"}),
+        )
+        .await;
+    assert_eq!(later["state"], "awaiting_approval", "{later}");
+    let (status, later) = lead.post("/v1/jobs/eng-later/approve", None).await;
+    assert_eq!(status, 200, "{later}");
+    assert_eq!(later["state"], "scheduled", "{later}");
+    assert!(later["retry_at"].is_string(), "{later}");
     let done = eventually(Duration::from_secs(20), "task completed", || {
         let (base, id) = (base.clone(), id.clone());
         async move {
