@@ -659,3 +659,87 @@ async fn a_big_scan_waits_whole_and_spawns_its_chunks_only_when_approved() {
     worker.shutdown().await;
     api.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_schedules_intrusive_run_waits_is_told_and_any_approver_may_decide() {
+    let redis = RedisServer::start().await;
+    let (mut cfg, catalog, fx) = scheduling(&redis, "approvals-sched");
+    let tokens = Tokens::write(
+        &fx.path(""),
+        &[("ops", "blue", "submit,read,cancel,approve")],
+        "",
+    );
+    cfg.api_tokens_file = Some(tokens.path.clone());
+    cfg.allow_intrusive = true;
+    cfg.approval = Approval::Intrusive;
+    let seen: Seen = Arc::default();
+    let (url, server) = receiver(seen.clone()).await;
+    cfg.webhook_allowed_urls = url.clone();
+    cfg.webhook_retry_base_ms = 100;
+    let (api, base) = start_api(cfg.clone(), catalog.clone()).await;
+    let ops = As {
+        base: &base,
+        token: Some(tokens.get("ops")),
+    };
+    let (status, _) = ops
+        .post(
+            "/v1/webhooks",
+            Some(json!({"url": url, "events": ["job.awaiting_approval"]})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let (status, s) = ops
+        .send(
+            http()
+                .put(format!("{base}/v1/schedules/nightly"))
+                .json(&json!({
+            "tool": "noop", "target": "127.0.0.1", "intrusive": true, "every_sec": 3600})),
+        )
+        .await;
+    assert!(status == 200 || status == 201, "{s}");
+    let (status, _) = ops.post("/v1/schedules/nightly/trigger", None).await;
+    assert!((200..300).contains(&status));
+
+    // The run waits; it is nobody's token's own, so the schedule's writer may approve it.
+    let (_, page) = ops.get("/v1/jobs?state=awaiting_approval").await;
+    let run = page["jobs"][0]["correlation_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(run.starts_with("nightly."), "{page}");
+    assert_eq!(page["jobs"][0]["submitted_by"], "schedule:nightly");
+    let (status, doc) = ops.post(&format!("/v1/jobs/{run}/approve"), None).await;
+    assert_eq!(status, 200, "{doc}");
+    assert_eq!(doc["approval"]["by"], "ops");
+
+    // A run fired by the scheduler itself is told to the webhook.
+    let (status, _) = ops
+        .send(
+            http()
+                .put(format!("{base}/v1/schedules/often"))
+                .json(&json!({
+            "tool": "noop", "target": "127.0.0.1", "intrusive": true, "every_sec": 1})),
+        )
+        .await;
+    assert!(status == 200 || status == 201);
+    let heard = eventually(
+        Duration::from_secs(20),
+        "a scheduled run's wait told",
+        || {
+            let seen = seen.clone();
+            async move {
+                seen.lock()
+                    .unwrap()
+                    .iter()
+                    .find(|(_, b)| b["data"]["schedule_id"] == "often")
+                    .cloned()
+            }
+        },
+    )
+    .await;
+    assert_eq!(heard.0, "job.awaiting_approval");
+    assert_eq!(heard.1["data"]["submitted_by"], "schedule:often");
+
+    api.shutdown().await;
+    server.abort();
+}
