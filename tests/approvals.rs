@@ -743,3 +743,56 @@ async fn a_schedules_intrusive_run_waits_is_told_and_any_approver_may_decide() {
     api.shutdown().await;
     server.abort();
 }
+
+#[tokio::test]
+async fn a_held_job_takes_its_tenant_place_only_when_approved() {
+    let redis = RedisServer::start().await;
+    let fx = Fixture::new();
+    let tokens = Tokens::write(
+        &fx.path(""),
+        &[
+            ("dev", "blue", "submit,read,cancel"),
+            ("lead", "blue", "read,approve"),
+        ],
+        "[tenants.blue]\nmax_queued = 1\n",
+    );
+    let (mut cfg, catalog) = config(&redis, "approvals-caps", &fx);
+    cfg.api_tokens_file = Some(tokens.path.clone());
+    cfg.approval = Approval::Always;
+    // No worker: approved jobs stay queued, holding their tenant's places.
+    let (api, base) = start_api(cfg, catalog).await;
+    let dev = As {
+        base: &base,
+        token: Some(tokens.get("dev")),
+    };
+    let lead = As {
+        base: &base,
+        token: Some(tokens.get("lead")),
+    };
+    for id in ["cap-1", "cap-2", "cap-3"] {
+        let doc = dev
+            .submit(json!({"tool": "noop", "target": "127.0.0.1", "correlation_id": id}))
+            .await;
+        assert_eq!(
+            doc["state"], "awaiting_approval",
+            "held jobs take no place: {doc}"
+        );
+    }
+    let (status, doc) = lead.post("/v1/jobs/cap-1/approve", None).await;
+    assert_eq!((status, &doc["state"]), (200, &json!("queued")), "{doc}");
+    let (status, p) = lead.post("/v1/jobs/cap-2/approve", None).await;
+    assert_eq!(status, 429, "the tenant's one place is taken: {p}");
+    let (_, still) = dev.get("/v1/jobs/cap-2").await;
+    assert_eq!(
+        still["state"], "awaiting_approval",
+        "a refused approval leaves it waiting"
+    );
+    // Cancelling the queued job gives the place back: the next approval is admitted.
+    let (status, _) = dev
+        .send(http().delete(format!("{base}/v1/jobs/cap-1")))
+        .await;
+    assert_eq!(status, 200);
+    let (status, doc) = lead.post("/v1/jobs/cap-2/approve", None).await;
+    assert_eq!((status, &doc["state"]), (200, &json!("queued")), "{doc}");
+    api.shutdown().await;
+}
