@@ -676,6 +676,8 @@ async fn a_held_job_takes_no_slot_until_approved_and_a_rejected_one_waits_again_
     );
 
     // Approved: queued and claimable; a delayed one scheduled; a second decision is refused.
+    // (It may have waited long for the person: it lives a job's TTL from its approval.)
+    let _: bool = f.con.pexpire(f.tk.job("a/h0"), 5_000).await.unwrap();
     assert_eq!(
         f.decide("a/h0", Decision::Approved).await,
         DecideOutcome::Queued {
@@ -702,6 +704,11 @@ async fn a_held_job_takes_no_slot_until_approved_and_a_rejected_one_waits_again_
     assert_eq!(
         claimed.iter().map(|(r, _)| r.as_str()).collect::<Vec<_>>(),
         ["a/h0"]
+    );
+    let ttl: i64 = f.con.pttl(f.tk.job("a/h0")).await.unwrap();
+    assert!(
+        ttl > 5_000,
+        "an approved job lives a job's TTL from its approval: {ttl}"
     );
     let by: Option<String> = f.con.hget(f.tk.job("a/h0"), "approval_by").await.unwrap();
     assert_eq!(by.as_deref(), Some("bob"));

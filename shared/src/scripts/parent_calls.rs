@@ -124,7 +124,8 @@ impl Scripts {
         inv.arg(decision.as_str())
             .arg(next_check_ms)
             .arg(set.result_ttl_ms)
-            .arg(rejected_error_json);
+            .arg(rejected_error_json)
+            .arg(set.job_ttl_ms);
         for (k, v) in fields {
             inv.arg(*k).arg(v);
         }

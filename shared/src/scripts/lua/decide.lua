@@ -69,4 +69,7 @@ count(state, to, j)
 emit_state(j, 'state', to, now, { reason = 'approved' })
 save(j, now, set)
 flush_counts(KEYS[3])
+-- It may have waited long for the person: it lives a job's TTL from now, as a new job would.
+redis.call('PEXPIRE', j.key, tonumber(ARGV[2]))
+if j.h.evs == '1' then redis.call('PEXPIRE', ev_key(j), tonumber(ARGV[2])) end
 return { 'queued', to }

@@ -19,7 +19,8 @@
 --           was not approved goes back to `awaiting_approval` instead → {'awaiting', old state}
 -- 'decide'  a person's decision on a parent awaiting approval (DESIGN §14; queue/approval.rs):
 --           ARGV[6] 'approved' | 'rejected'  ARGV[7] next check ms  ARGV[8] result ttl ms
---           ARGV[9] the rejected parent's error json  ARGV[10..] the decision's field/value pairs
+--           ARGV[9] the rejected parent's error json  ARGV[10] job ttl ms (an approved parent
+--           lives that long from now)  ARGV[11..] the decision's field/value pairs
 --           → {'queued'} (the caller then queues its chunks) | {'rejected'} |
 --           {'not_awaiting', state} | {'missing'}
 -- A parent opened with `approval` = 'needed' among its fields is `awaiting_approval`: not in the
@@ -64,7 +65,7 @@ end
 if op == 'decide' then
   if old ~= S.awaiting_approval then return { 'not_awaiting', old } end
   local set = { 'approval_ms', now }
-  for i = 10, #ARGV do set[#set + 1] = ARGV[i] end
+  for i = 11, #ARGV do set[#set + 1] = ARGV[i] end
   if ARGV[6] == 'rejected' then
     set[#set + 1] = 'error'; set[#set + 1] = ARGV[9]
     finish({ j = j, from = old, to = S.cancelled, now = now, result_ttl = tonumber(ARGV[8]),
@@ -74,6 +75,8 @@ if op == 'decide' then
   emit_state(j, 'state', S.queued, now, { reason = 'approved' })
   set[#set + 1] = 'state'; set[#set + 1] = S.queued
   save(j, now, set)
+  redis.call('PEXPIRE', j.key, tonumber(ARGV[10]))
+  if j.h.evs == '1' then redis.call('PEXPIRE', ev_key(j), tonumber(ARGV[10])) end
   redis.call('ZADD', KEYS[2], now + tonumber(ARGV[7]), ref)
   return { 'queued' }
 end
