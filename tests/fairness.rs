@@ -27,6 +27,7 @@ async fn a_small_tenant_finishes_long_before_a_flooding_tenants_backlog() {
         allow_intrusive: false,
         default_max_attempts: 3,
         require_engagement: false,
+        approval: scanq::engagement::Approval::Never,
     };
     let spec = |cid: String| {
         JobSpec::from_json(

@@ -401,6 +401,7 @@ async fn another_tenants_job_and_task_are_not_found() {
         allow_intrusive: false,
         default_max_attempts: 1,
         require_engagement: false,
+        approval: scanq::engagement::Approval::Never,
     };
     let spec = JobSpec::from_json(
         &json!({"tool":"sleep","target":"10.0.0.5","args":"--ms 60000","correlation_id":"theirs"}),

@@ -318,7 +318,7 @@ impl Direct {
                 r,
                 Priority::Normal,
                 false,
-                0,
+                (0, false),
                 &fields,
             )
             .await

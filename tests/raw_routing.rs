@@ -81,6 +81,7 @@ impl Engine {
             allow_intrusive: false,
             default_max_attempts: 3,
             require_engagement: false,
+            approval: scanq::engagement::Approval::Never,
         };
         let spec = JobSpec::from_json(
             &json!({"tool":"sleep","target":"10.0.0.5","args":args,"correlation_id":cid}),

@@ -413,6 +413,7 @@ async fn a_claimant_killed_mid_fire_neither_loses_nor_doubles_its_slot() {
         allow_intrusive: false,
         default_max_attempts: 1,
         require_engagement: false,
+        approval: scanq::engagement::Approval::Never,
     };
     let spec = claimed
         .def

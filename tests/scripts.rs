@@ -2,7 +2,8 @@
 //! back-pressure, delay), claim (priorities without starvation, skipping cancelled jobs, the
 //! disabled switch), renew (ok / cancel / lost), complete (fencing, retry, dead letters,
 //! hand-back, defer), reap (promotion, takeover, poison jobs), cancel, retry, event and the
-//! window-end sweep.
+//! window-end sweep; decide (a person's decision on a job held for approval) and retry's way back
+//! to the person.
 
 use std::collections::HashMap;
 
@@ -12,8 +13,8 @@ use scanq::domain::{Priority, ToolName, Verdict};
 use scanq::keys::{Keys, ToolKeys};
 use scanq::queue::script_settings;
 use scanq::scripts::{
-    BreakerArgs, CancelOutcome, CompleteStatus, Completion, EnqueueOutcome, RenewStatus,
-    RetryOutcome, ScriptSettings, Scripts,
+    BreakerArgs, CancelOutcome, CompleteStatus, Completion, DecideOutcome, EnqueueOutcome,
+    RenewStatus, RetryOutcome, ScriptSettings, Scripts,
 };
 use scanq_tests::*;
 
@@ -70,7 +71,7 @@ impl Fx {
                 hash,
                 prio,
                 false,
-                delay,
+                (delay, false),
                 &fields,
             )
             .await
@@ -720,4 +721,160 @@ async fn window_ends_stops_due_attempts_by_redis_time_and_drops_stale_members() 
         .await
         .unwrap();
     assert_eq!(st, vec![RenewStatus::Ok, RenewStatus::WindowClosed]);
+}
+
+impl Fx {
+    /// Enqueues a job held for a person's approval (`approval` = `needed`).
+    async fn enqueue_held(&mut self, r: &str, delay: u64) -> EnqueueOutcome {
+        let fields = [
+            ("max_attempts", "1".to_owned()),
+            ("approval", "needed".to_owned()),
+        ];
+        self.scripts
+            .enqueue(
+                &mut self.con,
+                &self.tk,
+                &self.set,
+                r,
+                r,
+                Priority::Normal,
+                false,
+                (delay, true),
+                &fields,
+            )
+            .await
+            .unwrap()
+    }
+
+    async fn decide(&mut self, r: &str, d: scanq::domain::Decision) -> DecideOutcome {
+        let fields = [
+            ("approval_decision", d.as_str().to_owned()),
+            ("approval_by", "bob".to_owned()),
+        ];
+        self.scripts
+            .decide(
+                &mut self.con,
+                &self.tk,
+                &self.set,
+                r,
+                "t",
+                d,
+                "{\"type\":\"cancelled\"}",
+                &fields,
+            )
+            .await
+            .unwrap()
+    }
+}
+
+#[tokio::test]
+async fn a_held_job_takes_no_slot_until_approved_and_a_rejected_one_waits_again_on_retry() {
+    use scanq::domain::{Decision, JobState};
+    let mut f = fx().await;
+    // The queue length is 5: five held jobs do not fill it, and one more plain job still fits.
+    for i in 0..6 {
+        let out = f.enqueue_held(&format!("a/h{i}"), 0).await;
+        assert!(
+            matches!(out, EnqueueOutcome::Created { ref state, .. } if state == "awaiting_approval"),
+            "{out:?}"
+        );
+    }
+    let held = f.enqueue_held("a/late", 60_000).await;
+    assert!(matches!(held, EnqueueOutcome::Created { .. }));
+    assert!(matches!(
+        f.enqueue("a/plain", "p", Priority::Normal, 0).await,
+        EnqueueOutcome::Created { .. }
+    ));
+    let c = f.counts().await;
+    assert_eq!(
+        (c.get("awaiting_approval"), c.get("queued")),
+        (Some(&7), Some(&1))
+    );
+    let claimed = f.claim(10, 0).await;
+    assert_eq!(
+        claimed.iter().map(|(r, _)| r.as_str()).collect::<Vec<_>>(),
+        ["a/plain"],
+        "only the plain job is claimable"
+    );
+
+    // Approved: queued and claimable; a delayed one scheduled; a second decision is refused.
+    // (It may have waited long for the person: it lives a job's TTL from its approval.)
+    let _: bool = f.con.pexpire(f.tk.job("a/h0"), 5_000).await.unwrap();
+    assert_eq!(
+        f.decide("a/h0", Decision::Approved).await,
+        DecideOutcome::Queued {
+            state: JobState::Queued
+        }
+    );
+    assert_eq!(
+        f.decide("a/late", Decision::Approved).await,
+        DecideOutcome::Queued {
+            state: JobState::Scheduled
+        }
+    );
+    assert_eq!(
+        f.decide("a/h0", Decision::Rejected).await,
+        DecideOutcome::NotAwaiting {
+            state: "queued".into()
+        }
+    );
+    assert_eq!(
+        f.decide("a/none", Decision::Approved).await,
+        DecideOutcome::Missing
+    );
+    let claimed = f.claim(10, 1).await;
+    assert_eq!(
+        claimed.iter().map(|(r, _)| r.as_str()).collect::<Vec<_>>(),
+        ["a/h0"]
+    );
+    let ttl: i64 = f.con.pttl(f.tk.job("a/h0")).await.unwrap();
+    assert!(
+        ttl > 5_000,
+        "an approved job lives a job's TTL from its approval: {ttl}"
+    );
+    let by: Option<String> = f.con.hget(f.tk.job("a/h0"), "approval_by").await.unwrap();
+    assert_eq!(by.as_deref(), Some("bob"));
+
+    // The queue length (5) counts queued and scheduled jobs: a/late and four more reach it.
+    for i in 1..5 {
+        assert!(matches!(
+            f.decide(&format!("a/h{i}"), Decision::Approved).await,
+            DecideOutcome::Queued { .. }
+        ));
+    }
+    assert!(
+        matches!(
+            f.decide("a/h5", Decision::Approved).await,
+            DecideOutcome::Full { .. }
+        ),
+        "under the queue length"
+    );
+    assert_eq!(
+        f.state("a/h5").await,
+        "awaiting_approval",
+        "a full queue leaves it waiting"
+    );
+
+    // Rejected: cancelled; a retry puts it back before the person, not in the queue.
+    assert_eq!(
+        f.decide("a/h5", Decision::Rejected).await,
+        DecideOutcome::Rejected
+    );
+    assert_eq!(f.state("a/h5").await, "cancelled");
+    let out = f
+        .scripts
+        .retry(&mut f.con, &f.tk, &f.set, "a/h5", "t")
+        .await
+        .unwrap();
+    assert_eq!(out, RetryOutcome::Awaiting);
+    assert_eq!(f.state("a/h5").await, "awaiting_approval");
+    let gone: Option<String> = f
+        .con
+        .hget(f.tk.job("a/h5"), "approval_decision")
+        .await
+        .unwrap();
+    assert_eq!(gone, None, "the old decision is cleared");
+    let c = f.counts().await;
+    assert_eq!(c.get("awaiting_approval"), Some(&1));
+    assert_eq!(c.get("cancelled").copied().unwrap_or(0), 0);
 }

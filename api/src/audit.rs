@@ -49,6 +49,7 @@ pub fn refusal(err: &QueueError) -> &'static str {
         QueueError::ToolDisabled { .. } => "tool_disabled",
         QueueError::BreakerOpen { .. } => "breaker_open",
         QueueError::Refused(_) => "refused",
+        QueueError::SelfDecision => "own_job",
         QueueError::Redis(_) | QueueError::Pool(_) | QueueError::NotReplicated { .. } => {
             "unavailable"
         }
@@ -79,6 +80,30 @@ impl<'a> Subject<'a> {
             ..Self::default()
         }
     }
+}
+
+/// Writes the audit line of a decision on a job awaiting approval (`approve`, `reject`): the
+/// line of [`record`] and the decision's reason.
+pub fn decision(
+    action: &'static str,
+    caller: &Caller,
+    subject: Subject<'_>,
+    outcome: &str,
+    reason: &str,
+) {
+    tracing::info!(
+        audit = action,
+        token = %caller.name,
+        tenant = %caller.tenant,
+        correlation_id = subject.correlation_id,
+        tool = subject.tool,
+        scan_target = subject.target,
+        schedule_id = subject.schedule_id,
+        webhook_id = subject.webhook_id,
+        outcome,
+        reason,
+        "Audit"
+    );
 }
 
 /// Writes the audit line of a schedule action (`schedule.create`, `.replace`, `.put` (refused),

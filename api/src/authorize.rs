@@ -32,7 +32,7 @@ pub enum Access {
 
 /// The access rule of a route. Everything under `/v1` needs a token: reads need `read`;
 /// `POST /v1/jobs` and `POST /v1/jobs/{id}/retry` need `submit`; `DELETE /v1/jobs/{id}` needs
-/// `cancel`; schedules are as jobs: `PUT /v1/schedules/{id}` and its `pause`, `resume` and
+/// `cancel`; `POST /v1/jobs/{id}/approve` and `/reject` need `approve`; schedules are as jobs: `PUT /v1/schedules/{id}` and its `pause`, `resume` and
 /// `trigger` need `submit`, `DELETE` needs `cancel`; webhooks likewise (`POST /v1/webhooks`
 /// and `PUT /v1/webhooks/{id}` `submit`, `DELETE /v1/webhooks/{id}` `cancel`) and engagements
 /// (`PUT /v1/engagements/{id}` `submit`, `DELETE` `cancel`); any other change (breakers, tool
@@ -54,6 +54,7 @@ pub fn access(method: &Method, path: &str) -> Access {
             Scope::Submit
         }
         (&Method::DELETE, ["v1", "jobs", _]) => Scope::Cancel,
+        (&Method::POST, ["v1", "jobs", _, "approve" | "reject"]) => Scope::Approve,
         (&Method::PUT, ["v1", "schedules", _])
         | (&Method::POST, ["v1", "schedules", _, "pause" | "resume" | "trigger"]) => Scope::Submit,
         (&Method::DELETE, ["v1", "schedules", _]) => Scope::Cancel,
@@ -218,6 +219,8 @@ mod tests {
             (Method::POST, "/v1/jobs/", t(Scope::Submit)),
             (Method::POST, "/v1/jobs/a/retry", t(Scope::Submit)),
             (Method::DELETE, "/v1/jobs/a", t(Scope::Cancel)),
+            (Method::POST, "/v1/jobs/a/approve", t(Scope::Approve)),
+            (Method::POST, "/v1/jobs/a/reject", t(Scope::Approve)),
             (Method::DELETE, "/v1/jobs", t(Scope::Admin)),
             (Method::POST, "/v1/breakers/nmap/open", t(Scope::Admin)),
             (Method::POST, "/v1/tools/nmap/disable", t(Scope::Admin)),

@@ -90,6 +90,11 @@ impl From<QueueError> for AppError {
             },
             QueueError::Final { state } => Self::Conflict(format!("job is already {state}")),
             QueueError::Refused(e) => Self::Validation(e),
+            QueueError::SelfDecision => Self::Forbidden(
+                "a job cannot be approved by the token that submitted it: ask a person with \
+                 another token holding the `approve` scope"
+                    .into(),
+            ),
             e @ QueueError::NotReplicated { .. } => {
                 tracing::warn!(error = %e, "Submit not acknowledged by enough replicas; taken back");
                 Self::Unavailable(format!(

@@ -35,6 +35,32 @@ impl FromRequest<AppState> for JsonBody {
     }
 }
 
+/// An optional JSON body: none when the request has no body at all, else a [`JsonBody`] (the
+/// same 415, 413 and 400).
+pub struct OptionalJsonBody(pub Option<serde_json::Value>);
+
+impl FromRequest<AppState> for OptionalJsonBody {
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let headers = req.headers().clone();
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                AppError::TooLarge(state.inner.cfg.max_body_bytes)
+            } else {
+                AppError::Malformed(e.body_text())
+            }
+        })?;
+        if bytes.is_empty() && !headers.contains_key(header::CONTENT_TYPE) {
+            return Ok(Self(None));
+        }
+        require_json(&headers)?;
+        scanq::request::strict::parse(&bytes)
+            .map(|v| Self(Some(v)))
+            .map_err(AppError::from)
+    }
+}
+
 /// `Ok` when the body is declared as JSON: `Content-Type: application/json` or
 /// `application/<something>+json`, parameters allowed; anything else, or none, is 415. A web
 /// page can send `text/plain` or a form across sites without a CORS preflight, but not JSON.

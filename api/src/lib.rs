@@ -4,6 +4,7 @@
 //! | module | owns |
 //! |---|---|
 //! | `routes::jobs` | submit, read/long-poll, cancel, retry, list |
+//! | `routes::approvals` | approve or reject a job awaiting approval (DESIGN §14) |
 //! | `routes::events` | SSE event streams |
 //! | `routes::schedules` | schedules: upsert, list, read, delete, pause, resume, trigger, runs |
 //! | `routes::webhooks` | webhook subscriptions and their delivery logs |
@@ -120,6 +121,7 @@ pub async fn state(cfg: Config, catalog: Catalog) -> anyhow::Result<AppState> {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(routes::jobs::router())
+        .merge(routes::approvals::router())
         .merge(routes::events::router())
         .merge(routes::exports::router())
         .merge(routes::schedules::router())

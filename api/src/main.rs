@@ -49,7 +49,7 @@ enum TokenCommand {
         /// The tenant its jobs belong to.
         #[arg(long)]
         tenant: String,
-        /// Comma-separated: submit, read, cancel, admin.
+        /// Comma-separated: submit, read, cancel, admin, approve.
         #[arg(long)]
         scopes: String,
     },

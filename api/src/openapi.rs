@@ -28,6 +28,8 @@ use crate::state::AppState;
         routes::jobs::cancel,
         routes::jobs::retry,
         routes::jobs::chunks,
+        routes::approvals::approve,
+        routes::approvals::reject,
         routes::exports::result_xml,
         routes::exports::result_csv,
         routes::exports::diff,

@@ -53,6 +53,7 @@ async fn prefill_inner(phase: &Phase, n: u64, tasks: u64) -> anyhow::Result<f64>
         allow_intrusive: false,
         default_max_attempts: cfg.default_max_attempts,
         require_engagement: false,
+        approval: scanq::engagement::Approval::Never,
     };
     let spec = JobSpec::from_json(&json!({"tool": TOOL, "target": TARGET}), &policy)
         .map_err(|e| anyhow::anyhow!("benchmark job refused: {e:?}"))?;

@@ -163,6 +163,18 @@ impl Api {
         self.typed(Method::POST, &path, None).await
     }
 
+    /// `POST /v1/jobs/{id}/approve` or `/reject` (`action`), with the reason if any.
+    pub async fn decide(
+        &self,
+        id: &str,
+        action: &str,
+        reason: Option<&str>,
+    ) -> Result<JobDocument, Failure> {
+        let path = format!("/v1/jobs/{}/{action}", urlencode(id));
+        let body = reason.map(|r| serde_json::json!({ "reason": r }));
+        self.typed(Method::POST, &path, body.as_ref()).await
+    }
+
     pub async fn get(&self, path: &str) -> Result<Value, Failure> {
         self.json(Method::GET, path, None).await
     }

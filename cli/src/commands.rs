@@ -30,6 +30,8 @@ pub async fn run(api: &Api, json: bool, cmd: &Cmd) -> Result<(), Failure> {
         }
         Cmd::Cancel { id } => cancel(api, json, id).await,
         Cmd::Retry { id } => retry(api, json, id).await,
+        Cmd::Approve { id, reason } => decide(api, json, id, "approve", reason).await,
+        Cmd::Reject { id, reason } => decide(api, json, id, "reject", reason).await,
         Cmd::Result { id, format } => result(api, json, id, *format).await,
         Cmd::Tools => tools(api, json).await,
         Cmd::Workers => workers(api, json).await,
@@ -155,6 +157,18 @@ async fn cancel(api: &Api, json: bool, id: &str) -> Result<(), Failure> {
 
 async fn retry(api: &Api, json: bool, id: &str) -> Result<(), Failure> {
     print_doc(&api.retry(id).await?, json);
+    Ok(())
+}
+
+/// `scanq approve|reject ID [--reason ..]`: prints the job as it is now.
+async fn decide(
+    api: &Api,
+    json: bool,
+    id: &str,
+    action: &str,
+    reason: &Option<String>,
+) -> Result<(), Failure> {
+    print_doc(&api.decide(id, action, reason.as_deref()).await?, json);
     Ok(())
 }
 

@@ -104,6 +104,19 @@ pub enum Cmd {
     Cancel { id: String },
     /// Re-run a failed or cancelled job.
     Retry { id: String },
+    /// Approve a job awaiting approval (needs a token with `approve`, not the submitter's).
+    Approve {
+        id: String,
+        /// Why (kept on the job and in the audit log; at most 500 characters).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Reject a job awaiting approval: it is cancelled with the reason.
+    Reject {
+        id: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
     /// Print a finished job's result.
     Result {
         id: String,
@@ -144,7 +157,7 @@ pub enum TokenCmd {
         name: String,
         #[arg(long)]
         tenant: String,
-        /// Comma-separated: submit, read, cancel, admin.
+        /// Comma-separated: submit, read, cancel, admin, approve.
         #[arg(long)]
         scopes: String,
     },

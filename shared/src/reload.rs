@@ -5,7 +5,7 @@
 //! (`scanq_config_reloads_total{result}`).
 //!
 //! Reloadable ([`HOT_KEYS`]): the target scope (`allowed_targets`, `denied_targets`,
-//! `max_hosts`), `allow_intrusive`, `default_max_attempts`, the zone map (`zones`; a worker's
+//! `max_hosts`), `allow_intrusive`, `approval`, `default_max_attempts`, the zone map (`zones`; a worker's
 //! `worker_zone` is fixed, and must stay a zone of the new map) and the catalog (the file `catalog`
 //! names is read again even when its path did not change). Every other key is fixed at start
 //! (addresses, Redis, key prefix, pool sizes, timeouts, …): a reload that changes one is refused
@@ -26,6 +26,7 @@ pub const HOT_KEYS: &[&str] = &[
     "denied_targets",
     "max_hosts",
     "allow_intrusive",
+    "approval",
     "default_max_attempts",
     "catalog",
     "zones",
@@ -80,6 +81,7 @@ impl Live {
             allow_intrusive: self.cfg.allow_intrusive,
             default_max_attempts: self.cfg.default_max_attempts,
             require_engagement: self.cfg.require_engagement,
+            approval: self.cfg.approval,
         }
     }
 }

@@ -56,6 +56,9 @@ pub struct Policy<'a> {
     /// Every job must name an engagement (`SCANQ_REQUIRE_ENGAGEMENT`, or the caller's token's
     /// `require_engagement`; DESIGN §14).
     pub require_engagement: bool,
+    /// Which jobs wait for a person's approval (`SCANQ_APPROVAL`; DESIGN §14). An engagement's
+    /// rule is added at admission (the stricter wins).
+    pub approval: crate::engagement::Approval,
 }
 
 /// A validated job request.
@@ -94,9 +97,13 @@ pub struct JobSpec {
     pub schedule_id: Option<String>,
     /// The engagement the job runs under (DESIGN §14), judged at admission.
     pub engagement: Option<EngagementId>,
-    /// Set by admission from the engagement, never by a request: a person must approve the job
-    /// before it is queued (`awaiting_approval`).
+    /// Set by the server, never by a request: a person must approve the job before it is
+    /// queued (`awaiting_approval`), by the server's rule (`SCANQ_APPROVAL`, from the policy)
+    /// or the job's engagement's (added at admission: the stricter wins).
     pub needs_approval: bool,
+    /// The name of the token that submitted the job (`schedule:<id>` for a schedule's run),
+    /// set by the front door: the one token that may not approve it.
+    pub submitted_by: Option<String>,
     /// Set by admission from the engagement, never by a request: the job's delay is the wait for
     /// its window (`waiting_for: "window"`).
     pub waits_for_window: bool,
@@ -310,7 +317,8 @@ impl JobSpec {
             request_hash,
             schedule_id: None,
             engagement,
-            needs_approval: false,
+            needs_approval: policy.approval.requires(intrusive),
+            submitted_by: None,
             waits_for_window: false,
         })
     }

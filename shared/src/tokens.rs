@@ -8,18 +8,26 @@ use sha2::{Digest, Sha256};
 
 use crate::domain::TenantId;
 
-/// What a token may do. `admin` implies every other scope and every tenant.
+/// What a token may do. `admin` implies every other scope and every tenant. `approve` decides
+/// on jobs awaiting a person's approval (DESIGN §14), never on the token's own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Scope {
     Submit,
     Read,
     Cancel,
     Admin,
+    Approve,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 4] = [Scope::Submit, Scope::Read, Scope::Cancel, Scope::Admin];
-    pub const ACCEPTED: &'static str = "submit, read, cancel, admin";
+    pub const ALL: [Scope; 5] = [
+        Scope::Submit,
+        Scope::Read,
+        Scope::Cancel,
+        Scope::Admin,
+        Scope::Approve,
+    ];
+    pub const ACCEPTED: &'static str = "submit, read, cancel, admin, approve";
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -27,6 +35,7 @@ impl Scope {
             Self::Read => "read",
             Self::Cancel => "cancel",
             Self::Admin => "admin",
+            Self::Approve => "approve",
         }
     }
 

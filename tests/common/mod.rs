@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use scanq::catalog::Catalog;
 use scanq::config::Config;
 
+pub mod approve;
 mod bignmap;
 pub mod deploy;
 mod observe;

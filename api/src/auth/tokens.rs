@@ -6,7 +6,7 @@
 //! [[tokens]]
 //! name = "ci"                  # shown in logs and audit lines; unique
 //! tenant = "blue"              # every job it submits belongs to this tenant
-//! scopes = ["submit", "read"]  # submit, read, cancel, admin (admin implies all, any tenant)
+//! scopes = ["submit", "read"]  # submit, read, cancel, admin, approve (admin implies all, any tenant)
 //! sha256 = "9f86d0…"           # from `scanq-api token new`
 //! rate_per_sec = 5             # optional: this token's request rate (default: config)
 //! burst = 10                   # optional: its burst

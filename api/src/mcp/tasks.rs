@@ -9,7 +9,9 @@
 //!   error once terminal; `tasks/cancel` acknowledges.
 //!
 //! States: queued, scheduled, running → `working`; succeeded → `completed`; failed → `failed`;
-//! cancelled → `cancelled`.
+//! cancelled → `cancelled`; awaiting_approval (DESIGN §14) → `input_required` for 2026-07-28
+//! clients (`working` for 2025-11-25 ones), its `statusMessage` telling the agent that a person
+//! must approve the job (an agent cannot: no MCP tool approves).
 
 use std::time::Duration;
 
@@ -31,15 +33,28 @@ pub const TASK_NOT_READY: i64 = -32001;
 
 pub fn status(state: JobState) -> &'static str {
     match state {
-        JobState::Queued | JobState::Scheduled | JobState::Running => "working",
+        JobState::Queued | JobState::Scheduled | JobState::Running | JobState::AwaitingApproval => {
+            "working"
+        }
         JobState::Succeeded => "completed",
         JobState::Failed => "failed",
         JobState::Cancelled => "cancelled",
     }
 }
 
+/// A 2026-07-28 task's status: a job awaiting a person is `input_required`.
+pub fn modern_status(state: JobState) -> &'static str {
+    match state {
+        JobState::AwaitingApproval => "input_required",
+        s => status(s),
+    }
+}
+
 fn status_message(doc: &JobDocument) -> String {
     let mut m = format!("job is {}", doc.state);
+    if doc.state == JobState::AwaitingApproval {
+        m.push_str(&format!(": {}", super::view::approval_needed(doc)));
+    }
     if let (JobState::Running, Some(p)) = (doc.state, &doc.progress) {
         m.push_str(&format!(" ({:.0}%)", p.percent));
     }
@@ -89,7 +104,7 @@ pub fn created(state: &AppState, doc: &JobDocument) -> Value {
 fn modern_task(state: &AppState, doc: &JobDocument) -> Value {
     json!({
         "taskId": doc.correlation_id,
-        "status": status(doc.state),
+        "status": modern_status(doc.state),
         "statusMessage": status_message(doc),
         "createdAt": doc.created_at,
         "lastUpdatedAt": last_updated(doc),

@@ -83,6 +83,10 @@ fn next_step(doc: &JobDocument) -> String {
         );
     }
     match doc.state {
+        JobState::AwaitingApproval => format!(
+            "{} Call job_status with correlation_id \"{id}\" later to see the decision.",
+            approval_needed(doc)
+        ),
         JobState::Queued | JobState::Scheduled | JobState::Running => format!(
             "Not finished yet. Call job_status with correlation_id \"{id}\" and wait_sec up to 50 \
              to follow it, then job_result once it is done."
@@ -92,6 +96,18 @@ fn next_step(doc: &JobDocument) -> String {
         ),
         JobState::Cancelled => "Cancelled. Submit the scan again if it is still needed.".into(),
     }
+}
+
+/// What an agent is told of a job awaiting approval (DESIGN §14): a person must approve it,
+/// and how; the agent itself cannot.
+pub fn approval_needed(doc: &JobDocument) -> String {
+    let id = &doc.correlation_id;
+    format!(
+        "A person must approve job {id} before it runs: through the dashboard's pending \
+         approvals, `scanq approve {id}`, or POST /v1/jobs/{id}/approve with a token holding the \
+         `approve` scope (not the token that submitted it). You cannot approve it yourself; tell \
+         the user it awaits approval."
+    )
 }
 
 /// The compact job view (`job_status`, submit tools, `job_cancel`, `job_list` items).

@@ -1,5 +1,6 @@
 //! HTTP routes, one module per resource, each exporting `router()`.
 
+pub mod approvals;
 pub mod breakers;
 pub mod dashboard;
 pub mod engagements;

@@ -49,6 +49,9 @@ pub struct Config {
     pub allow_intrusive: bool,
     /// Every job must name an engagement (`SCANQ_REQUIRE_ENGAGEMENT`; DESIGN §14).
     pub require_engagement: bool,
+    /// Which jobs wait for a person's approval fleet-wide (`SCANQ_APPROVAL`: `never`,
+    /// `intrusive`, `always`; DESIGN §14); an engagement's own rule applies too, the stricter wins.
+    pub approval: crate::engagement::Approval,
     pub api_tokens_file: Option<PathBuf>,
     pub worker_concurrency: u32,
     pub worker_id: Option<String>,
@@ -214,6 +217,7 @@ impl Default for Config {
             max_target_hosts: 65_536,
             allow_intrusive: false,
             require_engagement: false,
+            approval: crate::engagement::Approval::Never,
             api_tokens_file: None,
             worker_concurrency: 4,
             worker_id: None,

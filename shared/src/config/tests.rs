@@ -193,3 +193,21 @@ fn the_zone_map_reads_as_a_string_or_a_section() {
         assert_eq!(v.as_str(), Some(env), "{env}");
     }
 }
+
+#[test]
+fn the_approval_rule_is_read_checked_and_reloadable() {
+    use crate::engagement::Approval;
+    let file = std::env::temp_dir().join(format!("scanq-approval-{}.toml", std::process::id()));
+    std::fs::write(&file, "approval = \"intrusive\"\n").unwrap();
+    let cfg = Config::load(Some(&file)).unwrap();
+    assert_eq!(cfg.approval, Approval::Intrusive);
+    assert!(cfg.approval.requires(true) && !cfg.approval.requires(false));
+    std::fs::write(&file, "approval = \"sometimes\"\n").unwrap();
+    let err = Config::load(Some(&file)).unwrap_err().to_string();
+    std::fs::remove_file(&file).ok();
+    assert!(
+        err.contains("approval") && err.contains("sometimes") && err.contains("always"),
+        "{err}"
+    );
+    assert!(crate::reload::HOT_KEYS.contains(&"approval"));
+}

@@ -35,7 +35,8 @@ impl ChunkTally {
     /// Adds `n` chunks in `state`.
     pub fn add(&mut self, state: JobState, n: u64) {
         let slot = match state {
-            JobState::Queued => &mut self.queued,
+            // A chunk never waits for approval itself (its parent does); counted as queued.
+            JobState::Queued | JobState::AwaitingApproval => &mut self.queued,
             JobState::Scheduled => &mut self.scheduled,
             JobState::Running => &mut self.running,
             JobState::Succeeded => &mut self.succeeded,

@@ -58,10 +58,13 @@ macro_rules! string_enum {
 pub(crate) use string_enum;
 
 string_enum!(
-    /// Where a job is in its life. `scheduled` waits for a retry back-off, a delay or an open breaker.
+    /// Where a job is in its life. `scheduled` waits for a retry back-off, a delay or an open
+    /// breaker; `awaiting_approval` for a person's yes (DESIGN §14).
     JobState {
         Queued => "queued",
         Scheduled => "scheduled",
+        /// Waits for a person's approval (DESIGN §14): no queue slot, no lease.
+        AwaitingApproval => "awaiting_approval",
         Running => "running",
         Succeeded => "succeeded",
         Failed => "failed",
@@ -267,9 +270,17 @@ pub struct JobDocument {
     /// ended and the engagement says `stop_at_window_end`); absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_reason: Option<String>,
+    /// The name of the token that submitted the job (`schedule:<id>` for a schedule's run,
+    /// `open` without tokens): the one token that may not approve it (DESIGN §14).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub submitted_by: Option<String>,
+    /// A job that needs a person's approval: `pending`, or the decision, its author, reason
+    /// and time. Absent for a job that never needed one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<super::ApprovalInfo>,
 }
 
-fn rfc3339(ms: u64) -> String {
+pub(super) fn rfc3339(ms: u64) -> String {
     let secs = ms / 1000;
     let millis = ms % 1000;
     let days = secs / 86_400;
@@ -391,6 +402,8 @@ impl JobDocument {
             },
             target_group: get("tgroup").cloned(),
             stop_reason,
+            submitted_by: get("submitted_by").cloned(),
+            approval: super::ApprovalInfo::from_hash(h),
         })
     }
 }

@@ -2,6 +2,7 @@
 //! kinds and the public job document. Every string that crosses Redis or HTTP has exactly one
 //! mapping here (`as_str` / `FromStr`), and the Lua scripts receive those same strings as arguments.
 
+pub mod approval;
 mod capabilities;
 mod chunks;
 mod ids;
@@ -13,6 +14,7 @@ mod summary;
 mod version;
 mod zone;
 
+pub use approval::{ApprovalInfo, Decision};
 pub use capabilities::{Capabilities, Need, WaitingFor};
 pub use chunks::{CHUNK_SEPARATOR, ChunkTally, chunk_id, chunk_index, parent_of};
 pub use ids::{CorrelationId, EngagementId, IdError, TenantId, ToolName};

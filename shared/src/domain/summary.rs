@@ -57,6 +57,9 @@ pub struct JobSummary {
     pub waiting_for: Option<super::WaitingFor>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_group: Option<String>,
+    /// The token that submitted the job (DESIGN §14).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub submitted_by: Option<String>,
     /// Only with `?include=result` (and once the job has one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<JobResult>,
@@ -89,6 +92,7 @@ impl From<JobDocument> for JobSummary {
             needs: d.needs,
             waiting_for: d.waiting_for,
             target_group: d.target_group,
+            submitted_by: d.submitted_by,
             result: d.result,
         }
     }

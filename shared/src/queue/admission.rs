@@ -289,14 +289,16 @@ impl Queue {
             None => false,
         };
         let out = self.requeue(id).await;
-        if out.is_err() && added {
-            // Nothing new waits: give the place back.
+        let queued = matches!(out, Ok(RetryOutcome::Queued));
+        if !queued && added {
+            // Nothing new waits (or it waits for a person, outside the queue): give the place
+            // back.
             if let Err(err) = self.forget_queued(id).await {
                 tracing::warn!(correlation_id = %cid, error = %err, "Could not release a tenant queue place");
             }
         }
         out?;
-        if !added {
+        if queued && !added {
             self.note_queued(id).await?;
         }
         self.get(tenant, cid)
@@ -306,8 +308,9 @@ impl Queue {
     }
 
     /// Step 3 of a retry: `retry.lua` queues the job again under the queue length and the
-    /// tenant's fair-share window.
-    async fn requeue(&self, id: &JobId) -> Result<(), QueueError> {
+    /// tenant's fair-share window (or, a job that needs approval and was not approved, puts it
+    /// back before the person: [`RetryOutcome::Awaiting`]).
+    async fn requeue(&self, id: &JobId) -> Result<RetryOutcome, QueueError> {
         let mut con = self.connection().await?;
         match self
             .scripts
@@ -320,7 +323,7 @@ impl Queue {
             )
             .await?
         {
-            RetryOutcome::Queued => Ok(()),
+            o @ (RetryOutcome::Queued | RetryOutcome::Awaiting) => Ok(o),
             RetryOutcome::NotRetryable { state } => Err(QueueError::Final { state }),
             RetryOutcome::Missing => Err(QueueError::NotFound),
             RetryOutcome::Full { depth } => Err(QueueError::Full { depth }),

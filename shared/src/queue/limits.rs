@@ -79,6 +79,11 @@ impl Queue {
         let Some(caps) = caps else {
             return self.submit(tenant, spec).await;
         };
+        if spec.needs_approval {
+            // Awaiting a person, it holds no place under `max_queued` until it is approved
+            // (`Queue::decide` reserves one then).
+            return self.submit_capped(tenant, spec, caps.max_running).await;
+        }
         let mut spec = spec.clone();
         let cid = spec
             .correlation_id

@@ -13,6 +13,7 @@
 //! | `listing` | the tenant's listing (also the correlation-ID index) and its sweeping |
 //! | `versions` | summaries (HMGET, no result), version tags (`ETag`) of a job and a page (DESIGN §15) |
 //! | `admission` | the one admission path (gate, tenant caps, queue length, fair share) of submits, retries and scheduled runs |
+//! | `approval` | a person's decision on a job awaiting approval: admitted then, or rejected (DESIGN §14) |
 //! | `admin` | breakers, tool switches, counts |
 //! | `conn`, `connect` | the connection in each Redis mode (standalone, cluster, Sentinel; the mode itself is `config::RedisMode`) |
 //! | `wait` | the worker's blocking wait for work and its wait for replicas |
@@ -25,6 +26,7 @@
 
 mod admin;
 mod admission;
+mod approval;
 mod chunks;
 mod claim;
 mod conn;
@@ -104,6 +106,9 @@ pub enum QueueError {
     /// The job's engagement refuses it (DESIGN §14): 422 naming the field.
     #[error("{0}")]
     Refused(crate::validate::ValidationError),
+    /// The token that submitted a job may not approve or reject it (DESIGN §14): 403.
+    #[error("a job cannot be approved or rejected by the token that submitted it")]
+    SelfDecision,
 }
 
 impl QueueError {
@@ -342,7 +347,7 @@ impl Queue {
                 &spec.request_hash,
                 spec.priority,
                 spec.needs_raw,
-                spec.delay_ms,
+                (spec.delay_ms, spec.needs_approval),
                 &fields,
             )
             .await?;
@@ -490,6 +495,16 @@ pub(crate) fn job_fields(spec: &JobSpec, max_running: u64) -> Vec<(&'static str,
     if let Some(e) = &spec.engagement {
         // The worker judges the timing again before the tool runs (DESIGN §14).
         fields.push(("engagement", e.to_string()));
+    }
+    if spec.needs_approval {
+        // Kept for the job's life: a retry of a job not approved goes back to the person.
+        fields.push((
+            crate::domain::approval::FIELD,
+            crate::domain::approval::NEEDED.to_owned(),
+        ));
+    }
+    if let Some(by) = &spec.submitted_by {
+        fields.push(("submitted_by", by.clone()));
     }
     if spec.waits_for_window {
         // `waiting_for: "window"` while it is scheduled.

@@ -23,7 +23,7 @@ use redis::AsyncCommands;
 use super::chunks::{CHUNK_SET_FIELDS, ChunkSet};
 use super::{Queue, QueueError, Submitted, job_fields, listing};
 use crate::domain::{
-    ChunkTally, CorrelationId, JobDocument, JobId, Priority, TenantId, Zone, chunk_id,
+    ChunkTally, CorrelationId, JobDocument, JobId, JobState, Priority, TenantId, Zone, chunk_id,
 };
 use crate::keys::ToolKeys;
 use crate::request::JobSpec;
@@ -111,6 +111,14 @@ impl Queue {
         if let Some(plan) = &spec.zone_plan {
             fields.push(("zplan", plan.to_string()));
         }
+        if spec.needs_approval && spec.delay_ms > 0 {
+            // Held for a person (DESIGN §14): its chunks are queued at approval, with what is
+            // left of its delay (or window wait) then.
+            fields.push((
+                "retry_at_ms",
+                (listing::now_ms() + spec.delay_ms).to_string(),
+            ));
+        }
         self.claim_listing(tenant, &id).await?;
         let tk = self.keys.job_keys(&id);
         let mut con = self.connection().await?;
@@ -126,14 +134,34 @@ impl Queue {
                 &fields,
             )
             .await?;
-        let created = match opened {
-            EnqueueOutcome::Created { .. } => true,
-            EnqueueOutcome::Exists { .. } => false,
+        let (created, state) = match opened {
+            EnqueueOutcome::Created { state, .. } => (true, state),
+            EnqueueOutcome::Exists { state } => (false, state),
             EnqueueOutcome::Conflict { state } => return Err(QueueError::Conflict { state }),
             EnqueueOutcome::Full { depth } => return Err(QueueError::Full { depth }),
         };
         self.remember(&id);
-        let spawned = self.spawn_chunks(&id, spec.delay_ms, caps).await?;
+        if state == JobState::AwaitingApproval.as_str() {
+            // No chunk is queued before a person approves (`Queue::decide`).
+            let document = self.parent_document(&id).await?;
+            return Ok(Submitted { created, document });
+        }
+        self.spawn_and_settle(&id, spec.delay_ms, caps).await?;
+        let document = self.parent_document(&id).await?;
+        Ok(Submitted { created, document })
+    }
+
+    /// Queues parent `id`'s chunks, all or nothing: when the queue cannot take them all, the
+    /// parent is marked cancelled (the reconciler never queues the rest), what was queued is
+    /// cancelled, and the caller hears the queue is full. Then the parent is settled.
+    pub(super) async fn spawn_and_settle(
+        &self,
+        id: &JobId,
+        delay_ms: u64,
+        caps: Option<TenantCaps>,
+    ) -> Result<(), QueueError> {
+        let id = id.clone();
+        let spawned = self.spawn_chunks(&id, delay_ms, caps).await?;
         if spawned.full > 0 {
             // All or nothing: the parent is marked cancelled (the reconciler never queues the
             // rest), what was queued is cancelled, and the client hears the queue is full.
@@ -145,8 +173,7 @@ impl Queue {
             });
         }
         self.settle_parent(&id).await?;
-        let document = self.parent_document(&id).await?;
-        Ok(Submitted { created, document })
+        Ok(())
     }
 
     /// Puts `id`'s correlation ID in its tenant's listing (a conflict when another tool's live
@@ -177,7 +204,7 @@ impl Queue {
         Ok(())
     }
 
-    async fn parent_document(&self, id: &JobId) -> Result<JobDocument, QueueError> {
+    pub(super) async fn parent_document(&self, id: &JobId) -> Result<JobDocument, QueueError> {
         let mut con = self.connection().await?;
         let h: HashMap<String, String> = con.hgetall(self.keys.job(id)).await?;
         JobDocument::from_job(id, &h).ok_or(QueueError::NotFound)
@@ -403,6 +430,8 @@ impl Queue {
         let reopened = self.mark_parent(id, "reopen").await?;
         match reopened.first().map(String::as_str) {
             Some("reopened") => {}
+            // Not approved before: back before the person, no chunk queued (DESIGN §14).
+            Some("awaiting") => return self.parent_document(id).await,
             Some("not_retryable") => {
                 return Err(QueueError::Final {
                     state: reopened.get(1).cloned().unwrap_or_default(),

@@ -39,7 +39,10 @@ impl Queue {
         let Some(old) = h.get("state").and_then(|s| s.parse::<JobState>().ok()) else {
             return Ok(None);
         };
-        if old.is_terminal() {
+        let cancelling = h.get("cancel_requested").is_some_and(|v| v == "1");
+        if old.is_terminal() || (old == JobState::AwaitingApproval && !cancelling) {
+            // A parent awaiting approval has no chunk yet: nothing to settle until it is
+            // approved (or cancelled).
             return Ok(Some((old, old)));
         }
         let num = |k: &str| h.get(k).and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);

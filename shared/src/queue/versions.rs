@@ -41,6 +41,7 @@ pub(super) const SUMMARY_FIELDS: &[&str] = &[
     "tally",
     "waiting",
     "tgroup",
+    "submitted_by",
     "evseq",
 ];
 
@@ -68,6 +69,7 @@ pub(super) const SUMMARY_WITH_RESULT: &[&str] = &[
     "tally",
     "waiting",
     "tgroup",
+    "submitted_by",
     "evseq",
     "result",
 ];

@@ -195,6 +195,9 @@ pub trait RunFinished: Send + Sync {
         tenant: &'a TenantId,
         cid: &'a CorrelationId,
     ) -> futures::future::BoxFuture<'a, ()>;
+
+    /// A run was created awaiting a person's approval (DESIGN §14): `job.awaiting_approval`.
+    fn awaiting_approval(&self, _tenant: &TenantId, _doc: &crate::domain::JobDocument) {}
 }
 
 impl Scheduler {
@@ -388,8 +391,15 @@ impl Scheduler {
                     // Stored with the job from its creation, so even a run that finishes at
                     // once is known as this schedule's.
                     spec.schedule_id = Some(c.id.clone());
+                    // No token submits a run: no token is barred from approving it.
+                    spec.submitted_by = Some(format!("schedule:{}", c.id));
                     match self.queue.admit(&c.tenant, &spec, caps).await {
-                        Ok(_) => Ok(()),
+                        Ok(s) => {
+                            if let (true, Some(events)) = (s.created, &self.events) {
+                                events.awaiting_approval(&c.tenant, &s.document);
+                            }
+                            Ok(())
+                        }
                         Err(e) if e.is_unavailable() => return Err(e.into()),
                         // Its engagement expired or was deleted: no later slot can run either.
                         Err(QueueError::Refused(v)) if v.field == "engagement" => {

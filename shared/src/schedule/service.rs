@@ -318,6 +318,7 @@ impl Scheduler {
             ))
         })?;
         spec.schedule_id = Some(v.id.clone());
+        spec.submitted_by = Some(format!("schedule:{}", v.id));
         self.queue.admit(tenant, &spec, caps).await?;
         self.store.record_run(tenant, &v.id, &run, now).await?;
         Ok(run)

@@ -4,7 +4,7 @@
 use redis::aio::ConnectionLike;
 use redis::{RedisResult, Value};
 
-use super::reply::{CancelOutcome, EnqueueOutcome, RetryOutcome};
+use super::reply::{CancelOutcome, DecideOutcome, EnqueueOutcome, RetryOutcome};
 use super::{ScriptSettings, Scripts, WatchMode, reply};
 use crate::domain::Priority;
 use crate::keys::ToolKeys;
@@ -20,7 +20,7 @@ impl Scripts {
         request_hash: &str,
         priority: Priority,
         needs_raw: bool,
-        delay_ms: u64,
+        (delay_ms, hold): (u64, bool),
         fields: &[(&str, String)],
     ) -> RedisResult<EnqueueOutcome> {
         let v: Value = self
@@ -30,7 +30,7 @@ impl Scripts {
                 job_ref,
                 request_hash,
                 (priority, needs_raw),
-                delay_ms,
+                (delay_ms, hold),
                 fields,
             )
             .invoke_async(con)
@@ -46,7 +46,7 @@ impl Scripts {
         job_ref: &str,
         request_hash: &str,
         (priority, needs_raw): (Priority, bool),
-        delay_ms: u64,
+        (delay_ms, hold): (u64, bool),
         fields: &[(&str, String)],
     ) -> redis::ScriptInvocation<'a> {
         // The lane: `<priority>` or `<priority>:raw` (enqueue.lua, `lanes` in common.lua).
@@ -67,7 +67,9 @@ impl Scripts {
             .arg(set.job_ttl_ms)
             .arg(delay_ms)
             .arg(set.fair_window)
-            .arg(lane);
+            .arg(lane)
+            // A job awaiting a person's approval holds no queue slot (DESIGN §14).
+            .arg(if hold { "hold" } else { "" });
         for (k, v) in fields {
             inv.arg(*k).arg(v);
         }
@@ -153,6 +155,48 @@ impl Scripts {
             .invoke_async(con)
             .await?;
         reply::retried(v)
+    }
+
+    /// A person's decision on a job awaiting approval (see decide.lua): `fields` are the
+    /// decision's, `rejected_error_json` the error a rejected job ends with.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn decide(
+        &self,
+        con: &mut impl ConnectionLike,
+        tk: &ToolKeys,
+        set: &ScriptSettings,
+        job_ref: &str,
+        tool: &str,
+        decision: crate::domain::Decision,
+        rejected_error_json: &str,
+        fields: &[(&str, String)],
+    ) -> RedisResult<DecideOutcome> {
+        let mut inv = self.decide.prepare_invoke();
+        inv.key(tk.job_prefix())
+            .key(tk.scheduled())
+            .key(tk.counts());
+        for s in tk.streams() {
+            inv.key(s);
+        }
+        inv.key(tk.counts()).key(tk.backlog_prefix());
+        for s in tk.raw_streams() {
+            inv.key(s);
+        }
+        inv.arg(job_ref)
+            .arg(set.job_ttl_ms)
+            .arg(set.max_events)
+            .arg(&set.notify_channel)
+            .arg(tool)
+            .arg(set.max_queue_len)
+            .arg(set.fair_window)
+            .arg(decision.as_str())
+            .arg(set.result_ttl_ms)
+            .arg(rejected_error_json);
+        for (k, v) in fields {
+            inv.arg(*k).arg(v);
+        }
+        let v: Value = inv.invoke_async(con).await?;
+        reply::decided(v)
     }
 
     /// Registers a watcher for `lifetime_ms` and returns the job hash (empty when it is gone).

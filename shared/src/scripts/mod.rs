@@ -26,8 +26,8 @@ pub use hook_calls::{Finish, HookClaim, HookScripts, InFlight, PutOutcome};
 pub use limits::{AdmitOutcome, LimitScripts, Rate, RateDecision, TenantCaps};
 pub use parent_calls::{ChunkEnqueue, Settlement};
 pub use reply::{
-    CancelOutcome, Claimed, ClaimedJob, CompleteStatus, Completed, EnqueueOutcome, HomeBreaker,
-    ReapReport, RenewStatus, RetryOutcome,
+    CancelOutcome, Claimed, ClaimedJob, CompleteStatus, Completed, DecideOutcome, EnqueueOutcome,
+    HomeBreaker, ReapReport, RenewStatus, RetryOutcome,
 };
 pub use sched_calls::{SchedClaim, SchedScripts};
 
@@ -122,6 +122,7 @@ pub struct Scripts {
     reap: Script,
     cancel: Script,
     retry: Script,
+    decide: Script,
     event: Script,
     watch: Script,
     withdraw: Script,
@@ -151,6 +152,7 @@ impl Scripts {
             reap: build(include_str!("lua/reap.lua")),
             cancel: build(include_str!("lua/cancel.lua")),
             retry: build(include_str!("lua/retry.lua")),
+            decide: build(include_str!("lua/decide.lua")),
             event: build(include_str!("lua/event.lua")),
             watch: build(include_str!("lua/watch.lua")),
             withdraw: build(include_str!("lua/withdraw.lua")),
@@ -182,6 +184,7 @@ impl Scripts {
             &self.reap,
             &self.cancel,
             &self.retry,
+            &self.decide,
             &self.event,
             &self.window_ends,
         ];

@@ -106,6 +106,32 @@ impl Scripts {
         inv.invoke_async(con).await
     }
 
+    /// `decide`: a person's decision on a parent awaiting approval (see parent.lua); the
+    /// script's reply as strings.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn parent_decide(
+        &self,
+        con: &mut impl ConnectionLike,
+        tk: &ToolKeys,
+        set: &ScriptSettings,
+        job_ref: &str,
+        tool: &str,
+        decision: crate::domain::Decision,
+        (next_check_ms, rejected_error_json): (u64, &str),
+        fields: &[(&str, String)],
+    ) -> RedisResult<Vec<String>> {
+        let mut inv = self.parent_call(tk, set, "decide", job_ref, tool);
+        inv.arg(decision.as_str())
+            .arg(next_check_ms)
+            .arg(set.result_ttl_ms)
+            .arg(rejected_error_json)
+            .arg(set.job_ttl_ms);
+        for (k, v) in fields {
+            inv.arg(*k).arg(v);
+        }
+        inv.invoke_async(con).await
+    }
+
     /// Enqueues chunks in one round trip (one pipelined `EVALSHA` of `enqueue.lua` each; all
     /// of one partition, so the pipeline stays in one slot); one outcome per chunk.
     pub async fn enqueue_chunks(
@@ -123,7 +149,7 @@ impl Scripts {
                 &c.job_ref,
                 &c.request_hash,
                 c.lane,
-                c.delay_ms,
+                (c.delay_ms, false),
                 c.fields,
             ));
         }

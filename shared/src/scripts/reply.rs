@@ -341,6 +341,8 @@ pub fn cancelled(v: Value) -> RedisResult<CancelOutcome> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RetryOutcome {
     Queued,
+    /// A job that needs approval and was not approved went back to `awaiting_approval`.
+    Awaiting,
     NotRetryable {
         state: String,
     },
@@ -355,6 +357,7 @@ pub fn retried(v: Value) -> RedisResult<RetryOutcome> {
     let s = strings(v)?;
     Ok(match s.first().map(String::as_str) {
         Some("queued") => RetryOutcome::Queued,
+        Some("awaiting") => RetryOutcome::Awaiting,
         Some("not_retryable") => RetryOutcome::NotRetryable {
             state: s.get(1).cloned().unwrap_or_default(),
         },
@@ -363,6 +366,43 @@ pub fn retried(v: Value) -> RedisResult<RetryOutcome> {
             depth: s.get(1).and_then(|d| d.parse().ok()).unwrap_or(0),
         },
         _ => return Err(bad("retry")),
+    })
+}
+
+/// What `decide.lua` did with a person's decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DecideOutcome {
+    /// Approved: admitted, now `queued` or `scheduled` (its time has not come).
+    Queued {
+        state: crate::domain::JobState,
+    },
+    /// Rejected: `cancelled`.
+    Rejected,
+    /// The job is not awaiting approval.
+    NotAwaiting {
+        state: String,
+    },
+    Missing,
+    /// The tool's queue is at `SCANQ_MAX_QUEUE_LEN` (the job still awaits approval).
+    Full {
+        depth: u64,
+    },
+}
+
+pub fn decided(v: Value) -> RedisResult<DecideOutcome> {
+    let s = strings(v)?;
+    let second = s.get(1).cloned().unwrap_or_default();
+    Ok(match s.first().map(String::as_str) {
+        Some("queued") => DecideOutcome::Queued {
+            state: second.parse().map_err(|_| bad("decide"))?,
+        },
+        Some("rejected") => DecideOutcome::Rejected,
+        Some("not_awaiting") => DecideOutcome::NotAwaiting { state: second },
+        Some("missing") => DecideOutcome::Missing,
+        Some("full") => DecideOutcome::Full {
+            depth: second.parse().unwrap_or(0),
+        },
+        _ => return Err(bad("decide")),
     })
 }
 

@@ -105,6 +105,37 @@ impl JobEvents {
         }
     }
 
+    /// `job.awaiting_approval` for a job just created (or retried) awaiting a person's
+    /// approval, in the background: never blocks or fails the caller. `at` tells one wait from
+    /// the next of the same job (a retry of a rejected job waits again).
+    pub fn awaiting_approval(&self, tenant: &TenantId, doc: &crate::domain::JobDocument, at: u64) {
+        if self.cached_subs(tenant) == Some(false) || doc.state != JobState::AwaitingApproval {
+            return;
+        }
+        let me = self.clone();
+        let tenant = tenant.clone();
+        let e = EventType::JobAwaitingApproval;
+        let cid = doc.correlation_id.clone();
+        let event_id = format!("{e}:{cid}:{at}");
+        let data = json!({
+            "correlation_id": doc.correlation_id, "tool": doc.tool, "target": doc.target,
+            "state": doc.state, "submitted_by": doc.submitted_by, "schedule_id": doc.schedule_id,
+            "created_at": doc.created_at,
+            "approve": format!("/v1/jobs/{cid}/approve"), "reject": format!("/v1/jobs/{cid}/reject"),
+        });
+        let body = json!({"id": event_id, "type": e.as_str(), "data": data}).to_string();
+        let schedule = doc.schedule_id.clone();
+        tokio::spawn(async move {
+            if let Err(err) = me
+                .hooks
+                .emit(&tenant, e, &event_id, schedule.as_deref(), &body)
+                .await
+            {
+                tracing::warn!(error = %err, correlation_id = %cid, "Could not emit the job's webhook events");
+            }
+        });
+    }
+
     /// Whether the job's tenant has subscriptions or a schedule started the job.
     async fn concerned(&self, job: &JobId) -> Result<bool, HookError> {
         let has = match self.cached_subs(&job.tenant) {
@@ -232,6 +263,13 @@ impl crate::schedule::RunFinished for JobEvents {
         cid: &'a CorrelationId,
     ) -> futures::future::BoxFuture<'a, ()> {
         Box::pin(JobEvents::after_action(self, tenant, cid))
+    }
+
+    fn awaiting_approval(&self, tenant: &TenantId, doc: &crate::domain::JobDocument) {
+        let at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        JobEvents::awaiting_approval(self, tenant, doc, at);
     }
 }
 

@@ -49,6 +49,8 @@ string_enum!(
         JobSucceeded => "job.succeeded",
         JobFailed => "job.failed",
         JobDead => "job.dead",
+        /// A job waits for a person's approval (DESIGN §14): created so, or retried so.
+        JobAwaitingApproval => "job.awaiting_approval",
         ScheduleChanged => "schedule.changed",
     }
 );

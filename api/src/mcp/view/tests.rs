@@ -218,3 +218,14 @@ fn a_job_stopped_at_its_windows_end_says_so_and_that_it_is_not_retried() {
         "{next}"
     );
 }
+
+#[test]
+fn a_job_awaiting_approval_tells_the_agent_a_person_must_act() {
+    let d = doc("awaiting_approval");
+    let next = next_step(&d);
+    assert!(next.contains("A person must approve job scan-1"), "{next}");
+    assert!(next.contains("cannot approve it yourself"), "{next}");
+    assert_eq!(job_view(&d)["state"], "awaiting_approval");
+    assert_eq!(crate::mcp::tasks::modern_status(d.state), "input_required");
+    assert_eq!(crate::mcp::tasks::status(d.state), "working");
+}

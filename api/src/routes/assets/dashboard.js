@@ -1,6 +1,6 @@
 // scanq dashboard: a hash-routed page over the REST API (no build step, no CDN).
 // Views: #/ overview (a row and a card per tool and zone), #/jobs list, #/jobs/ID detail (?chunks=N: a big scan's chunk page), #/breakers,
-// #/workers, #/tools, #/dead.
+// #/workers, #/tools, #/dead, #/approvals (jobs awaiting a person's approval, DESIGN §14).
 "use strict";
 const $ = (id) => document.getElementById(id);
 const esc = (v) => String(v ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
@@ -20,10 +20,11 @@ function headers(extra) {
 // Conditional reads (DESIGN §15): each GET's last ETag and body; a poll sends If-None-Match and
 // a 304 (no body) reuses what was read before.
 const seen = new Map();
-async function api(path, method) {
+async function api(path, method, send) {
   const get = !method || method === "GET";
   const known = get ? seen.get(path) : undefined;
-  const r = await fetch(path, { method: method || "GET", headers: headers(known ? { "If-None-Match": known.etag } : {}) });
+  const extra = known ? { "If-None-Match": known.etag } : send !== undefined ? { "Content-Type": "application/json" } : {};
+  const r = await fetch(path, { method: method || "GET", headers: headers(extra), body: send !== undefined ? JSON.stringify(send) : undefined });
   if (r.status === 304 && known) return known.body;
   const body = await r.json().catch(() => null);
   if (!r.ok) throw new Error((body && (body.detail + (body.hint ? " — " + body.hint : ""))) || path + ": " + r.status);
@@ -42,6 +43,20 @@ function table(head, rows, id) {
 }
 function act(label, path, method, cls) {
   return `<button class="${cls || ""}" data-path="${esc(path)}" data-method="${method || "POST"}">${esc(label)}</button>`;
+}
+// Reject (DESIGN §14): asks the person for a reason, sent with the decision.
+document.addEventListener("click", async (e) => {
+  const b = e.target.closest("button[data-reject]");
+  if (!b) return;
+  const reason = window.prompt(`Reject job ${b.dataset.reject}: why?`, "");
+  if (reason === null) return;
+  try { await api(`/v1/jobs/${encodeURIComponent(b.dataset.reject)}/reject`, "POST", reason.trim() ? { reason: reason.trim() } : {}); status("Reject: done"); }
+  catch (err) { status(err.message, true); }
+  route();
+});
+function decisionButtons(id) {
+  return can("approve") ? act("Approve", `/v1/jobs/${encodeURIComponent(id)}/approve`, "POST", "approve") +
+    `<button class="reject" data-reject="${esc(id)}">Reject</button>` : "";
 }
 document.addEventListener("click", async (e) => {
   const b = e.target.closest("button[data-path]");
@@ -121,7 +136,7 @@ async function jobs(dead) {
   const bulk = me.admin && list.length ? `<div>${list.length} shown:
     <button id="bulk-cancel">Cancel all shown</button><button id="bulk-retry">Retry all shown</button></div>` : "";
   const form = dead ? "<h2>Dead letters (failed jobs)</h2>" : `<h2>Jobs</h2><form class="filters" id="filter">
-    <select name="state"><option value="">any state</option>${["queued", "scheduled", "running", "succeeded", "failed", "cancelled"].map((s) => `<option ${s === f.state ? "selected" : ""}>${s}</option>`).join("")}</select>
+    <select name="state"><option value="">any state</option>${["awaiting_approval", "queued", "scheduled", "running", "succeeded", "failed", "cancelled"].map((s) => `<option ${s === f.state ? "selected" : ""}>${s}</option>`).join("")}</select>
     <input name="tool" placeholder="tool" value="${esc(f.tool)}"> ${me.admin ? `<input name="tenant" placeholder="tenant" value="${esc(f.tenant)}">` : ""}
     <input name="target" placeholder="target contains" value="${esc(f.target)}"> <input name="since" placeholder="since (RFC 3339)" value="${esc(f.since)}">
     <button>Filter</button></form>`;
@@ -137,6 +152,17 @@ async function jobs(dead) {
   });
   const more = cursor ? `<a href="#/jobs?${new URLSearchParams(Object.assign({}, f, { pages: pages + 1 }))}">more…</a>` : "";
   return form + bulk + table(["id", "tool", "zone", "target", "state", "progress", "created"], rows) + more;
+}
+
+// Pending approvals (DESIGN §14): the tenant's jobs awaiting a person, with Approve / Reject
+// for tokens that hold `approve` (never the submitter's own: the server refuses that, 403).
+async function approvals() {
+  const page = await api("/v1/jobs?state=awaiting_approval&limit=100");
+  const rows = (page.jobs || []).map((j) => [jobLink(j.correlation_id), esc(j.tool), esc(j.target), esc(j.submitted_by), esc(j.created_at),
+    `<span class="decide" data-id="${esc(j.correlation_id)}">${decisionButtons(j.correlation_id)}</span>`]);
+  const note = can("approve") ? "" : `<p class="muted">Your token has no <code>approve</code> scope: you can see the queue but not decide.</p>`;
+  return `<h2>Pending approvals</h2>${note}` + (rows.length ? table(["id", "tool", "target", "submitted by", "created", ""], rows, "approvals")
+    : `<p class="muted" id="no-approvals">Nothing awaits approval.</p>`);
 }
 
 function resultTable(parsed) {
@@ -209,11 +235,14 @@ async function detail(id) {
   const actions = [];
   if (can("cancel") && !["succeeded", "failed", "cancelled"].includes(j.state)) actions.push(act("Cancel", "/v1/jobs/" + encodeURIComponent(id), "DELETE", "cancel"));
   if (can("submit") && ["failed", "cancelled"].includes(j.state)) actions.push(act("Retry", "/v1/jobs/" + encodeURIComponent(id) + "/retry", "POST", "retry"));
+  if (j.state === "awaiting_approval") actions.push(decisionButtons(id));
   const doc = ["tool", "zone", "target", "args", "attempt", "max_attempts", "priority", "created_at", "started_at", "finished_at", "queue_wait_ms", "duration_ms", "worker"]
     .map((k) => [esc(k), k === "zone" ? zoneCell(j.zone) : esc(Array.isArray(j[k]) ? j[k].join(" ") : j[k])]);
   if ((j.zones || []).length) doc.splice(2, 0, ["zones", `<span id="zones">${j.zones.map(zoneCell).join(", ")}</span> (a big scan spanning zones: its chunks run in these)`]);
   if (j.parent) doc.unshift(["parent", `<a id="parent" href="#/jobs/${encodeURIComponent(j.parent)}">${esc(j.parent)}</a> (this job is a chunk of a big scan)`]);
   if (j.needs) doc.push(["needs", esc(j.needs.join(" "))]);
+  if (j.submitted_by) doc.push(["submitted by", esc(j.submitted_by)]);
+  if (j.approval) doc.push(["approval", `<span id="approval" data-decision="${esc(j.approval.decision)}">${esc(j.approval.decision)}${j.approval.by ? " by " + esc(j.approval.by) : ""}${j.approval.at ? " at " + esc(j.approval.at) : ""}${j.approval.reason ? ": " + esc(j.approval.reason) : ""}</span>`]);
   if (j.waiting_for) doc.push(["waiting for", `<span class="bad" id="waiting" data-waiting="${esc(j.waiting_for)}">${esc(waitingText(j.waiting_for))}</span> <span class="muted">(${esc(j.waiting_for)})</span>`]);
   if (j.error) doc.push(["error", `<span class="bad">${esc(j.error.type)}: ${esc(j.error.message)}</span><br>${esc(j.error.recovery_suggestion)}`]);
   const p = j.progress || { percent: j.state === "succeeded" ? 100 : 0 };
@@ -268,6 +297,7 @@ async function route() {
     else if (path === "/breakers") html = await breakers();
     else if (path === "/workers") html = await workers();
     else if (path === "/tools") html = await tools();
+    else if (path === "/approvals") html = await approvals();
     else html = "<p>no such page</p>";
     $("view").innerHTML = html;
     status("updated " + new Date().toLocaleTimeString());

@@ -10,7 +10,10 @@
 -- claimed, so one tenant's flood cannot starve another (0 = no window)
 -- ARGV[7] the job's lane: its priority, with `:raw` appended when it needs raw sockets (KEYS[2]
 -- is then that lane's stream; shares and backlogs are per lane, see `lanes` in common.lua)
--- ARGV[8..] field, value pairs of the job (target, args, …; a chunk's `parent` and `hosts`)
+-- ARGV[8] 'hold': the job waits for a person's approval (DESIGN §14): `awaiting_approval`, on no
+-- stream and in no schedule, outside the queue length (its delay is kept as `retry_at_ms` for
+-- decide.lua); '' otherwise
+-- ARGV[9..] field, value pairs of the job (target, args, …; a chunk's `parent` and `hosts`)
 -- Returns {'created', state, created_ms} | {'exists', state} | {'conflict', state} | {'full', depth}
 
 local job, stream, sched, counts = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
@@ -27,10 +30,11 @@ if existing[2] then
 end
 
 local lane = ARGV[7]
+local hold = ARGV[8] == 'hold'
 local who = in_lane(tenant_of(ref), is_raw_lane(lane))
 local c = redis.call('HMGET', counts, S.queued, S.scheduled, share(who))
 local queued, scheduled = tonumber(c[1] or '0'), tonumber(c[2] or '0')
-if queued + scheduled >= max_len then
+if queued + scheduled >= max_len and not hold then
   return { 'full', queued + scheduled }
 end
 
@@ -38,7 +42,12 @@ end
 -- (`<ms>-<seq>`, stamped by XADD '*' from the same clock) gives it for free.
 local now
 local state, when = S.queued, {}
-if delay > 0 then
+if hold then
+  now = now_ms()
+  state = S.awaiting_approval
+  if delay > 0 then when = { 'retry_at_ms', int(now + delay) } end
+  redis.call('HINCRBY', counts, S.awaiting_approval, 1)
+elseif delay > 0 then
   now = now_ms()
   state, when = S.scheduled, { 'retry_at_ms', int(now + delay) }
   redis.call('ZADD', sched, now + delay, ref)
@@ -59,11 +68,11 @@ else
 end
 local fields = { 'state', state, 'req_hash', hash, 'created_ms', int(now) }
 for _, v in ipairs(when) do fields[#fields + 1] = v end
-for i = 8, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 9, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', job, unpack(fields))
 redis.call('PEXPIRE', job, ARGV[4])
 -- A chunk of a big scan (a `parent` field) is counted in its parent's tally (see `count`).
-for i = 8, #ARGV - 1, 2 do
+for i = 9, #ARGV - 1, 2 do
   if ARGV[i] == 'parent' then
     local prefix = string.sub(job, 1, #job - #K.job - #ref)
     local tally = prefix .. K.tally .. tenant_of(ref) .. '/' .. ARGV[i + 1]

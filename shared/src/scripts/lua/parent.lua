@@ -15,7 +15,16 @@
 --           race write one outcome.
 -- 'cancel'  → {'requested'} | {'final', state} | {'missing'}   (the caller then cancels chunks)
 -- 'reopen'  ARGV[6] job ttl ms  ARGV[7] next check ms → {'reopened', old state} |
---           {'not_retryable', state} | {'missing'}
+--           {'not_retryable', state} | {'missing'}; a parent that needs a person's approval and
+--           was not approved goes back to `awaiting_approval` instead → {'awaiting', old state}
+-- 'decide'  a person's decision on a parent awaiting approval (DESIGN §14; queue/approval.rs):
+--           ARGV[6] 'approved' | 'rejected'  ARGV[7] next check ms  ARGV[8] result ttl ms
+--           ARGV[9] the rejected parent's error json  ARGV[10] job ttl ms (an approved parent
+--           lives that long from now)  ARGV[11..] the decision's field/value pairs
+--           → {'queued'} (the caller then queues its chunks) | {'rejected'} |
+--           {'not_awaiting', state} | {'missing'}
+-- A parent opened with `approval` = 'needed' among its fields is `awaiting_approval`: not in the
+-- open parents zset, so the reconciler queues none of its chunks until it is approved.
 
 local op, ref, tool = ARGV[1], ARGV[2], ARGV[5]
 Q.maxev, Q.channel = tonumber(ARGV[3]), ARGV[4]
@@ -29,15 +38,20 @@ if op == 'open' then
     if existing[1] == ARGV[6] then return { 'exists', existing[2] } end
     return { 'conflict', existing[2] }
   end
-  local fields = { 'state', S.queued, 'req_hash', ARGV[6], 'created_ms', now }
+  local state = S.queued
+  for i = 8, #ARGV - 1, 2 do
+    if ARGV[i] == 'approval' and ARGV[i + 1] == 'needed' then state = S.awaiting_approval end
+  end
+  local fields = { 'state', state, 'req_hash', ARGV[6], 'created_ms', now }
   for i = 8, #ARGV do fields[#fields + 1] = ARGV[i] end
   redis.call('HSET', j.key, unpack(fields))
   redis.call('PEXPIRE', j.key, tonumber(ARGV[7]))
-  redis.call('ZADD', KEYS[2], now + 60000, ref)
-  return { 'created', S.queued, now }
+  if state == S.queued then redis.call('ZADD', KEYS[2], now + 60000, ref) end
+  return { 'created', state, now }
 end
 
-if not load(j, { 'chunks', 'tally', 'started_ms', 'created_ms' }) or not j.h.chunks then
+if not load(j, { 'chunks', 'tally', 'started_ms', 'created_ms', 'approval', 'approval_decision' })
+  or not j.h.chunks then
   return { 'missing' }
 end
 local old = j.h.state
@@ -48,8 +62,37 @@ if op == 'cancel' then
   return { 'requested' }
 end
 
+if op == 'decide' then
+  if old ~= S.awaiting_approval then return { 'not_awaiting', old } end
+  local set = { 'approval_ms', now }
+  for i = 11, #ARGV do set[#set + 1] = ARGV[i] end
+  if ARGV[6] == 'rejected' then
+    set[#set + 1] = 'error'; set[#set + 1] = ARGV[9]
+    finish({ j = j, from = old, to = S.cancelled, now = now, result_ttl = tonumber(ARGV[8]),
+      set = set })
+    return { 'rejected' }
+  end
+  emit_state(j, 'state', S.queued, now, { reason = 'approved' })
+  set[#set + 1] = 'state'; set[#set + 1] = S.queued
+  save(j, now, set)
+  redis.call('PEXPIRE', j.key, tonumber(ARGV[10]))
+  if j.h.evs == '1' then redis.call('PEXPIRE', ev_key(j), tonumber(ARGV[10])) end
+  redis.call('ZADD', KEYS[2], now + tonumber(ARGV[7]), ref)
+  return { 'queued' }
+end
+
 if op == 'reopen' then
   if old ~= S.failed and old ~= S.cancelled then return { 'not_retryable', old } end
+  if j.h.approval == 'needed' and j.h.approval_decision ~= 'approved' then
+    redis.call('HDEL', j.key, 'result', 'error', 'finished_ms', 'duration_ms', 'cancel_requested',
+      'approval_decision', 'approval_by', 'approval_reason', 'approval_ms')
+    redis.call('ZREM', KEYS[3], ref)
+    emit_state(j, 'state', S.awaiting_approval, now, { reason = 'retry' })
+    save(j, now, { 'state', S.awaiting_approval })
+    redis.call('PEXPIRE', j.key, tonumber(ARGV[6]))
+    if j.h.evs == '1' then redis.call('PEXPIRE', ev_key(j), tonumber(ARGV[6])) end
+    return { 'awaiting', old }
+  end
   redis.call('HDEL', j.key, 'result', 'error', 'finished_ms', 'duration_ms', 'cancel_requested')
   redis.call('ZREM', KEYS[3], ref)
   emit_state(j, 'state', S.running, now, { reason = 'retry' })

@@ -7,18 +7,36 @@
 -- ARGV[1] ref  ARGV[2] job ttl ms  ARGV[3] max events  ARGV[4] notify channel  ARGV[5] tool name
 -- KEYS[9..11] raw-lane streams high, normal, low (a job that needs raw sockets goes back there)
 -- ARGV[6] max queue length  ARGV[7] fair-share window (0 = none)
--- Returns {'queued'} | {'not_retryable', state} | {'missing'} | {'full', depth}
+-- A job that needs a person's approval (`approval` = 'needed') and was not approved (rejected,
+-- or cancelled while it awaited a decision) goes back to `awaiting_approval` instead, outside
+-- the queue (never around the person, DESIGN §14); an approved one is queued again.
+-- Returns {'queued'} | {'awaiting'} | {'not_retryable', state} | {'missing'} | {'full', depth}
 
 Q.maxev, Q.channel = tonumber(ARGV[3]), ARGV[4]
 local streams = lanes({ KEYS[4], KEYS[5], KEYS[6] }, { KEYS[9], KEYS[10], KEYS[11] })
 local ttl = tonumber(ARGV[2])
 local j = job_at(KEYS[1], ARGV[1], ARGV[5])
-if not load(j, { 'priority', 'needs_raw' }) then
+if not load(j, { 'priority', 'needs_raw', 'approval', 'approval_decision' }) then
   return { 'missing' }
 end
 local state = j.h.state
 if state ~= S.failed and state ~= S.cancelled then
   return { 'not_retryable', state }
+end
+if j.h.approval == 'needed' and j.h.approval_decision ~= 'approved' then
+  local now = now_ms()
+  redis.call('ZREM', KEYS[2], j.ref)
+  redis.call('HDEL', j.key, 'result', 'error', 'finished_ms', 'duration_ms', 'started_ms',
+    'worker', 'progress', 'retry_at_ms', 'queue_wait_ms', 'approval_decision', 'approval_by',
+    'approval_reason', 'approval_ms')
+  count(state, S.awaiting_approval, j)
+  emit_state(j, 'state', S.awaiting_approval, now, { reason = 'retry' })
+  save(j, now, { 'state', S.awaiting_approval, 'attempt', 0, 'deliveries', 0,
+    'cancel_requested', '0' })
+  flush_counts(KEYS[3])
+  redis.call('PEXPIRE', j.key, ttl)
+  if j.h.evs == '1' then redis.call('PEXPIRE', ev_key(j), ttl) end
+  return { 'awaiting' }
 end
 local lane = lane_of(j.h.priority, j.h.needs_raw)
 local who = in_lane(tenant_of(j.ref), is_raw_lane(lane))

@@ -8,7 +8,7 @@
 -- Returns 'withdrawn' | 'kept'
 
 local h = redis.call('HMGET', KEYS[1], 'state', 'req_hash')
-if h[2] ~= ARGV[2] or (h[1] ~= S.queued and h[1] ~= S.scheduled) then
+if h[2] ~= ARGV[2] or (h[1] ~= S.queued and h[1] ~= S.scheduled and h[1] ~= S.awaiting_approval) then
   return 'kept'
 end
 if h[1] == S.scheduled then
