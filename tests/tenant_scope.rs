@@ -3,7 +3,8 @@
 //! the scheduler of any process applies what the APIs published for the tenant, so a narrowing
 //! taken on SIGHUP stops a schedule's runs outside it. `require_engagement` on a tenant makes an
 //! engagement mandatory for its jobs. In-process `noop` only, and no worker: jobs stay queued,
-//! nothing is scanned.
+//! nothing is scanned — except by the fake tool of the last test, on a loopback address a name
+//! resolved to, after the worker checked it against the tenant's scope.
 
 use std::time::Duration;
 
@@ -136,6 +137,23 @@ async fn each_tenant_and_token_scans_only_inside_its_own_allowed_targets() {
     assert_eq!(s, 422, "{p}");
     assert!(p["detail"].as_str().unwrap().contains("tenant blue"), "{p}");
 
+    // An engagement is written inside the tenant's scope too.
+    let put = reqwest::Method::PUT;
+    let wide = json!({"targets": ["127.0.1.0/25", "127.0.2.0/24"]});
+    let (s, p) = send(
+        &base,
+        tokens.get("blue"),
+        put.clone(),
+        "/v1/engagements/q1",
+        &wide,
+    )
+    .await;
+    assert_eq!(s, 422, "{p}");
+    assert_eq!(p["field"], "targets[1]", "{p}");
+    let fits = json!({"targets": ["127.0.1.0/25"]});
+    let (s, p) = send(&base, tokens.get("blue"), put, "/v1/engagements/q1", &fits).await;
+    assert_eq!(s, 201, "{p}");
+
     // An MCP scan too (a 2026-07-28 request: no session needed).
     let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
         "name": "noop_scan", "arguments": {"target": "127.0.2.5"},
@@ -221,4 +239,97 @@ async fn a_narrowing_taken_on_sighup_stops_a_schedules_runs_outside_it() {
         runs,
         "no run fired outside the new scope"
     );
+}
+
+/// GET `path` with `token` until the job is terminal.
+async fn done(base: &str, token: &str, id: &str) -> Value {
+    eventually(Duration::from_secs(30), "the job finishes", || async {
+        let r = http()
+            .get(format!("{base}/v1/jobs/{id}"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .ok()?;
+        let doc: Value = r.json().await.ok()?;
+        matches!(
+            doc["state"].as_str(),
+            Some("succeeded" | "failed" | "cancelled")
+        )
+        .then_some(doc)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_resolving_outside_its_tenants_scope_is_refused_by_the_worker_and_never_scanned() {
+    use std::net::IpAddr;
+    use std::sync::Arc;
+
+    let redis = RedisServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = Tokens::write(
+        dir.path(),
+        &[("blue", "blue", "submit,read")],
+        "[tenants.blue]\nallowed_targets = [\"127.0.1.0/24\", \".lab.internal\"]\n",
+    );
+    let fx = Fixture::new();
+    let starts = fx.path("starts");
+    let cmd = fx.script("fake", &fake_tool_script(Some(&starts)));
+    let catalog = Catalog::load(Some(&fx.catalog(&fake_tool_catalog("fake", &cmd, "")))).unwrap();
+    let mut cfg = test_config(&redis, "tscopename");
+    cfg.api_tokens_file = Some(tokens.path.clone());
+    let (_api, base) = start_api(cfg.clone(), catalog.clone()).await;
+    let queue = scanq::queue::Queue::new(scanq::queue::pool(&cfg).unwrap(), &cfg);
+    let tenant = TenantId::parse("blue").unwrap();
+    eventually(
+        Duration::from_secs(10),
+        "blue's scope published",
+        || async {
+            let s = queue.tenant_scope(&tenant).await.ok()?;
+            (!s.narrowings.is_empty()).then_some(())
+        },
+    )
+    .await;
+    // `db` points into another tenant's range; `web` into blue's.
+    let resolver = scanq::validate::StaticResolver::new()
+        .with("db.lab.internal", [IpAddr::from([127, 0, 2, 5])])
+        .with("web.lab.internal", [IpAddr::from([127, 0, 1, 9])]);
+    let worker_cfg = scanq::config::Config {
+        worker_metrics_addr: ([127, 0, 0, 1], free_port()).into(),
+        ..cfg.clone()
+    };
+    let worker =
+        scanq_worker::Worker::connect_with_resolver(worker_cfg, catalog, Arc::new(resolver))
+            .await
+            .unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(async move {
+        worker
+            .run(async move {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    let blue = tokens.get("blue");
+    let post = reqwest::Method::POST;
+    for (id, target) in [("db", "db.lab.internal"), ("web", "web.lab.internal")] {
+        let body = json!({"tool": "fake", "target": target, "correlation_id": id});
+        let (s, p) = send(&base, blue, post.clone(), "/v1/jobs", &body).await;
+        assert_eq!(s, 202, "{p}");
+    }
+    let db = done(&base, blue, "db").await;
+    assert_eq!(db["state"], "failed", "{db}");
+    assert_eq!(db["error"]["type"], "validation_error", "{db}");
+    let message = db["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("127.0.2.5") && message.contains("tenant blue"),
+        "{db}"
+    );
+    let web = done(&base, blue, "web").await;
+    assert_eq!(web["state"], "succeeded", "{web}");
+    let runs = lines(&starts);
+    assert_eq!(runs.len(), 1, "only web was scanned: {runs:?}");
+    assert!(runs[0].ends_with(" 127.0.1.9"), "{runs:?}");
+    let _ = stop.send(());
+    running.await.unwrap();
 }

@@ -73,14 +73,22 @@ pub async fn attempt(w: &SharedRef, job: &RunningJob, claimed: &ClaimedJob) -> O
         }),
         Executor::Sleep => sleep_executor(args.as_slice(), timeout, &job.cancel).await,
         Executor::Exec => {
-            let resolved = scanq::validate::resolve_list(
-                &live.targets,
-                w.resolver.as_ref(),
-                &target,
-                spec.max_hosts,
-            )
-            .await
-            .map_err(|e| ErrorInfo::new(ErrorType::ValidationError, e.to_string()))
+            let scope = if target.is_names() {
+                crate::name_scope::of(w, &job.id, &claimed.engagement, &live.targets).await
+            } else {
+                Ok(std::borrow::Cow::Borrowed(&live.targets))
+            };
+            let resolved = match &scope {
+                Ok(scope) => scanq::validate::resolve_list(
+                    scope,
+                    w.resolver.as_ref(),
+                    &target,
+                    spec.max_hosts,
+                )
+                .await
+                .map_err(|e| ErrorInfo::new(ErrorType::ValidationError, e.to_string())),
+                Err(e) => Err(e.clone()),
+            }
             .and_then(|addresses| {
                 let zone = &w.cfg.worker_zone;
                 crate::zone_check::check(&live.zones, zone, &target, &addresses).map(|()| addresses)

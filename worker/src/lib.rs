@@ -27,6 +27,7 @@ mod duties;
 mod execute;
 mod http;
 mod live;
+mod name_scope;
 pub mod runner;
 pub mod sandbox;
 mod settler;

@@ -76,8 +76,12 @@ pub(crate) async fn upsert(
     JsonBody(body): JsonBody,
 ) -> Result<Response, AppError> {
     let live = state.live();
+    // Inside the caller's own scope (its tenant's and token's `allowed_targets`), not just the
+    // server's.
+    let scope = state.caller_scope(&caller);
+    let targets = scope.scope(&live.targets);
     let r = service(&state)
-        .put(&live.targets, &live.catalog, &caller.tenant, &id, &body)
+        .put(&targets, &live.catalog, &caller.tenant, &id, &body)
         .await;
     let action = match &r {
         Ok(p) if p.created => "engagement.create",

@@ -252,6 +252,7 @@ impl TargetPolicy {
             .suffixes
             .iter()
             .any(|allowed| suffix.ends_with(allowed.as_str()))
+            && self.narrowings.iter().all(|n| n.covers_suffix(suffix))
     }
 
     /// A human summary of the scope for messages and `GET /v1/tools`.

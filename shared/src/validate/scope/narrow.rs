@@ -62,6 +62,20 @@ impl Narrowing {
         }
     }
 
+    /// Whether every name under `suffix` (`.lab.internal`) lies under an allowed suffix, and
+    /// none of its suffixes is denied.
+    pub fn covers_suffix(&self, suffix: &str) -> bool {
+        self.allow
+            .suffixes
+            .iter()
+            .any(|a| suffix.ends_with(a.as_str()))
+            && !self
+                .deny
+                .suffixes
+                .iter()
+                .any(|d| suffix.ends_with(d.as_str()) || d.ends_with(suffix))
+    }
+
     /// Whether an address a name resolved to is inside the narrowing.
     pub fn check_address(&self, addr: std::net::Ipv4Addr) -> Result<(), ValidationError> {
         self.check_net(Ipv4Net::from(addr), &addr.to_string())
