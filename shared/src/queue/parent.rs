@@ -44,6 +44,9 @@ const INHERITED: &[&str] = &[
     // The engagement the parent was admitted under (DESIGN §14): the worker judges each chunk's
     // timing against it again, and a retried chunk is judged against it.
     "engagement",
+    // A parent waiting for its engagement's window: its chunks, spawned with its delay, say
+    // `waiting_for: "window"` while they are scheduled (only then is it shown).
+    "waiting",
 ];
 
 /// A job's hash fields, as the enqueue script takes them.
