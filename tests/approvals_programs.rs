@@ -352,6 +352,23 @@ async fn a_schedules_intrusive_run_waits_is_told_and_any_approver_may_decide() {
     .await;
     assert_eq!(heard.0, "job.awaiting_approval");
     assert_eq!(heard.1["data"]["submitted_by"], "schedule:often");
+    // So is the run the trigger made.
+    let triggered = eventually(
+        Duration::from_secs(20),
+        "a triggered run's wait told",
+        || {
+            let seen = seen.clone();
+            async move {
+                seen.lock()
+                    .unwrap()
+                    .iter()
+                    .find(|(_, b)| b["data"]["schedule_id"] == "nightly")
+                    .cloned()
+            }
+        },
+    )
+    .await;
+    assert_eq!(triggered.0, "job.awaiting_approval");
 
     api.shutdown().await;
     server.abort();

@@ -185,7 +185,7 @@ pub struct Scheduler {
     pub(super) max_per_tenant: u64,
     /// Told when `cancel_previous` finished a previous run (a big scan's parent then gets its
     /// webhook events: `webhook::JobEvents` implements it). None: nobody is told.
-    events: Option<std::sync::Arc<dyn RunFinished>>,
+    pub(super) events: Option<std::sync::Arc<dyn RunFinished>>,
 }
 
 /// What the scheduler tells when one of its actions left a run final.

@@ -319,7 +319,11 @@ impl Scheduler {
         })?;
         spec.schedule_id = Some(v.id.clone());
         spec.submitted_by = Some(format!("schedule:{}", v.id));
-        self.queue.admit(tenant, &spec, caps).await?;
+        let s = self.queue.admit(tenant, &spec, caps).await?;
+        if let (true, Some(events)) = (s.created, &self.events) {
+            // Held for a person: told like a fired run (only a held job is announced).
+            events.awaiting_approval(tenant, &s.document);
+        }
         self.store.record_run(tenant, &v.id, &run, now).await?;
         Ok(run)
     }
