@@ -878,3 +878,37 @@ async fn a_held_job_takes_no_slot_until_approved_and_a_rejected_one_waits_again_
     assert_eq!(c.get("awaiting_approval"), Some(&1));
     assert_eq!(c.get("cancelled").copied().unwrap_or(0), 0);
 }
+
+#[tokio::test]
+async fn a_watcher_after_the_approval_is_told_the_job_was_created_awaiting_it() {
+    use scanq::domain::{Decision, JobState};
+    let mut f = fx().await;
+    f.enqueue_held("a/w", 0).await;
+    assert_eq!(
+        f.decide("a/w", Decision::Approved).await,
+        DecideOutcome::Queued {
+            state: JobState::Queued
+        }
+    );
+    let h = f
+        .scripts
+        .watch(
+            &mut f.con,
+            &f.tk,
+            "a/w",
+            "t",
+            10_000,
+            scanq::scripts::WatchMode::Stream,
+        )
+        .await
+        .unwrap();
+    assert_eq!(h["state"], "queued");
+    let events: redis::streams::StreamRangeReply =
+        f.con.xrange_all(f.tk.events("a/w")).await.unwrap();
+    let first = &events.ids[0];
+    let data: String = first.get("data").unwrap();
+    assert!(data.contains("\"awaiting_approval\""), "{data}");
+    let last = events.ids.last().unwrap();
+    let data: String = last.get("data").unwrap();
+    assert!(data.contains("\"queued\""), "{data}");
+}

@@ -129,7 +129,7 @@ end
 -- synthesized from the hash: the creation state at position 1 and the current state at the
 -- current position (for a finished job: its final `state` and `done`). Needs j.h fields
 -- created_ms, updated_ms, worker, retry_at_ms (load them with SEED_FIELDS).
-local SEED_FIELDS = { 'created_ms', 'updated_ms', 'worker', 'retry_at_ms', 'attempt' }
+local SEED_FIELDS = { 'created_ms', 'updated_ms', 'worker', 'retry_at_ms', 'attempt', 'approval' }
 local function is_terminal(state)
   return state == S.succeeded or state == S.failed or state == S.cancelled
 end
@@ -141,7 +141,9 @@ local function seed(j)
   local function add(pos, kind, data)
     redis.call('XADD', ev_key(j), '0-' .. pos, 'type', kind, 'data', data)
   end
+  -- A job held for a person's approval (DESIGN §14) was created awaiting it.
   local first = S.queued
+  if j.h.approval then first = S.awaiting_approval end
   if j.seq <= 1 then first = st end
   local extra = { synthesized = true }
   if j.seq >= 1 then add(1, 'state', state_event(first, created, extra)) end
