@@ -169,6 +169,15 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// What the tokens file narrows for this caller (DESIGN §14): its tenant's and token's
+    /// `allowed_targets` and `require_engagement`.
+    pub fn scope(&self, state: &AppState) -> scanq::request::CallerScope {
+        state
+            .inner
+            .auth
+            .caller_scope(&self.tenant, self.token.as_ref())
+    }
+
     /// The caller of open mode.
     pub fn open() -> Self {
         Self {

@@ -29,6 +29,7 @@
 //! | `guard` | URI/header size limits, request timeout, CORS |
 //! | `origin` | the browser guard on every route: `Origin` and `Host` (CSRF, DNS rebinding) |
 //! | `audit` | the audit log line |
+//! | `engagements` | what REST and MCP do with engagements: put, get, list, delete, the document (DESIGN §14) |
 //! | `conditional` | `If-None-Match` → 304, the `ETag` on job, list and stats answers (DESIGN §15) |
 //! | `error` | `AppError` → `Problem`: problem+json for REST, `isError` results for MCP |
 //! | `extract` | body, query, path and caller extractors (every rejection is problem+json) |
@@ -43,6 +44,7 @@ mod authorize;
 mod checks;
 mod compare;
 mod conditional;
+mod engagements;
 mod error;
 mod extract;
 mod guard;

@@ -49,14 +49,6 @@ impl AppState {
         self.inner.live.current()
     }
 
-    /// What the tokens file narrows for `caller` (DESIGN §14): its tenant's and token's
-    /// `allowed_targets` and `require_engagement`.
-    pub fn caller_scope(&self, caller: &crate::extract::Caller) -> scanq::request::CallerScope {
-        self.inner
-            .auth
-            .caller_scope(&caller.tenant, caller.token.as_ref())
-    }
-
     /// Every catalog tool's name, in catalog order.
     pub fn tool_names(&self) -> Vec<ToolName> {
         self.live()

@@ -6,12 +6,14 @@
 
 mod body;
 mod caller_scope;
+mod decision;
 pub mod fields;
 pub mod strict;
 mod zone_plan;
 
 pub use body::{SubmitBody, parse as parse_body};
 pub use caller_scope::CallerScope;
+pub use decision::DecisionBody;
 pub use zone_plan::ZonePlan;
 
 use serde_json::Value;
@@ -58,7 +60,7 @@ pub struct Policy<'a> {
     pub require_engagement: bool,
     /// Which jobs wait for a person's approval (`SCANQ_APPROVAL`; DESIGN §14). An engagement's
     /// rule is added at admission (the stricter wins).
-    pub approval: crate::engagement::Approval,
+    pub approval: crate::domain::Approval,
 }
 
 /// A validated job request.

@@ -6,8 +6,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use scanq::domain::approval::DecisionBody;
 use scanq::domain::{Decision, JobDocument};
+use scanq::request::DecisionBody;
 
 use crate::actions;
 use crate::error::{AppError, ProblemBody};

@@ -1,17 +1,16 @@
 //! `/v1/engagements`: a tenant's engagements (DESIGN §14) — create-or-replace by id, list,
 //! read, delete. Each handler is extract → one call of the engagement service
-//! (`scanq::engagement::Engagements`, shared with MCP) → map, plus the audit line of a change.
+//! (`crate::engagements::Engagements`, shared with MCP) → map, plus the audit line of a change.
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use scanq::engagement::{
-    EngagementBody, EngagementDocument, EngagementError, EngagementList, Engagements,
-};
+use scanq::engagement::EngagementBody;
 
 use crate::audit::{self, Subject};
+use crate::engagements::{EngagementDocument, EngagementError, EngagementList, Engagements};
 use crate::error::{AppError, ProblemBody};
 use crate::extract::{Caller, JsonBody, PathParams};
 use crate::params::EngagementIdParam;
@@ -78,7 +77,7 @@ pub(crate) async fn upsert(
     let live = state.live();
     // Inside the caller's own scope (its tenant's and token's `allowed_targets`), not just the
     // server's.
-    let scope = state.caller_scope(&caller);
+    let scope = caller.scope(&state);
     let targets = scope.scope(&live.targets);
     let r = service(&state)
         .put(&targets, &live.catalog, &caller.tenant, &id, &body)

@@ -94,7 +94,7 @@ pub(crate) async fn submit(
     caller: Caller,
     JsonBody(body): JsonBody,
 ) -> Result<Response, AppError> {
-    let (live, narrow) = (state.live(), state.caller_scope(&caller));
+    let (live, narrow) = (state.live(), caller.scope(&state));
     let scope = narrow.scope(&live.targets);
     let spec = JobSpec::from_json(&body, &narrow.policy(live.policy(), &scope))?;
     let submitted = actions::submit(&state, &caller, &spec).await?;

@@ -79,7 +79,7 @@ pub(crate) async fn upsert(
         .scheduler
         .upsert(
             &state.live(),
-            &state.caller_scope(&caller),
+            &caller.scope(&state),
             &caller.tenant,
             &id,
             &body,
@@ -200,7 +200,7 @@ pub(crate) async fn trigger(
         .scheduler
         .trigger(
             &state.live(),
-            &state.caller_scope(&caller),
+            &caller.scope(&state),
             &caller.tenant,
             caps,
             &id,

@@ -51,7 +51,7 @@ pub struct Config {
     pub require_engagement: bool,
     /// Which jobs wait for a person's approval fleet-wide (`SCANQ_APPROVAL`: `never`,
     /// `intrusive`, `always`; DESIGN §14); an engagement's own rule applies too, the stricter wins.
-    pub approval: crate::engagement::Approval,
+    pub approval: crate::domain::Approval,
     pub api_tokens_file: Option<PathBuf>,
     pub worker_concurrency: u32,
     pub worker_id: Option<String>,
@@ -217,7 +217,7 @@ impl Default for Config {
             max_target_hosts: 65_536,
             allow_intrusive: false,
             require_engagement: false,
-            approval: crate::engagement::Approval::Never,
+            approval: crate::domain::Approval::Never,
             api_tokens_file: None,
             worker_concurrency: 4,
             worker_id: None,

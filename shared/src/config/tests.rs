@@ -196,7 +196,7 @@ fn the_zone_map_reads_as_a_string_or_a_section() {
 
 #[test]
 fn the_approval_rule_is_read_checked_and_reloadable() {
-    use crate::engagement::Approval;
+    use crate::domain::Approval;
     let file = std::env::temp_dir().join(format!("scanq-approval-{}.toml", std::process::id()));
     std::fs::write(&file, "approval = \"intrusive\"\n").unwrap();
     let cfg = Config::load(Some(&file)).unwrap();

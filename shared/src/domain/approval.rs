@@ -16,7 +16,15 @@ use serde::{Deserialize, Serialize};
 
 use super::UnknownVariant;
 use super::job::{rfc3339, string_enum};
-use crate::validate::ValidationError;
+
+string_enum!(
+    /// Which of an engagement's jobs wait for a person to approve them.
+    Approval {
+        Never => "never",
+        Intrusive => "intrusive",
+        Always => "always",
+    }
+);
 
 string_enum!(
     /// What the person decided.
@@ -26,7 +34,7 @@ string_enum!(
     }
 );
 
-impl crate::engagement::Approval {
+impl Approval {
     /// Whether a job (intrusive or not) waits for a person under this rule: the server's
     /// (`SCANQ_APPROVAL`) and the engagement's are both asked, the stricter wins.
     pub fn requires(self, intrusive: bool) -> bool {
@@ -50,70 +58,52 @@ pub const MAX_REASON: usize = 500;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reason(String);
 
+/// Why a reason was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BadReason {
+    /// Longer than [`MAX_REASON`] characters (this many).
+    TooLong(usize),
+    /// A line break, a tab or another control character.
+    Control,
+}
+
+impl BadReason {
+    /// What is wrong, for the refusal.
+    pub fn message(self) -> String {
+        match self {
+            Self::TooLong(n) => format!("is {n} characters long; at most {MAX_REASON} are kept"),
+            Self::Control => "contains a control character (a line break, a tab, …)".into(),
+        }
+    }
+
+    /// What would be accepted.
+    pub fn hint(self) -> String {
+        match self {
+            Self::TooLong(_) => format!("a short sentence of at most {MAX_REASON} characters"),
+            Self::Control => "one line of plain text".into(),
+        }
+    }
+}
+
 impl Reason {
     /// Checks `s` (trimmed); an empty reason is none.
-    pub fn parse(s: &str) -> Result<Option<Self>, ValidationError> {
+    pub fn parse(s: &str) -> Result<Option<Self>, BadReason> {
         let s = s.trim();
         if s.is_empty() {
             return Ok(None);
         }
         let n = s.chars().count();
         if n > MAX_REASON {
-            return Err(ValidationError::new(
-                "reason",
-                format!("is {n} characters long; at most {MAX_REASON} are kept"),
-                format!("a short sentence of at most {MAX_REASON} characters"),
-            ));
+            return Err(BadReason::TooLong(n));
         }
         if s.chars().any(char::is_control) {
-            return Err(ValidationError::new(
-                "reason",
-                "contains a control character (a line break, a tab, …)",
-                "one line of plain text",
-            ));
+            return Err(BadReason::Control);
         }
         Ok(Some(Self(s.to_owned())))
     }
 
     pub fn as_str(&self) -> &str {
         &self.0
-    }
-}
-
-/// The optional body of `POST /v1/jobs/{id}/approve` and `/reject`.
-#[derive(Debug, Default, Clone, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct DecisionBody {
-    /// Why (one line, at most 500 characters): kept on the job and in the audit log; a
-    /// rejected job's error message carries it.
-    #[schema(
-        max_length = 500,
-        example = "outside the change window agreed with the client"
-    )]
-    pub reason: Option<String>,
-}
-
-impl DecisionBody {
-    /// The reason of a body (`None` for no body): every refusal names its field.
-    pub fn reason_of(body: Option<&serde_json::Value>) -> Result<Option<Reason>, ValidationError> {
-        let Some(body) = body else {
-            return Ok(None);
-        };
-        let b: Self = serde_path_to_error::deserialize(body).map_err(|e| {
-            let field = match e.path().to_string() {
-                p if p == "." => "body".to_owned(),
-                p => p,
-            };
-            ValidationError::new(
-                &field,
-                e.inner().to_string(),
-                r#"{"reason": "one line of at most 500 characters"} or no body"#,
-            )
-        })?;
-        match b.reason {
-            Some(r) => Reason::parse(&r),
-            None => Ok(None),
-        }
     }
 }
 
@@ -198,38 +188,11 @@ mod tests {
             "change window ok"
         );
         let long = "x".repeat(MAX_REASON + 1);
-        assert_eq!(Reason::parse(&long).unwrap_err().field, "reason");
-        assert_eq!(Reason::parse("a\nb").unwrap_err().field, "reason");
-    }
-
-    #[test]
-    fn a_body_names_the_field_it_refuses() {
-        let ok = serde_json::json!({"reason": "fine"});
         assert_eq!(
-            DecisionBody::reason_of(Some(&ok))
-                .unwrap()
-                .unwrap()
-                .as_str(),
-            "fine"
+            Reason::parse(&long).unwrap_err(),
+            BadReason::TooLong(MAX_REASON + 1)
         );
-        assert_eq!(DecisionBody::reason_of(None).unwrap(), None);
-        let bad = serde_json::json!({"reason": 5});
-        assert_eq!(
-            DecisionBody::reason_of(Some(&bad)).unwrap_err().field,
-            "reason"
-        );
-        let other = serde_json::json!({"why": "x"});
-        assert_eq!(
-            DecisionBody::reason_of(Some(&other)).unwrap_err().field,
-            "why"
-        );
-        let not_an_object = serde_json::json!("yes");
-        assert_eq!(
-            DecisionBody::reason_of(Some(&not_an_object))
-                .unwrap_err()
-                .field,
-            "body"
-        );
+        assert_eq!(Reason::parse("a\nb").unwrap_err(), BadReason::Control);
     }
 
     #[test]

@@ -280,7 +280,8 @@ pub struct JobDocument {
     pub approval: Option<super::ApprovalInfo>,
 }
 
-pub(super) fn rfc3339(ms: u64) -> String {
+/// RFC 3339 (UTC, milliseconds) of a time in ms since the epoch.
+pub fn rfc3339(ms: u64) -> String {
     let secs = ms / 1000;
     let millis = ms % 1000;
     let days = secs / 86_400;

@@ -14,14 +14,14 @@ mod summary;
 mod version;
 mod zone;
 
-pub use approval::{ApprovalInfo, Decision};
+pub use approval::{Approval, ApprovalInfo, Decision};
 pub use capabilities::{Capabilities, Need, WaitingFor};
 pub use chunks::{CHUNK_SEPARATOR, ChunkTally, chunk_id, chunk_index, parent_of};
 pub use ids::{CorrelationId, EngagementId, IdError, TenantId, ToolName};
 pub(crate) use job::string_enum;
 pub use job::{
     Confinement, ErrorInfo, ErrorType, JobDocument, JobResult, JobState, Priority, ProgressInfo,
-    UnknownVariant,
+    UnknownVariant, rfc3339,
 };
 pub use job_id::{JobId, MAX_PARTITIONS, ref_of as job_id_ref};
 pub use outcome::{FailureKind, Outcome, StopReason, Verdict};

@@ -10,7 +10,6 @@
 //! | `calendar` | windows, blackouts and time zones: when a job may run ([`Calendar`], [`Timing`]) |
 //! | `body` | the `PUT /v1/engagements/{id}` body and its checks against the server's policy ([`EngagementBody`]) |
 //! | `entries` | the entries of `targets`/`denied_targets`: canonical form, overlaps, the server's scope |
-//! | `service` | what REST and MCP do with engagements: put, get, list, delete ([`Engagements`], [`EngagementDocument`]) |
 //!
 //! The engagements are stored by `queue/engagements.rs` (keys in its table); REST and MCP reach
 //! them through `scanq-api`'s `engagements` service.
@@ -18,33 +17,17 @@
 mod body;
 mod calendar;
 mod entries;
-mod service;
 
 pub use body::{BlackoutBody, EngagementBody, WindowBody};
 pub use calendar::{Blackout, Calendar, Timing, Weekday, Window};
-pub use service::{
-    BlackoutDoc, EngagementDocument, EngagementError, EngagementList, EngagementState, Engagements,
-    MAX_PER_TENANT, PutEngagement, engagement_id,
-};
 
 use std::sync::Arc;
 
-use std::fmt;
-use std::str::FromStr;
-
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{EngagementId, ToolName, UnknownVariant, string_enum};
+pub use crate::domain::Approval;
+use crate::domain::{EngagementId, ToolName};
 use crate::validate::{Narrowing, TargetList, TargetPolicy, ValidationError};
-
-string_enum!(
-    /// Which of an engagement's jobs wait for a person to approve them.
-    Approval {
-        Never => "never",
-        Intrusive => "intrusive",
-        Always => "always",
-    }
-);
 
 /// A checked engagement, as stored and as documented. Every value is within the bounds its body
 /// enforces (`EngagementBody`), whether it came from a request or from Redis.
@@ -141,7 +124,7 @@ impl Engagement {
                 format!(
                     "engagement {} expired at {}",
                     self.id,
-                    crate::schedule::rfc3339(end)
+                    crate::domain::rfc3339(end)
                 ),
                 "name an engagement that is in force, or extend this one's expires_at".into(),
             ));
@@ -216,7 +199,7 @@ impl Engagement {
                 format!(
                     "engagement {} expires at {} before its next window opens",
                     self.id,
-                    crate::schedule::rfc3339(end)
+                    crate::domain::rfc3339(end)
                 ),
                 "extend its expires_at or change its windows".into(),
             ));

@@ -12,7 +12,7 @@ fn with_policy<T>(f: impl FnOnce(&Policy<'_>) -> T) -> T {
         allow_intrusive: false,
         default_max_attempts: 3,
         require_engagement: false,
-        approval: crate::engagement::Approval::Never,
+        approval: crate::domain::Approval::Never,
     })
 }
 

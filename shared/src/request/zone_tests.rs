@@ -18,7 +18,7 @@ fn spec_with(zones: &str, body: Value) -> Result<JobSpec, RequestError> {
             allow_intrusive: false,
             default_max_attempts: 3,
             require_engagement: false,
-            approval: crate::engagement::Approval::Never,
+            approval: crate::domain::Approval::Never,
         },
     )
 }

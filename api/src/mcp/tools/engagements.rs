@@ -16,7 +16,7 @@ use crate::routes::engagements::service;
 const ID_HINT: &str = "an engagement id from engagement_list ([A-Za-z0-9._-], 1-64 characters)";
 
 /// One line per engagement: id, state, targets, tools, approval.
-fn line(e: &scanq::engagement::EngagementDocument) -> String {
+fn line(e: &crate::engagements::EngagementDocument) -> String {
     let tools = if e.tools.is_empty() {
         "any tool".to_owned()
     } else {

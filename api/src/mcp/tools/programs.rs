@@ -64,7 +64,7 @@ pub(super) async fn upsert(ctx: &mut Ctx, params: &Value) -> Outcome {
         .scheduler
         .upsert(
             &ctx.state.live(),
-            &ctx.state.caller_scope(&ctx.caller),
+            &ctx.caller.scope(&ctx.state),
             &ctx.caller.tenant,
             &id,
             &Value::Object(body),

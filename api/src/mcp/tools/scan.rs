@@ -53,7 +53,7 @@ pub(super) async fn call(ctx: &mut Ctx, tool: &ToolName, params: &Value, as_task
     let args = args::arguments(params, &accepted)?;
     let wait = args::wait_sec(args)?;
     let body = submit_body(&ctx.state, tool, args)?;
-    let narrow = ctx.state.caller_scope(&ctx.caller);
+    let narrow = ctx.caller.scope(&ctx.state);
     let scope = narrow.scope(&live.targets);
     let job =
         JobSpec::from_json(&body, &narrow.policy(live.policy(), &scope)).map_err(AppError::from)?;

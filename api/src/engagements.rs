@@ -6,13 +6,12 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use super::body::EngagementBody;
-use super::{Approval, Engagement, Window};
-use crate::catalog::Catalog;
-use crate::domain::{EngagementId, TenantId};
-use crate::queue::{Queue, QueueError, StoredEngagement};
-use crate::schedule::rfc3339;
-use crate::validate::{TargetPolicy, ValidationError};
+use scanq::catalog::Catalog;
+use scanq::domain::{EngagementId, TenantId};
+use scanq::engagement::{Approval, Engagement, EngagementBody, Window};
+use scanq::queue::{Queue, QueueError, StoredEngagement};
+use scanq::schedule::rfc3339;
+use scanq::validate::{TargetPolicy, ValidationError};
 
 /// Most engagements one tenant may hold.
 pub const MAX_PER_TENANT: usize = 256;
@@ -112,22 +111,22 @@ impl EngagementDocument {
             expires_at: e.expires_at_ms.map(rfc3339),
             approval: e.approval,
             stop_at_window_end: e.stop_at_window_end,
-            state: e.state(now_ms),
+            state: EngagementState::of(e, now_ms),
             created_at: rfc3339(s.created_ms),
             updated_at: rfc3339(s.updated_ms),
         }
     }
 }
 
-impl Engagement {
-    /// Whether it admits jobs at `now_ms`.
-    pub fn state(&self, now_ms: u64) -> EngagementState {
-        if self.expires_at_ms.is_some_and(|end| now_ms >= end) {
-            EngagementState::Expired
-        } else if self.starts_at_ms.is_some_and(|start| now_ms < start) {
-            EngagementState::NotStarted
+impl EngagementState {
+    /// Whether `e` admits jobs at `now_ms`.
+    pub fn of(e: &Engagement, now_ms: u64) -> Self {
+        if e.expires_at_ms.is_some_and(|end| now_ms >= end) {
+            Self::Expired
+        } else if e.starts_at_ms.is_some_and(|start| now_ms < start) {
+            Self::NotStarted
         } else {
-            EngagementState::Active
+            Self::Active
         }
     }
 }
