@@ -280,7 +280,7 @@ fn wrong_types_nulls_and_unknown_fields_name_their_path() {
 /// Windows and time zones are judged by `Calendar::check` (docs/engagements.md, "Windows"):
 /// whatever it decides, a hostile calendar never panics and a refusal names a calendar field.
 #[test]
-fn hostile_calendars_never_panic_and_refusals_name_a_calendar_field() {
+fn hostile_calendars_are_each_refused_naming_a_calendar_field() {
     let days = vec!["mon"; 10_000];
     for extra in [
         json!({"timezone": "Mars/Olympus"}),
@@ -295,13 +295,12 @@ fn hostile_calendars_never_panic_and_refusals_name_a_calendar_field() {
         json!({"blackouts": [{"start": "2027-01-02T00:00:00Z", "end": "2027-01-01T00:00:00Z"}]}),
         json!({"blackouts": vec![json!({"start": "2027-01-01T00:00:00Z", "end": "2027-01-02T00:00:00Z"}); 5_000]}),
     ] {
-        if let Err(e) = judge(&with(extra.clone())) {
-            assert!(
-                ["timezone", "windows", "blackouts"]
-                    .iter()
-                    .any(|f| e.field.starts_with(f)),
-                "{extra}: {e}"
-            );
-        }
+        let e = judge(&with(extra.clone())).expect_err(&extra.to_string());
+        assert!(
+            ["timezone", "windows", "blackouts"]
+                .iter()
+                .any(|f| e.field.starts_with(f)),
+            "{extra}: {e}"
+        );
     }
 }
