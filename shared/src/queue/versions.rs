@@ -17,62 +17,24 @@ use std::collections::HashMap;
 use super::{Queue, QueueError};
 use crate::domain::{CorrelationId, ETag, JobDocument, JobId, JobSummary, Tagger, TenantId};
 
+/// The job hash fields a summary is built from (plus `evseq` and `waiting` for its tag),
+/// followed by `$extra`.
+macro_rules! summary_fields {
+    ($($extra:literal),*) => {
+        &[
+            "state", "zplan", "target", "attempt", "max_attempts", "priority", "created_ms",
+            "started_ms", "finished_ms", "retry_at_ms", "updated_ms", "queue_wait_ms",
+            "duration_ms", "worker", "progress", "error", "schedule_id", "needs_raw", "parent",
+            "tally", "waiting", "tgroup", "submitted_by", "evseq", $($extra),*
+        ]
+    };
+}
+
 /// The job hash fields a summary is built from (plus `evseq` and `waiting` for its tag).
-pub(super) const SUMMARY_FIELDS: &[&str] = &[
-    "state",
-    "zplan",
-    "target",
-    "attempt",
-    "max_attempts",
-    "priority",
-    "created_ms",
-    "started_ms",
-    "finished_ms",
-    "retry_at_ms",
-    "updated_ms",
-    "queue_wait_ms",
-    "duration_ms",
-    "worker",
-    "progress",
-    "error",
-    "schedule_id",
-    "needs_raw",
-    "parent",
-    "tally",
-    "waiting",
-    "tgroup",
-    "submitted_by",
-    "evseq",
-];
+pub(super) const SUMMARY_FIELDS: &[&str] = summary_fields!();
 
 /// [`SUMMARY_FIELDS`] and the result (`?include=result`).
-pub(super) const SUMMARY_WITH_RESULT: &[&str] = &[
-    "state",
-    "zplan",
-    "target",
-    "attempt",
-    "max_attempts",
-    "priority",
-    "created_ms",
-    "started_ms",
-    "finished_ms",
-    "retry_at_ms",
-    "updated_ms",
-    "queue_wait_ms",
-    "duration_ms",
-    "worker",
-    "progress",
-    "error",
-    "schedule_id",
-    "needs_raw",
-    "parent",
-    "tally",
-    "waiting",
-    "tgroup",
-    "submitted_by",
-    "evseq",
-    "result",
-];
+pub(super) const SUMMARY_WITH_RESULT: &[&str] = summary_fields!("result");
 
 /// What a list's tag is folded from, per job (and what filters and `waiting_for` need).
 pub(super) const LIST_VERSION_FIELDS: &[&str] = &[
