@@ -288,16 +288,6 @@ impl Keys {
     pub fn fleet_tenants(&self) -> String {
         format!("{}:{{fleet}}:tenants", self.prefix)
     }
-
-    /// The engagements' keys, all under the hash tag `{eng}`.
-    pub fn eng(&self) -> EngKeys {
-        EngKeys::new(&self.prefix)
-    }
-
-    /// The schedules' keys, all under the hash tag `{sched}`.
-    pub fn sched(&self) -> SchedKeys {
-        SchedKeys::new(&self.prefix)
-    }
 }
 
 /// The hash tag of `tool`'s queue in `zone`: `<tool>` in zone `default` (so a fleet without

@@ -1,7 +1,20 @@
 //! The keys of the programs wing: schedules (`{sched}`) and webhooks (`{hook}`), each family
 //! under its own hash tag so every script of a family touches one cluster slot.
 
+use super::Keys;
 use crate::domain::TenantId;
+
+impl Keys {
+    /// The engagements' keys, all under the hash tag `{eng}`.
+    pub fn eng(&self) -> EngKeys {
+        EngKeys::new(self.prefix())
+    }
+
+    /// The schedules' keys, all under the hash tag `{sched}`.
+    pub fn sched(&self) -> SchedKeys {
+        SchedKeys::new(self.prefix())
+    }
+}
 
 /// The schedules' keys (`P:{sched}:…`, one cluster slot; table in `schedule/store.rs`).
 #[derive(Debug, Clone)]
