@@ -256,12 +256,17 @@ impl Queue {
                 refs.push((member.clone(), *score, id));
             }
             let replies: Vec<Vec<Option<String>>> = pipe.query_async(&mut con).await?;
+            let young = self.youngest_expirable() as f64;
             let mut gone = Vec::new();
             for (values, (member, score, id)) in replies.into_iter().zip(refs) {
                 max = format!("({score}");
                 let h = super::versions::field_map(fields, values);
                 let Some(doc) = JobDocument::from_job(&id, &h) else {
-                    gone.push(member);
+                    // A member younger than any retention is a job being submitted (its
+                    // listing entry is written before its hash): skipped, never removed.
+                    if score < young {
+                        gone.push(member);
+                    }
                     continue;
                 };
                 if state.is_some_and(|s| s != doc.state)
@@ -343,12 +348,7 @@ impl Queue {
                 let from = cur.after.map_or("-inf".to_owned(), |a| format!("({a}"));
                 // No job can have expired before the shortest retention has passed since its
                 // creation: younger members are not checked at all.
-                let shortest = self
-                    .settings
-                    .result_ttl_ms
-                    .min(self.settings.dead_ttl_ms)
-                    .min(self.job_ttl_ms);
-                let young = score(now_ms().saturating_sub(shortest), 0);
+                let young = self.youngest_expirable();
                 let step = (budget - done.checked).clamp(1, 500);
                 let page: Vec<(String, f64)> = redis::cmd("ZRANGE")
                     .arg(&list)
@@ -398,6 +398,17 @@ impl Queue {
         .await;
         *self.sweep.lock().expect("sweep lock") = cur;
         res.map(|_| done)
+    }
+
+    /// The listing score below which a member's job may have expired: no job expires before
+    /// the shortest retention has passed since its creation.
+    fn youngest_expirable(&self) -> u64 {
+        let shortest = self
+            .settings
+            .result_ttl_ms
+            .min(self.settings.dead_ttl_ms)
+            .min(self.job_ttl_ms);
+        score(now_ms().saturating_sub(shortest), 0)
     }
 
     /// The job a listing member names (its tool from the score).
