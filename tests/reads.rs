@@ -10,7 +10,7 @@ use scanq_tests::*;
 use serde_json::{Value, json};
 
 struct Stack {
-    _redis: RedisServer,
+    redis: RedisServer,
     _api: Task,
     _worker: Option<Task>,
     base: String,
@@ -35,7 +35,7 @@ async fn stack(worker: bool) -> Stack {
         false => None,
     };
     Stack {
-        _redis: redis,
+        redis,
         _api: api,
         _worker: worker,
         base,
@@ -262,4 +262,134 @@ async fn unknown_view_and_include_values_are_refused_naming_the_parameter() {
         assert_eq!(status, 422, "{path}: {problem}");
         assert_eq!(problem["field"], field, "{problem}");
     }
+}
+
+/// Many clients polling one job and one page share the API's reads (`api/src/reads`), yet a
+/// read sent after a change always sees it: while 16 pollers flood the same job and list, each
+/// of ten rounds submits a job, reads it and the list, cancels it, and reads both again.
+#[tokio::test]
+async fn reads_shared_by_a_flood_of_pollers_never_answer_with_the_past() {
+    let s = stack(false).await; // no worker: a job stays queued until cancelled
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let polled = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let pollers: Vec<_> = (0..16)
+        .map(|n| {
+            let (base, stop, polled) = (s.base.clone(), stop.clone(), polled.clone());
+            tokio::spawn(async move {
+                let client = http();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let path = match n % 2 {
+                        0 => "/v1/jobs?limit=5".to_owned(),
+                        _ => format!("/v1/jobs/f-{}", n % 10),
+                    };
+                    let resp = client.get(format!("{base}{path}")).send().await.unwrap();
+                    assert!(
+                        matches!(resp.status().as_u16(), 200 | 404),
+                        "{path}: {}",
+                        resp.status()
+                    );
+                    polled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    eventually(Duration::from_secs(10), "the pollers run", || async {
+        (polled.load(std::sync::atomic::Ordering::Relaxed) > 100).then_some(())
+    })
+    .await;
+
+    for round in 0..10 {
+        let id = format!("f-{round}");
+        submit(
+            &s.base,
+            json!({"tool":"noop","target":"127.0.0.1","correlation_id":id}),
+        )
+        .await;
+        let doc = get_json(&s.base, &format!("/v1/jobs/{id}")).await;
+        assert_eq!(doc["state"], "queued", "round {round}: {doc}");
+        let list = get_json(&s.base, "/v1/jobs?limit=5").await;
+        assert_eq!(list["jobs"][0]["correlation_id"], id.as_str(), "{list}");
+        assert_eq!(list["jobs"][0]["state"], "queued", "{list}");
+
+        let cancel = http()
+            .delete(format!("{}/v1/jobs/{id}", s.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(cancel.status().as_u16(), 200);
+        let doc = get_json(&s.base, &format!("/v1/jobs/{id}")).await;
+        assert_eq!(doc["state"], "cancelled", "round {round}: {doc}");
+        let summary = get_json(&s.base, &format!("/v1/jobs/{id}?view=summary")).await;
+        assert_eq!(summary["state"], "cancelled", "round {round}: {summary}");
+        let list = get_json(&s.base, "/v1/jobs?limit=5").await;
+        assert_eq!(
+            list["jobs"][0]["state"], "cancelled",
+            "round {round}: {list}"
+        );
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for p in pollers {
+        p.await.expect("a poller saw only 200 and 404");
+    }
+}
+
+/// A listing entry is written just before its job's hash (one round trip apart). A list read
+/// that falls between them skips the job but must not remove its entry, or the job would be
+/// missing from every list from then on (found by the flood test above).
+#[tokio::test]
+async fn a_list_read_between_a_jobs_listing_entry_and_its_hash_keeps_the_entry() {
+    let s = stack(false).await;
+    submit(
+        &s.base,
+        json!({"tool":"noop","target":"127.0.0.1","correlation_id":"real-1"}),
+    )
+    .await;
+    let mut con = redis::Client::open(s.redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*jobs:default")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let [listing] = keys.as_slice() else {
+        panic!("one tenant listing: {keys:?}")
+    };
+    let score: f64 = redis::cmd("ZSCORE")
+        .arg(listing)
+        .arg("real-1")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    // A job being submitted: its entry (same queue, a moment later), no hash yet.
+    let _: () = redis::cmd("ZADD")
+        .arg(listing)
+        .arg(score + f64::from(1u32 << 12))
+        .arg("being-1")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+
+    let list = get_json(&s.base, "/v1/jobs?limit=5").await;
+    let still: Option<f64> = redis::cmd("ZSCORE")
+        .arg(listing)
+        .arg("being-1")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+
+    let ids: Vec<&str> = list["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["correlation_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        ["real-1"],
+        "the job without a hash is not shown: {list}"
+    );
+    assert!(still.is_some(), "its listing entry is kept");
 }

@@ -49,6 +49,22 @@ pub fn tagged<T: Serialize>(inm: &IfNoneMatch, etag: &ETag, body: impl FnOnce() 
     with_tag(Json(body()).into_response(), etag)
 }
 
+/// `304` when the client's copy is current, else `200` with the answer's encoded JSON body.
+pub fn answer(inm: &IfNoneMatch, a: &crate::reads::Answer) -> Response {
+    if inm.is_current(&a.etag) {
+        return not_modified(&a.etag);
+    }
+    let resp = (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        a.body.clone(),
+    )
+        .into_response();
+    with_tag(resp, &a.etag)
+}
+
 fn with_tag(mut resp: Response, etag: &ETag) -> Response {
     if let Ok(v) = HeaderValue::from_str(etag.as_str()) {
         resp.headers_mut().insert(header::ETAG, v);

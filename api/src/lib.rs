@@ -30,6 +30,7 @@
 //! | `origin` | the browser guard on every route: `Origin` and `Host` (CSRF, DNS rebinding) |
 //! | `audit` | the audit log line |
 //! | `engagements` | what REST and MCP do with engagements: put, get, list, delete, the document (DESIGN §14) |
+//! | `reads` | job and list reads shared by the requests that arrive together, and the answers kept by tag (DESIGN §15) |
 //! | `conditional` | `If-None-Match` → 304, the `ETag` on job, list and stats answers (DESIGN §15) |
 //! | `error` | `AppError` → `Problem`: problem+json for REST, `isError` results for MCP |
 //! | `extract` | body, query, path and caller extractors (every rejection is problem+json) |
@@ -52,6 +53,7 @@ pub mod mcp;
 mod openapi;
 mod origin;
 mod params;
+mod reads;
 mod routes;
 mod state;
 mod system;
@@ -115,6 +117,7 @@ pub async fn state(cfg: Config, catalog: Catalog) -> anyhow::Result<AppState> {
             stats,
             system: SystemProbe::new(),
             auth,
+            reads: reads::Reads::default(),
         }),
     })
 }

@@ -36,6 +36,8 @@ pub struct Inner {
     /// Emits the webhook events of a big scan's parent that a cancel or retry here finished
     /// (the worker's settler emits those of parents its chunks finish).
     pub job_events: scanq::webhook::JobEvents,
+    /// Shared reads and kept answers of jobs and lists (DESIGN §15, `reads`).
+    pub reads: crate::reads::Reads,
 }
 
 impl AppState {

@@ -7,7 +7,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use scanq::domain::{CancelReply, JobDocument, JobList, JobState, JobSummary, ToolName};
+use scanq::domain::{CancelReply, JobDocument, JobList, JobState, ToolName};
 use scanq::queue::QueueError;
 use scanq::request::JobSpec;
 use scanq::scripts::CancelOutcome;
@@ -20,6 +20,7 @@ use crate::error::AppError;
 use crate::error::ProblemBody;
 use crate::extract::{Caller, JobId, JsonBody, Params};
 use crate::params::JobIdParam;
+use crate::reads::PageQuery;
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -177,24 +178,13 @@ pub(crate) async fn read(
             .await?
             .ok_or(AppError::NotFound)?;
     }
-    if p.view == Some(View::Summary) {
-        let t = queue
-            .summary(&caller.tenant, &id)
-            .await?
-            .ok_or(AppError::NotFound)?;
-        return Ok(conditional::tagged(&inm, &t.etag, || t.value));
-    }
-    if inm.0.is_some()
-        && let Some(tag) = queue.document_tag(&caller.tenant, &id).await?
-        && inm.is_current(&tag)
-    {
-        return Ok(conditional::not_modified(&tag));
-    }
-    let t = queue
-        .get_tagged(&caller.tenant, &id)
+    let answer = state
+        .inner
+        .reads
+        .job(queue, &caller.tenant, &id, p.view == Some(View::Summary))
         .await?
         .ok_or(AppError::NotFound)?;
-    Ok(conditional::tagged(&inm, &t.etag, || t.value))
+    Ok(conditional::answer(&inm, &answer))
 }
 
 /// Cancel a job: a queued job never runs; a running one is killed.
@@ -315,36 +305,18 @@ pub(crate) async fn list(
             "a next_cursor from a previous page",
         ));
     }
-    let with_result = p.include == Some(Include::Result);
-    if inm.0.is_some() {
-        let tag = state
-            .queue()
-            .list_tag(
-                &caller.tenant,
-                job_state,
-                tool.as_ref(),
-                limit,
-                p.cursor,
-                with_result,
-            )
-            .await?;
-        if inm.is_current(&tag) {
-            return Ok(conditional::not_modified(&tag));
-        }
-    }
-    let page = state
-        .queue()
-        .list(
-            &caller.tenant,
-            job_state,
-            tool.as_ref(),
-            limit,
-            p.cursor,
-            with_result,
-        )
-        .await?;
-    Ok(conditional::tagged(&inm, &page.etag, || JobList {
-        jobs: page.jobs.into_iter().map(JobSummary::from).collect(),
-        next_cursor: page.next_cursor,
-    }))
+    let page = PageQuery {
+        state: job_state,
+        tool,
+        limit,
+        cursor: p.cursor,
+        with_result: p.include == Some(Include::Result),
+    };
+    let answer = state
+        .inner
+        .reads
+        .list(state.queue(), &caller.tenant, page)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    Ok(conditional::answer(&inm, &answer))
 }

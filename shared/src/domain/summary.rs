@@ -1,5 +1,6 @@
 //! A job's summary: what a list shows (`GET /v1/jobs`, `?view=summary` of one job; DESIGN §15).
-//! Everything of the job document that is small — state, tool, zone, target, progress, times,
+//! Everything of the job document that is small — state, tool, zone, target, progress (until
+//! the job succeeded), times,
 //! error type, `parent`, `schedule_id`, `chunks`, `waiting_for`, `needs` — and no `result`
 //! (nor its output) unless asked for (`?include=result`). Absent fields are unset.
 
@@ -39,6 +40,8 @@ pub struct JobSummary {
     pub duration_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub worker: Option<String>,
+    /// The last progress, while the job is not `succeeded` (a succeeded job is at 100 %; its
+    /// document keeps the last line). A big scan keeps its counts of hosts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress: Option<ProgressInfo>,
     /// `error.type` of the document (read the job for its message and advice).
@@ -84,7 +87,11 @@ impl From<JobDocument> for JobSummary {
             queue_wait_ms: d.queue_wait_ms,
             duration_ms: d.duration_ms,
             worker: d.worker,
-            progress: d.progress,
+            // A succeeded job is done: its last progress line says nothing a list needs (the
+            // document keeps it). A big scan's counts of hosts stay.
+            progress: d
+                .progress
+                .filter(|p| d.state != JobState::Succeeded || p.hosts_total.is_some()),
             error_type: d.error.map(|e| e.kind),
             schedule_id: d.schedule_id,
             parent: d.parent,

@@ -68,7 +68,7 @@ pub use limits::{CAPS_PUBLISH_EVERY, Standing, retry_after_secs};
 pub use listen::{Listener, Subscription};
 pub use sessions::McpSession;
 pub use tally::{TenantTally, ToolTally};
-pub use versions::{JobPage, Tagged};
+pub use versions::{Fresh, JobPage, Tagged};
 
 use crate::breaker::Breaker;
 use crate::config::Config;

@@ -96,28 +96,47 @@ impl Queue {
         F: Fn(JobId) -> Fut,
         Fut: std::future::Future<Output = Result<HashMap<String, String>, QueueError>>,
     {
-        if let Some((tool, zone)) = self.cached_tool(tenant, cid) {
-            let id = JobId::new(tool.clone(), zone, tenant.clone(), cid.clone());
-            let h = read(id.clone()).await?;
-            if let Some(doc) = JobDocument::from_job(&id, &h) {
-                let mut docs = [doc];
-                self.explain_waits(&mut docs).await;
-                let [doc] = docs;
-                return Ok(Some((tool, h, doc)));
-            }
-        }
-        let Some((tool, zone)) = self.locate(tenant, cid).await? else {
+        let Some((id, h)) = self.find_hash(tenant, cid, read).await? else {
             return Ok(None);
         };
-        let id = JobId::new(tool.clone(), zone, tenant.clone(), cid.clone());
-        let h = read(id.clone()).await?;
         let Some(doc) = JobDocument::from_job(&id, &h) else {
             return Ok(None);
         };
         let mut docs = [doc];
         self.explain_waits(&mut docs).await;
         let [doc] = docs;
-        Ok(Some((tool, h, doc)))
+        Ok(Some((id.tool, h, doc)))
+    }
+
+    /// Which job, and its hash (or the fields of it that `read` returned; `state` among them),
+    /// trying the cached queue first: a cached queue whose job is gone is looked up again.
+    pub(super) async fn find_hash<F, Fut>(
+        &self,
+        tenant: &TenantId,
+        cid: &CorrelationId,
+        read: F,
+    ) -> Result<Option<(JobId, HashMap<String, String>)>, QueueError>
+    where
+        F: Fn(JobId) -> Fut,
+        Fut: std::future::Future<Output = Result<HashMap<String, String>, QueueError>>,
+    {
+        let exists = |h: &HashMap<String, String>| {
+            h.get("state")
+                .is_some_and(|s| s.parse::<crate::domain::JobState>().is_ok())
+        };
+        if let Some((tool, zone)) = self.cached_tool(tenant, cid) {
+            let id = JobId::new(tool, zone, tenant.clone(), cid.clone());
+            let h = read(id.clone()).await?;
+            if exists(&h) {
+                return Ok(Some((id, h)));
+            }
+        }
+        let Some((tool, zone)) = self.locate(tenant, cid).await? else {
+            return Ok(None);
+        };
+        let id = JobId::new(tool, zone, tenant.clone(), cid.clone());
+        let h = read(id.clone()).await?;
+        Ok(exists(&h).then_some((id, h)))
     }
 
     /// The job document, or None (also for another tenant's ID).

@@ -15,7 +15,9 @@
 use std::collections::HashMap;
 
 use super::{Queue, QueueError};
-use crate::domain::{CorrelationId, ETag, JobDocument, JobId, JobSummary, Tagger, TenantId};
+use crate::domain::{
+    CorrelationId, ETag, JobDocument, JobId, JobState, JobSummary, Tagger, TenantId, WaitingFor,
+};
 
 /// The job hash fields a summary is built from (plus `evseq` and `waiting` for its tag),
 /// followed by `$extra`.
@@ -46,22 +48,19 @@ pub(super) const LIST_VERSION_FIELDS: &[&str] = &[
     "tally",
 ];
 
-/// What a document's tag is folded from (and what `waiting_for` needs: state, needs, parent).
-const VERSION_FIELDS: &[&str] = &[
-    "state",
-    "created_ms",
-    "evseq",
-    "waiting",
-    "needs_raw",
-    "tally",
-    "change",
-];
-
 /// A read and its tag.
 #[derive(Debug, Clone)]
 pub struct Tagged<T> {
     pub value: T,
     pub etag: ETag,
+}
+
+/// A read that may find the reader's copy current ([`Queue::get_unless`]).
+#[derive(Debug, Clone)]
+pub enum Fresh<T> {
+    /// The job's tag is the one given: nothing was decoded.
+    Same,
+    New(Tagged<T>),
 }
 
 /// One page of jobs (`Queue::list`): documents without their result unless it was asked for,
@@ -96,17 +95,16 @@ impl JobVersion {
 
     /// Folds this version and the document's `waiting_for` (decided by the API) into `t`.
     pub(super) fn fold(&self, t: &mut Tagger, doc: &JobDocument) {
-        t.str(&doc.correlation_id)
+        self.fold_parts(t, &doc.correlation_id, doc.waiting_for.as_ref());
+    }
+
+    fn fold_parts(&self, t: &mut Tagger, cid: &str, waiting_for: Option<&WaitingFor>) {
+        t.str(cid)
             .str(&self.created)
             .str(&self.evseq)
             .str(&self.waiting)
             .num(self.change as u64)
-            .str(
-                &doc.waiting_for
-                    .as_ref()
-                    .map(|w| w.as_str())
-                    .unwrap_or_default(),
-            );
+            .str(&waiting_for.map(|w| w.as_str()).unwrap_or_default());
     }
 }
 
@@ -146,38 +144,44 @@ impl Queue {
         Ok(field_map(fields, values))
     }
 
-    /// The job document and its tag (`GET /v1/jobs/{id}`): one `HGETALL` once this process
-    /// knows the job's queue.
-    pub async fn get_tagged(
+    /// The job document and its tag, unless its tag is `kept` ([`Fresh::Same`]): one `HGETALL`
+    /// either way, and a job whose tag is `kept` is not decoded (its result is the bulk of
+    /// it). What a reader holding the last answer (`scanq-api`'s kept answers) reads.
+    pub async fn get_unless(
         &self,
         tenant: &TenantId,
         cid: &CorrelationId,
-    ) -> Result<Option<Tagged<JobDocument>>, QueueError> {
+        kept: Option<&ETag>,
+    ) -> Result<Option<Fresh<JobDocument>>, QueueError> {
         let found = self
-            .find_raw(tenant, cid, |id| async move {
+            .find_hash(tenant, cid, |id| async move {
                 let mut con = self.connection().await?;
                 Ok(redis::AsyncCommands::hgetall(&mut con, self.keys.job(&id)).await?)
             })
             .await?;
-        Ok(found.map(|(_, h, doc)| Tagged {
+        let Some((id, h)) = found else {
+            return Ok(None);
+        };
+        // Only a queued job's tag depends on what the API decides (`waiting_for`).
+        let queued = h.get("state").map(String::as_str) == Some(JobState::Queued.as_str());
+        if let Some(kept) = kept.filter(|_| !queued) {
+            let mut t = Tagger::new("j");
+            t.str(tenant.as_str());
+            JobVersion::of(&h).fold_parts(&mut t, cid.as_str(), None);
+            if &t.finish() == kept {
+                return Ok(Some(Fresh::Same));
+            }
+        }
+        let Some(doc) = JobDocument::from_job(&id, &h) else {
+            return Ok(None);
+        };
+        let mut docs = [doc];
+        self.explain_waits(&mut docs).await;
+        let [doc] = docs;
+        Ok(Some(Fresh::New(Tagged {
             etag: job_tag("j", tenant, &h, &doc),
             value: doc,
-        }))
-    }
-
-    /// Only the tag [`Queue::get_tagged`] would give (one `HMGET` of the version fields): what
-    /// an `If-None-Match` is checked against before the document is read.
-    pub async fn document_tag(
-        &self,
-        tenant: &TenantId,
-        cid: &CorrelationId,
-    ) -> Result<Option<ETag>, QueueError> {
-        let found = self
-            .find_raw(tenant, cid, |id| async move {
-                self.hmget(&id, VERSION_FIELDS).await
-            })
-            .await?;
-        Ok(found.map(|(_, h, doc)| job_tag("j", tenant, &h, &doc)))
+        })))
     }
 
     /// A job's summary and its tag (`?view=summary`): one `HMGET` of the summary fields; the

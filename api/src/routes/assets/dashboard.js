@@ -72,7 +72,11 @@ function spark(values) {
   return `<svg class="spark" viewBox="0 0 100 31" preserveAspectRatio="none"><polyline points="${pts}"/></svg>`;
 }
 const jobLink = (id) => `<a href="#/jobs/${encodeURIComponent(id)}">${esc(id)}</a>`;
-const pct = (j) => j.progress ? `<progress max="100" value="${j.progress.percent}"></progress> ${j.progress.percent.toFixed(0)}%` : "";
+// A succeeded job's summary carries no progress: it is at 100 %.
+const pct = (j) => {
+  const p = j.progress || (j.state === "succeeded" ? { percent: 100 } : null);
+  return p ? `<progress max="100" value="${p.percent}"></progress> ${p.percent.toFixed(0)}%` : "";
+};
 // Zones (DESIGN §13): a queue is a tool in a zone; `default` is the zone of every target the
 // zone map does not place.
 const zoneCell = (z) => `<span class="zone" data-zone="${esc(z || "default")}">${esc(z || "default")}</span>`;
