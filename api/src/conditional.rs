@@ -4,13 +4,11 @@
 
 use std::convert::Infallible;
 
-use axum::Json;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use scanq::domain::ETag;
-use serde::Serialize;
 
 /// The request's `If-None-Match`, if any.
 pub struct IfNoneMatch(pub Option<String>);
@@ -39,14 +37,6 @@ impl IfNoneMatch {
 /// `304` with the tag and no body.
 pub fn not_modified(etag: &ETag) -> Response {
     with_tag(StatusCode::NOT_MODIFIED.into_response(), etag)
-}
-
-/// `304` when the client's copy is current, else `200` with `body` (built only then) and the tag.
-pub fn tagged<T: Serialize>(inm: &IfNoneMatch, etag: &ETag, body: impl FnOnce() -> T) -> Response {
-    if inm.is_current(etag) {
-        return not_modified(etag);
-    }
-    with_tag(Json(body()).into_response(), etag)
 }
 
 /// `304` when the client's copy is current, else `200` with the answer's encoded JSON body.

@@ -127,6 +127,13 @@ impl From<crate::reads::ReadError> for AppError {
                 },
             },
             ReadError::Encode(e) => Self::Internal(anyhow::anyhow!("{e}")),
+            ReadError::App(e) => match Arc::try_unwrap(e) {
+                Ok(e) => e,
+                Err(e) => match &*e {
+                    Self::Unavailable(m) => Self::Unavailable(m.clone()),
+                    _ => Self::Internal(anyhow::anyhow!("{e}")),
+                },
+            },
         }
     }
 }

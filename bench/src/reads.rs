@@ -81,9 +81,33 @@ fn wrk_ms(v: &str) -> Option<f64> {
     })
 }
 
-/// Runs wrk against `url` (None when wrk is not installed or its output is unreadable).
-async fn wrk(url: &str, tag: Option<&str>, connections: u32, secs: u64) -> Option<Wrk> {
+/// Runs wrk against `url` (None when wrk is not installed or its output is unreadable). A
+/// `url` with `{i}` has it replaced, for each request, by a random one of `spread` job numbers
+/// (a wrk Lua script).
+async fn wrk(
+    url: &str,
+    tag: Option<&str>,
+    connections: u32,
+    secs: u64,
+    spread: u64,
+) -> Option<Wrk> {
+    let script = match url.split_once("{i}") {
+        Some((head, tail)) => {
+            let path = head.splitn(4, '/').nth(3).unwrap_or_default();
+            let lua = format!(
+                "math.randomseed(os.time())\nrequest = function()\n  return wrk.format(nil, string.format(\"/{path}%05d{tail}\", math.random(0, {})))\nend\n",
+                spread.saturating_sub(1)
+            );
+            let file = tempfile::Builder::new().suffix(".lua").tempfile().ok()?;
+            std::fs::write(file.path(), lua).ok()?;
+            Some(file)
+        }
+        None => None,
+    };
     let mut cmd = std::process::Command::new("wrk");
+    if let Some(f) = &script {
+        cmd.arg("-s").arg(f.path());
+    }
     cmd.args([
         "-t2",
         &format!("-c{connections}"),
@@ -93,7 +117,7 @@ async fn wrk(url: &str, tag: Option<&str>, connections: u32, secs: u64) -> Optio
     if let Some(t) = tag {
         cmd.args(["-H", &format!("If-None-Match: {t}")]);
     }
-    cmd.arg(url);
+    cmd.arg(url.replace("{i}", "00000"));
     let out = tokio::task::spawn_blocking(move || cmd.output())
         .await
         .ok()?
@@ -258,13 +282,16 @@ async fn load(
     url: &str,
     tag: Option<String>,
     secs: u64,
+    spread: u64,
 ) -> anyhow::Result<(u64, f64, hdrhistogram::Histogram<u64>, Vec<u16>)> {
     let stop = Instant::now() + Duration::from_secs(secs);
     let count = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
-    for c in clients {
-        let (c, url, tag, count) = (c.clone(), url.to_owned(), tag.clone(), count.clone());
+    for (n, c) in clients.iter().enumerate() {
+        // `{i}`: each connection reads its own job.
+        let url = url.replace("{i}", &format!("{:05}", n as u64 % spread));
+        let (c, tag, count) = (c.clone(), tag.clone(), count.clone());
         tasks.spawn(async move {
             let mut h = histogram();
             let mut statuses = Vec::new();
@@ -309,10 +336,12 @@ pub async fn run(
         .map(|_| client())
         .collect::<anyhow::Result<_>>()?;
     let one = format!("r-{:05}", sizes.jobs / 2);
-    let cases: [(&'static str, String, bool); 11] = [
+    let cases: [(&'static str, String, bool); 12] = [
         ("healthz", "/healthz".into(), false),
         ("job", format!("/v1/jobs/{one}"), false),
         ("job", format!("/v1/jobs/{one}"), true),
+        // Every connection its own job (wrk: a random one per request): no read to share.
+        ("job, many", "/v1/jobs/r-{i}".into(), false),
         ("job summary", format!("/v1/jobs/{one}?view=summary"), false),
         ("job summary", format!("/v1/jobs/{one}?view=summary"), true),
         ("list 20", "/v1/jobs?limit=20".into(), false),
@@ -330,7 +359,7 @@ pub async fn run(
     let mut rows = Vec::new();
     for (case, path, conditional) in cases {
         let url = format!("{base}{path}");
-        let (status, etag, bytes) = probe(&clients[0], &url, None).await?;
+        let (status, etag, bytes) = probe(&clients[0], &url.replace("{i}", "00000"), None).await?;
         if status != 200 {
             bail!("GET {path} answered {status}");
         }
@@ -340,8 +369,16 @@ pub async fn run(
             None
         };
         let expect = if conditional { 304 } else { 200 };
-        let wrk = wrk(&url, tag.as_deref(), sizes.connections, sizes.secs).await;
-        let (answers, wall, h, statuses) = load(&clients, &url, tag, sizes.secs).await?;
+        let wrk = wrk(
+            &url,
+            tag.as_deref(),
+            sizes.connections,
+            sizes.secs,
+            sizes.jobs,
+        )
+        .await;
+        let (answers, wall, h, statuses) =
+            load(&clients, &url, tag, sizes.secs, sizes.jobs).await?;
         rows.push(Row {
             case,
             path,

@@ -40,6 +40,8 @@ pub enum ReadKey {
     },
     /// `GET /v1/jobs` with its filters.
     List { tenant: TenantId, page: PageQuery },
+    /// `GET /v1/stats`: the fleet's view (`None`, admins) or one tenant's.
+    Stats { tenant: Option<TenantId> },
 }
 
 /// A page of a tenant's jobs, as `GET /v1/jobs` asks for it.
@@ -60,7 +62,8 @@ pub struct Answer {
 }
 
 impl Answer {
-    fn json<T: Serialize>(etag: ETag, value: &T) -> Result<Arc<Self>, ReadError> {
+    /// `value` encoded, with its tag.
+    pub fn json<T: Serialize>(etag: ETag, value: &T) -> Result<Arc<Self>, ReadError> {
         let body = serde_json::to_vec(value).map_err(|e| ReadError::Encode(Arc::new(e)))?;
         Ok(Arc::new(Self {
             etag,
@@ -76,6 +79,15 @@ pub enum ReadError {
     Store(Arc<QueueError>),
     #[error("encoding the answer: {0}")]
     Encode(Arc<serde_json::Error>),
+    /// Building the answer was refused (the stats' numbers).
+    #[error("{0}")]
+    App(Arc<crate::error::AppError>),
+}
+
+impl From<crate::error::AppError> for ReadError {
+    fn from(e: crate::error::AppError) -> Self {
+        Self::App(Arc::new(e))
+    }
 }
 
 impl From<QueueError> for ReadError {
@@ -125,6 +137,16 @@ impl Reads {
             }
         })
         .await
+    }
+
+    /// The stats (`routes::stats` builds them): shared, and `read` is given the kept answer
+    /// to reuse while the stats' tag holds.
+    pub async fn stats<F, Fut>(&self, tenant: Option<TenantId>, read: F) -> Read
+    where
+        F: FnOnce(Option<Arc<Answer>>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Read> + Send + 'static,
+    {
+        self.read(ReadKey::Stats { tenant }, read).await
     }
 
     /// A page of the tenant's jobs: shared, and built again only when its tag (its members'

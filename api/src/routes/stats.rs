@@ -17,6 +17,7 @@ use utoipa::IntoParams;
 use crate::conditional::{self, IfNoneMatch};
 use crate::error::AppError;
 use crate::extract::{Caller, Params};
+use crate::reads::Answer;
 use crate::state::AppState;
 
 /// The most jobs of one tenant counted for its view.
@@ -36,6 +37,7 @@ pub(crate) struct StatsParams {
 
 /// Per tool: jobs by state, queue depth, oldest queued age, wait/run percentiles. Carries an
 /// `ETag` (from the counts, `scanq::stats` `version.rs`); `If-None-Match` with it gets 304.
+/// Shared by the requests that arrive together and kept by tag (`crate::reads`).
 #[utoipa::path(get, path = "/v1/stats", operation_id = "stats", tag = "fleet",
     params(StatsParams,
         ("If-None-Match" = Option<String>, Header, description = "An `ETag` of an earlier answer: 304 while the numbers are unchanged")),
@@ -49,19 +51,25 @@ pub(crate) async fn stats(
     Params(p): Params<StatsParams>,
     inm: IfNoneMatch,
 ) -> Result<Response, AppError> {
-    let places = state.places().await?;
     let named = p.tenant.is_some_and(|t| !t.is_empty());
     let fleet_view = caller.admin && !named;
-    let tag = state
+    let tenant = (!fleet_view).then(|| caller.tenant.clone());
+    let st = state.clone();
+    let answer = state
         .inner
-        .stats
-        .version(&places, (!fleet_view).then_some(&caller.tenant))
-        .await?;
-    if inm.is_current(&tag) {
-        return Ok(conditional::not_modified(&tag));
-    }
-    let body = numbers(&state, &caller, &places, fleet_view).await?;
-    Ok(conditional::tagged(&inm, &tag, || body))
+        .reads
+        .stats(tenant.clone(), move |kept| async move {
+            let places = st.places().await?;
+            let tag = st.inner.stats.version(&places, tenant.as_ref()).await?;
+            if let Some(k) = kept.filter(|k| k.etag == tag) {
+                return Ok(Some(k));
+            }
+            let body = numbers(&st, &caller, &places, fleet_view).await?;
+            Answer::json(tag, &body).map(Some)
+        })
+        .await?
+        .ok_or(AppError::NotFound)?;
+    Ok(conditional::answer(&inm, &answer))
 }
 
 /// The answer of [`stats`]: the fleet's numbers, or the caller's tenant's.
