@@ -12,6 +12,7 @@ use super::entries::{Entry, entries};
 use super::{Approval, Blackout, Calendar, Engagement, Weekday, Window};
 use crate::catalog::Catalog;
 use crate::domain::{EngagementId, ToolName};
+use crate::validate::text::first_hidden;
 use crate::validate::{TargetPolicy, ValidationError};
 
 /// Most entries in `targets` and in `denied_targets`.
@@ -161,12 +162,6 @@ pub(super) fn clip(s: &str) -> String {
     out
 }
 
-/// Characters that would hide or reorder text: controls, and Unicode's invisible formatting.
-fn hidden(c: char) -> bool {
-    c.is_control()
-        || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{feff}' | '\u{061c}' | '\u{00ad}')
-}
-
 /// A note (description, reason): at most `max` characters, nothing hidden.
 fn note(field: &str, text: Option<String>, max: usize) -> Result<Option<String>, ValidationError> {
     let Some(t) = text else { return Ok(None) };
@@ -174,7 +169,7 @@ fn note(field: &str, text: Option<String>, max: usize) -> Result<Option<String>,
     if t.chars().count() > max {
         return Err(refuse(field, "is too long", hint));
     }
-    if let Some(c) = t.chars().find(|c| hidden(*c)) {
+    if let Some(c) = first_hidden(&t) {
         return Err(refuse(field, format!("holds {c:?}"), hint));
     }
     Ok(Some(t))

@@ -27,6 +27,7 @@ pub mod scope;
 pub mod script;
 pub mod target;
 pub mod targets;
+pub mod text;
 pub mod url;
 pub mod values;
 pub mod zones;

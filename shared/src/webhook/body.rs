@@ -7,6 +7,7 @@ use utoipa::ToSchema;
 
 use super::EventType;
 use crate::validate::ValidationError;
+use crate::validate::text::{first_hidden, hidden};
 use crate::validate::url::WebhookUrl;
 
 /// Events one subscription may list (before duplicates are dropped).
@@ -88,13 +89,6 @@ fn clip(s: &str) -> String {
     }
 }
 
-/// Characters that would hide or reorder text: controls, and Unicode's invisible formatting
-/// (zero-width, bidirectional overrides and isolates, BOM).
-fn hidden(c: char) -> bool {
-    c.is_control()
-        || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{feff}' | '\u{061c}' | '\u{00ad}')
-}
-
 impl TryFrom<WebhookBody> for WebhookSpec {
     type Error = ValidationError;
 
@@ -145,7 +139,7 @@ impl TryFrom<WebhookBody> for WebhookSpec {
             if d.chars().count() > MAX_DESCRIPTION_CHARS {
                 return Err(refuse("description", "is too long", hint));
             }
-            if let Some(c) = d.chars().find(|c| hidden(*c)) {
+            if let Some(c) = first_hidden(d) {
                 return Err(refuse("description", format!("holds {c:?}"), hint));
             }
         }
