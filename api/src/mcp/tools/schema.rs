@@ -106,7 +106,8 @@ fn scan_input_schema(state: &AppState, spec: &ToolSpec) -> Value {
     let engagement = (
         "engagement",
         json!({"description": format!(
-            "The engagement (your written permission to test) the scan runs under: its targets,              tools, templates, windows and approval rule apply. engagement_list shows yours.{}",
+            "The engagement (your written permission to test) the scan runs under: its targets, \
+             tools, templates, windows and approval rule apply. engagement_list shows yours.{}",
             if live.cfg.require_engagement { " Required on this server." } else { "" })}),
     );
     for (name, overlay) in shared.into_iter().chain([chunk_hosts, zone, engagement]) {
