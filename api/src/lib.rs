@@ -222,12 +222,6 @@ pub async fn run(
     let caps = tokio::spawn(publish_caps(state.clone()));
     let webhooks = tokio::spawn(deliver_webhooks(state.clone()));
     tracing::info!(addr = %addr, "API listening");
-    // Answers leave at once (`TCP_NODELAY`), not after the client's ACK of an earlier write.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(err) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %err, "TCP_NODELAY not set on a connection");
-        }
-    });
     let served = axum::serve(
         listener,
         router(state).into_make_service_with_connect_info::<SocketAddr>(),

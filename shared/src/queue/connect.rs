@@ -44,22 +44,11 @@ pub fn client(cfg: &Config) -> Result<redis::Client, String> {
 /// Errors name the URL with its password redacted.
 pub fn client_for(cfg: &Config, url: &str) -> Result<redis::Client, String> {
     let shown = crate::config::redact_url(url);
-    let certs = tls_certificates(cfg)?;
-    let client = redis::IntoConnectionInfo::into_connection_info(url).and_then(|info| {
-        let info = info.set_tcp_settings(tcp_settings());
-        match certs {
-            Some(certs) => redis::Client::build_with_tls(info, certs),
-            None => redis::Client::open(info),
-        }
-    });
+    let client = match tls_certificates(cfg)? {
+        Some(certs) => redis::Client::build_with_tls(url, certs),
+        None => redis::Client::open(url),
+    };
     client.map_err(|e| cfg.redact_secrets(&format!("redis url {shown}: {e}")))
-}
-
-/// Every Redis socket sends at once (`TCP_NODELAY`; redis-rs leaves Nagle on): on a
-/// multiplexed connection a command written while an earlier one is unanswered would otherwise
-/// wait for that answer's ACK before it leaves (one job's result behind an earlier claim).
-fn tcp_settings() -> redis::io::tcp::TcpSettings {
-    redis::io::tcp::TcpSettings::default().set_nodelay(true)
 }
 
 fn tls_certificates(cfg: &Config) -> Result<Option<redis::TlsCertificates>, String> {
@@ -325,7 +314,6 @@ pub fn pool(cfg: &Config) -> Result<Pool, String> {
         RedisMode::Cluster { seeds } => {
             let build = |blocking: bool| {
                 let mut b = ClusterClientBuilder::new(seeds.clone())
-                    .tcp_settings(tcp_settings())
                     .connection_timeout(CONNECT_TIMEOUT)
                     .retries(6)
                     .max_retry_wait(1000)
