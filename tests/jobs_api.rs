@@ -274,6 +274,55 @@ async fn the_long_poll_returns_as_soon_as_the_job_finishes() {
 }
 
 #[tokio::test]
+async fn the_long_poll_answer_carries_the_tag_of_a_plain_read() {
+    let s = stack().await;
+    post(
+        &s.base,
+        r#"{"tool":"sleep","target":"10.0.0.5","args":"--ms 100","correlation_id":"lp-tag"}"#,
+    )
+    .await;
+    let get = |path: &str, tag: Option<&str>| {
+        let mut req = http().get(format!("{}{path}", s.base));
+        if let Some(t) = tag {
+            req = req.header("if-none-match", t);
+        }
+        async move {
+            let resp = req.send().await.expect("get");
+            let status = resp.status().as_u16();
+            let etag = resp
+                .headers()
+                .get("etag")
+                .map(|v| v.to_str().expect("ascii").to_owned());
+            (status, etag, resp.text().await.expect("body"))
+        }
+    };
+    let (status, waited_tag, body) = get("/v1/jobs/lp-tag?wait=30", None).await;
+    let doc: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (status, doc["state"].as_str()),
+        (200, Some("succeeded")),
+        "{doc}"
+    );
+    assert!(doc["result"].is_object(), "the whole document: {doc}");
+
+    let (_, plain_tag, plain) = get("/v1/jobs/lp-tag", None).await;
+    assert!(waited_tag.is_some());
+    assert_eq!(
+        waited_tag, plain_tag,
+        "the same job answers with the same tag"
+    );
+    assert_eq!(doc, serde_json::from_str::<Value>(&plain).unwrap());
+    // A long-poll of a finished job the client already has: 304, no body.
+    let (again, _, empty) = get("/v1/jobs/lp-tag?wait=30", waited_tag.as_deref()).await;
+    assert_eq!((again, empty.as_str()), (304, ""));
+    // The summary view still answers with the summary.
+    let (_, _, summary) = get("/v1/jobs/lp-tag?wait=30&view=summary", None).await;
+    let summary: Value = serde_json::from_str(&summary).unwrap();
+    assert_eq!(summary["state"], "succeeded", "{summary}");
+    assert!(summary.get("result").is_none(), "{summary}");
+}
+
+#[tokio::test]
 async fn the_dashboard_is_served() {
     let s = stack().await;
     let page = http()

@@ -173,10 +173,15 @@ pub(crate) async fn read(
     let queue = state.queue();
     if let Some(wait) = p.wait.filter(|w| *w > 0) {
         let wait = Duration::from_secs(wait.min(state.inner.cfg.max_wait_sec));
-        queue
+        let waited = queue
             .wait_terminal(&state.inner.listener, &caller.tenant, &id, wait)
             .await?
             .ok_or(AppError::NotFound)?;
+        if p.view != Some(View::Summary) {
+            // The long-poll's last read is the answer (one read fewer).
+            let t = waited.tagged(&caller.tenant);
+            return Ok(conditional::tagged(&inm, &t.etag, || t.value));
+        }
     }
     let answer = state
         .inner

@@ -66,6 +66,7 @@ pub use engagements::StoredEngagement;
 pub(crate) use job_fields::job_fields;
 pub use limits::{CAPS_PUBLISH_EVERY, Standing, retry_after_secs};
 pub use listen::{Listener, Subscription};
+pub use read::Waited;
 pub use sessions::McpSession;
 pub use tally::{TenantTally, ToolTally};
 pub use versions::{Fresh, JobPage, Tagged};

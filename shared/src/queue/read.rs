@@ -6,9 +6,31 @@ use std::time::Duration;
 
 use redis::AsyncCommands;
 
-use super::{JobEvent, LOCATE_CACHE, Listener, Place, Queue, QueueError, WATCH_MS};
+use super::{JobEvent, LOCATE_CACHE, Listener, Place, Queue, QueueError, Tagged, WATCH_MS};
 use crate::domain::{CorrelationId, JobDocument, JobId, TenantId, ToolName};
 use crate::scripts::WatchMode;
+
+/// What a long-poll ([`Queue::wait_terminal`]) ended with: the job as last read (final, or as
+/// it was when the wait ended) and the hash it was read from.
+#[derive(Debug, Clone)]
+pub struct Waited {
+    hash: HashMap<String, String>,
+    doc: JobDocument,
+}
+
+impl Waited {
+    pub fn document(&self) -> &JobDocument {
+        &self.doc
+    }
+
+    /// The document and its tag, as [`Queue::get_tagged`] gives them for the same hash.
+    pub fn tagged(self, tenant: &TenantId) -> Tagged<JobDocument> {
+        Tagged {
+            etag: super::versions::job_tag("j", tenant, &self.hash, &self.doc),
+            value: self.doc,
+        }
+    }
+}
 
 impl Queue {
     fn cached_tool(&self, tenant: &TenantId, cid: &CorrelationId) -> Option<Place> {
@@ -161,7 +183,20 @@ impl Queue {
         cid: &CorrelationId,
         mode: WatchMode,
     ) -> Result<Option<(ToolName, JobDocument)>, QueueError> {
-        self.find(tenant, cid, |id| async move {
+        Ok(self
+            .watch_raw(tenant, cid, mode)
+            .await?
+            .map(|(tool, _, doc)| (tool, doc)))
+    }
+
+    /// [`Queue::watch`], with the hash the document was read from.
+    async fn watch_raw(
+        &self,
+        tenant: &TenantId,
+        cid: &CorrelationId,
+        mode: WatchMode,
+    ) -> Result<Option<(ToolName, HashMap<String, String>, JobDocument)>, QueueError> {
+        self.find_raw(tenant, cid, |id| async move {
             let mut con = self.connection().await?;
             let tk = self.keys.job_keys(&id);
             Ok(self
@@ -258,35 +293,61 @@ impl Queue {
     }
 
     /// Long-poll: the document once terminal, or as it is when `timeout` passes. One round trip
-    /// per read: subscribe locally, then register and read in one script.
+    /// per read: subscribe locally, then register and read in one script. The last read is the
+    /// answer (with the hash it came from, for its tag): nothing is read again after it.
     pub async fn wait_terminal(
         &self,
         listener: &Listener,
         tenant: &TenantId,
         cid: &CorrelationId,
         timeout: Duration,
-    ) -> Result<Option<JobDocument>, QueueError> {
+    ) -> Result<Option<Waited>, QueueError> {
+        let plain = |tenant, cid| {
+            self.find_raw(tenant, cid, |id| async move {
+                let mut con = self.connection().await?;
+                Ok(con.hgetall(self.keys.job(&id)).await?)
+            })
+        };
         if timeout.is_zero() {
-            return Ok(self.get(tenant, cid).await?.map(|(_, d)| d));
+            let found = plain(tenant, cid).await?;
+            return Ok(found.map(|(_, hash, doc)| Waited { hash, doc }));
         }
         let Some((mut tool, _)) = self.tool_of(tenant, cid).await? else {
             return Ok(None);
         };
         let mut sub = listener.subscribe(&Self::tag(&tool, tenant, cid));
         let deadline = tokio::time::Instant::now() + timeout;
+        // While the registration is young, a re-read is a plain `HGETALL` (no script).
+        let mut registered: Option<tokio::time::Instant> = None;
+        let young = Duration::from_millis(WATCH_MS / 2);
         loop {
-            let Some((found, doc)) = self.watch(tenant, cid, WatchMode::Notify).await? else {
+            let read = match registered {
+                Some(at) if at.elapsed() < young => plain(tenant, cid).await?,
+                _ => {
+                    let at = tokio::time::Instant::now();
+                    let read = self.watch_raw(tenant, cid, WatchMode::Notify).await?;
+                    registered = Some(at);
+                    read
+                }
+            };
+            let Some((found, hash, doc)) = read else {
                 return Ok(None);
             };
             if found != tool {
                 // The ID now belongs to another tool's job (the cached one expired): follow it.
                 sub = listener.subscribe(&Self::tag(&found, tenant, cid));
                 tool = found;
+                registered = None;
+                continue;
+            }
+            if !hash.contains_key("watch") {
+                // A new job under this ID (the registered one expired): register on it.
+                registered = None;
                 continue;
             }
             let now = tokio::time::Instant::now();
             if doc.state.is_terminal() || now >= deadline {
-                return Ok(Some(doc));
+                return Ok(Some(Waited { hash, doc }));
             }
             // Re-read at least every 5 s even without a message (belt and braces).
             let wait = (deadline - now).min(Duration::from_secs(5));

@@ -117,7 +117,7 @@ pub(super) fn field_map(fields: &[&str], values: Vec<Option<String>>) -> HashMap
         .collect()
 }
 
-fn job_tag(
+pub(super) fn job_tag(
     kind: &'static str,
     tenant: &TenantId,
     h: &HashMap<String, String>,
