@@ -20,7 +20,7 @@ use crate::error::AppError;
 use crate::error::ProblemBody;
 use crate::extract::{Caller, JobId, JsonBody, Params};
 use crate::params::JobIdParam;
-use crate::reads::PageQuery;
+use crate::reads::{Answer, PageQuery};
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -180,7 +180,8 @@ pub(crate) async fn read(
         if p.view != Some(View::Summary) {
             // The long-poll's last read is the answer (one read fewer).
             let t = waited.tagged(&caller.tenant);
-            return Ok(conditional::tagged(&inm, &t.etag, || t.value));
+            let answer = Answer::json(t.etag, &t.value)?;
+            return Ok(conditional::answer(&inm, &answer));
         }
     }
     let answer = state

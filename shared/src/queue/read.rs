@@ -23,7 +23,8 @@ impl Waited {
         &self.doc
     }
 
-    /// The document and its tag, as [`Queue::get_tagged`] gives them for the same hash.
+    /// The document and its tag, as a plain read ([`Queue::get_unless`]) gives them for the same
+    /// hash.
     pub fn tagged(self, tenant: &TenantId) -> Tagged<JobDocument> {
         Tagged {
             etag: super::versions::job_tag("j", tenant, &self.hash, &self.doc),
