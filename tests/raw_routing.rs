@@ -627,7 +627,7 @@ async fn a_plain_claim_costs_what_it_did_and_a_raw_capable_one_reads_both_lanes(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_job_going_straight_onto_its_stream_is_stamped_from_its_entry_without_a_time_call() {
+async fn a_submit_reads_no_clock_and_no_job_hash_for_a_fresh_id_on_its_stream_or_in_its_backlog() {
     // A window of one: the first job goes onto the stream, the second into the backlog.
     let e = engine("enqtime", 1).await;
     // Warm up (the tool's queue number, the scripts) with another tenant's job.
@@ -641,6 +641,11 @@ async fn a_job_going_straight_onto_its_stream_is_stamped_from_its_entry_without_
         .unwrap();
     e.submit("first", "--ms 1").await;
     assert_eq!(calls(&mut con, "xadd").await, 1, "onto its stream");
+    assert_eq!(
+        calls(&mut con, "hmget").await,
+        1,
+        "a fresh ID: only the counts are read, not the job hash"
+    );
     assert_eq!(
         calls(&mut con, "time").await,
         0,
@@ -670,11 +675,26 @@ async fn a_job_going_straight_onto_its_stream_is_stamped_from_its_entry_without_
         .parse()
         .unwrap();
     assert_eq!(created, id_ms, "created_ms is the entry's time");
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
     e.submit("second", "--ms 1").await;
     assert_eq!(
         calls(&mut con, "time").await,
-        1,
-        "a backlogged job reads the clock"
+        0,
+        "a backlogged job is stamped with the submitter's clock (its listing score's)"
+    );
+    assert_eq!(calls(&mut con, "rpush").await, 1, "into the backlog");
+    let second: u64 = redis::cmd("HGET")
+        .arg(tk.job(&format!("{}/second", e.tenant.as_str())))
+        .arg("created_ms")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert!(
+        second >= before && second <= before + 60_000,
+        "{second} vs {before}"
     );
     assert_eq!(e.doc("second").await.state, JobState::Queued);
 }

@@ -277,10 +277,27 @@ local function finish(f)
   if j.h.evs == '1' then redis.call('PEXPIRE', ev_key(j), int(ttl)) end
 end
 
--- A tenant's backlog (one per lane) holds `<lane>|<ref>` items (`normal|blue/scan-1`,
+-- A group's waiting list holds `<lane>|<ref>` items (`normal|blue/scan-1`,
 -- `high:raw|blue/syn-2`), so moving one needs no read of the job.
 local function backlog_item(lane, ref)
   return (lane or 'normal') .. '|' .. ref
+end
+
+-- A tenant's backlog (one list per tenant and lane) holds each job as `[<lane>|]<cid>`: the
+-- tenant is the list's, and the lane is left out when it is `normal` (`scan-1`, `high|scan-2`,
+-- `normal:raw|syn-3`); a backlogged job's bytes are paid for as long as it waits. Items written
+-- by older releases (`<lane>|<tenant>/<cid>`) read the same: a correlation ID holds no `/`.
+local function backlog_entry(lane, ref)
+  local cid = string.match(ref, '^[^/]*/(.*)$') or ref
+  if lane == nil or lane == 'normal' then return cid end
+  return lane .. '|' .. cid
+end
+-- The lane and ref of a backlog item of `who` (a tenant in a lane, see `in_lane`).
+local function backlog_ref(item, who)
+  local lane, rest = string.match(item, '^([%a:]+)|(.*)$')
+  if not lane then lane, rest = 'normal', item end
+  if string.find(rest, '/', 1, true) then return lane, rest end
+  return lane, (string.match(who, '^raw:(.*)$') or who) .. '/' .. rest
 end
 
 -- Moves up to `n` of the backlogged jobs of `who` (a tenant in a lane, see `in_lane`) onto
@@ -290,8 +307,7 @@ local function refill(fairkey, backlog_prefix, streams, who, n)
   local items = redis.call('LPOP', backlog_prefix .. who, n)
   if not items then return end
   for _, item in ipairs(items) do
-    local lane, ref = string.match(item, '^([%a:]+)|(.*)$')
-    if not lane then lane, ref = 'normal', item end
+    local lane, ref = backlog_ref(item, who)
     redis.call('XADD', stream_of(streams, lane), '*', 'ref', ref)
   end
   redis.call('HINCRBY', fairkey, share(who), #items)
