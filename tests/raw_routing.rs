@@ -72,7 +72,8 @@ async fn engine(name: &str, fair_window: u64) -> Engine {
 }
 
 impl Engine {
-    async fn submit_as(&self, tenant: &TenantId, cid: &str, args: &str) {
+    /// Submits a job (`cid` '' = let the queue make its ID); returns its ID.
+    async fn submit_as(&self, tenant: &TenantId, cid: &str, args: &str) -> String {
         let targets = TargetPolicy::default();
         let policy = Policy {
             catalog: &self.catalog,
@@ -83,13 +84,15 @@ impl Engine {
             require_engagement: false,
             approval: scanq::engagement::Approval::Never,
         };
-        let spec = JobSpec::from_json(
-            &json!({"tool":"sleep","target":"10.0.0.5","args":args,"correlation_id":cid}),
-            &policy,
-        )
-        .unwrap();
+        let mut body = json!({"tool":"sleep","target":"10.0.0.5","args":args});
+        if !cid.is_empty() {
+            body["correlation_id"] = json!(cid);
+        }
+        let spec = JobSpec::from_json(&body, &policy).unwrap();
         assert_eq!(spec.needs_raw, args.contains("--raw"), "{args}");
-        assert!(self.queue.submit(tenant, &spec).await.unwrap().created);
+        let out = self.queue.submit(tenant, &spec).await.unwrap();
+        assert!(out.created);
+        out.document.correlation_id
     }
 
     /// Entries in the plain lane's and the raw lane's ready streams (all priorities).
@@ -697,4 +700,22 @@ async fn a_submit_reads_no_clock_and_no_job_hash_for_a_fresh_id_on_its_stream_or
         "{second} vs {before}"
     );
     assert_eq!(e.doc("second").await.state, JobState::Queued);
+    // An ID the queue makes (a UUID) waits in the backlog as 16 bytes, and runs as itself.
+    let made = e.submit_as(&e.tenant.clone(), "", "--ms 1").await;
+    let items: Vec<Vec<u8>> = redis::cmd("LRANGE")
+        .arg(format!("{}{}", tk.backlog_prefix(), e.tenant.as_str()))
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert_eq!(items.len(), 2);
+    assert_eq!((items[1].len(), items[1][0]), (17, b'#'), "{:?}", items[1]);
+    let started: Vec<String> = e
+        .claim_rounds(&e.plain)
+        .await
+        .iter()
+        .map(|j| j.id.cid.to_string())
+        .collect();
+    assert_eq!(started, ["warm", "first", "second", made.as_str()]);
 }

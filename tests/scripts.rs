@@ -920,7 +920,11 @@ async fn jobs_without_their_default_fields_and_backlog_items_of_older_releases_s
     f.set.fair_window = 1;
     // What this release writes for a job at the defaults: no `timeout_sec`, no `max_attempts`.
     let fields = [("target", "127.0.0.1".to_owned())];
-    for r in ["a/j1", "a/j2", "a/j3"] {
+    // IDs the API makes are lowercase UUIDs: the submitter packs them into 16 bytes for the
+    // backlog (`CorrelationId::packed`); anything else is kept as it is.
+    let made = "a/019af0c2-7e1d-7b3a-9c4e-0123456789ab";
+    let upper = "a/019AF0C2-7E1D-7B3A-9C4E-0123456789AB";
+    for r in ["a/j1", "a/j2", "a/j3", made, upper] {
         let out = f
             .scripts
             .enqueue(
@@ -953,17 +957,25 @@ async fn jobs_without_their_default_fields_and_backlog_items_of_older_releases_s
         "the document is unchanged"
     );
     let backlog = format!("{}a", f.tk.backlog_prefix());
-    let items: Vec<String> = f.con.lrange(&backlog, 0, -1).await.unwrap();
+    let items: Vec<Vec<u8>> = f.con.lrange(&backlog, 0, -1).await.unwrap();
     assert_eq!(
-        items,
-        ["j2", "j3"],
+        (&items[0][..], &items[1][..]),
+        (&b"j2"[..], &b"j3"[..]),
         "the list is the tenant's: items are bare IDs"
     );
-    // An item as an older release wrote it (`<lane>|<tenant>/<cid>`) reads the same.
+    assert_eq!(items[2], made.as_bytes()[2..].to_vec());
+    assert_eq!(items[3], upper.as_bytes()[2..].to_vec());
+    // An item as an older release wrote it (`<lane>|<tenant>/<cid>`), and a packed one as
+    // `Queue::submit` writes it, read the same.
     let _: () = f.con.lset(&backlog, 1, "normal|a/j3").await.unwrap();
+    let packed = scanq::domain::CorrelationId::parse(&made[2..])
+        .unwrap()
+        .packed()
+        .unwrap();
+    let _: () = f.con.lset(&backlog, 2, &packed[..]).await.unwrap();
 
     let mut started = Vec::new();
-    for _ in 0..3 {
+    for _ in 0..5 {
         let c = f.claim_raw(1).await;
         assert_eq!(
             c.jobs.len(),
@@ -974,7 +986,7 @@ async fn jobs_without_their_default_fields_and_backlog_items_of_older_releases_s
         started.push((c.jobs[0].job_ref.clone(), c.jobs[0].fence));
     }
     let refs: Vec<&str> = started.iter().map(|(r, _)| r.as_str()).collect();
-    assert_eq!(refs, ["a/j1", "a/j2", "a/j3"]);
+    assert_eq!(refs, ["a/j1", "a/j2", "a/j3", made, upper]);
     // Attempt 1 of the default 3: a retry is scheduled, not failed.
     assert_eq!(f.complete("a/j1", started[0].1, "retry").await, "scheduled");
 }

@@ -343,7 +343,10 @@ impl Queue {
         // A member just added means no job lives under the ID: the script skips its
         // idempotency read (members are removed only once their job is gone).
         let listed = if fresh {
-            crate::scripts::Listed::Fresh { at_ms: now }
+            crate::scripts::Listed::Fresh {
+                at_ms: now,
+                packed: id.cid.packed(),
+            }
         } else {
             crate::scripts::Listed::Known { at_ms: now }
         };

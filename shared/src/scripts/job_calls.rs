@@ -6,6 +6,8 @@ use redis::{RedisResult, Value};
 
 use super::reply::{CancelOutcome, DecideOutcome, EnqueueOutcome, RetryOutcome};
 use super::{ScriptSettings, Scripts, WatchMode, reply};
+#[cfg(doc)]
+use crate::domain::CorrelationId;
 use crate::domain::Priority;
 use crate::keys::ToolKeys;
 
@@ -17,8 +19,11 @@ pub enum Listed {
     /// hash for idempotency and Redis' clock for a backlogged job.
     Unknown,
     /// The caller's `ZADD NX` just added the member, at `at_ms` on its clock: no job lives
-    /// under the ID.
-    Fresh { at_ms: u64 },
+    /// under the ID. `packed`: the ID as a backlog item holds it ([`CorrelationId::packed`]).
+    Fresh {
+        at_ms: u64,
+        packed: Option<[u8; 17]>,
+    },
     /// The member was there already (the job may exist); written at `at_ms` on its clock.
     Known { at_ms: u64 },
 }
@@ -120,9 +125,16 @@ impl Scripts {
             // A job awaiting a person's approval holds no queue slot (DESIGN §14).
             .arg(if hold { "hold" } else { "" });
         match listed {
-            Listed::Unknown => inv.arg(0).arg(""),
-            Listed::Fresh { at_ms } => inv.arg(at_ms).arg("1"),
-            Listed::Known { at_ms } => inv.arg(at_ms).arg(""),
+            Listed::Unknown => inv.arg(0).arg("").arg(""),
+            Listed::Fresh {
+                at_ms,
+                packed: Some(p),
+            } => inv.arg(at_ms).arg("1").arg(&p[..]),
+            Listed::Fresh {
+                at_ms,
+                packed: None,
+            } => inv.arg(at_ms).arg("1").arg(""),
+            Listed::Known { at_ms } => inv.arg(at_ms).arg("").arg(""),
         };
         for (k, v) in fields {
             inv.arg(*k).arg(v);

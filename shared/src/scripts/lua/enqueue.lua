@@ -18,7 +18,9 @@
 -- ARGV[10] '1' when the caller has just claimed the correlation ID in the tenant's listing
 -- (`ZADD NX` added it, docs/queue.md "The listing is the index"): no job lives under it, so the
 -- idempotency read is skipped; '' otherwise (a chunk, a listed ID: the job hash is read)
--- ARGV[11..] field, value pairs of the job (target, args, …; a chunk's `parent` and `hosts`)
+-- ARGV[11] the job's correlation ID packed for its backlog item ('#' + the 16 bytes of a
+-- lowercase UUID, `CorrelationId::packed`), or '' (the item holds the ID as it is)
+-- ARGV[12..] field, value pairs of the job (target, args, …; a chunk's `parent` and `hosts`)
 -- Returns {'created', state, created_ms} | {'exists', state} | {'conflict', state} | {'full', depth}
 
 local job, stream, sched, counts = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
@@ -67,7 +69,7 @@ else
     -- Over the tenant's share of the stream: wait in its backlog instead.
     now = tonumber(ARGV[9]) or 0
     if now <= 0 then now = now_ms() end
-    redis.call('RPUSH', KEYS[5] .. who, backlog_entry(lane, ref))
+    redis.call('RPUSH', KEYS[5] .. who, backlog_entry(lane, ref, ARGV[11] ~= '' and ARGV[11] or nil))
     redis.call('HSET', counts, S.queued, int(queued + 1))
   else
     local id = redis.call('XADD', stream, '*', 'ref', ref)
@@ -77,11 +79,11 @@ else
 end
 local fields = { 'state', state, 'req_hash', hash, 'created_ms', int(now) }
 for _, v in ipairs(when) do fields[#fields + 1] = v end
-for i = 11, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 12, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', job, unpack(fields))
 redis.call('PEXPIRE', job, ARGV[4])
 -- A chunk of a big scan (a `parent` field) is counted in its parent's tally (see `count`).
-for i = 11, #ARGV - 1, 2 do
+for i = 12, #ARGV - 1, 2 do
   if ARGV[i] == 'parent' then
     local prefix = string.sub(job, 1, #job - #K.job - #ref)
     local tally = prefix .. K.tally .. tenant_of(ref) .. '/' .. ARGV[i + 1]
