@@ -72,7 +72,8 @@ async fn engine(name: &str, fair_window: u64) -> Engine {
 }
 
 impl Engine {
-    async fn submit_as(&self, tenant: &TenantId, cid: &str, args: &str) {
+    /// Submits a job (`cid` '' = let the queue make its ID); returns its ID.
+    async fn submit_as(&self, tenant: &TenantId, cid: &str, args: &str) -> String {
         let targets = TargetPolicy::default();
         let policy = Policy {
             catalog: &self.catalog,
@@ -83,13 +84,15 @@ impl Engine {
             require_engagement: false,
             approval: scanq::engagement::Approval::Never,
         };
-        let spec = JobSpec::from_json(
-            &json!({"tool":"sleep","target":"10.0.0.5","args":args,"correlation_id":cid}),
-            &policy,
-        )
-        .unwrap();
+        let mut body = json!({"tool":"sleep","target":"10.0.0.5","args":args});
+        if !cid.is_empty() {
+            body["correlation_id"] = json!(cid);
+        }
+        let spec = JobSpec::from_json(&body, &policy).unwrap();
         assert_eq!(spec.needs_raw, args.contains("--raw"), "{args}");
-        assert!(self.queue.submit(tenant, &spec).await.unwrap().created);
+        let out = self.queue.submit(tenant, &spec).await.unwrap();
+        assert!(out.created);
+        out.document.correlation_id
     }
 
     /// Entries in the plain lane's and the raw lane's ready streams (all priorities).
@@ -627,7 +630,7 @@ async fn a_plain_claim_costs_what_it_did_and_a_raw_capable_one_reads_both_lanes(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_job_going_straight_onto_its_stream_is_stamped_from_its_entry_without_a_time_call() {
+async fn a_submit_reads_no_clock_and_no_job_hash_for_a_fresh_id_on_its_stream_or_in_its_backlog() {
     // A window of one: the first job goes onto the stream, the second into the backlog.
     let e = engine("enqtime", 1).await;
     // Warm up (the tool's queue number, the scripts) with another tenant's job.
@@ -641,6 +644,11 @@ async fn a_job_going_straight_onto_its_stream_is_stamped_from_its_entry_without_
         .unwrap();
     e.submit("first", "--ms 1").await;
     assert_eq!(calls(&mut con, "xadd").await, 1, "onto its stream");
+    assert_eq!(
+        calls(&mut con, "hmget").await,
+        1,
+        "a fresh ID: only the counts are read, not the job hash"
+    );
     assert_eq!(
         calls(&mut con, "time").await,
         0,
@@ -670,11 +678,44 @@ async fn a_job_going_straight_onto_its_stream_is_stamped_from_its_entry_without_
         .parse()
         .unwrap();
     assert_eq!(created, id_ms, "created_ms is the entry's time");
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
     e.submit("second", "--ms 1").await;
     assert_eq!(
         calls(&mut con, "time").await,
-        1,
-        "a backlogged job reads the clock"
+        0,
+        "a backlogged job is stamped with the submitter's clock (its listing score's)"
+    );
+    assert_eq!(calls(&mut con, "rpush").await, 1, "into the backlog");
+    let second: u64 = redis::cmd("HGET")
+        .arg(tk.job(&format!("{}/second", e.tenant.as_str())))
+        .arg("created_ms")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert!(
+        second >= before && second <= before + 60_000,
+        "{second} vs {before}"
     );
     assert_eq!(e.doc("second").await.state, JobState::Queued);
+    // An ID the queue makes (a UUID) waits in the backlog as 16 bytes, and runs as itself.
+    let made = e.submit_as(&e.tenant.clone(), "", "--ms 1").await;
+    let items: Vec<Vec<u8>> = redis::cmd("LRANGE")
+        .arg(format!("{}{}", tk.backlog_prefix(), e.tenant.as_str()))
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert_eq!(items.len(), 2);
+    assert_eq!((items[1].len(), items[1][0]), (17, b'#'), "{:?}", items[1]);
+    let started: Vec<String> = e
+        .claim_rounds(&e.plain)
+        .await
+        .iter()
+        .map(|j| j.id.cid.to_string())
+        .collect();
+    assert_eq!(started, ["warm", "first", "second", made.as_str()]);
 }

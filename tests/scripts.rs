@@ -912,3 +912,81 @@ async fn a_watcher_after_the_approval_is_told_the_job_was_created_awaiting_it() 
     let data: String = last.get("data").unwrap();
     assert!(data.contains("\"queued\""), "{data}");
 }
+
+#[tokio::test]
+async fn jobs_without_their_default_fields_and_backlog_items_of_older_releases_still_run() {
+    let mut f = fx().await;
+    // A fair-share window of one: the first job goes onto the stream, the next ones wait.
+    f.set.fair_window = 1;
+    // What this release writes for a job at the defaults: no `timeout_sec`, no `max_attempts`.
+    let fields = [("target", "127.0.0.1".to_owned())];
+    // IDs the API makes are lowercase UUIDs: the submitter packs them into 16 bytes for the
+    // backlog (`CorrelationId::packed`); anything else is kept as it is.
+    let made = "a/019af0c2-7e1d-7b3a-9c4e-0123456789ab";
+    let upper = "a/019AF0C2-7E1D-7B3A-9C4E-0123456789AB";
+    for r in ["a/j1", "a/j2", "a/j3", made, upper] {
+        let out = f
+            .scripts
+            .enqueue(
+                &mut f.con,
+                &f.tk,
+                &f.set,
+                r,
+                "h",
+                Priority::Normal,
+                false,
+                (0, false),
+                &fields,
+            )
+            .await
+            .unwrap();
+        assert!(matches!(out, EnqueueOutcome::Created { .. }), "{out:?}");
+    }
+    let stored: HashMap<String, String> = f.con.hgetall(f.tk.job("a/j1")).await.unwrap();
+    assert!(!stored.contains_key("timeout_sec") && !stored.contains_key("max_attempts"));
+    let id = scanq::domain::JobId::new(
+        ToolName::parse("t").unwrap(),
+        Default::default(),
+        scanq::domain::TenantId::parse("a").unwrap(),
+        scanq::domain::CorrelationId::parse("j1").unwrap(),
+    );
+    let doc = scanq::domain::JobDocument::from_job(&id, &stored).unwrap();
+    assert_eq!(
+        (doc.max_attempts, doc.timeout_sec),
+        (3, 600),
+        "the document is unchanged"
+    );
+    let backlog = format!("{}a", f.tk.backlog_prefix());
+    let items: Vec<Vec<u8>> = f.con.lrange(&backlog, 0, -1).await.unwrap();
+    assert_eq!(
+        (&items[0][..], &items[1][..]),
+        (&b"j2"[..], &b"j3"[..]),
+        "the list is the tenant's: items are bare IDs"
+    );
+    assert_eq!(items[2], made.as_bytes()[2..].to_vec());
+    assert_eq!(items[3], upper.as_bytes()[2..].to_vec());
+    // An item as an older release wrote it (`<lane>|<tenant>/<cid>`), and a packed one as
+    // `Queue::submit` writes it, read the same.
+    let _: () = f.con.lset(&backlog, 1, "normal|a/j3").await.unwrap();
+    let packed = scanq::domain::CorrelationId::parse(&made[2..])
+        .unwrap()
+        .packed()
+        .unwrap();
+    let _: () = f.con.lset(&backlog, 2, &packed[..]).await.unwrap();
+
+    let mut started = Vec::new();
+    for _ in 0..5 {
+        let c = f.claim_raw(1).await;
+        assert_eq!(
+            c.jobs.len(),
+            1,
+            "each claim refills the next from the backlog"
+        );
+        assert_eq!(c.jobs[0].timeout_sec, Some(600), "the stored default");
+        started.push((c.jobs[0].job_ref.clone(), c.jobs[0].fence));
+    }
+    let refs: Vec<&str> = started.iter().map(|(r, _)| r.as_str()).collect();
+    assert_eq!(refs, ["a/j1", "a/j2", "a/j3", made, upper]);
+    // Attempt 1 of the default 3: a retry is scheduled, not failed.
+    assert_eq!(f.complete("a/j1", started[0].1, "retry").await, "scheduled");
+}

@@ -55,7 +55,8 @@
 //! `cid`, `target`, `args`, `args_raw`, `template`, `priority`, `timeout_sec`, `max_attempts`,
 //! `intrusive`, `max_running`, `tgroup`), `req_hash`, `state`, `created_ms`, `ready_ms`, `evseq` — plus
 //! one entry in its priority stream and one member of its tenant's listing (which is also the
-//! correlation-ID index). Counters that a
+//! correlation-ID index); `timeout_sec` and `max_attempts` are left out at their defaults
+//! (Engine v4, `STORED_DEFAULT_*` in `domain`). Counters that a
 //! queued job does not need yet (`attempt`, `deliveries`, `fence`) are absent (read as 0). No
 //! event stream exists: it is created, seeded with the states the job already had, by the first
 //! `progress`/`output` event or when an SSE client starts watching (`watch.lua`). Until then

@@ -71,6 +71,20 @@ impl CorrelationId {
     pub fn generate() -> Self {
         Self(uuid::Uuid::now_v7().to_string())
     }
+
+    /// The ID as a tenant's backlog item holds it when it is a lowercase UUID (as
+    /// [`CorrelationId::generate`] makes them): `#` and its 16 bytes, 17 bytes instead of 36
+    /// (docs/queue.md "What a job stores"; `backlog_ref` in common.lua reads it back). `None`
+    /// for any other ID, which the item holds as it is.
+    pub fn packed(&self) -> Option<[u8; 17]> {
+        let u = uuid::Uuid::try_parse(&self.0).ok()?;
+        if u.hyphenated().to_string() != self.0 {
+            return None;
+        }
+        let mut out = [b'#'; 17];
+        out[1..].copy_from_slice(u.as_bytes());
+        Some(out)
+    }
 }
 
 impl TenantId {
@@ -96,6 +110,27 @@ mod tests {
         for bad in ["", "a b", "a/b", "ü", "a{b}", &"x".repeat(65), "a\nb"] {
             let err = CorrelationId::parse(bad).unwrap_err();
             assert!(err.0.contains("1-64"), "{bad:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn lowercase_uuids_pack_into_17_bytes_and_other_ids_do_not() {
+        let id = CorrelationId::parse("019af0c2-7e1d-7b3a-9c4e-0123456789ab").unwrap();
+        let p = id.packed().unwrap();
+        assert_eq!(p[0], b'#');
+        assert_eq!(p[1..3], [0x01, 0x9a]);
+        assert_eq!(p[16], 0xab);
+        assert!(CorrelationId::generate().packed().is_some());
+        for other in [
+            "019AF0C2-7E1D-7B3A-9C4E-0123456789AB",
+            "scan-42",
+            "019af0c27e1d7b3a9c4e0123456789ab",
+        ] {
+            assert_eq!(
+                CorrelationId::parse(other).unwrap().packed(),
+                None,
+                "{other}"
+            );
         }
     }
 

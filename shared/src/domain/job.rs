@@ -13,6 +13,14 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+/// The `max_attempts` a job hash leaves out (the configuration's default): a queued job's
+/// bytes are paid for as long as it waits. Hashes written before this was left out store it,
+/// and read the same.
+pub const STORED_DEFAULT_MAX_ATTEMPTS: u32 = 3;
+/// The `timeout_sec` a job hash leaves out (the catalog's built-in default), likewise; the
+/// claim hands it to the worker when the hash has none.
+pub const STORED_DEFAULT_TIMEOUT_SEC: u64 = 600;
+
 /// A string that names no variant; the message lists the accepted ones.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("`{value}` is not one of: {accepted}")]
@@ -370,11 +378,11 @@ impl JobDocument {
             template: get("template").cloned(),
             state,
             attempt: num("attempt").unwrap_or(0) as u32,
-            max_attempts: num("max_attempts").unwrap_or(1) as u32,
+            max_attempts: num("max_attempts").map_or(STORED_DEFAULT_MAX_ATTEMPTS, |n| n as u32),
             priority: get("priority")
                 .and_then(|p| p.parse().ok())
                 .unwrap_or(Priority::Normal),
-            timeout_sec: num("timeout_sec").unwrap_or(0),
+            timeout_sec: num("timeout_sec").unwrap_or(STORED_DEFAULT_TIMEOUT_SEC),
             created_at: rfc3339(num("created_ms").unwrap_or(0)),
             started_at: num("started_ms").map(rfc3339),
             finished_at: num("finished_ms").map(rfc3339),

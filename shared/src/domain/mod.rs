@@ -21,7 +21,7 @@ pub use ids::{CorrelationId, EngagementId, IdError, TenantId, ToolName};
 pub(crate) use job::string_enum;
 pub use job::{
     Confinement, ErrorInfo, ErrorType, JobDocument, JobResult, JobState, Priority, ProgressInfo,
-    UnknownVariant, rfc3339,
+    STORED_DEFAULT_MAX_ATTEMPTS, STORED_DEFAULT_TIMEOUT_SEC, UnknownVariant, rfc3339,
 };
 pub use job_id::{JobId, MAX_PARTITIONS, ref_of as job_id_ref};
 pub use outcome::{FailureKind, Outcome, StopReason, Verdict};

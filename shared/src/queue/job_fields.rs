@@ -8,11 +8,14 @@ use crate::request::JobSpec;
 /// is paid for as long as it waits.
 pub(crate) fn job_fields(spec: &JobSpec, max_running: u64) -> Vec<(&'static str, String)> {
     let args = serde_json::to_string(spec.args.as_slice()).expect("serializable");
-    let mut fields = vec![
-        ("target", spec.target.to_string()),
-        ("timeout_sec", spec.timeout_sec.to_string()),
-        ("max_attempts", spec.max_attempts.to_string()),
-    ];
+    let mut fields = vec![("target", spec.target.to_string())];
+    // Left out at their defaults (~16 bytes each of a queued job's ~120-byte field list).
+    if spec.timeout_sec != crate::domain::STORED_DEFAULT_TIMEOUT_SEC {
+        fields.push(("timeout_sec", spec.timeout_sec.to_string()));
+    }
+    if spec.max_attempts != crate::domain::STORED_DEFAULT_MAX_ATTEMPTS {
+        fields.push(("max_attempts", spec.max_attempts.to_string()));
+    }
     // Defaults are left out of the hash (read back as their defaults): every byte of a
     // queued job is paid for as long as it waits. Tool, tenant and ID are in the key.
     if !spec.args.as_slice().is_empty() {

@@ -295,8 +295,7 @@ impl Queue {
     }
 
     /// One bounded step of the listing sweeper: checks up to `budget` listing members, oldest
-    /// first, and removes those whose job has expired (plus, cheaply, every member older than
-    /// any job can live). Any number of API processes may run it.
+    /// first, and removes those whose job has expired. Any number of API processes may run it.
     pub async fn sweep_listings(&self, budget: usize) -> Result<Swept, QueueError> {
         let mut con = self.connection().await?;
         let mut done = Swept::default();
@@ -335,16 +334,9 @@ impl Queue {
                     cur.lists.remove(0);
                     continue;
                 };
-                if cur.after.is_none() {
-                    let oldest =
-                        now_ms().saturating_sub(self.job_ttl_ms.max(self.settings.dead_ttl_ms));
-                    let _: () = redis::cmd("ZREMRANGEBYSCORE")
-                        .arg(&list)
-                        .arg("-inf")
-                        .arg(format!("({oldest}"))
-                        .query_async(&mut con)
-                        .await?;
-                }
+                // (No member is dropped by its age alone: a retried job lives on past any
+                // bound from its creation, and the submit trusts a member it did not find to
+                // mean that no job lives under the ID; see `Listed::Fresh`.)
                 let from = cur.after.map_or("-inf".to_owned(), |a| format!("({a}"));
                 // No job can have expired before the shortest retention has passed since its
                 // creation: younger members are not checked at all.

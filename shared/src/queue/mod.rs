@@ -309,7 +309,8 @@ impl Queue {
                 .insert(tenant.clone());
         }
         // Claim the correlation ID for this tool in the tenant's listing (its index).
-        let listed_at = listing::score(listing::now_ms(), no);
+        let now = listing::now_ms();
+        let listed_at = listing::score(now, no);
         let added: i64 = redis::cmd("ZADD")
             .arg(&list)
             .arg("NX")
@@ -340,17 +341,27 @@ impl Queue {
             // Politeness: the claim caps running jobs per group (absent when not capped).
             fields.push(("tgroup", g));
         }
+        // A member just added means no job lives under the ID: the script skips its
+        // idempotency read (members are removed only once their job is gone).
+        let listed = if fresh {
+            crate::scripts::Listed::Fresh {
+                at_ms: now,
+                packed: id.cid.packed(),
+            }
+        } else {
+            crate::scripts::Listed::Known { at_ms: now }
+        };
         let outcome = self
             .scripts
-            .enqueue(
+            .enqueue_listed(
                 &mut con,
                 &tk,
                 &self.settings,
                 &r,
                 &spec.request_hash,
-                spec.priority,
-                spec.needs_raw,
+                (spec.priority, spec.needs_raw),
                 (spec.delay_ms, spec.needs_approval),
+                listed,
                 &fields,
             )
             .await?;

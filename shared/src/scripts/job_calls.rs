@@ -6,8 +6,27 @@ use redis::{RedisResult, Value};
 
 use super::reply::{CancelOutcome, DecideOutcome, EnqueueOutcome, RetryOutcome};
 use super::{ScriptSettings, Scripts, WatchMode, reply};
+#[cfg(doc)]
+use crate::domain::CorrelationId;
 use crate::domain::Priority;
 use crate::keys::ToolKeys;
+
+/// What the caller of `enqueue.lua` knows of the job's listing member (its index, written
+/// before the script runs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listed {
+    /// Nothing (a chunk of a big scan has no member; a direct call): the script reads the job
+    /// hash for idempotency and Redis' clock for a backlogged job.
+    Unknown,
+    /// The caller's `ZADD NX` just added the member, at `at_ms` on its clock: no job lives
+    /// under the ID. `packed`: the ID as a backlog item holds it ([`CorrelationId::packed`]).
+    Fresh {
+        at_ms: u64,
+        packed: Option<[u8; 17]>,
+    },
+    /// The member was there already (the job may exist); written at `at_ms` on its clock.
+    Known { at_ms: u64 },
+}
 
 impl Scripts {
     #[allow(clippy::too_many_arguments)]
@@ -31,6 +50,40 @@ impl Scripts {
                 request_hash,
                 (priority, needs_raw),
                 (delay_ms, hold),
+                Listed::Unknown,
+                fields,
+            )
+            .invoke_async(con)
+            .await?;
+        reply::enqueue(v)
+    }
+
+    /// [`Scripts::enqueue`] by a caller that has just written the job's listing member: with
+    /// [`Listed::Fresh`] the script skips its idempotency read (no job can live under an ID
+    /// that was not listed), and a job that waits in its tenant's backlog is stamped with the
+    /// caller's clock (the one of its listing score) instead of a `TIME` call.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn enqueue_listed(
+        &self,
+        con: &mut impl ConnectionLike,
+        tk: &ToolKeys,
+        set: &ScriptSettings,
+        job_ref: &str,
+        request_hash: &str,
+        (priority, needs_raw): (Priority, bool),
+        (delay_ms, hold): (u64, bool),
+        listed: Listed,
+        fields: &[(&str, String)],
+    ) -> RedisResult<EnqueueOutcome> {
+        let v: Value = self
+            .enqueue_invocation(
+                tk,
+                set,
+                job_ref,
+                request_hash,
+                (priority, needs_raw),
+                (delay_ms, hold),
+                listed,
                 fields,
             )
             .invoke_async(con)
@@ -47,6 +100,7 @@ impl Scripts {
         request_hash: &str,
         (priority, needs_raw): (Priority, bool),
         (delay_ms, hold): (u64, bool),
+        listed: Listed,
         fields: &[(&str, String)],
     ) -> redis::ScriptInvocation<'a> {
         // The lane: `<priority>` or `<priority>:raw` (enqueue.lua, `lanes` in common.lua).
@@ -70,6 +124,18 @@ impl Scripts {
             .arg(lane)
             // A job awaiting a person's approval holds no queue slot (DESIGN §14).
             .arg(if hold { "hold" } else { "" });
+        match listed {
+            Listed::Unknown => inv.arg(0).arg("").arg(""),
+            Listed::Fresh {
+                at_ms,
+                packed: Some(p),
+            } => inv.arg(at_ms).arg("1").arg(&p[..]),
+            Listed::Fresh {
+                at_ms,
+                packed: None,
+            } => inv.arg(at_ms).arg("1").arg(""),
+            Listed::Known { at_ms } => inv.arg(at_ms).arg("").arg(""),
+        };
         for (k, v) in fields {
             inv.arg(*k).arg(v);
         }

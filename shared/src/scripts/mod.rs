@@ -23,6 +23,7 @@ use redis::{RedisResult, Script};
 use crate::domain::{JobState, Outcome, Verdict};
 
 pub use hook_calls::{Finish, HookClaim, HookScripts, InFlight, PutOutcome};
+pub use job_calls::Listed;
 pub use limits::{AdmitOutcome, LimitScripts, Rate, RateDecision, TenantCaps};
 pub use parent_calls::{ChunkEnqueue, Settlement};
 pub use reply::{
@@ -43,7 +44,8 @@ fn build_with_breaker(body: &str) -> Script {
 }
 
 /// The generated prelude: `S` (job states), `K` (key segments of a job inside its tool's
-/// keyspace), `Q` (settings a script fills from its ARGV). Nothing here is retyped in Lua.
+/// keyspace), `Q` (settings a script fills from its ARGV), `D` (values a job hash leaves out at
+/// their defaults). Nothing here is retyped in Lua.
 fn prelude() -> String {
     let mut p = String::from("local S = {");
     for s in JobState::ALL {
@@ -55,6 +57,12 @@ fn prelude() -> String {
         crate::keys::JOB_SEGMENT,
         crate::keys::EVENTS_SEGMENT,
         crate::keys::TALLY_SEGMENT
+    ));
+    // D: the values a job hash leaves out at their defaults.
+    p.push_str(&format!(
+        "local D = {{ max_attempts = '{}', timeout_sec = '{}' }}\n",
+        crate::domain::STORED_DEFAULT_MAX_ATTEMPTS,
+        crate::domain::STORED_DEFAULT_TIMEOUT_SEC
     ));
     p
 }

@@ -73,7 +73,8 @@ pub struct ClaimedJob {
     pub template: String,
     pub args_raw: String,
     pub intrusive: bool,
-    /// `None` when the job did not set one (the tool's default applies).
+    /// A hash that leaves it out holds the stored default (`STORED_DEFAULT_TIMEOUT_SEC`),
+    /// which the claim hands on; `None` when the claim gave none (the tool's default applies).
     pub timeout_sec: Option<u64>,
     /// The job needs raw sockets (only a raw-capable worker claims it).
     pub needs_raw: bool,

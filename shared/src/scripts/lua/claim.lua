@@ -163,7 +163,7 @@ local function consider(ref, lane)
     decision = 'capped'
     freed[who] = freed[who] - 1
     local own = in_lane(tenant, h.needs_raw == '1')
-    redis.call('LPUSH', KEYS[15] .. own, backlog_item(lane_of(h.priority, h.needs_raw), ref))
+    redis.call('LPUSH', KEYS[15] .. own, backlog_entry(lane_of(h.priority, h.needs_raw), ref))
     if h.waiting == WAITING_GROUP and h.tgroup then
       -- It had been let in for its group: the group's turn passes to the next one parked.
       group_release(KEYS[14], gwait, streams_by, prefix, h.tgroup)
@@ -216,7 +216,7 @@ local function consider(ref, lane)
     leases[#leases + 1] = ref
     waits[#waits + 1] = int(wait)
     jobs[#jobs + 1] = { ref, fence, attempt, wait, h.target or '', h.template or '',
-      h.args_raw or '', h.intrusive or '0', h.timeout_sec or '', h.needs_raw or '0',
+      h.args_raw or '', h.intrusive or '0', h.timeout_sec or D.timeout_sec, h.needs_raw or '0',
       h.parent or '', h.engagement or '' }
   end
   -- Anything else (cancelled while queued, expired) is simply dropped from the stream.

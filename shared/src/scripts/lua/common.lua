@@ -277,10 +277,41 @@ local function finish(f)
   if j.h.evs == '1' then redis.call('PEXPIRE', ev_key(j), int(ttl)) end
 end
 
--- A tenant's backlog (one per lane) holds `<lane>|<ref>` items (`normal|blue/scan-1`,
+-- A group's waiting list holds `<lane>|<ref>` items (`normal|blue/scan-1`,
 -- `high:raw|blue/syn-2`), so moving one needs no read of the job.
 local function backlog_item(lane, ref)
   return (lane or 'normal') .. '|' .. ref
+end
+
+-- A tenant's backlog (one list per tenant and lane) holds each job as `[<lane>|]<cid>`: the
+-- tenant is the list's, and the lane is left out when it is `normal` (`scan-1`, `high|scan-2`,
+-- `normal:raw|syn-3`); a backlogged job's bytes are paid for as long as it waits. An ID that is
+-- a lowercase UUID (the API makes them) is kept as its 16 bytes behind a `#`, which no ID or
+-- lane holds: 17 bytes instead of 36 (packed by the submitter, `CorrelationId::packed`: Lua
+-- would pay ~3 µs a job for it). Items written by older releases (`<lane>|<tenant>/<cid>`)
+-- read the same: a correlation ID holds no `/`.
+local function unpack_cid(item)
+  return string.format('%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x',
+    string.byte(item, 2, 17))
+end
+-- `cid` is the ID as the item holds it: packed, or the ref's own.
+local function backlog_entry(lane, ref, cid)
+  cid = cid or string.match(ref, '^[^/]*/(.*)$') or ref
+  if lane == nil or lane == 'normal' then return cid end
+  return lane .. '|' .. cid
+end
+-- The lane and ref of a backlog item of `who` (a tenant in a lane, see `in_lane`). The lane
+-- ends at the first `|` (before any packed bytes, which may hold one).
+local function backlog_ref(item, who)
+  local lane, rest = 'normal', item
+  if string.sub(item, 1, 1) ~= '#' then
+    local bar = string.find(item, '|', 1, true)
+    if bar then lane, rest = string.sub(item, 1, bar - 1), string.sub(item, bar + 1) end
+  end
+  local tenant = string.match(who, '^raw:(.*)$') or who
+  if string.sub(rest, 1, 1) == '#' then return lane, tenant .. '/' .. unpack_cid(rest) end
+  if string.find(rest, '/', 1, true) then return lane, rest end
+  return lane, tenant .. '/' .. rest
 end
 
 -- Moves up to `n` of the backlogged jobs of `who` (a tenant in a lane, see `in_lane`) onto
@@ -290,8 +321,7 @@ local function refill(fairkey, backlog_prefix, streams, who, n)
   local items = redis.call('LPOP', backlog_prefix .. who, n)
   if not items then return end
   for _, item in ipairs(items) do
-    local lane, ref = string.match(item, '^([%a:]+)|(.*)$')
-    if not lane then lane, ref = 'normal', item end
+    local lane, ref = backlog_ref(item, who)
     redis.call('XADD', stream_of(streams, lane), '*', 'ref', ref)
   end
   redis.call('HINCRBY', fairkey, share(who), #items)

@@ -92,7 +92,7 @@ for i = 8, #ARGV, 8 do
     if h.cancel_requested == '1' and outcome ~= S.succeeded then
       outcome = S.cancelled
     end
-    local attempt, max_attempts = tonumber(h.attempt), tonumber(h.max_attempts)
+    local attempt, max_attempts = tonumber(h.attempt), tonumber(h.max_attempts or D.max_attempts)
     if outcome == 'retry' and attempt >= max_attempts then
       outcome = S.failed
     end

@@ -55,7 +55,7 @@ else
   redis.call('HDEL', j.key, 'retry_at_ms')
   local window = tonumber(ARGV[7])
   if window > 0 and tonumber(c[3] or '0') >= window then
-    redis.call('RPUSH', KEYS[8] .. who, backlog_item(lane, j.ref))
+    redis.call('RPUSH', KEYS[8] .. who, backlog_entry(lane, j.ref))
   else
     ready(streams, lane, KEYS[7], j.ref)
   end

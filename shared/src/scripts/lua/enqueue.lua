@@ -13,7 +13,14 @@
 -- ARGV[8] 'hold': the job waits for a person's approval (DESIGN §14): `awaiting_approval`, on no
 -- stream and in no schedule, outside the queue length (its delay is kept as `retry_at_ms` for
 -- decide.lua); '' otherwise
--- ARGV[9..] field, value pairs of the job (target, args, …; a chunk's `parent` and `hosts`)
+-- ARGV[9] the caller's clock (ms; '0' = none): the creation time of a job that goes to its
+-- tenant's backlog (the same clock as its listing score), so that path needs no TIME call
+-- ARGV[10] '1' when the caller has just claimed the correlation ID in the tenant's listing
+-- (`ZADD NX` added it, docs/queue.md "The listing is the index"): no job lives under it, so the
+-- idempotency read is skipped; '' otherwise (a chunk, a listed ID: the job hash is read)
+-- ARGV[11] the job's correlation ID packed for its backlog item ('#' + the 16 bytes of a
+-- lowercase UUID, `CorrelationId::packed`), or '' (the item holds the ID as it is)
+-- ARGV[12..] field, value pairs of the job (target, args, …; a chunk's `parent` and `hosts`)
 -- Returns {'created', state, created_ms} | {'exists', state} | {'conflict', state} | {'full', depth}
 
 local job, stream, sched, counts = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
@@ -21,12 +28,14 @@ local ref, hash = ARGV[1], ARGV[2]
 local max_len, ttl, delay = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local window = tonumber(ARGV[6])
 
-local existing = redis.call('HMGET', job, 'req_hash', 'state')
-if existing[2] then
-  if existing[1] == hash then
-    return { 'exists', existing[2] }
+if ARGV[10] ~= '1' then
+  local existing = redis.call('HMGET', job, 'req_hash', 'state')
+  if existing[2] then
+    if existing[1] == hash then
+      return { 'exists', existing[2] }
+    end
+    return { 'conflict', existing[2] }
   end
-  return { 'conflict', existing[2] }
 end
 
 local lane = ARGV[7]
@@ -39,7 +48,8 @@ if queued + scheduled >= max_len and not hold then
 end
 
 -- Redis' clock: one TIME, except for a job that goes straight onto its stream, whose entry ID
--- (`<ms>-<seq>`, stamped by XADD '*' from the same clock) gives it for free.
+-- (`<ms>-<seq>`, stamped by XADD '*' from the same clock) gives it for free, and a job that
+-- waits in its tenant's backlog, stamped with the caller's clock when it passed one.
 local now
 local state, when = S.queued, {}
 if hold then
@@ -57,8 +67,9 @@ else
   local in_stream = tonumber(c[3] or '0')
   if window > 0 and in_stream >= window then
     -- Over the tenant's share of the stream: wait in its backlog instead.
-    now = now_ms()
-    redis.call('RPUSH', KEYS[5] .. who, backlog_item(lane, ref))
+    now = tonumber(ARGV[9]) or 0
+    if now <= 0 then now = now_ms() end
+    redis.call('RPUSH', KEYS[5] .. who, backlog_entry(lane, ref, ARGV[11] ~= '' and ARGV[11] or nil))
     redis.call('HSET', counts, S.queued, int(queued + 1))
   else
     local id = redis.call('XADD', stream, '*', 'ref', ref)
@@ -68,11 +79,11 @@ else
 end
 local fields = { 'state', state, 'req_hash', hash, 'created_ms', int(now) }
 for _, v in ipairs(when) do fields[#fields + 1] = v end
-for i = 9, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 12, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', job, unpack(fields))
 redis.call('PEXPIRE', job, ARGV[4])
 -- A chunk of a big scan (a `parent` field) is counted in its parent's tally (see `count`).
-for i = 9, #ARGV - 1, 2 do
+for i = 12, #ARGV - 1, 2 do
   if ARGV[i] == 'parent' then
     local prefix = string.sub(job, 1, #job - #K.job - #ref)
     local tally = prefix .. K.tally .. tenant_of(ref) .. '/' .. ARGV[i + 1]

@@ -59,7 +59,7 @@ for _, ref in ipairs(lapsed) do
     end
     -- The fence moves on, so the old worker can no longer write a result.
     local set = { 'fence', tonumber(h.fence or '0') + 1 }
-    local attempt, max_attempts = tonumber(h.attempt), tonumber(h.max_attempts)
+    local attempt, max_attempts = tonumber(h.attempt), tonumber(h.max_attempts or D.max_attempts)
     local to
     if h.cancel_requested == '1' then
       to = S.cancelled

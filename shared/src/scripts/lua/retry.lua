@@ -52,7 +52,7 @@ redis.call('HDEL', j.key, 'result', 'error', 'finished_ms', 'duration_ms', 'star
 local window = tonumber(ARGV[7])
 if window > 0 and tonumber(c[3] or '0') >= window then
   -- Over the tenant's share of the stream: wait in its backlog, as a new job would.
-  redis.call('RPUSH', KEYS[8] .. who, backlog_item(lane, j.ref))
+  redis.call('RPUSH', KEYS[8] .. who, backlog_entry(lane, j.ref))
 else
   ready(streams, lane, KEYS[7], j.ref)
 end
