@@ -2,7 +2,7 @@
 //! back-pressure, delay), claim (priorities without starvation, skipping cancelled jobs, the
 //! disabled switch), renew (ok / cancel / lost), complete (fencing, retry, dead letters,
 //! hand-back, defer), reap (promotion, takeover, poison jobs), cancel, retry, event and the
-//! window-end sweep; decide (a person's decision on a job held for approval) and retry's way back
+//! window-end sweep; the listing's conditional removal; decide (a person's decision on a job held for approval) and retry's way back
 //! to the person.
 
 use std::collections::HashMap;
@@ -989,4 +989,43 @@ async fn jobs_without_their_default_fields_and_backlog_items_of_older_releases_s
     assert_eq!(refs, ["a/j1", "a/j2", "a/j3", made, upper]);
     // Attempt 1 of the default 3: a retry is scheduled, not failed.
     assert_eq!(f.complete("a/j1", started[0].1, "retry").await, "scheduled");
+}
+
+/// `listing_drop.lua`: a member found gone is removed only while its score is the one read; a
+/// member listed anew meanwhile (a submit reusing an expired job's ID) stays.
+#[tokio::test]
+async fn listing_drop_removes_only_members_whose_score_did_not_move() {
+    let mut f = fx().await;
+    let listing = "s-listing:jobs:default";
+    let _: i64 = f
+        .con
+        .zadd_multiple(
+            listing,
+            &[(1024u64, "gone"), (2048, "reused"), (4096, "kept")],
+        )
+        .await
+        .unwrap();
+    // Read at 2048; a resubmit lists it again at 8192 before the removal.
+    let _: i64 = f.con.zadd(listing, "reused", 8192u64).await.unwrap();
+
+    let removed = f
+        .scripts
+        .listing_drop(
+            &mut f.con,
+            listing,
+            &[
+                ("gone".into(), 1024),
+                ("reused".into(), 2048),
+                ("absent".into(), 1),
+            ],
+        )
+        .await
+        .unwrap();
+
+    let left: Vec<(String, u64)> = f.con.zrange_withscores(listing, 0, -1).await.unwrap();
+    assert_eq!(removed, 1);
+    assert_eq!(
+        left,
+        [("kept".to_owned(), 4096), ("reused".to_owned(), 8192)]
+    );
 }

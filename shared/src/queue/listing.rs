@@ -265,7 +265,7 @@ impl Queue {
                     // A member younger than any retention is a job being submitted (its
                     // listing entry is written before its hash): skipped, never removed.
                     if score < young {
-                        gone.push(member);
+                        gone.push((member, score as u64));
                     }
                     continue;
                 };
@@ -280,7 +280,8 @@ impl Queue {
                 }
             }
             if !gone.is_empty() {
-                let _: () = con.zrem(&list, gone).await?;
+                // Only while unchanged: a resubmit may have listed the ID anew meanwhile.
+                self.scripts.listing_drop(&mut con, &list, &gone).await?;
             }
             if out.len() == limit {
                 let last = max.trim_start_matches('(').parse::<f64>().unwrap_or(0.0);
@@ -354,15 +355,16 @@ impl Queue {
                     .query_async(&mut con)
                     .await?;
                 let mut pipe = redis::pipe();
-                let mut gone: Vec<&String> = Vec::new();
-                let mut asked: Vec<&String> = Vec::new();
+                let mut gone: Vec<(String, u64)> = Vec::new();
+                let mut asked: Vec<(String, u64)> = Vec::new();
                 for (member, score) in &page {
+                    let entry = (member.clone(), *score as u64);
                     match self.listed(&tenant, member, *score).await? {
                         Some(id) => {
                             pipe.exists(self.keys.job(&id));
-                            asked.push(member);
+                            asked.push(entry);
                         }
-                        None => gone.push(member),
+                        None => gone.push(entry),
                     }
                 }
                 let alive: Vec<i64> = pipe.query_async(&mut con).await?;
@@ -374,9 +376,11 @@ impl Queue {
                         .map(|(m, _)| m),
                 );
                 done.checked += page.len();
-                done.removed += gone.len();
                 if !gone.is_empty() {
-                    let _: () = con.zrem(&list, gone).await?;
+                    // Only while unchanged: a submit reusing an expired job's ID lists it anew
+                    // between the EXISTS above and here.
+                    done.removed +=
+                        self.scripts.listing_drop(&mut con, &list, &gone).await? as usize;
                 }
                 if page.len() < step {
                     cur.lists.remove(0);

@@ -29,6 +29,22 @@ pub enum Listed {
 }
 
 impl Scripts {
+    /// Removes `gone` members (with the scores they were read with) from a tenant's listing,
+    /// each only while its score is unchanged (`listing_drop.lua`). Returns how many went.
+    pub async fn listing_drop(
+        &self,
+        con: &mut impl ConnectionLike,
+        listing: &str,
+        gone: &[(String, u64)],
+    ) -> RedisResult<u64> {
+        let mut inv = self.listing_drop.prepare_invoke();
+        inv.key(listing);
+        for (member, score) in gone {
+            inv.arg(member).arg(*score);
+        }
+        inv.invoke_async(con).await
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub async fn enqueue(
         &self,

@@ -136,6 +136,7 @@ pub struct Scripts {
     withdraw: Script,
     parent: Script,
     window_ends: Script,
+    listing_drop: Script,
     /// The rest of the registry: every other script the product sends (tenant limits,
     /// webhooks, schedules, the breaker), so start-up loads and readiness checks them all.
     limits: LimitScripts,
@@ -166,6 +167,7 @@ impl Scripts {
             withdraw: build(include_str!("lua/withdraw.lua")),
             parent: build(include_str!("lua/parent.lua")),
             window_ends: build(include_str!("lua/window_ends.lua")),
+            listing_drop: build(include_str!("lua/listing_drop.lua")),
             limits: LimitScripts::new(),
             hooks: HookScripts::new(),
             sched: SchedScripts::new(),
@@ -195,6 +197,7 @@ impl Scripts {
             &self.decide,
             &self.event,
             &self.window_ends,
+            &self.listing_drop,
         ];
         all.extend(self.limits.all());
         all.extend(self.hooks.all());
