@@ -143,15 +143,10 @@ impl Worker {
 
     /// One claim step: fill the free slots from the ready queues of every tool and start the jobs.
     pub async fn process_one(&self) -> anyhow::Result<Processed> {
-        Ok(self.step().await?.0)
-    }
-
-    /// [`Worker::process_one`], and how many slots it asked jobs for.
-    async fn step(&self) -> anyhow::Result<(Processed, usize)> {
         let w = &self.shared;
         let free = (w.cfg.worker_concurrency as usize).saturating_sub(self.running());
         if free == 0 {
-            return Ok((Processed::Full, 0));
+            return Ok(Processed::Full);
         }
         let round = self.round.fetch_add(1, Ordering::Relaxed);
         let claimed = w.queue.claim(free, round).await?;
@@ -174,14 +169,11 @@ impl Worker {
         for job in claimed.started {
             self.start(job);
         }
-        Ok((
-            if n > 0 {
-                Processed::Claimed(n)
-            } else {
-                Processed::Empty
-            },
-            free,
-        ))
+        Ok(if n > 0 {
+            Processed::Claimed(n)
+        } else {
+            Processed::Empty
+        })
     }
 
     fn start(&self, started: StartedJob) {
@@ -248,28 +240,16 @@ impl Worker {
         let mut failing = false;
         let idle_wait = Duration::from_millis(w.cfg.reap_interval_ms.clamp(100, 2000));
         while !stop.is_cancelled() {
-            match self.step().await {
-                Ok((Processed::Claimed(n), asked)) => {
-                    failing = false;
-                    if n < asked {
-                        // Fewer jobs than free slots: the ready streams are (most likely)
-                        // empty. Block on them rather than run a second claim, which would find
-                        // nothing and sit in Redis ahead of the new jobs' results; the read
-                        // from `0-0` returns at once if anything is left (no lost wake-up).
-                        tokio::select! {
-                            _ = w.queue.wait_for_work(idle_wait) => {}
-                            _ = stop.cancelled() => {}
-                        }
-                    }
-                }
-                Ok((Processed::Full, _)) => {
+            match self.process_one().await {
+                Ok(Processed::Claimed(_)) => failing = false,
+                Ok(Processed::Full) => {
                     tokio::select! {
                         _ = w.slot_freed.notified() => {}
                         _ = stop.cancelled() => {}
                         _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                     }
                 }
-                Ok((Processed::Empty, _)) => {
+                Ok(Processed::Empty) => {
                     failing = false;
                     tokio::select! {
                         _ = w.queue.wait_for_work(idle_wait) => {}
