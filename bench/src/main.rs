@@ -27,6 +27,7 @@ mod report;
 mod stack;
 mod submit;
 mod usage;
+mod wrk;
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
