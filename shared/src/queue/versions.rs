@@ -1,7 +1,7 @@
 //! Reads at dashboard scale (DESIGN §15): a job's summary read with one `HMGET` of the summary
-//! fields (its result never read unless asked), the version-only read behind a `304`, and the
-//! tags (`ETag`) of a job and of a page of jobs, folded from version counters
-//! ([`crate::domain::Tagger`]), never from the body.
+//! fields (its result never read unless asked), a job read that decodes nothing while its tag
+//! is the reader's ([`Queue::get_unless`]), and the tags (`ETag`) of a job and of a page of
+//! jobs, folded from version counters ([`crate::domain::Tagger`]), never from the body.
 //!
 //! What a job's tag covers, and why that is every change a reader can see:
 //! - `created_ms`: a correlation ID used again after its job expired is a new job;
