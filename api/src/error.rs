@@ -3,8 +3,6 @@
 //! `error_type`, and `field`/`hint` where they help), and the same fields in the `isError`
 //! result of an MCP tool call (`mcp::reply`). Internal causes are logged, never sent.
 
-use std::sync::Arc;
-
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -107,33 +105,6 @@ impl From<QueueError> for AppError {
                 tracing::error!(error = %e, "Redis unavailable");
                 Self::Unavailable("the queue store is unreachable; retry shortly".into())
             }
-        }
-    }
-}
-
-impl From<crate::reads::ReadError> for AppError {
-    fn from(err: crate::reads::ReadError) -> Self {
-        use crate::reads::ReadError;
-        match err {
-            ReadError::Store(e) => match Arc::try_unwrap(e) {
-                Ok(e) => e.into(),
-                // Shared by several requests: only the store's own failures reach here.
-                Err(e) => match &*e {
-                    QueueError::Redis(_) | QueueError::Pool(_) => {
-                        tracing::error!(error = %e, "Redis unavailable");
-                        Self::Unavailable("the queue store is unreachable; retry shortly".into())
-                    }
-                    _ => Self::Internal(anyhow::anyhow!("{e}")),
-                },
-            },
-            ReadError::Encode(e) => Self::Internal(anyhow::anyhow!("{e}")),
-            ReadError::App(e) => match Arc::try_unwrap(e) {
-                Ok(e) => e,
-                Err(e) => match &*e {
-                    Self::Unavailable(m) => Self::Unavailable(m.clone()),
-                    _ => Self::Internal(anyhow::anyhow!("{e}")),
-                },
-            },
         }
     }
 }

@@ -25,6 +25,8 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use scanq::domain::{CorrelationId, ETag, JobList, JobState, JobSummary, TenantId, ToolName};
 use scanq::queue::{Fresh, Queue, QueueError};
+
+use crate::error::AppError;
 use serde::Serialize;
 
 pub use flight::Reads;
@@ -81,11 +83,37 @@ pub enum ReadError {
     Encode(Arc<serde_json::Error>),
     /// Building the answer was refused (the stats' numbers).
     #[error("{0}")]
-    App(Arc<crate::error::AppError>),
+    App(Arc<AppError>),
 }
 
-impl From<crate::error::AppError> for ReadError {
-    fn from(e: crate::error::AppError) -> Self {
+impl From<ReadError> for AppError {
+    fn from(err: ReadError) -> Self {
+        match err {
+            ReadError::Store(e) => match Arc::try_unwrap(e) {
+                Ok(e) => e.into(),
+                // Shared by several requests: only the store's own failures reach here.
+                Err(e) => match &*e {
+                    QueueError::Redis(_) | QueueError::Pool(_) => {
+                        tracing::error!(error = %e, "Redis unavailable");
+                        Self::Unavailable("the queue store is unreachable; retry shortly".into())
+                    }
+                    _ => Self::Internal(anyhow::anyhow!("{e}")),
+                },
+            },
+            ReadError::Encode(e) => Self::Internal(anyhow::anyhow!("{e}")),
+            ReadError::App(e) => match Arc::try_unwrap(e) {
+                Ok(e) => e,
+                Err(e) => match &*e {
+                    Self::Unavailable(m) => Self::Unavailable(m.clone()),
+                    _ => Self::Internal(anyhow::anyhow!("{e}")),
+                },
+            },
+        }
+    }
+}
+
+impl From<AppError> for ReadError {
+    fn from(e: AppError) -> Self {
         Self::App(Arc::new(e))
     }
 }
