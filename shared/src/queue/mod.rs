@@ -8,6 +8,7 @@
 //! |---|---|
 //! | `connect` | client, pool, the settings every script call takes |
 //! | `consumer` | the worker's half |
+//! | `heartbeat` | a worker's presence: its self-description and its place in the live set |
 //! | `claim` | the claim step across tools and partitions; partitions following the home breaker |
 //! | `read` | reading, watching and long-polling jobs, the ID → tool cache |
 //! | `listing` | the tenant's listing (also the correlation-ID index) and its sweeping |
@@ -33,6 +34,7 @@ mod conn;
 mod connect;
 mod consumer;
 mod engagements;
+mod heartbeat;
 mod job_fields;
 mod layout;
 mod limits;
@@ -61,8 +63,9 @@ pub use conn::{Conn, slot};
 pub use connect::{
     Connection, Pool, PoolError, cancelled_error, client, client_for, pool, script_settings,
 };
-pub use consumer::{ClaimRound, Consumer, Heartbeat, StartedJob};
+pub use consumer::{ClaimRound, Consumer, StartedJob};
 pub use engagements::StoredEngagement;
+pub use heartbeat::Heartbeat;
 pub(crate) use job_fields::job_fields;
 pub use limits::{CAPS_PUBLISH_EVERY, Standing, retry_after_secs};
 pub use listen::{Listener, Subscription};
