@@ -28,6 +28,64 @@ async fn keys(redis: &RedisServer, cfg: &Config, pattern: &str) -> Vec<String> {
         .unwrap()
 }
 
+/// A claim tells the worker whether its queues are empty after it, so a worker that took the
+/// last ready job waits for work instead of claiming again at once — but a claim that filled
+/// fewer slots than it asked for because a tenant's fair-share window held the rest back (the
+/// claim refilled the stream from the tenant's backlog) is not "drained".
+#[tokio::test]
+async fn a_claim_says_whether_it_left_the_queues_empty() {
+    let redis = RedisServer::start().await;
+    let cfg = Config {
+        worker_concurrency: 8,
+        fair_window: 2,
+        ..test_config(&redis, "drained")
+    };
+    let (_api, base) = start_api(cfg.clone(), catalog()).await;
+    let worker = Worker::connect(cfg.clone(), catalog()).await.unwrap();
+    let body = |id: &str| json!({"tool":"sleep","target":"10.0.0.5","args":"--ms 20000","correlation_id":id});
+
+    // The only ready job: taken, and nothing is left.
+    submit(&base, body("only")).await;
+    assert_eq!(
+        worker.process_one().await.unwrap(),
+        Processed::Claimed {
+            started: 1,
+            drained: true
+        }
+    );
+    assert_eq!(worker.process_one().await.unwrap(), Processed::Empty);
+
+    // Five jobs of one tenant with a window of 2: two on the stream, three in its backlog. The
+    // claim takes the two and moves the next two onto the stream: not drained, though it filled
+    // 2 of its 7 free slots.
+    for i in 0..5 {
+        submit(&base, body(&format!("w{i}"))).await;
+    }
+    assert_eq!(
+        worker.process_one().await.unwrap(),
+        Processed::Claimed {
+            started: 2,
+            drained: false
+        }
+    );
+    assert_eq!(
+        worker.process_one().await.unwrap(),
+        Processed::Claimed {
+            started: 2,
+            drained: false
+        }
+    );
+    // The last one: the backlog is empty after it.
+    assert_eq!(
+        worker.process_one().await.unwrap(),
+        Processed::Claimed {
+            started: 1,
+            drained: true
+        }
+    );
+    assert_eq!(worker.running(), 6);
+}
+
 #[tokio::test]
 async fn the_worker_step_claims_runs_and_reports_against_a_real_redis() {
     let redis = RedisServer::start().await;
@@ -51,7 +109,7 @@ async fn the_worker_step_claims_runs_and_reports_against_a_real_redis() {
     .await;
     let first = eventually(Duration::from_secs(10), "a claim", || async {
         match worker.process_one().await.unwrap() {
-            Processed::Claimed(n) => Some(n),
+            Processed::Claimed { started, .. } => Some(started),
             _ => None,
         }
     })
@@ -65,7 +123,11 @@ async fn the_worker_step_claims_runs_and_reports_against_a_real_redis() {
     })
     .await;
     eventually(Duration::from_secs(10), "the second claim", || async {
-        matches!(worker.process_one().await.unwrap(), Processed::Claimed(1)).then_some(())
+        matches!(
+            worker.process_one().await.unwrap(),
+            Processed::Claimed { started: 1, .. }
+        )
+        .then_some(())
     })
     .await;
     for id in ["a", "b"] {

@@ -26,8 +26,9 @@ use crate::state::{Finished, RunningJob, Shared, SharedRef};
 /// What one claim step did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Processed {
-    /// Jobs were claimed and started.
-    Claimed(usize),
+    /// Jobs were claimed and started; `drained` when the queues are known to be empty after
+    /// the claim (the loop then waits for work instead of claiming again at once).
+    Claimed { started: usize, drained: bool },
     /// Nothing was ready.
     Empty,
     /// Every slot is busy.
@@ -170,7 +171,10 @@ impl Worker {
             self.start(job);
         }
         Ok(if n > 0 {
-            Processed::Claimed(n)
+            Processed::Claimed {
+                started: n,
+                drained: claimed.drained,
+            }
         } else {
             Processed::Empty
         })
@@ -241,7 +245,7 @@ impl Worker {
         let idle_wait = Duration::from_millis(w.cfg.reap_interval_ms.clamp(100, 2000));
         while !stop.is_cancelled() {
             match self.process_one().await {
-                Ok(Processed::Claimed(_)) => failing = false,
+                Ok(Processed::Claimed { drained: false, .. }) => failing = false,
                 Ok(Processed::Full) => {
                     tokio::select! {
                         _ = w.slot_freed.notified() => {}
@@ -249,7 +253,11 @@ impl Worker {
                         _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                     }
                 }
-                Ok(Processed::Empty) => {
+                // Nothing (more) is ready: wait on the ready streams. The wait reads them from
+                // `0-0`, so an entry added since the claim ends it at once. (A claim that filled
+                // fewer slots than it asked for is not enough to tell: under a tenant's
+                // fair-share window the claim itself refills the streams from its backlog.)
+                Ok(Processed::Empty | Processed::Claimed { drained: true, .. }) => {
                     failing = false;
                     tokio::select! {
                         _ = w.queue.wait_for_work(idle_wait) => {}

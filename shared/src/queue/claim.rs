@@ -36,18 +36,23 @@ impl Consumer {
         if n == 0 || free == 0 {
             return Ok(out);
         }
+        out.drained = true;
         let mut free = free;
         let mut con = self.pool.get().await?;
         for i in 0..n {
             let t = &self.tools[(round as usize + i) % n];
             let parts = t.parts.len();
             for k in 0..parts {
-                if free == 0
-                    || self
-                        .disabled
-                        .lock()
-                        .expect("disabled lock")
-                        .contains(&t.name)
+                if free == 0 {
+                    // Not asked: it may hold jobs.
+                    out.drained = false;
+                    break;
+                }
+                if self
+                    .disabled
+                    .lock()
+                    .expect("disabled lock")
+                    .contains(&t.name)
                     || self.open.is_open(t.name.as_str()).is_some()
                 {
                     break;
@@ -85,6 +90,7 @@ impl Consumer {
                         t.group_cap,
                     )
                     .await?;
+                out.drained &= claimed.drained;
                 if claimed.parked > 0 {
                     out.parked.push((t.name.clone(), claimed.parked));
                 }

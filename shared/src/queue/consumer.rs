@@ -38,6 +38,10 @@ pub struct ClaimRound {
     pub refused: Vec<ToolName>,
     /// Per tool, jobs parked because their target group was at its cap (politeness).
     pub parked: Vec<(ToolName, u64)>,
+    /// Every queue the step could claim from is known to be empty after it (each claim said
+    /// so, and none was left unasked for want of free slots): the worker waits for work
+    /// instead of claiming again at once.
+    pub drained: bool,
 }
 
 /// How often (every how many reap calls) a worker reaps the zones other than its own.

@@ -93,6 +93,9 @@ pub struct Claimed {
     pub transitions: Vec<String>,
     /// Jobs the claim parked because their target group was at its cap (politeness).
     pub parked: u64,
+    /// The streams the claim read are known to be empty after it: claiming again at once would
+    /// find nothing (the worker waits on them instead).
+    pub drained: bool,
     /// The breaker after an ungated claim (the tool's home partition).
     pub home: Option<HomeBreaker>,
 }
@@ -200,6 +203,11 @@ pub fn claimed(v: Value) -> RedisResult<Claimed> {
         .and_then(|v| text(&v))
         .and_then(|v| v.parse().ok())
         .ok_or_else(|| bad("claim: parked count"))?;
+    let drained = parts
+        .next()
+        .and_then(|v| text(&v))
+        .ok_or_else(|| bad("claim: drained"))?
+        == "1";
     let mut out = Vec::with_capacity(jobs.len());
     for j in jobs {
         let s = strings(j)?;
@@ -248,6 +256,7 @@ pub fn claimed(v: Value) -> RedisResult<Claimed> {
         retry_after_ms,
         transitions,
         parked,
+        drained,
         home,
     })
 }

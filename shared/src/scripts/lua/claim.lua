@@ -38,11 +38,12 @@
 -- per call, so other groups are not held back; it goes back to its ready stream when a job of
 -- the group stops running (common.lua, `group_stopped`). Every started job with `tgroup`
 -- counts in its group, whatever the cap.
--- Returns {jobs, retry_after_ms, transitions, parked}: jobs = array of
+-- Returns {jobs, retry_after_ms, transitions, parked, drained}: jobs = array of
 -- {ref, fence, attempt, queue_wait_ms, target, template, args_raw, intrusive, timeout_sec,
 -- needs_raw, parent, engagement} (the worker judges the engagement's window again)
 -- (only what the worker needs); retry_after_ms > 0 when the breaker refused; transitions =
--- breaker transitions made here, as JSON; parked = jobs parked for their group here; then,
+-- breaker transitions made here, as JSON; parked = jobs parked for their group here; drained =
+-- 1 when the streams this worker reads are known to be empty after the call (see the end); then,
 -- with no gate, the breaker after the call: state, generation, and 1 when a success would
 -- change nothing (closed, no failure streak).
 -- (An idle worker then blocks reading the ready streams
@@ -108,6 +109,7 @@ local left, freed = {}, {}
 -- `XTRIM MINID`: every claim removes what it reads in the same step, so a stream holds only
 -- unread entries and those read are always its head. (Per entry, `XACK` + `XDEL` cost ~2.6 µs of
 -- Redis time more than the trim: BENCHMARKS.md "Engine v5".)
+local read_full = false
 local function read(stream, count, raw)
   local ok, reply = pcall(redis.call, 'XREADGROUP', 'GROUP', group, consumer,
     'COUNT', count, 'NOACK', 'STREAMS', stream, '>')
@@ -119,6 +121,8 @@ local function read(stream, count, raw)
   end
   if not reply then return {} end
   local entries, out = reply[1][2], {}
+  -- A read that got all it asked for may have left more behind.
+  if #entries >= count then read_full = true end
   for i = 1, #entries do
     local ref = entries[i][2][2]
     local who = in_lane(tenant_of(ref), raw)
@@ -270,9 +274,16 @@ if #waits > 0 then
   redis.call('LTRIM', KEYS[7], 0, 999)
 end
 
+-- Drained: every stream this worker reads was read until it ran short (no read got all it asked
+-- for) and nothing was put back
+-- on one (a refill, a job moved to its raw lane, a group's next job let in), so claiming again
+-- now would find nothing: the worker waits on its streams instead (an entry added meanwhile ends
+-- that wait at once: it reads from `0-0`).
+local drained = (not disabled and retry_after == 0 and not read_full and #jobs < want
+  and parked < PARK_BUDGET and (Q.readied or 0) == 0) and 1 or 0
 if gate ~= '' then
-  return { jobs, retry_after, transitions, parked }
+  return { jobs, retry_after, transitions, parked, drained }
 end
 local after = bk_load(bk)
 local clean = (after.state == 'closed' and after.consecutive == 0) and 1 or 0
-return { jobs, retry_after, transitions, parked, after.state, after.generation, clean }
+return { jobs, retry_after, transitions, parked, drained, after.state, after.generation, clean }

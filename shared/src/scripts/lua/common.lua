@@ -245,8 +245,11 @@ local function share(who)
 end
 
 -- Puts a job on the ready stream of its lane and counts it in its tenant's share of the lane.
+-- (`Q.readied` counts the entries a script run put on ready streams: claim.lua tells the worker
+-- whether its streams may hold more.)
 local function ready(streams, lane, fairkey, ref)
   redis.call('XADD', stream_of(streams, lane), '*', 'ref', ref)
+  Q.readied = (Q.readied or 0) + 1
   redis.call('HINCRBY', fairkey, share(in_lane(tenant_of(ref), is_raw_lane(lane))), 1)
 end
 
@@ -324,6 +327,7 @@ local function refill(fairkey, backlog_prefix, streams, who, n)
     local lane, ref = backlog_ref(item, who)
     redis.call('XADD', stream_of(streams, lane), '*', 'ref', ref)
   end
+  Q.readied = (Q.readied or 0) + #items
   redis.call('HINCRBY', fairkey, share(who), #items)
 end
 

@@ -68,6 +68,7 @@ fn completion_statuses_and_verdicts_are_decoded_strictly() {
         arr(vec![bulk("failed")]),
         arr(vec![bulk("")]),
         arr(vec![]),
+        Value::Int(0),
     ]);
     assert!(completed(short, 2).is_err(), "one status per job");
 }
@@ -93,9 +94,11 @@ fn a_claimed_job_has_exactly_the_fields_the_worker_needs() {
         Value::Int(0),
         arr(vec![]),
         Value::Int(2),
+        Value::Int(1),
     ]);
     let c = claimed(reply).unwrap();
     assert_eq!(c.parked, 2);
+    assert!(c.drained);
     assert_eq!(
         c.jobs,
         vec![ClaimedJob {
@@ -118,12 +121,14 @@ fn a_claimed_job_has_exactly_the_fields_the_worker_needs() {
         Value::Int(0),
         arr(vec![]),
         Value::Int(0),
+        Value::Int(0),
     ]);
     assert!(claimed(short).is_err());
     let bad_fence = arr(vec![
         arr(vec![job(&["t/c", "x", "1", "0", "", "", "", "0", "", "0"])]),
         Value::Int(0),
         arr(vec![]),
+        Value::Int(0),
         Value::Int(0),
     ]);
     assert!(claimed(bad_fence).is_err());
