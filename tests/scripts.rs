@@ -255,6 +255,9 @@ async fn renew_extends_reports_cancel_requests_and_lost_attempts() {
 async fn complete_is_fenced_retries_then_files_a_dead_letter() {
     let mut f = fx().await;
     f.enqueue("a/1", "h", Priority::Normal, 0).await;
+    // A queued job does not expire (docs/queue.md "Retention"): its TTL comes when it ends.
+    let ttl: i64 = f.con.pttl(f.tk.job("a/1")).await.unwrap();
+    assert_eq!(ttl, -1, "a queued job has no TTL");
     let (r, fence) = f.claim(1, 0).await.remove(0);
     assert_eq!(f.complete(&r, fence + 1, "succeeded").await, "stale");
     assert_eq!(f.complete(&r, fence, "retry").await, "scheduled");
@@ -277,6 +280,8 @@ async fn complete_is_fenced_retries_then_files_a_dead_letter() {
     assert_eq!(f.complete(&r, fence, "retry").await, "failed");
     let dead: Vec<String> = f.con.zrange(f.tk.dead(), 0, -1).await.unwrap();
     assert_eq!(dead, vec!["a/1"]);
+    let ttl: i64 = f.con.pttl(f.tk.job("a/1")).await.unwrap();
+    assert!(ttl > 0, "a dead job expires after the dead TTL: {ttl}");
     // A failed job can be retried from the dead letters.
     let out = f
         .scripts
@@ -285,6 +290,8 @@ async fn complete_is_fenced_retries_then_files_a_dead_letter() {
         .unwrap();
     assert_eq!(out, RetryOutcome::Queued);
     assert_eq!(f.state("a/1").await, "queued");
+    let ttl: i64 = f.con.pttl(f.tk.job("a/1")).await.unwrap();
+    assert_eq!(ttl, -1, "queued again, it no longer expires");
     let dead: Vec<String> = f.con.zrange(f.tk.dead(), 0, -1).await.unwrap();
     assert!(dead.is_empty());
 }
@@ -828,9 +835,9 @@ async fn a_held_job_takes_no_slot_until_approved_and_a_rejected_one_waits_again_
         ["a/h0"]
     );
     let ttl: i64 = f.con.pttl(f.tk.job("a/h0")).await.unwrap();
-    assert!(
-        ttl > 5_000,
-        "an approved job lives a job's TTL from its approval: {ttl}"
+    assert_eq!(
+        ttl, -1,
+        "an approved job is admitted: like a new queued job it does not expire"
     );
     let by: Option<String> = f.con.hget(f.tk.job("a/h0"), "approval_by").await.unwrap();
     assert_eq!(by.as_deref(), Some("bob"));

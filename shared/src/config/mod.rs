@@ -73,7 +73,10 @@ pub struct Config {
     pub result_ttl_sec: u64,
     /// How long dead (failed) jobs stay listed.
     pub dead_ttl_sec: u64,
-    /// The longest a job record may live at all (queued for ever is not a state).
+    /// The longest a job held for a person's approval waits for a decision (and how long
+    /// per-tenant bookkeeping that follows jobs lasts). Queued, scheduled and running jobs do
+    /// not expire: the queue length and the workers' slots bound them (docs/queue.md
+    /// "Retention").
     pub job_ttl_sec: u64,
     /// Events kept per job stream (oldest trimmed).
     pub max_events_per_job: u64,

@@ -69,7 +69,8 @@ count(state, to, j)
 emit_state(j, 'state', to, now, { reason = 'approved' })
 save(j, now, set)
 flush_counts(KEYS[3])
--- It may have waited long for the person: it lives a job's TTL from now, as a new job would.
-redis.call('PEXPIRE', j.key, tonumber(ARGV[2]))
-if j.h.evs == '1' then redis.call('PEXPIRE', ev_key(j), tonumber(ARGV[2])) end
+-- Admitted, it no longer expires, as a new job would not (enqueue.lua): its TTLs are set when it
+-- ends.
+redis.call('PERSIST', j.key)
+if j.h.evs == '1' then redis.call('PERSIST', ev_key(j)) end
 return { 'queued', to }

@@ -4,7 +4,7 @@
 -- KEYS[1] job hash  KEYS[2] the priority's stream  KEYS[3] scheduled zset  KEYS[4] counts hash
 -- (jobs per state, and each tenant's entries in the ready streams as `share:<tenant>`)
 -- KEYS[5] backlog key prefix (+ tenant = that tenant's backlog list)
--- ARGV[1] ref  ARGV[2] request hash  ARGV[3] max queue length  ARGV[4] job ttl ms
+-- ARGV[1] ref  ARGV[2] request hash  ARGV[3] max queue length  ARGV[4] job ttl ms (of a held job)
 -- ARGV[5] delay ms  ARGV[6] fair-share window: a tenant with this many entries in the ready
 -- streams has further jobs wait in its own backlog list, moved to the stream as its entries are
 -- claimed, so one tenant's flood cannot starve another (0 = no window)
@@ -81,7 +81,10 @@ local fields = { 'state', state, 'req_hash', hash, 'created_ms', int(now) }
 for _, v in ipairs(when) do fields[#fields + 1] = v end
 for i = 12, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', job, unpack(fields))
-redis.call('PEXPIRE', job, ARGV[4])
+-- A queued or scheduled job does not expire (the queue length bounds them; a queue must not drop
+-- what it accepted): its TTLs are set when it ends. A job held for a person's decision lives a
+-- job's TTL at most.
+if hold then redis.call('PEXPIRE', job, ARGV[4]) end
 -- A chunk of a big scan (a `parent` field) is counted in its parent's tally (see `count`).
 for i = 12, #ARGV - 1, 2 do
   if ARGV[i] == 'parent' then

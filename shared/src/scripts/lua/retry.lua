@@ -61,6 +61,7 @@ emit_state(j, 'state', S.queued, now, { reason = 'retry' })
 save(j, now, { 'state', S.queued, 'attempt', 0, 'deliveries', 0, 'cancel_requested', '0',
   'ready_ms', now })
 flush_counts(KEYS[3])
-redis.call('PEXPIRE', j.key, ttl)
-if j.h.evs == '1' then redis.call('PEXPIRE', ev_key(j), ttl) end
+-- Queued again, it no longer expires, as a new job would not (enqueue.lua).
+redis.call('PERSIST', j.key)
+if j.h.evs == '1' then redis.call('PERSIST', ev_key(j)) end
 return { 'queued' }
