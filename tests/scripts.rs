@@ -1036,3 +1036,67 @@ async fn listing_drop_removes_only_members_whose_score_did_not_move() {
         [("kept".to_owned(), 4096), ("reused".to_owned(), 8192)]
     );
 }
+
+/// A claim's refill moves a tenant's backlogged jobs onto the stream as one batch entry (one
+/// `XADD` for them all). A claim asking for fewer jobs than a batch holds takes the first ones
+/// and puts the rest back on the stream's tail, still counted in the tenant's share: nothing is
+/// lost or started twice, and the tenant's jobs start in the order they were submitted, with
+/// another tenant's jobs taking their turn in between.
+#[tokio::test]
+async fn a_refill_batch_read_in_part_puts_the_rest_back_and_loses_nothing() {
+    let mut f = fx().await;
+    f.set.fair_window = 3;
+    f.set.max_queue_len = 100;
+    for i in 0..10 {
+        f.enqueue(&format!("a/j{i}"), "h", Priority::Normal, 0)
+            .await;
+    }
+    f.enqueue("b/x", "h", Priority::Normal, 0).await;
+    let backlog = format!("{}a", f.tk.backlog_prefix());
+    let waiting: i64 = f.con.llen(&backlog).await.unwrap();
+    assert_eq!(
+        waiting, 7,
+        "three of a's jobs on the stream, seven in its backlog"
+    );
+
+    let mut started = Vec::new();
+    let mut batches_seen = false;
+    for _ in 0..20 {
+        let entries: redis::streams::StreamRangeReply =
+            f.con.xrange_all(&f.tk.streams()[1]).await.unwrap();
+        batches_seen |= entries
+            .ids
+            .iter()
+            .any(|e| e.map.contains_key("b") && !e.map.contains_key("ref"));
+        let got = f.claim(2, 0).await;
+        if got.is_empty() {
+            break;
+        }
+        started.extend(got.into_iter().map(|(r, _)| r));
+    }
+    assert!(batches_seen, "the refills wrote batch entries");
+    let a: Vec<&String> = started.iter().filter(|r| r.starts_with("a/")).collect();
+    let expected: Vec<String> = (0..10).map(|i| format!("a/j{i}")).collect();
+    assert_eq!(
+        a,
+        expected.iter().collect::<Vec<_>>(),
+        "a's jobs in order, each once"
+    );
+    assert_eq!(started.len(), 11, "b's job too: {started:?}");
+    let b_at = started.iter().position(|r| r == "b/x").unwrap();
+    assert!(
+        b_at < 6,
+        "b's job is not held behind a's backlog: {started:?}"
+    );
+
+    let left: i64 = f.con.xlen(&f.tk.streams()[1]).await.unwrap();
+    let waiting: i64 = f.con.llen(&backlog).await.unwrap();
+    let shares: HashMap<String, i64> = f.con.hgetall(f.tk.counts()).await.unwrap();
+    assert_eq!((left, waiting), (0, 0), "stream and backlog empty");
+    assert!(
+        !shares.keys().any(|k| k.starts_with("share:")),
+        "no share left over: {shares:?}"
+    );
+    assert_eq!(shares.get("queued").copied().unwrap_or(0), 0);
+    assert_eq!(shares.get("running").copied().unwrap_or(0), 11);
+}

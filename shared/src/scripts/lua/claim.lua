@@ -109,30 +109,67 @@ local left, freed = {}, {}
 -- `XTRIM MINID`: every claim removes what it reads in the same step, so a stream holds only
 -- unread entries and those read are always its head. (Per entry, `XACK` + `XDEL` cost ~2.6 µs of
 -- Redis time more than the trim: BENCHMARKS.md "Engine v5".)
-local read_full = false
-local function read(stream, count, raw)
+local function xread(stream, n)
   local ok, reply = pcall(redis.call, 'XREADGROUP', 'GROUP', group, consumer,
-    'COUNT', count, 'NOACK', 'STREAMS', stream, '>')
+    'COUNT', n, 'NOACK', 'STREAMS', stream, '>')
   if not ok then
     -- The group does not exist yet: create it at the beginning of the stream.
     redis.call('XGROUP', 'CREATE', stream, group, '0', 'MKSTREAM')
-    reply = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', count,
+    reply = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', n,
       'NOACK', 'STREAMS', stream, '>')
   end
   if not reply then return {} end
-  local entries, out = reply[1][2], {}
-  -- A read that got all it asked for may have left more behind.
-  if #entries >= count then read_full = true end
-  for i = 1, #entries do
-    local ref = entries[i][2][2]
-    local who = in_lane(tenant_of(ref), raw)
-    left[who] = (left[who] or 0) + 1
-    out[i] = ref
-  end
+  local entries = reply[1][2]
   if #entries > 0 then
     local ms, seq = string.match(entries[#entries][1], '^(%d+)-(%d+)$')
     redis.call('XTRIM', stream, 'MINID', ms .. '-' .. string.format('%d', tonumber(seq) + 1))
   end
+  return entries
+end
+
+-- Up to `count` job refs from `stream`. An entry is one job (`ref <tenant>/<cid>`) or a refill
+-- batch (`b <tenant in its lane>` then `i <backlog item>` per job, common.lua `refill`). Refs
+-- read beyond `count` (the rest of a batch, or entries read after it) go back to the stream's
+-- tail, still counted in their tenant's share. Singles are read in bulk, a batch one at a time.
+local read_full = false
+local function read(stream, count, raw)
+  local out = {}
+  local ask = count
+  while #out < count do
+    local entries = xread(stream, ask)
+    local batch = false
+    for i = 1, #entries do
+      local f = entries[i][2]
+      if f[1] == 'b' then
+        batch = true
+        local who, spill, took = f[2], nil, 0
+        for k = 4, #f, 2 do
+          if #out < count then
+            local _, ref = backlog_ref(f[k], who)
+            out[#out + 1] = ref
+            took = took + 1
+          else
+            spill = spill or { 'b', who }
+            spill[#spill + 1] = 'i'
+            spill[#spill + 1] = f[k]
+          end
+        end
+        left[who] = (left[who] or 0) + took
+        if spill then redis.call('XADD', stream, '*', unpack(spill)) end
+      elseif #out < count then
+        local ref = f[2]
+        local who = in_lane(tenant_of(ref), raw)
+        left[who] = (left[who] or 0) + 1
+        out[#out + 1] = ref
+      else
+        redis.call('XADD', stream, '*', 'ref', f[2])
+      end
+    end
+    if #entries < ask then break end
+    ask = batch and 1 or (count - #out)
+  end
+  -- A read that got all it asked for may have left more behind.
+  if #out >= count then read_full = true end
   return out
 end
 

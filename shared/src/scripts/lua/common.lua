@@ -317,15 +317,41 @@ local function backlog_ref(item, who)
   return lane, tenant .. '/' .. rest
 end
 
+-- The lane of a backlog item (see `backlog_ref`): before its first `|`, unless it is packed.
+local function backlog_lane(item)
+  if string.sub(item, 1, 1) == '#' then return 'normal' end
+  local bar = string.find(item, '|', 1, true)
+  if bar then return string.sub(item, 1, bar - 1) end
+  return 'normal'
+end
+
 -- Moves up to `n` of the backlogged jobs of `who` (a tenant in a lane, see `in_lane`) onto
--- their ready streams (one LPOP, one share update). A job cancelled meanwhile is dropped by the
--- claim like any other. `streams` maps lane → stream key (`lanes`).
+-- their ready streams: one LPOP, then per lane **one** stream entry for them all, a batch
+-- `b <who>` followed by `i <item>` per job in backlog order (claim.lua reads it), and one share
+-- update. A job cancelled meanwhile is dropped by the claim like any other. `streams` maps
+-- lane → stream key (`lanes`). (One entry per job cost an XADD and its read per job: Engine v5.)
+local REFILL_BATCH = 1000
 local function refill(fairkey, backlog_prefix, streams, who, n)
   local items = redis.call('LPOP', backlog_prefix .. who, n)
   if not items then return end
+  local by_lane, order = {}, {}
   for _, item in ipairs(items) do
-    local lane, ref = backlog_ref(item, who)
-    redis.call('XADD', stream_of(streams, lane), '*', 'ref', ref)
+    local lane = backlog_lane(item)
+    local e = by_lane[lane]
+    if not e then
+      e = { 'b', who }
+      by_lane[lane] = e
+      order[#order + 1] = lane
+    elseif #e >= 2 + 2 * REFILL_BATCH then
+      redis.call('XADD', stream_of(streams, lane), '*', unpack(e))
+      e = { 'b', who }
+      by_lane[lane] = e
+    end
+    e[#e + 1] = 'i'
+    e[#e + 1] = item
+  end
+  for _, lane in ipairs(order) do
+    redis.call('XADD', stream_of(streams, lane), '*', unpack(by_lane[lane]))
   end
   Q.readied = (Q.readied or 0) + #items
   redis.call('HINCRBY', fairkey, share(who), #items)
