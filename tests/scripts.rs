@@ -1100,3 +1100,45 @@ async fn a_refill_batch_read_in_part_puts_the_rest_back_and_loses_nothing() {
     assert_eq!(shares.get("queued").copied().unwrap_or(0), 0);
     assert_eq!(shares.get("running").copied().unwrap_or(0), 11);
 }
+
+/// A refill batch is per lane: a tenant's backlog holds jobs of every priority in the order they
+/// came, and each refill puts its high-priority jobs in one entry on the high stream and its
+/// normal ones on the normal stream, so a high-priority job let in by a refill still goes first.
+#[tokio::test]
+async fn a_refill_writes_one_batch_per_lane_and_priority_still_orders_the_claims() {
+    let mut f = fx().await;
+    f.set.fair_window = 2;
+    f.set.max_queue_len = 100;
+    f.enqueue("a/n0", "h", Priority::Normal, 0).await;
+    f.enqueue("a/h0", "h", Priority::High, 0).await;
+    // Over the window: into a's backlog, in this order.
+    f.enqueue("a/n1", "h", Priority::Normal, 0).await;
+    f.enqueue("a/h1", "h", Priority::High, 0).await;
+    f.enqueue("a/n2", "h", Priority::Normal, 0).await;
+    let first: Vec<String> = f.claim(2, 0).await.into_iter().map(|(r, _)| r).collect();
+    assert_eq!(first, ["a/h0", "a/n0"]);
+    // The claim let in n1 and h1: one batch entry on each stream.
+    let [high, normal, _] = f.tk.streams();
+    for (stream, item) in [(&high, "h1"), (&normal, "n1")] {
+        let entries: redis::streams::StreamRangeReply = f.con.xrange_all(stream).await.unwrap();
+        assert_eq!(entries.ids.len(), 1, "{stream}");
+        let e = &entries.ids[0];
+        assert!(e.map.contains_key("b"), "a batch entry: {:?}", e.map);
+        let raw: Vec<String> = redis::cmd("XRANGE")
+            .arg(stream)
+            .arg("-")
+            .arg("+")
+            .query_async::<Vec<(String, Vec<String>)>>(&mut f.con)
+            .await
+            .unwrap()
+            .remove(0)
+            .1;
+        assert!(raw.last().unwrap().ends_with(item), "{raw:?}");
+    }
+    let next: Vec<String> = f.claim(1, 0).await.into_iter().map(|(r, _)| r).collect();
+    assert_eq!(next, ["a/h1"], "the high-priority job goes first");
+    // That claim freed a place: n2 came in behind n1.
+    let rest: Vec<String> = f.claim(5, 0).await.into_iter().map(|(r, _)| r).collect();
+    assert_eq!(rest, ["a/n1", "a/n2"]);
+    assert!(f.claim(5, 0).await.is_empty());
+}
