@@ -265,3 +265,30 @@ async fn the_two_request_path_is_unchanged() {
     assert_eq!(again["state"], "succeeded");
     assert_eq!(again["result"], doc["result"]);
 }
+
+#[tokio::test]
+async fn prefer_wait_is_woken_by_the_publish_on_a_redis_cluster() {
+    // The API's listener subscribes (SUBSCRIBE, not sharded) on one node, whichever; the
+    // completion's PUBLISH on the master of the tool's keyspace reaches it through the cluster
+    // bus, as it does for `GET ?wait=`.
+    let cluster = RedisCluster::start_masters(3).await;
+    let fx = Fixture::new();
+    let catalog = Catalog::load(Some(&fx.catalog(INPROCESS_TOOLS))).expect("catalog");
+    let cfg = cluster.config("prefer-cluster");
+    let (_api, base) = start_api(cfg.clone(), catalog.clone()).await;
+    let _worker = start_worker(cfg, catalog).await;
+    for i in 0..6 {
+        let body = format!(r#"{{"tool":"noop","target":"10.0.0.5","correlation_id":"c-{i}"}}"#);
+        let started = Instant::now();
+        let (status, doc, h) = post(&base, &body, &["wait=30"]).await;
+        assert_eq!(status, 202, "{doc}");
+        assert_eq!(doc["state"], "succeeded", "{doc}");
+        assert_eq!(applied(&h), Some("wait=30"));
+        // Woken by the completion's publish, not by the 5 s re-read without one.
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+}
