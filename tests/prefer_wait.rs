@@ -292,3 +292,64 @@ async fn prefer_wait_is_woken_by_the_publish_on_a_redis_cluster() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_big_scan_submitted_with_prefer_wait_comes_back_with_its_parent_finished() {
+    // A parent and its chunks (real nmap -sn on loopback addresses): the wait is the parent's,
+    // as `GET ?wait=` waits for it.
+    let redis = RedisServer::start().await;
+    let fx = Fixture::new();
+    let catalog = bignmap(&fx, "none");
+    let cfg = test_config(&redis, "prefer-big");
+    let (_api, base) = start_api(cfg.clone(), catalog.clone()).await;
+    let _worker = start_worker(cfg, catalog).await;
+    let (status, doc, h) = post(
+        &base,
+        r#"{"tool":"bignmap","target":"127.1.0.0/29","args":"-sn -n","chunk_hosts":4,"correlation_id":"big"}"#,
+        &["wait=60"],
+    )
+    .await;
+    assert_eq!(status, 202, "{doc}");
+    assert_eq!(doc["state"], "succeeded", "{doc}");
+    assert_eq!(doc["chunks"]["succeeded"], 2, "{doc}");
+    assert_eq!(applied(&h), Some("wait=60"));
+    assert_eq!(h["location"], "/v1/jobs/big");
+}
+
+#[tokio::test]
+async fn a_wait_that_loses_redis_answers_with_the_job_as_submitted() {
+    let mut redis = RedisServer::start().await;
+    let fx = Fixture::new();
+    let catalog = Catalog::load(Some(&fx.catalog(INPROCESS_TOOLS))).expect("catalog");
+    let cfg = test_config(&redis, "prefer-lost");
+    let (_api, base) = start_api(cfg.clone(), catalog.clone()).await;
+    let _worker = start_worker(cfg, catalog).await;
+    let waiting = tokio::spawn({
+        let base = base.clone();
+        async move {
+            post(
+                &base,
+                r#"{"tool":"sleep","target":"10.0.0.5","args":"--ms 60000","correlation_id":"lost"}"#,
+                &["wait=30"],
+            )
+            .await
+        }
+    });
+    eventually(Duration::from_secs(20), "the job running", || {
+        let base = base.clone();
+        async move { (get_json(&base, "/v1/jobs/lost").await["state"] == "running").then_some(()) }
+    })
+    .await;
+    redis.kill();
+    // The listener's lost connection wakes the wait; its re-read fails: the job as the submit
+    // left it (`queued`: any read that succeeded would have found it `running`), not a 503.
+    let (status, doc, h) = tokio::time::timeout(Duration::from_secs(20), waiting)
+        .await
+        .expect("the answer came before the wait's end")
+        .expect("post task");
+    assert_eq!(status, 202, "{doc}");
+    assert_eq!(doc["correlation_id"], "lost");
+    assert_eq!(doc["state"], "queued", "{doc}");
+    assert_eq!(h["location"], "/v1/jobs/lost");
+    assert_eq!(applied(&h), Some("wait=30"));
+}
