@@ -14,6 +14,7 @@
 //! An idempotent repeat (the job existed, registered or not) and a big scan (a parent and its
 //! chunks) wait as `GET /v1/jobs/{id}?wait=` does: [`Queue::wait_terminal`] from the start.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
 
@@ -21,7 +22,7 @@ use redis::AsyncCommands;
 use tokio::time::Instant;
 
 use super::{Listener, Queue, QueueError, Submitted, Subscription, WATCH_MS};
-use crate::domain::{CorrelationId, JobDocument, TenantId, ToolName};
+use crate::domain::{CorrelationId, JobDocument, JobId, JobState, TenantId, ToolName};
 use crate::request::JobSpec;
 
 impl Queue {
@@ -95,21 +96,31 @@ impl Queue {
     }
 
     /// The wait for a job this request created registered, subscribed before its creation:
-    /// a plain `HGETALL` per wake-up, no script; `doc` is the job as last read. None when the
-    /// job is gone.
+    /// a plain `HGETALL` per wake-up, no script, and the document decoded only from the last
+    /// read (a wake-up for `running` costs the read, not a decode); `doc` is the job as the
+    /// submit left it. None when the job is gone.
     async fn follow_created(
         &self,
         listener: &Listener,
         job: Created<'_>,
         mut sub: Subscription,
-        mut doc: JobDocument,
+        doc: JobDocument,
     ) -> Result<Option<JobDocument>, QueueError> {
         // The creation's registration is used while young, like `wait_terminal`'s own.
         let young = job.registered + Duration::from_millis(WATCH_MS / 2);
+        let mut last: Option<(JobId, HashMap<String, String>)> = None;
         loop {
             let now = Instant::now();
-            if doc.state.is_terminal() || now >= job.deadline {
-                return Ok(Some(doc));
+            let ended = last
+                .as_ref()
+                .and_then(|(_, h)| h.get("state"))
+                .and_then(|s| s.parse::<JobState>().ok())
+                .is_some_and(|s| s.is_terminal());
+            if ended || now >= job.deadline {
+                return Ok(match last {
+                    Some((id, hash)) => self.decoded(&id, &hash).await,
+                    None => Some(doc),
+                });
             }
             if now >= young {
                 // A long wait outlives the creation's registration: the long-poll's from here.
@@ -124,16 +135,24 @@ impl Queue {
             let wait = (job.deadline.min(young) - now).min(Duration::from_secs(5));
             sub.wait(wait).await;
             let read = self
-                .find_raw(job.tenant, job.cid, |id| async move {
+                .find_hash(job.tenant, job.cid, |id| async move {
                     let mut con = self.connection().await?;
                     Ok(con.hgetall(self.keys.job(&id)).await?)
                 })
                 .await?;
             match read {
-                Some((tool, _, read)) if &tool == job.tool => doc = read,
+                Some((id, hash)) if &id.tool == job.tool => last = Some((id, hash)),
                 _ => return Ok(None),
             }
         }
+    }
+
+    /// The document of a hash read (as [`Queue::get`] gives it).
+    async fn decoded(&self, id: &JobId, hash: &HashMap<String, String>) -> Option<JobDocument> {
+        let mut docs = [JobDocument::from_job(id, hash)?];
+        self.explain_waits(&mut docs).await;
+        let [doc] = docs;
+        Some(doc)
     }
 }
 
