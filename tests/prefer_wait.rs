@@ -353,3 +353,38 @@ async fn a_wait_that_loses_redis_answers_with_the_job_as_submitted() {
     assert_eq!(h["location"], "/v1/jobs/lost");
     assert_eq!(applied(&h), Some("wait=30"));
 }
+
+#[tokio::test]
+async fn a_listed_browser_origin_may_send_prefer_and_read_preference_applied() {
+    let s = stack_with(|c| c.cors_origins = "https://dash.example".into()).await;
+    let pre = http()
+        .request(reqwest::Method::OPTIONS, format!("{}/v1/jobs", s.base))
+        .header("origin", "https://dash.example")
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "content-type, prefer")
+        .send()
+        .await
+        .expect("preflight");
+    assert_eq!(pre.status(), 200);
+    let allowed = pre.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_lowercase();
+    assert!(allowed.contains("prefer"), "{allowed}");
+    let resp = http()
+        .post(format!("{}/v1/jobs", s.base))
+        .header("origin", "https://dash.example")
+        .header("content-type", "application/json")
+        .header("prefer", "wait=5")
+        .body(r#"{"tool":"noop","target":"10.0.0.5","correlation_id":"cors"}"#)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(resp.status(), 202);
+    assert_eq!(resp.headers()["preference-applied"], "wait=5");
+    let exposed = resp.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .to_lowercase();
+    assert!(exposed.contains("preference-applied"), "{exposed}");
+}
