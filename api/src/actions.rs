@@ -57,6 +57,30 @@ pub async fn submit(
     submitted
 }
 
+/// [`submit`] that then waits up to `wait` seconds (`Prefer: wait`; already capped at the
+/// server's `max_wait_sec`) for the job to reach a terminal state: the job as it is then. No
+/// wait (None or 0) is a plain [`submit`].
+pub async fn submit_waiting(
+    state: &AppState,
+    caller: &Caller,
+    spec: &JobSpec,
+    wait: Option<u64>,
+) -> Result<Submitted, QueueError> {
+    let Some(wait) = wait.filter(|w| *w > 0) else {
+        return submit(state, caller, spec).await;
+    };
+    state
+        .queue()
+        .submit_and_wait(
+            &state.inner.listener,
+            &caller.tenant,
+            spec,
+            std::time::Duration::from_secs(wait),
+            |spec| async move { submit(state, caller, &spec).await },
+        )
+        .await
+}
+
 /// Queues a failed or cancelled job again, under every check a new job passes.
 pub async fn retry(
     state: &AppState,

@@ -1,6 +1,7 @@
 //! Request limits that hold before any handler runs: URI length (414), total header size (431),
-//! a request timeout (503 with `Retry-After`; a long-poll's `wait` is added to it, and streams
-//! are timed only until their headers), and CORS, off unless origins are configured.
+//! a request timeout (503 with `Retry-After`; a long-poll's `wait` or a submit's `Prefer: wait`
+//! is added to it, and streams are timed only until their headers), and CORS, off unless
+//! origins are configured.
 //! The body limit (413 before parsing) is axum's `DefaultBodyLimit`, set in `router`.
 
 use std::time::Duration;
@@ -43,6 +44,7 @@ pub async fn limits(State(state): State<AppState>, req: Request, next: Next) -> 
             .ok()
             .and_then(|q| q.0.wait)
             .unwrap_or(0)
+            .max(submit_wait(&req))
             .min(cfg.max_wait_sec)
     };
     let limit = Duration::from_secs(cfg.request_timeout_sec + wait);
@@ -55,6 +57,15 @@ pub async fn limits(State(state): State<AppState>, req: Request, next: Next) -> 
             );
             AppError::TimedOut(limit.as_secs()).into_response()
         }
+    }
+}
+
+/// A submit's `Prefer: wait` (0 for any other request).
+fn submit_wait(req: &Request) -> u64 {
+    if req.method() == Method::POST && req.uri().path() == "/v1/jobs" {
+        crate::prefer::wait(req.headers()).unwrap_or(0)
+    } else {
+        0
     }
 }
 
@@ -75,6 +86,7 @@ pub fn cors(origins: &[&str]) -> Option<CorsLayer> {
                 header::AUTHORIZATION,
                 header::CONTENT_TYPE,
                 header::IF_NONE_MATCH,
+                crate::prefer::PREFER,
                 HeaderName::from_static("last-event-id"),
                 HeaderName::from_static("mcp-session-id"),
                 HeaderName::from_static("mcp-protocol-version"),
@@ -84,6 +96,7 @@ pub fn cors(origins: &[&str]) -> Option<CorsLayer> {
                 header::ETAG,
                 header::RETRY_AFTER,
                 header::WWW_AUTHENTICATE,
+                crate::prefer::PREFERENCE_APPLIED,
                 HeaderName::from_static("mcp-session-id"),
             ])
             .max_age(Duration::from_secs(600)),

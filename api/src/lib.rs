@@ -36,6 +36,7 @@
 //! | `extract` | body, query, path and caller extractors (every rejection is problem+json) |
 //! | `openapi` | `/openapi.json`, generated from the handlers' types and annotations |
 //! | `params` | the path parameters' documentation types |
+//! | `prefer` | the `Prefer: wait=N` request header (RFC 7240) of a submit that waits |
 //! | `state` | `AppState` |
 
 mod actions;
@@ -53,6 +54,7 @@ pub mod mcp;
 mod openapi;
 mod origin;
 mod params;
+mod prefer;
 mod reads;
 mod routes;
 mod state;

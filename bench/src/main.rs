@@ -1,7 +1,8 @@
 //! `scanq-bench`: measures, against a redis-server it starts itself (or `--redis-url`),
 //! (a) HTTP submit throughput with K concurrent clients, (b) drain throughput of a pre-filled
 //! queue of N `noop` jobs with W worker processes, (c) end-to-end latency (HTTP submit + wait
-//! for the result) over sequential jobs, and (d) Redis memory per queued job, with the resident
+//! for the result) over sequential jobs, one request (`Prefer: wait`) and two (`POST`, then
+//! `GET ?wait`) alternately, and (d) Redis memory per queued job, with the resident
 //! memory of idle API and worker processes. It runs the real `scanq-api` and `scanq-worker`
 //! binaries found next to itself, prints a table, and with `--json` one JSON line on stdout.
 //! Results and how to reproduce them: `BENCHMARKS.md`; `make bench` runs it next to BullMQ.
@@ -74,7 +75,8 @@ struct Cli {
     /// Jobs posted in the submit phase.
     #[arg(long, default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..=2_000_000))]
     submit_jobs: u64,
-    /// Sequential jobs (M) timed in the latency phase.
+    /// Sequential jobs (M) timed in the latency phase, each way (one request with
+    /// `Prefer: wait`, and a POST then `GET ?wait`: 2 M jobs in all).
     #[arg(long, default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     e2e_jobs: u64,
     /// Jobs posted (no worker running) to measure Redis memory per queued job.

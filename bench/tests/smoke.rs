@@ -76,12 +76,16 @@ fn a_tiny_run_reports_all_headline_numbers_as_one_json_line() {
         "submit_jobs_per_sec",
         "e2e_p50_ms",
         "e2e_p99_ms",
+        "e2e_two_requests_p50_ms",
+        "e2e_two_requests_p99_ms",
         "memory_bytes_per_job",
     ] {
         let v = doc[key].as_f64().unwrap_or(0.0);
         assert!(v > 0.0, "{key} is a positive number: {doc}");
     }
     assert!(doc["e2e_p50_ms"].as_f64() <= doc["e2e_p99_ms"].as_f64());
+    assert!(doc["e2e_two_requests_p50_ms"].as_f64() <= doc["e2e_two_requests_p99_ms"].as_f64());
+    assert_eq!(doc["e2e"]["jobs"], 20, "{doc}");
     for key in [
         "api_idle",
         "worker_idle",

@@ -109,6 +109,10 @@ pub struct JobSpec {
     /// Set by admission from the engagement, never by a request: the job's delay is the wait for
     /// its window (`waiting_for: "window"`).
     pub waits_for_window: bool,
+    /// Set by a front door that waits for the job's end (`Prefer: wait`), never by a request:
+    /// the job is created registered for watchers until this time (ms; its `watch` field, see
+    /// `watch.lua`), so its changes are published from its creation on.
+    pub watch_until_ms: Option<u64>,
 }
 
 /// Why a request was refused before validation could name a field.
@@ -322,6 +326,7 @@ impl JobSpec {
             needs_approval: policy.approval.requires(intrusive),
             submitted_by: None,
             waits_for_window: false,
+            watch_until_ms: None,
         })
     }
 }

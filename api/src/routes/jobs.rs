@@ -20,6 +20,7 @@ use crate::error::AppError;
 use crate::error::ProblemBody;
 use crate::extract::{Caller, JobId, JsonBody, Params};
 use crate::params::JobIdParam;
+use crate::prefer::PreferWait;
 use crate::reads::{Answer, PageQuery};
 use crate::state::AppState;
 
@@ -77,12 +78,18 @@ pub(crate) async fn chunks(
     .into_response())
 }
 
-/// Submit a job.
+/// Submit a job. With `Prefer: wait=N` (RFC 7240) the answer waits up to N seconds (capped by
+/// the server's `max_wait_sec`) for the job to reach a terminal state, and is the job as it is
+/// then (`Preference-Applied: wait=<seconds>`); a malformed `Prefer` is ignored.
 #[utoipa::path(post, path = "/v1/jobs", operation_id = "submit_job", tag = "jobs",
+    params(
+        ("Prefer" = Option<String>, Header, description = "`wait=N` (0–86400): answer once the job is terminal, or after N seconds (capped by the server's `max_wait_sec`) with the job as it is then; one request instead of a submit and `GET /v1/jobs/{id}?wait=N`. Other preferences, and a `wait` that is not a whole number of seconds in range, are ignored (RFC 7240 §2)")),
     request_body(content = scanq::request::SubmitBody, content_type = "application/json"),
     responses(
-        (status = 202, description = "Accepted; `Location` names the job", body = JobDocument),
-        (status = 200, description = "The same request was already accepted (idempotent)", body = JobDocument),
+        (status = 202, description = "Accepted; `Location` names the job. With `Prefer: wait`, the job as it is when it ended or the wait did", body = JobDocument,
+            headers(("Preference-Applied" = String, description = "`wait=<seconds waited at most>` when a `Prefer: wait` was honoured"))),
+        (status = 200, description = "The same request was already accepted (idempotent); with `Prefer: wait`, after the same wait", body = JobDocument,
+            headers(("Preference-Applied" = String, description = "`wait=<seconds waited at most>` when a `Prefer: wait` was honoured"))),
         (status = 400, description = "Body is not JSON", body = ProblemBody, content_type = "application/problem+json"),
         (status = 404, description = "Unknown tool", body = ProblemBody, content_type = "application/problem+json"),
         (status = 409, description = "correlation_id names a different request", body = ProblemBody, content_type = "application/problem+json"),
@@ -93,12 +100,13 @@ pub(crate) async fn chunks(
 pub(crate) async fn submit(
     State(state): State<AppState>,
     caller: Caller,
+    prefer: PreferWait,
     JsonBody(body): JsonBody,
 ) -> Result<Response, AppError> {
     let (live, narrow) = (state.live(), caller.scope(&state));
     let scope = narrow.scope(&live.targets);
     let spec = JobSpec::from_json(&body, &narrow.policy(live.policy(), &scope))?;
-    let submitted = actions::submit(&state, &caller, &spec).await?;
+    let submitted = actions::submit_waiting(&state, &caller, &spec, prefer.0).await?;
     let created = submitted.created;
     let doc = submitted.document;
     let status = if created {
@@ -110,6 +118,9 @@ pub(crate) async fn submit(
     let mut resp = (status, Json(doc)).into_response();
     if let Ok(v) = HeaderValue::from_str(&location) {
         resp.headers_mut().insert(header::LOCATION, v);
+    }
+    if let Some((name, value)) = prefer.applied() {
+        resp.headers_mut().insert(name, value);
     }
     Ok(resp)
 }

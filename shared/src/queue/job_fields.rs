@@ -65,5 +65,9 @@ pub(crate) fn job_fields(spec: &JobSpec, max_running: u64) -> Vec<(&'static str,
         // `waiting_for: "window"` while it is scheduled.
         fields.push(("waiting", "window".to_owned()));
     }
+    if let Some(until) = spec.watch_until_ms {
+        // Created registered (a submit that waits): no `watch.lua` before its first change.
+        fields.push(("watch", until.to_string()));
+    }
     fields
 }

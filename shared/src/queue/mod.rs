@@ -11,6 +11,7 @@
 //! | `heartbeat` | a worker's presence: its self-description and its place in the live set |
 //! | `claim` | the claim step across tools and partitions; partitions following the home breaker |
 //! | `read` | reading, watching and long-polling jobs, the ID → tool cache |
+//! | `submit_wait` | a submit that waits for its job's end (`Prefer: wait`), registered from its creation |
 //! | `listing` | the tenant's listing (also the correlation-ID index) and its sweeping |
 //! | `versions` | summaries (HMGET, no result), version tags (`ETag`) of a job and a page (DESIGN §15) |
 //! | `admission` | the one admission path (gate, tenant caps, queue length, fair share) of submits, retries and scheduled runs |
@@ -45,6 +46,7 @@ mod politeness;
 mod read;
 mod sessions;
 mod settle;
+mod submit_wait;
 mod tally;
 mod versions;
 mod wait;

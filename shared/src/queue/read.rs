@@ -23,6 +23,10 @@ impl Waited {
         &self.doc
     }
 
+    pub fn into_document(self) -> JobDocument {
+        self.doc
+    }
+
     /// The document and its tag, as a plain read ([`Queue::get_unless`]) gives them for the same
     /// hash.
     pub fn tagged(self, tenant: &TenantId) -> Tagged<JobDocument> {
