@@ -14,7 +14,7 @@ use scanq::keys::{Keys, ToolKeys};
 use scanq::queue::script_settings;
 use scanq::scripts::{
     BreakerArgs, CancelOutcome, CompleteStatus, Completion, DecideOutcome, EnqueueOutcome,
-    RenewStatus, RetryOutcome, ScriptSettings, Scripts,
+    RenewStatus, RetryOutcome, ScriptSettings, Scripts, WatchMode,
 };
 use scanq_tests::*;
 
@@ -1141,4 +1141,74 @@ async fn a_refill_writes_one_batch_per_lane_and_priority_still_orders_the_claims
     let rest: Vec<String> = f.claim(5, 0).await.into_iter().map(|(r, _)| r).collect();
     assert_eq!(rest, ["a/n1", "a/n2"]);
     assert!(f.claim(5, 0).await.is_empty());
+}
+
+/// A job created by a submit that waits for its end (`watch` and `watch_end` among its creation
+/// fields, `Prefer: wait`) is published only when it ends: its claim's `running` does not wake
+/// the waiter. A watcher that registers (`watch.lua`: SSE, `GET ?wait`) clears `watch_end`, and
+/// from then on every change is published again.
+#[tokio::test]
+async fn a_job_waited_for_by_its_submitter_is_published_only_when_it_ends() {
+    use futures::StreamExt;
+    let mut f = fx().await;
+    let mut sub = f._redis.client().get_async_pubsub().await.unwrap();
+    sub.subscribe(&f.set.notify_channel).await.unwrap();
+    let mut messages = sub.into_on_message();
+    let until = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        + 60_000)
+        .to_string();
+    for r in ["a/w", "a/s"] {
+        let fields = [
+            ("tool", "t".to_owned()),
+            ("watch", until.clone()),
+            ("watch_end", "1".to_owned()),
+        ];
+        f.scripts
+            .enqueue(
+                &mut f.con,
+                &f.tk,
+                &f.set,
+                r,
+                "h",
+                Priority::Normal,
+                false,
+                (0, false),
+                &fields,
+            )
+            .await
+            .unwrap();
+    }
+    // An SSE client registers on the second one: it wants every change.
+    let hash = f
+        .scripts
+        .watch(&mut f.con, &f.tk, "a/s", "t", 60_000, WatchMode::Notify)
+        .await
+        .unwrap();
+    assert!(!hash.contains_key("watch_end"), "{hash:?}");
+    let claimed = f.claim(2, 0).await;
+    assert_eq!(claimed.len(), 2);
+    // The claim published `running` for the SSE-watched job only.
+    assert_eq!(next_message(&mut messages).await, "t/a/s");
+    for (r, fence) in &claimed {
+        f.complete(r, *fence, "succeeded").await;
+    }
+    // Then each end (its `state` and `done` events), the waited-for job's included.
+    let mut ends = Vec::new();
+    for _ in 0..4 {
+        ends.push(next_message(&mut messages).await);
+    }
+    ends.sort();
+    assert_eq!(ends, ["t/a/s", "t/a/s", "t/a/w", "t/a/w"]);
+}
+
+async fn next_message(m: &mut (impl futures::Stream<Item = redis::Msg> + Unpin)) -> String {
+    use futures::StreamExt;
+    let msg = tokio::time::timeout(std::time::Duration::from_secs(5), m.next())
+        .await
+        .expect("a message within 5 s")
+        .expect("the subscription is open");
+    msg.get_payload::<String>().unwrap()
 }

@@ -68,6 +68,9 @@ pub(crate) fn job_fields(spec: &JobSpec, max_running: u64) -> Vec<(&'static str,
     if let Some(until) = spec.watch_until_ms {
         // Created registered (a submit that waits): no `watch.lua` before its first change.
         fields.push(("watch", until.to_string()));
+        // Only its end is published (`watched` in common.lua): the waiter is not woken by
+        // `running`. A watcher that registers (SSE, `GET ?wait`) clears it.
+        fields.push(("watch_end", "1".to_owned()));
     }
     fields
 }

@@ -34,7 +34,7 @@ end
 
 -- The fields every script that changes a job reads with its own.
 -- (`parent` and `hosts` are a big scan's chunk's: see `count`.)
-local JOB_BASE = { 'state', 'evseq', 'evs', 'watch', 'parent', 'hosts' }
+local JOB_BASE = { 'state', 'evseq', 'evs', 'watch', 'watch_end', 'parent', 'hosts' }
 
 -- A job of this tool by its ref `<tenant>/<cid>`; `prefix` is the tool's key prefix.
 -- (Its stream key `j.ev` and notify tag `j.tag` are built only when needed: `ev_key`, `tag_of`.)
@@ -92,6 +92,14 @@ local function state_event(to, now, extra)
   return cjson.encode(e)
 end
 
+-- A registered watcher is told of a change while `watch` (ms) has not passed. A job created by a
+-- submit that waits for its end (`Prefer: wait`) also has `watch_end` = '1': only its end is
+-- published (a claim's `running` would wake that waiter for nothing); any other watcher
+-- registering (`watch.lua`) clears it.
+local function watched(j, now, final)
+  return j.h.watch and tonumber(j.h.watch) >= now and (final or j.h.watch_end ~= '1')
+end
+
 -- Takes the next event position; stores the event if the job's stream exists and tells a
 -- registered watcher. The caller writes j.seq back with `save`.
 local function emit(j, kind, data, now)
@@ -99,7 +107,7 @@ local function emit(j, kind, data, now)
   if j.h.evs == '1' then
     redis.call('XADD', ev_key(j), 'MAXLEN', '~', Q.maxev, '0-' .. j.seq, 'type', kind, 'data', data)
   end
-  if j.h.watch and tonumber(j.h.watch) >= now then
+  if watched(j, now, false) then
     redis.call('PUBLISH', Q.channel, tag_of(j))
   end
 end
@@ -111,7 +119,7 @@ local function emit_state(j, kind, st, now, extra)
     redis.call('XADD', ev_key(j), 'MAXLEN', '~', Q.maxev, '0-' .. j.seq, 'type', kind,
       'data', state_event(st, now, extra))
   end
-  if j.h.watch and tonumber(j.h.watch) >= now then
+  if watched(j, now, st == S.succeeded or st == S.failed or st == S.cancelled) then
     redis.call('PUBLISH', Q.channel, tag_of(j))
   end
 end

@@ -16,6 +16,8 @@ if tonumber(j.h.watch or '0') < until_ms - 1000 then
   -- Refreshed at most once a second per job, however many watchers it has.
   redis.call('HSET', j.key, 'watch', until_ms)
 end
+-- This watcher wants every change, not only the end (see `watched` in common.lua).
+if j.h.watch_end then redis.call('HDEL', j.key, 'watch_end') end
 if ARGV[4] == 'stream' then
   seed(j)
 end
