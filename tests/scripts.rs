@@ -1149,7 +1149,6 @@ async fn a_refill_writes_one_batch_per_lane_and_priority_still_orders_the_claims
 /// from then on every change is published again.
 #[tokio::test]
 async fn a_job_waited_for_by_its_submitter_is_published_only_when_it_ends() {
-    use futures::StreamExt;
     let mut f = fx().await;
     let mut sub = f._redis.client().get_async_pubsub().await.unwrap();
     sub.subscribe(&f.set.notify_channel).await.unwrap();
