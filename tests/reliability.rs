@@ -490,6 +490,22 @@ async fn a_full_queue_refuses_submits_with_429_and_retry_after() {
         404,
         "nothing was enqueued"
     );
+    // Nor listed: the enqueue that claimed the ID in the listing took it back.
+    let listed: Value = http()
+        .get(format!("{base}/v1/jobs?limit=10"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = listed["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["correlation_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["f2", "f1", "f0"], "{listed}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1211,3 +1211,59 @@ async fn next_message(m: &mut (impl futures::Stream<Item = redis::Msg> + Unpin))
         .expect("the subscription is open");
     msg.get_payload::<String>().unwrap()
 }
+
+/// Outside a cluster the enqueue claims a new ID in the tenant's listing itself (one round trip):
+/// a new ID is listed and created without the idempotency read; an ID listed already writes
+/// nothing and says so (the caller then takes the two-step path); a full queue takes the member
+/// back.
+#[tokio::test]
+async fn an_enqueue_that_claims_its_id_in_the_listing_lists_new_ids_only() {
+    use scanq::scripts::Listed;
+    let mut f = fx().await;
+    let listing = format!("{}:listing:a", unique_prefix("l"));
+    let claim = |score: u64| Listed::Claim {
+        listing: listing.clone(),
+        score,
+        at_ms: 1_000,
+        packed: None,
+    };
+    let fields = [("tool", "t".to_owned())];
+    let enqueue = async |f: &mut Fx, r: &str, listed: Listed| {
+        f.scripts
+            .enqueue_claiming(
+                &mut f.con,
+                &f.tk,
+                &f.set,
+                r,
+                "h",
+                (Priority::Normal, false),
+                (0, false),
+                listed,
+                &fields,
+            )
+            .await
+            .unwrap()
+    };
+    let first = enqueue(&mut f, "a/one", claim(1024)).await;
+    assert!(
+        matches!(first, Some(EnqueueOutcome::Created { .. })),
+        "{first:?}"
+    );
+    let score: Option<f64> = f.con.zscore(&listing, "one").await.unwrap();
+    assert_eq!(score, Some(1024.0));
+    // Listed already: nothing written (the score stays the first one's).
+    assert_eq!(enqueue(&mut f, "a/one", claim(2048)).await, None);
+    let score: Option<f64> = f.con.zscore(&listing, "one").await.unwrap();
+    assert_eq!(score, Some(1024.0));
+    // A full queue (max 5): the new ID's member is taken back.
+    for i in 0..4 {
+        enqueue(&mut f, &format!("a/f{i}"), claim(4096 + i)).await;
+    }
+    let full = enqueue(&mut f, "a/over", claim(9999)).await;
+    assert!(
+        matches!(full, Some(EnqueueOutcome::Full { .. })),
+        "{full:?}"
+    );
+    let over: Option<f64> = f.con.zscore(&listing, "over").await.unwrap();
+    assert_eq!(over, None, "a refused job is not listed");
+}

@@ -282,8 +282,9 @@ impl Queue {
     /// [`Queue::submit`] for a tenant that may run at most `max_running` jobs of this tool at
     /// once (0 = no cap); the workers' claim enforces it.
     ///
-    /// Two round trips: claim the correlation ID for this tool (`SET NX GET`), then the enqueue
-    /// script pipelined with the listing entry.
+    /// One round trip where one node holds every key: the enqueue script claims a new ID in the
+    /// tenant's listing itself. Two in a cluster, or for an ID the listing holds already: its
+    /// `ZADD NX` (and, for a listed ID, whose job it is), then the enqueue script.
     #[tracing::instrument(skip_all, fields(tool = %spec.tool))]
     pub async fn submit_capped(
         &self,
@@ -316,60 +317,81 @@ impl Queue {
         // Claim the correlation ID for this tool in the tenant's listing (its index).
         let now = listing::now_ms();
         let listed_at = listing::score(now, no);
-        let added: i64 = redis::cmd("ZADD")
-            .arg(&list)
-            .arg("NX")
-            .arg(listed_at)
-            .arg(id.cid.as_str())
-            .query_async(&mut con)
-            .await?;
-        let fresh = added == 1;
-        if !fresh {
-            match self.indexed(tenant, &id.cid).await? {
-                Some((t, z)) if t == spec.tool && z == spec.zone => {}
-                Some((t, z)) => {
-                    // Held by another tool (or zone): a conflict while that job exists; an
-                    // expired one's ID may be reused.
-                    let other = JobId::new(t, z, tenant.clone(), id.cid.clone());
-                    let exists: bool = con.exists(self.keys.job(&other)).await?;
-                    if exists {
-                        return Err(QueueError::Conflict {
-                            state: "owned by another tool".into(),
-                        });
-                    }
-                }
-                None => {}
-            }
-        }
         let mut fields = job_fields(spec, max_running);
         if let Some(g) = self.target_groups.of(&spec.tool, spec.target.first()) {
             // Politeness: the claim caps running jobs per group (absent when not capped).
             fields.push(("tgroup", g));
         }
-        // A member just added means no job lives under the ID: the script skips its
-        // idempotency read (members are removed only once their job is gone).
-        let listed = if fresh {
-            crate::scripts::Listed::Fresh {
+        let lane = (spec.priority, spec.needs_raw);
+        let delay = (spec.delay_ms, spec.needs_approval);
+        // Where one node holds every key (not a cluster), the enqueue script claims a new ID in
+        // the listing itself: one round trip. An ID listed already takes the two steps below.
+        let one_trip = if self.pool.mode() == "cluster" {
+            None
+        } else {
+            let claim = crate::scripts::Listed::Claim {
+                listing: list.clone(),
+                score: listed_at,
                 at_ms: now,
                 packed: id.cid.packed(),
-            }
-        } else {
-            crate::scripts::Listed::Known { at_ms: now }
+            };
+            self.scripts
+                .enqueue_claiming(
+                    &mut con,
+                    &tk,
+                    &self.settings,
+                    &r,
+                    &spec.request_hash,
+                    lane,
+                    delay,
+                    claim,
+                    &fields,
+                )
+                .await?
         };
-        let outcome = self
-            .scripts
-            .enqueue_listed(
-                &mut con,
-                &tk,
-                &self.settings,
-                &r,
-                &spec.request_hash,
-                (spec.priority, spec.needs_raw),
-                (spec.delay_ms, spec.needs_approval),
-                listed,
-                &fields,
-            )
-            .await?;
+        // The script took the member back itself if the queue was full.
+        let by_script = one_trip.is_some();
+        let (fresh, outcome) = match one_trip {
+            Some(outcome) => (true, outcome),
+            None => {
+                let added: i64 = redis::cmd("ZADD")
+                    .arg(&list)
+                    .arg("NX")
+                    .arg(listed_at)
+                    .arg(id.cid.as_str())
+                    .query_async(&mut con)
+                    .await?;
+                let fresh = added == 1;
+                if !fresh {
+                    self.owned_elsewhere(&mut con, tenant, &id, spec).await?;
+                }
+                // A member just added means no job lives under the ID: the script skips its
+                // idempotency read (members are removed only once their job is gone).
+                let listed = if fresh {
+                    crate::scripts::Listed::Fresh {
+                        at_ms: now,
+                        packed: id.cid.packed(),
+                    }
+                } else {
+                    crate::scripts::Listed::Known { at_ms: now }
+                };
+                let outcome = self
+                    .scripts
+                    .enqueue_listed(
+                        &mut con,
+                        &tk,
+                        &self.settings,
+                        &r,
+                        &spec.request_hash,
+                        lane,
+                        delay,
+                        listed,
+                        &fields,
+                    )
+                    .await?;
+                (fresh, outcome)
+            }
+        };
         if let EnqueueOutcome::Created { .. } = &outcome
             && self.replicas.0 > 0
         {
@@ -398,7 +420,7 @@ impl Queue {
                     .query_async(&mut con)
                     .await?;
             }
-            EnqueueOutcome::Full { .. } if fresh => {
+            EnqueueOutcome::Full { .. } if fresh && !by_script => {
                 let _: () = con.zrem(&list, id.cid.as_str()).await?;
             }
             _ => {}
@@ -431,6 +453,31 @@ impl Queue {
         self.explain_waits(&mut docs).await;
         let [document] = docs;
         Ok(Submitted { created, document })
+    }
+
+    /// An ID the tenant's listing holds already: a conflict while another tool's (or zone's)
+    /// job lives under it; an expired one's ID may be reused.
+    async fn owned_elsewhere(
+        &self,
+        con: &mut Connection,
+        tenant: &TenantId,
+        id: &JobId,
+        spec: &JobSpec,
+    ) -> Result<(), QueueError> {
+        match self.indexed(tenant, &id.cid).await? {
+            Some((t, z)) if t == spec.tool && z == spec.zone => Ok(()),
+            Some((t, z)) => {
+                let other = JobId::new(t, z, tenant.clone(), id.cid.clone());
+                let exists: bool = con.exists(self.keys.job(&other)).await?;
+                if exists {
+                    return Err(QueueError::Conflict {
+                        state: "owned by another tool".into(),
+                    });
+                }
+                Ok(())
+            }
+            None => Ok(()),
+        }
     }
 
     pub async fn cancel(

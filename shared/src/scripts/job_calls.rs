@@ -13,7 +13,7 @@ use crate::keys::ToolKeys;
 
 /// What the caller of `enqueue.lua` knows of the job's listing member (its index, written
 /// before the script runs).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Listed {
     /// Nothing (a chunk of a big scan has no member; a direct call): the script reads the job
     /// hash for idempotency and Redis' clock for a backlogged job.
@@ -26,6 +26,15 @@ pub enum Listed {
     },
     /// The member was there already (the job may exist); written at `at_ms` on its clock.
     Known { at_ms: u64 },
+    /// The script claims the ID in the tenant's listing itself (`ZADD NX` of `cid` at `score`
+    /// in `listing`), in the same round trip ([`Scripts::enqueue_claiming`]): only where one
+    /// node holds every key (not a cluster, where the listing lives in another slot).
+    Claim {
+        listing: String,
+        score: u64,
+        at_ms: u64,
+        packed: Option<[u8; 17]>,
+    },
 }
 
 impl Scripts {
@@ -107,6 +116,29 @@ impl Scripts {
         reply::enqueue(v)
     }
 
+    /// [`Scripts::enqueue_listed`] with [`Listed::Claim`]: the script first claims the ID in the
+    /// tenant's listing. `None` when the listing held it already: nothing was written, and the
+    /// caller takes the two-step path (its own `ZADD NX`, then `Listed::Known`).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn enqueue_claiming(
+        &self,
+        con: &mut impl ConnectionLike,
+        tk: &ToolKeys,
+        set: &ScriptSettings,
+        job_ref: &str,
+        request_hash: &str,
+        lane: (Priority, bool),
+        delay: (u64, bool),
+        listed: Listed,
+        fields: &[(&str, String)],
+    ) -> RedisResult<Option<EnqueueOutcome>> {
+        let v: Value = self
+            .enqueue_invocation(tk, set, job_ref, request_hash, lane, delay, listed, fields)
+            .invoke_async(con)
+            .await?;
+        reply::enqueue_claiming(v)
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub(super) fn enqueue_invocation<'a>(
         &'a self,
@@ -130,8 +162,11 @@ impl Scripts {
             .key(tk.lane_stream(priority, needs_raw))
             .key(tk.scheduled())
             .key(tk.counts())
-            .key(tk.backlog_prefix())
-            .arg(job_ref)
+            .key(tk.backlog_prefix());
+        if let Listed::Claim { listing, .. } = &listed {
+            inv.key(listing);
+        }
+        inv.arg(job_ref)
             .arg(request_hash)
             .arg(set.max_queue_len)
             .arg(set.job_ttl_ms)
@@ -151,6 +186,18 @@ impl Scripts {
                 packed: None,
             } => inv.arg(at_ms).arg("1").arg(""),
             Listed::Known { at_ms } => inv.arg(at_ms).arg("").arg(""),
+            Listed::Claim {
+                score,
+                at_ms,
+                packed,
+                ..
+            } => {
+                inv.arg(at_ms).arg(format!("list:{score}"));
+                match packed {
+                    Some(p) => inv.arg(&p[..]),
+                    None => inv.arg(""),
+                }
+            }
         };
         for (k, v) in fields {
             inv.arg(*k).arg(v);

@@ -61,6 +61,17 @@ pub fn enqueue(v: Value) -> RedisResult<EnqueueOutcome> {
     })
 }
 
+/// The reply of an enqueue that claims its ID in the listing: `None` when the listing held it.
+pub fn enqueue_claiming(v: Value) -> RedisResult<Option<EnqueueOutcome>> {
+    if let Value::Array(items) = &v
+        && items.len() == 1
+        && text(&items[0]).as_deref() == Some("listed")
+    {
+        return Ok(None);
+    }
+    enqueue(v).map(Some)
+}
+
 /// A job handed to a worker by `claim.lua`: only what the worker needs to run it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClaimedJob {

@@ -17,18 +17,30 @@
 -- tenant's backlog (the same clock as its listing score), so that path needs no TIME call
 -- ARGV[10] '1' when the caller has just claimed the correlation ID in the tenant's listing
 -- (`ZADD NX` added it, docs/queue.md "The listing is the index"): no job lives under it, so the
--- idempotency read is skipped; '' otherwise (a chunk, a listed ID: the job hash is read)
+-- idempotency read is skipped; 'list:<score>' when this script is to claim it (KEYS[6] the
+-- tenant's listing; only where one node holds every key, not a cluster): added, it goes on as
+-- for '1' (and takes the member back if the queue is full); there already, it writes nothing and
+-- returns {'listed'} (the caller then takes the two-step path); '' otherwise (a chunk, a listed
+-- ID: the job hash is read)
 -- ARGV[11] the job's correlation ID packed for its backlog item ('#' + the 16 bytes of a
 -- lowercase UUID, `CorrelationId::packed`), or '' (the item holds the ID as it is)
 -- ARGV[12..] field, value pairs of the job (target, args, …; a chunk's `parent` and `hosts`)
 -- Returns {'created', state, created_ms} | {'exists', state} | {'conflict', state} | {'full', depth}
+-- | {'listed'}
 
 local job, stream, sched, counts = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local ref, hash = ARGV[1], ARGV[2]
 local max_len, ttl, delay = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local window = tonumber(ARGV[6])
 
-if ARGV[10] ~= '1' then
+local list_score = string.match(ARGV[10], '^list:(%d+)$')
+local member
+if list_score then
+  member = string.match(ref, '^[^/]*/(.*)$')
+  if redis.call('ZADD', KEYS[6], 'NX', list_score, member) == 0 then
+    return { 'listed' }
+  end
+elseif ARGV[10] ~= '1' then
   local existing = redis.call('HMGET', job, 'req_hash', 'state')
   if existing[2] then
     if existing[1] == hash then
@@ -44,6 +56,7 @@ local who = in_lane(tenant_of(ref), is_raw_lane(lane))
 local c = redis.call('HMGET', counts, S.queued, S.scheduled, share(who))
 local queued, scheduled = tonumber(c[1] or '0'), tonumber(c[2] or '0')
 if queued + scheduled >= max_len and not hold then
+  if member then redis.call('ZREM', KEYS[6], member) end
   return { 'full', queued + scheduled }
 end
 
