@@ -1,6 +1,6 @@
 //! The Lua scripts that change queue state, one file each under `lua/` (each opens with its
 //! `KEYS / ARGV / Returns` header), and their typed Rust wrappers. Every script is built as
-//! *prelude + common.lua + body*: the prelude is generated here from [`JobState`] so the scripts
+//! *prelude + the helpers of common.lua it uses + body* (`assemble`): the prelude is generated here from [`JobState`] so the scripts
 //! use the same state strings as Rust without retyping them.
 //!
 //! This is the one registry of the product's Lua: the job scripts, the tenant limits
@@ -9,6 +9,7 @@
 //! `KEYS`. Scripts run with `EVALSHA` (falling back to `EVAL` once per Redis restart);
 //! `load_all` loads every one up front and readiness (`/readyz`) checks every one.
 
+mod assemble;
 mod hook_calls;
 mod job_calls;
 mod limits;
@@ -67,8 +68,9 @@ fn prelude() -> String {
     p
 }
 
+/// The prelude, then the helpers of `common.lua` and `lib` that `body` uses ([`assemble`]).
 fn source(body: &str, lib: &str) -> String {
-    format!("{}{COMMON}\n{lib}\n{body}", prelude())
+    assemble::assemble(&prelude(), &[COMMON, lib], body)
 }
 
 /// Settings the scripts need besides keys.
