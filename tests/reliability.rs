@@ -491,14 +491,7 @@ async fn a_full_queue_refuses_submits_with_429_and_retry_after() {
         "nothing was enqueued"
     );
     // Nor listed: the enqueue that claimed the ID in the listing took it back.
-    let listed: Value = http()
-        .get(format!("{base}/v1/jobs?limit=10"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed = get_json(&base, "/v1/jobs?limit=10").await;
     let ids: Vec<&str> = listed["jobs"]
         .as_array()
         .unwrap()

@@ -1230,7 +1230,7 @@ async fn an_enqueue_that_claims_its_id_in_the_listing_lists_new_ids_only() {
     let fields = [("tool", "t".to_owned())];
     let enqueue = async |f: &mut Fx, r: &str, listed: Listed| {
         f.scripts
-            .enqueue_claiming(
+            .enqueue_listed(
                 &mut f.con,
                 &f.tk,
                 &f.set,

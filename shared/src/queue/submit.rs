@@ -10,8 +10,9 @@ use redis::AsyncCommands;
 use super::job_fields::job_fields;
 use super::{Connection, Queue, QueueError, Submitted, listing};
 use crate::domain::{CorrelationId, JobDocument, JobId, TenantId};
+use crate::keys::ToolKeys;
 use crate::request::JobSpec;
-use crate::scripts::EnqueueOutcome;
+use crate::scripts::{EnqueueOutcome, Listed};
 
 impl Queue {
     /// Enqueues a validated job for `tenant` (idempotent per correlation ID).
@@ -62,31 +63,18 @@ impl Queue {
             // Politeness: the claim caps running jobs per group (absent when not capped).
             fields.push(("tgroup", g));
         }
-        let lane = (spec.priority, spec.needs_raw);
-        let delay = (spec.delay_ms, spec.needs_approval);
         // Where one node holds every key (not a cluster), the enqueue script claims a new ID in
         // the listing itself: one round trip. An ID listed already takes the two steps below.
         let one_trip = if self.pool.mode() == "cluster" {
             None
         } else {
-            let claim = crate::scripts::Listed::Claim {
+            let claim = Listed::Claim {
                 listing: list.clone(),
                 score: listed_at,
                 at_ms: now,
                 packed: id.cid.packed(),
             };
-            self.scripts
-                .enqueue_claiming(
-                    &mut con,
-                    &tk,
-                    &self.settings,
-                    &r,
-                    &spec.request_hash,
-                    lane,
-                    delay,
-                    claim,
-                    &fields,
-                )
+            self.enqueue(&mut con, &tk, &r, spec, &fields, claim)
                 .await?
         };
         // The script took the member back itself if the queue was full.
@@ -108,27 +96,22 @@ impl Queue {
                 // A member just added means no job lives under the ID: the script skips its
                 // idempotency read (members are removed only once their job is gone).
                 let listed = if fresh {
-                    crate::scripts::Listed::Fresh {
+                    Listed::Fresh {
                         at_ms: now,
                         packed: id.cid.packed(),
                     }
                 } else {
-                    crate::scripts::Listed::Known { at_ms: now }
+                    Listed::Known { at_ms: now }
                 };
                 let outcome = self
-                    .scripts
-                    .enqueue_listed(
-                        &mut con,
-                        &tk,
-                        &self.settings,
-                        &r,
-                        &spec.request_hash,
-                        lane,
-                        delay,
-                        listed,
-                        &fields,
-                    )
-                    .await?;
+                    .enqueue(&mut con, &tk, &r, spec, &fields, listed)
+                    .await?
+                    .ok_or_else(|| {
+                        redis::RedisError::from((
+                            redis::ErrorKind::UnexpectedReturnType,
+                            "enqueue: 'listed' from a script that did not claim the ID",
+                        ))
+                    })?;
                 (fresh, outcome)
             }
         };
@@ -193,6 +176,33 @@ impl Queue {
         self.explain_waits(&mut docs).await;
         let [document] = docs;
         Ok(Submitted { created, document })
+    }
+
+    /// The enqueue script for `spec` as `listed` says; `None` only for [`Listed::Claim`] when the
+    /// listing held the ID already (nothing was written).
+    async fn enqueue(
+        &self,
+        con: &mut Connection,
+        tk: &ToolKeys,
+        r: &str,
+        spec: &JobSpec,
+        fields: &[(&str, String)],
+        listed: Listed,
+    ) -> Result<Option<EnqueueOutcome>, QueueError> {
+        Ok(self
+            .scripts
+            .enqueue_listed(
+                con,
+                tk,
+                &self.settings,
+                r,
+                &spec.request_hash,
+                (spec.priority, spec.needs_raw),
+                (spec.delay_ms, spec.needs_approval),
+                listed,
+                fields,
+            )
+            .await?)
     }
 
     /// An ID the tenant's listing holds already: a conflict while another tool's (or zone's)

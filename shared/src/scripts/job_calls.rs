@@ -27,7 +27,7 @@ pub enum Listed {
     /// The member was there already (the job may exist); written at `at_ms` on its clock.
     Known { at_ms: u64 },
     /// The script claims the ID in the tenant's listing itself (`ZADD NX` of `cid` at `score`
-    /// in `listing`), in the same round trip ([`Scripts::enqueue_claiming`]): only where one
+    /// in `listing`), in the same round trip ([`Scripts::enqueue_listed`]): only where one
     /// node holds every key (not a cluster, where the listing lives in another slot).
     Claim {
         listing: String,
@@ -83,44 +83,14 @@ impl Scripts {
         reply::enqueue(v)
     }
 
-    /// [`Scripts::enqueue`] by a caller that has just written the job's listing member: with
-    /// [`Listed::Fresh`] the script skips its idempotency read (no job can live under an ID
-    /// that was not listed), and a job that waits in its tenant's backlog is stamped with the
-    /// caller's clock (the one of its listing score) instead of a `TIME` call.
+    /// The enqueue script, told what the caller knows of the ID's listing ([`Listed`]): with
+    /// [`Listed::Fresh`] (the caller's `ZADD NX` just added the member) it skips its idempotency
+    /// read (no job can live under an ID that was not listed), and a job that waits in its
+    /// tenant's backlog is stamped with the caller's clock (the one of its listing score)
+    /// instead of a `TIME` call; with [`Listed::Claim`] it claims the ID itself. `None` only for [`Listed::Claim`] when the listing held the ID already: nothing was written, and
+    /// the caller takes the two-step path (its own `ZADD NX`, then `Listed::Known`).
     #[allow(clippy::too_many_arguments)]
     pub async fn enqueue_listed(
-        &self,
-        con: &mut impl ConnectionLike,
-        tk: &ToolKeys,
-        set: &ScriptSettings,
-        job_ref: &str,
-        request_hash: &str,
-        (priority, needs_raw): (Priority, bool),
-        (delay_ms, hold): (u64, bool),
-        listed: Listed,
-        fields: &[(&str, String)],
-    ) -> RedisResult<EnqueueOutcome> {
-        let v: Value = self
-            .enqueue_invocation(
-                tk,
-                set,
-                job_ref,
-                request_hash,
-                (priority, needs_raw),
-                (delay_ms, hold),
-                listed,
-                fields,
-            )
-            .invoke_async(con)
-            .await?;
-        reply::enqueue(v)
-    }
-
-    /// [`Scripts::enqueue_listed`] with [`Listed::Claim`]: the script first claims the ID in the
-    /// tenant's listing. `None` when the listing held it already: nothing was written, and the
-    /// caller takes the two-step path (its own `ZADD NX`, then `Listed::Known`).
-    #[allow(clippy::too_many_arguments)]
-    pub async fn enqueue_claiming(
         &self,
         con: &mut impl ConnectionLike,
         tk: &ToolKeys,
@@ -136,7 +106,7 @@ impl Scripts {
             .enqueue_invocation(tk, set, job_ref, request_hash, lane, delay, listed, fields)
             .invoke_async(con)
             .await?;
-        reply::enqueue_claiming(v)
+        reply::enqueue_listed(v)
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -62,7 +62,7 @@ pub fn enqueue(v: Value) -> RedisResult<EnqueueOutcome> {
 }
 
 /// The reply of an enqueue that claims its ID in the listing: `None` when the listing held it.
-pub fn enqueue_claiming(v: Value) -> RedisResult<Option<EnqueueOutcome>> {
+pub fn enqueue_listed(v: Value) -> RedisResult<Option<EnqueueOutcome>> {
     if let Value::Array(items) = &v
         && items.len() == 1
         && text(&items[0]).as_deref() == Some("listed")
