@@ -78,6 +78,24 @@ impl Fx {
             .unwrap()
     }
 
+    /// A normal-priority job of request "h" with these fields.
+    async fn enqueue_fields(&mut self, r: &str, fields: &[(&str, String)]) -> EnqueueOutcome {
+        self.scripts
+            .enqueue(
+                &mut self.con,
+                &self.tk,
+                &self.set,
+                r,
+                "h",
+                Priority::Normal,
+                false,
+                (0, false),
+                fields,
+            )
+            .await
+            .unwrap()
+    }
+
     async fn claim(&mut self, want: usize, round: u64) -> Vec<(String, u64)> {
         let c = self
             .scripts
@@ -932,21 +950,7 @@ async fn jobs_without_their_default_fields_and_backlog_items_of_older_releases_s
     let made = "a/019af0c2-7e1d-7b3a-9c4e-0123456789ab";
     let upper = "a/019AF0C2-7E1D-7B3A-9C4E-0123456789AB";
     for r in ["a/j1", "a/j2", "a/j3", made, upper] {
-        let out = f
-            .scripts
-            .enqueue(
-                &mut f.con,
-                &f.tk,
-                &f.set,
-                r,
-                "h",
-                Priority::Normal,
-                false,
-                (0, false),
-                &fields,
-            )
-            .await
-            .unwrap();
+        let out = f.enqueue_fields(r, &fields).await;
         assert!(matches!(out, EnqueueOutcome::Created { .. }), "{out:?}");
     }
     let stored: HashMap<String, String> = f.con.hgetall(f.tk.job("a/j1")).await.unwrap();
@@ -1165,20 +1169,7 @@ async fn a_job_waited_for_by_its_submitter_is_published_only_when_it_ends() {
             ("watch", until.clone()),
             ("watch_end", "1".to_owned()),
         ];
-        f.scripts
-            .enqueue(
-                &mut f.con,
-                &f.tk,
-                &f.set,
-                r,
-                "h",
-                Priority::Normal,
-                false,
-                (0, false),
-                &fields,
-            )
-            .await
-            .unwrap();
+        f.enqueue_fields(r, &fields).await;
     }
     // An SSE client registers on the second one: it wants every change.
     let hash = f

@@ -192,17 +192,8 @@ impl Queue {
             .arg(id.cid.as_str())
             .query_async(&mut con)
             .await?;
-        if added == 0
-            && let Some((t, z)) = self.indexed(tenant, &id.cid).await?
-            && (t != id.tool || z != id.zone)
-        {
-            let other = JobId::new(t, z, tenant.clone(), id.cid.clone());
-            let exists: bool = con.exists(self.keys.job(&other)).await?;
-            if exists {
-                return Err(QueueError::Conflict {
-                    state: "owned by another tool".into(),
-                });
-            }
+        if added == 0 {
+            self.owned_elsewhere(&mut con, tenant, id).await?;
         }
         Ok(())
     }

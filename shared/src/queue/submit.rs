@@ -91,7 +91,7 @@ impl Queue {
                     .await?;
                 let fresh = added == 1;
                 if !fresh {
-                    self.owned_elsewhere(&mut con, tenant, &id, spec).await?;
+                    self.owned_elsewhere(&mut con, tenant, &id).await?;
                 }
                 // A member just added means no job lives under the ID: the script skips its
                 // idempotency read (members are removed only once their job is gone).
@@ -207,15 +207,14 @@ impl Queue {
 
     /// An ID the tenant's listing holds already: a conflict while another tool's (or zone's)
     /// job lives under it; an expired one's ID may be reused.
-    async fn owned_elsewhere(
+    pub(super) async fn owned_elsewhere(
         &self,
         con: &mut Connection,
         tenant: &TenantId,
         id: &JobId,
-        spec: &JobSpec,
     ) -> Result<(), QueueError> {
         match self.indexed(tenant, &id.cid).await? {
-            Some((t, z)) if t == spec.tool && z == spec.zone => Ok(()),
+            Some((t, z)) if t == id.tool && z == id.zone => Ok(()),
             Some((t, z)) => {
                 let other = JobId::new(t, z, tenant.clone(), id.cid.clone());
                 let exists: bool = con.exists(self.keys.job(&other)).await?;
