@@ -5,35 +5,18 @@
 use std::time::Duration;
 
 use reqwest::Method;
-use scanq::catalog::Catalog;
 use scanq::config::Config;
 use scanq_tests::*;
 use serde_json::{Value, json};
 
 const EVIL: &str = "http://evil.example";
 
-struct Stack {
-    _redis: RedisServer,
-    _api: Task,
-    _worker: Task,
-    base: String,
-}
-
-async fn stack(tune: impl FnOnce(&mut Config)) -> Stack {
-    let redis = RedisServer::start().await;
-    let fx = Fixture::new();
-    let catalog = Catalog::load(Some(&fx.catalog(INPROCESS_TOOLS))).expect("catalog");
-    let mut cfg = test_config(&redis, "guard");
-    cfg.webhook_allowed_urls = "http://127.0.0.1:9/".into();
-    tune(&mut cfg);
-    let (api, base) = start_api(cfg.clone(), catalog.clone()).await;
-    let worker = start_worker(cfg, catalog).await;
-    Stack {
-        _redis: redis,
-        _api: api,
-        _worker: worker,
-        base,
-    }
+async fn stack(tune: impl FnOnce(&mut Config)) -> InProcess {
+    in_process("guard", |cfg| {
+        cfg.webhook_allowed_urls = "http://127.0.0.1:9/".into();
+        tune(cfg);
+    })
+    .await
 }
 
 /// Sends a request with the given extra headers and optional raw body; returns the status and

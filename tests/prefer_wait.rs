@@ -9,30 +9,11 @@ use scanq::config::Config;
 use scanq_tests::*;
 use serde_json::Value;
 
-struct Stack {
-    _redis: RedisServer,
-    _api: Task,
-    _worker: Task,
-    base: String,
+async fn stack_with(tune: impl FnOnce(&mut Config)) -> InProcess {
+    in_process("prefer", tune).await
 }
 
-async fn stack_with(tune: impl FnOnce(&mut Config)) -> Stack {
-    let redis = RedisServer::start().await;
-    let fixture = Fixture::new();
-    let catalog = Catalog::load(Some(&fixture.catalog(INPROCESS_TOOLS))).expect("catalog");
-    let mut cfg = test_config(&redis, "prefer");
-    tune(&mut cfg);
-    let (api, base) = start_api(cfg.clone(), catalog.clone()).await;
-    let worker = start_worker(cfg, catalog).await;
-    Stack {
-        _redis: redis,
-        _api: api,
-        _worker: worker,
-        base,
-    }
-}
-
-async fn stack() -> Stack {
+async fn stack() -> InProcess {
     stack_with(|_| {}).await
 }
 

@@ -481,6 +481,32 @@ pub async fn start_worker_with_metrics(cfg: Config, catalog: Catalog) -> (Task, 
     .await
 }
 
+/// A whole stack in-process: its own redis-server, an API and a worker with the in-process tools
+/// (`noop`, `sleep`), the config tuned by the test; everything stops when it is dropped.
+pub struct InProcess {
+    _redis: RedisServer,
+    _api: Task,
+    _worker: Task,
+    pub base: String,
+}
+
+/// Starts an [`InProcess`] stack under key prefix `name`.
+pub async fn in_process(name: &str, tune: impl FnOnce(&mut Config)) -> InProcess {
+    let redis = RedisServer::start().await;
+    let fx = Fixture::new();
+    let catalog = Catalog::load(Some(&fx.catalog(INPROCESS_TOOLS))).expect("catalog");
+    let mut cfg = test_config(&redis, name);
+    tune(&mut cfg);
+    let (api, base) = start_api(cfg.clone(), catalog.clone()).await;
+    let worker = start_worker(cfg, catalog).await;
+    InProcess {
+        _redis: redis,
+        _api: api,
+        _worker: worker,
+        base,
+    }
+}
+
 /// Path of a workspace binary next to the test executable (`target/<profile>/<name>`).
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
