@@ -167,6 +167,12 @@ impl Pool {
         self.connect(true).await
     }
 
+    /// Keys live on several nodes (a Redis Cluster): a script may touch one slot only, and
+    /// blocking reads go one per slot.
+    pub fn is_cluster(&self) -> bool {
+        matches!(*self.backend, Backend::Cluster { .. })
+    }
+
     /// The mode's name (`standalone`, `cluster`, `sentinel`) for logs and `/health`.
     pub fn mode(&self) -> &'static str {
         match *self.backend {

@@ -65,7 +65,7 @@ impl Queue {
         }
         // Where one node holds every key (not a cluster), the enqueue script claims a new ID in
         // the listing itself: one round trip. An ID listed already takes the two steps below.
-        let one_trip = if self.pool.mode() == "cluster" {
+        let one_trip = if self.pool.is_cluster() {
             None
         } else {
             let claim = Listed::Claim {
@@ -103,15 +103,10 @@ impl Queue {
                 } else {
                     Listed::Known { at_ms: now }
                 };
-                let outcome = self
-                    .enqueue(&mut con, &tk, &r, spec, &fields, listed)
-                    .await?
-                    .ok_or_else(|| {
-                        redis::RedisError::from((
-                            redis::ErrorKind::UnexpectedReturnType,
-                            "enqueue: 'listed' from a script that did not claim the ID",
-                        ))
-                    })?;
+                let outcome = Listed::answered(
+                    self.enqueue(&mut con, &tk, &r, spec, &fields, listed)
+                        .await?,
+                )?;
                 (fresh, outcome)
             }
         };

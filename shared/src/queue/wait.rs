@@ -37,7 +37,7 @@ impl Consumer {
         // connection of its own, and the first to return wakes the worker. (A read left blocking
         // is answered when its entry arrives or it times out; the next read on its connection
         // queues behind it, so no wake-up is lost.)
-        let groups: Vec<Vec<String>> = if self.pool.mode() == "cluster" {
+        let groups: Vec<Vec<String>> = if self.pool.is_cluster() {
             let mut by_slot: Vec<(u16, Vec<String>)> = Vec::new();
             for s in streams {
                 let slot = super::slot(s.as_bytes());

@@ -37,6 +37,19 @@ pub enum Listed {
     },
 }
 
+impl Listed {
+    /// The outcome of an enqueue that did not ask the script to claim the ID ([`Listed::Claim`]
+    /// is the only one that may answer `None`).
+    pub fn answered(outcome: Option<EnqueueOutcome>) -> RedisResult<EnqueueOutcome> {
+        outcome.ok_or_else(|| {
+            redis::RedisError::from((
+                redis::ErrorKind::UnexpectedReturnType,
+                "enqueue: 'listed' from a script that did not claim the ID",
+            ))
+        })
+    }
+}
+
 impl Scripts {
     /// Removes `gone` members (with the scores they were read with) from a tenant's listing,
     /// each only while its score is unchanged (`listing_drop.lua`). Returns how many went.
@@ -67,28 +80,28 @@ impl Scripts {
         (delay_ms, hold): (u64, bool),
         fields: &[(&str, String)],
     ) -> RedisResult<EnqueueOutcome> {
-        let v: Value = self
-            .enqueue_invocation(
-                tk,
-                set,
-                job_ref,
-                request_hash,
-                (priority, needs_raw),
-                (delay_ms, hold),
-                Listed::Unknown,
-                fields,
-            )
-            .invoke_async(con)
-            .await?;
-        reply::enqueue(v)
+        self.enqueue_listed(
+            con,
+            tk,
+            set,
+            job_ref,
+            request_hash,
+            (priority, needs_raw),
+            (delay_ms, hold),
+            Listed::Unknown,
+            fields,
+        )
+        .await
+        .and_then(Listed::answered)
     }
 
     /// The enqueue script, told what the caller knows of the ID's listing ([`Listed`]): with
     /// [`Listed::Fresh`] (the caller's `ZADD NX` just added the member) it skips its idempotency
     /// read (no job can live under an ID that was not listed), and a job that waits in its
     /// tenant's backlog is stamped with the caller's clock (the one of its listing score)
-    /// instead of a `TIME` call; with [`Listed::Claim`] it claims the ID itself. `None` only for [`Listed::Claim`] when the listing held the ID already: nothing was written, and
-    /// the caller takes the two-step path (its own `ZADD NX`, then `Listed::Known`).
+    /// instead of a `TIME` call; with [`Listed::Claim`] it claims the ID itself. `None` only for
+    /// [`Listed::Claim`] when the listing held the ID already: nothing was written, and the
+    /// caller takes the two-step path (its own `ZADD NX`, then `Listed::Known`).
     #[allow(clippy::too_many_arguments)]
     pub async fn enqueue_listed(
         &self,

@@ -92,6 +92,10 @@ local function state_event(to, now, extra)
   return cjson.encode(e)
 end
 
+local function is_terminal(state)
+  return state == S.succeeded or state == S.failed or state == S.cancelled
+end
+
 -- A registered watcher is told of a change while `watch` (ms) has not passed. A job created by a
 -- submit that waits for its end (`Prefer: wait`) also has `watch_end` = '1': only its end is
 -- published (a claim's `running` would wake that waiter for nothing); any other watcher
@@ -119,7 +123,7 @@ local function emit_state(j, kind, st, now, extra)
     redis.call('XADD', ev_key(j), 'MAXLEN', '~', Q.maxev, '0-' .. j.seq, 'type', kind,
       'data', state_event(st, now, extra))
   end
-  if watched(j, now, st == S.succeeded or st == S.failed or st == S.cancelled) then
+  if watched(j, now, is_terminal(st)) then
     redis.call('PUBLISH', Q.channel, tag_of(j))
   end
 end
@@ -138,9 +142,6 @@ end
 -- current position (for a finished job: its final `state` and `done`). Needs j.h fields
 -- created_ms, updated_ms, worker, retry_at_ms (load them with SEED_FIELDS).
 local SEED_FIELDS = { 'created_ms', 'updated_ms', 'worker', 'retry_at_ms', 'attempt', 'approval' }
-local function is_terminal(state)
-  return state == S.succeeded or state == S.failed or state == S.cancelled
-end
 local function seed(j)
   if j.h.evs == '1' then return end
   local st = j.h.state
@@ -311,26 +312,22 @@ local function backlog_entry(lane, ref, cid)
   if lane == nil or lane == 'normal' then return cid end
   return lane .. '|' .. cid
 end
--- The lane and ref of a backlog item of `who` (a tenant in a lane, see `in_lane`). The lane
--- ends at the first `|` (before any packed bytes, which may hold one).
-local function backlog_ref(item, who)
-  local lane, rest = 'normal', item
+-- A backlog item's lane and the ID as it holds it; the lane ends at the first `|` (before any
+-- packed bytes, which may hold one). `backlog_ref`: its lane and ref as a job of `who` (a
+-- tenant in a lane, see `in_lane`).
+local function backlog_split(item)
   if string.sub(item, 1, 1) ~= '#' then
     local bar = string.find(item, '|', 1, true)
-    if bar then lane, rest = string.sub(item, 1, bar - 1), string.sub(item, bar + 1) end
+    if bar then return string.sub(item, 1, bar - 1), string.sub(item, bar + 1) end
   end
+  return 'normal', item
+end
+local function backlog_ref(item, who)
+  local lane, rest = backlog_split(item)
   local tenant = string.match(who, '^raw:(.*)$') or who
   if string.sub(rest, 1, 1) == '#' then return lane, tenant .. '/' .. unpack_cid(rest) end
   if string.find(rest, '/', 1, true) then return lane, rest end
   return lane, tenant .. '/' .. rest
-end
-
--- The lane of a backlog item (see `backlog_ref`): before its first `|`, unless it is packed.
-local function backlog_lane(item)
-  if string.sub(item, 1, 1) == '#' then return 'normal' end
-  local bar = string.find(item, '|', 1, true)
-  if bar then return string.sub(item, 1, bar - 1) end
-  return 'normal'
 end
 
 -- Moves up to `n` of the backlogged jobs of `who` (a tenant in a lane, see `in_lane`) onto
@@ -344,7 +341,7 @@ local function refill(fairkey, backlog_prefix, streams, who, n)
   if not items then return end
   local by_lane, order = {}, {}
   for _, item in ipairs(items) do
-    local lane = backlog_lane(item)
+    local lane = backlog_split(item)
     local e = by_lane[lane]
     if not e then
       e = { 'b', who }
