@@ -137,11 +137,21 @@ impl Fx {
     }
 
     async fn complete(&mut self, r: &str, fence: u64, outcome: &'static str) -> String {
+        self.complete_with(r, fence, outcome, String::new()).await
+    }
+
+    async fn complete_with(
+        &mut self,
+        r: &str,
+        fence: u64,
+        outcome: &'static str,
+        result_json: String,
+    ) -> String {
         let c = Completion {
             job_ref: r.into(),
             fence,
             outcome: outcome.parse().unwrap(),
-            result_json: String::new(),
+            result_json,
             error_json: String::new(),
             delay_ms: 0,
             verdict: Verdict::Ignored,
@@ -1185,13 +1195,61 @@ async fn a_job_waited_for_by_its_submitter_is_published_only_when_it_ends() {
     for (r, fence) in &claimed {
         f.complete(r, *fence, "succeeded").await;
     }
-    // Then each end (its `state` and `done` events), the waited-for job's included.
+    // Then each end, the waited-for job's included: its hash, then its tag alone.
     let mut ends = Vec::new();
     for _ in 0..4 {
         ends.push(next_message(&mut messages).await);
     }
-    ends.sort();
-    assert_eq!(ends, ["t/a/s", "t/a/s", "t/a/w", "t/a/w"]);
+    for r in ["a/w", "a/s"] {
+        let tag = format!("t/{r}");
+        let mine: Vec<&String> = ends
+            .iter()
+            .filter(|m| m.split('\n').next() == Some(tag.as_str()))
+            .collect();
+        assert_eq!(mine.len(), 2, "{ends:?}");
+        let (_, doc) = mine[0]
+            .split_once('\n')
+            .expect("the end with its hash comes first");
+        let flat: Vec<String> = serde_json::from_str(doc).unwrap();
+        let hash: HashMap<&str, &str> = flat
+            .chunks(2)
+            .map(|p| (p[0].as_str(), p[1].as_str()))
+            .collect();
+        assert_eq!(hash.get("state"), Some(&"succeeded"), "{hash:?}");
+        assert!(hash.contains_key("finished_ms"), "{hash:?}");
+        assert_eq!(mine[1], &tag, "then the tag alone");
+    }
+}
+
+/// A watched job whose hash at its end is bigger than a message should carry (a big result:
+/// every API process receives every message) is published by its tag alone: the waiter reads it.
+#[tokio::test]
+async fn a_watched_end_too_big_to_send_is_published_as_its_tag_alone() {
+    let mut f = fx().await;
+    let mut sub = f._redis.client().get_async_pubsub().await.unwrap();
+    sub.subscribe(&f.set.notify_channel).await.unwrap();
+    let mut messages = sub.into_on_message();
+    let until = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        + 60_000)
+        .to_string();
+    let fields = [
+        ("tool", "t".to_owned()),
+        ("watch", until),
+        ("watch_end", "1".to_owned()),
+    ];
+    f.enqueue_fields("a/big", &fields).await;
+    let claimed = f.claim(1, 0).await;
+    let big = format!("{{\"stdout\":\"{}\"}}", "x".repeat(70_000));
+    let (r, fence) = &claimed[0];
+    assert_eq!(
+        f.complete_with(r, *fence, "succeeded", big).await,
+        "succeeded"
+    );
+    // Its first message is the tag alone (an end with its hash would have come first).
+    assert_eq!(next_message(&mut messages).await, "t/a/big");
 }
 
 async fn next_message(m: &mut (impl futures::Stream<Item = redis::Msg> + Unpin)) -> String {

@@ -1,8 +1,13 @@
 //! Wake-ups from Redis pub/sub without polling: one subscriber connection per process listens on
 //! a channel (job events for the API, cancellations for the worker) and wakes the local tasks
 //! that wait on a tag. After a reconnect every waiter is woken, since messages may have been
-//! missed; waiters always re-read Redis after waking, so a lost message costs a re-read, never
-//! a lost event.
+//! missed; waiters re-read Redis after waking, so a lost message costs a re-read, never a lost
+//! event.
+//!
+//! A message is a tag, or a tag, a newline and a job's hash at its end (a JSON array of field,
+//! value, …: `publish_end` in `scripts/lua/common.lua`, followed there by the plain tag). A waiter
+//! for that end takes it as its answer instead of reading the job again
+//! ([`Subscription::end_after`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -21,7 +26,15 @@ impl Drop for CancelOnDrop {
     }
 }
 
-type Waiters = Arc<Mutex<HashMap<String, watch::Sender<u64>>>>;
+/// What a tag's waiters have been told: how many messages (each wakes them), and the last end
+/// document with the count it arrived at.
+#[derive(Debug, Default)]
+struct Told {
+    n: u64,
+    end: Option<(u64, Arc<str>)>,
+}
+
+type Waiters = Arc<Mutex<HashMap<String, watch::Sender<Told>>>>;
 
 /// Subscribes to one channel and dispatches messages (tags) to waiters.
 #[derive(Debug, Clone)]
@@ -34,10 +47,12 @@ pub struct Listener {
 /// A registration for one tag; wakes when a message with that tag arrives.
 #[derive(Debug)]
 pub struct Subscription {
-    rx: watch::Receiver<u64>,
+    rx: watch::Receiver<Told>,
     all: watch::Receiver<u64>,
     tag: String,
     waiters: Waiters,
+    /// Messages for the tag before this subscription: an end among them is not its news.
+    start: u64,
 }
 
 impl Subscription {
@@ -55,6 +70,31 @@ impl Subscription {
         .await
         .unwrap_or(false)
     }
+
+    /// The job's hash as its end was published since this subscription began, when that end is
+    /// later than the caller's last read of the job (`seen`: that read's `evseq`, the event
+    /// position every change of the job moves on; 0 before any read). None when no such end
+    /// arrived (not yet, too big to be sent, or from a release that sends tags only): read the
+    /// job instead.
+    pub fn end_after(&self, seen: u64) -> Option<HashMap<String, String>> {
+        let told = self.rx.borrow();
+        let (at, doc) = told.end.as_ref()?;
+        if *at <= self.start {
+            return None;
+        }
+        let flat: Vec<String> = serde_json::from_str(doc).ok()?;
+        let mut hash = HashMap::with_capacity(flat.len() / 2);
+        let mut it = flat.into_iter();
+        while let (Some(k), Some(v)) = (it.next(), it.next()) {
+            hash.insert(k, v);
+        }
+        (event_position(&hash) > seen).then_some(hash)
+    }
+}
+
+/// A job hash's event position (`evseq`; absent until its second event: 1).
+pub fn event_position(hash: &HashMap<String, String>) -> u64 {
+    hash.get("evseq").and_then(|s| s.parse().ok()).unwrap_or(1)
 }
 
 impl Drop for Subscription {
@@ -87,19 +127,27 @@ impl Listener {
         let mut map = self.waiters.lock().expect("waiters lock");
         let rx = map
             .entry(tag.to_owned())
-            .or_insert_with(|| watch::channel(0).0)
+            .or_insert_with(|| watch::channel(Told::default()).0)
             .subscribe();
+        let start = rx.borrow().n;
         Subscription {
             rx,
             all: self.all.subscribe(),
             tag: tag.to_owned(),
             waiters: self.waiters.clone(),
+            start,
         }
     }
 
-    fn wake(waiters: &Waiters, tag: &str) {
+    /// Wakes the waiters of `tag`, handing them `end` (a job's hash at its end, as published).
+    fn wake(waiters: &Waiters, tag: &str, end: Option<&str>) {
         if let Some(tx) = waiters.lock().expect("waiters lock").get(tag) {
-            tx.send_modify(|n| *n += 1);
+            tx.send_modify(|t| {
+                t.n += 1;
+                if let Some(doc) = end {
+                    t.end = Some((t.n, Arc::from(doc)));
+                }
+            });
         }
     }
 
@@ -110,7 +158,7 @@ impl Listener {
 
     /// Feeds a tag as if it had arrived on the channel (tests and local shortcuts).
     pub fn notify_local(&self, tag: &str) {
-        Self::wake(&self.waiters, tag);
+        Self::wake(&self.waiters, tag, None);
     }
 }
 
@@ -133,8 +181,11 @@ async fn run(pool: super::Pool, channel: String, waiters: Waiters, all: watch::S
                     Listener::wake_all(&all);
                     let mut stream = pubsub.on_message();
                     while let Some(msg) = stream.next().await {
-                        if let Ok(tag) = msg.get_payload::<String>() {
-                            Listener::wake(&waiters, &tag);
+                        if let Ok(payload) = msg.get_payload::<String>() {
+                            match payload.split_once('\n') {
+                                Some((tag, end)) => Listener::wake(&waiters, tag, Some(end)),
+                                None => Listener::wake(&waiters, &payload, None),
+                            }
                         }
                     }
                 }

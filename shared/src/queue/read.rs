@@ -299,7 +299,8 @@ impl Queue {
 
     /// Long-poll: the document once terminal, or as it is when `timeout` passes. One round trip
     /// per read: subscribe locally, then register and read in one script. The last read is the
-    /// answer (with the hash it came from, for its tag): nothing is read again after it.
+    /// answer (with the hash it came from, for its tag): nothing is read again after it. The
+    /// job's end, published with its hash ([`super::Subscription::end_after`]), is such a read.
     pub async fn wait_terminal(
         &self,
         listener: &Listener,
@@ -357,6 +358,13 @@ impl Queue {
             // Re-read at least every 5 s even without a message (belt and braces).
             let wait = (deadline - now).min(Duration::from_secs(5));
             sub.wait(wait).await;
+            // The end as published is the answer, with no read after it.
+            if let Some(end) = sub.end_after(super::listen::event_position(&hash)) {
+                let id = JobId::new(tool.clone(), doc.zone.clone(), tenant.clone(), cid.clone());
+                if let Some(doc) = JobDocument::from_job(&id, &end) {
+                    return Ok(Some(Waited { hash: end, doc }));
+                }
+            }
         }
     }
 

@@ -6,9 +6,11 @@
 //! already open, in every Redis mode), and the job is created registered for watchers — its
 //! `watch` field (the time until which its changes are published, see `emit` in
 //! `scripts/lua/common.lua`) is among its creation fields ([`JobSpec::watch_until_ms`]) — so
-//! `watch.lua` is not needed. Each wake-up re-reads the hash with a plain `HGETALL`, as
-//! [`Queue::wait_terminal`] does while its registration is young, until the job is terminal or
-//! the deadline passes; past half the registration's lifetime the wait becomes
+//! `watch.lua` is not needed. The job's end arrives with its hash (`publish_end` in `common.lua`,
+//! [`Subscription::end_after`]): that is the answer, with no read after it. Any other wake-up
+//! (a tag alone: an end too big to be sent, a reconnect) re-reads the hash with a plain
+//! `HGETALL`, as [`Queue::wait_terminal`] does while its registration is young, until the job is
+//! terminal or the deadline passes; past half the registration's lifetime the wait becomes
 //! [`Queue::wait_terminal`]'s (which registers again).
 //!
 //! An idempotent repeat (the job existed, registered or not) and a big scan (a parent and its
@@ -21,8 +23,9 @@ use std::time::Duration;
 use redis::AsyncCommands;
 use tokio::time::Instant;
 
+use super::listen::event_position;
 use super::{Listener, Queue, QueueError, Submitted, Subscription, WATCH_MS};
-use crate::domain::{CorrelationId, JobDocument, JobId, JobState, TenantId, ToolName};
+use crate::domain::{CorrelationId, JobDocument, JobId, JobState, TenantId};
 use crate::request::JobSpec;
 
 impl Queue {
@@ -65,9 +68,12 @@ impl Queue {
         let waited = match sub {
             Some(sub) if submitted.created => {
                 let created = Created {
-                    tool: &tool,
-                    tenant,
-                    cid: &cid,
+                    id: JobId::new(
+                        tool.clone(),
+                        submitted.document.zone.clone(),
+                        tenant.clone(),
+                        cid.clone(),
+                    ),
                     registered: start,
                     deadline,
                 };
@@ -95,14 +101,14 @@ impl Queue {
         }
     }
 
-    /// The wait for a job this request created registered, subscribed before its creation:
-    /// a plain `HGETALL` per wake-up, no script, and the document decoded only from the last
-    /// read (a wake-up for `running` costs the read, not a decode); `doc` is the job as the
-    /// submit left it. None when the job is gone.
+    /// The wait for a job this request created registered, subscribed before its creation: the
+    /// end as published, or else a plain `HGETALL` per wake-up, no script, and the document
+    /// decoded only from the last read (a wake-up for `running` costs the read, not a decode);
+    /// `doc` is the job as the submit left it. None when the job is gone.
     async fn follow_created(
         &self,
         listener: &Listener,
-        job: Created<'_>,
+        job: Created,
         mut sub: Subscription,
         doc: JobDocument,
     ) -> Result<Option<JobDocument>, QueueError> {
@@ -127,21 +133,26 @@ impl Queue {
                 drop(sub);
                 let left = job.deadline - now;
                 return Ok(self
-                    .wait_terminal(listener, job.tenant, job.cid, left)
+                    .wait_terminal(listener, &job.id.tenant, &job.id.cid, left)
                     .await?
                     .map(super::Waited::into_document));
             }
             // Re-read at least every 5 s even without a message (belt and braces).
             let wait = (job.deadline.min(young) - now).min(Duration::from_secs(5));
             sub.wait(wait).await;
+            let seen = last.as_ref().map_or(0, |(_, h)| event_position(h));
+            if let Some(hash) = sub.end_after(seen) {
+                last = Some((job.id.clone(), hash));
+                continue;
+            }
             let read = self
-                .find_hash(job.tenant, job.cid, |id| async move {
+                .find_hash(&job.id.tenant, &job.id.cid, |id| async move {
                     let mut con = self.connection().await?;
                     Ok(con.hgetall(self.keys.job(&id)).await?)
                 })
                 .await?;
             match read {
-                Some((id, hash)) if &id.tool == job.tool => last = Some((id, hash)),
+                Some((id, hash)) if id.tool == job.id.tool => last = Some((id, hash)),
                 _ => return Ok(None),
             }
         }
@@ -157,10 +168,8 @@ impl Queue {
 }
 
 /// The job a waiting submit created, and its wait's times.
-struct Created<'a> {
-    tool: &'a ToolName,
-    tenant: &'a TenantId,
-    cid: &'a CorrelationId,
+struct Created {
+    id: JobId,
     /// When its registration started (at most: taken before the submit).
     registered: Instant,
     deadline: Instant,

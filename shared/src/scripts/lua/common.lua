@@ -116,16 +116,40 @@ local function emit(j, kind, data, now)
   end
 end
 
--- `emit` of a state change (`kind` = 'state' | 'done'); the JSON is only built when stored.
-local function emit_state(j, kind, st, now, extra)
+-- Takes the next event position for a state change (`kind` = 'state' | 'done') and stores it
+-- if the job's stream exists (the JSON is only built then); tells no one (`emit_state` does).
+local function store_state(j, kind, st, now, extra)
   j.seq = j.seq + 1
   if j.h.evs == '1' then
     redis.call('XADD', ev_key(j), 'MAXLEN', '~', Q.maxev, '0-' .. j.seq, 'type', kind,
       'data', state_event(st, now, extra))
   end
+end
+
+-- `emit` of a state change.
+local function emit_state(j, kind, st, now, extra)
+  store_state(j, kind, st, now, extra)
   if watched(j, now, is_terminal(st)) then
     redis.call('PUBLISH', Q.channel, tag_of(j))
   end
+end
+
+-- A watched job's end (`finish`, after the hash is written) is published twice: first
+-- `<tag>\n<JSON array: field, value, … of the job's hash>` — the waiter's answer, so it need
+-- not read the job again (`Listener`, docs/queue.md "Notifications") — unless the hash holds more
+-- than END_DOC_MAX bytes (a big result: every API process receives every message), then the
+-- plain `<tag>`, which wakes every listener, those of older releases too (they ignore the first).
+local END_DOC_MAX = 65536
+local function publish_end(j, now)
+  if not watched(j, now, true) then return end
+  local tag = tag_of(j)
+  local v = redis.call('HGETALL', j.key)
+  local size = 0
+  for i = 1, #v do size = size + #v[i] end
+  if size <= END_DOC_MAX then
+    redis.call('PUBLISH', Q.channel, tag .. '\n' .. cjson.encode(v))
+  end
+  redis.call('PUBLISH', Q.channel, tag)
 end
 
 -- One HSET for everything a step changes: the given field/value pairs, the event position and
@@ -263,8 +287,9 @@ local function ready(streams, lane, fairkey, ref)
 end
 
 -- Ends a job for good: finish time (and run time when it ran), the state change, a dead letter
--- for a failure, the final `state` and `done` events, and the retention TTLs. `set` holds the
--- caller's own field/value pairs for the same HSET.
+-- for a failure, the final `state` and `done` events, the retention TTLs and, for a watched job,
+-- its end with its document (`publish_end`). `set` holds the caller's own field/value pairs for
+-- the same HSET.
 -- f = { j, from, to, now, started (nil if it never ran), dead, result_ttl, dead_ttl, set }
 local function finish(f)
   local j, set = f.j, f.set or {}
@@ -282,11 +307,12 @@ local function finish(f)
     redis.call('ZADD', f.dead, int(f.now), j.ref)
     ttl = f.dead_ttl
   end
-  emit_state(j, 'state', f.to, f.now)
-  emit_state(j, 'done', f.to, f.now)
+  store_state(j, 'state', f.to, f.now)
+  store_state(j, 'done', f.to, f.now)
   save(j, f.now, set)
   redis.call('PEXPIRE', j.key, int(ttl))
   if j.h.evs == '1' then redis.call('PEXPIRE', ev_key(j), int(ttl)) end
+  publish_end(j, f.now)
 end
 
 -- A group's waiting list holds `<lane>|<ref>` items (`normal|blue/scan-1`,
