@@ -67,7 +67,7 @@ local group_cap = tonumber(ARGV[14] or '0') or 0
 -- Parked jobs per call at most: the claim reads on past a busy group, within bounds.
 local PARK_BUDGET = 100
 local parked = 0
-local b = redis.call('HMGET', bk.state, 'state', 'generation')
+local b = redis.call('HMGET', bk.state, 'state', 'generation', 'consecutive')
 local bstate = b[1] or 'closed'
 local per_job = not (bstate == 'closed' or bstate == 'disabled')
 local bgen = tonumber(b[2] or '0')
@@ -321,6 +321,13 @@ local drained = (not disabled and retry_after == 0 and not read_full and #jobs <
 if gate ~= '' then
   return { jobs, retry_after, transitions, parked, drained }
 end
-local after = bk_load(bk)
+-- The breaker after the call: as read at the start unless a job went through it here (only
+-- then can it have changed: a closed or disabled breaker admits without a write).
+local after
+if per_job then
+  after = bk_load(bk)
+else
+  after = { state = bstate, generation = bgen, consecutive = tonumber(b[3] or '0') }
+end
 local clean = (after.state == 'closed' and after.consecutive == 0) and 1 or 0
 return { jobs, retry_after, transitions, parked, drained, after.state, after.generation, clean }

@@ -45,9 +45,15 @@ local rate_mode = cfg and cfg.mode == 'rate'
 local worker = ARGV[7]
 local now = now_ms()
 local out, recorded, transitions, released, runs = {}, {}, {}, {}, {}
--- The breaker as last read; a success in the closed state with no failure streak changes
--- nothing, so it is answered from here without touching Redis.
+-- The breaker as last read (the three fields the check below needs); a success in the closed
+-- state with no failure streak changes nothing, so it is answered from here without touching
+-- Redis.
 local bst = nil
+local function bk_brief()
+  local v = redis.call('HMGET', bk.state, 'state', 'generation', 'consecutive')
+  return { state = v[1] or 'closed', generation = tonumber(v[2] or '0'),
+    consecutive = tonumber(v[3] or '0') }
+end
 
 -- The job's fields read here, besides the base ones (`load_all` reads them all at once): fence,
 -- cancel_requested, attempt, max_attempts, started_ms, priority, bgen, probe, max_running,
@@ -69,7 +75,7 @@ for i = 8, #ARGV, 8 do
     if follow then
       recorded[#recorded + 1] = b_outcome
       owed[#owed + 1] = { gen, h.probe or '' }
-    elseif not bst then bst = bk_load(bk) end
+    elseif not bst then bst = bk_brief() end
     if follow then
       -- Reported to the home breaker by the worker.
     elseif b_outcome == 'success' and not rate_mode and bst.state == 'closed'
