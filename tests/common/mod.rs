@@ -16,6 +16,7 @@ use scanq::config::Config;
 pub mod approve;
 mod bignmap;
 pub mod deploy;
+mod leftovers;
 mod observe;
 mod topology;
 pub use bignmap::bignmap;
@@ -172,6 +173,7 @@ impl RedisServer {
     }
 
     async fn spawn(&mut self) {
+        leftovers::remove_confinement_tables_at_exit();
         let mut args: Vec<String> = self
             .sentinel_conf
             .iter()
