@@ -118,12 +118,7 @@ async fn an_intrusive_job_waits_for_a_person_who_is_not_its_submitter() {
         "a running worker did not take it: {held}"
     );
     let (_, listed) = ann.get("/v1/jobs?state=awaiting_approval").await;
-    let ids: Vec<&str> = listed["jobs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|j| j["correlation_id"].as_str().unwrap())
-        .collect();
+    let ids = listed_ids(&listed);
     assert_eq!(ids, ["intr-1"], "{listed}");
     let (_, stats) = root.get("/v1/stats").await;
     let noop = stats["tools"]

@@ -380,12 +380,7 @@ async fn a_list_read_between_a_jobs_listing_entry_and_its_hash_keeps_the_entry()
         .await
         .unwrap();
 
-    let ids: Vec<&str> = list["jobs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|j| j["correlation_id"].as_str().unwrap())
-        .collect();
+    let ids = listed_ids(&list);
     assert_eq!(
         ids,
         ["real-1"],

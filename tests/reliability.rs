@@ -492,12 +492,7 @@ async fn a_full_queue_refuses_submits_with_429_and_retry_after() {
     );
     // Nor listed: the enqueue that claimed the ID in the listing took it back.
     let listed = get_json(&base, "/v1/jobs?limit=10").await;
-    let ids: Vec<&str> = listed["jobs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|j| j["correlation_id"].as_str().unwrap())
-        .collect();
+    let ids = listed_ids(&listed);
     assert_eq!(ids, ["f2", "f1", "f0"], "{listed}");
 }
 

@@ -775,6 +775,16 @@ pub async fn post_json(base: &str, path: &str, body: &serde_json::Value) -> reqw
 }
 
 /// GETs `{base}{path}` as JSON.
+/// The correlation IDs of a `GET /v1/jobs` page, in its order.
+pub fn listed_ids(list: &serde_json::Value) -> Vec<&str> {
+    list["jobs"]
+        .as_array()
+        .expect("a list page")
+        .iter()
+        .map(|j| j["correlation_id"].as_str().expect("a correlation_id"))
+        .collect()
+}
+
 pub async fn get_json(base: &str, path: &str) -> serde_json::Value {
     http()
         .get(format!("{base}{path}"))
