@@ -780,6 +780,45 @@ async fn a_json_only_client_may_wait_past_the_request_timeout() {
     );
 }
 
+/// A call without a progress token waits as `POST /v1/jobs` with `Prefer: wait` does; when the
+/// wait ends before the job, the client gets the job as it is then and how to follow it.
+#[tokio::test]
+async fn a_wait_that_ends_before_the_job_answers_with_the_job_to_follow() {
+    let redis = RedisServer::start().await;
+    let fixture = Fixture::new();
+    let catalog = Catalog::load(Some(&fixture.catalog(INPROCESS_TOOLS))).unwrap();
+    let cfg = test_config(&redis, "mcp-short-wait");
+    let (_api, base) = start_api(cfg.clone(), catalog.clone()).await;
+    let _worker = start_worker(cfg, catalog).await;
+    let started = std::time::Instant::now();
+    let resp = http()
+        .post(format!("{base}/mcp"))
+        .header("content-type", "application/json")
+        .header("accept", "application/json")
+        .header("mcp-protocol-version", MODERN)
+        .body(
+            modern_request(
+                1,
+                "tools/call",
+                json!({"name":"sleep_scan","arguments":{"target":"10.0.0.5","args":"--ms 20000","wait_sec":1}}),
+                false,
+            )
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    let view = &body["result"]["structuredContent"];
+    assert_eq!(view["state"], "running", "{body}");
+    assert!(view["next_step"].as_str().unwrap().contains("job_status"));
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "answered when its wait ended, not with the job"
+    );
+}
+
 /// Runs `scanq-api mcp-stdio` with `args`, writes `lines` to it, and returns what it printed.
 async fn bridge(args: &[&str], lines: &[String]) -> Vec<Value> {
     use tokio::io::AsyncWriteExt;

@@ -57,17 +57,23 @@ pub(super) async fn call(ctx: &mut Ctx, tool: &ToolName, params: &Value, as_task
     let scope = narrow.scope(&live.targets);
     let job =
         JobSpec::from_json(&body, &narrow.policy(live.policy(), &scope)).map_err(AppError::from)?;
+    // With no progress to report, the call waits as `POST /v1/jobs` with `Prefer: wait` does:
+    // the job is created registered and its end comes with its document (docs/queue.md, "A
+    // submit that waits"), where following it would register and read on every wake-up.
+    let plain_wait = wait > 0 && !as_task && ctx.progress.is_none();
     // The same gate, caps, audit and metric as `POST /v1/jobs`.
-    let doc = crate::actions::submit(&ctx.state, &ctx.caller, &job)
-        .await
-        .map_err(Failure::from)?
-        .document;
+    let doc =
+        crate::actions::submit_waiting(&ctx.state, &ctx.caller, &job, plain_wait.then_some(wait))
+            .await
+            .map_err(Failure::from)?
+            .document;
     if as_task {
         return Ok(tasks::created(&ctx.state, &doc));
     }
     let cid = CorrelationId::parse(&doc.correlation_id).expect("stored ids are valid");
     let doc = match wait {
         0 => doc,
+        _ if plain_wait => doc,
         w => follow::follow(ctx, tool, &cid, Duration::from_secs(w))
             .await?
             .unwrap_or(doc),
