@@ -1161,6 +1161,35 @@ async fn a_refill_writes_one_batch_per_lane_and_priority_still_orders_the_claims
 /// fields, `Prefer: wait`) is published only when it ends: its claim's `running` does not wake
 /// the waiter. A watcher that registers (`watch.lua`: SSE, `GET ?wait`) clears `watch_end`, and
 /// from then on every change is published again.
+/// The run-time samples keep the newest 1000 (what the stats read), cut back only once the list
+/// holds 100 more: one command per call instead of two.
+#[tokio::test]
+async fn the_sample_lists_are_cut_back_to_the_newest_thousand_past_a_slack() {
+    let mut f = fx().await;
+    let key = f.tk.run_samples();
+    let old: Vec<u64> = vec![999_999; 1098];
+    let _: () = f.con.lpush(&key, &old).await.unwrap();
+    for r in ["a/1", "a/2"] {
+        f.enqueue_fields(r, &[("tool", "t".to_owned())]).await;
+        let claimed = f.claim(1, 0).await;
+        let (r, fence) = &claimed[0];
+        assert_eq!(f.complete(r, *fence, "succeeded").await, "succeeded");
+    }
+    let len: usize = f.con.llen(&key).await.unwrap();
+    assert_eq!(len, 1100, "not cut back yet at the slack");
+    f.enqueue_fields("a/3", &[("tool", "t".to_owned())]).await;
+    let claimed = f.claim(1, 0).await;
+    let (r, fence) = &claimed[0];
+    f.complete(r, *fence, "succeeded").await;
+    let kept: Vec<u64> = f.con.lrange(&key, 0, -1).await.unwrap();
+    assert_eq!(kept.len(), 1000, "cut back to the newest thousand");
+    assert!(
+        kept[..3].iter().all(|ms| *ms < 999_999),
+        "the new samples are kept: {:?}",
+        &kept[..3]
+    );
+}
+
 #[tokio::test]
 async fn a_job_waited_for_by_its_submitter_is_published_only_when_it_ends() {
     let mut f = fx().await;

@@ -5,7 +5,7 @@
 //! zones with their workers and queued work (`GET /v1/zones`, `zones.rs`).
 //!
 //! Everything here only reads, and every read is O(1) or bounded: the scripts keep the counts
-//! hash exact, the sample lists capped at 1000 (`claim.lua` pushes queue waits, `complete.lua`
+//! hash exact, the sample lists bounded (the newest 1000 read; `claim.lua` pushes queue waits, `complete.lua`
 //! run times), and the oldest ready job is the first entry of each priority stream (claimed
 //! entries are deleted by `claim.lua`, so the first entry is the oldest one not yet taken).
 //! Clocks are Redis's (`TIME`), the same clock that stamps stream ids and heartbeats.

@@ -306,10 +306,7 @@ for who, n in pairs(left) do
 end
 if #leases > 0 then redis.call('ZADD', KEYS[4], unpack(leases)) end
 flush_counts(KEYS[5])
-if #waits > 0 then
-  redis.call('LPUSH', KEYS[7], unpack(waits))
-  redis.call('LTRIM', KEYS[7], 0, 999)
-end
+if #waits > 0 then push_samples(KEYS[7], waits) end
 
 -- Drained: every stream this worker reads was read until it ran short (no read got all it asked
 -- for) and nothing was put back

@@ -245,6 +245,16 @@ local function flush_counts(countskey)
   tallies = {}
 end
 
+-- A tool's sample lists (queue waits, run times) keep the newest SAMPLES_KEPT, which is what the
+-- stats read (`LRANGE 0 999`, stats/mod.rs); a list is cut back to them only once it holds
+-- SAMPLES_SLACK more, so a call that adds samples costs one command, not two, almost always.
+local SAMPLES_KEPT, SAMPLES_SLACK = 1000, 100
+local function push_samples(key, values)
+  if redis.call('LPUSH', key, unpack(values)) > SAMPLES_KEPT + SAMPLES_SLACK then
+    redis.call('LTRIM', key, 0, SAMPLES_KEPT - 1)
+  end
+end
+
 -- Lanes (docs/queue.md): a job that needs raw sockets (`needs_raw` = '1') waits in the raw
 -- stream of its priority (`q:<priority>:raw`), which only raw-capable workers read. `streams`
 -- maps a lane — `<priority>` or `<priority>:raw` — to its stream key (built by `lanes`).

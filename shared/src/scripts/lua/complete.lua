@@ -146,8 +146,7 @@ end
 if #released > 0 then redis.call('ZREM', leases, unpack(released)) end
 flush_counts(counts)
 if #runs > 0 then
-  redis.call('LPUSH', KEYS[9], unpack(runs))
-  redis.call('LTRIM', KEYS[9], 0, 999)
+  push_samples(KEYS[9], runs)
   redis.call('HINCRBY', KEYS[17], 'done:' .. math.floor(now / 60000), #runs)
 end
 redis.call('ZREMRANGEBYSCORE', dead, '-inf', now - dead_ttl)
