@@ -22,6 +22,7 @@ mod confine;
 mod drain;
 mod e2e;
 mod fanout;
+mod host;
 mod memory;
 mod reads;
 mod report;
@@ -531,21 +532,29 @@ async fn interrupted() -> &'static str {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    let tables = host::MadeTables::note();
+    let code = dispatch(&cli).await;
+    tables.remove();
+    code
+}
+
+/// The mode the flags name, run to its end.
+async fn dispatch(cli: &Cli) -> ExitCode {
     if cli.redis_cluster {
-        return cluster_main(&cli).await;
+        return cluster_main(cli).await;
     }
     if cli.confinement {
         return confine::main(cli.confinement_runs).await;
     }
     if cli.fanout {
-        return fanout_main(&cli).await;
+        return fanout_main(cli).await;
     }
     if cli.reads {
-        return reads_main(&cli).await;
+        return reads_main(cli).await;
     }
     // On a signal the running phase is dropped, which kills every process it started.
     let outcome = tokio::select! {
-        r = run(&cli) => r,
+        r = run(cli) => r,
         sig = interrupted() => Err(anyhow::anyhow!("interrupted by {sig}; stopped everything started")),
     };
     match outcome {
