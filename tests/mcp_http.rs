@@ -743,6 +743,27 @@ async fn tokens_tenants_and_scopes_are_those_of_rest() {
     assert_eq!(red_uses_blue_session.status, 404);
 }
 
+/// A `sleep_scan` call from a client that takes JSON answers only (no SSE, no progress token).
+async fn json_only_scan(base: &str, arguments: Value) -> reqwest::Response {
+    http()
+        .post(format!("{base}/mcp"))
+        .header("content-type", "application/json")
+        .header("accept", "application/json")
+        .header("mcp-protocol-version", MODERN)
+        .body(
+            modern_request(
+                1,
+                "tools/call",
+                json!({"name": "sleep_scan", "arguments": arguments}),
+                false,
+            )
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn a_json_only_client_may_wait_past_the_request_timeout() {
     let redis = RedisServer::start().await;
@@ -753,24 +774,11 @@ async fn a_json_only_client_may_wait_past_the_request_timeout() {
     let (_api, base) = start_api(cfg.clone(), catalog.clone()).await;
     let _worker = start_worker(cfg, catalog).await;
 
-    let resp = http()
-        .post(format!("{base}/mcp"))
-        .header("content-type", "application/json")
-        .header("accept", "application/json")
-        .header("mcp-protocol-version", MODERN)
-        .body(
-            modern_request(
-                1,
-                "tools/call",
-                json!({"name":"sleep_scan","arguments":{"target":"10.0.0.5","args":"--ms 2500","wait_sec":20}}),
-                false,
-            )
-            .to_string(),
-        )
-        .send()
-        .await
-        .unwrap();
-
+    let resp = json_only_scan(
+        &base,
+        json!({"target":"10.0.0.5","args":"--ms 2500","wait_sec":20}),
+    )
+    .await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["content-type"], "application/json");
     let body: Value = resp.json().await.unwrap();
@@ -791,23 +799,11 @@ async fn a_wait_that_ends_before_the_job_answers_with_the_job_to_follow() {
     let (_api, base) = start_api(cfg.clone(), catalog.clone()).await;
     let _worker = start_worker(cfg, catalog).await;
     let started = std::time::Instant::now();
-    let resp = http()
-        .post(format!("{base}/mcp"))
-        .header("content-type", "application/json")
-        .header("accept", "application/json")
-        .header("mcp-protocol-version", MODERN)
-        .body(
-            modern_request(
-                1,
-                "tools/call",
-                json!({"name":"sleep_scan","arguments":{"target":"10.0.0.5","args":"--ms 20000","wait_sec":1}}),
-                false,
-            )
-            .to_string(),
-        )
-        .send()
-        .await
-        .unwrap();
+    let resp = json_only_scan(
+        &base,
+        json!({"target":"10.0.0.5","args":"--ms 20000","wait_sec":1}),
+    )
+    .await;
     assert_eq!(resp.status(), 200);
     let body: Value = resp.json().await.unwrap();
     let view = &body["result"]["structuredContent"];

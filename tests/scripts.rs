@@ -168,6 +168,13 @@ impl Fx {
         }
     }
 
+    /// The notify channel's messages from now on.
+    async fn notifications(&self) -> impl futures::Stream<Item = redis::Msg> + Unpin + use<> {
+        let mut sub = self._redis.client().get_async_pubsub().await.unwrap();
+        sub.subscribe(&self.set.notify_channel).await.unwrap();
+        sub.into_on_message()
+    }
+
     async fn state(&mut self, r: &str) -> String {
         let s: Option<String> = self.con.hget(self.tk.job(r), "state").await.unwrap();
         s.unwrap_or_default()
@@ -1193,22 +1200,9 @@ async fn the_sample_lists_are_cut_back_to_the_newest_thousand_past_a_slack() {
 #[tokio::test]
 async fn a_job_waited_for_by_its_submitter_is_published_only_when_it_ends() {
     let mut f = fx().await;
-    let mut sub = f._redis.client().get_async_pubsub().await.unwrap();
-    sub.subscribe(&f.set.notify_channel).await.unwrap();
-    let mut messages = sub.into_on_message();
-    let until = (std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis()
-        + 60_000)
-        .to_string();
+    let mut messages = f.notifications().await;
     for r in ["a/w", "a/s"] {
-        let fields = [
-            ("tool", "t".to_owned()),
-            ("watch", until.clone()),
-            ("watch_end", "1".to_owned()),
-        ];
-        f.enqueue_fields(r, &fields).await;
+        f.enqueue_fields(r, &waited_for()).await;
     }
     // An SSE client registers on the second one: it wants every change.
     let hash = f
@@ -1255,21 +1249,8 @@ async fn a_job_waited_for_by_its_submitter_is_published_only_when_it_ends() {
 #[tokio::test]
 async fn a_watched_end_too_big_to_send_is_published_as_its_tag_alone() {
     let mut f = fx().await;
-    let mut sub = f._redis.client().get_async_pubsub().await.unwrap();
-    sub.subscribe(&f.set.notify_channel).await.unwrap();
-    let mut messages = sub.into_on_message();
-    let until = (std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis()
-        + 60_000)
-        .to_string();
-    let fields = [
-        ("tool", "t".to_owned()),
-        ("watch", until),
-        ("watch_end", "1".to_owned()),
-    ];
-    f.enqueue_fields("a/big", &fields).await;
+    let mut messages = f.notifications().await;
+    f.enqueue_fields("a/big", &waited_for()).await;
     let claimed = f.claim(1, 0).await;
     let big = format!("{{\"stdout\":\"{}\"}}", "x".repeat(70_000));
     let (r, fence) = &claimed[0];
@@ -1279,6 +1260,21 @@ async fn a_watched_end_too_big_to_send_is_published_as_its_tag_alone() {
     );
     // Its first message is the tag alone (an end with its hash would have come first).
     assert_eq!(next_message(&mut messages).await, "t/a/big");
+}
+
+/// The creation fields of a job whose submitter waits for its end (`Prefer: wait`): registered
+/// for a minute, its end only published.
+fn waited_for() -> [(&'static str, String); 3] {
+    let until = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        + 60_000;
+    [
+        ("tool", "t".to_owned()),
+        ("watch", until.to_string()),
+        ("watch_end", "1".to_owned()),
+    ]
 }
 
 async fn next_message(m: &mut (impl futures::Stream<Item = redis::Msg> + Unpin)) -> String {
