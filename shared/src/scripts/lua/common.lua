@@ -136,9 +136,10 @@ end
 
 -- A watched job's end (`finish`, after the hash is written) is published twice: first
 -- `<tag>\n<JSON array: field, value, … of the job's hash>` — the waiter's answer, so it need
--- not read the job again (`Listener`, docs/queue.md "Notifications") — unless the hash holds more
--- than END_DOC_MAX bytes (a big result: every API process receives every message), then the
--- plain `<tag>`, which wakes every listener, those of older releases too (they ignore the first).
+-- not read the job again (`Listener`, docs/queue.md "Completion notifications") — unless the
+-- hash holds more than END_DOC_MAX bytes (a big result: every API process receives every
+-- message), then the plain `<tag>`, which wakes every listener, those of older releases too
+-- (they ignore the first).
 local END_DOC_MAX = 65536
 local function publish_end(j, now)
   if not watched(j, now, true) then return end
