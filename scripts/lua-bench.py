@@ -8,6 +8,10 @@ port) and stops: BENCHMARKS.md "Engine v6". Needs redis-server and the Python `r
   scripts/lua-bench.py fixed                           a call's cost of defining the helpers
   scripts/lua-bench.py floor [JOBS_PER_CALL] [CALLS]   `batch` with bodies that run the same
                                                        per-job commands and no logic around them
+  scripts/lua-bench.py functions [CALLS]               one-job calls one at a time: EVALSHA of
+                                                       the scripts against FCALL of the same
+                                                       bodies in one library (Redis Functions:
+                                                       the helpers defined once, at load)
   LUA_DIR=/some/copy/of/lua scripts/lua-bench.py ...   the scripts of another tree (A/B)
 
 Each script is the generated prelude, all of common.lua and the breaker's lib.lua, then its body
@@ -175,6 +179,48 @@ def single(r, calls):
         print(f"{mode:28s} claim {tc:6.1f} µs/call  complete {evalsha_us(r) / calls:6.1f} µs/call")
 
 
+def functions(r, calls):
+    """One-job claim + completion, one at a time, as EVALSHA and as FCALL. (A measurement only:
+    the library keeps the helpers' module-level state between calls, which the product would
+    have to reset per call.)"""
+    claim_body, complete_body = bodies(False)
+    lib = ("#!lua name=scanqbench\n" + source("") + "\n"
+           "local function claim_body(KEYS, ARGV)\n" + claim_body + "\nend\n"
+           "local function complete_body(KEYS, ARGV)\n" + complete_body + "\nend\n"
+           "redis.register_function('sq_claim', claim_body)\n"
+           "redis.register_function('sq_complete', complete_body)\n")
+    r.function_load(lib, replace=True)
+    claim = r.register_script(source(claim_body))
+    complete = r.register_script(source(complete_body))
+    r.flushall()
+    prefill(r, 2 * calls + 20)
+
+    def stat(cmd):
+        return int(r.info("commandstats").get(f"cmdstat_{cmd}", {}).get("usec", 0))
+
+    for way in ["EVALSHA", "FCALL"]:
+        tc, to = [], []
+        for _ in range(calls):
+            time.sleep(0.001)
+            cmd = way.lower()
+            r.config_resetstat()
+            if way == "EVALSHA":
+                out = claim(keys=CLAIM_KEYS, args=claim_args(1))
+            else:
+                out = r.fcall("sq_claim", len(CLAIM_KEYS), *CLAIM_KEYS, *claim_args(1))
+            tc.append(stat(cmd))
+            time.sleep(0.001)
+            r.config_resetstat()
+            args = complete_args(out[0])
+            if way == "EVALSHA":
+                complete(keys=COMPLETE_KEYS, args=args)
+            else:
+                r.fcall("sq_complete", len(COMPLETE_KEYS), *COMPLETE_KEYS, *args)
+            to.append(stat(cmd))
+        print(f"{way:8s} one-job claim median {statistics.median(tc):5.1f} µs, "
+              f"completion median {statistics.median(to):5.1f} µs (1 ms apart)")
+
+
 def fixed(r):
     variants = {"empty script": "return 1", "prelude + every helper": source("return 1")}
     scripts = {k: r.register_script(v) for k, v in variants.items()}
@@ -223,6 +269,8 @@ def main():
                 single(r, *(rest or [300]))
             elif what == "floor":
                 batch(r, *(rest or [85, 100]), floor=True)
+            elif what == "functions":
+                functions(r, *(rest or [300]))
             elif what == "fixed":
                 fixed(r)
             else:

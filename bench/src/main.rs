@@ -22,7 +22,6 @@ mod confine;
 mod drain;
 mod e2e;
 mod fanout;
-mod host;
 mod memory;
 mod reads;
 mod report;
@@ -532,10 +531,9 @@ async fn interrupted() -> &'static str {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let tables = host::MadeTables::note();
-    let code = dispatch(&cli).await;
-    tables.remove();
-    code
+    // The nftables tables the workers started here create go when the run ends.
+    scanq_worker::confine::host_tables::remove_at_exit();
+    dispatch(&cli).await
 }
 
 /// The mode the flags name, run to its end.

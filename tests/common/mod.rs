@@ -16,7 +16,6 @@ use scanq::config::Config;
 pub mod approve;
 mod bignmap;
 pub mod deploy;
-mod leftovers;
 mod observe;
 mod topology;
 pub use bignmap::bignmap;
@@ -173,7 +172,8 @@ impl RedisServer {
     }
 
     async fn spawn(&mut self) {
-        leftovers::remove_confinement_tables_at_exit();
+        // The nftables tables this process's workers create go when it exits.
+        scanq_worker::confine::host_tables::remove_at_exit();
         let mut args: Vec<String> = self
             .sentinel_conf
             .iter()

@@ -89,6 +89,8 @@ async fn a_starting_worker_removes_dead_owners_state_and_never_another_namespace
         eprintln!("skipped: needs root");
         return;
     }
+    // Before this test makes the table: deleted at exit unless it was here already.
+    scanq_worker::confine::host_tables::remove_at_exit();
     let foreign = Foreign::start();
     let me = Owner::me().tag();
     let my_ns = me.split('.').next().unwrap();

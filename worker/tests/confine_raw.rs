@@ -22,6 +22,7 @@ async fn egress() -> Arc<Egress> {
         egress_confinement: EgressConfinement::Required,
         ..Config::default()
     };
+    confine::host_tables::remove_at_exit();
     let (_, egress) = confine::setup(&cfg).await.expect("confinement");
     let egress = egress.expect("root confines");
     assert!(

@@ -10,6 +10,7 @@
 //! chain's first rule names its owner (`scanq pid=<pid>`), so chains left by a worker that died
 //! are removed when a worker starts.
 
+pub mod host_tables;
 mod lease;
 mod leftovers;
 mod netns;
