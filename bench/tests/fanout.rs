@@ -7,10 +7,14 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
+mod one_run;
+use one_run::*;
+
 const BENCH: &str = env!("CARGO_BIN_EXE_scanq-bench");
 
 #[test]
 fn a_tiny_fanout_run_reports_submit_reads_memory_and_both_drains() {
+    let _one = one_at_a_time();
     let out = Command::new(BENCH)
         .args([
             "--fanout",
@@ -80,6 +84,7 @@ fn a_tiny_fanout_run_reports_submit_reads_memory_and_both_drains() {
 
 #[test]
 fn a_fanout_bigger_than_a_slash_16_is_refused_naming_the_flag() {
+    let _one = one_at_a_time();
     let out = Command::new(BENCH)
         .args(["--fanout", "--fanout-jobs", "65537"])
         .stdin(Stdio::null())

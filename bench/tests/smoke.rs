@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+mod one_run;
+use one_run::*;
+
 const BENCH: &str = env!("CARGO_BIN_EXE_scanq-bench");
 
 /// Polls `f` until true, or panics after `limit`.
@@ -43,6 +46,7 @@ fn alive(pid: u32) -> bool {
 
 #[test]
 fn a_tiny_run_reports_all_headline_numbers_as_one_json_line() {
+    let _one = one_at_a_time();
     let out = Command::new(BENCH)
         .args([
             "--jobs",
@@ -109,6 +113,7 @@ fn a_tiny_run_reports_all_headline_numbers_as_one_json_line() {
 
 #[test]
 fn the_memory_phase_sizes_the_job_hashes_among_the_key_kinds() {
+    let _one = one_at_a_time();
     let out = Command::new(BENCH)
         .args([
             "--only",
@@ -149,6 +154,7 @@ fn the_memory_phase_sizes_the_job_hashes_among_the_key_kinds() {
 
 #[test]
 fn one_phase_can_run_alone_and_the_others_are_null() {
+    let _one = one_at_a_time();
     let out = Command::new(BENCH)
         .args(["--only", "e2e", "--e2e-jobs", "10", "--json"])
         .stdin(Stdio::null())
@@ -169,6 +175,7 @@ fn one_phase_can_run_alone_and_the_others_are_null() {
 
 #[test]
 fn an_unreachable_redis_fails_fast_with_a_message() {
+    let _one = one_at_a_time();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("free port")
@@ -194,6 +201,7 @@ fn an_unreachable_redis_fails_fast_with_a_message() {
 
 #[test]
 fn interrupting_the_bench_stops_every_process_it_started() {
+    let _one = one_at_a_time();
     // A latency run long enough to be still going when the signal comes.
     let mut bench = Command::new(BENCH)
         .args([
@@ -245,6 +253,7 @@ fn send_signal(pid: u32, sig: &str) {
 
 #[tokio::test]
 async fn with_an_existing_redis_only_the_runs_own_keys_are_written_and_removed() {
+    let _one = one_at_a_time_async().await;
     let redis = scanq_tests::RedisServer::start().await;
     let mut con = redis.con().await;
     let _: () = redis::cmd("SET")

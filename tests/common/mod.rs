@@ -774,7 +774,6 @@ pub async fn post_json(base: &str, path: &str, body: &serde_json::Value) -> reqw
         .expect("post")
 }
 
-/// GETs `{base}{path}` as JSON.
 /// The correlation IDs of a `GET /v1/jobs` page, in its order.
 pub fn listed_ids(list: &serde_json::Value) -> Vec<&str> {
     list["jobs"]
@@ -785,6 +784,7 @@ pub fn listed_ids(list: &serde_json::Value) -> Vec<&str> {
         .collect()
 }
 
+/// GETs `{base}{path}` as JSON.
 pub async fn get_json(base: &str, path: &str) -> serde_json::Value {
     http()
         .get(format!("{base}{path}"))
