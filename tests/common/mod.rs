@@ -511,6 +511,8 @@ pub async fn in_process(name: &str, tune: impl FnOnce(&mut Config)) -> InProcess
 
 /// Path of a workspace binary next to the test executable (`target/<profile>/<name>`).
 pub fn bin(name: &str) -> PathBuf {
+    // A test that starts one of the binaries may start a worker before any Redis.
+    scanq_worker::confine::host_tables::remove_at_exit();
     let exe = std::env::current_exe().expect("current exe");
     let mut dir = exe.parent().expect("deps dir").to_path_buf();
     if dir.ends_with("deps") {
