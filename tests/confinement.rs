@@ -63,6 +63,15 @@ struct Stack {
     hits: [Arc<AtomicU32>; 3],
 }
 
+/// Uids of their own for one test's runs. The tests of this binary run at once, and a run's uid
+/// is free again once it ends: with one shared range, another test's run could take the uid a
+/// test is checking (`has_chain`, `processes_of`) and hold it for its whole sleep.
+fn own_uids() -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let first = 61_000 + NEXT.fetch_add(1, Ordering::Relaxed) * 16;
+    format!("{first}-{}", first + 15)
+}
+
 async fn stack(name: &str, mode: EgressConfinement) -> Stack {
     let redis = RedisServer::start().await;
     let fixture = Fixture::new();
@@ -77,6 +86,7 @@ async fn stack(name: &str, mode: EgressConfinement) -> Stack {
     let catalog = Catalog::load(Some(&path)).expect("catalog");
     let mut cfg = test_config(&redis, name);
     cfg.egress_confinement = mode;
+    cfg.sandbox_uid_range = own_uids();
     let (api, base) = start_api(cfg.clone(), catalog.clone()).await;
     let (worker, metrics) = start_worker_with_metrics(cfg.clone(), catalog).await;
     Stack {
@@ -354,7 +364,8 @@ async fn a_tool_that_calls_a_denied_syscall_is_killed_and_not_retried() {
     );
     let path = fixture.catalog(&fake_tool_catalog("tracer", &tool, ""));
     let catalog = Catalog::load(Some(&path)).expect("catalog");
-    let cfg = test_config(&redis, "seccomp");
+    let mut cfg = test_config(&redis, "seccomp");
+    cfg.sandbox_uid_range = own_uids();
     let (_api, base) = start_api(cfg.clone(), catalog.clone()).await;
     let (_worker, wm) = start_worker_with_metrics(cfg, catalog).await;
     submit(
