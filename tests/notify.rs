@@ -15,28 +15,24 @@ async fn listening(redis: &RedisServer) -> (Listener, redis::aio::MultiplexedCon
     let cfg = test_config(redis, "notify");
     let pool = scanq::queue::pool(&cfg).unwrap();
     let listener = Listener::start(pool, CHANNEL.to_owned());
-    let mut con = redis
+    let con = redis
         .client()
         .get_multiplexed_async_connection()
         .await
         .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let (_, n): (String, u64) = redis::cmd("PUBSUB")
-            .arg("NUMSUB")
-            .arg(CHANNEL)
-            .query_async(&mut con)
-            .await
-            .unwrap();
-        if n == 1 {
-            break;
+    eventually(Duration::from_secs(10), "the listener subscribes", || {
+        let mut con = con.clone();
+        async move {
+            let (_, n): (String, u64) = redis::cmd("PUBSUB")
+                .arg("NUMSUB")
+                .arg(CHANNEL)
+                .query_async(&mut con)
+                .await
+                .unwrap();
+            (n == 1).then_some(())
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the listener subscribes"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await;
     (listener, con)
 }
 
