@@ -35,7 +35,7 @@ BREAKER = os.path.join(os.path.dirname(os.path.dirname(LUA)), "breaker/lua/lib.l
 STATES = ["queued", "running", "scheduled", "succeeded", "failed", "cancelled", "awaiting_approval"]
 PRELUDE = (
     "local S = {" + "".join(f"{s} = '{s}', " for s in STATES) + "}\n"
-    "local K = { job = 'job:', ev = 'ev:', tally = 'tally:' }\n"
+    "local K = { job = 'job:', ev = 'ev:', tally = 'tally:', inbox = 'inbox:' }\n"
     "local Q = { maxev = 1000, channel = '' }\n"
     "local D = { max_attempts = '3', timeout_sec = '600' }\n"
 )

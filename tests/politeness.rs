@@ -341,6 +341,7 @@ impl Direct {
                 "",
                 false,
                 1,
+                false,
             )
             .await
             .unwrap();

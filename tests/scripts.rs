@@ -111,6 +111,7 @@ impl Fx {
                 "",
                 false,
                 0,
+                false,
             )
             .await
             .unwrap();
@@ -131,6 +132,7 @@ impl Fx {
                 "",
                 false,
                 0,
+                false,
             )
             .await
             .unwrap()
@@ -382,7 +384,9 @@ async fn reap_takes_over_lapsed_leases_and_poison_jobs_go_dead() {
                 .await
                 .ok()?;
             let c = scripts
-                .claim(&mut con, &tk, &set, "w1", 1, 0, "t", BREAKER, "", false, 0)
+                .claim(
+                    &mut con, &tk, &set, "w1", 1, 0, "t", BREAKER, "", false, 0, false,
+                )
                 .await
                 .ok()?;
             (!c.jobs.is_empty()).then_some(())
@@ -579,7 +583,7 @@ async fn a_gated_claim_stamps_the_home_generation_or_the_probe_and_a_gated_compl
     let closed = f
         .scripts
         .claim(
-            &mut f.con, &tk, &f.set, "w1", 1, 0, "t", BREAKER, "closed:7", false, 0,
+            &mut f.con, &tk, &f.set, "w1", 1, 0, "t", BREAKER, "closed:7", false, 0, false,
         )
         .await
         .unwrap();
@@ -602,6 +606,7 @@ async fn a_gated_claim_stamps_the_home_generation_or_the_probe_and_a_gated_compl
             "probe:w1:0:1:3",
             false,
             0,
+            false,
         )
         .await
         .unwrap();
@@ -1313,6 +1318,7 @@ async fn an_enqueue_that_claims_its_id_in_the_listing_lists_new_ids_only() {
                 (Priority::Normal, false),
                 (0, false),
                 listed,
+                None,
                 &fields,
             )
             .await

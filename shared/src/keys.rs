@@ -79,6 +79,9 @@ pub const JOB_SEGMENT: &str = "job:";
 pub const EVENTS_SEGMENT: &str = "ev:";
 /// Key segment of a big scan's chunk tally in one partition: `P:{T}:` + this + parent ref.
 pub const TALLY_SEGMENT: &str = "tally:";
+/// Key segment of a worker's inbox (jobs started on its offer, docs/queue.md "Direct start"):
+/// `P:{T}:` + this + worker ID.
+pub const INBOX_SEGMENT: &str = "inbox:";
 
 pub use crate::domain::MAX_PARTITIONS;
 
@@ -411,6 +414,17 @@ impl ToolKeys {
 
     pub fn counts(&self) -> String {
         format!("{}:counts", self.base)
+    }
+
+    /// The ID of the worker whose offer to take a job directly stands here (offer.lua; its
+    /// lapse time is `offer_until` in [`ToolKeys::counts`]).
+    pub fn offer(&self) -> String {
+        format!("{}:offer", self.base)
+    }
+
+    /// Worker `worker`'s inbox: the jobs enqueue.lua started on its offer.
+    pub fn inbox(&self, worker: &str) -> String {
+        format!("{}{INBOX_SEGMENT}{worker}", self.job_prefix())
     }
 
     pub fn backlog_prefix(&self) -> String {

@@ -44,6 +44,9 @@ pub struct Metrics {
     pub webhook_deliveries: IntCounterVec,
     /// Jobs this worker's claims parked because their target group ran its cap (politeness).
     pub group_parked: IntCounterVec,
+    /// Jobs an enqueue started directly on this worker's offer (worker; docs/queue.md
+    /// "Direct start").
+    pub direct_starts: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -183,6 +186,11 @@ impl Metrics {
                 "scanq_group_parked_total",
                 "Jobs parked by this worker's claims because their target group ran its cap",
                 &["tool"],
+            ),
+            direct_starts: counter(
+                "scanq_direct_starts_total",
+                "Jobs an enqueue started directly on this idle worker",
+                &["tool", "zone"],
             ),
             registry,
         }

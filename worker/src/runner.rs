@@ -145,6 +145,7 @@ impl Worker {
     /// One claim step: fill the free slots from the ready queues of every tool and start the jobs.
     pub async fn process_one(&self) -> anyhow::Result<Processed> {
         let w = &self.shared;
+        // (The slots kept by standing offers are among these: the claim settles the offers.)
         let free = (w.cfg.worker_concurrency as usize).saturating_sub(self.running());
         if free == 0 {
             return Ok(Processed::Full);
@@ -167,6 +168,7 @@ impl Worker {
                 .inc_by(*n);
         }
         let n = claimed.started.len();
+        self.count_direct(&claimed.started[n - claimed.handed..]);
         for job in claimed.started {
             self.start(job);
         }
@@ -178,6 +180,33 @@ impl Worker {
         } else {
             Processed::Empty
         })
+    }
+
+    /// Counts jobs an enqueue started on this worker's offers.
+    fn count_direct(&self, jobs: &[StartedJob]) {
+        for job in jobs {
+            self.shared
+                .metrics
+                .direct_starts
+                .with_label_values(&[job.id.tool.as_str(), job.id.zone.as_str()])
+                .inc();
+        }
+    }
+
+    /// Waits for work (see `Consumer::wait_for_work`) and starts the jobs an enqueue started on
+    /// this worker's offers meanwhile; true when a ready stream may hold jobs (claim next), false
+    /// when the wait brought only such jobs (wait again: nothing else is known to wait).
+    async fn wait_for_work(&self, idle_wait: Duration) -> bool {
+        let w = &self.shared;
+        let free = (w.cfg.worker_concurrency as usize)
+            .saturating_sub(self.running() + w.queue.offers_standing());
+        let woken = w.queue.wait_for_work(idle_wait, free).await;
+        let again = woken.ready || woken.handed.is_empty();
+        self.count_direct(&woken.handed);
+        for job in woken.handed {
+            self.start(job);
+        }
+        again
     }
 
     fn start(&self, started: StartedJob) {
@@ -259,9 +288,13 @@ impl Worker {
                 // fair-share window the claim itself refills the streams from its backlog.)
                 Ok(Processed::Empty | Processed::Claimed { drained: true, .. }) => {
                     failing = false;
-                    tokio::select! {
-                        _ = w.queue.wait_for_work(idle_wait) => {}
-                        _ = stop.cancelled() => {}
+                    // A wake that brought only jobs started on this worker's offers waits
+                    // again at once: the claim would find nothing.
+                    loop {
+                        tokio::select! {
+                            claim = self.wait_for_work(idle_wait) => if claim { break },
+                            _ = stop.cancelled() => break,
+                        }
                     }
                 }
                 Err(err) => {
@@ -292,6 +325,22 @@ impl Worker {
     /// back at once (not after a lease timeout).
     async fn drain(&self) {
         let w = &self.shared;
+        // Offers still standing are taken back; a job an enqueue started on one runs like the
+        // others (docs/queue.md "Direct start").
+        if w.queue.offers_standing() > 0 {
+            let round = self.round.fetch_add(1, Ordering::Relaxed);
+            match w.queue.settle_offers(round).await {
+                Ok(handed) => {
+                    self.count_direct(&handed);
+                    for job in handed {
+                        self.start(job);
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "Could not take back this worker's offers; a job started on one returns when its lease lapses");
+                }
+            }
+        }
         let grace = Duration::from_secs(w.cfg.worker_grace_sec);
         tracing::info!(
             running = self.running(),

@@ -27,9 +27,16 @@ use crate::scripts::{BreakerArgs, Completed, Completion};
 const HOME_FRESH: Duration = Duration::from_secs(1);
 
 impl Consumer {
-    /// One claim step for up to `free` jobs across the worker's tools, starting with the tool
-    /// `round` points at; a partitioned tool's partitions are visited in turn (starting where
-    /// `round` points), each asked for its share of what is still free.
+    /// One claim step for up to `free` jobs across the worker's tools (its slots not running a
+    /// job), starting with the tool `round` points at; a partitioned tool's partitions are
+    /// visited in turn (starting where `round` points), each asked for its share of what is
+    /// still free.
+    ///
+    /// The worker's standing offers (docs/queue.md "Direct start") are settled here, each by
+    /// the claim in its tool's home partition, whatever else this step does. Until then each
+    /// keeps one of the free slots for the job an enqueue may have started on it: the claim
+    /// that settles an offer may use that slot (claim.lua counts a job started on the offer
+    /// among those it was asked for).
     pub async fn claim(&self, free: usize, round: u64) -> Result<ClaimRound, QueueError> {
         let mut out = ClaimRound::default();
         let n = self.tools.len();
@@ -38,12 +45,18 @@ impl Consumer {
         }
         out.drained = true;
         let mut free = free;
+        let mut reserved = self.offers_standing();
         let mut con = self.pool.get().await?;
         for i in 0..n {
             let t = &self.tools[(round as usize + i) % n];
             let parts = t.parts.len();
+            let mut offer = self.take_offer(&t.name);
             for k in 0..parts {
-                if free == 0 {
+                let p = (round as usize + k) % parts;
+                let settles = offer && p == 0;
+                // What this claim may fill: the free slots less those kept by other offers.
+                let room = free.saturating_sub(reserved - usize::from(settles));
+                if room == 0 {
                     // Not asked: it may hold jobs.
                     out.drained = false;
                     break;
@@ -57,8 +70,8 @@ impl Consumer {
                 {
                     break;
                 }
-                let p = (round as usize + k) % parts;
-                let mut want = free.div_ceil(parts - k);
+                offer &= !settles;
+                let mut want = room.div_ceil(parts - k);
                 let (gate, probe) = if p == 0 {
                     (String::new(), None)
                 } else {
@@ -88,8 +101,10 @@ impl Consumer {
                         &gate,
                         self.capabilities.raw_sockets,
                         t.group_cap,
+                        settles,
                     )
                     .await?;
+                reserved -= usize::from(settles);
                 out.drained &= claimed.drained;
                 if claimed.parked > 0 {
                     out.parked.push((t.name.clone(), claimed.parked));
@@ -133,20 +148,89 @@ impl Consumer {
                     self.hand_back_unconfirmed(t, &claimed.jobs).await;
                     continue;
                 }
-                for job in claimed.jobs {
-                    let Some(id) = JobId::from_ref(&t.name, &self.zone, &job.job_ref) else {
-                        tracing::error!(job = %job.job_ref, "Claimed a job with a malformed ref");
-                        continue;
-                    };
-                    out.started.push(StartedJob {
-                        id,
-                        needs_raw: job.needs_raw,
-                        job,
-                    });
-                }
+                out.handed += claimed.handed;
+                self.collect(t, claimed.jobs, &mut out.started);
+            }
+            if offer {
+                // The step did not reach the home partition (no room left, or the tool is left
+                // alone): the offer is settled there alone; a job started on it takes its slot.
+                let handed = self.settle(&mut con, t, round).await?;
+                reserved -= 1;
+                free = free.saturating_sub(handed.len());
+                out.handed += handed.len();
+                self.collect(t, handed, &mut out.started);
             }
         }
         Ok(out)
+    }
+
+    /// Settles this worker's offer in `t`'s home partition and nothing else (a claim for no
+    /// job): the job an enqueue started on it, if one did.
+    async fn settle(
+        &self,
+        con: &mut super::Connection,
+        t: &super::consumer::ToolQueue,
+        round: u64,
+    ) -> Result<Vec<crate::scripts::ClaimedJob>, QueueError> {
+        let breaker = BreakerArgs {
+            settings_json: &t.breaker_json,
+            held_error_json: &self.held_error_json,
+        };
+        let claimed = self
+            .scripts
+            .claim(
+                con,
+                &t.parts[0],
+                &self.settings,
+                &self.id,
+                0,
+                round,
+                t.name.as_str(),
+                breaker,
+                "",
+                self.capabilities.raw_sockets,
+                t.group_cap,
+                true,
+            )
+            .await?;
+        Ok(claimed.jobs)
+    }
+
+    /// Settles every offer of this worker that may stand (a stopping worker): the jobs
+    /// enqueues started on them.
+    pub async fn settle_offers(&self, round: u64) -> Result<Vec<StartedJob>, QueueError> {
+        let mut out = Vec::new();
+        if self.offers_standing() == 0 {
+            return Ok(out);
+        }
+        let mut con = self.pool.get().await?;
+        for t in &self.tools {
+            if self.take_offer(&t.name) {
+                let handed = self.settle(&mut con, t, round).await?;
+                self.collect(t, handed, &mut out);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The jobs a claim of `t` gave, as started jobs of this worker.
+    pub(super) fn collect(
+        &self,
+        t: &super::consumer::ToolQueue,
+        jobs: Vec<crate::scripts::ClaimedJob>,
+        started: &mut Vec<StartedJob>,
+    ) {
+        for job in jobs {
+            let Some(id) = JobId::from_ref(&t.name, &self.zone, &job.job_ref) else {
+                tracing::error!(job = %job.job_ref, "Claimed a job with a malformed ref");
+                continue;
+            };
+            started.push(StartedJob {
+                id,
+                needs_raw: job.needs_raw,
+                job,
+            });
+        }
     }
 
     /// Hands back jobs whose claim no replica confirmed: were the primary lost now, a promoted

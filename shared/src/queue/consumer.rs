@@ -42,6 +42,9 @@ pub struct ClaimRound {
     /// so, and none was left unasked for want of free slots): the worker waits for work
     /// instead of claiming again at once.
     pub drained: bool,
+    /// How many of `started` an enqueue started on this worker's offers (docs/queue.md
+    /// "Direct start").
+    pub handed: usize,
 }
 
 /// How often (every how many reap calls) a worker reaps the zones other than its own.
@@ -89,6 +92,10 @@ pub struct Consumer {
     reap_round: std::sync::atomic::AtomicU64,
     /// What this worker can do: with `raw_sockets` it also claims from the raw lanes.
     pub(super) capabilities: Capabilities,
+    /// The tools in whose home partition this worker's offer to take a job directly may stand
+    /// (made by [`Consumer::wait_for_work`], settled by the next claim or by the wait reading
+    /// the job started on it): each keeps a slot free (docs/queue.md "Direct start").
+    pub(super) offers: Mutex<HashSet<ToolName>>,
 }
 
 impl std::fmt::Debug for Consumer {
@@ -156,6 +163,7 @@ impl Consumer {
             zone: Zone::default(),
             reap_round: Default::default(),
             capabilities,
+            offers: Mutex::default(),
         })
     }
 

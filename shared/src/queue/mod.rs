@@ -77,6 +77,7 @@ pub use read::Waited;
 pub use sessions::McpSession;
 pub use tally::{TenantTally, ToolTally};
 pub use versions::{Fresh, JobPage, Tagged};
+pub use wait::Woken;
 
 use crate::breaker::Breaker;
 use crate::config::Config;

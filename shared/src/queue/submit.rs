@@ -74,7 +74,14 @@ impl Queue {
                 at_ms: now,
                 packed: id.cid.packed(),
             };
-            self.enqueue(&mut con, &tk, &r, spec, &fields, claim)
+            // A job with nothing to wait for may start at once on an idle worker's offer
+            // (docs/queue.md "Direct start"): not where a claim must be confirmed by replicas,
+            // and only in the tool's home partition (its breaker's).
+            let direct = (self.replicas.0 == 0
+                && self.keys.partition_of(&id) == 0
+                && starts_directly(spec, &fields))
+            .then(|| spec.tool.as_str());
+            self.enqueue(&mut con, &tk, &r, spec, &fields, (claim, direct))
                 .await?
         };
         // The script took the member back itself if the queue was full.
@@ -104,7 +111,7 @@ impl Queue {
                     Listed::Known { at_ms: now }
                 };
                 let outcome = Listed::answered(
-                    self.enqueue(&mut con, &tk, &r, spec, &fields, listed)
+                    self.enqueue(&mut con, &tk, &r, spec, &fields, (listed, None))
                         .await?,
                 )?;
                 (fresh, outcome)
@@ -182,7 +189,7 @@ impl Queue {
         r: &str,
         spec: &JobSpec,
         fields: &[(&str, String)],
-        listed: Listed,
+        (listed, direct): (Listed, Option<&str>),
     ) -> Result<Option<EnqueueOutcome>, QueueError> {
         Ok(self
             .scripts
@@ -195,6 +202,7 @@ impl Queue {
                 (spec.priority, spec.needs_raw),
                 (spec.delay_ms, spec.needs_approval),
                 listed,
+                direct,
                 fields,
             )
             .await?)
@@ -223,4 +231,20 @@ impl Queue {
             None => Ok(()),
         }
     }
+}
+
+/// Whether a job may start at once on a worker's standing offer (docs/queue.md "Direct start"):
+/// one that would go straight onto its ready stream and that the claim would start without a
+/// check of its own — no delay, no approval, no raw sockets (the offering worker may not have
+/// them), no cap of its tenant's or its target group's, no engagement window, not a chunk.
+fn starts_directly(spec: &JobSpec, fields: &[(&str, String)]) -> bool {
+    spec.delay_ms == 0
+        && !spec.needs_approval
+        && !spec.needs_raw
+        && !fields.iter().any(|(k, _)| {
+            matches!(
+                *k,
+                "max_running" | "tgroup" | "engagement" | "parent" | "waiting"
+            )
+        })
 }

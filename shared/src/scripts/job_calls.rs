@@ -89,6 +89,7 @@ impl Scripts {
             (priority, needs_raw),
             (delay_ms, hold),
             Listed::Unknown,
+            None,
             fields,
         )
         .await
@@ -102,6 +103,8 @@ impl Scripts {
     /// instead of a `TIME` call; with [`Listed::Claim`] it claims the ID itself. `None` only for
     /// [`Listed::Claim`] when the listing held the ID already: nothing was written, and the
     /// caller takes the two-step path (its own `ZADD NX`, then `Listed::Known`).
+    /// `direct`: the tool's name when the job may start at once on a worker's standing offer
+    /// (only with [`Listed::Claim`]: docs/queue.md "Direct start").
     #[allow(clippy::too_many_arguments)]
     pub async fn enqueue_listed(
         &self,
@@ -113,10 +116,20 @@ impl Scripts {
         lane: (Priority, bool),
         delay: (u64, bool),
         listed: Listed,
+        direct: Option<&str>,
         fields: &[(&str, String)],
     ) -> RedisResult<Option<EnqueueOutcome>> {
         let v: Value = self
-            .enqueue_invocation(tk, set, job_ref, request_hash, lane, delay, listed, fields)
+            .enqueue_invocation(
+                tk,
+                set,
+                job_ref,
+                request_hash,
+                lane,
+                delay,
+                (listed, direct),
+                fields,
+            )
             .invoke_async(con)
             .await?;
         reply::enqueue_listed(v)
@@ -131,7 +144,7 @@ impl Scripts {
         request_hash: &str,
         (priority, needs_raw): (Priority, bool),
         (delay_ms, hold): (u64, bool),
-        listed: Listed,
+        (listed, direct): (Listed, Option<&str>),
         fields: &[(&str, String)],
     ) -> redis::ScriptInvocation<'a> {
         // The lane: `<priority>` or `<priority>:raw` (enqueue.lua, `lanes` in common.lua).
@@ -146,8 +159,17 @@ impl Scripts {
             .key(tk.scheduled())
             .key(tk.counts())
             .key(tk.backlog_prefix());
+        // A direct start needs the listing's key before its own (KEYS[6]).
+        let direct = direct.filter(|_| matches!(listed, Listed::Claim { .. }));
         if let Listed::Claim { listing, .. } = &listed {
             inv.key(listing);
+        }
+        if direct.is_some() {
+            inv.key(tk.leases())
+                .key(tk.wait_samples())
+                .key(tk.breaker_keys().state)
+                .key(tk.disabled())
+                .key(tk.offer());
         }
         inv.arg(job_ref)
             .arg(request_hash)
@@ -181,6 +203,14 @@ impl Scripts {
                     None => inv.arg(""),
                 }
             }
+        };
+        match direct {
+            Some(tool) => inv
+                .arg(set.lease_ms)
+                .arg(set.max_events)
+                .arg(&set.notify_channel)
+                .arg(tool),
+            None => inv.arg("").arg("").arg("").arg(""),
         };
         for (k, v) in fields {
             inv.arg(*k).arg(v);

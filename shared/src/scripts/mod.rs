@@ -29,7 +29,7 @@ pub use limits::{AdmitOutcome, LimitScripts, Rate, RateDecision, TenantCaps};
 pub use parent_calls::{ChunkEnqueue, Settlement};
 pub use reply::{
     CancelOutcome, Claimed, ClaimedJob, CompleteStatus, Completed, DecideOutcome, EnqueueOutcome,
-    HomeBreaker, ReapReport, RenewStatus, RetryOutcome,
+    HomeBreaker, ReapReport, RenewStatus, RetryOutcome, inbox_job,
 };
 pub use sched_calls::{SchedClaim, SchedScripts};
 
@@ -54,10 +54,11 @@ fn prelude() -> String {
     }
     p.push_str("}\n");
     p.push_str(&format!(
-        "local K = {{ job = '{}', ev = '{}', tally = '{}' }}\nlocal Q = {{ maxev = 1000, channel = '' }}\n",
+        "local K = {{ job = '{}', ev = '{}', tally = '{}', inbox = '{}' }}\nlocal Q = {{ maxev = 1000, channel = '' }}\n",
         crate::keys::JOB_SEGMENT,
         crate::keys::EVENTS_SEGMENT,
-        crate::keys::TALLY_SEGMENT
+        crate::keys::TALLY_SEGMENT,
+        crate::keys::INBOX_SEGMENT
     ));
     // D: the values a job hash leaves out at their defaults.
     p.push_str(&format!(
@@ -127,6 +128,7 @@ pub struct BreakerArgs<'a> {
 pub struct Scripts {
     enqueue: Script,
     claim: Script,
+    offer: Script,
     renew: Script,
     complete: Script,
     reap: Script,
@@ -158,6 +160,7 @@ impl Scripts {
         Self {
             enqueue: build(include_str!("lua/enqueue.lua")),
             claim: build_with_breaker(include_str!("lua/claim.lua")),
+            offer: build(include_str!("lua/offer.lua")),
             renew: build(include_str!("lua/renew.lua")),
             complete: build_with_breaker(include_str!("lua/complete.lua")),
             reap: build(include_str!("lua/reap.lua")),
@@ -191,6 +194,7 @@ impl Scripts {
             &self.watch,
             &self.enqueue,
             &self.claim,
+            &self.offer,
             &self.renew,
             &self.complete,
             &self.reap,

@@ -150,7 +150,7 @@ impl Scripts {
                 &c.request_hash,
                 c.lane,
                 (c.delay_ms, false),
-                super::job_calls::Listed::Unknown,
+                (super::job_calls::Listed::Unknown, None),
                 c.fields,
             ));
         }

@@ -109,6 +109,8 @@ pub struct Claimed {
     pub drained: bool,
     /// The breaker after an ungated claim (the tool's home partition).
     pub home: Option<HomeBreaker>,
+    /// How many of `jobs` (the last ones) an enqueue started on this worker's offer.
+    pub handed: usize,
 }
 
 /// The tool's breaker as the home partition's claim left it; what a partitioned tool's other
@@ -221,36 +223,7 @@ pub fn claimed(v: Value) -> RedisResult<Claimed> {
         == "1";
     let mut out = Vec::with_capacity(jobs.len());
     for j in jobs {
-        let s = strings(j)?;
-        let [
-            job_ref,
-            fence,
-            attempt,
-            wait,
-            target,
-            template,
-            args_raw,
-            intrusive,
-            timeout,
-            needs_raw,
-            parent,
-            engagement,
-        ] = <[String; 12]>::try_from(s).map_err(|_| bad("claim job: 12 fields"))?;
-        let num = |v: &str, what: &str| v.parse::<u64>().map_err(|_| bad(what));
-        out.push(ClaimedJob {
-            fence: num(&fence, "fence")?,
-            attempt: num(&attempt, "attempt")?,
-            queue_wait_ms: num(&wait, "queue wait")?,
-            timeout_sec: timeout.parse().ok(),
-            intrusive: intrusive == "1",
-            needs_raw: needs_raw == "1",
-            parent,
-            engagement,
-            job_ref,
-            target,
-            template,
-            args_raw,
-        });
+        out.push(claimed_job(strings(j)?)?);
     }
     let home = match (parts.next(), parts.next(), parts.next()) {
         (Some(state), Some(generation), Some(clean)) => Some(HomeBreaker {
@@ -262,6 +235,11 @@ pub fn claimed(v: Value) -> RedisResult<Claimed> {
         }),
         _ => None,
     };
+    let handed = parts
+        .next()
+        .and_then(|v| text(&v))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     Ok(Claimed {
         jobs: out,
         retry_after_ms,
@@ -269,7 +247,57 @@ pub fn claimed(v: Value) -> RedisResult<Claimed> {
         parked,
         drained,
         home,
+        handed,
     })
+}
+
+/// One job as claim.lua (or an inbox entry) gives it: 12 fields.
+fn claimed_job(s: Vec<String>) -> RedisResult<ClaimedJob> {
+    let [
+        job_ref,
+        fence,
+        attempt,
+        wait,
+        target,
+        template,
+        args_raw,
+        intrusive,
+        timeout,
+        needs_raw,
+        parent,
+        engagement,
+    ] = <[String; 12]>::try_from(s).map_err(|_| bad("claim job: 12 fields"))?;
+    let num = |v: &str, what: &str| v.parse::<u64>().map_err(|_| bad(what));
+    Ok(ClaimedJob {
+        fence: num(&fence, "fence")?,
+        attempt: num(&attempt, "attempt")?,
+        queue_wait_ms: num(&wait, "queue wait")?,
+        timeout_sec: timeout.parse().ok(),
+        intrusive: intrusive == "1",
+        needs_raw: needs_raw == "1",
+        parent,
+        engagement,
+        job_ref,
+        target,
+        template,
+        args_raw,
+    })
+}
+
+/// A job of a worker's inbox (enqueue.lua's direct start): its entry's `job` field, the
+/// 12 fields of a claimed job as a JSON array.
+pub fn inbox_job(json: &str) -> RedisResult<ClaimedJob> {
+    let fields: Vec<serde_json::Value> =
+        serde_json::from_str(json).map_err(|_| bad("inbox job: JSON array"))?;
+    claimed_job(
+        fields
+            .into_iter()
+            .map(|v| match v {
+                serde_json::Value::String(s) => s,
+                other => other.to_string(),
+            })
+            .collect(),
+    )
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -23,6 +23,7 @@ impl Scripts {
         gate: &str,
         raw_capable: bool,
         group_cap: u32,
+        offered: bool,
     ) -> RedisResult<Claimed> {
         let mut inv = self.claim.prepare_invoke();
         for s in tk.streams() {
@@ -45,7 +46,9 @@ impl Scripts {
         for s in tk.raw_streams() {
             inv.key(s);
         }
-        inv.key(tk.group_running()).key(tk.group_wait_prefix());
+        inv.key(tk.group_running())
+            .key(tk.group_wait_prefix())
+            .key(tk.offer());
         inv.arg(GROUP)
             .arg(consumer)
             .arg(want)
@@ -59,9 +62,27 @@ impl Scripts {
             .arg(set.fair_window)
             .arg(gate)
             .arg(if raw_capable { "1" } else { "0" })
-            .arg(group_cap);
+            .arg(group_cap)
+            .arg(if offered { "1" } else { "" });
         let v: Value = inv.invoke_async(con).await?;
         reply::claimed(v)
+    }
+
+    /// The invocation of `offer.lua`: worker `worker` offers itself in `tk`'s partition for a
+    /// direct start, for `life_ms` (docs/queue.md "Direct start").
+    pub fn offer_invocation<'a>(
+        &'a self,
+        tk: &ToolKeys,
+        worker: &str,
+        life_ms: u64,
+    ) -> redis::ScriptInvocation<'a> {
+        let mut inv = self.offer.prepare_invoke();
+        inv.key(tk.counts())
+            .key(tk.offer())
+            .key(tk.inbox(worker))
+            .arg(worker)
+            .arg(life_ms);
+        inv
     }
 
     fn renew_invocation<'a>(

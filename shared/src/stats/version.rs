@@ -20,6 +20,10 @@ fn take<T: redis::FromRedisValue>(
 use crate::domain::{ETag, JobState, Tagger, TenantId, ToolName, Zone};
 use crate::queue::QueueError;
 
+/// The counts hash's field of a worker's standing offer (docs/queue.md "Direct start",
+/// `OFFER_UNTIL` in common.lua).
+const OFFER_UNTIL: &str = "offer_until";
+
 impl Stats {
     /// The stats' tag for these queues; `tenant` for a tenant's view (its listing counted).
     pub async fn version(
@@ -52,7 +56,8 @@ impl Stats {
                 queued |= counts
                     .get(JobState::Queued.as_str())
                     .is_some_and(|n| *n > 0);
-                for (k, v) in &counts {
+                // (`offer_until` moves with every idle worker's wait, not with the jobs.)
+                for (k, v) in counts.iter().filter(|(k, _)| k.as_str() != OFFER_UNTIL) {
                     t.str(k).num(*v as u64);
                 }
             }

@@ -38,6 +38,10 @@
 -- per call, so other groups are not held back; it goes back to its ready stream when a job of
 -- the group stops running (common.lua, `group_stopped`). Every started job with `tgroup`
 -- counts in its group, whatever the cap.
+-- KEYS[22] the partition's offer key  ARGV[15] '1' when this worker has offered itself here for
+-- a direct start (idle.lua, docs/queue.md "Direct start") since its last claim: a standing offer
+-- is taken back; one an enqueue took gave the worker a job, which is read from the worker's
+-- inbox and returned after the jobs claimed here (it runs already), counted among the `want`
 -- Returns {jobs, retry_after_ms, transitions, parked, drained}: jobs = array of
 -- {ref, fence, attempt, queue_wait_ms, target, template, args_raw, intrusive, timeout_sec,
 -- needs_raw, parent, engagement} (the worker judges the engagement's window again)
@@ -45,7 +49,8 @@
 -- breaker transitions made here, as JSON; parked = jobs parked for their group here; drained =
 -- 1 when the streams this worker reads are known to be empty after the call (see the end); then,
 -- with no gate, the breaker after the call: state, generation, and 1 when a success would
--- change nothing (closed, no failure streak).
+-- change nothing (closed, no failure streak); then how many of `jobs` (the last) were started on
+-- the worker's offer (ARGV[15]).
 -- (An idle worker then blocks reading the ready streams
 -- from `0-0`: a stream holds only unclaimed entries.)
 
@@ -67,6 +72,20 @@ local group_cap = tonumber(ARGV[14] or '0') or 0
 -- Parked jobs per call at most: the claim reads on past a busy group, within bounds.
 local PARK_BUDGET = 100
 local parked = 0
+local handed = {}
+if ARGV[15] == '1' then
+  if redis.call('GET', KEYS[22]) == consumer then
+    redis.call('DEL', KEYS[22])
+    redis.call('HDEL', KEYS[5], OFFER_UNTIL)
+  else
+    local inbox = prefix .. K.inbox .. consumer
+    for _, e in ipairs(redis.call('XRANGE', inbox, '-', '+')) do
+      handed[#handed + 1] = cjson.decode(e[2][2])
+    end
+    redis.call('DEL', inbox)
+  end
+  want = want - #handed
+end
 local b = redis.call('HMGET', bk.state, 'state', 'generation', 'consecutive')
 local bstate = b[1] or 'closed'
 local per_job = not (bstate == 'closed' or bstate == 'disabled')
@@ -241,28 +260,14 @@ local function consider(ref, lane)
     if h.tgroup then redis.call('HINCRBY', group_running, h.tgroup, 1) end
     if h.waiting then redis.call('HDEL', j.key, 'waiting') end
     if h.stop_reason then redis.call('HDEL', j.key, 'stop_reason') end
-    local attempt = tonumber(h.attempt or '0') + 1
-    local fence = tonumber(h.fence or '0') + 1
-    -- (Never below 0: after a failover the new primary's clock may be behind the stamps.)
-    local wait = math.max(0, now - tonumber(h.ready_ms or h.created_ms or now))
-    local set = { 'state', S.running, 'attempt', attempt,
-      'deliveries', tonumber(h.deliveries or '0') + 1, 'fence', fence, 'started_ms', now,
-      'worker', consumer, 'queue_wait_ms', wait }
-    if gen ~= 0 then set[#set + 1] = 'bgen'; set[#set + 1] = gen end
-    if probe ~= '' or h.probe then set[#set + 1] = 'probe'; set[#set + 1] = probe end
-    if h.cancel_requested == '1' then set[#set + 1] = 'cancel_requested'; set[#set + 1] = '0' end
     if h.finished_ms or h.retry_at_ms then
       redis.call('HDEL', j.key, 'finished_ms', 'duration_ms', 'retry_at_ms')
     end
-    count(S.queued, S.running, j)
-    emit_state(j, 'state', S.running, now, { worker = consumer })
-    save(j, now, set)
+    local started, wait = start_job(j, consumer, now, gen, probe)
     leases[#leases + 1] = int(now + lease)
     leases[#leases + 1] = ref
     waits[#waits + 1] = int(wait)
-    jobs[#jobs + 1] = { ref, fence, attempt, wait, h.target or '', h.template or '',
-      h.args_raw or '', h.intrusive or '0', h.timeout_sec or D.timeout_sec, h.needs_raw or '0',
-      h.parent or '', h.engagement or '' }
+    jobs[#jobs + 1] = started
   end
   -- Anything else (cancelled while queued, expired) is simply dropped from the stream.
   return decision == 'parked'
@@ -315,6 +320,7 @@ if #waits > 0 then push_samples(KEYS[7], waits) end
 -- that wait at once: it reads from `0-0`).
 local drained = (not disabled and retry_after == 0 and not read_full and #jobs < want
   and parked < PARK_BUDGET and (Q.readied or 0) == 0) and 1 or 0
+for _, started in ipairs(handed) do jobs[#jobs + 1] = started end
 if gate ~= '' then
   return { jobs, retry_after, transitions, parked, drained }
 end
@@ -327,4 +333,5 @@ else
   after = { state = bstate, generation = bgen, consecutive = tonumber(b[3] or '0') }
 end
 local clean = (after.state == 'closed' and after.consecutive == 0) and 1 or 0
-return { jobs, retry_after, transitions, parked, drained, after.state, after.generation, clean }
+return { jobs, retry_after, transitions, parked, drained, after.state, after.generation, clean,
+  #handed }

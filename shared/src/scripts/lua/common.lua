@@ -246,6 +246,38 @@ local function flush_counts(countskey)
   tallies = {}
 end
 
+-- Starts job `j` (loaded, `queued`) on `worker`: `running`, its attempt and deliveries counted,
+-- a fresh fencing token, the `running` event, one HSET. `gen` and `probe` are the breaker
+-- generation and probe it was admitted under (0, ''). Used by claim.lua and by enqueue.lua's
+-- direct start. Returns the job as its worker gets it (an entry of claim.lua's reply, or of the
+-- worker's inbox) and its queue wait (ms); the caller adds the lease and the wait sample.
+local function start_job(j, worker, now, gen, probe)
+  local h = j.h
+  local attempt = tonumber(h.attempt or '0') + 1
+  local fence = tonumber(h.fence or '0') + 1
+  -- (Never below 0: after a failover the new primary's clock may be behind the stamps.)
+  local wait = math.max(0, now - tonumber(h.ready_ms or h.created_ms or now))
+  local set = { 'state', S.running, 'attempt', attempt,
+    'deliveries', tonumber(h.deliveries or '0') + 1, 'fence', fence, 'started_ms', now,
+    'worker', worker, 'queue_wait_ms', wait }
+  if gen ~= 0 then set[#set + 1] = 'bgen'; set[#set + 1] = gen end
+  if probe ~= '' or h.probe then set[#set + 1] = 'probe'; set[#set + 1] = probe end
+  if h.cancel_requested == '1' then set[#set + 1] = 'cancel_requested'; set[#set + 1] = '0' end
+  count(S.queued, S.running, j)
+  emit_state(j, 'state', S.running, now, { worker = worker })
+  save(j, now, set)
+  return { j.ref, fence, attempt, wait, h.target or '', h.template or '',
+    h.args_raw or '', h.intrusive or '0', h.timeout_sec or D.timeout_sec, h.needs_raw or '0',
+    h.parent or '', h.engagement or '' }, wait
+end
+
+-- A worker's standing offer to take a job directly (docs/queue.md "Direct start"): the
+-- partition's `offer` key holds the worker's ID and its counts hash `offer_until` the time (ms)
+-- the offer lapses, so an enqueue learns whether there is one from the counts it reads anyway.
+-- A job started on it goes to the worker's inbox stream (`K.inbox` + worker ID), as one entry
+-- `job` = start_job's tuple as JSON.
+local OFFER_UNTIL = 'offer_until'
+
 -- A tool's sample lists (queue waits, run times) keep the newest SAMPLES_KEPT, which is what the
 -- stats read (`LRANGE 0 999`, stats/mod.rs); a list is cut back to them only once it holds
 -- SAMPLES_SLACK more, so a call that adds samples costs one command, not two, almost always.

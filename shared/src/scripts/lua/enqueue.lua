@@ -24,7 +24,12 @@
 -- ID: the job hash is read)
 -- ARGV[11] the job's correlation ID packed for its backlog item ('#' + the 16 bytes of a
 -- lowercase UUID, `CorrelationId::packed`), or '' (the item holds the ID as it is)
--- ARGV[12..] field, value pairs of the job (target, args, …; a chunk's `parent` and `hosts`)
+-- ARGV[12] the lease (ms) of a direct start, or '' when the job may not start directly (the
+-- caller decides: docs/queue.md "Direct start"); then ARGV[13] max events, ARGV[14] notify
+-- channel, ARGV[15] tool name, and KEYS[7] leases zset, KEYS[8] wait-samples list, KEYS[9] the
+-- tool's breaker state hash, KEYS[10] its disabled flag, KEYS[11] the partition's offer key
+-- (only with KEYS[6]: where one node holds every key)
+-- ARGV[16..] field, value pairs of the job (target, args, …; a chunk's `parent` and `hosts`)
 -- Returns {'created', state, created_ms} | {'exists', state} | {'conflict', state} | {'full', depth}
 -- | {'listed'}
 
@@ -53,17 +58,61 @@ end
 local lane = ARGV[7]
 local hold = ARGV[8] == 'hold'
 local who = in_lane(tenant_of(ref), is_raw_lane(lane))
-local c = redis.call('HMGET', counts, S.queued, S.scheduled, share(who))
+local c = redis.call('HMGET', counts, S.queued, S.scheduled, share(who), OFFER_UNTIL)
 local queued, scheduled = tonumber(c[1] or '0'), tonumber(c[2] or '0')
 if queued + scheduled >= max_len and not hold then
   if member then redis.call('ZREM', KEYS[6], member) end
   return { 'full', queued + scheduled }
 end
 
+-- The direct start (docs/queue.md "Direct start"): a job that would go onto its ready stream is
+-- started at once on the worker whose offer stands here (idle.lua), when the caller allowed it
+-- (ARGV[12]), the offer has not lapsed, the tool is not disabled and its breaker admits without
+-- a probe (closed, or disabled). The offer is taken (one job per offer); the job is created
+-- `queued` as any other (its answer and its first event say so) and started as claim.lua
+-- starts one (`start_job`), and its worker reads it from its inbox.
+local now
+local direct, offer_worker, offer_gen
+local function offer_taker()
+  now = now_ms()
+  if tonumber(c[4]) < now then
+    -- Lapsed: its worker stopped waiting without taking it back (it died, or froze).
+    redis.call('DEL', KEYS[11])
+    redis.call('HDEL', counts, OFFER_UNTIL)
+    return false
+  end
+  if redis.call('EXISTS', KEYS[10]) == 1 then return false end
+  local b = redis.call('HMGET', KEYS[9], 'state', 'generation')
+  local breaker = b[1] or 'closed'
+  if breaker ~= 'closed' and breaker ~= 'disabled' then return false end
+  offer_worker = redis.call('GET', KEYS[11])
+  if not offer_worker then return false end
+  offer_gen = tonumber(b[2] or '0')
+  redis.call('DEL', KEYS[11])
+  redis.call('HDEL', counts, OFFER_UNTIL)
+  return true
+end
+local function start_on_offer(fields)
+  Q.maxev, Q.channel = tonumber(ARGV[13]), ARGV[14]
+  local prefix = string.sub(job, 1, #job - #K.job - #ref)
+  local j = job_at(prefix, ref, ARGV[15])
+  local h = {}
+  for i = 1, #fields - 1, 2 do h[fields[i]] = fields[i + 1] end
+  j.h, j.seq = h, 1
+  count(nil, S.queued, j)
+  local started, wait = start_job(j, offer_worker, now, offer_gen, '')
+  flush_counts(counts)
+  redis.call('ZADD', KEYS[7], int(now + tonumber(ARGV[12])), ref)
+  push_samples(KEYS[8], { int(wait) })
+  local inbox = prefix .. K.inbox .. offer_worker
+  redis.call('XADD', inbox, '*', 'job', cjson.encode(started))
+  redis.call('PEXPIRE', inbox, ARGV[12])
+end
+
 -- Redis' clock: one TIME, except for a job that goes straight onto its stream, whose entry ID
 -- (`<ms>-<seq>`, stamped by XADD '*' from the same clock) gives it for free, and a job that
--- waits in its tenant's backlog, stamped with the caller's clock when it passed one.
-local now
+-- waits in its tenant's backlog, stamped with the caller's clock when it passed one (a direct
+-- start reads it: `offer_taker`).
 local state, when = S.queued, {}
 if hold then
   now = now_ms()
@@ -85,21 +134,25 @@ else
     redis.call('RPUSH', KEYS[5] .. who, backlog_entry(lane, ref, ARGV[11] ~= '' and ARGV[11] or nil))
     redis.call('HSET', counts, S.queued, int(queued + 1))
   else
-    local id = redis.call('XADD', stream, '*', 'ref', ref)
-    now = tonumber(string.match(id, '^(%d+)-'))
-    redis.call('HSET', counts, S.queued, int(queued + 1), share(who), int(in_stream + 1))
+    direct = ARGV[12] ~= '' and c[4] and offer_taker()
+    if not direct then
+      local id = redis.call('XADD', stream, '*', 'ref', ref)
+      now = tonumber(string.match(id, '^(%d+)-'))
+      redis.call('HSET', counts, S.queued, int(queued + 1), share(who), int(in_stream + 1))
+    end
   end
 end
 local fields = { 'state', state, 'req_hash', hash, 'created_ms', int(now) }
 for _, v in ipairs(when) do fields[#fields + 1] = v end
-for i = 12, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 16, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', job, unpack(fields))
+if direct then start_on_offer(fields) end
 -- A queued or scheduled job does not expire (the queue length bounds them; a queue must not drop
 -- what it accepted): its TTLs are set when it ends. A job held for a person's decision lives a
 -- job's TTL at most.
 if hold then redis.call('PEXPIRE', job, ARGV[4]) end
 -- A chunk of a big scan (a `parent` field) is counted in its parent's tally (see `count`).
-for i = 12, #ARGV - 1, 2 do
+for i = 16, #ARGV - 1, 2 do
   if ARGV[i] == 'parent' then
     local prefix = string.sub(job, 1, #job - #K.job - #ref)
     local tally = prefix .. K.tally .. tenant_of(ref) .. '/' .. ARGV[i + 1]
