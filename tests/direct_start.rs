@@ -34,15 +34,9 @@ async fn offered(redis: &RedisServer, cfg: &Config, tool: &str) -> String {
 }
 
 async fn direct_starts(metrics: &str, tool: &str) -> u64 {
-    let text = http()
-        .get(format!("{metrics}/metrics"))
-        .send()
+    get_text(&format!("{metrics}/metrics"))
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
+        .lines()
         .filter(|l| {
             l.starts_with("scanq_direct_starts_total{") && l.contains(&format!("tool=\"{tool}\""))
         })
@@ -54,22 +48,6 @@ async fn submit(base: &str, body: Value) -> Value {
     let resp = post_json(base, "/v1/jobs", &body).await;
     assert_eq!(resp.status(), 202, "submit of {body}");
     resp.json().await.unwrap()
-}
-
-async fn doc(base: &str, cid: &str) -> Value {
-    get_json(base, &format!("/v1/jobs/{cid}")).await
-}
-
-async fn until(base: &str, cid: &str, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
-    eventually(
-        Duration::from_secs(30),
-        &format!("{cid}: {what}"),
-        || async {
-            let d = doc(base, cid).await;
-            ok(&d).then_some(d)
-        },
-    )
-    .await
 }
 
 fn stack(redis: &RedisServer, name: &str) -> (Config, Catalog, Fixture) {
@@ -93,7 +71,7 @@ async fn an_idle_worker_gets_a_new_job_without_claiming_it() {
     )
     .await;
     assert_eq!(answer.status(), 202);
-    let d = until(&base, "d-1", "succeeded", |d| d["state"] == "succeeded").await;
+    let d = until_job(&base, "d-1", "succeeded", |d| d["state"] == "succeeded").await;
 
     assert_eq!(direct_starts(&metrics, "noop").await, 1);
     assert_eq!(d["attempt"], 1);
@@ -184,6 +162,14 @@ async fn an_offer_gives_one_job_and_the_next_claim_settles_it() {
                 .await
                 .unwrap()
         };
+    let force = async |con: &mut redis::aio::MultiplexedConnection, action: ForceAction| {
+        let keys = tk.breaker_keys();
+        let settings = BreakerSettings::default();
+        Breaker::new()
+            .force(con, &keys, &settings, None, action)
+            .await
+            .unwrap();
+    };
     let queued = async |con: &mut redis::aio::MultiplexedConnection| -> i64 {
         con.xlen(tk.stream(Priority::Normal)).await.unwrap()
     };
@@ -222,16 +208,7 @@ async fn an_offer_gives_one_job_and_the_next_claim_settles_it() {
     assert_eq!((offer_key, until), (None, None));
     // A breaker that refuses (open) starts nothing, and the offer stays for a later job.
     offer(&mut con).await;
-    Breaker::new()
-        .force(
-            &mut con,
-            &tk.breaker_keys(),
-            &BreakerSettings::default(),
-            None,
-            ForceAction::Open,
-        )
-        .await
-        .unwrap();
+    force(&mut con, ForceAction::Open).await;
     enqueue(&mut con, "a/four").await;
     assert_eq!(
         state(&mut con, "a/four").await[0].as_deref(),
@@ -240,16 +217,7 @@ async fn an_offer_gives_one_job_and_the_next_claim_settles_it() {
     let offer_key: Option<String> = con.get(tk.offer()).await.unwrap();
     assert_eq!(offer_key.as_deref(), Some("w1"));
     // A disabled tool (the switch `set_tool_enabled` writes) starts nothing either.
-    Breaker::new()
-        .force(
-            &mut con,
-            &tk.breaker_keys(),
-            &BreakerSettings::default(),
-            None,
-            ForceAction::Close,
-        )
-        .await
-        .unwrap();
+    force(&mut con, ForceAction::Close).await;
     let _: () = con.set(tk.disabled(), "1").await.unwrap();
     enqueue(&mut con, "a/five").await;
     assert_eq!(
@@ -293,14 +261,14 @@ async fn a_job_started_on_a_dead_workers_offer_runs_again_when_its_lease_lapses(
         json!({"tool": "noop", "target": "127.0.0.1", "correlation_id": "orphan"}),
     )
     .await;
-    let d = doc(&base, "orphan").await;
+    let d = job_doc(&base, "orphan").await;
     assert_eq!(d["state"], "running", "{d}");
     assert_eq!(d["worker"], "doomed", "{d}");
 
     // Another worker's reaper finds the lease lapsed and the job runs again.
     cfg.reap_interval_ms = 100;
     let _rescuer = start_worker(cfg, catalog).await;
-    let d = until(&base, "orphan", "succeeded", |d| d["state"] == "succeeded").await;
+    let d = until_job(&base, "orphan", "succeeded", |d| d["state"] == "succeeded").await;
     assert_eq!(d["attempt"], 2, "{d}");
 }
 
@@ -330,7 +298,7 @@ async fn a_worker_with_one_slot_never_runs_two_jobs() {
     // (RFC 3339 times in UTC with milliseconds: they sort as text.)
     let mut runs: Vec<(String, String)> = Vec::new();
     for id in &ids {
-        let d = until(&base, id, "succeeded", |d| d["state"] == "succeeded").await;
+        let d = until_job(&base, id, "succeeded", |d| d["state"] == "succeeded").await;
         let at = |f: &str| d[f].as_str().unwrap().to_owned();
         runs.push((at("started_at"), at("finished_at")));
     }
@@ -361,7 +329,7 @@ async fn a_stopping_worker_takes_its_offer_back() {
         json!({"tool": "noop", "target": "127.0.0.1", "correlation_id": "later"}),
     )
     .await;
-    assert_eq!(doc(&base, "later").await["state"], "queued");
+    assert_eq!(job_doc(&base, "later").await["state"], "queued");
     let _next = start_worker(cfg, catalog).await;
-    until(&base, "later", "succeeded", |d| d["state"] == "succeeded").await;
+    until_job(&base, "later", "succeeded", |d| d["state"] == "succeeded").await;
 }

@@ -15,7 +15,7 @@ use scanq::keys::{Keys, ToolKeys};
 use scanq::queue::script_settings;
 use scanq::scripts::{BreakerArgs, Completion, ScriptSettings, Scripts};
 use scanq_tests::*;
-use serde_json::{Value, json};
+use serde_json::json;
 
 const A: &str = "127.2.0.0/24";
 const B: &str = "127.3.0.0/24";
@@ -39,23 +39,6 @@ async fn submit(base: &str, cid: &str, target: &str, ms: u64) {
         "correlation_id": cid, "max_attempts": 1});
     let resp = post_json(base, "/v1/jobs", &body).await;
     assert_eq!(resp.status(), 202, "{cid}");
-}
-
-async fn doc(base: &str, cid: &str) -> Value {
-    get_json(base, &format!("/v1/jobs/{cid}")).await
-}
-
-/// Polls job `cid` until `ok` holds for its document.
-async fn until(base: &str, cid: &str, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
-    eventually(
-        Duration::from_secs(30),
-        &format!("{cid}: {what}"),
-        || async {
-            let d = doc(base, cid).await;
-            ok(&d).then_some(d)
-        },
-    )
-    .await
 }
 
 fn sleep_keys(cfg: &Config) -> ToolKeys {
@@ -127,18 +110,18 @@ async fn a_parked_job_says_it_waits_for_its_group_and_cancelling_it_leaks_no_pla
     let (_api, base) = start_api(cfg.clone(), catalog.clone()).await;
     let (_worker, worker_base) = start_worker_with_metrics(cfg.clone(), catalog).await;
     submit(&base, "long", "127.2.0.1", 60_000).await;
-    until(&base, "long", "running", |d| d["state"] == "running").await;
+    until_job(&base, "long", "running", |d| d["state"] == "running").await;
     submit(&base, "parked", "127.2.0.2", 10).await;
     submit(&base, "next", "127.2.0.3", 10).await;
     submit(&base, "other", "127.3.0.1", 10).await;
 
-    let d = until(&base, "parked", "waiting for its group", |d| {
+    let d = until_job(&base, "parked", "waiting for its group", |d| {
         d["waiting_for"] == "target_group"
     })
     .await;
     assert_eq!(d["state"], "queued", "{d}");
     assert_eq!(d["target_group"], A, "{d}");
-    until(&base, "next", "waiting for its group", |d| {
+    until_job(&base, "next", "waiting for its group", |d| {
         d["waiting_for"] == "target_group"
     })
     .await;
@@ -169,7 +152,7 @@ async fn a_parked_job_says_it_waits_for_its_group_and_cancelling_it_leaks_no_pla
     let client = http();
     let cancel = |cid: &str| client.delete(format!("{base}/v1/jobs/{cid}")).send();
     assert!(cancel("parked").await.unwrap().status().is_success());
-    let d = doc(&base, "parked").await;
+    let d = job_doc(&base, "parked").await;
     assert_eq!(d["state"], "cancelled", "{d}");
     assert!(d.get("waiting_for").is_none(), "{d}");
     assert_eq!(books(&redis, &tk, A).await, (1, 1, 1));
@@ -195,9 +178,9 @@ async fn a_killed_workers_group_place_comes_back_when_its_lease_lapses() {
     );
     let mut doomed = Proc::spawn("scanq-worker", &cfg, &[port]);
     submit(&base, "held", "127.2.0.1", 600_000).await;
-    let held = until(&base, "held", "running", |d| d["state"] == "running").await;
+    let held = until_job(&base, "held", "running", |d| d["state"] == "running").await;
     submit(&base, "after", "127.2.0.2", 10).await;
-    until(&base, "after", "waiting for its group", |d| {
+    until_job(&base, "after", "waiting for its group", |d| {
         d["waiting_for"] == "target_group"
     })
     .await;
@@ -224,7 +207,7 @@ async fn without_a_cap_no_group_is_stored_and_a_group_runs_at_once() {
     submit(&base, "one", "127.2.0.1", 60_000).await;
     submit(&base, "two", "127.2.0.2", 60_000).await;
     for cid in ["one", "two"] {
-        let d = until(&base, cid, "running", |d| d["state"] == "running").await;
+        let d = until_job(&base, cid, "running", |d| d["state"] == "running").await;
         assert!(d.get("target_group").is_none(), "{d}");
     }
     let tk = sleep_keys(&cfg);

@@ -35,12 +35,6 @@ async fn get_json(url: &str) -> Value {
     resp.json().await.expect("json")
 }
 
-async fn get_text(url: &str) -> String {
-    let resp = http().get(url).send().await.expect("get");
-    assert_eq!(resp.status(), 200, "{url}");
-    resp.text().await.expect("text")
-}
-
 fn tool_stats<'a>(stats: &'a Value, tool: &str) -> &'a Value {
     stats["tools"]
         .as_array()

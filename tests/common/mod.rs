@@ -626,6 +626,36 @@ pub fn config_env(cfg: &Config) -> Vec<(String, String)> {
     out
 }
 
+/// The body of a GET of `url` (200 expected), as text.
+pub async fn get_text(url: &str) -> String {
+    let resp = http().get(url).send().await.expect("get");
+    assert_eq!(resp.status(), 200, "{url}");
+    resp.text().await.expect("text")
+}
+
+/// Job `cid`'s document (`GET /v1/jobs/{cid}`).
+pub async fn job_doc(base: &str, cid: &str) -> serde_json::Value {
+    get_json(base, &format!("/v1/jobs/{cid}")).await
+}
+
+/// Polls job `cid` until `ok` holds for its document (30 s at most); `what` names the wait.
+pub async fn until_job(
+    base: &str,
+    cid: &str,
+    what: &str,
+    ok: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    eventually(
+        Duration::from_secs(30),
+        &format!("{cid}: {what}"),
+        || async {
+            let d = job_doc(base, cid).await;
+            ok(&d).then_some(d)
+        },
+    )
+    .await
+}
+
 /// A test HTTP client.
 pub fn http() -> reqwest::Client {
     reqwest::Client::builder()

@@ -83,26 +83,8 @@ impl Consumer {
                 if probe.is_some() {
                     want = 1;
                 }
-                let breaker = BreakerArgs {
-                    settings_json: &t.breaker_json,
-                    held_error_json: &self.held_error_json,
-                };
                 let claimed = self
-                    .scripts
-                    .claim(
-                        &mut con,
-                        &t.parts[p],
-                        &self.settings,
-                        &self.id,
-                        want,
-                        round,
-                        t.name.as_str(),
-                        breaker,
-                        &gate,
-                        self.capabilities.raw_sockets,
-                        t.group_cap,
-                        settles,
-                    )
+                    .claim_in(&mut con, t, p, (want, round), &gate, settles)
                     .await?;
                 reserved -= usize::from(settles);
                 out.drained &= claimed.drained;
@@ -164,6 +146,40 @@ impl Consumer {
         Ok(out)
     }
 
+    /// `claim.lua` in partition `p` of `t` for up to `want` jobs, through `gate`; `settles`:
+    /// this worker's offer there is settled in the same call.
+    async fn claim_in(
+        &self,
+        con: &mut super::Connection,
+        t: &super::consumer::ToolQueue,
+        p: usize,
+        (want, round): (usize, u64),
+        gate: &str,
+        settles: bool,
+    ) -> Result<crate::scripts::Claimed, QueueError> {
+        let breaker = BreakerArgs {
+            settings_json: &t.breaker_json,
+            held_error_json: &self.held_error_json,
+        };
+        Ok(self
+            .scripts
+            .claim(
+                con,
+                &t.parts[p],
+                &self.settings,
+                &self.id,
+                want,
+                round,
+                t.name.as_str(),
+                breaker,
+                gate,
+                self.capabilities.raw_sockets,
+                t.group_cap,
+                settles,
+            )
+            .await?)
+    }
+
     /// Settles this worker's offer in `t`'s home partition and nothing else (a claim for no
     /// job): the job an enqueue started on it, if one did.
     async fn settle(
@@ -172,28 +188,7 @@ impl Consumer {
         t: &super::consumer::ToolQueue,
         round: u64,
     ) -> Result<Vec<crate::scripts::ClaimedJob>, QueueError> {
-        let breaker = BreakerArgs {
-            settings_json: &t.breaker_json,
-            held_error_json: &self.held_error_json,
-        };
-        let claimed = self
-            .scripts
-            .claim(
-                con,
-                &t.parts[0],
-                &self.settings,
-                &self.id,
-                0,
-                round,
-                t.name.as_str(),
-                breaker,
-                "",
-                self.capabilities.raw_sockets,
-                t.group_cap,
-                true,
-            )
-            .await?;
-        Ok(claimed.jobs)
+        Ok(self.claim_in(con, t, 0, (0, round), "", true).await?.jobs)
     }
 
     /// Settles every offer of this worker that may stand (a stopping worker): the jobs
