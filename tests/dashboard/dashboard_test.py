@@ -115,7 +115,8 @@ try:
     wait.until(lambda d: d.find_element(By.ID, "hosts").text == "16 of 16 hosts done")
     wait.until(lambda d: "succeeded 16" in d.find_element(By.ID, "chunk-counts").text)
     assert driver.find_elements(By.CSS_SELECTOR, "#chunkbar rect.c-succeeded"), "no succeeded segment"
-    assert float(driver.find_element(By.ID, "hostbar").get_attribute("value")) == 16
+    # (Read inside a wait: a last event may re-render the page between the lookup and the read.)
+    wait.until(lambda d: float(d.find_element(By.ID, "hostbar").get_attribute("value")) == 16)
     step("the hosts bar and the chunk tally reach 16 of 16")
     shot("bigscan")
     driver.find_element(By.ID, "chunks-next").click()

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use scanq::catalog::Catalog;
 use scanq::config::Config;
-use scanq::domain::StopReason;
+use scanq::domain::{StopReason, ToolName};
 use scanq::metrics::Metrics;
 use scanq::queue::{Consumer, Listener, StartedJob};
 use scanq::reload::{Live, LiveCell};
@@ -167,8 +167,10 @@ impl Worker {
                 .with_label_values(&[tool.as_str()])
                 .inc_by(*n);
         }
+        for (tool, n) in &claimed.handed {
+            self.count_direct(tool, *n as u64);
+        }
         let n = claimed.started.len();
-        self.count_direct(&claimed.started[n - claimed.handed..]);
         for job in claimed.started {
             self.start(job);
         }
@@ -182,14 +184,21 @@ impl Worker {
         })
     }
 
-    /// Counts jobs an enqueue started on this worker's offers.
-    fn count_direct(&self, jobs: &[StartedJob]) {
-        for job in jobs {
-            self.shared
-                .metrics
-                .direct_starts
-                .with_label_values(&[job.id.tool.as_str(), job.id.zone.as_str()])
-                .inc();
+    /// Counts `n` jobs of `tool` an enqueue started on this worker's offers.
+    fn count_direct(&self, tool: &ToolName, n: u64) {
+        let zone = self.shared.queue.zone().as_str();
+        self.shared
+            .metrics
+            .direct_starts
+            .with_label_values(&[tool.as_str(), zone])
+            .inc_by(n);
+    }
+
+    /// Starts jobs an enqueue started on this worker's offers (read from its inboxes).
+    fn start_handed(&self, handed: Vec<StartedJob>) {
+        for job in handed {
+            self.count_direct(&job.id.tool, 1);
+            self.start(job);
         }
     }
 
@@ -202,10 +211,7 @@ impl Worker {
             .saturating_sub(self.running() + w.queue.offers_standing());
         let woken = w.queue.wait_for_work(idle_wait, free).await;
         let again = woken.ready || woken.handed.is_empty();
-        self.count_direct(&woken.handed);
-        for job in woken.handed {
-            self.start(job);
-        }
+        self.start_handed(woken.handed);
         again
     }
 
@@ -330,12 +336,7 @@ impl Worker {
         if w.queue.offers_standing() > 0 {
             let round = self.round.fetch_add(1, Ordering::Relaxed);
             match w.queue.settle_offers(round).await {
-                Ok(handed) => {
-                    self.count_direct(&handed);
-                    for job in handed {
-                        self.start(job);
-                    }
-                }
+                Ok(handed) => self.start_handed(handed),
                 Err(err) => {
                     tracing::warn!(error = %err, "Could not take back this worker's offers; a job started on one returns when its lease lapses");
                 }

@@ -130,7 +130,9 @@ impl Consumer {
                     self.hand_back_unconfirmed(t, &claimed.jobs).await;
                     continue;
                 }
-                out.handed += claimed.handed;
+                if claimed.handed > 0 {
+                    out.handed.push((t.name.clone(), claimed.handed));
+                }
                 self.collect(t, claimed.jobs, &mut out.started);
             }
             if offer {
@@ -139,7 +141,9 @@ impl Consumer {
                 let handed = self.settle(&mut con, t, round).await?;
                 reserved -= 1;
                 free = free.saturating_sub(handed.len());
-                out.handed += handed.len();
+                if !handed.is_empty() {
+                    out.handed.push((t.name.clone(), handed.len()));
+                }
                 self.collect(t, handed, &mut out.started);
             }
         }

@@ -42,9 +42,9 @@ pub struct ClaimRound {
     /// so, and none was left unasked for want of free slots): the worker waits for work
     /// instead of claiming again at once.
     pub drained: bool,
-    /// How many of `started` an enqueue started on this worker's offers (docs/queue.md
-    /// "Direct start").
-    pub handed: usize,
+    /// Per tool, how many of `started` an enqueue started on this worker's offers
+    /// (docs/queue.md "Direct start").
+    pub handed: Vec<(ToolName, usize)>,
 }
 
 /// How often (every how many reap calls) a worker reaps the zones other than its own.

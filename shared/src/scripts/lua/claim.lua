@@ -39,7 +39,7 @@
 -- the group stops running (common.lua, `group_stopped`). Every started job with `tgroup`
 -- counts in its group, whatever the cap.
 -- KEYS[22] the partition's offer key  ARGV[15] '1' when this worker has offered itself here for
--- a direct start (idle.lua, docs/queue.md "Direct start") since its last claim: a standing offer
+-- a direct start (offer.lua, docs/queue.md "Direct start") since its last claim: a standing offer
 -- is taken back; one an enqueue took gave the worker a job, which is read from the worker's
 -- inbox and returned after the jobs claimed here (it runs already), counted among the `want`
 -- Returns {jobs, retry_after_ms, transitions, parked, drained}: jobs = array of

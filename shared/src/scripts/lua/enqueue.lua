@@ -66,7 +66,7 @@ if queued + scheduled >= max_len and not hold then
 end
 
 -- The direct start (docs/queue.md "Direct start"): a job that would go onto its ready stream is
--- started at once on the worker whose offer stands here (idle.lua), when the caller allowed it
+-- started at once on the worker whose offer stands here (offer.lua), when the caller allowed it
 -- (ARGV[12]), the offer has not lapsed, the tool is not disabled and its breaker admits without
 -- a probe (closed, or disabled). The offer is taken (one job per offer); the job is created
 -- `queued` as any other (its answer and its first event say so) and started as claim.lua
