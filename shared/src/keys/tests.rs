@@ -1,4 +1,5 @@
 use super::*;
+use crate::domain::Priority;
 
 fn slot_tag(key: &str) -> &str {
     let open = key.find('{').unwrap();
