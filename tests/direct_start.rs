@@ -204,7 +204,10 @@ async fn an_offer_gives_one_job_and_the_next_claim_settles_it() {
     let c = claim(&mut con, 0).await;
     assert_eq!((c.jobs.len(), c.handed), (0, 0));
     let offer_key: Option<String> = con.get(tk.offer()).await.unwrap();
-    let until: Option<i64> = con.hget(tk.counts(), "offer_until").await.unwrap();
+    let until: Option<i64> = con
+        .hget(tk.counts(), scanq::keys::OFFER_UNTIL)
+        .await
+        .unwrap();
     assert_eq!((offer_key, until), (None, None));
     // A breaker that refuses (open) starts nothing, and the offer stays for a later job.
     offer(&mut con).await;

@@ -59,7 +59,8 @@ impl Queue {
         let now = listing::now_ms();
         let listed_at = listing::score(now, no);
         let mut fields = job_fields(spec, max_running);
-        if let Some(g) = self.target_groups.of(&spec.tool, spec.target.first()) {
+        let group = self.target_groups.of(&spec.tool, spec.target.first());
+        if let Some(g) = group.clone() {
             // Politeness: the claim caps running jobs per group (absent when not capped).
             fields.push(("tgroup", g));
         }
@@ -79,7 +80,7 @@ impl Queue {
             // and only in the tool's home partition (its breaker's).
             let direct = (self.replicas.0 == 0
                 && self.keys.partition_of(&id) == 0
-                && starts_directly(spec, &fields))
+                && starts_directly(spec, max_running, group.is_some()))
             .then(|| spec.tool.as_str());
             self.enqueue(&mut con, &tk, &r, spec, &fields, (claim, direct))
                 .await?
@@ -236,15 +237,14 @@ impl Queue {
 /// Whether a job may start at once on a worker's standing offer (docs/queue.md "Direct start"):
 /// one that would go straight onto its ready stream and that the claim would start without a
 /// check of its own — no delay, no approval, no raw sockets (the offering worker may not have
-/// them), no cap of its tenant's or its target group's, no engagement window, not a chunk.
-fn starts_directly(spec: &JobSpec, fields: &[(&str, String)]) -> bool {
+/// them), no cap of its tenant's (`max_running`) or of its target group's (`grouped`), no
+/// engagement window. (A big scan's chunks are enqueued elsewhere, never directly.)
+fn starts_directly(spec: &JobSpec, max_running: u64, grouped: bool) -> bool {
     spec.delay_ms == 0
         && !spec.needs_approval
         && !spec.needs_raw
-        && !fields.iter().any(|(k, _)| {
-            matches!(
-                *k,
-                "max_running" | "tgroup" | "engagement" | "parent" | "waiting"
-            )
-        })
+        && max_running == 0
+        && !grouped
+        && spec.engagement.is_none()
+        && !spec.waits_for_window
 }

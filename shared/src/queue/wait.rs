@@ -86,7 +86,7 @@ impl Consumer {
             by_slot.into_iter().map(|(_, v)| v).collect()
         } else {
             let mut all = streams;
-            all.extend(self.offered_inboxes(&offering));
+            all.extend(self.record_offers(&offering));
             vec![all]
         };
         let mut guard = self.blocking.lock().await;
@@ -147,8 +147,9 @@ impl Consumer {
         }
     }
 
-    /// The inboxes of the tools this worker offers itself in (now, or still from before).
-    fn offered_inboxes(&self, offering: &[&ToolQueue]) -> Vec<String> {
+    /// Records the offers about to be made (each then keeps a slot until settled); returns the
+    /// inboxes of every offer that may stand, these and those still standing from before.
+    fn record_offers(&self, offering: &[&ToolQueue]) -> Vec<String> {
         let mut standing = self.offers.lock().expect("offers lock");
         for t in offering {
             standing.insert(t.name.clone());

@@ -18,11 +18,8 @@ fn take<T: redis::FromRedisValue>(
     Ok(redis::from_redis_value(v).map_err(redis::RedisError::from)?)
 }
 use crate::domain::{ETag, JobState, Tagger, TenantId, ToolName, Zone};
+use crate::keys::OFFER_UNTIL;
 use crate::queue::QueueError;
-
-/// The counts hash's field of a worker's standing offer (docs/queue.md "Direct start",
-/// `OFFER_UNTIL` in common.lua).
-const OFFER_UNTIL: &str = "offer_until";
 
 impl Stats {
     /// The stats' tag for these queues; `tenant` for a tenant's view (its listing counted).
