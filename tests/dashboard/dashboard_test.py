@@ -112,11 +112,14 @@ try:
     step("the chunk tally moves live with the parent's progress events")
     # The parent's own events move the bars; at the end the page re-renders as succeeded.
     wait.until(lambda d: d.find_element(By.ID, "state").text == "succeeded")
+    # The `done` event re-renders the page once more (100 ms later): wait for that render (the
+    # mark on the chunk table is gone), so the reads and clicks below do not race it.
+    wait.until(lambda d: d.execute_script(
+        "const t = document.getElementById('chunk-table'); return t && !t.dataset.mark;"))
     wait.until(lambda d: d.find_element(By.ID, "hosts").text == "16 of 16 hosts done")
     wait.until(lambda d: "succeeded 16" in d.find_element(By.ID, "chunk-counts").text)
     assert driver.find_elements(By.CSS_SELECTOR, "#chunkbar rect.c-succeeded"), "no succeeded segment"
-    # (Read inside a wait: a last event may re-render the page between the lookup and the read.)
-    wait.until(lambda d: float(d.find_element(By.ID, "hostbar").get_attribute("value")) == 16)
+    assert float(driver.find_element(By.ID, "hostbar").get_attribute("value")) == 16
     step("the hosts bar and the chunk tally reach 16 of 16")
     shot("bigscan")
     driver.find_element(By.ID, "chunks-next").click()
