@@ -341,7 +341,56 @@ async fn a_handed_back_job_is_queued_at_once_without_counting_the_attempt() {
     assert_eq!(f.complete(&r, fence, "handback").await, "queued");
     let attempt: String = f.con.hget(f.tk.job(&r), "attempt").await.unwrap();
     assert_eq!(attempt, "0");
+    // It was a delivery, though: the hash now says so (a start alone never writes it).
+    let deliveries: String = f.con.hget(f.tk.job(&r), "deliveries").await.unwrap();
+    assert_eq!(deliveries, "1");
     assert_eq!(f.claim(1, 0).await.len(), 1);
+    let h: HashMap<String, String> = f.con.hgetall(f.tk.job(&r)).await.unwrap();
+    assert_eq!(
+        (h["attempt"].as_str(), h["deliveries"].as_str()),
+        ("1", "2")
+    );
+}
+
+#[tokio::test]
+async fn the_hot_steps_store_only_what_cannot_be_derived() {
+    let mut f = fx().await;
+    f.enqueue("a/1", "h", Priority::Normal, 0).await;
+    let (r, fence) = f.claim(1, 0).await.remove(0);
+    let h: HashMap<String, String> = f.con.hgetall(f.tk.job(&r)).await.unwrap();
+    for derived in ["queue_wait_ms", "updated_ms", "deliveries"] {
+        assert!(!h.contains_key(derived), "{derived} in {h:?}");
+    }
+    assert_eq!(h["evseq"], "2");
+    let result = r#"{"exit_code":0}"#.to_owned();
+    assert_eq!(
+        f.complete_with(&r, fence, "succeeded", result).await,
+        "succeeded"
+    );
+    let h: HashMap<String, String> = f.con.hgetall(f.tk.job(&r)).await.unwrap();
+    for derived in ["queue_wait_ms", "updated_ms", "duration_ms", "deliveries"] {
+        assert!(!h.contains_key(derived), "{derived} in {h:?}");
+    }
+    // The document still has them, from the times the hash keeps.
+    let doc = scanq::domain::JobDocument::from_hash(&h).unwrap();
+    let (created, started, finished) = ["created_ms", "started_ms", "finished_ms"]
+        .map(|k| h[k].parse::<u64>().unwrap())
+        .into();
+    assert_eq!(doc.queue_wait_ms, Some(started - created));
+    assert_eq!(doc.duration_ms, Some(finished - started));
+    assert_eq!(
+        doc.result.unwrap().stdout,
+        "",
+        "the stored result reads back whole"
+    );
+    // Redis kept the finished job's hash compact (no field above 64 bytes).
+    let encoding: String = redis::cmd("OBJECT")
+        .arg("ENCODING")
+        .arg(f.tk.job(&r))
+        .query_async(&mut f.con)
+        .await
+        .unwrap();
+    assert_eq!(encoding, "listpack");
 }
 
 #[tokio::test]

@@ -53,7 +53,7 @@ pub fn completion(
         job_ref: job_ref.to_owned(),
         fence,
         outcome,
-        result_json: json(result),
+        result_json: result.map(JobResult::stored).unwrap_or_default(),
         error_json: json(error),
         delay_ms,
         verdict: Verdict::Ignored,

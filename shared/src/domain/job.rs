@@ -158,13 +158,21 @@ pub struct ProgressInfo {
 }
 
 /// What the tool produced.
+///
+/// Answers show every field; Redis holds the [`stored`](Self::stored) form, which leaves out
+/// empty output and false flags (read back as such: `#[serde(default)]`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JobResult {
     pub exit_code: Option<i32>,
+    #[serde(default)]
     pub stdout: String,
+    #[serde(default)]
     pub stderr: String,
+    #[serde(default)]
     pub truncated_stdout: bool,
+    #[serde(default)]
     pub truncated_stderr: bool,
+    #[serde(default)]
     pub timed_out: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parsed: Option<serde_json::Value>,
@@ -180,6 +188,32 @@ pub struct JobResult {
     /// still here and exportable. Absent (false) for every ordinary job.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub partial: bool,
+}
+
+impl JobResult {
+    /// The fields [`stored`](Self::stored) leaves out at their defaults.
+    const DEFAULTED: [&'static str; 5] = [
+        "stdout",
+        "stderr",
+        "truncated_stdout",
+        "truncated_stderr",
+        "timed_out",
+    ];
+
+    /// The JSON a job's hash holds: without empty output and false flags. A result of up to
+    /// 64 bytes keeps the job's hash in Redis' compact encoding (`hash-max-listpack-value`);
+    /// the full form of a quick tool's result (~105 bytes) made Redis convert every finished
+    /// job's hash to a table, ~5 % of its time in a drain (BENCHMARKS.md "Engine v8").
+    pub fn stored(&self) -> String {
+        let mut v = serde_json::to_value(self).expect("serializable");
+        if let Some(map) = v.as_object_mut() {
+            map.retain(|k, v| {
+                !(Self::DEFAULTED.contains(&k.as_str())
+                    && (v.as_str() == Some("") || v.as_bool() == Some(false)))
+            });
+        }
+        v.to_string()
+    }
 }
 
 /// A confined run's record: what it could reach and how often it tried to go elsewhere.
@@ -389,8 +423,17 @@ impl JobDocument {
             retry_at: num("retry_at_ms")
                 .filter(|_| state == JobState::Scheduled)
                 .map(rfc3339),
-            queue_wait_ms: num("queue_wait_ms"),
-            duration_ms: num("duration_ms"),
+            // Not stored by this release (`start_job` in common.lua): the start less the time
+            // the job became ready, while the hash holds the start of the current attempt.
+            queue_wait_ms: num("started_ms")
+                .and_then(|s| s.checked_sub(num("ready_ms").or(num("created_ms"))?))
+                .or(num("queue_wait_ms")),
+            // Stored only when it is not the end less the start ('' for none: an end that
+            // did not come from a run; `finish` in common.lua).
+            duration_ms: match h.get("duration_ms") {
+                Some(d) => d.parse().ok(),
+                None => num("finished_ms").and_then(|f| f.checked_sub(num("started_ms")?)),
+            },
             worker: get("worker").cloned(),
             progress: json(h, "progress"),
             result: json(h, "result"),

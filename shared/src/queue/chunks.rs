@@ -183,6 +183,7 @@ const CHUNK_DOC_FIELDS: &[&str] = &[
     "finished_ms",
     "retry_at_ms",
     "updated_ms",
+    "ready_ms",
     "queue_wait_ms",
     "duration_ms",
     "worker",

@@ -150,7 +150,7 @@ impl Queue {
             })
             .collect();
         let merged = merge_chunks(&outcomes, MAX_MERGED_STDOUT);
-        let result = serde_json::to_string(&merged).expect("serializable");
+        let result = merged.stored();
         let error = match state {
             JobState::Failed => {
                 let first = rows.iter().enumerate().find(|(_, r)| {

@@ -251,8 +251,16 @@ pub fn claimed(v: Value) -> RedisResult<Claimed> {
     })
 }
 
-/// One job as claim.lua (or an inbox entry) gives it: 12 fields.
-fn claimed_job(s: Vec<String>) -> RedisResult<ClaimedJob> {
+/// One job as claim.lua (or an inbox entry) gives it: 12 fields, or the first 5 when the job
+/// has none of the other seven (`start_job` in common.lua: each element of a claim's reply
+/// costs Redis ~1,000 instructions, BENCHMARKS.md "Engine v8").
+fn claimed_job(mut s: Vec<String>) -> RedisResult<ClaimedJob> {
+    if s.len() == 5 {
+        let timeout = crate::domain::STORED_DEFAULT_TIMEOUT_SEC.to_string();
+        for v in ["", "", "0", &timeout, "0", "", ""] {
+            s.push(v.to_owned());
+        }
+    }
     let [
         job_ref,
         fence,
@@ -266,7 +274,7 @@ fn claimed_job(s: Vec<String>) -> RedisResult<ClaimedJob> {
         needs_raw,
         parent,
         engagement,
-    ] = <[String; 12]>::try_from(s).map_err(|_| bad("claim job: 12 fields"))?;
+    ] = <[String; 12]>::try_from(s).map_err(|_| bad("claim job: 5 or 12 fields"))?;
     let num = |v: &str, what: &str| v.parse::<u64>().map_err(|_| bad(what));
     Ok(ClaimedJob {
         fence: num(&fence, "fence")?,
@@ -285,7 +293,7 @@ fn claimed_job(s: Vec<String>) -> RedisResult<ClaimedJob> {
 }
 
 /// A job of a worker's inbox (enqueue.lua's direct start): its entry's `job` field, the
-/// 12 fields of a claimed job as a JSON array.
+/// fields of a claimed job as a JSON array.
 pub fn inbox_job(json: &str) -> RedisResult<ClaimedJob> {
     let fields: Vec<serde_json::Value> =
         serde_json::from_str(json).map_err(|_| bad("inbox job: JSON array"))?;

@@ -142,3 +142,77 @@ fn a_job_stopped_at_its_windows_end_says_why() {
         "the error alone says it when the worker's own timer stopped it"
     );
 }
+
+fn hash(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+#[test]
+fn a_result_is_stored_without_its_defaults_and_read_back_whole() {
+    let quick = JobResult {
+        exit_code: Some(0),
+        ..JobResult::default()
+    };
+    let stored = quick.stored();
+    assert_eq!(stored, r#"{"exit_code":0}"#);
+    assert!(stored.len() <= 64, "fits Redis' compact hash encoding");
+    let back: JobResult = serde_json::from_str(&stored).unwrap();
+    assert_eq!(back, quick);
+    // The answer still shows every field.
+    let shown = serde_json::to_value(&back).unwrap();
+    assert_eq!(shown["stdout"], "");
+    assert_eq!(shown["timed_out"], false);
+    let full = JobResult {
+        exit_code: None,
+        stdout: "out".into(),
+        stderr: "err".into(),
+        truncated_stdout: true,
+        truncated_stderr: true,
+        timed_out: true,
+        ..JobResult::default()
+    };
+    let back: JobResult = serde_json::from_str(&full.stored()).unwrap();
+    assert_eq!(back, full, "what differs from the defaults is kept");
+    // A result written by an earlier release (every field) reads the same.
+    let old = serde_json::to_string(&quick).unwrap();
+    assert_eq!(serde_json::from_str::<JobResult>(&old).unwrap(), quick);
+}
+
+#[test]
+fn queue_wait_and_run_time_are_derived_from_the_hash_times() {
+    let base = [
+        ("cid", "scan-1"),
+        ("tool", "sleep"),
+        ("created_ms", "1000"),
+        ("started_ms", "1250"),
+    ];
+    let mut h = hash(&base);
+    h.insert("state".into(), "running".into());
+    let doc = JobDocument::from_hash(&h).unwrap();
+    assert_eq!(doc.queue_wait_ms, Some(250), "from its creation");
+    assert_eq!(doc.duration_ms, None, "still running");
+    h.insert("ready_ms".into(), "1200".into());
+    let doc = JobDocument::from_hash(&h).unwrap();
+    assert_eq!(doc.queue_wait_ms, Some(50), "from when it was ready again");
+    h.insert("state".into(), "succeeded".into());
+    h.insert("finished_ms".into(), "1900".into());
+    let doc = JobDocument::from_hash(&h).unwrap();
+    assert_eq!(doc.duration_ms, Some(650));
+    // An end that did not come from a run stores '' (finish in common.lua): no run time.
+    h.insert("duration_ms".into(), String::new());
+    assert_eq!(JobDocument::from_hash(&h).unwrap().duration_ms, None);
+    // Queued again after an attempt: this attempt has not started, so no wait yet.
+    let mut again = hash(&base);
+    again.insert("state".into(), "queued".into());
+    again.insert("ready_ms".into(), "5000".into());
+    assert_eq!(JobDocument::from_hash(&again).unwrap().queue_wait_ms, None);
+    // Hashes written by earlier releases keep their stored values.
+    let mut old = hash(&[("cid", "scan-1"), ("tool", "sleep"), ("state", "succeeded")]);
+    old.insert("queue_wait_ms".into(), "7".into());
+    old.insert("duration_ms".into(), "9".into());
+    let doc = JobDocument::from_hash(&old).unwrap();
+    assert_eq!((doc.queue_wait_ms, doc.duration_ms), (Some(7), Some(9)));
+}

@@ -11,7 +11,7 @@
 
 Q.maxev, Q.channel = tonumber(ARGV[3]), ARGV[4]
 local j = job_at(KEYS[1], ARGV[1], ARGV[6])
-if not load(j, { 'tgroup', 'waiting', 'priority', 'needs_raw' }) then
+if not load(j, { 'tgroup', 'waiting', 'priority', 'needs_raw', 'started_ms' }) then
   return { 'missing' }
 end
 local state = j.h.state

@@ -44,8 +44,8 @@
 -- inbox and returned after the jobs claimed here (it runs already), counted among the `want`
 -- Returns {jobs, retry_after_ms, transitions, parked, drained}: jobs = array of
 -- {ref, fence, attempt, queue_wait_ms, target, template, args_raw, intrusive, timeout_sec,
--- needs_raw, parent, engagement} (the worker judges the engagement's window again)
--- (only what the worker needs); retry_after_ms > 0 when the breaker refused; transitions =
+-- needs_raw, parent, engagement} (the worker judges the engagement's window again), or its
+-- first five when the job has none of the rest (`start_job`) (only what the worker needs); retry_after_ms > 0 when the breaker refused; transitions =
 -- breaker transitions made here, as JSON; parked = jobs parked for their group here; drained =
 -- 1 when the streams this worker reads are known to be empty after the call (see the end); then,
 -- with no gate, the breaker after the call: state, generation, and 1 when a success would
@@ -150,9 +150,10 @@ end
 -- batch (`b <tenant in its lane>` then `i <backlog item>` per job, common.lua `refill`). Refs
 -- read beyond `count` (the rest of a batch, or entries read after it) go back to the stream's
 -- tail, still counted in their tenant's share. Singles are read in bulk, a batch one at a time.
+-- Also returns, per ref, its tenant in the lane (`in_lane`).
 local read_full = false
 local function read(stream, count, raw)
-  local out = {}
+  local out, whos = {}, {}
   local ask = count
   while #out < count do
     local entries = xread(stream, ask)
@@ -162,10 +163,12 @@ local function read(stream, count, raw)
       if f[1] == 'b' then
         batch = true
         local who, spill, took = f[2], nil, 0
+        local tenant = tenant_in(who)
         for k = 4, #f, 2 do
           if #out < count then
-            local _, ref = backlog_ref(f[k], who)
+            local ref = backlog_item_ref(f[k], tenant)
             out[#out + 1] = ref
+            whos[#out] = who
             took = took + 1
           else
             spill = spill or { 'b', who }
@@ -180,6 +183,7 @@ local function read(stream, count, raw)
         local who = in_lane(tenant_of(ref), raw)
         left[who] = (left[who] or 0) + 1
         out[#out + 1] = ref
+        whos[#out] = who
       else
         redis.call('XADD', stream, '*', 'ref', f[2])
       end
@@ -189,7 +193,7 @@ local function read(stream, count, raw)
   end
   -- A read that got all it asked for may have left more behind.
   if #out >= count then read_full = true end
-  return out
+  return out, whos
 end
 
 -- Holds a queued job back while the breaker refuses: scheduled for when it may admit again.
@@ -207,14 +211,14 @@ end
 -- needs_raw, tgroup, waiting, engagement, stop_reason.
 
 local disabled = redis.call('EXISTS', KEYS[13]) == 1
--- Starts, parks, holds or drops one job read from `lane`'s stream; true when it was parked.
-local function consider(ref, lane)
+-- Starts, parks, holds or drops one job read from `lane`'s stream (`who`: its tenant in the
+-- lane); true when it was parked.
+local function consider(ref, who, lane)
   local j = job_at(prefix, ref, tool)
   load_all(j)
   local h = j.h
-  local tenant = tenant_of(ref)
-  local who = in_lane(tenant, lane[2])
-  local cap = tonumber(h.max_running or '0') or 0
+  local cap = h.max_running and tonumber(h.max_running) or 0
+  local tenant = cap > 0 and tenant_of(ref)
   -- (A gated probe goes to the one job this call may start: the worker asks for one.)
   local decision, gen, probe = 'allow', bgen, gate_probe
   freed[who] = (freed[who] or 0) + 1
@@ -244,7 +248,7 @@ local function consider(ref, lane)
   elseif h.state == S.queued and retry_after > 0 then
     decision = 'reject'
   elseif h.state == S.queued and per_job then
-    probe = ref .. '#' .. (tonumber(h.deliveries or '0') + 1)
+    probe = ref .. '#' .. (deliveries_of(h) + 1)
     local wait_ms, tr
     decision, gen, wait_ms, tr = breaker_admit(bk, cfg, now, consumer, probe)
     if tr then transitions[#transitions + 1] = breaker_transition_json(tr) end
@@ -277,10 +281,10 @@ for _, lane in ipairs(mine) do
   -- A read whose jobs were parked for their groups is followed by another, so a busy group at
   -- the head of a stream does not hold back the groups behind it.
   while not (disabled or #jobs >= want or retry_after > 0) do
-    local refs = read(lane[1], want - #jobs, lane[2])
+    local refs, whos = read(lane[1], want - #jobs, lane[2])
     local parked_here = 0
-    for _, ref in ipairs(refs) do
-      if consider(ref, lane) then parked_here = parked_here + 1 end
+    for i, ref in ipairs(refs) do
+      if consider(ref, whos[i], lane) then parked_here = parked_here + 1 end
     end
     parked = parked + parked_here
     if parked_here == 0 or parked >= PARK_BUDGET then break end
@@ -291,9 +295,10 @@ end
 -- as scheduled with their retry time instead of looking stuck.
 if retry_after > 0 then
   for _, lane in ipairs(mine) do
-    for _, ref in ipairs(read(lane[1], 200, lane[2])) do
+    local refs, whos = read(lane[1], 200, lane[2])
+    for i, ref in ipairs(refs) do
       local j = job_at(prefix, ref, tool)
-      local who = in_lane(tenant_of(ref), lane[2])
+      local who = whos[i]
       freed[who] = (freed[who] or 0) + 1
       if load(j, { 'waiting' }) and j.h.state == S.queued then hold(j, retry_after) end
     end

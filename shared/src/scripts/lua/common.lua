@@ -38,8 +38,10 @@ local JOB_BASE = { 'state', 'evseq', 'evs', 'watch', 'watch_end', 'parent', 'hos
 
 -- A job of this tool by its ref `<tenant>/<cid>`; `prefix` is the tool's key prefix.
 -- (Its stream key `j.ev` and notify tag `j.tag` are built only when needed: `ev_key`, `tag_of`.)
+-- (`h` and `seq` are set by `load`; naming them here sizes the table once.)
 local function job_at(prefix, ref, tool)
-  return { key = prefix .. K.job .. ref, prefix = prefix, ref = ref, tool = tool }
+  return { key = prefix .. K.job .. ref, prefix = prefix, ref = ref, tool = tool, h = false,
+    seq = false }
 end
 local function ev_key(j)
   return j.prefix .. K.ev .. j.ref
@@ -80,7 +82,7 @@ local function load_all(j)
   local h = {}
   for i = 1, #v, 2 do h[v[i]] = v[i + 1] end
   j.h = h
-  j.seq = tonumber(h.evseq or '1')
+  j.seq = h.evseq and tonumber(h.evseq) or 1
   return h.state ~= nil
 end
 
@@ -154,23 +156,45 @@ local function publish_end(j, now)
 end
 
 -- One HSET for everything a step changes: the given field/value pairs, the event position and
--- the update time.
-local function save(j, now, pairs_)
+-- the update time — unless the pairs carry the step's time already (`stamped`: a start's
+-- `started_ms`, an end's `finished_ms`). A job's last change is therefore the latest of
+-- `updated_ms`, `started_ms` and `finished_ms` (`changed_at`; `JobDocument::from_hash`): the
+-- two hot steps write one field fewer, and each field a job's hash holds costs Redis ~4,000
+-- instructions over the job's life (BENCHMARKS.md "Engine v8").
+local function save(j, now, pairs_, stamped)
   for i = 2, #pairs_, 2 do
-    if type(pairs_[i]) == 'number' then pairs_[i] = int(pairs_[i]) end
+    local v = pairs_[i]
+    if type(v) == 'number' then pairs_[i] = int_text[v] or int(v) end
   end
-  redis.call('HSET', j.key, 'evseq', int(j.seq), 'updated_ms', int(now), unpack(pairs_))
+  if stamped then
+    redis.call('HSET', j.key, 'evseq', int(j.seq), unpack(pairs_))
+  else
+    redis.call('HSET', j.key, 'evseq', int(j.seq), 'updated_ms', int(now), unpack(pairs_))
+  end
+end
+local function changed_at(h)
+  return math.max(tonumber(h.updated_ms or '0'), tonumber(h.started_ms or '0'),
+    tonumber(h.finished_ms or '0'), tonumber(h.created_ms or '0'))
+end
+
+-- How often a job was handed to a worker: `deliveries` when the hash holds it, else its
+-- `attempt` (the two differ only after a hand-back or a deferral, which write `deliveries`;
+-- a start writes it only when the hash holds it already).
+local function deliveries_of(h)
+  return tonumber(h.deliveries or h.attempt or '0')
 end
 
 -- Creates the job's event stream if it does not exist yet, seeded with what a watcher missed,
 -- synthesized from the hash: the creation state at position 1 and the current state at the
 -- current position (for a finished job: its final `state` and `done`). Needs j.h fields
--- created_ms, updated_ms, worker, retry_at_ms (load them with SEED_FIELDS).
-local SEED_FIELDS = { 'created_ms', 'updated_ms', 'worker', 'retry_at_ms', 'attempt', 'approval' }
+-- created_ms, updated_ms, started_ms, finished_ms, worker, retry_at_ms (load them with
+-- SEED_FIELDS).
+local SEED_FIELDS = { 'created_ms', 'updated_ms', 'started_ms', 'finished_ms', 'worker',
+  'retry_at_ms', 'attempt', 'approval' }
 local function seed(j)
   if j.h.evs == '1' then return end
   local st = j.h.state
-  local at = tonumber(j.h.updated_ms or j.h.created_ms or '0')
+  local at = changed_at(j.h)
   local created = tonumber(j.h.created_ms or '0')
   local function add(pos, kind, data)
     redis.call('XADD', ev_key(j), '0-' .. pos, 'type', kind, 'data', data)
@@ -247,25 +271,39 @@ local function flush_counts(countskey)
 end
 
 -- Starts job `j` (loaded, `queued`) on `worker`: `running`, its attempt and deliveries counted,
--- a fresh fencing token, the `running` event, one HSET. `gen` and `probe` are the breaker
+-- a fresh fencing token, the `running` event, one HSET. Its queue wait is not stored: it is
+-- `started_ms` − (`ready_ms` or `created_ms`), which the hash keeps (`JobDocument::from_hash`). `gen` and `probe` are the breaker
 -- generation and probe it was admitted under (0, ''). Used by claim.lua and by enqueue.lua's
 -- direct start. Returns the job as its worker gets it (an entry of claim.lua's reply, or of the
 -- worker's inbox) and its queue wait (ms); the caller adds the lease and the wait sample.
 local function start_job(j, worker, now, gen, probe)
   local h = j.h
-  local attempt = tonumber(h.attempt or '0') + 1
-  local fence = tonumber(h.fence or '0') + 1
+  -- (`tonumber` of a string costs a `strtod`: absent fields are not converted.)
+  local attempt = h.attempt and tonumber(h.attempt) + 1 or 1
+  local fence = h.fence and tonumber(h.fence) + 1 or 1
   -- (Never below 0: after a failover the new primary's clock may be behind the stamps.)
   local wait = math.max(0, now - tonumber(h.ready_ms or h.created_ms or now))
-  local set = { 'state', S.running, 'attempt', attempt,
-    'deliveries', tonumber(h.deliveries or '0') + 1, 'fence', fence, 'started_ms', now,
-    'worker', worker, 'queue_wait_ms', wait }
+  local set = { 'state', S.running, 'attempt', attempt, 'fence', fence, 'started_ms', now,
+    'worker', worker }
+  if h.deliveries then set[#set + 1] = 'deliveries'; set[#set + 1] = deliveries_of(h) + 1 end
   if gen ~= 0 then set[#set + 1] = 'bgen'; set[#set + 1] = gen end
   if probe ~= '' or h.probe then set[#set + 1] = 'probe'; set[#set + 1] = probe end
   if h.cancel_requested == '1' then set[#set + 1] = 'cancel_requested'; set[#set + 1] = '0' end
   count(S.queued, S.running, j)
-  emit_state(j, 'state', S.running, now, { worker = worker })
-  save(j, now, set)
+  if h.evs == '1' or h.watch then
+    emit_state(j, 'state', S.running, now, { worker = worker })
+  else
+    -- (No stream and no watcher: only the position moves. Each helper call costs Redis ~1,000
+    -- instructions; the hot steps make none they need not.)
+    j.seq = j.seq + 1
+  end
+  save(j, now, set, true)
+  -- (The tuple's last seven fields are left out when the job has none of them: each element
+  -- of a claim's reply costs Redis ~1,000 instructions. `claimed_job` in reply.rs.)
+  if not (h.template or h.args_raw or h.intrusive or h.timeout_sec or h.needs_raw or h.parent
+      or h.engagement) then
+    return { j.ref, fence, attempt, wait, h.target or '' }, wait
+  end
   return { j.ref, fence, attempt, wait, h.target or '', h.template or '',
     h.args_raw or '', h.intrusive or '0', h.timeout_sec or D.timeout_sec, h.needs_raw or '0',
     h.parent or '', h.engagement or '' }, wait
@@ -332,15 +370,21 @@ end
 -- Ends a job for good: finish time (and run time when it ran), the state change, a dead letter
 -- for a failure, the final `state` and `done` events, the retention TTLs and, for a watched job,
 -- its end with its document (`publish_end`). `set` holds the caller's own field/value pairs for
--- the same HSET.
--- f = { j, from, to, now, started (nil if it never ran), dead, result_ttl, dead_ttl, set }
+-- the same HSET. The run time is `finished_ms` − `started_ms` (`JobDocument::from_hash`), so
+-- `duration_ms` is written only when that is not it: '' for an end that did not come from a run
+-- of a job whose hash holds an earlier attempt's start (j.h.started_ms must be loaded).
+-- f = { j, from, to, now, started (nil if it never ran, else the hash's `started_ms` or now),
+--   dead, result_ttl, dead_ttl, set }
 local function finish(f)
   local j, set = f.j, f.set or {}
   set[#set + 1] = 'finished_ms'
   set[#set + 1] = f.now
-  if f.started then
+  if f.started and not j.h.started_ms then
     set[#set + 1] = 'duration_ms'
     set[#set + 1] = f.now - f.started
+  elseif j.h.started_ms and not f.started then
+    set[#set + 1] = 'duration_ms'
+    set[#set + 1] = ''
   end
   set[#set + 1] = 'state'
   set[#set + 1] = f.to
@@ -350,12 +394,16 @@ local function finish(f)
     redis.call('ZADD', f.dead, int(f.now), j.ref)
     ttl = f.dead_ttl
   end
-  store_state(j, 'state', f.to, f.now)
-  store_state(j, 'done', f.to, f.now)
-  save(j, f.now, set)
+  if j.h.evs == '1' then
+    store_state(j, 'state', f.to, f.now)
+    store_state(j, 'done', f.to, f.now)
+  else
+    j.seq = j.seq + 2
+  end
+  save(j, f.now, set, true)
   redis.call('PEXPIRE', j.key, int(ttl))
   if j.h.evs == '1' then redis.call('PEXPIRE', ev_key(j), int(ttl)) end
-  publish_end(j, f.now)
+  if j.h.watch then publish_end(j, f.now) end
 end
 
 -- A group's waiting list holds `<lane>|<ref>` items (`normal|blue/scan-1`,
@@ -371,9 +419,12 @@ end
 -- lane holds: 17 bytes instead of 36 (packed by the submitter, `CorrelationId::packed`: Lua
 -- would pay ~3 µs a job for it). Items written by older releases (`<lane>|<tenant>/<cid>`)
 -- read the same: a correlation ID holds no `/`.
+-- (Six `%x` of 32- and 16-bit groups: one `%02x` per byte cost 16 `sprintf`s, ~18,000 Redis
+-- instructions a job, against ~10,000; BENCHMARKS.md "Engine v8".)
 local function unpack_cid(item)
-  return string.format('%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x',
-    string.byte(item, 2, 17))
+  local a, b, c, d, e, f, g, h, i, j, k, l, m, n, o, p = string.byte(item, 2, 17)
+  return string.format('%08x-%04x-%04x-%04x-%04x%08x', ((a * 256 + b) * 256 + c) * 256 + d,
+    e * 256 + f, g * 256 + h, i * 256 + j, k * 256 + l, ((m * 256 + n) * 256 + o) * 256 + p)
 end
 -- `cid` is the ID as the item holds it: packed, or the ref's own.
 local function backlog_entry(lane, ref, cid)
@@ -382,8 +433,8 @@ local function backlog_entry(lane, ref, cid)
   return lane .. '|' .. cid
 end
 -- A backlog item's lane and the ID as it holds it; the lane ends at the first `|` (before any
--- packed bytes, which may hold one). `backlog_ref`: its lane and ref as a job of `who` (a
--- tenant in a lane, see `in_lane`).
+-- packed bytes, which may hold one). `backlog_item_ref`: its ref as a job of `tenant`, the
+-- tenant of a tenant in a lane (`tenant_in`; a claim finds it once per refill batch).
 local function backlog_split(item)
   if string.sub(item, 1, 1) ~= '#' then
     local bar = string.find(item, '|', 1, true)
@@ -391,12 +442,16 @@ local function backlog_split(item)
   end
   return 'normal', item
 end
-local function backlog_ref(item, who)
-  local lane, rest = backlog_split(item)
-  local tenant = string.match(who, '^raw:(.*)$') or who
-  if string.sub(rest, 1, 1) == '#' then return lane, tenant .. '/' .. unpack_cid(rest) end
-  if string.find(rest, '/', 1, true) then return lane, rest end
-  return lane, tenant .. '/' .. rest
+local function tenant_in(who)
+  return string.match(who, '^raw:(.*)$') or who
+end
+local HASH_BYTE = 35 -- '#'
+local function backlog_item_ref(item, tenant)
+  if string.byte(item, 1) == HASH_BYTE then return tenant .. '/' .. unpack_cid(item) end
+  local _, rest = backlog_split(item)
+  if string.byte(rest, 1) == HASH_BYTE then return tenant .. '/' .. unpack_cid(rest) end
+  if string.find(rest, '/', 1, true) then return rest end
+  return tenant .. '/' .. rest
 end
 
 -- Moves up to `n` of the backlogged jobs of `who` (a tenant in a lane, see `in_lane`) onto

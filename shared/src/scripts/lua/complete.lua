@@ -61,7 +61,8 @@ end
 
 for i = 8, #ARGV, 8 do
   local ref, fence, outcome = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  local result, err, delay = ARGV[i + 3], ARGV[i + 4], tonumber(ARGV[i + 5])
+  -- (Numbers are converted only where they are used: each `tonumber` of a string is a `strtod`.)
+  local result, err, delay = ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
   local b_outcome, b_reason = ARGV[i + 6], ARGV[i + 7]
   local j = job_at(prefix, ref, tool)
   load_all(j)
@@ -71,7 +72,7 @@ for i = 8, #ARGV, 8 do
     recorded[#recorded + 1] = ''
     owed[#owed + 1] = {}
   else
-    local gen = tonumber(h.bgen or '0')
+    local gen = h.bgen and tonumber(h.bgen) or 0
     if follow then
       recorded[#recorded + 1] = b_outcome
       owed[#owed + 1] = { gen, h.probe or '' }
@@ -87,8 +88,8 @@ for i = 8, #ARGV, 8 do
       if tr then transitions[#transitions + 1] = breaker_transition_json(tr) end
       bst = nil
     end
-    local tenant = tenant_of(ref)
-    if tonumber(h.max_running or '0') > 0 then
+    if h.max_running and tonumber(h.max_running) > 0 then
+      local tenant = tenant_of(ref)
       left_running(KEYS[16], tenant)
       refill_lanes(KEYS[14], KEYS[15], streams, tenant, 1)
     end
@@ -98,14 +99,15 @@ for i = 8, #ARGV, 8 do
     if h.cancel_requested == '1' and outcome ~= S.succeeded then
       outcome = S.cancelled
     end
-    local attempt, max_attempts = tonumber(h.attempt), tonumber(h.max_attempts or D.max_attempts)
-    if outcome == 'retry' and attempt >= max_attempts then
+    if outcome == 'retry'
+        and tonumber(h.attempt) >= tonumber(h.max_attempts or D.max_attempts) then
       outcome = S.failed
     end
     released[#released + 1] = ref
     local set = {}
     if result ~= '' then set[#set + 1] = 'result'; set[#set + 1] = result end
     if err ~= '' then set[#set + 1] = 'error'; set[#set + 1] = err end
+    if outcome == 'retry' or outcome == 'defer' then delay = tonumber(delay) end
     if outcome == 'retry' then
       redis.call('ZADD', sched, now + delay, ref)
       count(S.running, S.scheduled, j)
@@ -120,8 +122,8 @@ for i = 8, #ARGV, 8 do
       emit_state(j, 'state', S.scheduled, now, { retry_at_ms = now + delay, reason = 'window' })
       set[#set + 1] = 'state'; set[#set + 1] = S.scheduled
       set[#set + 1] = 'retry_at_ms'; set[#set + 1] = now + delay
-      set[#set + 1] = 'attempt'; set[#set + 1] = attempt - 1
-      set[#set + 1] = 'deliveries'; set[#set + 1] = math.max(0, tonumber(h.deliveries or '1') - 1)
+      set[#set + 1] = 'attempt'; set[#set + 1] = tonumber(h.attempt) - 1
+      set[#set + 1] = 'deliveries'; set[#set + 1] = math.max(0, deliveries_of(h) - 1)
       set[#set + 1] = 'waiting'; set[#set + 1] = WAITING_WINDOW
       save(j, now, set)
       out[#out + 1] = S.scheduled
@@ -130,7 +132,9 @@ for i = 8, #ARGV, 8 do
       count(S.running, S.queued, j)
       emit_state(j, 'state', S.queued, now, { reason = 'handed back' })
       set[#set + 1] = 'state'; set[#set + 1] = S.queued
-      set[#set + 1] = 'attempt'; set[#set + 1] = attempt - 1
+      set[#set + 1] = 'attempt'; set[#set + 1] = tonumber(h.attempt) - 1
+      -- (The hand-back does not count as an attempt, but was a delivery.)
+      set[#set + 1] = 'deliveries'; set[#set + 1] = deliveries_of(h)
       set[#set + 1] = 'ready_ms'; set[#set + 1] = now
       save(j, now, set)
       out[#out + 1] = S.queued

@@ -18,7 +18,7 @@
 Q.maxev, Q.channel = tonumber(ARGV[3]), ARGV[4]
 local streams = lanes({ KEYS[4], KEYS[5], KEYS[6] }, { KEYS[9], KEYS[10], KEYS[11] })
 local j = job_at(KEYS[1], ARGV[1], ARGV[5])
-if not load(j, { 'priority', 'needs_raw', 'retry_at_ms' }) then
+if not load(j, { 'priority', 'needs_raw', 'retry_at_ms', 'started_ms' }) then
   return { 'missing' }
 end
 local state = j.h.state

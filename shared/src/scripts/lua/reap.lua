@@ -63,7 +63,7 @@ for _, ref in ipairs(lapsed) do
     local to
     if h.cancel_requested == '1' then
       to = S.cancelled
-    elseif attempt >= max_attempts or tonumber(h.deliveries) >= max_deliveries then
+    elseif attempt >= max_attempts or deliveries_of(h) >= max_deliveries then
       to = S.failed
     else
       to = S.scheduled

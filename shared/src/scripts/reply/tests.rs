@@ -124,6 +124,35 @@ fn a_claimed_job_has_exactly_the_fields_the_worker_needs() {
         Value::Int(0),
     ]);
     assert!(claimed(short).is_err());
+    // A job with none of the last seven gets the first five (`start_job` in common.lua).
+    let plain = arr(vec![
+        arr(vec![job(&["t/d", "1", "1", "0", "127.0.0.2"])]),
+        Value::Int(0),
+        arr(vec![]),
+        Value::Int(0),
+        Value::Int(0),
+    ]);
+    assert_eq!(
+        claimed(plain).unwrap().jobs,
+        vec![ClaimedJob {
+            job_ref: "t/d".into(),
+            fence: 1,
+            attempt: 1,
+            queue_wait_ms: 0,
+            target: "127.0.0.2".into(),
+            template: String::new(),
+            args_raw: String::new(),
+            intrusive: false,
+            timeout_sec: Some(crate::domain::STORED_DEFAULT_TIMEOUT_SEC),
+            needs_raw: false,
+            parent: String::new(),
+            engagement: String::new(),
+        }]
+    );
+    assert_eq!(
+        inbox_job(r#"["t/d",1,1,0,"127.0.0.2"]"#).unwrap().target,
+        "127.0.0.2"
+    );
     let bad_fence = arr(vec![
         arr(vec![job(&["t/c", "x", "1", "0", "", "", "", "0", "", "0"])]),
         Value::Int(0),
