@@ -25,9 +25,10 @@ macro_rules! summary_fields {
     ($($extra:literal),*) => {
         &[
             "state", "zplan", "target", "attempt", "max_attempts", "priority", "created_ms",
-            "started_ms", "finished_ms", "retry_at_ms", "updated_ms", "ready_ms", "queue_wait_ms",
-            "duration_ms", "worker", "progress", "error", "schedule_id", "needs_raw", "parent",
-            "tally", "waiting", "tgroup", "submitted_by", "evseq", $($extra),*
+            "started_ms", "finished_ms", "retry_at_ms", "updated_ms", "ready_ms",
+            "queue_wait_ms", "duration_ms", "worker", "progress", "error", "schedule_id",
+            "needs_raw", "parent", "tally", "waiting", "tgroup", "submitted_by", "evseq",
+            $($extra),*
         ]
     };
 }

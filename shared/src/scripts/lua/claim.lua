@@ -45,12 +45,13 @@
 -- Returns {jobs, retry_after_ms, transitions, parked, drained}: jobs = array of
 -- {ref, fence, attempt, queue_wait_ms, target, template, args_raw, intrusive, timeout_sec,
 -- needs_raw, parent, engagement} (the worker judges the engagement's window again), or its
--- first five when the job has none of the rest (`start_job`) (only what the worker needs); retry_after_ms > 0 when the breaker refused; transitions =
--- breaker transitions made here, as JSON; parked = jobs parked for their group here; drained =
--- 1 when the streams this worker reads are known to be empty after the call (see the end); then,
--- with no gate, the breaker after the call: state, generation, and 1 when a success would
--- change nothing (closed, no failure streak); then how many of `jobs` (the last) were started on
--- the worker's offer (ARGV[15]).
+-- first five when the job has none of the rest (`start_job`): only what the worker needs;
+-- retry_after_ms > 0 when the breaker refused; transitions = breaker transitions made here,
+-- as JSON; parked = jobs parked for their group here; drained = 1 when the streams this worker
+-- reads are known to be empty after the call (see the end); then, with no gate, the breaker
+-- after the call: state, generation, and 1 when a success would change nothing (closed, no
+-- failure streak); then how many of `jobs` (the last) were started on the worker's offer
+-- (ARGV[15]).
 -- (An idle worker then blocks reading the ready streams
 -- from `0-0`: a stream holds only unclaimed entries.)
 

@@ -272,10 +272,11 @@ end
 
 -- Starts job `j` (loaded, `queued`) on `worker`: `running`, its attempt and deliveries counted,
 -- a fresh fencing token, the `running` event, one HSET. Its queue wait is not stored: it is
--- `started_ms` − (`ready_ms` or `created_ms`), which the hash keeps (`JobDocument::from_hash`). `gen` and `probe` are the breaker
--- generation and probe it was admitted under (0, ''). Used by claim.lua and by enqueue.lua's
--- direct start. Returns the job as its worker gets it (an entry of claim.lua's reply, or of the
--- worker's inbox) and its queue wait (ms); the caller adds the lease and the wait sample.
+-- `started_ms` − (`ready_ms` or `created_ms`), which the hash keeps (`JobDocument::from_hash`).
+-- `gen` and `probe` are the breaker generation and probe it was admitted under (0, ''). Used by
+-- claim.lua and by enqueue.lua's direct start. Returns the job as its worker gets it (an entry
+-- of claim.lua's reply, or of the worker's inbox) and its queue wait (ms); the caller adds the
+-- lease and the wait sample.
 local function start_job(j, worker, now, gen, probe)
   local h = j.h
   -- (`tonumber` of a string costs a `strtod`: absent fields are not converted.)
