@@ -158,8 +158,8 @@ end
 -- One HSET for everything a step changes: the given field/value pairs, the event position and
 -- the update time — unless the pairs carry the step's time already (`stamped`: a start's
 -- `started_ms`, an end's `finished_ms`). A job's last change is therefore the latest of
--- `updated_ms`, `started_ms` and `finished_ms` (`changed_at`; `JobDocument::from_hash`): the
--- two hot steps write one field fewer, and each field a job's hash holds costs Redis ~4,000
+-- `updated_ms`, `started_ms` and `finished_ms` (`changed_at`, which `seed` uses): the two hot
+-- steps write one field fewer, and each field a job's hash holds costs Redis ~4,000
 -- instructions over the job's life (BENCHMARKS.md "Engine v8").
 local function save(j, now, pairs_, stamped)
   for i = 2, #pairs_, 2 do
